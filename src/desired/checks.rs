@@ -1,0 +1,235 @@
+//! Pure checks of single values: host paths, modes, package names, EVRs,
+//! unit names and resource references. Each returns the problem in words, so
+//! the caller can place it at the right span.
+
+use super::model::{Kind, ResourceId};
+
+/// Host paths that driftless never manages: kernel and runtime filesystems
+/// whose contents are not files an operator should write through GitOps.
+pub const FORBIDDEN_ROOTS: [&str; 4] = ["/proc", "/sys", "/dev", "/run"];
+
+/// Checks that `path` is an absolute, normalised host path outside the
+/// forbidden trees and outside `state_dir`.
+pub fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("path `{path}` must be absolute (start with /)"));
+    }
+    if path == "/" {
+        return Err("path `/` cannot be managed".to_owned());
+    }
+    if path.ends_with('/') {
+        return Err(format!("path `{path}` must not end with /"));
+    }
+    if path.contains('\0') {
+        return Err("path contains a NUL byte".to_owned());
+    }
+    for comp in path[1..].split('/') {
+        match comp {
+            "" => return Err(format!("path `{path}` contains an empty component (//)")),
+            "." | ".." => {
+                return Err(format!(
+                    "path `{path}` must be normalised (no `.` or `..` components)"
+                ));
+            }
+            _ => {}
+        }
+    }
+    for root in FORBIDDEN_ROOTS.iter().copied().chain([state_dir]) {
+        if path == root || path.starts_with(&format!("{root}/")) {
+            return Err(format!(
+                "path `{path}` is under {root}, which driftless does not manage"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses an octal mode string such as `"0644"` or `"755"`.
+pub fn mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!(
+            "mode `{text}` is not an octal number such as \"0644\""
+        ));
+    }
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => Err(format!("mode `{text}` is above 07777")),
+    }
+}
+
+/// Checks an RPM package name: what rpm accepts in a Name tag, without
+/// spaces, version operators or glob characters that dnf would expand.
+pub fn package_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._+-".contains(c);
+    if name.is_empty() {
+        return Err("package name is empty".to_owned());
+    }
+    if !name.chars().all(ok_char) || name.starts_with(['-', '.']) {
+        return Err(format!(
+            "package name `{name}` is malformed (letters, digits and . _ + - only)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an exact EVR: `[epoch:]version-release`, as `1.20.1-14.el9` or
+/// `2:1.0-1`. The release is required: a pin must name one build.
+pub fn evr(text: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "version `{text}` is not an exact EVR such as \"1.20.1-14.el9\" or \"2:1.0-1\""
+        )
+    };
+    let (epoch, vr) = match text.split_once(':') {
+        Some((e, rest)) => (Some(e), rest),
+        None => (None, text),
+    };
+    if let Some(e) = epoch
+        && (e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    let (version, release) = vr.rsplit_once('-').ok_or_else(bad)?;
+    let ok_part = |s: &str| {
+        !s.is_empty()
+            && s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._+~^".contains(c))
+    };
+    if !ok_part(version) || !ok_part(release) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Completes a unit name (`nginx` becomes `nginx.service`) and checks it.
+pub fn unit_name(name: &str) -> Result<String, String> {
+    const SUFFIXES: [&str; 6] = [".service", ".socket", ".timer", ".path", ".mount", ".target"];
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c);
+    if name.is_empty() || !name.chars().all(ok_char) {
+        return Err(format!("unit name `{name}` is malformed"));
+    }
+    if SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        Ok(name.to_owned())
+    } else if name.contains('.') && !name.contains('@') {
+        Err(format!(
+            "unit `{name}` has an unsupported suffix (use one of {})",
+            SUFFIXES.join(", ")
+        ))
+    } else {
+        Ok(format!("{name}.service"))
+    }
+}
+
+/// Parses a reference such as `file:/etc/nginx/nginx.conf` or `package:nginx`.
+/// Service references complete the unit name like `[[service]]` does.
+pub fn reference(text: &str) -> Result<ResourceId, String> {
+    let (kind, key) = text.split_once(':').ok_or_else(|| {
+        format!("reference `{text}` must be written kind:name, as \"file:/etc/nginx/nginx.conf\"")
+    })?;
+    let kind = Kind::parse(kind).ok_or_else(|| {
+        format!(
+            "reference `{text}` names an unknown kind `{kind}` (use repo, package, directory, file, symlink or service)"
+        )
+    })?;
+    let key = if kind == Kind::Service {
+        unit_name(key)?
+    } else {
+        key.to_owned()
+    };
+    Ok(ResourceId::new(kind, key))
+}
+
+/// Checks a repository id: it becomes a file name.
+pub fn repo_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-:".contains(c);
+    if name.is_empty() || !name.chars().all(ok_char) || name.starts_with('.') {
+        return Err(format!(
+            "repo name `{name}` is malformed (letters, digits and . _ - : only)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_paths() {
+        assert!(host_path("/etc/motd", "/var/lib/driftless").is_ok());
+        for bad in [
+            "etc/motd",
+            "/",
+            "/etc/",
+            "/etc//motd",
+            "/etc/./motd",
+            "/etc/../motd",
+            "/proc/sys/kernel",
+            "/sys",
+            "/dev/null",
+            "/run/x",
+            "/var/lib/driftless/state",
+        ] {
+            assert!(host_path(bad, "/var/lib/driftless").is_err(), "{bad}");
+        }
+        // A prefix match is not a path match.
+        assert!(host_path("/running/x", "/var/lib/driftless").is_ok());
+        assert!(host_path("/var/lib/driftless2/x", "/var/lib/driftless").is_ok());
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(mode("0644"), Ok(0o644));
+        assert_eq!(mode("755"), Ok(0o755));
+        assert_eq!(mode("04755"), Ok(0o4755));
+        assert_eq!(mode("07777"), Ok(0o7777));
+        for bad in ["", "0x1a", "0888", "17777", "rw-r--r--", "-644", "0644 "] {
+            assert!(mode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn package_names() {
+        for ok in ["nginx", "python3.11-pip", "libstdc++", "perl-Data-Dumper", "kernel_x"] {
+            assert!(package_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "nginx>=1", "a b", "-rf", "ng*nx", "n/x"] {
+            assert!(package_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn evrs() {
+        for ok in ["1.20.1-14.el9", "2:1.0-1", "1.0~rc1-1", "1.0^git1-2.fc40", "0:1-1"] {
+            assert!(evr(ok).is_ok(), "{ok}");
+        }
+        for bad in ["1.0", "-1", "1.0-", ":1.0-1", "x:1.0-1", "1.0 -1", "1.0-1-", "latest"] {
+            assert!(evr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unit_names() {
+        assert_eq!(unit_name("nginx").as_deref(), Ok("nginx.service"));
+        assert_eq!(unit_name("getty@tty1").as_deref(), Ok("getty@tty1.service"));
+        assert_eq!(unit_name("fstrim.timer").as_deref(), Ok("fstrim.timer"));
+        assert!(unit_name("a b").is_err());
+        assert!(unit_name("x.conf").is_err());
+    }
+
+    #[test]
+    fn references() {
+        assert_eq!(
+            reference("file:/etc/x"),
+            Ok(ResourceId::new(Kind::File, "/etc/x"))
+        );
+        assert_eq!(
+            reference("service:nginx"),
+            Ok(ResourceId::new(Kind::Service, "nginx.service"))
+        );
+        assert!(reference("nginx").is_err());
+        assert!(reference("fiel:/etc/x").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! The config-repo model: what operators write, and what one host should be.
+//!
+//! Pure: nothing here touches the host, git or the network. The repo is read
+//! through [`tree::ConfigTree`]; facts arrive as a value.
+
+pub mod checks;
+pub mod diag;
+pub mod facts;
+pub mod load;
+pub mod model;
+pub mod parse;
+pub mod schema;
+pub mod template;
+pub mod tree;
+
+pub use diag::Diagnostic;
+pub use facts::Facts;
+pub use load::{LoadError, LoadOptions, load};
+pub use model::DesiredState;
+pub use tree::{ConfigTree, EntryKind, MemTree};

@@ -1,0 +1,363 @@
+//! The desired state of one host, as the planner consumes it.
+//!
+//! Everything here is already validated: paths are absolute and normalised,
+//! modes are in range, file contents are read and templates rendered. Types
+//! downstream never re-check.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::diag::Origin;
+
+/// The kinds of resource, in the order a converge applies them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A dnf repository file under `/etc/yum.repos.d`.
+    Repo,
+    /// An RPM package.
+    Package,
+    /// A directory.
+    Directory,
+    /// A regular file.
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// A systemd unit.
+    Service,
+}
+
+impl Kind {
+    /// The word used in references (`file:/etc/motd`) and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Repo => "repo",
+            Kind::Package => "package",
+            Kind::Directory => "directory",
+            Kind::File => "file",
+            Kind::Symlink => "symlink",
+            Kind::Service => "service",
+        }
+    }
+
+    /// Every kind, in apply order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Repo,
+        Kind::Package,
+        Kind::Directory,
+        Kind::File,
+        Kind::Symlink,
+        Kind::Service,
+    ];
+
+    /// Parses the word of a reference.
+    pub fn parse(word: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+/// The identity of a resource: one package by name, one path by path, one
+/// unit by unit name. Written `kind:key`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ResourceId {
+    /// What kind of thing.
+    pub kind: Kind,
+    /// Its key: a name, an absolute path or a unit name.
+    pub key: String,
+}
+
+impl ResourceId {
+    /// Builds an identity.
+    pub fn new(kind: Kind, key: impl Into<String>) -> Self {
+        Self {
+            kind,
+            key: key.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.key)
+    }
+}
+
+/// Present or absent, for resources that can be removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ensure {
+    /// The resource must exist as declared.
+    Present,
+    /// The resource must not exist.
+    Absent,
+}
+
+/// The state a package should be in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "version")]
+pub enum PackageState {
+    /// Installed, any version (or exactly `Some(evr)`).
+    Present(Option<String>),
+    /// Not installed.
+    Absent,
+    /// Installed at the newest version the repositories offer.
+    Latest,
+}
+
+/// A dnf repository, written as `/etc/yum.repos.d/<name>.repo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Repo {
+    /// Repository id, also the file name.
+    pub name: String,
+    /// Where packages come from.
+    pub location: RepoLocation,
+    /// `enabled=` in the repo file.
+    pub enabled: bool,
+    /// `gpgcheck=` in the repo file.
+    pub gpgcheck: bool,
+    /// `gpgkey=` in the repo file.
+    pub gpgkey: Option<String>,
+    /// `name=` in the repo file (a human description).
+    pub description: Option<String>,
+    /// Present or absent.
+    pub ensure: Ensure,
+}
+
+/// The one source of a repository's packages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepoLocation {
+    /// `baseurl=`
+    Baseurl(String),
+    /// `metalink=`
+    Metalink(String),
+    /// `mirrorlist=`
+    Mirrorlist(String),
+}
+
+impl Repo {
+    /// The path of the repo file on the host.
+    pub fn path(&self) -> String {
+        format!("/etc/yum.repos.d/{}.repo", self.name)
+    }
+
+    /// The exact bytes of the repo file.
+    pub fn render(&self) -> Vec<u8> {
+        let (key, url) = match &self.location {
+            RepoLocation::Baseurl(u) => ("baseurl", u),
+            RepoLocation::Metalink(u) => ("metalink", u),
+            RepoLocation::Mirrorlist(u) => ("mirrorlist", u),
+        };
+        let mut s = String::from("# Managed by driftless: local changes are overwritten.\n");
+        s.push_str(&format!("[{}]\n", self.name));
+        s.push_str(&format!(
+            "name={}\n",
+            self.description.as_deref().unwrap_or(&self.name)
+        ));
+        s.push_str(&format!("{key}={url}\n"));
+        s.push_str(&format!("enabled={}\n", u8::from(self.enabled)));
+        s.push_str(&format!("gpgcheck={}\n", u8::from(self.gpgcheck)));
+        if let Some(k) = &self.gpgkey {
+            s.push_str(&format!("gpgkey={k}\n"));
+        }
+        s.into_bytes()
+    }
+}
+
+/// An RPM package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Package {
+    /// Package name.
+    pub name: String,
+    /// What should be installed.
+    pub state: PackageState,
+}
+
+/// Owner, group and permission bits of a path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Meta {
+    /// User name or numeric uid.
+    pub owner: String,
+    /// Group name or numeric gid.
+    pub group: String,
+    /// Permission bits, at most 0o7777.
+    pub mode: u32,
+}
+
+/// A regular file with its final (read and rendered) content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct File {
+    /// Absolute, normalised path on the host.
+    pub path: String,
+    /// Present (with content and metadata) or absent.
+    pub ensure: Ensure,
+    /// The exact bytes the file must hold (empty when absent).
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    /// Ownership and mode.
+    pub meta: Meta,
+    /// Never show the content in diffs or logs.
+    pub sensitive: bool,
+}
+
+/// A directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Directory {
+    /// Absolute, normalised path.
+    pub path: String,
+    /// Present or absent (only an empty directory is removed).
+    pub ensure: Ensure,
+    /// Ownership and mode.
+    pub meta: Meta,
+}
+
+/// A symbolic link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Symlink {
+    /// Absolute, normalised path of the link itself.
+    pub path: String,
+    /// What the link points to, stored verbatim.
+    pub target: String,
+    /// Present or absent.
+    pub ensure: Ensure,
+}
+
+/// Whether a unit should run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Active.
+    Running,
+    /// Inactive.
+    Stopped,
+}
+
+/// A systemd unit. Unset fields are not managed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// Full unit name (`nginx.service`).
+    pub unit: String,
+    /// Enabled at boot, if managed.
+    pub enabled: Option<bool>,
+    /// Running or stopped, if managed.
+    pub state: Option<RunState>,
+    /// Restart the unit when any of these changed in a converge.
+    pub restart_on: Vec<ResourceId>,
+    /// Reload the unit when any of these changed in a converge.
+    pub reload_on: Vec<ResourceId>,
+}
+
+/// What a health check probes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// Run this argv; exit 0 is healthy.
+    Command(Vec<String>),
+    /// This unit must be active.
+    Service(String),
+    /// This URL must answer 2xx.
+    Http(String),
+}
+
+/// A health check that gates a converge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Unique name.
+    pub name: String,
+    /// What to probe.
+    pub probe: Probe,
+    /// Limit of one attempt.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Attempts after the first failure.
+    pub retries: u32,
+    /// Pause between attempts.
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+}
+
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// One declared resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Resource {
+    /// See [`Repo`].
+    Repo(Repo),
+    /// See [`Package`].
+    Package(Package),
+    /// See [`Directory`].
+    Directory(Directory),
+    /// See [`File`].
+    File(File),
+    /// See [`Symlink`].
+    Symlink(Symlink),
+    /// See [`Service`].
+    Service(Service),
+}
+
+impl Resource {
+    /// The identity of this resource.
+    pub fn id(&self) -> ResourceId {
+        match self {
+            Resource::Repo(r) => ResourceId::new(Kind::Repo, &r.name),
+            Resource::Package(p) => ResourceId::new(Kind::Package, &p.name),
+            Resource::Directory(d) => ResourceId::new(Kind::Directory, &d.path),
+            Resource::File(f) => ResourceId::new(Kind::File, &f.path),
+            Resource::Symlink(s) => ResourceId::new(Kind::Symlink, &s.path),
+            Resource::Service(s) => ResourceId::new(Kind::Service, &s.unit),
+        }
+    }
+
+    /// The host path this resource manages, if it is a filesystem object.
+    pub fn path(&self) -> Option<String> {
+        match self {
+            Resource::Repo(r) => Some(r.path()),
+            Resource::Directory(d) => Some(d.path.clone()),
+            Resource::File(f) => Some(f.path.clone()),
+            Resource::Symlink(s) => Some(s.path.clone()),
+            Resource::Package(_) | Resource::Service(_) => None,
+        }
+    }
+}
+
+/// A resource with where it was declared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Declared {
+    /// The resource.
+    pub resource: Resource,
+    /// The file and line that declared it (the winner, when a host overrides
+    /// a role).
+    pub origin: Origin,
+}
+
+/// Everything one host should be.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DesiredState {
+    /// Host name the state was computed for.
+    pub host: String,
+    /// The repo file chosen for the host (`hosts/web1.toml`).
+    pub host_file: String,
+    /// Roles applied, in order.
+    pub roles: Vec<String>,
+    /// Resources in apply order (repos, packages, directories, files and
+    /// symlinks, services).
+    pub resources: Vec<Declared>,
+    /// Health checks.
+    pub checks: Vec<Check>,
+}
+
+impl DesiredState {
+    /// Whether the state declares any package or service.
+    pub fn has_kind(&self, kind: Kind) -> bool {
+        self.resources.iter().any(|d| d.resource.id().kind == kind)
+    }
+}

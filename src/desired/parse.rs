@@ -1,0 +1,636 @@
+//! Parsing one host or role file into declarations, collecting every error.
+
+use std::time::Duration;
+
+use toml::de::DeValue;
+
+use super::checks;
+use super::diag::Origin;
+use super::model::{
+    Check, Directory, Ensure, Meta, Package, PackageState, Probe, Repo, RepoLocation, ResourceId,
+    RunState, Service, Symlink,
+};
+use super::schema::{Ctx, Fields, Sp, array_of_tables, parse_document};
+
+/// Default mode of managed files.
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+/// Default mode of managed directories.
+pub const DEFAULT_DIR_MODE: u32 = 0o755;
+/// Default owner and group.
+pub const DEFAULT_OWNER: &str = "root";
+/// Default time limit of one health-check attempt.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default retries of a health check.
+pub const DEFAULT_CHECK_RETRIES: u32 = 3;
+/// Default pause between health-check attempts.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+const TOP_KEYS: &[&str] = &[
+    "roles", "vars", "package", "repo", "file", "directory", "symlink", "service", "check",
+];
+const PACKAGE_KEYS: &[&str] = &["name", "state", "version"];
+const REPO_KEYS: &[&str] = &[
+    "name", "baseurl", "metalink", "mirrorlist", "enabled", "gpgcheck", "gpgkey", "description",
+    "state",
+];
+const FILE_KEYS: &[&str] = &[
+    "path", "source", "content", "template", "owner", "group", "mode", "state", "sensitive",
+];
+const DIR_KEYS: &[&str] = &["path", "owner", "group", "mode", "state"];
+const SYMLINK_KEYS: &[&str] = &["path", "target", "state"];
+const SERVICE_KEYS: &[&str] = &["name", "enabled", "state", "restart_on", "reload_on"];
+const CHECK_KEYS: &[&str] = &[
+    "name", "command", "service", "http", "timeout", "retries", "interval",
+];
+
+/// Where a file's bytes come from, before templates are rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentSpec {
+    /// Inline `content = "..."`.
+    Inline(String),
+    /// `source = "files/..."`, a repo-relative path.
+    Source(String),
+    /// Neither (only valid with `state = "absent"`).
+    Nothing,
+}
+
+/// A `[[file]]` before its content is read and rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Host path.
+    pub path: String,
+    /// Present or absent.
+    pub ensure: Ensure,
+    /// Content source.
+    pub content: ContentSpec,
+    /// Render with minijinja.
+    pub template: bool,
+    /// Ownership and mode.
+    pub meta: Meta,
+    /// No diffs or content in logs.
+    pub sensitive: bool,
+}
+
+/// What one declaration declares, compared for equality between roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    /// `[[repo]]`
+    Repo(Repo),
+    /// `[[package]]`
+    Package(Package),
+    /// `[[directory]]`
+    Directory(Directory),
+    /// `[[file]]`
+    File(FileSpec),
+    /// `[[symlink]]`
+    Symlink(Symlink),
+    /// `[[service]]`
+    Service(Service),
+}
+
+impl Spec {
+    /// The identity of the declared resource.
+    pub fn id(&self) -> ResourceId {
+        use super::model::Kind;
+        match self {
+            Spec::Repo(r) => ResourceId::new(Kind::Repo, &r.name),
+            Spec::Package(p) => ResourceId::new(Kind::Package, &p.name),
+            Spec::Directory(d) => ResourceId::new(Kind::Directory, &d.path),
+            Spec::File(f) => ResourceId::new(Kind::File, &f.path),
+            Spec::Symlink(s) => ResourceId::new(Kind::Symlink, &s.path),
+            Spec::Service(s) => ResourceId::new(Kind::Service, &s.unit),
+        }
+    }
+
+    /// The host path, for filesystem resources.
+    pub fn path(&self) -> Option<String> {
+        match self {
+            Spec::Repo(r) => Some(r.path()),
+            Spec::Directory(d) => Some(d.path.clone()),
+            Spec::File(f) => Some(f.path.clone()),
+            Spec::Symlink(s) => Some(s.path.clone()),
+            Spec::Package(_) | Spec::Service(_) => None,
+        }
+    }
+}
+
+/// One declaration with its positions (kept out of [`Spec`] so that equal
+/// declarations in two files compare equal).
+#[derive(Clone, Debug)]
+pub struct Decl {
+    /// What is declared.
+    pub spec: Spec,
+    /// Where the declaration starts.
+    pub origin: Origin,
+    /// Repo line of the first line of inline content (for template errors).
+    pub content_line: usize,
+    /// Positions of the service's `restart_on` then `reload_on` entries.
+    pub ref_origins: Vec<Origin>,
+}
+
+/// A `[[check]]` with its position.
+#[derive(Clone, Debug)]
+pub struct CheckDecl {
+    /// The check.
+    pub check: Check,
+    /// Where it is declared.
+    pub origin: Origin,
+}
+
+/// Everything one host or role file says.
+#[derive(Clone, Debug, Default)]
+pub struct ParsedFile {
+    /// `roles = [...]`, with positions.
+    pub roles: Vec<(String, Origin)>,
+    /// `[vars]`.
+    pub vars: toml::Table,
+    /// Resource declarations in file order.
+    pub decls: Vec<Decl>,
+    /// Health checks in file order.
+    pub checks: Vec<CheckDecl>,
+}
+
+/// Parses one host or role file. Problems are recorded in `cx`; the result
+/// holds whatever was valid, so later stages can find more problems.
+pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
+    let mut out = ParsedFile::default();
+    let Some(doc) = parse_document(cx, text) else {
+        return out;
+    };
+    let top = Fields::new(doc.get_ref(), doc.span(), "the top level", TOP_KEYS);
+    let p = Parser { cx, state_dir };
+
+    if let Some(roles) = top.string_list(cx, "roles") {
+        for r in roles {
+            if r.get_ref().is_empty()
+                || !r
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || r.get_ref().starts_with('.')
+            {
+                cx.error(
+                    &r.span(),
+                    format!(
+                        "role name `{}` is malformed (letters, digits and - _ . only)",
+                        r.get_ref()
+                    ),
+                );
+            } else {
+                out.roles.push((r.get_ref().clone(), cx.origin(&r.span())));
+            }
+        }
+    }
+    if let Some(v) = top.raw("vars") {
+        match v.get_ref() {
+            DeValue::Table(_) => {
+                match <toml::Table as serde::Deserialize>::deserialize(
+                    toml::de::ValueDeserializer::from(v.clone()),
+                ) {
+                    Ok(t) => out.vars = t,
+                    Err(e) => cx.error(&v.span(), format!("[vars]: {}", e.message())),
+                }
+            }
+            other => cx.error(
+                &v.span(),
+                format!("`vars` must be a table, found {}", super::schema::type_name(other)),
+            ),
+        }
+    }
+    let sections: [(&str, &'static str, &'static [&'static str]); 6] = [
+        ("repo", "[[repo]]", REPO_KEYS),
+        ("package", "[[package]]", PACKAGE_KEYS),
+        ("directory", "[[directory]]", DIR_KEYS),
+        ("file", "[[file]]", FILE_KEYS),
+        ("symlink", "[[symlink]]", SYMLINK_KEYS),
+        ("service", "[[service]]", SERVICE_KEYS),
+    ];
+    for (key, what, allowed) in sections {
+        let Some(v) = top.raw(key) else { continue };
+        for f in array_of_tables(cx, v, what, allowed) {
+            let origin = cx.origin(&f.span());
+            let parsed = match key {
+                "repo" => p.repo(&f).map(|s| (s, 0, Vec::new())),
+                "package" => p.package(&f).map(|s| (s, 0, Vec::new())),
+                "directory" => p.directory(&f).map(|s| (s, 0, Vec::new())),
+                "file" => p.file(&f).map(|(s, line)| (s, line, Vec::new())),
+                "symlink" => p.symlink(&f).map(|s| (s, 0, Vec::new())),
+                _ => p.service(&f).map(|(s, refs)| (s, 0, refs)),
+            };
+            f.finish(cx);
+            if let Some((spec, content_line, ref_origins)) = parsed {
+                out.decls.push(Decl {
+                    spec,
+                    origin,
+                    content_line,
+                    ref_origins,
+                });
+            }
+        }
+    }
+    if let Some(v) = top.raw("check") {
+        for f in array_of_tables(cx, v, "[[check]]", CHECK_KEYS) {
+            let origin = cx.origin(&f.span());
+            if let Some(check) = p.check(&f) {
+                out.checks.push(CheckDecl { check, origin });
+            }
+            f.finish(cx);
+        }
+    }
+    top.finish(cx);
+    out
+}
+
+struct Parser<'c, 'a> {
+    cx: &'c Ctx<'a>,
+    state_dir: &'c str,
+}
+
+impl Parser<'_, '_> {
+    /// Runs a value check and reports its error at the value's span.
+    fn checked<T>(&self, v: &Sp<String>, check: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        check(v.get_ref())
+            .map_err(|msg| self.cx.error(&v.span(), msg))
+            .ok()
+    }
+
+    fn path(&self, f: &Fields<'_, '_>) -> Option<String> {
+        let p = f.required_string(self.cx, "path")?;
+        self.checked(&p, |s| checks::host_path(s, self.state_dir))?;
+        Some(p.into_inner())
+    }
+
+    fn ensure(&self, f: &Fields<'_, '_>) -> Option<Ensure> {
+        match f.string(self.cx, "state") {
+            None => Some(Ensure::Present),
+            Some(s) => match s.get_ref().as_str() {
+                "present" => Some(Ensure::Present),
+                "absent" => Some(Ensure::Absent),
+                other => {
+                    self.cx.error(
+                        &s.span(),
+                        format!("state `{other}` is not one of \"present\", \"absent\""),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn meta(&self, f: &Fields<'_, '_>, default_mode: u32) -> Option<Meta> {
+        let name = |key: &str| -> Option<String> {
+            match f.string(self.cx, key) {
+                None => Some(DEFAULT_OWNER.to_owned()),
+                Some(s) => {
+                    let ok = !s.get_ref().is_empty()
+                        && s.get_ref()
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c));
+                    if ok {
+                        Some(s.into_inner())
+                    } else {
+                        self.cx.error(
+                            &s.span(),
+                            format!("{key} `{}` is not a valid user or group name", s.get_ref()),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let owner = name("owner");
+        let group = name("group");
+        let mode = match f.string(self.cx, "mode") {
+            None if f.raw("mode").is_some() => None,
+            None => Some(default_mode),
+            Some(m) => self.checked(&m, checks::mode),
+        };
+        Some(Meta {
+            owner: owner?,
+            group: group?,
+            mode: mode?,
+        })
+    }
+
+    fn repo(&self, f: &Fields<'_, '_>) -> Option<Spec> {
+        let name = f.required_string(self.cx, "name");
+        let name = name.and_then(|n| self.checked(&n, checks::repo_name).map(|()| n.into_inner()));
+        let ensure = self.ensure(f);
+        let locations: Vec<(&str, Sp<String>)> = ["baseurl", "metalink", "mirrorlist"]
+            .into_iter()
+            .filter_map(|k| f.string(self.cx, k).map(|v| (k, v)))
+            .collect();
+        let location = match (locations.as_slice(), ensure) {
+            ([(k, v)], _) => {
+                let url = v.get_ref().clone();
+                if url.is_empty() || url.contains(['\n', '\r']) {
+                    self.cx.error(&v.span(), format!("`{k}` must be a URL on one line"));
+                    None
+                } else {
+                    Some(match *k {
+                        "baseurl" => RepoLocation::Baseurl(url),
+                        "metalink" => RepoLocation::Metalink(url),
+                        _ => RepoLocation::Mirrorlist(url),
+                    })
+                }
+            }
+            ([], Some(Ensure::Absent)) => Some(RepoLocation::Baseurl(String::new())),
+            ([], _) => {
+                self.cx.error(
+                    &f.span(),
+                    "[[repo]] needs exactly one of `baseurl`, `metalink` or `mirrorlist`",
+                );
+                None
+            }
+            (many, _) => {
+                self.cx.error(
+                    &many[1].1.span(),
+                    "[[repo]] takes only one of `baseurl`, `metalink` or `mirrorlist`",
+                );
+                None
+            }
+        };
+        let one_line = |key: &str| -> Option<Option<String>> {
+            match f.string(self.cx, key) {
+                Some(v) if v.get_ref().contains(['\n', '\r']) => {
+                    self.cx.error(&v.span(), format!("`{key}` must be on one line"));
+                    None
+                }
+                v => Some(v.map(Sp::into_inner)),
+            }
+        };
+        let gpgkey = one_line("gpgkey");
+        let description = one_line("description");
+        Some(Spec::Repo(Repo {
+            name: name?,
+            location: location?,
+            enabled: f.bool(self.cx, "enabled").is_none_or(Sp::into_inner),
+            gpgcheck: f.bool(self.cx, "gpgcheck").is_none_or(Sp::into_inner),
+            gpgkey: gpgkey?,
+            description: description?,
+            ensure: ensure?,
+        }))
+    }
+
+    fn package(&self, f: &Fields<'_, '_>) -> Option<Spec> {
+        let name = f.required_string(self.cx, "name");
+        let name = name.and_then(|n| self.checked(&n, checks::package_name).map(|()| n.into_inner()));
+        let version = f.string(self.cx, "version");
+        let state = f.string(self.cx, "state");
+        let word = state.as_ref().map_or("present", |s| s.get_ref().as_str());
+        let state = match word {
+            "present" => {
+                let v = match &version {
+                    Some(v) => Some(self.checked(v, checks::evr).map(|()| v.get_ref().clone())?),
+                    None => None,
+                };
+                Some(PackageState::Present(v))
+            }
+            "absent" | "latest" => {
+                if let Some(v) = &version {
+                    self.cx.error(
+                        &v.span(),
+                        format!("`version` can only be used with state = \"present\", not \"{word}\""),
+                    );
+                    None
+                } else if word == "absent" {
+                    Some(PackageState::Absent)
+                } else {
+                    Some(PackageState::Latest)
+                }
+            }
+            other => {
+                if let Some(s) = &state {
+                    self.cx.error(
+                        &s.span(),
+                        format!("state `{other}` is not one of \"present\", \"absent\", \"latest\""),
+                    );
+                }
+                None
+            }
+        };
+        Some(Spec::Package(Package {
+            name: name?,
+            state: state?,
+        }))
+    }
+
+    fn directory(&self, f: &Fields<'_, '_>) -> Option<Spec> {
+        let path = self.path(f);
+        let meta = self.meta(f, DEFAULT_DIR_MODE);
+        let ensure = self.ensure(f);
+        Some(Spec::Directory(Directory {
+            path: path?,
+            ensure: ensure?,
+            meta: meta?,
+        }))
+    }
+
+    fn file(&self, f: &Fields<'_, '_>) -> Option<(Spec, usize)> {
+        let path = self.path(f);
+        let meta = self.meta(f, DEFAULT_FILE_MODE);
+        let ensure = self.ensure(f);
+        let source = f.string(self.cx, "source");
+        let content = f.string(self.cx, "content");
+        let mut content_line = 0;
+        let spec = match (source, content) {
+            (Some(s), Some(c)) => {
+                self.cx.error(
+                    &c.span(),
+                    "[[file]] takes `source` or `content`, not both",
+                );
+                let _ = s;
+                None
+            }
+            (Some(s), None) => self
+                .checked(&s, repo_relative_path)
+                .map(|()| ContentSpec::Source(s.into_inner())),
+            (None, Some(c)) => {
+                content_line = inline_first_line(self.cx, &c.span());
+                Some(ContentSpec::Inline(c.into_inner()))
+            }
+            (None, None) if ensure == Some(Ensure::Absent) => Some(ContentSpec::Nothing),
+            (None, None) => {
+                self.cx.error(
+                    &f.span(),
+                    "[[file]] needs `source` (a file in the config repo) or `content` (a string)",
+                );
+                None
+            }
+        };
+        let template = f.bool(self.cx, "template").is_some_and(Sp::into_inner);
+        let sensitive = f.bool(self.cx, "sensitive").is_some_and(Sp::into_inner);
+        Some((
+            Spec::File(FileSpec {
+                path: path?,
+                ensure: ensure?,
+                content: spec?,
+                template,
+                meta: meta?,
+                sensitive,
+            }),
+            content_line,
+        ))
+    }
+
+    fn symlink(&self, f: &Fields<'_, '_>) -> Option<Spec> {
+        let path = self.path(f);
+        let ensure = self.ensure(f);
+        let target = match (f.string(self.cx, "target"), ensure) {
+            (Some(t), _) if t.get_ref().is_empty() || t.get_ref().contains('\0') => {
+                self.cx.error(&t.span(), "symlink `target` must be a non-empty path");
+                None
+            }
+            (Some(t), _) => Some(t.into_inner()),
+            (None, Some(Ensure::Absent)) => Some(String::new()),
+            (None, _) => {
+                self.cx.error(&f.span(), "[[symlink]] is missing the required key `target`");
+                None
+            }
+        };
+        Some(Spec::Symlink(Symlink {
+            path: path?,
+            target: target?,
+            ensure: ensure?,
+        }))
+    }
+
+    fn service(&self, f: &Fields<'_, '_>) -> Option<(Spec, Vec<Origin>)> {
+        let unit = f.required_string(self.cx, "name");
+        let unit = unit.and_then(|u| self.checked(&u, checks::unit_name));
+        let state = match f.string(self.cx, "state") {
+            None => Some(None),
+            Some(s) => match s.get_ref().as_str() {
+                "running" => Some(Some(RunState::Running)),
+                "stopped" => Some(Some(RunState::Stopped)),
+                other => {
+                    self.cx.error(
+                        &s.span(),
+                        format!("state `{other}` is not one of \"running\", \"stopped\""),
+                    );
+                    None
+                }
+            },
+        };
+        let mut origins = Vec::new();
+        let mut refs = |key: &str| -> Vec<ResourceId> {
+            let mut ids = Vec::new();
+            for r in f.string_list(self.cx, key).unwrap_or_default() {
+                if let Some(id) = self.checked(&r, checks::reference) {
+                    ids.push(id);
+                    origins.push(self.cx.origin(&r.span()));
+                }
+            }
+            ids
+        };
+        let restart_on = refs("restart_on");
+        let reload_on = refs("reload_on");
+        Some((
+            Spec::Service(Service {
+                unit: unit?,
+                enabled: f.bool(self.cx, "enabled").map(Sp::into_inner),
+                state: state?,
+                restart_on,
+                reload_on,
+            }),
+            origins,
+        ))
+    }
+
+    fn check(&self, f: &Fields<'_, '_>) -> Option<Check> {
+        let name = f.required_string(self.cx, "name").map(Sp::into_inner);
+        let mut probes = Vec::new();
+        if let Some(argv) = f.string_list(self.cx, "command") {
+            let span = f.raw("command").map(|v| v.span()).unwrap_or_default();
+            if argv.is_empty() || argv[0].get_ref().is_empty() {
+                self.cx.error(&span, "`command` must list a program and its arguments");
+            } else {
+                probes.push(Probe::Command(argv.into_iter().map(Sp::into_inner).collect()));
+            }
+        }
+        if let Some(unit) = f.string(self.cx, "service")
+            && let Some(u) = self.checked(&unit, checks::unit_name)
+        {
+            probes.push(Probe::Service(u));
+        }
+        if let Some(url) = f.string(self.cx, "http")
+            && self
+                .checked(&url, |u| {
+                    if u.starts_with("http://") || u.starts_with("https://") {
+                        Ok(())
+                    } else {
+                        Err(format!("`http` must be an http:// or https:// URL, not `{u}`"))
+                    }
+                })
+                .is_some()
+        {
+            probes.push(Probe::Http(url.into_inner()));
+        }
+        let probe = match probes.len() {
+            1 => probes.pop(),
+            0 if ["command", "service", "http"].iter().any(|k| f.raw(k).is_some()) => None,
+            0 => {
+                self.cx.error(&f.span(), "[[check]] needs one of `command`, `service` or `http`");
+                None
+            }
+            _ => {
+                self.cx.error(&f.span(), "[[check]] takes only one of `command`, `service` or `http`");
+                None
+            }
+        };
+        let duration = |key: &str, default: Duration| -> Option<Duration> {
+            match f.string(self.cx, key) {
+                None if f.raw(key).is_some() => None,
+                None => Some(default),
+                Some(s) => self.checked(&s, |t| {
+                    humantime::parse_duration(t)
+                        .map_err(|e| format!("`{key}` = \"{t}\" is not a duration such as \"30s\": {e}"))
+                }),
+            }
+        };
+        let timeout = duration("timeout", DEFAULT_CHECK_TIMEOUT);
+        let interval = duration("interval", DEFAULT_CHECK_INTERVAL);
+        let retries = match f.unsigned(self.cx, "retries") {
+            None if f.raw("retries").is_some() => None,
+            None => Some(DEFAULT_CHECK_RETRIES),
+            Some(r) => Some(r.into_inner()),
+        };
+        Some(Check {
+            name: name?,
+            probe: probe?,
+            timeout: timeout?,
+            retries: retries?,
+            interval: interval?,
+        })
+    }
+}
+
+/// Checks a repo-relative path (`files/nginx.conf`): relative, normalised,
+/// never climbing out of the repo.
+pub fn repo_relative_path(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.starts_with('/') {
+        return Err(format!(
+            "source `{p}` must be a path relative to the config repo root, such as \"files/motd\""
+        ));
+    }
+    if p.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!(
+            "source `{p}` must be normalised (no empty, `.` or `..` components)"
+        ));
+    }
+    Ok(())
+}
+
+/// The repo line where inline content's first line is. TOML drops a newline
+/// right after an opening `"""` or `'''`, so the text starts a line later.
+fn inline_first_line(cx: &Ctx<'_>, span: &std::ops::Range<usize>) -> usize {
+    let line = cx.origin(span).line;
+    let raw = cx.text_at(span);
+    let multi = raw.starts_with("\"\"\"") || raw.starts_with("'''");
+    let after = raw.get(3..).unwrap_or("");
+    if multi && (after.starts_with('\n') || after.starts_with("\r\n")) {
+        line + 1
+    } else {
+        line
+    }
+}

@@ -1,0 +1,344 @@
+//! A small reader over spanned TOML that collects every error.
+//!
+//! serde with `deny_unknown_fields` stops at the first problem in a file and
+//! cannot say "did you mean". Config repos are edited by people under
+//! pressure, so the loader walks the spanned document itself: each accessor
+//! reports a wrong type or a missing key as a [`Diagnostic`] and carries on,
+//! and [`Fields::finish`] reports every key nobody asked for.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diag::{Diagnostic, Origin, SourceText};
+
+/// A value with the byte span it came from.
+pub type Sp<T> = Spanned<T>;
+
+/// Parsing context of one file: its text and the diagnostics found so far.
+pub struct Ctx<'a> {
+    /// The file being read.
+    pub src: SourceText<'a>,
+    diags: RefCell<Vec<Diagnostic>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for the repo file `name` with contents `text`.
+    pub fn new(name: &'a str, text: &'a str) -> Self {
+        Self {
+            src: SourceText::new(name, text),
+            diags: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Records a problem at `span`.
+    pub fn error(&self, span: &Range<usize>, message: impl Into<String>) {
+        self.diags.borrow_mut().push(self.src.diag(span, message));
+    }
+
+    /// The origin of `span`.
+    pub fn origin(&self, span: &Range<usize>) -> Origin {
+        self.src.origin(span.start)
+    }
+
+    /// The raw source text of `span` (used to locate template lines).
+    pub fn text_at(&self, span: &Range<usize>) -> &str {
+        self.src.text.get(span.clone()).unwrap_or("")
+    }
+
+    /// Whether any error has been recorded.
+    pub fn has_errors(&self) -> bool {
+        !self.diags.borrow().is_empty()
+    }
+
+    /// Consumes the context, returning its diagnostics.
+    pub fn into_diagnostics(self) -> Vec<Diagnostic> {
+        self.diags.into_inner()
+    }
+}
+
+/// Parses `text` as a TOML document; syntax errors become diagnostics.
+pub fn parse_document<'i>(cx: &Ctx<'_>, text: &'i str) -> Option<Sp<DeTable<'i>>> {
+    match DeTable::parse(text) {
+        Ok(table) => Some(table),
+        Err(err) => {
+            let span = err.span().unwrap_or(0..0);
+            cx.error(&span, format!("TOML syntax error: {}", err.message()));
+            None
+        }
+    }
+}
+
+/// The TOML type name of a value, for "expected X, found Y" messages.
+pub fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// The keys of one table, read one by one; what is left over is unknown.
+pub struct Fields<'t, 'i> {
+    table: &'t DeTable<'i>,
+    span: Range<usize>,
+    what: &'static str,
+    allowed: &'static [&'static str],
+}
+
+impl<'t, 'i> Fields<'t, 'i> {
+    /// Reads `table` (at `span`), described as `what` in messages
+    /// (for example `[[file]]`), accepting only the keys in `allowed`.
+    pub fn new(
+        table: &'t DeTable<'i>,
+        span: Range<usize>,
+        what: &'static str,
+        allowed: &'static [&'static str],
+    ) -> Self {
+        Self {
+            table,
+            span,
+            what,
+            allowed,
+        }
+    }
+
+    /// Reads a value that must be a table.
+    pub fn table_of(
+        cx: &Ctx<'_>,
+        value: &'t Sp<DeValue<'i>>,
+        what: &'static str,
+        allowed: &'static [&'static str],
+    ) -> Option<Self> {
+        match value.get_ref() {
+            DeValue::Table(t) => Some(Self::new(t, value.span(), what, allowed)),
+            other => {
+                cx.error(
+                    &value.span(),
+                    format!("{what} must be a table, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The span of the whole table.
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
+    /// The raw value of `key`, if present.
+    pub fn raw(&self, key: &str) -> Option<&'t Sp<DeValue<'i>>> {
+        debug_assert!(self.allowed.contains(&key), "{key} is not in the allowed list");
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// A string value.
+    pub fn string(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<String>> {
+        let v = self.raw(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(v.span(), s.to_string())),
+            other => {
+                self.wrong_type(cx, key, v, "a string", other);
+                None
+            }
+        }
+    }
+
+    /// A string value that must be present.
+    pub fn required_string(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<String>> {
+        if self.raw(key).is_none() {
+            cx.error(
+                &self.span,
+                format!("{} is missing the required key `{key}`", self.what),
+            );
+            return None;
+        }
+        self.string(cx, key)
+    }
+
+    /// A boolean value.
+    pub fn bool(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<bool>> {
+        let v = self.raw(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(Spanned::new(v.span(), *b)),
+            other => {
+                self.wrong_type(cx, key, v, "a boolean (true or false)", other);
+                None
+            }
+        }
+    }
+
+    /// A non-negative integer value.
+    pub fn unsigned(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<u32>> {
+        let v = self.raw(key)?;
+        match v.get_ref() {
+            DeValue::Integer(i) => match u32::from_str_radix(&i.as_str().replace('_', ""), i.radix())
+            {
+                Ok(n) => Some(Spanned::new(v.span(), n)),
+                Err(_) => {
+                    cx.error(
+                        &v.span(),
+                        format!(
+                            "`{key}` in {} must be a whole number from 0 to {}",
+                            self.what,
+                            u32::MAX
+                        ),
+                    );
+                    None
+                }
+            },
+            other => {
+                self.wrong_type(cx, key, v, "an integer", other);
+                None
+            }
+        }
+    }
+
+    /// A list of strings.
+    pub fn string_list(&self, cx: &Ctx<'_>, key: &str) -> Option<Vec<Sp<String>>> {
+        let v = self.raw(key)?;
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(cx, key, v, "an array of strings", v.get_ref());
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
+                other => cx.error(
+                    &item.span(),
+                    format!(
+                        "`{key}` in {} must list strings, found {}",
+                        self.what,
+                        type_name(other)
+                    ),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    /// Reports every key that is not in the allowed list, with a suggestion
+    /// when one of the allowed keys is close.
+    pub fn finish(self, cx: &Ctx<'_>) {
+        for (key, _) in self.table.iter() {
+            let name = key.get_ref();
+            if self.allowed.contains(&name.as_ref()) {
+                continue;
+            }
+            let hint = suggest(name, self.allowed)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            let allowed = self.allowed.join(", ");
+            cx.error(
+                &key.span(),
+                format!(
+                    "unknown key `{name}` in {}{hint}; allowed keys: {allowed}",
+                    self.what
+                ),
+            );
+        }
+    }
+
+    fn wrong_type(
+        &self,
+        cx: &Ctx<'_>,
+        key: &str,
+        v: &Sp<DeValue<'_>>,
+        expected: &str,
+        found: &DeValue<'_>,
+    ) {
+        cx.error(
+            &v.span(),
+            format!(
+                "`{key}` in {} must be {expected}, found {}",
+                self.what,
+                type_name(found)
+            ),
+        );
+    }
+}
+
+/// The allowed word closest to `word`, if it is close enough to be a typo.
+pub fn suggest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (strsim::jaro_winkler(word, a), *a))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, a)| a)
+}
+
+/// Iterates the tables of an array of tables (`[[file]]`); a value that is
+/// not an array of tables is reported once.
+pub fn array_of_tables<'t, 'i>(
+    cx: &Ctx<'_>,
+    value: &'t Sp<DeValue<'i>>,
+    what: &'static str,
+    allowed: &'static [&'static str],
+) -> Vec<Fields<'t, 'i>> {
+    match value.get_ref() {
+        DeValue::Array(items) => items
+            .iter()
+            .filter_map(|item| Fields::table_of(cx, item, what, allowed))
+            .collect(),
+        other => {
+            cx.error(
+                &value.span(),
+                format!(
+                    "{what} must be an array of tables (write `{what}` sections), found {}",
+                    type_name(other)
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_keys_only() {
+        assert_eq!(suggest("sorce", &["source", "content"]), Some("source"));
+        assert_eq!(suggest("mdoe", &["mode", "owner"]), Some("mode"));
+        assert_eq!(suggest("zzzzz", &["source", "content"]), None);
+    }
+
+    #[test]
+    fn collects_all_errors_in_a_table() {
+        let text = "name = 3\nstate = true\ncolour = 'x'\n";
+        let cx = Ctx::new("t.toml", text);
+        let doc = parse_document(&cx, text).expect("valid toml");
+        let f = Fields::new(doc.get_ref(), doc.span(), "[[package]]", &["name", "state"]);
+        assert!(f.string(&cx, "name").is_none());
+        assert!(f.string(&cx, "state").is_none());
+        f.finish(&cx);
+        let msgs: Vec<String> = cx.into_diagnostics().iter().map(|d| d.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].starts_with("t.toml:1:8: `name` in [[package]] must be a string"));
+        assert!(msgs[2].contains("unknown key `colour`"));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let text = "a = 1\nb = [\n";
+        let cx = Ctx::new("bad.toml", text);
+        assert!(parse_document(&cx, text).is_none());
+        let d = &cx.into_diagnostics()[0];
+        assert_eq!(d.file, "bad.toml");
+        assert!(d.line.is_some());
+        assert!(d.message.starts_with("TOML syntax error"));
+    }
+}

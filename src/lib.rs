@@ -1,0 +1,4 @@
+//! driftless: a pull-based GitOps agent for RHEL-family hosts.
+
+pub mod desired;
+pub mod system;

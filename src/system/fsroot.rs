@@ -1,0 +1,602 @@
+//! The host filesystem, seen from a root directory.
+//!
+//! Every operation takes an absolute host path (`/etc/motd`) and resolves it
+//! below the root handle with `*at` system calls, one component at a time:
+//! symlinks in parent directories are followed but confined to the root (an
+//! absolute link target restarts at the root, `..` stops at it), and the final
+//! component is never followed. So the same code converges `/` and a test's
+//! temporary directory, and a symlink planted at a managed path or in one of
+//! its parents can never redirect a write outside the root.
+//!
+//! Writes are atomic and durable: temporary file in the same directory,
+//! write, owner/group/mode, fsync, rename over the target, fsync the
+//! directory. A crash at any point leaves the old file or the new one.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
+use sha2::{Digest, Sha256};
+
+/// Symlinks followed while resolving one path, as the kernel's limit.
+const MAX_SYMLINKS: usize = 40;
+
+/// Owner, group and permission bits as numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsMeta {
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+impl FsMeta {
+    fn of(st: &FileStat) -> Self {
+        Self {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & 0o7777,
+        }
+    }
+}
+
+/// What is at a host path now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// Nothing. `missing_parents` lists the ancestors that do not exist
+    /// either, outermost first.
+    Missing {
+        /// Ancestors that would have to be created first.
+        missing_parents: Vec<String>,
+    },
+    /// A regular file.
+    File {
+        /// Ownership and mode.
+        meta: FsMeta,
+        /// Size in bytes.
+        size: u64,
+        /// SHA-256 of the content.
+        sha256: [u8; 32],
+        /// The content, when small enough to diff.
+        content: Option<Vec<u8>>,
+    },
+    /// A directory.
+    Dir {
+        /// Ownership and mode.
+        meta: FsMeta,
+        /// Whether it has no entries.
+        empty: bool,
+    },
+    /// A symbolic link (not followed).
+    Symlink {
+        /// The link's target, verbatim.
+        target: String,
+    },
+    /// A device, FIFO or socket: never touched.
+    Other {
+        /// What it is, in words.
+        what: &'static str,
+    },
+}
+
+/// Files up to this size keep their content in an observation, for diffs
+/// and snapshots without a second read.
+pub const KEEP_CONTENT_MAX: u64 = 1024 * 1024;
+
+/// A root directory that host paths are resolved under.
+pub struct FsRoot {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// A resolved parent directory and the final name in it.
+struct Parent {
+    dir: OwnedFd,
+    name: String,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl FsRoot {
+    /// Opens `path` as the root. It must be a directory.
+    pub fn open(path: &Path) -> Result<Self> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("failed to open root directory {}", path.display()))?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The root's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where a host path lives on the real filesystem, for messages only
+    /// (never used to open anything).
+    pub fn display(&self, host_path: &str) -> String {
+        if self.path == Path::new("/") {
+            host_path.to_owned()
+        } else {
+            format!("{}{host_path}", self.path.display())
+        }
+    }
+
+    /// Resolves the parent directory of `host_path`. `Ok(Err(missing))`
+    /// when an ancestor does not exist, with the missing ancestors.
+    fn parent(&self, host_path: &str) -> Result<std::result::Result<Parent, Vec<String>>> {
+        let (dir_part, name) = split(host_path)?;
+        let logical: Vec<&str> = dir_part.split('/').filter(|c| !c.is_empty()).collect();
+        // Components still to walk, in reverse so pop() yields the next one.
+        let mut pending: Vec<String> = logical.iter().rev().map(|c| (*c).to_owned()).collect();
+        // Directories walked so far; the first is the root.
+        let mut stack: Vec<OwnedFd> = vec![self.fd.try_clone().context("failed to dup root fd")?];
+        let mut links = 0;
+        let mut followed_link = false;
+        let mut walked = 0; // logical components fully walked without links
+        while let Some(comp) = pending.pop() {
+            if comp == "." || comp.is_empty() {
+                continue;
+            }
+            if comp == ".." {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            let top = stack.last().ok_or_else(|| anyhow!("empty directory stack"))?;
+            match openat(
+                top.as_fd(),
+                comp.as_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => {
+                    stack.push(fd);
+                    if !followed_link {
+                        walked += 1;
+                    }
+                }
+                Err(Errno::ENOENT) => {
+                    if followed_link {
+                        bail!(
+                            "a parent of {} is a symlink to a directory that does not exist",
+                            self.display(host_path)
+                        );
+                    }
+                    let missing = (walked..logical.len())
+                        .map(|i| format!("/{}", logical[..=i].join("/")))
+                        .collect();
+                    return Ok(Err(missing));
+                }
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                    let st = fstatat(top.as_fd(), comp.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .with_context(|| format!("failed to stat a parent of {}", self.display(host_path)))?;
+                    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
+                        bail!(
+                            "a parent of {} is not a directory ({comp})",
+                            self.display(host_path)
+                        );
+                    }
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        bail!("too many symlinks resolving {}", self.display(host_path));
+                    }
+                    followed_link = true;
+                    let target = readlinkat(top.as_fd(), comp.as_str())
+                        .with_context(|| format!("failed to read symlink {comp} above {}", self.display(host_path)))?;
+                    let target = target.to_string_lossy().into_owned();
+                    if target.starts_with('/') {
+                        stack.truncate(1);
+                    }
+                    pending.extend(target.split('/').rev().map(str::to_owned));
+                }
+                Err(e) => {
+                    return Err(anyhow!(e)).with_context(|| {
+                        format!("failed to open a parent directory of {}", self.display(host_path))
+                    });
+                }
+            }
+        }
+        let dir = stack.pop().ok_or_else(|| anyhow!("empty directory stack"))?;
+        Ok(Ok(Parent {
+            dir,
+            name: name.to_owned(),
+        }))
+    }
+
+    fn require_parent(&self, host_path: &str) -> Result<Parent> {
+        self.parent(host_path)?.map_err(|missing| {
+            anyhow!(
+                "cannot change {}: its parent directory {} does not exist",
+                self.display(host_path),
+                missing.first().map_or("?", String::as_str)
+            )
+        })
+    }
+
+    /// Looks at `host_path` without following a final symlink and without
+    /// changing anything.
+    pub fn observe(&self, host_path: &str) -> Result<Observed> {
+        let parent = match self.parent(host_path)? {
+            Ok(p) => p,
+            Err(missing_parents) => return Ok(Observed::Missing { missing_parents }),
+        };
+        let what = || self.display(host_path);
+        let st = match fstatat(parent.dir.as_fd(), parent.name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => {
+                return Ok(Observed::Missing {
+                    missing_parents: Vec::new(),
+                });
+            }
+            Err(e) => return Err(anyhow!(e)).with_context(|| format!("failed to stat {}", what())),
+        };
+        let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        Ok(match fmt {
+            SFlag::S_IFREG => {
+                // O_NONBLOCK: if a FIFO was swapped in since the stat, do not hang.
+                let fd = openat(
+                    parent.dir.as_fd(),
+                    parent.name.as_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .with_context(|| format!("failed to open {}", what()))?;
+                let st = fstat(fd.as_fd()).with_context(|| format!("failed to stat {}", what()))?;
+                if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+                    bail!("{} changed type while being read", what());
+                }
+                let (size, sha256, content) =
+                    hash_reader(File::from(fd)).with_context(|| format!("failed to read {}", what()))?;
+                Observed::File {
+                    meta: FsMeta::of(&st),
+                    size,
+                    sha256,
+                    content,
+                }
+            }
+            SFlag::S_IFDIR => {
+                let fd = openat(
+                    parent.dir.as_fd(),
+                    parent.name.as_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .with_context(|| format!("failed to open directory {}", what()))?;
+                let mut dir = nix::dir::Dir::from_fd(fd)
+                    .with_context(|| format!("failed to list directory {}", what()))?;
+                let mut empty = true;
+                for entry in dir.iter() {
+                    let entry = entry.with_context(|| format!("failed to list directory {}", what()))?;
+                    let n = entry.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        empty = false;
+                        break;
+                    }
+                }
+                Observed::Dir {
+                    meta: FsMeta::of(&st),
+                    empty,
+                }
+            }
+            SFlag::S_IFLNK => {
+                let target = readlinkat(parent.dir.as_fd(), parent.name.as_str())
+                    .with_context(|| format!("failed to read symlink {}", what()))?;
+                Observed::Symlink {
+                    target: target.to_string_lossy().into_owned(),
+                }
+            }
+            SFlag::S_IFIFO => Observed::Other { what: "a FIFO" },
+            SFlag::S_IFSOCK => Observed::Other { what: "a socket" },
+            SFlag::S_IFCHR | SFlag::S_IFBLK => Observed::Other { what: "a device" },
+            _ => Observed::Other { what: "an unknown file type" },
+        })
+    }
+
+    /// Reads a whole regular file (for snapshots of files larger than an
+    /// observation keeps). Never follows a final symlink.
+    pub fn read_file(&self, host_path: &str) -> Result<Vec<u8>> {
+        let p = self.require_parent(host_path)?;
+        let fd = openat(
+            p.dir.as_fd(),
+            p.name.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("failed to open {}", self.display(host_path)))?;
+        let mut buf = Vec::new();
+        File::from(fd)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("failed to read {}", self.display(host_path)))?;
+        Ok(buf)
+    }
+
+    /// Atomically replaces (or creates) the regular file at `host_path`.
+    /// Owner, group and mode are set on the temporary file before the rename,
+    /// so the file never exists with the wrong permissions.
+    pub fn write_file(&self, host_path: &str, content: &[u8], meta: FsMeta) -> Result<()> {
+        let p = self.require_parent(host_path)?;
+        let what = || self.display(host_path);
+        let tmp = temp_name(&p.name);
+        let fd = openat(
+            p.dir.as_fd(),
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .with_context(|| format!("failed to create a temporary file for {}", what()))?;
+        let result = (|| -> Result<()> {
+            let mut f = File::from(fd);
+            f.write_all(content)?;
+            fchown(f.as_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
+            // fchmod after fchown: chown clears setuid/setgid bits.
+            fchmod(f.as_fd(), Mode::from_bits_truncate(meta.mode))?;
+            f.sync_all()?;
+            renameat(p.dir.as_fd(), tmp.as_str(), p.dir.as_fd(), p.name.as_str())?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = unlinkat(p.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e).with_context(|| format!("failed to write {}", what()));
+        }
+        fsync(p.dir.as_fd()).with_context(|| format!("failed to sync the directory of {}", what()))?;
+        Ok(())
+    }
+
+    /// Sets owner, group and mode of an existing file or directory, without
+    /// following a symlink.
+    pub fn set_meta(&self, host_path: &str, meta: FsMeta) -> Result<()> {
+        let p = self.require_parent(host_path)?;
+        let what = || self.display(host_path);
+        let fd = openat(
+            p.dir.as_fd(),
+            p.name.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("failed to open {}", what()))?;
+        fchown(fd.as_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
+            .with_context(|| format!("failed to change owner of {}", what()))?;
+        fchmod(fd.as_fd(), Mode::from_bits_truncate(meta.mode))
+            .with_context(|| format!("failed to change mode of {}", what()))?;
+        fsync(fd.as_fd()).with_context(|| format!("failed to sync {}", what()))?;
+        Ok(())
+    }
+
+    /// Creates a directory with the given metadata. Its parent must exist.
+    pub fn create_dir(&self, host_path: &str, meta: FsMeta) -> Result<()> {
+        let p = self.require_parent(host_path)?;
+        let what = || self.display(host_path);
+        // Created 0700 and opened up after chown, so nobody can slip into it
+        // while it has the wrong owner.
+        mkdirat(p.dir.as_fd(), p.name.as_str(), Mode::from_bits_truncate(0o700))
+            .with_context(|| format!("failed to create directory {}", what()))?;
+        self.set_meta(host_path, meta)?;
+        fsync(p.dir.as_fd()).with_context(|| format!("failed to sync the directory of {}", what()))?;
+        Ok(())
+    }
+
+    /// Atomically creates or replaces a symlink at `host_path`.
+    pub fn symlink(&self, host_path: &str, target: &str) -> Result<()> {
+        let p = self.require_parent(host_path)?;
+        let what = || self.display(host_path);
+        let tmp = temp_name(&p.name);
+        symlinkat(target, p.dir.as_fd(), tmp.as_str())
+            .with_context(|| format!("failed to create a temporary symlink for {}", what()))?;
+        if let Err(e) = renameat(p.dir.as_fd(), tmp.as_str(), p.dir.as_fd(), p.name.as_str()) {
+            let _ = unlinkat(p.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(anyhow!(e)).with_context(|| format!("failed to replace {}", what()));
+        }
+        fsync(p.dir.as_fd()).with_context(|| format!("failed to sync the directory of {}", what()))?;
+        Ok(())
+    }
+
+    /// Removes a file or symlink (never what a symlink points to). Missing
+    /// is success.
+    pub fn remove_file(&self, host_path: &str) -> Result<()> {
+        self.remove(host_path, UnlinkatFlags::NoRemoveDir)
+    }
+
+    /// Removes an empty directory. Missing is success.
+    pub fn remove_dir(&self, host_path: &str) -> Result<()> {
+        self.remove(host_path, UnlinkatFlags::RemoveDir)
+    }
+
+    fn remove(&self, host_path: &str, flags: UnlinkatFlags) -> Result<()> {
+        let p = match self.parent(host_path)? {
+            Ok(p) => p,
+            Err(_) => return Ok(()),
+        };
+        match unlinkat(p.dir.as_fd(), p.name.as_str(), flags) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(anyhow!(e))
+                    .with_context(|| format!("failed to remove {}", self.display(host_path)));
+            }
+        }
+        fsync(p.dir.as_fd())
+            .with_context(|| format!("failed to sync the directory of {}", self.display(host_path)))?;
+        Ok(())
+    }
+}
+
+/// Splits an absolute host path into its directory part and final name.
+fn split(host_path: &str) -> Result<(&str, &str)> {
+    let (dir, name) = host_path
+        .rsplit_once('/')
+        .filter(|_| host_path.starts_with('/'))
+        .ok_or_else(|| anyhow!("`{host_path}` is not an absolute path"))?;
+    if name.is_empty() || name == "." || name == ".." {
+        bail!("`{host_path}` does not name a file");
+    }
+    Ok((dir, name))
+}
+
+/// A temporary name next to `name`, unique within this process and across
+/// processes (pid), hidden so that globbing services ignore it.
+fn temp_name(name: &str) -> String {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Keep the temporary name within NAME_MAX even for long names.
+    let stem: String = name.chars().take(200).collect();
+    format!(".{stem}.driftless-{}-{n}", std::process::id())
+}
+
+/// Hashes a reader, keeping the bytes when they are few enough.
+fn hash_reader(mut r: impl Read) -> std::io::Result<(u64, [u8; 32], Option<Vec<u8>>)> {
+    let mut hasher = Sha256::new();
+    let mut kept = Some(Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        if size > KEEP_CONTENT_MAX {
+            kept = None;
+        } else if let Some(k) = kept.as_mut() {
+            k.extend_from_slice(&buf[..n]);
+        }
+    }
+    Ok((size, hasher.finalize().into(), kept))
+}
+
+/// SHA-256 of bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    fn root() -> (tempfile::TempDir, FsRoot) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = FsRoot::open(dir.path()).expect("open root");
+        (dir, r)
+    }
+
+    const META: FsMeta = FsMeta {
+        uid: 0,
+        gid: 0,
+        mode: 0o640,
+    };
+
+    fn me() -> FsMeta {
+        FsMeta {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            mode: 0o640,
+        }
+    }
+
+    #[test]
+    fn missing_parents_are_listed_outermost_first() {
+        let (_d, r) = root();
+        assert_eq!(
+            r.observe("/a/b/c").expect("observe"),
+            Observed::Missing {
+                missing_parents: vec!["/a".into(), "/a/b".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn write_is_atomic_and_sets_metadata() {
+        let (d, r) = root();
+        r.write_file("/f", b"hello\n", me()).expect("write");
+        let md = std::fs::metadata(d.path().join("f")).expect("stat");
+        assert_eq!(md.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(std::fs::read(d.path().join("f")).expect("read"), b"hello\n");
+        match r.observe("/f").expect("observe") {
+            Observed::File { size, sha256: h, content, .. } => {
+                assert_eq!(size, 6);
+                assert_eq!(h, sha256(b"hello\n"));
+                assert_eq!(content.as_deref(), Some(&b"hello\n"[..]));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(d.path()).expect("ls").collect();
+        assert_eq!(names.len(), 1);
+        let _ = META;
+    }
+
+    #[test]
+    fn final_symlink_is_replaced_not_followed() {
+        let (d, r) = root();
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "precious").expect("write victim");
+        symlink(&victim, d.path().join("f")).expect("plant symlink");
+        assert!(matches!(r.observe("/f").expect("observe"), Observed::Symlink { .. }));
+        r.write_file("/f", b"new", me()).expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+        assert!(!std::fs::symlink_metadata(d.path().join("f")).expect("stat").is_symlink());
+    }
+
+    #[test]
+    fn parent_symlinks_stay_inside_the_root() {
+        let (d, r) = root();
+        let outside = tempfile::tempdir().expect("tempdir");
+        // An absolute link and a relative one that climbs above the root.
+        symlink(outside.path(), d.path().join("abs")).expect("symlink");
+        symlink("../../../../../../..", d.path().join("rel")).expect("symlink");
+        std::fs::create_dir_all(d.path().join(outside.path().strip_prefix("/").expect("abs")))
+            .expect("mirror dir inside root");
+        r.write_file("/abs/x", b"1", me()).expect("write through abs");
+        r.write_file("/rel/y", b"2", me()).expect("write through rel");
+        assert!(!outside.path().join("x").exists(), "escaped through absolute link");
+        assert!(d.path().join(outside.path().strip_prefix("/").expect("abs")).join("x").exists());
+        assert!(d.path().join("y").exists(), "`..` must stop at the root");
+    }
+
+    #[test]
+    fn dangling_parent_symlink_is_an_error() {
+        let (d, r) = root();
+        symlink("/nowhere", d.path().join("p")).expect("symlink");
+        let err = r.observe("/p/f").expect_err("dangling");
+        assert!(err.to_string().contains("does not exist"), "{err:#}");
+    }
+
+    #[test]
+    fn directories_and_symlinks() {
+        let (d, r) = root();
+        r.create_dir("/d", FsMeta { mode: 0o750, ..me() }).expect("mkdir");
+        let md = std::fs::metadata(d.path().join("d")).expect("stat");
+        assert_eq!(md.permissions().mode() & 0o7777, 0o750);
+        assert_eq!(md.uid(), me().uid);
+        assert!(matches!(r.observe("/d").expect("obs"), Observed::Dir { empty: true, .. }));
+        r.symlink("/d/l", "/etc/target").expect("symlink");
+        r.symlink("/d/l", "/etc/other").expect("replace symlink");
+        assert_eq!(
+            r.observe("/d/l").expect("obs"),
+            Observed::Symlink {
+                target: "/etc/other".into()
+            }
+        );
+        assert!(matches!(r.observe("/d").expect("obs"), Observed::Dir { empty: false, .. }));
+        r.remove_file("/d/l").expect("rm");
+        r.remove_dir("/d").expect("rmdir");
+        r.remove_dir("/d").expect("rmdir twice is fine");
+        assert!(matches!(r.observe("/d").expect("obs"), Observed::Missing { .. }));
+    }
+}
