@@ -25,68 +25,10 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
 use sha2::{Digest, Sha256};
 
+pub use crate::plan::observed::{FsMeta, Observed};
+
 /// Symlinks followed while resolving one path, as the kernel's limit.
 const MAX_SYMLINKS: usize = 40;
-
-/// Owner, group and permission bits as numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FsMeta {
-    /// Owner uid.
-    pub uid: u32,
-    /// Group gid.
-    pub gid: u32,
-    /// Permission bits (`st_mode & 0o7777`).
-    pub mode: u32,
-}
-
-impl FsMeta {
-    fn of(st: &FileStat) -> Self {
-        Self {
-            uid: st.st_uid,
-            gid: st.st_gid,
-            mode: st.st_mode & 0o7777,
-        }
-    }
-}
-
-/// What is at a host path now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Observed {
-    /// Nothing. `missing_parents` lists the ancestors that do not exist
-    /// either, outermost first.
-    Missing {
-        /// Ancestors that would have to be created first.
-        missing_parents: Vec<String>,
-    },
-    /// A regular file.
-    File {
-        /// Ownership and mode.
-        meta: FsMeta,
-        /// Size in bytes.
-        size: u64,
-        /// SHA-256 of the content.
-        sha256: [u8; 32],
-        /// The content, when small enough to diff.
-        content: Option<Vec<u8>>,
-    },
-    /// A directory.
-    Dir {
-        /// Ownership and mode.
-        meta: FsMeta,
-        /// Whether it has no entries.
-        empty: bool,
-    },
-    /// A symbolic link (not followed).
-    Symlink {
-        /// The link's target, verbatim.
-        target: String,
-    },
-    /// A device, FIFO or socket: never touched.
-    Other {
-        /// What it is, in words.
-        what: &'static str,
-    },
-}
 
 /// Files up to this size keep their content in an observation, for diffs
 /// and snapshots without a second read.
@@ -264,7 +206,7 @@ impl FsRoot {
                 let (size, sha256, content) =
                     hash_reader(File::from(fd)).with_context(|| format!("failed to read {}", what()))?;
                 Observed::File {
-                    meta: FsMeta::of(&st),
+                    meta: meta_of(&st),
                     size,
                     sha256,
                     content,
@@ -290,7 +232,7 @@ impl FsRoot {
                     }
                 }
                 Observed::Dir {
-                    meta: FsMeta::of(&st),
+                    meta: meta_of(&st),
                     empty,
                 }
             }
@@ -435,6 +377,14 @@ impl FsRoot {
     }
 }
 
+fn meta_of(st: &FileStat) -> FsMeta {
+    FsMeta {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mode: st.st_mode & 0o7777,
+    }
+}
+
 /// Splits an absolute host path into its directory part and final name.
 fn split(host_path: &str) -> Result<(&str, &str)> {
     let (dir, name) = host_path
@@ -478,14 +428,11 @@ fn hash_reader(mut r: impl Read) -> std::io::Result<(u64, [u8; 32], Option<Vec<u
     Ok((size, hasher.finalize().into(), kept))
 }
 
-/// SHA-256 of bytes.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::sha256;
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     fn root() -> (tempfile::TempDir, FsRoot) {

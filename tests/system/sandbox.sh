@@ -39,7 +39,8 @@ Files written under WORKDIR by boot:
                live view of the host's filesystem, writable from outside
   mode         "overlay" or "copy"
   cgroup       the host's cgroup (relative to the cgroup2 mount)
-  console.log  what the host's systemd printed on its console
+  console.log  errors of the launcher (mounts before systemd starts); it is
+               also the host's /dev/console
 
 Environment:
   DRIFTLESS_TEST_CACHE    cache dir             (default /var/cache/driftless-test)
@@ -57,7 +58,7 @@ SUITE=bookworm
 # procps is not in the brief's list; it is tiny and gives `ps` for diagnostics.
 INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps
 # Bump when INCLUDE or customize_rootfs changes: a stale cache is rebuilt.
-ROOTFS_RECIPE="driftless-rootfs v2 $SUITE $INCLUDE"
+ROOTFS_RECIPE="driftless-rootfs v4 $SUITE $INCLUDE"
 STAMP_REL=etc/driftless-rootfs-stamp
 BOOT_TIMEOUT=${DRIFTLESS_BOOT_TIMEOUT:-30}
 # cgroup2 hierarchy of this machine. It runs a hybrid v1/v2 layout; on a pure
@@ -130,6 +131,11 @@ customize_rootfs() {
     # it to RHEL's location.
     mkdir -p "$r/etc/rpm" "$r/var/lib/rpm"
     echo '%_dbpath /var/lib/rpm' >"$r/etc/rpm/macros"
+    # rpm --root DIR / dnf --installroot DIR run from the Debian machine read
+    # the machine's macros, i.e. DIR/root/.rpmdb. Point that at the same
+    # database. Relative link: rpm does not chroot to open the database, so an
+    # absolute one would reach the machine's own /var/lib/rpm.
+    ln -sfn ../var/lib/rpm "$r/root/.rpmdb"
     # Terminals of the real machine must not get a getty, and the host has no
     # real console. Masked units are not "failed".
     local u
@@ -142,6 +148,12 @@ customize_rootfs() {
     # would be enabled on install, unlike on RHEL.
     mkdir -p "$r/usr/lib/systemd/system-preset"
     echo 'disable *' >"$r/usr/lib/systemd/system-preset/99-default-disable.preset"
+    # Keep hosts quiet and self-contained: no apt/dpkg/e2scrub timers, and no
+    # journald audit socket (there is no separate network namespace, so it
+    # would copy the whole machine's kernel audit stream into every host).
+    rm -f "$r"/etc/systemd/system/timers.target.wants/{apt-daily,apt-daily-upgrade,dpkg-db-backup,e2scrub_all,fstrim}.timer \
+        "$r"/etc/systemd/system/multi-user.target.wants/e2scrub_reap.service
+    ln -sf /dev/null "$r/etc/systemd/system/systemd-journald-audit.socket"
     # Every host gets its own machine-id at boot; none in the image.
     : >"$r/etc/machine-id"
     # Size: the .deb files are not needed any more.
@@ -271,7 +283,7 @@ cd /
 umount -l /oldroot
 rmdir /oldroot
 exec env -i container=other PATH='"$SANDBOX_PATH"' \
-    /lib/systemd/systemd --system --show-status=yes
+    /lib/systemd/systemd --system
 '
 
 boot_diagnostics() {

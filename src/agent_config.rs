@@ -1,0 +1,171 @@
+//! The agent's own configuration: `/etc/driftless/agent.toml` plus drop-ins
+//! in `/etc/driftless/agent.d/*.toml`, read in name order.
+//!
+//! Three stages, so nothing downstream re-validates: raw fragments (every
+//! field optional, unknown keys denied) -> merged over named defaults ->
+//! validated [`Settings`] of domain types.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Default agent config file.
+pub const DEFAULT_CONFIG: &str = "/etc/driftless/agent.toml";
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/driftless";
+
+/// Whether the agent changes the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Converge: apply changes.
+    Enforce,
+    /// Plan and report only; never change the host.
+    Audit,
+}
+
+/// One config file as written: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fragment {
+    host: Option<String>,
+    state_dir: Option<PathBuf>,
+    mode: Option<Mode>,
+}
+
+/// Validated agent settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Host name to look up in the config repo; `None`: the machine's FQDN.
+    pub host: Option<String>,
+    /// Where driftless keeps its state.
+    pub state_dir: PathBuf,
+    /// Enforce or audit.
+    pub mode: Mode,
+    /// The files the settings were read from, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            mode: Mode::Enforce,
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// Reads `config` and its drop-in directory (`agent.d` beside it). A missing
+/// default config file means defaults; a missing file given explicitly is
+/// an error.
+pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
+    let mut files = Vec::new();
+    match std::fs::metadata(config) {
+        Ok(_) => files.push(config.to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
+        Err(e) => return Err(e).with_context(|| format!("failed to read agent config {}", config.display())),
+    }
+    let dropin_dir = config.with_file_name("agent.d");
+    match std::fs::read_dir(&dropin_dir) {
+        Ok(entries) => {
+            let mut dropins = Vec::new();
+            for e in entries {
+                let e = e.with_context(|| format!("failed to list {}", dropin_dir.display()))?;
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    dropins.push(p);
+                }
+            }
+            dropins.sort();
+            files.extend(dropins);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("failed to list {}", dropin_dir.display())),
+    }
+    let mut fragments = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("failed to read agent config {}", f.display()))?;
+        let frag: Fragment = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+            .with_context(|| format!("invalid agent config {}", f.display()))?;
+        fragments.push(frag);
+    }
+    let mut s = merge(fragments)?;
+    s.sources = files;
+    Ok(s)
+}
+
+/// Later fragments override earlier ones, key by key; then validation.
+fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
+    let mut m = Fragment::default();
+    for f in fragments {
+        m.host = f.host.or(m.host);
+        m.state_dir = f.state_dir.or(m.state_dir);
+        m.mode = f.mode.or(m.mode);
+    }
+    let d = Settings::default();
+    let state_dir = m.state_dir.unwrap_or(d.state_dir);
+    if !state_dir.is_absolute() {
+        bail!("state_dir `{}` must be an absolute path", state_dir.display());
+    }
+    if let Some(h) = &m.host
+        && (h.is_empty() || h.contains(['/', ' ']) || h.starts_with('.'))
+    {
+        bail!("host `{h}` is not a valid host name");
+    }
+    Ok(Settings {
+        host: m.host,
+        state_dir,
+        mode: m.mode.unwrap_or(d.mode),
+        sources: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    #[test]
+    fn missing_default_config_gives_defaults() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = load(&d.path().join("agent.toml"), false).expect("load");
+        assert_eq!(s, Settings::default());
+        assert!(load(&d.path().join("agent.toml"), true).is_err());
+    }
+
+    #[test]
+    fn dropins_override_in_name_order() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(d.path(), "agent.toml", "host = 'a'\nmode = 'enforce'\n");
+        write(d.path(), "agent.d/20-b.toml", "host = 'b'\n");
+        write(d.path(), "agent.d/10-audit.toml", "mode = 'audit'\nhost = 'x'\n");
+        write(d.path(), "agent.d/README", "not toml");
+        let s = load(&main, true).expect("load");
+        assert_eq!(s.host.as_deref(), Some("b"));
+        assert_eq!(s.mode, Mode::Audit);
+        assert_eq!(s.sources.len(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(d.path(), "agent.toml", "hots = 'a'\n");
+        let err = format!("{:#}", load(&main, true).expect_err("unknown key"));
+        assert!(err.contains("agent.toml") && err.contains("hots"), "{err}");
+        let main = write(d.path(), "agent.toml", "mode = 'yolo'\n");
+        assert!(format!("{:#}", load(&main, true).expect_err("bad mode")).contains("yolo"));
+        let main = write(d.path(), "agent.toml", "state_dir = 'rel'\n");
+        assert!(load(&main, true).is_err());
+    }
+}

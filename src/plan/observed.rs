@@ -1,0 +1,148 @@
+//! What the host looks like now, as plain values: the planner's input.
+//! `system` fills these in; nothing here does I/O.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Everything observed about the host for one plan.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedHost {
+    /// Each managed path (and nothing else), by host path.
+    pub paths: BTreeMap<String, Observed>,
+    /// Users and groups of the target root.
+    pub accounts: Accounts,
+}
+
+/// Owner, group and permission bits as numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsMeta {
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// What is at a host path now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// Nothing. `missing_parents` lists the ancestors that do not exist
+    /// either, outermost first.
+    Missing {
+        /// Ancestors that would have to be created first.
+        missing_parents: Vec<String>,
+    },
+    /// A regular file.
+    File {
+        /// Ownership and mode.
+        meta: FsMeta,
+        /// Size in bytes.
+        size: u64,
+        /// SHA-256 of the content.
+        sha256: [u8; 32],
+        /// The content, when small enough to diff.
+        content: Option<Vec<u8>>,
+    },
+    /// A directory.
+    Dir {
+        /// Ownership and mode.
+        meta: FsMeta,
+        /// Whether it has no entries.
+        empty: bool,
+    },
+    /// A symbolic link (not followed).
+    Symlink {
+        /// The link's target, verbatim.
+        target: String,
+    },
+    /// A device, FIFO or socket: never touched.
+    Other {
+        /// What it is, in words.
+        what: &'static str,
+    },
+}
+
+/// Name <-> id maps of one root. `root` is uid and gid 0 even when the root
+/// has no `/etc/passwd` yet (a fresh tree).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accounts {
+    users: HashMap<String, u32>,
+    groups: HashMap<String, u32>,
+    user_names: HashMap<u32, String>,
+    group_names: HashMap<u32, String>,
+}
+
+impl Accounts {
+    /// Builds the maps from the text of `passwd` and `group`.
+    pub fn parse(passwd: &str, group: &str) -> Self {
+        let mut a = Self::default();
+        for (name, id) in entries(passwd) {
+            a.user_names.entry(id).or_insert_with(|| name.clone());
+            a.users.entry(name).or_insert(id);
+        }
+        for (name, id) in entries(group) {
+            a.group_names.entry(id).or_insert_with(|| name.clone());
+            a.groups.entry(name).or_insert(id);
+        }
+        a.users.entry("root".into()).or_insert(0);
+        a.groups.entry("root".into()).or_insert(0);
+        a.user_names.entry(0).or_insert_with(|| "root".into());
+        a.group_names.entry(0).or_insert_with(|| "root".into());
+        a
+    }
+
+    /// The uid of a user name or numeric string.
+    pub fn uid(&self, name: &str) -> Option<u32> {
+        name.parse().ok().or_else(|| self.users.get(name).copied())
+    }
+
+    /// The gid of a group name or numeric string.
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        name.parse().ok().or_else(|| self.groups.get(name).copied())
+    }
+
+    /// The name of a uid, or the number.
+    pub fn user_name(&self, uid: u32) -> String {
+        self.user_names.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+    }
+
+    /// The name of a gid, or the number.
+    pub fn group_name(&self, gid: u32) -> String {
+        self.group_names.get(&gid).cloned().unwrap_or_else(|| gid.to_string())
+    }
+}
+
+fn entries(text: &str) -> impl Iterator<Item = (String, u32)> + '_ {
+    text.lines().filter_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?.trim();
+        let id = f.nth(1)?.trim().parse().ok()?;
+        (!name.is_empty() && !name.starts_with('#')).then(|| (name.to_owned(), id))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_passwd_and_group() {
+        let a = Accounts::parse(
+            "root:x:0:0:root:/root:/bin/bash\nnginx:x:990:985::/var/lib/nginx:/sbin/nologin\nbroken\n",
+            "root:x:0:\nnginx:x:985:\n",
+        );
+        assert_eq!(a.uid("nginx"), Some(990));
+        assert_eq!(a.gid("nginx"), Some(985));
+        assert_eq!(a.uid("1234"), Some(1234));
+        assert_eq!(a.uid("nobody"), None);
+        assert_eq!(a.user_name(990), "nginx");
+        assert_eq!(a.user_name(7), "7");
+    }
+
+    #[test]
+    fn root_exists_in_an_empty_tree() {
+        let a = Accounts::parse("", "");
+        assert_eq!(a.uid("root"), Some(0));
+        assert_eq!(a.gid("root"), Some(0));
+    }
+}

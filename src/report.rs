@@ -1,0 +1,174 @@
+//! What the commands print: human text by default, JSON with `--json`.
+//! Logs go to stderr through tracing; results go to stdout.
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::desired::Diagnostic;
+use crate::plan::{Change, Op, PlanProblem};
+
+/// The outcome word of a run, stable for scripts (`result` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The config repo is valid.
+    Valid,
+    /// The config repo is invalid.
+    Invalid,
+    /// Nothing to change.
+    InSync,
+    /// Changes pending (plan, dry run, audit).
+    ChangesPending,
+    /// Changes applied.
+    Changed,
+    /// A step failed and the host was restored.
+    RolledBack,
+    /// A step failed and the restore failed too.
+    RollbackFailed,
+    /// Stopped by an error before any change.
+    Error,
+}
+
+/// Everything a command reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The command (`validate`, `plan`, `converge`).
+    pub command: &'static str,
+    /// How it ended.
+    pub result: Outcome,
+    /// The host name used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The host file chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_file: Option<String>,
+    /// Roles applied, in order.
+    pub roles: Vec<String>,
+    /// Where the desired state came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The root converged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Planned (or, for converge, applied) changes.
+    pub changes: Vec<Change>,
+    /// Problems in the config repo.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Problems planning against this host.
+    pub plan_problems: Vec<PlanProblem>,
+    /// The error, with its causes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Details of a failed restore.
+    pub restore_errors: Vec<String>,
+}
+
+impl Report {
+    /// An empty report for `command`.
+    pub fn new(command: &'static str) -> Self {
+        Self {
+            command,
+            result: Outcome::Error,
+            host: None,
+            host_file: None,
+            roles: Vec::new(),
+            source: None,
+            root: None,
+            changes: Vec::new(),
+            diagnostics: Vec::new(),
+            plan_problems: Vec::new(),
+            error: None,
+            restore_errors: Vec::new(),
+        }
+    }
+
+    /// Prints the report: JSON on stdout, or text (results on stdout,
+    /// problems on stderr).
+    pub fn print(&self, json: bool) -> std::io::Result<()> {
+        if json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, self)?;
+            return writeln!(out);
+        }
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_owned()
+            }
+        };
+        if let (Some(host), Some(file)) = (&self.host, &self.host_file) {
+            let roles = if self.roles.is_empty() {
+                String::new()
+            } else {
+                format!(" (roles: {})", self.roles.join(", "))
+            };
+            writeln!(out, "host {host}: {file}{roles}")?;
+        }
+        if let Some(src) = &self.source {
+            let root = self.root.as_deref().map(|r| format!(", root {r}")).unwrap_or_default();
+            writeln!(out, "from {src}{root}")?;
+        }
+        for d in &self.diagnostics {
+            writeln!(err, "{d}")?;
+        }
+        for p in &self.plan_problems {
+            writeln!(err, "{}: {} ({})", p.origin, p.message, p.resource)?;
+        }
+        let n = self.changes.len();
+        let plural = if n == 1 { "" } else { "s" };
+        match self.result {
+            Outcome::Valid => writeln!(out, "{}", paint("32", "valid"))?,
+            Outcome::Invalid => writeln!(
+                err,
+                "invalid: {} problem{}; nothing was changed",
+                self.diagnostics.len(),
+                if self.diagnostics.len() == 1 { "" } else { "s" }
+            )?,
+            Outcome::InSync => writeln!(out, "{}", paint("32", "in sync: nothing to change"))?,
+            Outcome::ChangesPending => writeln!(out, "{n} change{plural} pending:")?,
+            Outcome::Changed => writeln!(out, "{n} change{plural} applied:")?,
+            _ => {}
+        }
+        for c in &self.changes {
+            let (sign, code) = match c.op {
+                Op::RemoveFile { .. } | Op::RemoveDir { .. } => ("-", "31"),
+                Op::CreateDir { .. } => ("+", "32"),
+                _ => ("~", "33"),
+            };
+            writeln!(out, "  {} {} {}", paint(code, sign), c.resource, paint("2", &format!("({})", c.op.verb())))?;
+            for r in &c.reasons {
+                writeln!(out, "      {r}")?;
+            }
+            // Diffs belong to plans; a converge report lists what was done.
+            let show_diff = self.result != Outcome::Changed;
+            if let Some(diff) = c.diff.as_ref().filter(|_| show_diff) {
+                for line in diff.lines() {
+                    let code = match line.as_bytes().first() {
+                        Some(b'+') => "32",
+                        Some(b'-') => "31",
+                        Some(b'@') => "36",
+                        _ => "0",
+                    };
+                    writeln!(out, "      {}", paint(code, line))?;
+                }
+            }
+        }
+        if let Some(e) = &self.error {
+            let what = match self.result {
+                Outcome::RolledBack => "converge failed; the host was restored to its state before this run",
+                Outcome::RollbackFailed => "converge failed AND restoring the host failed; the host needs attention",
+                _ => "error",
+            };
+            writeln!(err, "{what}: {e}")?;
+        }
+        for e in &self.restore_errors {
+            writeln!(err, "  restore: {e}")?;
+        }
+        Ok(())
+    }
+}
