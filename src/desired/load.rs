@@ -125,11 +125,16 @@ pub fn load_host_file(
         .collect();
     layers.push((host_file.to_owned(), host_parsed));
 
+    // Schema errors make later cross-file checks noisy (a reference to a
+    // declaration that failed to parse is not a second problem): stop here.
+    if !loader.diags.is_empty() {
+        return Err(LoadError::Invalid(sorted(loader.diags)));
+    }
     let merged = loader.merge(&layers);
     let resources = loader.resolve(&merged, &layers, host, facts);
     let checks = loader.merge_checks(&layers);
     if !loader.diags.is_empty() {
-        return Err(LoadError::Invalid(loader.diags));
+        return Err(LoadError::Invalid(sorted(loader.diags)));
     }
     Ok(DesiredState {
         host: host.to_owned(),
@@ -138,6 +143,12 @@ pub fn load_host_file(
         resources,
         checks,
     })
+}
+
+/// Diagnostics in file, line, column order, so output is stable.
+fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    diags
 }
 
 fn role_file(role: &str) -> String {
@@ -159,7 +170,8 @@ struct Winner {
 }
 
 impl Loader<'_> {
-    /// Reads and parses a repo file once. `Ok(None)`: it was reported invalid.
+    /// Reads and parses a repo file once. `Ok(None)`: it is not a readable
+    /// TOML file (reported).
     fn parse(&mut self, file: &str) -> Result<Option<ParsedFile>, LoadError> {
         if let Some(p) = self.parsed.get(file) {
             return Ok(p.clone());
@@ -170,10 +182,11 @@ impl Loader<'_> {
                 match String::from_utf8(bytes) {
                     Ok(text) => {
                         let cx = Ctx::new(file, &text);
+                        // Kept even with errors, so the roles it names are
+                        // still read and their problems reported too.
                         let parsed = parse_file(&cx, &text, &self.opts.state_dir);
-                        let ok = !cx.has_errors();
                         self.diags.extend(cx.into_diagnostics());
-                        ok.then_some(parsed)
+                        Some(parsed)
                     }
                     Err(_) => {
                         self.diags
@@ -510,5 +523,184 @@ impl Kind {
     /// Whether a resource of this kind lives on the filesystem.
     pub fn is_path(self) -> bool {
         matches!(self, Kind::Repo | Kind::Directory | Kind::File | Kind::Symlink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::model::{Ensure, Resource};
+    use crate::desired::tree::MemTree;
+
+    fn load_mem(tree: &MemTree, host: &str) -> Result<DesiredState, Vec<String>> {
+        load(tree, host, &Facts::default().for_host(host), &LoadOptions::default()).map_err(|e| match e {
+            LoadError::Invalid(d) => d.iter().map(ToString::to_string).collect(),
+            LoadError::Read(e) => vec![format!("read error: {e:#}")],
+        })
+    }
+
+    fn errors(tree: &MemTree, host: &str) -> Vec<String> {
+        load_mem(tree, host).expect_err("expected the repo to be invalid")
+    }
+
+    fn paths(d: &DesiredState) -> Vec<String> {
+        d.resources.iter().map(|r| r.resource.id().to_string()).collect()
+    }
+
+    #[test]
+    fn host_lookup_falls_back_to_short_name_then_default() {
+        let t = MemTree::new()
+            .file("hosts/web1.toml", "")
+            .file("hosts/default.toml", "");
+        assert_eq!(load_mem(&t, "web1.example.com").expect("valid").host_file, "hosts/web1.toml");
+        assert_eq!(load_mem(&t, "db9.example.com").expect("valid").host_file, "hosts/default.toml");
+        let t = MemTree::new().file("hosts/web1.toml", "");
+        let e = errors(&t, "db9.example.com");
+        assert!(
+            e[0].contains("hosts/db9.example.com.toml, hosts/db9.toml, hosts/default.toml"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn roles_apply_depth_first_once_and_host_wins() {
+        let t = MemTree::new()
+            .file("hosts/h.toml", "roles = ['web', 'base']\n[vars]\nx = 'host'\n[[file]]\npath = '/etc/motd'\ncontent = 'host'\n")
+            .file("roles/base.toml", "[vars]\nx = 'base'\ny = 'base'\n[[file]]\npath = '/etc/motd'\ncontent = 'base'\n[[directory]]\npath = '/srv'\n")
+            .file("roles/web.toml", "roles = ['base']\n[[directory]]\npath = '/srv'\n[[file]]\npath = '/srv/x'\ntemplate = true\ncontent = '{{ vars.x }} {{ vars.y }}'\n");
+        let d = load_mem(&t, "h").expect("valid");
+        assert_eq!(d.roles, ["base", "web"]);
+        assert_eq!(paths(&d), ["directory:/srv", "file:/etc/motd", "file:/srv/x"]);
+        let content = |p: &str| {
+            d.resources.iter().find_map(|r| match &r.resource {
+                Resource::File(f) if f.path == p => Some(String::from_utf8_lossy(&f.content).into_owned()),
+                _ => None,
+            })
+        };
+        assert_eq!(content("/etc/motd").as_deref(), Some("host"));
+        // Vars: roles in order, the host file last.
+        assert_eq!(content("/srv/x").as_deref(), Some("host base"));
+    }
+
+    #[test]
+    fn conflicting_roles_name_both_files_unless_the_host_decides() {
+        let roles = MemTree::new()
+            .file("roles/a.toml", "[[directory]]\npath = '/srv'\nmode = '0700'\n")
+            .file("roles/b.toml", "[[directory]]\npath = '/srv'\nmode = '0755'\n");
+        let t = roles.clone().file("hosts/h.toml", "roles = ['a', 'b']\n");
+        let e = errors(&t, "h");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("roles/a.toml:1") && e[0].contains("roles/b.toml:1"), "{e:?}");
+        let t = roles.file("hosts/h.toml", "roles = ['a', 'b']\n[[directory]]\npath = '/srv'\nmode = '0711'\n");
+        let d = load_mem(&t, "h").expect("the host decides");
+        assert!(matches!(&d.resources[0].resource, Resource::Directory(x) if x.meta.mode == 0o711));
+    }
+
+    #[test]
+    fn identical_duplicates_are_fine() {
+        let t = MemTree::new()
+            .file("roles/a.toml", "[[directory]]\npath = '/srv'\n")
+            .file("roles/b.toml", "\n\n[[directory]]\npath = '/srv'\n")
+            .file("hosts/h.toml", "roles = ['a', 'b']\n");
+        assert_eq!(paths(&load_mem(&t, "h").expect("valid")), ["directory:/srv"]);
+    }
+
+    #[test]
+    fn role_cycles_and_unknown_roles() {
+        let t = MemTree::new()
+            .file("hosts/h.toml", "roles = ['a', 'ghost']\n")
+            .file("roles/a.toml", "roles = ['b']\n")
+            .file("roles/b.toml", "roles = ['a']\n");
+        let e = errors(&t, "h");
+        assert!(e.iter().any(|m| m.contains("role cycle: a -> b -> a")), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("hosts/h.toml:1:") && m.contains("unknown role `ghost`")), "{e:?}");
+    }
+
+    #[test]
+    fn all_problems_in_all_files_are_reported() {
+        let t = MemTree::new()
+            .file("hosts/h.toml", "roles = ['r']\n[[file]]\npath = 'relative'\ncontent = ''\n[[package]]\nname = 'a b'\n")
+            .file("roles/r.toml", "[[directory]]\npath = '/x'\nmode = '999'\n");
+        let e = errors(&t, "h");
+        assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn source_symlinks_must_stay_in_the_repo() {
+        let base = MemTree::new()
+            .file("files/real", "data")
+            .symlink("files/inside", "real")
+            .symlink("files/up", "../files/real")
+            .symlink("files/abs", "/etc/shadow")
+            .symlink("files/escape", "../../etc/shadow")
+            .symlink("linkdir", "files");
+        let host = |src: &str| {
+            base.clone()
+                .file("hosts/h.toml", format!("[[file]]\npath = '/x'\nsource = '{src}'\n"))
+        };
+        for ok in ["files/real", "files/inside", "files/up", "linkdir/real"] {
+            assert!(load_mem(&host(ok), "h").is_ok(), "{ok}");
+        }
+        for bad in ["files/abs", "files/escape"] {
+            let e = errors(&host(bad), "h");
+            assert!(e[0].contains("leaves the config repo"), "{bad}: {e:?}");
+        }
+        assert!(errors(&host("files/none"), "h")[0].contains("does not exist"));
+        assert!(errors(&host("files"), "h")[0].contains("not a regular file"));
+    }
+
+    #[test]
+    fn size_cap_applies_to_content() {
+        let t = MemTree::new()
+            .file("files/big", vec![b'x'; 2048])
+            .file("hosts/h.toml", "[[file]]\npath = '/x'\nsource = 'files/big'\n");
+        let opts = LoadOptions {
+            max_file_size: 1024,
+            ..LoadOptions::default()
+        };
+        let e = load(&t, "h", &Facts::default(), &opts).expect_err("over cap");
+        assert!(e.to_string().contains("invalid"));
+        let LoadError::Invalid(d) = e else { panic!("wrong error") };
+        assert!(d[0].message.contains("over the cap of 1024 bytes"), "{d:?}");
+    }
+
+    #[test]
+    fn restart_on_must_reference_declared_resources() {
+        let t = MemTree::new().file(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/a'\ncontent = ''\n[[service]]\nname = 'nginx'\nrestart_on = ['file:/etc/a', 'file:/etc/b']\n",
+        );
+        let e = errors(&t, "h");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("hosts/h.toml:6:"), "{e:?}");
+        assert!(e[0].contains("refers to file:/etc/b"), "{e:?}");
+    }
+
+    #[test]
+    fn one_path_is_one_kind() {
+        let t = MemTree::new().file(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/yum.repos.d/x.repo'\ncontent = ''\n[[repo]]\nname = 'x'\nbaseurl = 'http://x/'\n[[directory]]\npath = '/etc/a'\n[[symlink]]\npath = '/etc/a'\ntarget = 'b'\n",
+        );
+        let e = errors(&t, "h");
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn empty_host_file_is_valid_and_absent_needs_no_content() {
+        let t = MemTree::new().file("hosts/h.toml", "");
+        assert!(load_mem(&t, "h").expect("valid").resources.is_empty());
+        let t = MemTree::new().file("hosts/h.toml", "[[file]]\npath = '/x'\nstate = 'absent'\n");
+        assert!(matches!(&load_mem(&t, "h").expect("valid").resources[0].resource, Resource::File(f) if f.ensure == Ensure::Absent));
+    }
+
+    #[test]
+    fn inline_template_errors_point_into_the_host_file() {
+        let t = MemTree::new().file(
+            "hosts/h.toml",
+            "[[file]]\npath = '/x'\ntemplate = true\ncontent = \"\"\"\nline one\n{{ vars.missing }}\n\"\"\"\n",
+        );
+        let e = errors(&t, "h");
+        assert!(e[0].starts_with("hosts/h.toml:6:"), "{e:?}");
     }
 }

@@ -535,3 +535,217 @@ fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
             .to_string(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::model::{Declared, Directory, File, Package, PackageState, Symlink};
+
+    fn origin() -> Origin {
+        Origin {
+            file: "hosts/h.toml".into(),
+            line: 1,
+            column: 1,
+        }
+    }
+
+    fn meta(mode: u32) -> Meta {
+        Meta {
+            owner: "root".into(),
+            group: "root".into(),
+            mode,
+        }
+    }
+
+    fn desired(resources: Vec<Resource>) -> DesiredState {
+        DesiredState {
+            resources: resources
+                .into_iter()
+                .map(|resource| Declared {
+                    resource,
+                    origin: origin(),
+                })
+                .collect(),
+            ..DesiredState::default()
+        }
+    }
+
+    fn file(path: &str, content: &str) -> Resource {
+        Resource::File(File {
+            path: path.into(),
+            ensure: Ensure::Present,
+            content: content.as_bytes().to_vec(),
+            meta: meta(0o644),
+            sensitive: false,
+        })
+    }
+
+    fn observed_file(content: &str, mode: u32) -> Observed {
+        Observed::File {
+            meta: FsMeta { uid: 0, gid: 0, mode },
+            size: content.len() as u64,
+            sha256: sha256(content.as_bytes()),
+            content: Some(content.as_bytes().to_vec()),
+        }
+    }
+
+    fn host(paths: &[(&str, Observed)]) -> ObservedHost {
+        ObservedHost {
+            paths: paths.iter().map(|(p, o)| ((*p).to_owned(), o.clone())).collect(),
+            accounts: Accounts::parse("nginx:x:990:990::/:/sbin/nologin\n", "nginx:x:990:\n"),
+        }
+    }
+
+    fn missing(parents: &[&str]) -> Observed {
+        Observed::Missing {
+            missing_parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    fn ops(p: &Plan) -> Vec<String> {
+        p.changes.iter().map(|c| format!("{} {}", c.op.verb(), c.op.path())).collect()
+    }
+
+    #[test]
+    fn converged_host_plans_nothing() {
+        let d = desired(vec![file("/etc/motd", "hi\n")]);
+        let p = plan(&d, &host(&[("/etc/motd", observed_file("hi\n", 0o644))])).expect("plan");
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn content_change_has_a_diff_and_metadata_only_change_does_not_rewrite() {
+        let d = desired(vec![file("/etc/motd", "new\n")]);
+        let p = plan(&d, &host(&[("/etc/motd", observed_file("old\n", 0o600))])).expect("plan");
+        assert_eq!(ops(&p), ["write file /etc/motd"]);
+        assert_eq!(p.changes[0].reasons, ["content differs", "mode is 0600, should be 0644"]);
+        assert!(p.changes[0].diff.as_deref().is_some_and(|d| d.contains("-old\n+new")));
+
+        let d = desired(vec![file("/etc/motd", "same\n")]);
+        let p = plan(&d, &host(&[("/etc/motd", observed_file("same\n", 0o600))])).expect("plan");
+        assert_eq!(ops(&p), ["set owner/group/mode /etc/motd"]);
+    }
+
+    #[test]
+    fn sensitive_files_have_no_diff() {
+        let Resource::File(mut f) = file("/etc/secret", "new") else { unreachable!() };
+        f.sensitive = true;
+        let d = desired(vec![Resource::File(f)]);
+        let p = plan(&d, &host(&[("/etc/secret", observed_file("old", 0o644))])).expect("plan");
+        assert_eq!(p.changes[0].diff, None);
+    }
+
+    #[test]
+    fn missing_parents_are_created_first_and_once() {
+        let d = desired(vec![
+            Resource::Directory(Directory {
+                path: "/srv/www".into(),
+                ensure: Ensure::Present,
+                meta: meta(0o750),
+            }),
+            file("/srv/www/a", "a"),
+            file("/srv/www/b", "b"),
+        ]);
+        let h = host(&[
+            ("/srv/www", missing(&["/srv"])),
+            ("/srv/www/a", missing(&["/srv", "/srv/www"])),
+            ("/srv/www/b", missing(&["/srv", "/srv/www"])),
+        ]);
+        let p = plan(&d, &h).expect("plan");
+        assert_eq!(
+            ops(&p),
+            [
+                "create directory /srv",
+                "create directory /srv/www",
+                "write file /srv/www/a",
+                "write file /srv/www/b"
+            ]
+        );
+        // The declared directory keeps its declared mode even when it is
+        // also a missing parent.
+        assert!(matches!(&p.changes[1].op, Op::CreateDir { meta, .. } if meta.ids.mode == 0o750));
+    }
+
+    #[test]
+    fn removals_come_last_deepest_first() {
+        let absent_dir = |p: &str| {
+            Resource::Directory(Directory {
+                path: p.into(),
+                ensure: Ensure::Absent,
+                meta: meta(0o755),
+            })
+        };
+        let d = desired(vec![absent_dir("/a"), absent_dir("/a/b"), file("/z", "z")]);
+        let empty = Observed::Dir {
+            meta: FsMeta { uid: 0, gid: 0, mode: 0o755 },
+            empty: true,
+        };
+        let p = plan(&d, &host(&[("/a", empty.clone()), ("/a/b", empty), ("/z", missing(&[]))])).expect("plan");
+        assert_eq!(ops(&p), ["write file /z", "remove directory /a/b", "remove directory /a"]);
+    }
+
+    #[test]
+    fn refusals_are_problems_not_changes() {
+        let d = desired(vec![
+            file("/etc/dir", "x"),
+            Resource::Directory(Directory {
+                path: "/full".into(),
+                ensure: Ensure::Absent,
+                meta: meta(0o755),
+            }),
+            Resource::File(File {
+                meta: Meta {
+                    owner: "ghost".into(),
+                    ..meta(0o644)
+                },
+                ..match file("/etc/ghost", "x") {
+                    Resource::File(f) => f,
+                    _ => unreachable!(),
+                }
+            }),
+            Resource::Package(Package {
+                name: "nginx".into(),
+                state: PackageState::Present(None),
+            }),
+        ]);
+        let dir = |empty| Observed::Dir {
+            meta: FsMeta { uid: 0, gid: 0, mode: 0o755 },
+            empty,
+        };
+        let h = host(&[("/etc/dir", dir(true)), ("/full", dir(false)), ("/etc/ghost", missing(&[]))]);
+        let problems = plan(&d, &h).expect_err("refused");
+        let msgs: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].contains("will not replace it with a file"));
+        assert!(msgs[1].contains("not empty"));
+        assert!(msgs[2].contains("owner `ghost` does not exist"));
+        assert!(msgs[3].contains("not supported"));
+    }
+
+    #[test]
+    fn symlinks_are_retargeted_and_replace_files() {
+        let link = Resource::Symlink(Symlink {
+            path: "/l".into(),
+            target: "/new".into(),
+            ensure: Ensure::Present,
+        });
+        let d = desired(vec![link]);
+        let same = host(&[("/l", Observed::Symlink { target: "/new".into() })]);
+        assert!(plan(&d, &same).expect("plan").is_empty());
+        let old = host(&[("/l", Observed::Symlink { target: "/old".into() })]);
+        assert_eq!(plan(&d, &old).expect("plan").changes[0].reasons, ["points to /old, should point to /new"]);
+        let file = host(&[("/l", observed_file("x", 0o644))]);
+        assert_eq!(ops(&plan(&d, &file).expect("plan")), ["link /l"]);
+    }
+
+    #[test]
+    fn numeric_owners_and_named_accounts_resolve() {
+        let Resource::File(mut f) = file("/etc/n", "x") else { unreachable!() };
+        f.meta.owner = "nginx".into();
+        f.meta.group = "1234".into();
+        let d = desired(vec![Resource::File(f)]);
+        let p = plan(&d, &host(&[("/etc/n", observed_file("x", 0o644))])).expect("plan");
+        assert_eq!(p.changes[0].reasons, ["owner is root, should be nginx", "group is root, should be 1234"]);
+        assert!(matches!(&p.changes[0].op, Op::SetMeta { meta, .. } if meta.ids.uid == 990 && meta.ids.gid == 1234));
+    }
+}

@@ -43,6 +43,7 @@ trap cleanup EXIT
 x() { "$SB" exec "$P" "$@"; }   # run inside the current host
 
 echo "== setup"
+MOUNTS_BEFORE=$(findmnt -rn -o TARGET | sort)
 "$SB" deps
 if [[ ${PROVE_CLEAN:-0} == 1 ]]; then
     echo "removing $CACHE_DIR (PROVE_CLEAN=1)"
@@ -207,6 +208,19 @@ check_not "no live processes rooted in the test dirs" sh -c "for p in /proc/[0-9
 check_not "cgroup removed" test -e "/sys/fs/cgroup/unified/$cg1"
 check "overlay upper kept (stop deletes nothing)" test -d "$W/upper/var/lib/rpm"
 
+echo "== reboot: boot the same WORKDIR again"
+mid=$(cat "$W/upper/etc/machine-id")
+t0=$(now); P=$("$SB" boot "$W" web1); t1=$(now); timed "reboot overlay host (reused upper)" "$(secs "$t0" "$t1")"
+eq "rpm db survived" dl-hello-2.0-1.noarch "$(x rpm -q dl-hello)"
+eq "machine-id kept" "$mid" "$(x cat /etc/machine-id)"
+eq "dl-web (enabled from outside) started at boot" active "$(x systemctl is-active dl-web || true)"
+eq "dl-hello (disabled) not started at boot" inactive "$(x systemctl is-active dl-hello || true)"
+eq "journal has 2 boots" 2 "$(x journalctl --list-boots --no-pager | grep -c .)"
+cg1=$(cat "$W/cgroup")
+"$SB" stop "$W"
+check_not "after reboot+stop: no mounts under $T" sh -c "findmnt -rn -o TARGET | grep -F '$T'"
+check_not "after reboot+stop: cgroup removed" test -e "/sys/fs/cgroup/unified/$cg1"
+
 echo "== boot failure cleans up"
 W3=$T/bad; HOSTS+=("$W3")
 set +e; DRIFTLESS_BOOT_TIMEOUT=0 "$SB" boot "$W3" bad >"$T/bad.out" 2>"$T/bad.err"; rc=$?; set -e
@@ -215,6 +229,11 @@ eq "nothing on stdout" "" "$(cat "$T/bad.out")"
 check "diagnostics on stderr" grep -q "did not reach running" "$T/bad.err"
 check_not "no pid file left" test -e "$W3/pid"
 check_not "no mounts left" sh -c "findmnt -rn -o TARGET | grep -F '$W3'"
+
+echo "== global leak check"
+eq "mount table unchanged" "$MOUNTS_BEFORE" "$(findmnt -rn -o TARGET | sort)"
+check_not "no systemd/unshare/sleep infinity processes left" sh -c "ps -eo stat=,pid=,args= | awk '\$1 !~ /^Z/' | grep -E '/lib/systemd/systemd|unshare --pid|sleep infinity|dl-web|journald' | grep -v grep"
+eq "no host cgroups left" "" "$(find /sys/fs/cgroup/unified/driftless-test -mindepth 1 -type d 2>/dev/null)"
 
 echo
 echo "== times"

@@ -23,7 +23,9 @@ usage: sandbox.sh COMMAND [ARGS...]
   rpms OUTDIR             build every tests/system/rpms/*.spec into OUTDIR and
                           run createrepo_c there; prints one .rpm path per line
   boot WORKDIR HOSTNAME   boot a fresh host from the cache under WORKDIR; prints
-                          ONLY the pid of its systemd (host pid namespace)
+                          ONLY the pid of its systemd (host pid namespace).
+                          A WORKDIR booted and stopped before boots again
+                          with its disk state (= reboot)
   exec PID|WORKDIR CMD... run CMD inside the host (nsenter), clean environment,
                           exit code passed through
   repo WORKDIR REPODIR    copy a createrepo_c'd dir into the host at /srv/repo
@@ -315,16 +317,23 @@ cmd_boot() {
     mkdir -p "$1"
     wd=$(cd "$1" && pwd)
     if [[ -f $wd/pid ]]; then die "$wd already has a host (pid $(cat "$wd/pid")); stop it first"; fi
-    local root=$wd/root mode=${DRIFTLESS_SANDBOX_MODE:-auto}
-    [[ ! -e $root ]] || [[ -z $(ls -A "$root") ]] || die "$root exists and is not empty"
+    local root=$wd/root mode=${DRIFTLESS_SANDBOX_MODE:-auto} reuse=""
+    # A WORKDIR that was booted and stopped before is booted again with its
+    # disk state (a reboot): same overlay upper dir, or same copied tree.
+    if [[ -f $wd/mode ]]; then
+        reuse=$(cat "$wd/mode")
+        mode=$reuse
+    elif [[ -e $root && -n $(ls -A "$root") ]]; then
+        die "$root exists and is not empty"
+    fi
     mkdir -p "$root"
     # Whatever goes wrong from here on (set -e included), leave nothing
     # mounted or running. Cleared once the host is up.
     # shellcheck disable=SC2064
     trap "boot_failed '$wd'" EXIT
 
-    # 1. A fresh root. overlayfs is instant and leaves the cache untouched;
-    #    it fails when WORKDIR is itself on overlayfs (or some network fs).
+    # 1. The root. overlayfs is instant and leaves the cache untouched; it
+    #    fails when WORKDIR is itself on overlayfs (or some network fs).
     local t0=$EPOCHREALTIME
     if [[ $mode != copy ]]; then
         mkdir -p "$wd/upper" "$wd/work"
@@ -339,17 +348,17 @@ cmd_boot() {
         fi
         rm -f "$wd/overlay.err"
     fi
-    if [[ $mode == copy ]]; then
+    if [[ $mode == copy && -z $reuse ]]; then
         cp -a --reflink=auto "$ROOTFS/." "$root/"
     fi
     echo "$mode" >"$wd/mode"
     echo "$root" >"$wd/root-path"
     echo "$name" >"$root/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$name" >"$root/etc/hosts"
-    # Own machine-id per host (journal files, dbus).
-    tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
+    # Own machine-id per host (journal files, dbus); kept across reboots.
+    [[ -n $reuse ]] || tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
     : >"$wd/console.log"
-    log "boot: $mode root ready in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}') s"
+    log "boot: ${reuse:+reused }$mode root ready in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.2f", b-a}') s"
 
     # 2. Own cgroup (in the cgroup2 tree) that becomes the root of the host's
     #    cgroup namespace. The launcher moves itself there before unshare.
