@@ -66,7 +66,10 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
     match std::fs::metadata(config) {
         Ok(_) => files.push(config.to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
-        Err(e) => return Err(e).with_context(|| format!("failed to read agent config {}", config.display())),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("failed to read agent config {}", config.display()));
+        }
     }
     let dropin_dir = config.with_file_name("agent.d");
     match std::fs::read_dir(&dropin_dir) {
@@ -83,7 +86,9 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
             files.extend(dropins);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("failed to list {}", dropin_dir.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to list {}", dropin_dir.display()));
+        }
     }
     let mut fragments = Vec::new();
     for f in &files {
@@ -110,7 +115,10 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let d = Settings::default();
     let state_dir = m.state_dir.unwrap_or(d.state_dir);
     if !state_dir.is_absolute() {
-        bail!("state_dir `{}` must be an absolute path", state_dir.display());
+        bail!(
+            "state_dir `{}` must be an absolute path",
+            state_dir.display()
+        );
     }
     if let Some(h) = &m.host
         && (h.is_empty() || h.contains(['/', ' ']) || h.starts_with('.'))
@@ -149,7 +157,11 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let main = write(d.path(), "agent.toml", "host = 'a'\nmode = 'enforce'\n");
         write(d.path(), "agent.d/20-b.toml", "host = 'b'\n");
-        write(d.path(), "agent.d/10-audit.toml", "mode = 'audit'\nhost = 'x'\n");
+        write(
+            d.path(),
+            "agent.d/10-audit.toml",
+            "mode = 'audit'\nhost = 'x'\n",
+        );
         write(d.path(), "agent.d/README", "not toml");
         let s = load(&main, true).expect("load");
         assert_eq!(s.host.as_deref(), Some("b"));

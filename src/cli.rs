@@ -188,12 +188,20 @@ fn validate(settings: &Settings, a: &ValidateArgs, report: &mut Report) -> Resul
     if a.all_hosts {
         let files = desired::load::list_host_files(tree.as_ref())?;
         if files.is_empty() {
-            diags.push(Diagnostic::file("hosts/", "no host files (hosts/*.toml) in the config repo"));
+            diags.push(Diagnostic::file(
+                "hosts/",
+                "no host files (hosts/*.toml) in the config repo",
+            ));
         }
         for file in files {
-            let name = file.trim_start_matches("hosts/").trim_end_matches(".toml").to_owned();
+            let name = file
+                .trim_start_matches("hosts/")
+                .trim_end_matches(".toml")
+                .to_owned();
             let facts = facts.for_host(&name);
-            if let Err(e) = desired::load::load_host_file(tree.as_ref(), &file, &name, &facts, &opts) {
+            if let Err(e) =
+                desired::load::load_host_file(tree.as_ref(), &file, &name, &facts, &opts)
+            {
                 diags.extend(invalid(e)?);
             }
         }
@@ -212,7 +220,11 @@ fn validate(settings: &Settings, a: &ValidateArgs, report: &mut Report) -> Resul
     // Roles shared by several hosts would report the same problem again.
     let mut seen = std::collections::HashSet::new();
     diags.retain(|d| seen.insert(d.to_string()));
-    report.result = if diags.is_empty() { Outcome::Valid } else { Outcome::Invalid };
+    report.result = if diags.is_empty() {
+        Outcome::Valid
+    } else {
+        Outcome::Invalid
+    };
     report.diagnostics = diags;
     Ok(())
 }
@@ -232,7 +244,7 @@ fn prepare(
     root_path: &Path,
     create_root: bool,
     report: &mut Report,
-) -> Result<Option<(converge::Prepared, system::fsroot::FsRoot)>> {
+) -> Result<Option<(converge::Prepared, Option<system::fsroot::FsRoot>)>> {
     let tree = open_tree(args)?;
     report.source = Some(tree.describe());
     report.root = Some(root_path.display().to_string());
@@ -241,7 +253,13 @@ fn prepare(
     report.host = Some(host.clone());
     let root = converge::open_root(root_path, create_root)
         .with_context(|| format!("cannot use {} as the root", root_path.display()))?;
-    match converge::prepare(tree.as_ref(), &host, &facts, &load_options(settings), &root) {
+    match converge::prepare(
+        tree.as_ref(),
+        &host,
+        &facts,
+        &load_options(settings),
+        root.as_ref(),
+    ) {
         Ok(p) => {
             report.host_file = Some(p.desired.host_file.clone());
             report.roles = p.desired.roles.clone();
@@ -254,7 +272,10 @@ fn prepare(
         }
         Err(PrepareError::Unplannable(p)) => {
             report.result = Outcome::Error;
-            report.error = Some(format!("cannot plan: {} problem(s); nothing was changed", p.len()));
+            report.error = Some(format!(
+                "cannot plan: {} problem(s); nothing was changed",
+                p.len()
+            ));
             report.plan_problems = p;
             Ok(None)
         }
@@ -289,6 +310,7 @@ fn converge(settings: &Settings, a: &ConvergeArgs, report: &mut Report) -> Resul
         report.changes = prepared.plan.changes;
         return Ok(());
     }
+    let root = root.context("the root directory is missing")?;
     match converge::apply(&root, &prepared.plan)? {
         Applied::Done { changes } => {
             report.result = Outcome::Changed;
@@ -304,7 +326,10 @@ fn converge(settings: &Settings, a: &ConvergeArgs, report: &mut Report) -> Resul
             differences,
         } => {
             report.result = Outcome::RollbackFailed;
-            report.error = Some(format!("{error:#}; still different from before: {}", differences.join(", ")));
+            report.error = Some(format!(
+                "{error:#}; still different from before: {}",
+                differences.join(", ")
+            ));
             report.restore_errors = restore_errors.iter().map(|e| format!("{e:#}")).collect();
         }
     }

@@ -40,13 +40,14 @@ pub struct Prepared {
 }
 
 /// Computes the desired state for `host` from `tree` and plans it against
-/// the host under `root`. Changes nothing.
+/// the host under `root` (`None`: a root that does not exist yet, as for a
+/// dry run into a fresh directory). Changes nothing.
 pub fn prepare(
     tree: &dyn ConfigTree,
     host: &str,
     facts: &Facts,
     opts: &LoadOptions,
-    root: &FsRoot,
+    root: Option<&FsRoot>,
 ) -> Result<Prepared, PrepareError> {
     let desired = match desired::load(tree, host, facts, opts) {
         Ok(d) => d,
@@ -54,7 +55,10 @@ pub fn prepare(
         Err(desired::LoadError::Read(e)) => return Err(PrepareError::Other(e)),
     };
     info!(host, host_file = %desired.host_file, roles = ?desired.roles, "desired state loaded");
-    let observed = observe(root, &desired)?;
+    let observed = match root {
+        Some(root) => observe(root, &desired)?,
+        None => observe_empty(&desired),
+    };
     let plan = plan::plan(&desired, &observed).map_err(PrepareError::Unplannable)?;
     Ok(Prepared {
         desired,
@@ -75,6 +79,26 @@ pub fn observe(root: &FsRoot, desired: &DesiredState) -> Result<ObservedHost> {
         host.paths.insert(path, o);
     }
     Ok(host)
+}
+
+/// What an empty root looks like: every path missing, with all ancestors.
+fn observe_empty(desired: &DesiredState) -> ObservedHost {
+    let mut host = ObservedHost {
+        accounts: crate::plan::observed::Accounts::parse("", ""),
+        ..ObservedHost::default()
+    };
+    for path in plan::paths_to_observe(desired) {
+        let missing_parents = path
+            .match_indices('/')
+            .skip(1)
+            .map(|(i, _)| path[..i].to_owned())
+            .collect();
+        host.paths.insert(
+            path,
+            crate::plan::observed::Observed::Missing { missing_parents },
+        );
+    }
+    host
 }
 
 /// How applying a plan ended.
@@ -107,15 +131,22 @@ pub enum Applied {
 /// on the first failure, restore the snapshot. `Err` only when nothing was
 /// changed (the snapshot could not be taken).
 pub fn apply(root: &FsRoot, plan: &Plan) -> Result<Applied> {
-    let snapshot = Snapshot::capture(root, plan).context("failed to snapshot the host before changing it")?;
+    let snapshot =
+        Snapshot::capture(root, plan).context("failed to snapshot the host before changing it")?;
     let mut done = Vec::new();
     for change in &plan.changes {
         info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
         if let Err(error) = apply_one(root, &change.op) {
             let error = error.context(format!("failed to converge {}", change.resource));
-            warn!(error = format!("{error:#}"), undo = done.len(), "converge step failed; restoring the snapshot");
+            warn!(
+                error = format!("{error:#}"),
+                undo = done.len(),
+                "converge step failed; restoring the snapshot"
+            );
             let restore_errors = snapshot.restore(root);
-            let differences = snapshot.differences(root).unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
+            let differences = snapshot
+                .differences(root)
+                .unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
             if restore_errors.is_empty() && differences.is_empty() {
                 return Ok(Applied::Restored {
                     error,
@@ -137,7 +168,11 @@ fn apply_one(root: &FsRoot, op: &Op) -> Result<()> {
     fault_point(op.path())?;
     match op {
         Op::CreateDir { path, meta } => root.create_dir(path, meta.ids),
-        Op::WriteFile { path, content, meta } => root.write_file(path, content, meta.ids),
+        Op::WriteFile {
+            path,
+            content,
+            meta,
+        } => root.write_file(path, content, meta.ids),
         Op::SetMeta { path, meta } => root.set_meta(path, meta.ids),
         Op::Symlink { path, target } => root.symlink(path, target),
         Op::RemoveFile { path } => root.remove_file(path),
@@ -160,11 +195,15 @@ fn fault_point(_path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates the root directory of a converge if it is missing (`--root` on a
-/// fresh demo path), then opens it.
-pub fn open_root(path: &Path, create: bool) -> Result<FsRoot> {
-    if create && !path.exists() {
-        std::fs::create_dir_all(path).with_context(|| format!("failed to create root directory {}", path.display()))?;
+/// Opens the root directory of a converge. A missing root is created when
+/// `create` (a real converge into a fresh demo path), else `None`.
+pub fn open_root(path: &Path, create: bool) -> Result<Option<FsRoot>> {
+    if !path.exists() {
+        if !create {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("failed to create root directory {}", path.display()))?;
     }
-    FsRoot::open(path)
+    FsRoot::open(path).map(Some)
 }

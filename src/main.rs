@@ -1,9 +1,23 @@
 //! The `driftless` binary: parse the command line, set up logging, run.
 
 use clap::Parser;
+use driftless::cli::{Cli, ExitCode};
 
 fn main() -> std::process::ExitCode {
-    let cli = driftless::cli::Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap exits 2 on usage errors, which scripts would read as
+            // "changes pending": usage errors are errors, exit 1.
+            let code = if e.use_stderr() {
+                ExitCode::Error
+            } else {
+                ExitCode::Ok
+            };
+            let _ = e.print();
+            return std::process::ExitCode::from(code as u8);
+        }
+    };
     driftless::logging::init(cli.verbose);
     std::process::ExitCode::from(driftless::cli::run(cli) as u8)
 }

@@ -110,7 +110,11 @@ impl Report {
             writeln!(out, "host {host}: {file}{roles}")?;
         }
         if let Some(src) = &self.source {
-            let root = self.root.as_deref().map(|r| format!(", root {r}")).unwrap_or_default();
+            let root = self
+                .root
+                .as_deref()
+                .map(|r| format!(", root {r}"))
+                .unwrap_or_default();
             writeln!(out, "from {src}{root}")?;
         }
         for d in &self.diagnostics {
@@ -140,7 +144,13 @@ impl Report {
                 Op::CreateDir { .. } => ("+", "32"),
                 _ => ("~", "33"),
             };
-            writeln!(out, "  {} {} {}", paint(code, sign), c.resource, paint("2", &format!("({})", c.op.verb())))?;
+            writeln!(
+                out,
+                "  {} {} {}",
+                paint(code, sign),
+                c.resource,
+                paint("2", &format!("({})", c.op.verb()))
+            )?;
             for r in &c.reasons {
                 writeln!(out, "      {r}")?;
             }
@@ -160,8 +170,12 @@ impl Report {
         }
         if let Some(e) = &self.error {
             let what = match self.result {
-                Outcome::RolledBack => "converge failed; the host was restored to its state before this run",
-                Outcome::RollbackFailed => "converge failed AND restoring the host failed; the host needs attention",
+                Outcome::RolledBack => {
+                    "converge failed; the host was restored to its state before this run"
+                }
+                Outcome::RollbackFailed => {
+                    "converge failed AND restoring the host failed; the host needs attention"
+                }
                 _ => "error",
             };
             writeln!(err, "{what}: {e}")?;

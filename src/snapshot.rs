@@ -93,9 +93,12 @@ impl Snapshot {
             let now = root.observe(path)?;
             let same = match (prior, &now) {
                 (Prior::Missing, Observed::Missing { .. }) => true,
-                (Prior::File { content, meta }, Observed::File { meta: m, sha256, .. }) => {
-                    meta == m && *sha256 == crate::plan::sha256(content)
-                }
+                (
+                    Prior::File { content, meta },
+                    Observed::File {
+                        meta: m, sha256, ..
+                    },
+                ) => meta == m && *sha256 == crate::plan::sha256(content),
                 (Prior::Dir { meta }, Observed::Dir { meta: m, .. }) => meta == m,
                 (Prior::Symlink { target }, Observed::Symlink { target: t }) => target == t,
                 _ => false,

@@ -76,11 +76,8 @@ pub fn package_name(name: &str) -> Result<(), String> {
 /// Checks an exact EVR: `[epoch:]version-release`, as `1.20.1-14.el9` or
 /// `2:1.0-1`. The release is required: a pin must name one build.
 pub fn evr(text: &str) -> Result<(), String> {
-    let bad = || {
-        format!(
-            "version `{text}` is not an exact EVR such as \"1.20.1-14.el9\" or \"2:1.0-1\""
-        )
-    };
+    let bad =
+        || format!("version `{text}` is not an exact EVR such as \"1.20.1-14.el9\" or \"2:1.0-1\"");
     let (epoch, vr) = match text.split_once(':') {
         Some((e, rest)) => (Some(e), rest),
         None => (None, text),
@@ -93,8 +90,7 @@ pub fn evr(text: &str) -> Result<(), String> {
     let (version, release) = vr.rsplit_once('-').ok_or_else(bad)?;
     let ok_part = |s: &str| {
         !s.is_empty()
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._+~^".contains(c))
     };
     if !ok_part(version) || !ok_part(release) {
@@ -105,7 +101,9 @@ pub fn evr(text: &str) -> Result<(), String> {
 
 /// Completes a unit name (`nginx` becomes `nginx.service`) and checks it.
 pub fn unit_name(name: &str) -> Result<String, String> {
-    const SUFFIXES: [&str; 6] = [".service", ".socket", ".timer", ".path", ".mount", ".target"];
+    const SUFFIXES: [&str; 6] = [
+        ".service", ".socket", ".timer", ".path", ".mount", ".target",
+    ];
     let ok_char = |c: char| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c);
     if name.is_empty() || !name.chars().all(ok_char) {
         return Err(format!("unit name `{name}` is malformed"));
@@ -192,7 +190,13 @@ mod tests {
 
     #[test]
     fn package_names() {
-        for ok in ["nginx", "python3.11-pip", "libstdc++", "perl-Data-Dumper", "kernel_x"] {
+        for ok in [
+            "nginx",
+            "python3.11-pip",
+            "libstdc++",
+            "perl-Data-Dumper",
+            "kernel_x",
+        ] {
             assert!(package_name(ok).is_ok(), "{ok}");
         }
         for bad in ["", "nginx>=1", "a b", "-rf", "ng*nx", "n/x"] {
@@ -202,10 +206,18 @@ mod tests {
 
     #[test]
     fn evrs() {
-        for ok in ["1.20.1-14.el9", "2:1.0-1", "1.0~rc1-1", "1.0^git1-2.fc40", "0:1-1"] {
+        for ok in [
+            "1.20.1-14.el9",
+            "2:1.0-1",
+            "1.0~rc1-1",
+            "1.0^git1-2.fc40",
+            "0:1-1",
+        ] {
             assert!(evr(ok).is_ok(), "{ok}");
         }
-        for bad in ["1.0", "-1", "1.0-", ":1.0-1", "x:1.0-1", "1.0 -1", "1.0-1-", "latest"] {
+        for bad in [
+            "1.0", "-1", "1.0-", ":1.0-1", "x:1.0-1", "1.0 -1", "1.0-1-", "latest",
+        ] {
             assert!(evr(bad).is_err(), "{bad}");
         }
     }

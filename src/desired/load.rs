@@ -120,7 +120,12 @@ pub fn load_host_file(
         .iter()
         .filter_map(|r| {
             let file = role_file(r);
-            loader.parsed.get(&file).cloned().flatten().map(|p| (file, p))
+            loader
+                .parsed
+                .get(&file)
+                .cloned()
+                .flatten()
+                .map(|p| (file, p))
         })
         .collect();
     layers.push((host_file.to_owned(), host_parsed));
@@ -189,8 +194,10 @@ impl Loader<'_> {
                         Some(parsed)
                     }
                     Err(_) => {
-                        self.diags
-                            .push(Diagnostic::file(file, "not valid UTF-8, so not a TOML file"));
+                        self.diags.push(Diagnostic::file(
+                            file,
+                            "not valid UTF-8, so not a TOML file",
+                        ));
                         None
                     }
                 }
@@ -302,7 +309,9 @@ impl Loader<'_> {
     fn check_paths(&mut self, winners: &[Winner]) {
         let mut by_path: HashMap<String, &Winner> = HashMap::new();
         for w in winners {
-            let Some(path) = w.decl.spec.path() else { continue };
+            let Some(path) = w.decl.spec.path() else {
+                continue;
+            };
             if let Some(other) = by_path.get(&path) {
                 self.diags.push(w.decl.origin.diag(format!(
                     "{} and {} ({}) both manage the path {path}",
@@ -320,7 +329,9 @@ impl Loader<'_> {
         let declared: HashMap<ResourceId, ()> =
             winners.iter().map(|w| (w.decl.spec.id(), ())).collect();
         for w in winners {
-            let Spec::Service(s) = &w.decl.spec else { continue };
+            let Spec::Service(s) = &w.decl.spec else {
+                continue;
+            };
             let refs = s.restart_on.iter().map(|r| ("restart_on", r));
             let refs = refs.chain(s.reload_on.iter().map(|r| ("reload_on", r)));
             for ((key, r), origin) in refs.zip(&w.decl.ref_origins) {
@@ -404,7 +415,8 @@ impl Loader<'_> {
                 Ok(Some(b)) => (b, src.clone(), 1),
                 Ok(None) => return None,
                 Err(e) => {
-                    self.diags.push(decl.origin.diag(format!("source `{src}`: {e:#}")));
+                    self.diags
+                        .push(decl.origin.diag(format!("source `{src}`: {e:#}")));
                     return None;
                 }
             },
@@ -514,7 +526,8 @@ impl Loader<'_> {
                 }
             }
         }
-        self.diags.push(origin.diag(format!("source `{src}` is not a regular file")));
+        self.diags
+            .push(origin.diag(format!("source `{src}` is not a regular file")));
         Ok(None)
     }
 }
@@ -522,7 +535,10 @@ impl Loader<'_> {
 impl Kind {
     /// Whether a resource of this kind lives on the filesystem.
     pub fn is_path(self) -> bool {
-        matches!(self, Kind::Repo | Kind::Directory | Kind::File | Kind::Symlink)
+        matches!(
+            self,
+            Kind::Repo | Kind::Directory | Kind::File | Kind::Symlink
+        )
     }
 }
 
@@ -533,7 +549,13 @@ mod tests {
     use crate::desired::tree::MemTree;
 
     fn load_mem(tree: &MemTree, host: &str) -> Result<DesiredState, Vec<String>> {
-        load(tree, host, &Facts::default().for_host(host), &LoadOptions::default()).map_err(|e| match e {
+        load(
+            tree,
+            host,
+            &Facts::default().for_host(host),
+            &LoadOptions::default(),
+        )
+        .map_err(|e| match e {
             LoadError::Invalid(d) => d.iter().map(ToString::to_string).collect(),
             LoadError::Read(e) => vec![format!("read error: {e:#}")],
         })
@@ -544,7 +566,10 @@ mod tests {
     }
 
     fn paths(d: &DesiredState) -> Vec<String> {
-        d.resources.iter().map(|r| r.resource.id().to_string()).collect()
+        d.resources
+            .iter()
+            .map(|r| r.resource.id().to_string())
+            .collect()
     }
 
     #[test]
@@ -552,8 +577,14 @@ mod tests {
         let t = MemTree::new()
             .file("hosts/web1.toml", "")
             .file("hosts/default.toml", "");
-        assert_eq!(load_mem(&t, "web1.example.com").expect("valid").host_file, "hosts/web1.toml");
-        assert_eq!(load_mem(&t, "db9.example.com").expect("valid").host_file, "hosts/default.toml");
+        assert_eq!(
+            load_mem(&t, "web1.example.com").expect("valid").host_file,
+            "hosts/web1.toml"
+        );
+        assert_eq!(
+            load_mem(&t, "db9.example.com").expect("valid").host_file,
+            "hosts/default.toml"
+        );
         let t = MemTree::new().file("hosts/web1.toml", "");
         let e = errors(&t, "db9.example.com");
         assert!(
@@ -570,10 +601,15 @@ mod tests {
             .file("roles/web.toml", "roles = ['base']\n[[directory]]\npath = '/srv'\n[[file]]\npath = '/srv/x'\ntemplate = true\ncontent = '{{ vars.x }} {{ vars.y }}'\n");
         let d = load_mem(&t, "h").expect("valid");
         assert_eq!(d.roles, ["base", "web"]);
-        assert_eq!(paths(&d), ["directory:/srv", "file:/etc/motd", "file:/srv/x"]);
+        assert_eq!(
+            paths(&d),
+            ["directory:/srv", "file:/etc/motd", "file:/srv/x"]
+        );
         let content = |p: &str| {
             d.resources.iter().find_map(|r| match &r.resource {
-                Resource::File(f) if f.path == p => Some(String::from_utf8_lossy(&f.content).into_owned()),
+                Resource::File(f) if f.path == p => {
+                    Some(String::from_utf8_lossy(&f.content).into_owned())
+                }
                 _ => None,
             })
         };
@@ -585,13 +621,25 @@ mod tests {
     #[test]
     fn conflicting_roles_name_both_files_unless_the_host_decides() {
         let roles = MemTree::new()
-            .file("roles/a.toml", "[[directory]]\npath = '/srv'\nmode = '0700'\n")
-            .file("roles/b.toml", "[[directory]]\npath = '/srv'\nmode = '0755'\n");
+            .file(
+                "roles/a.toml",
+                "[[directory]]\npath = '/srv'\nmode = '0700'\n",
+            )
+            .file(
+                "roles/b.toml",
+                "[[directory]]\npath = '/srv'\nmode = '0755'\n",
+            );
         let t = roles.clone().file("hosts/h.toml", "roles = ['a', 'b']\n");
         let e = errors(&t, "h");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("roles/a.toml:1") && e[0].contains("roles/b.toml:1"), "{e:?}");
-        let t = roles.file("hosts/h.toml", "roles = ['a', 'b']\n[[directory]]\npath = '/srv'\nmode = '0711'\n");
+        assert!(
+            e[0].contains("roles/a.toml:1") && e[0].contains("roles/b.toml:1"),
+            "{e:?}"
+        );
+        let t = roles.file(
+            "hosts/h.toml",
+            "roles = ['a', 'b']\n[[directory]]\npath = '/srv'\nmode = '0711'\n",
+        );
         let d = load_mem(&t, "h").expect("the host decides");
         assert!(matches!(&d.resources[0].resource, Resource::Directory(x) if x.meta.mode == 0o711));
     }
@@ -602,7 +650,10 @@ mod tests {
             .file("roles/a.toml", "[[directory]]\npath = '/srv'\n")
             .file("roles/b.toml", "\n\n[[directory]]\npath = '/srv'\n")
             .file("hosts/h.toml", "roles = ['a', 'b']\n");
-        assert_eq!(paths(&load_mem(&t, "h").expect("valid")), ["directory:/srv"]);
+        assert_eq!(
+            paths(&load_mem(&t, "h").expect("valid")),
+            ["directory:/srv"]
+        );
     }
 
     #[test]
@@ -612,8 +663,15 @@ mod tests {
             .file("roles/a.toml", "roles = ['b']\n")
             .file("roles/b.toml", "roles = ['a']\n");
         let e = errors(&t, "h");
-        assert!(e.iter().any(|m| m.contains("role cycle: a -> b -> a")), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("hosts/h.toml:1:") && m.contains("unknown role `ghost`")), "{e:?}");
+        assert!(
+            e.iter().any(|m| m.contains("role cycle: a -> b -> a")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("hosts/h.toml:1:") && m.contains("unknown role `ghost`")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -635,8 +693,10 @@ mod tests {
             .symlink("files/escape", "../../etc/shadow")
             .symlink("linkdir", "files");
         let host = |src: &str| {
-            base.clone()
-                .file("hosts/h.toml", format!("[[file]]\npath = '/x'\nsource = '{src}'\n"))
+            base.clone().file(
+                "hosts/h.toml",
+                format!("[[file]]\npath = '/x'\nsource = '{src}'\n"),
+            )
         };
         for ok in ["files/real", "files/inside", "files/up", "linkdir/real"] {
             assert!(load_mem(&host(ok), "h").is_ok(), "{ok}");
@@ -651,16 +711,19 @@ mod tests {
 
     #[test]
     fn size_cap_applies_to_content() {
-        let t = MemTree::new()
-            .file("files/big", vec![b'x'; 2048])
-            .file("hosts/h.toml", "[[file]]\npath = '/x'\nsource = 'files/big'\n");
+        let t = MemTree::new().file("files/big", vec![b'x'; 2048]).file(
+            "hosts/h.toml",
+            "[[file]]\npath = '/x'\nsource = 'files/big'\n",
+        );
         let opts = LoadOptions {
             max_file_size: 1024,
             ..LoadOptions::default()
         };
         let e = load(&t, "h", &Facts::default(), &opts).expect_err("over cap");
         assert!(e.to_string().contains("invalid"));
-        let LoadError::Invalid(d) = e else { panic!("wrong error") };
+        let LoadError::Invalid(d) = e else {
+            panic!("wrong error")
+        };
         assert!(d[0].message.contains("over the cap of 1024 bytes"), "{d:?}");
     }
 
@@ -691,7 +754,9 @@ mod tests {
         let t = MemTree::new().file("hosts/h.toml", "");
         assert!(load_mem(&t, "h").expect("valid").resources.is_empty());
         let t = MemTree::new().file("hosts/h.toml", "[[file]]\npath = '/x'\nstate = 'absent'\n");
-        assert!(matches!(&load_mem(&t, "h").expect("valid").resources[0].resource, Resource::File(f) if f.ensure == Ensure::Absent));
+        assert!(
+            matches!(&load_mem(&t, "h").expect("valid").resources[0].resource, Resource::File(f) if f.ensure == Ensure::Absent)
+        );
     }
 
     #[test]

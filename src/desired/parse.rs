@@ -26,15 +26,38 @@ pub const DEFAULT_CHECK_RETRIES: u32 = 3;
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 const TOP_KEYS: &[&str] = &[
-    "roles", "vars", "package", "repo", "file", "directory", "symlink", "service", "check",
+    "roles",
+    "vars",
+    "package",
+    "repo",
+    "file",
+    "directory",
+    "symlink",
+    "service",
+    "check",
 ];
 const PACKAGE_KEYS: &[&str] = &["name", "state", "version"];
 const REPO_KEYS: &[&str] = &[
-    "name", "baseurl", "metalink", "mirrorlist", "enabled", "gpgcheck", "gpgkey", "description",
+    "name",
+    "baseurl",
+    "metalink",
+    "mirrorlist",
+    "enabled",
+    "gpgcheck",
+    "gpgkey",
+    "description",
     "state",
 ];
 const FILE_KEYS: &[&str] = &[
-    "path", "source", "content", "template", "owner", "group", "mode", "state", "sensitive",
+    "path",
+    "source",
+    "content",
+    "template",
+    "owner",
+    "group",
+    "mode",
+    "state",
+    "sensitive",
 ];
 const DIR_KEYS: &[&str] = &["path", "owner", "group", "mode", "state"];
 const SYMLINK_KEYS: &[&str] = &["path", "target", "state"];
@@ -193,7 +216,10 @@ pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
             }
             other => cx.error(
                 &v.span(),
-                format!("`vars` must be a table, found {}", super::schema::type_name(other)),
+                format!(
+                    "`vars` must be a table, found {}",
+                    super::schema::type_name(other)
+                ),
             ),
         }
     }
@@ -248,7 +274,11 @@ struct Parser<'c, 'a> {
 
 impl Parser<'_, '_> {
     /// Runs a value check and reports its error at the value's span.
-    fn checked<T>(&self, v: &Sp<String>, check: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn checked<T>(
+        &self,
+        v: &Sp<String>,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         check(v.get_ref())
             .map_err(|msg| self.cx.error(&v.span(), msg))
             .ok()
@@ -324,7 +354,8 @@ impl Parser<'_, '_> {
             ([(k, v)], _) => {
                 let url = v.get_ref().clone();
                 if url.is_empty() || url.contains(['\n', '\r']) {
-                    self.cx.error(&v.span(), format!("`{k}` must be a URL on one line"));
+                    self.cx
+                        .error(&v.span(), format!("`{k}` must be a URL on one line"));
                     None
                 } else {
                     Some(match *k {
@@ -353,7 +384,8 @@ impl Parser<'_, '_> {
         let one_line = |key: &str| -> Option<Option<String>> {
             match f.string(self.cx, key) {
                 Some(v) if v.get_ref().contains(['\n', '\r']) => {
-                    self.cx.error(&v.span(), format!("`{key}` must be on one line"));
+                    self.cx
+                        .error(&v.span(), format!("`{key}` must be on one line"));
                     None
                 }
                 v => Some(v.map(Sp::into_inner)),
@@ -374,7 +406,10 @@ impl Parser<'_, '_> {
 
     fn package(&self, f: &Fields<'_, '_>) -> Option<Spec> {
         let name = f.required_string(self.cx, "name");
-        let name = name.and_then(|n| self.checked(&n, checks::package_name).map(|()| n.into_inner()));
+        let name = name.and_then(|n| {
+            self.checked(&n, checks::package_name)
+                .map(|()| n.into_inner())
+        });
         let version = f.string(self.cx, "version");
         let state = f.string(self.cx, "state");
         let word = state.as_ref().map_or("present", |s| s.get_ref().as_str());
@@ -390,7 +425,9 @@ impl Parser<'_, '_> {
                 if let Some(v) = &version {
                     self.cx.error(
                         &v.span(),
-                        format!("`version` can only be used with state = \"present\", not \"{word}\""),
+                        format!(
+                            "`version` can only be used with state = \"present\", not \"{word}\""
+                        ),
                     );
                     None
                 } else if word == "absent" {
@@ -403,7 +440,9 @@ impl Parser<'_, '_> {
                 if let Some(s) = &state {
                     self.cx.error(
                         &s.span(),
-                        format!("state `{other}` is not one of \"present\", \"absent\", \"latest\""),
+                        format!(
+                            "state `{other}` is not one of \"present\", \"absent\", \"latest\""
+                        ),
                     );
                 }
                 None
@@ -435,10 +474,8 @@ impl Parser<'_, '_> {
         let mut content_line = 0;
         let spec = match (source, content) {
             (Some(s), Some(c)) => {
-                self.cx.error(
-                    &c.span(),
-                    "[[file]] takes `source` or `content`, not both",
-                );
+                self.cx
+                    .error(&c.span(), "[[file]] takes `source` or `content`, not both");
                 let _ = s;
                 None
             }
@@ -478,13 +515,17 @@ impl Parser<'_, '_> {
         let ensure = self.ensure(f);
         let target = match (f.string(self.cx, "target"), ensure) {
             (Some(t), _) if t.get_ref().is_empty() || t.get_ref().contains('\0') => {
-                self.cx.error(&t.span(), "symlink `target` must be a non-empty path");
+                self.cx
+                    .error(&t.span(), "symlink `target` must be a non-empty path");
                 None
             }
             (Some(t), _) => Some(t.into_inner()),
             (None, Some(Ensure::Absent)) => Some(String::new()),
             (None, _) => {
-                self.cx.error(&f.span(), "[[symlink]] is missing the required key `target`");
+                self.cx.error(
+                    &f.span(),
+                    "[[symlink]] is missing the required key `target`",
+                );
                 None
             }
         };
@@ -543,9 +584,12 @@ impl Parser<'_, '_> {
         if let Some(argv) = f.string_list(self.cx, "command") {
             let span = f.raw("command").map(|v| v.span()).unwrap_or_default();
             if argv.is_empty() || argv[0].get_ref().is_empty() {
-                self.cx.error(&span, "`command` must list a program and its arguments");
+                self.cx
+                    .error(&span, "`command` must list a program and its arguments");
             } else {
-                probes.push(Probe::Command(argv.into_iter().map(Sp::into_inner).collect()));
+                probes.push(Probe::Command(
+                    argv.into_iter().map(Sp::into_inner).collect(),
+                ));
             }
         }
         if let Some(unit) = f.string(self.cx, "service")
@@ -559,7 +603,9 @@ impl Parser<'_, '_> {
                     if u.starts_with("http://") || u.starts_with("https://") {
                         Ok(())
                     } else {
-                        Err(format!("`http` must be an http:// or https:// URL, not `{u}`"))
+                        Err(format!(
+                            "`http` must be an http:// or https:// URL, not `{u}`"
+                        ))
                     }
                 })
                 .is_some()
@@ -568,13 +614,24 @@ impl Parser<'_, '_> {
         }
         let probe = match probes.len() {
             1 => probes.pop(),
-            0 if ["command", "service", "http"].iter().any(|k| f.raw(k).is_some()) => None,
+            0 if ["command", "service", "http"]
+                .iter()
+                .any(|k| f.raw(k).is_some()) =>
+            {
+                None
+            }
             0 => {
-                self.cx.error(&f.span(), "[[check]] needs one of `command`, `service` or `http`");
+                self.cx.error(
+                    &f.span(),
+                    "[[check]] needs one of `command`, `service` or `http`",
+                );
                 None
             }
             _ => {
-                self.cx.error(&f.span(), "[[check]] takes only one of `command`, `service` or `http`");
+                self.cx.error(
+                    &f.span(),
+                    "[[check]] takes only one of `command`, `service` or `http`",
+                );
                 None
             }
         };
@@ -583,8 +640,9 @@ impl Parser<'_, '_> {
                 None if f.raw(key).is_some() => None,
                 None => Some(default),
                 Some(s) => self.checked(&s, |t| {
-                    humantime::parse_duration(t)
-                        .map_err(|e| format!("`{key}` = \"{t}\" is not a duration such as \"30s\": {e}"))
+                    humantime::parse_duration(t).map_err(|e| {
+                        format!("`{key}` = \"{t}\" is not a duration such as \"30s\": {e}")
+                    })
                 }),
             }
         };

@@ -135,7 +135,10 @@ impl<'t, 'i> Fields<'t, 'i> {
 
     /// The raw value of `key`, if present.
     pub fn raw(&self, key: &str) -> Option<&'t Sp<DeValue<'i>>> {
-        debug_assert!(self.allowed.contains(&key), "{key} is not in the allowed list");
+        debug_assert!(
+            self.allowed.contains(&key),
+            "{key} is not in the allowed list"
+        );
         self.table
             .iter()
             .find(|(k, _)| k.get_ref() == key)
@@ -182,21 +185,22 @@ impl<'t, 'i> Fields<'t, 'i> {
     pub fn unsigned(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<u32>> {
         let v = self.raw(key)?;
         match v.get_ref() {
-            DeValue::Integer(i) => match u32::from_str_radix(&i.as_str().replace('_', ""), i.radix())
-            {
-                Ok(n) => Some(Spanned::new(v.span(), n)),
-                Err(_) => {
-                    cx.error(
-                        &v.span(),
-                        format!(
-                            "`{key}` in {} must be a whole number from 0 to {}",
-                            self.what,
-                            u32::MAX
-                        ),
-                    );
-                    None
+            DeValue::Integer(i) => {
+                match u32::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                    Ok(n) => Some(Spanned::new(v.span(), n)),
+                    Err(_) => {
+                        cx.error(
+                            &v.span(),
+                            format!(
+                                "`{key}` in {} must be a whole number from 0 to {}",
+                                self.what,
+                                u32::MAX
+                            ),
+                        );
+                        None
+                    }
                 }
-            },
+            }
             other => {
                 self.wrong_type(cx, key, v, "an integer", other);
                 None
@@ -325,7 +329,11 @@ mod tests {
         assert!(f.string(&cx, "name").is_none());
         assert!(f.string(&cx, "state").is_none());
         f.finish(&cx);
-        let msgs: Vec<String> = cx.into_diagnostics().iter().map(|d| d.to_string()).collect();
+        let msgs: Vec<String> = cx
+            .into_diagnostics()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         assert_eq!(msgs.len(), 3, "{msgs:?}");
         assert!(msgs[0].starts_with("t.toml:1:8: `name` in [[package]] must be a string"));
         assert!(msgs[2].contains("unknown key `colour`"));

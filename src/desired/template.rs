@@ -43,7 +43,11 @@ impl Scope {
 
 /// Renders `text`; keeps the trailing newline that minijinja would drop, so
 /// a template's bytes match what its author sees in the file.
-pub fn render(text: &str, scope: &Scope, origin: &TemplateOrigin<'_>) -> Result<String, TemplateError> {
+pub fn render(
+    text: &str,
+    scope: &Scope,
+    origin: &TemplateOrigin<'_>,
+) -> Result<String, TemplateError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Match Ansible's template module: keep the final newline, and drop the
@@ -105,16 +109,30 @@ mod tests {
             &scope(),
             &AT,
         );
-        assert_eq!(out.as_deref(), Ok("listen 8080;\nab web1 4 web1.example.com\n"));
+        assert_eq!(
+            out.as_deref(),
+            Ok("listen 8080;\nab web1 4 web1.example.com\n")
+        );
     }
 
     #[test]
     fn syntax_error_names_file_and_line() {
-        let err = render("ok\nok\n{% if %}\n", &scope(), &TemplateOrigin { file: "hosts/a.toml", first_line: 10 })
-            .expect_err("broken template");
+        let err = render(
+            "ok\nok\n{% if %}\n",
+            &scope(),
+            &TemplateOrigin {
+                file: "hosts/a.toml",
+                first_line: 10,
+            },
+        )
+        .expect_err("broken template");
         assert_eq!(err.file, "hosts/a.toml");
         assert_eq!(err.line, Some(12));
-        assert!(err.message.starts_with("template error: syntax error"), "{}", err.message);
+        assert!(
+            err.message.starts_with("template error: syntax error"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

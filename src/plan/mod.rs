@@ -164,7 +164,11 @@ pub struct PlanProblem {
 
 /// The host paths the planner needs observed for `desired`.
 pub fn paths_to_observe(desired: &DesiredState) -> Vec<String> {
-    desired.resources.iter().filter_map(|d| d.resource.path()).collect()
+    desired
+        .resources
+        .iter()
+        .filter_map(|d| d.resource.path())
+        .collect()
 }
 
 /// Computes the changes that bring the observed host to the desired state.
@@ -185,7 +189,8 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
         if let Resource::Directory(dir) = &d.resource
             && dir.ensure == Ensure::Present
         {
-            p.declared_dirs.insert(dir.path.clone(), (dir.meta.clone(), d.origin.clone()));
+            p.declared_dirs
+                .insert(dir.path.clone(), (dir.meta.clone(), d.origin.clone()));
         }
     }
     for d in &desired.resources {
@@ -201,7 +206,9 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
             ));
             continue;
         }
-        let Some(path) = d.resource.path() else { continue };
+        let Some(path) = d.resource.path() else {
+            continue;
+        };
         let Some(observed) = host.paths.get(&path) else {
             p.problems
                 .push(problem(format!("{path} was not observed (internal error)")));
@@ -232,10 +239,16 @@ struct Planner<'a> {
 impl Planner<'_> {
     fn meta(&self, m: &Meta) -> Result<MetaView, String> {
         let uid = self.accounts.uid(&m.owner).ok_or_else(|| {
-            format!("owner `{}` does not exist on the host (not in /etc/passwd)", m.owner)
+            format!(
+                "owner `{}` does not exist on the host (not in /etc/passwd)",
+                m.owner
+            )
         })?;
         let gid = self.accounts.gid(&m.group).ok_or_else(|| {
-            format!("group `{}` does not exist on the host (not in /etc/group)", m.group)
+            format!(
+                "group `{}` does not exist on the host (not in /etc/group)",
+                m.group
+            )
         })?;
         Ok(MetaView {
             owner: m.owner.clone(),
@@ -266,7 +279,10 @@ impl Planner<'_> {
             ));
         }
         if have.mode != want.ids.mode {
-            r.push(format!("mode is {:04o}, should be {}", have.mode, want.mode));
+            r.push(format!(
+                "mode is {:04o}, should be {}",
+                have.mode, want.mode
+            ));
         }
         r
     }
@@ -288,15 +304,17 @@ impl Planner<'_> {
                     format!("missing parent directory of {path}"),
                 ),
             };
-            self.dir_creates.entry(parent.clone()).or_insert_with(|| Change {
-                resource: ResourceId::new(Kind::Directory, parent),
-                op: Op::CreateDir {
-                    path: parent.clone(),
-                    meta,
-                },
-                reasons: vec![reason],
-                diff: None,
-            });
+            self.dir_creates
+                .entry(parent.clone())
+                .or_insert_with(|| Change {
+                    resource: ResourceId::new(Kind::Directory, parent),
+                    op: Op::CreateDir {
+                        path: parent.clone(),
+                        meta,
+                    },
+                    reasons: vec![reason],
+                    diff: None,
+                });
             if early && !self.early.contains(parent) {
                 self.early.push(parent.clone());
             }
@@ -319,30 +337,68 @@ impl Planner<'_> {
                     group: "root".into(),
                     mode: 0o644,
                 };
-                let change = self.file_like(id, &repo.path(), repo.ensure, &content, &meta, false, observed, true)?;
+                let change = self.file_like(
+                    id,
+                    &repo.path(),
+                    repo.ensure,
+                    &content,
+                    &meta,
+                    false,
+                    observed,
+                    true,
+                )?;
                 self.repos.extend(change);
             }
             Resource::File(f) => {
-                let change =
-                    self.file_like(id, &f.path, f.ensure, &f.content, &f.meta, f.sensitive, observed, false)?;
+                let change = self.file_like(
+                    id,
+                    &f.path,
+                    f.ensure,
+                    &f.content,
+                    &f.meta,
+                    f.sensitive,
+                    observed,
+                    false,
+                )?;
                 self.files.extend(change);
             }
             Resource::Symlink(s) => {
                 let change = match (s.ensure, observed) {
                     (Ensure::Present, Observed::Symlink { target }) if *target == s.target => None,
                     (Ensure::Present, Observed::Dir { .. } | Observed::Other { .. }) => {
-                        return Err(format!("{} exists as {}; driftless will not replace it with a symlink", s.path, describe(observed)));
+                        return Err(format!(
+                            "{} exists as {}; driftless will not replace it with a symlink",
+                            s.path,
+                            describe(observed)
+                        ));
                     }
                     (Ensure::Present, _) => {
                         self.parents(&s.path, observed, false)?;
                         let reason = match observed {
-                            Observed::Symlink { target } => format!("points to {target}, should point to {}", s.target),
-                            Observed::File { .. } => format!("is a regular file, should be a symlink to {}", s.target),
+                            Observed::Symlink { target } => {
+                                format!("points to {target}, should point to {}", s.target)
+                            }
+                            Observed::File { .. } => {
+                                format!("is a regular file, should be a symlink to {}", s.target)
+                            }
                             _ => "does not exist".to_owned(),
                         };
-                        Some(change(id, Op::Symlink { path: s.path.clone(), target: s.target.clone() }, vec![reason]))
+                        Some(change(
+                            id,
+                            Op::Symlink {
+                                path: s.path.clone(),
+                                target: s.target.clone(),
+                            },
+                            vec![reason],
+                        ))
                     }
-                    (Ensure::Absent, Observed::Symlink { .. }) => Some(change(id, Op::RemoveFile { path: s.path.clone() }, vec!["exists, should be absent".into()])),
+                    (Ensure::Absent, Observed::Symlink { .. }) => Some(change(
+                        id,
+                        Op::RemoveFile {
+                            path: s.path.clone(),
+                        },
+                        vec!["exists, should be absent".into()],
+                    )),
                     (Ensure::Absent, _) => None,
                 };
                 self.files.extend(change);
@@ -352,24 +408,51 @@ impl Planner<'_> {
                     self.parents(&d.path, observed, false)?;
                     let meta = self.meta(&d.meta)?;
                     self.dir_creates.entry(d.path.clone()).or_insert_with(|| {
-                        change(id, Op::CreateDir { path: d.path.clone(), meta }, vec!["does not exist".into()])
+                        change(
+                            id,
+                            Op::CreateDir {
+                                path: d.path.clone(),
+                                meta,
+                            },
+                            vec!["does not exist".into()],
+                        )
                     });
                 }
                 (Ensure::Present, Observed::Dir { meta: have, .. }) => {
                     let want = self.meta(&d.meta)?;
                     let reasons = self.meta_reasons(*have, &want);
                     if !reasons.is_empty() {
-                        self.dirs.push(change(id, Op::SetMeta { path: d.path.clone(), meta: want }, reasons));
+                        self.dirs.push(change(
+                            id,
+                            Op::SetMeta {
+                                path: d.path.clone(),
+                                meta: want,
+                            },
+                            reasons,
+                        ));
                     }
                 }
                 (Ensure::Present, other) => {
-                    return Err(format!("{} exists as {}; driftless will not replace it with a directory", d.path, describe(other)));
+                    return Err(format!(
+                        "{} exists as {}; driftless will not replace it with a directory",
+                        d.path,
+                        describe(other)
+                    ));
                 }
                 (Ensure::Absent, Observed::Dir { empty: true, .. }) => {
-                    self.removals.push(change(id, Op::RemoveDir { path: d.path.clone() }, vec!["exists, should be absent".into()]));
+                    self.removals.push(change(
+                        id,
+                        Op::RemoveDir {
+                            path: d.path.clone(),
+                        },
+                        vec!["exists, should be absent".into()],
+                    ));
                 }
                 (Ensure::Absent, Observed::Dir { empty: false, .. }) => {
-                    return Err(format!("{} should be absent but is not empty; driftless removes only empty directories (declare its contents absent first, or remove it by hand)", d.path));
+                    return Err(format!(
+                        "{} should be absent but is not empty; driftless removes only empty directories (declare its contents absent first, or remove it by hand)",
+                        d.path
+                    ));
                 }
                 (Ensure::Absent, _) => {}
             },
@@ -394,7 +477,9 @@ impl Planner<'_> {
             return Ok(match observed {
                 Observed::File { .. } | Observed::Symlink { .. } => Some(change(
                     id,
-                    Op::RemoveFile { path: path.to_owned() },
+                    Op::RemoveFile {
+                        path: path.to_owned(),
+                    },
                     vec!["exists, should be absent".into()],
                 )),
                 _ => None,
@@ -402,7 +487,9 @@ impl Planner<'_> {
         }
         let want = self.meta(meta)?;
         let write = |reasons: Vec<String>, old: Option<&[u8]>| {
-            let diff = (!sensitive).then(|| text_diff(path, old, content)).flatten();
+            let diff = (!sensitive)
+                .then(|| text_diff(path, old, content))
+                .flatten();
             let mut reasons = reasons;
             if sensitive {
                 reasons.push("content hidden: the file is sensitive".into());
@@ -448,7 +535,9 @@ impl Planner<'_> {
                 }
             }
             Observed::Symlink { target } => Some(write(
-                vec![format!("is a symlink to {target}, should be a regular file")],
+                vec![format!(
+                    "is a symlink to {target}, should be a regular file"
+                )],
                 None,
             )),
             other => {
@@ -476,8 +565,7 @@ impl Planner<'_> {
         changes.append(&mut self.dirs);
         changes.append(&mut self.files);
         // Deepest first, so a directory is removed after what it contained.
-        self.removals
-            .sort_by(|a, b| b.op.path().cmp(a.op.path()));
+        self.removals.sort_by(|a, b| b.op.path().cmp(a.op.path()));
         changes.append(&mut self.removals);
         Ok(Plan { changes })
     }
@@ -521,10 +609,18 @@ fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
     let old = old?;
     let is_text = |b: &[u8]| !b.contains(&0) && std::str::from_utf8(b).is_ok();
     if !is_text(old) || !is_text(new) {
-        return Some(format!("binary content differs ({} -> {} bytes)\n", old.len(), new.len()));
+        return Some(format!(
+            "binary content differs ({} -> {} bytes)\n",
+            old.len(),
+            new.len()
+        ));
     }
     if old.len() > DIFF_MAX || new.len() > DIFF_MAX {
-        return Some(format!("content differs ({} -> {} bytes; too large to show)\n", old.len(), new.len()));
+        return Some(format!(
+            "content differs ({} -> {} bytes; too large to show)\n",
+            old.len(),
+            new.len()
+        ));
     }
     let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
     let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
@@ -582,7 +678,11 @@ mod tests {
 
     fn observed_file(content: &str, mode: u32) -> Observed {
         Observed::File {
-            meta: FsMeta { uid: 0, gid: 0, mode },
+            meta: FsMeta {
+                uid: 0,
+                gid: 0,
+                mode,
+            },
             size: content.len() as u64,
             sha256: sha256(content.as_bytes()),
             content: Some(content.as_bytes().to_vec()),
@@ -591,7 +691,10 @@ mod tests {
 
     fn host(paths: &[(&str, Observed)]) -> ObservedHost {
         ObservedHost {
-            paths: paths.iter().map(|(p, o)| ((*p).to_owned(), o.clone())).collect(),
+            paths: paths
+                .iter()
+                .map(|(p, o)| ((*p).to_owned(), o.clone()))
+                .collect(),
             accounts: Accounts::parse("nginx:x:990:990::/:/sbin/nologin\n", "nginx:x:990:\n"),
         }
     }
@@ -603,7 +706,10 @@ mod tests {
     }
 
     fn ops(p: &Plan) -> Vec<String> {
-        p.changes.iter().map(|c| format!("{} {}", c.op.verb(), c.op.path())).collect()
+        p.changes
+            .iter()
+            .map(|c| format!("{} {}", c.op.verb(), c.op.path()))
+            .collect()
     }
 
     #[test]
@@ -618,8 +724,16 @@ mod tests {
         let d = desired(vec![file("/etc/motd", "new\n")]);
         let p = plan(&d, &host(&[("/etc/motd", observed_file("old\n", 0o600))])).expect("plan");
         assert_eq!(ops(&p), ["write file /etc/motd"]);
-        assert_eq!(p.changes[0].reasons, ["content differs", "mode is 0600, should be 0644"]);
-        assert!(p.changes[0].diff.as_deref().is_some_and(|d| d.contains("-old\n+new")));
+        assert_eq!(
+            p.changes[0].reasons,
+            ["content differs", "mode is 0600, should be 0644"]
+        );
+        assert!(
+            p.changes[0]
+                .diff
+                .as_deref()
+                .is_some_and(|d| d.contains("-old\n+new"))
+        );
 
         let d = desired(vec![file("/etc/motd", "same\n")]);
         let p = plan(&d, &host(&[("/etc/motd", observed_file("same\n", 0o600))])).expect("plan");
@@ -628,7 +742,9 @@ mod tests {
 
     #[test]
     fn sensitive_files_have_no_diff() {
-        let Resource::File(mut f) = file("/etc/secret", "new") else { unreachable!() };
+        let Resource::File(mut f) = file("/etc/secret", "new") else {
+            unreachable!()
+        };
         f.sensitive = true;
         let d = desired(vec![Resource::File(f)]);
         let p = plan(&d, &host(&[("/etc/secret", observed_file("old", 0o644))])).expect("plan");
@@ -677,11 +793,26 @@ mod tests {
         };
         let d = desired(vec![absent_dir("/a"), absent_dir("/a/b"), file("/z", "z")]);
         let empty = Observed::Dir {
-            meta: FsMeta { uid: 0, gid: 0, mode: 0o755 },
+            meta: FsMeta {
+                uid: 0,
+                gid: 0,
+                mode: 0o755,
+            },
             empty: true,
         };
-        let p = plan(&d, &host(&[("/a", empty.clone()), ("/a/b", empty), ("/z", missing(&[]))])).expect("plan");
-        assert_eq!(ops(&p), ["write file /z", "remove directory /a/b", "remove directory /a"]);
+        let p = plan(
+            &d,
+            &host(&[("/a", empty.clone()), ("/a/b", empty), ("/z", missing(&[]))]),
+        )
+        .expect("plan");
+        assert_eq!(
+            ops(&p),
+            [
+                "write file /z",
+                "remove directory /a/b",
+                "remove directory /a"
+            ]
+        );
     }
 
     #[test]
@@ -709,10 +840,18 @@ mod tests {
             }),
         ]);
         let dir = |empty| Observed::Dir {
-            meta: FsMeta { uid: 0, gid: 0, mode: 0o755 },
+            meta: FsMeta {
+                uid: 0,
+                gid: 0,
+                mode: 0o755,
+            },
             empty,
         };
-        let h = host(&[("/etc/dir", dir(true)), ("/full", dir(false)), ("/etc/ghost", missing(&[]))]);
+        let h = host(&[
+            ("/etc/dir", dir(true)),
+            ("/full", dir(false)),
+            ("/etc/ghost", missing(&[])),
+        ]);
         let problems = plan(&d, &h).expect_err("refused");
         let msgs: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
@@ -730,22 +869,45 @@ mod tests {
             ensure: Ensure::Present,
         });
         let d = desired(vec![link]);
-        let same = host(&[("/l", Observed::Symlink { target: "/new".into() })]);
+        let same = host(&[(
+            "/l",
+            Observed::Symlink {
+                target: "/new".into(),
+            },
+        )]);
         assert!(plan(&d, &same).expect("plan").is_empty());
-        let old = host(&[("/l", Observed::Symlink { target: "/old".into() })]);
-        assert_eq!(plan(&d, &old).expect("plan").changes[0].reasons, ["points to /old, should point to /new"]);
+        let old = host(&[(
+            "/l",
+            Observed::Symlink {
+                target: "/old".into(),
+            },
+        )]);
+        assert_eq!(
+            plan(&d, &old).expect("plan").changes[0].reasons,
+            ["points to /old, should point to /new"]
+        );
         let file = host(&[("/l", observed_file("x", 0o644))]);
         assert_eq!(ops(&plan(&d, &file).expect("plan")), ["link /l"]);
     }
 
     #[test]
     fn numeric_owners_and_named_accounts_resolve() {
-        let Resource::File(mut f) = file("/etc/n", "x") else { unreachable!() };
+        let Resource::File(mut f) = file("/etc/n", "x") else {
+            unreachable!()
+        };
         f.meta.owner = "nginx".into();
         f.meta.group = "1234".into();
         let d = desired(vec![Resource::File(f)]);
         let p = plan(&d, &host(&[("/etc/n", observed_file("x", 0o644))])).expect("plan");
-        assert_eq!(p.changes[0].reasons, ["owner is root, should be nginx", "group is root, should be 1234"]);
-        assert!(matches!(&p.changes[0].op, Op::SetMeta { meta, .. } if meta.ids.uid == 990 && meta.ids.gid == 1234));
+        assert_eq!(
+            p.changes[0].reasons,
+            [
+                "owner is root, should be nginx",
+                "group is root, should be 1234"
+            ]
+        );
+        assert!(
+            matches!(&p.changes[0].op, Op::SetMeta { meta, .. } if meta.ids.uid == 990 && meta.ids.gid == 1234)
+        );
     }
 }

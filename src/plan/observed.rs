@@ -103,12 +103,18 @@ impl Accounts {
 
     /// The name of a uid, or the number.
     pub fn user_name(&self, uid: u32) -> String {
-        self.user_names.get(&uid).cloned().unwrap_or_else(|| uid.to_string())
+        self.user_names
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
     }
 
     /// The name of a gid, or the number.
     pub fn group_name(&self, gid: u32) -> String {
-        self.group_names.get(&gid).cloned().unwrap_or_else(|| gid.to_string())
+        self.group_names
+            .get(&gid)
+            .cloned()
+            .unwrap_or_else(|| gid.to_string())
     }
 }
 

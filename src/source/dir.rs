@@ -47,7 +47,9 @@ impl DirTree {
                 Ok(md) if md.is_dir() => {}
                 Ok(_) => return Ok(false),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(e).with_context(|| format!("failed to stat {}", at.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to stat {}", at.display()));
+                }
             }
         }
         Ok(true)
@@ -99,7 +101,9 @@ impl ConfigTree for DirTree {
         }
         let full = self.full(dir)?;
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&full).with_context(|| format!("failed to list {}", full.display()))? {
+        for entry in std::fs::read_dir(&full)
+            .with_context(|| format!("failed to list {}", full.display()))?
+        {
             let entry = entry.with_context(|| format!("failed to list {}", full.display()))?;
             names.push(entry.file_name().to_string_lossy().into_owned());
         }

@@ -100,7 +100,9 @@ impl FsRoot {
                 }
                 continue;
             }
-            let top = stack.last().ok_or_else(|| anyhow!("empty directory stack"))?;
+            let top = stack
+                .last()
+                .ok_or_else(|| anyhow!("empty directory stack"))?;
             match openat(
                 top.as_fd(),
                 comp.as_str(),
@@ -127,7 +129,9 @@ impl FsRoot {
                 }
                 Err(Errno::ELOOP | Errno::ENOTDIR) => {
                     let st = fstatat(top.as_fd(), comp.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .with_context(|| format!("failed to stat a parent of {}", self.display(host_path)))?;
+                        .with_context(|| {
+                            format!("failed to stat a parent of {}", self.display(host_path))
+                        })?;
                     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
                         bail!(
                             "a parent of {} is not a directory ({comp})",
@@ -139,8 +143,12 @@ impl FsRoot {
                         bail!("too many symlinks resolving {}", self.display(host_path));
                     }
                     followed_link = true;
-                    let target = readlinkat(top.as_fd(), comp.as_str())
-                        .with_context(|| format!("failed to read symlink {comp} above {}", self.display(host_path)))?;
+                    let target = readlinkat(top.as_fd(), comp.as_str()).with_context(|| {
+                        format!(
+                            "failed to read symlink {comp} above {}",
+                            self.display(host_path)
+                        )
+                    })?;
                     let target = target.to_string_lossy().into_owned();
                     if target.starts_with('/') {
                         stack.truncate(1);
@@ -149,12 +157,17 @@ impl FsRoot {
                 }
                 Err(e) => {
                     return Err(anyhow!(e)).with_context(|| {
-                        format!("failed to open a parent directory of {}", self.display(host_path))
+                        format!(
+                            "failed to open a parent directory of {}",
+                            self.display(host_path)
+                        )
                     });
                 }
             }
         }
-        let dir = stack.pop().ok_or_else(|| anyhow!("empty directory stack"))?;
+        let dir = stack
+            .pop()
+            .ok_or_else(|| anyhow!("empty directory stack"))?;
         Ok(Ok(Parent {
             dir,
             name: name.to_owned(),
@@ -179,7 +192,11 @@ impl FsRoot {
             Err(missing_parents) => return Ok(Observed::Missing { missing_parents }),
         };
         let what = || self.display(host_path);
-        let st = match fstatat(parent.dir.as_fd(), parent.name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let st = match fstatat(
+            parent.dir.as_fd(),
+            parent.name.as_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             Ok(st) => st,
             Err(Errno::ENOENT) => {
                 return Ok(Observed::Missing {
@@ -203,8 +220,8 @@ impl FsRoot {
                 if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
                     bail!("{} changed type while being read", what());
                 }
-                let (size, sha256, content) =
-                    hash_reader(File::from(fd)).with_context(|| format!("failed to read {}", what()))?;
+                let (size, sha256, content) = hash_reader(File::from(fd))
+                    .with_context(|| format!("failed to read {}", what()))?;
                 Observed::File {
                     meta: meta_of(&st),
                     size,
@@ -224,7 +241,8 @@ impl FsRoot {
                     .with_context(|| format!("failed to list directory {}", what()))?;
                 let mut empty = true;
                 for entry in dir.iter() {
-                    let entry = entry.with_context(|| format!("failed to list directory {}", what()))?;
+                    let entry =
+                        entry.with_context(|| format!("failed to list directory {}", what()))?;
                     let n = entry.file_name().to_bytes();
                     if n != b"." && n != b".." {
                         empty = false;
@@ -246,7 +264,9 @@ impl FsRoot {
             SFlag::S_IFIFO => Observed::Other { what: "a FIFO" },
             SFlag::S_IFSOCK => Observed::Other { what: "a socket" },
             SFlag::S_IFCHR | SFlag::S_IFBLK => Observed::Other { what: "a device" },
-            _ => Observed::Other { what: "an unknown file type" },
+            _ => Observed::Other {
+                what: "an unknown file type",
+            },
         })
     }
 
@@ -285,7 +305,11 @@ impl FsRoot {
         let result = (|| -> Result<()> {
             let mut f = File::from(fd);
             f.write_all(content)?;
-            fchown(f.as_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
+            fchown(
+                f.as_fd(),
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+            )?;
             // fchmod after fchown: chown clears setuid/setgid bits.
             fchmod(f.as_fd(), Mode::from_bits_truncate(meta.mode))?;
             f.sync_all()?;
@@ -296,7 +320,8 @@ impl FsRoot {
             let _ = unlinkat(p.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(e).with_context(|| format!("failed to write {}", what()));
         }
-        fsync(p.dir.as_fd()).with_context(|| format!("failed to sync the directory of {}", what()))?;
+        fsync(p.dir.as_fd())
+            .with_context(|| format!("failed to sync the directory of {}", what()))?;
         Ok(())
     }
 
@@ -312,8 +337,12 @@ impl FsRoot {
             Mode::empty(),
         )
         .with_context(|| format!("failed to open {}", what()))?;
-        fchown(fd.as_fd(), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
-            .with_context(|| format!("failed to change owner of {}", what()))?;
+        fchown(
+            fd.as_fd(),
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+        )
+        .with_context(|| format!("failed to change owner of {}", what()))?;
         fchmod(fd.as_fd(), Mode::from_bits_truncate(meta.mode))
             .with_context(|| format!("failed to change mode of {}", what()))?;
         fsync(fd.as_fd()).with_context(|| format!("failed to sync {}", what()))?;
@@ -326,10 +355,15 @@ impl FsRoot {
         let what = || self.display(host_path);
         // Created 0700 and opened up after chown, so nobody can slip into it
         // while it has the wrong owner.
-        mkdirat(p.dir.as_fd(), p.name.as_str(), Mode::from_bits_truncate(0o700))
-            .with_context(|| format!("failed to create directory {}", what()))?;
+        mkdirat(
+            p.dir.as_fd(),
+            p.name.as_str(),
+            Mode::from_bits_truncate(0o700),
+        )
+        .with_context(|| format!("failed to create directory {}", what()))?;
         self.set_meta(host_path, meta)?;
-        fsync(p.dir.as_fd()).with_context(|| format!("failed to sync the directory of {}", what()))?;
+        fsync(p.dir.as_fd())
+            .with_context(|| format!("failed to sync the directory of {}", what()))?;
         Ok(())
     }
 
@@ -344,7 +378,8 @@ impl FsRoot {
             let _ = unlinkat(p.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
             return Err(anyhow!(e)).with_context(|| format!("failed to replace {}", what()));
         }
-        fsync(p.dir.as_fd()).with_context(|| format!("failed to sync the directory of {}", what()))?;
+        fsync(p.dir.as_fd())
+            .with_context(|| format!("failed to sync the directory of {}", what()))?;
         Ok(())
     }
 
@@ -371,8 +406,12 @@ impl FsRoot {
                     .with_context(|| format!("failed to remove {}", self.display(host_path)));
             }
         }
-        fsync(p.dir.as_fd())
-            .with_context(|| format!("failed to sync the directory of {}", self.display(host_path)))?;
+        fsync(p.dir.as_fd()).with_context(|| {
+            format!(
+                "failed to sync the directory of {}",
+                self.display(host_path)
+            )
+        })?;
         Ok(())
     }
 }
@@ -428,7 +467,6 @@ fn hash_reader(mut r: impl Read) -> std::io::Result<(u64, [u8; 32], Option<Vec<u
     Ok((size, hasher.finalize().into(), kept))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,7 +512,12 @@ mod tests {
         assert_eq!(md.permissions().mode() & 0o7777, 0o640);
         assert_eq!(std::fs::read(d.path().join("f")).expect("read"), b"hello\n");
         match r.observe("/f").expect("observe") {
-            Observed::File { size, sha256: h, content, .. } => {
+            Observed::File {
+                size,
+                sha256: h,
+                content,
+                ..
+            } => {
                 assert_eq!(size, 6);
                 assert_eq!(h, sha256(b"hello\n"));
                 assert_eq!(content.as_deref(), Some(&b"hello\n"[..]));
@@ -494,10 +537,17 @@ mod tests {
         let victim = outside.path().join("victim");
         std::fs::write(&victim, "precious").expect("write victim");
         symlink(&victim, d.path().join("f")).expect("plant symlink");
-        assert!(matches!(r.observe("/f").expect("observe"), Observed::Symlink { .. }));
+        assert!(matches!(
+            r.observe("/f").expect("observe"),
+            Observed::Symlink { .. }
+        ));
         r.write_file("/f", b"new", me()).expect("write");
         assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
-        assert!(!std::fs::symlink_metadata(d.path().join("f")).expect("stat").is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(d.path().join("f"))
+                .expect("stat")
+                .is_symlink()
+        );
     }
 
     #[test]
@@ -507,12 +557,25 @@ mod tests {
         // An absolute link and a relative one that climbs above the root.
         symlink(outside.path(), d.path().join("abs")).expect("symlink");
         symlink("../../../../../../..", d.path().join("rel")).expect("symlink");
-        std::fs::create_dir_all(d.path().join(outside.path().strip_prefix("/").expect("abs")))
-            .expect("mirror dir inside root");
-        r.write_file("/abs/x", b"1", me()).expect("write through abs");
-        r.write_file("/rel/y", b"2", me()).expect("write through rel");
-        assert!(!outside.path().join("x").exists(), "escaped through absolute link");
-        assert!(d.path().join(outside.path().strip_prefix("/").expect("abs")).join("x").exists());
+        std::fs::create_dir_all(
+            d.path()
+                .join(outside.path().strip_prefix("/").expect("abs")),
+        )
+        .expect("mirror dir inside root");
+        r.write_file("/abs/x", b"1", me())
+            .expect("write through abs");
+        r.write_file("/rel/y", b"2", me())
+            .expect("write through rel");
+        assert!(
+            !outside.path().join("x").exists(),
+            "escaped through absolute link"
+        );
+        assert!(
+            d.path()
+                .join(outside.path().strip_prefix("/").expect("abs"))
+                .join("x")
+                .exists()
+        );
         assert!(d.path().join("y").exists(), "`..` must stop at the root");
     }
 
@@ -527,11 +590,21 @@ mod tests {
     #[test]
     fn directories_and_symlinks() {
         let (d, r) = root();
-        r.create_dir("/d", FsMeta { mode: 0o750, ..me() }).expect("mkdir");
+        r.create_dir(
+            "/d",
+            FsMeta {
+                mode: 0o750,
+                ..me()
+            },
+        )
+        .expect("mkdir");
         let md = std::fs::metadata(d.path().join("d")).expect("stat");
         assert_eq!(md.permissions().mode() & 0o7777, 0o750);
         assert_eq!(md.uid(), me().uid);
-        assert!(matches!(r.observe("/d").expect("obs"), Observed::Dir { empty: true, .. }));
+        assert!(matches!(
+            r.observe("/d").expect("obs"),
+            Observed::Dir { empty: true, .. }
+        ));
         r.symlink("/d/l", "/etc/target").expect("symlink");
         r.symlink("/d/l", "/etc/other").expect("replace symlink");
         assert_eq!(
@@ -540,10 +613,16 @@ mod tests {
                 target: "/etc/other".into()
             }
         );
-        assert!(matches!(r.observe("/d").expect("obs"), Observed::Dir { empty: false, .. }));
+        assert!(matches!(
+            r.observe("/d").expect("obs"),
+            Observed::Dir { empty: false, .. }
+        ));
         r.remove_file("/d/l").expect("rm");
         r.remove_dir("/d").expect("rmdir");
         r.remove_dir("/d").expect("rmdir twice is fine");
-        assert!(matches!(r.observe("/d").expect("obs"), Observed::Missing { .. }));
+        assert!(matches!(
+            r.observe("/d").expect("obs"),
+            Observed::Missing { .. }
+        ));
     }
 }

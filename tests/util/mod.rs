@@ -1,0 +1,163 @@
+//! Helpers for the integration tests: run the binary, build repos, and
+//! fingerprint a directory tree to prove that nothing changed.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
+        self
+    }
+}
+
+/// A scratch area with an agent config of its own, so tests never read
+/// /etc/driftless.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("agent.toml"), "").expect("write agent.toml");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    pub fn set_config(&self, text: &str) {
+        std::fs::write(self.config(), text).expect("write agent.toml");
+    }
+
+    /// Runs `driftless ARGS --config <this env's config>`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let config = self.config();
+        let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("DRIFTLESS_LOG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run driftless");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Writes a config repo from (path, content) pairs.
+pub fn write_repo(dir: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let full = dir.join(p);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, c).expect("write");
+    }
+}
+
+/// The repo shipped in examples/.
+pub fn example_repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo")
+}
+
+/// Everything observable about each entry of a tree: type, metadata,
+/// mtime, inode, and content hash or link target.
+pub type Fingerprint = BTreeMap<PathBuf, String>;
+
+pub fn fingerprint(root: &Path) -> Fingerprint {
+    let mut out = BTreeMap::new();
+    if root.exists() {
+        walk(root, root, &mut out);
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Fingerprint) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let md = std::fs::symlink_metadata(&p).expect("lstat");
+        let what = if md.file_type().is_symlink() {
+            format!(
+                "link {}",
+                std::fs::read_link(&p).expect("readlink").display()
+            )
+        } else if md.is_dir() {
+            "dir".to_owned()
+        } else {
+            let data = std::fs::read(&p).expect("read");
+            format!("file {:x}", md5ish(&data))
+        };
+        out.insert(
+            p.strip_prefix(root).expect("prefix").to_owned(),
+            format!(
+                "{what} mode={:o} uid={} gid={} mtime={}.{} ino={}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.mtime(),
+                md.mtime_nsec(),
+                md.ino()
+            ),
+        );
+        if md.is_dir() && !md.file_type().is_symlink() {
+            walk(root, &p, out);
+        }
+    }
+}
+
+/// A cheap content fingerprint (FNV-1a); collisions do not matter here.
+fn md5ish(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// Copies a tree, keeping symlinks as symlinks.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for e in std::fs::read_dir(src).expect("read_dir") {
+        let e = e.expect("entry");
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let ft = e.file_type().expect("file type");
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).expect("readlink"), &to)
+                .expect("symlink");
+        } else if ft.is_dir() {
+            copy_tree(&from, &to);
+        } else {
+            std::fs::copy(&from, &to).expect("copy");
+        }
+    }
+}
