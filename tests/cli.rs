@@ -548,3 +548,61 @@ fn errors_before_any_change_exit_1_with_a_clear_message() {
         r.stderr
     );
 }
+
+/// `state = "absent"` removes files, symlinks and empty directories, and a
+/// second run finds nothing left to do.
+#[test]
+fn absent_resources_are_removed() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    std::fs::create_dir_all(root.join("etc/old.d")).expect("mkdir");
+    std::fs::write(root.join("etc/old.d/x.conf"), "x").expect("write");
+    symlink("/nowhere", root.join("etc/old-link")).expect("symlink");
+    let repo = env.path().join("repo");
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/old.d/x.conf'\nstate = 'absent'\n[[directory]]\npath = '/etc/old.d'\nstate = 'absent'\n[[symlink]]\npath = '/etc/old-link'\nstate = 'absent'\n[[file]]\npath = '/etc/never-was'\nstate = 'absent'\n",
+        )],
+    );
+    let args = [
+        "converge",
+        "--now",
+        "--repo",
+        repo.to_str().expect("utf-8"),
+        "--root",
+        root.to_str().expect("utf-8"),
+        "--host",
+        "h",
+    ];
+    let r = env.run(&args);
+    r.expect_code(2);
+    assert!(r.stdout.contains("3 changes applied"), "{}", r.stdout);
+    assert!(!root.join("etc/old.d").exists());
+    assert!(std::fs::symlink_metadata(root.join("etc/old-link")).is_err());
+    env.run(&args).expect_code(0);
+}
+
+/// A valid but empty host file is valid, and converges to nothing.
+#[test]
+fn an_empty_host_file_is_valid() {
+    let env = Env::new();
+    let repo = env.path().join("repo");
+    write_repo(&repo, &[("hosts/h.toml", "")]);
+    let repo = repo.to_str().expect("utf-8");
+    env.run(&["validate", "--repo", repo, "--host", "h"])
+        .expect_code(0);
+    let root = env.path().join("root");
+    env.run(&[
+        "converge",
+        "--now",
+        "--repo",
+        repo,
+        "--host",
+        "h",
+        "--root",
+        root.to_str().expect("utf-8"),
+    ])
+    .expect_code(0);
+}

@@ -769,3 +769,57 @@ mod tests {
         assert!(e[0].starts_with("hosts/h.toml:6:"), "{e:?}");
     }
 }
+
+/// No input may panic the loader: every prefix of every example file, and
+/// every single-byte corruption of one, must load or fail with diagnostics.
+#[cfg(test)]
+mod no_panic {
+    use super::*;
+    use crate::desired::tree::MemTree;
+
+    const EXAMPLES: [(&str, &str); 4] = [
+        (
+            "roles/base.toml",
+            include_str!("../../examples/config-repo/roles/base.toml"),
+        ),
+        (
+            "roles/web.toml",
+            include_str!("../../examples/config-repo/roles/web.toml"),
+        ),
+        (
+            "hosts/web1.toml",
+            include_str!("../../examples/config-repo/hosts/web1.toml"),
+        ),
+        (
+            "files/motd.j2",
+            include_str!("../../examples/config-repo/files/motd.j2"),
+        ),
+    ];
+
+    fn tree() -> MemTree {
+        EXAMPLES
+            .iter()
+            .fold(MemTree::new(), |t, (p, c)| t.file(p, *c))
+    }
+
+    #[test]
+    fn truncated_and_corrupted_inputs_never_panic() {
+        let facts = Facts::default().for_host("web1");
+        let opts = LoadOptions::default();
+        for (path, text) in EXAMPLES {
+            let bytes = text.as_bytes();
+            for cut in 0..bytes.len() {
+                let t = tree().file(path, &bytes[..cut]);
+                let _ = load(&t, "web1", &facts, &opts);
+            }
+            for i in (0..bytes.len()).step_by(3) {
+                for b in [b'"', b'[', b'{', b'\n', b'=', 0xff, b'\'', b'%'] {
+                    let mut m = bytes.to_vec();
+                    m[i] = b;
+                    let t = tree().file(path, m);
+                    let _ = load(&t, "web1", &facts, &opts);
+                }
+            }
+        }
+    }
+}

@@ -184,6 +184,7 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
         dirs: Vec::new(),
         files: Vec::new(),
         removals: Vec::new(),
+        rmdirs: Vec::new(),
     };
     for d in &desired.resources {
         if let Resource::Directory(dir) = &d.resource
@@ -234,6 +235,8 @@ struct Planner<'a> {
     dirs: Vec<Change>,
     files: Vec<Change>,
     removals: Vec<Change>,
+    /// Absent directories that exist: (id, origin, path, entry names).
+    rmdirs: Vec<(ResourceId, Origin, String, Vec<String>)>,
 }
 
 impl Planner<'_> {
@@ -326,7 +329,7 @@ impl Planner<'_> {
         &mut self,
         r: &Resource,
         id: &ResourceId,
-        _origin: &Origin,
+        origin: &Origin,
         observed: &Observed,
     ) -> Result<(), String> {
         match r {
@@ -439,20 +442,10 @@ impl Planner<'_> {
                         describe(other)
                     ));
                 }
-                (Ensure::Absent, Observed::Dir { empty: true, .. }) => {
-                    self.removals.push(change(
-                        id,
-                        Op::RemoveDir {
-                            path: d.path.clone(),
-                        },
-                        vec!["exists, should be absent".into()],
-                    ));
-                }
-                (Ensure::Absent, Observed::Dir { empty: false, .. }) => {
-                    return Err(format!(
-                        "{} should be absent but is not empty; driftless removes only empty directories (declare its contents absent first, or remove it by hand)",
-                        d.path
-                    ));
+                (Ensure::Absent, Observed::Dir { entries, .. }) => {
+                    // Whether the plan empties it is known only at the end.
+                    self.rmdirs
+                        .push((id.clone(), origin.clone(), d.path.clone(), entries.clone()));
                 }
                 (Ensure::Absent, _) => {}
             },
@@ -549,7 +542,48 @@ impl Planner<'_> {
         })
     }
 
+    /// An absent directory is removed only when empty, or when this plan
+    /// removes everything in it. Deepest first, so nested absent
+    /// directories count as removed for their parents.
+    fn plan_rmdirs(&mut self) {
+        let mut removed: BTreeSet<String> = self
+            .files
+            .iter()
+            .chain(&self.removals)
+            .filter(|c| matches!(c.op, Op::RemoveFile { .. } | Op::RemoveDir { .. }))
+            .map(|c| c.op.path().to_owned())
+            .collect();
+        let mut rmdirs = std::mem::take(&mut self.rmdirs);
+        rmdirs.sort_by(|a, b| b.2.cmp(&a.2));
+        for (id, origin, path, entries) in rmdirs {
+            let left: Vec<&String> = entries
+                .iter()
+                .filter(|e| !removed.contains(&format!("{path}/{e}")))
+                .collect();
+            if left.is_empty() {
+                removed.insert(path.clone());
+                self.removals.push(change(
+                    &id,
+                    Op::RemoveDir { path },
+                    vec!["exists, should be absent".into()],
+                ));
+            } else {
+                let shown: Vec<&str> = left.iter().take(5).map(|s| s.as_str()).collect();
+                self.problems.push(PlanProblem {
+                    resource: id,
+                    origin,
+                    message: format!(
+                        "{path} should be absent but is not empty ({}{}); driftless removes a directory only when it is empty or the plan removes everything in it",
+                        shown.join(", "),
+                        if left.len() > shown.len() { ", ..." } else { "" }
+                    ),
+                });
+            }
+        }
+    }
+
     fn finish(mut self) -> Result<Plan, Vec<PlanProblem>> {
+        self.plan_rmdirs();
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
@@ -798,7 +832,7 @@ mod tests {
                 gid: 0,
                 mode: 0o755,
             },
-            empty: true,
+            entries: Vec::new(),
         };
         let p = plan(
             &d,
@@ -839,26 +873,30 @@ mod tests {
                 state: PackageState::Present(None),
             }),
         ]);
-        let dir = |empty| Observed::Dir {
+        let dir = |entries: &[&str]| Observed::Dir {
             meta: FsMeta {
                 uid: 0,
                 gid: 0,
                 mode: 0o755,
             },
-            empty,
+            entries: entries.iter().map(|e| (*e).to_owned()).collect(),
         };
         let h = host(&[
-            ("/etc/dir", dir(true)),
-            ("/full", dir(false)),
+            ("/etc/dir", dir(&[])),
+            ("/full", dir(&["data"])),
             ("/etc/ghost", missing(&[])),
         ]);
         let problems = plan(&d, &h).expect_err("refused");
         let msgs: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
-        assert!(msgs[0].contains("will not replace it with a file"));
-        assert!(msgs[1].contains("not empty"));
-        assert!(msgs[2].contains("owner `ghost` does not exist"));
-        assert!(msgs[3].contains("not supported"));
+        for want in [
+            "will not replace it with a file",
+            "not empty (data)",
+            "owner `ghost` does not exist",
+            "not supported",
+        ] {
+            assert!(msgs.iter().any(|m| m.contains(want)), "{want}: {msgs:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+/// Entry names kept per observed directory: enough to tell whether a plan
+/// empties it, without listing huge directories in full on every run.
+pub const DIR_LIST_MAX: usize = 64;
+
 /// Everything observed about the host for one plan.
 #[derive(Clone, Debug, Default)]
 pub struct ObservedHost {
@@ -47,8 +51,9 @@ pub enum Observed {
     Dir {
         /// Ownership and mode.
         meta: FsMeta,
-        /// Whether it has no entries.
-        empty: bool,
+        /// Names of its entries, at most [`DIR_LIST_MAX`] + 1 (more than
+        /// the cap means "too many to remove as part of a plan").
+        entries: Vec<String>,
     },
     /// A symbolic link (not followed).
     Symlink {

@@ -25,7 +25,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
 use sha2::{Digest, Sha256};
 
-pub use crate::plan::observed::{FsMeta, Observed};
+pub use crate::plan::observed::{DIR_LIST_MAX, FsMeta, Observed};
 
 /// Symlinks followed while resolving one path, as the kernel's limit.
 const MAX_SYMLINKS: usize = 40;
@@ -239,19 +239,21 @@ impl FsRoot {
                 .with_context(|| format!("failed to open directory {}", what()))?;
                 let mut dir = nix::dir::Dir::from_fd(fd)
                     .with_context(|| format!("failed to list directory {}", what()))?;
-                let mut empty = true;
+                let mut entries = Vec::new();
                 for entry in dir.iter() {
                     let entry =
                         entry.with_context(|| format!("failed to list directory {}", what()))?;
-                    let n = entry.file_name().to_bytes();
-                    if n != b"." && n != b".." {
-                        empty = false;
-                        break;
+                    let n = entry.file_name().to_string_lossy();
+                    if n != "." && n != ".." {
+                        entries.push(n.into_owned());
+                        if entries.len() > DIR_LIST_MAX {
+                            break;
+                        }
                     }
                 }
                 Observed::Dir {
                     meta: meta_of(&st),
-                    empty,
+                    entries,
                 }
             }
             SFlag::S_IFLNK => {
@@ -603,7 +605,7 @@ mod tests {
         assert_eq!(md.uid(), me().uid);
         assert!(matches!(
             r.observe("/d").expect("obs"),
-            Observed::Dir { empty: true, .. }
+            Observed::Dir { ref entries, .. } if entries.is_empty()
         ));
         r.symlink("/d/l", "/etc/target").expect("symlink");
         r.symlink("/d/l", "/etc/other").expect("replace symlink");
@@ -615,7 +617,7 @@ mod tests {
         );
         assert!(matches!(
             r.observe("/d").expect("obs"),
-            Observed::Dir { empty: false, .. }
+            Observed::Dir { ref entries, .. } if !entries.is_empty()
         ));
         r.remove_file("/d/l").expect("rm");
         r.remove_dir("/d").expect("rmdir");
