@@ -9,6 +9,7 @@
 //! removals (deepest first), (services).
 
 pub mod observed;
+pub mod rpmver;
 
 use std::collections::{BTreeMap, BTreeSet};
 

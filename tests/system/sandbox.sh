@@ -81,6 +81,7 @@ proc_starttime() {
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     stat=${stat##*) }          # drop "pid (comm) " - comm may contain spaces
+    # shellcheck disable=SC2086 # word splitting wanted
     set -- $stat
     echo "${20}"
 }
