@@ -6,9 +6,13 @@
 //! validated [`Settings`] of domain types.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+
+use crate::source::git::GitSourceSettings;
+use crate::source::verify::{SignaturePolicy, VerifySettings};
 
 /// Default agent config file.
 pub const DEFAULT_CONFIG: &str = "/etc/driftless/agent.toml";
@@ -25,6 +29,11 @@ pub enum Mode {
     Audit,
 }
 
+/// Default branch of the config repo.
+pub const DEFAULT_BRANCH: &str = "main";
+/// Default bound on one whole fetch.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One config file as written: every field optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +41,36 @@ struct Fragment {
     host: Option<String>,
     state_dir: Option<PathBuf>,
     mode: Option<Mode>,
+    source: Option<SourceFragment>,
+    verify: Option<VerifyFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceFragment {
+    url: Option<String>,
+    branch: Option<String>,
+    ssh_key: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyFragment {
+    signatures: Option<PolicyWord>,
+    allowed_signers: Option<PathBuf>,
+    openpgp_keyring: Option<PathBuf>,
+    allow_rewind: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PolicyWord {
+    Off,
+    Head,
+    All,
 }
 
 /// Validated agent settings.
@@ -43,6 +82,10 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Enforce or audit.
     pub mode: Mode,
+    /// The git source, when configured.
+    pub source: Option<GitSourceSettings>,
+    /// Trust settings for fetched commits.
+    pub verify: VerifySettings,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -53,6 +96,8 @@ impl Default for Settings {
             host: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             mode: Mode::Enforce,
+            source: None,
+            verify: VerifySettings::default(),
             sources: Vec::new(),
         }
     }
@@ -107,11 +152,34 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
 /// Later fragments override earlier ones, key by key; then validation.
 fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let mut m = Fragment::default();
+    let mut src = SourceFragment::default();
+    let mut ver = VerifyFragment::default();
     for f in fragments {
         m.host = f.host.or(m.host);
         m.state_dir = f.state_dir.or(m.state_dir);
         m.mode = f.mode.or(m.mode);
+        if let Some(s) = f.source {
+            m.source = Some(SourceFragment::default());
+            src.url = s.url.or(src.url);
+            src.branch = s.branch.or(src.branch);
+            src.ssh_key = s.ssh_key.or(src.ssh_key);
+            src.known_hosts = s.known_hosts.or(src.known_hosts);
+            src.ca_file = s.ca_file.or(src.ca_file);
+            src.timeout = s.timeout.or(src.timeout);
+        }
+        if let Some(v) = f.verify {
+            ver.signatures = v.signatures.or(ver.signatures);
+            ver.allowed_signers = v.allowed_signers.or(ver.allowed_signers);
+            ver.openpgp_keyring = v.openpgp_keyring.or(ver.openpgp_keyring);
+            ver.allow_rewind = v.allow_rewind.or(ver.allow_rewind);
+        }
     }
+    let source = m
+        .source
+        .is_some()
+        .then(|| source_settings(src))
+        .transpose()?;
+    let verify = verify_settings(ver)?;
     let d = Settings::default();
     let state_dir = m.state_dir.unwrap_or(d.state_dir);
     if !state_dir.is_absolute() {
@@ -129,8 +197,68 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         host: m.host,
         state_dir,
         mode: m.mode.unwrap_or(d.mode),
+        source,
+        verify,
         sources: Vec::new(),
     })
+}
+
+fn absolute(key: &str, p: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    match p {
+        Some(p) if !p.is_absolute() => bail!("{key} `{}` must be an absolute path", p.display()),
+        p => Ok(p),
+    }
+}
+
+fn source_settings(s: SourceFragment) -> Result<GitSourceSettings> {
+    let url = s
+        .url
+        .filter(|u| !u.trim().is_empty())
+        .context("[source] needs `url`")?;
+    let timeout = match s.timeout {
+        None => DEFAULT_FETCH_TIMEOUT,
+        Some(t) => humantime::parse_duration(&t).map_err(|e| {
+            anyhow::anyhow!("[source] timeout `{t}` is not a duration such as \"60s\": {e}")
+        })?,
+    };
+    if timeout.is_zero() {
+        bail!("[source] timeout must be more than 0s");
+    }
+    Ok(GitSourceSettings {
+        url,
+        branch: s.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
+        ssh_key: absolute("[source] ssh_key", s.ssh_key)?,
+        known_hosts: absolute("[source] known_hosts", s.known_hosts)?,
+        ca_file: absolute("[source] ca_file", s.ca_file)?,
+        timeout,
+    })
+}
+
+fn verify_settings(v: VerifyFragment) -> Result<VerifySettings> {
+    let signatures = match v.signatures.unwrap_or(PolicyWord::Off) {
+        PolicyWord::Off => SignaturePolicy::Off,
+        PolicyWord::Head => SignaturePolicy::Head,
+        PolicyWord::All => SignaturePolicy::All,
+    };
+    let out = VerifySettings {
+        signatures,
+        allowed_signers: absolute("[verify] allowed_signers", v.allowed_signers)?,
+        openpgp_keyring: absolute("[verify] openpgp_keyring", v.openpgp_keyring)?,
+        allow_rewind: v.allow_rewind.unwrap_or(false),
+    };
+    if out.signatures != SignaturePolicy::Off
+        && out.allowed_signers.is_none()
+        && out.openpgp_keyring.is_none()
+    {
+        bail!(
+            "[verify] signatures = \"{}\" needs `allowed_signers` or `openpgp_keyring`",
+            match out.signatures {
+                SignaturePolicy::Head => "head",
+                _ => "all",
+            }
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -167,6 +295,40 @@ mod tests {
         assert_eq!(s.host.as_deref(), Some("b"));
         assert_eq!(s.mode, Mode::Audit);
         assert_eq!(s.sources.len(), 3);
+    }
+
+    #[test]
+    fn source_and_verify_sections() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[source]\nurl = 'https://git.example.com/fleet.git'\n[verify]\nsignatures = 'all'\nallowed_signers = '/etc/driftless/allowed_signers'\n",
+        );
+        write(
+            d.path(),
+            "agent.d/50-branch.toml",
+            "[source]\nbranch = 'prod'\ntimeout = '5s'\n",
+        );
+        let s = load(&main, true).expect("load");
+        let src = s.source.expect("source");
+        assert_eq!(src.url, "https://git.example.com/fleet.git");
+        assert_eq!(src.branch, "prod");
+        assert_eq!(src.timeout, Duration::from_secs(5));
+        assert_eq!(s.verify.signatures, SignaturePolicy::All);
+        assert!(!s.verify.allow_rewind);
+        for bad in [
+            "[source]\nbranch = 'x'\n",
+            "[source]\nurl = 'x'\ntimeout = 'soon'\n",
+            "[source]\nurl = 'x'\nssh_key = 'relative/key'\n",
+            "[verify]\nsignatures = 'head'\n",
+            "[verify]\nsignatures = 'some'\n",
+            "[source]\nurl = 'x'\nbranchh = 'x'\n",
+        ] {
+            let main = write(d.path(), "agent.toml", bad);
+            std::fs::remove_dir_all(d.path().join("agent.d")).ok();
+            assert!(load(&main, true).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,9 +9,13 @@ use clap::{Args, Parser, Subcommand};
 use crate::agent_config::{self, Mode, Settings};
 use crate::converge::{self, Applied, PrepareError};
 use crate::desired::{self, ConfigTree, Diagnostic, Facts, LoadOptions};
+use crate::report::SourceStatus;
 use crate::report::{Outcome, Report};
-use crate::source::dir::DirTree;
+use crate::source::{self, dir::DirTree};
+use crate::state::{self, AgentState, FetchRecord};
 use crate::system;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// The exit codes: a contract with scripts and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +70,21 @@ pub enum Command {
     /// Converge the host now. Exit 0 nothing to do, 2 changed, 1 error before
     /// any change, 4 failed and restored, 5 failed and not restored.
     Converge(ConvergeArgs),
+    /// The git source.
+    #[command(subcommand)]
+    Source(SourceCommand),
+}
+
+/// `source …`
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Show URL, branch, fetched and applied commits, and the last fetch
+    /// error. Reads local state only; never fetches.
+    Status {
+        /// Machine-readable output on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the desired state comes from, and for which host.
@@ -80,6 +99,10 @@ pub struct RepoArgs {
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Apply this commit of the fetched branch (id or unique prefix) instead
+    /// of its head. Not with --repo.
+    #[arg(long, value_name = "REV", conflicts_with = "repo")]
+    pub commit: Option<String>,
 }
 
 /// `validate`
@@ -124,11 +147,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(a) => a.repo.json,
         Command::Plan(a) => a.repo.json,
         Command::Converge(a) => a.repo.json,
+        Command::Source(SourceCommand::Status { json }) => *json,
     };
     let command = match &cli.command {
         Command::Validate(_) => "validate",
         Command::Plan(_) => "plan",
         Command::Converge(_) => "converge",
+        Command::Source(_) => "source status",
     };
     let mut report = Report::new(command);
     if let Err(e) = dispatch(&cli, &mut report) {
@@ -153,16 +178,105 @@ fn dispatch(cli: &Cli, report: &mut Report) -> Result<()> {
         Command::Validate(a) => validate(&settings, a, report),
         Command::Plan(a) => plan(&settings, &a.repo, &a.root, report),
         Command::Converge(a) => converge(&settings, a, report),
+        Command::Source(SourceCommand::Status { .. }) => source_status(&settings, report),
     }
 }
 
-fn open_tree(args: &RepoArgs) -> Result<Box<dyn ConfigTree>> {
-    match &args.repo {
-        Some(dir) => Ok(Box::new(DirTree::open(dir)?)),
-        None => bail!(
-            "no config repo: pass --repo DIR (this version of driftless reads the desired state from a directory; the git source comes later)"
-        ),
+/// The config repo for one run: a directory, or a checked commit of the
+/// git source (with the id to record once it is applied).
+struct Source {
+    tree: Box<dyn ConfigTree>,
+    commit: Option<gix::ObjectId>,
+}
+
+/// Set by SIGINT/SIGTERM so that a fetch in progress stops promptly.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&flag)) {
+            tracing::warn!("cannot watch signal {sig}: {e}");
+        }
     }
+    flag
+}
+
+fn open_source(settings: &Settings, args: &RepoArgs, purpose: source::Purpose) -> Result<Source> {
+    if let Some(dir) = &args.repo {
+        return Ok(Source {
+            tree: Box::new(DirTree::open(dir)?),
+            commit: None,
+        });
+    }
+    let Some(git) = &settings.source else {
+        bail!("no config repo: pass --repo DIR, or configure [source] url in the agent config");
+    };
+    let mut state = AgentState::load(&settings.state_dir)?;
+    let applied = state
+        .applied_commit
+        .as_deref()
+        .map(|h| gix::ObjectId::from_hex(h.as_bytes()))
+        .transpose()
+        .context("the applied commit in the agent state is not a commit id")?;
+    let result = source::fetch_checked(
+        git,
+        &settings.verify,
+        &settings.state_dir,
+        applied,
+        args.commit.as_deref(),
+        purpose,
+        &interrupt_flag(),
+    );
+    // Record the fetch outcome for `source status`, whatever it was.
+    let fetch_error = result.as_ref().err().map(|e| format!("{e:#}"));
+    let head = match &result {
+        Ok(c) => Some(c.fetch.head.to_string()),
+        Err(_) => source::cache_status(&settings.state_dir)
+            .ok()
+            .and_then(|s| s.fetched)
+            .map(|h| h.to_string()),
+    };
+    state.last_fetch = Some(FetchRecord {
+        at: state::now(),
+        head,
+        error: fetch_error,
+    });
+    state.save(&settings.state_dir)?;
+    let checked = result?;
+    Ok(Source {
+        commit: Some(checked.commit),
+        tree: Box::new(checked.tree),
+    })
+}
+
+/// Records a converged commit: in the state file (authoritative) and as
+/// the cache's applied ref.
+fn record_applied(settings: &Settings, commit: gix::ObjectId) -> Result<()> {
+    let mut state = AgentState::load(&settings.state_dir)?;
+    state.applied_commit = Some(commit.to_string());
+    state.applied_at = Some(state::now());
+    state.save(&settings.state_dir)?;
+    source::mark_applied(&settings.state_dir, commit)
+}
+
+fn source_status(settings: &Settings, report: &mut Report) -> Result<()> {
+    let git = settings
+        .source
+        .as_ref()
+        .context("no git source: configure [source] url in the agent config")?;
+    let state = AgentState::load(&settings.state_dir)?;
+    let cache = source::cache_status(&settings.state_dir)?;
+    let fetched = cache.fetched.map(|c| c.to_string());
+    report.result = Outcome::Valid;
+    report.source_status = Some(SourceStatus {
+        url: source::git::redact_url(&git.url),
+        branch: git.branch.clone(),
+        pending: fetched.is_some() && fetched != state.applied_commit,
+        fetched_head: fetched,
+        applied_commit: state.applied_commit,
+        applied_at: state.applied_at,
+        last_fetch: state.last_fetch,
+    });
+    Ok(())
 }
 
 fn load_options(settings: &Settings) -> LoadOptions {
@@ -180,7 +294,7 @@ fn host_name(settings: &Settings, args: &RepoArgs, facts: &Facts) -> String {
 }
 
 fn validate(settings: &Settings, a: &ValidateArgs, report: &mut Report) -> Result<()> {
-    let tree = open_tree(&a.repo)?;
+    let tree = open_source(settings, &a.repo, source::Purpose::Preview)?.tree;
     report.source = Some(tree.describe());
     let facts = system::facts::gather();
     let opts = load_options(settings);
@@ -236,6 +350,14 @@ fn invalid(e: desired::LoadError) -> Result<Vec<Diagnostic>> {
     }
 }
 
+/// A plan ready to apply: the prepared state, the root (absent for a dry
+/// run into a missing root), and the commit to record once applied.
+type Ready = (
+    converge::Prepared,
+    Option<system::fsroot::FsRoot>,
+    Option<gix::ObjectId>,
+);
+
 /// Loads, observes and plans; fills the report. `Ok(None)`: the repo or the
 /// plan had problems, already in the report.
 fn prepare(
@@ -243,9 +365,10 @@ fn prepare(
     args: &RepoArgs,
     root_path: &Path,
     create_root: bool,
+    purpose: source::Purpose,
     report: &mut Report,
-) -> Result<Option<(converge::Prepared, Option<system::fsroot::FsRoot>)>> {
-    let tree = open_tree(args)?;
+) -> Result<Option<Ready>> {
+    let Source { tree, commit } = open_source(settings, args, purpose)?;
     report.source = Some(tree.describe());
     report.root = Some(root_path.display().to_string());
     let facts = system::facts::gather();
@@ -263,7 +386,7 @@ fn prepare(
         Ok(p) => {
             report.host_file = Some(p.desired.host_file.clone());
             report.roles = p.desired.roles.clone();
-            Ok(Some((p, root)))
+            Ok(Some((p, root, commit)))
         }
         Err(PrepareError::Invalid(d)) => {
             report.result = Outcome::Invalid;
@@ -284,7 +407,15 @@ fn prepare(
 }
 
 fn plan(settings: &Settings, args: &RepoArgs, root: &Path, report: &mut Report) -> Result<()> {
-    let Some((prepared, _)) = prepare(settings, args, root, false, report)? else {
+    let Some((prepared, _, _)) = prepare(
+        settings,
+        args,
+        root,
+        false,
+        source::Purpose::Preview,
+        report,
+    )?
+    else {
         return Ok(());
     };
     report.result = if prepared.plan.is_empty() {
@@ -298,11 +429,22 @@ fn plan(settings: &Settings, args: &RepoArgs, root: &Path, report: &mut Report) 
 
 fn converge(settings: &Settings, a: &ConvergeArgs, report: &mut Report) -> Result<()> {
     let dry = a.dry_run || settings.mode == Mode::Audit;
-    let Some((prepared, root)) = prepare(settings, &a.repo, &a.root, !dry, report)? else {
+    let Some((prepared, root, commit)) = prepare(
+        settings,
+        &a.repo,
+        &a.root,
+        !dry,
+        source::Purpose::Apply,
+        report,
+    )?
+    else {
         return Ok(());
     };
     if prepared.plan.is_empty() {
         report.result = Outcome::InSync;
+        if let (Some(c), false) = (commit, dry) {
+            record_applied(settings, c)?;
+        }
         return Ok(());
     }
     if dry {
@@ -315,6 +457,9 @@ fn converge(settings: &Settings, a: &ConvergeArgs, report: &mut Report) -> Resul
         Applied::Done { changes } => {
             report.result = Outcome::Changed;
             report.changes = changes;
+            if let Some(c) = commit {
+                record_applied(settings, c)?;
+            }
         }
         Applied::Restored { error, undone } => {
             report.result = Outcome::RolledBack;

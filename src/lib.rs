@@ -14,4 +14,5 @@ pub mod plan;
 pub mod report;
 pub mod snapshot;
 pub mod source;
+pub mod state;
 pub mod system;

@@ -62,6 +62,28 @@ pub struct Report {
     pub error: Option<String>,
     /// Details of a failed restore.
     pub restore_errors: Vec<String>,
+    /// `source status` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_status: Option<SourceStatus>,
+}
+
+/// The git source as `source status` shows it.
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    /// Remote URL (password removed).
+    pub url: String,
+    /// Branch.
+    pub branch: String,
+    /// The last fetched head.
+    pub fetched_head: Option<String>,
+    /// The last applied commit.
+    pub applied_commit: Option<String>,
+    /// When it was applied.
+    pub applied_at: Option<String>,
+    /// Whether the fetched head is not applied yet.
+    pub pending: bool,
+    /// The last fetch attempt.
+    pub last_fetch: Option<crate::state::FetchRecord>,
 }
 
 impl Report {
@@ -80,6 +102,7 @@ impl Report {
             plan_problems: Vec::new(),
             error: None,
             restore_errors: Vec::new(),
+            source_status: None,
         }
     }
 
@@ -125,6 +148,43 @@ impl Report {
         }
         let n = self.changes.len();
         let plural = if n == 1 { "" } else { "s" };
+        if let Some(st) = &self.source_status {
+            let none = || "(none)".to_owned();
+            writeln!(out, "url:      {}", st.url)?;
+            writeln!(out, "branch:   {}", st.branch)?;
+            writeln!(
+                out,
+                "fetched:  {}",
+                st.fetched_head.clone().unwrap_or_else(none)
+            )?;
+            let at = st
+                .applied_at
+                .as_deref()
+                .map(|a| format!(" (at {a})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "applied:  {}{at}",
+                st.applied_commit.clone().unwrap_or_else(none)
+            )?;
+            writeln!(
+                out,
+                "pending:  {}",
+                if st.pending {
+                    "yes: the fetched head is not applied yet"
+                } else {
+                    "no"
+                }
+            )?;
+            match &st.last_fetch {
+                Some(f) => match &f.error {
+                    Some(e) => writeln!(out, "last fetch: FAILED at {}: {e}", f.at)?,
+                    None => writeln!(out, "last fetch: ok at {}", f.at)?,
+                },
+                None => writeln!(out, "last fetch: never")?,
+            }
+            return Ok(());
+        }
         match self.result {
             Outcome::Valid => writeln!(out, "{}", paint("32", "valid"))?,
             Outcome::Invalid => writeln!(

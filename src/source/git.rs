@@ -538,7 +538,9 @@ pub fn ensure_not_rewound(
     applied: ObjectId,
     fetched: ObjectId,
 ) -> Result<()> {
-    if is_ancestor(repo, applied, fetched)? {
+    // A cache rebuilt after `rm -rf repo.git` holds only what the remote has
+    // now: if the applied commit is not among it, the remote dropped it.
+    if repo.has_object(applied) && is_ancestor(repo, applied, fetched)? {
         Ok(())
     } else {
         Err(SourceError::Rewind { applied, fetched }.into())

@@ -5,3 +5,175 @@
 pub mod dir;
 pub mod git;
 pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use gix::ObjectId;
+use tracing::{info, warn};
+
+use git::{FetchOutcome, GitSourceSettings, GitTree};
+use verify::{SignaturePolicy, VerifiedCommit, VerifySettings};
+
+/// The ref in the cache that marks the last commit converged successfully.
+/// The same id is kept in the agent's state file, which is authoritative.
+pub const APPLIED_REF: &str = "refs/driftless/applied";
+
+/// Where the bare cache lives inside the state directory.
+pub fn cache_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("repo.git")
+}
+
+/// A commit of the git source that passed every check, ready to read.
+pub struct Checked {
+    /// The commit to apply.
+    pub commit: ObjectId,
+    /// What the fetch brought.
+    pub fetch: FetchOutcome,
+    /// The commits whose signatures were verified, with their signers.
+    pub verified: Vec<VerifiedCommit>,
+    /// The commit's tree.
+    pub tree: GitTree,
+}
+
+/// What the caller will do with the commit, which decides the checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Apply it: every check.
+    Apply,
+    /// Only look at it (`plan --commit` of an older commit is a preview, not
+    /// a rewind): signatures are still checked, ancestry is not.
+    Preview,
+}
+
+/// Fetches the branch, picks the commit to apply (`commit`, a hex id or
+/// unique prefix of a fetched commit, else the fetched head), refuses a
+/// rewound history unless allowed, and verifies signatures by `policy`.
+/// Nothing here touches the host.
+pub fn fetch_checked(
+    git: &GitSourceSettings,
+    verify: &VerifySettings,
+    state_dir: &Path,
+    applied: Option<ObjectId>,
+    commit: Option<&str>,
+    purpose: Purpose,
+    interrupt: &AtomicBool,
+) -> Result<Checked> {
+    crate::state::ensure_state_dir(state_dir)?;
+    let repo = git::open_or_init_cache(&cache_path(state_dir))?;
+    let fetch = git::fetch(&repo, git, interrupt)?;
+    info!(
+        head = %fetch.head,
+        pack = fetch.pack_received,
+        objects = fetch.objects_received,
+        "fetched {}",
+        git::redact_url(&git.url)
+    );
+    let target = match commit {
+        Some(rev) => resolve_commit(&repo, fetch.head, rev)?,
+        None => fetch.head,
+    };
+    let preview_of_other = purpose == Purpose::Preview && commit.is_some();
+    if let Some(applied) = applied.filter(|_| !preview_of_other)
+        && let Err(e) = git::ensure_not_rewound(&repo, applied, target)
+    {
+        if !verify.allow_rewind {
+            warn!(%applied, %target, "refusing a rewritten history");
+            return Err(e.context("refused: set [verify] allow_rewind = true to accept it"));
+        }
+        warn!(%applied, %target, "history was rewritten; applying anyway because allow_rewind = true");
+    }
+    let verified = verify::verify_update(
+        &repo,
+        verify.signatures,
+        applied.filter(|a| repo.has_object(*a)),
+        target,
+        verify.allowed_signers.as_deref(),
+        verify.openpgp_keyring.as_deref(),
+    )
+    .map_err(|e| {
+        warn!(commit = %target, error = format!("{e:#}"), "refusing a commit that failed signature verification");
+        e
+    })?;
+    if verify.signatures != SignaturePolicy::Off {
+        for v in &verified {
+            info!(commit = %v.commit, signer = %v.signer, "signature verified");
+        }
+    }
+    let tree = GitTree::new(&repo, target)?;
+    Ok(Checked {
+        commit: target,
+        fetch,
+        verified,
+        tree,
+    })
+}
+
+/// Finds a commit of the fetched branch by full id or unique prefix (at
+/// least 7 hex digits). Only commits reachable from the fetched head count:
+/// `--commit` picks from the branch's history, nothing else in the cache.
+fn resolve_commit(repo: &gix::Repository, head: ObjectId, rev: &str) -> Result<ObjectId> {
+    let rev = rev.trim().to_ascii_lowercase();
+    if rev.len() < 7 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("--commit `{rev}` must be a commit id (at least 7 hex digits)");
+    }
+    let mut found = Vec::new();
+    for c in git::commits_between(repo, None, head)? {
+        if c.to_hex().to_string().starts_with(&rev) {
+            found.push(c);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("--commit {rev}: no such commit in the history of the fetched branch"),
+        _ => bail!("--commit {rev}: ambiguous, {} commits match", found.len()),
+    }
+}
+
+/// Moves [`APPLIED_REF`] in the cache to `commit` (after a successful converge).
+pub fn mark_applied(state_dir: &Path, commit: ObjectId) -> Result<()> {
+    let repo = git::open_or_init_cache(&cache_path(state_dir))?;
+    repo.reference(
+        APPLIED_REF,
+        commit,
+        gix::refs::transaction::PreviousValue::Any,
+        "driftless: applied",
+    )
+    .with_context(|| format!("failed to move {APPLIED_REF} to {commit}"))?;
+    Ok(())
+}
+
+/// Read-only facts about the cache for `source status`.
+pub struct CacheStatus {
+    /// The fetched branch head, if any fetch succeeded.
+    pub fetched: Option<ObjectId>,
+    /// What [`APPLIED_REF`] says.
+    pub applied_ref: Option<ObjectId>,
+}
+
+/// Reads the cache without fetching; a missing cache is empty.
+pub fn cache_status(state_dir: &Path) -> Result<CacheStatus> {
+    let path = cache_path(state_dir);
+    if !path.exists() {
+        return Ok(CacheStatus {
+            fetched: None,
+            applied_ref: None,
+        });
+    }
+    let repo = gix::open_opts(&path, gix::open::Options::isolated())
+        .with_context(|| format!("failed to open git cache {}", path.display()))?;
+    let applied_ref = match repo.try_find_reference(APPLIED_REF) {
+        Ok(Some(mut r)) => Some(
+            r.peel_to_id()
+                .context("failed to resolve the applied ref")?
+                .detach(),
+        ),
+        Ok(None) => None,
+        Err(e) => return Err(e).context("failed to read the applied ref"),
+    };
+    Ok(CacheStatus {
+        fetched: git::fetched_head(&repo)?,
+        applied_ref,
+    })
+}

@@ -39,6 +39,19 @@ pub enum SignaturePolicy {
     All,
 }
 
+/// Trust settings for fetched commits (from the agent config's `[verify]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifySettings {
+    /// Which commits must carry a valid signature by an allowed signer.
+    pub signatures: SignaturePolicy,
+    /// ssh-keygen allowed-signers file for SSH signatures.
+    pub allowed_signers: Option<std::path::PathBuf>,
+    /// OpenPGP keyring for OpenPGP signatures.
+    pub openpgp_keyring: Option<std::path::PathBuf>,
+    /// Accept a head that does not descend from the last applied commit.
+    pub allow_rewind: bool,
+}
+
 /// The kind of a commit signature, from its armor line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignatureFormat {

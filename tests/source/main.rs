@@ -2,6 +2,7 @@
 //! nginx + git-http-backend over TLS on 127.0.0.1, signed commits made with
 //! ssh-keygen and gpg. One test binary, so gix is linked once.
 
+mod cli;
 mod common;
 mod fetch;
 mod servers;
