@@ -339,3 +339,63 @@ fn interrupt_stops_a_stalled_fetch_promptly() {
     assert!(format!("{err:#}").contains("interrupted"));
     assert!(took < Duration::from_millis(1500), "{took:?}");
 }
+
+/// A server that answers every connection with bytes that are not TLS, not
+/// SSH and not git, then hangs up. Stops by itself after 30s.
+fn garbage_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok((mut conn, _)) = listener.accept() {
+                use std::io::Write;
+                let _ =
+                    conn.write_all(b"\x00\xffHTTP/9.9 garbage\r\n\x16\x03\x01\x00\x02zz\n-----\n");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    port
+}
+
+/// Garbage from the server is a prompt, clear error, and the cache keeps
+/// what it had (the staging ref does not move).
+#[test]
+fn a_server_sending_garbage_fails_cleanly_and_keeps_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = new_repo(&dir.path().join("src"));
+    let good = commit_file(&src, "hosts/h.toml", "", "c1");
+    let repo = open_or_init_cache(&dir.path().join("cache.git")).unwrap();
+    let flag = AtomicBool::new(false);
+    fetch(
+        &repo,
+        &settings(src.to_str().unwrap(), Duration::from_secs(10)),
+        &flag,
+    )
+    .unwrap();
+    let port = garbage_server();
+    for url in [
+        format!("https://127.0.0.1:{port}/fleet.git"),
+        format!("ssh://git@127.0.0.1:{port}/fleet.git"),
+    ] {
+        let started = Instant::now();
+        let err = fetch(&repo, &settings(&url, Duration::from_secs(10)), &flag)
+            .expect_err("garbage must fail");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            format!("{err:#}").contains(&format!("127.0.0.1:{port}")),
+            "{url}: {err:#}"
+        );
+        assert_eq!(
+            driftless::source::git::fetched_head(&repo).unwrap(),
+            Some(good),
+            "{url}"
+        );
+    }
+}
