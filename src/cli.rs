@@ -189,14 +189,18 @@ struct Source {
     commit: Option<gix::ObjectId>,
 }
 
-/// Set by SIGINT/SIGTERM so that a fetch in progress stops promptly.
+/// Set by SIGINT/SIGTERM: a fetch in progress stops promptly and running
+/// rpm/dnf/systemctl children are killed. One flag for both.
 fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&flag)) {
-            tracing::warn!("cannot watch signal {sig}: {e}");
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    let flag = Arc::clone(&system::command::SHUTDOWN);
+    REGISTERED.call_once(|| {
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&flag)) {
+                tracing::warn!("cannot watch signal {sig}: {e}");
+            }
         }
-    }
+    });
     flag
 }
 
@@ -423,6 +427,7 @@ fn plan(settings: &Settings, args: &RepoArgs, root: &Path, report: &mut Report) 
     } else {
         Outcome::ChangesPending
     };
+    report.notes = prepared.plan.notes;
     report.changes = prepared.plan.changes;
     Ok(())
 }
@@ -447,16 +452,26 @@ fn converge(settings: &Settings, a: &ConvergeArgs, report: &mut Report) -> Resul
         }
         return Ok(());
     }
+    report.notes = prepared.plan.notes.clone();
     if dry {
         report.result = Outcome::ChangesPending;
         report.changes = prepared.plan.changes;
         return Ok(());
     }
     let root = root.context("the root directory is missing")?;
-    match converge::apply(&root, &prepared.plan)? {
-        Applied::Done { changes } => {
+    let cx = converge::ApplyContext {
+        root: &root,
+        desired: &prepared.desired,
+        state_dir: &settings.state_dir,
+    };
+    match converge::apply(&cx, &prepared.plan)? {
+        Applied::Done {
+            changes,
+            dnf_transactions,
+        } => {
             report.result = Outcome::Changed;
             report.changes = changes;
+            report.dnf_transactions = dnf_transactions;
             if let Some(c) = commit {
                 record_applied(settings, c)?;
             }

@@ -9,11 +9,14 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tracing::{debug, info, warn};
 
+use std::collections::BTreeMap;
+
+use crate::desired::model::{Resource, Service};
 use crate::desired::{self, ConfigTree, DesiredState, Diagnostic, Facts, LoadOptions};
-use crate::plan::observed::ObservedHost;
-use crate::plan::{self, Change, Op, Plan, PlanProblem};
+use crate::plan::observed::{ObservedHost, UnitObs};
+use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
 use crate::snapshot::Snapshot;
-use crate::system::{accounts, fsroot::FsRoot};
+use crate::system::{accounts, dnf, fsroot::FsRoot, package_store, rpm, systemctl};
 
 /// Why nothing was changed: the desired state or plan could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +70,30 @@ pub fn prepare(
     })
 }
 
-/// Reads the current state of every path the desired state manages.
+/// Reads the current state of everything the desired state manages, with
+/// read-only calls only: stat and hash of each path, one `rpm -q` for the
+/// declared packages, one `systemctl show` for the declared units, and one
+/// dnf metadata query only when a `latest` package is declared.
 pub fn observe(root: &FsRoot, desired: &DesiredState) -> Result<ObservedHost> {
     let mut host = ObservedHost {
         accounts: accounts::read(root)?,
         ..ObservedHost::default()
     };
+    let mut names = Vec::new();
+    let mut latest = Vec::new();
+    for d in &desired.resources {
+        if let Resource::Package(p) = &d.resource {
+            names.push(p.name.clone());
+            if p.state == crate::desired::model::PackageState::Latest {
+                latest.push(p.name.clone());
+            }
+        }
+    }
+    host.packages = rpm::query(root.path(), &names)?;
+    if !latest.is_empty() {
+        host.latest = dnf::latest(root.path(), &latest)?;
+    }
+    host.units = observe_units(root, &declared_services(desired))?;
     for path in plan::paths_to_observe(desired) {
         let o = root.observe(&path)?;
         debug!(path, observed = ?std::mem::discriminant(&o), "observed");
@@ -106,66 +127,232 @@ fn observe_empty(desired: &DesiredState) -> ObservedHost {
 pub enum Applied {
     /// Every change was applied.
     Done {
-        /// The changes, in order.
+        /// The changes, in order (service steps as re-planned after the
+        /// package transaction).
         changes: Vec<Change>,
+        /// The dnf transactions recorded in `dnf history`.
+        dnf_transactions: Vec<u64>,
     },
-    /// A step failed; every path was put back as it was.
+    /// A step failed; every change before it was put back.
     Restored {
         /// The step that failed and why.
         error: anyhow::Error,
         /// Steps that had succeeded before (and were undone).
         undone: usize,
     },
-    /// A step failed and putting the host back failed too.
+    /// A step failed and the host could not be put back entirely.
     RestoreFailed {
         /// The step that failed and why.
         error: anyhow::Error,
         /// What went wrong while restoring.
         restore_errors: Vec<anyhow::Error>,
-        /// Paths that still differ from their prior state.
+        /// What still differs from before the converge.
         differences: Vec<String>,
     },
 }
 
-/// Applies `plan` under `root`: snapshot first, then each change in order;
-/// on the first failure, restore the snapshot. `Err` only when nothing was
+/// What `apply` needs besides the plan.
+pub struct ApplyContext<'a> {
+    /// The root converged.
+    pub root: &'a FsRoot,
+    /// The desired state (services are re-planned from it).
+    pub desired: &'a DesiredState,
+    /// The agent's state directory (package store).
+    pub state_dir: &'a Path,
+}
+
+/// Applies `plan`: snapshot of every path first, then repos, one package
+/// transaction, directories, files and symlinks, then the service steps
+/// (re-planned against a fresh `systemctl show` when packages changed,
+/// since a package can add or change units). On the first failure nothing
+/// after it runs and the snapshot is restored. `Err` only when nothing was
 /// changed (the snapshot could not be taken).
-pub fn apply(root: &FsRoot, plan: &Plan) -> Result<Applied> {
+pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
+    let root = cx.root;
     let snapshot =
         Snapshot::capture(root, plan).context("failed to snapshot the host before changing it")?;
-    let mut done = Vec::new();
-    for change in &plan.changes {
-        info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
-        if let Err(error) = apply_one(root, &change.op) {
-            let error = error.context(format!("failed to converge {}", change.resource));
+    let mut done: Vec<Change> = Vec::new();
+    let mut dnf_transactions = Vec::new();
+    // Packages and services are not in the snapshot yet: once one of them
+    // changed, a failure cannot be fully undone.
+    let mut irreversible: Vec<String> = Vec::new();
+    let fail =
+        |error: anyhow::Error, done: &[Change], irreversible: &[String]| -> Applied {
             warn!(
                 error = format!("{error:#}"),
                 undo = done.len(),
                 "converge step failed; restoring the snapshot"
             );
             let restore_errors = snapshot.restore(root);
-            let differences = snapshot
+            let mut differences = snapshot
                 .differences(root)
                 .unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
+            differences.extend(irreversible.iter().map(|c| {
+                format!("{c} (packages and services are not rolled back by this version)")
+            }));
             if restore_errors.is_empty() && differences.is_empty() {
-                return Ok(Applied::Restored {
+                Applied::Restored {
                     error,
                     undone: done.len(),
-                });
+                }
+            } else {
+                Applied::RestoreFailed {
+                    error,
+                    restore_errors,
+                    differences,
+                }
             }
-            return Ok(Applied::RestoreFailed {
-                error,
-                restore_errors,
-                differences,
-            });
+        };
+    let (service_steps, steps): (Vec<&Change>, Vec<&Change>) =
+        plan.changes.iter().partition(|c| c.op.is_service());
+    let packages: Vec<&Change> = steps
+        .iter()
+        .copied()
+        .filter(|c| matches!(c.op, Op::Package { .. }))
+        .collect();
+    let mut packages_done = false;
+    for change in steps {
+        if let Op::Package { .. } = change.op {
+            if packages_done {
+                continue;
+            }
+            packages_done = true;
+            info!(count = packages.len(), "applying the package transaction");
+            match apply_packages(cx, &packages) {
+                Ok(ids) => {
+                    dnf_transactions = ids;
+                    irreversible.extend(packages.iter().map(|c| c.resource.to_string()));
+                    done.extend(packages.iter().map(|c| (*c).clone()));
+                }
+                Err(e) => {
+                    return Ok(fail(
+                        e.context("failed to converge packages"),
+                        &done,
+                        &irreversible,
+                    ));
+                }
+            }
+            continue;
+        }
+        info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
+        if let Err(error) = apply_path(root, &change.op) {
+            return Ok(fail(
+                error.context(format!("failed to converge {}", change.resource)),
+                &done,
+                &irreversible,
+            ));
         }
         done.push(change.clone());
     }
-    Ok(Applied::Done { changes: done })
+    let service_steps: Vec<Change> = if packages_done {
+        match replan_services(cx, &done) {
+            Ok(steps) => steps,
+            Err(e) => return Ok(fail(e, &done, &irreversible)),
+        }
+    } else {
+        service_steps.into_iter().cloned().collect()
+    };
+    let live = root.path() == Path::new("/");
+    for change in service_steps {
+        info!(resource = %change.resource, action = change.op.verb(), "applying");
+        let result = match &change.op {
+            Op::DaemonReload => systemctl::run(None, "daemon-reload", &[]),
+            Op::Service { unit, verb } => {
+                let on = (!live).then(|| root.path());
+                systemctl::run(on, verb.as_str(), std::slice::from_ref(unit))
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = result {
+            return Ok(fail(
+                error.context(format!("failed to converge {}", change.resource)),
+                &done,
+                &irreversible,
+            ));
+        }
+        irreversible.push(change.resource.to_string());
+        done.push(change);
+    }
+    Ok(Applied::Done {
+        changes: done,
+        dnf_transactions,
+    })
 }
 
-fn apply_one(root: &FsRoot, op: &Op) -> Result<()> {
-    fault_point(op.path())?;
+/// After the package transaction: daemon state may have changed, so the
+/// service steps are planned again from a fresh observation.
+fn replan_services(cx: &ApplyContext<'_>, done: &[Change]) -> Result<Vec<Change>> {
+    let services = declared_services(cx.desired);
+    let host = ObservedHost {
+        units: observe_units(cx.root, &services)?,
+        ..ObservedHost::default()
+    };
+    let sp = plan::plan_services_for(done, &services, &host);
+    if let Some((unit, message)) = sp.problems.first() {
+        anyhow::bail!("service {unit}: {message}");
+    }
+    Ok(plan::service_changes(sp))
+}
+
+fn declared_services(desired: &DesiredState) -> Vec<&Service> {
+    desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Service(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn observe_units(root: &FsRoot, services: &[&Service]) -> Result<BTreeMap<String, UnitObs>> {
+    let units: Vec<String> = services.iter().map(|s| s.unit.clone()).collect();
+    if root.path() == Path::new("/") {
+        systemctl::show(&units)
+    } else {
+        systemctl::is_enabled_in_root(root.path(), &units)
+    }
+}
+
+/// One dnf transaction for every package change, then the installed RPMs
+/// are kept in the package store.
+fn apply_packages(cx: &ApplyContext<'_>, changes: &[&Change]) -> Result<Vec<u64>> {
+    let mut tx = dnf::Transaction::default();
+    let mut names = Vec::new();
+    for c in changes {
+        let Op::Package { name, change } = &c.op else {
+            continue;
+        };
+        names.push(name.clone());
+        match change {
+            PackageChange::Install { spec }
+            | PackageChange::Upgrade { spec, .. }
+            | PackageChange::Downgrade { spec, .. } => {
+                dnf::check_spec(spec)?;
+                tx.install.push(spec.clone());
+            }
+            PackageChange::Remove { .. } => {
+                dnf::check_spec(name)?;
+                tx.remove.push(name.clone());
+            }
+        }
+    }
+    let root = cx.root.path();
+    let before = rpm::query(root, &names)?;
+    let ids = dnf::apply(root, &tx)?;
+    let after = rpm::query(root, &names)?;
+    // The store is for rollback; failing to fill it must not fail a
+    // converge whose transaction succeeded.
+    if let Err(e) = package_store::keep(root, cx.state_dir, &before, &after) {
+        warn!(
+            error = format!("{e:#}"),
+            "could not keep the installed RPMs in the package store"
+        );
+    }
+    Ok(ids)
+}
+
+fn apply_path(root: &FsRoot, op: &Op) -> Result<()> {
     match op {
         Op::CreateDir { path, meta } => root.create_dir(path, meta.ids),
         Op::WriteFile {
@@ -177,22 +364,8 @@ fn apply_one(root: &FsRoot, op: &Op) -> Result<()> {
         Op::Symlink { path, target } => root.symlink(path, target),
         Op::RemoveFile { path } => root.remove_file(path),
         Op::RemoveDir { path } => root.remove_dir(path),
+        Op::Package { .. } | Op::DaemonReload | Op::Service { .. } => Ok(()),
     }
-}
-
-/// Test builds only: `DRIFTLESS_FAULT_PATH=/etc/x` makes the step that
-/// changes that path fail, to prove that a failure mid-way restores the host.
-#[cfg(feature = "fault-injection")]
-fn fault_point(path: &str) -> Result<()> {
-    if std::env::var("DRIFTLESS_FAULT_PATH").is_ok_and(|p| p == path) {
-        anyhow::bail!("fault injected at {path}");
-    }
-    Ok(())
-}
-
-#[cfg(not(feature = "fault-injection"))]
-fn fault_point(_path: &str) -> Result<()> {
-    Ok(())
 }
 
 /// Opens the root directory of a converge. A missing root is created when

@@ -62,6 +62,11 @@ pub struct Report {
     pub error: Option<String>,
     /// Details of a failed restore.
     pub restore_errors: Vec<String>,
+    /// Things the operator should know that are not changes.
+    pub notes: Vec<String>,
+    /// dnf transactions this converge recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dnf_transactions: Vec<u64>,
     /// `source status` output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_status: Option<SourceStatus>,
@@ -102,6 +107,8 @@ impl Report {
             plan_problems: Vec::new(),
             error: None,
             restore_errors: Vec::new(),
+            notes: Vec::new(),
+            dnf_transactions: Vec::new(),
             source_status: None,
         }
     }
@@ -199,9 +206,17 @@ impl Report {
             _ => {}
         }
         for c in &self.changes {
-            let (sign, code) = match c.op {
+            let (sign, code) = match &c.op {
                 Op::RemoveFile { .. } | Op::RemoveDir { .. } => ("-", "31"),
+                Op::Package {
+                    change: crate::plan::PackageChange::Remove { .. },
+                    ..
+                } => ("-", "31"),
                 Op::CreateDir { .. } => ("+", "32"),
+                Op::Package {
+                    change: crate::plan::PackageChange::Install { .. },
+                    ..
+                } => ("+", "32"),
                 _ => ("~", "33"),
             };
             writeln!(
@@ -227,6 +242,13 @@ impl Report {
                     writeln!(out, "      {}", paint(code, line))?;
                 }
             }
+        }
+        for n in &self.notes {
+            writeln!(out, "note: {n}")?;
+        }
+        if !self.dnf_transactions.is_empty() {
+            let ids: Vec<String> = self.dnf_transactions.iter().map(u64::to_string).collect();
+            writeln!(out, "dnf transaction: {}", ids.join(", "))?;
         }
         if let Some(e) = &self.error {
             let what = match self.result {

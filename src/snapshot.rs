@@ -49,7 +49,7 @@ impl Snapshot {
     pub fn capture(root: &FsRoot, plan: &Plan) -> Result<Self> {
         let mut entries: Vec<(String, Prior)> = Vec::new();
         for Change { op, .. } in &plan.changes {
-            let path = op.path();
+            let Some(path) = op.path() else { continue };
             if entries.iter().any(|(p, _)| p == path) {
                 continue;
             }

@@ -528,10 +528,18 @@ fn errors_before_any_change_exit_1_with_a_clear_message() {
     assert!(r.stderr.contains("pass --repo DIR"), "{}", r.stderr);
     // Usage errors are errors (1), not "changes" (2).
     env.run(&["converge", "--repo", ex]).expect_code(1);
-    // Packages and services are refused, not skipped.
-    write_repo(&repo, &[("hosts/h.toml", "[[package]]\nname = 'nginx'\n")]);
+    // A unit that does not exist, with no package to bring it, is refused
+    // at plan time.
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[service]]\nname = 'no-such-unit'\nenabled = true\n",
+        )],
+    );
     let root = env.path().join("root");
-    let r = env.run(&[
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let args = [
         "converge",
         "--now",
         "--repo",
@@ -540,13 +548,34 @@ fn errors_before_any_change_exit_1_with_a_clear_message() {
         "h",
         "--root",
         root.to_str().expect("utf-8"),
-    ]);
+    ];
+    let r = env.run(&args);
     r.expect_code(1);
     assert!(
-        r.stderr.contains("package:nginx") && r.stderr.contains("not supported"),
+        r.stderr
+            .contains("unit no-such-unit.service does not exist"),
         "{}",
         r.stderr
     );
+    // A package dnf cannot install fails the converge with dnf's own words,
+    // and the repo file written before the transaction is taken back.
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[repo]]\nname = 'nowhere'\nbaseurl = 'file:///nonexistent'\n[[package]]\nname = 'nginx'\n",
+        )],
+    );
+    let r = env.run(&args);
+    r.expect_code(4);
+    assert!(
+        r.stderr.contains("dnf") && r.stderr.contains("failed with exit code 1"),
+        "{}",
+        r.stderr
+    );
+    // The repo file and the directories created for it are gone again
+    // (dnf's own cache, logs and rpm database under the root are dnf's).
+    assert!(!root.join("etc").exists(), "the repo file was not taken back");
 }
 
 /// `state = "absent"` removes files, symlinks and empty directories, and a

@@ -9,7 +9,9 @@
 //! removals (deepest first), (services).
 
 pub mod observed;
+pub mod packages;
 pub mod rpmver;
+pub mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,8 +19,10 @@ use serde::Serialize;
 
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
-use crate::desired::model::{Ensure, Kind, Meta, Resource, ResourceId};
+use crate::desired::model::{Ensure, Kind, Meta, Resource, ResourceId, Service};
 use observed::{Accounts, FsMeta, Observed, ObservedHost};
+pub use packages::PackageChange;
+pub use services::{ServicePlan, ServiceVerb};
 
 /// Metadata of directories driftless creates on its own as missing parents.
 pub const IMPLICIT_DIR_MODE: u32 = 0o755;
@@ -74,18 +78,37 @@ pub enum Op {
         /// Host path.
         path: String,
     },
+    /// Change a package. All package changes of a converge are applied in
+    /// one dnf transaction.
+    Package {
+        /// Package name.
+        name: String,
+        /// What to do.
+        #[serde(flatten)]
+        change: PackageChange,
+    },
+    /// `systemctl daemon-reload`, once, before any other service step.
+    DaemonReload,
+    /// One systemctl verb on one unit.
+    Service {
+        /// Unit name.
+        unit: String,
+        /// What to do.
+        verb: ServiceVerb,
+    },
 }
 
 impl Op {
-    /// The host path the step changes.
-    pub fn path(&self) -> &str {
+    /// The host path the step changes, for filesystem steps.
+    pub fn path(&self) -> Option<&str> {
         match self {
             Op::CreateDir { path, .. }
             | Op::WriteFile { path, .. }
             | Op::SetMeta { path, .. }
             | Op::Symlink { path, .. }
             | Op::RemoveFile { path }
-            | Op::RemoveDir { path } => path,
+            | Op::RemoveDir { path } => Some(path),
+            Op::Package { .. } | Op::DaemonReload | Op::Service { .. } => None,
         }
     }
 
@@ -98,7 +121,20 @@ impl Op {
             Op::Symlink { .. } => "link",
             Op::RemoveFile { .. } => "remove",
             Op::RemoveDir { .. } => "remove directory",
+            Op::Package { change, .. } => match change {
+                PackageChange::Install { .. } => "install",
+                PackageChange::Upgrade { .. } => "upgrade",
+                PackageChange::Downgrade { .. } => "downgrade",
+                PackageChange::Remove { .. } => "remove package",
+            },
+            Op::DaemonReload => "daemon-reload",
+            Op::Service { verb, .. } => verb.as_str(),
         }
+    }
+
+    /// Whether this is a service-phase step (re-planned after packages).
+    pub fn is_service(&self) -> bool {
+        matches!(self, Op::DaemonReload | Op::Service { .. })
     }
 }
 
@@ -137,6 +173,9 @@ pub struct Change {
 pub struct Plan {
     /// Changes in apply order.
     pub changes: Vec<Change>,
+    /// What the operator should know that is not a change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -186,6 +225,7 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
         files: Vec::new(),
         removals: Vec::new(),
         rmdirs: Vec::new(),
+        packages: Vec::new(),
     };
     for d in &desired.resources {
         if let Resource::Directory(dir) = &d.resource
@@ -202,10 +242,21 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
             origin: d.origin.clone(),
             message,
         };
-        if matches!(id.kind, Kind::Package | Kind::Service) {
-            p.problems.push(problem(
-                "packages and services are not supported by this version of driftless yet; remove them from the host's desired state".to_owned(),
-            ));
+        if let Resource::Package(pkg) = &d.resource {
+            let installed = host.packages.get(&pkg.name).map_or(&[][..], Vec::as_slice);
+            match packages::plan_package(pkg, installed, host.latest.get(&pkg.name)) {
+                Ok(Some((change, reason))) => p.packages.push(Change {
+                    resource: id.clone(),
+                    op: Op::Package {
+                        name: pkg.name.clone(),
+                        change,
+                    },
+                    reasons: vec![reason],
+                    diff: None,
+                }),
+                Ok(None) => {}
+                Err(message) => p.problems.push(problem(message)),
+            }
             continue;
         }
         let Some(path) = d.resource.path() else {
@@ -220,7 +271,70 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
             p.problems.push(problem(message));
         }
     }
-    p.finish()
+    let mut plan = p.finish()?;
+    let services: Vec<&Service> = desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Service(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let sp = plan_services_for(&plan.changes, &services, host);
+    if !sp.problems.is_empty() {
+        return Err(sp
+            .problems
+            .into_iter()
+            .map(|(unit, message)| PlanProblem {
+                origin: desired
+                    .resources
+                    .iter()
+                    .find(|d| d.resource.id() == ResourceId::new(Kind::Service, &unit))
+                    .map(|d| d.origin.clone())
+                    .unwrap_or_else(|| Origin {
+                        file: desired.host_file.clone(),
+                        line: 1,
+                        column: 1,
+                    }),
+                resource: ResourceId::new(Kind::Service, unit),
+                message,
+            })
+            .collect());
+    }
+    plan.notes.extend(sp.notes.iter().cloned());
+    plan.changes.extend(service_changes(sp));
+    Ok(plan)
+}
+
+/// Plans the services against `units`, given the non-service changes.
+pub fn plan_services_for(
+    changes: &[Change],
+    services: &[&Service],
+    host: &ObservedHost,
+) -> ServicePlan {
+    let changed: BTreeSet<ResourceId> = changes.iter().map(|c| c.resource.clone()).collect();
+    let paths: Vec<&str> = changes.iter().filter_map(|c| c.op.path()).collect();
+    let packages_pending = changes.iter().any(|c| matches!(c.op, Op::Package { .. }));
+    services::plan_services(services, &host.units, &changed, &paths, packages_pending)
+}
+
+/// The service plan as changes, in apply order.
+pub fn service_changes(sp: ServicePlan) -> Vec<Change> {
+    let reload = sp.daemon_reload.map(|why| Change {
+        resource: ResourceId::new(Kind::Service, "daemon-reload"),
+        op: Op::DaemonReload,
+        reasons: vec![why],
+        diff: None,
+    });
+    reload
+        .into_iter()
+        .chain(sp.actions.into_iter().map(|(unit, verb, why)| Change {
+            resource: ResourceId::new(Kind::Service, &unit),
+            op: Op::Service { unit, verb },
+            reasons: vec![why],
+            diff: None,
+        }))
+        .collect()
 }
 
 struct Planner<'a> {
@@ -238,6 +352,7 @@ struct Planner<'a> {
     removals: Vec<Change>,
     /// Absent directories that exist: (id, origin, path, entry names).
     rmdirs: Vec<(ResourceId, Origin, String, Vec<String>)>,
+    packages: Vec<Change>,
 }
 
 impl Planner<'_> {
@@ -552,7 +667,7 @@ impl Planner<'_> {
             .iter()
             .chain(&self.removals)
             .filter(|c| matches!(c.op, Op::RemoveFile { .. } | Op::RemoveDir { .. }))
-            .map(|c| c.op.path().to_owned())
+            .filter_map(|c| c.op.path().map(str::to_owned))
             .collect();
         let mut rmdirs = std::mem::take(&mut self.rmdirs);
         rmdirs.sort_by(|a, b| b.2.cmp(&a.2));
@@ -596,13 +711,17 @@ impl Planner<'_> {
             changes.extend(self.dir_creates.remove(&p));
         }
         changes.append(&mut self.repos);
+        changes.append(&mut self.packages);
         changes.extend(std::mem::take(&mut self.dir_creates).into_values());
         changes.append(&mut self.dirs);
         changes.append(&mut self.files);
         // Deepest first, so a directory is removed after what it contained.
-        self.removals.sort_by(|a, b| b.op.path().cmp(a.op.path()));
+        self.removals.sort_by(|a, b| b.op.path().cmp(&a.op.path()));
         changes.append(&mut self.removals);
-        Ok(Plan { changes })
+        Ok(Plan {
+            changes,
+            notes: Vec::new(),
+        })
     }
 }
 
@@ -731,6 +850,7 @@ mod tests {
                 .map(|(p, o)| ((*p).to_owned(), o.clone()))
                 .collect(),
             accounts: Accounts::parse("nginx:x:990:990::/:/sbin/nologin\n", "nginx:x:990:\n"),
+            ..ObservedHost::default()
         }
     }
 
@@ -743,7 +863,7 @@ mod tests {
     fn ops(p: &Plan) -> Vec<String> {
         p.changes
             .iter()
-            .map(|c| format!("{} {}", c.op.verb(), c.op.path()))
+            .map(|c| format!("{} {}", c.op.verb(), c.op.path().unwrap_or("-")))
             .collect()
     }
 
@@ -889,12 +1009,11 @@ mod tests {
         ]);
         let problems = plan(&d, &h).expect_err("refused");
         let msgs: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
-        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
         for want in [
             "will not replace it with a file",
             "not empty (data)",
             "owner `ghost` does not exist",
-            "not supported",
         ] {
             assert!(msgs.iter().any(|m| m.contains(want)), "{want}: {msgs:?}");
         }

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::rpmver::{Evr, Nevra};
+
 /// Entry names kept per observed directory: enough to tell whether a plan
 /// empties it, without listing huge directories in full on every run.
 pub const DIR_LIST_MAX: usize = 64;
@@ -14,6 +16,50 @@ pub struct ObservedHost {
     pub paths: BTreeMap<String, Observed>,
     /// Users and groups of the target root.
     pub accounts: Accounts,
+    /// Installed builds of each declared package (empty: not installed).
+    pub packages: BTreeMap<String, Vec<Nevra>>,
+    /// Newest available EVR of each `latest` package (from one metadata
+    /// query; names no repository offers are missing).
+    pub latest: BTreeMap<String, Evr>,
+    /// State of each declared unit.
+    pub units: BTreeMap<String, UnitObs>,
+}
+
+/// What systemd says about one unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitObs {
+    /// `LoadState=loaded` (false: not-found, masked, error).
+    pub loaded: bool,
+    /// `ActiveState` (`active`, `inactive`, `failed`, ...); empty when not live.
+    pub active_state: String,
+    /// `UnitFileState` (`enabled`, `disabled`, `static`, `masked`, ...).
+    pub unit_file_state: String,
+    /// `NeedDaemonReload=yes`: its unit file changed on disk.
+    pub need_daemon_reload: bool,
+    /// Whether the live state is known (false with `--root`, where only
+    /// unit files can be read).
+    pub live: bool,
+}
+
+impl UnitObs {
+    /// Enabled at boot, as far as `enabled = true/false` is concerned.
+    /// `static`, `indirect`, `generated` and `alias` units cannot be
+    /// enabled or disabled, so they count as whatever is wanted.
+    pub fn enabled(&self) -> Option<bool> {
+        match self.unit_file_state.as_str() {
+            "enabled" | "enabled-runtime" => Some(true),
+            "disabled" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Running or about to be (`active`, `reloading`, `activating`).
+    pub fn running(&self) -> bool {
+        matches!(
+            self.active_state.as_str(),
+            "active" | "reloading" | "activating"
+        )
+    }
 }
 
 /// Owner, group and permission bits as numbers.

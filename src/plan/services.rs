@@ -1,0 +1,362 @@
+//! Service decisions: daemon-reload, enablement, start/stop, and the
+//! restarts and reloads that changes of other resources call for.
+//!
+//! Pure, and used twice per converge: once to show the plan, and again
+//! after packages and files are applied, with a fresh `systemctl show`,
+//! because installing a package can add or change units.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::observed::UnitObs;
+use crate::desired::model::{ResourceId, RunState, Service};
+
+/// Unit directories: a managed file under one of them makes systemd's view
+/// stale until a daemon-reload.
+pub const UNIT_DIRS: [&str; 4] = [
+    "/etc/systemd/system/",
+    "/usr/lib/systemd/system/",
+    "/lib/systemd/system/",
+    "/usr/local/lib/systemd/system/",
+];
+
+/// A systemctl verb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceVerb {
+    /// `systemctl enable`
+    Enable,
+    /// `systemctl disable`
+    Disable,
+    /// `systemctl start`
+    Start,
+    /// `systemctl stop`
+    Stop,
+    /// `systemctl restart`
+    Restart,
+    /// `systemctl try-restart` (restart only if running)
+    TryRestart,
+    /// `systemctl reload`
+    Reload,
+}
+
+impl ServiceVerb {
+    /// The systemctl word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceVerb::Enable => "enable",
+            ServiceVerb::Disable => "disable",
+            ServiceVerb::Start => "start",
+            ServiceVerb::Stop => "stop",
+            ServiceVerb::Restart => "restart",
+            ServiceVerb::TryRestart => "try-restart",
+            ServiceVerb::Reload => "reload",
+        }
+    }
+}
+
+/// The service part of a plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServicePlan {
+    /// Whether to run daemon-reload first, and why.
+    pub daemon_reload: Option<String>,
+    /// (unit, verb, reason), in apply order: enablement, start/stop, then
+    /// restarts and reloads.
+    pub actions: Vec<(String, ServiceVerb, String)>,
+    /// Problems that stop the plan: (unit, message).
+    pub problems: Vec<(String, String)>,
+    /// Things the operator should know (live state not applicable).
+    pub notes: Vec<String>,
+}
+
+/// Plans the services. `changed` holds every other resource this converge
+/// changes; `packages_pending` says whether a package transaction comes
+/// first (a unit it installs cannot be seen yet, so not-found is not an
+/// error until after it).
+pub fn plan_services(
+    services: &[&Service],
+    units: &BTreeMap<String, UnitObs>,
+    changed: &BTreeSet<ResourceId>,
+    changed_paths: &[&str],
+    packages_pending: bool,
+) -> ServicePlan {
+    let mut plan = ServicePlan::default();
+    let mut enablement = Vec::new();
+    let mut runs = Vec::new();
+    let mut restarts = Vec::new();
+    if let Some(p) = changed_paths
+        .iter()
+        .find(|p| UNIT_DIRS.iter().any(|d| p.starts_with(d)))
+    {
+        plan.daemon_reload = Some(format!("unit file {p} changes"));
+    }
+    for s in services {
+        let missing = UnitObs::default();
+        let u = units.get(&s.unit).unwrap_or(&missing);
+        if u.need_daemon_reload && plan.daemon_reload.is_none() {
+            plan.daemon_reload = Some(format!("systemd reports that {} changed on disk", s.unit));
+        }
+        if !u.loaded {
+            if u.unit_file_state == "masked" {
+                plan.problems
+                    .push((s.unit.clone(), format!("unit {} is masked", s.unit)));
+                continue;
+            }
+            if !packages_pending {
+                plan.problems.push((
+                    s.unit.clone(),
+                    format!("unit {} does not exist on the host", s.unit),
+                ));
+                continue;
+            }
+            plan.notes.push(format!(
+                "{} is not known yet; it is checked again after the package transaction",
+                s.unit
+            ));
+        }
+        match (s.enabled, u.enabled()) {
+            (Some(true), Some(false)) => enablement.push((
+                s.unit.clone(),
+                ServiceVerb::Enable,
+                "disabled, should be enabled".to_owned(),
+            )),
+            (Some(false), Some(true)) => enablement.push((
+                s.unit.clone(),
+                ServiceVerb::Disable,
+                "enabled, should be disabled".to_owned(),
+            )),
+            (Some(true), None) if !u.loaded => enablement.push((
+                s.unit.clone(),
+                ServiceVerb::Enable,
+                "should be enabled".to_owned(),
+            )),
+            _ => {}
+        }
+        if !u.live {
+            if s.state.is_some() || !s.restart_on.is_empty() || !s.reload_on.is_empty() {
+                plan.notes.push(format!(
+                    "{}: live state is not applicable with --root; only enablement is managed",
+                    s.unit
+                ));
+            }
+            continue;
+        }
+        let starting = match (s.state, u.running()) {
+            (Some(RunState::Running), false) => {
+                runs.push((
+                    s.unit.clone(),
+                    ServiceVerb::Start,
+                    format!("{}, should be running", state_word(u)),
+                ));
+                true
+            }
+            (Some(RunState::Stopped), true) => {
+                runs.push((
+                    s.unit.clone(),
+                    ServiceVerb::Stop,
+                    "running, should be stopped".to_owned(),
+                ));
+                false
+            }
+            _ => false,
+        };
+        let hit = |refs: &[ResourceId]| refs.iter().find(|r| changed.contains(*r)).cloned();
+        let stopped = s.state == Some(RunState::Stopped);
+        if starting || stopped {
+            continue;
+        }
+        if let Some(r) = hit(&s.restart_on) {
+            let verb = if s.state == Some(RunState::Running) {
+                ServiceVerb::Restart
+            } else {
+                ServiceVerb::TryRestart
+            };
+            restarts.push((s.unit.clone(), verb, format!("{r} changes")));
+        } else if let Some(r) = hit(&s.reload_on)
+            && u.running()
+        {
+            restarts.push((s.unit.clone(), ServiceVerb::Reload, format!("{r} changes")));
+        }
+    }
+    plan.actions = enablement.into_iter().chain(runs).chain(restarts).collect();
+    plan
+}
+
+fn state_word(u: &UnitObs) -> String {
+    if u.active_state.is_empty() {
+        "not running".to_owned()
+    } else {
+        u.active_state.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::model::Kind;
+
+    fn svc(
+        unit: &str,
+        enabled: Option<bool>,
+        state: Option<RunState>,
+        restart_on: &[&str],
+    ) -> Service {
+        Service {
+            unit: unit.into(),
+            enabled,
+            state,
+            restart_on: restart_on
+                .iter()
+                .map(|p| ResourceId::new(Kind::File, *p))
+                .collect(),
+            reload_on: Vec::new(),
+        }
+    }
+
+    fn unit(active: &str, file: &str) -> UnitObs {
+        UnitObs {
+            loaded: true,
+            active_state: active.into(),
+            unit_file_state: file.into(),
+            need_daemon_reload: false,
+            live: true,
+        }
+    }
+
+    fn verbs(p: &ServicePlan) -> Vec<String> {
+        p.actions
+            .iter()
+            .map(|(u, v, _)| format!("{} {u}", v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn converged_services_need_nothing() {
+        let s = svc(
+            "a.service",
+            Some(true),
+            Some(RunState::Running),
+            &["/etc/a.conf"],
+        );
+        let units = BTreeMap::from([("a.service".to_owned(), unit("active", "enabled"))]);
+        let p = plan_services(&[&s], &units, &BTreeSet::new(), &[], false);
+        assert_eq!(p, ServicePlan::default());
+    }
+
+    #[test]
+    fn order_is_enablement_then_start_stop_then_restarts() {
+        let a = svc("a.service", Some(true), Some(RunState::Running), &[]);
+        let b = svc("b.service", Some(false), Some(RunState::Stopped), &[]);
+        let c = svc("c.service", None, Some(RunState::Running), &["/etc/c.conf"]);
+        let units = BTreeMap::from([
+            ("a.service".to_owned(), unit("inactive", "disabled")),
+            ("b.service".to_owned(), unit("active", "enabled")),
+            ("c.service".to_owned(), unit("active", "static")),
+        ]);
+        let changed = BTreeSet::from([ResourceId::new(Kind::File, "/etc/c.conf")]);
+        let p = plan_services(&[&a, &b, &c], &units, &changed, &["/etc/c.conf"], false);
+        assert_eq!(
+            verbs(&p),
+            [
+                "enable a.service",
+                "disable b.service",
+                "start a.service",
+                "stop b.service",
+                "restart c.service"
+            ]
+        );
+        assert_eq!(p.daemon_reload, None);
+    }
+
+    #[test]
+    fn a_service_being_started_is_not_also_restarted() {
+        let a = svc("a.service", None, Some(RunState::Running), &["/etc/a.conf"]);
+        let units = BTreeMap::from([("a.service".to_owned(), unit("failed", "disabled"))]);
+        let changed = BTreeSet::from([ResourceId::new(Kind::File, "/etc/a.conf")]);
+        assert_eq!(
+            verbs(&plan_services(&[&a], &units, &changed, &[], false)),
+            ["start a.service"]
+        );
+    }
+
+    #[test]
+    fn unmanaged_state_uses_try_restart_and_reload_needs_a_running_unit() {
+        let a = svc("a.service", None, None, &["/etc/a.conf"]);
+        let mut b = svc("b.service", None, None, &[]);
+        b.reload_on = vec![ResourceId::new(Kind::File, "/etc/b.conf")];
+        let units = BTreeMap::from([
+            ("a.service".to_owned(), unit("active", "enabled")),
+            ("b.service".to_owned(), unit("inactive", "enabled")),
+        ]);
+        let changed = BTreeSet::from([
+            ResourceId::new(Kind::File, "/etc/a.conf"),
+            ResourceId::new(Kind::File, "/etc/b.conf"),
+        ]);
+        assert_eq!(
+            verbs(&plan_services(&[&a, &b], &units, &changed, &[], false)),
+            ["try-restart a.service"]
+        );
+    }
+
+    #[test]
+    fn missing_units_are_errors_unless_a_package_transaction_comes_first() {
+        let a = svc("a.service", Some(true), Some(RunState::Running), &[]);
+        let units = BTreeMap::from([(
+            "a.service".to_owned(),
+            UnitObs {
+                live: true,
+                ..UnitObs::default()
+            },
+        )]);
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], false);
+        assert_eq!(
+            p.problems,
+            vec![(
+                "a.service".to_owned(),
+                "unit a.service does not exist on the host".to_owned()
+            )]
+        );
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], true);
+        assert!(p.problems.is_empty());
+        assert_eq!(verbs(&p), ["enable a.service", "start a.service"]);
+    }
+
+    #[test]
+    fn unit_files_and_need_daemon_reload_trigger_one_reload() {
+        let a = svc("a.service", None, None, &[]);
+        let mut u = unit("active", "enabled");
+        let units = BTreeMap::from([("a.service".to_owned(), u.clone())]);
+        let p = plan_services(
+            &[&a],
+            &units,
+            &BTreeSet::new(),
+            &["/etc/systemd/system/a.service.d/x.conf"],
+            false,
+        );
+        assert!(p.daemon_reload.is_some());
+        u.need_daemon_reload = true;
+        let units = BTreeMap::from([("a.service".to_owned(), u)]);
+        assert!(
+            plan_services(&[&a], &units, &BTreeSet::new(), &[], false)
+                .daemon_reload
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn without_live_state_only_enablement_is_managed() {
+        let a = svc("a.service", Some(true), Some(RunState::Running), &[]);
+        let units = BTreeMap::from([(
+            "a.service".to_owned(),
+            UnitObs {
+                loaded: true,
+                unit_file_state: "disabled".into(),
+                ..UnitObs::default()
+            },
+        )]);
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], false);
+        assert_eq!(verbs(&p), ["enable a.service"]);
+        assert_eq!(p.notes.len(), 1);
+    }
+}

@@ -1,0 +1,327 @@
+//! The one way driftless runs rpm, dnf and systemctl.
+//!
+//! Every child: its argv is logged at debug level (`running argv="…"`),
+//! it runs in its own process group with `LC_ALL=C` (parseable output), it
+//! has a timeout, it is killed (the whole group: TERM, then KILL) when the
+//! timeout passes or when driftless is asked to shut down, and a failure
+//! carries the tail of its stderr, which is where dnf says what went wrong.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tracing::debug;
+
+/// Set when driftless must stop: running children are killed and new ones
+/// are not started. The CLI's SIGINT/SIGTERM handler sets it.
+pub static SHUTDOWN: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// How long a child gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Lines of stderr kept for an error message.
+const STDERR_TAIL_LINES: usize = 12;
+
+/// A command to run.
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    program: String,
+    args: Vec<OsString>,
+    timeout: Duration,
+    ok_codes: Vec<i32>,
+}
+
+/// What a finished command printed.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+/// Why a command did not give usable output. Callers branch on `Failed`
+/// (a tool's own verdict) versus the rest (driftless could not run it).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// It could not be started.
+    #[error("failed to run `{argv}`: {source}")]
+    Spawn {
+        /// The command line.
+        argv: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It exited with a code that is not accepted.
+    #[error("`{argv}` failed with exit code {code}: {tail}")]
+    Failed {
+        /// The command line.
+        argv: String,
+        /// Its exit code (128 + n for a signal).
+        code: i32,
+        /// The last lines of its stderr (or stdout when stderr was empty).
+        tail: String,
+    },
+    /// It ran longer than its timeout and was killed.
+    #[error("`{argv}` did not finish within {}; it was killed", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The command line.
+        argv: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// driftless is shutting down; the child was killed.
+    #[error("`{argv}` was stopped because driftless is shutting down")]
+    Interrupted {
+        /// The command line.
+        argv: String,
+    },
+}
+
+impl Cmd {
+    /// A command with a default timeout of 10 minutes (a large dnf
+    /// transaction can legitimately take minutes).
+    pub fn new(program: &str) -> Self {
+        Self {
+            program: program.to_owned(),
+            args: Vec::new(),
+            timeout: Duration::from_secs(600),
+            ok_codes: vec![0],
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Accepts these exit codes as success (`rpm -q` exits 1 when a
+    /// queried package is not installed, which is an answer, not a failure).
+    pub fn ok_codes(mut self, codes: &[i32]) -> Self {
+        self.ok_codes = codes.to_vec();
+        self
+    }
+
+    /// The command line as one string, for logs and errors.
+    pub fn argv(&self) -> String {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs the command to completion.
+    pub fn run(&self) -> Result<Output, CommandError> {
+        let argv = self.argv();
+        if SHUTDOWN.load(Ordering::Relaxed) {
+            return Err(CommandError::Interrupted { argv });
+        }
+        debug!(argv = %argv, "running");
+        let started = Instant::now();
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: a kill reaches dnf's helpers too, and a
+            // Ctrl-C at the terminal reaches driftless, which decides.
+            .process_group(0)
+            .spawn()
+            .map_err(|source| CommandError::Spawn {
+                argv: argv.clone(),
+                source,
+            })?;
+        let stdout = reader(child.stdout.take());
+        let stderr = reader(child.stderr.take());
+        let status = wait(&mut child, self.timeout, &argv)?;
+        let out = Output {
+            code: status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
+        debug!(argv = %argv, code = out.code, elapsed_ms = started.elapsed().as_millis() as u64, "finished");
+        if self.ok_codes.contains(&out.code) {
+            Ok(out)
+        } else {
+            let text = if out.stderr.trim().is_empty() {
+                &out.stdout
+            } else {
+                &out.stderr
+            };
+            Err(CommandError::Failed {
+                argv,
+                code: out.code,
+                tail: tail(text, STDERR_TAIL_LINES),
+            })
+        }
+    }
+}
+
+/// Reads a pipe to the end on its own thread, so a chatty child never
+/// blocks on a full pipe while we wait for it.
+fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Waits for the child, killing its process group on timeout or shutdown.
+fn wait(child: &mut Child, timeout: Duration, argv: &str) -> Result<ExitStatus, CommandError> {
+    let deadline = Instant::now() + timeout;
+    let pid = Pid::from_raw(child.id() as i32);
+    // Polled in short slices on this thread: reaping stays here, so the
+    // pid cannot be reused by another process before we kill its group.
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) => {}
+            Err(source) => {
+                return Err(CommandError::Spawn {
+                    argv: argv.to_owned(),
+                    source,
+                });
+            }
+        }
+        let interrupted = SHUTDOWN.load(Ordering::Relaxed);
+        if interrupted || Instant::now() >= deadline {
+            kill_group(child, pid);
+            return Err(if interrupted {
+                CommandError::Interrupted {
+                    argv: argv.to_owned(),
+                }
+            } else {
+                CommandError::Timeout {
+                    argv: argv.to_owned(),
+                    timeout,
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// TERM to the group, KILL after a grace period, and reap.
+fn kill_group(child: &mut Child, pid: Pid) {
+    let _ = killpg(pid, Signal::SIGTERM);
+    let until = Instant::now() + KILL_GRACE;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(pid, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// The last `n` non-empty lines of `text`, joined with " | " so they fit in
+/// one log line.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_and_accepted_codes() {
+        let out = Cmd::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 1"])
+            .ok_codes(&[0, 1])
+            .run()
+            .expect("runs");
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (1, "out\n", "err\n")
+        );
+    }
+
+    #[test]
+    fn failure_carries_the_stderr_tail() {
+        let err = Cmd::new("sh")
+            .args([
+                "-c",
+                "for i in $(seq 1 30); do echo line$i >&2; done; exit 3",
+            ])
+            .run()
+            .expect_err("fails");
+        let msg = err.to_string();
+        assert!(msg.contains("exit code 3"), "{msg}");
+        assert!(
+            msg.contains("line30") && msg.contains("line19") && !msg.contains("line18 "),
+            "{msg}"
+        );
+        assert!(matches!(err, CommandError::Failed { code: 3, .. }));
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error() {
+        let err = Cmd::new("/nonexistent/dnf")
+            .run()
+            .expect_err("no such program");
+        assert!(matches!(err, CommandError::Spawn { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/dnf"));
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_group() {
+        let started = Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("grandchild-survived");
+        // A grandchild that would write the marker after 2s if not killed.
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let err = Cmd::new("sh")
+            .args(["-c", &script])
+            .timeout(Duration::from_millis(300))
+            .run()
+            .expect_err("times out");
+        assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(6));
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(!marker.exists(), "the grandchild outlived the timeout");
+    }
+
+    #[test]
+    fn big_output_does_not_deadlock() {
+        let out = Cmd::new("sh").args(["-c", "head -c 1000000 /dev/zero | tr '\\0' x; head -c 1000000 /dev/zero | tr '\\0' y >&2"]).run().expect("runs");
+        assert_eq!(out.stdout.len(), 1_000_000);
+        assert_eq!(out.stderr.len(), 1_000_000);
+    }
+}

@@ -1,0 +1,96 @@
+//! `rpm`: which builds of the declared packages are installed. One query
+//! per converge, for the declared names only (a full `rpm -qa` on a real
+//! RHEL host is much slower).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::command::Cmd;
+use crate::plan::rpmver::{Evr, Nevra};
+
+/// The query format: one tab-separated line per installed build.
+const QUERY_FORMAT: &str = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n";
+
+/// Installed builds of each queried name; a name that is not installed maps
+/// to an empty list. Several builds may be installed at once (kernels).
+pub type Installed = BTreeMap<String, Vec<Nevra>>;
+
+/// Queries the rpm database under `root` (`/` for the running host).
+pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
+    if names.is_empty() {
+        return Ok(Installed::new());
+    }
+    let mut cmd = Cmd::new("rpm");
+    if root != Path::new("/") {
+        cmd = cmd.arg("--root").arg(root);
+    }
+    // Exit 1 means "some are not installed": an answer, not a failure.
+    let out = cmd
+        .args(["-q", "--qf", QUERY_FORMAT])
+        .args(names)
+        .ok_codes(&[0, 1])
+        .timeout(Duration::from_secs(120))
+        .run()
+        .context("failed to query installed packages")?;
+    Ok(parse_query(&out.stdout, names))
+}
+
+/// Parses `rpm -q --qf QUERY_FORMAT` output. Lines of other shapes ("package
+/// x is not installed") are skipped; builds are kept only for the names
+/// asked for (`rpm -q foo-1` would also match package `foo` version 1).
+pub fn parse_query(stdout: &str, names: &[String]) -> Installed {
+    let mut out: Installed = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    for line in stdout.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [name, epoch, version, release, arch] = f.as_slice() else {
+            continue;
+        };
+        let Ok(epoch) = epoch.parse() else { continue };
+        if let Some(list) = out.get_mut(*name) {
+            let nevra = Nevra {
+                name: (*name).to_owned(),
+                evr: Evr {
+                    epoch,
+                    version: (*version).to_owned(),
+                    release: (*release).to_owned(),
+                },
+                arch: (*arch).to_owned(),
+            };
+            if !list.contains(&nevra) {
+                list.push(nevra);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_real_rpm_output() {
+        let names: Vec<String> = ["dl-hello", "dl-tool", "dl-web"].map(String::from).to_vec();
+        let out = parse_query(
+            include_str!("../../tests/fixtures/commands/rpm-q-dnf4.txt"),
+            &names,
+        );
+        assert_eq!(out["dl-hello"].len(), 1);
+        assert_eq!(out["dl-hello"][0].to_string(), "dl-hello-1.0-1.noarch");
+        assert!(out["dl-tool"].is_empty());
+        assert_eq!(out["dl-web"][0].evr.to_string(), "1.0-1");
+    }
+
+    #[test]
+    fn several_builds_epochs_and_foreign_names() {
+        let names = vec!["kernel".to_owned(), "foo".to_owned()];
+        let text = "kernel\t0\t5.14.0\t362.el9\tx86_64\nkernel\t0\t5.14.0\t427.el9\tx86_64\nfoo-1\t0\t2\t1\tnoarch\nfoo\t2\t1.0\t1\tnoarch\n";
+        let out = parse_query(text, &names);
+        assert_eq!(out["kernel"].len(), 2);
+        assert_eq!(out["foo"].len(), 1);
+        assert_eq!(out["foo"][0].evr.to_string(), "2:1.0-1");
+    }
+}
