@@ -452,8 +452,8 @@ fn converge(settings: &Settings, a: &ConvergeArgs, report: &mut Report) -> Resul
         }
         return Ok(());
     }
-    report.notes = prepared.plan.notes.clone();
     if dry {
+        report.notes = prepared.plan.notes.clone();
         report.result = Outcome::ChangesPending;
         report.changes = prepared.plan.changes;
         return Ok(());
@@ -463,6 +463,7 @@ fn converge(settings: &Settings, a: &ConvergeArgs, report: &mut Report) -> Resul
         root: &root,
         desired: &prepared.desired,
         state_dir: &settings.state_dir,
+        latest: prepared.latest.clone(),
     };
     match converge::apply(&cx, &prepared.plan)? {
         Applied::Done {

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use std::collections::BTreeMap;
 
-use crate::desired::model::{Resource, Service};
+use crate::desired::model::{Kind, Resource, Service};
 use crate::desired::{self, ConfigTree, DesiredState, Diagnostic, Facts, LoadOptions};
 use crate::plan::observed::{ObservedHost, UnitObs};
 use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
@@ -40,6 +40,8 @@ pub struct Prepared {
     pub source: String,
     /// The plan.
     pub plan: Plan,
+    /// The `latest` versions the repositories offered when planning.
+    pub latest: BTreeMap<String, crate::plan::rpmver::Evr>,
 }
 
 /// Computes the desired state for `host` from `tree` and plans it against
@@ -67,6 +69,7 @@ pub fn prepare(
         desired,
         source: tree.describe(),
         plan,
+        latest: observed.latest,
     })
 }
 
@@ -75,6 +78,16 @@ pub fn prepare(
 /// declared packages, one `systemctl show` for the declared units, and one
 /// dnf metadata query only when a `latest` package is declared.
 pub fn observe(root: &FsRoot, desired: &DesiredState) -> Result<ObservedHost> {
+    observe_with(root, desired, None)
+}
+
+/// Like [`observe`], reusing `latest` versions already known instead of
+/// asking the repositories again.
+pub fn observe_with(
+    root: &FsRoot,
+    desired: &DesiredState,
+    latest_known: Option<&BTreeMap<String, crate::plan::rpmver::Evr>>,
+) -> Result<ObservedHost> {
     let mut host = ObservedHost {
         accounts: accounts::read(root)?,
         ..ObservedHost::default()
@@ -90,8 +103,10 @@ pub fn observe(root: &FsRoot, desired: &DesiredState) -> Result<ObservedHost> {
         }
     }
     host.packages = rpm::query(root.path(), &names)?;
-    if !latest.is_empty() {
-        host.latest = dnf::latest(root.path(), &latest)?;
+    match latest_known {
+        Some(known) => host.latest = known.clone(),
+        None if !latest.is_empty() => host.latest = dnf::latest(root.path(), &latest)?,
+        None => {}
     }
     host.units = observe_units(root, &declared_services(desired))?;
     for path in plan::paths_to_observe(desired) {
@@ -159,6 +174,8 @@ pub struct ApplyContext<'a> {
     pub desired: &'a DesiredState,
     /// The agent's state directory (package store).
     pub state_dir: &'a Path,
+    /// The `latest` versions found when planning (not asked again).
+    pub latest: BTreeMap<String, crate::plan::rpmver::Evr>,
 }
 
 /// Applies `plan`: snapshot of every path first, then repos, one package
@@ -168,9 +185,24 @@ pub struct ApplyContext<'a> {
 /// after it runs and the snapshot is restored. `Err` only when nothing was
 /// changed (the snapshot could not be taken).
 pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
+    let plan_latest = &cx.latest;
     let root = cx.root;
-    let snapshot =
-        Snapshot::capture(root, plan).context("failed to snapshot the host before changing it")?;
+    // A package can create or change any path, so with a package
+    // transaction every declared path is captured, not only planned ones.
+    let mut paths: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.op.path().map(str::to_owned))
+        .collect();
+    if plan
+        .changes
+        .iter()
+        .any(|c| matches!(c.op, Op::Package { .. }))
+    {
+        paths.extend(plan::paths_to_observe(cx.desired));
+    }
+    let snapshot = Snapshot::capture(root, &paths)
+        .context("failed to snapshot the host before changing it")?;
     let mut done: Vec<Change> = Vec::new();
     let mut dnf_transactions = Vec::new();
     // Packages and services are not in the snapshot yet: once one of them
@@ -203,65 +235,61 @@ pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
                 }
             }
         };
-    let (service_steps, steps): (Vec<&Change>, Vec<&Change>) =
-        plan.changes.iter().partition(|c| c.op.is_service());
-    let packages: Vec<&Change> = steps
-        .iter()
-        .copied()
-        .filter(|c| matches!(c.op, Op::Package { .. }))
-        .collect();
-    let mut packages_done = false;
-    for change in steps {
-        if let Op::Package { .. } = change.op {
-            if packages_done {
-                continue;
-            }
-            packages_done = true;
-            info!(count = packages.len(), "applying the package transaction");
-            match apply_packages(cx, &packages) {
-                Ok(ids) => {
-                    dnf_transactions = ids;
-                    irreversible.extend(packages.iter().map(|c| c.resource.to_string()));
-                    done.extend(packages.iter().map(|c| (*c).clone()));
-                }
-                Err(e) => {
+    // Repos first, then the package transaction.
+    let mut rest: Vec<Change> = Vec::new();
+    let mut packages: Vec<&Change> = Vec::new();
+    for change in &plan.changes {
+        match change.op {
+            Op::Package { .. } => packages.push(change),
+            _ if change.resource.kind == Kind::Repo && packages.is_empty() && rest.is_empty() => {
+                info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
+                if let Err(error) = apply_step(root, &change.op) {
                     return Ok(fail(
-                        e.context("failed to converge packages"),
+                        error.context(format!("failed to converge {}", change.resource)),
                         &done,
                         &irreversible,
                     ));
                 }
+                done.push(change.clone());
             }
-            continue;
+            _ => rest.push(change.clone()),
         }
-        info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
-        if let Err(error) = apply_path(root, &change.op) {
-            return Ok(fail(
-                error.context(format!("failed to converge {}", change.resource)),
-                &done,
-                &irreversible,
-            ));
-        }
-        done.push(change.clone());
     }
-    let service_steps: Vec<Change> = if packages_done {
-        match replan_services(cx, &done) {
-            Ok(steps) => steps,
-            Err(e) => return Ok(fail(e, &done, &irreversible)),
+    if !packages.is_empty() {
+        info!(count = packages.len(), "applying the package transaction");
+        match apply_packages(cx, &packages) {
+            Ok(ids) => {
+                dnf_transactions = ids;
+                irreversible.extend(packages.iter().map(|c| c.resource.to_string()));
+                done.extend(packages.iter().map(|c| (*c).clone()));
+            }
+            Err(e) => {
+                return Ok(fail(
+                    e.context("failed to converge packages"),
+                    &done,
+                    &irreversible,
+                ));
+            }
         }
-    } else {
-        service_steps.into_iter().cloned().collect()
-    };
+        // Packages ship files, directories and units, and their scriptlets
+        // may start or restart services: what remains is planned again
+        // from a fresh observation.
+        rest = match replan(cx, plan_latest, &done) {
+            Ok(rest) => rest,
+            Err(e) => return Ok(fail(e, &done, &irreversible)),
+        };
+    }
     let live = root.path() == Path::new("/");
-    for change in service_steps {
-        info!(resource = %change.resource, action = change.op.verb(), "applying");
+    for change in rest {
+        info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
         let result = match &change.op {
             Op::DaemonReload => systemctl::run(None, "daemon-reload", &[]),
-            Op::Service { unit, verb } => {
-                let on = (!live).then(|| root.path());
-                systemctl::run(on, verb.as_str(), std::slice::from_ref(unit))
-            }
-            _ => Ok(()),
+            Op::Service { unit, verb } => systemctl::run(
+                (!live).then(|| root.path()),
+                verb.as_str(),
+                std::slice::from_ref(unit),
+            ),
+            op => apply_step(root, op),
         };
         if let Err(error) = result {
             return Ok(fail(
@@ -270,7 +298,9 @@ pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
                 &irreversible,
             ));
         }
-        irreversible.push(change.resource.to_string());
+        if change.op.is_service() {
+            irreversible.push(change.resource.to_string());
+        }
         done.push(change);
     }
     Ok(Applied::Done {
@@ -279,19 +309,32 @@ pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
     })
 }
 
-/// After the package transaction: daemon state may have changed, so the
-/// service steps are planned again from a fresh observation.
-fn replan_services(cx: &ApplyContext<'_>, done: &[Change]) -> Result<Vec<Change>> {
-    let services = declared_services(cx.desired);
-    let host = ObservedHost {
-        units: observe_units(cx.root, &services)?,
-        ..ObservedHost::default()
-    };
-    let sp = plan::plan_services_for(done, &services, &host);
-    if let Some((unit, message)) = sp.problems.first() {
-        anyhow::bail!("service {unit}: {message}");
+/// Observes again after the package transaction and plans what remains.
+/// A package or repo change in the new plan means the transaction did not
+/// reach the declared state: that is a failure, not a loop.
+fn replan(
+    cx: &ApplyContext<'_>,
+    latest: &BTreeMap<String, crate::plan::rpmver::Evr>,
+    done: &[Change],
+) -> Result<Vec<Change>> {
+    let host = observe_with(cx.root, cx.desired, Some(latest))
+        .context("failed to observe the host after the package transaction")?;
+    let plan = plan::plan_after(cx.desired, &host, done).map_err(|problems| {
+        let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("after the package transaction: {}", msgs.join("; "))
+    })?;
+    if let Some(c) = plan
+        .changes
+        .iter()
+        .find(|c| matches!(c.resource.kind, Kind::Package | Kind::Repo))
+    {
+        anyhow::bail!(
+            "after the package transaction {} still differs: {}",
+            c.resource,
+            c.reasons.join(", ")
+        );
     }
-    Ok(plan::service_changes(sp))
+    Ok(plan.changes)
 }
 
 fn declared_services(desired: &DesiredState) -> Vec<&Service> {
@@ -352,7 +395,7 @@ fn apply_packages(cx: &ApplyContext<'_>, changes: &[&Change]) -> Result<Vec<u64>
     Ok(ids)
 }
 
-fn apply_path(root: &FsRoot, op: &Op) -> Result<()> {
+fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
     match op {
         Op::CreateDir { path, meta } => root.create_dir(path, meta.ids),
         Op::WriteFile {

@@ -16,6 +16,7 @@ pub fn init(verbose: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     // A second init (tests calling run() twice) is harmless: keep the first.
     if std::env::var_os("JOURNAL_STREAM").is_some() {

@@ -9,7 +9,6 @@
 use anyhow::{Context, Result};
 
 use crate::plan::observed::{FsMeta, Observed};
-use crate::plan::{Change, Plan};
 use crate::system::fsroot::FsRoot;
 
 /// What one path was before the converge.
@@ -44,13 +43,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Captures every path `plan` will change. Uses the observation where it
-    /// kept the bytes, re-reads larger files.
-    pub fn capture(root: &FsRoot, plan: &Plan) -> Result<Self> {
+    /// Captures `paths` (each once, in the order given).
+    pub fn capture(root: &FsRoot, paths: &[String]) -> Result<Self> {
         let mut entries: Vec<(String, Prior)> = Vec::new();
-        for Change { op, .. } in &plan.changes {
-            let Some(path) = op.path() else { continue };
-            if entries.iter().any(|(p, _)| p == path) {
+        let mut seen = std::collections::HashSet::new();
+        for path in paths {
+            let path = path.as_str();
+            if !seen.insert(path) {
                 continue;
             }
             let prior = match root.observe(path)? {

@@ -575,7 +575,10 @@ fn errors_before_any_change_exit_1_with_a_clear_message() {
     );
     // The repo file and the directories created for it are gone again
     // (dnf's own cache, logs and rpm database under the root are dnf's).
-    assert!(!root.join("etc").exists(), "the repo file was not taken back");
+    assert!(
+        !root.join("etc").exists(),
+        "the repo file was not taken back"
+    );
 }
 
 /// `state = "absent"` removes files, symlinks and empty directories, and a

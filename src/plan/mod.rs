@@ -214,6 +214,17 @@ pub fn paths_to_observe(desired: &DesiredState) -> Vec<String> {
 /// Computes the changes that bring the observed host to the desired state.
 /// Every problem is reported, not only the first.
 pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<PlanProblem>> {
+    plan_after(desired, host, &[])
+}
+
+/// Plans what remains after `done` (changes already applied in this
+/// converge, such as the package transaction): they count for `restart_on`
+/// and `reload_on` and for daemon-reload, as if planned together.
+pub fn plan_after(
+    desired: &DesiredState,
+    host: &ObservedHost,
+    done: &[Change],
+) -> Result<Plan, Vec<PlanProblem>> {
     let mut p = Planner {
         accounts: &host.accounts,
         problems: Vec::new(),
@@ -280,7 +291,12 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
             _ => None,
         })
         .collect();
-    let sp = plan_services_for(&plan.changes, &services, host);
+    let all: Vec<Change> = done.iter().chain(&plan.changes).cloned().collect();
+    let pending = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c.op, Op::Package { .. }));
+    let sp = plan_services_for(&all, &services, host, pending);
     if !sp.problems.is_empty() {
         return Err(sp
             .problems
@@ -307,14 +323,17 @@ pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<Pla
 }
 
 /// Plans the services against `units`, given the non-service changes.
+/// `changes` are all changes of this converge (applied or planned);
+/// `packages_pending` says whether a package transaction is still to come
+/// (only that can explain a unit that does not exist yet).
 pub fn plan_services_for(
     changes: &[Change],
     services: &[&Service],
     host: &ObservedHost,
+    packages_pending: bool,
 ) -> ServicePlan {
     let changed: BTreeSet<ResourceId> = changes.iter().map(|c| c.resource.clone()).collect();
     let paths: Vec<&str> = changes.iter().filter_map(|c| c.op.path()).collect();
-    let packages_pending = changes.iter().any(|c| matches!(c.op, Op::Package { .. }));
     services::plan_services(services, &host.units, &changed, &paths, packages_pending)
 }
 

@@ -126,6 +126,12 @@ impl Cmd {
         self
     }
 
+    /// Accepts every exit code: the caller judges the output itself.
+    pub fn any_code(mut self) -> Self {
+        self.ok_codes = (0..=255).collect();
+        self
+    }
+
     /// The command line as one string, for logs and errors.
     pub fn argv(&self) -> String {
         std::iter::once(self.program.clone())

@@ -27,15 +27,27 @@ pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
     if root != Path::new("/") {
         cmd = cmd.arg("--root").arg(root);
     }
-    // Exit 1 means "some are not installed": an answer, not a failure.
-    let out = cmd
+    let cmd = cmd
         .args(["-q", "--qf", QUERY_FORMAT])
         .args(names)
-        .ok_codes(&[0, 1])
-        .timeout(Duration::from_secs(120))
+        .timeout(Duration::from_secs(120));
+    let out = cmd
+        .clone()
+        .any_code()
         .run()
         .context("failed to query installed packages")?;
+    check_exit(out.code, &out.stderr).with_context(|| format!("`{}` failed", cmd.argv()))?;
     Ok(parse_query(&out.stdout, names))
+}
+
+/// `rpm -q` exits with the number of queried packages that are not
+/// installed ("package x is not installed" on stdout): that is an answer.
+/// A real failure (a broken database) says so on stderr.
+pub fn check_exit(code: i32, stderr: &str) -> Result<()> {
+    if code != 0 && !stderr.trim().is_empty() {
+        anyhow::bail!("exit code {code}: {}", super::command::tail(stderr, 12));
+    }
+    Ok(())
 }
 
 /// Parses `rpm -q --qf QUERY_FORMAT` output. Lines of other shapes ("package
@@ -82,6 +94,17 @@ mod tests {
         assert_eq!(out["dl-hello"][0].to_string(), "dl-hello-1.0-1.noarch");
         assert!(out["dl-tool"].is_empty());
         assert_eq!(out["dl-web"][0].evr.to_string(), "1.0-1");
+    }
+
+    /// Regression: rpm exits with the count of missing packages (3 here),
+    /// not 1, and that must not fail the observation.
+    #[test]
+    fn missing_packages_are_an_answer_and_stderr_is_a_failure() {
+        assert!(check_exit(3, "").is_ok());
+        assert!(check_exit(0, "").is_ok());
+        let err = check_exit(1, "error: cannot open Packages database in /var/lib/rpm\n")
+            .expect_err("db error");
+        assert!(err.to_string().contains("cannot open Packages database"));
     }
 
     #[test]
