@@ -43,6 +43,41 @@ struct Fragment {
     mode: Option<Mode>,
     source: Option<SourceFragment>,
     verify: Option<VerifyFragment>,
+    rollback: Option<RollbackFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackFragment {
+    health_timeout: Option<String>,
+    settle_time: Option<String>,
+    keep_generations: Option<usize>,
+}
+
+/// Default bound on all health checks of one converge.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default wait before judging that declared services run.
+pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(2);
+
+/// Transaction settings (`[rollback]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackSettings {
+    /// All health checks must pass within this.
+    pub health_timeout: Duration,
+    /// Wait after the last change before judging services.
+    pub settle_time: Duration,
+    /// Generations kept (with their snapshots, objects and RPMs).
+    pub keep_generations: usize,
+}
+
+impl Default for RollbackSettings {
+    fn default() -> Self {
+        Self {
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            settle_time: DEFAULT_SETTLE_TIME,
+            keep_generations: crate::generations::DEFAULT_KEEP,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +121,8 @@ pub struct Settings {
     pub source: Option<GitSourceSettings>,
     /// Trust settings for fetched commits.
     pub verify: VerifySettings,
+    /// Transaction settings.
+    pub rollback: RollbackSettings,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -98,6 +135,7 @@ impl Default for Settings {
             mode: Mode::Enforce,
             source: None,
             verify: VerifySettings::default(),
+            rollback: RollbackSettings::default(),
             sources: Vec::new(),
         }
     }
@@ -154,7 +192,13 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let mut m = Fragment::default();
     let mut src = SourceFragment::default();
     let mut ver = VerifyFragment::default();
+    let mut rb = RollbackFragment::default();
     for f in fragments {
+        if let Some(r) = f.rollback {
+            rb.health_timeout = r.health_timeout.or(rb.health_timeout);
+            rb.settle_time = r.settle_time.or(rb.settle_time);
+            rb.keep_generations = r.keep_generations.or(rb.keep_generations);
+        }
         m.host = f.host.or(m.host);
         m.state_dir = f.state_dir.or(m.state_dir);
         m.mode = f.mode.or(m.mode);
@@ -180,6 +224,7 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         .then(|| source_settings(src))
         .transpose()?;
     let verify = verify_settings(ver)?;
+    let rollback = rollback_settings(rb)?;
     let d = Settings::default();
     let state_dir = m.state_dir.unwrap_or(d.state_dir);
     if !state_dir.is_absolute() {
@@ -199,7 +244,33 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         mode: m.mode.unwrap_or(d.mode),
         source,
         verify,
+        rollback,
         sources: Vec::new(),
+    })
+}
+
+fn duration(key: &str, text: Option<String>, default: Duration) -> Result<Duration> {
+    match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(&t)
+            .map_err(|e| anyhow::anyhow!("{key} `{t}` is not a duration such as \"2m\": {e}")),
+    }
+}
+
+fn rollback_settings(r: RollbackFragment) -> Result<RollbackSettings> {
+    let d = RollbackSettings::default();
+    let keep = r.keep_generations.unwrap_or(d.keep_generations);
+    if keep == 0 {
+        bail!("[rollback] keep_generations must be at least 1");
+    }
+    Ok(RollbackSettings {
+        health_timeout: duration(
+            "[rollback] health_timeout",
+            r.health_timeout,
+            d.health_timeout,
+        )?,
+        settle_time: duration("[rollback] settle_time", r.settle_time, d.settle_time)?,
+        keep_generations: keep,
     })
 }
 
@@ -324,6 +395,9 @@ mod tests {
             "[verify]\nsignatures = 'head'\n",
             "[verify]\nsignatures = 'some'\n",
             "[source]\nurl = 'x'\nbranchh = 'x'\n",
+            "[rollback]\nhealth_timeout = 'forever'\n",
+            "[rollback]\nkeep_generations = 0\n",
+            "[rollback]\nkeep = 3\n",
         ] {
             let main = write(d.path(), "agent.toml", bad);
             std::fs::remove_dir_all(d.path().join("agent.d")).ok();

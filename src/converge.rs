@@ -1,10 +1,14 @@
-//! observe -> plan -> snapshot -> apply -> (on failure) restore.
+//! observe -> plan -> snapshot -> apply -> check -> commit, or roll back.
 //!
-//! The one place that ties the config repo, the planner and the host
-//! together. Nothing changes the host before the snapshot of every path the
-//! plan touches has been taken; a failed step restores the snapshot.
+//! The one place that ties the desired state, the planner and the host
+//! together, as a transaction: nothing changes the host before a snapshot
+//! of everything the plan (or a package) may touch is durable in a new
+//! generation; any failed step or health check restores that snapshot; a
+//! generation left unfinished by a crash is rolled back by [`recover`]
+//! before anything else happens.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tracing::{debug, info, warn};
@@ -13,9 +17,13 @@ use std::collections::BTreeMap;
 
 use crate::desired::model::{Kind, Resource, Service};
 use crate::desired::{self, ConfigTree, DesiredState, Diagnostic, Facts, LoadOptions};
+use crate::fault;
+use crate::generations::{Generation, Generations, Status};
+use crate::health;
+use crate::objects::Objects;
 use crate::plan::observed::{ObservedHost, UnitObs};
 use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, Target};
 use crate::system::{accounts, dnf, fsroot::FsRoot, package_store, rpm, systemctl};
 
 /// Why nothing was changed: the desired state or plan could not be made.
@@ -44,22 +52,30 @@ pub struct Prepared {
     pub latest: BTreeMap<String, crate::plan::rpmver::Evr>,
 }
 
-/// Computes the desired state for `host` from `tree` and plans it against
-/// the host under `root` (`None`: a root that does not exist yet, as for a
-/// dry run into a fresh directory). Changes nothing.
-pub fn prepare(
+/// Computes the desired state for `host` from `tree`. Changes nothing.
+pub fn load(
     tree: &dyn ConfigTree,
     host: &str,
     facts: &Facts,
     opts: &LoadOptions,
+) -> Result<DesiredState, PrepareError> {
+    match desired::load(tree, host, facts, opts) {
+        Ok(d) => {
+            info!(host, host_file = %d.host_file, roles = ?d.roles, "desired state loaded");
+            Ok(d)
+        }
+        Err(desired::LoadError::Invalid(diags)) => Err(PrepareError::Invalid(diags)),
+        Err(desired::LoadError::Read(e)) => Err(PrepareError::Other(e)),
+    }
+}
+
+/// Plans `desired` against the host under `root` (`None`: a root that does
+/// not exist yet, as for a dry run into a fresh directory). Changes nothing.
+pub fn prepare(
+    desired: DesiredState,
+    source: String,
     root: Option<&FsRoot>,
 ) -> Result<Prepared, PrepareError> {
-    let desired = match desired::load(tree, host, facts, opts) {
-        Ok(d) => d,
-        Err(desired::LoadError::Invalid(diags)) => return Err(PrepareError::Invalid(diags)),
-        Err(desired::LoadError::Read(e)) => return Err(PrepareError::Other(e)),
-    };
-    info!(host, host_file = %desired.host_file, roles = ?desired.roles, "desired state loaded");
     let observed = match root {
         Some(root) => observe(root, &desired)?,
         None => observe_empty(&desired),
@@ -67,7 +83,7 @@ pub fn prepare(
     let plan = plan::plan(&desired, &observed).map_err(PrepareError::Unplannable)?;
     Ok(Prepared {
         desired,
-        source: tree.describe(),
+        source,
         plan,
         latest: observed.latest,
     })
@@ -137,27 +153,31 @@ fn observe_empty(desired: &DesiredState) -> ObservedHost {
     host
 }
 
-/// How applying a plan ended.
+/// How a converge transaction ended.
 #[derive(Debug)]
-pub enum Applied {
-    /// Every change was applied.
-    Done {
-        /// The changes, in order (service steps as re-planned after the
-        /// package transaction).
+pub enum Outcome {
+    /// Applied, and the health checks passed.
+    Applied {
+        /// The generation recorded.
+        generation: u64,
+        /// The changes made, in order (steps after the package transaction
+        /// as re-planned).
         changes: Vec<Change>,
-        /// The dnf transactions recorded in `dnf history`.
+        /// dnf transactions recorded in `dnf history`.
         dnf_transactions: Vec<u64>,
     },
-    /// A step failed; every change before it was put back.
-    Restored {
-        /// The step that failed and why.
+    /// A step or a check failed; the host was restored and verified.
+    RolledBack {
+        /// The generation recorded.
+        generation: u64,
+        /// What failed.
         error: anyhow::Error,
-        /// Steps that had succeeded before (and were undone).
-        undone: usize,
     },
-    /// A step failed and the host could not be put back entirely.
+    /// A step or a check failed, and restoring the host failed too.
     RestoreFailed {
-        /// The step that failed and why.
+        /// The generation recorded.
+        generation: u64,
+        /// What failed.
         error: anyhow::Error,
         /// What went wrong while restoring.
         restore_errors: Vec<anyhow::Error>,
@@ -166,11 +186,336 @@ pub enum Applied {
     },
 }
 
+/// Where a transaction runs and with which limits.
+pub struct Engine<'a> {
+    /// The root converged.
+    pub root: &'a FsRoot,
+    /// The agent's state directory (generations, objects, package store).
+    pub state_dir: &'a Path,
+    /// Health-check limits.
+    pub limits: health::Limits,
+    /// Generations kept.
+    pub keep_generations: usize,
+}
+
+impl Engine<'_> {
+    fn live(&self) -> bool {
+        self.root.path() == Path::new("/")
+    }
+}
+
+/// Runs `prepared` (a non-empty plan) as a transaction under generation
+/// bookkeeping; `key` identifies the desired state (commit or hash).
+/// `Err` only when nothing was changed (the snapshot could not be taken).
+pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<Outcome> {
+    let objects = Objects::open(engine.state_dir)?;
+    let gens = Generations::open(engine.state_dir)?;
+    let target = Target {
+        root: engine.root,
+        objects: &objects,
+        state_dir: engine.state_dir,
+    };
+    let plan = &prepared.plan;
+    let desired = &prepared.desired;
+    let packages_change = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c.op, Op::Package { .. }));
+    // A package can create or change any path and restart any unit: with a
+    // package transaction, every declared path and service is captured.
+    let mut paths: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.op.path().map(str::to_owned))
+        .collect();
+    let mut units: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::Service { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
+    let package_names: Vec<String> = desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Package(p) => Some(p.name.clone()),
+            _ => None,
+        })
+        .collect();
+    if packages_change {
+        paths.extend(plan::paths_to_observe(desired));
+        units = declared_services(desired)
+            .iter()
+            .map(|s| s.unit.clone())
+            .collect();
+    }
+    units.sort();
+    units.dedup();
+    let snapshot = Snapshot::capture(
+        &target,
+        &paths,
+        packages_change.then_some(&package_names[..]),
+        &units,
+    )
+    .context("failed to snapshot the host before changing it")?;
+    let mut generation = gens
+        .begin(
+            key,
+            &prepared.source,
+            &desired.host_file,
+            &snapshot,
+            &plan.changes,
+            plan.changes.len(),
+        )
+        .context("failed to record the generation before changing the host")?;
+    info!(
+        generation = generation.id,
+        changes = plan.changes.len(),
+        "snapshot taken; applying"
+    );
+    fault::point("after-snapshot");
+
+    let cx = ApplyContext {
+        root: engine.root,
+        desired,
+        state_dir: engine.state_dir,
+        latest: prepared.latest.clone(),
+    };
+    let result = apply(&cx, plan).and_then(|(changes, dnf)| {
+        generation.dnf_transactions = dnf.clone();
+        if engine.live() {
+            let running: Vec<String> = declared_services(desired)
+                .iter()
+                .filter(|s| s.state == Some(crate::desired::model::RunState::Running))
+                .map(|s| s.unit.clone())
+                .collect();
+            health::run(&desired.checks, &running, engine.limits).context("health check failed")?;
+        }
+        Ok((changes, dnf))
+    });
+    let outcome = match result {
+        Ok((changes, dnf_transactions)) => {
+            gens.finish(&mut generation, Status::Applied, None)?;
+            info!(
+                generation = generation.id,
+                "converge applied; health checks passed"
+            );
+            Outcome::Applied {
+                generation: generation.id,
+                changes,
+                dnf_transactions,
+            }
+        }
+        Err(error) => {
+            warn!(
+                generation = generation.id,
+                error = format!("{error:#}"),
+                "converge failed; rolling back"
+            );
+            rollback(
+                &gens,
+                &mut generation,
+                &snapshot,
+                &target,
+                error,
+                Status::RolledBack,
+            )?
+        }
+    };
+    if let Err(e) = collect_garbage(engine, &gens, &objects) {
+        warn!(
+            error = format!("{e:#}"),
+            "garbage collection of old generations failed"
+        );
+    }
+    Ok(outcome)
+}
+
+/// Restores `snapshot`, verifies the host against it, and records the
+/// result in `generation` (`ok_status` when restored).
+fn rollback(
+    gens: &Generations,
+    generation: &mut Generation,
+    snapshot: &Snapshot,
+    target: &Target<'_>,
+    error: anyhow::Error,
+    ok_status: Status,
+) -> Result<Outcome> {
+    gens.finish(generation, Status::RollingBack, Some(format!("{error:#}")))?;
+    let restore_errors = snapshot.restore(target);
+    let differences = snapshot
+        .differences(target)
+        .unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
+    if restore_errors.is_empty() && differences.is_empty() {
+        gens.finish(generation, ok_status, None)?;
+        info!(
+            generation = generation.id,
+            "host restored to its state before the converge"
+        );
+        Ok(Outcome::RolledBack {
+            generation: generation.id,
+            error,
+        })
+    } else {
+        gens.finish(generation, Status::RestoreFailed, None)?;
+        tracing::error!(
+            generation = generation.id,
+            differences = ?differences,
+            errors = ?restore_errors.iter().map(|e| format!("{e:#}")).collect::<Vec<_>>(),
+            "RESTORE FAILED: the host differs from its state before the converge and needs attention"
+        );
+        Ok(Outcome::RestoreFailed {
+            generation: generation.id,
+            error,
+            restore_errors,
+            differences,
+        })
+    }
+}
+
+/// Keeps the newest generations and what their snapshots need.
+fn collect_garbage(engine: &Engine<'_>, gens: &Generations, objects: &Objects) -> Result<()> {
+    let kept = gens.prune(engine.keep_generations)?;
+    let (mut keep_objects, mut keep_rpms) = crate::generations::referenced(&kept);
+    keep_objects.extend(crate::lastgood::objects(engine.state_dir)?);
+    objects.retain(&keep_objects)?;
+    // The RPM database is asked only when there is a store to prune: a host
+    // (or test root) without packages never runs rpm for this.
+    if package_store::has_any(engine.state_dir) {
+        for n in rpm::query_all(engine.root.path())? {
+            keep_rpms.insert(package_store::file_name(&n));
+        }
+        package_store::retain(engine.state_dir, &keep_rpms)?;
+    }
+    Ok(())
+}
+
+/// Undoes an applied generation (`driftless rollback`): restores its
+/// snapshot and marks it undone.
+pub fn undo(engine: &Engine<'_>, mut generation: Generation) -> Result<Outcome> {
+    let gens = Generations::open(engine.state_dir)?;
+    let objects = Objects::open(engine.state_dir)?;
+    let target = Target {
+        root: engine.root,
+        objects: &objects,
+        state_dir: engine.state_dir,
+    };
+    let snapshot = gens.snapshot(generation.id)?;
+    info!(generation = generation.id, "undoing generation on request");
+    rollback(
+        &gens,
+        &mut generation,
+        &snapshot,
+        &target,
+        anyhow::anyhow!("undone by `driftless rollback`"),
+        Status::Undone,
+    )
+}
+
+/// A generation that a crash left unfinished, and how its recovery ended.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The generation.
+    pub generation: Generation,
+    /// Whether the host was restored and verified.
+    pub restored: bool,
+    /// What still differs, when not.
+    pub differences: Vec<String>,
+}
+
+/// Rolls back every generation a crash left unfinished (converging or
+/// rolling back), oldest last. Waits first, within a bound, for dnf or rpm
+/// processes that outlived the crash.
+pub fn recover(engine: &Engine<'_>) -> Result<Vec<Recovered>> {
+    let gens = Generations::open(engine.state_dir)?;
+    let unfinished: Vec<Generation> = gens
+        .list()?
+        .into_iter()
+        .filter(|g| g.status.unfinished())
+        .collect();
+    if unfinished.is_empty() {
+        return Ok(Vec::new());
+    }
+    wait_for_package_managers(PACKAGE_MANAGER_WAIT)?;
+    let objects = Objects::open(engine.state_dir)?;
+    let target = Target {
+        root: engine.root,
+        objects: &objects,
+        state_dir: engine.state_dir,
+    };
+    let mut out = Vec::new();
+    for mut g in unfinished.into_iter().rev() {
+        warn!(generation = g.id, status = ?g.status, "found a converge cut short by a crash; rolling it back");
+        let snapshot = gens.snapshot(g.id)?;
+        let outcome = rollback(
+            &gens,
+            &mut g,
+            &snapshot,
+            &target,
+            anyhow::anyhow!("interrupted (driftless was stopped mid-converge)"),
+            Status::Interrupted,
+        )?;
+        let (restored, differences) = match outcome {
+            Outcome::RolledBack { .. } => (true, Vec::new()),
+            Outcome::RestoreFailed { differences, .. } => (false, differences),
+            Outcome::Applied { .. } => (true, Vec::new()),
+        };
+        out.push(Recovered {
+            generation: g,
+            restored,
+            differences,
+        });
+    }
+    Ok(out)
+}
+
+/// How long recovery waits for a dnf or rpm left running by a crash.
+const PACKAGE_MANAGER_WAIT: Duration = Duration::from_secs(300);
+
+/// Waits until no dnf or rpm process runs (a dnf child can outlive a killed
+/// driftless and still hold the rpm database).
+fn wait_for_package_managers(bound: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let busy = package_manager_pids();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "dnf or rpm is still running (pids {busy:?}) after {}s; not rolling back under it",
+                bound.as_secs()
+            );
+        }
+        info!(pids = ?busy, "waiting for a running dnf or rpm to finish before recovery");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn package_manager_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| matches!(c.trim(), "dnf" | "dnf-3" | "dnf5" | "rpm" | "yum"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// What `apply` needs besides the plan.
 pub struct ApplyContext<'a> {
     /// The root converged.
     pub root: &'a FsRoot,
-    /// The desired state (services are re-planned from it).
+    /// The desired state (steps after packages are re-planned from it).
     pub desired: &'a DesiredState,
     /// The agent's state directory (package store).
     pub state_dir: &'a Path,
@@ -178,78 +523,27 @@ pub struct ApplyContext<'a> {
     pub latest: BTreeMap<String, crate::plan::rpmver::Evr>,
 }
 
-/// Applies `plan`: snapshot of every path first, then repos, one package
-/// transaction, directories, files and symlinks, then the service steps
-/// (re-planned against a fresh `systemctl show` when packages changed,
-/// since a package can add or change units). On the first failure nothing
-/// after it runs and the snapshot is restored. `Err` only when nothing was
-/// changed (the snapshot could not be taken).
-pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
-    let plan_latest = &cx.latest;
+/// Applies `plan` in order: repos, one package transaction, directories,
+/// files and symlinks, then the service steps. After the package
+/// transaction, what remains is planned again from a fresh observation,
+/// since packages ship paths and units. Stops at the first failure (the
+/// caller rolls back). Returns the changes made and the dnf transactions.
+pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<(Vec<Change>, Vec<u64>)> {
     let root = cx.root;
-    // A package can create or change any path, so with a package
-    // transaction every declared path is captured, not only planned ones.
-    let mut paths: Vec<String> = plan
-        .changes
-        .iter()
-        .filter_map(|c| c.op.path().map(str::to_owned))
-        .collect();
-    if plan
-        .changes
-        .iter()
-        .any(|c| matches!(c.op, Op::Package { .. }))
-    {
-        paths.extend(plan::paths_to_observe(cx.desired));
-    }
-    let snapshot = Snapshot::capture(root, &paths)
-        .context("failed to snapshot the host before changing it")?;
     let mut done: Vec<Change> = Vec::new();
     let mut dnf_transactions = Vec::new();
-    // Packages and services are not in the snapshot yet: once one of them
-    // changed, a failure cannot be fully undone.
-    let mut irreversible: Vec<String> = Vec::new();
-    let fail =
-        |error: anyhow::Error, done: &[Change], irreversible: &[String]| -> Applied {
-            warn!(
-                error = format!("{error:#}"),
-                undo = done.len(),
-                "converge step failed; restoring the snapshot"
-            );
-            let restore_errors = snapshot.restore(root);
-            let mut differences = snapshot
-                .differences(root)
-                .unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
-            differences.extend(irreversible.iter().map(|c| {
-                format!("{c} (packages and services are not rolled back by this version)")
-            }));
-            if restore_errors.is_empty() && differences.is_empty() {
-                Applied::Restored {
-                    error,
-                    undone: done.len(),
-                }
-            } else {
-                Applied::RestoreFailed {
-                    error,
-                    restore_errors,
-                    differences,
-                }
-            }
-        };
-    // Repos first, then the package transaction.
     let mut rest: Vec<Change> = Vec::new();
     let mut packages: Vec<&Change> = Vec::new();
+    let mut files = 0;
     for change in &plan.changes {
         match change.op {
             Op::Package { .. } => packages.push(change),
             _ if change.resource.kind == Kind::Repo && packages.is_empty() && rest.is_empty() => {
                 info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
-                if let Err(error) = apply_step(root, &change.op) {
-                    return Ok(fail(
-                        error.context(format!("failed to converge {}", change.resource)),
-                        &done,
-                        &irreversible,
-                    ));
-                }
+                apply_step(root, &change.op)
+                    .with_context(|| format!("failed to converge {}", change.resource))?;
+                files += 1;
+                fault::point_n("after-file", files);
                 done.push(change.clone());
             }
             _ => rest.push(change.clone()),
@@ -257,27 +551,10 @@ pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
     }
     if !packages.is_empty() {
         info!(count = packages.len(), "applying the package transaction");
-        match apply_packages(cx, &packages) {
-            Ok(ids) => {
-                dnf_transactions = ids;
-                irreversible.extend(packages.iter().map(|c| c.resource.to_string()));
-                done.extend(packages.iter().map(|c| (*c).clone()));
-            }
-            Err(e) => {
-                return Ok(fail(
-                    e.context("failed to converge packages"),
-                    &done,
-                    &irreversible,
-                ));
-            }
-        }
-        // Packages ship files, directories and units, and their scriptlets
-        // may start or restart services: what remains is planned again
-        // from a fresh observation.
-        rest = match replan(cx, plan_latest, &done) {
-            Ok(rest) => rest,
-            Err(e) => return Ok(fail(e, &done, &irreversible)),
-        };
+        dnf_transactions = apply_packages(cx, &packages).context("failed to converge packages")?;
+        done.extend(packages.iter().map(|c| (*c).clone()));
+        fault::point("after-dnf");
+        rest = replan(cx, &cx.latest, &done)?;
     }
     let live = root.path() == Path::new("/");
     for change in rest {
@@ -291,22 +568,18 @@ pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<Applied> {
             ),
             op => apply_step(root, op),
         };
-        if let Err(error) = result {
-            return Ok(fail(
-                error.context(format!("failed to converge {}", change.resource)),
-                &done,
-                &irreversible,
-            ));
-        }
-        if change.op.is_service() {
-            irreversible.push(change.resource.to_string());
+        result.with_context(|| format!("failed to converge {}", change.resource))?;
+        match change.op {
+            Op::DaemonReload => fault::point("after-daemon-reload"),
+            Op::Service { .. } => {}
+            _ => {
+                files += 1;
+                fault::point_n("after-file", files);
+            }
         }
         done.push(change);
     }
-    Ok(Applied::Done {
-        changes: done,
-        dnf_transactions,
-    })
+    Ok((done, dnf_transactions))
 }
 
 /// Observes again after the package transaction and plans what remains.
@@ -381,12 +654,11 @@ fn apply_packages(cx: &ApplyContext<'_>, changes: &[&Change]) -> Result<Vec<u64>
         }
     }
     let root = cx.root.path();
-    let before = rpm::query(root, &names)?;
     let ids = dnf::apply(root, &tx)?;
-    let after = rpm::query(root, &names)?;
+    let after: Vec<_> = rpm::query(root, &names)?.into_values().flatten().collect();
     // The store is for rollback; failing to fill it must not fail a
     // converge whose transaction succeeded.
-    if let Err(e) = package_store::keep(root, cx.state_dir, &before, &after) {
+    if let Err(e) = package_store::save(root, cx.state_dir, &after) {
         warn!(
             error = format!("{e:#}"),
             "could not keep the installed RPMs in the package store"

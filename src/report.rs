@@ -6,7 +6,9 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 
 use crate::desired::Diagnostic;
+use crate::generations::Generation;
 use crate::plan::{Change, Op, PlanProblem};
+use crate::state::Mark;
 
 /// The outcome word of a run, stable for scripts (`result` in JSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -22,6 +24,10 @@ pub enum Outcome {
     ChangesPending,
     /// Changes applied.
     Changed,
+    /// A command other than validate/plan/converge did its job.
+    Done,
+    /// The head is quarantined or the host pinned: held where it is.
+    Held,
     /// A step failed and the host was restored.
     RolledBack,
     /// A step failed and the restore failed too.
@@ -70,6 +76,32 @@ pub struct Report {
     /// `source status` output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_status: Option<SourceStatus>,
+    /// The generation a converge recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// `status` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<AgentStatus>,
+    /// `history` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Generation>>,
+}
+
+/// The agent as `status` shows it.
+#[derive(Debug, Serialize)]
+pub struct AgentStatus {
+    /// The last applied commit (git source).
+    pub applied_commit: Option<String>,
+    /// The last state that converged and passed its checks.
+    pub last_good: Option<Mark>,
+    /// The quarantined desired state, and why.
+    pub quarantine: Option<Mark>,
+    /// The pin set by `driftless rollback`.
+    pub pinned: Option<Mark>,
+    /// Consecutive interrupted converges of one key.
+    pub interrupted: Option<u32>,
+    /// The newest generation.
+    pub last_generation: Option<Generation>,
 }
 
 /// The git source as `source status` shows it.
@@ -110,6 +142,9 @@ impl Report {
             notes: Vec::new(),
             dnf_transactions: Vec::new(),
             source_status: None,
+            generation: None,
+            status: None,
+            history: None,
         }
     }
 
@@ -192,6 +227,67 @@ impl Report {
             }
             return Ok(());
         }
+        if let Some(st) = &self.status {
+            let mark = |m: &Option<Mark>| match m {
+                Some(m) => format!(
+                    "{} ({}) since {}{}",
+                    m.key,
+                    m.source,
+                    m.at,
+                    m.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                None => "none".to_owned(),
+            };
+            writeln!(out, "last good:   {}", mark(&st.last_good))?;
+            writeln!(out, "quarantined: {}", mark(&st.quarantine))?;
+            writeln!(out, "pinned:      {}", mark(&st.pinned))?;
+            writeln!(
+                out,
+                "applied:     {}",
+                st.applied_commit.as_deref().unwrap_or("none")
+            )?;
+            if let Some(n) = st.interrupted {
+                writeln!(out, "interrupted: {n} converge(s) in a row")?;
+            }
+            match &st.last_generation {
+                Some(g) => writeln!(
+                    out,
+                    "last generation: {} {:?} at {}{}",
+                    g.id,
+                    g.status,
+                    g.started_at,
+                    g.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )?,
+                None => writeln!(out, "last generation: none")?,
+            }
+        }
+        if let Some(h) = &self.history {
+            writeln!(
+                out,
+                "{:>4}  {:<20}  {:<14}  {:>7}  source",
+                "gen", "started", "result", "changes"
+            )?;
+            for g in h {
+                let status = serde_json::to_value(g.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:>4}  {:<20}  {:<14}  {:>7}  {}",
+                    g.id, g.started_at, status, g.changes, g.source
+                )?;
+                if let Some(r) = &g.reason {
+                    writeln!(out, "      why: {r}")?;
+                }
+            }
+        }
         match self.result {
             Outcome::Valid => writeln!(out, "{}", paint("32", "valid"))?,
             Outcome::Invalid => writeln!(
@@ -202,7 +298,18 @@ impl Report {
             )?,
             Outcome::InSync => writeln!(out, "{}", paint("32", "in sync: nothing to change"))?,
             Outcome::ChangesPending => writeln!(out, "{n} change{plural} pending:")?,
-            Outcome::Changed => writeln!(out, "{n} change{plural} applied:")?,
+            Outcome::Changed => {
+                let generation = self
+                    .generation
+                    .map(|g| format!(" (generation {g})"))
+                    .unwrap_or_default();
+                writeln!(out, "{n} change{plural} applied{generation}:")?
+            }
+            Outcome::Held => writeln!(
+                out,
+                "{}",
+                paint("33", "held: the host is kept at its last good state")
+            )?,
             _ => {}
         }
         for c in &self.changes {

@@ -1,129 +1,389 @@
-//! The state of every path a plan touches, captured before the first change,
-//! and the way back to it.
+//! The state of everything a converge will touch, captured and made durable
+//! before the first change, and the way back to it.
 //!
-//! Today the snapshot lives in memory for the duration of one converge, so a
-//! failed step puts back what the earlier steps changed. It is built so that
-//! it can be persisted (content keyed by SHA-256, metadata as numbers) for
-//! crash recovery and generations.
+//! A snapshot records, for each path the plan (or a package) may change,
+//! whether it existed, its content (in the object store, by SHA-256), mode,
+//! owner, group and link target; the full installed package set when the
+//! converge changes packages; and the enabled and active state of every
+//! service it touches. Restoring is idempotent: it compares the host with
+//! the snapshot and changes only what differs, so a restore interrupted by a
+//! crash is finished by running it again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
+use crate::fault;
+use crate::objects::Objects;
 use crate::plan::observed::{FsMeta, Observed};
+use crate::plan::rpmver::Nevra;
+use crate::plan::services::UNIT_DIRS;
 use crate::system::fsroot::FsRoot;
+use crate::system::{dnf, package_store, rpm, systemctl};
 
 /// What one path was before the converge.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Prior {
     /// Nothing was there.
     Missing,
-    /// A regular file with these bytes and metadata.
+    /// A regular file.
     File {
-        /// The exact content.
-        content: Vec<u8>,
+        /// Its content, in the object store.
+        object: String,
         /// Owner, group, mode.
         meta: FsMeta,
     },
-    /// A directory with this metadata.
+    /// A directory.
     Dir {
         /// Owner, group, mode.
         meta: FsMeta,
     },
-    /// A symlink with this target.
+    /// A symlink.
     Symlink {
         /// Link target.
         target: String,
     },
 }
 
-/// The prior state of each touched path, in plan order.
-#[derive(Clone, Debug, Default)]
+/// A unit's state before the converge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePrior {
+    /// Unit name.
+    pub unit: String,
+    /// `UnitFileState` (`enabled`, `disabled`, `static`, ...).
+    pub unit_file_state: String,
+    /// Whether it was running.
+    pub running: bool,
+}
+
+/// Everything needed to put the host back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// One entry per path, in the order the plan first touches it.
-    pub entries: Vec<(String, Prior)>,
+    /// Each path, in the order the converge first touches it.
+    pub paths: Vec<(String, Prior)>,
+    /// The whole installed package set, when the converge changes packages.
+    pub packages: Option<Vec<Nevra>>,
+    /// Touched services (live roots only).
+    pub services: Vec<ServicePrior>,
+}
+
+/// Where a snapshot is taken and restored.
+pub struct Target<'a> {
+    /// The root.
+    pub root: &'a FsRoot,
+    /// The object store for file contents.
+    pub objects: &'a Objects,
+    /// The state directory (package store).
+    pub state_dir: &'a Path,
+}
+
+impl Target<'_> {
+    fn live(&self) -> bool {
+        self.root.path() == Path::new("/")
+    }
 }
 
 impl Snapshot {
-    /// Captures `paths` (each once, in the order given).
-    pub fn capture(root: &FsRoot, paths: &[String]) -> Result<Self> {
-        let mut entries: Vec<(String, Prior)> = Vec::new();
+    /// Captures `paths` (each once), the package set when `packages`, and
+    /// the state of `units`. With `packages`, the installed RPMs that the
+    /// transaction may replace are copied into the package store first, so
+    /// a rollback does not depend on the repository still carrying them.
+    pub fn capture(
+        t: &Target<'_>,
+        paths: &[String],
+        packages: Option<&[String]>,
+        units: &[String],
+    ) -> Result<Self> {
+        let mut snap = Snapshot::default();
         let mut seen = std::collections::HashSet::new();
         for path in paths {
-            let path = path.as_str();
-            if !seen.insert(path) {
+            if !seen.insert(path.as_str()) {
                 continue;
             }
-            let prior = match root.observe(path)? {
+            let prior = match t.root.observe(path)? {
                 Observed::Missing { .. } => Prior::Missing,
-                Observed::File { meta, content, .. } => Prior::File {
-                    content: match content {
+                Observed::File { meta, content, .. } => {
+                    let bytes = match content {
                         Some(c) => c,
-                        None => root.read_file(path)?,
-                    },
-                    meta,
-                },
+                        None => t.root.read_file(path)?,
+                    };
+                    Prior::File {
+                        object: t.objects.put(&bytes)?,
+                        meta,
+                    }
+                }
                 Observed::Dir { meta, .. } => Prior::Dir { meta },
                 Observed::Symlink { target } => Prior::Symlink { target },
                 Observed::Other { what } => {
-                    anyhow::bail!("{} is {what}; refusing to change it", root.display(path))
+                    anyhow::bail!("{} is {what}; refusing to change it", t.root.display(path))
                 }
             };
-            entries.push((path.to_owned(), prior));
+            snap.paths.push((path.clone(), prior));
         }
-        Ok(Self { entries })
+        if let Some(names) = packages {
+            let all = rpm::query_all(t.root.path())?;
+            let affected: Vec<Nevra> = all
+                .iter()
+                .filter(|n| names.contains(&n.name))
+                .cloned()
+                .collect();
+            package_store::save(t.root.path(), t.state_dir, &affected)
+                .context("failed to keep the installed RPMs for a rollback")?;
+            snap.packages = Some(all);
+        }
+        if t.live() && !units.is_empty() {
+            for (unit, obs) in systemctl::show(units)? {
+                snap.services.push(ServicePrior {
+                    unit,
+                    unit_file_state: obs.unit_file_state.clone(),
+                    running: obs.running(),
+                });
+            }
+        }
+        Ok(snap)
     }
 
-    /// Puts every captured path back, last touched first, so directories
-    /// created for files are removed after those files. Continues past
+    /// Puts the host back: paths (last touched first, so directories come
+    /// after what they contained), then the package set in one dnf
+    /// transaction from the package store, then daemon-reload, then each
+    /// service's enablement and running state (running ones are restarted,
+    /// so they run the restored files and packages). Continues past
     /// failures and returns them all.
-    pub fn restore(&self, root: &FsRoot) -> Vec<anyhow::Error> {
+    pub fn restore(&self, t: &Target<'_>) -> Vec<anyhow::Error> {
         let mut errors = Vec::new();
-        for (path, prior) in self.entries.iter().rev() {
-            if let Err(e) = restore_one(root, path, prior) {
-                errors.push(e.context(format!("failed to restore {}", root.display(path))));
+        let mut unit_files = false;
+        // A directory a package created cannot be removed while the package
+        // still has files in it: such paths get a second try after the
+        // package set is restored.
+        let mut retry = Vec::new();
+        for (i, (path, prior)) in self.paths.iter().rev().enumerate() {
+            match restore_path(t, path, prior) {
+                Ok(changed) => {
+                    unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d))
+                }
+                Err(e) => retry.push((path, prior, e)),
             }
+            if i == 0 {
+                fault::point("mid-rollback");
+            }
+        }
+        let mut packages_changed = false;
+        if let Some(want) = &self.packages {
+            match restore_packages(t, want) {
+                Ok(changed) => packages_changed = changed,
+                Err(e) => errors.push(e.context("failed to restore the package set")),
+            }
+        }
+        for (path, prior, first) in retry {
+            match restore_path(t, path, prior) {
+                Ok(changed) => {
+                    unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d))
+                }
+                Err(e) => errors.push(e.context(format!(
+                    "failed to restore {} (first try: {first:#})",
+                    t.root.display(path)
+                ))),
+            }
+        }
+        if t.live()
+            && (unit_files || packages_changed)
+            && let Err(e) = systemctl::run(None, "daemon-reload", &[])
+        {
+            errors.push(e);
+        }
+        if let Err(e) = self.restore_services(t) {
+            errors.push(e);
         }
         errors
     }
 
-    /// Paths whose current state differs from the snapshot.
-    pub fn differences(&self, root: &FsRoot) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for (path, prior) in &self.entries {
-            let now = root.observe(path)?;
-            let same = match (prior, &now) {
-                (Prior::Missing, Observed::Missing { .. }) => true,
-                (
-                    Prior::File { content, meta },
-                    Observed::File {
-                        meta: m, sha256, ..
-                    },
-                ) => meta == m && *sha256 == crate::plan::sha256(content),
-                (Prior::Dir { meta }, Observed::Dir { meta: m, .. }) => meta == m,
-                (Prior::Symlink { target }, Observed::Symlink { target: t }) => target == t,
-                _ => false,
+    fn restore_services(&self, t: &Target<'_>) -> Result<()> {
+        if !t.live() || self.services.is_empty() {
+            return Ok(());
+        }
+        let units: Vec<String> = self.services.iter().map(|s| s.unit.clone()).collect();
+        let now = systemctl::show(&units)?;
+        let mut failures = Vec::new();
+        for s in &self.services {
+            let Some(cur) = now.get(&s.unit) else {
+                continue;
             };
-            if !same {
-                out.push(path.clone());
+            let mut run = |verb: &str| {
+                if let Err(e) = systemctl::run(None, verb, std::slice::from_ref(&s.unit)) {
+                    failures.push(format!("{e:#}"));
+                }
+            };
+            match (s.unit_file_state.as_str(), cur.unit_file_state.as_str()) {
+                ("enabled", "disabled") => run("enable"),
+                ("disabled", "enabled") => run("disable"),
+                _ => {}
+            }
+            if s.running {
+                run("restart");
+            } else if cur.running() {
+                run("stop");
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("failed to restore services: {}", failures.join("; "))
+        }
+    }
+
+    /// What still differs from the snapshot, in words (empty: restored).
+    pub fn differences(&self, t: &Target<'_>) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (path, prior) in &self.paths {
+            if !matches_prior(t, path, prior)? {
+                out.push(format!("{path} differs from before"));
+            }
+        }
+        if let Some(want) = &self.packages {
+            let now = rpm::query_all(t.root.path())?;
+            let (missing, extra) = package_diff(want, &now);
+            out.extend(
+                missing
+                    .iter()
+                    .map(|n| format!("package {n} is not installed again")),
+            );
+            out.extend(
+                extra
+                    .iter()
+                    .map(|n| format!("package {n} is still installed")),
+            );
+        }
+        if t.live() && !self.services.is_empty() {
+            let units: Vec<String> = self.services.iter().map(|s| s.unit.clone()).collect();
+            let now = systemctl::show(&units)?;
+            for s in &self.services {
+                let Some(cur) = now.get(&s.unit) else {
+                    continue;
+                };
+                if s.running != cur.running() {
+                    out.push(format!(
+                        "{} is {}, was {}",
+                        s.unit,
+                        if cur.active_state.is_empty() {
+                            "unknown"
+                        } else {
+                            &cur.active_state
+                        },
+                        if s.running { "running" } else { "not running" }
+                    ));
+                }
+                if s.unit_file_state != cur.unit_file_state
+                    && matches!(s.unit_file_state.as_str(), "enabled" | "disabled")
+                {
+                    out.push(format!(
+                        "{} is {}, was {}",
+                        s.unit, cur.unit_file_state, s.unit_file_state
+                    ));
+                }
             }
         }
         Ok(out)
     }
+
+    /// Object ids the snapshot needs.
+    pub fn objects(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().filter_map(|(_, p)| match p {
+            Prior::File { object, .. } => Some(object.as_str()),
+            _ => None,
+        })
+    }
 }
 
-fn restore_one(root: &FsRoot, path: &str, prior: &Prior) -> Result<()> {
+/// Builds in `want` that are not installed, and installed builds not in
+/// `want`, by NEVRA.
+fn package_diff(want: &[Nevra], now: &[Nevra]) -> (Vec<Nevra>, Vec<Nevra>) {
+    let missing = want.iter().filter(|n| !now.contains(n)).cloned().collect();
+    let extra = now.iter().filter(|n| !want.contains(n)).cloned().collect();
+    (missing, extra)
+}
+
+/// One transaction from the current package set to `want`: builds to put
+/// back come from the package store when it has them (the repository may
+/// no longer carry them), else by exact spec; names that were not installed
+/// are removed. `Ok(true)` when something changed.
+fn restore_packages(t: &Target<'_>, want: &[Nevra]) -> Result<bool> {
+    let now = rpm::query_all(t.root.path())?;
+    let (missing, extra) = package_diff(want, &now);
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(false);
+    }
+    let wanted_names: BTreeMap<&str, ()> = want.iter().map(|n| (n.name.as_str(), ())).collect();
+    let mut tx = dnf::Transaction::default();
+    for n in &missing {
+        let stored = package_store::dir(t.state_dir).join(package_store::file_name(n));
+        tx.install.push(if stored.is_file() {
+            stored.display().to_string()
+        } else {
+            warn!(package = %n, "not in the package store; asking the repositories for it");
+            format!("{}-{}.{}", n.name, n.evr, n.arch)
+        });
+    }
+    for n in &extra {
+        // A build replaced by an up- or downgrade goes with the install; a
+        // package that was not installed at all is removed.
+        if !wanted_names.contains_key(n.name.as_str()) && !tx.remove.contains(&n.name) {
+            tx.remove.push(n.name.clone());
+        }
+    }
+    info!(install = ?tx.install, remove = ?tx.remove, "restoring the package set");
+    dnf::apply(t.root.path(), &tx)?;
+    Ok(true)
+}
+
+/// Puts one path back. `Ok(true)` when it changed anything.
+fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
+    if matches_prior(t, path, prior)? {
+        return Ok(false);
+    }
+    let root = t.root;
     let now = root.observe(path)?;
     match (prior, now) {
-        (Prior::Missing, Observed::Missing { .. }) => Ok(()),
-        (Prior::Missing, Observed::Dir { .. }) => root.remove_dir(path),
-        (Prior::Missing, _) => root.remove_file(path),
-        (Prior::File { content, meta }, _) => root.write_file(path, content, *meta),
-        (Prior::Dir { meta }, Observed::Dir { .. }) => root.set_meta(path, *meta),
-        (Prior::Dir { meta }, Observed::Missing { .. }) => root.create_dir(path, *meta),
+        (Prior::Missing, Observed::Missing { .. }) => {}
+        (Prior::Missing, Observed::Dir { .. }) => root.remove_dir(path)?,
+        (Prior::Missing, _) => root.remove_file(path)?,
+        (Prior::File { object, meta }, Observed::Dir { .. }) => {
+            root.remove_dir(path)?;
+            root.write_file(path, &t.objects.get(object)?, *meta)?;
+        }
+        (Prior::File { object, meta }, _) => {
+            root.write_file(path, &t.objects.get(object)?, *meta)?
+        }
+        (Prior::Dir { meta }, Observed::Dir { .. }) => root.set_meta(path, *meta)?,
+        (Prior::Dir { meta }, Observed::Missing { .. }) => root.create_dir(path, *meta)?,
         (Prior::Dir { meta }, _) => {
             root.remove_file(path)?;
-            root.create_dir(path, *meta)
+            root.create_dir(path, *meta)?;
         }
-        (Prior::Symlink { target }, _) => root.symlink(path, target),
+        (Prior::Symlink { target }, Observed::Dir { .. }) => {
+            root.remove_dir(path)?;
+            root.symlink(path, target)?;
+        }
+        (Prior::Symlink { target }, _) => root.symlink(path, target)?,
     }
-    .with_context(|| format!("while restoring {}", root.display(path)))
+    Ok(true)
+}
+
+fn matches_prior(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
+    let now = t.root.observe(path)?;
+    Ok(match (prior, &now) {
+        (Prior::Missing, Observed::Missing { .. }) => true,
+        (
+            Prior::File { object, meta },
+            Observed::File {
+                meta: m, sha256, ..
+            },
+        ) => meta == m && hex::encode(sha256) == *object,
+        (Prior::Dir { meta }, Observed::Dir { meta: m, .. }) => meta == m,
+        (Prior::Symlink { target }, Observed::Symlink { target: now }) => target == now,
+        _ => false,
+    })
 }

@@ -27,6 +27,43 @@ pub struct AgentState {
     /// The last fetch attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetch: Option<FetchRecord>,
+    /// The last desired state that converged and passed its checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good: Option<Mark>,
+    /// A desired state (commit or content hash) that is not applied again
+    /// until the source moves on or `driftless retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Mark>,
+    /// Consecutive converges of one key cut short by a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
+    /// Set by `driftless rollback`: hold the host, apply nothing, until
+    /// `driftless resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Mark>,
+}
+
+/// A desired state by key, with when and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// Commit id, or `sha256:…` of a `--repo` desired state.
+    pub key: String,
+    /// Where it came from (`commit …`, `directory …`).
+    pub source: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Why (for quarantine and pins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Consecutive interrupted converges of one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    /// The key.
+    pub key: String,
+    /// How many in a row.
+    pub count: u32,
 }
 
 /// The outcome of one fetch.
@@ -64,15 +101,72 @@ impl AgentState {
     /// Writes the state atomically, creating the state directory (0700).
     pub fn save(&self, state_dir: &Path) -> Result<()> {
         ensure_state_dir(state_dir)?;
-        let root = FsRoot::open(state_dir)?;
-        let mut bytes = serde_json::to_vec_pretty(self).context("failed to encode agent state")?;
-        bytes.push(b'\n');
-        let meta = FsMeta {
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-            mode: 0o600,
+        write_json(state_dir, STATE_FILE.trim_start_matches('/'), self)
+    }
+}
+
+/// Writes `value` as pretty JSON to `dir/name`, atomically and durably, 0600.
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+    let mut bytes =
+        serde_json::to_vec_pretty(value).with_context(|| format!("failed to encode {name}"))?;
+    bytes.push(b'\n');
+    write_private(dir, name, &bytes)
+}
+
+/// Writes `dir/name` atomically and durably, owned by the agent, 0600.
+pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let root = FsRoot::open(dir)?;
+    let meta = FsMeta {
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        mode: 0o600,
+    };
+    root.write_file(&format!("/{name}"), bytes, meta)
+}
+
+/// Reads JSON from `path`; `None` when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("failed to parse {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+/// An exclusive lock on the state directory, held for a converge, a
+/// rollback or a recovery: two of them at once would each snapshot what
+/// the other is changing. Released when dropped (or when the process dies).
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl StateLock {
+    /// Takes the lock, waiting for another driftless to finish.
+    pub fn acquire(state_dir: &Path) -> Result<Self> {
+        ensure_state_dir(state_dir)?;
+        let path = state_dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        use nix::fcntl::{Flock, FlockArg};
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+                tracing::info!("another driftless holds {}; waiting", path.display());
+                Flock::lock(file, FlockArg::LockExclusive)
+                    .map_err(|(_, e)| e)
+                    .with_context(|| format!("failed to lock {}", path.display()))?
+            }
+            Err((_, e)) => {
+                return Err(e).with_context(|| format!("failed to lock {}", path.display()));
+            }
         };
-        root.write_file(STATE_FILE, &bytes, meta)
+        Ok(Self { _lock: lock })
     }
 }
 
@@ -107,6 +201,13 @@ mod tests {
                 head: None,
                 error: Some("down".into()),
             }),
+            quarantine: Some(Mark {
+                key: "abc".into(),
+                source: "commit abc".into(),
+                at: now(),
+                reason: Some("check web failed".into()),
+            }),
+            ..AgentState::default()
         };
         s.save(&dir).expect("save");
         assert_eq!(AgentState::load(&dir).expect("load"), s);

@@ -46,7 +46,7 @@ impl fmt::Display for Diagnostic {
 
 /// Where a declaration came from, kept with each resource so that later
 /// errors (conflicts, unknown references) can point back at it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Origin {
     /// Repo-relative file.
     pub file: String,

@@ -7,12 +7,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::diag::Origin;
 
 /// The kinds of resource, in the order a converge applies them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A dnf repository file under `/etc/yum.repos.d`.
@@ -60,7 +60,7 @@ impl Kind {
 
 /// The identity of a resource: one package by name, one path by path, one
 /// unit by unit name. Written `kind:key`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResourceId {
     /// What kind of thing.
     pub kind: Kind,
@@ -85,7 +85,7 @@ impl fmt::Display for ResourceId {
 }
 
 /// Present or absent, for resources that can be removed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ensure {
     /// The resource must exist as declared.
@@ -95,7 +95,7 @@ pub enum Ensure {
 }
 
 /// The state a package should be in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "state", content = "version")]
 pub enum PackageState {
     /// Installed, any version (or exactly `Some(evr)`).
@@ -107,7 +107,7 @@ pub enum PackageState {
 }
 
 /// A dnf repository, written as `/etc/yum.repos.d/<name>.repo`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Repo {
     /// Repository id, also the file name.
     pub name: String,
@@ -126,7 +126,7 @@ pub struct Repo {
 }
 
 /// The one source of a repository's packages.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RepoLocation {
     /// `baseurl=`
@@ -167,7 +167,7 @@ impl Repo {
 }
 
 /// An RPM package.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     /// Package name.
     pub name: String,
@@ -176,7 +176,7 @@ pub struct Package {
 }
 
 /// Owner, group and permission bits of a path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// User name or numeric uid.
     pub owner: String,
@@ -187,7 +187,7 @@ pub struct Meta {
 }
 
 /// A regular file with its final (read and rendered) content.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct File {
     /// Absolute, normalised path on the host.
     pub path: String,
@@ -203,7 +203,7 @@ pub struct File {
 }
 
 /// A directory.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
     /// Absolute, normalised path.
     pub path: String,
@@ -214,7 +214,7 @@ pub struct Directory {
 }
 
 /// A symbolic link.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Symlink {
     /// Absolute, normalised path of the link itself.
     pub path: String,
@@ -225,7 +225,7 @@ pub struct Symlink {
 }
 
 /// Whether a unit should run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     /// Active.
@@ -235,7 +235,7 @@ pub enum RunState {
 }
 
 /// A systemd unit. Unset fields are not managed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     /// Full unit name (`nginx.service`).
     pub unit: String,
@@ -250,7 +250,7 @@ pub struct Service {
 }
 
 /// What a health check probes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Probe {
     /// Run this argv; exit 0 is healthy.
@@ -262,7 +262,7 @@ pub enum Probe {
 }
 
 /// A health check that gates a converge.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// Unique name.
     pub name: String,
@@ -281,13 +281,20 @@ pub struct Check {
 mod humantime_serde_compat {
     use std::time::Duration;
 
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 
 /// One declared resource.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Resource {
     /// See [`Repo`].
@@ -330,7 +337,7 @@ impl Resource {
 }
 
 /// A resource with where it was declared.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Declared {
     /// The resource.
     pub resource: Resource,
@@ -340,7 +347,7 @@ pub struct Declared {
 }
 
 /// Everything one host should be.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DesiredState {
     /// Host name the state was computed for.
     pub host: String,

@@ -63,7 +63,7 @@ impl UnitObs {
 }
 
 /// Owner, group and permission bits as numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FsMeta {
     /// Owner uid.
     pub uid: u32,

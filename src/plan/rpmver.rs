@@ -4,10 +4,10 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Epoch, version and release of one build.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Evr {
     /// Epoch; an absent epoch is 0.
     pub epoch: u64,
@@ -58,7 +58,7 @@ impl fmt::Display for Evr {
 }
 
 /// One installed package build.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Nevra {
     /// Package name.
     pub name: String,

@@ -1,17 +1,19 @@
-//! `<state_dir>/packages/`: a copy of every RPM driftless installs, so that
-//! a rollback can reinstall a build the repository no longer carries.
+//! `<state_dir>/packages/`: a copy of every RPM driftless installs, and of
+//! every installed RPM a transaction is about to replace, so that a rollback
+//! can reinstall a build the repository no longer carries.
 //!
-//! Kept: the builds installed now and the ones they replaced in the last
-//! transaction (one step back). Generations will widen this window.
+//! Which files are kept is decided by the generations (see `generations`):
+//! builds any kept snapshot or the current package set refers to.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use tracing::{debug, info};
+use anyhow::{Context, Result, bail};
+use tracing::{debug, info, warn};
 
 use super::command::Cmd;
-use super::rpm::Installed;
 use crate::plan::rpmver::Nevra;
 
 /// Where dnf 4 and dnf 5 keep downloaded packages (with `keepcache`).
@@ -30,70 +32,104 @@ pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("packages")
 }
 
-/// Copies the builds of `after` that are new into the store, and removes
-/// stored builds that are neither in `before` nor in `after`.
-pub fn keep(root: &Path, state_dir: &Path, before: &Installed, after: &Installed) -> Result<()> {
+/// Makes sure the store holds the RPM of each build in `builds`: from the
+/// store itself, dnf's cache, or the location the repositories report
+/// (`file://` copied, `http(s)://` downloaded). A build that cannot be found
+/// anywhere is a warning: rollback to it will then need the repository.
+pub fn save(root: &Path, state_dir: &Path, builds: &[Nevra]) -> Result<()> {
     let store = dir(state_dir);
     crate::state::ensure_state_dir(state_dir)?;
     std::fs::create_dir_all(&store)
         .with_context(|| format!("failed to create {}", store.display()))?;
-    let all = |m: &Installed| -> Vec<Nevra> { m.values().flatten().cloned().collect() };
     let mut missing = Vec::new();
-    for n in all(after) {
-        let name = file_name(&n);
-        let dest = store.join(&name);
-        if dest.exists() {
+    for n in builds {
+        let dest = store.join(file_name(n));
+        if dest.is_file() {
             continue;
         }
-        match find_in_cache(root, &name) {
+        match find_in_cache(root, &file_name(n)) {
             Some(src) => copy(&src, &dest)?,
             None => missing.push(n),
         }
     }
-    if !missing.is_empty() {
-        // Packages from local (file://) repositories are not cached by dnf:
-        // ask where they are, in one call.
-        let specs: Vec<String> = missing
-            .iter()
-            .map(|n| format!("{}-{}.{}", n.name, n.evr, n.arch))
-            .collect();
-        let out = Cmd::new("dnf")
-            .args(if root == Path::new("/") {
-                vec![]
-            } else {
-                vec![format!("--installroot={}", root.display())]
-            })
-            .args(["-q", "repoquery", "--location"])
-            .args(&specs)
-            .run()
-            .context("failed to locate the installed RPMs")?;
-        for line in out.stdout.lines() {
-            if let Some(path) = line.trim().strip_prefix("file://") {
-                let src = Path::new(path);
-                if let Some(name) = src.file_name() {
-                    copy(src, &store.join(name))?;
-                }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // One query for all the rest.
+    let specs: Vec<String> = missing
+        .iter()
+        .map(|n| format!("{}-{}.{}", n.name, n.evr, n.arch))
+        .collect();
+    let out = Cmd::new("dnf")
+        .args(if root == Path::new("/") {
+            vec![]
+        } else {
+            vec![format!("--installroot={}", root.display())]
+        })
+        .args(["-q", "repoquery", "--location"])
+        .args(&specs)
+        .timeout(Duration::from_secs(300))
+        .run()
+        .context("failed to locate RPMs for the package store")?;
+    for line in out.stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Some(name) = line.rsplit('/').next().filter(|n| n.ends_with(".rpm")) else {
+            continue;
+        };
+        let dest = store.join(name);
+        if dest.is_file() {
+            continue;
+        }
+        let result = match line.strip_prefix("file://") {
+            Some(path) => copy(Path::new(path), &dest),
+            None if line.starts_with("https://") || line.starts_with("http://") => {
+                download(line, &dest)
             }
+            None => continue,
+        };
+        if let Err(e) = result {
+            warn!(
+                rpm = name,
+                error = format!("{e:#}"),
+                "could not keep an RPM in the package store"
+            );
         }
     }
-    let keep: BTreeSet<String> = all(before)
-        .iter()
-        .chain(all(after).iter())
-        .map(file_name)
-        .collect();
-    for entry in
-        std::fs::read_dir(&store).with_context(|| format!("failed to list {}", store.display()))?
-    {
+    for n in missing {
+        if !store.join(file_name(n)).is_file() {
+            warn!(package = %n, "no RPM found for the package store; a rollback to it needs the repository");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the store holds any RPM.
+pub fn has_any(state_dir: &Path) -> bool {
+    std::fs::read_dir(dir(state_dir))
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".rpm"))))
+        .unwrap_or(false)
+}
+
+/// Removes stored RPMs whose file name is not in `keep`.
+pub fn retain(state_dir: &Path, keep: &BTreeSet<String>) -> Result<usize> {
+    let store = dir(state_dir);
+    let Ok(entries) = std::fs::read_dir(&store) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries {
         let entry = entry.with_context(|| format!("failed to list {}", store.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".rpm") && !keep.contains(&name) {
             debug!(rpm = %name, "removing from the package store");
             std::fs::remove_file(entry.path())
                 .with_context(|| format!("failed to remove {}", entry.path().display()))?;
+            removed += 1;
         }
     }
-    info!(store = %store.display(), kept = keep.len(), "package store updated");
-    Ok(())
+    if removed > 0 {
+        info!(removed, "package store garbage-collected");
+    }
+    Ok(removed)
 }
 
 fn find_in_cache(root: &Path, name: &str) -> Option<PathBuf> {
@@ -116,9 +152,42 @@ fn copy(src: &Path, dest: &Path) -> Result<()> {
     let tmp = dest.with_extension("rpm.tmp");
     std::fs::copy(src, &tmp)
         .with_context(|| format!("failed to copy {} to {}", src.display(), tmp.display()))?;
-    std::fs::File::open(&tmp)
+    finish(&tmp, dest)
+}
+
+fn download(url: &str, dest: &Path) -> Result<()> {
+    let tmp = dest.with_extension("rpm.tmp");
+    let mut file = std::fs::File::create(&tmp)
+        .with_context(|| format!("failed to create {}", tmp.display()))?;
+    let mut easy = curl::easy::Easy::new();
+    easy.url(url)?;
+    easy.follow_location(true)?;
+    easy.fail_on_error(true)?;
+    easy.timeout(Duration::from_secs(300))?;
+    let mut write_error = None;
+    {
+        let mut transfer = easy.transfer();
+        transfer.write_function(|data| match file.write_all(data) {
+            Ok(()) => Ok(data.len()),
+            Err(e) => {
+                write_error = Some(e);
+                Ok(0)
+            }
+        })?;
+        transfer
+            .perform()
+            .with_context(|| format!("failed to download {url}"))?;
+    }
+    if let Some(e) = write_error {
+        bail!("failed to write {}: {e}", tmp.display());
+    }
+    finish(&tmp, dest)
+}
+
+fn finish(tmp: &Path, dest: &Path) -> Result<()> {
+    std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("failed to sync {}", tmp.display()))?;
-    std::fs::rename(&tmp, dest)
+    std::fs::rename(tmp, dest)
         .with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))
 }

@@ -40,6 +40,41 @@ pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
     Ok(parse_query(&out.stdout, names))
 }
 
+/// Every installed build under `root` (`rpm -qa`): the package set a
+/// snapshot records and a rollback restores. Sorted.
+pub fn query_all(root: &Path) -> Result<Vec<Nevra>> {
+    let mut cmd = Cmd::new("rpm");
+    if root != Path::new("/") {
+        cmd = cmd.arg("--root").arg(root);
+    }
+    let out = cmd
+        .args(["-qa", "--qf", QUERY_FORMAT])
+        .timeout(Duration::from_secs(300))
+        .run()
+        .context("failed to list installed packages")?;
+    let mut all: Vec<Nevra> = parse_lines(&out.stdout).collect();
+    all.sort_by_key(ToString::to_string);
+    Ok(all)
+}
+
+fn parse_lines(stdout: &str) -> impl Iterator<Item = Nevra> + '_ {
+    stdout.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [name, epoch, version, release, arch] = f.as_slice() else {
+            return None;
+        };
+        Some(Nevra {
+            name: (*name).to_owned(),
+            evr: Evr {
+                epoch: epoch.parse().ok()?,
+                version: (*version).to_owned(),
+                release: (*release).to_owned(),
+            },
+            arch: (*arch).to_owned(),
+        })
+    })
+}
+
 /// `rpm -q` exits with the number of queried packages that are not
 /// installed ("package x is not installed" on stdout): that is an answer.
 /// A real failure (a broken database) says so on stderr.
@@ -55,25 +90,11 @@ pub fn check_exit(code: i32, stderr: &str) -> Result<()> {
 /// asked for (`rpm -q foo-1` would also match package `foo` version 1).
 pub fn parse_query(stdout: &str, names: &[String]) -> Installed {
     let mut out: Installed = names.iter().map(|n| (n.clone(), Vec::new())).collect();
-    for line in stdout.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [name, epoch, version, release, arch] = f.as_slice() else {
-            continue;
-        };
-        let Ok(epoch) = epoch.parse() else { continue };
-        if let Some(list) = out.get_mut(*name) {
-            let nevra = Nevra {
-                name: (*name).to_owned(),
-                evr: Evr {
-                    epoch,
-                    version: (*version).to_owned(),
-                    release: (*release).to_owned(),
-                },
-                arch: (*arch).to_owned(),
-            };
-            if !list.contains(&nevra) {
-                list.push(nevra);
-            }
+    for nevra in parse_lines(stdout) {
+        if let Some(list) = out.get_mut(&nevra.name)
+            && !list.contains(&nevra)
+        {
+            list.push(nevra);
         }
     }
     out

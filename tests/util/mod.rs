@@ -39,8 +39,9 @@ pub struct Env {
 impl Env {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("agent.toml"), "").expect("write agent.toml");
-        Self { dir }
+        let env = Self { dir };
+        env.set_config("");
+        env
     }
 
     pub fn path(&self) -> &Path {
@@ -51,8 +52,16 @@ impl Env {
         self.dir.path().join("agent.toml")
     }
 
+    /// Writes the agent config: `text`, with this env's own state
+    /// directory (tests never touch /var/lib/driftless).
     pub fn set_config(&self, text: &str) {
+        let text = format!("state_dir = \"{}\"\n{text}", self.state_dir().display());
         std::fs::write(self.config(), text).expect("write agent.toml");
+    }
+
+    /// Where this env's agent keeps its state.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
     }
 
     /// Runs `driftless ARGS --config <this env's config>`.

@@ -1,0 +1,258 @@
+//! Health checks that gate a converge: the `[[check]]`s of the desired
+//! state, plus an implicit one that every service declared
+//! `state = "running"` is active (not activating, not failed) after a
+//! settle time. All of it within `[rollback] health_timeout`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use tracing::{info, warn};
+
+use crate::desired::model::{Check, Probe};
+use crate::fault;
+use crate::system::command::Cmd;
+use crate::system::systemctl;
+
+/// Limits of one health-check round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Everything must pass within this.
+    pub health_timeout: Duration,
+    /// Wait before judging services, so a unit that crashes right after
+    /// starting is caught.
+    pub settle: Duration,
+}
+
+/// Runs the checks; `Err` names the first check that did not pass and why.
+pub fn run(checks: &[Check], running_units: &[String], limits: Limits) -> Result<()> {
+    let deadline = Instant::now() + limits.health_timeout;
+    fault::point("during-checks");
+    if !running_units.is_empty() {
+        std::thread::sleep(limits.settle.min(remaining(deadline)));
+        services_active(running_units, deadline)?;
+    }
+    for c in checks {
+        run_check(c, deadline)?;
+        info!(check = %c.name, "health check passed");
+    }
+    Ok(())
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Every unit must be `active`; `activating` and `reloading` are waited for
+/// until the deadline.
+fn services_active(units: &[String], deadline: Instant) -> Result<()> {
+    loop {
+        let states = systemctl::show(units)?;
+        let mut waiting = None;
+        for (unit, obs) in &states {
+            match obs.active_state.as_str() {
+                "active" => {}
+                "activating" | "reloading" => waiting = Some(unit.clone()),
+                other => bail!("service {unit} is {other} after the converge, should be running"),
+            }
+        }
+        let Some(unit) = waiting else { return Ok(()) };
+        if Instant::now() >= deadline {
+            bail!("service {unit} is still activating when the health timeout ran out");
+        }
+        std::thread::sleep(Duration::from_millis(250).min(remaining(deadline)));
+    }
+}
+
+fn run_check(c: &Check, deadline: Instant) -> Result<()> {
+    let attempts = c.retries.saturating_add(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        let budget = c.timeout.min(remaining(deadline));
+        if budget.is_zero() {
+            bail!(
+                "check `{}` did not pass before the health timeout ran out (last: {last})",
+                c.name
+            );
+        }
+        match probe(&c.probe, budget) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                last = format!("{e:#}");
+                warn!(check = %c.name, attempt, attempts, error = %last, "health check failed");
+            }
+        }
+        if attempt < attempts {
+            std::thread::sleep(c.interval.min(remaining(deadline)));
+        }
+    }
+    bail!("check `{}` failed {attempts} time(s): {last}", c.name)
+}
+
+fn probe(p: &Probe, timeout: Duration) -> Result<()> {
+    match p {
+        Probe::Command(argv) => {
+            let (program, args) = argv
+                .split_first()
+                .ok_or_else(|| anyhow::anyhow!("empty command"))?;
+            Cmd::new(program).args(args).timeout(timeout).run()?;
+            Ok(())
+        }
+        Probe::Service(unit) => {
+            let states = systemctl::show(std::slice::from_ref(unit))?;
+            match states.get(unit).map(|o| o.active_state.as_str()) {
+                Some("active") => Ok(()),
+                Some(other) => bail!("{unit} is {other}"),
+                None => bail!("{unit} is unknown"),
+            }
+        }
+        Probe::Http(url) => http_get(url, timeout),
+    }
+}
+
+/// GET `url`; success is a 2xx status.
+fn http_get(url: &str, timeout: Duration) -> Result<()> {
+    let mut easy = curl::easy::Easy::new();
+    easy.url(url)?;
+    easy.timeout(timeout)?;
+    easy.connect_timeout(timeout)?;
+    easy.follow_location(false)?;
+    {
+        let mut t = easy.transfer();
+        t.write_function(|d| Ok(d.len()))?;
+        t.perform().map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+    }
+    let code = easy.response_code()?;
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        bail!("GET {url} answered {code}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn check(name: &str, probe: Probe, retries: u32) -> Check {
+        Check {
+            name: name.into(),
+            probe,
+            timeout: Duration::from_secs(2),
+            retries,
+            interval: Duration::from_millis(10),
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        health_timeout: Duration::from_secs(10),
+        settle: Duration::ZERO,
+    };
+
+    #[test]
+    fn command_checks_pass_fail_and_retry() {
+        assert!(
+            run(
+                &[check("ok", Probe::Command(vec!["true".into()]), 0)],
+                &[],
+                LIMITS
+            )
+            .is_ok()
+        );
+        let err = run(
+            &[check("bad", Probe::Command(vec!["false".into()]), 2)],
+            &[],
+            LIMITS,
+        )
+        .expect_err("fails");
+        assert!(
+            err.to_string().contains("check `bad` failed 3 time(s)"),
+            "{err}"
+        );
+        // Passes on the third attempt.
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("n");
+        let script = format!("echo x >> {0}; [ $(wc -l < {0}) -ge 3 ]", f.display());
+        assert!(
+            run(
+                &[check(
+                    "flaky",
+                    Probe::Command(vec!["sh".into(), "-c".into(), script]),
+                    3
+                )],
+                &[],
+                LIMITS
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_health_timeout_bounds_everything() {
+        let slow = Check {
+            timeout: Duration::from_secs(30),
+            ..check("slow", Probe::Command(vec!["sleep".into(), "20".into()]), 5)
+        };
+        let started = Instant::now();
+        let limits = Limits {
+            health_timeout: Duration::from_millis(500),
+            settle: Duration::ZERO,
+        };
+        assert!(run(&[slow], &[], limits).is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A one-shot HTTP server on 127.0.0.1 answering with `status`.
+    fn serve(status: &'static str) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut c, _)) = l.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf);
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+        format!("http://{addr}/health")
+    }
+
+    #[test]
+    fn http_checks_need_a_2xx() {
+        assert!(run(&[check("up", Probe::Http(serve("200 OK")), 0)], &[], LIMITS).is_ok());
+        let err = run(
+            &[check(
+                "down",
+                Probe::Http(serve("503 Service Unavailable")),
+                0,
+            )],
+            &[],
+            LIMITS,
+        )
+        .expect_err("503");
+        assert!(err.to_string().contains("503"), "{err}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        assert!(
+            run(
+                &[check(
+                    "refused",
+                    Probe::Http(format!("http://127.0.0.1:{port}/")),
+                    0
+                )],
+                &[],
+                LIMITS
+            )
+            .is_err()
+        );
+    }
+}
