@@ -233,6 +233,11 @@ pub fn converge(
 ) -> Result<()> {
     let dry = dry_run || settings.mode == Mode::Audit;
     report.root = Some(root_path.display().to_string());
+    // Loading is read-only on the host: an invalid repo changes nothing,
+    // not even the state directory.
+    let Some(loaded) = load(settings, args, source::Purpose::Apply, report)? else {
+        return Ok(());
+    };
     let root = converge::open_root(root_path, !dry)
         .with_context(|| format!("cannot use {} as the root", root_path.display()))?;
     let _lock = if dry {
@@ -241,6 +246,7 @@ pub fn converge(
         Some(StateLock::acquire(&settings.state_dir)?)
     };
     if let (false, Some(root)) = (dry, root.as_ref()) {
+        // What a crash left unfinished is rolled back before anything else.
         if !recover_into(settings, root, report)? {
             return Ok(());
         }
@@ -255,9 +261,6 @@ pub fn converge(
             return Ok(());
         }
     }
-    let Some(loaded) = load(settings, args, source::Purpose::Apply, report)? else {
-        return Ok(());
-    };
     let state = AgentState::load(&settings.state_dir)?;
     let key = loaded.key.clone();
     // A quarantined head is not applied again: hold at the last good state.

@@ -31,6 +31,10 @@ fn invalid_repo_corpus_is_rejected_with_located_errors_and_changes_nothing() {
         let repo = repo.to_str().expect("utf-8 path");
         let expected = std::fs::read_to_string(case.join("expected")).expect("expected file");
         let env = Env::new();
+        // A case may bring its own agent config (the state directory case).
+        if let Ok(agent) = std::fs::read_to_string(case.join("agent.toml")) {
+            env.set_raw_config(&agent);
+        }
         let v = env.run(&["validate", "--repo", repo, "--host", "h"]);
         if v.code != 1 || v.stderr.contains("panicked") {
             failures.push(format!(

@@ -59,6 +59,11 @@ impl Env {
         std::fs::write(self.config(), text).expect("write agent.toml");
     }
 
+    /// Writes the agent config exactly as given.
+    pub fn set_raw_config(&self, text: &str) {
+        std::fs::write(self.config(), text).expect("write agent.toml");
+    }
+
     /// Where this env's agent keeps its state.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
