@@ -285,14 +285,13 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
     };
     let result = apply(&cx, plan).and_then(|(changes, dnf)| {
         generation.dnf_transactions = dnf.clone();
-        if engine.live() {
-            let running: Vec<String> = declared_services(desired)
-                .iter()
-                .filter(|s| s.state == Some(crate::desired::model::RunState::Running))
-                .map(|s| s.unit.clone())
-                .collect();
-            health::run(&desired.checks, &running, engine.limits).context("health check failed")?;
-        }
+        let running: Vec<String> = declared_services(desired)
+            .iter()
+            .filter(|s| s.state == Some(crate::desired::model::RunState::Running))
+            .map(|s| s.unit.clone())
+            .collect();
+        health::run(&desired.checks, &running, engine.limits, engine.live())
+            .context("health check failed")?;
         Ok((changes, dnf))
     });
     let outcome = match result {

@@ -71,9 +71,15 @@ impl Env {
 
     /// Runs `driftless ARGS --config <this env's config>`.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Like [`Env::run`], with extra environment variables.
+    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let config = self.config();
         let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
             .args(args)
+            .envs(vars.iter().copied())
             .arg("--config")
             .arg(&config)
             .env_remove("DRIFTLESS_LOG")
@@ -81,7 +87,9 @@ impl Env {
             .output()
             .expect("run driftless");
         Run {
-            code: out.status.code().unwrap_or(-1),
+            code: out.status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(0)
+            }),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }

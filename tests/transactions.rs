@@ -1,0 +1,323 @@
+//! Converge as a transaction, in temporary roots (no systemd needed):
+//! generations, history, rollback and resume, failed health checks with
+//! quarantine and retry, and crash recovery at every named step.
+//! The package and service parts run in the system suite.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use util::{Env, Fingerprint, Run, fingerprint, write_repo};
+
+/// A config repo directory and a root, driven through the binary.
+struct Host {
+    env: Env,
+    repo: PathBuf,
+    root: PathBuf,
+}
+
+impl Host {
+    fn new() -> Self {
+        let env = Env::new();
+        let repo = env.path().join("repo");
+        let root = env.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+        std::fs::write(root.join("etc/app.conf"), "original\n").expect("write");
+        Self { env, repo, root }
+    }
+
+    /// Declares version `v` of the desired state: app.conf and a marker file
+    /// whose content says `v`, plus `extra` TOML.
+    fn declare(&self, v: &str, extra: &str) {
+        std::fs::remove_dir_all(&self.repo).ok();
+        write_repo(
+            &self.repo,
+            &[(
+                "hosts/h.toml",
+                &format!(
+                    "[[file]]\npath = '/etc/app.conf'\ncontent = \"{v}\\n\"\nmode = '0640'\n[[directory]]\npath = '/srv/app'\n[[file]]\npath = '/srv/app/version'\ncontent = '{v}'\n{extra}"
+                ),
+            )],
+        );
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let mut all: Vec<&str> = args.to_vec();
+        let (repo, root) = (
+            self.repo.to_str().expect("utf-8"),
+            self.root.to_str().expect("utf-8"),
+        );
+        if args[0] == "converge" || args[0] == "plan" {
+            all.extend(["--repo", repo, "--host", "h"]);
+        }
+        if matches!(args[0], "converge" | "plan" | "rollback" | "recover") {
+            all.extend(["--root", root]);
+        }
+        self.env.run_env(&all, vars)
+    }
+
+    fn converge(&self) -> Run {
+        self.run(&["converge", "--now"])
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let r = self.run(&a);
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not json ({e}): {}\n{}", r.stdout, r.stderr))
+    }
+
+    /// The root's state without times and inodes (an atomic restore writes
+    /// new inodes with the same bytes and metadata).
+    fn state(&self) -> Vec<(PathBuf, String)> {
+        strip(&fingerprint(&self.root))
+    }
+}
+
+fn strip(f: &Fingerprint) -> Vec<(PathBuf, String)> {
+    f.iter()
+        .map(|(p, v)| {
+            (
+                p.clone(),
+                v.split(" mtime=").next().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_changing_converge_is_a_generation_and_rollback_pins_the_host() {
+    let h = Host::new();
+    let before_all = h.state();
+    h.declare("v1", "");
+    h.converge().expect_code(2);
+    let v1 = h.state();
+    h.declare("v2", "");
+    let r = h.converge();
+    r.expect_code(2);
+    assert!(r.stdout.contains("(generation 2)"), "{}", r.stdout);
+    let v2 = h.state();
+    h.converge().expect_code(0);
+
+    let history = h.json(&["history"]);
+    let gens = history["history"].as_array().expect("generations");
+    assert_eq!(gens.len(), 2, "an in-sync converge is not a generation");
+    assert!(gens.iter().all(|g| g["status"] == "applied"), "{history}");
+    assert_eq!(gens[1]["changes"], 2);
+
+    // Roll back the last generation: v1 again, byte for byte, and pinned.
+    h.run(&["rollback"]).expect_code(0);
+    assert_eq!(h.state(), v1);
+    let st = h.json(&["status"]);
+    assert!(
+        st["status"]["pinned"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("generation 2")),
+        "{st}"
+    );
+    let r = h.converge();
+    r.expect_code(3);
+    assert!(r.stderr.contains("pinned"), "{}", r.stderr);
+    assert_eq!(h.state(), v1, "a pinned host must not be converged");
+
+    // Resume: the head (v2) applies again.
+    h.run(&["resume"]).expect_code(0);
+    h.converge().expect_code(2);
+    assert_eq!(h.state(), v2);
+
+    // Roll back to before generation 1: everything driftless did is undone.
+    h.run(&["rollback", "--to", "1"]).expect_code(0);
+    assert_eq!(h.state(), before_all);
+    let statuses: Vec<String> = h.json(&["history"])["history"]
+        .as_array()
+        .expect("generations")
+        .iter()
+        .map(|g| g["status"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(statuses, ["undone", "undone", "undone"]);
+    assert!(
+        h.run(&["rollback", "--to", "99"])
+            .stderr
+            .contains("no generation 99")
+    );
+}
+
+#[test]
+fn a_failed_check_rolls_back_and_quarantines_until_the_head_moves_or_retry() {
+    let h = Host::new();
+    h.declare("v1", "[[check]]\nname = 'ok'\ncommand = ['true']\n");
+    h.converge().expect_code(2);
+    let v1 = h.state();
+
+    // v2 breaks its check: restored, exit 4, quarantined.
+    let bad =
+        "[[check]]\nname = 'app-answers'\ncommand = ['false']\nretries = 1\ninterval = '10ms'\n";
+    h.declare("v2", bad);
+    let r = h.converge();
+    r.expect_code(4);
+    assert!(
+        r.stderr.contains("check `app-answers` failed 2 time(s)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.state(), v1, "not restored byte for byte");
+    let st = h.json(&["status"]);
+    assert!(
+        st["status"]["quarantine"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("app-answers")),
+        "{st}"
+    );
+    assert_eq!(h.json(&["history"])["history"][1]["status"], "rolled-back");
+
+    // The same head again: held at last good, not retried; drift is healed
+    // towards the last good state meanwhile.
+    std::fs::write(h.root.join("srv/app/version"), "tampered").expect("drift");
+    let r = h.converge();
+    r.expect_code(3);
+    assert!(r.stdout.contains("quarantined"), "{}", r.stdout);
+    assert_eq!(
+        h.state(),
+        v1,
+        "held converge must heal drift towards last good"
+    );
+    h.converge().expect_code(3);
+
+    // `retry` lifts the quarantine: tried again, fails again.
+    h.run(&["retry"]).expect_code(0);
+    h.converge().expect_code(4);
+    h.converge().expect_code(3);
+
+    // A new head is tried.
+    h.declare("v3", "");
+    h.converge().expect_code(2);
+    assert!(
+        h.json(&["status"])["status"]["quarantine"].is_object(),
+        "the old quarantine stays recorded"
+    );
+    h.converge().expect_code(0);
+}
+
+/// Kills driftless (SIGKILL, like a power loss) at every named step of a
+/// converge, then proves that recovery puts back exactly the old state and
+/// that the next converge reaches exactly the new one.
+#[test]
+fn a_crash_at_every_step_recovers_to_the_old_state_then_converges() {
+    let steps: &[(&str, &str)] = &[
+        ("after-snapshot", ""),
+        ("after-file:1", ""),
+        ("after-file:2", ""),
+        ("after-file:3", ""),
+        ("after-file:4", ""),
+        (
+            "during-checks",
+            "[[check]]\nname = 'ok'\ncommand = ['true']\n",
+        ),
+        (
+            "mid-rollback",
+            "[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+        ),
+    ];
+    // v2 changes four paths: a new directory, two files, a new symlink.
+    let more = "[[directory]]\npath = '/srv/app/data'\n[[symlink]]\npath = '/srv/app/current'\ntarget = 'version'\n";
+    for (step, check) in steps {
+        let check = format!("{more}{check}");
+        let h = Host::new();
+        h.declare("v1", "");
+        h.converge().expect_code(2);
+        let old = h.state();
+        h.declare("v2", &check);
+        let r = h.run_env(&["converge", "--now"], &[("DRIFTLESS_FAULT", step)]);
+        assert_eq!(
+            r.code, 137,
+            "{step}: driftless was not killed\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        let r = h.run(&["recover"]);
+        r.expect_code(0);
+        assert!(
+            r.stdout.contains("cut short by a crash"),
+            "{step}: {}",
+            r.stdout
+        );
+        assert_eq!(
+            h.state(),
+            old,
+            "{step}: recovery did not restore the old state"
+        );
+        assert_eq!(
+            h.json(&["history"])["history"][1]["status"],
+            "interrupted",
+            "{step}"
+        );
+        h.run(&["recover"]).expect_code(0);
+        if check.contains("broken") {
+            h.converge().expect_code(4);
+            assert_eq!(h.state(), old, "{step}");
+        } else {
+            h.converge().expect_code(2);
+            h.converge().expect_code(0);
+            assert_eq!(
+                std::fs::read_to_string(h.root.join("srv/app/version")).expect("read"),
+                "v2",
+                "{step}"
+            );
+            assert_eq!(
+                std::fs::read_link(h.root.join("srv/app/current")).expect("link"),
+                Path::new("version"),
+                "{step}"
+            );
+        }
+    }
+}
+
+#[test]
+fn three_interrupted_converges_in_a_row_quarantine_the_head() {
+    let h = Host::new();
+    h.declare("v1", "");
+    h.converge().expect_code(2);
+    let v1 = h.state();
+    h.declare("v2", "");
+    for n in 1..=3 {
+        let r = h.run_env(
+            &["converge", "--now"],
+            &[("DRIFTLESS_FAULT", "after-file:1")],
+        );
+        assert_eq!(r.code, 137, "attempt {n}: {}", r.stderr);
+    }
+    // The next start recovers the third interrupted attempt, counts it,
+    // and holds the host at the last good state.
+    let r = h.converge();
+    r.expect_code(3);
+    assert_eq!(h.state(), v1);
+    let st = h.json(&["status"]);
+    assert!(
+        st["status"]["quarantine"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("3 converges in a row were interrupted")),
+        "{st}"
+    );
+}
+
+#[test]
+fn commands_report_clearly_when_there_is_nothing_to_do() {
+    let h = Host::new();
+    assert!(
+        h.run(&["rollback"])
+            .stderr
+            .contains("no applied generation")
+    );
+    let r = h.run(&["recover"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("nothing to recover"));
+    h.run(&["resume"]).expect_code(0);
+    h.run(&["retry"]).expect_code(0);
+    let st = h.json(&["status"]);
+    assert!(st["status"]["last_good"].is_null());
+    let _ = Path::new("/");
+}
