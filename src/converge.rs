@@ -202,19 +202,31 @@ impl Engine<'_> {
     fn live(&self) -> bool {
         self.root.path() == Path::new("/")
     }
+
+    /// The generations and the object store of the state directory.
+    fn stores(&self) -> Result<(Generations, Objects)> {
+        Ok((
+            Generations::open(self.state_dir)?,
+            Objects::open(self.state_dir)?,
+        ))
+    }
+
+    /// Where snapshots are taken and restored.
+    fn target<'b>(&'b self, objects: &'b Objects) -> Target<'b> {
+        Target {
+            root: self.root,
+            objects,
+            state_dir: self.state_dir,
+        }
+    }
 }
 
 /// Runs `prepared` (a non-empty plan) as a transaction under generation
 /// bookkeeping; `key` identifies the desired state (commit or hash).
 /// `Err` only when nothing was changed (the snapshot could not be taken).
 pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<Outcome> {
-    let objects = Objects::open(engine.state_dir)?;
-    let gens = Generations::open(engine.state_dir)?;
-    let target = Target {
-        root: engine.root,
-        objects: &objects,
-        state_dir: engine.state_dir,
-    };
+    let (gens, objects) = engine.stores()?;
+    let target = engine.target(&objects);
     let plan = &prepared.plan;
     let desired = &prepared.desired;
     let packages_change = plan
@@ -394,13 +406,8 @@ fn collect_garbage(engine: &Engine<'_>, gens: &Generations, objects: &Objects) -
 /// Undoes an applied generation (`driftless rollback`): restores its
 /// snapshot and marks it undone.
 pub fn undo(engine: &Engine<'_>, mut generation: Generation) -> Result<Outcome> {
-    let gens = Generations::open(engine.state_dir)?;
-    let objects = Objects::open(engine.state_dir)?;
-    let target = Target {
-        root: engine.root,
-        objects: &objects,
-        state_dir: engine.state_dir,
-    };
+    let (gens, objects) = engine.stores()?;
+    let target = engine.target(&objects);
     let snapshot = gens.snapshot(generation.id)?;
     info!(generation = generation.id, "undoing generation on request");
     rollback(
@@ -439,11 +446,7 @@ pub fn recover(engine: &Engine<'_>) -> Result<Vec<Recovered>> {
     }
     wait_for_package_managers(PACKAGE_MANAGER_WAIT)?;
     let objects = Objects::open(engine.state_dir)?;
-    let target = Target {
-        root: engine.root,
-        objects: &objects,
-        state_dir: engine.state_dir,
-    };
+    let target = engine.target(&objects);
     let mut out = Vec::new();
     for mut g in unfinished.into_iter().rev() {
         warn!(generation = g.id, status = ?g.status, "found a converge cut short by a crash; rolling it back");

@@ -292,12 +292,21 @@ pub fn converge(
         return Ok(());
     };
     let good_key = held.as_ref().map_or(key.clone(), |(_, k)| k.clone());
-    if prepared.plan.is_empty() {
-        report.result = if held.is_some() {
+    let held_or = |normal| {
+        if held.is_some() {
             Outcome::Held
         } else {
-            Outcome::InSync
-        };
+            normal
+        }
+    };
+    if prepared.plan.is_empty() || dry {
+        if !prepared.plan.is_empty() {
+            report.result = held_or(Outcome::ChangesPending);
+            report.notes.extend(prepared.plan.notes.iter().cloned());
+            report.changes = prepared.plan.changes;
+            return Ok(());
+        }
+        report.result = held_or(Outcome::InSync);
         if !dry && held.is_none() {
             record_good(
                 settings,
@@ -307,16 +316,6 @@ pub fn converge(
                 loaded.commit,
             )?;
         }
-        return Ok(());
-    }
-    if dry {
-        report.result = if held.is_some() {
-            Outcome::Held
-        } else {
-            Outcome::ChangesPending
-        };
-        report.notes.extend(prepared.plan.notes.iter().cloned());
-        report.changes = prepared.plan.changes;
         return Ok(());
     }
     let Some(root) = root else {
@@ -330,11 +329,7 @@ pub fn converge(
             dnf_transactions,
         } => {
             report.generation = Some(generation);
-            report.result = if held.is_some() {
-                Outcome::Held
-            } else {
-                Outcome::Changed
-            };
+            report.result = held_or(Outcome::Changed);
             report.changes = changes;
             report.dnf_transactions = dnf_transactions;
             if held.is_none() {
