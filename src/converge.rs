@@ -240,7 +240,7 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
         .iter()
         .filter_map(|c| c.op.path().map(str::to_owned))
         .collect();
-    let mut units: Vec<String> = plan
+    let mut touched: Vec<String> = plan
         .changes
         .iter()
         .filter_map(|c| match &c.op {
@@ -258,13 +258,24 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
         .collect();
     if packages_change {
         paths.extend(plan::paths_to_observe(desired));
-        units = declared_services(desired)
+        touched = declared_services(desired)
             .iter()
             .map(|s| s.unit.clone())
             .collect();
     }
-    units.sort();
-    units.dedup();
+    touched.sort();
+    touched.dedup();
+    let units: Vec<(String, Vec<String>)> = touched
+        .into_iter()
+        .map(|u| {
+            let depends = declared_services(desired)
+                .iter()
+                .find(|s| s.unit == u)
+                .map(|s| dependency_keys(desired, s))
+                .unwrap_or_default();
+            (u, depends)
+        })
+        .collect();
     let snapshot = Snapshot::capture(
         &target,
         &paths,
@@ -610,6 +621,23 @@ fn replan(
         );
     }
     Ok(plan.changes)
+}
+
+/// What a service's `restart_on`/`reload_on` point at, as a rollback sees
+/// it: host paths, and `package:NAME`.
+fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
+    s.restart_on
+        .iter()
+        .chain(&s.reload_on)
+        .filter_map(|id| match id.kind {
+            Kind::Package => Some(id.to_string()),
+            _ => desired
+                .resources
+                .iter()
+                .find(|d| d.resource.id() == *id)
+                .and_then(|d| d.resource.path()),
+        })
+        .collect()
 }
 
 fn declared_services(desired: &DesiredState) -> Vec<&Service> {

@@ -140,6 +140,11 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    /// The checks as they run with `--root` (no unit probes).
+    fn run(checks: &[Check], units: &[String], limits: Limits) -> Result<()> {
+        super::run(checks, units, limits, false)
+    }
+
     fn check(name: &str, probe: Probe, retries: u32) -> Check {
         Check {
             name: name.into(),
@@ -204,7 +209,7 @@ mod tests {
             health_timeout: Duration::from_millis(500),
             settle: Duration::ZERO,
         };
-        assert!(run(&[slow], &[], limits, false).is_err());
+        assert!(run(&[slow], &[], limits).is_err());
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{:?}",
@@ -231,15 +236,7 @@ mod tests {
 
     #[test]
     fn http_checks_need_a_2xx() {
-        assert!(
-            run(
-                &[check("up", Probe::Http(serve("200 OK")), 0)],
-                &[],
-                LIMITS,
-                false
-            )
-            .is_ok()
-        );
+        assert!(run(&[check("up", Probe::Http(serve("200 OK")), 0)], &[], LIMITS).is_ok());
         let err = run(
             &[check(
                 "down",

@@ -58,6 +58,10 @@ pub struct ServicePrior {
     pub unit_file_state: String,
     /// Whether it was running.
     pub running: bool,
+    /// What it depends on (`restart_on`/`reload_on`): host paths, and
+    /// `package:NAME`. A rollback restarts it when one of them is restored.
+    #[serde(default)]
+    pub depends: Vec<String>,
 }
 
 /// Everything needed to put the host back.
@@ -96,7 +100,7 @@ impl Snapshot {
         t: &Target<'_>,
         paths: &[String],
         packages: Option<&[String]>,
-        units: &[String],
+        units: &[(String, Vec<String>)],
     ) -> Result<Self> {
         let mut snap = Snapshot::default();
         let mut seen = std::collections::HashSet::new();
@@ -136,11 +140,17 @@ impl Snapshot {
             snap.packages = Some(all);
         }
         if t.live() && !units.is_empty() {
-            for (unit, obs) in systemctl::show(units)? {
+            let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
+            let states = systemctl::show(&names)?;
+            for (unit, depends) in units {
+                let Some(obs) = states.get(unit) else {
+                    continue;
+                };
                 snap.services.push(ServicePrior {
-                    unit,
+                    unit: unit.clone(),
                     unit_file_state: obs.unit_file_state.clone(),
                     running: obs.running(),
+                    depends: depends.clone(),
                 });
             }
         }
@@ -160,10 +170,14 @@ impl Snapshot {
         // still has files in it: such paths get a second try after the
         // package set is restored.
         let mut retry = Vec::new();
+        let mut restored: Vec<&str> = Vec::new();
         for (i, (path, prior)) in self.paths.iter().rev().enumerate() {
             match restore_path(t, path, prior) {
                 Ok(changed) => {
-                    unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d))
+                    unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d));
+                    if changed {
+                        restored.push(path);
+                    }
                 }
                 Err(e) => retry.push((path, prior, e)),
             }
@@ -181,7 +195,10 @@ impl Snapshot {
         for (path, prior, first) in retry {
             match restore_path(t, path, prior) {
                 Ok(changed) => {
-                    unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d))
+                    unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d));
+                    if changed {
+                        restored.push(path);
+                    }
                 }
                 Err(e) => errors.push(e.context(format!(
                     "failed to restore {} (first try: {first:#})",
@@ -195,13 +212,18 @@ impl Snapshot {
         {
             errors.push(e);
         }
-        if let Err(e) = self.restore_services(t) {
+        let changed = Restored {
+            paths: restored,
+            packages: packages_changed,
+            unit_files,
+        };
+        if let Err(e) = self.restore_services(t, &changed) {
             errors.push(e);
         }
         errors
     }
 
-    fn restore_services(&self, t: &Target<'_>) -> Result<()> {
+    fn restore_services(&self, t: &Target<'_>, changed: &Restored<'_>) -> Result<()> {
         if !t.live() || self.services.is_empty() {
             return Ok(());
         }
@@ -222,9 +244,11 @@ impl Snapshot {
                 ("disabled", "enabled") => run("disable"),
                 _ => {}
             }
-            if s.running {
+            // A running service is restarted when it stopped, or when what
+            // it runs or reads was put back; otherwise it is left alone.
+            if s.running && (!cur.running() || changed.affects(s)) {
                 run("restart");
-            } else if cur.running() {
+            } else if !s.running && cur.running() {
                 run("stop");
             }
         }
@@ -295,6 +319,23 @@ impl Snapshot {
             Prior::File { object, .. } => Some(object.as_str()),
             _ => None,
         })
+    }
+}
+
+/// What a restore actually changed, to decide which services to restart.
+struct Restored<'a> {
+    paths: Vec<&'a str>,
+    packages: bool,
+    unit_files: bool,
+}
+
+impl Restored<'_> {
+    /// Whether `s` must be restarted to run the restored state: packages
+    /// or unit files were put back, or one of its dependencies was.
+    fn affects(&self, s: &ServicePrior) -> bool {
+        self.packages
+            || self.unit_files
+            || s.depends.iter().any(|d| self.paths.iter().any(|p| p == d))
     }
 }
 
