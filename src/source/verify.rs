@@ -12,16 +12,15 @@
 //! `VALIDSIG` and none of the bad statuses. A "good" status alone is never
 //! enough (field notes: an unlisted key can still yield a "good" signature).
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 
 use super::git::commits_between;
+use crate::system::command::Cmd;
 
 /// Bound on each verifier subprocess: they are local and quick, so a stuck
 /// one (a gpg waiting for an agent, say) must not stall the agent.
@@ -295,14 +294,12 @@ fn verify_ssh(
 
     // Step 1: which principal does allowed_signers list for the signing key?
     // This checks listing (and validity dates) only, not the signature.
-    let mut find = Command::new("ssh-keygen");
-    find.arg("-Y")
-        .arg("find-principals")
-        .arg("-f")
+    let find = Cmd::new("ssh-keygen")
+        .args(["-Y", "find-principals", "-f"])
         .arg(allowed_signers)
         .arg("-s")
         .arg(&sig_path);
-    let found = run(find, None, SUBPROCESS_TIMEOUT)
+    let found = run(find)
         .context("running ssh-keygen -Y find-principals")
         .map_err(failed)?;
     if !found.success {
@@ -311,12 +308,33 @@ fn verify_ssh(
         if detail.contains("parse signature") || detail.contains("sshsig_") {
             return Err(SignatureRejected::Malformed { commit, detail });
         }
+        // Who signed, for the log: the key is not trusted, but its
+        // fingerprint tells an operator which key it was.
+        let signer = run(Cmd::new("ssh-keygen")
+            .args(["-Y", "check-novalidate", "-n", "git", "-s"])
+            .arg(&sig_path)
+            .stdin(signed))
+        .ok()
+        .and_then(|o| {
+            let text = format!(
+                "{} {}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.split_whitespace()
+                .find(|w| w.starts_with("SHA256:"))
+                .map(str::to_owned)
+        });
+        let listed = if detail.is_empty() {
+            format!("not listed in {}", allowed_signers.display())
+        } else {
+            detail
+        };
         return Err(SignatureRejected::NotAllowed {
             commit,
-            detail: if detail.is_empty() {
-                format!("key not listed in {}", allowed_signers.display())
-            } else {
-                detail
+            detail: match signer {
+                Some(fp) => format!("signer key {fp}: {listed}"),
+                None => listed,
             },
         });
     }
@@ -331,19 +349,15 @@ fn verify_ssh(
         })?;
 
     // Step 2: the cryptographic check, for that principal, in git's namespace.
-    let mut verify = Command::new("ssh-keygen");
-    verify
-        .arg("-Y")
-        .arg("verify")
-        .arg("-f")
+    let verify = Cmd::new("ssh-keygen")
+        .args(["-Y", "verify", "-f"])
         .arg(allowed_signers)
         .arg("-I")
         .arg(&principal)
-        .arg("-n")
-        .arg("git")
-        .arg("-s")
-        .arg(&sig_path);
-    let verified = run(verify, Some(signed), SUBPROCESS_TIMEOUT)
+        .args(["-n", "git", "-s"])
+        .arg(&sig_path)
+        .stdin(signed);
+    let verified = run(verify)
         .context("running ssh-keygen -Y verify")
         .map_err(failed)?;
     let out = String::from_utf8_lossy(&verified.stdout).into_owned();
@@ -403,28 +417,19 @@ fn verify_openpgp(
         .map_err(failed)?;
 
     let gpg = |args: &[&std::ffi::OsStr]| {
-        let mut cmd = Command::new("gpg");
-        cmd.env("GNUPGHOME", home.path())
-            .arg("--batch")
-            .arg("--no-tty")
-            .arg("--no-options")
+        Cmd::new("gpg")
+            .env("GNUPGHOME", home.path())
+            .args(["--batch", "--no-tty", "--no-options"])
             // gpg 2.2 otherwise starts a gpg-agent even for --import of public
             // keys, one per verification, lingering until its home vanishes.
-            .arg("--no-autostart")
-            .arg("--no-auto-key-retrieve")
+            .args(["--no-autostart", "--no-auto-key-retrieve"])
             // The keyring file is the allow-list: its keys need no web of trust.
-            .arg("--trust-model")
-            .arg("always")
-            .args(args);
-        cmd
+            .args(["--trust-model", "always"])
+            .args(args)
     };
-    let import = run(
-        gpg(&["--import".as_ref(), keyring.as_os_str()]),
-        None,
-        SUBPROCESS_TIMEOUT,
-    )
-    .with_context(|| format!("importing OpenPGP keyring {}", keyring.display()))
-    .map_err(failed)?;
+    let import = run(gpg(&["--import".as_ref(), keyring.as_os_str()]))
+        .with_context(|| format!("importing OpenPGP keyring {}", keyring.display()))
+        .map_err(failed)?;
     if !import.success {
         return Err(failed(anyhow::anyhow!(
             "importing OpenPGP keyring {}: {}",
@@ -433,17 +438,14 @@ fn verify_openpgp(
         )));
     }
 
-    let verified = run(
-        gpg(&[
-            "--status-fd".as_ref(),
-            "1".as_ref(),
-            "--verify".as_ref(),
-            sig_path.as_os_str(),
-            "-".as_ref(),
-        ]),
-        Some(signed),
-        SUBPROCESS_TIMEOUT,
-    )
+    let verified = run(gpg(&[
+        "--status-fd".as_ref(),
+        "1".as_ref(),
+        "--verify".as_ref(),
+        sig_path.as_os_str(),
+        "-".as_ref(),
+    ])
+    .stdin(signed))
     .context("running gpg --verify")
     .map_err(failed)?;
     let status = String::from_utf8_lossy(&verified.stdout).into_owned();
@@ -565,80 +567,14 @@ impl Output {
     }
 }
 
-/// Runs `cmd` with `stdin` fed from a thread (so a child that writes before
-/// reading cannot deadlock us), killing it after `timeout`.
-fn run(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    // English messages, since some are matched above.
-    cmd.env("LC_ALL", "C")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().with_context(|| format!("starting {program}"))?;
-
-    let writer = match (stdin, child.stdin.take()) {
-        (Some(data), Some(mut pipe)) => {
-            let data = data.to_vec();
-            // A child that exits without reading gives EPIPE: not our error to report.
-            Some(std::thread::spawn(move || {
-                let _ = pipe.write_all(&data);
-            }))
-        }
-        _ => None,
-    };
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out_reader = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err_reader = reader(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .with_context(|| format!("waiting for {program}"))?
-        {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "{program} did not finish within {}s and was killed",
-                timeout.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
+/// Runs a verifier through the one subprocess helper; its exit code is a
+/// verdict to judge, not a failure to report.
+fn run(cmd: Cmd) -> Result<Output> {
+    let out = cmd.timeout(SUBPROCESS_TIMEOUT).any_code().run()?;
     Ok(Output {
-        success: status.success(),
-        stdout,
-        stderr,
+        success: out.code == 0,
+        stdout: out.stdout.into_bytes(),
+        stderr: out.stderr.into_bytes(),
     })
 }
 

@@ -32,6 +32,8 @@ const STDERR_TAIL_LINES: usize = 12;
 pub struct Cmd {
     program: String,
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
     timeout: Duration,
     ok_codes: Vec<i32>,
 }
@@ -92,6 +94,8 @@ impl Cmd {
         Self {
             program: program.to_owned(),
             args: Vec::new(),
+            envs: Vec::new(),
+            stdin: None,
             timeout: Duration::from_secs(600),
             ok_codes: vec![0],
         }
@@ -110,6 +114,19 @@ impl Cmd {
         S: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Feeds `data` to the child's standard input (from a thread, so a child
+    /// that writes before it reads cannot deadlock us).
+    pub fn stdin(mut self, data: &[u8]) -> Self {
+        self.stdin = Some(data.to_vec());
         self
     }
 
@@ -151,7 +168,12 @@ impl Cmd {
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .env("LC_ALL", "C")
-            .stdin(Stdio::null())
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Own process group: a kill reaches dnf's helpers too, and a
@@ -162,9 +184,20 @@ impl Cmd {
                 argv: argv.clone(),
                 source,
             })?;
+        let writer = match (self.stdin.clone(), child.stdin.take()) {
+            (Some(data), Some(mut pipe)) => Some(std::thread::spawn(move || {
+                // A child that exits without reading gives EPIPE: its exit
+                // status tells what happened, not this write.
+                let _ = std::io::Write::write_all(&mut pipe, &data);
+            })),
+            _ => None,
+        };
         let stdout = reader(child.stdout.take());
         let stderr = reader(child.stderr.take());
         let status = wait(&mut child, self.timeout, &argv)?;
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
         let out = Output {
             code: status
                 .code()
@@ -322,6 +355,17 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(6));
         std::thread::sleep(Duration::from_millis(2500));
         assert!(!marker.exists(), "the grandchild outlived the timeout");
+    }
+
+    #[test]
+    fn stdin_and_environment_reach_the_child() {
+        let out = Cmd::new("sh")
+            .args(["-c", "cat; echo \"$GREETING\""])
+            .env("GREETING", "hi")
+            .stdin(b"payload\n")
+            .run()
+            .expect("runs");
+        assert_eq!(out.stdout, "payload\nhi\n");
     }
 
     #[test]

@@ -227,6 +227,11 @@ fn ssh_signatures() {
         "{err}"
     );
     assert!(err.to_string().contains(&evil.to_string()));
+    // The rejection names the key that signed, for the log.
+    assert!(
+        err.to_string().contains(&ssh_fingerprint(&mallory)),
+        "{err}"
+    );
 
     // Unsigned: rejected.
     assert_eq!(

@@ -7,6 +7,9 @@
 //! dropped. The helpers read back what rpm, dnf and systemd say, and which
 //! commands driftless ran (from its debug log).
 
+// Shared by several test binaries; each uses a different part of it.
+#![allow(dead_code)]
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
