@@ -453,15 +453,24 @@ fn record_good(
     desired: &desired::DesiredState,
     commit: Option<gix::ObjectId>,
 ) -> Result<()> {
-    lastgood::save(&settings.state_dir, key, source_desc, desired)?;
     let mut state = AgentState::load(&settings.state_dir)?;
+    // A converge that finds the host as the same desired state left it
+    // writes nothing: the state directory is not churned every run.
+    let same_key = state.last_good.as_ref().is_some_and(|g| g.key == key);
+    let same_commit =
+        commit.is_none_or(|c| state.applied_commit.as_deref() == Some(c.to_string().as_str()));
+    let streak = state.interrupted.as_ref().is_some_and(|i| i.key == key);
+    if same_key && same_commit && !streak {
+        return Ok(());
+    }
+    lastgood::save(&settings.state_dir, key, source_desc, desired)?;
     state.last_good = Some(Mark {
         key: key.to_owned(),
         source: source_desc.to_owned(),
         at: state::now(),
         reason: None,
     });
-    if state.interrupted.as_ref().is_some_and(|i| i.key == key) {
+    if streak {
         state.interrupted = None;
     }
     state.save(&settings.state_dir)?;

@@ -102,7 +102,14 @@ fn each_changing_converge_is_a_generation_and_rollback_pins_the_host() {
     r.expect_code(2);
     assert!(r.stdout.contains("(generation 2)"), "{}", r.stdout);
     let v2 = h.state();
+    // A no-op converge changes nothing on the host, nor in the state dir.
+    let state_before = fingerprint(&h.env.state_dir());
     h.converge().expect_code(0);
+    assert_eq!(
+        fingerprint(&h.env.state_dir()),
+        state_before,
+        "a no-op converge rewrote agent state"
+    );
 
     let history = h.json(&["history"]);
     let gens = history["history"].as_array().expect("generations");
