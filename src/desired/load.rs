@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::diag::{Diagnostic, Origin};
 use super::facts::Facts;
-use super::model::{Declared, DesiredState, Ensure, File, Kind, Resource, ResourceId};
+use super::model::{Declared, DesiredState, Ensure, File, Resource, ResourceId};
 use super::parse::{CheckDecl, ContentSpec, Decl, FileSpec, ParsedFile, Spec, parse_file};
 use super::schema::Ctx;
 use super::template::{Scope, TemplateOrigin, render};
@@ -532,15 +532,6 @@ impl Loader<'_> {
     }
 }
 
-impl Kind {
-    /// Whether a resource of this kind lives on the filesystem.
-    pub fn is_path(self) -> bool {
-        matches!(
-            self,
-            Kind::Repo | Kind::Directory | Kind::File | Kind::Symlink
-        )
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -48,11 +48,6 @@ impl<'a> Ctx<'a> {
         self.src.text.get(span.clone()).unwrap_or("")
     }
 
-    /// Whether any error has been recorded.
-    pub fn has_errors(&self) -> bool {
-        !self.diags.borrow().is_empty()
-    }
-
     /// Consumes the context, returning its diagnostics.
     pub fn into_diagnostics(self) -> Vec<Diagnostic> {
         self.diags.into_inner()

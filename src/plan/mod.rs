@@ -184,10 +184,6 @@ impl Plan {
         self.changes.is_empty()
     }
 
-    /// The resources that change, for `restart_on` and reports.
-    pub fn changed_resources(&self) -> BTreeSet<&ResourceId> {
-        self.changes.iter().map(|c| &c.resource).collect()
-    }
 }
 
 /// A reason the plan cannot be made; the host is left alone.
