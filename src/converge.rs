@@ -127,7 +127,7 @@ pub fn observe_with(
     host.units = observe_units(root, &declared_services(desired))?;
     for path in plan::paths_to_observe(desired) {
         let o = root.observe(&path)?;
-        debug!(path, observed = ?std::mem::discriminant(&o), "observed");
+        debug!(path, observed = o.kind_word(), "observed");
         host.paths.insert(path, o);
     }
     Ok(host)

@@ -233,18 +233,23 @@ pub fn converge(
 ) -> Result<()> {
     let dry = dry_run || settings.mode == Mode::Audit;
     report.root = Some(root_path.display().to_string());
-    // Loading is read-only on the host: an invalid repo changes nothing,
-    // not even the state directory.
+    // A git fetch writes the cache in the state directory, so it runs under
+    // the lock; a directory source is read first, so that an invalid repo
+    // changes nothing, not even the state directory.
+    let mut lock = if !dry && args.repo.is_none() {
+        Some(StateLock::acquire(&settings.state_dir)?)
+    } else {
+        None
+    };
     let Some(loaded) = load(settings, args, source::Purpose::Apply, report)? else {
         return Ok(());
     };
     let root = converge::open_root(root_path, !dry)
         .with_context(|| format!("cannot use {} as the root", root_path.display()))?;
-    let _lock = if dry {
-        None
-    } else {
-        Some(StateLock::acquire(&settings.state_dir)?)
-    };
+    if !dry && lock.is_none() {
+        lock = Some(StateLock::acquire(&settings.state_dir)?);
+    }
+    let _lock = lock;
     if let (false, Some(root)) = (dry, root.as_ref()) {
         // What a crash left unfinished is rolled back before anything else.
         if !recover_into(settings, root, report)? {

@@ -532,7 +532,6 @@ impl Loader<'_> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

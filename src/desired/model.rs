@@ -121,6 +121,10 @@ pub struct Repo {
     pub gpgkey: Option<String>,
     /// `name=` in the repo file (a human description).
     pub description: Option<String>,
+    /// `metadata_expire=`: how long dnf trusts cached metadata (dnf's
+    /// default is 48h, too long for a freshly pinned version to be seen).
+    #[serde(default)]
+    pub metadata_expire: Option<String>,
     /// Present or absent.
     pub ensure: Ensure,
 }
@@ -161,6 +165,9 @@ impl Repo {
         s.push_str(&format!("gpgcheck={}\n", u8::from(self.gpgcheck)));
         if let Some(k) = &self.gpgkey {
             s.push_str(&format!("gpgkey={k}\n"));
+        }
+        if let Some(m) = &self.metadata_expire {
+            s.push_str(&format!("metadata_expire={m}\n"));
         }
         s.into_bytes()
     }

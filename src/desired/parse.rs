@@ -46,6 +46,7 @@ const REPO_KEYS: &[&str] = &[
     "gpgcheck",
     "gpgkey",
     "description",
+    "metadata_expire",
     "state",
 ];
 const FILE_KEYS: &[&str] = &[
@@ -393,6 +394,16 @@ impl Parser<'_, '_> {
         };
         let gpgkey = one_line("gpgkey");
         let description = one_line("description");
+        let metadata_expire = match f.string(self.cx, "metadata_expire") {
+            Some(v)
+                if v.get_ref().is_empty()
+                    || !v.get_ref().chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                self.cx.error(&v.span(), "`metadata_expire` must be a number of seconds or a duration such as \"1h\" or \"never\"");
+                None
+            }
+            v => Some(v.map(Sp::into_inner)),
+        };
         Some(Spec::Repo(Repo {
             name: name?,
             location: location?,
@@ -400,6 +411,7 @@ impl Parser<'_, '_> {
             gpgcheck: f.bool(self.cx, "gpgcheck").is_none_or(Sp::into_inner),
             gpgkey: gpgkey?,
             description: description?,
+            metadata_expire: metadata_expire?,
             ensure: ensure?,
         }))
     }

@@ -183,7 +183,6 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
-
 }
 
 /// A reason the plan cannot be made; the host is left alone.

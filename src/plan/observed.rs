@@ -5,6 +5,19 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::rpmver::{Evr, Nevra};
 
+impl Observed {
+    /// What is there, in one word, for logs.
+    pub fn kind_word(&self) -> &'static str {
+        match self {
+            Observed::Missing { .. } => "missing",
+            Observed::File { .. } => "file",
+            Observed::Dir { .. } => "directory",
+            Observed::Symlink { .. } => "symlink",
+            Observed::Other { what } => what,
+        }
+    }
+}
+
 /// Entry names kept per observed directory: enough to tell whether a plan
 /// empties it, without listing huge directories in full on every run.
 pub const DIR_LIST_MAX: usize = 64;

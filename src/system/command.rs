@@ -163,7 +163,7 @@ impl Cmd {
         if SHUTDOWN.load(Ordering::Relaxed) {
             return Err(CommandError::Interrupted { argv });
         }
-        debug!(argv = %argv, "running");
+        debug!(argv = ?argv, "running");
         let started = Instant::now();
         let mut child = Command::new(&self.program)
             .args(&self.args)
@@ -205,7 +205,7 @@ impl Cmd {
             stdout: stdout.join().unwrap_or_default(),
             stderr: stderr.join().unwrap_or_default(),
         };
-        debug!(argv = %argv, code = out.code, elapsed_ms = started.elapsed().as_millis() as u64, "finished");
+        debug!(argv = ?argv, code = out.code, elapsed_ms = started.elapsed().as_millis() as u64, "finished");
         if self.ok_codes.contains(&out.code) {
             Ok(out)
         } else {
