@@ -642,3 +642,52 @@ fn an_empty_host_file_is_valid() {
     ])
     .expect_code(0);
 }
+
+/// With --root, enablement is managed through `systemctl --root` and the
+/// live state is reported as not applicable, not silently dropped.
+#[test]
+fn services_in_a_root_are_enabled_and_live_state_is_noted() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let units = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    std::fs::write(
+        units.join("demo.service"),
+        "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .expect("write unit");
+    let repo = env.path().join("repo");
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[service]]\nname = 'demo'\nenabled = true\nstate = 'running'\n",
+        )],
+    );
+    let (repo, root_s) = (repo.to_str().expect("utf-8"), root.to_str().expect("utf-8"));
+    let plan = env.run(&["plan", "--repo", repo, "--host", "h", "--root", root_s]);
+    plan.expect_code(2);
+    assert!(
+        plan.stdout.contains("service:demo.service (enable)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("live state is not applicable with --root"),
+        "{}",
+        plan.stdout
+    );
+    env.run(&[
+        "converge", "--now", "--repo", repo, "--host", "h", "--root", root_s,
+    ])
+    .expect_code(2);
+    let link = units.join("multi-user.target.wants/demo.service");
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()),
+        "not enabled in the root"
+    );
+    let again = env.run(&["plan", "--repo", repo, "--host", "h", "--root", root_s]);
+    again.expect_code(0);
+    assert!(again.stdout.contains("not applicable"), "{}", again.stdout);
+}
