@@ -306,8 +306,8 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
         state_dir: engine.state_dir,
         latest: prepared.latest.clone(),
     };
-    let result = apply(&cx, plan).and_then(|(changes, dnf)| {
-        generation.dnf_transactions = dnf.clone();
+    let mut dnf_ids = Vec::new();
+    let result = apply(&cx, plan, &mut dnf_ids).and_then(|changes| {
         let running: Vec<String> = declared_services(desired)
             .iter()
             .filter(|s| s.state == Some(crate::desired::model::RunState::Running))
@@ -315,10 +315,12 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
             .collect();
         health::run(&desired.checks, &running, engine.limits, engine.live())
             .context("health check failed")?;
-        Ok((changes, dnf))
+        Ok(changes)
     });
+    generation.dnf_transactions = dnf_ids.clone();
     let outcome = match result {
-        Ok((changes, dnf_transactions)) => {
+        Ok(changes) => {
+            let dnf_transactions = dnf_ids;
             gens.finish(&mut generation, Status::Applied, None)?;
             info!(
                 generation = generation.id,
@@ -366,7 +368,9 @@ fn rollback(
     ok_status: Status,
 ) -> Result<Outcome> {
     gens.finish(generation, Status::RollingBack, Some(format!("{error:#}")))?;
-    let restore_errors = snapshot.restore(target);
+    let report = snapshot.restore(target);
+    generation.rollback_dnf_transactions = report.dnf_transactions;
+    let restore_errors = report.errors;
     let differences = snapshot
         .differences(target)
         .unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
@@ -541,10 +545,15 @@ pub struct ApplyContext<'a> {
 /// transaction, what remains is planned again from a fresh observation,
 /// since packages ship paths and units. Stops at the first failure (the
 /// caller rolls back). Returns the changes made and the dnf transactions.
-pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<(Vec<Change>, Vec<u64>)> {
+/// The dnf transaction ids go into `dnf_transactions` as soon as they are
+/// known, so a converge that fails later still records them.
+pub fn apply(
+    cx: &ApplyContext<'_>,
+    plan: &Plan,
+    dnf_transactions: &mut Vec<u64>,
+) -> Result<Vec<Change>> {
     let root = cx.root;
     let mut done: Vec<Change> = Vec::new();
-    let mut dnf_transactions = Vec::new();
     let mut rest: Vec<Change> = Vec::new();
     let mut packages: Vec<&Change> = Vec::new();
     let mut files = 0;
@@ -564,7 +573,8 @@ pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<(Vec<Change>, Vec<u64
     }
     if !packages.is_empty() {
         info!(count = packages.len(), "applying the package transaction");
-        dnf_transactions = apply_packages(cx, &packages).context("failed to converge packages")?;
+        dnf_transactions
+            .extend(apply_packages(cx, &packages).context("failed to converge packages")?);
         done.extend(packages.iter().map(|c| (*c).clone()));
         fault::point("after-dnf");
         rest = replan(cx, &cx.latest, &done)?;
@@ -592,7 +602,7 @@ pub fn apply(cx: &ApplyContext<'_>, plan: &Plan) -> Result<(Vec<Change>, Vec<u64
         }
         done.push(change);
     }
-    Ok((done, dnf_transactions))
+    Ok(done)
 }
 
 /// Observes again after the package transaction and plans what remains.

@@ -71,6 +71,9 @@ pub struct Generation {
     /// dnf transactions it made.
     #[serde(default)]
     pub dnf_transactions: Vec<u64>,
+    /// dnf transactions its rollback made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollback_dnf_transactions: Vec<u64>,
 }
 
 /// The generations of a state directory.
@@ -143,6 +146,7 @@ impl Generations {
             reason: None,
             changes,
             dnf_transactions: Vec::new(),
+            rollback_dnf_transactions: Vec::new(),
         };
         // The record last: a generation without it never began.
         write_json(&dir, "generation.json", &g)?;

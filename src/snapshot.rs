@@ -163,8 +163,9 @@ impl Snapshot {
     /// service's enablement and running state (running ones are restarted,
     /// so they run the restored files and packages). Continues past
     /// failures and returns them all.
-    pub fn restore(&self, t: &Target<'_>) -> Vec<anyhow::Error> {
+    pub fn restore(&self, t: &Target<'_>) -> RestoreReport {
         let mut errors = Vec::new();
+        let mut dnf_transactions = Vec::new();
         let mut unit_files = false;
         // A directory a package created cannot be removed while the package
         // still has files in it: such paths get a second try after the
@@ -188,7 +189,10 @@ impl Snapshot {
         let mut packages_changed = false;
         if let Some(want) = &self.packages {
             match restore_packages(t, want) {
-                Ok(changed) => packages_changed = changed,
+                Ok(ids) => {
+                    packages_changed = ids.is_some();
+                    dnf_transactions = ids.unwrap_or_default();
+                }
                 Err(e) => errors.push(e.context("failed to restore the package set")),
             }
         }
@@ -220,7 +224,10 @@ impl Snapshot {
         if let Err(e) = self.restore_services(t, &changed) {
             errors.push(e);
         }
-        errors
+        RestoreReport {
+            errors,
+            dnf_transactions,
+        }
     }
 
     fn restore_services(&self, t: &Target<'_>, changed: &Restored<'_>) -> Result<()> {
@@ -347,15 +354,24 @@ fn package_diff(want: &[Nevra], now: &[Nevra]) -> (Vec<Nevra>, Vec<Nevra>) {
     (missing, extra)
 }
 
+/// How a restore went.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    /// Everything that failed (empty: every step succeeded).
+    pub errors: Vec<anyhow::Error>,
+    /// The dnf transactions the restore made.
+    pub dnf_transactions: Vec<u64>,
+}
+
 /// One transaction from the current package set to `want`: builds to put
 /// back come from the package store when it has them (the repository may
 /// no longer carry them), else by exact spec; names that were not installed
-/// are removed. `Ok(true)` when something changed.
-fn restore_packages(t: &Target<'_>, want: &[Nevra]) -> Result<bool> {
+/// are removed. `Ok(Some(ids))` when something changed.
+fn restore_packages(t: &Target<'_>, want: &[Nevra]) -> Result<Option<Vec<u64>>> {
     let now = rpm::query_all(t.root.path())?;
     let (missing, extra) = package_diff(want, &now);
     if missing.is_empty() && extra.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let wanted_names: BTreeMap<&str, ()> = want.iter().map(|n| (n.name.as_str(), ())).collect();
     let mut tx = dnf::Transaction::default();
@@ -376,8 +392,7 @@ fn restore_packages(t: &Target<'_>, want: &[Nevra]) -> Result<bool> {
         }
     }
     info!(install = ?tx.install, remove = ?tx.remove, "restoring the package set");
-    dnf::apply(t.root.path(), &tx)?;
-    Ok(true)
+    Ok(Some(dnf::apply(t.root.path(), &tx)?))
 }
 
 /// Puts one path back. `Ok(true)` when it changed anything.
