@@ -114,12 +114,21 @@ pub struct Host {
     pid: u32,
     /// The host name it was booted with (and the host file's name).
     name: String,
+    /// Held while the host lives: one host at a time per test binary, so
+    /// dnf runs and health-check timings do not depend on `--test-threads`.
+    /// Declared last, so it is released after Drop has stopped the host.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// See [`Host::_serial`].
+static ONE_HOST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Host {
     /// Boots a fresh host named `hostname` with driftless installed, the
     /// test repository at /srv/repo and an empty agent config.
     pub fn boot(hostname: &str) -> Host {
+        // A test that panicked while holding it poisons nothing we need.
+        let serial = ONE_HOST_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let prepared = prepared();
         let workdir = tempfile::Builder::new()
             .prefix("driftless-host-")
@@ -139,6 +148,7 @@ impl Host {
             workdir: Some(workdir),
             pid,
             name: hostname.to_owned(),
+            _serial: serial,
         };
         let bin = host.path("/usr/local/bin/driftless");
         fs::copy(env!("CARGO_BIN_EXE_driftless"), &bin).expect("copy driftless into the host");
