@@ -521,9 +521,17 @@ fn package_manager_pids() -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != me)
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| matches!(c.trim(), "dnf" | "dnf-3" | "dnf5" | "rpm" | "yum"))
-                .unwrap_or(false)
+            // `/proc/PID/stat` is "PID (COMM) STATE ...". A zombie has
+            // exited and holds no lock, even while nobody has reaped it.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                return false;
+            };
+            let comm = &stat[open + 1..close];
+            let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
+            state != "Z" && matches!(comm, "dnf" | "dnf-3" | "dnf5" | "rpm" | "yum")
         })
         .collect()
 }

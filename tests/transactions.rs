@@ -328,3 +328,39 @@ fn commands_report_clearly_when_there_is_nothing_to_do() {
     assert!(st["status"]["last_good"].is_null());
     let _ = Path::new("/");
 }
+
+/// A dnf that outlived a killed driftless still holds the rpm database:
+/// recovery waits for it before rolling back.
+#[test]
+fn recovery_waits_for_a_dnf_left_running_by_the_crash() {
+    let h = Host::new();
+    h.declare("v1", "");
+    h.converge().expect_code(2);
+    let old = h.state();
+    h.declare("v2", "");
+    let r = h.run_env(
+        &["converge", "--now"],
+        &[("DRIFTLESS_FAULT", "after-file:1")],
+    );
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    // A process whose name is `dnf`: a copy of sleep.
+    let fake = h.env.path().join("dnf");
+    std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
+    let mut dnf = std::process::Command::new(&fake)
+        .arg("2")
+        .spawn()
+        .expect("start the stand-in dnf");
+    let r = h.run(&["recover", "-v"]);
+    r.expect_code(0);
+    assert!(
+        r.stderr
+            .contains("waiting for a running dnf or rpm to finish"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        dnf.try_wait().expect("poll the stand-in dnf").is_some(),
+        "recovery did not wait for dnf to finish"
+    );
+    assert_eq!(h.state(), old);
+}
