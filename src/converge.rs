@@ -368,6 +368,7 @@ fn rollback(
     ok_status: Status,
 ) -> Result<Outcome> {
     gens.finish(generation, Status::RollingBack, Some(format!("{error:#}")))?;
+    let _finish_even_when_stopping = crate::system::command::RollbackGuard::enter();
     let report = snapshot.restore(target);
     generation.rollback_dnf_transactions = report.dnf_transactions;
     let restore_errors = report.errors;
@@ -589,6 +590,9 @@ pub fn apply(
     }
     let live = root.path() == Path::new("/");
     for change in rest {
+        if crate::system::command::stop_requested() {
+            anyhow::bail!("driftless was asked to stop before {}", change.resource);
+        }
         info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
         let result = match &change.op {
             Op::DaemonReload => systemctl::run(None, "daemon-reload", &[]),

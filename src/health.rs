@@ -87,6 +87,12 @@ fn run_check(c: &Check, deadline: Instant) -> Result<()> {
                 warn!(check = %c.name, attempt, attempts, error = %last, "health check failed");
             }
         }
+        if crate::system::command::stop_requested() {
+            bail!(
+                "check `{}` stopped: driftless was asked to stop (last: {last})",
+                c.name
+            );
+        }
         if attempt < attempts {
             std::thread::sleep(c.interval.min(remaining(deadline)));
         }

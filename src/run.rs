@@ -3,8 +3,6 @@
 //! [`Report`]; exit codes are decided from it in `cli`.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 
@@ -28,21 +26,6 @@ pub const MAX_INTERRUPTED: u32 = 3;
 struct Source {
     tree: Box<dyn ConfigTree>,
     commit: Option<gix::ObjectId>,
-}
-
-/// Set by SIGINT/SIGTERM: a fetch in progress stops promptly and running
-/// rpm/dnf/systemctl children are killed. One flag for both.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    let flag = Arc::clone(&system::command::SHUTDOWN);
-    REGISTERED.call_once(|| {
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&flag)) {
-                tracing::warn!("cannot watch signal {sig}: {e}");
-            }
-        }
-    });
-    flag
 }
 
 fn open_source(settings: &Settings, args: &RepoArgs, purpose: source::Purpose) -> Result<Source> {
@@ -69,7 +52,7 @@ fn open_source(settings: &Settings, args: &RepoArgs, purpose: source::Purpose) -
         applied,
         args.commit.as_deref(),
         purpose,
-        &interrupt_flag(),
+        &system::command::SHUTDOWN,
     );
     // Record the fetch outcome for `source status`, whatever it was.
     let fetch_error = result.as_ref().err().map(|e| format!("{e:#}"));
@@ -351,7 +334,10 @@ pub fn converge(
             report.generation = Some(generation);
             report.result = Outcome::RolledBack;
             report.error = Some(format!("{error:#}"));
-            if held.is_none() {
+            // Like a crash, a stop request says nothing about the commit.
+            if stopped() {
+                report.notes.push("stopped by a signal: the converge was rolled back; the head is not quarantined".to_owned());
+            } else if held.is_none() {
                 quarantine(
                     settings,
                     &key,
@@ -373,7 +359,7 @@ pub fn converge(
                 differences.join("; ")
             ));
             report.restore_errors = restore_errors.iter().map(|e| format!("{e:#}")).collect();
-            if held.is_none() {
+            if held.is_none() && !stopped() {
                 quarantine(
                     settings,
                     &key,
@@ -715,6 +701,11 @@ fn display_root(root: Option<&FsRoot>) -> String {
         || "(missing: planned as empty)".to_owned(),
         |r| r.path().display().to_string(),
     )
+}
+
+/// Whether a SIGINT/SIGTERM asked driftless to stop during this run.
+fn stopped() -> bool {
+    system::command::SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The first 12 characters of a commit id or content key, for messages.

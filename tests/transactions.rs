@@ -364,3 +364,75 @@ fn recovery_waits_for_a_dnf_left_running_by_the_crash() {
     );
     assert_eq!(h.state(), old);
 }
+
+/// SIGTERM during a converge: the running child (a long health check) is
+/// killed, the converge is rolled back, driftless exits promptly, and the
+/// head is not quarantined (a stop says nothing about the commit).
+#[test]
+fn sigterm_kills_the_running_child_and_rolls_back() {
+    use std::time::{Duration, Instant};
+    let h = Host::new();
+    h.declare("v1", "");
+    h.converge().expect_code(2);
+    let old = h.state();
+    let marker = format!("driftless-test-marker-{}", std::process::id());
+    h.declare(
+        "v2",
+        &format!("[[check]]\nname = 'slow'\ncommand = ['sh', '-c', 'sleep 60; : {marker}']\ntimeout = '120s'\n"),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .args([
+            "converge",
+            "--now",
+            "--repo",
+            h.repo.to_str().expect("utf-8"),
+            "--host",
+            "h",
+        ])
+        .args(["--root", h.root.to_str().expect("utf-8"), "--config"])
+        .arg(h.env.config())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start driftless");
+    // Wait until the check runs, then ask driftless to stop.
+    let running = |m: &str| {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(m))
+            })
+    };
+    let started = Instant::now();
+    while !running(&marker) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the check never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let out = child.wait_with_output().expect("wait for driftless");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "driftless did not stop promptly"
+    );
+    assert!(
+        !running(&marker),
+        "the health-check child outlived driftless"
+    );
+    assert_eq!(h.state(), old);
+    assert!(
+        h.json(&["status"])["status"]["quarantine"].is_null(),
+        "a stop must not quarantine"
+    );
+    // Not quarantined: the next converge tries the head again.
+    h.declare("v2", "");
+    h.converge().expect_code(2);
+}

@@ -19,8 +19,55 @@ use nix::unistd::Pid;
 use tracing::debug;
 
 /// Set when driftless must stop: running children are killed and new ones
-/// are not started. The CLI's SIGINT/SIGTERM handler sets it.
+/// are not started. The SIGINT/SIGTERM handler ([`watch_signals`]) sets it.
 pub static SHUTDOWN: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// Set while a rollback runs: a stop request must not leave the host half
+/// restored, so rollback steps run to completion (each has its timeout). A
+/// second signal exits at once; the next start then finishes the rollback.
+static ROLLING_BACK: AtomicBool = AtomicBool::new(false);
+
+/// Marks a rollback in progress until dropped.
+pub struct RollbackGuard(());
+
+impl RollbackGuard {
+    /// Enters rollback mode.
+    pub fn enter() -> Self {
+        ROLLING_BACK.store(true, Ordering::SeqCst);
+        RollbackGuard(())
+    }
+}
+
+impl Drop for RollbackGuard {
+    fn drop(&mut self) {
+        ROLLING_BACK.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Whether driftless was asked to stop and is not in the middle of a
+/// rollback: forward work should end now.
+pub fn stop_requested() -> bool {
+    SHUTDOWN.load(Ordering::SeqCst) && !ROLLING_BACK.load(Ordering::SeqCst)
+}
+
+/// Installs the SIGINT/SIGTERM handlers: the first signal sets [`SHUTDOWN`]
+/// (children are killed, the converge stops and rolls back); a second one
+/// exits at once with status 130.
+pub fn watch_signals() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Registered first, so that it sees the flag before this
+            // signal sets it: only a second signal exits.
+            let hard =
+                signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&SHUTDOWN));
+            let soft = signal_hook::flag::register(sig, Arc::clone(&SHUTDOWN));
+            if let Err(e) = hard.and(soft) {
+                tracing::warn!("cannot watch signal {sig}: {e}");
+            }
+        }
+    });
+}
 
 /// How long a child gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -160,7 +207,7 @@ impl Cmd {
     /// Runs the command to completion.
     pub fn run(&self) -> Result<Output, CommandError> {
         let argv = self.argv();
-        if SHUTDOWN.load(Ordering::Relaxed) {
+        if stop_requested() {
             return Err(CommandError::Interrupted { argv });
         }
         debug!(argv = ?argv, "running");
@@ -252,7 +299,7 @@ fn wait(child: &mut Child, timeout: Duration, argv: &str) -> Result<ExitStatus, 
                 });
             }
         }
-        let interrupted = SHUTDOWN.load(Ordering::Relaxed);
+        let interrupted = stop_requested();
         if interrupted || Instant::now() >= deadline {
             kill_group(child, pid);
             return Err(if interrupted {
