@@ -380,7 +380,7 @@ fn sigterm_kills_the_running_child_and_rolls_back() {
         "v2",
         &format!("[[check]]\nname = 'slow'\ncommand = ['sh', '-c', 'sleep 60; : {marker}']\ntimeout = '120s'\n"),
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
         .args([
             "converge",
             "--now",
