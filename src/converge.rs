@@ -108,20 +108,24 @@ pub fn observe_with(
         accounts: accounts::read(root)?,
         ..ObservedHost::default()
     };
-    let mut names = Vec::new();
-    let mut latest = Vec::new();
-    for d in &desired.resources {
-        if let Resource::Package(p) = &d.resource {
-            names.push(p.name.clone());
-            if p.state == crate::desired::model::PackageState::Latest {
-                latest.push(p.name.clone());
-            }
-        }
-    }
+    let names: Vec<String> = desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Package(p) => Some(p.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let latest = latest_packages(desired);
     host.packages = rpm::query(root.path(), &names)?;
     match latest_known {
         Some(known) => host.latest = known.clone(),
-        None if !latest.is_empty() => host.latest = dnf::latest(root.path(), &latest)?,
+        // A failure is kept for the planner: the repository may be
+        // declared in this converge and exist only after its repo step.
+        None if !latest.is_empty() => match dnf::latest(root.path(), &latest) {
+            Ok(l) => host.latest = l,
+            Err(e) => host.latest_error = Some(format!("{e:#}")),
+        },
         None => {}
     }
     host.units = observe_units(root, &declared_services(desired))?;
@@ -564,12 +568,15 @@ pub fn apply(
     let root = cx.root;
     let mut done: Vec<Change> = Vec::new();
     let mut rest: Vec<Change> = Vec::new();
-    let mut packages: Vec<&Change> = Vec::new();
+    let mut packages: Vec<Change> = Vec::new();
     let mut files = 0;
-    for change in &plan.changes {
+    let mut latest = cx.latest.clone();
+    // Repo files (and the directories they need) come before the package
+    // transaction; everything else after it.
+    for (i, change) in plan.changes.iter().enumerate() {
         match change.op {
-            Op::Package { .. } => packages.push(change),
-            _ if change.resource.kind == Kind::Repo && packages.is_empty() && rest.is_empty() => {
+            Op::Package { .. } => packages.push(change.clone()),
+            _ if i < plan.repo_phase => {
                 info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
                 apply_step(root, &change.op)
                     .with_context(|| format!("failed to converge {}", change.resource))?;
@@ -580,13 +587,20 @@ pub fn apply(
             _ => rest.push(change.clone()),
         }
     }
+    // `latest` was decided before the repo files existed: ask again now.
+    let latest_names = latest_packages(cx.desired);
+    if !latest_names.is_empty() && done.iter().any(|c| c.resource.kind == Kind::Repo) {
+        latest = dnf::latest(root.path(), &latest_names)
+            .context("failed to query the repositories for the latest versions")?;
+        packages = replan_packages(cx, &latest)?;
+    }
     if !packages.is_empty() {
         info!(count = packages.len(), "applying the package transaction");
         dnf_transactions
             .extend(apply_packages(cx, &packages).context("failed to converge packages")?);
-        done.extend(packages.iter().map(|c| (*c).clone()));
+        done.extend(packages.iter().cloned());
         fault::point("after-dnf");
-        rest = replan(cx, &cx.latest, &done)?;
+        rest = replan(cx, &latest, &done)?;
     }
     let live = root.path() == Path::new("/");
     for change in rest {
@@ -684,7 +698,39 @@ fn observe_units(root: &FsRoot, services: &[&Service]) -> Result<BTreeMap<String
 
 /// One dnf transaction for every package change, then the installed RPMs
 /// are kept in the package store.
-fn apply_packages(cx: &ApplyContext<'_>, changes: &[&Change]) -> Result<Vec<u64>> {
+/// Names of the packages declared `latest`.
+fn latest_packages(desired: &DesiredState) -> Vec<String> {
+    desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Package(p) if p.state == crate::desired::model::PackageState::Latest => {
+                Some(p.name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The package changes, decided again with `latest` from the repositories
+/// as they are now.
+fn replan_packages(
+    cx: &ApplyContext<'_>,
+    latest: &BTreeMap<String, crate::plan::rpmver::Evr>,
+) -> Result<Vec<Change>> {
+    let host = observe_with(cx.root, cx.desired, Some(latest))?;
+    let plan = plan::plan(cx.desired, &host).map_err(|problems| {
+        let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("after writing the repo files: {}", msgs.join("; "))
+    })?;
+    Ok(plan
+        .changes
+        .into_iter()
+        .filter(|c| matches!(c.op, Op::Package { .. }))
+        .collect())
+}
+
+fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>> {
     let mut tx = dnf::Transaction::default();
     let mut names = Vec::new();
     for c in changes {

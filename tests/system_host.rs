@@ -642,3 +642,32 @@ fn failed_transaction_restores_the_repo_file() {
     );
     assert!(!host.is_active(HELLO));
 }
+
+/// `state = "latest"`: one metadata query finds the newest build, which is
+/// installed; once it is installed, a converge asks the repositories once
+/// (read-only) and runs no transaction.
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn latest_installs_the_newest_build_with_one_metadata_query() {
+    let host = Host::boot("web1");
+    // As on a minimal host: no repository directory at all. driftless
+    // creates it and writes the repo file before asking for `latest`.
+    host.exec(&["rm", "-rf", "/etc/yum.repos.d"]).expect_code(0);
+    let config = "[[repo]]\nname = \"driftless-test\"\nbaseurl = \"file:///srv/repo\"\ngpgcheck = false\n\n[[package]]\nname = \"dl-tool\"\nstate = \"latest\"\n";
+    host.write_config(&[(HOST_FILE, config)]);
+    let first = host.converge();
+    first.expect_code(2);
+    assert_eq!(host.rpm_q("dl-tool").as_deref(), Some("1.0-1"));
+    let history = host.dnf_history_count();
+
+    let again = host.converge();
+    again.expect_code(0);
+    let dnf: Vec<String> = commands(&again)
+        .into_iter()
+        .filter(|c| program(c) == "dnf")
+        .collect();
+    assert_eq!(dnf.len(), 1, "expected one metadata query: {dnf:?}");
+    assert!(dnf[0].contains("repoquery"), "{dnf:?}");
+    assert_eq!(mutating(&commands(&again)), Vec::<String>::new());
+    assert_eq!(host.dnf_history_count(), history);
+}

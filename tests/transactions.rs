@@ -436,3 +436,46 @@ fn sigterm_kills_the_running_child_and_rolls_back() {
     h.declare("v2", "");
     h.converge().expect_code(2);
 }
+
+/// Only the newest `keep_generations` generations are kept, and objects no
+/// kept snapshot (nor the last-good state) needs are removed.
+#[test]
+fn old_generations_and_their_objects_are_garbage_collected() {
+    let h = Host::new();
+    h.env.set_config("[rollback]\nkeep_generations = 2\n");
+    for v in ["v1", "v2", "v3", "v4", "v5"] {
+        h.declare(v, "");
+        h.converge().expect_code(2);
+    }
+    let ids: Vec<u64> = h.json(&["history"])["history"]
+        .as_array()
+        .expect("generations")
+        .iter()
+        .filter_map(|g| g["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [4, 5]);
+    // Generation 4's snapshot holds v3's files, generation 5's v4's, the
+    // last-good state v5's; contents of v1 and v2 are gone.
+    let objects: Vec<Vec<u8>> = std::fs::read_dir(h.env.state_dir().join("objects"))
+        .expect("objects")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("read object"))
+        .collect();
+    for gone in ["v1\n", "v2\n"] {
+        assert!(
+            !objects.iter().any(|o| o == gone.as_bytes()),
+            "{gone:?} was kept"
+        );
+    }
+    for kept in ["v3\n", "v4\n", "v5\n"] {
+        assert!(
+            objects.iter().any(|o| o == kept.as_bytes()),
+            "{kept:?} was dropped"
+        );
+    }
+    // The kept generations still roll back.
+    h.run(&["rollback", "--to", "4"]).expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(h.root.join("etc/app.conf")).expect("read"),
+        "v3\n"
+    );
+}

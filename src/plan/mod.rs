@@ -176,6 +176,10 @@ pub struct Plan {
     /// What the operator should know that is not a change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// How many leading changes are the repo phase (repo files and the
+    /// directories they need), applied before the package transaction.
+    #[serde(skip)]
+    pub repo_phase: usize,
 }
 
 impl Plan {
@@ -232,6 +236,7 @@ pub fn plan_after(
         removals: Vec::new(),
         rmdirs: Vec::new(),
         packages: Vec::new(),
+        notes: Vec::new(),
     };
     for d in &desired.resources {
         if let Resource::Directory(dir) = &d.resource
@@ -250,7 +255,31 @@ pub fn plan_after(
         };
         if let Resource::Package(pkg) = &d.resource {
             let installed = host.packages.get(&pkg.name).map_or(&[][..], Vec::as_slice);
-            match packages::plan_package(pkg, installed, host.latest.get(&pkg.name)) {
+            let available = host.latest.get(&pkg.name);
+            // Repo files written in this converge may offer it: decide for
+            // now, and look again once they are written (see converge).
+            if pkg.state == crate::desired::model::PackageState::Latest
+                && available.is_none()
+                && !p.repos.is_empty()
+            {
+                if installed.is_empty() {
+                    p.packages.push(Change {
+                        resource: id.clone(),
+                        op: Op::Package {
+                            name: pkg.name.clone(),
+                            change: PackageChange::Install { spec: pkg.name.clone() },
+                        },
+                        reasons: vec!["not installed; the newest build is looked up after the repo files are written".to_owned()],
+                        diff: None,
+                    });
+                }
+                p.notes.push(format!(
+                    "package {}: the latest version is checked after the repo files are written",
+                    pkg.name
+                ));
+                continue;
+            }
+            match packages::plan_package(pkg, installed, available) {
                 Ok(Some((change, reason))) => p.packages.push(Change {
                     resource: id.clone(),
                     op: Op::Package {
@@ -261,7 +290,10 @@ pub fn plan_after(
                     diff: None,
                 }),
                 Ok(None) => {}
-                Err(message) => p.problems.push(problem(message)),
+                Err(message) => p.problems.push(problem(match &host.latest_error {
+                    Some(e) => format!("{message} (the repository query failed: {e})"),
+                    None => message,
+                })),
             }
             continue;
         }
@@ -367,6 +399,7 @@ struct Planner<'a> {
     /// Absent directories that exist: (id, origin, path, entry names).
     rmdirs: Vec<(ResourceId, Origin, String, Vec<String>)>,
     packages: Vec<Change>,
+    notes: Vec<String>,
 }
 
 impl Planner<'_> {
@@ -725,6 +758,7 @@ impl Planner<'_> {
             changes.extend(self.dir_creates.remove(&p));
         }
         changes.append(&mut self.repos);
+        let repo_phase = changes.len();
         changes.append(&mut self.packages);
         changes.extend(std::mem::take(&mut self.dir_creates).into_values());
         changes.append(&mut self.dirs);
@@ -734,7 +768,8 @@ impl Planner<'_> {
         changes.append(&mut self.removals);
         Ok(Plan {
             changes,
-            notes: Vec::new(),
+            notes: std::mem::take(&mut self.notes),
+            repo_phase,
         })
     }
 }
@@ -907,6 +942,63 @@ mod tests {
         let d = desired(vec![file("/etc/motd", "same\n")]);
         let p = plan(&d, &host(&[("/etc/motd", observed_file("same\n", 0o600))])).expect("plan");
         assert_eq!(ops(&p), ["set owner/group/mode /etc/motd"]);
+    }
+
+    #[test]
+    fn repo_files_and_their_directories_come_before_packages() {
+        use crate::desired::model::{Repo, RepoLocation};
+        let d = desired(vec![
+            Resource::Repo(Repo {
+                name: "internal".into(),
+                location: RepoLocation::Baseurl("file:///srv/repo".into()),
+                enabled: true,
+                gpgcheck: false,
+                gpgkey: None,
+                description: None,
+                metadata_expire: None,
+                ensure: Ensure::Present,
+            }),
+            Resource::Package(Package {
+                name: "dl-tool".into(),
+                state: PackageState::Present(None),
+            }),
+            file("/etc/motd", "x"),
+        ]);
+        let h = host(&[
+            (
+                "/etc/yum.repos.d/internal.repo",
+                missing(&["/etc/yum.repos.d"]),
+            ),
+            ("/etc/motd", missing(&[])),
+        ]);
+        let p = plan(&d, &h).expect("plan");
+        assert_eq!(
+            ops(&p),
+            [
+                "create directory /etc/yum.repos.d",
+                "write file /etc/yum.repos.d/internal.repo",
+                "install -",
+                "write file /etc/motd"
+            ]
+        );
+        assert_eq!(
+            p.repo_phase, 2,
+            "the directory and the repo file go before the transaction"
+        );
+    }
+
+    #[test]
+    fn binary_content_is_said_to_differ_not_diffed() {
+        let d = desired(vec![file("/usr/bin/tool", "\u{0}new")]);
+        let p = plan(
+            &d,
+            &host(&[("/usr/bin/tool", observed_file("\u{0}old", 0o644))]),
+        )
+        .expect("plan");
+        assert_eq!(
+            p.changes[0].diff.as_deref(),
+            Some("binary content differs (4 -> 4 bytes)\n")
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct ObservedHost {
     /// Newest available EVR of each `latest` package (from one metadata
     /// query; names no repository offers are missing).
     pub latest: BTreeMap<String, Evr>,
+    /// Why the metadata query failed, if it did (for example: the only
+    /// repository is declared in this very converge and not written yet).
+    pub latest_error: Option<String>,
     /// State of each declared unit.
     pub units: BTreeMap<String, UnitObs>,
 }
