@@ -108,14 +108,7 @@ pub fn observe_with(
         accounts: accounts::read(root)?,
         ..ObservedHost::default()
     };
-    let names: Vec<String> = desired
-        .resources
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::Package(p) => Some(p.name.clone()),
-            _ => None,
-        })
-        .collect();
+    let names = declared_packages(desired);
     let latest = latest_packages(desired);
     host.packages = rpm::query(root.path(), &names)?;
     match latest_known {
@@ -252,14 +245,7 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
             _ => None,
         })
         .collect();
-    let package_names: Vec<String> = desired
-        .resources
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::Package(p) => Some(p.name.clone()),
-            _ => None,
-        })
-        .collect();
+    let package_names = declared_packages(desired);
     if packages_change {
         paths.extend(plan::paths_to_observe(desired));
         touched = declared_services(desired)
@@ -698,6 +684,18 @@ fn observe_units(root: &FsRoot, services: &[&Service]) -> Result<BTreeMap<String
 
 /// One dnf transaction for every package change, then the installed RPMs
 /// are kept in the package store.
+/// Names of every declared package.
+fn declared_packages(desired: &DesiredState) -> Vec<String> {
+    desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Package(p) => Some(p.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Names of the packages declared `latest`.
 fn latest_packages(desired: &DesiredState) -> Vec<String> {
     desired

@@ -287,6 +287,17 @@ pub fn converge(
             normal
         }
     };
+    // Only the head itself becomes last good, never the state held at.
+    let record = || match held {
+        Some(_) => Ok(()),
+        None => record_good(
+            settings,
+            &good_key,
+            &loaded.source,
+            &prepared.desired,
+            loaded.commit,
+        ),
+    };
     if prepared.plan.is_empty() || dry {
         if !prepared.plan.is_empty() {
             report.result = held_or(Outcome::ChangesPending);
@@ -295,14 +306,8 @@ pub fn converge(
             return Ok(());
         }
         report.result = held_or(Outcome::InSync);
-        if !dry && held.is_none() {
-            record_good(
-                settings,
-                &good_key,
-                &loaded.source,
-                &prepared.desired,
-                loaded.commit,
-            )?;
+        if !dry {
+            record()?;
         }
         return Ok(());
     }
@@ -320,15 +325,7 @@ pub fn converge(
             report.result = held_or(Outcome::Changed);
             report.changes = changes;
             report.dnf_transactions = dnf_transactions;
-            if held.is_none() {
-                record_good(
-                    settings,
-                    &good_key,
-                    &loaded.source,
-                    &prepared.desired,
-                    loaded.commit,
-                )?;
-            }
+            record()?;
         }
         Transacted::RolledBack { generation, error } => {
             report.generation = Some(generation);

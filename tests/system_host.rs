@@ -13,8 +13,7 @@ mod util;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harness::{Host, commands, mutating, program, systemctl_verb};
-use sha2::{Digest, Sha256};
+use harness::{Host, commands, conf_sum, mutating, program, systemctl_verb, web_events};
 use util::Run;
 
 /// The host file of every scenario; hosts are booted as `web1`.
@@ -83,29 +82,6 @@ fn converged_host() -> Host {
     host.converge().expect_code(2);
     wait_for_web_starts(&host, 1);
     host
-}
-
-/// First 16 hex digits of the SHA-256 of `text`: what dl-web records as
-/// the config it read.
-fn conf_sum(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_owned()
-}
-
-/// dl-web's events as (start|reload, config sum), oldest first. dl-web
-/// appends one line per start (a restart too: a new process) and reload.
-fn web_events(host: &Host) -> Vec<(String, String)> {
-    // /run is a mount inside the host, invisible from outside: read it there.
-    let cat = host.exec(&["sh", "-c", "cat /run/dl-web.events 2>/dev/null || true"]);
-    cat.expect_code(0);
-    cat.stdout
-        .lines()
-        .map(|line| {
-            let mut words = line.split_whitespace();
-            let kind = words.next().unwrap_or_default().to_owned();
-            let sum = words.next().unwrap_or_default().to_owned();
-            (kind, sum)
-        })
-        .collect()
 }
 
 /// Waits until dl-web has recorded `starts` starts, then a little longer so

@@ -19,9 +19,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use harness::{CONFIG_DIR, Host, commands, mutating, program};
+use harness::{CONFIG_DIR, Host, commands, conf_sum, mutating, program, web_events};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use util::Run;
 
 /// The host file of every scenario; hosts are booted as `web1`.
@@ -369,28 +368,6 @@ fn host_state(host: &Host, paths: &[&str]) -> HostState {
             .collect(),
         hello_runs: hello_version(host),
     }
-}
-
-/// First 16 hex digits of the SHA-256 of `text`: what dl-web records as
-/// the config it read.
-fn conf_sum(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_owned()
-}
-
-/// dl-web's events as (start|reload, config sum), oldest first: one line
-/// per start (a restart too) and reload.
-fn web_events(host: &Host) -> Vec<(String, String)> {
-    let cat = host.exec(&["sh", "-c", "cat /run/dl-web.events 2>/dev/null || true"]);
-    cat.expect_code(0);
-    cat.stdout
-        .lines()
-        .map(|line| {
-            let mut words = line.split_whitespace();
-            let kind = words.next().unwrap_or_default().to_owned();
-            let sum = words.next().unwrap_or_default().to_owned();
-            (kind, sum)
-        })
-        .collect()
 }
 
 /// Waits until dl-web has recorded `count` events, then a little longer so

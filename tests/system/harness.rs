@@ -526,3 +526,27 @@ fn is_read_only(cmd: &str) -> bool {
         _ => false,
     }
 }
+
+/// First 16 hex digits of the SHA-256 of `text`: what the dl-web test
+/// service records as the config it read.
+pub fn conf_sum(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))[..16].to_owned()
+}
+
+/// dl-web's events as (start|reload, config sum), oldest first: one line
+/// per start (a restart too: a new process) and per reload.
+pub fn web_events(host: &Host) -> Vec<(String, String)> {
+    // /run is a mount inside the host, invisible from outside: read it there.
+    let cat = host.exec(&["sh", "-c", "cat /run/dl-web.events 2>/dev/null || true"]);
+    cat.expect_code(0);
+    cat.stdout
+        .lines()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let kind = words.next().unwrap_or_default().to_owned();
+            let sum = words.next().unwrap_or_default().to_owned();
+            (kind, sum)
+        })
+        .collect()
+}
