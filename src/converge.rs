@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use crate::desired::model::{Kind, Resource, Service};
 use crate::desired::{self, ConfigTree, DesiredState, Diagnostic, Facts, LoadOptions};
 use crate::fault;
-use crate::generations::{Generation, Generations, Status};
+use crate::generations::{Generation, Generations, NewGeneration, Status};
 use crate::health;
 use crate::objects::Objects;
 use crate::plan::observed::{ObservedHost, UnitObs};
@@ -197,7 +197,7 @@ pub struct Engine<'a> {
 
 impl Engine<'_> {
     fn live(&self) -> bool {
-        self.root.path() == Path::new("/")
+        self.root.is_live()
     }
 
     /// The generations and the object store of the state directory.
@@ -273,11 +273,15 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
         &units,
     )
     .context("failed to snapshot the host before changing it")?;
+    let root_name = engine.root.path().display().to_string();
     let mut generation = gens
         .begin(
-            key,
-            &prepared.source,
-            &desired.host_file,
+            NewGeneration {
+                key,
+                source: &prepared.source,
+                host_file: &desired.host_file,
+                root: &root_name,
+            },
             &snapshot,
             &plan.changes,
             plan.changes.len(),
@@ -442,11 +446,15 @@ pub struct Recovered {
 /// processes that outlived the crash.
 pub fn recover(engine: &Engine<'_>) -> Result<Vec<Recovered>> {
     let gens = Generations::open(engine.state_dir)?;
-    let unfinished: Vec<Generation> = gens
+    let root_name = engine.root.path().display().to_string();
+    let (unfinished, elsewhere): (Vec<Generation>, Vec<Generation>) = gens
         .list()?
         .into_iter()
         .filter(|g| g.status.unfinished())
-        .collect();
+        .partition(|g| g.root == root_name);
+    for g in &elsewhere {
+        warn!(generation = g.id, root = %g.root, "an unfinished generation belongs to another root; it is recovered only with --root {}", g.root);
+    }
     if unfinished.is_empty() {
         return Ok(Vec::new());
     }
@@ -588,7 +596,7 @@ pub fn apply(
         fault::point("after-dnf");
         rest = replan(cx, &latest, &done)?;
     }
-    let live = root.path() == Path::new("/");
+    let live = root.is_live();
     for change in rest {
         if crate::system::command::stop_requested() {
             anyhow::bail!("driftless was asked to stop before {}", change.resource);
@@ -675,7 +683,7 @@ fn declared_services(desired: &DesiredState) -> Vec<&Service> {
 
 fn observe_units(root: &FsRoot, services: &[&Service]) -> Result<BTreeMap<String, UnitObs>> {
     let units: Vec<String> = services.iter().map(|s| s.unit.clone()).collect();
-    if root.path() == Path::new("/") {
+    if root.is_live() {
         systemctl::show(&units)
     } else {
         systemctl::is_enabled_in_root(root.path(), &units)

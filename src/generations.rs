@@ -56,6 +56,10 @@ pub struct Generation {
     pub source: String,
     /// The host file used.
     pub host_file: String,
+    /// The root it changed (canonical; `/` for the host itself). Only ever
+    /// restored into that same root.
+    #[serde(default = "slash")]
+    pub root: String,
     /// When it started (RFC 3339).
     pub started_at: String,
     /// When it ended.
@@ -74,6 +78,22 @@ pub struct Generation {
     /// dnf transactions its rollback made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollback_dnf_transactions: Vec<u64>,
+}
+
+fn slash() -> String {
+    "/".to_owned()
+}
+
+/// What identifies a new generation.
+pub struct NewGeneration<'a> {
+    /// Key of the desired state.
+    pub key: &'a str,
+    /// Where it came from.
+    pub source: &'a str,
+    /// The host file used.
+    pub host_file: &'a str,
+    /// The canonical root.
+    pub root: &'a str,
 }
 
 /// The generations of a state directory.
@@ -122,9 +142,7 @@ impl Generations {
     /// Records a new generation, durably, before its first change.
     pub fn begin(
         &self,
-        key: &str,
-        source: &str,
-        host_file: &str,
+        new: NewGeneration<'_>,
         snapshot: &Snapshot,
         plan: &impl Serialize,
         changes: usize,
@@ -137,9 +155,10 @@ impl Generations {
         write_json(&dir, "plan.json", plan)?;
         let g = Generation {
             id,
-            key: key.to_owned(),
-            source: source.to_owned(),
-            host_file: host_file.to_owned(),
+            key: new.key.to_owned(),
+            source: new.source.to_owned(),
+            host_file: new.host_file.to_owned(),
+            root: new.root.to_owned(),
             started_at: now(),
             finished_at: None,
             status: Status::InProgress,
@@ -211,6 +230,15 @@ pub fn referenced(snapshots: &[Snapshot]) -> (BTreeSet<String>, BTreeSet<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn new(key: &str) -> NewGeneration<'_> {
+        NewGeneration {
+            key,
+            source: "directory x",
+            host_file: "hosts/h.toml",
+            root: "/",
+        }
+    }
 
     #[test]
     fn begin_finish_list_and_prune() {

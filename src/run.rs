@@ -521,10 +521,12 @@ pub fn rollback(
         return Ok(());
     }
     let gens = Generations::open(&settings.state_dir)?;
+    // Only what was done to this root is undone in it.
+    let root_name = root.path().display().to_string();
     let applied: Vec<_> = gens
         .list()?
         .into_iter()
-        .filter(|g| g.status == Status::Applied)
+        .filter(|g| g.status == Status::Applied && g.root == root_name)
         .collect();
     let from = match to {
         Some(n) => {

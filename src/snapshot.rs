@@ -87,7 +87,7 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     fn live(&self) -> bool {
-        self.root.path() == Path::new("/")
+        self.root.is_live()
     }
 }
 

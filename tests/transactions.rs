@@ -479,3 +479,42 @@ fn old_generations_and_their_objects_are_garbage_collected() {
         "v3\n"
     );
 }
+
+/// Generations remember their root: a rollback (or recovery) in another
+/// root with the same state directory touches nothing there.
+#[test]
+fn generations_are_only_undone_in_their_own_root() {
+    let h = Host::new();
+    h.declare("v1", "");
+    h.converge().expect_code(2);
+    let other = h.env.path().join("other-root");
+    std::fs::create_dir_all(other.join("etc")).expect("mkdir");
+    std::fs::write(other.join("etc/app.conf"), "precious\n").expect("write");
+    let before = fingerprint(&other);
+    let r = h
+        .env
+        .run(&["rollback", "--root", other.to_str().expect("utf-8")]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("no applied generation"), "{}", r.stderr);
+    assert_eq!(
+        fingerprint(&other),
+        before,
+        "a rollback touched another root"
+    );
+    // A relative --root is the same root as its absolute path.
+    let rel = h
+        .root
+        .strip_prefix(std::env::current_dir().expect("cwd"))
+        .map(Path::to_path_buf);
+    if let Ok(rel) = rel {
+        h.env
+            .run(&["rollback", "--root", rel.to_str().expect("utf-8")])
+            .expect_code(0);
+    } else {
+        h.run(&["rollback"]).expect_code(0);
+    }
+    assert_eq!(
+        std::fs::read_to_string(h.root.join("etc/app.conf")).expect("read"),
+        "original\n"
+    );
+}

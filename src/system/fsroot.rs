@@ -49,8 +49,12 @@ struct Parent {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl FsRoot {
-    /// Opens `path` as the root. It must be a directory.
+    /// Opens `path` as the root. It must be a directory. The path is made
+    /// canonical (absolute, no symlinks), so that `--root root`,
+    /// `--root /mnt/..` and `/` are recognised for what they are.
     pub fn open(path: &Path) -> Result<Self> {
+        let path = &std::fs::canonicalize(path)
+            .with_context(|| format!("failed to resolve root directory {}", path.display()))?;
         let fd = nix::fcntl::open(
             path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -63,9 +67,15 @@ impl FsRoot {
         })
     }
 
-    /// The root's path, for messages.
+    /// The root's canonical path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this is the running host's own `/`: only then is there a
+    /// live systemd to ask and to command.
+    pub fn is_live(&self) -> bool {
+        self.path == Path::new("/")
     }
 
     /// Where a host path lives on the real filesystem, for messages only
