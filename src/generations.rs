@@ -247,9 +247,7 @@ mod tests {
         for i in 0..4 {
             let mut gen_ = g
                 .begin(
-                    &format!("k{i}"),
-                    "directory x",
-                    "hosts/h.toml",
+                    new(&format!("k{i}")),
                     &Snapshot::default(),
                     &Vec::<u8>::new(),
                     1,
@@ -260,9 +258,7 @@ mod tests {
         }
         let mut open = g
             .begin(
-                "k5",
-                "directory x",
-                "hosts/h.toml",
+                new("k5"),
                 &Snapshot::default(),
                 &Vec::<u8>::new(),
                 1,
