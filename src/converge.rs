@@ -106,6 +106,7 @@ pub fn observe_with(
 ) -> Result<ObservedHost> {
     let mut host = ObservedHost {
         accounts: accounts::read(root)?,
+        live: root.is_live(),
         ..ObservedHost::default()
     };
     let names = declared_packages(desired);
@@ -226,10 +227,14 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
     let target = engine.target(&objects);
     let plan = &prepared.plan;
     let desired = &prepared.desired;
+    // A `latest` package is decided again once new repo files are written,
+    // so it may change even when the plan shows no package step yet.
     let packages_change = plan
         .changes
         .iter()
-        .any(|c| matches!(c.op, Op::Package { .. }));
+        .any(|c| matches!(c.op, Op::Package { .. }))
+        || (!latest_packages(desired).is_empty()
+            && plan.changes.iter().any(|c| c.resource.kind == Kind::Repo));
     // A package can create or change any path and restart any unit: with a
     // package transaction, every declared path and service is captured.
     let mut paths: Vec<String> = plan

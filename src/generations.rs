@@ -257,12 +257,7 @@ mod tests {
             g.finish(&mut gen_, Status::Applied, None).expect("finish");
         }
         let mut open = g
-            .begin(
-                new("k5"),
-                &Snapshot::default(),
-                &Vec::<u8>::new(),
-                1,
-            )
+            .begin(new("k5"), &Snapshot::default(), &Vec::<u8>::new(), 1)
             .expect("begin");
         assert_eq!(
             g.list()

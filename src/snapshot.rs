@@ -139,9 +139,9 @@ impl Snapshot {
                 .context("failed to keep the installed RPMs for a rollback")?;
             snap.packages = Some(all);
         }
-        if t.live() && !units.is_empty() {
+        if !units.is_empty() {
             let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
-            let states = systemctl::show(&names)?;
+            let states = unit_states(t, &names)?;
             for (unit, depends) in units {
                 let Some(obs) = states.get(unit) else {
                     continue;
@@ -167,6 +167,11 @@ impl Snapshot {
         let mut errors = Vec::new();
         let mut dnf_transactions = Vec::new();
         let mut unit_files = false;
+        // Enablement that the converge added is taken back first, while the
+        // unit files it needs (and the links it made) are still there.
+        if let Err(e) = self.disable_added(t) {
+            errors.push(e);
+        }
         // A directory a package created cannot be removed while the package
         // still has files in it: such paths get a second try after the
         // package set is restored.
@@ -230,26 +235,50 @@ impl Snapshot {
         }
     }
 
+    /// Disables units that are enabled now but were not before.
+    fn disable_added(&self, t: &Target<'_>) -> Result<()> {
+        let was_off: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| !s.unit_file_state.starts_with("enabled"))
+            .map(|s| s.unit.clone())
+            .collect();
+        if was_off.is_empty() {
+            return Ok(());
+        }
+        let now = unit_states(t, &was_off)?;
+        let on = (!t.live()).then(|| t.root.path());
+        for unit in was_off {
+            if now
+                .get(&unit)
+                .is_some_and(|o| o.unit_file_state == "enabled")
+            {
+                systemctl::run(on, "disable", std::slice::from_ref(&unit))?;
+            }
+        }
+        Ok(())
+    }
+
     fn restore_services(&self, t: &Target<'_>, changed: &Restored<'_>) -> Result<()> {
-        if !t.live() || self.services.is_empty() {
+        if self.services.is_empty() {
             return Ok(());
         }
         let units: Vec<String> = self.services.iter().map(|s| s.unit.clone()).collect();
-        let now = systemctl::show(&units)?;
+        let now = unit_states(t, &units)?;
+        // With --root, only enablement exists (systemctl --root).
+        let on = (!t.live()).then(|| t.root.path());
         let mut failures = Vec::new();
         for s in &self.services {
             let Some(cur) = now.get(&s.unit) else {
                 continue;
             };
             let mut run = |verb: &str| {
-                if let Err(e) = systemctl::run(None, verb, std::slice::from_ref(&s.unit)) {
+                if let Err(e) = systemctl::run(on, verb, std::slice::from_ref(&s.unit)) {
                     failures.push(format!("{e:#}"));
                 }
             };
-            match (s.unit_file_state.as_str(), cur.unit_file_state.as_str()) {
-                ("enabled", "disabled") => run("enable"),
-                ("disabled", "enabled") => run("disable"),
-                _ => {}
+            if s.unit_file_state == "enabled" && cur.unit_file_state == "disabled" {
+                run("enable");
             }
             // A running service is restarted when it stopped, or when what
             // it runs or reads was put back; otherwise it is left alone.
@@ -288,9 +317,9 @@ impl Snapshot {
                     .map(|n| format!("package {n} is still installed")),
             );
         }
-        if t.live() && !self.services.is_empty() {
+        if !self.services.is_empty() {
             let units: Vec<String> = self.services.iter().map(|s| s.unit.clone()).collect();
-            let now = systemctl::show(&units)?;
+            let now = unit_states(t, &units)?;
             for s in &self.services {
                 let Some(cur) = now.get(&s.unit) else {
                     continue;
@@ -326,6 +355,18 @@ impl Snapshot {
             Prior::File { object, .. } => Some(object.as_str()),
             _ => None,
         })
+    }
+}
+
+/// Unit states: live from systemd, or (with `--root`) enablement only.
+fn unit_states(
+    t: &Target<'_>,
+    units: &[String],
+) -> Result<BTreeMap<String, crate::plan::observed::UnitObs>> {
+    if t.live() {
+        systemctl::show(units)
+    } else {
+        systemctl::is_enabled_in_root(t.root.path(), units)
     }
 }
 

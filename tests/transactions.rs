@@ -518,3 +518,49 @@ fn generations_are_only_undone_in_their_own_root() {
         "original\n"
     );
 }
+
+/// With --root: a unit file written into the root plans no daemon-reload
+/// of the machine's systemd, and a rolled-back converge also takes back the
+/// enablement it made (`systemctl --root`).
+#[test]
+fn a_rollback_in_a_root_takes_back_unit_files_and_enablement() {
+    let h = Host::new();
+    let unit = "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n";
+    let declare = |check: &str| {
+        std::fs::remove_dir_all(&h.repo).ok();
+        write_repo(
+            &h.repo,
+            &[(
+                "hosts/h.toml",
+                &format!(
+                    "[[file]]\npath = '/etc/systemd/system/demo.service'\ncontent = \"\"\"\n{unit}\"\"\"\n[[service]]\nname = 'demo'\nenabled = true\n{check}"
+                ),
+            )],
+        );
+    };
+    declare("[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n");
+    let before = h.state();
+    let plan = h.run(&["plan"]);
+    plan.expect_code(2);
+    assert!(!plan.stdout.contains("daemon-reload"), "{}", plan.stdout);
+    let r = h.converge();
+    r.expect_code(4);
+    assert!(!r.stderr.contains("daemon-reload"), "{}", r.stderr);
+    assert_eq!(h.state(), before, "unit file or enablement left behind");
+    assert!(
+        !h.root
+            .join("etc/systemd/system/multi-user.target.wants/demo.service")
+            .exists()
+    );
+    // Without the broken check it applies, enabled in the root.
+    declare("");
+    h.run(&["retry"]).expect_code(0);
+    h.converge().expect_code(2);
+    assert!(
+        std::fs::symlink_metadata(
+            h.root
+                .join("etc/systemd/system/multi-user.target.wants/demo.service")
+        )
+        .is_ok()
+    );
+}

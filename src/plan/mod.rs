@@ -361,7 +361,14 @@ pub fn plan_services_for(
 ) -> ServicePlan {
     let changed: BTreeSet<ResourceId> = changes.iter().map(|c| c.resource.clone()).collect();
     let paths: Vec<&str> = changes.iter().filter_map(|c| c.op.path()).collect();
-    services::plan_services(services, &host.units, &changed, &paths, packages_pending)
+    services::plan_services(
+        services,
+        &host.units,
+        &changed,
+        &paths,
+        packages_pending,
+        host.live,
+    )
 }
 
 /// The service plan as changes, in apply order.

@@ -39,6 +39,8 @@ pub struct ObservedHost {
     pub latest_error: Option<String>,
     /// State of each declared unit.
     pub units: BTreeMap<String, UnitObs>,
+    /// Whether this is the running host (a live systemd), not a `--root`.
+    pub live: bool,
 }
 
 /// What systemd says about one unit.

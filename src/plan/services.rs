@@ -80,13 +80,16 @@ pub fn plan_services(
     changed: &BTreeSet<ResourceId>,
     changed_paths: &[&str],
     packages_pending: bool,
+    live: bool,
 ) -> ServicePlan {
     let mut plan = ServicePlan::default();
     let mut enablement = Vec::new();
     let mut runs = Vec::new();
     let mut restarts = Vec::new();
+    // Without a live systemd (`--root`) there is nothing to reload.
     if let Some(p) = changed_paths
         .iter()
+        .filter(|_| live)
         .find(|p| UNIT_DIRS.iter().any(|d| p.starts_with(d)))
     {
         plan.daemon_reload = Some(format!("unit file {p} changes"));
@@ -94,7 +97,7 @@ pub fn plan_services(
     for s in services {
         let missing = UnitObs::default();
         let u = units.get(&s.unit).unwrap_or(&missing);
-        if u.need_daemon_reload && plan.daemon_reload.is_none() {
+        if live && u.need_daemon_reload && plan.daemon_reload.is_none() {
             plan.daemon_reload = Some(format!("systemd reports that {} changed on disk", s.unit));
         }
         if !u.loaded {
@@ -103,7 +106,13 @@ pub fn plan_services(
                     .push((s.unit.clone(), format!("unit {} is masked", s.unit)));
                 continue;
             }
-            if !packages_pending {
+            // Its unit file may be written by this converge.
+            let file_here = changed_paths.iter().any(|p| {
+                UNIT_DIRS
+                    .iter()
+                    .any(|d| p.strip_prefix(d) == Some(s.unit.as_str()))
+            });
+            if !packages_pending && !file_here {
                 plan.problems.push((
                     s.unit.clone(),
                     format!("unit {} does not exist on the host", s.unit),
@@ -240,7 +249,7 @@ mod tests {
             &["/etc/a.conf"],
         );
         let units = BTreeMap::from([("a.service".to_owned(), unit("active", "enabled"))]);
-        let p = plan_services(&[&s], &units, &BTreeSet::new(), &[], false);
+        let p = plan_services(&[&s], &units, &BTreeSet::new(), &[], false, true);
         assert_eq!(p, ServicePlan::default());
     }
 
@@ -255,7 +264,14 @@ mod tests {
             ("c.service".to_owned(), unit("active", "static")),
         ]);
         let changed = BTreeSet::from([ResourceId::new(Kind::File, "/etc/c.conf")]);
-        let p = plan_services(&[&a, &b, &c], &units, &changed, &["/etc/c.conf"], false);
+        let p = plan_services(
+            &[&a, &b, &c],
+            &units,
+            &changed,
+            &["/etc/c.conf"],
+            false,
+            true,
+        );
         assert_eq!(
             verbs(&p),
             [
@@ -275,7 +291,7 @@ mod tests {
         let units = BTreeMap::from([("a.service".to_owned(), unit("failed", "disabled"))]);
         let changed = BTreeSet::from([ResourceId::new(Kind::File, "/etc/a.conf")]);
         assert_eq!(
-            verbs(&plan_services(&[&a], &units, &changed, &[], false)),
+            verbs(&plan_services(&[&a], &units, &changed, &[], false, true)),
             ["start a.service"]
         );
     }
@@ -294,7 +310,14 @@ mod tests {
             ResourceId::new(Kind::File, "/etc/b.conf"),
         ]);
         assert_eq!(
-            verbs(&plan_services(&[&a, &b], &units, &changed, &[], false)),
+            verbs(&plan_services(
+                &[&a, &b],
+                &units,
+                &changed,
+                &[],
+                false,
+                true
+            )),
             ["try-restart a.service"]
         );
     }
@@ -309,7 +332,7 @@ mod tests {
                 ..UnitObs::default()
             },
         )]);
-        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], false);
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], false, true);
         assert_eq!(
             p.problems,
             vec![(
@@ -317,7 +340,7 @@ mod tests {
                 "unit a.service does not exist on the host".to_owned()
             )]
         );
-        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], true);
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], true, true);
         assert!(p.problems.is_empty());
         assert_eq!(verbs(&p), ["enable a.service", "start a.service"]);
     }
@@ -333,12 +356,23 @@ mod tests {
             &BTreeSet::new(),
             &["/etc/systemd/system/a.service.d/x.conf"],
             false,
+            true,
         );
         assert!(p.daemon_reload.is_some());
+        // With --root there is no live systemd to reload.
+        let p = plan_services(
+            &[&a],
+            &units,
+            &BTreeSet::new(),
+            &["/etc/systemd/system/a.service"],
+            false,
+            false,
+        );
+        assert!(p.daemon_reload.is_none());
         u.need_daemon_reload = true;
         let units = BTreeMap::from([("a.service".to_owned(), u)]);
         assert!(
-            plan_services(&[&a], &units, &BTreeSet::new(), &[], false)
+            plan_services(&[&a], &units, &BTreeSet::new(), &[], false, true)
                 .daemon_reload
                 .is_some()
         );
@@ -355,7 +389,7 @@ mod tests {
                 ..UnitObs::default()
             },
         )]);
-        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], false);
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], false, true);
         assert_eq!(verbs(&p), ["enable a.service"]);
         assert_eq!(p.notes.len(), 1);
     }
