@@ -226,7 +226,7 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let verify = verify_settings(ver)?;
     let rollback = rollback_settings(rb)?;
     let d = Settings::default();
-    let state_dir = m.state_dir.unwrap_or(d.state_dir);
+    let state_dir = normalise(m.state_dir.unwrap_or(d.state_dir));
     if !state_dir.is_absolute() {
         bail!(
             "state_dir `{}` must be an absolute path",
@@ -272,6 +272,12 @@ fn rollback_settings(r: RollbackFragment) -> Result<RollbackSettings> {
         settle_time: duration("[rollback] settle_time", r.settle_time, d.settle_time)?,
         keep_generations: keep,
     })
+}
+
+/// Drops `.` components, repeated and trailing slashes, so that the state
+/// directory compares equal however it was written (`/var/lib/driftless/`).
+fn normalise(p: PathBuf) -> PathBuf {
+    p.components().collect()
 }
 
 fn absolute(key: &str, p: Option<PathBuf>) -> Result<Option<PathBuf>> {
@@ -415,5 +421,14 @@ mod tests {
         assert!(format!("{:#}", load(&main, true).expect_err("bad mode")).contains("yolo"));
         let main = write(d.path(), "agent.toml", "state_dir = 'rel'\n");
         assert!(load(&main, true).is_err());
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "state_dir = '/var/lib//driftless/./'\n",
+        );
+        assert_eq!(
+            load(&main, true).expect("load").state_dir,
+            PathBuf::from("/var/lib/driftless")
+        );
     }
 }

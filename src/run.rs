@@ -470,6 +470,17 @@ fn record_good(
 
 fn quarantine(settings: &Settings, key: &str, source_desc: &str, reason: &str) -> Result<()> {
     let mut state = AgentState::load(&settings.state_dir)?;
+    // The last good state stays the fallback: quarantining it would leave
+    // nothing to hold at (a drift repair of it failing is not its fault
+    // alone). The failure is in the generation's record.
+    if state.last_good.as_ref().is_some_and(|g| g.key == key) {
+        tracing::warn!(
+            key,
+            reason,
+            "the last good state failed to converge; it is not quarantined"
+        );
+        return Ok(());
+    }
     tracing::warn!(
         key,
         reason,

@@ -564,3 +564,36 @@ fn a_rollback_in_a_root_takes_back_unit_files_and_enablement() {
         .is_ok()
     );
 }
+
+/// A drift repair of the last good state that fails its check is rolled
+/// back, but the last good state is not quarantined: it stays the state
+/// to converge to.
+#[test]
+fn the_last_good_state_is_never_quarantined() {
+    let h = Host::new();
+    let marker = h.env.path().join("healthy");
+    std::fs::write(&marker, "").expect("marker");
+    h.declare(
+        "v1",
+        &format!(
+            "[[check]]\nname = 'healthy'\ncommand = ['test', '-e', '{}']\nretries = 0\n",
+            marker.display()
+        ),
+    );
+    h.converge().expect_code(2);
+    // Drift, while the check fails: the repair is rolled back...
+    std::fs::write(h.root.join("srv/app/version"), "drifted").expect("drift");
+    std::fs::remove_file(&marker).expect("rm marker");
+    h.converge().expect_code(4);
+    assert!(
+        h.json(&["status"])["status"]["quarantine"].is_null(),
+        "the last good state was quarantined"
+    );
+    // ...and tried again once the check passes.
+    std::fs::write(&marker, "").expect("marker");
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(h.root.join("srv/app/version")).expect("read"),
+        "v1"
+    );
+}

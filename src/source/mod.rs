@@ -84,10 +84,16 @@ pub fn fetch_checked(
         }
         warn!(%applied, %target, "history was rewritten; applying anyway because allow_rewind = true");
     }
+    // `all` checks what is new since the last applied commit; a target that
+    // does not descend from it (an allowed rewind, a preview of an older
+    // commit) has no such range: then its whole history is checked.
+    let since = applied.filter(|a| {
+        repo.has_object(*a) && git::is_ancestor(&repo, *a, target).unwrap_or(false) && *a != target
+    });
     let verified = verify::verify_update(
         &repo,
         verify.signatures,
-        applied.filter(|a| repo.has_object(*a)),
+        since,
         target,
         verify.allowed_signers.as_deref(),
         verify.openpgp_keyring.as_deref(),

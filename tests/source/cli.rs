@@ -291,3 +291,40 @@ fn an_unreachable_server_is_a_clear_error_that_keeps_the_applied_state() {
 /// Keep the helper from looking unused when tests are filtered.
 #[allow(dead_code)]
 fn _uses(_: &Path) {}
+
+/// `all` is never weaker than `head`: an (allowed) rewind to an older
+/// commit has no "new" range, so the whole history of the target is
+/// checked, and an unsigned target is refused.
+#[test]
+fn a_rewind_to_an_unsigned_commit_is_refused_under_all() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let good = ssh_key(keys.path(), "good");
+    let signers = keys.path().join("allowed_signers");
+    std::fs::write(
+        &signers,
+        format!("ops@example.com namespaces=\"git\" {}\n", public_key(&good)),
+    )
+    .expect("write");
+    let a = Agent::new("");
+    let unsigned = head(&a.origin);
+    ssh_signed_commit(
+        &a.origin,
+        &good,
+        "hosts/h.toml",
+        "[[file]]\npath = '/motd'\ncontent = 'signed'\n",
+    );
+    a.config(&format!(
+        "[verify]\nsignatures = 'head'\nallowed_signers = '{}'\nallow_rewind = true\n",
+        signers.display()
+    ));
+    expect(&a.converge(), 2);
+    a.config(&format!(
+        "[verify]\nsignatures = 'all'\nallowed_signers = '{}'\nallow_rewind = true\n",
+        signers.display()
+    ));
+    git(&a.origin, &["reset", "-q", "--hard", &unsigned.to_string()]);
+    let o = a.converge();
+    expect(&o, 1);
+    assert!(o.stderr.contains(&unsigned.to_string()), "{}", o.stderr);
+    assert_eq!(a.motd().as_deref(), Some("signed"));
+}
