@@ -28,7 +28,14 @@ struct Source {
     commit: Option<gix::ObjectId>,
 }
 
-fn open_source(settings: &Settings, args: &RepoArgs, purpose: source::Purpose) -> Result<Source> {
+/// `lock_held`: the caller holds the state lock; otherwise the fetch (which
+/// writes the cache and the state file) takes it for its duration.
+fn open_source(
+    settings: &Settings,
+    args: &RepoArgs,
+    purpose: source::Purpose,
+    lock_held: bool,
+) -> Result<Source> {
     if let Some(dir) = &args.repo {
         return Ok(Source {
             tree: Box::new(DirTree::open(dir)?),
@@ -37,6 +44,11 @@ fn open_source(settings: &Settings, args: &RepoArgs, purpose: source::Purpose) -
     }
     let Some(git) = &settings.source else {
         bail!("no config repo: pass --repo DIR, or configure [source] url in the agent config");
+    };
+    let _lock = if lock_held {
+        None
+    } else {
+        Some(StateLock::acquire(&settings.state_dir)?)
     };
     let mut state = AgentState::load(&settings.state_dir)?;
     let applied = state
@@ -129,7 +141,7 @@ pub fn validate(
     all_hosts: bool,
     report: &mut Report,
 ) -> Result<()> {
-    let tree = open_source(settings, repo, source::Purpose::Preview)?.tree;
+    let tree = open_source(settings, repo, source::Purpose::Preview, false)?.tree;
     report.source = Some(tree.describe());
     let facts = system::facts::gather();
     let opts = load_options(settings);
@@ -187,7 +199,7 @@ fn invalid(e: desired::LoadError) -> Result<Vec<Diagnostic>> {
 
 /// `plan`: what a converge would change. Changes nothing on the host.
 pub fn plan(settings: &Settings, args: &RepoArgs, root: &Path, report: &mut Report) -> Result<()> {
-    let Some(loaded) = load(settings, args, source::Purpose::Preview, report)? else {
+    let Some(loaded) = load(settings, args, source::Purpose::Preview, false, report)? else {
         return Ok(());
     };
     let root = converge::open_root(root, false)?;
@@ -224,7 +236,14 @@ pub fn converge(
     } else {
         None
     };
-    let Some(loaded) = load(settings, args, source::Purpose::Apply, report)? else {
+    let Some(loaded) = load(
+        settings,
+        args,
+        source::Purpose::Apply,
+        lock.is_some(),
+        report,
+    )?
+    else {
         return Ok(());
     };
     let root = converge::open_root(root_path, !dry)
@@ -593,6 +612,7 @@ pub fn rollback(
 
 /// `resume`: lift the pin.
 pub fn resume(settings: &Settings, report: &mut Report) -> Result<()> {
+    let _lock = StateLock::acquire(&settings.state_dir)?;
     let mut state = AgentState::load(&settings.state_dir)?;
     report.notes.push(match state.pinned.take() {
         Some(p) => format!("pin lifted ({})", p.reason.unwrap_or_default()),
@@ -605,6 +625,7 @@ pub fn resume(settings: &Settings, report: &mut Report) -> Result<()> {
 
 /// `retry`: lift the quarantine.
 pub fn retry(settings: &Settings, report: &mut Report) -> Result<()> {
+    let _lock = StateLock::acquire(&settings.state_dir)?;
     let mut state = AgentState::load(&settings.state_dir)?;
     report.notes.push(match state.quarantine.take() {
         Some(q) => format!(
@@ -646,9 +667,10 @@ fn load(
     settings: &Settings,
     args: &RepoArgs,
     purpose: source::Purpose,
+    lock_held: bool,
     report: &mut Report,
 ) -> Result<Option<Loaded>> {
-    let Source { tree, commit } = open_source(settings, args, purpose)?;
+    let Source { tree, commit } = open_source(settings, args, purpose, lock_held)?;
     let source = tree.describe();
     report.source = Some(source.clone());
     let facts = system::facts::gather();

@@ -239,18 +239,21 @@ impl Cmd {
             })),
             _ => None,
         };
-        let stdout = reader(child.stdout.take());
-        let stderr = reader(child.stderr.take());
+        let stdout = Reader::start(child.stdout.take());
+        let stderr = Reader::start(child.stderr.take());
         let status = wait(&mut child, self.timeout, &argv)?;
-        if let Some(w) = writer {
-            let _ = w.join();
-        }
+        // Whatever the command left running in its process group (a
+        // health check's `cmd &`) would hold the pipes open, and is ours
+        // to clean up: the command is over.
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        // The stdin writer ends by itself (EPIPE at worst); not waited for.
+        drop(writer);
         let out = Output {
             code: status
                 .code()
                 .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
+            stdout: stdout.finish(),
+            stderr: stderr.finish(),
         };
         debug!(argv = ?argv, code = out.code, elapsed_ms = started.elapsed().as_millis() as u64, "finished");
         if self.ok_codes.contains(&out.code) {
@@ -270,16 +273,46 @@ impl Cmd {
     }
 }
 
-/// Reads a pipe to the end on its own thread, so a chatty child never
-/// blocks on a full pipe while we wait for it.
-fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
+/// Reads a pipe on its own thread, so a chatty child never blocks on a
+/// full pipe while we wait for it.
+struct Reader {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+/// How long output may still trickle in after the command exited: a
+/// process that escaped the group (a daemon) may hold the pipe forever.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+impl Reader {
+    fn start<R: Read + Send + 'static>(pipe: Option<R>) -> Self {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, done) = std::sync::mpsc::channel();
+        let shared = Arc::clone(&buf);
+        std::thread::spawn(move || {
+            if let Some(mut p) = pipe {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = p.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    shared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&chunk[..n]);
+                }
+            }
+            let _ = tx.send(());
+        });
+        Self { buf, done }
+    }
+
+    /// What was read, waiting a little for the end of the output.
+    fn finish(self) -> String {
+        let _ = self.done.recv_timeout(DRAIN_GRACE);
+        let buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         String::from_utf8_lossy(&buf).into_owned()
-    })
+    }
 }
 
 /// Waits for the child, killing its process group on timeout or shutdown.
@@ -413,6 +446,23 @@ mod tests {
             .run()
             .expect("runs");
         assert_eq!(out.stdout, "payload\nhi\n");
+    }
+
+    #[test]
+    fn a_background_child_holding_the_pipes_does_not_outlast_the_command() {
+        let started = Instant::now();
+        let out = Cmd::new("sh")
+            .args(["-c", "echo before; sleep 30 & exit 1"])
+            .ok_codes(&[1])
+            .timeout(Duration::from_secs(60))
+            .run()
+            .expect("runs");
+        assert_eq!(out.stdout, "before\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited for the background child: {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
