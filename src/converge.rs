@@ -58,14 +58,13 @@ pub fn load(
     host: &str,
     facts: &Facts,
     opts: &LoadOptions,
-) -> Result<DesiredState, PrepareError> {
+) -> Result<DesiredState, desired::LoadError> {
     match desired::load(tree, host, facts, opts) {
         Ok(d) => {
             info!(host, host_file = %d.host_file, roles = ?d.roles, "desired state loaded");
             Ok(d)
         }
-        Err(desired::LoadError::Invalid(diags)) => Err(PrepareError::Invalid(diags)),
-        Err(desired::LoadError::Read(e)) => Err(PrepareError::Other(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -640,10 +639,8 @@ fn replan(
 ) -> Result<Vec<Change>> {
     let host = observe_with(cx.root, cx.desired, Some(latest))
         .context("failed to observe the host after the package transaction")?;
-    let plan = plan::plan_after(cx.desired, &host, done).map_err(|problems| {
-        let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("after the package transaction: {}", msgs.join("; "))
-    })?;
+    let plan = plan::plan_after(cx.desired, &host, done)
+        .map_err(|p| problems("after the package transaction", &p))?;
     if let Some(c) = plan
         .changes
         .iter()
@@ -695,8 +692,12 @@ fn observe_units(root: &FsRoot, services: &[&Service]) -> Result<BTreeMap<String
     }
 }
 
-/// One dnf transaction for every package change, then the installed RPMs
-/// are kept in the package store.
+/// Plan problems met mid-converge, as one error.
+fn problems(when: &str, problems: &[PlanProblem]) -> anyhow::Error {
+    let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("{when}: {}", msgs.join("; "))
+}
+
 /// Names of every declared package.
 fn declared_packages(desired: &DesiredState) -> Vec<String> {
     desired
@@ -730,10 +731,8 @@ fn replan_packages(
     latest: &BTreeMap<String, crate::plan::rpmver::Evr>,
 ) -> Result<Vec<Change>> {
     let host = observe_with(cx.root, cx.desired, Some(latest))?;
-    let plan = plan::plan(cx.desired, &host).map_err(|problems| {
-        let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("after writing the repo files: {}", msgs.join("; "))
-    })?;
+    let plan =
+        plan::plan(cx.desired, &host).map_err(|p| problems("after writing the repo files", &p))?;
     Ok(plan
         .changes
         .into_iter()
@@ -741,6 +740,8 @@ fn replan_packages(
         .collect())
 }
 
+/// One dnf transaction for every package change, then the installed RPMs
+/// are kept in the package store.
 fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>> {
     let mut tx = dnf::Transaction::default();
     let mut names = Vec::new();

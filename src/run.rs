@@ -688,16 +688,12 @@ fn load(
                 key,
             }))
         }
-        Err(PrepareError::Invalid(d)) => {
+        Err(desired::LoadError::Invalid(d)) => {
             report.result = Outcome::Invalid;
             report.diagnostics = d;
             Ok(None)
         }
-        Err(PrepareError::Unplannable(p)) => {
-            report.plan_problems = p;
-            Ok(None)
-        }
-        Err(PrepareError::Other(e)) => Err(e),
+        Err(desired::LoadError::Read(e)) => Err(e),
     }
 }
 

@@ -274,20 +274,21 @@ impl Loader<'_> {
                     continue;
                 };
                 let prev = &winners[i];
-                if prev.decl.spec == decl.spec {
-                    continue;
-                }
-                if prev.file == *file {
-                    self.diags.push(decl.origin.diag(format!(
-                        "{id} is declared twice in this file, differently (first at line {})",
-                        prev.decl.origin.line
-                    )));
-                } else if is_host {
+                if is_host && prev.file != *file {
+                    // The host file decides, even a conflict between roles,
+                    // and even when it agrees with one of them.
                     conflicts.remove(&id);
                     winners[i] = Winner {
                         decl: decl.clone(),
                         file: file.clone(),
                     };
+                } else if prev.decl.spec == decl.spec {
+                    continue;
+                } else if prev.file == *file {
+                    self.diags.push(decl.origin.diag(format!(
+                        "{id} is declared twice in this file, differently (first at line {})",
+                        prev.decl.origin.line
+                    )));
                 } else {
                     conflicts.entry(id.clone()).or_insert_with(|| {
                         decl.origin.diag(format!(
@@ -348,22 +349,32 @@ impl Loader<'_> {
     fn merge_checks(&mut self, layers: &[(String, ParsedFile)]) -> Vec<super::model::Check> {
         let host_file = layers.last().map(|(f, _)| f.clone()).unwrap_or_default();
         let mut out: Vec<(String, CheckDecl)> = Vec::new();
+        let mut conflicts: BTreeMap<String, Diagnostic> = BTreeMap::new();
         for (file, parsed) in layers {
+            let is_host = *file == host_file;
             for c in &parsed.checks {
-                match out.iter_mut().find(|(_, o)| o.check.name == c.check.name) {
+                let name = &c.check.name;
+                match out.iter_mut().find(|(_, o)| o.check.name == *name) {
                     None => out.push((file.clone(), c.clone())),
-                    Some((_, o)) if o.check == c.check => {}
-                    Some((f, o)) if *file == host_file && *f != host_file => {
+                    // As for resources, the host file decides.
+                    Some((f, o)) if is_host && *f != host_file => {
+                        conflicts.remove(name);
                         *f = file.clone();
                         *o = c.clone();
                     }
-                    Some((_, o)) => self.diags.push(c.origin.diag(format!(
-                        "check `{}` is declared differently at {} and here",
-                        c.check.name, o.origin
-                    ))),
+                    Some((_, o)) if o.check == c.check => {}
+                    Some((_, o)) => {
+                        conflicts.entry(name.clone()).or_insert_with(|| {
+                            c.origin.diag(format!(
+                                "check `{name}` is declared differently at {} and here (declare it in the host file to choose)",
+                                o.origin
+                            ))
+                        });
+                    }
                 }
             }
         }
+        self.diags.extend(conflicts.into_values());
         out.into_iter().map(|(_, c)| c.check).collect()
     }
 
@@ -626,12 +637,36 @@ mod tests {
             e[0].contains("roles/a.toml:1") && e[0].contains("roles/b.toml:1"),
             "{e:?}"
         );
-        let t = roles.file(
+        let t = roles.clone().file(
             "hosts/h.toml",
             "roles = ['a', 'b']\n[[directory]]\npath = '/srv'\nmode = '0711'\n",
         );
         let d = load_mem(&t, "h").expect("the host decides");
         assert!(matches!(&d.resources[0].resource, Resource::Directory(x) if x.meta.mode == 0o711));
+        // Also when the host agrees with the first role.
+        let t = roles.clone().file(
+            "hosts/h.toml",
+            "roles = ['a', 'b']\n[[directory]]\npath = '/srv'\nmode = '0700'\n",
+        );
+        let d = load_mem(&t, "h").expect("the host decides");
+        assert!(matches!(&d.resources[0].resource, Resource::Directory(x) if x.meta.mode == 0o700));
+        // And for checks.
+        let checks = roles
+            .file(
+                "roles/a.toml",
+                "[[check]]\nname = 'c'\ncommand = ['true']\n",
+            )
+            .file(
+                "roles/b.toml",
+                "[[check]]\nname = 'c'\ncommand = ['false']\n",
+            );
+        let t = checks.clone().file("hosts/h.toml", "roles = ['a', 'b']\n");
+        assert!(errors(&t, "h")[0].contains("check `c` is declared differently"));
+        let t = checks.file(
+            "hosts/h.toml",
+            "roles = ['a', 'b']\n[[check]]\nname = 'c'\ncommand = ['true']\n",
+        );
+        assert_eq!(load_mem(&t, "h").expect("the host decides").checks.len(), 1);
     }
 
     #[test]

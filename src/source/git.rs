@@ -1,9 +1,9 @@
 //! The git source: a bare cache repository that is fetched into from the
 //! configured URL, and a read-only [`ConfigTree`] view of one of its commits.
 //!
-//! Everything here is blocking (gix's network I/O is). The agent calls
-//! [`fetch`] from `tokio::task::spawn_blocking` and hands it the same
-//! `AtomicBool` that its shutdown path sets.
+//! Everything here is blocking (gix's network I/O is): callers run [`fetch`]
+//! on a thread of their own (a daemon: a blocking task) and hand it the
+//! same `AtomicBool` that their shutdown path sets.
 //!
 //! Design choices, in short:
 //! - The cache is opened *isolated*: no system/global git config, no `GIT_*`

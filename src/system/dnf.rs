@@ -131,8 +131,7 @@ pub fn apply(root: &Path, tx: &Transaction) -> Result<Vec<u64>> {
     let before = last_transaction_id(root)?;
     for argv in command_lines(flavor, tx) {
         let cmd = base(root).args(&argv);
-        cmd.run()
-            .with_context(|| format!("dnf transaction failed ({})", cmd.argv()))?;
+        cmd.run().context("dnf transaction failed")?;
     }
     let after = last_transaction_id(root)?;
     let ids: Vec<u64> = match (before, after) {

@@ -89,8 +89,8 @@ pub fn run(root: Option<&Path>, verb: &str, units: &[String]) -> Result<()> {
         cmd = cmd.arg(format!("--root={}", r.display()));
     }
     let cmd = cmd.arg(verb).args(units).timeout(Duration::from_secs(300));
-    cmd.run()
-        .with_context(|| format!("`{}` failed", cmd.argv()))?;
+    // The command error names the command line already.
+    cmd.run()?;
     Ok(())
 }
 
