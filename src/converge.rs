@@ -220,7 +220,8 @@ impl Engine<'_> {
 
 /// Runs `prepared` (a non-empty plan) as a transaction under generation
 /// bookkeeping; `key` identifies the desired state (commit or hash).
-/// `Err` only when nothing was changed (the snapshot could not be taken).
+/// `Err` only when nothing was changed (the snapshot could not be taken or
+/// recorded).
 pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<Outcome> {
     let (gens, objects) = engine.stores()?;
     let target = engine.target(&objects);
@@ -317,19 +318,29 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
     });
     generation.dnf_transactions = dnf_ids.clone();
     let outcome = match result {
-        Ok(changes) => {
-            let dnf_transactions = dnf_ids;
-            gens.finish(&mut generation, Status::Applied, None)?;
-            info!(
-                generation = generation.id,
-                "converge applied; health checks passed"
-            );
-            Outcome::Applied {
-                generation: generation.id,
-                changes,
-                dnf_transactions,
+        Ok(changes) => match gens.finish(&mut generation, Status::Applied, None) {
+            Ok(()) => {
+                info!(
+                    generation = generation.id,
+                    "converge applied; health checks passed"
+                );
+                Outcome::Applied {
+                    generation: generation.id,
+                    changes,
+                    dnf_transactions: dnf_ids,
+                }
             }
-        }
+            // A transaction that cannot record its commit aborts: left as
+            // it is, the next start would take it for a crash anyway.
+            Err(e) => rollback(
+                &gens,
+                &mut generation,
+                &snapshot,
+                &target,
+                e.context("could not record the converge as applied"),
+                Status::RolledBack,
+            )?,
+        },
         Err(error) => {
             warn!(
                 generation = generation.id,
@@ -365,7 +376,18 @@ fn rollback(
     error: anyhow::Error,
     ok_status: Status,
 ) -> Result<Outcome> {
-    gens.finish(generation, Status::RollingBack, Some(format!("{error:#}")))?;
+    // The host comes first: a record that cannot be written (a full disk)
+    // must not keep the restore from running.
+    let record = |generation: &mut Generation, status: Status, reason: Option<String>| {
+        if let Err(e) = gens.finish(generation, status, reason) {
+            tracing::error!(
+                generation = generation.id,
+                error = format!("{e:#}"),
+                "could not record the generation's status"
+            );
+        }
+    };
+    record(generation, Status::RollingBack, Some(format!("{error:#}")));
     let _finish_even_when_stopping = crate::system::command::RollbackGuard::enter();
     let report = snapshot.restore(target);
     generation.rollback_dnf_transactions = report.dnf_transactions;
@@ -374,7 +396,7 @@ fn rollback(
         .differences(target)
         .unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
     if restore_errors.is_empty() && differences.is_empty() {
-        gens.finish(generation, ok_status, None)?;
+        record(generation, ok_status, None);
         info!(
             generation = generation.id,
             "host restored to its state before the converge"
@@ -384,7 +406,7 @@ fn rollback(
             error,
         })
     } else {
-        gens.finish(generation, Status::RestoreFailed, None)?;
+        record(generation, Status::RestoreFailed, None);
         tracing::error!(
             generation = generation.id,
             differences = ?differences,
@@ -778,6 +800,16 @@ fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>>
 }
 
 fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
+    if let Op::CreateDir { meta, .. } | Op::WriteFile { meta, .. } | Op::SetMeta { meta, .. } = op
+        && meta.deferred
+    {
+        anyhow::bail!(
+            "the owner {}:{} of {} does not exist after the package transaction",
+            meta.owner,
+            meta.group,
+            op.path().unwrap_or("?")
+        );
+    }
     match op {
         Op::CreateDir { path, meta } => root.create_dir(path, meta.ids),
         Op::WriteFile {

@@ -151,6 +151,11 @@ pub struct MetaView {
     /// Numbers to apply.
     #[serde(skip)]
     pub ids: FsMeta,
+    /// The owner or group does not exist yet; a package in this converge is
+    /// expected to create it. Such a step is never applied as planned: the
+    /// steps after the package transaction are planned again.
+    #[serde(skip)]
+    pub deferred: bool,
 }
 
 /// One planned change.
@@ -411,13 +416,29 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     fn meta(&self, m: &Meta) -> Result<MetaView, String> {
-        let uid = self.accounts.uid(&m.owner).ok_or_else(|| {
+        let (uid, gid) = (self.accounts.uid(&m.owner), self.accounts.gid(&m.group));
+        // A user or group a package creates (nginx for the nginx package)
+        // is known only after the transaction, which comes first.
+        if (uid.is_none() || gid.is_none()) && !self.packages.is_empty() {
+            return Ok(MetaView {
+                owner: m.owner.clone(),
+                group: m.group.clone(),
+                mode: format!("{:04o}", m.mode),
+                ids: FsMeta {
+                    uid: uid.unwrap_or(0),
+                    gid: gid.unwrap_or(0),
+                    mode: m.mode,
+                },
+                deferred: true,
+            });
+        }
+        let uid = uid.ok_or_else(|| {
             format!(
                 "owner `{}` does not exist on the host (not in /etc/passwd)",
                 m.owner
             )
         })?;
-        let gid = self.accounts.gid(&m.group).ok_or_else(|| {
+        let gid = gid.ok_or_else(|| {
             format!(
                 "group `{}` does not exist on the host (not in /etc/group)",
                 m.group
@@ -432,11 +453,19 @@ impl Planner<'_> {
                 gid,
                 mode: m.mode,
             },
+            deferred: false,
         })
     }
 
     fn meta_reasons(&self, have: FsMeta, want: &MetaView) -> Vec<String> {
         let mut r = Vec::new();
+        if want.deferred {
+            r.push(format!(
+                "owner {}:{} is set after the package transaction creates it",
+                want.owner, want.group
+            ));
+            return r;
+        }
         if have.uid != want.ids.uid {
             r.push(format!(
                 "owner is {}, should be {}",
@@ -1159,6 +1188,24 @@ mod tests {
         );
         let file = host(&[("/l", observed_file("x", 0o644))]);
         assert_eq!(ops(&plan(&d, &file).expect("plan")), ["link /l"]);
+    }
+
+    #[test]
+    fn owners_a_package_creates_are_resolved_after_its_transaction() {
+        let Resource::File(mut f) = file("/etc/nginx/nginx.conf", "x") else {
+            unreachable!()
+        };
+        f.meta.owner = "www".into();
+        let pkg = Resource::Package(Package {
+            name: "nginx".into(),
+            state: PackageState::Present(None),
+        });
+        let h = host(&[("/etc/nginx/nginx.conf", missing(&[]))]);
+        // Without a package to create it, an unknown owner is a problem...
+        assert!(plan(&desired(vec![Resource::File(f.clone())]), &h).is_err());
+        // ...with one, the step is planned and marked for the re-plan.
+        let p = plan(&desired(vec![pkg, Resource::File(f)]), &h).expect("plan");
+        assert!(matches!(&p.changes[1].op, Op::WriteFile { meta, .. } if meta.deferred));
     }
 
     #[test]
