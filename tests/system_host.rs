@@ -647,3 +647,66 @@ fn latest_installs_the_newest_build_with_one_metadata_query() {
     assert_eq!(mutating(&commands(&again)), Vec::<String>::new());
     assert_eq!(host.dnf_history_count(), history);
 }
+
+/// A file owned by a user that a package in the same converge creates:
+/// planned before the user exists, owned by it after one converge.
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn a_file_can_be_owned_by_a_user_its_package_creates() {
+    let host = Host::boot("web1");
+    let config = "[[repo]]\nname = \"driftless-test\"\nbaseurl = \"file:///srv/repo\"\ngpgcheck = false\n\n[[package]]\nname = \"dl-owner\"\n\n[[file]]\npath = \"/etc/dl-owner.conf\"\ncontent = \"owned\\n\"\nowner = \"dlowner\"\ngroup = \"dlowner\"\nmode = \"0640\"\n";
+    host.write_config(&[(HOST_FILE, config)]);
+    let (plan, _) = host.plan_json();
+    plan.expect_code(2);
+    host.converge().expect_code(2);
+    let stat = host.exec(&["stat", "-c", "%U:%G %a", "/etc/dl-owner.conf"]);
+    stat.expect_code(0);
+    assert_eq!(stat.stdout.trim(), "dlowner:dlowner 640");
+    host.converge().expect_code(0);
+}
+
+/// A missing version, a conflict and an unreachable repository each fail the
+/// converge with dnf's own words, and leave the packages as they were.
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn other_dnf_failures_carry_dnfs_message() {
+    let host = Host::boot("web1");
+    let repo =
+        "[[repo]]\nname = \"driftless-test\"\nbaseurl = \"file:///srv/repo\"\ngpgcheck = false\n";
+    host.write_config(&[(
+        HOST_FILE,
+        &format!("{repo}\n[[package]]\nname = \"dl-conflict-a\"\n"),
+    )]);
+    host.converge().expect_code(2);
+    let cases = [
+        (
+            "[[package]]\nname = \"dl-hello\"\nversion = \"9.9-1\"\n",
+            "Unable to find a match: dl-hello-9.9-1",
+        ),
+        (
+            "[[package]]\nname = \"dl-conflict-b\"\n",
+            "conflicts with dl-conflict-a",
+        ),
+        (
+            "[[repo]]\nname = \"gone\"\nbaseurl = \"file:///srv/no-such-repo\"\ngpgcheck = false\n\n[[package]]\nname = \"dl-tool\"\n",
+            "Failed to download metadata for repo 'gone'",
+        ),
+    ];
+    for (extra, says) in cases {
+        host.write_config(&[(
+            HOST_FILE,
+            &format!("{repo}\n[[package]]\nname = \"dl-conflict-a\"\n\n{extra}"),
+        )]);
+        let run = host.converge();
+        run.expect_code(4);
+        assert!(
+            run.stderr.contains(says),
+            "expected dnf to say {says:?}:\n{}",
+            run.stderr
+        );
+        assert_eq!(host.rpm_q("dl-conflict-a").as_deref(), Some("1.0-1"));
+        for absent in ["dl-hello", "dl-conflict-b", "dl-tool"] {
+            assert_eq!(host.rpm_q(absent), None, "{absent} was installed");
+        }
+    }
+}

@@ -87,7 +87,14 @@ fn base(root: &Path) -> Cmd {
 /// be trusted): installs, upgrades and downgrades go in one `install`, and
 /// removals, when there are any, in one `remove` before it.
 pub fn command_lines(flavor: Flavor, tx: &Transaction) -> Vec<Vec<String>> {
-    let common = ["-y", "--setopt=keepcache=True"].map(String::from);
+    // An unreachable repository fails the transaction (RHEL's default, not
+    // every distribution's): a declared repository is never skipped quietly.
+    let common = [
+        "-y",
+        "--setopt=keepcache=True",
+        "--setopt=skip_if_unavailable=False",
+    ]
+    .map(String::from);
     match flavor {
         Flavor::Dnf5 => {
             let mut argv: Vec<String> = common.to_vec();
@@ -273,6 +280,7 @@ mod tests {
             vec![vec![
                 "-y",
                 "--setopt=keepcache=True",
+                "--setopt=skip_if_unavailable=False",
                 "do",
                 "--action=remove",
                 "dl-tool",
@@ -284,10 +292,17 @@ mod tests {
         assert_eq!(
             command_lines(Flavor::Dnf4, &tx),
             vec![
-                vec!["-y", "--setopt=keepcache=True", "remove", "dl-tool"],
                 vec![
                     "-y",
                     "--setopt=keepcache=True",
+                    "--setopt=skip_if_unavailable=False",
+                    "remove",
+                    "dl-tool"
+                ],
+                vec![
+                    "-y",
+                    "--setopt=keepcache=True",
+                    "--setopt=skip_if_unavailable=False",
                     "install",
                     "dl-hello-1.0-1",
                     "dl-web"
