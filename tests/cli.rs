@@ -5,7 +5,7 @@ mod util;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use util::{Env, example_repo, fingerprint, write_repo};
+use util::{Env, converge_args, example_repo, fingerprint, write_repo};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/invalid");
 
@@ -117,16 +117,7 @@ fn the_example_converges_and_a_second_run_changes_nothing() {
         let env = Env::new();
         let root = env.path().join("root");
         let (repo, root_s) = (example_repo(), root.to_str().expect("utf-8").to_owned());
-        let args = [
-            "converge",
-            "--now",
-            "--repo",
-            repo.to_str().expect("utf-8"),
-            "--root",
-            &root_s,
-            "--host",
-            host,
-        ];
+        let args = converge_args(&repo, &root, host);
         let first = env.run(&args);
         first.expect_code(2);
         let expected_file = if host == "somewhere-else" {
@@ -165,17 +156,7 @@ fn the_example_converges_and_a_second_run_changes_nothing() {
     let env = Env::new();
     let root = env.path().join("root");
     let repo = example_repo();
-    env.run(&[
-        "converge",
-        "--now",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "web1",
-    ])
-    .expect_code(2);
+    env.run(&converge_args(&repo, &root, "web1")).expect_code(2);
     let conf = std::fs::read_to_string(root.join("etc/nginx/conf.d/site.conf")).expect("site.conf");
     assert!(
         conf.contains("worker_connections 2048;") && conf.contains("server_name www.example.com;")
@@ -208,9 +189,7 @@ fn drift_is_reported_and_healed() {
     let repo = example_repo();
     let (repo_s, root_s) = (repo.to_str().expect("utf-8"), root.to_str().expect("utf-8"));
     let plan = ["plan", "--repo", repo_s, "--root", root_s, "--host", "web1"];
-    let converge = [
-        "converge", "--now", "--repo", repo_s, "--root", root_s, "--host", "web1",
-    ];
+    let converge = converge_args(&repo, &root, "web1");
     env.run(&converge).expect_code(2);
     let conf = root.join("etc/sysctl.d/90-driftless.conf");
     let good = std::fs::read_to_string(&conf).expect("read");
@@ -261,16 +240,7 @@ fn a_symlink_planted_at_a_managed_path_is_not_followed() {
             "[[file]]\npath = '/etc/motd'\ncontent = \"hello\\n\"\n",
         )],
     );
-    let args = [
-        "converge",
-        "--now",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "h",
-    ];
+    let args = converge_args(&repo, &root, "h");
     let r = env.run(&args);
     r.expect_code(2);
     assert!(r.stdout.contains("is a symlink to"), "{}", r.stdout);
@@ -305,16 +275,7 @@ fn a_symlink_planted_at_a_parent_cannot_escape_the_root() {
     // /etc -> <outside> (absolute: resolves to <root>/<outside>, which does
     // not exist, so nothing may be written anywhere).
     symlink(&outside, root.join("etc")).expect("plant");
-    let args = [
-        "converge",
-        "--now",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "h",
-    ];
+    let args = converge_args(&repo, &root, "h");
     let before = fingerprint(&root);
     let r = env.run(&args);
     r.expect_code(1);
@@ -382,16 +343,7 @@ fn a_failure_mid_way_restores_earlier_changes() {
     );
     let _guard = Immutable(&root.join("locked"));
     let before = fingerprint(&root);
-    let r = env.run(&[
-        "converge",
-        "--now",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "h",
-    ]);
+    let r = env.run(&converge_args(&repo, &root, "h"));
     r.expect_code(4);
     assert!(r.stderr.contains("file:/locked/b.conf"), "{}", r.stderr);
     assert!(r.stderr.contains("restored"), "{}", r.stderr);
@@ -475,18 +427,9 @@ fn dry_run_and_audit_mode_change_nothing() {
     let env = Env::new();
     let root = env.path().join("root");
     let repo = example_repo();
-    let args = [
-        "converge",
-        "--now",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "web1",
-    ];
-    let mut dry: Vec<&str> = args.to_vec();
-    dry.push("--dry-run");
+    let args = converge_args(&repo, &root, "web1");
+    let mut dry = args.clone();
+    dry.push("--dry-run".to_owned());
     env.run(&dry).expect_code(2);
     assert!(!root.exists(), "a dry run created the root");
     env.set_config("mode = \"audit\"\n");
@@ -602,16 +545,7 @@ fn absent_resources_are_removed() {
             "[[file]]\npath = '/etc/old.d/x.conf'\nstate = 'absent'\n[[directory]]\npath = '/etc/old.d'\nstate = 'absent'\n[[symlink]]\npath = '/etc/old-link'\nstate = 'absent'\n[[file]]\npath = '/etc/never-was'\nstate = 'absent'\n",
         )],
     );
-    let args = [
-        "converge",
-        "--now",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "h",
-    ];
+    let args = converge_args(&repo, &root, "h");
     let r = env.run(&args);
     r.expect_code(2);
     assert!(r.stdout.contains("3 changes applied"), "{}", r.stdout);

@@ -70,12 +70,12 @@ impl Env {
     }
 
     /// Runs `driftless ARGS --config <this env's config>`.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Run {
         self.run_env(args, &[])
     }
 
     /// Like [`Env::run`], with extra environment variables.
-    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    pub fn run_env<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], vars: &[(&str, &str)]) -> Run {
         let config = self.config();
         let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
             .args(args)
@@ -94,6 +94,29 @@ impl Env {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// `converge --now` of `host` from `repo` into `root`.
+pub fn converge_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
+    on(&["converge", "--now"], repo, root, host)
+}
+
+/// `plan` of `host` from `repo` against `root`.
+pub fn plan_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
+    on(&["plan"], repo, root, host)
+}
+
+fn on(command: &[&str], repo: &Path, root: &Path, host: &str) -> Vec<String> {
+    let mut v: Vec<String> = command.iter().map(|s| (*s).to_owned()).collect();
+    for (flag, value) in [
+        ("--repo", repo.display().to_string()),
+        ("--root", root.display().to_string()),
+        ("--host", host.to_owned()),
+    ] {
+        v.push(flag.to_owned());
+        v.push(value);
+    }
+    v
 }
 
 /// Writes a config repo from (path, content) pairs.
