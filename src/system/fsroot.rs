@@ -637,4 +637,92 @@ mod tests {
             Observed::Missing { .. }
         ));
     }
+
+    /// Random mazes of directories and symlinks (absolute, relative,
+    /// climbing, pointing outside): whatever path is written, nothing
+    /// outside the root is ever created or changed.
+    #[test]
+    fn no_symlink_maze_leads_a_write_out_of_the_root() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("victim"), "precious").expect("write");
+        let out = outside.path().to_str().expect("utf-8").to_owned();
+        let targets = [
+            "/".to_owned(),
+            "..".to_owned(),
+            "../..".to_owned(),
+            "../../../../..".to_owned(),
+            out.clone(),
+            format!("{out}/victim"),
+            "/a".to_owned(),
+            "a/b".to_owned(),
+            "/etc/../..".to_owned(),
+            ".".to_owned(),
+            "/nowhere".to_owned(),
+        ];
+        let names = ["a", "b", "etc", "x"];
+        // A small deterministic PRNG: the test is the same every run.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut written = 0;
+        for _ in 0..200 {
+            let (d, r) = root();
+            for _ in 0..6 {
+                let depth = 1 + next(3);
+                let dirs: Vec<&str> = (0..depth).map(|_| names[next(names.len())]).collect();
+                // The maze is built with plain std::fs, which follows
+                // symlinks: never build through one (only driftless's own
+                // calls are under test).
+                let mut parent = d.path().to_path_buf();
+                let mut through_link = false;
+                for c in &dirs[..depth - 1] {
+                    parent.push(c);
+                    match std::fs::symlink_metadata(&parent) {
+                        Ok(m) if m.file_type().is_symlink() => through_link = true,
+                        Ok(_) => {}
+                        Err(_) => {
+                            let _ = std::fs::create_dir(&parent);
+                        }
+                    }
+                    if through_link {
+                        break;
+                    }
+                }
+                if through_link {
+                    continue;
+                }
+                let leaf = parent.join(dirs[depth - 1]);
+                if next(2) == 0 {
+                    let _ = symlink(&targets[next(targets.len())], &leaf);
+                } else {
+                    let _ = std::fs::create_dir(&leaf);
+                }
+            }
+            for _ in 0..6 {
+                let depth = 1 + next(4);
+                let path: String = (0..depth)
+                    .map(|_| format!("/{}", names[next(names.len())]))
+                    .collect();
+                written += usize::from(r.write_file(&format!("{path}/f"), b"x", me()).is_ok());
+                let _ = r.symlink(&format!("{path}/l"), "/x");
+                let _ = r.create_dir(&format!("{path}/d"), me());
+                let _ = r.remove_file(&format!("{path}/victim"));
+            }
+            let entries: Vec<_> = std::fs::read_dir(outside.path()).expect("ls").collect();
+            assert_eq!(entries.len(), 1, "something was created outside the root");
+            assert_eq!(
+                std::fs::read_to_string(outside.path().join("victim")).expect("read"),
+                "precious"
+            );
+        }
+        // Many writes went through links, so the mazes were walked.
+        assert!(
+            written > 100,
+            "only {written} writes succeeded: the test proves little"
+        );
+    }
 }
