@@ -38,6 +38,20 @@ pub enum Status {
     RestoreFailed,
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::InProgress => "in-progress",
+            Status::RollingBack => "rolling-back",
+            Status::Applied => "applied",
+            Status::RolledBack => "rolled-back",
+            Status::Interrupted => "interrupted",
+            Status::Undone => "undone",
+            Status::RestoreFailed => "restore-failed",
+        })
+    }
+}
+
 impl Status {
     /// Whether the generation's converge (or its rollback) did not finish.
     pub fn unfinished(self) -> bool {

@@ -246,8 +246,10 @@ impl Report {
             writeln!(out, "pinned:      {}", mark(&st.pinned))?;
             writeln!(
                 out,
-                "applied:     {}",
-                st.applied_commit.as_deref().unwrap_or("none")
+                "applied commit: {}",
+                st.applied_commit
+                    .as_deref()
+                    .unwrap_or("none (no git commit applied)")
             )?;
             if let Some(n) = st.interrupted {
                 writeln!(out, "interrupted: {n} converge(s) in a row")?;
@@ -255,7 +257,7 @@ impl Report {
             match &st.last_generation {
                 Some(g) => writeln!(
                     out,
-                    "last generation: {} {:?} at {}{}",
+                    "last generation: {} {} at {}{}",
                     g.id,
                     g.status,
                     g.started_at,
@@ -274,10 +276,7 @@ impl Report {
                 "gen", "started", "result", "changes"
             )?;
             for g in h {
-                let status = serde_json::to_value(g.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
+                let status = g.status.to_string();
                 writeln!(
                     out,
                     "{:>4}  {:<20}  {:<14}  {:>7}  {}",
@@ -358,14 +357,18 @@ impl Report {
             writeln!(out, "dnf transaction: {}", ids.join(", "))?;
         }
         if let Some(e) = &self.error {
+            let generation = self
+                .generation
+                .map(|g| format!(" (generation {g})"))
+                .unwrap_or_default();
             let what = match self.result {
-                Outcome::RolledBack => {
-                    "converge failed; the host was restored to its state before this run"
-                }
-                Outcome::RollbackFailed => {
-                    "converge failed AND restoring the host failed; the host needs attention"
-                }
-                _ => "error",
+                Outcome::RolledBack => format!(
+                    "converge failed{generation}; the host was restored to its state before this run"
+                ),
+                Outcome::RollbackFailed => format!(
+                    "converge failed{generation} AND restoring the host failed; the host needs attention"
+                ),
+                _ => "error".to_owned(),
             };
             writeln!(err, "{what}: {e}")?;
         }

@@ -372,6 +372,9 @@ pub fn tail(text: &str, n: usize) -> String {
         .map(str::trim_end)
         .filter(|l| !l.trim().is_empty())
         .collect();
+    if lines.is_empty() {
+        return "(no output)".to_owned();
+    }
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
