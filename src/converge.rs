@@ -314,6 +314,10 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
             .collect();
         health::run(&desired.checks, &running, engine.limits, engine.live())
             .context("health check failed")?;
+        // A stop that came in during the checks is not a commit.
+        if crate::system::command::stop_requested() {
+            anyhow::bail!("driftless was asked to stop before the converge was committed");
+        }
         Ok(changes)
     });
     generation.dnf_transactions = dnf_ids.clone();
@@ -597,6 +601,9 @@ pub fn apply(
         match change.op {
             Op::Package { .. } => packages.push(change.clone()),
             _ if i < plan.repo_phase => {
+                if crate::system::command::stop_requested() {
+                    anyhow::bail!("driftless was asked to stop before {}", change.resource);
+                }
                 info!(resource = %change.resource, action = change.op.verb(), path = change.op.path(), "applying");
                 apply_step(root, &change.op)
                     .with_context(|| format!("failed to converge {}", change.resource))?;

@@ -106,7 +106,11 @@ fn probe(p: &Probe, timeout: Duration) -> Result<()> {
             let (program, args) = argv
                 .split_first()
                 .ok_or_else(|| anyhow::anyhow!("empty command"))?;
-            Cmd::new(program).args(args).timeout(timeout).run()?;
+            Cmd::new(program)
+                .args(args)
+                .timeout(timeout)
+                .kill_leftovers()
+                .run()?;
             Ok(())
         }
         Probe::Service(unit) => {

@@ -88,7 +88,8 @@ pub fn fetch_checked(
     // does not descend from it (an allowed rewind, a preview of an older
     // commit) has no such range: then its whole history is checked.
     let since = applied.filter(|a| {
-        repo.has_object(*a) && git::is_ancestor(&repo, *a, target).unwrap_or(false) && *a != target
+        repo.has_object(*a)
+            && (*a == target || git::is_ancestor(&repo, *a, target).unwrap_or(false))
     });
     let verified = verify::verify_update(
         &repo,

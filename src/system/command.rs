@@ -83,6 +83,7 @@ pub struct Cmd {
     stdin: Option<Vec<u8>>,
     timeout: Duration,
     ok_codes: Vec<i32>,
+    kill_leftovers: bool,
 }
 
 /// What a finished command printed.
@@ -145,6 +146,7 @@ impl Cmd {
             stdin: None,
             timeout: Duration::from_secs(600),
             ok_codes: vec![0],
+            kill_leftovers: false,
         }
     }
 
@@ -174,6 +176,15 @@ impl Cmd {
     /// that writes before it reads cannot deadlock us).
     pub fn stdin(mut self, data: &[u8]) -> Self {
         self.stdin = Some(data.to_vec());
+        self
+    }
+
+    /// Kills what the command leaves running in its process group once it
+    /// exits (for health-check commands: a `cmd &` must not outlive the
+    /// check). Not for dnf: a package scriptlet may legitimately start a
+    /// process that must keep running.
+    pub fn kill_leftovers(mut self) -> Self {
+        self.kill_leftovers = true;
         self
     }
 
@@ -242,10 +253,9 @@ impl Cmd {
         let stdout = Reader::start(child.stdout.take());
         let stderr = Reader::start(child.stderr.take());
         let status = wait(&mut child, self.timeout, &argv)?;
-        // Whatever the command left running in its process group (a
-        // health check's `cmd &`) would hold the pipes open, and is ours
-        // to clean up: the command is over.
-        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        if self.kill_leftovers {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        }
         // The stdin writer ends by itself (EPIPE at worst); not waited for.
         drop(writer);
         let out = Output {
@@ -453,11 +463,18 @@ mod tests {
 
     #[test]
     fn a_background_child_holding_the_pipes_does_not_outlast_the_command() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("pid");
         let started = Instant::now();
         let out = Cmd::new("sh")
-            .args(["-c", "echo before; sleep 30 & exit 1"])
+            .args([
+                "-c",
+                "echo before; sleep 30 & echo $! > \"$0\"; exit 1",
+                marker.to_str().expect("utf-8"),
+            ])
             .ok_codes(&[1])
             .timeout(Duration::from_secs(60))
+            .kill_leftovers()
             .run()
             .expect("runs");
         assert_eq!(out.stdout, "before\n");
@@ -466,6 +483,20 @@ mod tests {
             "waited for the background child: {:?}",
             started.elapsed()
         );
+        // The leftover was killed with the group (it is our child's child:
+        // once killed and reaped by init, it is gone from /proc, or a zombie).
+        let pid = std::fs::read_to_string(&marker)
+            .expect("pid")
+            .trim()
+            .to_owned();
+        std::thread::sleep(Duration::from_millis(200));
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = !state.is_empty()
+            && state
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'));
+        assert!(!alive, "the background child survived: {state}");
     }
 
     #[test]
