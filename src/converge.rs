@@ -169,6 +169,9 @@ pub enum Outcome {
         generation: u64,
         /// What failed.
         error: anyhow::Error,
+        /// Whether the desired state is to blame (quarantine it), not a
+        /// stop request or a failure to record.
+        blame: bool,
     },
     /// A step or a check failed, and restoring the host failed too.
     RestoreFailed {
@@ -176,6 +179,8 @@ pub enum Outcome {
         generation: u64,
         /// What failed.
         error: anyhow::Error,
+        /// See [`Outcome::RolledBack`].
+        blame: bool,
         /// What went wrong while restoring.
         restore_errors: Vec<anyhow::Error>,
         /// What still differs from before the converge.
@@ -343,6 +348,7 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
                 &target,
                 e.context("could not record the converge as applied"),
                 Status::RolledBack,
+                false,
             )?,
         },
         Err(error) => {
@@ -358,6 +364,7 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
                 &target,
                 error,
                 Status::RolledBack,
+                !crate::system::command::stop_requested_at_all(),
             )?
         }
     };
@@ -379,6 +386,7 @@ fn rollback(
     target: &Target<'_>,
     error: anyhow::Error,
     ok_status: Status,
+    blame: bool,
 ) -> Result<Outcome> {
     // The host comes first: a record that cannot be written (a full disk)
     // must not keep the restore from running.
@@ -391,7 +399,12 @@ fn rollback(
             );
         }
     };
-    record(generation, Status::RollingBack, Some(format!("{error:#}")));
+    let running = if ok_status == Status::Undone {
+        Status::Undoing
+    } else {
+        Status::RollingBack
+    };
+    record(generation, running, Some(format!("{error:#}")));
     let _finish_even_when_stopping = crate::system::command::RollbackGuard::enter();
     let report = snapshot.restore(target);
     generation.rollback_dnf_transactions = report.dnf_transactions;
@@ -408,6 +421,7 @@ fn rollback(
         Ok(Outcome::RolledBack {
             generation: generation.id,
             error,
+            blame,
         })
     } else {
         record(generation, Status::RestoreFailed, None);
@@ -420,6 +434,7 @@ fn rollback(
         Ok(Outcome::RestoreFailed {
             generation: generation.id,
             error,
+            blame,
             restore_errors,
             differences,
         })
@@ -457,6 +472,7 @@ pub fn undo(engine: &Engine<'_>, mut generation: Generation) -> Result<Outcome> 
         &target,
         anyhow::anyhow!("undone by `driftless rollback`"),
         Status::Undone,
+        false,
     )
 }
 
@@ -469,6 +485,8 @@ pub struct Recovered {
     pub restored: bool,
     /// What still differs, when not.
     pub differences: Vec<String>,
+    /// It was a `driftless rollback`, not a converge.
+    pub was_undo: bool,
 }
 
 /// Rolls back every generation a crash left unfinished (converging or
@@ -495,13 +513,27 @@ pub fn recover(engine: &Engine<'_>) -> Result<Vec<Recovered>> {
     for mut g in unfinished.into_iter().rev() {
         warn!(generation = g.id, status = ?g.status, "found a converge cut short by a crash; rolling it back");
         let snapshot = gens.snapshot(g.id)?;
+        // A `driftless rollback` cut short is finished as what it was.
+        let was_undo = g.status == Status::Undoing;
+        let (reason, status) = if was_undo {
+            (
+                "undone by `driftless rollback` (finished after a crash)",
+                Status::Undone,
+            )
+        } else {
+            (
+                "interrupted (driftless was stopped mid-converge)",
+                Status::Interrupted,
+            )
+        };
         let outcome = rollback(
             &gens,
             &mut g,
             &snapshot,
             &target,
-            anyhow::anyhow!("interrupted (driftless was stopped mid-converge)"),
-            Status::Interrupted,
+            anyhow::anyhow!(reason),
+            status,
+            false,
         )?;
         let (restored, differences) = match outcome {
             Outcome::RolledBack { .. } => (true, Vec::new()),
@@ -512,6 +544,7 @@ pub fn recover(engine: &Engine<'_>) -> Result<Vec<Recovered>> {
             generation: g,
             restored,
             differences,
+            was_undo,
         });
     }
     Ok(out)

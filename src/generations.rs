@@ -26,6 +26,8 @@ pub enum Status {
     InProgress,
     /// The snapshot is being restored.
     RollingBack,
+    /// `driftless rollback` is restoring the snapshot.
+    Undoing,
     /// Applied, and the health checks passed.
     Applied,
     /// A step or a check failed; the host was restored.
@@ -43,6 +45,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::InProgress => "in-progress",
             Status::RollingBack => "rolling-back",
+            Status::Undoing => "undoing",
             Status::Applied => "applied",
             Status::RolledBack => "rolled-back",
             Status::Interrupted => "interrupted",
@@ -55,7 +58,10 @@ impl std::fmt::Display for Status {
 impl Status {
     /// Whether the generation's converge (or its rollback) did not finish.
     pub fn unfinished(self) -> bool {
-        matches!(self, Status::InProgress | Status::RollingBack)
+        matches!(
+            self,
+            Status::InProgress | Status::RollingBack | Status::Undoing
+        )
     }
 }
 
@@ -72,7 +78,8 @@ pub struct Generation {
     pub host_file: String,
     /// The root it changed (canonical; `/` for the host itself). Only ever
     /// restored into that same root.
-    #[serde(default = "slash")]
+    /// A record without one (unknown root) is never restored anywhere.
+    #[serde(default)]
     pub root: String,
     /// When it started (RFC 3339).
     pub started_at: String,
@@ -92,10 +99,6 @@ pub struct Generation {
     /// dnf transactions its rollback made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollback_dnf_transactions: Vec<u64>,
-}
-
-fn slash() -> String {
-    "/".to_owned()
 }
 
 /// What identifies a new generation.

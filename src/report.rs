@@ -304,11 +304,34 @@ impl Report {
                     .unwrap_or_default();
                 writeln!(out, "{n} change{plural} applied{generation}:")?
             }
-            Outcome::Held => writeln!(
-                out,
-                "{}",
-                paint("33", "held: the host is kept at its last good state")
-            )?,
+            // Held: the error (a pin, or no last good state) says why when
+            // nothing was done; otherwise say what was done towards it.
+            Outcome::Held => match (self.generation, self.changes.is_empty(), &self.error) {
+                (Some(g), _, _) => writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        &format!(
+                            "{n} change{plural} applied towards the last good state (generation {g}):"
+                        )
+                    )
+                )?,
+                (None, false, _) => writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        &format!("{n} change{plural} pending towards the last good state:")
+                    )
+                )?,
+                (None, true, None) => writeln!(
+                    out,
+                    "{}",
+                    paint("33", "held at the last good state: nothing to change")
+                )?,
+                (None, true, Some(_)) => {}
+            },
             _ => {}
         }
         for c in &self.changes {
@@ -336,7 +359,7 @@ impl Report {
                 writeln!(out, "      {r}")?;
             }
             // Diffs belong to plans; a converge report lists what was done.
-            let show_diff = self.result != Outcome::Changed;
+            let show_diff = self.generation.is_none();
             if let Some(diff) = c.diff.as_ref().filter(|_| show_diff) {
                 for line in diff.lines() {
                     let code = match line.as_bytes().first() {
@@ -365,9 +388,13 @@ impl Report {
                 Outcome::RolledBack => format!(
                     "converge failed{generation}; the host was restored to its state before this run"
                 ),
-                Outcome::RollbackFailed => format!(
+                Outcome::RollbackFailed if self.command == "converge" => format!(
                     "converge failed{generation} AND restoring the host failed; the host needs attention"
                 ),
+                Outcome::RollbackFailed => {
+                    "restoring the host failed; the host needs attention".to_owned()
+                }
+                Outcome::Held => "held".to_owned(),
                 _ => "error".to_owned(),
             };
             writeln!(err, "{what}: {e}")?;

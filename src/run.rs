@@ -334,6 +334,15 @@ pub fn converge(
         bail!("the root directory {} is missing", root_path.display())
     };
     let engine = engine(settings, &root);
+    // From here on the host may have changed: a failure to write agent
+    // state is reported, but does not turn the outcome into "error before
+    // any change" (exit 1).
+    let note_failure = |report: &mut Report, what: &str, r: Result<()>| {
+        if let Err(e) = r {
+            tracing::error!(error = format!("{e:#}"), "{what}");
+            report.notes.push(format!("{what}: {e:#}"));
+        }
+    };
     match converge::transact(&engine, &prepared, &good_key)? {
         Transacted::Applied {
             generation,
@@ -344,27 +353,32 @@ pub fn converge(
             report.result = held_or(Outcome::Changed);
             report.changes = changes;
             report.dnf_transactions = dnf_transactions;
-            record()?;
+            note_failure(report, "could not record the last good state", record());
         }
-        Transacted::RolledBack { generation, error } => {
+        Transacted::RolledBack {
+            generation,
+            error,
+            blame,
+        } => {
             report.generation = Some(generation);
             report.result = Outcome::RolledBack;
             report.error = Some(format!("{error:#}"));
-            // Like a crash, a stop request says nothing about the commit.
             if stopped() {
+                // Like a crash, a stop request says nothing about the commit.
                 report.notes.push("stopped by a signal: the converge was rolled back; the head is not quarantined".to_owned());
-            } else if held.is_none() {
-                quarantine(
-                    settings,
-                    &key,
-                    &loaded.source,
-                    &format!("generation {generation} rolled back: {error:#}"),
-                )?;
+            } else if blame && held.is_none() {
+                let reason = format!("generation {generation} rolled back: {error:#}");
+                note_failure(
+                    report,
+                    "could not record the quarantine",
+                    quarantine(settings, &key, &loaded.source, &reason),
+                );
             }
         }
         Transacted::RestoreFailed {
             generation,
             error,
+            blame,
             restore_errors,
             differences,
         } => {
@@ -375,13 +389,14 @@ pub fn converge(
                 differences.join("; ")
             ));
             report.restore_errors = restore_errors.iter().map(|e| format!("{e:#}")).collect();
-            if held.is_none() && !stopped() {
-                quarantine(
-                    settings,
-                    &key,
-                    &loaded.source,
-                    &format!("generation {generation} failed and could not be restored: {error:#}"),
-                )?;
+            if blame && held.is_none() && !stopped() {
+                let reason =
+                    format!("generation {generation} failed and could not be restored: {error:#}");
+                note_failure(
+                    report,
+                    "could not record the quarantine",
+                    quarantine(settings, &key, &loaded.source, &reason),
+                );
             }
         }
     }
@@ -418,6 +433,22 @@ fn recover_into(settings: &Settings, root: &FsRoot, report: &mut Report) -> Resu
                 r.differences.join("; ")
             ));
         }
+        if r.was_undo {
+            // A `driftless rollback` that a crash cut short: finished now,
+            // and the host is pinned as that command would have done.
+            if state.pinned.is_none() {
+                state.pinned = Some(Mark {
+                    key: format!("before generation {}", g.id),
+                    source: "driftless rollback".to_owned(),
+                    at: state::now(),
+                    reason: Some(format!(
+                        "rolled back to before generation {} (finished after a crash)",
+                        g.id
+                    )),
+                });
+            }
+            continue;
+        }
         let count = match &state.interrupted {
             Some(i) if i.key == g.key => i.count + 1,
             _ => 1,
@@ -426,7 +457,9 @@ fn recover_into(settings: &Settings, root: &FsRoot, report: &mut Report) -> Resu
             key: g.key.clone(),
             count,
         });
-        if count >= MAX_INTERRUPTED {
+        // The last good state stays the fallback (see `quarantine`).
+        let is_last_good = state.last_good.as_ref().is_some_and(|l| l.key == g.key);
+        if count >= MAX_INTERRUPTED && !is_last_good {
             state.quarantine = Some(Mark {
                 key: g.key.clone(),
                 source: g.source.clone(),
@@ -562,6 +595,11 @@ pub fn rollback(
         Some(n) => {
             if !gens.list()?.iter().any(|g| g.id == n) {
                 bail!("there is no generation {n} (see `driftless history`)");
+            }
+            if !applied.iter().any(|g| g.id == n) {
+                bail!(
+                    "generation {n} is not an applied generation of root {root_name} (see `driftless history`): nothing to undo"
+                );
             }
             n
         }

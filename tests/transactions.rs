@@ -597,3 +597,32 @@ fn the_last_good_state_is_never_quarantined() {
         "v1"
     );
 }
+
+/// `driftless rollback` killed in the middle: the next start finishes it as
+/// an undo (not a crashed converge: nothing counts towards quarantine), and
+/// the host ends up pinned as the command would have left it.
+#[test]
+fn an_interrupted_rollback_is_finished_and_pins_the_host() {
+    let h = Host::new();
+    h.declare("v1", "");
+    h.converge().expect_code(2);
+    let v1 = h.state();
+    h.declare("v2", "");
+    h.converge().expect_code(2);
+    let r = h.run_env(&["rollback"], &[("DRIFTLESS_FAULT", "mid-rollback")]);
+    assert_eq!(r.code, 137, "{}", r.stderr);
+    assert_eq!(h.json(&["history"])["history"][1]["status"], "undoing");
+    // Any next start finishes it; this converge then finds the host pinned.
+    let r = h.converge();
+    r.expect_code(3);
+    assert!(r.stderr.contains("pinned"), "{}", r.stderr);
+    assert_eq!(h.state(), v1);
+    let st = h.json(&["status"]);
+    assert!(
+        st["status"]["interrupted"].is_null(),
+        "an undo counted as an interrupted converge: {st}"
+    );
+    assert_eq!(h.json(&["history"])["history"][1]["status"], "undone");
+    h.run(&["resume"]).expect_code(0);
+    h.converge().expect_code(2);
+}

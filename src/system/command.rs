@@ -50,6 +50,11 @@ pub fn stop_requested() -> bool {
     SHUTDOWN.load(Ordering::SeqCst) && !ROLLING_BACK.load(Ordering::SeqCst)
 }
 
+/// Whether a stop was requested during this run, rollback or not.
+pub fn stop_requested_at_all() -> bool {
+    SHUTDOWN.load(Ordering::SeqCst)
+}
+
 /// Installs the SIGINT/SIGTERM handlers: the first signal sets [`SHUTDOWN`]
 /// (children are killed, the converge stops and rolls back); a second one
 /// exits at once with status 130.

@@ -328,3 +328,46 @@ fn a_rewind_to_an_unsigned_commit_is_refused_under_all() {
     assert!(o.stderr.contains(&unsigned.to_string()), "{}", o.stderr);
     assert_eq!(a.motd().as_deref(), Some("signed"));
 }
+
+/// Moving from `head` to `all` on a repo with older unsigned history: only
+/// what is new since the applied commit is checked, in steady state too.
+#[test]
+fn all_checks_only_what_is_new_since_the_applied_commit() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let good = ssh_key(keys.path(), "good");
+    let signers = keys.path().join("allowed_signers");
+    std::fs::write(
+        &signers,
+        format!("ops@example.com namespaces=\"git\" {}\n", public_key(&good)),
+    )
+    .expect("write");
+    let a = Agent::new("");
+    ssh_signed_commit(
+        &a.origin,
+        &good,
+        "hosts/h.toml",
+        "[[file]]\npath = '/motd'\ncontent = 'signed'\n",
+    );
+    a.config(&format!(
+        "[verify]\nsignatures = 'head'\nallowed_signers = '{}'\n",
+        signers.display()
+    ));
+    expect(&a.converge(), 2);
+    a.config(&format!(
+        "[verify]\nsignatures = 'all'\nallowed_signers = '{}'\n",
+        signers.display()
+    ));
+    // No new commit: nothing to verify, drift is healed.
+    std::fs::write(a.root().join("motd"), "drifted").expect("drift");
+    expect(&a.converge(), 2);
+    expect(&a.converge(), 0);
+    ssh_signed_commit(
+        &a.origin,
+        &good,
+        "hosts/h.toml",
+        "[[file]]\npath = '/motd'\ncontent = 'next'\n",
+    );
+    expect(&a.converge(), 2);
+    expect(&a.converge(), 0);
+    assert_eq!(a.motd().as_deref(), Some("next"));
+}
