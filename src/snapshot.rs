@@ -135,8 +135,12 @@ impl Snapshot {
                 .filter(|n| names.contains(&n.name))
                 .cloned()
                 .collect();
-            package_store::save(t.root.path(), t.state_dir, &affected)
-                .context("failed to keep the installed RPMs for a rollback")?;
+            // Not fatal: a broken repository must not block the very
+            // converge that fixes it. A rollback then needs the repository
+            // (or the builds already in the store), and says so if it fails.
+            if let Err(e) = package_store::save(t.root.path(), t.state_dir, &affected) {
+                warn!(error = format!("{e:#}"), "could not keep the installed RPMs for a rollback");
+            }
             snap.packages = Some(all);
         }
         if !units.is_empty() {
