@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -139,7 +139,10 @@ impl Snapshot {
             // converge that fixes it. A rollback then needs the repository
             // (or the builds already in the store), and says so if it fails.
             if let Err(e) = package_store::save(t.root.path(), t.state_dir, &affected) {
-                warn!(error = format!("{e:#}"), "could not keep the installed RPMs for a rollback");
+                warn!(
+                    error = format!("{e:#}"),
+                    "could not keep the installed RPMs for a rollback"
+                );
             }
             snap.packages = Some(all);
         }
