@@ -15,13 +15,13 @@ use tracing::{debug, info, warn};
 
 use std::collections::BTreeMap;
 
-use crate::desired::model::{Kind, Resource, Service};
+use crate::desired::model::{Kind, Service};
 use crate::desired::{self, ConfigTree, DesiredState, Diagnostic, Facts, LoadOptions};
 use crate::fault;
 use crate::generations::{Generation, Generations, NewGeneration, Status};
 use crate::health;
 use crate::objects::Objects;
-use crate::plan::observed::{ObservedHost, UnitObs};
+use crate::plan::observed::ObservedHost;
 use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
 use crate::snapshot::{Snapshot, Target};
 use crate::system::{accounts, dnf, fsroot::FsRoot, package_store, rpm, systemctl};
@@ -108,8 +108,8 @@ pub fn observe_with(
         live: root.is_live(),
         ..ObservedHost::default()
     };
-    let names = declared_packages(desired);
-    let latest = latest_packages(desired);
+    let names = desired.package_names(false);
+    let latest = desired.package_names(true);
     host.packages = rpm::query(root.path(), &names)?;
     match latest_known {
         Some(known) => host.latest = known.clone(),
@@ -121,7 +121,7 @@ pub fn observe_with(
         },
         None => {}
     }
-    host.units = observe_units(root, &declared_services(desired))?;
+    host.units = systemctl::unit_states(root, &units_of(&desired.services()))?;
     for path in plan::paths_to_observe(desired) {
         let o = root.observe(&path)?;
         debug!(path, observed = o.kind_word(), "observed");
@@ -238,7 +238,7 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
         .changes
         .iter()
         .any(|c| matches!(c.op, Op::Package { .. }))
-        || (!latest_packages(desired).is_empty()
+        || (!desired.package_names(true).is_empty()
             && plan.changes.iter().any(|c| c.resource.kind == Kind::Repo));
     // A package can create or change any path and restart any unit: with a
     // package transaction, every declared path and service is captured.
@@ -255,20 +255,18 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
             _ => None,
         })
         .collect();
-    let package_names = declared_packages(desired);
+    let package_names = desired.package_names(false);
     if packages_change {
         paths.extend(plan::paths_to_observe(desired));
-        touched = declared_services(desired)
-            .iter()
-            .map(|s| s.unit.clone())
-            .collect();
+        touched = desired.services().iter().map(|s| s.unit.clone()).collect();
     }
     touched.sort();
     touched.dedup();
+    let services = desired.services();
     let units: Vec<(String, Vec<String>)> = touched
         .into_iter()
         .map(|u| {
-            let depends = declared_services(desired)
+            let depends = services
                 .iter()
                 .find(|s| s.unit == u)
                 .map(|s| dependency_keys(desired, s))
@@ -312,7 +310,8 @@ pub fn transact(engine: &Engine<'_>, prepared: &Prepared, key: &str) -> Result<O
     };
     let mut dnf_ids = Vec::new();
     let result = apply(&cx, plan, &mut dnf_ids).and_then(|changes| {
-        let running: Vec<String> = declared_services(desired)
+        let running: Vec<String> = desired
+            .services()
             .iter()
             .filter(|s| s.state == Some(crate::desired::model::RunState::Running))
             .map(|s| s.unit.clone())
@@ -648,7 +647,7 @@ pub fn apply(
         }
     }
     // `latest` was decided before the repo files existed: ask again now.
-    let latest_names = latest_packages(cx.desired);
+    let latest_names = cx.desired.package_names(true);
     if !latest_names.is_empty() && done.iter().any(|c| c.resource.kind == Kind::Repo) {
         latest = dnf::latest(root.path(), &latest_names)
             .context("failed to query the repositories for the latest versions")?;
@@ -734,56 +733,15 @@ fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
         .collect()
 }
 
-fn declared_services(desired: &DesiredState) -> Vec<&Service> {
-    desired
-        .resources
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::Service(s) => Some(s),
-            _ => None,
-        })
-        .collect()
-}
-
-fn observe_units(root: &FsRoot, services: &[&Service]) -> Result<BTreeMap<String, UnitObs>> {
-    let units: Vec<String> = services.iter().map(|s| s.unit.clone()).collect();
-    if root.is_live() {
-        systemctl::show(&units)
-    } else {
-        systemctl::is_enabled_in_root(root.path(), &units)
-    }
+/// The unit names of `services`.
+fn units_of(services: &[&Service]) -> Vec<String> {
+    services.iter().map(|s| s.unit.clone()).collect()
 }
 
 /// Plan problems met mid-converge, as one error.
 fn problems(when: &str, problems: &[PlanProblem]) -> anyhow::Error {
     let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
     anyhow::anyhow!("{when}: {}", msgs.join("; "))
-}
-
-/// Names of every declared package.
-fn declared_packages(desired: &DesiredState) -> Vec<String> {
-    desired
-        .resources
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::Package(p) => Some(p.name.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Names of the packages declared `latest`.
-fn latest_packages(desired: &DesiredState) -> Vec<String> {
-    desired
-        .resources
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::Package(p) if p.state == crate::desired::model::PackageState::Latest => {
-                Some(p.name.clone())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// The package changes, decided again with `latest` from the repositories

@@ -231,16 +231,14 @@ pub fn converge(
     // A git fetch writes the cache in the state directory, so it runs under
     // the lock; a directory source is read first, so that an invalid repo
     // changes nothing, not even the state directory.
-    let mut lock = if !dry && args.repo.is_none() {
-        Some(StateLock::acquire(&settings.state_dir)?)
-    } else {
-        None
-    };
+    let early_lock = (!dry && args.repo.is_none())
+        .then(|| StateLock::acquire(&settings.state_dir))
+        .transpose()?;
     let Some(loaded) = load(
         settings,
         args,
         source::Purpose::Apply,
-        lock.is_some(),
+        early_lock.is_some(),
         report,
     )?
     else {
@@ -248,27 +246,28 @@ pub fn converge(
     };
     let root = converge::open_root(root_path, !dry)
         .with_context(|| format!("cannot use {} as the root", root_path.display()))?;
-    if !dry && lock.is_none() {
-        lock = Some(StateLock::acquire(&settings.state_dir)?);
-    }
-    let _lock = lock;
-    if let (false, Some(root)) = (dry, root.as_ref()) {
-        // What a crash left unfinished is rolled back before anything else.
-        if !recover_into(settings, root, report)? {
-            return Ok(());
-        }
-        let state = AgentState::load(&settings.state_dir)?;
-        if let Some(pin) = state.pinned {
-            report.result = Outcome::Held;
-            report.error = Some(format!(
-                "the host is pinned ({}, since {}): nothing is applied until `driftless resume`",
-                pin.reason.as_deref().unwrap_or("driftless rollback"),
-                pin.at
-            ));
-            return Ok(());
-        }
+    let _lock = match early_lock {
+        Some(lock) => Some(lock),
+        None if !dry => Some(StateLock::acquire(&settings.state_dir)?),
+        None => None,
+    };
+    let applying = !dry && root.is_some();
+    // What a crash left unfinished is rolled back before anything else.
+    if let (true, Some(root)) = (applying, root.as_ref())
+        && !recover_into(settings, root, report)?
+    {
+        return Ok(());
     }
     let state = AgentState::load(&settings.state_dir)?;
+    if let (true, Some(pin)) = (applying, &state.pinned) {
+        report.result = Outcome::Held;
+        report.error = Some(format!(
+            "the host is pinned ({}, since {}): nothing is applied until `driftless resume`",
+            pin.reason.as_deref().unwrap_or("driftless rollback"),
+            pin.at
+        ));
+        return Ok(());
+    }
     let key = loaded.key.clone();
     // A quarantined head is not applied again: hold at the last good state.
     let (desired, source_desc, held) = match state.quarantine.as_ref().filter(|q| q.key == key) {

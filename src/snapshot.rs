@@ -148,7 +148,7 @@ impl Snapshot {
         }
         if !units.is_empty() {
             let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
-            let states = unit_states(t, &names)?;
+            let states = systemctl::unit_states(t.root, &names)?;
             for (unit, depends) in units {
                 let Some(obs) = states.get(unit) else {
                     continue;
@@ -253,7 +253,7 @@ impl Snapshot {
         if was_off.is_empty() {
             return Ok(());
         }
-        let now = unit_states(t, &was_off)?;
+        let now = systemctl::unit_states(t.root, &was_off)?;
         let on = (!t.live()).then(|| t.root.path());
         for unit in was_off {
             if now
@@ -271,7 +271,7 @@ impl Snapshot {
             return Ok(());
         }
         let units: Vec<String> = self.services.iter().map(|s| s.unit.clone()).collect();
-        let now = unit_states(t, &units)?;
+        let now = systemctl::unit_states(t.root, &units)?;
         // With --root, only enablement exists (systemctl --root).
         let on = (!t.live()).then(|| t.root.path());
         let mut failures = Vec::new();
@@ -326,7 +326,7 @@ impl Snapshot {
         }
         if !self.services.is_empty() {
             let units: Vec<String> = self.services.iter().map(|s| s.unit.clone()).collect();
-            let now = unit_states(t, &units)?;
+            let now = systemctl::unit_states(t.root, &units)?;
             for s in &self.services {
                 let Some(cur) = now.get(&s.unit) else {
                     continue;
@@ -362,18 +362,6 @@ impl Snapshot {
             Prior::File { object, .. } => Some(object.as_str()),
             _ => None,
         })
-    }
-}
-
-/// Unit states: live from systemd, or (with `--root`) enablement only.
-fn unit_states(
-    t: &Target<'_>,
-    units: &[String],
-) -> Result<BTreeMap<String, crate::plan::observed::UnitObs>> {
-    if t.live() {
-        systemctl::show(units)
-    } else {
-        systemctl::is_enabled_in_root(t.root.path(), units)
     }
 }
 

@@ -374,4 +374,29 @@ impl DesiredState {
     pub fn has_kind(&self, kind: Kind) -> bool {
         self.resources.iter().any(|d| d.resource.id().kind == kind)
     }
+
+    /// The declared services, in order.
+    pub fn services(&self) -> Vec<&Service> {
+        self.resources
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::Service(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The names of the declared packages; with `only_latest`, of those
+    /// declared `state = "latest"`.
+    pub fn package_names(&self, only_latest: bool) -> Vec<String> {
+        self.resources
+            .iter()
+            .filter_map(|d| match &d.resource {
+                Resource::Package(p) if !only_latest || p.state == PackageState::Latest => {
+                    Some(p.name.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }

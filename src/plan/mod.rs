@@ -315,14 +315,7 @@ pub fn plan_after(
         }
     }
     let mut plan = p.finish()?;
-    let services: Vec<&Service> = desired
-        .resources
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::Service(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let services = desired.services();
     let all: Vec<Change> = done.iter().chain(&plan.changes).cloned().collect();
     let pending = plan
         .changes

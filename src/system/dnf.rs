@@ -72,7 +72,8 @@ pub fn parse_version(stdout: &str) -> Option<Flavor> {
     }
 }
 
-fn base(root: &Path) -> Cmd {
+/// `dnf`, with `--installroot` for any root but the running host.
+pub fn base(root: &Path) -> Cmd {
     let cmd = Cmd::new("dnf");
     if root == Path::new("/") {
         cmd

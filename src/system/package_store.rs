@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tracing::{debug, info, warn};
 
-use super::command::Cmd;
 use crate::plan::rpmver::Nevra;
 
 /// Where dnf 4 and dnf 5 keep downloaded packages (with `keepcache`).
@@ -60,12 +59,7 @@ pub fn save(root: &Path, state_dir: &Path, builds: &[Nevra]) -> Result<()> {
         .iter()
         .map(|n| format!("{}-{}.{}", n.name, n.evr, n.arch))
         .collect();
-    let out = Cmd::new("dnf")
-        .args(if root == Path::new("/") {
-            vec![]
-        } else {
-            vec![format!("--installroot={}", root.display())]
-        })
+    let out = super::dnf::base(root)
         .args(["-q", "repoquery", "--location"])
         .args(&specs)
         .timeout(Duration::from_secs(300))

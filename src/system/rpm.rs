@@ -14,6 +14,16 @@ use crate::plan::rpmver::{Evr, Nevra};
 /// The query format: one tab-separated line per installed build.
 const QUERY_FORMAT: &str = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n";
 
+/// `rpm`, with `--root` for any root but the running host.
+fn base(root: &Path) -> Cmd {
+    let cmd = Cmd::new("rpm");
+    if root == Path::new("/") {
+        cmd
+    } else {
+        cmd.arg("--root").arg(root)
+    }
+}
+
 /// Installed builds of each queried name; a name that is not installed maps
 /// to an empty list. Several builds may be installed at once (kernels).
 pub type Installed = BTreeMap<String, Vec<Nevra>>;
@@ -23,11 +33,7 @@ pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
     if names.is_empty() {
         return Ok(Installed::new());
     }
-    let mut cmd = Cmd::new("rpm");
-    if root != Path::new("/") {
-        cmd = cmd.arg("--root").arg(root);
-    }
-    let cmd = cmd
+    let cmd = base(root)
         .args(["-q", "--qf", QUERY_FORMAT])
         .args(names)
         .timeout(Duration::from_secs(120));
@@ -43,11 +49,7 @@ pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
 /// Every installed build under `root` (`rpm -qa`): the package set a
 /// snapshot records and a rollback restores. Sorted.
 pub fn query_all(root: &Path) -> Result<Vec<Nevra>> {
-    let mut cmd = Cmd::new("rpm");
-    if root != Path::new("/") {
-        cmd = cmd.arg("--root").arg(root);
-    }
-    let out = cmd
+    let out = base(root)
         .args(["-qa", "--qf", QUERY_FORMAT])
         .timeout(Duration::from_secs(300))
         .run()

@@ -57,6 +57,19 @@ pub fn is_enabled_in_root(root: &Path, units: &[String]) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
+/// The state of `units` under `root`: live from systemd for the running
+/// host, enablement only (`systemctl --root`) for any other root.
+pub fn unit_states(
+    root: &crate::system::fsroot::FsRoot,
+    units: &[String],
+) -> Result<BTreeMap<String, UnitObs>> {
+    if root.is_live() {
+        show(units)
+    } else {
+        is_enabled_in_root(root.path(), units)
+    }
+}
+
 /// Parses `systemctl show` blocks (separated by blank lines).
 pub fn parse_show(stdout: &str) -> Vec<UnitObs> {
     let mut out = Vec::new();
