@@ -1,24 +1,35 @@
 //! driftless: a pull-based GitOps agent for RHEL-family hosts.
 //!
-//! Layers, from pure to effectful: [`desired`] (the config-repo model) and
-//! [`plan`] (desired x observed -> changes) do no I/O; [`system`] is the only
-//! code that touches the host and [`source`] the only code that reads the
-//! config repo; [`converge`] ties them together; [`cli`] is the command line.
+//! From pure to effectful, and the direction of every import:
+//!
+//! - [`desired`] (the config-repo model) and [`plan`] (desired x observed
+//!   -> changes) do no I/O; [`agent`] holds the agent's state and its rules
+//!   as pure functions.
+//! - [`system`] is the only code that touches the host, [`source`] the only
+//!   code that reads the config repo from git or the network, and [`store`]
+//!   the only code that touches the state directory. None of them knows the
+//!   engine or the use cases.
+//! - [`converge`] is the engine: one transaction, with typed events into a
+//!   sink and a per-run [`cancel`] token.
+//! - [`app`] holds the use cases (validate, plan, converge, status, ...)
+//!   with typed results; [`cli`] parses, dispatches and renders them and
+//!   decides exit codes. Only `main` imports `cli`.
+//!
+//! Small leaves used across the layers: [`cancel`], [`durable`] (the one
+//! atomic-write recipe), [`fault`] (crash injection in tests), [`outcome`].
 
-pub mod agent_config;
+pub mod agent;
+pub mod app;
+pub mod cancel;
 pub mod cli;
+pub mod config;
 pub mod converge;
 pub mod desired;
+pub mod durable;
 pub mod fault;
-pub mod generations;
-pub mod health;
-pub mod lastgood;
 pub mod logging;
-pub mod objects;
+pub mod outcome;
 pub mod plan;
-pub mod report;
-pub mod run;
-pub mod snapshot;
 pub mod source;
-pub mod state;
+pub mod store;
 pub mod system;

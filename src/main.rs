@@ -19,6 +19,5 @@ fn main() -> std::process::ExitCode {
         }
     };
     driftless::logging::init(cli.verbose);
-    driftless::system::command::watch_signals();
     std::process::ExitCode::from(driftless::cli::run(cli) as u8)
 }

@@ -370,6 +370,22 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
+    /// A key for a desired state that has no commit (`--repo DIR`): a hash
+    /// of everything in it, file contents included.
+    pub fn content_key(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        // Origins say where things were declared, not what: leave them out.
+        for d in &self.resources {
+            h.update(serde_json::to_vec(&d.resource).unwrap_or_default());
+            if let Resource::File(f) = &d.resource {
+                h.update(sha2::Sha256::digest(&f.content));
+            }
+        }
+        h.update(serde_json::to_vec(&self.checks).unwrap_or_default());
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+
     /// Whether the state declares any package or service.
     pub fn has_kind(&self, kind: Kind) -> bool {
         self.resources.iter().any(|d| d.resource.id().kind == kind)

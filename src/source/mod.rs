@@ -3,34 +3,30 @@
 //! verification and rewind protection.
 
 pub mod dir;
+pub mod download;
 pub mod git;
 pub mod verify;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use gix::ObjectId;
 use tracing::{info, warn};
 
-use git::{FetchOutcome, GitSourceSettings, GitTree};
+use crate::cancel::Cancel;
+use git::{GitSourceSettings, GitTree};
 use verify::{SignaturePolicy, VerifiedCommit, VerifySettings};
 
 /// The ref in the cache that marks the last commit converged successfully.
 /// The same id is kept in the agent's state file, which is authoritative.
 pub const APPLIED_REF: &str = "refs/driftless/applied";
 
-/// Where the bare cache lives inside the state directory.
-pub fn cache_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("repo.git")
-}
-
 /// A commit of the git source that passed every check, ready to read.
 pub struct Checked {
-    /// The commit to apply.
-    pub commit: ObjectId,
-    /// What the fetch brought.
-    pub fetch: FetchOutcome,
+    /// The commit to apply (hex).
+    pub commit: String,
+    /// The fetched branch head (hex).
+    pub head: String,
     /// The commits whose signatures were verified, with their signers.
     pub verified: Vec<VerifiedCommit>,
     /// The commit's tree.
@@ -50,19 +46,23 @@ pub enum Purpose {
 /// Fetches the branch, picks the commit to apply (`commit`, a hex id or
 /// unique prefix of a fetched commit, else the fetched head), refuses a
 /// rewound history unless allowed, and verifies signatures by `policy`.
-/// Nothing here touches the host.
+/// `cache` is the bare git cache (created if missing). Nothing here
+/// touches the host.
 pub fn fetch_checked(
     git: &GitSourceSettings,
     verify: &VerifySettings,
-    state_dir: &Path,
-    applied: Option<ObjectId>,
+    cache: &Path,
+    applied: Option<&str>,
     commit: Option<&str>,
     purpose: Purpose,
-    interrupt: &AtomicBool,
+    cancel: &Cancel,
 ) -> Result<Checked> {
-    crate::state::ensure_state_dir(state_dir)?;
-    let repo = git::open_or_init_cache(&cache_path(state_dir))?;
-    let fetch = git::fetch(&repo, git, interrupt)?;
+    let applied = applied
+        .map(|h| ObjectId::from_hex(h.as_bytes()))
+        .transpose()
+        .context("the applied commit in the agent state is not a commit id")?;
+    let repo = git::open_or_init_cache(cache)?;
+    let fetch = git::fetch(&repo, git, cancel.flag())?;
     info!(
         head = %fetch.head,
         pack = fetch.pack_received,
@@ -110,8 +110,8 @@ pub fn fetch_checked(
     }
     let tree = GitTree::new(&repo, target)?;
     Ok(Checked {
-        commit: target,
-        fetch,
+        commit: target.to_string(),
+        head: fetch.head.to_string(),
         verified,
         tree,
     })
@@ -139,8 +139,10 @@ fn resolve_commit(repo: &gix::Repository, head: ObjectId, rev: &str) -> Result<O
 }
 
 /// Moves [`APPLIED_REF`] in the cache to `commit` (after a successful converge).
-pub fn mark_applied(state_dir: &Path, commit: ObjectId) -> Result<()> {
-    let repo = git::open_or_init_cache(&cache_path(state_dir))?;
+pub fn mark_applied(cache: &Path, commit: &str) -> Result<()> {
+    let commit = ObjectId::from_hex(commit.as_bytes())
+        .with_context(|| format!("`{commit}` is not a commit id"))?;
+    let repo = git::open_or_init_cache(cache)?;
     repo.reference(
         APPLIED_REF,
         commit,
@@ -151,36 +153,36 @@ pub fn mark_applied(state_dir: &Path, commit: ObjectId) -> Result<()> {
     Ok(())
 }
 
-/// Read-only facts about the cache for `source status`.
+/// Read-only facts about the cache for `source status` (hex ids).
 pub struct CacheStatus {
     /// The fetched branch head, if any fetch succeeded.
-    pub fetched: Option<ObjectId>,
+    pub fetched: Option<String>,
     /// What [`APPLIED_REF`] says.
-    pub applied_ref: Option<ObjectId>,
+    pub applied_ref: Option<String>,
 }
 
 /// Reads the cache without fetching; a missing cache is empty.
-pub fn cache_status(state_dir: &Path) -> Result<CacheStatus> {
-    let path = cache_path(state_dir);
+pub fn cache_status(path: &Path) -> Result<CacheStatus> {
     if !path.exists() {
         return Ok(CacheStatus {
             fetched: None,
             applied_ref: None,
         });
     }
-    let repo = gix::open_opts(&path, gix::open::Options::isolated())
+    let repo = gix::open_opts(path, gix::open::Options::isolated())
         .with_context(|| format!("failed to open git cache {}", path.display()))?;
     let applied_ref = match repo.try_find_reference(APPLIED_REF) {
         Ok(Some(mut r)) => Some(
             r.peel_to_id()
                 .context("failed to resolve the applied ref")?
-                .detach(),
+                .detach()
+                .to_string(),
         ),
         Ok(None) => None,
         Err(e) => return Err(e).context("failed to read the applied ref"),
     };
     Ok(CacheStatus {
-        fetched: git::fetched_head(&repo)?,
+        fetched: git::fetched_head(&repo)?.map(|c| c.to_string()),
         applied_ref,
     })
 }

@@ -570,7 +570,12 @@ impl Output {
 /// Runs a verifier through the one subprocess helper; its exit code is a
 /// verdict to judge, not a failure to report.
 fn run(cmd: Cmd) -> Result<Output> {
-    let out = cmd.timeout(SUBPROCESS_TIMEOUT).any_code().run()?;
+    // Verification is short and bounded by its timeout; a stop request is
+    // honoured right after it, before anything is applied.
+    let out = cmd
+        .timeout(SUBPROCESS_TIMEOUT)
+        .any_code()
+        .run(&crate::cancel::Cancel::new())?;
     Ok(Output {
         success: out.code == 0,
         stdout: out.stdout.into_bytes(),

@@ -3,76 +3,23 @@
 //! Every child: its argv is logged at debug level (`running argv="…"`),
 //! it runs in its own process group with `LC_ALL=C` (parseable output), it
 //! has a timeout, it is killed (the whole group: TERM, then KILL) when the
-//! timeout passes or when driftless is asked to shut down, and a failure
-//! carries the tail of its stderr, which is where dnf says what went wrong.
+//! timeout passes or when the run's [`Cancel`] token asks to stop, and a
+//! failure carries the tail of its stderr, which is where dnf says what
+//! went wrong. Children never inherit systemd's notify socket or watchdog:
+//! only driftless itself talks to systemd.
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tracing::debug;
 
-/// Set when driftless must stop: running children are killed and new ones
-/// are not started. The SIGINT/SIGTERM handler ([`watch_signals`]) sets it.
-pub static SHUTDOWN: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
-
-/// Set while a rollback runs: a stop request must not leave the host half
-/// restored, so rollback steps run to completion (each has its timeout). A
-/// second signal exits at once; the next start then finishes the rollback.
-static ROLLING_BACK: AtomicBool = AtomicBool::new(false);
-
-/// Marks a rollback in progress until dropped.
-pub struct RollbackGuard(());
-
-impl RollbackGuard {
-    /// Enters rollback mode.
-    pub fn enter() -> Self {
-        ROLLING_BACK.store(true, Ordering::SeqCst);
-        RollbackGuard(())
-    }
-}
-
-impl Drop for RollbackGuard {
-    fn drop(&mut self) {
-        ROLLING_BACK.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Whether driftless was asked to stop and is not in the middle of a
-/// rollback: forward work should end now.
-pub fn stop_requested() -> bool {
-    SHUTDOWN.load(Ordering::SeqCst) && !ROLLING_BACK.load(Ordering::SeqCst)
-}
-
-/// Whether a stop was requested during this run, rollback or not.
-pub fn stop_requested_at_all() -> bool {
-    SHUTDOWN.load(Ordering::SeqCst)
-}
-
-/// Installs the SIGINT/SIGTERM handlers: the first signal sets [`SHUTDOWN`]
-/// (children are killed, the converge stops and rolls back); a second one
-/// exits at once with status 130.
-pub fn watch_signals() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // Registered first, so that it sees the flag before this
-            // signal sets it: only a second signal exits.
-            let hard =
-                signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&SHUTDOWN));
-            let soft = signal_hook::flag::register(sig, Arc::clone(&SHUTDOWN));
-            if let Err(e) = hard.and(soft) {
-                tracing::warn!("cannot watch signal {sig}: {e}");
-            }
-        }
-    });
-}
+use crate::cancel::Cancel;
 
 /// How long a child gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -132,7 +79,8 @@ pub enum CommandError {
         /// The limit.
         timeout: Duration,
     },
-    /// driftless is shutting down; the child was killed.
+    /// The run was cancelled (driftless is shutting down); the child was
+    /// killed, or not started.
     #[error("`{argv}` was stopped because driftless is shutting down")]
     Interrupted {
         /// The command line.
@@ -220,10 +168,10 @@ impl Cmd {
             .join(" ")
     }
 
-    /// Runs the command to completion.
-    pub fn run(&self) -> Result<Output, CommandError> {
+    /// Runs the command to completion, or until `cancel` asks to stop.
+    pub fn run(&self, cancel: &Cancel) -> Result<Output, CommandError> {
         let argv = self.argv();
-        if stop_requested() {
+        if cancel.should_stop() {
             return Err(CommandError::Interrupted { argv });
         }
         debug!(argv = ?argv, "running");
@@ -231,6 +179,9 @@ impl Cmd {
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .env("LC_ALL", "C")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()
@@ -257,7 +208,7 @@ impl Cmd {
         };
         let stdout = Reader::start(child.stdout.take());
         let stderr = Reader::start(child.stderr.take());
-        let status = wait(&mut child, self.timeout, &argv)?;
+        let status = wait(&mut child, self.timeout, &argv, cancel)?;
         if self.kill_leftovers {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
         }
@@ -331,7 +282,12 @@ impl Reader {
 }
 
 /// Waits for the child, killing its process group on timeout or shutdown.
-fn wait(child: &mut Child, timeout: Duration, argv: &str) -> Result<ExitStatus, CommandError> {
+fn wait(
+    child: &mut Child,
+    timeout: Duration,
+    argv: &str,
+    cancel: &Cancel,
+) -> Result<ExitStatus, CommandError> {
     let deadline = Instant::now() + timeout;
     let pid = Pid::from_raw(child.id() as i32);
     // Polled in short slices on this thread: reaping stays here, so the
@@ -347,7 +303,7 @@ fn wait(child: &mut Child, timeout: Duration, argv: &str) -> Result<ExitStatus, 
                 });
             }
         }
-        let interrupted = stop_requested();
+        let interrupted = cancel.should_stop();
         if interrupted || Instant::now() >= deadline {
             kill_group(child, pid);
             return Err(if interrupted {
@@ -402,7 +358,7 @@ mod tests {
         let out = Cmd::new("sh")
             .args(["-c", "echo out; echo err >&2; exit 1"])
             .ok_codes(&[0, 1])
-            .run()
+            .run(&Cancel::new())
             .expect("runs");
         assert_eq!(
             (out.code, out.stdout.as_str(), out.stderr.as_str()),
@@ -417,7 +373,7 @@ mod tests {
                 "-c",
                 "for i in $(seq 1 30); do echo line$i >&2; done; exit 3",
             ])
-            .run()
+            .run(&Cancel::new())
             .expect_err("fails");
         let msg = err.to_string();
         assert!(msg.contains("exit code 3"), "{msg}");
@@ -431,7 +387,7 @@ mod tests {
     #[test]
     fn a_missing_program_is_a_spawn_error() {
         let err = Cmd::new("/nonexistent/dnf")
-            .run()
+            .run(&Cancel::new())
             .expect_err("no such program");
         assert!(matches!(err, CommandError::Spawn { .. }), "{err}");
         assert!(err.to_string().contains("/nonexistent/dnf"));
@@ -447,7 +403,7 @@ mod tests {
         let err = Cmd::new("sh")
             .args(["-c", &script])
             .timeout(Duration::from_millis(300))
-            .run()
+            .run(&Cancel::new())
             .expect_err("times out");
         assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(6));
@@ -461,7 +417,7 @@ mod tests {
             .args(["-c", "cat; echo \"$GREETING\""])
             .env("GREETING", "hi")
             .stdin(b"payload\n")
-            .run()
+            .run(&Cancel::new())
             .expect("runs");
         assert_eq!(out.stdout, "payload\nhi\n");
     }
@@ -480,7 +436,7 @@ mod tests {
             .ok_codes(&[1])
             .timeout(Duration::from_secs(60))
             .kill_leftovers()
-            .run()
+            .run(&Cancel::new())
             .expect("runs");
         assert_eq!(out.stdout, "before\n");
         assert!(
@@ -506,7 +462,7 @@ mod tests {
 
     #[test]
     fn big_output_does_not_deadlock() {
-        let out = Cmd::new("sh").args(["-c", "head -c 1000000 /dev/zero | tr '\\0' x; head -c 1000000 /dev/zero | tr '\\0' y >&2"]).run().expect("runs");
+        let out = Cmd::new("sh").args(["-c", "head -c 1000000 /dev/zero | tr '\\0' x; head -c 1000000 /dev/zero | tr '\\0' y >&2"]).run(&Cancel::new()).expect("runs");
         assert_eq!(out.stdout.len(), 1_000_000);
         assert_eq!(out.stderr.len(), 1_000_000);
     }

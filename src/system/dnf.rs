@@ -8,12 +8,14 @@
 //! documented output only; docs/packages-and-services.md lists them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tracing::info;
 
 use super::command::Cmd;
+use crate::cancel::Cancel;
 use crate::plan::rpmver::Evr;
 
 /// Which dnf is installed.
@@ -44,10 +46,10 @@ impl Transaction {
 
 /// The dnf of the target (only asked when a transaction or a `latest`
 /// check is needed: a converged host runs no dnf at all).
-pub fn detect(root: &Path) -> Result<Flavor> {
+pub fn detect(root: &Path, cancel: &Cancel) -> Result<Flavor> {
     let out = base(root)
         .arg("--version")
-        .run()
+        .run(cancel)
         .context("failed to run dnf --version")?;
     parse_version(&out.stdout).with_context(|| {
         format!(
@@ -131,17 +133,17 @@ pub fn command_lines(flavor: Flavor, tx: &Transaction) -> Vec<Vec<String>> {
 
 /// Runs `tx`; the error carries dnf's own message. Returns the ids of the
 /// transactions recorded in `dnf history`.
-pub fn apply(root: &Path, tx: &Transaction) -> Result<Vec<u64>> {
+pub fn apply(root: &Path, tx: &Transaction, cancel: &Cancel) -> Result<Vec<u64>> {
     if tx.is_empty() {
         return Ok(Vec::new());
     }
-    let flavor = detect(root)?;
-    let before = last_transaction_id(root)?;
+    let flavor = detect(root, cancel)?;
+    let before = last_transaction_id(root, cancel)?;
     for argv in command_lines(flavor, tx) {
         let cmd = base(root).args(&argv);
-        cmd.run().context("dnf transaction failed")?;
+        cmd.run(cancel).context("dnf transaction failed")?;
     }
-    let after = last_transaction_id(root)?;
+    let after = last_transaction_id(root, cancel)?;
     let ids: Vec<u64> = match (before, after) {
         (Some(b), Some(a)) => (b + 1..=a).collect(),
         (None, Some(a)) => vec![a],
@@ -152,10 +154,10 @@ pub fn apply(root: &Path, tx: &Transaction) -> Result<Vec<u64>> {
 }
 
 /// The newest transaction id in `dnf history`, if any.
-pub fn last_transaction_id(root: &Path) -> Result<Option<u64>> {
+pub fn last_transaction_id(root: &Path, cancel: &Cancel) -> Result<Option<u64>> {
     let out = base(root)
         .args(["history", "list"])
-        .run()
+        .run(cancel)
         .context("failed to read dnf history")?;
     Ok(parse_history_last_id(&out.stdout))
 }
@@ -172,7 +174,7 @@ pub fn parse_history_last_id(stdout: &str) -> Option<u64> {
 /// The newest available EVR of each name, from the enabled repositories: one
 /// metadata query for all `latest` packages. Names no repository offers are
 /// missing from the map.
-pub fn latest(root: &Path, names: &[String]) -> Result<BTreeMap<String, Evr>> {
+pub fn latest(root: &Path, names: &[String], cancel: &Cancel) -> Result<BTreeMap<String, Evr>> {
     // dnf 5's --qf does not end records with a newline of its own; dnf 4's
     // does, and then prints an empty line too, which the parser skips. So
     // one format serves both and no `dnf --version` call is needed.
@@ -187,7 +189,7 @@ pub fn latest(root: &Path, names: &[String]) -> Result<BTreeMap<String, Evr>> {
             qf,
         ])
         .args(names)
-        .run()
+        .run(cancel)
         .context("failed to query the repositories for the latest versions")?;
     Ok(parse_latest(&out.stdout))
 }
@@ -215,6 +217,44 @@ pub fn parse_latest(stdout: &str) -> BTreeMap<String, Evr> {
         }
     }
     out
+}
+
+/// Where the repositories offer each of `specs` (`name-evr.arch`): one
+/// `repoquery --location` line per build, a `file://` path or an http(s)
+/// URL.
+pub fn locations(root: &Path, specs: &[String], cancel: &Cancel) -> Result<Vec<String>> {
+    let out = base(root)
+        .args(["-q", "repoquery", "--location"])
+        .args(specs)
+        .timeout(Duration::from_secs(300))
+        .run(cancel)
+        .context("failed to locate RPMs for the package store")?;
+    Ok(out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Where dnf 4 and dnf 5 keep downloaded packages (with `keepcache`).
+const CACHE_DIRS: [&str; 2] = ["var/cache/dnf", "var/cache/libdnf5"];
+
+/// The RPM file `name` in dnf's package cache under `root`, if there.
+pub fn cached_rpm(root: &Path, name: &str) -> Option<PathBuf> {
+    for cache in CACHE_DIRS {
+        let Ok(repos) = std::fs::read_dir(root.join(cache)) else {
+            continue;
+        };
+        for repo in repos.flatten() {
+            let candidate = repo.path().join("packages").join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
 }
 
 /// Refuses specs that dnf would read as options or globs: they come from

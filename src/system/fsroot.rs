@@ -13,10 +13,9 @@
 //! directory. A crash at any point leaves the old file or the new one.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
@@ -24,6 +23,8 @@ use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
 use sha2::{Digest, Sha256};
+
+use crate::durable;
 
 pub use crate::plan::observed::{DIR_LIST_MAX, FsMeta, Observed};
 
@@ -45,8 +46,6 @@ struct Parent {
     dir: OwnedFd,
     name: String,
 }
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl FsRoot {
     /// Opens `path` as the root. It must be a directory. The path is made
@@ -305,36 +304,17 @@ impl FsRoot {
     /// so the file never exists with the wrong permissions.
     pub fn write_file(&self, host_path: &str, content: &[u8], meta: FsMeta) -> Result<()> {
         let p = self.require_parent(host_path)?;
-        let what = || self.display(host_path);
-        let tmp = temp_name(&p.name);
-        let fd = openat(
+        durable::write_at(
             p.dir.as_fd(),
-            tmp.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
+            &p.name,
+            content,
+            durable::Perms {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+            },
+            &|| self.display(host_path),
         )
-        .with_context(|| format!("failed to create a temporary file for {}", what()))?;
-        let result = (|| -> Result<()> {
-            let mut f = File::from(fd);
-            f.write_all(content)?;
-            fchown(
-                f.as_fd(),
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-            )?;
-            // fchmod after fchown: chown clears setuid/setgid bits.
-            fchmod(f.as_fd(), Mode::from_bits_truncate(meta.mode))?;
-            f.sync_all()?;
-            renameat(p.dir.as_fd(), tmp.as_str(), p.dir.as_fd(), p.name.as_str())?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = unlinkat(p.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-            return Err(e).with_context(|| format!("failed to write {}", what()));
-        }
-        fsync(p.dir.as_fd())
-            .with_context(|| format!("failed to sync the directory of {}", what()))?;
-        Ok(())
     }
 
     /// Sets owner, group and mode of an existing file or directory, without
@@ -383,7 +363,7 @@ impl FsRoot {
     pub fn symlink(&self, host_path: &str, target: &str) -> Result<()> {
         let p = self.require_parent(host_path)?;
         let what = || self.display(host_path);
-        let tmp = temp_name(&p.name);
+        let tmp = durable::temp_name(&p.name);
         symlinkat(target, p.dir.as_fd(), tmp.as_str())
             .with_context(|| format!("failed to create a temporary symlink for {}", what()))?;
         if let Err(e) = renameat(p.dir.as_fd(), tmp.as_str(), p.dir.as_fd(), p.name.as_str()) {
@@ -446,15 +426,6 @@ fn split(host_path: &str) -> Result<(&str, &str)> {
         bail!("`{host_path}` does not name a file");
     }
     Ok((dir, name))
-}
-
-/// A temporary name next to `name`, unique within this process and across
-/// processes (pid), hidden so that globbing services ignore it.
-fn temp_name(name: &str) -> String {
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    // Keep the temporary name within NAME_MAX even for long names.
-    let stem: String = name.chars().take(200).collect();
-    format!(".{stem}.driftless-{}-{n}", std::process::id())
 }
 
 /// Hashes a reader, keeping the bytes when they are few enough.

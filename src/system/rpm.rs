@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::command::Cmd;
+use crate::cancel::Cancel;
 use crate::plan::rpmver::{Evr, Nevra};
 
 /// The query format: one tab-separated line per installed build.
@@ -29,7 +30,7 @@ fn base(root: &Path) -> Cmd {
 pub type Installed = BTreeMap<String, Vec<Nevra>>;
 
 /// Queries the rpm database under `root` (`/` for the running host).
-pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
+pub fn query(root: &Path, names: &[String], cancel: &Cancel) -> Result<Installed> {
     if names.is_empty() {
         return Ok(Installed::new());
     }
@@ -40,7 +41,7 @@ pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
     let out = cmd
         .clone()
         .any_code()
-        .run()
+        .run(cancel)
         .context("failed to query installed packages")?;
     check_exit(out.code, &out.stderr).with_context(|| format!("`{}` failed", cmd.argv()))?;
     Ok(parse_query(&out.stdout, names))
@@ -48,11 +49,11 @@ pub fn query(root: &Path, names: &[String]) -> Result<Installed> {
 
 /// Every installed build under `root` (`rpm -qa`): the package set a
 /// snapshot records and a rollback restores. Sorted.
-pub fn query_all(root: &Path) -> Result<Vec<Nevra>> {
+pub fn query_all(root: &Path, cancel: &Cancel) -> Result<Vec<Nevra>> {
     let out = base(root)
         .args(["-qa", "--qf", QUERY_FORMAT])
         .timeout(Duration::from_secs(300))
-        .run()
+        .run(cancel)
         .context("failed to list installed packages")?;
     let mut all: Vec<Nevra> = parse_lines(&out.stdout).collect();
     all.sort_by_key(ToString::to_string);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::command::Cmd;
+use crate::cancel::Cancel;
 use crate::plan::observed::UnitObs;
 
 /// Properties read in one call.
@@ -14,7 +15,7 @@ const PROPERTIES: &str =
     "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,NeedDaemonReload";
 
 /// Reads the live state of `units` from the running systemd.
-pub fn show(units: &[String]) -> Result<BTreeMap<String, UnitObs>> {
+pub fn show(units: &[String], cancel: &Cancel) -> Result<BTreeMap<String, UnitObs>> {
     if units.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -22,7 +23,7 @@ pub fn show(units: &[String]) -> Result<BTreeMap<String, UnitObs>> {
         .args(["show", "--property", PROPERTIES])
         .args(units)
         .timeout(Duration::from_secs(60))
-        .run()
+        .run(cancel)
         .context("failed to read unit states")?;
     let parsed = parse_show(&out.stdout);
     // `show` prints the blocks in argument order; pair them up by position
@@ -33,7 +34,11 @@ pub fn show(units: &[String]) -> Result<BTreeMap<String, UnitObs>> {
 /// Enablement under `root` (`systemctl --root` reads unit files only).
 /// One call per unit: for a unit that does not exist, `is-enabled` prints
 /// nothing on stdout, so answers of a joint call could not be paired up.
-pub fn is_enabled_in_root(root: &Path, units: &[String]) -> Result<BTreeMap<String, UnitObs>> {
+pub fn is_enabled_in_root(
+    root: &Path,
+    units: &[String],
+    cancel: &Cancel,
+) -> Result<BTreeMap<String, UnitObs>> {
     let mut out = BTreeMap::new();
     for u in units {
         let answer = Cmd::new("systemctl")
@@ -42,7 +47,7 @@ pub fn is_enabled_in_root(root: &Path, units: &[String]) -> Result<BTreeMap<Stri
             // Non-zero when the unit is not enabled: still an answer.
             .ok_codes(&[0, 1])
             .timeout(Duration::from_secs(60))
-            .run()
+            .run(cancel)
             .with_context(|| format!("failed to read the enablement of {u}"))?;
         let file_state = answer.stdout.trim();
         let obs = UnitObs {
@@ -62,11 +67,12 @@ pub fn is_enabled_in_root(root: &Path, units: &[String]) -> Result<BTreeMap<Stri
 pub fn unit_states(
     root: &crate::system::fsroot::FsRoot,
     units: &[String],
+    cancel: &Cancel,
 ) -> Result<BTreeMap<String, UnitObs>> {
     if root.is_live() {
-        show(units)
+        show(units, cancel)
     } else {
-        is_enabled_in_root(root.path(), units)
+        is_enabled_in_root(root.path(), units, cancel)
     }
 }
 
@@ -96,14 +102,14 @@ pub fn parse_show(stdout: &str) -> Vec<UnitObs> {
 }
 
 /// Runs `systemctl [--root=R] VERB UNITS…`.
-pub fn run(root: Option<&Path>, verb: &str, units: &[String]) -> Result<()> {
+pub fn run(root: Option<&Path>, verb: &str, units: &[String], cancel: &Cancel) -> Result<()> {
     let mut cmd = Cmd::new("systemctl");
     if let Some(r) = root {
         cmd = cmd.arg(format!("--root={}", r.display()));
     }
     let cmd = cmd.arg(verb).args(units).timeout(Duration::from_secs(300));
     // The command error names the command line already.
-    cmd.run()?;
+    cmd.run(cancel)?;
     Ok(())
 }
 

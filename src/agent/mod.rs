@@ -1,0 +1,87 @@
+//! What the agent remembers between runs, and the rules that decide what a
+//! converge does with it.
+//!
+//! [`AgentState`] is kept in `<state_dir>/state.json` (by `store`). It
+//! records the last applied commit *outside* the git cache, so deleting
+//! `repo.git` cannot reopen the door to a rewound history; the last good
+//! state, a quarantined head, a pin, an interruption streak, and the
+//! outcome of the last fetch. [`policy`] holds the rules, as pure functions.
+
+pub mod policy;
+
+use serde::{Deserialize, Serialize};
+
+/// What the agent remembers between runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The commit last converged successfully (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_commit: Option<String>,
+    /// When it was applied (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+    /// The last fetch attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch: Option<FetchRecord>,
+    /// The last desired state that converged and passed its checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good: Option<Mark>,
+    /// A desired state (commit or content hash) that is not applied again
+    /// until the source moves on or `driftless retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Mark>,
+    /// Consecutive converges of one key cut short by a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
+    /// Set by `driftless rollback`: hold the host, apply nothing, until
+    /// `driftless resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Mark>,
+}
+
+/// A desired state by key, with when and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// Commit id, or `sha256:…` of a `--repo` desired state.
+    pub key: String,
+    /// Where it came from (`commit …`, `directory …`).
+    pub source: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Why (for quarantine and pins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Consecutive interrupted converges of one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    /// The key.
+    pub key: String,
+    /// How many in a row.
+    pub count: u32,
+}
+
+/// The outcome of one fetch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRecord {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The fetched head, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// The error, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Now, as RFC 3339 (UTC, seconds).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// The first 12 characters of a commit id or content key, for messages.
+pub fn short(key: &str) -> &str {
+    let key = key.strip_prefix("sha256:").unwrap_or(key);
+    &key[..key.len().min(12)]
+}

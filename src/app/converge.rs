@@ -1,0 +1,371 @@
+//! `converge`: recover, decide (apply, hold at last good, pinned), plan
+//! and apply as a transaction, and record the result.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use super::plan::prepare;
+use super::{App, Loaded, Outcome, Run, SourceRequest, load, recover_into};
+use crate::agent::policy::{self, Blame, Decision, Ended};
+use crate::agent::{AgentState, now, short};
+use crate::cancel::Cancel;
+use crate::config::Mode;
+use crate::converge::{self, Event, Outcome as Transacted, Prepared, Sink};
+use crate::source;
+use crate::store::StateLock;
+
+/// What to converge.
+#[derive(Clone, Debug)]
+pub struct ConvergeRequest {
+    /// Source and host.
+    pub source: SourceRequest,
+    /// The host's root (`/`).
+    pub root: PathBuf,
+    /// Plan and report only.
+    pub dry_run: bool,
+}
+
+/// What a converge did.
+#[derive(Debug, Default)]
+pub struct ConvergeResult {
+    /// Outcome, what was loaded, the changes applied (or pending for a dry
+    /// run), notes and errors.
+    pub run: Run,
+    /// The generation it recorded, if it changed anything.
+    pub generation: Option<u64>,
+    /// dnf transactions it recorded.
+    pub dnf_transactions: Vec<u64>,
+    /// Details of a failed restore.
+    pub restore_errors: Vec<String>,
+}
+
+/// Converges the host: the one entry point of a transaction for the
+/// command line and the daemon. Events go to `sink` as they happen, the
+/// last one [`Event::Finished`]; `cancel` stops forward work (the converge
+/// then rolls back).
+pub fn converge(
+    app: &App,
+    req: &ConvergeRequest,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> ConvergeResult {
+    let started = Instant::now();
+    let mut r = ConvergeResult::default();
+    r.run.root = Some(req.root.display().to_string());
+    if let Err(e) = converge_into(app, req, sink, cancel, &mut r) {
+        r.run.fail(e);
+    }
+    sink.event(&Event::Finished {
+        outcome: r.run.outcome,
+        generation: r.generation,
+        changes: r.run.changes.len(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    r
+}
+
+/// The lock and the agent state, read once under it, with what it was
+/// when read (so it is written only when it changed).
+struct Locked {
+    _lock: StateLock,
+    state: AgentState,
+    saved: AgentState,
+}
+
+impl Locked {
+    fn take(app: &App) -> Result<Self> {
+        let lock = app.store.lock()?;
+        let state = app.store.load_state()?;
+        Ok(Self {
+            _lock: lock,
+            saved: state.clone(),
+            state,
+        })
+    }
+
+    /// Writes the state if it changed.
+    fn save(&mut self, app: &App) -> Result<()> {
+        if self.state != self.saved {
+            app.store.save_state(&self.state)?;
+            self.saved = self.state.clone();
+        }
+        Ok(())
+    }
+}
+
+fn converge_into(
+    app: &App,
+    req: &ConvergeRequest,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+    r: &mut ConvergeResult,
+) -> Result<()> {
+    let dry = req.dry_run || app.settings.mode == Mode::Audit;
+    let git = req.source.repo.is_none();
+    // A git fetch writes the cache in the state directory, so it runs under
+    // the lock; a directory source is read first, so that an invalid repo
+    // changes nothing, not even the state directory.
+    let mut held = (!dry && git).then(|| Locked::take(app)).transpose()?;
+    let loaded = load(
+        app,
+        &req.source,
+        source::Purpose::Apply,
+        held.as_mut().map(|h| &mut h.state),
+        &mut r.run.subject,
+        sink,
+        cancel,
+    );
+    let result = match loaded {
+        Ok(Ok(loaded)) => locked(app, req, loaded, dry, &mut held, sink, cancel, r),
+        Ok(Err(diagnostics)) => {
+            r.run.outcome = Outcome::Invalid;
+            r.run.diagnostics = diagnostics;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    // The one write of the agent state (the fetch record, the outcome),
+    // whatever happened. Once the host may have changed, a failure to
+    // write it is reported but does not turn the outcome into "error
+    // before any change" (exit 1).
+    if let Some(h) = held.as_mut()
+        && let Err(e) = h.save(app)
+    {
+        if r.generation.is_some() {
+            note_failure(r, "could not record the agent state", e);
+        } else {
+            result?;
+            return Err(e);
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn locked(
+    app: &App,
+    req: &ConvergeRequest,
+    loaded: Loaded,
+    dry: bool,
+    held: &mut Option<Locked>,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+    r: &mut ConvergeResult,
+) -> Result<()> {
+    let root = converge::open_root(&req.root, !dry)
+        .with_context(|| format!("cannot use {} as the root", req.root.display()))?;
+    if held.is_none() && !dry {
+        *held = Some(Locked::take(app)?);
+    }
+    let applying = !dry && root.is_some();
+    // What a crash left unfinished is rolled back before anything else.
+    if let (true, Some(root), Some(h)) = (applying, root.as_ref(), held.as_mut()) {
+        let recovery = recover_into(app, root, &mut h.state, sink, cancel)?;
+        h.saved = h.state.clone();
+        r.run.notes.extend(recovery.notes);
+        if let Some(failed) = recovery.failed {
+            r.run.outcome = Outcome::RollbackFailed;
+            r.run.error = Some(failed);
+            return Ok(());
+        }
+    }
+    let state = match held.as_ref() {
+        Some(h) => h.state.clone(),
+        // A dry run takes no lock: it reads the state as it is.
+        None => app.store.load_state()?,
+    };
+    let Loaded {
+        desired: loaded_desired,
+        source: loaded_source,
+        commit,
+        key,
+    } = loaded;
+    // A quarantined head is not applied again: hold at the last good state.
+    let (desired, source_desc, held_at) = match policy::decide(&state, &key, applying) {
+        Decision::Pinned { why } => {
+            r.run.outcome = Outcome::Held;
+            r.run.error = Some(why);
+            return Ok(());
+        }
+        Decision::Apply => (loaded_desired, loaded_source.clone(), false),
+        Decision::HoldAtLastGood { why } => {
+            r.run.notes.push(why.clone());
+            match app.store.load_last_good()? {
+                Some(lg) => (
+                    lg.desired,
+                    format!("last good {} ({})", short(&lg.key), lg.source),
+                    true,
+                ),
+                None => {
+                    r.run.outcome = Outcome::Held;
+                    r.run.error =
+                        Some(format!("{why}; there is no last good state to converge to"));
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let prepared = match prepare(desired, source_desc, root.as_ref(), sink, cancel)? {
+        Ok(p) => p,
+        Err(failed) => {
+            failed.fill(&mut r.run);
+            return Ok(());
+        }
+    };
+    let held_or = |normal| if held_at { Outcome::Held } else { normal };
+    let subject = Recorded {
+        key: &key,
+        source: &loaded_source,
+        commit: commit.as_deref(),
+        held: held_at,
+    };
+    if prepared.plan.is_empty() || dry {
+        if !prepared.plan.is_empty() {
+            r.run.outcome = held_or(Outcome::ChangesPending);
+            r.run.notes.extend(prepared.plan.notes.iter().cloned());
+            r.run.changes = prepared.plan.changes;
+            return Ok(());
+        }
+        r.run.outcome = held_or(Outcome::InSync);
+        if let Some(h) = held.as_mut() {
+            subject.record(app, h, &prepared, Ended::Good)?;
+        }
+        return Ok(());
+    }
+    let Some(root) = root else {
+        bail!("the root directory {} is missing", req.root.display())
+    };
+    let Some(h) = held.as_mut() else {
+        bail!("internal error: a converge that changes the host must hold the state lock");
+    };
+    match converge::transact(&app.engine(&root), &prepared, &key, sink, cancel)? {
+        Transacted::Applied {
+            generation,
+            changes,
+            dnf_transactions,
+        } => {
+            r.generation = Some(generation);
+            r.run.outcome = held_or(Outcome::Changed);
+            r.run.changes = changes;
+            r.dnf_transactions = dnf_transactions;
+            if let Err(e) = subject.record(app, h, &prepared, Ended::Good) {
+                note_failure(r, "could not record the last good state", e);
+            }
+        }
+        Transacted::RolledBack {
+            generation,
+            error,
+            blame,
+        } => {
+            r.generation = Some(generation);
+            r.run.outcome = Outcome::RolledBack;
+            r.run.error = Some(format!("{error:#}"));
+            if cancel.is_cancelled() {
+                // Like a crash, a stop request says nothing about the commit.
+                r.run.notes.push(
+                    "stopped by a signal: the converge was rolled back; the head is not quarantined"
+                        .to_owned(),
+                );
+            }
+            let reason = format!("generation {generation} rolled back: {error:#}");
+            subject.failed(h, &reason, blame);
+        }
+        Transacted::RestoreFailed {
+            generation,
+            error,
+            blame,
+            restore_errors,
+            differences,
+        } => {
+            r.generation = Some(generation);
+            r.run.outcome = Outcome::RollbackFailed;
+            r.run.error = Some(format!(
+                "{error:#}; still different from before: {}",
+                differences.join("; ")
+            ));
+            r.restore_errors = restore_errors.iter().map(|e| format!("{e:#}")).collect();
+            let reason =
+                format!("generation {generation} failed and could not be restored: {error:#}");
+            subject.failed(h, &reason, blame);
+        }
+    }
+    Ok(())
+}
+
+/// Records the end of a converge of the loaded key in the agent state.
+struct Recorded<'a> {
+    key: &'a str,
+    source: &'a str,
+    commit: Option<&'a str>,
+    held: bool,
+}
+
+impl Recorded<'_> {
+    fn converged<'b>(&'b self, now: &'b str) -> policy::Converged<'b> {
+        policy::Converged {
+            key: self.key,
+            source: self.source,
+            commit: self.commit,
+            held: self.held,
+            now,
+        }
+    }
+
+    /// A good end: last good state, applied commit, end of a streak. The
+    /// state changes only once what it points at is stored.
+    fn record(
+        &self,
+        app: &App,
+        h: &mut Locked,
+        prepared: &Prepared,
+        ended: Ended<'_>,
+    ) -> Result<()> {
+        let now = now();
+        let mut next = h.state.clone();
+        let effects = policy::record(&mut next, &self.converged(&now), ended);
+        if effects.save_last_good {
+            app.store
+                .save_last_good(self.key, self.source, &prepared.desired)?;
+        }
+        h.state = next;
+        if effects.mark_applied
+            && let Some(commit) = self.commit
+        {
+            // The state file is authoritative; the ref follows it.
+            h.save(app)?;
+            source::mark_applied(&app.store.git_cache(), commit)?;
+        }
+        Ok(())
+    }
+
+    /// A failed end: quarantine when the desired state is to blame.
+    fn failed(&self, h: &mut Locked, reason: &str, blame: Blame) {
+        let before = h.state.quarantine.clone();
+        let now = now();
+        let effects = policy::record(
+            &mut h.state,
+            &self.converged(&now),
+            Ended::Failed { reason, blame },
+        );
+        if effects.spared_last_good {
+            tracing::warn!(
+                key = self.key,
+                reason,
+                "the last good state failed to converge; it is not quarantined"
+            );
+        } else if h.state.quarantine != before {
+            tracing::warn!(
+                key = self.key,
+                reason,
+                "quarantining the desired state: it is not applied again until the source moves on or `driftless retry`"
+            );
+        }
+    }
+}
+
+fn note_failure(r: &mut ConvergeResult, what: &str, e: anyhow::Error) {
+    tracing::error!(error = format!("{e:#}"), "{what}");
+    r.run.notes.push(format!("{what}: {e:#}"));
+}

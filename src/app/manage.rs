@@ -1,0 +1,175 @@
+//! `rollback`, `resume`, `retry` and `recover`: what an operator does by
+//! hand to the agent's state and the host's generations.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::{App, Outcome, recover_into};
+use crate::agent::{now, policy, short};
+use crate::cancel::Cancel;
+use crate::converge::{self, Outcome as Transacted, Sink};
+use crate::store::Status;
+use crate::system::fsroot::FsRoot;
+
+/// What a management command did.
+#[derive(Debug)]
+pub struct ActionResult {
+    /// `Done`, `RollbackFailed`, or `Error`.
+    pub outcome: Outcome,
+    /// What was done, for the operator.
+    pub notes: Vec<String>,
+    /// What failed.
+    pub error: Option<String>,
+}
+
+impl ActionResult {
+    fn done(note: String) -> Self {
+        Self {
+            outcome: Outcome::Done,
+            notes: vec![note],
+            error: None,
+        }
+    }
+
+    fn failed(notes: Vec<String>, error: String) -> Self {
+        Self {
+            outcome: Outcome::RollbackFailed,
+            notes,
+            error: Some(error),
+        }
+    }
+}
+
+/// `rollback [--to N]`: undoes generation N (default: the last applied one
+/// of this root) and every later applied one, newest first, then pins the
+/// host until `driftless resume`.
+pub fn rollback(
+    app: &App,
+    to: Option<u64>,
+    root: &Path,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<ActionResult> {
+    let root = FsRoot::open(root)?;
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    let recovery = recover_into(app, &root, &mut state, sink, cancel)?;
+    if let Some(failed) = recovery.failed {
+        return Ok(ActionResult::failed(recovery.notes, failed));
+    }
+    let mut notes = recovery.notes;
+    let gens = app.store.generations()?;
+    let all = gens.list()?;
+    // Only what was done to this root is undone in it.
+    let root_name = root.path().display().to_string();
+    let applied: Vec<_> = all
+        .iter()
+        .filter(|g| g.status == Status::Applied && g.root == root_name)
+        .cloned()
+        .collect();
+    let from = match to {
+        Some(n) => {
+            if !all.iter().any(|g| g.id == n) {
+                bail!("there is no generation {n} (see `driftless history`)");
+            }
+            if !applied.iter().any(|g| g.id == n) {
+                bail!(
+                    "generation {n} is not an applied generation of root {root_name} (see `driftless history`): nothing to undo"
+                );
+            }
+            n
+        }
+        None => applied
+            .last()
+            .map(|g| g.id)
+            .context("no applied generation to roll back")?,
+    };
+    let engine = app.engine(&root);
+    let mut undone = Vec::new();
+    for g in applied.into_iter().rev().filter(|g| g.id >= from) {
+        match converge::undo(&engine, g, sink, cancel)? {
+            Transacted::RolledBack { generation, .. } => undone.push(generation),
+            Transacted::RestoreFailed {
+                generation,
+                differences,
+                ..
+            } => {
+                return Ok(ActionResult::failed(
+                    notes,
+                    format!(
+                        "restoring generation {generation} failed; still different: {}",
+                        differences.join("; ")
+                    ),
+                ));
+            }
+            Transacted::Applied { .. } => {}
+        }
+    }
+    policy::pin(&mut state, from, &now());
+    app.store.save_state(&state)?;
+    notes.push(format!(
+        "undid generation(s) {}; the host is pinned until `driftless resume`",
+        undone
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(ActionResult {
+        outcome: Outcome::Done,
+        notes,
+        error: None,
+    })
+}
+
+/// `resume`: lifts the pin.
+pub fn resume(app: &App) -> Result<ActionResult> {
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    let note = match policy::resume(&mut state) {
+        Some(p) => format!("pin lifted ({})", p.reason.unwrap_or_default()),
+        None => "the host was not pinned".to_owned(),
+    };
+    app.store.save_state(&state)?;
+    Ok(ActionResult::done(note))
+}
+
+/// `retry`: lifts the quarantine, so the next converge tries the head.
+pub fn retry(app: &App) -> Result<ActionResult> {
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    let note = match policy::retry(&mut state) {
+        Some(q) => format!(
+            "quarantine of {} lifted; the next converge tries it again",
+            short(&q.key)
+        ),
+        None => "nothing was quarantined".to_owned(),
+    };
+    app.store.save_state(&state)?;
+    Ok(ActionResult::done(note))
+}
+
+/// `recover`: only the crash recovery every converge starts with.
+pub fn recover(
+    app: &App,
+    root: &Path,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<ActionResult> {
+    let root = FsRoot::open(root)?;
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    let mut recovery = recover_into(app, &root, &mut state, sink, cancel)?;
+    if let Some(failed) = recovery.failed {
+        return Ok(ActionResult::failed(recovery.notes, failed));
+    }
+    if recovery.notes.is_empty() {
+        recovery.notes.push("nothing to recover".to_owned());
+    }
+    Ok(ActionResult {
+        outcome: Outcome::Done,
+        notes: recovery.notes,
+        error: None,
+    })
+}

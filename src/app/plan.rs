@@ -1,0 +1,126 @@
+//! `plan`: what a converge would change. Changes nothing on the host (a git
+//! source fetches into the state directory's cache).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::{App, Outcome, Run, SourceRequest, display_root, load};
+use crate::cancel::Cancel;
+use crate::converge::{self, Event, PrepareError, Prepared, Sink, events};
+use crate::desired::{DesiredState, Diagnostic};
+use crate::plan::PlanProblem;
+use crate::source;
+use crate::system::fsroot::FsRoot;
+
+/// What to plan.
+#[derive(Clone, Debug)]
+pub struct PlanRequest {
+    /// Source and host.
+    pub source: SourceRequest,
+    /// The host's root (`/`).
+    pub root: PathBuf,
+}
+
+/// What `plan` found: the changes a converge would make.
+pub type PlanResult = Run;
+
+/// Plans the host's desired state against `req.root`.
+pub fn plan(app: &App, req: &PlanRequest, sink: &mut dyn Sink, cancel: &Cancel) -> PlanResult {
+    let mut r = Run::default();
+    if let Err(e) = plan_into(app, req, sink, cancel, &mut r) {
+        r.fail(e);
+    }
+    r
+}
+
+fn plan_into(
+    app: &App,
+    req: &PlanRequest,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+    r: &mut Run,
+) -> Result<()> {
+    let loaded = match load(
+        app,
+        &req.source,
+        source::Purpose::Preview,
+        None,
+        &mut r.subject,
+        sink,
+        cancel,
+    )? {
+        Ok(l) => l,
+        Err(diagnostics) => {
+            r.outcome = Outcome::Invalid;
+            r.diagnostics = diagnostics;
+            return Ok(());
+        }
+    };
+    let root = converge::open_root(&req.root, false)?;
+    r.root = Some(display_root(root.as_ref()));
+    let prepared = match prepare(loaded.desired, loaded.source, root.as_ref(), sink, cancel)? {
+        Ok(p) => p,
+        Err(failed) => {
+            failed.fill(r);
+            return Ok(());
+        }
+    };
+    r.outcome = if prepared.plan.is_empty() {
+        Outcome::InSync
+    } else {
+        Outcome::ChangesPending
+    };
+    r.notes.extend(prepared.plan.notes);
+    r.changes = prepared.plan.changes;
+    Ok(())
+}
+
+/// Why a plan could not be made, for a result.
+pub(super) enum Unprepared {
+    /// The plan cannot be made against this host.
+    Unplannable(Vec<PlanProblem>),
+    /// The desired state is invalid.
+    Invalid(Vec<Diagnostic>),
+}
+
+impl Unprepared {
+    /// Puts it into a run's result.
+    pub(super) fn fill(self, r: &mut Run) {
+        match self {
+            Unprepared::Unplannable(p) => {
+                r.outcome = Outcome::Error;
+                r.error = Some(format!(
+                    "cannot plan: {} problem(s); nothing was changed",
+                    p.len()
+                ));
+                r.plan_problems = p;
+            }
+            Unprepared::Invalid(d) => {
+                r.outcome = Outcome::Invalid;
+                r.diagnostics = d;
+            }
+        }
+    }
+}
+
+/// Plans against the host. `Ok(Err(_))`: the plan cannot be made.
+pub(super) fn prepare(
+    desired: DesiredState,
+    source_desc: String,
+    root: Option<&FsRoot>,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Result<Prepared, Unprepared>> {
+    match converge::prepare(desired, source_desc, root, cancel) {
+        Ok(p) => {
+            sink.event(&Event::Planned {
+                changes: events::count_kinds(p.plan.changes.iter().map(|c| c.resource.clone())),
+            });
+            Ok(Ok(p))
+        }
+        Err(PrepareError::Unplannable(p)) => Ok(Err(Unprepared::Unplannable(p))),
+        Err(PrepareError::Invalid(d)) => Ok(Err(Unprepared::Invalid(d))),
+        Err(PrepareError::Other(e)) => Err(e),
+    }
+}

@@ -1,0 +1,118 @@
+//! `validate`: the desired state of one host, or of every host file, is
+//! computed and checked; the host is not looked at.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+
+use super::{App, Outcome, SourceRequest, Subject, host_name, load_options, open_source};
+use crate::cancel::Cancel;
+use crate::converge::Discard;
+use crate::desired::{self, Diagnostic};
+use crate::source;
+use crate::system;
+
+/// What `validate` found.
+#[derive(Debug)]
+pub struct ValidateResult {
+    /// `Valid`, `Invalid`, or `Error` (the repo could not be read).
+    pub outcome: Outcome,
+    /// What was loaded (for one host).
+    pub subject: Subject,
+    /// Every problem, located.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Why it could not be validated at all.
+    pub error: Option<String>,
+}
+
+/// Validates the host's desired state, or every `hosts/*.toml` with
+/// `all_hosts` (for the config repo's own CI).
+pub fn validate(
+    app: &App,
+    req: &SourceRequest,
+    all_hosts: bool,
+    cancel: &Cancel,
+) -> ValidateResult {
+    let mut r = ValidateResult {
+        outcome: Outcome::Error,
+        subject: Subject::default(),
+        diagnostics: Vec::new(),
+        error: None,
+    };
+    if let Err(e) = validate_into(app, req, all_hosts, cancel, &mut r) {
+        r.outcome = Outcome::Error;
+        r.error = Some(format!("{e:#}"));
+    }
+    r
+}
+
+fn validate_into(
+    app: &App,
+    req: &SourceRequest,
+    all_hosts: bool,
+    cancel: &Cancel,
+    r: &mut ValidateResult,
+) -> Result<()> {
+    let tree = open_source(
+        app,
+        req,
+        source::Purpose::Preview,
+        None,
+        &mut Discard,
+        cancel,
+    )?
+    .tree;
+    r.subject.source = Some(tree.describe());
+    let facts = system::facts::gather();
+    let opts = load_options(&app.settings);
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    if all_hosts {
+        let files = desired::load::list_host_files(tree.as_ref())?;
+        if files.is_empty() {
+            diags.push(Diagnostic::file(
+                "hosts/",
+                "no host files (hosts/*.toml) in the config repo",
+            ));
+        }
+        for file in files {
+            let name = file
+                .trim_start_matches("hosts/")
+                .trim_end_matches(".toml")
+                .to_owned();
+            let facts = facts.for_host(&name);
+            if let Err(e) =
+                desired::load::load_host_file(tree.as_ref(), &file, &name, &facts, &opts)
+            {
+                diags.extend(invalid(e)?);
+            }
+        }
+    } else {
+        let host = host_name(&app.settings, req, &facts);
+        let facts = facts.for_host(&host);
+        r.subject.host = Some(host.clone());
+        match desired::load(tree.as_ref(), &host, &facts, &opts) {
+            Ok(d) => {
+                r.subject.host_file = Some(d.host_file);
+                r.subject.roles = d.roles;
+            }
+            Err(e) => diags.extend(invalid(e)?),
+        }
+    }
+    // Roles shared by several hosts would report the same problem again.
+    let mut seen = HashSet::new();
+    diags.retain(|d| seen.insert(d.to_string()));
+    r.outcome = if diags.is_empty() {
+        Outcome::Valid
+    } else {
+        Outcome::Invalid
+    };
+    r.diagnostics = diags;
+    Ok(())
+}
+
+fn invalid(e: desired::LoadError) -> Result<Vec<Diagnostic>> {
+    match e {
+        desired::LoadError::Invalid(d) => Ok(d),
+        desired::LoadError::Read(e) => Err(e),
+    }
+}

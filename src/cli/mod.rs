@@ -1,0 +1,283 @@
+//! The command line: definitions, dispatch, signals, and exit codes
+//! (decided here and nowhere else). What each command does lives in
+//! [`crate::app`]; how its result is printed in [`render`].
+
+pub mod render;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, App, Outcome, SourceRequest};
+use crate::cancel::Cancel;
+use crate::config;
+use crate::converge::Log;
+use render::Report;
+
+/// The exit codes: a contract with scripts and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Valid, in sync, or done: nothing more to do.
+    Ok = 0,
+    /// Invalid input or an error before any change.
+    Error = 1,
+    /// Changes pending (plan) or applied (converge).
+    Changes = 2,
+    /// The head is quarantined (or the host pinned): held at last good.
+    Held = 3,
+    /// A step or a health check failed and the host was restored.
+    RolledBack = 4,
+    /// A step failed and the host could not be restored: needs attention.
+    RollbackFailed = 5,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Valid | Outcome::InSync | Outcome::Done => ExitCode::Ok,
+            Outcome::ChangesPending | Outcome::Changed => ExitCode::Changes,
+            Outcome::Held => ExitCode::Held,
+            Outcome::RolledBack => ExitCode::RolledBack,
+            Outcome::RollbackFailed => ExitCode::RollbackFailed,
+            Outcome::Invalid | Outcome::Error => ExitCode::Error,
+        }
+    }
+}
+
+/// driftless: pull-based GitOps for RHEL-family hosts.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Agent config file (drop-ins are read from agent.d/ beside it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output on stderr (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config repo without touching the host. Exit 0 valid, 1 invalid.
+    Validate(ValidateArgs),
+    /// Show what a converge would change. Exit 0 in sync, 2 changes pending, 1 error.
+    Plan(PlanArgs),
+    /// Converge the host now, as a transaction. Exit 0 in sync, 1 error before
+    /// any change, 2 changed, 3 head quarantined (held at last good), 4 failed
+    /// and rolled back, 5 rollback failed.
+    Converge(ConvergeArgs),
+    /// Last good state, quarantined head, pin, last generation.
+    Status,
+    /// The generations: what each converge applied and how it ended.
+    History,
+    /// Restore the host to its state before the last (or given) generation
+    /// and pin it there until `driftless resume`. Exit 0 restored, 5 failed.
+    Rollback(RollbackArgs),
+    /// Lift the pin set by `driftless rollback`.
+    Resume,
+    /// Lift the quarantine of the current head so the next converge tries it.
+    Retry,
+    /// Roll back a converge that a crash left unfinished (every converge does
+    /// this first). Exit 0 nothing to do or restored, 5 restore failed.
+    Recover(RootArgs),
+    /// The git source.
+    #[command(subcommand)]
+    Source(SourceCommand),
+}
+
+/// `source …`
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// URL, branch, fetched and applied commits, and the last fetch error.
+    /// Reads local state only; never fetches.
+    Status,
+}
+
+/// Where the desired state comes from, and for which host.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Read the desired state from this directory instead of the git source.
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Host name to look up (default: agent config `host`, else this machine's FQDN).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Apply this commit of the fetched branch (id or unique prefix) instead
+    /// of its head. Not with --repo.
+    #[arg(long, value_name = "REV", conflicts_with = "repo")]
+    pub commit: Option<String>,
+}
+
+/// The host's root.
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// Treat DIR as the host's `/`.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// `validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Source and host.
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Validate every hosts/*.toml (for the config repo's own CI).
+    #[arg(long, conflicts_with = "host")]
+    pub all_hosts: bool,
+}
+
+/// `plan`
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Source and host.
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Root.
+    #[command(flatten)]
+    pub root: RootArgs,
+}
+
+/// `converge`
+#[derive(Debug, Args)]
+pub struct ConvergeArgs {
+    /// Converge immediately (required: the daemon converges on its schedule).
+    #[arg(long, required = true)]
+    pub now: bool,
+    /// Source and host.
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Root (created if missing).
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Plan and print, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `rollback`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Undo this generation and every later one (default: the last applied).
+    #[arg(long, value_name = "GENERATION")]
+    pub to: Option<u64>,
+    /// Root.
+    #[command(flatten)]
+    pub root: RootArgs,
+}
+
+impl RepoArgs {
+    fn request(&self) -> SourceRequest {
+        SourceRequest {
+            repo: self.repo.clone(),
+            host: self.host.clone(),
+            commit: self.commit.clone(),
+        }
+    }
+}
+
+/// A cancellation token for this process's one run, cancelled by the first
+/// SIGINT or SIGTERM (the running child is killed, the converge stops and
+/// rolls back); a second signal exits at once with status 130, and the
+/// next start finishes the rollback.
+pub fn cancel_on_signals() -> Cancel {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Registered first, so that it sees the flag before this
+            // signal sets it: only a second signal exits.
+            let hard =
+                signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag));
+            let soft = signal_hook::flag::register(sig, Arc::clone(&flag));
+            if let Err(e) = hard.and(soft) {
+                tracing::warn!("cannot watch signal {sig}: {e}");
+            }
+        }
+        flag
+    });
+    Cancel::from_flag(Arc::clone(flag))
+}
+
+/// Runs the parsed command line and returns the exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let cancel = cancel_on_signals();
+    let report = dispatch(&cli, &cancel).unwrap_or_else(|(command, e)| Report::error(command, &e));
+    if let Err(e) = report.print(cli.json) {
+        // stdout closed (e.g. piped into `head`): the exit code still tells.
+        tracing::debug!("failed to print the report: {e}");
+    }
+    report.result.into()
+}
+
+fn name(command: &Command) -> &'static str {
+    match command {
+        Command::Validate(_) => "validate",
+        Command::Plan(_) => "plan",
+        Command::Converge(_) => "converge",
+        Command::Status => "status",
+        Command::History => "history",
+        Command::Rollback(_) => "rollback",
+        Command::Resume => "resume",
+        Command::Retry => "retry",
+        Command::Recover(_) => "recover",
+        Command::Source(_) => "source status",
+    }
+}
+
+fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow::Error)> {
+    let command = name(&cli.command);
+    let fail = |e| (command, e);
+    let explicit = cli.config.is_some();
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
+    let app = App::new(config::load(&path, explicit).map_err(fail)?);
+    let mut log = Log;
+    Ok(match &cli.command {
+        Command::Validate(a) => {
+            Report::validate(app::validate(&app, &a.repo.request(), a.all_hosts, cancel))
+        }
+        Command::Plan(a) => {
+            let req = app::PlanRequest {
+                source: a.repo.request(),
+                root: a.root.root.clone(),
+            };
+            Report::run(command, app::plan(&app, &req, &mut log, cancel))
+        }
+        Command::Converge(a) => {
+            let req = app::ConvergeRequest {
+                source: a.repo.request(),
+                root: a.root.root.clone(),
+                dry_run: a.dry_run,
+            };
+            Report::converge(app::converge(&app, &req, &mut log, cancel))
+        }
+        Command::Status => Report::status(app::status(&app).map_err(fail)?),
+        Command::History => Report::history(app::history(&app).map_err(fail)?),
+        Command::Rollback(a) => Report::action(
+            command,
+            app::rollback(&app, a.to, &a.root.root, &mut log, cancel).map_err(fail)?,
+        ),
+        Command::Resume => Report::action(command, app::resume(&app).map_err(fail)?),
+        Command::Retry => Report::action(command, app::retry(&app).map_err(fail)?),
+        Command::Recover(a) => Report::action(
+            command,
+            app::recover(&app, &a.root, &mut log, cancel).map_err(fail)?,
+        ),
+        Command::Source(SourceCommand::Status) => {
+            Report::source_status(app::source_status(&app).map_err(fail)?)
+        }
+    })
+}

@@ -1,0 +1,429 @@
+//! What the commands print: human text by default, JSON with `--json`.
+//! Logs go to stderr through tracing; results go to stdout.
+//!
+//! Each use case returns its own typed result; [`Report`] is the one shape
+//! the command line renders them in (the `--json` document).
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::agent::Mark;
+use crate::app::{
+    ActionResult, AgentStatus, ConvergeResult, Outcome, Run, SourceStatus, Subject, ValidateResult,
+};
+use crate::desired::Diagnostic;
+use crate::plan::{Change, Op, PlanProblem};
+use crate::store::Generation;
+
+/// Everything a command reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The command (`validate`, `plan`, `converge`, ...).
+    pub command: &'static str,
+    /// How it ended.
+    pub result: Outcome,
+    /// The host name used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The host file chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_file: Option<String>,
+    /// Roles applied, in order.
+    pub roles: Vec<String>,
+    /// Where the desired state came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The root converged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Planned (or, for converge, applied) changes.
+    pub changes: Vec<Change>,
+    /// Problems in the config repo.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Problems planning against this host.
+    pub plan_problems: Vec<PlanProblem>,
+    /// The error, with its causes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Details of a failed restore.
+    pub restore_errors: Vec<String>,
+    /// Things the operator should know that are not changes.
+    pub notes: Vec<String>,
+    /// dnf transactions this converge recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dnf_transactions: Vec<u64>,
+    /// `source status` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_status: Option<SourceStatus>,
+    /// The generation a converge recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// `status` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<AgentStatus>,
+    /// `history` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Generation>>,
+}
+
+impl Report {
+    /// An empty report for `command`, ended by `error`.
+    pub fn error(command: &'static str, error: &anyhow::Error) -> Self {
+        let mut r = Self::new(command);
+        r.error = Some(format!("{error:#}"));
+        r
+    }
+
+    fn with_subject(mut self, s: Subject) -> Self {
+        self.source = s.source;
+        self.host = s.host;
+        self.host_file = s.host_file;
+        self.roles = s.roles;
+        self
+    }
+
+    /// `validate`.
+    pub fn validate(v: ValidateResult) -> Self {
+        let mut r = Self::new("validate").with_subject(v.subject);
+        r.result = v.outcome;
+        r.diagnostics = v.diagnostics;
+        r.error = v.error;
+        r
+    }
+
+    /// `plan` (and the run part of `converge`).
+    pub fn run(command: &'static str, run: Run) -> Self {
+        let mut r = Self::new(command).with_subject(run.subject);
+        r.result = run.outcome;
+        r.root = run.root;
+        r.changes = run.changes;
+        r.notes = run.notes;
+        r.diagnostics = run.diagnostics;
+        r.plan_problems = run.plan_problems;
+        r.error = run.error;
+        r
+    }
+
+    /// `converge`.
+    pub fn converge(c: ConvergeResult) -> Self {
+        let mut r = Self::run("converge", c.run);
+        r.generation = c.generation;
+        r.dnf_transactions = c.dnf_transactions;
+        r.restore_errors = c.restore_errors;
+        r
+    }
+
+    /// `status`.
+    pub fn status(s: AgentStatus) -> Self {
+        let mut r = Self::new("status");
+        r.result = Outcome::Done;
+        r.status = Some(s);
+        r
+    }
+
+    /// `history`.
+    pub fn history(h: Vec<Generation>) -> Self {
+        let mut r = Self::new("history");
+        r.result = Outcome::Done;
+        r.history = Some(h);
+        r
+    }
+
+    /// `source status`.
+    pub fn source_status(s: SourceStatus) -> Self {
+        let mut r = Self::new("source status");
+        r.result = Outcome::Done;
+        r.source_status = Some(s);
+        r
+    }
+
+    /// `rollback`, `resume`, `retry`, `recover`.
+    pub fn action(command: &'static str, a: ActionResult) -> Self {
+        let mut r = Self::new(command);
+        r.result = a.outcome;
+        r.notes = a.notes;
+        r.error = a.error;
+        r
+    }
+
+    fn new(command: &'static str) -> Self {
+        Self {
+            command,
+            result: Outcome::Error,
+            host: None,
+            host_file: None,
+            roles: Vec::new(),
+            source: None,
+            root: None,
+            changes: Vec::new(),
+            diagnostics: Vec::new(),
+            plan_problems: Vec::new(),
+            error: None,
+            restore_errors: Vec::new(),
+            notes: Vec::new(),
+            dnf_transactions: Vec::new(),
+            source_status: None,
+            generation: None,
+            status: None,
+            history: None,
+        }
+    }
+
+    /// Prints the report: JSON on stdout, or text (results on stdout,
+    /// problems on stderr).
+    pub fn print(&self, json: bool) -> std::io::Result<()> {
+        if json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, self)?;
+            return writeln!(out);
+        }
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_owned()
+            }
+        };
+        if let (Some(host), Some(file)) = (&self.host, &self.host_file) {
+            let roles = if self.roles.is_empty() {
+                String::new()
+            } else {
+                format!(" (roles: {})", self.roles.join(", "))
+            };
+            writeln!(out, "host {host}: {file}{roles}")?;
+        }
+        if let Some(src) = &self.source {
+            let root = self
+                .root
+                .as_deref()
+                .map(|r| format!(", root {r}"))
+                .unwrap_or_default();
+            writeln!(out, "from {src}{root}")?;
+        }
+        for d in &self.diagnostics {
+            writeln!(err, "{d}")?;
+        }
+        for p in &self.plan_problems {
+            writeln!(err, "{}: {} ({})", p.origin, p.message, p.resource)?;
+        }
+        let n = self.changes.len();
+        let plural = if n == 1 { "" } else { "s" };
+        if let Some(st) = &self.source_status {
+            let none = || "(none)".to_owned();
+            writeln!(out, "url:      {}", st.url)?;
+            writeln!(out, "branch:   {}", st.branch)?;
+            writeln!(
+                out,
+                "fetched:  {}",
+                st.fetched_head.clone().unwrap_or_else(none)
+            )?;
+            let at = st
+                .applied_at
+                .as_deref()
+                .map(|a| format!(" (at {a})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "applied:  {}{at}",
+                st.applied_commit.clone().unwrap_or_else(none)
+            )?;
+            writeln!(
+                out,
+                "pending:  {}",
+                if st.pending {
+                    "yes: the fetched head is not applied yet"
+                } else {
+                    "no"
+                }
+            )?;
+            match &st.last_fetch {
+                Some(f) => match &f.error {
+                    Some(e) => writeln!(out, "last fetch: FAILED at {}: {e}", f.at)?,
+                    None => writeln!(out, "last fetch: ok at {}", f.at)?,
+                },
+                None => writeln!(out, "last fetch: never")?,
+            }
+            return Ok(());
+        }
+        if let Some(st) = &self.status {
+            let mark = |m: &Option<Mark>| match m {
+                Some(m) => format!(
+                    "{} ({}) since {}{}",
+                    m.key,
+                    m.source,
+                    m.at,
+                    m.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                None => "none".to_owned(),
+            };
+            writeln!(out, "last good:   {}", mark(&st.last_good))?;
+            writeln!(out, "quarantined: {}", mark(&st.quarantine))?;
+            writeln!(out, "pinned:      {}", mark(&st.pinned))?;
+            writeln!(
+                out,
+                "applied commit: {}",
+                st.applied_commit
+                    .as_deref()
+                    .unwrap_or("none (no git commit applied)")
+            )?;
+            if let Some(n) = st.interrupted {
+                writeln!(out, "interrupted: {n} converge(s) in a row")?;
+            }
+            match &st.last_generation {
+                Some(g) => writeln!(
+                    out,
+                    "last generation: {} {} at {}{}",
+                    g.id,
+                    g.status,
+                    g.started_at,
+                    g.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )?,
+                None => writeln!(out, "last generation: none")?,
+            }
+        }
+        if let Some(h) = &self.history {
+            writeln!(
+                out,
+                "{:>4}  {:<20}  {:<14}  {:>7}  source",
+                "gen", "started", "result", "changes"
+            )?;
+            for g in h {
+                let status = g.status.to_string();
+                writeln!(
+                    out,
+                    "{:>4}  {:<20}  {:<14}  {:>7}  {}",
+                    g.id, g.started_at, status, g.changes, g.source
+                )?;
+                if let Some(r) = &g.reason {
+                    writeln!(out, "      why: {r}")?;
+                }
+            }
+        }
+        match self.result {
+            Outcome::Valid => writeln!(out, "{}", paint("32", "valid"))?,
+            Outcome::Invalid => writeln!(
+                err,
+                "invalid: {} problem{}; nothing was changed",
+                self.diagnostics.len(),
+                if self.diagnostics.len() == 1 { "" } else { "s" }
+            )?,
+            Outcome::InSync => writeln!(out, "{}", paint("32", "in sync: nothing to change"))?,
+            Outcome::ChangesPending => writeln!(out, "{n} change{plural} pending:")?,
+            Outcome::Changed => {
+                let generation = self
+                    .generation
+                    .map(|g| format!(" (generation {g})"))
+                    .unwrap_or_default();
+                writeln!(out, "{n} change{plural} applied{generation}:")?
+            }
+            // Held: the error (a pin, or no last good state) says why when
+            // nothing was done; otherwise say what was done towards it.
+            Outcome::Held => match (self.generation, self.changes.is_empty(), &self.error) {
+                (Some(g), _, _) => writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        &format!(
+                            "{n} change{plural} applied towards the last good state (generation {g}):"
+                        )
+                    )
+                )?,
+                (None, false, _) => writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        &format!("{n} change{plural} pending towards the last good state:")
+                    )
+                )?,
+                (None, true, None) => writeln!(
+                    out,
+                    "{}",
+                    paint("33", "held at the last good state: nothing to change")
+                )?,
+                (None, true, Some(_)) => {}
+            },
+            _ => {}
+        }
+        for c in &self.changes {
+            let (sign, code) = match &c.op {
+                Op::RemoveFile { .. } | Op::RemoveDir { .. } => ("-", "31"),
+                Op::Package {
+                    change: crate::plan::PackageChange::Remove { .. },
+                    ..
+                } => ("-", "31"),
+                Op::CreateDir { .. } => ("+", "32"),
+                Op::Package {
+                    change: crate::plan::PackageChange::Install { .. },
+                    ..
+                } => ("+", "32"),
+                _ => ("~", "33"),
+            };
+            writeln!(
+                out,
+                "  {} {} {}",
+                paint(code, sign),
+                c.resource,
+                paint("2", &format!("({})", c.op.verb()))
+            )?;
+            for r in &c.reasons {
+                writeln!(out, "      {r}")?;
+            }
+            // Diffs belong to plans; a converge report lists what was done.
+            let show_diff = self.generation.is_none();
+            if let Some(diff) = c.diff.as_ref().filter(|_| show_diff) {
+                for line in diff.lines() {
+                    let code = match line.as_bytes().first() {
+                        Some(b'+') => "32",
+                        Some(b'-') => "31",
+                        Some(b'@') => "36",
+                        _ => "0",
+                    };
+                    writeln!(out, "      {}", paint(code, line))?;
+                }
+            }
+        }
+        for n in &self.notes {
+            writeln!(out, "note: {n}")?;
+        }
+        if !self.dnf_transactions.is_empty() {
+            let ids: Vec<String> = self.dnf_transactions.iter().map(u64::to_string).collect();
+            writeln!(out, "dnf transaction: {}", ids.join(", "))?;
+        }
+        if let Some(e) = &self.error {
+            let generation = self
+                .generation
+                .map(|g| format!(" (generation {g})"))
+                .unwrap_or_default();
+            let what = match self.result {
+                Outcome::RolledBack => format!(
+                    "converge failed{generation}; the host was restored to its state before this run"
+                ),
+                Outcome::RollbackFailed if self.command == "converge" => format!(
+                    "converge failed{generation} AND restoring the host failed; the host needs attention"
+                ),
+                Outcome::RollbackFailed => {
+                    "restoring the host failed; the host needs attention".to_owned()
+                }
+                Outcome::Held => "held".to_owned(),
+                _ => "error".to_owned(),
+            };
+            writeln!(err, "{what}: {e}")?;
+        }
+        for e in &self.restore_errors {
+            writeln!(err, "  restore: {e}")?;
+        }
+        Ok(())
+    }
+}

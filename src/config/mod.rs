@@ -1,0 +1,434 @@
+//! The agent's own configuration: `/etc/driftless/agent.toml` plus drop-ins
+//! in `/etc/driftless/agent.d/*.toml`, read in name order.
+//!
+//! Three stages, so nothing downstream re-validates: raw fragments (every
+//! field optional, unknown keys denied) -> merged over named defaults ->
+//! validated [`Settings`] of domain types.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::source::git::GitSourceSettings;
+use crate::source::verify::{SignaturePolicy, VerifySettings};
+
+/// Default agent config file.
+pub const DEFAULT_CONFIG: &str = "/etc/driftless/agent.toml";
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/driftless";
+
+/// Whether the agent changes the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Converge: apply changes.
+    Enforce,
+    /// Plan and report only; never change the host.
+    Audit,
+}
+
+/// Default branch of the config repo.
+pub const DEFAULT_BRANCH: &str = "main";
+/// Default bound on one whole fetch.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One config file as written: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fragment {
+    host: Option<String>,
+    state_dir: Option<PathBuf>,
+    mode: Option<Mode>,
+    source: Option<SourceFragment>,
+    verify: Option<VerifyFragment>,
+    rollback: Option<RollbackFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackFragment {
+    health_timeout: Option<String>,
+    settle_time: Option<String>,
+    keep_generations: Option<usize>,
+}
+
+/// Default bound on all health checks of one converge.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default wait before judging that declared services run.
+pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(2);
+
+/// Transaction settings (`[rollback]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollbackSettings {
+    /// All health checks must pass within this.
+    pub health_timeout: Duration,
+    /// Wait after the last change before judging services.
+    pub settle_time: Duration,
+    /// Generations kept (with their snapshots, objects and RPMs).
+    pub keep_generations: usize,
+}
+
+impl Default for RollbackSettings {
+    fn default() -> Self {
+        Self {
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            settle_time: DEFAULT_SETTLE_TIME,
+            keep_generations: crate::store::generations::DEFAULT_KEEP,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceFragment {
+    url: Option<String>,
+    branch: Option<String>,
+    ssh_key: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyFragment {
+    signatures: Option<PolicyWord>,
+    allowed_signers: Option<PathBuf>,
+    openpgp_keyring: Option<PathBuf>,
+    allow_rewind: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PolicyWord {
+    Off,
+    Head,
+    All,
+}
+
+/// Validated agent settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Host name to look up in the config repo; `None`: the machine's FQDN.
+    pub host: Option<String>,
+    /// Where driftless keeps its state.
+    pub state_dir: PathBuf,
+    /// Enforce or audit.
+    pub mode: Mode,
+    /// The git source, when configured.
+    pub source: Option<GitSourceSettings>,
+    /// Trust settings for fetched commits.
+    pub verify: VerifySettings,
+    /// Transaction settings.
+    pub rollback: RollbackSettings,
+    /// The files the settings were read from, in order.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            mode: Mode::Enforce,
+            source: None,
+            verify: VerifySettings::default(),
+            rollback: RollbackSettings::default(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// Reads `config` and its drop-in directory (`agent.d` beside it). A missing
+/// default config file means defaults; a missing file given explicitly is
+/// an error.
+pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
+    let mut files = Vec::new();
+    match std::fs::metadata(config) {
+        Ok(_) => files.push(config.to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("failed to read agent config {}", config.display()));
+        }
+    }
+    let dropin_dir = config.with_file_name("agent.d");
+    match std::fs::read_dir(&dropin_dir) {
+        Ok(entries) => {
+            let mut dropins = Vec::new();
+            for e in entries {
+                let e = e.with_context(|| format!("failed to list {}", dropin_dir.display()))?;
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    dropins.push(p);
+                }
+            }
+            dropins.sort();
+            files.extend(dropins);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to list {}", dropin_dir.display()));
+        }
+    }
+    let mut fragments = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("failed to read agent config {}", f.display()))?;
+        let frag: Fragment = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+            .with_context(|| format!("invalid agent config {}", f.display()))?;
+        fragments.push(frag);
+    }
+    let mut s = merge(fragments)?;
+    s.sources = files;
+    Ok(s)
+}
+
+/// Later fragments override earlier ones, key by key; then validation.
+fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
+    let mut m = Fragment::default();
+    let mut src = SourceFragment::default();
+    let mut ver = VerifyFragment::default();
+    let mut rb = RollbackFragment::default();
+    for f in fragments {
+        if let Some(r) = f.rollback {
+            rb.health_timeout = r.health_timeout.or(rb.health_timeout);
+            rb.settle_time = r.settle_time.or(rb.settle_time);
+            rb.keep_generations = r.keep_generations.or(rb.keep_generations);
+        }
+        m.host = f.host.or(m.host);
+        m.state_dir = f.state_dir.or(m.state_dir);
+        m.mode = f.mode.or(m.mode);
+        if let Some(s) = f.source {
+            m.source = Some(SourceFragment::default());
+            src.url = s.url.or(src.url);
+            src.branch = s.branch.or(src.branch);
+            src.ssh_key = s.ssh_key.or(src.ssh_key);
+            src.known_hosts = s.known_hosts.or(src.known_hosts);
+            src.ca_file = s.ca_file.or(src.ca_file);
+            src.timeout = s.timeout.or(src.timeout);
+        }
+        if let Some(v) = f.verify {
+            ver.signatures = v.signatures.or(ver.signatures);
+            ver.allowed_signers = v.allowed_signers.or(ver.allowed_signers);
+            ver.openpgp_keyring = v.openpgp_keyring.or(ver.openpgp_keyring);
+            ver.allow_rewind = v.allow_rewind.or(ver.allow_rewind);
+        }
+    }
+    let source = m
+        .source
+        .is_some()
+        .then(|| source_settings(src))
+        .transpose()?;
+    let verify = verify_settings(ver)?;
+    let rollback = rollback_settings(rb)?;
+    let d = Settings::default();
+    let state_dir = normalise(m.state_dir.unwrap_or(d.state_dir));
+    if !state_dir.is_absolute() {
+        bail!(
+            "state_dir `{}` must be an absolute path",
+            state_dir.display()
+        );
+    }
+    if let Some(h) = &m.host
+        && (h.is_empty() || h.contains(['/', ' ']) || h.starts_with('.'))
+    {
+        bail!("host `{h}` is not a valid host name");
+    }
+    Ok(Settings {
+        host: m.host,
+        state_dir,
+        mode: m.mode.unwrap_or(d.mode),
+        source,
+        verify,
+        rollback,
+        sources: Vec::new(),
+    })
+}
+
+fn duration(key: &str, text: Option<String>, default: Duration) -> Result<Duration> {
+    match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(&t)
+            .map_err(|e| anyhow::anyhow!("{key} `{t}` is not a duration such as \"2m\": {e}")),
+    }
+}
+
+fn rollback_settings(r: RollbackFragment) -> Result<RollbackSettings> {
+    let d = RollbackSettings::default();
+    let keep = r.keep_generations.unwrap_or(d.keep_generations);
+    if keep == 0 {
+        bail!("[rollback] keep_generations must be at least 1");
+    }
+    Ok(RollbackSettings {
+        health_timeout: duration(
+            "[rollback] health_timeout",
+            r.health_timeout,
+            d.health_timeout,
+        )?,
+        settle_time: duration("[rollback] settle_time", r.settle_time, d.settle_time)?,
+        keep_generations: keep,
+    })
+}
+
+/// Drops `.` components, repeated and trailing slashes, so that the state
+/// directory compares equal however it was written (`/var/lib/driftless/`).
+fn normalise(p: PathBuf) -> PathBuf {
+    p.components().collect()
+}
+
+fn absolute(key: &str, p: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    match p {
+        Some(p) if !p.is_absolute() => bail!("{key} `{}` must be an absolute path", p.display()),
+        p => Ok(p),
+    }
+}
+
+fn source_settings(s: SourceFragment) -> Result<GitSourceSettings> {
+    let url = s
+        .url
+        .filter(|u| !u.trim().is_empty())
+        .context("[source] needs `url`")?;
+    let timeout = match s.timeout {
+        None => DEFAULT_FETCH_TIMEOUT,
+        Some(t) => humantime::parse_duration(&t).map_err(|e| {
+            anyhow::anyhow!("[source] timeout `{t}` is not a duration such as \"60s\": {e}")
+        })?,
+    };
+    if timeout.is_zero() {
+        bail!("[source] timeout must be more than 0s");
+    }
+    Ok(GitSourceSettings {
+        url,
+        branch: s.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
+        ssh_key: absolute("[source] ssh_key", s.ssh_key)?,
+        known_hosts: absolute("[source] known_hosts", s.known_hosts)?,
+        ca_file: absolute("[source] ca_file", s.ca_file)?,
+        timeout,
+    })
+}
+
+fn verify_settings(v: VerifyFragment) -> Result<VerifySettings> {
+    let signatures = match v.signatures.unwrap_or(PolicyWord::Off) {
+        PolicyWord::Off => SignaturePolicy::Off,
+        PolicyWord::Head => SignaturePolicy::Head,
+        PolicyWord::All => SignaturePolicy::All,
+    };
+    let out = VerifySettings {
+        signatures,
+        allowed_signers: absolute("[verify] allowed_signers", v.allowed_signers)?,
+        openpgp_keyring: absolute("[verify] openpgp_keyring", v.openpgp_keyring)?,
+        allow_rewind: v.allow_rewind.unwrap_or(false),
+    };
+    if out.signatures != SignaturePolicy::Off
+        && out.allowed_signers.is_none()
+        && out.openpgp_keyring.is_none()
+    {
+        bail!(
+            "[verify] signatures = \"{}\" needs `allowed_signers` or `openpgp_keyring`",
+            match out.signatures {
+                SignaturePolicy::Head => "head",
+                _ => "all",
+            }
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    #[test]
+    fn missing_default_config_gives_defaults() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = load(&d.path().join("agent.toml"), false).expect("load");
+        assert_eq!(s, Settings::default());
+        assert!(load(&d.path().join("agent.toml"), true).is_err());
+    }
+
+    #[test]
+    fn dropins_override_in_name_order() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(d.path(), "agent.toml", "host = 'a'\nmode = 'enforce'\n");
+        write(d.path(), "agent.d/20-b.toml", "host = 'b'\n");
+        write(
+            d.path(),
+            "agent.d/10-audit.toml",
+            "mode = 'audit'\nhost = 'x'\n",
+        );
+        write(d.path(), "agent.d/README", "not toml");
+        let s = load(&main, true).expect("load");
+        assert_eq!(s.host.as_deref(), Some("b"));
+        assert_eq!(s.mode, Mode::Audit);
+        assert_eq!(s.sources.len(), 3);
+    }
+
+    #[test]
+    fn source_and_verify_sections() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[source]\nurl = 'https://git.example.com/fleet.git'\n[verify]\nsignatures = 'all'\nallowed_signers = '/etc/driftless/allowed_signers'\n",
+        );
+        write(
+            d.path(),
+            "agent.d/50-branch.toml",
+            "[source]\nbranch = 'prod'\ntimeout = '5s'\n",
+        );
+        let s = load(&main, true).expect("load");
+        let src = s.source.expect("source");
+        assert_eq!(src.url, "https://git.example.com/fleet.git");
+        assert_eq!(src.branch, "prod");
+        assert_eq!(src.timeout, Duration::from_secs(5));
+        assert_eq!(s.verify.signatures, SignaturePolicy::All);
+        assert!(!s.verify.allow_rewind);
+        for bad in [
+            "[source]\nbranch = 'x'\n",
+            "[source]\nurl = 'x'\ntimeout = 'soon'\n",
+            "[source]\nurl = 'x'\nssh_key = 'relative/key'\n",
+            "[verify]\nsignatures = 'head'\n",
+            "[verify]\nsignatures = 'some'\n",
+            "[source]\nurl = 'x'\nbranchh = 'x'\n",
+            "[rollback]\nhealth_timeout = 'forever'\n",
+            "[rollback]\nkeep_generations = 0\n",
+            "[rollback]\nkeep = 3\n",
+        ] {
+            let main = write(d.path(), "agent.toml", bad);
+            std::fs::remove_dir_all(d.path().join("agent.d")).ok();
+            assert!(load(&main, true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(d.path(), "agent.toml", "hots = 'a'\n");
+        let err = format!("{:#}", load(&main, true).expect_err("unknown key"));
+        assert!(err.contains("agent.toml") && err.contains("hots"), "{err}");
+        let main = write(d.path(), "agent.toml", "mode = 'yolo'\n");
+        assert!(format!("{:#}", load(&main, true).expect_err("bad mode")).contains("yolo"));
+        let main = write(d.path(), "agent.toml", "state_dir = 'rel'\n");
+        assert!(load(&main, true).is_err());
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "state_dir = '/var/lib//driftless/./'\n",
+        );
+        assert_eq!(
+            load(&main, true).expect("load").state_dir,
+            PathBuf::from("/var/lib/driftless")
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Applying a plan in order: repo files (and the directories they need),
+//! one package transaction, directories, files and symlinks, then the
+//! service steps. After the package transaction, what remains is planned
+//! again from a fresh observation, since packages ship paths and units.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use tracing::warn;
+
+use super::events::{Event, Sink};
+use super::keep_rpms;
+use super::observe::observe;
+use crate::cancel::Cancel;
+use crate::desired::DesiredState;
+use crate::desired::model::Kind;
+use crate::fault;
+use crate::plan::rpmver::Evr;
+use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
+use crate::store::PackageStore;
+use crate::system::{dnf, fsroot::FsRoot, rpm, systemctl};
+
+/// What `apply` needs besides the plan.
+pub struct ApplyContext<'a> {
+    /// The root converged.
+    pub root: &'a FsRoot,
+    /// The desired state (steps after packages are re-planned from it).
+    pub desired: &'a DesiredState,
+    /// Where installed RPMs are kept for a rollback.
+    pub packages: &'a PackageStore,
+    /// The `latest` versions found when planning (not asked again).
+    pub latest: BTreeMap<String, Evr>,
+    /// The run's cancellation: checked before every step.
+    pub cancel: &'a Cancel,
+}
+
+/// Numbers the steps for events as they are applied.
+struct Steps<'s> {
+    sink: &'s mut dyn Sink,
+    done: usize,
+    total: usize,
+}
+
+impl Steps<'_> {
+    fn started(&mut self, c: &Change) {
+        self.sink.event(&Event::StepStarted {
+            index: self.done + 1,
+            total: self.total,
+            resource: c.resource.to_string(),
+            verb: c.op.verb().to_owned(),
+        });
+    }
+
+    fn finished(&mut self, c: &Change) {
+        self.done += 1;
+        self.sink.event(&Event::StepFinished {
+            index: self.done,
+            total: self.total,
+            resource: c.resource.to_string(),
+            verb: c.op.verb().to_owned(),
+        });
+    }
+}
+
+/// Applies `plan`; stops at the first failure (the caller rolls back).
+/// Returns the changes made. The dnf transaction ids go into
+/// `dnf_transactions` as soon as they are known, so a converge that fails
+/// later still records them.
+pub fn apply(
+    cx: &ApplyContext<'_>,
+    plan: &Plan,
+    dnf_transactions: &mut Vec<u64>,
+    sink: &mut dyn Sink,
+) -> Result<Vec<Change>> {
+    let root = cx.root;
+    let mut done: Vec<Change> = Vec::new();
+    let mut rest: Vec<Change> = Vec::new();
+    let mut packages: Vec<Change> = Vec::new();
+    let mut files = 0;
+    let mut latest = cx.latest.clone();
+    let mut steps = Steps {
+        sink,
+        done: 0,
+        total: plan.changes.len(),
+    };
+    // Repo files (and the directories they need) come before the package
+    // transaction; everything else after it.
+    for (i, change) in plan.changes.iter().enumerate() {
+        match change.op {
+            Op::Package { .. } => packages.push(change.clone()),
+            _ if i < plan.repo_phase => {
+                stop_point(cx, change)?;
+                steps.started(change);
+                apply_step(root, &change.op)
+                    .with_context(|| format!("failed to converge {}", change.resource))?;
+                steps.finished(change);
+                files += 1;
+                fault::point_n("after-file", files);
+                done.push(change.clone());
+            }
+            _ => rest.push(change.clone()),
+        }
+    }
+    // `latest` was decided before the repo files existed: ask again now.
+    let latest_names = cx.desired.package_names(true);
+    if !latest_names.is_empty() && done.iter().any(|c| c.resource.kind == Kind::Repo) {
+        latest = dnf::latest(root.path(), &latest_names, cx.cancel)
+            .context("failed to query the repositories for the latest versions")?;
+        packages = replan_packages(cx, &latest)?;
+    }
+    if !packages.is_empty() {
+        steps.sink.event(&Event::PackagesStarted {
+            resources: packages.iter().map(|c| c.resource.to_string()).collect(),
+        });
+        let ids = apply_packages(cx, &packages).context("failed to converge packages")?;
+        dnf_transactions.extend(ids.iter().copied());
+        steps
+            .sink
+            .event(&Event::PackagesFinished { transactions: ids });
+        steps.done += packages.len();
+        done.extend(packages.iter().cloned());
+        fault::point("after-dnf");
+        rest = replan(cx, &latest, &done)?;
+        steps.total = steps.done + rest.len();
+    }
+    let live = root.is_live();
+    for change in rest {
+        stop_point(cx, &change)?;
+        steps.started(&change);
+        let result = match &change.op {
+            Op::DaemonReload => systemctl::run(None, "daemon-reload", &[], cx.cancel),
+            Op::Service { unit, verb } => systemctl::run(
+                (!live).then(|| root.path()),
+                verb.as_str(),
+                std::slice::from_ref(unit),
+                cx.cancel,
+            ),
+            op => apply_step(root, op),
+        };
+        result.with_context(|| format!("failed to converge {}", change.resource))?;
+        steps.finished(&change);
+        match change.op {
+            Op::DaemonReload => fault::point("after-daemon-reload"),
+            Op::Service { .. } => {}
+            _ => {
+                files += 1;
+                fault::point_n("after-file", files);
+            }
+        }
+        done.push(change);
+    }
+    Ok(done)
+}
+
+/// A stop request ends forward work before the next step.
+fn stop_point(cx: &ApplyContext<'_>, next: &Change) -> Result<()> {
+    if cx.cancel.should_stop() {
+        bail!("driftless was asked to stop before {}", next.resource);
+    }
+    Ok(())
+}
+
+/// Observes again after the package transaction and plans what remains.
+/// A package or repo change in the new plan means the transaction did not
+/// reach the declared state: that is a failure, not a loop.
+fn replan(
+    cx: &ApplyContext<'_>,
+    latest: &BTreeMap<String, Evr>,
+    done: &[Change],
+) -> Result<Vec<Change>> {
+    let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)
+        .context("failed to observe the host after the package transaction")?;
+    let plan = plan::plan_after(cx.desired, &host, done)
+        .map_err(|p| problems("after the package transaction", &p))?;
+    if let Some(c) = plan
+        .changes
+        .iter()
+        .find(|c| matches!(c.resource.kind, Kind::Package | Kind::Repo))
+    {
+        bail!(
+            "after the package transaction {} still differs: {}",
+            c.resource,
+            c.reasons.join(", ")
+        );
+    }
+    Ok(plan.changes)
+}
+
+/// Plan problems met mid-converge, as one error.
+fn problems(when: &str, problems: &[PlanProblem]) -> anyhow::Error {
+    let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("{when}: {}", msgs.join("; "))
+}
+
+/// The package changes, decided again with `latest` from the repositories
+/// as they are now.
+fn replan_packages(cx: &ApplyContext<'_>, latest: &BTreeMap<String, Evr>) -> Result<Vec<Change>> {
+    let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)?;
+    let plan =
+        plan::plan(cx.desired, &host).map_err(|p| problems("after writing the repo files", &p))?;
+    Ok(plan
+        .changes
+        .into_iter()
+        .filter(|c| matches!(c.op, Op::Package { .. }))
+        .collect())
+}
+
+/// One dnf transaction for every package change, then the installed RPMs
+/// are kept in the package store.
+fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>> {
+    let mut tx = dnf::Transaction::default();
+    let mut names = Vec::new();
+    for c in changes {
+        let Op::Package { name, change } = &c.op else {
+            continue;
+        };
+        names.push(name.clone());
+        match change {
+            PackageChange::Install { spec }
+            | PackageChange::Upgrade { spec, .. }
+            | PackageChange::Downgrade { spec, .. } => {
+                dnf::check_spec(spec)?;
+                tx.install.push(spec.clone());
+            }
+            PackageChange::Remove { .. } => {
+                dnf::check_spec(name)?;
+                tx.remove.push(name.clone());
+            }
+        }
+    }
+    let root = cx.root.path();
+    let ids = dnf::apply(root, &tx, cx.cancel)?;
+    let after: Vec<_> = rpm::query(root, &names, cx.cancel)?
+        .into_values()
+        .flatten()
+        .collect();
+    // The store is for rollback; failing to fill it must not fail a
+    // converge whose transaction succeeded.
+    if let Err(e) = keep_rpms::keep(root, cx.packages, &after, cx.cancel) {
+        warn!(
+            error = format!("{e:#}"),
+            "could not keep the installed RPMs in the package store"
+        );
+    }
+    Ok(ids)
+}
+
+fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
+    if let Op::CreateDir { meta, .. } | Op::WriteFile { meta, .. } | Op::SetMeta { meta, .. } = op
+        && meta.deferred
+    {
+        bail!(
+            "the owner {}:{} of {} does not exist after the package transaction",
+            meta.owner,
+            meta.group,
+            op.path().unwrap_or("?")
+        );
+    }
+    match op {
+        Op::CreateDir { path, meta } => root.create_dir(path, meta.ids),
+        Op::WriteFile {
+            path,
+            content,
+            meta,
+        } => root.write_file(path, content, meta.ids),
+        Op::SetMeta { path, meta } => root.set_meta(path, meta.ids),
+        Op::Symlink { path, target } => root.symlink(path, target),
+        Op::RemoveFile { path } => root.remove_file(path),
+        Op::RemoveDir { path } => root.remove_dir(path),
+        Op::Package { .. } | Op::DaemonReload | Op::Service { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,219 @@
+//! What a converge reports while it runs: typed events into a [`Sink`].
+//!
+//! The command line logs them ([`Log`]); the daemon fans them out to
+//! journald, metrics and the control socket; tests record them
+//! (`Vec<Event>` is a sink). The engine never formats progress itself.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::outcome::Outcome;
+
+/// One thing that happened during a run, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The git source was fetched; this commit passed every check.
+    Fetched {
+        /// The commit to converge (hex).
+        commit: String,
+    },
+    /// The desired state of the host was computed.
+    Loaded {
+        /// The host name.
+        host: String,
+        /// The host file chosen.
+        host_file: String,
+        /// Resources declared, by kind (`file`, `package`, ...).
+        resources: BTreeMap<String, usize>,
+    },
+    /// The host was observed and the plan made.
+    Planned {
+        /// Changes planned, by kind.
+        changes: BTreeMap<String, usize>,
+    },
+    /// A generation was recorded and its snapshot is durable: changes begin.
+    Began {
+        /// The generation.
+        generation: u64,
+        /// Changes planned.
+        changes: usize,
+    },
+    /// One step starts (`index` from 1, of `total` known so far).
+    StepStarted {
+        /// Position in this converge.
+        index: usize,
+        /// Steps known now (the steps after the package transaction are
+        /// planned again, so this can change once).
+        total: usize,
+        /// The resource (`file:/etc/motd`).
+        resource: String,
+        /// What is done to it (`write file`, `restart`).
+        verb: String,
+    },
+    /// The step finished.
+    StepFinished {
+        /// Position in this converge.
+        index: usize,
+        /// Steps known now.
+        total: usize,
+        /// The resource.
+        resource: String,
+        /// What was done.
+        verb: String,
+    },
+    /// The one package transaction starts.
+    PackagesStarted {
+        /// The package changes in it (`package:nginx`).
+        resources: Vec<String>,
+    },
+    /// The package transaction finished.
+    PackagesFinished {
+        /// The transactions dnf recorded.
+        transactions: Vec<u64>,
+    },
+    /// A health check attempt starts.
+    CheckAttempt {
+        /// The check's name.
+        check: String,
+        /// This attempt, from 1.
+        attempt: u32,
+        /// Attempts allowed.
+        attempts: u32,
+    },
+    /// A health check passed, or failed for good.
+    CheckResult {
+        /// The check's name.
+        check: String,
+        /// Whether it passed.
+        passed: bool,
+        /// Why not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A step or check failed: the snapshot is being restored.
+    RollingBack {
+        /// The generation.
+        generation: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The host was restored to its snapshot and verified.
+    Restored {
+        /// The generation.
+        generation: u64,
+    },
+    /// Restoring failed: the host needs attention.
+    RestoreFailed {
+        /// The generation.
+        generation: u64,
+        /// What still differs from before.
+        differences: Vec<String>,
+    },
+    /// The run ended.
+    Finished {
+        /// How.
+        outcome: Outcome,
+        /// The generation it recorded, if it changed anything.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
+        /// Changes applied (or pending, for a dry run).
+        changes: usize,
+        /// How long the run took.
+        duration_ms: u64,
+    },
+}
+
+/// Receives the events of one run.
+pub trait Sink {
+    /// Called for each event, in order, on the thread that runs the
+    /// converge.
+    fn event(&mut self, event: &Event);
+}
+
+/// Records every event (tests).
+impl Sink for Vec<Event> {
+    fn event(&mut self, event: &Event) {
+        self.push(event.clone());
+    }
+}
+
+/// Drops every event.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl Sink for Discard {
+    fn event(&mut self, _: &Event) {}
+}
+
+/// Writes events as log lines (`-v` shows them on the command line).
+#[derive(Debug, Default)]
+pub struct Log;
+
+impl Sink for Log {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::Fetched { commit } => info!(commit, "fetched and checked"),
+            Event::Loaded {
+                host, host_file, ..
+            } => info!(host, host_file, "desired state loaded"),
+            Event::Planned { changes } => info!(changes = ?changes, "planned"),
+            Event::Began {
+                generation,
+                changes,
+            } => info!(generation, changes, "snapshot taken; applying"),
+            Event::StepStarted { resource, verb, .. } => info!(resource, action = verb, "applying"),
+            Event::StepFinished { .. } => {}
+            Event::PackagesStarted { resources } => {
+                info!(count = resources.len(), "applying the package transaction");
+            }
+            // dnf's own wrapper logs the transaction ids.
+            Event::PackagesFinished { .. } | Event::CheckAttempt { .. } => {}
+            Event::CheckResult {
+                check,
+                passed: true,
+                ..
+            } => info!(check, "health check passed"),
+            Event::CheckResult { check, error, .. } => {
+                warn!(
+                    check,
+                    error = error.as_deref().unwrap_or(""),
+                    "health check failed"
+                );
+            }
+            Event::RollingBack { generation, reason } => {
+                warn!(generation, error = reason, "converge failed; rolling back");
+            }
+            Event::Restored { generation } => {
+                info!(generation, "host restored to its state before the converge");
+            }
+            Event::RestoreFailed {
+                generation,
+                differences,
+            } => error!(
+                generation,
+                differences = ?differences,
+                "RESTORE FAILED: the host differs from its state before the converge and needs attention"
+            ),
+            Event::Finished {
+                outcome,
+                generation,
+                changes,
+                duration_ms,
+            } => info!(%outcome, generation, changes, duration_ms, "converge finished"),
+        }
+    }
+}
+
+/// Counts by kind word, for [`Event::Loaded`] and [`Event::Planned`].
+pub fn count_kinds(
+    ids: impl IntoIterator<Item = crate::desired::model::ResourceId>,
+) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        *out.entry(id.kind.as_str().to_owned()).or_insert(0) += 1;
+    }
+    out
+}

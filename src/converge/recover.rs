@@ -1,0 +1,119 @@
+//! Finishing what a crash left unfinished, and undoing an applied
+//! generation on request (`driftless rollback`).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tracing::{info, warn};
+
+use super::events::Sink;
+use super::{Engine, Outcome, rollback};
+use crate::agent::policy::Blame;
+use crate::cancel::Cancel;
+use crate::store::{Generation, Status};
+use crate::system::process;
+
+/// How long recovery waits for a dnf or rpm left running by a crash.
+const PACKAGE_MANAGER_WAIT: Duration = Duration::from_secs(300);
+
+/// Undoes an applied generation (`driftless rollback`): restores its
+/// snapshot and marks it undone.
+pub fn undo(
+    engine: &Engine<'_>,
+    mut generation: Generation,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Outcome> {
+    let stores = engine.stores()?;
+    let target = stores.target(engine.root, cancel);
+    let snapshot = stores.generations.snapshot(generation.id)?;
+    info!(generation = generation.id, "undoing generation on request");
+    rollback(
+        &stores.generations,
+        &mut generation,
+        &snapshot,
+        &target,
+        anyhow::anyhow!("undone by `driftless rollback`"),
+        Status::Undone,
+        Blame::Environment,
+        sink,
+    )
+}
+
+/// A generation that a crash left unfinished, and how its recovery ended.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The generation.
+    pub generation: Generation,
+    /// Whether the host was restored and verified.
+    pub restored: bool,
+    /// What still differs, when not.
+    pub differences: Vec<String>,
+    /// It was a `driftless rollback`, not a converge.
+    pub was_undo: bool,
+}
+
+/// Rolls back every generation of this root that a crash left unfinished
+/// (converging or rolling back), newest first. Waits first, within a bound,
+/// for dnf or rpm processes that outlived the crash.
+pub fn recover(
+    engine: &Engine<'_>,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Vec<Recovered>> {
+    let stores = engine.stores()?;
+    let root_name = engine.root_name();
+    let (unfinished, elsewhere): (Vec<Generation>, Vec<Generation>) = stores
+        .generations
+        .list()?
+        .into_iter()
+        .filter(|g| g.status.unfinished())
+        .partition(|g| g.root == root_name);
+    for g in &elsewhere {
+        warn!(generation = g.id, root = %g.root, "an unfinished generation belongs to another root; it is recovered only with --root {}", g.root);
+    }
+    if unfinished.is_empty() {
+        return Ok(Vec::new());
+    }
+    process::wait_for_package_managers(PACKAGE_MANAGER_WAIT, cancel)?;
+    let target = stores.target(engine.root, cancel);
+    let mut out = Vec::new();
+    for mut g in unfinished.into_iter().rev() {
+        warn!(generation = g.id, status = ?g.status, "found a converge cut short by a crash; rolling it back");
+        let snapshot = stores.generations.snapshot(g.id)?;
+        // A `driftless rollback` cut short is finished as what it was.
+        let was_undo = g.status == Status::Undoing;
+        let (reason, status) = if was_undo {
+            (
+                "undone by `driftless rollback` (finished after a crash)",
+                Status::Undone,
+            )
+        } else {
+            (
+                "interrupted (driftless was stopped mid-converge)",
+                Status::Interrupted,
+            )
+        };
+        let outcome = rollback(
+            &stores.generations,
+            &mut g,
+            &snapshot,
+            &target,
+            anyhow::anyhow!(reason),
+            status,
+            Blame::Environment,
+            sink,
+        )?;
+        let (restored, differences) = match outcome {
+            Outcome::RestoreFailed { differences, .. } => (false, differences),
+            Outcome::RolledBack { .. } | Outcome::Applied { .. } => (true, Vec::new()),
+        };
+        out.push(Recovered {
+            generation: g,
+            restored,
+            differences,
+            was_undo,
+        });
+    }
+    Ok(out)
+}

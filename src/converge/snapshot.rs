@@ -1,0 +1,422 @@
+//! The state of everything a converge will touch, captured and made durable
+//! before the first change, and the way back to it.
+//!
+//! A snapshot records, for each path the plan (or a package) may change,
+//! whether it existed, its content (in the object store, by SHA-256), mode,
+//! owner, group and link target; the full installed package set when the
+//! converge changes packages; and the enabled and active state of every
+//! service it touches. Restoring is idempotent: it compares the host with
+//! the snapshot and changes only what differs, so a restore interrupted by a
+//! crash is finished by running it again.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use tracing::{info, warn};
+
+use super::keep_rpms;
+use crate::cancel::Cancel;
+use crate::fault;
+use crate::plan::observed::Observed;
+use crate::plan::rpmver::Nevra;
+use crate::plan::services::UNIT_DIRS;
+use crate::store::{Objects, PackageStore, Prior, ServicePrior, Snapshot};
+use crate::system::fsroot::FsRoot;
+use crate::system::{dnf, rpm, systemctl};
+
+/// Where a snapshot is taken and restored.
+pub struct Target<'a> {
+    /// The root.
+    pub root: &'a FsRoot,
+    /// The object store for file contents.
+    pub objects: &'a Objects,
+    /// The package store.
+    pub packages: &'a PackageStore,
+    /// The run's cancellation (a restore shields itself from it).
+    pub cancel: &'a Cancel,
+}
+
+impl Target<'_> {
+    fn live(&self) -> bool {
+        self.root.is_live()
+    }
+}
+
+/// Captures `paths` (each once), the package set when `packages`, and
+/// the state of `units`. With `packages`, the installed RPMs that the
+/// transaction may replace are copied into the package store first, so
+/// a rollback does not depend on the repository still carrying them.
+pub fn capture(
+    t: &Target<'_>,
+    paths: &[String],
+    packages: Option<&[String]>,
+    units: &[(String, Vec<String>)],
+) -> Result<Snapshot> {
+    let mut snap = Snapshot::default();
+    let mut seen = std::collections::HashSet::new();
+    for path in paths {
+        if !seen.insert(path.as_str()) {
+            continue;
+        }
+        let prior = match t.root.observe(path)? {
+            Observed::Missing { .. } => Prior::Missing,
+            Observed::File { meta, content, .. } => {
+                let bytes = match content {
+                    Some(c) => c,
+                    None => t.root.read_file(path)?,
+                };
+                Prior::File {
+                    object: t.objects.put(&bytes)?,
+                    meta,
+                }
+            }
+            Observed::Dir { meta, .. } => Prior::Dir { meta },
+            Observed::Symlink { target } => Prior::Symlink { target },
+            Observed::Other { what } => {
+                anyhow::bail!("{} is {what}; refusing to change it", t.root.display(path))
+            }
+        };
+        snap.paths.push((path.clone(), prior));
+    }
+    if let Some(names) = packages {
+        let all = rpm::query_all(t.root.path(), t.cancel)?;
+        let affected: Vec<Nevra> = all
+            .iter()
+            .filter(|n| names.contains(&n.name))
+            .cloned()
+            .collect();
+        // Not fatal: a broken repository must not block the very
+        // converge that fixes it. A rollback then needs the repository
+        // (or the builds already in the store), and says so if it fails.
+        if let Err(e) = keep_rpms::keep(t.root.path(), t.packages, &affected, t.cancel) {
+            warn!(
+                error = format!("{e:#}"),
+                "could not keep the installed RPMs for a rollback"
+            );
+        }
+        snap.packages = Some(all);
+    }
+    if !units.is_empty() {
+        let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
+        let states = systemctl::unit_states(t.root, &names, t.cancel)?;
+        for (unit, depends) in units {
+            let Some(obs) = states.get(unit) else {
+                continue;
+            };
+            snap.services.push(ServicePrior {
+                unit: unit.clone(),
+                unit_file_state: obs.unit_file_state.clone(),
+                running: obs.running(),
+                depends: depends.clone(),
+            });
+        }
+    }
+    Ok(snap)
+}
+
+/// Puts the host back: paths (last touched first, so directories come
+/// after what they contained), then the package set in one dnf
+/// transaction from the package store, then daemon-reload, then each
+/// service's enablement and running state (running ones are restarted,
+/// so they run the restored files and packages). Continues past
+/// failures and returns them all.
+pub fn restore(snap: &Snapshot, t: &Target<'_>) -> RestoreReport {
+    let mut errors = Vec::new();
+    let mut dnf_transactions = Vec::new();
+    let mut unit_files = false;
+    // Enablement that the converge added is taken back first, while the
+    // unit files it needs (and the links it made) are still there.
+    if let Err(e) = disable_added(snap, t) {
+        errors.push(e);
+    }
+    // A directory a package created cannot be removed while the package
+    // still has files in it: such paths get a second try after the
+    // package set is restored.
+    let mut retry = Vec::new();
+    let mut restored: Vec<&str> = Vec::new();
+    for (i, (path, prior)) in snap.paths.iter().rev().enumerate() {
+        match restore_path(t, path, prior) {
+            Ok(changed) => {
+                unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d));
+                if changed {
+                    restored.push(path);
+                }
+            }
+            Err(e) => retry.push((path, prior, e)),
+        }
+        if i == 0 {
+            fault::point("mid-rollback");
+        }
+    }
+    let mut packages_changed = false;
+    if let Some(want) = &snap.packages {
+        match restore_packages(t, want) {
+            Ok(ids) => {
+                packages_changed = ids.is_some();
+                dnf_transactions = ids.unwrap_or_default();
+            }
+            Err(e) => errors.push(e.context("failed to restore the package set")),
+        }
+    }
+    for (path, prior, first) in retry {
+        match restore_path(t, path, prior) {
+            Ok(changed) => {
+                unit_files |= changed && UNIT_DIRS.iter().any(|d| path.starts_with(d));
+                if changed {
+                    restored.push(path);
+                }
+            }
+            Err(e) => errors.push(e.context(format!(
+                "failed to restore {} (first try: {first:#})",
+                t.root.display(path)
+            ))),
+        }
+    }
+    if t.live()
+        && (unit_files || packages_changed)
+        && let Err(e) = systemctl::run(None, "daemon-reload", &[], t.cancel)
+    {
+        errors.push(e);
+    }
+    let changed = Restored {
+        paths: restored,
+        packages: packages_changed,
+        unit_files,
+    };
+    if let Err(e) = restore_services(snap, t, &changed) {
+        errors.push(e);
+    }
+    RestoreReport {
+        errors,
+        dnf_transactions,
+    }
+}
+
+/// Disables units that are enabled now but were not before.
+fn disable_added(snap: &Snapshot, t: &Target<'_>) -> Result<()> {
+    let was_off: Vec<String> = snap
+        .services
+        .iter()
+        .filter(|s| !s.unit_file_state.starts_with("enabled"))
+        .map(|s| s.unit.clone())
+        .collect();
+    if was_off.is_empty() {
+        return Ok(());
+    }
+    let now = systemctl::unit_states(t.root, &was_off, t.cancel)?;
+    let on = (!t.live()).then(|| t.root.path());
+    for unit in was_off {
+        if now
+            .get(&unit)
+            .is_some_and(|o| o.unit_file_state == "enabled")
+        {
+            systemctl::run(on, "disable", std::slice::from_ref(&unit), t.cancel)?;
+        }
+    }
+    Ok(())
+}
+
+fn restore_services(snap: &Snapshot, t: &Target<'_>, changed: &Restored<'_>) -> Result<()> {
+    if snap.services.is_empty() {
+        return Ok(());
+    }
+    let units: Vec<String> = snap.services.iter().map(|s| s.unit.clone()).collect();
+    let now = systemctl::unit_states(t.root, &units, t.cancel)?;
+    // With --root, only enablement exists (systemctl --root).
+    let on = (!t.live()).then(|| t.root.path());
+    let mut failures = Vec::new();
+    for s in &snap.services {
+        let Some(cur) = now.get(&s.unit) else {
+            continue;
+        };
+        let mut run = |verb: &str| {
+            if let Err(e) = systemctl::run(on, verb, std::slice::from_ref(&s.unit), t.cancel) {
+                failures.push(format!("{e:#}"));
+            }
+        };
+        if s.unit_file_state == "enabled" && cur.unit_file_state == "disabled" {
+            run("enable");
+        }
+        // A running service is restarted when it stopped, or when what
+        // it runs or reads was put back; otherwise it is left alone.
+        if s.running && (!cur.running() || changed.affects(s)) {
+            run("restart");
+        } else if !s.running && cur.running() {
+            run("stop");
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("failed to restore services: {}", failures.join("; "))
+    }
+}
+
+/// What still differs from `snap`, in words (empty: restored).
+pub fn differences(snap: &Snapshot, t: &Target<'_>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (path, prior) in &snap.paths {
+        if !matches_prior(t, path, prior)? {
+            out.push(format!("{path} differs from before"));
+        }
+    }
+    if let Some(want) = &snap.packages {
+        let now = rpm::query_all(t.root.path(), t.cancel)?;
+        let (missing, extra) = package_diff(want, &now);
+        out.extend(
+            missing
+                .iter()
+                .map(|n| format!("package {n} is not installed again")),
+        );
+        out.extend(
+            extra
+                .iter()
+                .map(|n| format!("package {n} is still installed")),
+        );
+    }
+    if !snap.services.is_empty() {
+        let units: Vec<String> = snap.services.iter().map(|s| s.unit.clone()).collect();
+        let now = systemctl::unit_states(t.root, &units, t.cancel)?;
+        for s in &snap.services {
+            let Some(cur) = now.get(&s.unit) else {
+                continue;
+            };
+            if s.running != cur.running() {
+                out.push(format!(
+                    "{} is {}, was {}",
+                    s.unit,
+                    if cur.active_state.is_empty() {
+                        "unknown"
+                    } else {
+                        &cur.active_state
+                    },
+                    if s.running { "running" } else { "not running" }
+                ));
+            }
+            if s.unit_file_state != cur.unit_file_state
+                && matches!(s.unit_file_state.as_str(), "enabled" | "disabled")
+            {
+                out.push(format!(
+                    "{} is {}, was {}",
+                    s.unit, cur.unit_file_state, s.unit_file_state
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a restore actually changed, to decide which services to restart.
+struct Restored<'a> {
+    paths: Vec<&'a str>,
+    packages: bool,
+    unit_files: bool,
+}
+
+impl Restored<'_> {
+    /// Whether `s` must be restarted to run the restored state: packages
+    /// or unit files were put back, or one of its dependencies was.
+    fn affects(&self, s: &ServicePrior) -> bool {
+        self.packages
+            || self.unit_files
+            || s.depends.iter().any(|d| self.paths.iter().any(|p| p == d))
+    }
+}
+
+/// Builds in `want` that are not installed, and installed builds not in
+/// `want`, by NEVRA.
+fn package_diff(want: &[Nevra], now: &[Nevra]) -> (Vec<Nevra>, Vec<Nevra>) {
+    let missing = want.iter().filter(|n| !now.contains(n)).cloned().collect();
+    let extra = now.iter().filter(|n| !want.contains(n)).cloned().collect();
+    (missing, extra)
+}
+
+/// How a restore went.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    /// Everything that failed (empty: every step succeeded).
+    pub errors: Vec<anyhow::Error>,
+    /// The dnf transactions the restore made.
+    pub dnf_transactions: Vec<u64>,
+}
+
+/// One transaction from the current package set to `want`: builds to put
+/// back come from the package store when it has them (the repository may
+/// no longer carry them), else by exact spec; names that were not installed
+/// are removed. `Ok(Some(ids))` when something changed.
+fn restore_packages(t: &Target<'_>, want: &[Nevra]) -> Result<Option<Vec<u64>>> {
+    let now = rpm::query_all(t.root.path(), t.cancel)?;
+    let (missing, extra) = package_diff(want, &now);
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(None);
+    }
+    let wanted_names: BTreeMap<&str, ()> = want.iter().map(|n| (n.name.as_str(), ())).collect();
+    let mut tx = dnf::Transaction::default();
+    for n in &missing {
+        let stored = t.packages.path(n);
+        tx.install.push(if stored.is_file() {
+            stored.display().to_string()
+        } else {
+            warn!(package = %n, "not in the package store; asking the repositories for it");
+            format!("{}-{}.{}", n.name, n.evr, n.arch)
+        });
+    }
+    for n in &extra {
+        // A build replaced by an up- or downgrade goes with the install; a
+        // package that was not installed at all is removed.
+        if !wanted_names.contains_key(n.name.as_str()) && !tx.remove.contains(&n.name) {
+            tx.remove.push(n.name.clone());
+        }
+    }
+    info!(install = ?tx.install, remove = ?tx.remove, "restoring the package set");
+    Ok(Some(dnf::apply(t.root.path(), &tx, t.cancel)?))
+}
+
+/// Puts one path back. `Ok(true)` when it changed anything.
+fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
+    if matches_prior(t, path, prior)? {
+        return Ok(false);
+    }
+    let root = t.root;
+    let now = root.observe(path)?;
+    match (prior, now) {
+        (Prior::Missing, Observed::Missing { .. }) => {}
+        (Prior::Missing, Observed::Dir { .. }) => root.remove_dir(path)?,
+        (Prior::Missing, _) => root.remove_file(path)?,
+        (Prior::File { object, meta }, Observed::Dir { .. }) => {
+            root.remove_dir(path)?;
+            root.write_file(path, &t.objects.get(object)?, *meta)?;
+        }
+        (Prior::File { object, meta }, _) => {
+            root.write_file(path, &t.objects.get(object)?, *meta)?
+        }
+        (Prior::Dir { meta }, Observed::Dir { .. }) => root.set_meta(path, *meta)?,
+        (Prior::Dir { meta }, Observed::Missing { .. }) => root.create_dir(path, *meta)?,
+        (Prior::Dir { meta }, _) => {
+            root.remove_file(path)?;
+            root.create_dir(path, *meta)?;
+        }
+        (Prior::Symlink { target }, Observed::Dir { .. }) => {
+            root.remove_dir(path)?;
+            root.symlink(path, target)?;
+        }
+        (Prior::Symlink { target }, _) => root.symlink(path, target)?,
+    }
+    Ok(true)
+}
+
+fn matches_prior(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
+    let now = t.root.observe(path)?;
+    Ok(match (prior, &now) {
+        (Prior::Missing, Observed::Missing { .. }) => true,
+        (
+            Prior::File { object, meta },
+            Observed::File {
+                meta: m, sha256, ..
+            },
+        ) => meta == m && hex::encode(sha256) == *object,
+        (Prior::Dir { meta }, Observed::Dir { meta: m, .. }) => meta == m,
+        (Prior::Symlink { target }, Observed::Symlink { target: now }) => target == now,
+        _ => false,
+    })
+}

@@ -1,0 +1,130 @@
+//! The one recipe for writing a file so that a crash leaves the old bytes
+//! or the new ones, never a mix: a temporary file in the same directory,
+//! write, owner/group/mode, fsync, rename over the target, fsync of the
+//! directory.
+//!
+//! Both the host side (`system::fsroot`, which resolves a directory inside
+//! a root first) and the state directory (`store`) write through it.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fchmod};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
+
+/// Owner, group and permission bits of a file to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Perms {
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits (with setuid/setgid/sticky).
+    pub mode: u32,
+}
+
+impl Perms {
+    /// Owned by the running process, readable and writable by it only:
+    /// what the state directory holds.
+    pub fn private() -> Self {
+        Self {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            mode: 0o600,
+        }
+    }
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary name next to `name`, unique within this process and across
+/// processes (pid), hidden so that globbing services ignore it.
+pub fn temp_name(name: &str) -> String {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Keep the temporary name within NAME_MAX even for long names.
+    let stem: String = name.chars().take(200).collect();
+    format!(".{stem}.driftless-{}-{n}", std::process::id())
+}
+
+/// Atomically replaces (or creates) `name` in the open directory `dir`.
+/// Owner, group and mode are set on the temporary file before the rename,
+/// so the file never exists with the wrong permissions. `what` names the
+/// file in errors.
+pub fn write_at(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    content: &[u8],
+    perms: Perms,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    let tmp = temp_name(name);
+    let fd = openat(
+        dir,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .with_context(|| format!("failed to create a temporary file for {}", what()))?;
+    let result = (|| -> Result<()> {
+        let mut f = File::from(fd);
+        f.write_all(content)?;
+        fchown(
+            f.as_fd(),
+            Some(Uid::from_raw(perms.uid)),
+            Some(Gid::from_raw(perms.gid)),
+        )?;
+        // fchmod after fchown: chown clears setuid/setgid bits.
+        fchmod(f.as_fd(), Mode::from_bits_truncate(perms.mode))?;
+        f.sync_all()?;
+        renameat(dir, tmp.as_str(), dir, name)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        return Err(e).with_context(|| format!("failed to write {}", what()));
+    }
+    fsync(dir).with_context(|| format!("failed to sync the directory of {}", what()))?;
+    Ok(())
+}
+
+/// Atomically replaces (or creates) the file `dir/name`, which is not
+/// under a managed root (the state directory's own files).
+pub fn write_file(dir: &Path, name: &str, content: &[u8], perms: Perms) -> Result<()> {
+    let what = || dir.join(name).display().to_string();
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("failed to open directory {}", dir.display()))?;
+    write_at(fd.as_fd(), name, content, perms, &what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn writes_replace_atomically_and_leave_no_temporary() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write_file(d.path(), "f", b"one", Perms::private()).expect("write");
+        write_file(d.path(), "f", b"two", Perms::private()).expect("replace");
+        assert_eq!(std::fs::read(d.path().join("f")).expect("read"), b"two");
+        let mode = std::fs::metadata(d.path().join("f"))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["f"]);
+    }
+}

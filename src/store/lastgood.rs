@@ -1,0 +1,118 @@
+//! `<state_dir>/last-good.json`: the last desired state that converged and
+//! passed its checks, kept so that a host whose newest commit is quarantined
+//! keeps converging (healing drift) towards it, with or without git.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::objects::Objects;
+use super::{read_json, write_json};
+use crate::desired::DesiredState;
+use crate::desired::model::Resource;
+
+const FILE: &str = "last-good.json";
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    key: String,
+    source: String,
+    desired: DesiredState,
+    /// File contents by path, in the object store.
+    contents: BTreeMap<String, String>,
+}
+
+/// A stored last-good state.
+pub struct LastGood {
+    /// Its key.
+    pub key: String,
+    /// Where it came from.
+    pub source: String,
+    /// The desired state, with file contents.
+    pub desired: DesiredState,
+}
+
+/// Stores `desired` as the last good state.
+pub(super) fn save(
+    state_dir: &Path,
+    objects: &Objects,
+    key: &str,
+    source: &str,
+    desired: &DesiredState,
+) -> Result<()> {
+    let mut contents = BTreeMap::new();
+    for d in &desired.resources {
+        if let Resource::File(f) = &d.resource {
+            contents.insert(f.path.clone(), objects.put(&f.content)?);
+        }
+    }
+    let stored = Stored {
+        key: key.to_owned(),
+        source: source.to_owned(),
+        desired: desired.clone(),
+        contents,
+    };
+    write_json(state_dir, FILE, &stored)
+}
+
+/// Loads the last good state, if any.
+pub(super) fn load(state_dir: &Path, objects: &Objects) -> Result<Option<LastGood>> {
+    let Some(mut stored) = read_json::<Stored>(&state_dir.join(FILE))? else {
+        return Ok(None);
+    };
+    for d in &mut stored.desired.resources {
+        if let Resource::File(f) = &mut d.resource {
+            let id = stored
+                .contents
+                .get(&f.path)
+                .with_context(|| format!("last-good state lacks the content of {}", f.path))?;
+            f.content = objects.get(id)?;
+        }
+    }
+    Ok(Some(LastGood {
+        key: stored.key,
+        source: stored.source,
+        desired: stored.desired,
+    }))
+}
+
+/// Object ids the stored state needs (for garbage collection).
+pub(super) fn objects(state_dir: &Path) -> Result<Vec<String>> {
+    Ok(read_json::<Stored>(&state_dir.join(FILE))?
+        .map(|s| s.contents.into_values().collect())
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Facts, LoadOptions, MemTree};
+
+    fn desired(content: &str) -> DesiredState {
+        let t = MemTree::new().file(
+            "hosts/h.toml",
+            format!("[[file]]\npath = '/etc/x'\ncontent = '{content}'\n"),
+        );
+        crate::desired::load(&t, "h", &Facts::default(), &LoadOptions::default()).expect("valid")
+    }
+
+    #[test]
+    fn round_trips_with_contents_and_keys_follow_content() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::new(d.path());
+        let a = desired("one");
+        store
+            .save_last_good(&a.content_key(), "directory x", &a)
+            .expect("save");
+        let back = store.load_last_good().expect("load").expect("some");
+        assert_eq!(back.key, a.content_key());
+        assert!(
+            matches!(&back.desired.resources[0].resource, Resource::File(f) if f.content == b"one")
+        );
+        assert_eq!(a.content_key(), desired("one").content_key());
+        assert_ne!(a.content_key(), desired("two").content_key());
+        assert_eq!(objects(d.path()).expect("objects").len(), 1);
+    }
+}

@@ -1,0 +1,233 @@
+//! Everything under the state directory (`/var/lib/driftless`), behind one
+//! handle: the lock, the agent state (`state.json`), the generations with
+//! their snapshots, the object store, the last good state, the package
+//! store and the place of the git cache.
+//!
+//! Nothing else reads or writes the state directory. Every file here is
+//! written atomically and durably ([`crate::durable`]), readable by root
+//! only: the state directory holds the config repo, which may contain
+//! secrets.
+
+pub mod generations;
+pub mod lastgood;
+pub mod objects;
+pub mod packages;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::agent::AgentState;
+use crate::durable::{self, Perms};
+
+pub use generations::{Generation, Generations, NewGeneration, Status};
+pub use objects::Objects;
+pub use packages::PackageStore;
+pub use snapshot::{Prior, ServicePrior, Snapshot};
+
+const STATE_FILE: &str = "state.json";
+
+/// The state directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// The store at `dir`. Nothing is read or created until it is used.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The state directory's path.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the state directory if missing, readable by root only.
+    pub fn ensure(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .with_context(|| {
+                    format!("failed to create state directory {}", self.dir.display())
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Takes the state lock, waiting for another driftless to finish.
+    pub fn lock(&self) -> Result<StateLock> {
+        self.ensure()?;
+        StateLock::acquire(&self.dir.join("lock"))
+    }
+
+    /// Reads the agent state; a missing file is the empty state.
+    pub fn load_state(&self) -> Result<AgentState> {
+        let path = self.dir.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("failed to parse agent state {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AgentState::default()),
+            Err(e) => {
+                Err(e).with_context(|| format!("failed to read agent state {}", path.display()))
+            }
+        }
+    }
+
+    /// Writes the agent state atomically, creating the state directory.
+    pub fn save_state(&self, state: &AgentState) -> Result<()> {
+        self.ensure()?;
+        write_json(&self.dir, STATE_FILE, state)
+    }
+
+    /// The generations (`generations/`), created if missing.
+    pub fn generations(&self) -> Result<Generations> {
+        self.ensure()?;
+        Generations::open(&self.dir.join("generations"))
+    }
+
+    /// The object store (`objects/`), created if missing.
+    pub fn objects(&self) -> Result<Objects> {
+        self.ensure()?;
+        Objects::open(&self.dir.join("objects"))
+    }
+
+    /// The package store (`packages/`); created when first filled.
+    pub fn packages(&self) -> PackageStore {
+        PackageStore::new(&self.dir.join("packages"))
+    }
+
+    /// Where the bare git cache of the config repo lives (`repo.git`).
+    pub fn git_cache(&self) -> PathBuf {
+        self.dir.join("repo.git")
+    }
+
+    /// Stores `desired` as the last good state, with its file contents.
+    pub fn save_last_good(
+        &self,
+        key: &str,
+        source: &str,
+        desired: &crate::desired::DesiredState,
+    ) -> Result<()> {
+        lastgood::save(&self.dir, &self.objects()?, key, source, desired)
+    }
+
+    /// The last good state, if one was stored.
+    pub fn load_last_good(&self) -> Result<Option<lastgood::LastGood>> {
+        lastgood::load(&self.dir, &self.objects()?)
+    }
+
+    /// Keeps the newest `keep` generations, and only the objects and RPMs
+    /// that what is kept still needs (`installed`: the RPM file names of
+    /// the current package set, which are kept too).
+    pub fn collect_garbage(
+        &self,
+        keep: usize,
+        installed: impl FnOnce() -> Result<Vec<String>>,
+    ) -> Result<()> {
+        let kept = self.generations()?.prune(keep)?;
+        let (mut keep_objects, mut keep_rpms) = generations::referenced(&kept);
+        keep_objects.extend(lastgood::objects(&self.dir)?);
+        self.objects()?.retain(&keep_objects)?;
+        let packages = self.packages();
+        // The RPM database is asked only when there is a store to prune: a
+        // host (or test root) without packages never runs rpm for this.
+        if packages.has_any() {
+            keep_rpms.extend(installed()?);
+            packages.retain(&keep_rpms)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `value` as pretty JSON to `dir/name`, atomically and durably, 0600.
+pub(crate) fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+    let mut bytes =
+        serde_json::to_vec_pretty(value).with_context(|| format!("failed to encode {name}"))?;
+    bytes.push(b'\n');
+    durable::write_file(dir, name, &bytes, Perms::private())
+}
+
+/// Reads JSON from `path`; `None` when it does not exist.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("failed to parse {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+}
+
+/// An exclusive lock on the state directory, held for a converge, a
+/// rollback or a recovery: two of them at once would each snapshot what
+/// the other is changing. Released when dropped (or when the process dies).
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl StateLock {
+    fn acquire(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("failed to open {}", path.display()))?;
+        use nix::fcntl::{Flock, FlockArg};
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+                tracing::info!("another driftless holds {}; waiting", path.display());
+                Flock::lock(file, FlockArg::LockExclusive)
+                    .map_err(|(_, e)| e)
+                    .with_context(|| format!("failed to lock {}", path.display()))?
+            }
+            Err((_, e)) => {
+                return Err(e).with_context(|| format!("failed to lock {}", path.display()));
+            }
+        };
+        Ok(Self { _lock: lock })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{FetchRecord, Mark, now};
+
+    #[test]
+    fn state_round_trips_and_missing_is_empty() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(&d.path().join("state"));
+        assert_eq!(store.load_state().expect("load"), AgentState::default());
+        let s = AgentState {
+            applied_commit: Some("abc".into()),
+            applied_at: Some(now()),
+            last_fetch: Some(FetchRecord {
+                at: now(),
+                head: None,
+                error: Some("down".into()),
+            }),
+            quarantine: Some(Mark {
+                key: "abc".into(),
+                source: "commit abc".into(),
+                at: now(),
+                reason: Some("check web failed".into()),
+            }),
+            ..AgentState::default()
+        };
+        store.save_state(&s).expect("save");
+        assert_eq!(store.load_state().expect("load"), s);
+        std::fs::write(store.dir().join("state.json"), "{not json").expect("corrupt");
+        assert!(format!("{:#}", store.load_state().expect_err("corrupt")).contains("state.json"));
+    }
+}

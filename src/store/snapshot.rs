@@ -1,0 +1,70 @@
+//! The record of a snapshot (`generations/<n>/snapshot.json`): what every
+//! path, package and service a converge may touch was before it started.
+//! Taking and restoring one is the engine's work (`converge::snapshot`);
+//! this is the format it is kept in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::observed::FsMeta;
+use crate::plan::rpmver::Nevra;
+
+/// What one path was before the converge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Prior {
+    /// Nothing was there.
+    Missing,
+    /// A regular file.
+    File {
+        /// Its content, in the object store.
+        object: String,
+        /// Owner, group, mode.
+        meta: FsMeta,
+    },
+    /// A directory.
+    Dir {
+        /// Owner, group, mode.
+        meta: FsMeta,
+    },
+    /// A symlink.
+    Symlink {
+        /// Link target.
+        target: String,
+    },
+}
+
+/// A unit's state before the converge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePrior {
+    /// Unit name.
+    pub unit: String,
+    /// `UnitFileState` (`enabled`, `disabled`, `static`, ...).
+    pub unit_file_state: String,
+    /// Whether it was running.
+    pub running: bool,
+    /// What it depends on (`restart_on`/`reload_on`): host paths, and
+    /// `package:NAME`. A rollback restarts it when one of them is restored.
+    #[serde(default)]
+    pub depends: Vec<String>,
+}
+
+/// Everything needed to put the host back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Each path, in the order the converge first touches it.
+    pub paths: Vec<(String, Prior)>,
+    /// The whole installed package set, when the converge changes packages.
+    pub packages: Option<Vec<Nevra>>,
+    /// Touched services (live roots only).
+    pub services: Vec<ServicePrior>,
+}
+
+impl Snapshot {
+    /// Object ids the snapshot needs.
+    pub fn objects(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().filter_map(|(_, p)| match p {
+            Prior::File { object, .. } => Some(object.as_str()),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! The integration tests, in one binary so that the library and gix are
+//! linked once (ripgrep's layout): the command line on fixture repos and
+//! temporary roots (`cli`, `transactions`), the git source against real git
+//! servers on loopback (`source`), and the system suites on disposable
+//! systemd hosts with the real rpm, dnf and systemd (`system`, root only,
+//! `#[ignore]`d unless `--include-ignored`).
+
+mod cli;
+mod engine;
+mod source;
+mod system;
+mod transactions;
+mod util;

@@ -1,0 +1,549 @@
+//! Disposable systemd hosts for the system tests.
+//!
+//! Each [`Host`] is booted by `tests/system/sandbox.sh` (a cached Debian root
+//! with the real rpm, dnf 4 and systemd, systemd as PID 1 in its own
+//! namespaces), gets this build of driftless at /usr/local/bin/driftless and
+//! the test RPM repository at /srv/repo, and is stopped and deleted when
+//! dropped. The helpers read back what rpm, dnf and systemd say, and which
+//! commands driftless ran (from its debug log).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::util::Run;
+
+/// The tested script that builds, boots and stops hosts.
+const SANDBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/system/sandbox.sh");
+
+/// Where the host's agent config lives: an empty file, so that driftless
+/// never reads the host's /etc/driftless.
+const AGENT_CONFIG: &str = "/srv/agent.toml";
+
+/// The config repo inside the host, replaced by [`Host::write_config`].
+pub const CONFIG_DIR: &str = "/srv/config";
+
+/// What every host shares, prepared once per test binary.
+struct Prepared {
+    /// The test RPMs and their repodata (`sandbox.sh rpms`).
+    rpms: PathBuf,
+}
+
+static PREPARED: OnceLock<Prepared> = OnceLock::new();
+
+/// Checks for root, installs the tools, builds the cached root filesystem
+/// and the test RPMs, once. A panic here leaves the cell empty, so every
+/// test fails with the same reason instead of only the first.
+fn prepared() -> &'static Prepared {
+    PREPARED.get_or_init(|| {
+        // Fail, never skip: a skipped system test looks like a passing one.
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the system tests must run as root (they boot sandbox hosts with \
+             namespaces, mounts and cgroups); run them as root or do not \
+             pass --include-ignored"
+        );
+        sandbox(&["deps"]).expect_code(0);
+        sandbox(&["rootfs"]).expect_code(0);
+        let rpms = rpms_dir();
+        let built = sandbox(&["rpms", rpms.to_str().expect("utf-8 rpms dir")]);
+        built.expect_code(0);
+        assert!(
+            rpms.join("repodata/repomd.xml").is_file(),
+            "sandbox.sh rpms wrote no repodata into {}",
+            rpms.display()
+        );
+        Prepared { rpms }
+    })
+}
+
+/// A fresh directory for this process's RPMs, under the test target dir.
+///
+/// Statics are never dropped, so a `TempDir` here would be left behind by
+/// every run. Instead the directory is named after this process, and those
+/// of processes that no longer exist are removed first.
+fn rpms_dir() -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    fs::create_dir_all(base).expect("create CARGO_TARGET_TMPDIR");
+    for entry in fs::read_dir(base).expect("read CARGO_TARGET_TMPDIR") {
+        let path = entry.expect("entry of CARGO_TARGET_TMPDIR").path();
+        let pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("system-rpms-"))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && (pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists())
+        {
+            fs::remove_dir_all(&path)
+                .unwrap_or_else(|e| panic!("remove stale {}: {e}", path.display()));
+        }
+    }
+    let dir = base.join(format!("system-rpms-{}", std::process::id()));
+    fs::create_dir(&dir).expect("create the RPM directory");
+    dir
+}
+
+/// Runs `sandbox.sh ARGS` on this machine.
+fn sandbox(args: &[&str]) -> Run {
+    try_sandbox(args).unwrap_or_else(|e| panic!("cannot run {SANDBOX}: {e}"))
+}
+
+/// Like [`sandbox`], for `Drop`, which must not panic.
+fn try_sandbox(args: &[&str]) -> std::io::Result<Run> {
+    let out = Command::new(SANDBOX).args(args).output()?;
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// A running sandbox host. Dropping it stops the host and deletes its disk,
+/// also when the test panicked.
+pub struct Host {
+    /// WORKDIR of `sandbox.sh`; `None` once dropped or kept for inspection.
+    workdir: Option<tempfile::TempDir>,
+    /// The host's systemd, as seen from this machine.
+    pid: u32,
+    /// The host name it was booted with (and the host file's name).
+    name: String,
+    /// Held while the host lives: one host at a time per test binary, so
+    /// dnf runs and health-check timings do not depend on `--test-threads`.
+    /// Declared last, so it is released after Drop has stopped the host.
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// See [`Host::_serial`].
+static ONE_HOST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Host {
+    /// Boots a fresh host named `hostname` with driftless installed, the
+    /// test repository at /srv/repo and an empty agent config.
+    pub fn boot(hostname: &str) -> Host {
+        // A test that panicked while holding it poisons nothing we need.
+        let serial = ONE_HOST_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let prepared = prepared();
+        let workdir = tempfile::Builder::new()
+            .prefix("driftless-host-")
+            .tempdir()
+            .expect("create a host WORKDIR");
+        let wd = workdir.path().to_str().expect("utf-8 WORKDIR").to_owned();
+        // boot cleans up after itself when it fails, so nothing to stop yet.
+        let booted = sandbox(&["boot", &wd, hostname]);
+        booted.expect_code(0);
+        let pid = booted
+            .stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("boot printed no pid ({e}): {:?}", booted.stdout));
+        // From here on, Drop stops the host whatever fails below.
+        let host = Host {
+            workdir: Some(workdir),
+            pid,
+            name: hostname.to_owned(),
+            _serial: serial,
+        };
+        let bin = host.path("/usr/local/bin/driftless");
+        fs::copy(env!("CARGO_BIN_EXE_driftless"), &bin).expect("copy driftless into the host");
+        sandbox(&["repo", &wd, prepared.rpms.to_str().expect("utf-8")]).expect_code(0);
+        // `repo` also writes /etc/yum.repos.d/driftless-test.repo, the very
+        // file the tests' [[repo]] "driftless-test" declares. Removed, so that
+        // dnf sees only what driftless writes and the tests can prove it did.
+        fs::remove_file(host.path("/etc/yum.repos.d/driftless-test.repo"))
+            .expect("remove the .repo file written by sandbox.sh repo");
+        fs::write(host.path(AGENT_CONFIG), "").expect("write the agent config");
+        host
+    }
+
+    /// The host's `/`, writable from outside while it runs. Mounts made
+    /// inside (/run, /tmp, /proc) are not visible here.
+    pub fn root(&self) -> PathBuf {
+        let wd = self.workdir.as_ref().expect("host already dropped");
+        wd.path().join("root")
+    }
+
+    /// `path` (absolute, as the host sees it) as seen from outside.
+    pub fn path(&self, path: &str) -> PathBuf {
+        let relative = path.strip_prefix('/').expect("an absolute host path");
+        self.root().join(relative)
+    }
+
+    /// Runs `argv` inside the host (its namespaces, root and a clean
+    /// environment); the exit code passes through.
+    pub fn exec(&self, argv: &[&str]) -> Run {
+        let pid = self.pid.to_string();
+        let mut args = vec!["exec", pid.as_str()];
+        args.extend_from_slice(argv);
+        sandbox(&args)
+    }
+
+    /// Runs `driftless ARGS --config /srv/agent.toml` inside the host, with
+    /// debug logging so that [`commands`] can see every subprocess.
+    pub fn driftless(&self, args: &[&str]) -> Run {
+        let mut argv = vec![
+            "env",
+            "DRIFTLESS_LOG=debug",
+            "NO_COLOR=1",
+            "/usr/local/bin/driftless",
+        ];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&["--config", AGENT_CONFIG]);
+        self.exec(&argv)
+    }
+
+    /// `converge --now` of the config repo at /srv/config for this host.
+    pub fn converge(&self) -> Run {
+        self.driftless(&[
+            "converge", "--now", "--repo", CONFIG_DIR, "--host", &self.name,
+        ])
+    }
+
+    /// `plan --json` of the config repo at /srv/config, and its parsed output.
+    pub fn plan_json(&self) -> (Run, serde_json::Value) {
+        let run = self.driftless(&["plan", "--repo", CONFIG_DIR, "--host", &self.name, "--json"]);
+        let json = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!(
+                "plan --json printed no JSON ({e})\n--- stdout\n{}\n--- stderr\n{}",
+                run.stdout, run.stderr
+            )
+        });
+        (run, json)
+    }
+
+    /// Replaces the config repo at /srv/config with exactly these
+    /// (relative path, content) files.
+    pub fn write_config(&self, files: &[(&str, &str)]) {
+        let dir = self.path(CONFIG_DIR);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("remove {}: {e}", dir.display()),
+        }
+        for (relative, content) in files {
+            let full = dir.join(relative);
+            fs::create_dir_all(full.parent().expect("a parent")).expect("create config dirs");
+            fs::write(&full, content).expect("write a config file");
+        }
+    }
+
+    /// The content of a host file, `None` if it does not exist. Only for
+    /// the host's disk: /run and /tmp are inside mounts (use [`Host::exec`]).
+    pub fn read(&self, path: &str) -> Option<String> {
+        match fs::read_to_string(self.path(path)) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("read {path} of the host: {e}"),
+        }
+    }
+
+    /// Identity of a host file: content, inode, mtime and mode. Equal
+    /// before and after means the file was not rewritten, not even with
+    /// the same content (an atomic replace changes the inode).
+    pub fn identity(&self, path: &str) -> String {
+        let full = self.path(path);
+        let md = fs::symlink_metadata(&full).unwrap_or_else(|e| panic!("stat {path}: {e}"));
+        let content = fs::read(&full).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        format!(
+            "ino={} mtime={}.{:09} mode={:o} content={:?}",
+            md.ino(),
+            md.mtime(),
+            md.mtime_nsec(),
+            md.mode(),
+            String::from_utf8_lossy(&content)
+        )
+    }
+
+    /// The installed VERSION-RELEASE of a package, `None` if not installed.
+    pub fn rpm_q(&self, name: &str) -> Option<String> {
+        let q = self.exec(&["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}\\n", name]);
+        match q.code {
+            0 => Some(q.stdout.trim().to_owned()),
+            1 if q.stdout.contains("is not installed") => None,
+            _ => panic!("rpm -q {name} failed: {q:?}"),
+        }
+    }
+
+    /// Whether systemd says the unit is active.
+    pub fn is_active(&self, unit: &str) -> bool {
+        self.exec(&["systemctl", "is-active", unit]).stdout.trim() == "active"
+    }
+
+    /// Whether the unit is enabled.
+    pub fn is_enabled(&self, unit: &str) -> bool {
+        self.exec(&["systemctl", "is-enabled", unit]).stdout.trim() == "enabled"
+    }
+
+    /// The unit's main pid (0 when it does not run). A restart changes it,
+    /// a reload does not.
+    pub fn main_pid(&self, unit: &str) -> u32 {
+        let show = self.exec(&["systemctl", "show", "-P", "MainPID", unit]);
+        show.expect_code(0);
+        show.stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("MainPID of {unit} is not a number ({e}): {show:?}"))
+    }
+
+    /// `systemctl status` and the unit's last journal lines, for messages.
+    pub fn unit_status(&self, unit: &str) -> String {
+        let status = self.exec(&["systemctl", "status", "--no-pager", "-n", "15", unit]);
+        format!("{}{}", status.stdout, status.stderr)
+    }
+
+    /// The number of transactions `dnf history list` shows.
+    pub fn dnf_history_count(&self) -> usize {
+        let history = self.exec(&["dnf", "history", "list"]);
+        history.expect_code(0);
+        // Rows look like "     3 | install dl-hello | 2026-... | Install | 1".
+        history
+            .stdout
+            .lines()
+            .filter(|line| {
+                let id = line.trim_start().split(" |").next().unwrap_or("");
+                !id.is_empty() && line.contains(" | ") && id.bytes().all(|b| b.is_ascii_digit())
+            })
+            .count()
+    }
+
+    /// Polls `ready` every 50 ms until it returns true; panics after
+    /// `seconds` with `what`. For effects of services that run on their own
+    /// after `systemctl` returned (a started script writing a file).
+    pub fn wait_until(&self, what: &str, seconds: u64, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {seconds} s: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let Some(workdir) = self.workdir.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            // The failing test's evidence, before the host disappears.
+            if let Ok(failed) = try_sandbox(&[
+                "exec",
+                &self.pid.to_string(),
+                "sh",
+                "-c",
+                "systemctl --no-pager --failed; journalctl --no-pager -n 30",
+            ]) {
+                eprintln!("--- host {} at panic:\n{}", self.name, failed.stdout);
+            }
+        }
+        let wd = workdir.path().to_owned();
+        let stopped = try_sandbox(&["stop", &wd.to_string_lossy()]);
+        // Never delete a tree that is still mounted: it would reach into
+        // the running host's disk (or, in copy mode, nothing worse, but the
+        // caller should see the leak either way).
+        let clean = matches!(&stopped, Ok(run) if run.code == 0) && !is_mounted(&wd.join("root"));
+        if clean {
+            if let Err(e) = workdir.close() {
+                eprintln!(
+                    "warning: could not delete host WORKDIR {}: {e}",
+                    wd.display()
+                );
+            }
+        } else {
+            let kept = workdir.keep();
+            eprintln!(
+                "warning: sandbox.sh stop failed for {} ({stopped:?}); kept {}",
+                self.name,
+                kept.display()
+            );
+        }
+    }
+}
+
+/// Whether `path` is a mount point on this machine.
+fn is_mounted(path: &Path) -> bool {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else {
+        return true; // Unknown: assume the worst, keep the directory.
+    };
+    let target = path.to_string_lossy();
+    mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| mount_point == target)
+}
+
+/// The argv of every subprocess driftless logged, in order: the values of
+/// `running argv="..."` in its debug log on stderr.
+pub fn commands(run: &Run) -> Vec<String> {
+    const MARK: &str = "running argv=";
+    run.stderr
+        .lines()
+        .map(strip_ansi)
+        .filter_map(|line| {
+            let at = line.find(MARK)?;
+            Some(field_value(&line[at + MARK.len()..]))
+        })
+        .collect()
+}
+
+/// A tracing field value: a Debug-quoted string (unescaped here) or, if
+/// unquoted, the rest of the line.
+fn field_value(text: &str) -> String {
+    let Some(quoted) = text.strip_prefix('"') else {
+        return text.trim_end().to_owned();
+    };
+    let mut out = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => break,
+            },
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Removes terminal colour sequences, in case the log ignores NO_COLOR.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte (a letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// systemctl verbs that only read.
+const SYSTEMCTL_READ: &[&str] = &[
+    "show",
+    "is-enabled",
+    "is-active",
+    "is-failed",
+    "is-system-running",
+    "status",
+    "cat",
+    "list-units",
+    "list-unit-files",
+    "list-dependencies",
+    "get-default",
+];
+
+/// systemctl verbs that change the host (the ones a converge may run, and
+/// their relatives).
+const SYSTEMCTL_WRITE: &[&str] = &[
+    "start",
+    "stop",
+    "restart",
+    "reload",
+    "try-restart",
+    "reload-or-restart",
+    "try-reload-or-restart",
+    "enable",
+    "disable",
+    "reenable",
+    "preset",
+    "mask",
+    "unmask",
+    "daemon-reload",
+    "daemon-reexec",
+    "reset-failed",
+    "kill",
+    "set-property",
+    "isolate",
+    "link",
+    "revert",
+];
+
+/// The commands among `cmds` that may change the host. Read-only are
+/// rpm queries, read verbs of systemctl, and `dnf repoquery`, `dnf history
+/// list|info` and `dnf --version`; anything unrecognised counts as
+/// mutating, so a no-op check cannot pass by misreading a command.
+pub fn mutating(cmds: &[String]) -> Vec<String> {
+    cmds.iter().filter(|c| !is_read_only(c)).cloned().collect()
+}
+
+/// The program of a logged argv, without its directory (`/usr/bin/dnf`).
+pub fn program(cmd: &str) -> &str {
+    let first = cmd.split_whitespace().next().unwrap_or("");
+    first.rsplit('/').next().unwrap_or(first)
+}
+
+/// The systemctl verb of a logged argv, if it names a known one.
+pub fn systemctl_verb(cmd: &str) -> Option<&str> {
+    cmd.split_whitespace()
+        .skip(1)
+        .find(|w| SYSTEMCTL_READ.contains(w) || SYSTEMCTL_WRITE.contains(w))
+}
+
+fn is_read_only(cmd: &str) -> bool {
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    match program(cmd) {
+        "rpm" => args.iter().any(|a| {
+            // -q, -qa, -qf ...; -V, -Va: query and verify modes.
+            a.starts_with("-q")
+                || a.starts_with("-V")
+                || ["--query", "--eval", "-E", "--version", "--verify"].contains(a)
+        }),
+        "systemctl" => match systemctl_verb(cmd) {
+            Some(verb) => SYSTEMCTL_READ.contains(&verb),
+            None => args == ["--version"],
+        },
+        "dnf" => {
+            // The verb is the first word that is not an option; dnf's own
+            // options here come as `--opt=value`. history is read-only only
+            // when listing: `history undo` is a transaction.
+            let mut words = args.iter().filter(|a| !a.starts_with('-'));
+            match (words.next(), words.next()) {
+                (Some(&"repoquery"), _) => true,
+                (Some(&"history"), None | Some(&"list" | &"info")) => true,
+                (None, _) => args == ["--version"],
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// First 16 hex digits of the SHA-256 of `text`: what the dl-web test
+/// service records as the config it read.
+pub fn conf_sum(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))[..16].to_owned()
+}
+
+/// dl-web's events as (start|reload, config sum), oldest first: one line
+/// per start (a restart too: a new process) and per reload.
+pub fn web_events(host: &Host) -> Vec<(String, String)> {
+    // /run is a mount inside the host, invisible from outside: read it there.
+    let cat = host.exec(&["sh", "-c", "cat /run/dl-web.events 2>/dev/null || true"]);
+    cat.expect_code(0);
+    cat.stdout
+        .lines()
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let kind = words.next().unwrap_or_default().to_owned();
+            let sum = words.next().unwrap_or_default().to_owned();
+            (kind, sum)
+        })
+        .collect()
+}

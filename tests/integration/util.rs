@@ -1,0 +1,183 @@
+//! Helpers for the integration tests: run the binary, build repos, and
+//! fingerprint a directory tree to prove that nothing changed.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
+        self
+    }
+}
+
+/// A scratch area with an agent config of its own, so tests never read
+/// /etc/driftless.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = Self { dir };
+        env.set_config("");
+        env
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// Writes the agent config: `text`, with this env's own state
+    /// directory (tests never touch /var/lib/driftless).
+    pub fn set_config(&self, text: &str) {
+        let text = format!("state_dir = \"{}\"\n{text}", self.state_dir().display());
+        std::fs::write(self.config(), text).expect("write agent.toml");
+    }
+
+    /// Writes the agent config exactly as given.
+    pub fn set_raw_config(&self, text: &str) {
+        std::fs::write(self.config(), text).expect("write agent.toml");
+    }
+
+    /// Where this env's agent keeps its state.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Runs `driftless ARGS --config <this env's config>`.
+    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Like [`Env::run`], with extra environment variables.
+    pub fn run_env<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], vars: &[(&str, &str)]) -> Run {
+        let config = self.config();
+        let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .args(args)
+            .envs(vars.iter().copied())
+            .arg("--config")
+            .arg(&config)
+            .env_remove("DRIFTLESS_LOG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run driftless");
+        Run {
+            code: out.status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(0)
+            }),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// `converge --now` of `host` from `repo` into `root`.
+pub fn converge_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
+    on(&["converge", "--now"], repo, root, host)
+}
+
+fn on(command: &[&str], repo: &Path, root: &Path, host: &str) -> Vec<String> {
+    let mut v: Vec<String> = command.iter().map(|s| (*s).to_owned()).collect();
+    for (flag, value) in [
+        ("--repo", repo.display().to_string()),
+        ("--root", root.display().to_string()),
+        ("--host", host.to_owned()),
+    ] {
+        v.push(flag.to_owned());
+        v.push(value);
+    }
+    v
+}
+
+/// Writes a config repo from (path, content) pairs.
+pub fn write_repo(dir: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let full = dir.join(p);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, c).expect("write");
+    }
+}
+
+/// The repo shipped in examples/.
+pub fn example_repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo")
+}
+
+/// Everything observable about each entry of a tree: type, metadata,
+/// mtime, inode, and content hash or link target.
+pub type Fingerprint = BTreeMap<PathBuf, String>;
+
+pub fn fingerprint(root: &Path) -> Fingerprint {
+    let mut out = BTreeMap::new();
+    if root.exists() {
+        walk(root, root, &mut out);
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Fingerprint) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let md = std::fs::symlink_metadata(&p).expect("lstat");
+        let what = if md.file_type().is_symlink() {
+            format!(
+                "link {}",
+                std::fs::read_link(&p).expect("readlink").display()
+            )
+        } else if md.is_dir() {
+            "dir".to_owned()
+        } else {
+            let data = std::fs::read(&p).expect("read");
+            format!("file {:x}", md5ish(&data))
+        };
+        out.insert(
+            p.strip_prefix(root).expect("prefix").to_owned(),
+            format!(
+                "{what} mode={:o} uid={} gid={} mtime={}.{} ino={}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.mtime(),
+                md.mtime_nsec(),
+                md.ino()
+            ),
+        );
+        if md.is_dir() && !md.file_type().is_symlink() {
+            walk(root, &p, out);
+        }
+    }
+}
+
+/// A cheap content fingerprint (FNV-1a); collisions do not matter here.
+fn md5ish(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
