@@ -6,13 +6,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use super::context::{App, Run, SourceRequest};
+use super::load::{Loaded, load};
 use super::plan::prepare;
-use super::{App, Loaded, Outcome, Run, SourceRequest, load, recover_into};
+use super::recovery::recover_into;
 use crate::agent::policy::{self, Blame, Decision, Ended};
 use crate::agent::{AgentState, now, short};
 use crate::cancel::Cancel;
 use crate::config::Mode;
 use crate::converge::{self, Event, Outcome as Transacted, Prepared, Sink};
+use crate::outcome::Outcome;
 use crate::source;
 use crate::store::StateLock;
 

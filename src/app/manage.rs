@@ -5,10 +5,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::{App, Outcome, recover_into};
+use super::context::App;
+use super::recovery::recover_into;
 use crate::agent::{now, policy, short};
 use crate::cancel::Cancel;
 use crate::converge::{self, Outcome as Transacted, Sink};
+use crate::outcome::Outcome;
 use crate::store::Status;
 use crate::system::fsroot::FsRoot;
 

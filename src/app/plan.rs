@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::{App, Outcome, Run, SourceRequest, display_root, load};
+use super::context::{App, Run, SourceRequest};
+use super::load::load;
 use crate::cancel::Cancel;
 use crate::converge::{self, Event, PrepareError, Prepared, Sink, events};
 use crate::desired::{DesiredState, Diagnostic};
+use crate::outcome::Outcome;
 use crate::plan::PlanProblem;
 use crate::source;
 use crate::system::fsroot::FsRoot;
@@ -123,4 +125,12 @@ pub(super) fn prepare(
         Err(PrepareError::Invalid(d)) => Ok(Err(Unprepared::Invalid(d))),
         Err(PrepareError::Other(e)) => Err(e),
     }
+}
+
+/// The root as results show it.
+fn display_root(root: Option<&FsRoot>) -> String {
+    root.map_or_else(
+        || "(missing: planned as empty)".to_owned(),
+        |r| r.path().display().to_string(),
+    )
 }

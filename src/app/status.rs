@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::App;
+use super::context::App;
 use crate::agent::{FetchRecord, Mark};
 use crate::source;
 use crate::store::Generation;

@@ -5,10 +5,12 @@ use std::collections::HashSet;
 
 use anyhow::Result;
 
-use super::{App, Outcome, SourceRequest, Subject, host_name, load_options, open_source};
+use super::context::{App, SourceRequest, Subject};
+use super::load::{host_name, load_options, open_source};
 use crate::cancel::Cancel;
 use crate::converge::Discard;
 use crate::desired::{self, Diagnostic};
+use crate::outcome::Outcome;
 use crate::source;
 use crate::system;
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use tracing::{info, warn};
 
 use super::events::Sink;
-use super::{Engine, Outcome, rollback};
+use super::transaction::{Engine, Outcome, rollback};
 use crate::agent::policy::Blame;
 use crate::cancel::Cancel;
 use crate::store::{Generation, Status};

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::json::{read_json, write_json};
 use super::snapshot::Snapshot;
-use super::{read_json, write_json};
 use crate::agent::now;
 
 /// Default number of generations kept.

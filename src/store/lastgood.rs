@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::json::{read_json, write_json};
 use super::objects::Objects;
-use super::{read_json, write_json};
 use crate::desired::DesiredState;
 use crate::desired::model::Resource;
 

@@ -9,6 +9,7 @@
 //! secrets.
 
 pub mod generations;
+mod json;
 pub mod lastgood;
 pub mod objects;
 pub mod packages;
@@ -17,10 +18,9 @@ pub mod snapshot;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use crate::agent::AgentState;
-use crate::durable::{self, Perms};
+use json::write_json;
 
 pub use generations::{Generation, Generations, NewGeneration, Status};
 pub use objects::Objects;
@@ -145,25 +145,6 @@ impl Store {
             packages.retain(&keep_rpms)?;
         }
         Ok(())
-    }
-}
-
-/// Writes `value` as pretty JSON to `dir/name`, atomically and durably, 0600.
-pub(crate) fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
-    let mut bytes =
-        serde_json::to_vec_pretty(value).with_context(|| format!("failed to encode {name}"))?;
-    bytes.push(b'\n');
-    durable::write_file(dir, name, &bytes, Perms::private())
-}
-
-/// Reads JSON from `path`; `None` when it does not exist.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .with_context(|| format!("failed to parse {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
     }
 }
 

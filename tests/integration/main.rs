@@ -7,6 +7,7 @@
 
 mod cli;
 mod engine;
+mod layers;
 mod source;
 mod system;
 mod transactions;

@@ -1,0 +1,113 @@
+//! What every use case is given and shares: the agent ([`App`]), where the
+//! desired state comes from ([`SourceRequest`]), what was loaded
+//! ([`Subject`]) and what a run against the host found or did ([`Run`]).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::converge::{Engine, checks};
+use crate::desired::Diagnostic;
+use crate::outcome::Outcome;
+use crate::store::Store;
+use crate::system::fsroot::FsRoot;
+
+/// The agent as one run sees it: its settings and its state directory.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Validated agent settings.
+    pub settings: Settings,
+    /// The state directory.
+    pub store: Store,
+}
+
+impl App {
+    /// The agent with `settings`.
+    pub fn new(settings: Settings) -> Self {
+        let store = Store::new(&settings.state_dir);
+        Self { settings, store }
+    }
+
+    pub(super) fn engine<'a>(&'a self, root: &'a FsRoot) -> Engine<'a> {
+        Engine {
+            root,
+            store: &self.store,
+            limits: checks::Limits {
+                health_timeout: self.settings.rollback.health_timeout,
+                settle: self.settings.rollback.settle_time,
+            },
+            keep_generations: self.settings.rollback.keep_generations,
+        }
+    }
+}
+
+/// Where the desired state comes from, and for which host.
+#[derive(Clone, Debug, Default)]
+pub struct SourceRequest {
+    /// Read the desired state from this directory instead of the git source.
+    pub repo: Option<PathBuf>,
+    /// The host name to look up (default: agent config `host`, else the
+    /// machine's FQDN).
+    pub host: Option<String>,
+    /// A commit of the fetched branch (id or unique prefix) instead of its
+    /// head. Not with `repo`.
+    pub commit: Option<String>,
+}
+
+/// Which desired state a run loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    /// Where it came from (`directory …`, `commit …`).
+    pub source: Option<String>,
+    /// The host name used.
+    pub host: Option<String>,
+    /// The host file chosen.
+    pub host_file: Option<String>,
+    /// Roles applied, in order.
+    pub roles: Vec<String>,
+}
+
+/// What a run against the host (`plan`, `converge`) found or did.
+#[derive(Debug)]
+pub struct Run {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What was loaded.
+    pub subject: Subject,
+    /// The root, as given or canonical.
+    pub root: Option<String>,
+    /// The changes planned (plan, dry run) or applied (converge), in order.
+    pub changes: Vec<crate::plan::Change>,
+    /// What the operator should know that is not a change.
+    pub notes: Vec<String>,
+    /// Problems in the config repo.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Problems planning against this host.
+    pub plan_problems: Vec<crate::plan::PlanProblem>,
+    /// What stopped it, or what failed.
+    pub error: Option<String>,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Self {
+            outcome: Outcome::Error,
+            subject: Subject::default(),
+            root: None,
+            changes: Vec::new(),
+            notes: Vec::new(),
+            diagnostics: Vec::new(),
+            plan_problems: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+impl Run {
+    /// Ends the run with an error.
+    pub(super) fn fail(&mut self, e: anyhow::Error) {
+        self.outcome = Outcome::Error;
+        self.error = Some(format!("{e:#}"));
+    }
+}

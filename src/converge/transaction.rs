@@ -1,0 +1,384 @@
+//! One transaction: snapshot what the plan (or a package) may touch,
+//! record the generation, apply, run the health checks, commit — or
+//! restore the snapshot and verify the host against it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tracing::warn;
+
+use super::apply::{ApplyContext, apply};
+use super::checks;
+use super::events::{Event, Sink};
+use super::observe::Prepared;
+use super::snapshot::{self, Target};
+use crate::agent::policy::Blame;
+use crate::cancel::Cancel;
+use crate::desired::DesiredState;
+use crate::desired::model::{Kind, RunState, Service};
+use crate::fault;
+use crate::plan::{self, Change, Op};
+use crate::store::{Generation, Generations, NewGeneration, Snapshot, Status, Store};
+use crate::system::{fsroot::FsRoot, rpm};
+
+/// How a converge transaction ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Applied, and the health checks passed.
+    Applied {
+        /// The generation recorded.
+        generation: u64,
+        /// The changes made, in order (steps after the package transaction
+        /// as re-planned).
+        changes: Vec<Change>,
+        /// dnf transactions recorded in `dnf history`.
+        dnf_transactions: Vec<u64>,
+    },
+    /// A step or a check failed; the host was restored and verified.
+    RolledBack {
+        /// The generation recorded.
+        generation: u64,
+        /// What failed.
+        error: anyhow::Error,
+        /// Whether the desired state is to blame (quarantine it), or a stop
+        /// request or a failure to record.
+        blame: Blame,
+    },
+    /// A step or a check failed, and restoring the host failed too.
+    RestoreFailed {
+        /// The generation recorded.
+        generation: u64,
+        /// What failed.
+        error: anyhow::Error,
+        /// See [`Outcome::RolledBack`].
+        blame: Blame,
+        /// What went wrong while restoring.
+        restore_errors: Vec<anyhow::Error>,
+        /// What still differs from before the converge.
+        differences: Vec<String>,
+    },
+}
+
+/// Where a transaction runs and with which limits.
+pub struct Engine<'a> {
+    /// The root converged.
+    pub root: &'a FsRoot,
+    /// The state directory (generations, objects, package store).
+    pub store: &'a Store,
+    /// Health-check limits.
+    pub limits: checks::Limits,
+    /// Generations kept.
+    pub keep_generations: usize,
+}
+
+/// The stores a transaction writes, opened once for it.
+pub(super) struct Stores {
+    pub(super) generations: Generations,
+    objects: crate::store::Objects,
+    packages: crate::store::PackageStore,
+}
+
+impl Engine<'_> {
+    pub(super) fn stores(&self) -> Result<Stores> {
+        Ok(Stores {
+            generations: self.store.generations()?,
+            objects: self.store.objects()?,
+            packages: self.store.packages(),
+        })
+    }
+
+    /// The canonical root, as generations record it.
+    pub(super) fn root_name(&self) -> String {
+        self.root.path().display().to_string()
+    }
+}
+
+impl Stores {
+    /// Where snapshots are taken and restored.
+    pub(super) fn target<'b>(&'b self, root: &'b FsRoot, cancel: &'b Cancel) -> Target<'b> {
+        Target {
+            root,
+            objects: &self.objects,
+            packages: &self.packages,
+            cancel,
+        }
+    }
+}
+
+/// Runs `prepared` (a non-empty plan) as a transaction under generation
+/// bookkeeping; `key` identifies the desired state (commit or hash).
+/// `Err` only when nothing was changed (the snapshot could not be taken or
+/// recorded).
+pub fn transact(
+    engine: &Engine<'_>,
+    prepared: &Prepared,
+    key: &str,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<Outcome> {
+    let stores = engine.stores()?;
+    let target = stores.target(engine.root, cancel);
+    let plan = &prepared.plan;
+    let desired = &prepared.desired;
+    let (paths, packages, units) = what_to_snapshot(desired, &plan.changes);
+    let snapshot = snapshot::capture(&target, &paths, packages.as_deref(), &units)
+        .context("failed to snapshot the host before changing it")?;
+    let mut generation = stores
+        .generations
+        .begin(
+            NewGeneration {
+                key,
+                source: &prepared.source,
+                host_file: &desired.host_file,
+                root: &engine.root_name(),
+            },
+            &snapshot,
+            &plan.changes,
+            plan.changes.len(),
+        )
+        .context("failed to record the generation before changing the host")?;
+    sink.event(&Event::Began {
+        generation: generation.id,
+        changes: plan.changes.len(),
+    });
+    fault::point("after-snapshot");
+
+    let cx = ApplyContext {
+        root: engine.root,
+        desired,
+        packages: &stores.packages,
+        latest: prepared.latest.clone(),
+        cancel,
+    };
+    let mut dnf_ids = Vec::new();
+    let result = apply(&cx, plan, &mut dnf_ids, sink).and_then(|changes| {
+        let running: Vec<String> = desired
+            .services()
+            .iter()
+            .filter(|s| s.state == Some(RunState::Running))
+            .map(|s| s.unit.clone())
+            .collect();
+        checks::run(
+            &desired.checks,
+            &running,
+            engine.limits,
+            engine.root.is_live(),
+            sink,
+            cancel,
+        )
+        .context("health check failed")?;
+        // A stop that came in during the checks is not a commit.
+        if cancel.should_stop() {
+            anyhow::bail!("driftless was asked to stop before the converge was committed");
+        }
+        Ok(changes)
+    });
+    generation.dnf_transactions = dnf_ids.clone();
+    let gens = &stores.generations;
+    let outcome = match result {
+        Ok(changes) => match gens.finish(&mut generation, Status::Applied, None) {
+            Ok(()) => Outcome::Applied {
+                generation: generation.id,
+                changes,
+                dnf_transactions: dnf_ids,
+            },
+            // A transaction that cannot record its commit aborts: left as
+            // it is, the next start would take it for a crash anyway.
+            Err(e) => rollback(
+                gens,
+                &mut generation,
+                &snapshot,
+                &target,
+                e.context("could not record the converge as applied"),
+                Status::RolledBack,
+                Blame::Environment,
+                sink,
+            )?,
+        },
+        Err(error) => {
+            // Like a crash, a stop request says nothing about the commit.
+            let blame = if cancel.is_cancelled() {
+                Blame::Environment
+            } else {
+                Blame::DesiredState
+            };
+            rollback(
+                gens,
+                &mut generation,
+                &snapshot,
+                &target,
+                error,
+                Status::RolledBack,
+                blame,
+                sink,
+            )?
+        }
+    };
+    let installed = || {
+        Ok(rpm::query_all(engine.root.path(), cancel)?
+            .iter()
+            .map(crate::store::packages::file_name)
+            .collect())
+    };
+    if let Err(e) = engine
+        .store
+        .collect_garbage(engine.keep_generations, installed)
+    {
+        warn!(
+            error = format!("{e:#}"),
+            "garbage collection of old generations failed"
+        );
+    }
+    Ok(outcome)
+}
+
+/// Units to snapshot, each with what it depends on.
+type UnitDeps = Vec<(String, Vec<String>)>;
+
+/// The paths, package names and units a snapshot before `changes` must
+/// hold. A package can create or change any path and restart any unit:
+/// with a package transaction, every declared path and service is captured.
+fn what_to_snapshot(
+    desired: &DesiredState,
+    changes: &[Change],
+) -> (Vec<String>, Option<Vec<String>>, UnitDeps) {
+    // A `latest` package is decided again once new repo files are written,
+    // so it may change even when the plan shows no package step yet.
+    let packages_change = changes.iter().any(|c| matches!(c.op, Op::Package { .. }))
+        || (!desired.package_names(true).is_empty()
+            && changes.iter().any(|c| c.resource.kind == Kind::Repo));
+    let mut paths: Vec<String> = changes
+        .iter()
+        .filter_map(|c| c.op.path().map(str::to_owned))
+        .collect();
+    let services = desired.services();
+    let mut touched: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::Service { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
+    if packages_change {
+        paths.extend(plan::paths_to_observe(desired));
+        touched = services.iter().map(|s| s.unit.clone()).collect();
+    }
+    touched.sort();
+    touched.dedup();
+    let units = touched
+        .into_iter()
+        .map(|u| {
+            let depends = services
+                .iter()
+                .find(|s| s.unit == u)
+                .map(|s| dependency_keys(desired, s))
+                .unwrap_or_default();
+            (u, depends)
+        })
+        .collect();
+    let packages = packages_change.then(|| desired.package_names(false));
+    (paths, packages, units)
+}
+
+/// Restores `snapshot`, verifies the host against it, and records the
+/// result in `generation` (`ok_status` when restored).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rollback(
+    gens: &Generations,
+    generation: &mut Generation,
+    snapshot: &Snapshot,
+    target: &Target<'_>,
+    error: anyhow::Error,
+    ok_status: Status,
+    blame: Blame,
+    sink: &mut dyn Sink,
+) -> Result<Outcome> {
+    // The host comes first: a record that cannot be written (a full disk)
+    // must not keep the restore from running.
+    let record = |generation: &mut Generation, status: Status, reason: Option<String>| {
+        if let Err(e) = gens.finish(generation, status, reason) {
+            tracing::error!(
+                generation = generation.id,
+                error = format!("{e:#}"),
+                "could not record the generation's status"
+            );
+        }
+    };
+    let running = if ok_status == Status::Undone {
+        Status::Undoing
+    } else {
+        Status::RollingBack
+    };
+    sink.event(&Event::RollingBack {
+        generation: generation.id,
+        reason: format!("{error:#}"),
+    });
+    record(generation, running, Some(format!("{error:#}")));
+    // A stop request must not leave the host half restored: the restore
+    // runs to completion (each step has its timeout).
+    let _finish_even_when_stopping = target.cancel.shield();
+    let report = snapshot::restore(snapshot, target);
+    generation.rollback_dnf_transactions = report.dnf_transactions;
+    let restore_errors = report.errors;
+    let differences = snapshot::differences(snapshot, target)
+        .unwrap_or_else(|e| vec![format!("(could not verify: {e:#})")]);
+    if restore_errors.is_empty() && differences.is_empty() {
+        record(generation, ok_status, None);
+        sink.event(&Event::Restored {
+            generation: generation.id,
+        });
+        Ok(Outcome::RolledBack {
+            generation: generation.id,
+            error,
+            blame,
+        })
+    } else {
+        record(generation, Status::RestoreFailed, None);
+        tracing::error!(
+            generation = generation.id,
+            errors = ?restore_errors.iter().map(|e| format!("{e:#}")).collect::<Vec<_>>(),
+            "restore errors"
+        );
+        sink.event(&Event::RestoreFailed {
+            generation: generation.id,
+            differences: differences.clone(),
+        });
+        Ok(Outcome::RestoreFailed {
+            generation: generation.id,
+            error,
+            blame,
+            restore_errors,
+            differences,
+        })
+    }
+}
+
+/// What a service's `restart_on`/`reload_on` point at, as a rollback sees
+/// it: host paths, and `package:NAME`.
+fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
+    s.restart_on
+        .iter()
+        .chain(&s.reload_on)
+        .filter_map(|id| match id.kind {
+            Kind::Package => Some(id.to_string()),
+            _ => desired
+                .resources
+                .iter()
+                .find(|d| d.resource.id() == *id)
+                .and_then(|d| d.resource.path()),
+        })
+        .collect()
+}
+
+/// Opens the root directory of a converge. A missing root is created when
+/// `create` (a real converge into a fresh demo path), else `None`.
+pub fn open_root(path: &Path, create: bool) -> Result<Option<FsRoot>> {
+    if !path.exists() {
+        if !create {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("failed to create root directory {}", path.display()))?;
+    }
+    FsRoot::open(path).map(Some)
+}
