@@ -4,10 +4,13 @@
 //! through [`tree::ConfigTree`]; facts arrive as a value.
 
 pub mod checks;
+mod content;
 pub mod diag;
 pub mod facts;
 pub mod load;
+mod merge;
 pub mod model;
+mod options;
 pub mod parse;
 pub mod schema;
 pub mod template;

@@ -36,6 +36,61 @@ pub enum PackageChange {
     },
 }
 
+/// What one declared package needs in this converge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// It is as declared.
+    AsDeclared,
+    /// This change, for this reason.
+    Change(PackageChange, String),
+    /// A `latest` package no repository offers yet, while repo files are
+    /// written in this converge: installed by name now if missing, and
+    /// decided again once the repo files are written (see `converge`).
+    AfterRepoFiles {
+        /// The install, when it is not installed at all.
+        install: Option<(PackageChange, String)>,
+        /// What the operator should know.
+        note: String,
+    },
+}
+
+/// Decides package `p`. `repo_files_pending`: repo files are written in
+/// this converge, before the package transaction. `latest_error`: why the
+/// repository query for `latest` versions failed, for the message.
+pub fn decide(
+    p: &Package,
+    installed: &[Nevra],
+    available: Option<&Evr>,
+    repo_files_pending: bool,
+    latest_error: Option<&str>,
+) -> Result<Decision, String> {
+    if p.state == PackageState::Latest && available.is_none() && repo_files_pending {
+        return Ok(Decision::AfterRepoFiles {
+            install: installed.is_empty().then(|| {
+                (
+                    PackageChange::Install {
+                        spec: p.name.clone(),
+                    },
+                    "not installed; the newest build is looked up after the repo files are written"
+                        .to_owned(),
+                )
+            }),
+            note: format!(
+                "package {}: the latest version is checked after the repo files are written",
+                p.name
+            ),
+        });
+    }
+    match plan_package(p, installed, available) {
+        Ok(Some((change, reason))) => Ok(Decision::Change(change, reason)),
+        Ok(None) => Ok(Decision::AsDeclared),
+        Err(message) => Err(match latest_error {
+            Some(e) => format!("{message} (the repository query failed: {e})"),
+            None => message,
+        }),
+    }
+}
+
 /// The change `p` needs, with the reason, or `None` when it is as declared.
 /// `Err` when it cannot be decided (a `latest` package no repository offers).
 pub fn plan_package(
@@ -198,5 +253,31 @@ mod tests {
             panic!("expected a removal")
         };
         assert_eq!(installed.len(), 2);
+    }
+
+    #[test]
+    fn latest_waits_for_repo_files_written_in_the_same_converge() {
+        let p = pkg(PackageState::Latest);
+        let Ok(Decision::AfterRepoFiles { install, note }) = decide(&p, &[], None, true, None)
+        else {
+            panic!("expected a decision after the repo files")
+        };
+        assert!(matches!(install, Some((PackageChange::Install { .. }, _))));
+        assert!(note.contains("after the repo files are written"), "{note}");
+        let Ok(Decision::AfterRepoFiles { install, .. }) =
+            decide(&p, &[nevra("1.0-1")], None, true, None)
+        else {
+            panic!("expected a decision after the repo files")
+        };
+        assert_eq!(install, None, "installed: only looked at again");
+        let err = decide(&p, &[], None, false, Some("repo down")).expect_err("no repository");
+        assert!(
+            err.ends_with("(the repository query failed: repo down)"),
+            "{err}"
+        );
+        assert_eq!(
+            decide(&pkg(PackageState::Absent), &[], None, true, None),
+            Ok(Decision::AsDeclared)
+        );
     }
 }

@@ -1,0 +1,191 @@
+//! The content of the host's files: read from the repo (following
+//! symlinks only while they stay inside it), rendered when a template, and
+//! held to the size cap.
+
+use super::diag::{Diagnostic, Origin};
+use super::facts::Facts;
+use super::merge::Winner;
+use super::model::{Declared, Ensure, File, Resource};
+use super::options::LoadOptions;
+use super::parse::{ContentSpec, Decl, FileSpec, ParsedFile, Spec};
+use super::template::{Scope, TemplateOrigin, render};
+use super::tree::{ConfigTree, EntryKind};
+
+/// Symlinks followed inside the repo before giving up (as the kernel does).
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Reads and renders contents, collecting every problem.
+pub(super) struct Contents<'a> {
+    /// The config repo.
+    pub(super) tree: &'a dyn ConfigTree,
+    /// The agent's limits.
+    pub(super) opts: &'a LoadOptions,
+    /// Problems found.
+    pub(super) diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Contents<'_> {
+    /// Reads sources and renders templates; returns resources in apply order.
+    pub(super) fn resolve(
+        &mut self,
+        winners: &[Winner],
+        layers: &[(String, ParsedFile)],
+        host: &str,
+        facts: &Facts,
+    ) -> Vec<Declared> {
+        let mut vars = toml::Table::new();
+        for (_, p) in layers {
+            for (k, v) in &p.vars {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        let scope = Scope::new(&vars, facts, host);
+        let mut out = Vec::new();
+        for w in winners {
+            let resource = match &w.decl.spec {
+                Spec::Repo(r) => Some(Resource::Repo(r.clone())),
+                Spec::Package(p) => Some(Resource::Package(p.clone())),
+                Spec::Directory(d) => Some(Resource::Directory(d.clone())),
+                Spec::Symlink(s) => Some(Resource::Symlink(s.clone())),
+                Spec::Service(s) => Some(Resource::Service(s.clone())),
+                Spec::File(f) => self.file_content(f, &w.decl, &scope).map(Resource::File),
+            };
+            if let Some(resource) = resource {
+                out.push(Declared {
+                    resource,
+                    origin: w.decl.origin.clone(),
+                });
+            }
+        }
+        out.sort_by_key(|d| d.resource.id().kind);
+        out
+    }
+
+    fn file_content(&mut self, f: &FileSpec, decl: &Decl, scope: &Scope) -> Option<File> {
+        let (bytes, tmpl_file, first_line) = match &f.content {
+            ContentSpec::Nothing => (Vec::new(), String::new(), 0),
+            ContentSpec::Inline(text) => (
+                text.clone().into_bytes(),
+                decl.origin.file.clone(),
+                decl.content_line,
+            ),
+            ContentSpec::Source(src) => match self.read_source(src, &decl.origin) {
+                Ok(Some(b)) => (b, src.clone(), 1),
+                Ok(None) => return None,
+                Err(e) => {
+                    self.diags
+                        .push(decl.origin.diag(format!("source `{src}`: {e:#}")));
+                    return None;
+                }
+            },
+        };
+        let content = if f.template && f.ensure == Ensure::Present {
+            let Ok(text) = String::from_utf8(bytes) else {
+                self.diags.push(Diagnostic::file(
+                    tmpl_file,
+                    "template = true, but the content is not valid UTF-8 text",
+                ));
+                return None;
+            };
+            let origin = TemplateOrigin {
+                file: &tmpl_file,
+                first_line,
+            };
+            match render(&text, scope, &origin) {
+                Ok(s) => s.into_bytes(),
+                Err(e) => {
+                    self.diags.push(Diagnostic {
+                        file: e.file,
+                        line: e.line,
+                        column: None,
+                        message: format!("{} (for file:{})", e.message, f.path),
+                    });
+                    return None;
+                }
+            }
+        } else {
+            bytes
+        };
+        if content.len() as u64 > self.opts.max_file_size {
+            self.diags.push(decl.origin.diag(format!(
+                "content of {} is {} bytes, over the cap of {} bytes",
+                f.path,
+                content.len(),
+                self.opts.max_file_size
+            )));
+            return None;
+        }
+        Some(File {
+            path: f.path.clone(),
+            ensure: f.ensure,
+            content,
+            meta: f.meta.clone(),
+            sensitive: f.sensitive,
+        })
+    }
+
+    /// Reads a `source` file, following symlinks only while they stay inside
+    /// the repo. `Ok(None)`: a problem was reported.
+    fn read_source(&mut self, src: &str, origin: &Origin) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut pending: Vec<String> = src.split('/').rev().map(str::to_owned).collect();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(comp) = pending.pop() {
+            match comp.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if resolved.pop().is_none() {
+                        self.diags.push(origin.diag(format!(
+                            "source `{src}` is a symlink that leaves the config repo"
+                        )));
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(comp);
+            let here = resolved.join("/");
+            match self.tree.kind(&here)? {
+                None => {
+                    self.diags.push(origin.diag(format!(
+                        "source `{src}` does not exist in {}",
+                        self.tree.describe()
+                    )));
+                    return Ok(None);
+                }
+                Some(EntryKind::Symlink { target }) => {
+                    hops += 1;
+                    if target.starts_with('/') || hops > MAX_SYMLINK_HOPS {
+                        self.diags.push(origin.diag(format!(
+                            "source `{src}` is a symlink that leaves the config repo (`{here}` -> `{target}`)"
+                        )));
+                        return Ok(None);
+                    }
+                    resolved.pop();
+                    pending.extend(target.split('/').rev().map(str::to_owned));
+                }
+                Some(EntryKind::File { size }) if pending.is_empty() => {
+                    if size > self.opts.max_file_size {
+                        self.diags.push(origin.diag(format!(
+                            "source `{src}` is {size} bytes, over the cap of {} bytes",
+                            self.opts.max_file_size
+                        )));
+                        return Ok(None);
+                    }
+                    return Ok(Some(self.tree.read(&here)?));
+                }
+                Some(EntryKind::Dir) if !pending.is_empty() => {}
+                Some(_) => {
+                    self.diags.push(origin.diag(format!(
+                        "source `{src}` is not a regular file (`{here}` is a directory or special file)"
+                    )));
+                    return Ok(None);
+                }
+            }
+        }
+        self.diags
+            .push(origin.diag(format!("source `{src}` is not a regular file")));
+        Ok(None)
+    }
+}

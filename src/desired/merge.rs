@@ -1,0 +1,143 @@
+//! Merging the layers of a host's desired state (its roles in order, then
+//! the host file): later roles may not contradict earlier ones, the host
+//! file overrides any role; then the cross-checks of the merged result.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::diag::Diagnostic;
+use super::model::{Check, ResourceId};
+use super::parse::{CheckDecl, Decl, ParsedFile, Spec};
+
+/// One merged resource: the winning declaration and the file it came from.
+pub(super) struct Winner {
+    pub(super) decl: Decl,
+    pub(super) file: String,
+}
+
+/// Merges declarations: later roles may not contradict earlier ones, the
+/// host file overrides any role. Returns the winners in first-declared
+/// order.
+pub(super) fn merge(layers: &[(String, ParsedFile)], diags: &mut Vec<Diagnostic>) -> Vec<Winner> {
+    let host_file = layers.last().map(|(f, _)| f.clone()).unwrap_or_default();
+    let mut index: HashMap<ResourceId, usize> = HashMap::new();
+    let mut winners: Vec<Winner> = Vec::new();
+    let mut conflicts: BTreeMap<ResourceId, Diagnostic> = BTreeMap::new();
+    for (file, parsed) in layers {
+        let is_host = *file == host_file;
+        for decl in &parsed.decls {
+            let id = decl.spec.id();
+            let Some(&i) = index.get(&id) else {
+                index.insert(id, winners.len());
+                winners.push(Winner {
+                    decl: decl.clone(),
+                    file: file.clone(),
+                });
+                continue;
+            };
+            let prev = &winners[i];
+            if is_host && prev.file != *file {
+                // The host file decides, even a conflict between roles,
+                // and even when it agrees with one of them.
+                conflicts.remove(&id);
+                winners[i] = Winner {
+                    decl: decl.clone(),
+                    file: file.clone(),
+                };
+            } else if prev.decl.spec == decl.spec {
+                continue;
+            } else if prev.file == *file {
+                diags.push(decl.origin.diag(format!(
+                    "{id} is declared twice in this file, differently (first at line {})",
+                    prev.decl.origin.line
+                )));
+            } else {
+                conflicts.entry(id.clone()).or_insert_with(|| {
+                    decl.origin.diag(format!(
+                        "{id} is declared differently by {} and {} (declare it in the host file to choose)",
+                        prev.decl.origin, decl.origin
+                    ))
+                });
+            }
+        }
+    }
+    diags.extend(conflicts.into_values());
+    check_paths(&winners, diags);
+    check_references(&winners, diags);
+    winners
+}
+
+/// One path is one kind: a file and a directory cannot share a path,
+/// nor a `[[file]]` and a `[[repo]]`'s repo file.
+fn check_paths(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
+    let mut by_path: HashMap<String, &Winner> = HashMap::new();
+    for w in winners {
+        let Some(path) = w.decl.spec.path() else {
+            continue;
+        };
+        if let Some(other) = by_path.get(&path) {
+            diags.push(w.decl.origin.diag(format!(
+                "{} and {} ({}) both manage the path {path}",
+                w.decl.spec.id(),
+                other.decl.spec.id(),
+                other.decl.origin
+            )));
+        } else {
+            by_path.insert(path, w);
+        }
+    }
+}
+
+fn check_references(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
+    let declared: HashMap<ResourceId, ()> =
+        winners.iter().map(|w| (w.decl.spec.id(), ())).collect();
+    for w in winners {
+        let Spec::Service(s) = &w.decl.spec else {
+            continue;
+        };
+        let refs = s.restart_on.iter().map(|r| ("restart_on", r));
+        let refs = refs.chain(s.reload_on.iter().map(|r| ("reload_on", r)));
+        for ((key, r), origin) in refs.zip(&w.decl.ref_origins) {
+            if !declared.contains_key(r) {
+                diags.push(origin.diag(format!(
+                    "`{key}` of {} refers to {r}, which is not declared for this host",
+                    s.unit
+                )));
+            }
+        }
+    }
+}
+
+pub(super) fn merge_checks(
+    layers: &[(String, ParsedFile)],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Check> {
+    let host_file = layers.last().map(|(f, _)| f.clone()).unwrap_or_default();
+    let mut out: Vec<(String, CheckDecl)> = Vec::new();
+    let mut conflicts: BTreeMap<String, Diagnostic> = BTreeMap::new();
+    for (file, parsed) in layers {
+        let is_host = *file == host_file;
+        for c in &parsed.checks {
+            let name = &c.check.name;
+            match out.iter_mut().find(|(_, o)| o.check.name == *name) {
+                None => out.push((file.clone(), c.clone())),
+                // As for resources, the host file decides.
+                Some((f, o)) if is_host && *f != host_file => {
+                    conflicts.remove(name);
+                    *f = file.clone();
+                    *o = c.clone();
+                }
+                Some((_, o)) if o.check == c.check => {}
+                Some((_, o)) => {
+                    conflicts.entry(name.clone()).or_insert_with(|| {
+                        c.origin.diag(format!(
+                            "check `{name}` is declared differently at {} and here (declare it in the host file to choose)",
+                            o.origin
+                        ))
+                    });
+                }
+            }
+        }
+    }
+    diags.extend(conflicts.into_values());
+    out.into_iter().map(|(_, c)| c.check).collect()
+}

@@ -1,0 +1,35 @@
+//! What the loader is told by the agent, and how loading fails.
+
+use super::diag::Diagnostic;
+
+/// Largest file a config repo may hand to a host, unless configured.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Settings of the loader that come from the agent, not the repo.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The agent's state directory, which no resource may touch.
+    pub state_dir: String,
+    /// Size cap of one managed file's content.
+    pub max_file_size: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            state_dir: "/var/lib/driftless".to_owned(),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+        }
+    }
+}
+
+/// Why a desired state could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The repo is invalid; all problems found are listed.
+    #[error("the config repo is invalid ({} problem{})", .0.len(), if .0.len() == 1 { "" } else { "s" })]
+    Invalid(Vec<Diagnostic>),
+    /// The repo could not be read at all.
+    #[error(transparent)]
+    Read(#[from] anyhow::Error),
+}

@@ -1,0 +1,208 @@
+//! The plan's vocabulary: one step ([`Op`]), one planned change with its
+//! reasons ([`Change`]), the ordered [`Plan`], and why a plan cannot be
+//! made ([`PlanProblem`]).
+
+use serde::Serialize;
+
+use super::observed::FsMeta;
+use super::packages::PackageChange;
+use super::services::ServiceVerb;
+use crate::desired::diag::Origin;
+use crate::desired::model::ResourceId;
+
+/// Metadata of directories driftless creates on its own as missing parents.
+pub const IMPLICIT_DIR_MODE: u32 = 0o755;
+
+/// One step of a converge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Op {
+    /// Create a directory.
+    CreateDir {
+        /// Host path.
+        path: String,
+        /// Owner, group, mode.
+        #[serde(flatten)]
+        meta: MetaView,
+    },
+    /// Create or replace a regular file's content (atomically).
+    WriteFile {
+        /// Host path.
+        path: String,
+        /// New content.
+        #[serde(skip)]
+        content: Vec<u8>,
+        /// Owner, group, mode.
+        #[serde(flatten)]
+        meta: MetaView,
+    },
+    /// Change owner, group or mode only.
+    SetMeta {
+        /// Host path.
+        path: String,
+        /// Owner, group, mode.
+        #[serde(flatten)]
+        meta: MetaView,
+    },
+    /// Create or retarget a symlink (atomically).
+    Symlink {
+        /// Host path of the link.
+        path: String,
+        /// Its target.
+        target: String,
+    },
+    /// Remove a file or symlink.
+    RemoveFile {
+        /// Host path.
+        path: String,
+    },
+    /// Remove an empty directory.
+    RemoveDir {
+        /// Host path.
+        path: String,
+    },
+    /// Change a package. All package changes of a converge are applied in
+    /// one dnf transaction.
+    Package {
+        /// Package name.
+        name: String,
+        /// What to do.
+        #[serde(flatten)]
+        change: PackageChange,
+    },
+    /// `systemctl daemon-reload`, once, before any other service step.
+    DaemonReload,
+    /// One systemctl verb on one unit.
+    Service {
+        /// Unit name.
+        unit: String,
+        /// What to do.
+        verb: ServiceVerb,
+    },
+}
+
+impl Op {
+    /// The host path the step changes, for filesystem steps.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Op::CreateDir { path, .. }
+            | Op::WriteFile { path, .. }
+            | Op::SetMeta { path, .. }
+            | Op::Symlink { path, .. }
+            | Op::RemoveFile { path }
+            | Op::RemoveDir { path } => Some(path),
+            Op::Package { .. } | Op::DaemonReload | Op::Service { .. } => None,
+        }
+    }
+
+    /// A short verb for humans.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Op::CreateDir { .. } => "create directory",
+            Op::WriteFile { .. } => "write file",
+            Op::SetMeta { .. } => "set owner/group/mode",
+            Op::Symlink { .. } => "link",
+            Op::RemoveFile { .. } => "remove",
+            Op::RemoveDir { .. } => "remove directory",
+            Op::Package { change, .. } => match change {
+                PackageChange::Install { .. } => "install",
+                PackageChange::Upgrade { .. } => "upgrade",
+                PackageChange::Downgrade { .. } => "downgrade",
+                PackageChange::Remove { .. } => "remove package",
+            },
+            Op::DaemonReload => "daemon-reload",
+            Op::Service { verb, .. } => verb.as_str(),
+        }
+    }
+
+    /// Whether this is a service-phase step (re-planned after packages).
+    pub fn is_service(&self) -> bool {
+        matches!(self, Op::DaemonReload | Op::Service { .. })
+    }
+}
+
+/// Owner, group and mode, with names kept for people and ids for the
+/// system calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MetaView {
+    /// Owner name as declared.
+    pub owner: String,
+    /// Group name as declared.
+    pub group: String,
+    /// Mode as octal text.
+    pub mode: String,
+    /// Numbers to apply.
+    #[serde(skip)]
+    pub ids: FsMeta,
+    /// The owner or group does not exist yet; a package in this converge is
+    /// expected to create it. Such a step is never applied as planned: the
+    /// steps after the package transaction are planned again.
+    #[serde(skip)]
+    pub deferred: bool,
+}
+
+/// One planned change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The resource it converges (for implicit parents, the directory).
+    pub resource: ResourceId,
+    /// What to do.
+    #[serde(flatten)]
+    pub op: Op,
+    /// Why, in words: each difference found.
+    pub reasons: Vec<String>,
+    /// Unified diff of text content, when shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// The ordered changes for one host.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    /// Changes in apply order.
+    pub changes: Vec<Change>,
+    /// What the operator should know that is not a change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// How many leading changes are the repo phase (repo files and the
+    /// directories they need), applied before the package transaction.
+    #[serde(skip)]
+    pub repo_phase: usize,
+}
+
+impl Plan {
+    /// Whether the host is already converged.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// A reason the plan cannot be made; the host is left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{resource} ({origin}): {message}")]
+pub struct PlanProblem {
+    /// The resource concerned.
+    pub resource: ResourceId,
+    /// Where it is declared.
+    pub origin: Origin,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Change {
+    /// A change without a diff.
+    pub fn new(id: &ResourceId, op: Op, reasons: Vec<String>) -> Self {
+        Change {
+            resource: id.clone(),
+            op,
+            reasons,
+            diff: None,
+        }
+    }
+
+    /// The same change, with a diff of its content.
+    pub fn with_diff(mut self, diff: Option<String>) -> Self {
+        self.diff = diff;
+        self
+    }
+}

@@ -1,0 +1,490 @@
+//! Planning paths: files, directories, symlinks and repo files, with the
+//! missing parents they need, in apply order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Plan, PlanProblem};
+use super::content::text_diff;
+use super::observed::{Accounts, FsMeta, Observed};
+use crate::desired::DesiredState;
+use crate::desired::diag::Origin;
+use crate::desired::model::{Ensure, Kind, Meta, Resource, ResourceId};
+
+/// The path planner's state while one plan is made.
+pub(super) struct Planner<'a> {
+    accounts: &'a Accounts,
+    problems: Vec<PlanProblem>,
+    /// Declared present directories: used when one is also a missing parent.
+    declared_dirs: BTreeMap<String, (Meta, Origin)>,
+    /// Directories to create, by path (so parents sort first).
+    dir_creates: BTreeMap<String, Change>,
+    /// Directory creations that repo files need before the repo phase.
+    early: Vec<String>,
+    repos: Vec<Change>,
+    dirs: Vec<Change>,
+    files: Vec<Change>,
+    removals: Vec<Change>,
+    /// Absent directories that exist: (id, origin, path, entry names).
+    rmdirs: Vec<(ResourceId, Origin, String, Vec<String>)>,
+    packages: Vec<Change>,
+    notes: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner for `desired` against a host with `accounts`.
+    pub(super) fn new(desired: &DesiredState, accounts: &'a Accounts) -> Self {
+        let mut declared_dirs = BTreeMap::new();
+        for d in &desired.resources {
+            if let Resource::Directory(dir) = &d.resource
+                && dir.ensure == Ensure::Present
+            {
+                declared_dirs.insert(dir.path.clone(), (dir.meta.clone(), d.origin.clone()));
+            }
+        }
+        Planner {
+            accounts,
+            problems: Vec::new(),
+            declared_dirs,
+            dir_creates: BTreeMap::new(),
+            early: Vec::new(),
+            repos: Vec::new(),
+            dirs: Vec::new(),
+            files: Vec::new(),
+            removals: Vec::new(),
+            rmdirs: Vec::new(),
+            packages: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Whether repo files are written before the package transaction (so
+    /// far: resources are planned in apply order, repos first).
+    pub(super) fn repo_files_pending(&self) -> bool {
+        !self.repos.is_empty()
+    }
+
+    /// Adds a package change (the transaction comes before the paths).
+    pub(super) fn package(&mut self, c: Change) {
+        self.packages.push(c);
+    }
+
+    /// Adds something the operator should know.
+    pub(super) fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    /// Adds a reason the plan cannot be made.
+    pub(super) fn problem(&mut self, p: PlanProblem) {
+        self.problems.push(p);
+    }
+
+    fn meta(&self, m: &Meta) -> Result<MetaView, String> {
+        let (uid, gid) = (self.accounts.uid(&m.owner), self.accounts.gid(&m.group));
+        // A user or group a package creates (nginx for the nginx package)
+        // is known only after the transaction, which comes first.
+        if (uid.is_none() || gid.is_none()) && !self.packages.is_empty() {
+            return Ok(MetaView {
+                owner: m.owner.clone(),
+                group: m.group.clone(),
+                mode: format!("{:04o}", m.mode),
+                ids: FsMeta {
+                    uid: uid.unwrap_or(0),
+                    gid: gid.unwrap_or(0),
+                    mode: m.mode,
+                },
+                deferred: true,
+            });
+        }
+        let uid = uid.ok_or_else(|| {
+            format!(
+                "owner `{}` does not exist on the host (not in /etc/passwd)",
+                m.owner
+            )
+        })?;
+        let gid = gid.ok_or_else(|| {
+            format!(
+                "group `{}` does not exist on the host (not in /etc/group)",
+                m.group
+            )
+        })?;
+        Ok(MetaView {
+            owner: m.owner.clone(),
+            group: m.group.clone(),
+            mode: format!("{:04o}", m.mode),
+            ids: FsMeta {
+                uid,
+                gid,
+                mode: m.mode,
+            },
+            deferred: false,
+        })
+    }
+
+    fn meta_reasons(&self, have: FsMeta, want: &MetaView) -> Vec<String> {
+        let mut r = Vec::new();
+        if want.deferred {
+            r.push(format!(
+                "owner {}:{} is set after the package transaction creates it",
+                want.owner, want.group
+            ));
+            return r;
+        }
+        if have.uid != want.ids.uid {
+            r.push(format!(
+                "owner is {}, should be {}",
+                self.accounts.user_name(have.uid),
+                want.owner
+            ));
+        }
+        if have.gid != want.ids.gid {
+            r.push(format!(
+                "group is {}, should be {}",
+                self.accounts.group_name(have.gid),
+                want.group
+            ));
+        }
+        if have.mode != want.ids.mode {
+            r.push(format!(
+                "mode is {:04o}, should be {}",
+                have.mode, want.mode
+            ));
+        }
+        r
+    }
+
+    /// Queues creation of missing parents of `path`.
+    fn parents(&mut self, path: &str, observed: &Observed, early: bool) -> Result<(), String> {
+        let Observed::Missing { missing_parents } = observed else {
+            return Ok(());
+        };
+        for parent in missing_parents {
+            let (meta, reason) = match self.declared_dirs.get(parent) {
+                Some((m, _)) => (self.meta(&m.clone())?, "does not exist".to_owned()),
+                None => (
+                    self.meta(&Meta {
+                        owner: "root".into(),
+                        group: "root".into(),
+                        mode: IMPLICIT_DIR_MODE,
+                    })?,
+                    format!("missing parent directory of {path}"),
+                ),
+            };
+            self.dir_creates
+                .entry(parent.clone())
+                .or_insert_with(|| Change {
+                    resource: ResourceId::new(Kind::Directory, parent),
+                    op: Op::CreateDir {
+                        path: parent.clone(),
+                        meta,
+                    },
+                    reasons: vec![reason],
+                    diff: None,
+                });
+            if early && !self.early.contains(parent) {
+                self.early.push(parent.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans the path resource `r`, observed as `observed`.
+    pub(super) fn resource(
+        &mut self,
+        r: &Resource,
+        id: &ResourceId,
+        origin: &Origin,
+        observed: &Observed,
+    ) -> Result<(), String> {
+        match r {
+            Resource::Repo(repo) => {
+                let content = repo.render();
+                let meta = Meta {
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: 0o644,
+                };
+                let change = self.file_like(
+                    id,
+                    &repo.path(),
+                    repo.ensure,
+                    &content,
+                    &meta,
+                    false,
+                    observed,
+                    true,
+                )?;
+                self.repos.extend(change);
+            }
+            Resource::File(f) => {
+                let change = self.file_like(
+                    id,
+                    &f.path,
+                    f.ensure,
+                    &f.content,
+                    &f.meta,
+                    f.sensitive,
+                    observed,
+                    false,
+                )?;
+                self.files.extend(change);
+            }
+            Resource::Symlink(s) => {
+                let change = match (s.ensure, observed) {
+                    (Ensure::Present, Observed::Symlink { target }) if *target == s.target => None,
+                    (Ensure::Present, Observed::Dir { .. } | Observed::Other { .. }) => {
+                        return Err(format!(
+                            "{} exists as {}; driftless will not replace it with a symlink",
+                            s.path,
+                            describe(observed)
+                        ));
+                    }
+                    (Ensure::Present, _) => {
+                        self.parents(&s.path, observed, false)?;
+                        let reason = match observed {
+                            Observed::Symlink { target } => {
+                                format!("points to {target}, should point to {}", s.target)
+                            }
+                            Observed::File { .. } => {
+                                format!("is a regular file, should be a symlink to {}", s.target)
+                            }
+                            _ => "does not exist".to_owned(),
+                        };
+                        Some(change(
+                            id,
+                            Op::Symlink {
+                                path: s.path.clone(),
+                                target: s.target.clone(),
+                            },
+                            vec![reason],
+                        ))
+                    }
+                    (Ensure::Absent, Observed::Symlink { .. }) => Some(change(
+                        id,
+                        Op::RemoveFile {
+                            path: s.path.clone(),
+                        },
+                        vec!["exists, should be absent".into()],
+                    )),
+                    (Ensure::Absent, _) => None,
+                };
+                self.files.extend(change);
+            }
+            Resource::Directory(d) => match (d.ensure, observed) {
+                (Ensure::Present, Observed::Missing { .. }) => {
+                    self.parents(&d.path, observed, false)?;
+                    let meta = self.meta(&d.meta)?;
+                    self.dir_creates.entry(d.path.clone()).or_insert_with(|| {
+                        change(
+                            id,
+                            Op::CreateDir {
+                                path: d.path.clone(),
+                                meta,
+                            },
+                            vec!["does not exist".into()],
+                        )
+                    });
+                }
+                (Ensure::Present, Observed::Dir { meta: have, .. }) => {
+                    let want = self.meta(&d.meta)?;
+                    let reasons = self.meta_reasons(*have, &want);
+                    if !reasons.is_empty() {
+                        self.dirs.push(change(
+                            id,
+                            Op::SetMeta {
+                                path: d.path.clone(),
+                                meta: want,
+                            },
+                            reasons,
+                        ));
+                    }
+                }
+                (Ensure::Present, other) => {
+                    return Err(format!(
+                        "{} exists as {}; driftless will not replace it with a directory",
+                        d.path,
+                        describe(other)
+                    ));
+                }
+                (Ensure::Absent, Observed::Dir { entries, .. }) => {
+                    // Whether the plan empties it is known only at the end.
+                    self.rmdirs
+                        .push((id.clone(), origin.clone(), d.path.clone(), entries.clone()));
+                }
+                (Ensure::Absent, _) => {}
+            },
+            Resource::Package(_) | Resource::Service(_) => {}
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn file_like(
+        &mut self,
+        id: &ResourceId,
+        path: &str,
+        ensure: Ensure,
+        content: &[u8],
+        meta: &Meta,
+        sensitive: bool,
+        observed: &Observed,
+        early: bool,
+    ) -> Result<Option<Change>, String> {
+        if ensure == Ensure::Absent {
+            return Ok(match observed {
+                Observed::File { .. } | Observed::Symlink { .. } => Some(change(
+                    id,
+                    Op::RemoveFile {
+                        path: path.to_owned(),
+                    },
+                    vec!["exists, should be absent".into()],
+                )),
+                _ => None,
+            });
+        }
+        let want = self.meta(meta)?;
+        let write = |reasons: Vec<String>, old: Option<&[u8]>| {
+            let diff = (!sensitive)
+                .then(|| text_diff(path, old, content))
+                .flatten();
+            let mut reasons = reasons;
+            if sensitive {
+                reasons.push("content hidden: the file is sensitive".into());
+            }
+            change(
+                id,
+                Op::WriteFile {
+                    path: path.to_owned(),
+                    content: content.to_vec(),
+                    meta: want.clone(),
+                },
+                reasons,
+            )
+            .with_diff(diff)
+        };
+        Ok(match observed {
+            Observed::Missing { .. } => {
+                self.parents(path, observed, early)?;
+                Some(write(vec!["does not exist".into()], Some(b"")))
+            }
+            Observed::File {
+                meta: have,
+                sha256,
+                content: old,
+                ..
+            } => {
+                let meta_reasons = self.meta_reasons(*have, &want);
+                if *sha256 != super::content::sha256(content) {
+                    let mut reasons = vec!["content differs".to_owned()];
+                    reasons.extend(meta_reasons);
+                    Some(write(reasons, old.as_deref()))
+                } else if !meta_reasons.is_empty() {
+                    Some(change(
+                        id,
+                        Op::SetMeta {
+                            path: path.to_owned(),
+                            meta: want.clone(),
+                        },
+                        meta_reasons,
+                    ))
+                } else {
+                    None
+                }
+            }
+            Observed::Symlink { target } => Some(write(
+                vec![format!(
+                    "is a symlink to {target}, should be a regular file"
+                )],
+                None,
+            )),
+            other => {
+                return Err(format!(
+                    "{path} exists as {}; driftless will not replace it with a file",
+                    describe(other)
+                ));
+            }
+        })
+    }
+
+    /// An absent directory is removed only when empty, or when this plan
+    /// removes everything in it. Deepest first, so nested absent
+    /// directories count as removed for their parents.
+    fn plan_rmdirs(&mut self) {
+        let mut removed: BTreeSet<String> = self
+            .files
+            .iter()
+            .chain(&self.removals)
+            .filter(|c| matches!(c.op, Op::RemoveFile { .. } | Op::RemoveDir { .. }))
+            .filter_map(|c| c.op.path().map(str::to_owned))
+            .collect();
+        let mut rmdirs = std::mem::take(&mut self.rmdirs);
+        rmdirs.sort_by(|a, b| b.2.cmp(&a.2));
+        for (id, origin, path, entries) in rmdirs {
+            let left: Vec<&String> = entries
+                .iter()
+                .filter(|e| !removed.contains(&format!("{path}/{e}")))
+                .collect();
+            if left.is_empty() {
+                removed.insert(path.clone());
+                self.removals.push(change(
+                    &id,
+                    Op::RemoveDir { path },
+                    vec!["exists, should be absent".into()],
+                ));
+            } else {
+                let shown: Vec<&str> = left.iter().take(5).map(|s| s.as_str()).collect();
+                self.problems.push(PlanProblem {
+                    resource: id,
+                    origin,
+                    message: format!(
+                        "{path} should be absent but is not empty ({}{}); driftless removes a directory only when it is empty or the plan removes everything in it",
+                        shown.join(", "),
+                        if left.len() > shown.len() { ", ..." } else { "" }
+                    ),
+                });
+            }
+        }
+    }
+
+    /// The ordered plan, or every problem found.
+    pub(super) fn finish(mut self) -> Result<Plan, Vec<PlanProblem>> {
+        self.plan_rmdirs();
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        let mut changes = Vec::new();
+        // Parents of repo files first, outermost first.
+        let mut early = self.early.clone();
+        early.sort();
+        for p in early {
+            changes.extend(self.dir_creates.remove(&p));
+        }
+        changes.append(&mut self.repos);
+        let repo_phase = changes.len();
+        changes.append(&mut self.packages);
+        changes.extend(std::mem::take(&mut self.dir_creates).into_values());
+        changes.append(&mut self.dirs);
+        changes.append(&mut self.files);
+        // Deepest first, so a directory is removed after what it contained.
+        self.removals.sort_by(|a, b| b.op.path().cmp(&a.op.path()));
+        changes.append(&mut self.removals);
+        Ok(Plan {
+            changes,
+            notes: std::mem::take(&mut self.notes),
+            repo_phase,
+        })
+    }
+}
+
+fn change(id: &ResourceId, op: Op, reasons: Vec<String>) -> Change {
+    Change::new(id, op, reasons)
+}
+
+fn describe(o: &Observed) -> &'static str {
+    match o {
+        Observed::Missing { .. } => "nothing",
+        Observed::File { .. } => "a regular file",
+        Observed::Dir { .. } => "a directory",
+        Observed::Symlink { .. } => "a symlink",
+        Observed::Other { what } => what,
+    }
+}
