@@ -92,9 +92,10 @@ pub(super) struct Loaded {
     pub(super) key: String,
 }
 
-pub(super) fn load_options(settings: &Settings) -> LoadOptions {
+pub(super) fn load_options(settings: &Settings, cancel: &Cancel) -> LoadOptions {
     LoadOptions {
         state_dir: settings.state_dir.to_string_lossy().into_owned(),
+        cancel: cancel.clone(),
         ..LoadOptions::default()
     }
 }
@@ -123,7 +124,12 @@ pub(super) fn load(
     let facts = system::facts::gather();
     let host = host_name(&app.settings, req, &facts);
     subject.host = Some(host.clone());
-    match desired::load(tree.as_ref(), &host, &facts, &load_options(&app.settings)) {
+    match desired::load(
+        tree.as_ref(),
+        &host,
+        &facts,
+        &load_options(&app.settings, cancel),
+    ) {
         Ok(desired) => {
             subject.host_file = Some(desired.host_file.clone());
             subject.roles = desired.roles.clone();

@@ -66,7 +66,7 @@ fn validate_into(
     .tree;
     r.subject.source = Some(tree.describe());
     let facts = system::facts::gather();
-    let opts = load_options(&app.settings);
+    let opts = load_options(&app.settings, cancel);
     let mut diags: Vec<Diagnostic> = Vec::new();
     if all_hosts {
         let files = desired::load::list_host_files(tree.as_ref())?;

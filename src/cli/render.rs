@@ -324,7 +324,7 @@ impl Report {
                     .generation
                     .map(|g| format!(" (generation {g})"))
                     .unwrap_or_default();
-                writeln!(out, "{n} change{plural} applied{generation}:")?
+                writeln!(out, "{n} change{plural} applied{generation}:")?;
             }
             // Held: the error (a pin, or no last good state) says why when
             // nothing was done; otherwise say what was done towards it.

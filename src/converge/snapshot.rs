@@ -388,7 +388,7 @@ fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
             root.write_file(path, &t.objects.get(object)?, *meta)?;
         }
         (Prior::File { object, meta }, _) => {
-            root.write_file(path, &t.objects.get(object)?, *meta)?
+            root.write_file(path, &t.objects.get(object)?, *meta)?;
         }
         (Prior::Dir { meta }, Observed::Dir { .. }) => root.set_meta(path, *meta)?,
         (Prior::Dir { meta }, Observed::Missing { .. }) => root.create_dir(path, *meta)?,

@@ -42,6 +42,9 @@ impl Contents<'_> {
         let scope = Scope::new(&vars, facts, host);
         let mut out = Vec::new();
         for w in winners {
+            if self.opts.cancel.should_stop() {
+                break;
+            }
             let resource = match &w.decl.spec {
                 Spec::Repo(r) => Some(Resource::Repo(r.clone())),
                 Spec::Package(p) => Some(Resource::Package(p.clone())),

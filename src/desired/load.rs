@@ -110,6 +110,8 @@ pub fn load_host_file(
         diags: &mut loader.diags,
     }
     .resolve(&merged, &layers, host, facts);
+    // Rendering stops early when asked to; what it left out is no state.
+    opts.check_stop()?;
     let checks = merge_checks(&layers, &mut loader.diags);
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(sorted(loader.diags)));
@@ -147,6 +149,7 @@ impl Loader<'_> {
         if let Some(p) = self.parsed.get(file) {
             return Ok(p.clone());
         }
+        self.opts.check_stop()?;
         let result = match self.tree.kind(file)? {
             Some(EntryKind::File { .. }) => {
                 let bytes = self.tree.read(file)?;
@@ -248,6 +251,18 @@ mod tests {
             .iter()
             .map(|r| r.resource.id().to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_cancelled_run_stops_loading() {
+        let t = MemTree::new().file("hosts/h.toml", "[[file]]\npath = '/x'\ncontent = ''\n");
+        let opts = LoadOptions::default();
+        opts.cancel.cancel();
+        let err = load(&t, "h", &Facts::default(), &opts).expect_err("stopped");
+        assert!(
+            matches!(&err, LoadError::Read(e) if e.to_string().contains("asked to stop")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the loader is told by the agent, and how loading fails.
 
 use super::diag::Diagnostic;
+use crate::cancel::Cancel;
 
 /// Largest file a config repo may hand to a host, unless configured.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
@@ -12,6 +13,8 @@ pub struct LoadOptions {
     pub state_dir: String,
     /// Size cap of one managed file's content.
     pub max_file_size: u64,
+    /// The run's cancellation: loading stops between files and templates.
+    pub cancel: Cancel,
 }
 
 impl Default for LoadOptions {
@@ -19,7 +22,20 @@ impl Default for LoadOptions {
         Self {
             state_dir: "/var/lib/driftless".to_owned(),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            cancel: Cancel::new(),
         }
+    }
+}
+
+impl LoadOptions {
+    /// `Err` once the run was asked to stop.
+    pub(super) fn check_stop(&self) -> Result<(), LoadError> {
+        if self.cancel.should_stop() {
+            return Err(LoadError::Read(anyhow::anyhow!(
+                "driftless was asked to stop while loading the desired state"
+            )));
+        }
+        Ok(())
     }
 }
 

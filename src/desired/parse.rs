@@ -594,7 +594,10 @@ impl Parser<'_, '_> {
         let name = f.required_string(self.cx, "name").map(Sp::into_inner);
         let mut probes = Vec::new();
         if let Some(argv) = f.string_list(self.cx, "command") {
-            let span = f.raw("command").map(|v| v.span()).unwrap_or_default();
+            let span = f
+                .raw("command")
+                .map(toml::Spanned::span)
+                .unwrap_or_default();
             if argv.is_empty() || argv[0].get_ref().is_empty() {
                 self.cx
                     .error(&span, "`command` must list a program and its arguments");

@@ -327,7 +327,7 @@ mod tests {
         let msgs: Vec<String> = cx
             .into_diagnostics()
             .iter()
-            .map(|d| d.to_string())
+            .map(ToString::to_string)
             .collect();
         assert_eq!(msgs.len(), 3, "{msgs:?}");
         assert!(msgs[0].starts_with("t.toml:1:8: `name` in [[package]] must be a string"));

@@ -14,12 +14,18 @@ use anyhow::{Result, bail};
 /// such, never followed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
-    /// A regular file (executable or not) of `size` bytes.
-    File { size: u64 },
+    /// A regular file (executable or not).
+    File {
+        /// Its size in bytes.
+        size: u64,
+    },
     /// A directory (a git tree).
     Dir,
-    /// A symbolic link with its target exactly as stored.
-    Symlink { target: String },
+    /// A symbolic link.
+    Symlink {
+        /// Its target, exactly as stored.
+        target: String,
+    },
     /// Anything else: a device, a socket, a git submodule.
     Other,
 }

@@ -159,30 +159,34 @@ pub fn open_or_init_cache(path: &Path) -> Result<gix::Repository> {
     let is_empty_dir = path.is_dir()
         && path
             .read_dir()
-            .with_context(|| format!("reading git cache directory {}", path.display()))?
+            .with_context(|| format!("failed to read git cache directory {}", path.display()))?
             .next()
             .is_none();
     if !path.exists() || is_empty_dir {
         std::fs::create_dir_all(path)
-            .with_context(|| format!("creating git cache directory {}", path.display()))?;
-        gix::init_bare(path)
-            .with_context(|| format!("creating bare git cache repository at {}", path.display()))?;
+            .with_context(|| format!("failed to create git cache directory {}", path.display()))?;
+        gix::init_bare(path).with_context(|| {
+            format!(
+                "failed to create bare git cache repository at {}",
+                path.display()
+            )
+        })?;
     }
     gix::open_opts(path, gix::open::Options::isolated())
-        .with_context(|| format!("opening git cache repository at {}", path.display()))
+        .with_context(|| format!("failed to open git cache repository at {}", path.display()))
 }
 
 /// The commit [`STAGING_REF`] points to, if a fetch ever succeeded.
 pub fn fetched_head(repo: &gix::Repository) -> Result<Option<ObjectId>> {
     let reference = repo
         .try_find_reference(STAGING_REF)
-        .with_context(|| format!("reading {STAGING_REF} in the git cache"))?;
+        .with_context(|| format!("failed to read {STAGING_REF} in the git cache"))?;
     match reference {
         None => Ok(None),
         Some(mut r) => {
             let id = r
                 .peel_to_id()
-                .with_context(|| format!("resolving {STAGING_REF} in the git cache"))?;
+                .with_context(|| format!("failed to resolve {STAGING_REF} in the git cache"))?;
             Ok(Some(id.detach()))
         }
     }
@@ -230,7 +234,7 @@ pub fn fetch(
             tempfile::Builder::new()
                 .prefix("driftless-ssh")
                 .tempdir()
-                .context("creating a temporary directory for the ssh log")?,
+                .context("failed to create a temporary directory for the ssh log")?,
         ),
         _ => None,
     };
@@ -238,7 +242,7 @@ pub fn fetch(
 
     let mut worker_repo = repo.clone();
     configure_transport(&mut worker_repo, settings, &scheme, ssh_log.as_deref())
-        .with_context(|| format!("configuring the git transport for {shown_url}"))?;
+        .with_context(|| format!("failed to configure the git transport for {shown_url}"))?;
 
     let cancel = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::sync_channel(1);
@@ -261,7 +265,7 @@ pub fn fetch(
                 // The receiver is gone when the caller gave up: nothing to report to.
                 let _ = tx.send(result);
             })
-            .context("starting the git fetch thread")?
+            .context("failed to start the git fetch thread")?
     };
 
     let deadline = Instant::now() + settings.timeout;
@@ -309,14 +313,14 @@ fn fetch_blocking(
     // Without url rewriting: `url.*.insteadOf` must not redirect the agent.
     let remote = repo
         .remote_at_without_url_rewrite(settings.url.as_str())
-        .with_context(|| format!("parsing git URL {shown_url}"))?
+        .with_context(|| format!("failed to parse git URL {shown_url}"))?
         .with_refspecs(Some(refspec.as_str()), Direction::Fetch)
-        .with_context(|| format!("setting refspec {refspec}"))?
+        .with_context(|| format!("failed to set refspec {refspec}"))?
         // Tags would add refs (and objects) the agent never looks at.
         .with_fetch_tags(gix::remote::fetch::Tags::None);
     let connection = remote
         .connect(Direction::Fetch)
-        .with_context(|| format!("connecting to {shown_url}"))?
+        .with_context(|| format!("failed to connect to {shown_url}"))?
         // Never ask a credential helper or a terminal: a daemon has no one to ask.
         .with_credentials(|_| Ok(None));
     let prepare = connection
@@ -324,7 +328,7 @@ fn fetch_blocking(
             gix::progress::Discard,
             gix::remote::ref_map::Options::default(),
         )
-        .with_context(|| format!("listing refs of {shown_url}"))?;
+        .with_context(|| format!("failed to list refs of {shown_url}"))?;
 
     let remote_head = prepare
         .ref_map()
@@ -341,7 +345,12 @@ fn fetch_blocking(
 
     let outcome = prepare
         .receive(gix::progress::Discard, cancel)
-        .with_context(|| format!("fetching branch {} from {shown_url}", settings.branch))?;
+        .with_context(|| {
+            format!(
+                "failed to fetch branch {} from {shown_url}",
+                settings.branch
+            )
+        })?;
 
     let (pack_received, objects_received, negotiation_rounds) = match &outcome.status {
         gix::remote::fetch::Status::NoPackReceived { negotiate, .. } => {
@@ -381,7 +390,7 @@ fn fetch_blocking(
 /// Refuses URL kinds this module cannot bound in time or does not support.
 fn check_url_scheme(url: &str, shown_url: &str) -> Result<gix::url::Scheme> {
     let parsed = gix::url::parse(url.as_bytes().as_bstr())
-        .with_context(|| format!("parsing git URL {shown_url}"))?;
+        .with_context(|| format!("failed to parse git URL {shown_url}"))?;
     match parsed.scheme {
         scheme @ (gix::url::Scheme::File
         | gix::url::Scheme::Ssh
@@ -523,12 +532,15 @@ pub fn is_ancestor(
         .rev_walk([ancestor])
         .with_hidden([descendant])
         .all()
-        .with_context(|| format!("walking history of commit {ancestor} hiding {descendant}"))?;
+        .with_context(|| {
+            format!("failed to walk history of commit {ancestor} hiding {descendant}")
+        })?;
     match walk.next() {
         None => Ok(true),
         Some(Ok(_)) => Ok(false),
-        Some(Err(e)) => Err(anyhow::Error::from(e))
-            .with_context(|| format!("walking history of commit {ancestor} hiding {descendant}")),
+        Some(Err(e)) => Err(anyhow::Error::from(e)).with_context(|| {
+            format!("failed to walk history of commit {ancestor} hiding {descendant}")
+        }),
     }
 }
 
@@ -589,9 +601,9 @@ impl GitTree {
     pub fn new(repo: &gix::Repository, commit: ObjectId) -> Result<Self> {
         let tree = repo
             .find_commit(commit)
-            .with_context(|| format!("reading commit {commit}"))?
+            .with_context(|| format!("failed to read commit {commit}"))?
             .tree_id()
-            .with_context(|| format!("reading the tree of commit {commit}"))?
+            .with_context(|| format!("failed to read the tree of commit {commit}"))?
             .detach();
         Ok(Self {
             repo: repo.clone(),
@@ -647,10 +659,12 @@ impl GitTree {
     }
 
     fn blob(&self, id: ObjectId, path: &str) -> Result<Vec<u8>> {
-        let mut blob = self
-            .repo
-            .find_blob(id)
-            .with_context(|| format!("reading blob {id} for {path:?} in {}", self.describe()))?;
+        let mut blob = self.repo.find_blob(id).with_context(|| {
+            format!(
+                "failed to read blob {id} for {path:?} in {}",
+                self.describe()
+            )
+        })?;
         Ok(blob.take_data())
     }
 }
@@ -706,10 +720,12 @@ impl ConfigTree for GitTree {
             Some((Mode::Tree, id)) => id,
             Some(_) => bail!("{dir}: not a directory in {}", self.describe()),
         };
-        let tree = self
-            .repo
-            .find_tree(id)
-            .with_context(|| format!("reading tree {id} for {dir:?} in {}", self.describe()))?;
+        let tree = self.repo.find_tree(id).with_context(|| {
+            format!(
+                "failed to read tree {id} for {dir:?} in {}",
+                self.describe()
+            )
+        })?;
         let mut names = Vec::new();
         for entry in tree.iter() {
             let entry = entry.map_err(anyhow::Error::from).with_context(|| {

@@ -285,11 +285,11 @@ fn verify_ssh(
         )));
     }
     let dir = tempfile::tempdir()
-        .context("creating a temporary directory for the signature")
+        .context("failed to create a temporary directory for the signature")
         .map_err(failed)?;
     let sig_path = dir.path().join("commit.sig");
     std::fs::write(&sig_path, signature)
-        .with_context(|| format!("writing {}", sig_path.display()))
+        .with_context(|| format!("failed to write {}", sig_path.display()))
         .map_err(failed)?;
 
     // Step 1: which principal does allowed_signers list for the signing key?
@@ -300,7 +300,7 @@ fn verify_ssh(
         .arg("-s")
         .arg(&sig_path);
     let found = run(find)
-        .context("running ssh-keygen -Y find-principals")
+        .context("failed to run ssh-keygen -Y find-principals")
         .map_err(failed)?;
     if !found.success {
         let detail = found.stderr_line();
@@ -358,7 +358,7 @@ fn verify_ssh(
         .arg(&sig_path)
         .stdin(signed);
     let verified = run(verify)
-        .context("running ssh-keygen -Y verify")
+        .context("failed to run ssh-keygen -Y verify")
         .map_err(failed)?;
     let out = String::from_utf8_lossy(&verified.stdout).into_owned();
     // ssh-keygen: `Good "git" signature for PRINCIPAL with ED25519 key SHA256:...`
@@ -409,11 +409,11 @@ fn verify_openpgp(
     // A fresh GNUPGHOME holding only the configured keys: no user trust db,
     // no gpg.conf, no key servers.
     let home = tempfile::tempdir()
-        .context("creating a temporary GNUPGHOME")
+        .context("failed to create a temporary GNUPGHOME")
         .map_err(failed)?;
     let sig_path = home.path().join("commit.sig");
     std::fs::write(&sig_path, signature)
-        .with_context(|| format!("writing {}", sig_path.display()))
+        .with_context(|| format!("failed to write {}", sig_path.display()))
         .map_err(failed)?;
 
     let gpg = |args: &[&std::ffi::OsStr]| {
@@ -428,7 +428,7 @@ fn verify_openpgp(
             .args(args)
     };
     let import = run(gpg(&["--import".as_ref(), keyring.as_os_str()]))
-        .with_context(|| format!("importing OpenPGP keyring {}", keyring.display()))
+        .with_context(|| format!("failed to import OpenPGP keyring {}", keyring.display()))
         .map_err(failed)?;
     if !import.success {
         return Err(failed(anyhow::anyhow!(
@@ -446,7 +446,7 @@ fn verify_openpgp(
         "-".as_ref(),
     ])
     .stdin(signed))
-    .context("running gpg --verify")
+    .context("failed to run gpg --verify")
     .map_err(failed)?;
     let status = String::from_utf8_lossy(&verified.stdout).into_owned();
     judge_gpg_status(commit, verified.success, &status, &verified.stderr_line())
@@ -475,7 +475,7 @@ fn judge_gpg_status(
             "VALIDSIG" => validsig.push(args),
             "BADSIG" | "ERRSIG" | "EXPSIG" | "EXPKEYSIG" | "REVKEYSIG" | "NO_PUBKEY" | "NODATA"
             | "BADARMOR" | "UNEXPECTED" | "KEYREVOKED" | "KEYEXPIRED" | "FAILURE" => {
-                errors.push((keyword, rest.to_owned()))
+                errors.push((keyword, rest.to_owned()));
             }
             _ => {}
         }

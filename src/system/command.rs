@@ -264,7 +264,7 @@ impl Reader {
                     }
                     shared
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .extend_from_slice(&chunk[..n]);
                 }
             }
@@ -276,7 +276,10 @@ impl Reader {
     /// What was read, waiting a little for the end of the output.
     fn finish(self) -> String {
         let _ = self.done.recv_timeout(DRAIN_GRACE);
-        let buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let buf = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         String::from_utf8_lossy(&buf).into_owned()
     }
 }

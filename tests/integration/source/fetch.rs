@@ -392,10 +392,6 @@ fn a_server_sending_garbage_fails_cleanly_and_keeps_the_cache() {
             format!("{err:#}").contains(&format!("127.0.0.1:{port}")),
             "{url}: {err:#}"
         );
-        assert_eq!(
-            driftless::source::git::fetched_head(&repo).unwrap(),
-            Some(good),
-            "{url}"
-        );
+        assert_eq!(fetched_head(&repo).unwrap(), Some(good), "{url}");
     }
 }

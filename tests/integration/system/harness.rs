@@ -125,7 +125,9 @@ impl Host {
     /// test repository at /srv/repo and an empty agent config.
     pub fn boot(hostname: &str) -> Host {
         // A test that panicked while holding it poisons nothing we need.
-        let serial = ONE_HOST_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let serial = ONE_HOST_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let prepared = prepared();
         let workdir = tempfile::Builder::new()
             .prefix("driftless-host-")
