@@ -37,6 +37,15 @@ pub struct AgentState {
     /// `driftless resume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<Mark>,
+    /// Fetches that failed in a row (0 after a good one). Recorded with
+    /// each fetch, so a converge that finds the host in sync still writes
+    /// nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fetch_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A desired state by key, with when and why.

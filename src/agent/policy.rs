@@ -241,6 +241,15 @@ pub fn pin(state: &mut AgentState, from: u64, now: &str) {
     });
 }
 
+/// Records a fetch: a failure counts, a success ends the streak.
+pub fn fetched(state: &mut AgentState, ok: bool) {
+    if ok {
+        state.fetch_failures = 0;
+    } else {
+        state.fetch_failures += 1;
+    }
+}
+
 /// `driftless resume`: lifts the pin; returns it.
 pub fn resume(state: &mut AgentState) -> Option<Mark> {
     state.pinned.take()
@@ -464,5 +473,15 @@ mod tests {
         assert_eq!(s.interrupted, None);
         assert_eq!(decide(&s, "c2", true), Decision::Apply);
         assert!(retry(&mut s).is_none());
+    }
+
+    #[test]
+    fn fetch_failures_count_in_a_row() {
+        let mut s = AgentState::default();
+        fetched(&mut s, false);
+        fetched(&mut s, false);
+        assert_eq!(s.fetch_failures, 2);
+        fetched(&mut s, true);
+        assert_eq!(s.fetch_failures, 0);
     }
 }

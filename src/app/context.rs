@@ -53,6 +53,24 @@ pub struct SourceRequest {
     /// A commit of the fetched branch (id or unique prefix) instead of its
     /// head. Not with `repo`.
     pub commit: Option<String>,
+    /// How the git source's commit is obtained.
+    pub fetch: FetchPolicy,
+}
+
+/// How a run obtains the git source's commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FetchPolicy {
+    /// Fetch; a failure ends the run (the command line: the operator sees
+    /// the error at once).
+    #[default]
+    Remote,
+    /// Fetch; when that fails, converge the last fetched commit from the
+    /// cache (checked again), or else the applied one: self-healing goes on
+    /// while the source is away or refused (the daemon).
+    RemoteOrCache,
+    /// Do not fetch: the last fetched commit, checked again (the daemon
+    /// while it backs off from a failing source).
+    Cache,
 }
 
 /// Which desired state a run loaded.

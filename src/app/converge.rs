@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use super::context::{App, Run, SourceRequest};
-use super::load::{Loaded, load};
+use super::load::{FetchFailed, Loaded, load};
 use super::plan::prepare;
 use super::recovery::recover_into;
 use crate::agent::policy::{self, Blame, Decision, Ended};
@@ -42,6 +42,19 @@ pub struct ConvergeResult {
     pub dnf_transactions: Vec<u64>,
     /// Details of a failed restore.
     pub restore_errors: Vec<String>,
+    /// The key of the desired state loaded (commit or content hash).
+    pub key: Option<String>,
+    /// The fetch failed; the run went on with a cached commit.
+    pub fetch_failed: Option<FetchFailed>,
+    /// This run quarantined the loaded key.
+    pub quarantined: bool,
+    /// Resources that had drifted from a desired state already applied
+    /// (healed now, or in an audit only reported).
+    pub drifted: usize,
+    /// It only reported: audit mode or a dry run.
+    pub audit: bool,
+    /// How long it took.
+    pub duration_ms: u64,
 }
 
 /// Converges the host: the one entry point of a transaction for the
@@ -55,18 +68,52 @@ pub fn converge(
     cancel: &Cancel,
 ) -> ConvergeResult {
     let started = Instant::now();
-    let mut r = ConvergeResult::default();
+    let mut r = ConvergeResult {
+        audit: req.dry_run || app.settings.mode == Mode::Audit,
+        ..ConvergeResult::default()
+    };
     r.run.root = Some(req.root.display().to_string());
-    if let Err(e) = converge_into(app, req, sink, cancel, &mut r) {
+    sink.event(&Event::Started {
+        root: req.root.display().to_string(),
+        audit: r.audit,
+    });
+    let mut locked = None;
+    if let Err(e) = converge_into(app, req, sink, cancel, &mut r, &mut locked) {
         r.run.fail(e);
+    }
+    r.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if let Some(l) = locked.as_mut() {
+        save_state(app, l, &mut r);
     }
     sink.event(&Event::Finished {
         outcome: r.run.outcome,
         generation: r.generation,
         changes: r.run.changes.len(),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: r.duration_ms,
+        key: r.key.clone(),
+        drifted: r.drifted,
+        quarantined: r.quarantined,
+        audit: r.audit,
+        error: r.run.error.clone(),
     });
     r
+}
+
+/// The one write of the agent state (the fetch record, the outcome),
+/// whatever happened, and only when it changed: a converge that finds the
+/// host in sync writes nothing. Once the host may have changed, a failure
+/// to write it is reported but does not turn the outcome into "error before
+/// any change" (exit 1).
+fn save_state(app: &App, l: &mut Locked, r: &mut ConvergeResult) {
+    if let Err(e) = l.save(app) {
+        if r.generation.is_some() {
+            note_failure(r, "could not record the agent state", e);
+        } else if r.run.outcome == Outcome::Error {
+            tracing::error!(error = format!("{e:#}"), "could not record the agent state");
+        } else {
+            r.run.fail(e);
+        }
+    }
 }
 
 /// The lock and the agent state, read once under it, with what it was
@@ -104,13 +151,16 @@ fn converge_into(
     sink: &mut dyn Sink,
     cancel: &Cancel,
     r: &mut ConvergeResult,
+    held: &mut Option<Locked>,
 ) -> Result<()> {
-    let dry = req.dry_run || app.settings.mode == Mode::Audit;
     let git = req.source.repo.is_none();
     // A git fetch writes the cache in the state directory, so it runs under
     // the lock; a directory source is read first, so that an invalid repo
-    // changes nothing, not even the state directory.
-    let mut held = (!dry && git).then(|| Locked::take(app)).transpose()?;
+    // changes nothing, not even the state directory. A dry run takes no
+    // lock and records nothing; an audit records its run.
+    if !req.dry_run && git {
+        *held = Some(Locked::take(app)?);
+    }
     let loaded = load(
         app,
         &req.source,
@@ -119,31 +169,15 @@ fn converge_into(
         &mut r.run.subject,
         sink,
         cancel,
-    );
-    let result = match loaded {
-        Ok(Ok(loaded)) => locked(app, req, loaded, dry, &mut held, sink, cancel, r),
-        Ok(Err(diagnostics)) => {
+    )?;
+    match loaded {
+        Ok(loaded) => locked(app, req, loaded, held, sink, cancel, r),
+        Err(diagnostics) => {
             r.run.outcome = Outcome::Invalid;
             r.run.diagnostics = diagnostics;
             Ok(())
         }
-        Err(e) => Err(e),
-    };
-    // The one write of the agent state (the fetch record, the outcome),
-    // whatever happened. Once the host may have changed, a failure to
-    // write it is reported but does not turn the outcome into "error
-    // before any change" (exit 1).
-    if let Some(h) = held.as_mut()
-        && let Err(e) = h.save(app)
-    {
-        if r.generation.is_some() {
-            note_failure(r, "could not record the agent state", e);
-        } else {
-            result?;
-            return Err(e);
-        }
     }
-    result
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -151,15 +185,15 @@ fn locked(
     app: &App,
     req: &ConvergeRequest,
     loaded: Loaded,
-    dry: bool,
     held: &mut Option<Locked>,
     sink: &mut dyn Sink,
     cancel: &Cancel,
     r: &mut ConvergeResult,
 ) -> Result<()> {
+    let dry = r.audit;
     let root = converge::open_root(&req.root, !dry)
         .with_context(|| format!("cannot use {} as the root", req.root.display()))?;
-    if held.is_none() && !dry {
+    if held.is_none() && !req.dry_run {
         *held = Some(Locked::take(app)?);
     }
     let applying = !dry && root.is_some();
@@ -184,10 +218,17 @@ fn locked(
         source: loaded_source,
         commit,
         key,
+        fetch_failed,
     } = loaded;
+    r.key = Some(key.clone());
+    r.fetch_failed = fetch_failed;
     // A quarantined head is not applied again: hold at the last good state.
     let (desired, source_desc, held_at) = match policy::decide(&state, &key, applying) {
         Decision::Pinned { why } => {
+            sink.event(&Event::Held {
+                why: why.clone(),
+                last_good: None,
+            });
             r.run.outcome = Outcome::Held;
             r.run.error = Some(why);
             return Ok(());
@@ -195,7 +236,12 @@ fn locked(
         Decision::Apply => (loaded_desired, loaded_source.clone(), false),
         Decision::HoldAtLastGood { why } => {
             r.run.notes.push(why.clone());
-            match app.store.load_last_good()? {
+            let last_good = app.store.load_last_good()?;
+            sink.event(&Event::Held {
+                why: why.clone(),
+                last_good: last_good.as_ref().map(|lg| lg.key.clone()),
+            });
+            match last_good {
                 Some(lg) => (
                     lg.desired,
                     format!("last good {} ({})", short(&lg.key), lg.source),
@@ -218,6 +264,12 @@ fn locked(
         }
     };
     let held_or = |normal| if held_at { Outcome::Held } else { normal };
+    // Changes found for a state that was applied already are drift (made by
+    // hand, or by something else); in an audit everything pending is.
+    let applied_before = held_at || state.last_good.as_ref().is_some_and(|g| g.key == key);
+    if dry || applied_before {
+        r.drifted = prepared.plan.changes.len();
+    }
     let subject = Recorded {
         key: &key,
         source: &loaded_source,
@@ -232,7 +284,8 @@ fn locked(
             return Ok(());
         }
         r.run.outcome = held_or(Outcome::InSync);
-        if let Some(h) = held.as_mut() {
+        // An audit changes nothing, so it makes nothing the last good state.
+        if let (false, Some(h)) = (dry, held.as_mut()) {
             subject.record(app, h, &prepared, Ended::Good)?;
         }
         return Ok(());
@@ -273,7 +326,7 @@ fn locked(
                 );
             }
             let reason = format!("generation {generation} rolled back: {error:#}");
-            subject.failed(h, &reason, blame);
+            r.quarantined = subject.failed(h, &reason, blame);
         }
         Transacted::RestoreFailed {
             generation,
@@ -291,7 +344,7 @@ fn locked(
             r.restore_errors = restore_errors.iter().map(|e| format!("{e:#}")).collect();
             let reason =
                 format!("generation {generation} failed and could not be restored: {error:#}");
-            subject.failed(h, &reason, blame);
+            r.quarantined = subject.failed(h, &reason, blame);
         }
     }
     Ok(())
@@ -344,7 +397,8 @@ impl Recorded<'_> {
     }
 
     /// A failed end: quarantine when the desired state is to blame.
-    fn failed(&self, h: &mut Locked, reason: &str, blame: Blame) {
+    /// Whether it was quarantined now.
+    fn failed(&self, h: &mut Locked, reason: &str, blame: Blame) -> bool {
         let before = h.state.quarantine.clone();
         let now = now();
         let effects = policy::record(
@@ -364,7 +418,9 @@ impl Recorded<'_> {
                 reason,
                 "quarantining the desired state: it is not applied again until the source moves on or `driftless retry`"
             );
+            return true;
         }
+        false
     }
 }
 

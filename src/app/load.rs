@@ -3,8 +3,8 @@
 
 use anyhow::{Result, bail};
 
-use super::context::{App, SourceRequest, Subject};
-use crate::agent::{AgentState, FetchRecord, now};
+use super::context::{App, FetchPolicy, SourceRequest, Subject};
+use crate::agent::{AgentState, FetchRecord, now, policy};
 use crate::cancel::Cancel;
 use crate::config::Settings;
 use crate::converge::{Event, Sink, events};
@@ -18,6 +18,17 @@ use crate::system;
 pub(super) struct Opened {
     pub(super) tree: Box<dyn ConfigTree>,
     pub(super) commit: Option<String>,
+    /// The fetch failed and a cached commit is converged instead.
+    pub(super) fetch_failed: Option<FetchFailed>,
+}
+
+/// A failed fetch that a run went on without.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchFailed {
+    /// Why it failed.
+    pub error: String,
+    /// The fetched commit was refused by a check, not unreachable.
+    pub refused: bool,
 }
 
 /// Opens the source. A git fetch is recorded in `state` when the caller
@@ -35,6 +46,7 @@ pub(super) fn open_source(
         return Ok(Opened {
             tree: Box::new(DirTree::open(dir)?),
             commit: None,
+            fetch_failed: None,
         });
     }
     let Some(git) = &app.settings.source else {
@@ -50,37 +62,80 @@ pub(super) fn open_source(
         }
     };
     app.store.ensure()?;
-    let result = source::fetch_checked(
-        git,
-        &app.settings.verify,
-        &app.store.git_cache(),
-        state.applied_commit.as_deref(),
-        req.commit.as_deref(),
-        purpose,
-        cancel,
-    );
-    // Record the fetch outcome for `source status`, whatever it was.
-    let head = match &result {
-        Ok(c) => Some(c.head.clone()),
-        Err(_) => source::cache_status(&app.store.git_cache())
-            .ok()
-            .and_then(|s| s.fetched),
+    let cache = app.store.git_cache();
+    let applied = state.applied_commit.clone();
+    let check = |fetch: source::Fetch, commit: Option<&str>| {
+        source::fetch_checked(
+            git,
+            &app.settings.verify,
+            &cache,
+            applied.as_deref(),
+            commit,
+            purpose,
+            fetch,
+            cancel,
+        )
     };
-    state.last_fetch = Some(FetchRecord {
-        at: now(),
-        head,
-        error: result.as_ref().err().map(|e| format!("{e:#}")),
-    });
+    let first = match req.fetch {
+        FetchPolicy::Cache => check(source::Fetch::Cache, req.commit.as_deref()),
+        FetchPolicy::Remote | FetchPolicy::RemoteOrCache => {
+            let result = check(source::Fetch::Remote, req.commit.as_deref());
+            // Record the fetch outcome for `source status`, whatever it was.
+            let head = match &result {
+                Ok(c) => Some(c.head.clone()),
+                Err(_) => source::cache_status(&cache).ok().and_then(|s| s.fetched),
+            };
+            state.last_fetch = Some(FetchRecord {
+                at: now(),
+                head,
+                error: result.as_ref().err().map(|e| format!("{e:#}")),
+            });
+            policy::fetched(state, result.is_ok());
+            result
+        }
+    };
     if let Some((_lock, s)) = &own {
         app.store.save_state(s)?;
     }
-    let checked = result?;
+    let (checked, fetch_failed) = match first {
+        Ok(c) => (c, None),
+        Err(e) => {
+            let failed = FetchFailed {
+                error: format!("{e:#}"),
+                refused: source::is_refused(&e),
+            };
+            // While the source is away, the last fetched commit still holds;
+            // when it is refused, the applied one does.
+            let fallback = match req.fetch {
+                FetchPolicy::RemoteOrCache if !failed.refused => check(source::Fetch::Cache, None)
+                    .or_else(|_| match &applied {
+                        Some(a) => check(source::Fetch::Cache, Some(a)),
+                        None => Err(anyhow::anyhow!("no commit was applied yet")),
+                    }),
+                FetchPolicy::RemoteOrCache => match &applied {
+                    Some(a) => check(source::Fetch::Cache, Some(a)),
+                    None => Err(anyhow::anyhow!("no commit was applied yet")),
+                },
+                _ => Err(anyhow::anyhow!("no fallback")),
+            };
+            sink.event(&Event::FetchFailed {
+                error: failed.error.clone(),
+                refused: failed.refused,
+                instead: fallback.as_ref().ok().map(|c| c.commit.clone()),
+            });
+            match fallback {
+                Ok(c) => (c, Some(failed)),
+                Err(_) => return Err(e),
+            }
+        }
+    };
     sink.event(&Event::Fetched {
         commit: checked.commit.clone(),
     });
     Ok(Opened {
         commit: Some(checked.commit),
         tree: Box::new(checked.tree),
+        fetch_failed,
     })
 }
 
@@ -90,6 +145,7 @@ pub(super) struct Loaded {
     pub(super) source: String,
     pub(super) commit: Option<String>,
     pub(super) key: String,
+    pub(super) fetch_failed: Option<FetchFailed>,
 }
 
 pub(super) fn load_options(settings: &Settings, cancel: &Cancel) -> LoadOptions {
@@ -118,7 +174,11 @@ pub(super) fn load(
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Result<Loaded, Vec<Diagnostic>>> {
-    let Opened { tree, commit } = open_source(app, req, purpose, state, sink, cancel)?;
+    let Opened {
+        tree,
+        commit,
+        fetch_failed,
+    } = open_source(app, req, purpose, state, sink, cancel)?;
     let source = tree.describe();
     subject.source = Some(source.clone());
     let facts = system::facts::gather();
@@ -144,6 +204,7 @@ pub(super) fn load(
                 source,
                 commit,
                 key,
+                fetch_failed,
             }))
         }
         Err(desired::LoadError::Invalid(d)) => Ok(Err(d)),

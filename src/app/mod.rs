@@ -19,8 +19,9 @@ mod recovery;
 mod status;
 mod validate;
 
-pub use context::{App, Run, SourceRequest, Subject};
+pub use context::{App, FetchPolicy, Run, SourceRequest, Subject};
 pub use converge::{ConvergeRequest, ConvergeResult, converge};
+pub use load::FetchFailed;
 pub use manage::{ActionResult, recover, resume, retry, rollback};
 pub use plan::{PlanRequest, PlanResult, plan};
 pub use status::{AgentStatus, SourceStatus, history, source_status, status};

@@ -182,6 +182,7 @@ impl RepoArgs {
             repo: self.repo.clone(),
             host: self.host.clone(),
             commit: self.commit.clone(),
+            fetch: app::FetchPolicy::Remote,
         }
     }
 }

@@ -44,6 +44,61 @@ struct Fragment {
     source: Option<SourceFragment>,
     verify: Option<VerifyFragment>,
     rollback: Option<RollbackFragment>,
+    schedule: Option<ScheduleFragment>,
+    metrics: Option<MetricsFragment>,
+    daemon: Option<DaemonFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFragment {
+    interval: Option<String>,
+    splay: Option<String>,
+    backoff_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFragment {
+    textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonFragment {
+    socket: Option<PathBuf>,
+}
+
+/// Default time between two converges of the daemon.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Default bound of the random delay before the daemon's first converge.
+pub const DEFAULT_SPLAY: Duration = Duration::from_secs(60);
+/// Default cap of the wait between fetches after fetch failures.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
+/// Default control socket of the daemon.
+pub const DEFAULT_SOCKET: &str = "/run/driftless/control.sock";
+
+/// When the daemon converges (`[schedule]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleSettings {
+    /// Between two converges (±10 % jitter).
+    pub interval: Duration,
+    /// The first converge waits up to this long, by an amount derived from
+    /// the machine id, so a fleet rebooted at once does not fetch at once.
+    pub splay: Duration,
+    /// The longest wait between fetches while they fail (the wait doubles
+    /// from `interval`); converges go on healing drift meanwhile.
+    pub backoff_max: Duration,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            interval: DEFAULT_INTERVAL,
+            splay: DEFAULT_SPLAY,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +178,13 @@ pub struct Settings {
     pub verify: VerifySettings,
     /// Transaction settings.
     pub rollback: RollbackSettings,
+    /// The daemon's schedule.
+    pub schedule: ScheduleSettings,
+    /// Where metrics are written for node_exporter's textfile collector
+    /// (`[metrics] textfile`); none by default.
+    pub metrics_textfile: Option<PathBuf>,
+    /// The daemon's control socket (`[daemon] socket`).
+    pub socket: PathBuf,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -136,6 +198,9 @@ impl Default for Settings {
             source: None,
             verify: VerifySettings::default(),
             rollback: RollbackSettings::default(),
+            schedule: ScheduleSettings::default(),
+            metrics_textfile: None,
+            socket: PathBuf::from(DEFAULT_SOCKET),
             sources: Vec::new(),
         }
     }
@@ -193,7 +258,21 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let mut src = SourceFragment::default();
     let mut ver = VerifyFragment::default();
     let mut rb = RollbackFragment::default();
+    let mut sch = ScheduleFragment::default();
+    let mut metrics = MetricsFragment::default();
+    let mut daemon = DaemonFragment::default();
     for f in fragments {
+        if let Some(x) = f.schedule {
+            sch.interval = x.interval.or(sch.interval);
+            sch.splay = x.splay.or(sch.splay);
+            sch.backoff_max = x.backoff_max.or(sch.backoff_max);
+        }
+        if let Some(x) = f.metrics {
+            metrics.textfile = x.textfile.or(metrics.textfile);
+        }
+        if let Some(x) = f.daemon {
+            daemon.socket = x.socket.or(daemon.socket);
+        }
         if let Some(r) = f.rollback {
             rb.health_timeout = r.health_timeout.or(rb.health_timeout);
             rb.settle_time = r.settle_time.or(rb.settle_time);
@@ -225,7 +304,10 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         .transpose()?;
     let verify = verify_settings(ver)?;
     let rollback = rollback_settings(rb)?;
+    let schedule = schedule_settings(sch)?;
     let d = Settings::default();
+    let metrics_textfile = absolute("[metrics] textfile", metrics.textfile)?;
+    let socket = absolute("[daemon] socket", daemon.socket)?.unwrap_or(d.socket);
     let state_dir = normalise(m.state_dir.unwrap_or(d.state_dir));
     if !state_dir.is_absolute() {
         bail!(
@@ -245,8 +327,24 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         source,
         verify,
         rollback,
+        schedule,
+        metrics_textfile,
+        socket,
         sources: Vec::new(),
     })
+}
+
+fn schedule_settings(s: ScheduleFragment) -> Result<ScheduleSettings> {
+    let d = ScheduleSettings::default();
+    let out = ScheduleSettings {
+        interval: duration("[schedule] interval", s.interval, d.interval)?,
+        splay: duration("[schedule] splay", s.splay, d.splay)?,
+        backoff_max: duration("[schedule] backoff_max", s.backoff_max, d.backoff_max)?,
+    };
+    if out.interval.is_zero() {
+        bail!("[schedule] interval must be more than 0s");
+    }
+    Ok(out)
 }
 
 fn duration(key: &str, text: Option<String>, default: Duration) -> Result<Duration> {
@@ -404,11 +502,48 @@ mod tests {
             "[rollback]\nhealth_timeout = 'forever'\n",
             "[rollback]\nkeep_generations = 0\n",
             "[rollback]\nkeep = 3\n",
+            "[schedule]\ninterval = '0s'\n",
+            "[schedule]\nsplay = 'later'\n",
+            "[schedule]\nevery = '5m'\n",
+            "[metrics]\ntextfile = 'relative.prom'\n",
+            "[daemon]\nsocket = 'control.sock'\n",
         ] {
             let main = write(d.path(), "agent.toml", bad);
             std::fs::remove_dir_all(d.path().join("agent.d")).ok();
             assert!(load(&main, true).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn schedule_metrics_and_daemon_sections() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = load(&d.path().join("agent.toml"), false).expect("defaults");
+        assert_eq!(s.schedule.interval, Duration::from_secs(300));
+        assert_eq!(s.schedule.splay, Duration::from_secs(60));
+        assert_eq!(s.schedule.backoff_max, Duration::from_secs(1800));
+        assert_eq!(s.metrics_textfile, None);
+        assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[schedule]\ninterval = '30s'\nsplay = '0s'\n[metrics]\ntextfile = '/var/lib/prometheus/node-exporter/driftless.prom'\n",
+        );
+        write(
+            d.path(),
+            "agent.d/10-socket.toml",
+            "[daemon]\nsocket = '/tmp/x.sock'\n[schedule]\nbackoff_max = '2m'\n",
+        );
+        let s = load(&main, true).expect("load");
+        assert_eq!(
+            s.schedule,
+            ScheduleSettings {
+                interval: Duration::from_secs(30),
+                splay: Duration::ZERO,
+                backoff_max: Duration::from_secs(120),
+            }
+        );
+        assert!(s.metrics_textfile.is_some());
+        assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
     }
 
     #[test]

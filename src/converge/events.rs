@@ -15,6 +15,25 @@ use crate::outcome::Outcome;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A converge begins.
+    Started {
+        /// The root it converges.
+        root: String,
+        /// It only reports (audit mode or a dry run).
+        audit: bool,
+    },
+    /// Fetching or checking the git source failed.
+    FetchFailed {
+        /// Why.
+        error: String,
+        /// The fetched commit was refused (a rewritten history, a bad
+        /// signature), not merely unreachable.
+        refused: bool,
+        /// The commit converged instead, from the cache (self-healing goes
+        /// on while the source is away).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instead: Option<String>,
+    },
     /// The git source was fetched; this commit passed every check.
     Fetched {
         /// The commit to converge (hex).
@@ -28,6 +47,15 @@ pub enum Event {
         host_file: String,
         /// Resources declared, by kind (`file`, `package`, ...).
         resources: BTreeMap<String, usize>,
+    },
+    /// The loaded desired state is quarantined (or the host pinned): the
+    /// host is held where it is, or converged to the last good state.
+    Held {
+        /// Why.
+        why: String,
+        /// The key of the state converged instead, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_good: Option<String>,
     },
     /// The host was observed and the plan made.
     Planned {
@@ -123,6 +151,22 @@ pub enum Event {
         changes: usize,
         /// How long the run took.
         duration_ms: u64,
+        /// The key of the desired state it loaded (commit or content hash).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Resources that had drifted from a desired state already applied
+        /// (healed, or in an audit only reported).
+        #[serde(default)]
+        drifted: usize,
+        /// This run quarantined `key`.
+        #[serde(default)]
+        quarantined: bool,
+        /// It only reported (audit mode or a dry run).
+        #[serde(default)]
+        audit: bool,
+        /// What failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 
@@ -155,6 +199,16 @@ pub struct Log;
 impl Sink for Log {
     fn event(&mut self, event: &Event) {
         match event {
+            Event::Started { .. } => {}
+            Event::FetchFailed { error, instead, .. } => match instead {
+                Some(c) => info!(
+                    error,
+                    instead = c,
+                    "fetch failed; converging the last fetched commit"
+                ),
+                None => info!(error, "fetch failed"),
+            },
+            Event::Held { why, .. } => info!(why, "held"),
             Event::Fetched { commit } => info!(commit, "fetched and checked"),
             Event::Loaded {
                 host, host_file, ..
@@ -202,6 +256,7 @@ impl Sink for Log {
                 generation,
                 changes,
                 duration_ms,
+                ..
             } => info!(%outcome, generation, changes, duration_ms, "converge finished"),
         }
     }

@@ -43,11 +43,32 @@ pub enum Purpose {
     Preview,
 }
 
-/// Fetches the branch, picks the commit to apply (`commit`, a hex id or
-/// unique prefix of a fetched commit, else the fetched head), refuses a
-/// rewound history unless allowed, and verifies signatures by `policy`.
-/// `cache` is the bare git cache (created if missing). Nothing here
-/// touches the host.
+/// The fetched commit was refused by a check (a rewritten history, a bad
+/// or missing signature), as opposed to a source that could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Whether `e` is (or was caused by) a [`Refused`] commit.
+pub fn is_refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Refused>())
+}
+
+/// Where the commit to check comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// Fetch the branch from the remote first.
+    Remote,
+    /// Use what the cache fetched last (no network).
+    Cache,
+}
+
+/// Fetches the branch (or, with [`Fetch::Cache`], takes the head fetched
+/// last), picks the commit to apply (`commit`, a hex id or unique prefix of
+/// a fetched commit, else the head), refuses a rewound history unless
+/// allowed, and verifies signatures by policy. `cache` is the bare git
+/// cache (created if missing). Nothing here touches the host.
+#[allow(clippy::too_many_arguments)]
 pub fn fetch_checked(
     git: &GitSourceSettings,
     verify: &VerifySettings,
@@ -55,6 +76,7 @@ pub fn fetch_checked(
     applied: Option<&str>,
     commit: Option<&str>,
     purpose: Purpose,
+    fetch: Fetch,
     cancel: &Cancel,
 ) -> Result<Checked> {
     let applied = applied
@@ -62,17 +84,25 @@ pub fn fetch_checked(
         .transpose()
         .context("the applied commit in the agent state is not a commit id")?;
     let repo = git::open_or_init_cache(cache)?;
-    let fetch = git::fetch(&repo, git, cancel.flag())?;
-    info!(
-        head = %fetch.head,
-        pack = fetch.pack_received,
-        objects = fetch.objects_received,
-        "fetched {}",
-        git::redact_url(&git.url)
-    );
+    let head = match fetch {
+        Fetch::Remote => {
+            let fetched = git::fetch(&repo, git, cancel.flag())?;
+            info!(
+                head = %fetched.head,
+                pack = fetched.pack_received,
+                objects = fetched.objects_received,
+                "fetched {}",
+                git::redact_url(&git.url)
+            );
+            fetched.head
+        }
+        Fetch::Cache => git::fetched_head(&repo)?.context(
+            "nothing was fetched from the git source yet, so there is no commit to fall back to",
+        )?,
+    };
     let target = match commit {
-        Some(rev) => resolve_commit(&repo, fetch.head, rev)?,
-        None => fetch.head,
+        Some(rev) => resolve_commit(&repo, head, rev)?,
+        None => head,
     };
     let preview_of_other = purpose == Purpose::Preview && commit.is_some();
     if let Some(applied) = applied.filter(|_| !preview_of_other)
@@ -80,7 +110,8 @@ pub fn fetch_checked(
     {
         if !verify.allow_rewind {
             warn!(%applied, %target, "refusing a rewritten history");
-            return Err(e.context("refused: set [verify] allow_rewind = true to accept it"));
+            return Err(anyhow::Error::new(Refused(format!("{e:#}")))
+                .context("refused: set [verify] allow_rewind = true to accept it"));
         }
         warn!(%applied, %target, "history was rewritten; applying anyway because allow_rewind = true");
     }
@@ -101,7 +132,7 @@ pub fn fetch_checked(
     )
     .map_err(|e| {
         warn!(commit = %target, error = format!("{e:#}"), "refusing a commit that failed signature verification");
-        e
+        anyhow::Error::new(Refused(format!("{e:#}")))
     })?;
     if verify.signatures != SignaturePolicy::Off {
         for v in &verified {
@@ -111,7 +142,7 @@ pub fn fetch_checked(
     let tree = GitTree::new(&repo, target)?;
     Ok(Checked {
         commit: target.to_string(),
-        head: fetch.head.to_string(),
+        head: head.to_string(),
         verified,
         tree,
     })

@@ -47,7 +47,7 @@ impl Agent {
             source: SourceRequest {
                 repo: Some(self.repo.clone()),
                 host: Some("h".to_owned()),
-                commit: None,
+                ..SourceRequest::default()
             },
             root: self.root.clone(),
             dry_run: false,
@@ -63,25 +63,63 @@ impl Agent {
     }
 }
 
-/// Events with their timings zeroed, so sequences compare exactly.
+/// Events with their timings zeroed and the content key checked and
+/// blanked, so sequences compare exactly.
 fn timeless(events: Vec<Event>) -> Vec<Event> {
     events
         .into_iter()
         .map(|e| match e {
             Event::Finished {
+                duration_ms: _,
+                key,
                 outcome,
                 generation,
                 changes,
-                ..
-            } => Event::Finished {
-                outcome,
-                generation,
-                changes,
-                duration_ms: 0,
-            },
+                drifted,
+                quarantined,
+                audit,
+                error,
+            } => {
+                assert!(
+                    key.as_deref().is_some_and(|k| k.starts_with("sha256:")),
+                    "{key:?}"
+                );
+                Event::Finished {
+                    duration_ms: 0,
+                    key: None,
+                    outcome,
+                    generation,
+                    changes,
+                    drifted,
+                    quarantined,
+                    audit,
+                    error,
+                }
+            }
             e => e,
         })
         .collect()
+}
+
+fn started(a: &Agent) -> Event {
+    Event::Started {
+        root: a.root.display().to_string(),
+        audit: false,
+    }
+}
+
+fn finished(outcome: Outcome, changes: usize, quarantined: bool, error: Option<String>) -> Event {
+    Event::Finished {
+        outcome,
+        generation: Some(1),
+        changes,
+        duration_ms: 0,
+        key: None,
+        drifted: 0,
+        quarantined,
+        audit: false,
+        error,
+    }
 }
 
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
@@ -119,6 +157,7 @@ fn a_converge_with_one_file_change_reports_each_step() {
     assert_eq!(
         timeless(events),
         [
+            started(&a),
             Event::Loaded {
                 host: "h".into(),
                 host_file: "hosts/h.toml".into(),
@@ -133,12 +172,7 @@ fn a_converge_with_one_file_change_reports_each_step() {
             },
             step(true, 1, 1, "file:/etc/app.conf"),
             step(false, 1, 1, "file:/etc/app.conf"),
-            Event::Finished {
-                outcome: Outcome::Changed,
-                generation: Some(1),
-                changes: 1,
-                duration_ms: 0,
-            },
+            finished(Outcome::Changed, 1, false, None),
         ]
     );
     assert_eq!(a.read("/etc/app.conf").as_deref(), Some("new\n"));
@@ -154,14 +188,14 @@ fn a_failing_check_is_reported_then_rolled_back() {
     let r = a.converge(&mut events, &Cancel::new());
     assert_eq!(r.run.outcome, Outcome::RolledBack);
     let events = timeless(events);
-    let error = match &events[6] {
+    let error = match &events[7] {
         Event::CheckResult {
             error: Some(error), ..
         } => error.clone(),
         other => panic!("expected the failed check, got {other:?}"),
     };
     assert!(error.contains("check `broken` failed 1 time(s)"), "{error}");
-    let reason = match &events[7] {
+    let reason = match &events[8] {
         Event::RollingBack { reason, .. } => reason.clone(),
         other => panic!("expected the rollback, got {other:?}"),
     };
@@ -169,6 +203,7 @@ fn a_failing_check_is_reported_then_rolled_back() {
     assert_eq!(
         events,
         [
+            started(&a),
             Event::Loaded {
                 host: "h".into(),
                 host_file: "hosts/h.toml".into(),
@@ -198,12 +233,7 @@ fn a_failing_check_is_reported_then_rolled_back() {
                 reason,
             },
             Event::Restored { generation: 1 },
-            Event::Finished {
-                outcome: Outcome::RolledBack,
-                generation: Some(1),
-                changes: 0,
-                duration_ms: 0,
-            },
+            finished(Outcome::RolledBack, 0, true, r.run.error.clone()),
         ]
     );
     assert_eq!(a.read("/etc/app.conf").as_deref(), Some("original\n"));
