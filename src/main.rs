@@ -18,6 +18,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(code as u8);
         }
     };
-    driftless::logging::init(cli.verbose);
+    driftless::logging::init(match cli.command {
+        driftless::cli::Command::Daemon(_) => driftless::logging::Logger::Daemon,
+        _ => driftless::logging::Logger::Cli {
+            verbose: cli.verbose,
+        },
+    });
     std::process::ExitCode::from(driftless::cli::run(cli) as u8)
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::converge::{Engine, checks};
@@ -74,7 +74,7 @@ pub enum FetchPolicy {
 }
 
 /// Which desired state a run loaded.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     /// Where it came from (`directory …`, `commit …`).
     pub source: Option<String>,
@@ -87,7 +87,7 @@ pub struct Subject {
 }
 
 /// What a run against the host (`plan`, `converge`) found or did.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Run {
     /// How it ended.
     pub outcome: Outcome,

@@ -30,8 +30,9 @@ pub struct ConvergeRequest {
     pub dry_run: bool,
 }
 
-/// What a converge did.
-#[derive(Debug, Default)]
+/// What a converge did (also what the daemon sends a client at the end
+/// of its run).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ConvergeResult {
     /// Outcome, what was loaded, the changes applied (or pending for a dry
     /// run), notes and errors.

@@ -23,7 +23,7 @@ pub(super) struct Opened {
 }
 
 /// A failed fetch that a run went on without.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FetchFailed {
     /// Why it failed.
     pub error: String,

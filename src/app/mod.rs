@@ -24,7 +24,9 @@ pub use converge::{ConvergeRequest, ConvergeResult, converge};
 pub use load::FetchFailed;
 pub use manage::{ActionResult, recover, resume, retry, rollback};
 pub use plan::{PlanRequest, PlanResult, plan};
-pub use status::{AgentStatus, SourceStatus, history, source_status, status};
+pub use status::{
+    AgentStatus, DaemonView, LastRunView, SourceRef, SourceStatus, history, source_status, status,
+};
 pub use validate::{ValidateResult, validate};
 
 pub use crate::outcome::Outcome;

@@ -1,16 +1,35 @@
 //! `status`, `history` and `source status`: read the state directory only.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::App;
 use crate::agent::{FetchRecord, Mark};
+use crate::config::Mode;
+use crate::outcome::Outcome;
 use crate::source;
 use crate::store::Generation;
+use crate::system;
 
 /// The agent as `status` shows it.
 #[derive(Debug, Serialize)]
 pub struct AgentStatus {
+    /// The host name looked up in the config repo.
+    pub host: String,
+    /// The git source, when configured.
+    pub source: Option<SourceRef>,
+    /// The head fetched last.
+    pub fetched_head: Option<String>,
+    /// Enforce or audit.
+    pub mode: Mode,
+    /// Fetches that failed in a row.
+    pub fetch_failures: u32,
+    /// This driftless.
+    pub version: String,
+    /// The daemon, when it runs (`None`: not running).
+    pub daemon: Option<DaemonView>,
     /// The last applied commit (git source).
     pub applied_commit: Option<String>,
     /// The last state that converged and passed its checks.
@@ -29,7 +48,25 @@ pub struct AgentStatus {
 pub fn status(app: &App) -> Result<AgentStatus> {
     let state = app.store.load_state()?;
     let last = app.store.generations()?.list()?.pop();
+    let fetched_head = match &app.settings.source {
+        Some(_) => source::cache_status(&app.store.git_cache())?.fetched,
+        None => None,
+    };
     Ok(AgentStatus {
+        host: app
+            .settings
+            .host
+            .clone()
+            .unwrap_or_else(|| system::facts::gather().fqdn),
+        source: app.settings.source.as_ref().map(|g| SourceRef {
+            url: source::git::redact_url(&g.url),
+            branch: g.branch.clone(),
+        }),
+        fetched_head,
+        mode: app.settings.mode,
+        fetch_failures: state.fetch_failures,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        daemon: None,
         applied_commit: state.applied_commit,
         last_good: state.last_good,
         quarantine: state.quarantine,
@@ -37,6 +74,59 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         interrupted: state.interrupted.map(|i| i.count),
         last_generation: last,
     })
+}
+
+/// The git source a status names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// Remote URL (password removed).
+    pub url: String,
+    /// Branch.
+    pub branch: String,
+}
+
+/// The daemon as it answers `status` on its control socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonView {
+    /// Its pid.
+    pub pid: u32,
+    /// Its version (after a self-upgrade, the new one).
+    pub version: String,
+    /// `starting`, `recovering`, `idle`, `converging`, `stopping`.
+    pub state: String,
+    /// The line `systemctl status` shows.
+    pub status_line: String,
+    /// When the next run is due (RFC 3339), while idle.
+    pub next_run: Option<String>,
+    /// The last run it made.
+    pub last_run: Option<LastRunView>,
+    /// Fetches failed in a row.
+    pub fetch_failures: u32,
+    /// Since when the fetch fails (RFC 3339), and the last error.
+    pub fetch_failing_since: Option<String>,
+    /// The last fetch error while it fails.
+    pub fetch_error: Option<String>,
+    /// Converges since it started, by outcome.
+    pub converges: BTreeMap<String, u64>,
+}
+
+/// A run, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRunView {
+    /// When it ended (RFC 3339).
+    pub at: String,
+    /// How.
+    pub outcome: Outcome,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Changes applied (or pending, in an audit).
+    pub changes: usize,
+    /// Resources found drifted.
+    pub drifted: usize,
+    /// The desired state's key.
+    pub key: Option<String>,
+    /// What failed, or why it is held.
+    pub error: Option<String>,
 }
 
 /// `history`: every kept generation, oldest first.

@@ -2,8 +2,10 @@
 //! (decided here and nowhere else). What each command does lives in
 //! [`crate::app`]; how its result is printed in [`render`].
 
+mod client;
 pub mod render;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -13,7 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{self, App, Outcome, SourceRequest};
 use crate::cancel::Cancel;
 use crate::config;
-use crate::converge::Log;
+use crate::converge::{Log, Tee};
+use crate::report::journal::Journal;
 use render::Report;
 
 /// The exit codes: a contract with scripts and tests.
@@ -72,11 +75,13 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show what a converge would change. Exit 0 in sync, 2 changes pending, 1 error.
     Plan(PlanArgs),
-    /// Converge the host now, as a transaction. Exit 0 in sync, 1 error before
-    /// any change, 2 changed, 3 head quarantined (held at last good), 4 failed
-    /// and rolled back, 5 rollback failed.
+    /// Converge the host now, as a transaction: through the daemon when it
+    /// runs (the run is in its journal), else in this process. Exit 0 in
+    /// sync, 1 error before any change, 2 changed, 3 head quarantined (held
+    /// at last good), 4 failed and rolled back, 5 rollback failed.
     Converge(ConvergeArgs),
-    /// Last good state, quarantined head, pin, last generation.
+    /// The agent: last good state, quarantined head, pin, last generation,
+    /// and the daemon's state and next run when it runs.
     Status,
     /// The generations: what each converge applied and how it ended.
     History,
@@ -93,6 +98,38 @@ pub enum Command {
     /// The git source.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Run as the daemon (what driftless.service starts): converge on the
+    /// schedule of the agent config's [schedule], heal drift at every tick,
+    /// and answer `converge --now` and `status` on the control socket.
+    Daemon(DaemonArgs),
+    /// Write the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Assets(AssetsArgs),
+}
+
+/// `daemon`
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Converge DIR as the host's `/` (tests and chroots).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Read the desired state from this directory instead of the git source.
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Host name to look up (default: agent config `host`, else this machine's FQDN).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+/// `assets`
+#[derive(Debug, Args)]
+pub struct AssetsArgs {
+    /// Write one man page per command into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub man: Option<PathBuf>,
+    /// Write bash, zsh and fish completions into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub completions: Option<PathBuf>,
 }
 
 /// `source …`
@@ -151,13 +188,15 @@ pub struct PlanArgs {
 /// `converge`
 #[derive(Debug, Args)]
 pub struct ConvergeArgs {
-    /// Converge immediately (required: the daemon converges on its schedule).
+    /// Converge immediately (required: the daemon converges on its own
+    /// schedule; this asks for a run now).
     #[arg(long, required = true)]
     pub now: bool,
-    /// Source and host.
+    /// Source and host. `--repo`, `--host` and `--commit` make an ad hoc
+    /// run in this process, never through the daemon.
     #[command(flatten)]
     pub repo: RepoArgs,
-    /// Root (created if missing).
+    /// Root (created if missing). Another root than `/` is an ad hoc run.
     #[command(flatten)]
     pub root: RootArgs,
     /// Plan and print, change nothing.
@@ -212,6 +251,11 @@ pub fn cancel_on_signals() -> Cancel {
 
 /// Runs the parsed command line and returns the exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    match &cli.command {
+        Command::Daemon(a) => return daemon(&cli, a),
+        Command::Assets(a) => return assets(a),
+        _ => {}
+    }
     let cancel = cancel_on_signals();
     let report = dispatch(&cli, &cancel).unwrap_or_else(|(command, e)| Report::error(command, &e));
     if let Err(e) = report.print(cli.json) {
@@ -233,6 +277,8 @@ fn name(command: &Command) -> &'static str {
         Command::Retry => "retry",
         Command::Recover(_) => "recover",
         Command::Source(_) => "source status",
+        Command::Daemon(_) => "daemon",
+        Command::Assets(_) => "assets",
     }
 }
 
@@ -258,14 +304,42 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             Report::run(command, app::plan(&app, &req, &mut log, cancel))
         }
         Command::Converge(a) => {
-            let req = app::ConvergeRequest {
-                source: a.repo.request(),
-                root: a.root.root.clone(),
-                dry_run: a.dry_run,
+            let ad_hoc = a.repo.repo.is_some()
+                || a.repo.host.is_some()
+                || a.repo.commit.is_some()
+                || a.root.root != std::path::Path::new("/");
+            let daemon = if ad_hoc {
+                None
+            } else {
+                client::connect(&app.settings.socket).map_err(fail)?
             };
-            Report::converge(app::converge(&app, &req, &mut log, cancel))
+            match daemon {
+                Some(stream) => {
+                    let result = client::converge(stream, a.dry_run, cli.json).map_err(fail)?;
+                    let mut report = Report::converge(result);
+                    // The answer lines were the JSON output already.
+                    report.printed = cli.json;
+                    report
+                }
+                None => {
+                    let req = app::ConvergeRequest {
+                        source: a.repo.request(),
+                        root: a.root.root.clone(),
+                        dry_run: a.dry_run,
+                    };
+                    let mut journal = Journal::default();
+                    let mut sink = Tee(vec![&mut log, &mut journal]);
+                    Report::converge(app::converge(&app, &req, &mut sink, cancel))
+                }
+            }
         }
-        Command::Status => Report::status(app::status(&app).map_err(fail)?),
+        Command::Status => {
+            let mut status = app::status(&app).map_err(fail)?;
+            if let Some(stream) = client::connect(&app.settings.socket).map_err(fail)? {
+                status.daemon = Some(client::status(stream).map_err(fail)?);
+            }
+            Report::status(status)
+        }
         Command::History => Report::history(app::history(&app).map_err(fail)?),
         Command::Rollback(a) => Report::action(
             command,
@@ -280,5 +354,60 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
         }
+        Command::Daemon(_) | Command::Assets(_) => {
+            return Err((command, anyhow::anyhow!("internal error: dispatched twice")));
+        }
     })
+}
+
+/// `daemon`: runs until SIGTERM; exit 0 after a clean stop, 1 when it
+/// cannot start.
+fn daemon(cli: &Cli, a: &DaemonArgs) -> ExitCode {
+    let opts = crate::daemon::Options {
+        explicit: cli.config.is_some(),
+        config: cli
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG)),
+        root: a.root.clone(),
+        repo: a.repo.clone(),
+        host: a.host.clone(),
+    };
+    match crate::daemon::run(opts) {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "the daemon cannot run");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::Error
+        }
+    }
+}
+
+/// `assets`: man pages (one per command) and completions, for the RPM.
+fn assets(a: &AssetsArgs) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        use clap::CommandFactory;
+        if let Some(dir) = &a.man {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(Cli::command(), dir)?;
+        }
+        if let Some(dir) = &a.completions {
+            std::fs::create_dir_all(dir)?;
+            for shell in [
+                clap_complete::Shell::Bash,
+                clap_complete::Shell::Zsh,
+                clap_complete::Shell::Fish,
+            ] {
+                clap_complete::generate_to(shell, &mut Cli::command(), "driftless", dir)?;
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::Error
+        }
+    }
 }

@@ -65,6 +65,9 @@ pub struct Report {
     /// `history` output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Generation>>,
+    /// The JSON was printed already (the daemon's answer lines).
+    #[serde(skip)]
+    pub printed: bool,
 }
 
 impl Report {
@@ -167,12 +170,16 @@ impl Report {
             generation: None,
             status: None,
             history: None,
+            printed: false,
         }
     }
 
     /// Prints the report: JSON on stdout, or text (results on stdout,
     /// problems on stderr).
     pub fn print(&self, json: bool) -> std::io::Result<()> {
+        if json && self.printed {
+            return Ok(());
+        }
         if json {
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, self)?;
@@ -289,6 +296,60 @@ impl Report {
                         .unwrap_or_default()
                 )?,
                 None => writeln!(out, "last generation: none")?,
+            }
+            writeln!(
+                out,
+                "host:        {} (mode {}, driftless {})",
+                st.host,
+                match st.mode {
+                    crate::config::Mode::Enforce => "enforce",
+                    crate::config::Mode::Audit => "audit",
+                },
+                st.version
+            )?;
+            if let Some(src) = &st.source {
+                writeln!(
+                    out,
+                    "source:      {} ({}), fetched {}",
+                    src.url,
+                    src.branch,
+                    st.fetched_head.as_deref().unwrap_or("nothing yet")
+                )?;
+            }
+            if st.fetch_failures > 0 {
+                writeln!(
+                    out,
+                    "fetch:       {} failure(s) in a row",
+                    st.fetch_failures
+                )?;
+            }
+            match &st.daemon {
+                Some(d) => {
+                    writeln!(
+                        out,
+                        "daemon:      {} (pid {}): {}",
+                        d.state, d.pid, d.status_line
+                    )?;
+                    if let Some(l) = &d.last_run {
+                        writeln!(
+                            out,
+                            "last run:    {} at {} ({} ms, {} change(s){})",
+                            l.outcome,
+                            l.at,
+                            l.duration_ms,
+                            l.changes,
+                            if l.drifted > 0 {
+                                format!(", {} drifted", l.drifted)
+                            } else {
+                                String::new()
+                            }
+                        )?;
+                    }
+                    if let Some(n) = &d.next_run {
+                        writeln!(out, "next run:    {n}")?;
+                    }
+                }
+                None => writeln!(out, "daemon:      not running")?,
             }
         }
         if let Some(h) = &self.history {

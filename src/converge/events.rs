@@ -184,6 +184,17 @@ impl Sink for Vec<Event> {
     }
 }
 
+/// Hands every event to each of several sinks, in order.
+pub struct Tee<'a>(pub Vec<&'a mut dyn Sink>);
+
+impl Sink for Tee<'_> {
+    fn event(&mut self, event: &Event) {
+        for s in &mut self.0 {
+            s.event(event);
+        }
+    }
+}
+
 /// Drops every event.
 #[derive(Debug, Default)]
 pub struct Discard;

@@ -23,7 +23,7 @@ pub mod recover;
 pub mod snapshot;
 pub mod transaction;
 
-pub use events::{Discard, Event, Log, Sink};
+pub use events::{Discard, Event, Log, Sink, Tee};
 pub use observe::{PrepareError, Prepared, prepare};
 pub use recover::{Recovered, recover, undo};
 pub use transaction::{Engine, Outcome, open_root, transact};

@@ -10,7 +10,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 /// One problem in the config repo.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Diagnostic {
     /// Repo-relative file the problem is in (`hosts/web1.toml`).
     pub file: String,

@@ -2,7 +2,7 @@
 //! reasons ([`Change`]), the ordered [`Plan`], and why a plan cannot be
 //! made ([`PlanProblem`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::observed::FsMeta;
 use super::packages::PackageChange;
@@ -14,7 +14,7 @@ use crate::desired::model::ResourceId;
 pub const IMPLICIT_DIR_MODE: u32 = 0o755;
 
 /// One step of a converge.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Op {
     /// Create a directory.
@@ -29,7 +29,7 @@ pub enum Op {
     WriteFile {
         /// Host path.
         path: String,
-        /// New content.
+        /// New content (never shown: it may be secret).
         #[serde(skip)]
         content: Vec<u8>,
         /// Owner, group, mode.
@@ -123,7 +123,7 @@ impl Op {
 
 /// Owner, group and mode, with names kept for people and ids for the
 /// system calls.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaView {
     /// Owner name as declared.
     pub owner: String,
@@ -132,17 +132,17 @@ pub struct MetaView {
     /// Mode as octal text.
     pub mode: String,
     /// Numbers to apply.
-    #[serde(skip)]
+    #[serde(skip, default = "FsMeta::unknown")]
     pub ids: FsMeta,
     /// The owner or group does not exist yet; a package in this converge is
     /// expected to create it. Such a step is never applied as planned: the
     /// steps after the package transaction are planned again.
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub deferred: bool,
 }
 
 /// One planned change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// The resource it converges (for implicit parents, the directory).
     pub resource: ResourceId,
@@ -178,7 +178,7 @@ impl Plan {
 }
 
 /// A reason the plan cannot be made; the host is left alone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{resource} ({origin}): {message}")]
 pub struct PlanProblem {
     /// The resource concerned.
@@ -204,5 +204,68 @@ impl Change {
     pub fn with_diff(mut self, diff: Option<String>) -> Self {
         self.diff = diff;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::model::Kind;
+
+    #[test]
+    fn changes_read_back_from_json_keep_their_words_not_their_content() {
+        let meta = MetaView {
+            owner: "root".into(),
+            group: "root".into(),
+            mode: "0644".into(),
+            ids: FsMeta {
+                uid: 0,
+                gid: 0,
+                mode: 0o644,
+            },
+            deferred: false,
+        };
+        let changes = vec![
+            Change::new(
+                &ResourceId::new(Kind::File, "/etc/motd"),
+                Op::WriteFile {
+                    path: "/etc/motd".into(),
+                    content: b"secret".to_vec(),
+                    meta,
+                },
+                vec!["content differs".into()],
+            )
+            .with_diff(Some("-a\n+b\n".into())),
+            Change::new(
+                &ResourceId::new(Kind::Package, "nginx"),
+                Op::Package {
+                    name: "nginx".into(),
+                    change: PackageChange::Upgrade {
+                        spec: "nginx-1.2-1".into(),
+                        from: "nginx-1.1-1.x86_64".into(),
+                    },
+                },
+                vec!["1.1-1 installed, pinned to 1.2-1".into()],
+            ),
+            Change::new(
+                &ResourceId::new(Kind::Service, "nginx.service"),
+                Op::Service {
+                    unit: "nginx.service".into(),
+                    verb: ServiceVerb::Restart,
+                },
+                vec!["restart_on file:/etc/nginx.conf changed".into()],
+            ),
+        ];
+        let json = serde_json::to_string(&changes).expect("serialize");
+        assert!(!json.contains("secret"), "{json}");
+        let back: Vec<Change> = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[0].reasons, changes[0].reasons);
+        assert_eq!(back[0].diff, changes[0].diff);
+        assert!(
+            matches!(&back[0].op, Op::WriteFile { content, meta, .. } if content.is_empty() && meta.mode == "0644")
+        );
+        assert_eq!(back[1], changes[1]);
+        assert_eq!(back[2], changes[2]);
     }
 }

@@ -91,6 +91,18 @@ pub struct FsMeta {
     pub mode: u32,
 }
 
+impl FsMeta {
+    /// No owner and no permissions: what a change read back from JSON
+    /// carries (only its words are shown; it is never applied).
+    pub fn unknown() -> Self {
+        Self {
+            uid: u32::MAX,
+            gid: u32::MAX,
+            mode: 0,
+        }
+    }
+}
+
 /// What is at a host path now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observed {

@@ -1,13 +1,13 @@
 //! Package decisions: what one `[[package]]` needs, given what rpm says is
 //! installed and what the repositories offer.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rpmver::{Evr, Nevra};
 use crate::desired::model::{Package, PackageState};
 
 /// What happens to one package.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "package_action", rename_all = "snake_case")]
 pub enum PackageChange {
     /// Install `spec` (a name, or `name-evr`).

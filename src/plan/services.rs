@@ -22,7 +22,7 @@ pub const UNIT_DIRS: [&str; 4] = [
 ];
 
 /// A systemctl verb.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceVerb {
     /// `systemctl enable`

@@ -1,0 +1,193 @@
+//! The client side of the daemon's control socket: `converge --now` and
+//! `status` ask the daemon when it runs, so that the run is the daemon's
+//! (in its journal, never two at once) and the status is live.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::app::{ConvergeResult, DaemonView};
+use crate::converge::Event;
+use crate::daemon::protocol::{self, Request, Response};
+
+/// How long `status` waits for the daemon's answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to the daemon; `Ok(None)` when none runs.
+pub fn connect(socket: &Path) -> Result<Option<UnixStream>> {
+    match UnixStream::connect(socket) {
+        Ok(s) => Ok(Some(s)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "the driftless daemon's socket {} is for root only: run as root (sudo driftless …)",
+            socket.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("failed to connect to {}", socket.display())),
+    }
+}
+
+fn send(stream: &mut UnixStream, request: &Request) -> Result<()> {
+    stream
+        .write_all(&protocol::line(request))
+        .context("failed to send the request to the daemon")
+}
+
+fn refused(message: &str) -> anyhow::Error {
+    anyhow::anyhow!("the daemon refused: {message}")
+}
+
+/// The daemon's live view.
+pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
+    stream.set_read_timeout(Some(STATUS_TIMEOUT)).ok();
+    send(&mut stream, &Request::Status)?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .context("failed to read the daemon's answer")?;
+    match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {
+        Response::Status { daemon } => Ok(daemon),
+        Response::Refused { message } => Err(refused(&message)),
+        _ => bail!("the daemon answered something else than a status"),
+    }
+}
+
+/// Asks the daemon to converge and follows the run: progress on stderr (a
+/// live line on a terminal, plain lines otherwise), or with `json` every
+/// answer line on stdout as it comes. Returns the run's result.
+pub fn converge(mut stream: UnixStream, dry_run: bool, json: bool) -> Result<ConvergeResult> {
+    send(&mut stream, &Request::Converge { dry_run })?;
+    let mut progress = Progress::new(json);
+    let mut stdout = std::io::stdout().lock();
+    for line in BufReader::new(stream).lines() {
+        let line = line.context("lost the daemon while it converged (the run goes on there)")?;
+        if json {
+            // A closed stdout must not end the run the daemon is making.
+            let _ = writeln!(stdout, "{line}");
+        }
+        match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {
+            Response::Queued { ahead } => progress.say(&format!(
+                "waiting for {ahead} converge(s) ahead of this one"
+            )),
+            Response::Event { event } => progress.event(&event),
+            Response::Finished { result } => {
+                progress.done();
+                return Ok(*result);
+            }
+            Response::Refused { message } => {
+                progress.done();
+                return Err(refused(&message));
+            }
+            Response::Status { .. } => {}
+        }
+    }
+    progress.done();
+    bail!(
+        "the daemon closed the connection before the converge ended (see `journalctl -u driftless`)"
+    )
+}
+
+/// Progress of a run followed through the daemon.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines,
+    Quiet,
+}
+
+impl Progress {
+    /// With `json` the answer lines themselves are the progress.
+    fn new(json: bool) -> Self {
+        if json {
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar.set_message("asking the driftless daemon");
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        match self {
+            Progress::Bar(b) => b.set_message(text.to_owned()),
+            Progress::Lines => eprintln_safe(text),
+            Progress::Quiet => {}
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        let text = match e {
+            Event::Started { .. } => "converge started".to_owned(),
+            Event::FetchFailed { error, instead, .. } => match instead {
+                Some(c) => format!("fetch failed ({error}); converging the cached commit {c}"),
+                None => format!("fetch failed: {error}"),
+            },
+            Event::Fetched { commit } => format!("fetched {commit}"),
+            Event::Loaded {
+                host, host_file, ..
+            } => format!("host {host}: {host_file}"),
+            Event::Held { why, .. } => format!("held: {why}"),
+            Event::Planned { changes } => {
+                let n: usize = changes.values().sum();
+                format!("{n} change(s) planned")
+            }
+            Event::Began { generation, .. } => format!("generation {generation}: snapshot taken"),
+            Event::StepStarted {
+                index,
+                total,
+                resource,
+                verb,
+            } => format!("[{index}/{total}] {resource}: {verb}"),
+            Event::PackagesStarted { resources } => {
+                format!("package transaction: {}", resources.join(", "))
+            }
+            Event::PackagesFinished { .. } => "package transaction done".to_owned(),
+            Event::CheckAttempt {
+                check,
+                attempt,
+                attempts,
+            } => format!("health check {check}: attempt {attempt}/{attempts}"),
+            Event::CheckResult {
+                check,
+                passed: false,
+                error,
+            } => format!(
+                "health check {check} failed: {}",
+                error.as_deref().unwrap_or("")
+            ),
+            Event::RollingBack { generation, reason } => {
+                format!("rolling back generation {generation}: {reason}")
+            }
+            Event::Restored { generation } => format!("generation {generation}: host restored"),
+            Event::RestoreFailed { generation, .. } => {
+                format!("generation {generation}: RESTORE FAILED")
+            }
+            Event::StepFinished { .. } | Event::CheckResult { .. } | Event::Finished { .. } => {
+                return;
+            }
+        };
+        self.say(&text);
+    }
+
+    fn done(&mut self) {
+        if let Progress::Bar(b) = self {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// One progress line on stderr; a closed stderr is not an error here.
+fn eprintln_safe(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}

@@ -1,0 +1,16 @@
+//! `driftless daemon`: the systemd service that converges the host on a
+//! schedule, heals drift on every tick, and answers `driftless converge
+//! --now` and `driftless status` on its control socket.
+//!
+//! [`machine`] is the loop as an explicit, pure state machine;
+//! [`schedule`] the splay, jitter and backoff arithmetic; [`runtime`] the
+//! process around them (tokio, signals, the socket, sd-notify);
+//! [`protocol`] the socket's JSON lines, shared with the client in `cli`.
+
+pub mod machine;
+mod notify;
+pub mod protocol;
+pub mod runtime;
+pub mod schedule;
+
+pub use runtime::{Options, run};

@@ -1,0 +1,595 @@
+//! The daemon's process: a current-thread tokio runtime whose one task owns
+//! the loop ([`Machine`]), the control socket, the signals and the
+//! watchdog. The synchronous engine runs on a blocking thread with a
+//! cancellation token of its own for each run; its events come back over a
+//! channel, to the status line, the journal and the clients that asked.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::machine::{Machine, State};
+use super::protocol::{self, Request, Response};
+use super::{notify, schedule};
+use crate::app::{
+    self, App, ConvergeRequest, ConvergeResult, DaemonView, FetchPolicy, LastRunView, SourceRequest,
+};
+use crate::cancel::Cancel;
+use crate::config::{self, Settings};
+use crate::converge::{Event, Log, Sink, Tee};
+use crate::outcome::Outcome;
+use crate::report::journal::{self, Journal};
+use crate::report::metrics::Metrics;
+
+/// How the daemon was started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The agent config file.
+    pub config: PathBuf,
+    /// The config file was named on the command line (it must exist).
+    pub explicit: bool,
+    /// The root converged (`/`; another root for tests and chroots).
+    pub root: PathBuf,
+    /// A config repo directory instead of the git source.
+    pub repo: Option<PathBuf>,
+    /// The host name to look up.
+    pub host: Option<String>,
+}
+
+/// Requests waiting behind the converge in flight, at most.
+const MAX_QUEUED: usize = 16;
+/// How often the status line is refreshed while idle (its countdown).
+const STATUS_REFRESH: Duration = Duration::from_secs(15);
+
+/// Runs the daemon until SIGTERM. `Err` only when it cannot start.
+pub fn run(opts: Options) -> Result<()> {
+    let settings = config::load(&opts.config, opts.explicit)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the daemon's runtime")?;
+    runtime.block_on(Daemon::new(opts, settings).run())
+}
+
+/// A client waiting for a converge of its own.
+struct Waiting {
+    dry_run: bool,
+    client: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// The converge in flight.
+struct Running {
+    cancel: Cancel,
+    clients: Vec<mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+/// What a connection asks of the loop.
+enum Asked {
+    Status(oneshot::Sender<DaemonView>),
+    Converge(Waiting),
+}
+
+/// What woke the loop up.
+enum Wake {
+    Stop,
+    Reload,
+    Watchdog,
+    Refresh,
+    Accepted(UnixStream),
+    Asked(Asked),
+    Progress(Event),
+    Finished(Box<Result<ConvergeResult, tokio::task::JoinError>>),
+    Tick,
+}
+
+struct Daemon {
+    opts: Options,
+    app: App,
+    machine: Machine,
+    running: Option<Running>,
+    queue: VecDeque<Waiting>,
+    events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+}
+
+/// Sends the engine's events from its blocking thread to the loop.
+struct Channel(mpsc::UnboundedSender<Event>);
+
+impl Sink for Channel {
+    fn event(&mut self, event: &Event) {
+        // The loop outlives every run; a send can only fail at exit.
+        let _ = self.0.send(event.clone());
+    }
+}
+
+impl Daemon {
+    fn new(opts: Options, settings: Settings) -> Self {
+        let machine = Machine::new(settings.schedule.clone());
+        Self {
+            opts,
+            app: App::new(settings),
+            machine,
+            running: None,
+            queue: VecDeque::new(),
+            events: mpsc::unbounded_channel(),
+        }
+    }
+
+    async fn run(mut self) -> Result<()> {
+        notify::status("starting");
+        let listener = bind(&self.app.settings.socket)?;
+        let mut sigterm = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
+        let mut sighup = signal(SignalKind::hangup()).context("failed to watch SIGHUP")?;
+        let (asked_tx, mut asked_rx) = mpsc::channel::<Asked>(64);
+        let watchdog_period = notify::watchdog_period();
+        let mut watchdog =
+            tokio::time::interval(watchdog_period.unwrap_or(Duration::from_secs(3600)));
+        let mut refresh = tokio::time::interval(STATUS_REFRESH);
+
+        self.machine.configured();
+        notify::status(&self.status_line());
+        self.recover().await;
+        let machine_id = crate::system::facts::gather().machine_id;
+        let splay = schedule::splay(&machine_id, self.app.settings.schedule.splay);
+        self.machine.recovered(Instant::now(), splay);
+        self.refresh_applied();
+        notify::ready(&self.status_line());
+        info!(
+            message_id = journal::DAEMON_STARTED,
+            driftless_version = env!("CARGO_PKG_VERSION"),
+            "driftless {} started; first run in {}s",
+            env!("CARGO_PKG_VERSION"),
+            splay.as_secs()
+        );
+
+        let mut handle: Option<JoinHandle<ConvergeResult>> = None;
+        while !self.machine.stopped() {
+            let next = self.machine.next_tick();
+            let wake = tokio::select! {
+                _ = sigterm.recv() => Wake::Stop,
+                _ = sigint.recv() => Wake::Stop,
+                _ = sighup.recv() => Wake::Reload,
+                _ = watchdog.tick(), if watchdog_period.is_some() => Wake::Watchdog,
+                _ = refresh.tick() => Wake::Refresh,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => Wake::Accepted(stream),
+                    Err(e) => {
+                        warn!(error = %e, "control socket: accept failed");
+                        Wake::Refresh
+                    }
+                },
+                Some(asked) = asked_rx.recv() => Wake::Asked(asked),
+                Some(event) = self.events.1.recv() => Wake::Progress(event),
+                result = async { handle.as_mut().expect("guarded").await }, if handle.is_some() => {
+                    handle = None;
+                    Wake::Finished(Box::new(result))
+                }
+                _ = sleep_until(next), if next.is_some() && handle.is_none() => Wake::Tick,
+            };
+            match wake {
+                Wake::Stop => self.stop(),
+                Wake::Reload => self.reload(),
+                Wake::Watchdog => notify::watchdog(),
+                Wake::Refresh => notify::status(&self.status_line()),
+                Wake::Accepted(stream) => {
+                    tokio::spawn(serve(stream, asked_tx.clone()));
+                }
+                Wake::Asked(Asked::Status(reply)) => {
+                    let _ = reply.send(self.view());
+                }
+                Wake::Asked(Asked::Converge(w)) => {
+                    if handle.is_none() && !matches!(self.machine.state, State::Stopping { .. }) {
+                        handle = self.start(w.dry_run, Some(w.client));
+                    } else if matches!(self.machine.state, State::Stopping { .. }) {
+                        refuse(&w.client, "the daemon is stopping");
+                    } else if self.queue.len() >= MAX_QUEUED {
+                        refuse(
+                            &w.client,
+                            &format!(
+                                "busy: {} converges are waiting already; try again later",
+                                self.queue.len()
+                            ),
+                        );
+                    } else {
+                        let ahead = self.queue.len() + 1;
+                        let _ = w.client.send(protocol::line(&Response::Queued { ahead }));
+                        self.queue.push_back(w);
+                    }
+                }
+                Wake::Progress(event) => self.progress(&event),
+                Wake::Finished(result) => {
+                    self.finished(*result);
+                    if let Some(exe) = replaced_binary() {
+                        self.restart_into(&exe);
+                    }
+                    if let Some(w) = self.queue.pop_front() {
+                        handle = self.start(w.dry_run, Some(w.client));
+                    }
+                }
+                Wake::Tick => handle = self.start(false, None),
+            }
+        }
+        for w in self.queue.drain(..) {
+            refuse(&w.client, "the daemon stopped");
+        }
+        notify::stopping("stopping");
+        info!(message_id = journal::DAEMON_STOPPING, "driftless stopping");
+        let _ = std::fs::remove_file(&self.app.settings.socket);
+        Ok(())
+    }
+
+    fn status_line(&self) -> String {
+        self.machine.status_line(Instant::now(), SystemTime::now())
+    }
+
+    /// Rolls back what a crash left unfinished, before the first tick.
+    async fn recover(&mut self) {
+        let app = self.app.clone();
+        let root = self.opts.root.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            app::recover(&app, &root, &mut Log, &Cancel::new())
+        })
+        .await;
+        match done {
+            Ok(Ok(r)) if r.outcome == Outcome::Done => {
+                for n in r.notes.iter().filter(|n| *n != "nothing to recover") {
+                    warn!("{n}");
+                }
+            }
+            Ok(Ok(r)) => error!(
+                error = r.error.unwrap_or_default(),
+                "recovery at start failed; every converge tries again"
+            ),
+            Ok(Err(e)) => error!(error = format!("{e:#}"), "recovery at start failed"),
+            Err(e) => error!(error = %e, "recovery at start panicked"),
+        }
+    }
+
+    /// Starts a converge on a blocking thread.
+    fn start(
+        &mut self,
+        dry_run: bool,
+        client: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    ) -> Option<JoinHandle<ConvergeResult>> {
+        let policy = self.machine.converge_started(Instant::now())?;
+        let cancel = Cancel::new();
+        self.running = Some(Running {
+            cancel: cancel.clone(),
+            clients: client.into_iter().collect(),
+        });
+        notify::status(&self.status_line());
+        let app = self.app.clone();
+        let req = ConvergeRequest {
+            source: SourceRequest {
+                repo: self.opts.repo.clone(),
+                host: self.opts.host.clone(),
+                commit: None,
+                fetch: if self.opts.repo.is_some() {
+                    FetchPolicy::Remote
+                } else {
+                    policy
+                },
+            },
+            root: self.opts.root.clone(),
+            dry_run,
+        };
+        let events = self.events.0.clone();
+        Some(tokio::task::spawn_blocking(move || {
+            let (mut log, mut journal, mut channel) = (Log, Journal::default(), Channel(events));
+            let mut sink = Tee(vec![&mut log, &mut journal, &mut channel]);
+            app::converge(&app, &req, &mut sink, &cancel)
+        }))
+    }
+
+    fn progress(&mut self, event: &Event) {
+        self.machine.progress(event, SystemTime::now());
+        if let Some(r) = &mut self.running {
+            let line = protocol::line(&Response::Event {
+                event: event.clone(),
+            });
+            r.clients.retain(|c| c.send(line.clone()).is_ok());
+        }
+        notify::status(&self.status_line());
+    }
+
+    fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) {
+        // Events still queued belong to this run: hand them on first.
+        while let Ok(event) = self.events.1.try_recv() {
+            self.progress(&event);
+        }
+        let running = self.running.take();
+        let result = result.unwrap_or_else(|e| {
+            error!(error = %e, "the converge thread panicked");
+            let mut r = ConvergeResult::default();
+            r.run.error = Some(format!("the converge thread panicked: {e}"));
+            r
+        });
+        self.machine.converge_finished(
+            &result,
+            Instant::now(),
+            SystemTime::now(),
+            schedule::random_unit(),
+        );
+        self.refresh_applied();
+        self.write_metrics();
+        if let Some(running) = running {
+            let line = protocol::line(&Response::Finished {
+                result: Box::new(result),
+            });
+            for c in running.clients {
+                let _ = c.send(line.clone());
+            }
+        }
+        notify::status(&self.status_line());
+    }
+
+    /// Reads the applied commit back from the agent state.
+    fn refresh_applied(&mut self) {
+        match self.app.store.load_state() {
+            Ok(state) => {
+                self.machine.applied = state.applied_commit.map(|c| {
+                    let at = state
+                        .applied_at
+                        .and_then(|a| humantime::parse_rfc3339(&a).ok())
+                        .unwrap_or_else(SystemTime::now);
+                    (c, at)
+                });
+            }
+            Err(e) => warn!(error = format!("{e:#}"), "could not read the agent state"),
+        }
+    }
+
+    fn write_metrics(&self) {
+        let Some(path) = &self.app.settings.metrics_textfile else {
+            return;
+        };
+        let quarantined = self
+            .app
+            .store
+            .load_state()
+            .map(|s| s.quarantine.is_some())
+            .unwrap_or(false);
+        let last = self.machine.last.as_ref();
+        let healthy = last
+            .is_some_and(|l| !l.audit && matches!(l.outcome, Outcome::InSync | Outcome::Changed));
+        let m = Metrics {
+            last_run: last.map(|l| l.at),
+            last_success: self.machine.stats.last_success,
+            in_sync: healthy && self.machine.fetch_failures == 0,
+            drifted: match last {
+                Some(_) if healthy => 0,
+                Some(l) if l.audit => l.changes,
+                Some(l) => l.drifted,
+                None => 0,
+            },
+            duration: last.map(|l| l.duration).unwrap_or_default(),
+            converges: self.machine.stats.converges.clone(),
+            rollbacks: self.machine.stats.rollbacks,
+            fetch_failures: self.machine.stats.fetch_failures,
+            quarantined,
+            applied_commit: self.machine.applied.as_ref().map(|(c, _)| c.clone()),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        if let Err(e) = m.write(path) {
+            warn!(error = format!("{e:#}"), "could not write the metrics");
+        }
+    }
+
+    fn stop(&mut self) {
+        if self.machine.stop_requested()
+            && let Some(r) = &self.running
+        {
+            // Forward work stops; the converge rolls back, never cut
+            // mid-write or mid-transaction, and the loop ends after it.
+            r.cancel.cancel();
+        }
+        notify::stopping(&self.status_line());
+    }
+
+    /// SIGHUP: a new agent config, or the old one when the new is invalid.
+    fn reload(&mut self) {
+        notify::reloading();
+        match config::load(&self.opts.config, self.opts.explicit) {
+            Ok(settings) => {
+                if settings.socket != self.app.settings.socket {
+                    warn!(
+                        "[daemon] socket changed; the daemon keeps {} until it is restarted",
+                        self.app.settings.socket.display()
+                    );
+                }
+                let mut settings = settings;
+                settings.socket = self.app.settings.socket.clone();
+                self.machine
+                    .reloaded(settings.schedule.clone(), Instant::now());
+                self.app = App::new(settings);
+                info!(
+                    message_id = journal::DAEMON_RELOADED,
+                    "agent config reloaded; interval {}",
+                    humantime::format_duration(self.machine.schedule.interval)
+                );
+            }
+            Err(e) => error!(
+                message_id = journal::RELOAD_FAILED,
+                error = format!("{e:#}"),
+                "reload refused, the agent config in force stays: {e:#}"
+            ),
+        }
+        notify::ready(&self.status_line());
+    }
+
+    /// After a converge replaced the binary (its package was upgraded):
+    /// continue as the new program, with the same pid, between runs.
+    fn restart_into(&self, exe: &Path) {
+        use std::os::unix::process::CommandExt;
+        info!(
+            message_id = journal::DAEMON_RESTARTING,
+            "the driftless binary was replaced; restarting into {}",
+            exe.display()
+        );
+        notify::status("restarting into the new driftless");
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        error!(error = %err, "could not restart into the new binary; going on with this one");
+    }
+
+    fn view(&self) -> DaemonView {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        DaemonView {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            state: self.machine.state_word().to_owned(),
+            status_line: self.machine.status_line(now, wall),
+            next_run: self
+                .machine
+                .next_tick()
+                .map(|t| rfc(wall + t.saturating_duration_since(now))),
+            last_run: self.machine.last.as_ref().map(|l| LastRunView {
+                at: rfc(l.at),
+                outcome: l.outcome,
+                duration_ms: u64::try_from(l.duration.as_millis()).unwrap_or(u64::MAX),
+                changes: l.changes,
+                drifted: l.drifted,
+                key: l.key.clone(),
+                error: l.error.clone(),
+            }),
+            fetch_failures: self.machine.fetch_failures,
+            fetch_failing_since: self.machine.fetch_failing.as_ref().map(|(t, _)| rfc(*t)),
+            fetch_error: self.machine.fetch_failing.as_ref().map(|(_, e)| e.clone()),
+            converges: self.machine.stats.converges.clone(),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn refuse(client: &mpsc::UnboundedSender<Vec<u8>>, message: &str) {
+    let _ = client.send(protocol::line(&Response::Refused {
+        message: message.to_owned(),
+    }));
+}
+
+/// The binary this process runs, when it was replaced on disk since.
+fn replaced_binary() -> Option<PathBuf> {
+    let link = std::fs::read_link("/proc/self/exe").ok()?;
+    let text = link.to_str()?;
+    let path = PathBuf::from(text.strip_suffix(" (deleted)")?);
+    path.is_file().then_some(path)
+}
+
+/// Binds the control socket, readable and writable by root only. A socket
+/// file nobody listens on is left from a crash and replaced; one somebody
+/// listens on belongs to a daemon already running.
+fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent()
+        && !dir.is_dir()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "another driftless daemon listens on {}; stop it first",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("failed to remove the stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("failed to bind the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("failed to restrict {}", path.display()))?;
+    Ok(listener)
+}
+
+/// One connection: root only, one request, the answer streamed back.
+async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
+    let uid = stream.peer_cred().map(|c| c.uid());
+    let (read, mut write) = stream.into_split();
+    let refused = |message: String| protocol::line(&Response::Refused { message });
+    match uid {
+        Ok(0) => {}
+        Ok(uid) => {
+            let _ = write
+                .write_all(&refused(format!(
+                    "refused: uid {uid} is not root; only root may use the driftless control socket (try `sudo driftless …`)"
+                )))
+                .await;
+            return;
+        }
+        Err(e) => {
+            let _ = write
+                .write_all(&refused(format!("refused: cannot tell who you are: {e}")))
+                .await;
+            return;
+        }
+    }
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(protocol::MAX_REQUEST as u64));
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let request = match serde_json::from_str::<Request>(line.trim()) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = write
+                .write_all(&refused(format!(
+                    "bad request: {e} (see docs/control-socket.md)"
+                )))
+                .await;
+            return;
+        }
+    };
+    match request {
+        Request::Status => {
+            let (tx, rx) = oneshot::channel();
+            if asked.send(Asked::Status(tx)).await.is_ok()
+                && let Ok(daemon) = rx.await
+            {
+                let _ = write
+                    .write_all(&protocol::line(&Response::Status { daemon }))
+                    .await;
+            }
+        }
+        Request::Converge { dry_run } => {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            if asked
+                .send(Asked::Converge(Waiting {
+                    dry_run,
+                    client: tx,
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            // A client that goes away does not stop the run it asked for.
+            while let Some(line) = rx.recv().await {
+                if write.write_all(&line).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = write.shutdown().await;
+}

@@ -1,0 +1,206 @@
+//! The journal entries an operator queries: one fixed `MESSAGE_ID` per
+//! kind of event (docs/journal.md lists them with example queries), with
+//! `DRIFTLESS_*` fields where they apply.
+//!
+//! They are ordinary tracing events with a `message_id` field; the journald
+//! layer (see `logging`) turns `message_id` into `MESSAGE_ID` and
+//! `driftless_commit` into `DRIFTLESS_COMMIT`. A converge run by hand
+//! emits the same entries as one run by the daemon.
+
+use tracing::{error, info, warn};
+
+use crate::converge::{Event, Sink};
+use crate::outcome::Outcome;
+
+/// A converge started.
+pub const CONVERGE_STARTED: &str = "80bb4d2c63f34acbafc4ae97aa4ba861";
+/// One resource was changed.
+pub const RESOURCE_CHANGED: &str = "cdb9593af2314f06b2e2c49f6aedb627";
+/// A converge applied changes and its health checks passed.
+pub const CHANGES_APPLIED: &str = "fb700e086f6741d58a63f3d6a97f5712";
+/// A converge found the host in sync.
+pub const IN_SYNC: &str = "c9a3f281db9e401cbac0e3ebb276112b";
+/// The host had drifted from a desired state already applied (healed, or
+/// in audit mode only reported).
+pub const DRIFT_DETECTED: &str = "ad9d4b3136914e43885bfe0d8b65855f";
+/// A converge failed and the host was restored.
+pub const ROLLED_BACK: &str = "7fe5dc99efd94429bfef0dbab5a6c65c";
+/// A converge failed and restoring the host failed too.
+pub const ROLLBACK_FAILED: &str = "15622bef251944cd80e1afbd5f544bbf";
+/// A fetched commit was refused: a rewritten history or a bad signature.
+pub const COMMIT_REFUSED: &str = "a709d471bb404b128820a0efa93b55d8";
+/// A commit was quarantined: it is not applied again until the source
+/// moves on or `driftless retry`.
+pub const COMMIT_QUARANTINED: &str = "caa5ae5acbf54e06bb7d8c842a4c75ae";
+/// The host is held: at the last good state (quarantined head) or where
+/// it is (pinned).
+pub const HELD: &str = "cf6a4cc40eec4945ab0465b2c1c9755b";
+/// Fetching the git source failed.
+pub const FETCH_FAILED: &str = "4a71abff8ffe44468dd8040596c71f59";
+/// A converge ended with an error before any change (an invalid config
+/// repo, a plan that cannot be made, an I/O error).
+pub const CONVERGE_FAILED: &str = "54648584cf8d406c8d5ccb997ce9afcc";
+/// The daemon started and is ready.
+pub const DAEMON_STARTED: &str = "257396471c8d47f082a40e030d671646";
+/// The daemon reloaded its agent config.
+pub const DAEMON_RELOADED: &str = "6e496d8f3c9b41249a28c798cffbc2e5";
+/// A reload was refused: the new agent config is invalid; the old one stays.
+pub const RELOAD_FAILED: &str = "9f2a280591d74eb4b0f38306c443a155";
+/// The daemon restarts into a new binary (its package was upgraded).
+pub const DAEMON_RESTARTING: &str = "3734b8602989485b9ce82b00911acd04";
+/// The daemon is stopping.
+pub const DAEMON_STOPPING: &str = "34f4cf03123b435fac2177e7269231e9";
+
+/// Writes the journal entries of one converge, from its events.
+#[derive(Debug, Default)]
+pub struct Journal {
+    generation: Option<u64>,
+}
+
+impl Sink for Journal {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::Started { root, audit } => info!(
+                message_id = CONVERGE_STARTED,
+                driftless_root = root.as_str(),
+                "converge of {root} started{}",
+                if *audit {
+                    " (audit: nothing is changed)"
+                } else {
+                    ""
+                }
+            ),
+            Event::FetchFailed {
+                error,
+                refused: true,
+                instead,
+            } => error!(
+                message_id = COMMIT_REFUSED,
+                driftless_commit = instead.as_deref(),
+                "commit refused: {error}{}",
+                instead_text(instead.as_deref())
+            ),
+            Event::FetchFailed {
+                error,
+                refused: false,
+                instead,
+            } => warn!(
+                message_id = FETCH_FAILED,
+                driftless_commit = instead.as_deref(),
+                "fetch failed: {error}{}",
+                instead_text(instead.as_deref())
+            ),
+            Event::Held { why, last_good } => warn!(
+                message_id = HELD,
+                driftless_commit = last_good.as_deref(),
+                "held: {why}"
+            ),
+            Event::Began { generation, .. } => self.generation = Some(*generation),
+            Event::StepFinished { resource, verb, .. } => info!(
+                message_id = RESOURCE_CHANGED,
+                driftless_resource = resource.as_str(),
+                driftless_generation = self.generation,
+                "{resource}: {verb}"
+            ),
+            Event::Finished {
+                outcome,
+                generation,
+                changes,
+                duration_ms,
+                key,
+                drifted,
+                quarantined,
+                audit,
+                error,
+            } => {
+                let key = key.as_deref();
+                let outcome_word = outcome.as_str();
+                if *drifted > 0 {
+                    warn!(
+                        message_id = DRIFT_DETECTED,
+                        driftless_commit = key,
+                        driftless_changes = *drifted,
+                        driftless_outcome = outcome_word,
+                        "{drifted} resource(s) drifted from the desired state{}",
+                        if *audit {
+                            "; audit mode: nothing was changed"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                let error = error.as_deref().unwrap_or("");
+                match outcome {
+                    Outcome::Changed => info!(
+                        message_id = CHANGES_APPLIED,
+                        driftless_commit = key,
+                        driftless_generation = *generation,
+                        driftless_changes = *changes,
+                        driftless_outcome = outcome_word,
+                        driftless_duration_ms = *duration_ms,
+                        "{changes} change(s) applied (generation {})",
+                        generation.unwrap_or_default()
+                    ),
+                    Outcome::InSync | Outcome::ChangesPending | Outcome::Held => info!(
+                        message_id = IN_SYNC,
+                        driftless_commit = key,
+                        driftless_changes = *changes,
+                        driftless_outcome = outcome_word,
+                        driftless_duration_ms = *duration_ms,
+                        "{}",
+                        match outcome {
+                            Outcome::InSync => "in sync: nothing to change".to_owned(),
+                            Outcome::Held =>
+                                "held: converged towards the last good state".to_owned(),
+                            _ => format!("audit: {changes} change(s) pending, nothing changed"),
+                        }
+                    ),
+                    Outcome::RolledBack => error!(
+                        message_id = ROLLED_BACK,
+                        driftless_commit = key,
+                        driftless_generation = *generation,
+                        driftless_outcome = outcome_word,
+                        driftless_duration_ms = *duration_ms,
+                        "converge failed and was rolled back: {error}"
+                    ),
+                    Outcome::RollbackFailed => error!(
+                        message_id = ROLLBACK_FAILED,
+                        driftless_commit = key,
+                        driftless_generation = *generation,
+                        driftless_outcome = outcome_word,
+                        driftless_duration_ms = *duration_ms,
+                        "converge failed AND restoring the host failed; the host needs attention: {error}"
+                    ),
+                    Outcome::Error | Outcome::Invalid | Outcome::Valid | Outcome::Done => error!(
+                        message_id = CONVERGE_FAILED,
+                        driftless_commit = key,
+                        driftless_outcome = outcome_word,
+                        driftless_duration_ms = *duration_ms,
+                        "converge failed before any change: {}",
+                        if error.is_empty() {
+                            "the config repo is invalid"
+                        } else {
+                            error
+                        }
+                    ),
+                }
+                if *quarantined {
+                    error!(
+                        message_id = COMMIT_QUARANTINED,
+                        driftless_commit = key,
+                        driftless_generation = *generation,
+                        "{} quarantined: it is not applied again until the source moves on or `driftless retry`",
+                        key.unwrap_or("the desired state")
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn instead_text(instead: Option<&str>) -> String {
+    instead
+        .map(|c| format!("; converging the cached commit {c} instead"))
+        .unwrap_or_default()
+}
