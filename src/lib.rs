@@ -18,6 +18,13 @@
 //! Small leaves used across the layers: [`cancel`], [`durable`] (the one
 //! atomic-write recipe), [`fault`] (crash injection in tests), [`outcome`].
 
+/// This driftless's version: the package's (`0.1.0-2` from an RPM build,
+/// which sets `DRIFTLESS_VERSION`), else the crate's.
+pub const VERSION: &str = match option_env!("DRIFTLESS_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 pub mod agent;
 pub mod app;
 pub mod cancel;

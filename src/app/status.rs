@@ -65,7 +65,7 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         fetched_head,
         mode: app.settings.mode,
         fetch_failures: state.fetch_failures,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: crate::VERSION.to_owned(),
         daemon: None,
         applied_commit: state.applied_commit,
         last_good: state.last_good,
@@ -98,6 +98,8 @@ pub struct DaemonView {
     pub status_line: String,
     /// When the next run is due (RFC 3339), while idle.
     pub next_run: Option<String>,
+    /// The interval between runs in force, in seconds.
+    pub interval_s: u64,
     /// The last run it made.
     pub last_run: Option<LastRunView>,
     /// Fetches failed in a row.

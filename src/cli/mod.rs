@@ -52,7 +52,7 @@ impl From<Outcome> for ExitCode {
 
 /// driftless: pull-based GitOps for RHEL-family hosts.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = crate::VERSION, about, long_about = None)]
 pub struct Cli {
     /// Agent config file (drop-ins are read from agent.d/ beside it).
     #[arg(long, global = true, value_name = "FILE")]

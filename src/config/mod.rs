@@ -247,7 +247,17 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
             .with_context(|| format!("invalid agent config {}", f.display()))?;
         fragments.push(frag);
     }
-    let mut s = merge(fragments)?;
+    let mut s = merge(fragments).with_context(|| {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        format!(
+            "invalid agent config {}",
+            if names.is_empty() {
+                "(defaults)".to_owned()
+            } else {
+                names.join(" + ")
+            }
+        )
+    })?;
     s.sources = files;
     Ok(s)
 }

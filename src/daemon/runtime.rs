@@ -145,9 +145,9 @@ impl Daemon {
         notify::ready(&self.status_line());
         info!(
             message_id = journal::DAEMON_STARTED,
-            driftless_version = env!("CARGO_PKG_VERSION"),
+            driftless_version = crate::VERSION,
             "driftless {} started; first run in {}s",
-            env!("CARGO_PKG_VERSION"),
+            crate::VERSION,
             splay.as_secs()
         );
 
@@ -364,7 +364,7 @@ impl Daemon {
         let m = Metrics {
             last_run: last.map(|l| l.at),
             last_success: self.machine.stats.last_success,
-            in_sync: healthy && self.machine.fetch_failures == 0,
+            in_sync: healthy,
             drifted: match last {
                 Some(_) if healthy => 0,
                 Some(l) if l.audit => l.changes,
@@ -377,7 +377,7 @@ impl Daemon {
             fetch_failures: self.machine.stats.fetch_failures,
             quarantined,
             applied_commit: self.machine.applied.as_ref().map(|(c, _)| c.clone()),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::VERSION.to_owned(),
         };
         if let Err(e) = m.write(path) {
             warn!(error = format!("{e:#}"), "could not write the metrics");
@@ -447,13 +447,14 @@ impl Daemon {
         let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
         DaemonView {
             pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::VERSION.to_owned(),
             state: self.machine.state_word().to_owned(),
             status_line: self.machine.status_line(now, wall),
             next_run: self
                 .machine
                 .next_tick()
                 .map(|t| rfc(wall + t.saturating_duration_since(now))),
+            interval_s: self.machine.schedule.interval.as_secs(),
             last_run: self.machine.last.as_ref().map(|l| LastRunView {
                 at: rfc(l.at),
                 outcome: l.outcome,

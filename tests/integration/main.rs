@@ -11,6 +11,7 @@
 
 mod cli;
 mod engine;
+mod gitserver;
 mod layers;
 mod source;
 mod system;

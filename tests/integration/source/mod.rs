@@ -3,7 +3,7 @@
 //! ssh-keygen and gpg.
 
 mod cli;
-mod common;
+pub mod common;
 mod fetch;
 mod servers;
 mod tree;

@@ -1,9 +1,10 @@
 //! System tests on real, disposable systemd hosts (see tests/system/README.md):
-//! packages, files and services (`host`), and the transactional converge
-//! (`rollback`). They need root and are ignored by default:
+//! packages, files and services (`host`), the transactional converge
+//! (`rollback`), and the daemon installed from its RPM (`daemon`). They need root and are ignored by default:
 //!
 //!     cargo test --test integration system:: -- --include-ignored
 
+mod daemon;
 mod harness;
 mod host;
 mod rollback;
