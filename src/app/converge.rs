@@ -201,7 +201,9 @@ fn locked(
     // What a crash left unfinished is rolled back before anything else.
     if let (true, Some(root), Some(h)) = (applying, root.as_ref(), held.as_mut()) {
         let recovery = recover_into(app, root, &mut h.state, sink, cancel)?;
-        h.saved = h.state.clone();
+        if recovery.saved {
+            h.saved = h.state.clone();
+        }
         r.run.notes.extend(recovery.notes);
         if let Some(failed) = recovery.failed {
             r.run.outcome = Outcome::RollbackFailed;

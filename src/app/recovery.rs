@@ -15,6 +15,9 @@ pub(super) struct Recovery {
     pub(super) notes: Vec<String>,
     /// A restore that failed: the run must stop here.
     pub(super) failed: Option<String>,
+    /// The agent state was written (with everything the run had put in it
+    /// so far).
+    pub(super) saved: bool,
 }
 
 /// Rolls back what a crash left unfinished under `root`, and records each
@@ -62,5 +65,6 @@ pub(super) fn recover_into(
         );
     }
     app.store.save_state(state)?;
+    out.saved = true;
     Ok(out)
 }

@@ -101,6 +101,14 @@ pub fn fetch_checked(
         )?,
     };
     let target = match commit {
+        // Falling back to the applied commit from the cache: it may not be
+        // in the history of a head that was refused for rewriting it.
+        Some(rev)
+            if fetch == Fetch::Cache
+                && applied.is_some_and(|a| a.to_string() == rev && repo.has_object(a)) =>
+        {
+            applied.unwrap_or(head)
+        }
         Some(rev) => resolve_commit(&repo, head, rev)?,
         None => head,
     };

@@ -147,6 +147,21 @@ fn converges_from_git_and_records_the_applied_commit() {
     );
 }
 
+/// Regression: a converge that found the host in sync skipped writing the
+/// agent state, and with it the record of its fetch (`source status` then
+/// showed an old fetch).
+#[test]
+fn an_in_sync_converge_records_its_fetch() {
+    let a = Agent::new("");
+    expect(&a.converge(), 2);
+    let first = a.status()["last_fetch"]["at"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    expect(&a.converge(), 0);
+    let st = a.status();
+    assert_ne!(st["last_fetch"]["at"], first, "{st}");
+    assert!(st["last_fetch"]["error"].is_null(), "{st}");
+}
+
 #[test]
 fn a_rewritten_history_is_refused_even_after_the_cache_is_deleted() {
     let a = Agent::new("");
