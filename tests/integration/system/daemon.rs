@@ -836,7 +836,13 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
     );
     assert!(field(&refused, "MESSAGE").contains("soon"), "{refused}");
     assert!(host.is_active(UNIT));
-    assert_eq!(status_json(&host)["status"]["daemon"]["interval_s"], 2);
+    // The command line refuses the broken file as well; a config of its
+    // own reaches the daemon, which still runs with the old interval.
+    std::fs::write(host.path("/srv/client.toml"), "").unwrap();
+    let st = driftless(&host, &["--config", "/srv/client.toml", "status", "--json"]);
+    st.expect_code(0);
+    let st: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["status"]["daemon"]["interval_s"], 2, "{st}");
     let better = agent_config(&repo, "").replace("interval = \"2s\"", "interval = \"7s\"");
     std::fs::write(host.path("/etc/driftless/agent.toml"), better).unwrap();
     host.exec(&["systemctl", "reload", UNIT]).expect_code(0);
