@@ -1,0 +1,170 @@
+//! The daemon outside systemd, on a temporary root with a `--repo` config
+//! repo: what can be measured without a sandbox host.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::write_repo;
+
+/// A daemon started by the test, killed on drop.
+struct Daemon {
+    child: Child,
+    config: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(dir: &Path, interval: &str) -> Self {
+        let repo = dir.join("repo");
+        write_repo(
+            &repo,
+            &[(
+                "hosts/h.toml",
+                "[[file]]\npath = '/etc/motd'\ncontent = 'hello'\n[[directory]]\npath = '/srv/app'\n",
+            )],
+        );
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = '{d}/state'\n[schedule]\ninterval = '{interval}'\nsplay = '0s'\n[daemon]\nsocket = '{d}/control.sock'\n[metrics]\ntextfile = '{d}/driftless.prom'\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .arg("--config")
+            .arg(&config)
+            .args(["daemon", "--host", "h", "--repo"])
+            .arg(&repo)
+            .arg("--root")
+            .arg(dir.join("root"))
+            .env("DRIFTLESS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Self { child, config };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !dir.join("control.sock").exists() {
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Converges the daemon made so far.
+    fn runs(&self) -> u64 {
+        let st = self.status();
+        st["status"]["daemon"]["converges"]
+            .as_object()
+            .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
+            .unwrap_or(0)
+    }
+
+    fn wait_for_runs(&self, n: u64, seconds: u64) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while self.runs() < n {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} runs in {seconds} s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Open file descriptors, resident memory (KiB) and threads.
+    fn usage(&self) -> (usize, u64, u64) {
+        let pid = self.child.id();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let value = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (fds, value("VmRSS:"), value("Threads:"))
+    }
+}
+
+/// Over 500 ticks the daemon must not grow: no file descriptor, thread or
+/// memory is leaked by a converge, the socket or the metrics.
+#[test]
+fn five_hundred_ticks_leak_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "10ms");
+    // Warm up: allocator pools, the blocking thread, first-use caches.
+    d.wait_for_runs(50, 60);
+    let (fds, rss, threads) = d.usage();
+    let at = d.runs();
+    d.wait_for_runs(at + 500, 120);
+    let (fds_after, rss_after, threads_after) = d.usage();
+    eprintln!(
+        "500 ticks: fds {fds} -> {fds_after}, RSS {rss} -> {rss_after} KiB, threads {threads} -> {threads_after}"
+    );
+    assert_eq!(fds_after, fds, "file descriptors leaked");
+    assert!(
+        rss_after < rss + 1024,
+        "RSS grew by {} KiB over 500 ticks",
+        rss_after.saturating_sub(rss)
+    );
+    assert!(
+        threads_after <= threads + 1,
+        "threads {threads} -> {threads_after}"
+    );
+    let metrics = std::fs::read_to_string(dir.path().join("driftless.prom")).unwrap();
+    assert!(metrics.contains("driftless_in_sync 1"), "{metrics}");
+}
+
+/// SIGTERM while idle: the daemon exits 0 at once and removes its socket.
+#[test]
+fn sigterm_while_idle_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(dir.path(), "1h");
+    d.wait_for_runs(1, 30);
+    let started = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!dir.path().join("control.sock").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("root/etc/motd")).unwrap(),
+        "hello"
+    );
+}
