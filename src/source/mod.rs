@@ -105,7 +105,9 @@ pub fn fetch_checked(
         // in the history of a head that was refused for rewriting it.
         Some(rev)
             if fetch == Fetch::Cache
-                && applied.is_some_and(|a| a.to_string() == rev && repo.has_object(a)) =>
+                && applied.is_some_and(|a| {
+                    ObjectId::from_hex(rev.as_bytes()).ok() == Some(a) && repo.has_object(a)
+                }) =>
         {
             applied.unwrap_or(head)
         }
