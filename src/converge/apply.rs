@@ -229,7 +229,12 @@ fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>>
         }
     }
     let root = cx.root.path();
-    let ids = dnf::apply(root, &tx, cx.cancel)?;
+    // A stop request lets the transaction finish: rpm must not be cut in
+    // the middle of one. Forward work stops right after it.
+    let ids = {
+        let _whole_transaction = cx.cancel.shield();
+        dnf::apply(root, &tx, cx.cancel)?
+    };
     let after: Vec<_> = rpm::query(root, &names, cx.cancel)?
         .into_values()
         .flatten()
