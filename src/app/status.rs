@@ -108,6 +108,9 @@ pub struct DaemonView {
     pub fetch_failing_since: Option<String>,
     /// The last fetch error while it fails.
     pub fetch_error: Option<String>,
+    /// While fetches fail: the next one is not before this (RFC 3339);
+    /// ticks in between heal from the cache.
+    pub next_fetch: Option<String>,
     /// Converges since it started, by outcome.
     pub converges: BTreeMap<String, u64>,
 }

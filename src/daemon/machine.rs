@@ -148,7 +148,7 @@ pub struct Machine {
     /// The commit applied and when (for the status line).
     pub applied: Option<(String, SystemTime)>,
     /// The next remote fetch is not before this (backoff).
-    next_fetch: Option<Instant>,
+    pub next_fetch: Option<Instant>,
     /// This tick's fetch: `None` not tried, `Some(ok)`.
     fetched: Option<bool>,
 }

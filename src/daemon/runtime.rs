@@ -467,6 +467,10 @@ impl Daemon {
             fetch_failures: self.machine.fetch_failures,
             fetch_failing_since: self.machine.fetch_failing.as_ref().map(|(t, _)| rfc(*t)),
             fetch_error: self.machine.fetch_failing.as_ref().map(|(_, e)| e.clone()),
+            next_fetch: self
+                .machine
+                .next_fetch
+                .map(|t| rfc(wall + t.saturating_duration_since(now))),
             converges: self.machine.stats.converges.clone(),
         }
     }

@@ -168,3 +168,83 @@ fn sigterm_while_idle_exits_cleanly() {
         "hello"
     );
 }
+
+/// `converge --now` goes through a running daemon: the run's events are
+/// streamed back, the exit code is the converge's; `--dry-run` changes
+/// nothing; an ad hoc `--root` run never goes through the daemon.
+#[test]
+fn converge_now_goes_through_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "1h");
+    d.wait_for_runs(1, 30);
+    let motd = dir.path().join("root/etc/motd");
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .arg("--config")
+            .arg(&d.config)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&motd, "drifted").unwrap();
+    let dry = cli(&["converge", "--now", "--dry-run", "--json"]);
+    assert_eq!(
+        dry.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(text.contains("\"type\":\"event\""), "{text}");
+    assert!(text.contains("\"outcome\":\"changes_pending\""), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(&motd).unwrap(),
+        "drifted",
+        "a dry run changed the host"
+    );
+
+    let run = cli(&["converge", "--now"]);
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let progress = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        progress.contains("[1/1] file:/etc/motd: write file"),
+        "{progress}"
+    );
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("1 change applied"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    assert_eq!(std::fs::read_to_string(&motd).unwrap(), "hello");
+    assert_eq!(d.runs(), 3, "the daemon made both runs");
+
+    // An ad hoc run: its own root, in this process.
+    let other = dir.path().join("other-root");
+    let adhoc = cli(&[
+        "converge",
+        "--now",
+        "--repo",
+        dir.path().join("repo").to_str().unwrap(),
+        "--root",
+        other.to_str().unwrap(),
+        "--host",
+        "h",
+    ]);
+    assert_eq!(
+        adhoc.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&adhoc.stderr)
+    );
+    assert_eq!(d.runs(), 3, "an ad hoc run went through the daemon");
+    assert_eq!(
+        std::fs::read_to_string(other.join("etc/motd")).unwrap(),
+        "hello"
+    );
+}

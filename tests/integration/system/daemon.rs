@@ -391,6 +391,11 @@ fn the_packaged_daemon_converges_from_git_and_reports_every_run() {
     host.wait_until("the status line to say in sync", 20, || {
         status_text(&host).starts_with(&format!("in sync at {}", &first[..12]))
     });
+    let shown = host.unit_status(UNIT);
+    assert!(
+        shown.contains(&format!("Status: \"in sync at {}", &first[..12])),
+        "systemctl status shows no status line:\n{shown}"
+    );
 
     // A new commit arrives within interval + splay.
     let second = repo.push(
@@ -447,6 +452,7 @@ fn the_packaged_daemon_converges_from_git_and_reports_every_run() {
 
     // `converge --now` goes through the daemon: events streamed back, its
     // exit code, and the run in the daemon's journal.
+    let runs_before = with_id(&journal(&host), STARTED).len();
     std::fs::write(host.path(FILE), "edited again\n").unwrap();
     let now = driftless(&host, &["converge", "--now", "--json"]);
     let lines: Vec<Value> = now
@@ -470,6 +476,10 @@ fn the_packaged_daemon_converges_from_git_and_reports_every_run() {
     let expected = if outcome == "changed" { 2 } else { 0 };
     now.expect_code(expected);
     assert_eq!(host.read(FILE).as_deref(), Some("v2\n"));
+    assert!(
+        with_id(&journal(&host), STARTED).len() > runs_before,
+        "the run is not in the daemon's journal"
+    );
     let text = driftless(&host, &["converge", "--now"]);
     text.expect_code(0);
     assert!(text.stdout.contains("in sync"), "{}", text.stdout);
@@ -544,6 +554,56 @@ fn the_packaged_daemon_converges_from_git_and_reports_every_run() {
     assert!(
         refused.stderr.contains("uid 65534 is not root"),
         "{refused:?}"
+    );
+
+    // A converge run by hand, in its own process (an ad hoc `--repo` run),
+    // is in the journal under the same MESSAGE_IDs.
+    std::fs::create_dir_all(host.path("/srv/adhoc/hosts")).unwrap();
+    std::fs::write(
+        host.path("/srv/adhoc/hosts/web1.toml"),
+        "[[file]]\npath = \"/adhoc-file\"\ncontent = \"by hand\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        host.path("/srv/adhoc.toml"),
+        "state_dir = \"/srv/adhoc-state\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(host.path("/srv/adhoc-root")).unwrap();
+    driftless(
+        &host,
+        &[
+            "--config",
+            "/srv/adhoc.toml",
+            "converge",
+            "--now",
+            "--repo",
+            "/srv/adhoc",
+            "--root",
+            "/srv/adhoc-root",
+            "--host",
+            "web1",
+        ],
+    )
+    .expect_code(2);
+    let by_hand = host.exec(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "json",
+        &format!("MESSAGE_ID={CHANGES_APPLIED}"),
+    ]);
+    let by_hand: Vec<Value> = by_hand
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        by_hand
+            .iter()
+            .any(|e| field(e, "SYSLOG_IDENTIFIER") == "driftless"
+                && field(e, "DRIFTLESS_COMMIT").starts_with("sha256:")),
+        "the run by hand is not in the journal: {by_hand:?}"
     );
 
     // `status --json` carries what an operator needs, live from the daemon.
@@ -722,6 +782,10 @@ fn the_daemon_rolls_back_refuses_and_rides_out_a_git_outage() {
         "{st}"
     );
     assert!(st["status"]["daemon"]["fetch_error"].is_string(), "{st}");
+    assert!(
+        st["status"]["daemon"]["next_fetch"].is_string(),
+        "the backoff does not show: {st}"
+    );
     let (_exporter, port) = node_exporter(&host);
     let scraped = scrape(port);
     assert!(
