@@ -55,7 +55,7 @@ pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
         .read_line(&mut line)
         .context("failed to read the daemon's answer")?;
     match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {
-        Response::Status { daemon } => Ok(daemon),
+        Response::Status { daemon } => Ok(*daemon),
         Response::Refused { message } => Err(refused(&message)),
         _ => bail!("the daemon answered something else than a status"),
     }

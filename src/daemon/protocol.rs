@@ -37,7 +37,7 @@ pub enum Response {
     /// The daemon as it stands.
     Status {
         /// Its view.
-        daemon: DaemonView,
+        daemon: Box<DaemonView>,
     },
     /// The request waits for runs ahead of it.
     Queued {

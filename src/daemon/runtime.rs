@@ -572,7 +572,9 @@ async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
                 && let Ok(daemon) = rx.await
             {
                 let _ = write
-                    .write_all(&protocol::line(&Response::Status { daemon }))
+                    .write_all(&protocol::line(&Response::Status {
+                        daemon: Box::new(daemon),
+                    }))
                     .await;
             }
         }
