@@ -1,5 +1,6 @@
 //! How a run ended, as one word that scripts, journald, metrics and the
-//! exit code all read (`result` in `--json`).
+//! exit code all read (`result` in `--json`), and the exit codes: decided
+//! here and nowhere else.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,37 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// The exit codes: a contract with scripts and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Valid, in sync, or done: nothing more to do.
+    Ok = 0,
+    /// Invalid input or an error before any change.
+    Error = 1,
+    /// Changes pending (plan) or applied (converge).
+    Changes = 2,
+    /// The head is quarantined (or the host pinned): held at last good.
+    Held = 3,
+    /// A step or a health check failed and the host was restored.
+    RolledBack = 4,
+    /// A step failed and the host could not be restored: needs attention.
+    RollbackFailed = 5,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Valid | Outcome::InSync | Outcome::Done => ExitCode::Ok,
+            Outcome::ChangesPending | Outcome::Changed => ExitCode::Changes,
+            Outcome::Held => ExitCode::Held,
+            Outcome::RolledBack => ExitCode::RolledBack,
+            Outcome::RollbackFailed => ExitCode::RollbackFailed,
+            Outcome::Invalid | Outcome::Error => ExitCode::Error,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +108,18 @@ mod tests {
                 serde_json::Value::String(o.as_str().to_owned())
             );
         }
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let code = |o| ExitCode::from(o) as u8;
+        assert_eq!(code(Outcome::InSync), 0);
+        assert_eq!(code(Outcome::Error), 1);
+        assert_eq!(code(Outcome::Invalid), 1);
+        assert_eq!(code(Outcome::Changed), 2);
+        assert_eq!(code(Outcome::ChangesPending), 2);
+        assert_eq!(code(Outcome::Held), 3);
+        assert_eq!(code(Outcome::RolledBack), 4);
+        assert_eq!(code(Outcome::RollbackFailed), 5);
     }
 }

@@ -79,7 +79,7 @@ pub fn converge(mut stream: UnixStream, dry_run: bool, json: bool) -> Result<Con
                 "waiting for {ahead} converge(s) ahead of this one"
             )),
             Response::Event { event } => progress.event(&event),
-            Response::Finished { result } => {
+            Response::Finished { result, .. } => {
                 progress.done();
                 return Ok(*result);
             }

@@ -12,43 +12,14 @@ use std::sync::atomic::AtomicBool;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{self, App, Outcome, SourceRequest};
+use crate::app::{self, App, SourceRequest};
 use crate::cancel::Cancel;
 use crate::config;
 use crate::converge::{Log, Tee};
 use crate::report::journal::Journal;
 use render::Report;
 
-/// The exit codes: a contract with scripts and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ExitCode {
-    /// Valid, in sync, or done: nothing more to do.
-    Ok = 0,
-    /// Invalid input or an error before any change.
-    Error = 1,
-    /// Changes pending (plan) or applied (converge).
-    Changes = 2,
-    /// The head is quarantined (or the host pinned): held at last good.
-    Held = 3,
-    /// A step or a health check failed and the host was restored.
-    RolledBack = 4,
-    /// A step failed and the host could not be restored: needs attention.
-    RollbackFailed = 5,
-}
-
-impl From<Outcome> for ExitCode {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Valid | Outcome::InSync | Outcome::Done => ExitCode::Ok,
-            Outcome::ChangesPending | Outcome::Changed => ExitCode::Changes,
-            Outcome::Held => ExitCode::Held,
-            Outcome::RolledBack => ExitCode::RolledBack,
-            Outcome::RollbackFailed => ExitCode::RollbackFailed,
-            Outcome::Invalid | Outcome::Error => ExitCode::Error,
-        }
-    }
-}
+pub use crate::outcome::ExitCode;
 
 /// driftless: pull-based GitOps for RHEL-family hosts.
 #[derive(Debug, Parser)]

@@ -7,7 +7,7 @@
 //! -> {"request":"converge","dry_run":false}
 //! <- {"type":"queued","ahead":1}            (only when a run is in flight)
 //! <- {"type":"event","event":{"event":"started",...}}   (each engine event)
-//! <- {"type":"finished","result":{...}}     (the converge's result)
+//! <- {"type":"finished","exit_code":2,"result":{...}}   (the result)
 //! <- {"type":"refused","message":"..."}     (not root, busy, bad request)
 //! ```
 
@@ -51,6 +51,8 @@ pub enum Response {
     },
     /// The run ended.
     Finished {
+        /// The exit code `driftless converge --now` gives for it.
+        exit_code: u8,
         /// What it did.
         result: Box<ConvergeResult>,
     },

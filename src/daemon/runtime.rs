@@ -323,6 +323,7 @@ impl Daemon {
         self.write_metrics();
         if let Some(running) = running {
             let line = protocol::line(&Response::Finished {
+                exit_code: crate::outcome::ExitCode::from(result.run.outcome) as u8,
                 result: Box::new(result),
             });
             for c in running.clients {
