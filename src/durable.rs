@@ -42,13 +42,44 @@ impl Perms {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The marker in every temporary name driftless makes: recovery removes
+/// what a crash left behind by it, and only that.
+pub const TEMP_MARKER: &str = ".driftless-";
+
+/// Bytes of the target's name kept in a temporary name: with the dot, the
+/// marker, a pid and a counter it stays within the 255-byte NAME_MAX.
+const TEMP_STEM_MAX: usize = 200;
+
 /// A temporary name next to `name`, unique within this process and across
 /// processes (pid), hidden so that globbing services ignore it.
 pub fn temp_name(name: &str) -> String {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    // Keep the temporary name within NAME_MAX even for long names.
-    let stem: String = name.chars().take(200).collect();
-    format!(".{stem}.driftless-{}-{n}", std::process::id())
+    // Cut by bytes (NAME_MAX counts bytes), at a character boundary.
+    let mut cut = name.len().min(TEMP_STEM_MAX);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}{TEMP_MARKER}{}-{n}", &name[..cut], std::process::id())
+}
+
+/// Whether `entry` is a temporary name made by [`temp_name`] for a file
+/// named `name`, by any process.
+pub fn is_temp_of(entry: &str, name: &str) -> bool {
+    let mut cut = name.len().min(TEMP_STEM_MAX);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let Some(rest) = entry
+        .strip_prefix('.')
+        .and_then(|e| e.strip_prefix(&name[..cut]))
+        .and_then(|e| e.strip_prefix(TEMP_MARKER))
+    else {
+        return false;
+    };
+    let mut parts = rest.splitn(2, '-');
+    let numeric =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric(parts.next()) && numeric(parts.next())
 }
 
 /// Atomically replaces (or creates) `name` in the open directory `dir`.
@@ -126,5 +157,22 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["f"]);
+    }
+
+    /// Regression: a 240-byte name (120 × "é") got a temporary name cut by
+    /// characters, 200 characters = 400 bytes, over NAME_MAX.
+    #[test]
+    fn long_utf8_names_get_temporaries_within_name_max() {
+        let name = "é".repeat(120);
+        assert_eq!(name.len(), 240);
+        let tmp = temp_name(&name);
+        assert!(tmp.len() <= 255, "{} bytes", tmp.len());
+        assert!(is_temp_of(&tmp, &name));
+        let d = tempfile::tempdir().expect("tempdir");
+        write_file(d.path(), &name, b"x", Perms::private()).expect("write a 240-byte name");
+        assert!(!is_temp_of(&name, &name));
+        assert!(!is_temp_of(".motd.driftless-x-1", "motd"));
+        assert!(is_temp_of(".motd.driftless-12-3", "motd"));
+        assert!(!is_temp_of(".motd.driftless-12-3", "mot"));
     }
 }

@@ -8,6 +8,11 @@ use super::model::{Kind, ResourceId};
 /// whose contents are not files an operator should write through GitOps.
 pub const FORBIDDEN_ROOTS: [&str; 4] = ["/proc", "/sys", "/dev", "/run"];
 
+/// Longest file name (one path component) Linux filesystems take, in bytes.
+pub const NAME_MAX: usize = 255;
+/// Longest path Linux takes, in bytes.
+pub const PATH_MAX: usize = 4095;
+
 /// Checks that `path` is an absolute, normalised host path outside the
 /// forbidden trees and outside `state_dir`.
 pub fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
@@ -23,7 +28,20 @@ pub fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
     if path.contains('\0') {
         return Err("path contains a NUL byte".to_owned());
     }
+    if path.len() > PATH_MAX {
+        return Err(format!(
+            "path `{}…` is {} bytes long, over the {PATH_MAX}-byte limit of Linux paths",
+            path.chars().take(40).collect::<String>(),
+            path.len()
+        ));
+    }
     for comp in path[1..].split('/') {
+        if comp.len() > NAME_MAX {
+            return Err(format!(
+                "path `{path}` has a component of {} bytes, over the {NAME_MAX}-byte limit of file names",
+                comp.len()
+            ));
+        }
         match comp {
             "" => return Err(format!("path `{path}` contains an empty component (//)")),
             "." | ".." => {

@@ -94,7 +94,7 @@ impl Contents<'_> {
                 file: &tmpl_file,
                 first_line,
             };
-            match render(&text, scope, &origin) {
+            match render(&text, scope, &origin, self.opts.max_file_size) {
                 Ok(s) => s.into_bytes(),
                 Err(e) => {
                     self.diags.push(Diagnostic {

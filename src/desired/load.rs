@@ -2,7 +2,7 @@
 //! pull in its roles, merge, read and render file contents, and cross-check
 //! references. Every problem in every file is reported together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::content::Contents;
 use super::diag::{Diagnostic, Origin};
@@ -79,11 +79,7 @@ pub fn load_host_file(
         parsed: HashMap::new(),
     };
     let host_parsed = loader.parse(host_file)?.unwrap_or_default();
-    let mut order = Vec::new();
-    let mut stack = Vec::new();
-    for (role, origin) in &host_parsed.roles {
-        loader.visit_role(role, origin, &mut stack, &mut order)?;
-    }
+    let order = loader.visit_roles(&host_parsed.roles)?;
     let mut layers: Vec<(String, ParsedFile)> = order
         .iter()
         .filter_map(|r| {
@@ -135,6 +131,13 @@ fn role_file(role: &str) -> String {
     format!("roles/{role}.toml")
 }
 
+/// A role being visited: its own roles, and how far through them.
+struct Frame {
+    role: String,
+    subs: Vec<(String, Origin)>,
+    next: usize,
+}
+
 struct Loader<'a> {
     tree: &'a dyn ConfigTree,
     opts: &'a LoadOptions,
@@ -183,18 +186,44 @@ impl Loader<'_> {
     }
 
     /// Depth first: a role's own roles come before it; each role once.
-    fn visit_role(
+    /// Iterative, with its own stack: a chain of roles as deep as a repo
+    /// likes cannot overflow the process's stack.
+    fn visit_roles(&mut self, roots: &[(String, Origin)]) -> Result<Vec<String>, LoadError> {
+        let mut order = Vec::new();
+        let mut done: HashSet<String> = HashSet::new();
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut on_stack: HashMap<String, usize> = HashMap::new();
+        for (role, origin) in roots {
+            self.enter_role(role, origin, &mut frames, &mut on_stack, &done)?;
+            while let Some(top) = frames.last_mut() {
+                if let Some((sub, origin)) = top.subs.get(top.next).cloned() {
+                    top.next += 1;
+                    self.enter_role(&sub, &origin, &mut frames, &mut on_stack, &done)?;
+                } else if let Some(f) = frames.pop() {
+                    on_stack.remove(&f.role);
+                    done.insert(f.role.clone());
+                    order.push(f.role);
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    /// Starts visiting `role` (referenced at `referenced_at`) unless it is
+    /// done already, or reports why it cannot be.
+    fn enter_role(
         &mut self,
         role: &str,
         referenced_at: &Origin,
-        stack: &mut Vec<String>,
-        order: &mut Vec<String>,
+        frames: &mut Vec<Frame>,
+        on_stack: &mut HashMap<String, usize>,
+        done: &HashSet<String>,
     ) -> Result<(), LoadError> {
-        if order.iter().any(|r| r == role) {
+        if done.contains(role) {
             return Ok(());
         }
-        if let Some(pos) = stack.iter().position(|r| r == role) {
-            let mut cycle: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
+        if let Some(&pos) = on_stack.get(role) {
+            let mut cycle: Vec<&str> = frames[pos..].iter().map(|f| f.role.as_str()).collect();
             cycle.push(role);
             self.diags.push(referenced_at.diag(format!(
                 "role cycle: {} (roles/{role}.toml pulls itself in)",
@@ -213,12 +242,12 @@ impl Loader<'_> {
         let Some(parsed) = self.parse(&file)? else {
             return Ok(());
         };
-        stack.push(role.to_owned());
-        for (sub, origin) in &parsed.roles {
-            self.visit_role(sub, origin, stack, order)?;
-        }
-        stack.pop();
-        order.push(role.to_owned());
+        on_stack.insert(role.to_owned(), frames.len());
+        frames.push(Frame {
+            role: role.to_owned(),
+            subs: parsed.roles,
+            next: 0,
+        });
         Ok(())
     }
 }
@@ -262,6 +291,34 @@ mod tests {
         assert!(
             matches!(&err, LoadError::Read(e) if e.to_string().contains("asked to stop")),
             "{err}"
+        );
+    }
+
+    /// Regression: a chain of 20,000 roles, each including the next,
+    /// overflowed the stack (the process aborted with SIGSEGV).
+    #[test]
+    fn a_very_deep_chain_of_roles_loads() {
+        const DEPTH: usize = 20_000;
+        let mut t = MemTree::new().file("hosts/h.toml", "roles = ['r0']\n");
+        for i in 0..DEPTH {
+            let next = if i + 1 < DEPTH {
+                format!("roles = ['r{}']\n", i + 1)
+            } else {
+                "[[directory]]\npath = '/deep'\n".to_owned()
+            };
+            t = t.file(&format!("roles/r{i}.toml"), next);
+        }
+        let d = load_mem(&t, "h").expect("valid");
+        assert_eq!(d.roles.len(), DEPTH);
+        assert_eq!(d.roles[0], format!("r{}", DEPTH - 1), "deepest first");
+        assert_eq!(paths(&d), ["directory:/deep"]);
+        // A cycle at the bottom of a deep chain is still named.
+        let t = t.file(&format!("roles/r{}.toml", DEPTH - 1), "roles = ['r0']\n");
+        let e = errors(&t, "h");
+        assert!(
+            e[0].contains("role cycle: r0 -> r1 -> "),
+            "{}",
+            &e[0][..200.min(e[0].len())]
         );
     }
 

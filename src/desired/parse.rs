@@ -313,8 +313,21 @@ impl Parser<'_, '_> {
             match f.string(self.cx, key) {
                 None => Some(DEFAULT_OWNER.to_owned()),
                 Some(s) => {
-                    let ok = !s.get_ref().is_empty()
-                        && s.get_ref()
+                    let text = s.get_ref();
+                    let numeric = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+                    // (uid_t)-1 means "leave unchanged" to chown: such an
+                    // owner would be "changed" on every run, forever.
+                    if numeric && text.parse::<u32>().map_or(true, |n| n == u32::MAX) {
+                        self.cx.error(
+                            &s.span(),
+                            format!(
+                                "{key} `{text}` is not a usable id (ids go up to 4294967294; 4294967295 means \"unchanged\" to chown)"
+                            ),
+                        );
+                        return None;
+                    }
+                    let ok = !text.is_empty()
+                        && text
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c));
                     if ok {

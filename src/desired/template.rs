@@ -2,6 +2,8 @@
 //!
 //! Undefined variables are errors, not empty strings: a typo in a variable
 //! name must fail validation instead of writing a broken config to a host.
+//! Rendering work is bounded (minijinja's fuel) and so is the output, while
+//! it is written: a template that loops for ever fails, it does not hang.
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 
@@ -41,15 +43,23 @@ impl Scope {
     }
 }
 
-/// Renders `text`; keeps the trailing newline that minijinja would drop, so
-/// a template's bytes match what its author sees in the file.
+/// Instructions one template may run: far more than any real config file
+/// needs (a 10,000-line loop is a few hundred thousand), far less than a
+/// loop that would not end in a human lifetime.
+pub const FUEL: u64 = 10_000_000;
+
+/// Renders `text`, at most `max_bytes` of output; keeps the trailing
+/// newline that minijinja would drop, so a template's bytes match what its
+/// author sees in the file.
 pub fn render(
     text: &str,
     scope: &Scope,
     origin: &TemplateOrigin<'_>,
+    max_bytes: u64,
 ) -> Result<String, TemplateError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
     // Match Ansible's template module: keep the final newline, and drop the
     // newline after a block tag so `{% if %}` lines leave no blank lines.
     match minijinja::syntax::SyntaxConfig::builder()
@@ -79,7 +89,47 @@ pub fn render(
         }
     };
     let tmpl = env.template_from_str(text).map_err(to_error)?;
-    tmpl.render(&scope.ctx).map_err(to_error)
+    let mut out = Capped {
+        buf: Vec::new(),
+        max: max_bytes,
+    };
+    match tmpl.render_captured_to(&scope.ctx, &mut out) {
+        Ok(_) => {}
+        Err(e) if out.buf.len() as u64 > max_bytes => {
+            return Err(TemplateError {
+                message: format!(
+                    "template error: the output grew over the cap of {max_bytes} bytes"
+                ),
+                ..to_error(e)
+            });
+        }
+        Err(e) => return Err(to_error(e)),
+    }
+    String::from_utf8(out.buf).map_err(|_| TemplateError {
+        file: origin.file.to_owned(),
+        line: None,
+        message: "template error: the output is not valid UTF-8".to_owned(),
+    })
+}
+
+/// A buffer that refuses to grow past `max` bytes (rendering then stops).
+struct Capped {
+    buf: Vec<u8>,
+    max: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() as u64 > self.max {
+            return Err(std::io::Error::other("output over the size cap"));
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +158,7 @@ mod tests {
             "listen {{ vars.port }};\n{% for n in vars.names %}{{ n }}{% endfor %} {{ facts.hostname }} {{ facts.cpus }} {{ host }}\n",
             &scope(),
             &AT,
+            1 << 20,
         );
         assert_eq!(
             out.as_deref(),
@@ -124,6 +175,7 @@ mod tests {
                 file: "hosts/a.toml",
                 first_line: 10,
             },
+            1 << 20,
         )
         .expect_err("broken template");
         assert_eq!(err.file, "hosts/a.toml");
@@ -137,8 +189,37 @@ mod tests {
 
     #[test]
     fn undefined_variable_is_an_error() {
-        let err = render("{{ vars.prot }}", &scope(), &AT).expect_err("undefined");
+        let err = render("{{ vars.prot }}", &scope(), &AT, 1 << 20).expect_err("undefined");
         assert!(err.message.contains("undefined"), "{}", err.message);
         assert_eq!(err.line, Some(1));
+    }
+
+    /// Regression: two nested `range(100000)` loops hung validate, plan
+    /// and converge; the output size was only checked after rendering.
+    #[test]
+    fn a_template_that_loops_for_ever_fails_promptly() {
+        let started = std::time::Instant::now();
+        let err = render(
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            &scope(),
+            &AT,
+            1 << 20,
+        )
+        .expect_err("out of fuel");
+        assert!(err.message.contains("fuel"), "{}", err.message);
+        assert_eq!(err.line, Some(1));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        let err = render(
+            "{% for a in range(100000) %}xxxxxxxxxx{% endfor %}",
+            &scope(),
+            &AT,
+            1000,
+        )
+        .expect_err("too big");
+        assert!(
+            err.message.contains("over the cap of 1000 bytes"),
+            "{}",
+            err.message
+        );
     }
 }
