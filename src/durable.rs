@@ -62,6 +62,21 @@ pub fn temp_name(name: &str) -> String {
     format!(".{}{TEMP_MARKER}{}-{n}", &name[..cut], std::process::id())
 }
 
+/// Whether `entry` is a temporary name made by [`temp_name`], for any file,
+/// by any process.
+pub fn is_temp(entry: &str) -> bool {
+    let Some(rest) = entry.strip_prefix('.') else {
+        return false;
+    };
+    let Some((_, tail)) = rest.rsplit_once(TEMP_MARKER) else {
+        return false;
+    };
+    let mut parts = tail.splitn(2, '-');
+    let numeric =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric(parts.next()) && numeric(parts.next())
+}
+
 /// Whether `entry` is a temporary name made by [`temp_name`] for a file
 /// named `name`, by any process.
 pub fn is_temp_of(entry: &str, name: &str) -> bool {
@@ -93,6 +108,19 @@ pub fn write_at(
     perms: Perms,
     what: &dyn Fn() -> String,
 ) -> Result<()> {
+    write_at_hooked(dir, name, content, perms, what, &|| {})
+}
+
+/// [`write_at`], calling `before_rename` once the temporary file is written
+/// and flushed (the crash tests stop there).
+pub fn write_at_hooked(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    content: &[u8],
+    perms: Perms,
+    what: &dyn Fn() -> String,
+    before_rename: &dyn Fn(),
+) -> Result<()> {
     let tmp = temp_name(name);
     let fd = openat(
         dir,
@@ -112,6 +140,7 @@ pub fn write_at(
         // fchmod after fchown: chown clears setuid/setgid bits.
         fchmod(f.as_fd(), Mode::from_bits_truncate(perms.mode))?;
         f.sync_all()?;
+        before_rename();
         renameat(dir, tmp.as_str(), dir, name)?;
         Ok(())
     })();
@@ -173,6 +202,7 @@ mod tests {
         assert!(!is_temp_of(&name, &name));
         assert!(!is_temp_of(".motd.driftless-x-1", "motd"));
         assert!(is_temp_of(".motd.driftless-12-3", "motd"));
+        assert!(is_temp(".state.json.driftless-12-3") && !is_temp("state.json"));
         assert!(!is_temp_of(".motd.driftless-12-3", "mot"));
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Steps: `after-snapshot`, `after-dnf`, `after-file` (after each file,
 //! directory or symlink step; `after-file:N` after the N-th, from 1),
-//! `after-daemon-reload`, `during-checks`, `mid-rollback`.
+//! `mid-write:N` (the N-th file write of the process, its temporary file
+//! written but not yet renamed), `after-daemon-reload`, `during-checks`,
+//! `mid-rollback`.
 
 /// Dies here if the environment asks for it.
 pub fn point(step: &str) {

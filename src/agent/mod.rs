@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the agent remembers between runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentState {
     /// The commit last converged successfully (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +51,7 @@ fn is_zero(n: &u32) -> bool {
 
 /// A desired state by key, with when and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mark {
     /// Commit id, or `sha256:…` of a `--repo` desired state.
     pub key: String,
@@ -64,6 +66,7 @@ pub struct Mark {
 
 /// Consecutive interrupted converges of one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Interrupted {
     /// The key.
     pub key: String,
@@ -73,6 +76,7 @@ pub struct Interrupted {
 
 /// The outcome of one fetch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FetchRecord {
     /// When (RFC 3339).
     pub at: String,

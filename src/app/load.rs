@@ -156,11 +156,17 @@ pub(super) fn load_options(settings: &Settings, cancel: &Cancel) -> LoadOptions 
     }
 }
 
-pub(super) fn host_name(settings: &Settings, req: &SourceRequest, facts: &Facts) -> String {
-    req.host
+/// The host name to look up: `--host`, else the agent config's, else the
+/// machine's FQDN. A name that is no host name is an error: it would fall
+/// back to `hosts/default.toml` without a word.
+pub(super) fn host_name(settings: &Settings, req: &SourceRequest, facts: &Facts) -> Result<String> {
+    let name = req
+        .host
         .clone()
         .or_else(|| settings.host.clone())
-        .unwrap_or_else(|| facts.fqdn.clone())
+        .unwrap_or_else(|| facts.fqdn.clone());
+    desired::checks::host_name(&name).map_err(|e| anyhow::anyhow!("{e}: pass --host NAME"))?;
+    Ok(name)
 }
 
 /// Opens the source and loads the host's desired state, filling `subject`.
@@ -182,7 +188,7 @@ pub(super) fn load(
     let source = tree.describe();
     subject.source = Some(source.clone());
     let facts = system::facts::gather();
-    let host = host_name(&app.settings, req, &facts);
+    let host = host_name(&app.settings, req, &facts)?;
     subject.host = Some(host.clone());
     match desired::load(
         tree.as_ref(),

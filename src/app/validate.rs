@@ -89,7 +89,7 @@ fn validate_into(
             }
         }
     } else {
-        let host = host_name(&app.settings, req, &facts);
+        let host = host_name(&app.settings, req, &facts)?;
         let facts = facts.for_host(&host);
         r.subject.host = Some(host.clone());
         match desired::load(tree.as_ref(), &host, &facts, &opts) {

@@ -36,10 +36,19 @@ pub fn connect(socket: &Path) -> Result<Option<UnixStream>> {
     }
 }
 
+/// Sends the request. The daemon answers a client it refuses (not root)
+/// at once and closes, so a failed send is followed by reading that answer.
 fn send(stream: &mut UnixStream, request: &Request) -> Result<()> {
-    stream
-        .write_all(&protocol::line(request))
-        .context("failed to send the request to the daemon")
+    let Err(e) = stream.write_all(&protocol::line(request)) else {
+        return Ok(());
+    };
+    let mut line = String::new();
+    if BufReader::new(&*stream).read_line(&mut line).is_ok()
+        && let Ok(Response::Refused { message }) = serde_json::from_str::<Response>(&line)
+    {
+        return Err(refused(&message));
+    }
+    Err(e).context("failed to send the request to the daemon")
 }
 
 fn refused(message: &str) -> anyhow::Error {

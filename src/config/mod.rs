@@ -325,10 +325,8 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
             state_dir.display()
         );
     }
-    if let Some(h) = &m.host
-        && (h.is_empty() || h.contains(['/', ' ']) || h.starts_with('.'))
-    {
-        bail!("host `{h}` is not a valid host name");
+    if let Some(h) = &m.host {
+        crate::desired::checks::host_name(h).map_err(|e| anyhow::anyhow!("host: {e}"))?;
     }
     Ok(Settings {
         host: m.host,

@@ -72,6 +72,15 @@ pub fn recover(
     for g in &elsewhere {
         warn!(generation = g.id, root = %g.root, "an unfinished generation belongs to another root; it is recovered only with --root {}", g.root);
     }
+    // A crash during a write of the state directory's own files leaves a
+    // temporary at its top; mid-converge ones are deeper.
+    let removed = engine.store.remove_temporaries(!unfinished.is_empty())?;
+    if removed > 0 {
+        info!(
+            removed,
+            "removed temporary files a crash left in the state directory"
+        );
+    }
     if unfinished.is_empty() {
         return Ok(Vec::new());
     }
@@ -81,6 +90,15 @@ pub fn recover(
     for mut g in unfinished.into_iter().rev() {
         warn!(generation = g.id, status = ?g.status, "found a converge cut short by a crash; rolling it back");
         let snapshot = stores.generations.snapshot(g.id)?;
+        // Writes the crash cut short left temporaries next to their
+        // targets: only those driftless names so, only next to paths the
+        // converge could touch.
+        for (path, _) in &snapshot.paths {
+            let names = engine.root.remove_temporaries(path)?;
+            if !names.is_empty() {
+                info!(path, removed = ?names, "removed temporary files of an interrupted write");
+            }
+        }
         // A `driftless rollback` cut short is finished as what it was.
         let was_undo = g.status == Status::Undoing;
         let (reason, status) = if was_undo {

@@ -62,6 +62,29 @@ pub fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a host name as looked up in the config repo (`hosts/NAME.toml`):
+/// letters, digits, `-`, `_` and dots between labels, at most 253 bytes. A
+/// path or an empty name would silently fall back to `hosts/default.toml`.
+pub fn host_name(name: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("host name `{name}` {why}"));
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.len() > 253 {
+        return bad("is longer than 253 bytes");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return bad("may hold only letters, digits, `-`, `_` and `.`");
+    }
+    if name.split('.').any(str::is_empty) || name.starts_with('-') {
+        return bad("is not a host name (empty label, or a leading `-`)");
+    }
+    Ok(())
+}
+
 /// Parses an octal mode string such as `"0644"` or `"755"`.
 pub fn mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
@@ -261,5 +284,28 @@ mod tests {
         );
         assert!(reference("nginx").is_err());
         assert!(reference("fiel:/etc/x").is_err());
+    }
+
+    /// Regression: `--host ""` and `--host /abs/path` fell back to
+    /// `hosts/default.toml` without a word.
+    #[test]
+    fn host_names_that_are_no_host_names_are_refused() {
+        for ok in ["web1", "web1.example.com", "db_2", "a-b.c"] {
+            assert!(host_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/abs/path",
+            "../x",
+            "a b",
+            ".web1",
+            "web1.",
+            "a..b",
+            "-x",
+            "ä",
+        ] {
+            assert!(host_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(host_name(&"a".repeat(254)).is_err());
     }
 }

@@ -165,10 +165,12 @@ impl Generations {
         plan: &impl Serialize,
         changes: usize,
     ) -> Result<Generation> {
-        let id = self.list()?.last().map_or(1, |g| g.id + 1);
+        // From the directories, not the readable records: a corrupt record
+        // must never have its id (and its snapshot) taken over.
+        let id = self.highest_id()? + 1;
         let dir = self.path(id);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        // Not create_dir_all: a snapshot is never overwritten.
+        std::fs::create_dir(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
         write_json(&dir, "snapshot.json", snapshot)?;
         write_json(&dir, "plan.json", plan)?;
         let g = Generation {
@@ -188,6 +190,20 @@ impl Generations {
         // The record last: a generation without it never began.
         write_json(&dir, "generation.json", &g)?;
         Ok(g)
+    }
+
+    /// The highest generation number in use, readable or not (0: none).
+    fn highest_id(&self) -> Result<u64> {
+        let mut highest = 0;
+        for entry in std::fs::read_dir(&self.dir)
+            .with_context(|| format!("failed to list {}", self.dir.display()))?
+        {
+            let entry = entry.with_context(|| format!("failed to list {}", self.dir.display()))?;
+            if let Ok(n) = entry.file_name().to_string_lossy().parse::<u64>() {
+                highest = highest.max(n);
+            }
+        }
+        Ok(highest)
     }
 
     /// Saves an updated record.
@@ -294,5 +310,31 @@ mod tests {
         assert_eq!(last.status, Status::RolledBack);
         assert_eq!(last.reason.as_deref(), Some("check failed"));
         assert!(last.finished_at.is_some());
+    }
+
+    /// Regression: a corrupt newest `generation.json` was skipped and its id
+    /// reused, overwriting that generation's snapshot.
+    #[test]
+    fn a_corrupt_record_keeps_its_id() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let g = Generations::open(&d.path().join("generations")).expect("open");
+        let mut first = g
+            .begin(new("k1"), &Snapshot::default(), &Vec::<u8>::new(), 1)
+            .expect("begin");
+        g.finish(&mut first, Status::Applied, None).expect("finish");
+        let second = g
+            .begin(new("k2"), &Snapshot::default(), &Vec::<u8>::new(), 1)
+            .expect("begin");
+        let dir = d.path().join("generations/2");
+        std::fs::write(dir.join("generation.json"), "{garbage").expect("corrupt");
+        let snapshot_before = std::fs::read(dir.join("snapshot.json")).expect("snapshot");
+        let third = g
+            .begin(new("k3"), &Snapshot::default(), &Vec::<u8>::new(), 1)
+            .expect("begin");
+        assert_eq!((second.id, third.id), (2, 3));
+        assert_eq!(
+            std::fs::read(dir.join("snapshot.json")).expect("kept"),
+            snapshot_before
+        );
     }
 }

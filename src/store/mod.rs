@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::agent::AgentState;
+use crate::durable;
 use json::write_json;
 
 pub use generations::{Generation, Generations, NewGeneration, Status};
@@ -69,12 +70,28 @@ impl Store {
         StateLock::acquire(&self.dir.join("lock"))
     }
 
-    /// Reads the agent state; a missing file is the empty state.
+    /// Reads the agent state; a missing file is the empty state. A file of
+    /// another shape is an error, never an empty state: that would forget
+    /// the applied commit the rewind check needs.
     pub fn load_state(&self) -> Result<AgentState> {
         let path = self.dir.join(STATE_FILE);
+        let broken = |why: String| {
+            anyhow::anyhow!(
+                "agent state {} is not what driftless writes ({why}); nothing was changed. \
+                 Restore it from a backup, or move it aside to start afresh (the rewind check \
+                 then only knows what the git cache remembers)",
+                path.display()
+            )
+        };
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("failed to parse agent state {}", path.display())),
+            Ok(bytes) => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| broken(e.to_string()))?;
+                if !value.is_object() {
+                    return Err(broken("not a JSON object".to_owned()));
+                }
+                serde_json::from_value(value).map_err(|e| broken(e.to_string()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AgentState::default()),
             Err(e) => {
                 Err(e).with_context(|| format!("failed to read agent state {}", path.display()))
@@ -123,6 +140,36 @@ impl Store {
     /// The last good state, if one was stored.
     pub fn load_last_good(&self) -> Result<Option<lastgood::LastGood>> {
         lastgood::load(&self.dir, &self.objects()?)
+    }
+
+    /// Removes what writes that a crash cut short left in the state
+    /// directory (temporary files of the atomic-write recipe, partial RPMs),
+    /// at its top, and with `deep` also in objects/, packages/ and each
+    /// generation. Returns how many.
+    pub fn remove_temporaries(&self, deep: bool) -> Result<usize> {
+        let mut dirs = vec![self.dir.clone()];
+        if deep {
+            dirs.push(self.dir.join("objects"));
+            dirs.push(self.dir.join("packages"));
+            if let Ok(entries) = std::fs::read_dir(self.dir.join("generations")) {
+                dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+        }
+        let mut removed = 0;
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if durable::is_temp(&name) || name.ends_with(".rpm.tmp") {
+                    std::fs::remove_file(e.path())
+                        .with_context(|| format!("failed to remove {}", e.path().display()))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Keeps the newest `keep` generations, and only the objects and RPMs
@@ -210,5 +257,29 @@ mod tests {
         assert_eq!(store.load_state().expect("load"), s);
         std::fs::write(store.dir().join("state.json"), "{not json").expect("corrupt");
         assert!(format!("{:#}", store.load_state().expect_err("corrupt")).contains("state.json"));
+    }
+
+    /// Regression: `[]`, unknown keys and wrongly typed values were read as
+    /// an empty state, forgetting the applied commit.
+    #[test]
+    fn state_of_the_wrong_shape_is_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(d.path());
+        for (text, why) in [
+            ("[]", "not a JSON object"),
+            ("{\"applied\": 5}", "unknown field `applied`"),
+            ("{\"applied_commit\": 5}", "invalid type"),
+            ("{\"last_good\": {\"key\": \"k\"}}", "missing field"),
+        ] {
+            std::fs::write(d.path().join("state.json"), text).expect("write");
+            let err = format!("{:#}", store.load_state().expect_err(text));
+            assert!(
+                err.contains("state.json") && err.contains(why),
+                "{text}: {err}"
+            );
+            assert!(err.contains("move it aside"), "{err}");
+        }
+        std::fs::write(d.path().join("state.json"), "{}").expect("write");
+        assert_eq!(store.load_state().expect("{}"), AgentState::default());
     }
 }

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
@@ -24,7 +25,10 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
 use sha2::{Digest, Sha256};
 
-use crate::durable;
+use crate::{durable, fault};
+
+/// Writes made by this process, for the `mid-write` crash point.
+static WRITES: AtomicUsize = AtomicUsize::new(0);
 
 pub use crate::plan::observed::{DIR_LIST_MAX, FsMeta, Observed};
 
@@ -304,7 +308,7 @@ impl FsRoot {
     /// so the file never exists with the wrong permissions.
     pub fn write_file(&self, host_path: &str, content: &[u8], meta: FsMeta) -> Result<()> {
         let p = self.require_parent(host_path)?;
-        durable::write_at(
+        durable::write_at_hooked(
             p.dir.as_fd(),
             &p.name,
             content,
@@ -314,7 +318,45 @@ impl FsRoot {
                 mode: meta.mode,
             },
             &|| self.display(host_path),
+            &|| fault::point_n("mid-write", WRITES.fetch_add(1, Ordering::Relaxed) + 1),
         )
+    }
+
+    /// Removes what writes to `host_path` that a crash cut short left next
+    /// to it: the temporary files driftless names `.NAME.driftless-PID-N`,
+    /// and nothing else. Returns the names removed.
+    pub fn remove_temporaries(&self, host_path: &str) -> Result<Vec<String>> {
+        let p = match self.parent(host_path)? {
+            Ok(p) => p,
+            Err(_) => return Ok(Vec::new()),
+        };
+        let fd = p.dir.try_clone().context("failed to dup a directory fd")?;
+        let mut dir = nix::dir::Dir::from_fd(fd).with_context(|| {
+            format!(
+                "failed to list the directory of {}",
+                self.display(host_path)
+            )
+        })?;
+        let names: Vec<String> = dir
+            .iter()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
+            .filter(|e| durable::is_temp_of(e, &p.name))
+            .collect();
+        for n in &names {
+            match unlinkat(p.dir.as_fd(), n.as_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => {
+                    return Err(anyhow!(e)).with_context(|| {
+                        format!(
+                            "failed to remove the temporary {n} of {}",
+                            self.display(host_path)
+                        )
+                    });
+                }
+            }
+        }
+        Ok(names)
     }
 
     /// Sets owner, group and mode of an existing file or directory, without

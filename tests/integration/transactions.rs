@@ -219,6 +219,10 @@ fn a_crash_at_every_step_recovers_to_the_old_state_then_converges() {
         ("after-file:2", ""),
         ("after-file:3", ""),
         ("after-file:4", ""),
+        // Killed inside a write: its temporary file is complete but not
+        // renamed; recovery must remove it (and only it).
+        ("mid-write:1", ""),
+        ("mid-write:2", ""),
         (
             "during-checks",
             "[[check]]\nname = 'ok'\ncommand = ['true']\n",
@@ -254,6 +258,16 @@ fn a_crash_at_every_step_recovers_to_the_old_state_then_converges() {
             h.state(),
             old,
             "{step}: recovery did not restore the old state"
+        );
+        let left: Vec<String> = fingerprint(&h.root)
+            .keys()
+            .chain(fingerprint(&h.env.state_dir()).keys())
+            .map(|p| p.display().to_string())
+            .filter(|p| p.contains(".driftless-"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{step}: temporaries left after recovery: {left:?}"
         );
         assert_eq!(
             h.json(&["history"])["history"][1]["status"],
