@@ -52,7 +52,7 @@ pub fn decide(state: &AgentState, key: &str, applying: bool) -> Decision {
         None => Decision::Apply,
         Some(q) => Decision::HoldAtLastGood {
             why: format!(
-                "{} is quarantined ({}); the host is held at the last good state. Push a new commit, or run `driftless retry`",
+                "{} is quarantined ({}); push a new commit, or run `driftless retry`",
                 short(&q.key),
                 q.reason.as_deref().unwrap_or("rolled back")
             ),

@@ -238,8 +238,18 @@ fn locked(
         }
         Decision::Apply => (loaded_desired, loaded_source.clone(), false),
         Decision::HoldAtLastGood { why } => {
-            r.run.notes.push(why.clone());
             let last_good = app.store.load_last_good()?;
+            // Never claim a last good state that is not there.
+            let why = match &last_good {
+                Some(lg) => format!(
+                    "{why}; the host is held at the last good state {}",
+                    short(&lg.key)
+                ),
+                None => why,
+            };
+            if last_good.is_some() {
+                r.run.notes.push(why.clone());
+            }
             sink.event(&Event::Held {
                 why: why.clone(),
                 last_good: last_good.as_ref().map(|lg| lg.key.clone()),
@@ -252,8 +262,9 @@ fn locked(
                 ),
                 None => {
                     r.run.outcome = Outcome::Held;
-                    r.run.error =
-                        Some(format!("{why}; there is no last good state to converge to"));
+                    r.run.error = Some(format!(
+                        "{why}; there is no last good state yet, so nothing is applied"
+                    ));
                     return Ok(());
                 }
             }

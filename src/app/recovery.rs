@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::context::App;
 use crate::agent::{AgentState, now, policy, short};
 use crate::cancel::Cancel;
-use crate::converge::{Recovered, Sink};
+use crate::converge::{Cut, Recovered, Sink};
 use crate::system::fsroot::FsRoot;
 
 /// What a crash recovery found, for the result of the run it started.
@@ -36,8 +36,12 @@ pub(super) fn recover_into(
     }
     for r in &recovered {
         let g = &r.generation;
+        let what = match r.cut {
+            Cut::FailedRestore => "had failed to restore",
+            _ => "was cut short by a crash",
+        };
         out.notes.push(format!(
-            "generation {} (of {}) was cut short by a crash; {}",
+            "generation {} (of {}) {what}; {}",
             g.id,
             short(&g.key),
             if r.restored {
@@ -53,13 +57,17 @@ pub(super) fn recover_into(
                 r.differences.join("; ")
             ));
         }
+        // A restore tried again says nothing new about the desired state.
+        if r.cut == Cut::FailedRestore {
+            continue;
+        }
         policy::interrupted(
             state,
             &policy::Interruption {
                 generation: g.id,
                 key: &g.key,
                 source: &g.source,
-                was_undo: r.was_undo,
+                was_undo: r.cut == Cut::Undo,
             },
             &now(),
         );

@@ -25,5 +25,5 @@ pub mod transaction;
 
 pub use events::{Discard, Event, Log, Sink, Tee};
 pub use observe::{PrepareError, Prepared, prepare};
-pub use recover::{Recovered, recover, undo};
+pub use recover::{Cut, Recovered, recover, undo};
 pub use transaction::{Engine, Outcome, open_root, transact};

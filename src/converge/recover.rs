@@ -40,7 +40,18 @@ pub fn undo(
     )
 }
 
-/// A generation that a crash left unfinished, and how its recovery ended.
+/// What a recovered generation was doing when it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// A converge (or its rollback), cut short by a crash.
+    Converge,
+    /// A `driftless rollback`, cut short by a crash.
+    Undo,
+    /// A restore that failed (exit 5), tried again.
+    FailedRestore,
+}
+
+/// A generation that recovery restored (or tried to), and how it ended.
 #[derive(Debug)]
 pub struct Recovered {
     /// The generation.
@@ -49,13 +60,14 @@ pub struct Recovered {
     pub restored: bool,
     /// What still differs, when not.
     pub differences: Vec<String>,
-    /// It was a `driftless rollback`, not a converge.
-    pub was_undo: bool,
+    /// What it was doing.
+    pub cut: Cut,
 }
 
 /// Rolls back every generation of this root that a crash left unfinished
-/// (converging or rolling back), newest first. Waits first, within a bound,
-/// for dnf or rpm processes that outlived the crash.
+/// (converging or rolling back), newest first, and tries again to restore
+/// those whose restore failed. Waits first, within a bound, for dnf or rpm
+/// processes that outlived a crash.
 pub fn recover(
     engine: &Engine<'_>,
     sink: &mut dyn Sink,
@@ -67,7 +79,7 @@ pub fn recover(
         .generations
         .list()?
         .into_iter()
-        .filter(|g| g.status.unfinished())
+        .filter(|g| g.status.needs_recovery())
         .partition(|g| g.root == root_name);
     for g in &elsewhere {
         warn!(generation = g.id, root = %g.root, "an unfinished generation belongs to another root; it is recovered only with --root {}", g.root);
@@ -88,7 +100,19 @@ pub fn recover(
     let target = stores.target(engine.root, cancel);
     let mut out = Vec::new();
     for mut g in unfinished.into_iter().rev() {
-        warn!(generation = g.id, status = ?g.status, "found a converge cut short by a crash; rolling it back");
+        let cut = match g.status {
+            Status::Undoing => Cut::Undo,
+            Status::RestoreFailed => Cut::FailedRestore,
+            _ => Cut::Converge,
+        };
+        if cut == Cut::FailedRestore {
+            warn!(
+                generation = g.id,
+                "trying again to restore a generation whose restore failed"
+            );
+        } else {
+            warn!(generation = g.id, status = ?g.status, "found a converge cut short by a crash; rolling it back");
+        }
         let snapshot = stores.generations.snapshot(g.id)?;
         // Writes the crash cut short left temporaries next to their
         // targets: only those driftless names so, only next to paths the
@@ -99,18 +123,24 @@ pub fn recover(
                 info!(path, removed = ?names, "removed temporary files of an interrupted write");
             }
         }
-        // A `driftless rollback` cut short is finished as what it was.
-        let was_undo = g.status == Status::Undoing;
-        let (reason, status) = if was_undo {
-            (
-                "undone by `driftless rollback` (finished after a crash)",
+        // A `driftless rollback` cut short is finished as what it was; a
+        // failed restore keeps the reason of the failure it restores from.
+        let (reason, status) = match cut {
+            Cut::Undo => (
+                "undone by `driftless rollback` (finished after a crash)".to_owned(),
                 Status::Undone,
-            )
-        } else {
-            (
-                "interrupted (driftless was stopped mid-converge)",
+            ),
+            Cut::FailedRestore => (
+                format!(
+                    "{}; restored later by recovery",
+                    g.reason.as_deref().unwrap_or("the converge failed")
+                ),
+                Status::RolledBack,
+            ),
+            Cut::Converge => (
+                "interrupted (driftless was stopped mid-converge)".to_owned(),
                 Status::Interrupted,
-            )
+            ),
         };
         let outcome = rollback(
             &stores.generations,
@@ -130,7 +160,7 @@ pub fn recover(
             generation: g,
             restored,
             differences,
-            was_undo,
+            cut,
         });
     }
     Ok(out)

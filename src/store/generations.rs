@@ -57,6 +57,13 @@ impl std::fmt::Display for Status {
 }
 
 impl Status {
+    /// Whether recovery must (try to) restore its snapshot: it did not
+    /// finish, or its restore failed and may succeed once the cause is
+    /// fixed. Such a generation is never pruned.
+    pub fn needs_recovery(self) -> bool {
+        self.unfinished() || self == Status::RestoreFailed
+    }
+
     /// Whether the generation's converge (or its rollback) did not finish.
     pub fn unfinished(self) -> bool {
         matches!(
@@ -236,7 +243,7 @@ impl Generations {
         let cut = all.len().saturating_sub(keep);
         let mut kept = Vec::new();
         for (i, g) in all.iter().enumerate() {
-            if i < cut && !g.status.unfinished() {
+            if i < cut && !g.status.needs_recovery() {
                 let dir = self.path(g.id);
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("failed to remove {}", dir.display()))?;

@@ -1,0 +1,211 @@
+//! Regressions found by trying driftless as a hostile user and as a real
+//! admin would use it (each was seen to fail before its fix).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Env, converge_args, fingerprint, write_repo};
+
+/// An agent with a `--repo` config repo for host `h` and a root.
+struct Agent {
+    env: Env,
+    repo: PathBuf,
+    root: PathBuf,
+}
+
+impl Agent {
+    fn new(host_file: &str) -> Self {
+        let env = Env::new();
+        let repo = env.path().join("repo");
+        let root = env.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/app.conf"), "original\n").unwrap();
+        write_repo(&repo, &[("hosts/h.toml", host_file)]);
+        Self { env, repo, root }
+    }
+
+    fn converge(&self) -> crate::util::Run {
+        self.env.run(&converge_args(&self.repo, &self.root, "h"))
+    }
+
+    fn run(&self, args: &[&str]) -> crate::util::Run {
+        let mut all = args.to_vec();
+        let root = self.root.to_str().unwrap();
+        if matches!(args[0], "recover" | "rollback") {
+            all.extend(["--root", root]);
+        }
+        self.env.run(&all)
+    }
+}
+
+fn chattr(flag: &str, path: &Path) {
+    let ok = Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .expect("chattr (e2fsprogs)");
+    assert!(ok.success(), "chattr {flag} {}", path.display());
+}
+
+/// Regression: a first converge whose restore also failed (exit 5) could
+/// not be finished once the cause was fixed: `recover` said there was
+/// nothing to recover, and `converge` claimed a last good state that did
+/// not exist.
+#[test]
+fn a_failed_restore_is_finished_once_the_cause_is_fixed() {
+    let a = Agent::new("");
+    let conf = a.root.join("etc/app.conf");
+    // The check makes the file immutable and fails: the rollback cannot
+    // put the old bytes back.
+    let host_file = format!(
+        "[[file]]\npath = '/etc/app.conf'\ncontent = \"new\\n\"\n[[check]]\nname = 'locks-it'\ncommand = ['sh', '-c', 'chattr +i {} && false']\nretries = 0\n",
+        conf.display()
+    );
+    write_repo(&a.repo, &[("hosts/h.toml", &host_file)]);
+    let r = a.converge();
+    chattr("-i", &conf);
+    r.expect_code(5);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "new\n");
+
+    // Fixed by hand (the flag is gone): recover restores the snapshot.
+    let r = a.run(&["recover"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("had failed to restore"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("restored to its state before it"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "original\n");
+    let history = a.env.run(&["history", "--json"]);
+    let h: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(h["history"][0]["status"], "rolled-back", "{h}");
+
+    // The commit stays quarantined; with no last good state, nothing is
+    // applied and no message pretends otherwise.
+    let r = a.converge();
+    r.expect_code(3);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(!all.contains("held at the last good state"), "{all}");
+    assert!(all.contains("there is no last good state yet"), "{all}");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "original\n");
+}
+
+/// Regression: `--host ""` and `--host /abs/path` fell back to
+/// `hosts/default.toml` without a word.
+#[test]
+fn host_names_that_are_no_host_names_are_refused() {
+    let a = Agent::new("");
+    write_repo(
+        &a.repo,
+        &[(
+            "hosts/default.toml",
+            "[[file]]\npath = '/x'\ncontent = ''\n",
+        )],
+    );
+    let before = fingerprint(&a.root);
+    for bad in ["", "/abs/path"] {
+        let r = a.env.run(&[
+            "converge",
+            "--now",
+            "--repo",
+            a.repo.to_str().unwrap(),
+            "--root",
+            a.root.to_str().unwrap(),
+            "--host",
+            bad,
+        ]);
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains(&format!("host name `{bad}`")),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(fingerprint(&a.root), before);
+}
+
+/// Regression: a `state.json` of the wrong shape (`[]`, unknown keys, a
+/// wrongly typed value) was read as an empty state, forgetting the applied
+/// commit the rewind check needs.
+#[test]
+fn a_state_file_of_the_wrong_shape_is_refused() {
+    let a = Agent::new("[[file]]\npath = '/etc/app.conf'\ncontent = \"new\\n\"\n");
+    std::fs::create_dir_all(a.env.state_dir()).unwrap();
+    for bad in ["[]", "{\"applied\": 5}", "{\"applied_commit\": 5}"] {
+        std::fs::write(a.env.state_dir().join("state.json"), bad).unwrap();
+        let before = fingerprint(&a.root);
+        let r = a.converge();
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains("state.json") && r.stderr.contains("is not what driftless writes"),
+            "{bad}: {}",
+            r.stderr
+        );
+        assert_eq!(fingerprint(&a.root), before, "{bad}: the host changed");
+        assert_eq!(
+            std::fs::read_to_string(a.env.state_dir().join("state.json")).unwrap(),
+            bad,
+            "the broken file was rewritten"
+        );
+    }
+}
+
+/// Regression: SIGTERM while loading or rendering was ignored until the
+/// converge began applying. The first signal must stop every phase.
+#[test]
+fn sigterm_while_rendering_stops_at_once() {
+    let a = Agent::new("");
+    // Many templates, each a good deal of work: loading takes long enough
+    // to be caught in the middle.
+    let slow = "{% for a in range(400) %}{% for b in range(400) %}{% endfor %}{% endfor %}done\n";
+    let mut files = vec![];
+    let mut host = String::new();
+    for i in 0..1000 {
+        files.push((format!("files/t{i}.j2"), slow.to_owned()));
+        host.push_str(&format!(
+            "[[file]]\npath = '/srv/t{i}'\nsource = 'files/t{i}.j2'\ntemplate = true\n"
+        ));
+    }
+    files.push(("hosts/h.toml".to_owned(), host));
+    let pairs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    write_repo(&a.repo, &pairs);
+    let before = fingerprint(&a.root);
+    let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .args(converge_args(&a.repo, &a.root, "h"))
+        .arg("--config")
+        .arg(a.env.config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopped = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "took {:?} to stop",
+        stopped.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("asked to stop while loading"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fingerprint(&a.root), before, "the host changed");
+}
