@@ -58,11 +58,21 @@ pub fn init(who: Logger) {
     let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = match (who, journal) {
         (Logger::Daemon, Some(j)) if under_journal => vec![j.with_filter(filter()).boxed()],
         (Logger::Daemon, _) => vec![stderr().with_filter(filter()).boxed()],
+        // The operator entries are for the journal: the command's own
+        // output says the same on stdout and stderr.
         (Logger::Cli { .. }, Some(j)) => vec![
-            stderr().with_filter(filter()).boxed(),
+            stderr()
+                .with_filter(filter())
+                .with_filter(filter_fn(|m| !has_message_id(m)))
+                .boxed(),
             j.with_filter(filter_fn(has_message_id)).boxed(),
         ],
-        (Logger::Cli { .. }, None) => vec![stderr().with_filter(filter()).boxed()],
+        (Logger::Cli { .. }, None) => vec![
+            stderr()
+                .with_filter(filter())
+                .with_filter(filter_fn(|m| !has_message_id(m)))
+                .boxed(),
+        ],
     };
     let _ = tracing_subscriber::registry().with(layers).try_init();
 }

@@ -83,7 +83,10 @@ pub fn fetch_checked(
         .map(|h| ObjectId::from_hex(h.as_bytes()))
         .transpose()
         .context("the applied commit in the agent state is not a commit id")?;
-    let repo = git::open_or_init_cache(cache)?;
+    let repo = match fetch {
+        Fetch::Remote => open_or_renew_cache(cache)?,
+        Fetch::Cache => git::open_or_init_cache(cache)?,
+    };
     let head = match fetch {
         Fetch::Remote => {
             let fetched = git::fetch(&repo, git, cancel.flag())?;
@@ -156,6 +159,59 @@ pub fn fetch_checked(
         verified,
         tree,
     })
+}
+
+/// Opens the cache; one that is damaged (it does not open, or what it
+/// fetched last is not there) is moved aside, kept for a look, and a fresh
+/// one is created: the next fetch fills it. The rewind protection lives in
+/// the agent state, outside the cache, and holds all the same.
+fn open_or_renew_cache(cache: &Path) -> Result<gix::Repository> {
+    let healthy = git::open_or_init_cache(cache).and_then(|repo| {
+        check_cache(&repo)?;
+        Ok(repo)
+    });
+    let damage = match healthy {
+        Ok(repo) => return Ok(repo),
+        Err(e) => e,
+    };
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let aside = cache.with_file_name(format!(
+        "{}.corrupt-{stamp}",
+        cache
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("repo.git")
+    ));
+    std::fs::rename(cache, &aside).with_context(|| {
+        format!(
+            "the git cache {} is damaged ({damage:#}), and moving it aside failed",
+            cache.display()
+        )
+    })?;
+    warn!(
+        error = format!("{damage:#}"),
+        "the git cache {} is damaged; moved it aside to {} and fetching afresh",
+        cache.display(),
+        aside.display()
+    );
+    git::open_or_init_cache(cache)
+}
+
+/// What the cache fetched last must be readable: the commit and its tree.
+fn check_cache(repo: &gix::Repository) -> Result<()> {
+    if let Some(head) = git::fetched_head(repo)? {
+        let commit = repo
+            .find_object(head)
+            .with_context(|| format!("the fetched commit {head} is missing"))?
+            .try_into_commit()
+            .with_context(|| format!("{head} is not a commit"))?;
+        commit
+            .tree()
+            .with_context(|| format!("the tree of {head} is missing"))?;
+    }
+    Ok(())
 }
 
 /// Finds a commit of the fetched branch by full id or unique prefix (at

@@ -162,6 +162,49 @@ fn an_in_sync_converge_records_its_fetch() {
     assert!(st["last_fetch"]["error"].is_null(), "{st}");
 }
 
+/// Regression: a damaged git cache (`repo.git`) failed every run until
+/// someone deleted it by hand.
+#[test]
+fn a_corrupt_git_cache_is_moved_aside_and_fetched_afresh() {
+    for damage in ["objects", "ref", "config"] {
+        let a = Agent::new("");
+        expect(&a.converge(), 2);
+        let cache = a.state().join("repo.git");
+        match damage {
+            "config" => std::fs::write(cache.join("config"), "[core\n\tgarbage = =\n").unwrap(),
+            "objects" => {
+                std::fs::remove_dir_all(cache.join("objects")).unwrap();
+                std::fs::create_dir_all(cache.join("objects/pack")).unwrap();
+            }
+            _ => {
+                let staging = cache.join("refs/driftless/fetched");
+                std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
+                std::fs::write(&staging, "0123456789012345678901234567890123456789\n").unwrap();
+            }
+        }
+        let two = a.commit("two");
+        let o = a.converge();
+        expect(&o, 2);
+        assert!(
+            o.stderr.contains("moved it aside"),
+            "{damage}: {}",
+            o.stderr
+        );
+        assert_eq!(a.motd().as_deref(), Some("two"), "{damage}");
+        assert_eq!(a.status()["applied_commit"], two.to_string(), "{damage}");
+        let aside = std::fs::read_dir(a.state())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("repo.git.corrupt-")
+            });
+        assert!(aside, "{damage}: the damaged cache was not kept for a look");
+        expect(&a.converge(), 0);
+    }
+}
+
 #[test]
 fn a_rewritten_history_is_refused_even_after_the_cache_is_deleted() {
     let a = Agent::new("");
