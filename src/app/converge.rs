@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use super::context::{App, Run, SourceRequest};
-use super::load::{FetchFailed, Loaded, load};
+use super::load::{FetchFailed, Invalid, Loaded, load};
 use super::plan::prepare;
 use super::recovery::recover_into;
 use crate::agent::policy::{self, Blame, Decision, Ended};
@@ -173,12 +173,67 @@ fn converge_into(
     )?;
     match loaded {
         Ok(loaded) => locked(app, req, loaded, held, sink, cancel, r),
-        Err(diagnostics) => {
-            r.run.outcome = Outcome::Invalid;
-            r.run.diagnostics = diagnostics;
-            Ok(())
-        }
+        Err(invalid) => invalid_commit(app, req, invalid, held, sink, cancel, r),
     }
+}
+
+/// A commit of the git source that does not validate is the desired
+/// state's own fault: it is quarantined, so that the runs after this one
+/// hold the host at the last good state and go on healing its drift
+/// instead of stopping at the same errors. This run reports them (exit 1).
+#[allow(clippy::too_many_arguments)]
+fn invalid_commit(
+    app: &App,
+    req: &ConvergeRequest,
+    invalid: Invalid,
+    held: &mut Option<Locked>,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+    r: &mut ConvergeResult,
+) -> Result<()> {
+    let (Some(commit), Some(h), false) = (invalid.commit.clone(), held.as_mut(), r.audit) else {
+        r.run.outcome = Outcome::Invalid;
+        r.run.diagnostics = invalid.diagnostics;
+        return Ok(());
+    };
+    if h.state.quarantine.as_ref().is_some_and(|q| q.key == commit) {
+        // Quarantined already: held at the last good state, like any other
+        // quarantined head (what the invalid commit declares is not used).
+        let loaded = Loaded {
+            desired: crate::desired::DesiredState::default(),
+            source: invalid.source,
+            commit: Some(commit.clone()),
+            key: commit,
+            fetch_failed: invalid.fetch_failed,
+        };
+        return locked(app, req, loaded, held, sink, cancel, r);
+    }
+    let first = invalid
+        .diagnostics
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let reason = format!(
+        "the config repo is invalid ({} problem(s); first: {first})",
+        invalid.diagnostics.len()
+    );
+    r.key = Some(commit.clone());
+    r.quarantined = Recorded {
+        key: &commit,
+        source: &invalid.source,
+        commit: Some(&commit),
+        held: false,
+    }
+    .failed(h, &reason, Blame::DesiredState);
+    r.run.outcome = Outcome::Invalid;
+    r.run.diagnostics = invalid.diagnostics;
+    if r.quarantined {
+        r.run.notes.push(format!(
+            "{} is quarantined: until a new commit (or `driftless retry`), the host is held at its last good state",
+            short(&commit)
+        ));
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

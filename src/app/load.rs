@@ -179,7 +179,7 @@ pub(super) fn load(
     subject: &mut Subject,
     sink: &mut dyn Sink,
     cancel: &Cancel,
-) -> Result<Result<Loaded, Vec<Diagnostic>>> {
+) -> Result<Result<Loaded, Invalid>> {
     let Opened {
         tree,
         commit,
@@ -213,7 +213,24 @@ pub(super) fn load(
                 fetch_failed,
             }))
         }
-        Err(desired::LoadError::Invalid(d)) => Ok(Err(d)),
+        Err(desired::LoadError::Invalid(diagnostics)) => Ok(Err(Invalid {
+            diagnostics,
+            commit,
+            source,
+            fetch_failed,
+        })),
         Err(desired::LoadError::Read(e)) => Err(e),
     }
+}
+
+/// A config repo that does not validate, and where it came from.
+pub(super) struct Invalid {
+    /// Every problem, located.
+    pub(super) diagnostics: Vec<Diagnostic>,
+    /// The git commit, when the source is git.
+    pub(super) commit: Option<String>,
+    /// Where it came from.
+    pub(super) source: String,
+    /// The fetch failed and a cached commit was loaded instead.
+    pub(super) fetch_failed: Option<FetchFailed>,
 }

@@ -53,9 +53,9 @@ fn plan_into(
         cancel,
     )? {
         Ok(l) => l,
-        Err(diagnostics) => {
+        Err(invalid) => {
             r.outcome = Outcome::Invalid;
-            r.diagnostics = diagnostics;
+            r.diagnostics = invalid.diagnostics;
             return Ok(());
         }
     };

@@ -162,6 +162,36 @@ fn an_in_sync_converge_records_its_fetch() {
     assert!(st["last_fetch"]["error"].is_null(), "{st}");
 }
 
+/// An invalid commit is the desired state's fault: reported (exit 1) and
+/// quarantined, so the next runs hold the host at the last good state and
+/// go on healing drift instead of stopping at the same errors.
+#[test]
+fn an_invalid_commit_is_quarantined_and_drift_is_still_healed() {
+    let a = Agent::new("");
+    expect(&a.converge(), 2);
+    let bad = commit_file(
+        &a.origin,
+        "hosts/h.toml",
+        "[[file]]\npath = 'relative'\ncontent = 'x'\n",
+        "invalid",
+    );
+    let o = a.converge();
+    expect(&o, 1);
+    assert!(o.stderr.contains("hosts/h.toml:2:8"), "{}", o.stderr);
+    assert!(o.stdout.contains("is quarantined"), "{}", o.stdout);
+    std::fs::write(a.root().join("motd"), "edited by hand").unwrap();
+    let o = a.converge();
+    expect(&o, 3);
+    assert_eq!(a.motd().as_deref(), Some("one"), "drift was not healed");
+    let st = a.run(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["status"]["quarantine"]["key"], bad.to_string(), "{st}");
+    // A fixed commit moves on.
+    a.commit("three");
+    expect(&a.converge(), 2);
+    assert_eq!(a.motd().as_deref(), Some("three"));
+}
+
 /// Regression: a damaged git cache (`repo.git`) failed every run until
 /// someone deleted it by hand.
 #[test]
