@@ -19,7 +19,7 @@ use crate::desired::model::{Kind, RunState, Service};
 use crate::fault;
 use crate::plan::{self, Change, Op};
 use crate::store::{Generation, Generations, NewGeneration, Snapshot, Status, Store};
-use crate::system::{fsroot::FsRoot, rpm};
+use crate::system::{environment, fsroot::FsRoot, rpm};
 
 /// How a converge transaction ended.
 #[derive(Debug)]
@@ -196,8 +196,9 @@ pub fn transact(
             )?,
         },
         Err(error) => {
-            // Like a crash, a stop request says nothing about the commit.
-            let blame = if cancel.is_cancelled() {
+            // Like a crash, a stop request says nothing about the commit;
+            // neither does a host that is not fit to converge.
+            let blame = if cancel.is_cancelled() || environment::is_to_blame(&error) {
                 Blame::Environment
             } else {
                 Blame::DesiredState

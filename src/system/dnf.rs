@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tracing::info;
 
-use super::command::Cmd;
+use super::command::{Cmd, CommandError};
 use crate::cancel::Cancel;
 use crate::plan::rpmver::Evr;
 
@@ -131,17 +131,48 @@ pub fn command_lines(flavor: Flavor, tx: &Transaction) -> Vec<Vec<String>> {
     }
 }
 
+/// How long a transaction waits for another dnf or rpm (dnf-automatic, an
+/// admin) to finish before giving up for this run.
+pub const BUSY_WAIT: Duration = Duration::from_secs(300);
+
+/// What dnf says when a package or build is not in the metadata it has.
+const NOT_FOUND: [&str; 3] = [
+    "Unable to find a match",
+    "No match for argument",
+    "No package matches",
+];
+
 /// Runs `tx`; the error carries dnf's own message. Returns the ids of the
-/// transactions recorded in `dnf history`.
+/// transactions recorded in `dnf history`. Another dnf or rpm at work is
+/// waited for (up to [`BUSY_WAIT`]). A package or build missing from the
+/// cached metadata (published since dnf last looked) gets one retry with
+/// the metadata refreshed.
 pub fn apply(root: &Path, tx: &Transaction, cancel: &Cancel) -> Result<Vec<u64>> {
     if tx.is_empty() {
         return Ok(Vec::new());
     }
+    super::process::wait_for_package_managers(BUSY_WAIT, cancel)?;
     let flavor = detect(root, cancel)?;
     let before = last_transaction_id(root, cancel)?;
     for argv in command_lines(flavor, tx) {
-        let cmd = base(root).args(&argv);
-        cmd.run(cancel).context("dnf transaction failed")?;
+        let run = base(root).args(&argv).run(cancel);
+        match run {
+            Err(CommandError::Failed { tail, .. })
+                if NOT_FOUND.iter().any(|s| tail.contains(s)) =>
+            {
+                info!(
+                    "dnf found no match in its cached metadata; refreshing the metadata and trying once more"
+                );
+                base(root)
+                    .arg("--refresh")
+                    .args(&argv)
+                    .run(cancel)
+                    .context("dnf transaction failed (also with freshly downloaded metadata)")?;
+            }
+            other => {
+                other.context("dnf transaction failed")?;
+            }
+        }
     }
     let after = last_transaction_id(root, cancel)?;
     let ids: Vec<u64> = match (before, after) {

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod command;
 pub mod dnf;
+pub mod environment;
 pub mod facts;
 pub mod fsroot;
 pub mod probes;

@@ -21,15 +21,17 @@ pub fn wait_for_package_managers(bound: Duration, cancel: &Cancel) -> Result<()>
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!(
-                "dnf or rpm is still running (pids {busy:?}) after {}s; not rolling back under it",
-                bound.as_secs()
-            );
+            return Err(anyhow::Error::new(super::environment::Environment(
+                format!(
+                    "dnf or rpm is still running (pids {busy:?}) after {}s; not working under it, the next run tries again",
+                    bound.as_secs()
+                ),
+            )));
         }
         if cancel.should_stop() {
             bail!("stopped while waiting for dnf or rpm (pids {busy:?}) to finish");
         }
-        info!(pids = ?busy, "waiting for a running dnf or rpm to finish before recovery");
+        info!(pids = ?busy, "waiting for a running dnf or rpm to finish");
         std::thread::sleep(POLL);
     }
 }

@@ -216,6 +216,22 @@ impl Host {
         (run, json)
     }
 
+    /// The `status` object of `driftless status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let run = self.driftless(&["status", "--json"]);
+        run.expect_code(0);
+        let json: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("status --json printed no JSON ({e}): {}", run.stdout));
+        json["status"].clone()
+    }
+
+    /// The key of the desired state that is quarantined, if any.
+    pub fn quarantined(&self) -> Option<String> {
+        self.status()["quarantine"]["key"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
     /// Replaces the config repo at /srv/config with exactly these
     /// (relative path, content) files.
     pub fn write_config(&self, files: &[(&str, &str)]) {

@@ -553,6 +553,11 @@ fn failing_scriptlet_fails_the_converge() {
         "the scriptlet error is missing:\n{}",
         run.stderr
     );
+    // A scriptlet that fails is the desired state's fault: quarantined.
+    assert!(
+        host.quarantined().is_some(),
+        "a failing scriptlet was not quarantined"
+    );
     assert_eq!(host.rpm_q("dl-failpre"), None);
     assert_eq!(
         host.read(CONF).as_deref(),
@@ -674,21 +679,27 @@ fn other_dnf_failures_carry_dnfs_message() {
         &format!("{repo}\n[[package]]\nname = \"dl-conflict-a\"\n"),
     )]);
     host.converge().expect_code(2);
+    // (what is declared, what dnf says, whether the desired state is to
+    // blame and so quarantined)
     let cases = [
         (
             "[[package]]\nname = \"dl-hello\"\nversion = \"9.9-1\"\n",
             "Unable to find a match: dl-hello-9.9-1",
+            true,
         ),
         (
             "[[package]]\nname = \"dl-conflict-b\"\n",
             "conflicts with dl-conflict-a",
+            true,
         ),
         (
             "[[repo]]\nname = \"gone\"\nbaseurl = \"file:///srv/no-such-repo\"\ngpgcheck = false\n\n[[package]]\nname = \"dl-tool\"\n",
             "Failed to download metadata for repo 'gone'",
+            false,
         ),
     ];
-    for (extra, says) in cases {
+    for (extra, says, blamed) in cases {
+        host.driftless(&["retry"]).expect_code(0);
         host.write_config(&[(
             HOST_FILE,
             &format!("{repo}\n[[package]]\nname = \"dl-conflict-a\"\n\n{extra}"),
@@ -704,5 +715,10 @@ fn other_dnf_failures_carry_dnfs_message() {
         for absent in ["dl-hello", "dl-conflict-b", "dl-tool"] {
             assert_eq!(host.rpm_q(absent), None, "{absent} was installed");
         }
+        assert_eq!(
+            host.quarantined().is_some(),
+            blamed,
+            "{says}: quarantined should be {blamed}"
+        );
     }
 }
