@@ -155,6 +155,15 @@ fn converge_into(
     held: &mut Option<Locked>,
 ) -> Result<()> {
     let git = req.source.repo.is_none();
+    // Converging the host itself needs root: refused before anything, so
+    // that failing chowns are never mistaken for a bad desired state.
+    let live = std::fs::canonicalize(&req.root).is_ok_and(|r| r == std::path::Path::new("/"));
+    if live && !r.audit && !nix::unistd::geteuid().is_root() {
+        bail!(
+            "must run as root to converge this host (uid {}): it sets owners, installs packages and starts services; nothing was changed",
+            nix::unistd::geteuid()
+        );
+    }
     // A git fetch writes the cache in the state directory, so it runs under
     // the lock; a directory source is read first, so that an invalid repo
     // changes nothing, not even the state directory. A dry run takes no

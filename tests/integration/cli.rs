@@ -363,6 +363,10 @@ fn a_failure_mid_way_restores_earlier_changes() {
         std::fs::read_to_string(root.join("etc/a.conf")).expect("read"),
         "old a\n"
     );
+    // An immutable file (EPERM) is the host's doing, not the commit's.
+    let st = env.run(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).expect("json");
+    assert!(st["status"]["quarantine"].is_null(), "{st}");
 }
 
 #[test]

@@ -209,3 +209,154 @@ fn sigterm_while_rendering_stops_at_once() {
     );
     assert_eq!(fingerprint(&a.root), before, "the host changed");
 }
+
+/// Runs the binary as `nobody`, with `config`.
+fn as_nobody(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_driftless"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+/// Converging the live host as a non-root user is refused up front (exit
+/// 1, nothing changed, "must run as root"); with `--root`, a chown that
+/// fails for want of permission rolls back and quarantines nothing.
+#[test]
+fn not_root_is_refused_up_front_and_never_held_against_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, format!("state_dir = '{}'\n", state.display())).unwrap();
+    let repo = dir.path().join("repo");
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/srv/plain'\ncontent = 'x'\nowner = 'nobody'\n[[file]]\npath = '/srv/rooted'\ncontent = 'y'\nowner = 'root'\n",
+        )],
+    );
+    // A root of nobody's own, with the accounts to resolve owners.
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/sbin/nologin\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+    for p in [&root, &root.join("srv")] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+    }
+    let repo_s = repo.to_str().unwrap();
+
+    let live = as_nobody(
+        &config,
+        &["converge", "--now", "--repo", repo_s, "--host", "h"],
+    );
+    assert_eq!(
+        live.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&live.stderr).contains("must run as root"),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    assert!(
+        !state.exists(),
+        "the refused run created the state directory"
+    );
+
+    // What a restore can put back: kinds, contents, modes, owners (not the
+    // times and inodes of a directory that was written into).
+    let contents = |root: &Path| -> Vec<(PathBuf, String)> {
+        fingerprint(root)
+            .into_iter()
+            .map(|(p, v)| (p, v.split(" mtime=").next().unwrap_or("").to_owned()))
+            .collect()
+    };
+    let before = contents(&root);
+    let run = as_nobody(
+        &config,
+        &[
+            "converge",
+            "--now",
+            "--repo",
+            repo_s,
+            "--host",
+            "h",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("Operation not permitted") || stderr.contains("EPERM"),
+        "{stderr}"
+    );
+    assert_eq!(contents(&root), before, "not restored");
+    let status = as_nobody(&config, &["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        st["status"]["quarantine"].is_null(),
+        "a permission problem was quarantined: {st}"
+    );
+}
+
+/// A full disk is the environment's fault: rolled back, not quarantined.
+#[test]
+fn a_full_disk_rolls_back_and_quarantines_nothing() {
+    let a = Agent::new("");
+    let small = a.root.join("srv");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mounting a small tmpfs needs root");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let big = "x".repeat(200 * 1024);
+    write_repo(
+        &a.repo,
+        &[(
+            "hosts/h.toml",
+            &format!(
+                "[[file]]\npath = '/etc/app.conf'\ncontent = \"new\\n\"\n[[file]]\npath = '/srv/big'\ncontent = '{big}'\n"
+            ),
+        )],
+    );
+    let r = a.converge();
+    r.expect_code(4);
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(a.root.join("etc/app.conf")).unwrap(),
+        "original\n"
+    );
+    let st = a.env.run(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert!(
+        st["status"]["quarantine"].is_null(),
+        "a full disk was quarantined: {st}"
+    );
+}
