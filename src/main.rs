@@ -1,5 +1,7 @@
 //! The `driftless` binary: parse the command line, set up logging, run.
 
+use std::io::Write;
+
 use clap::Parser;
 use driftless::cli::{Cli, ExitCode};
 
@@ -14,6 +16,11 @@ fn main() -> std::process::ExitCode {
             } else {
                 ExitCode::Ok
             };
+            // With --json, a usage error is a JSON document too.
+            if e.use_stderr() && std::env::args().any(|a| a == "--json") {
+                let doc = driftless::cli::render::usage_error_json(&e.to_string());
+                let _ = writeln!(std::io::stdout(), "{doc}");
+            }
             let _ = e.print();
             return std::process::ExitCode::from(code as u8);
         }

@@ -7,6 +7,8 @@ use anyhow::Result;
 
 use super::context::{App, Run, SourceRequest};
 use super::load::load;
+use crate::agent::policy::{self, Decision};
+use crate::agent::short;
 use crate::cancel::Cancel;
 use crate::converge::{self, Event, PrepareError, Prepared, Sink, events};
 use crate::desired::{DesiredState, Diagnostic};
@@ -61,14 +63,47 @@ fn plan_into(
     };
     let root = converge::open_root(&req.root, false)?;
     r.root = Some(display_root(root.as_ref()));
-    let prepared = match prepare(loaded.desired, loaded.source, root.as_ref(), sink, cancel)? {
+    // What a converge would do with this desired state: the plan says it
+    // would hold, and its exit code agrees (3).
+    let state = app.store.load_state()?;
+    let (desired, source_desc, held) = match policy::decide(&state, &loaded.key, true) {
+        Decision::Apply => (loaded.desired, loaded.source, false),
+        Decision::Pinned { why } => {
+            r.outcome = Outcome::Held;
+            r.error = Some(format!("{why}; `converge` would apply nothing"));
+            return Ok(());
+        }
+        Decision::HoldAtLastGood { why } => match app.store.load_last_good()? {
+            Some(lg) => {
+                r.notes.push(format!(
+                    "{why}; `converge` would hold the host at the last good state {}: these are its changes",
+                    short(&lg.key)
+                ));
+                (
+                    lg.desired,
+                    format!("last good {} ({})", short(&lg.key), lg.source),
+                    true,
+                )
+            }
+            None => {
+                r.outcome = Outcome::Held;
+                r.error = Some(format!(
+                    "{why}; there is no last good state yet, so `converge` would apply nothing"
+                ));
+                return Ok(());
+            }
+        },
+    };
+    let prepared = match prepare(desired, source_desc, root.as_ref(), sink, cancel)? {
         Ok(p) => p,
         Err(failed) => {
             failed.fill(r);
             return Ok(());
         }
     };
-    r.outcome = if prepared.plan.is_empty() {
+    r.outcome = if held {
+        Outcome::Held
+    } else if prepared.plan.is_empty() {
         Outcome::InSync
     } else {
         Outcome::ChangesPending

@@ -47,7 +47,7 @@ pub struct AgentStatus {
 /// `status`: last good, quarantine, pin, applied commit, last generation.
 pub fn status(app: &App) -> Result<AgentStatus> {
     let state = app.store.load_state()?;
-    let last = app.store.generations()?.list()?.pop();
+    let last = app.store.generations_read().list()?.pop();
     let fetched_head = match &app.settings.source {
         Some(_) => source::cache_status(&app.store.git_cache())?.fetched,
         None => None,
@@ -136,7 +136,7 @@ pub struct LastRunView {
 
 /// `history`: every kept generation, oldest first.
 pub fn history(app: &App) -> Result<Vec<Generation>> {
-    app.store.generations()?.list()
+    app.store.generations_read().list()
 }
 
 /// The git source as `source status` shows it.

@@ -228,8 +228,10 @@ pub fn run(cli: Cli) -> ExitCode {
         _ => {}
     }
     let cancel = cancel_on_signals();
+    let started = std::time::Instant::now();
     let report = dispatch(&cli, &cancel).unwrap_or_else(|(command, e)| Report::error(command, &e));
-    if let Err(e) = report.print(cli.json) {
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if let Err(e) = report.print(cli.json, duration_ms) {
         // stdout closed (e.g. piped into `head`): the exit code still tells.
         tracing::debug!("failed to print the report: {e}");
     }
@@ -272,7 +274,9 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                 source: a.repo.request(),
                 root: a.root.root.clone(),
             };
-            Report::run(command, app::plan(&app, &req, &mut log, cancel))
+            let mut report = Report::run(command, app::plan(&app, &req, &mut log, cancel));
+            report.mode = Some(app.settings.mode);
+            report
         }
         Command::Converge(a) => {
             let ad_hoc = a.repo.repo.is_some()

@@ -16,6 +16,22 @@ use crate::desired::Diagnostic;
 use crate::plan::{Change, Op, PlanProblem};
 use crate::store::Generation;
 
+/// The version of the `--json` documents (docs/json.md). It changes only
+/// when a field changes meaning or goes away; new fields may appear.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// A usage error (from the argument parser) as a `--json` document.
+pub fn usage_error_json(message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schema": JSON_SCHEMA,
+        "command": null,
+        "result": "error",
+        "exit_code": 1,
+        "duration_ms": 0,
+        "error": message.trim_end(),
+    })
+}
+
 /// Everything a command reports.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -49,7 +65,23 @@ pub struct Report {
     /// Details of a failed restore.
     pub restore_errors: Vec<String>,
     /// Things the operator should know that are not changes.
+    #[serde(rename = "notices")]
     pub notes: Vec<String>,
+    /// Enforce, or audit (nothing is changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::config::Mode>,
+    /// The host files `validate --all-hosts` validated, by host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    /// Resources found drifted from a desired state already applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drifted: Option<usize>,
+    /// One generation in full (`history N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_detail: Option<serde_json::Value>,
+    /// The facts and vars templates see (`facts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<serde_json::Value>,
     /// dnf transactions this converge recorded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dnf_transactions: Vec<u64>,
@@ -114,6 +146,12 @@ impl Report {
         r.generation = c.generation;
         r.dnf_transactions = c.dnf_transactions;
         r.restore_errors = c.restore_errors;
+        r.drifted = Some(c.drifted);
+        r.mode = Some(if c.audit {
+            crate::config::Mode::Audit
+        } else {
+            crate::config::Mode::Enforce
+        });
         r
     }
 
@@ -170,19 +208,93 @@ impl Report {
             generation: None,
             status: None,
             history: None,
+            mode: None,
+            hosts: None,
+            drifted: None,
+            generation_detail: None,
+            facts: None,
             printed: false,
         }
     }
 
+    /// The `--json` document: the envelope (`schema`, `command`, `result`,
+    /// `exit_code`, `duration_ms`, `error`) and the command's own fields
+    /// only (docs/json.md).
+    pub fn json(&self, duration_ms: u64) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let full = serde_json::to_value(self).unwrap_or(Value::Null);
+        let own: &[&str] = match self.command {
+            "validate" => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "hosts",
+                "diagnostics",
+            ],
+            "plan" => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "root",
+                "mode",
+                "changes",
+                "notices",
+                "diagnostics",
+                "plan_problems",
+            ],
+            "converge" => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "root",
+                "mode",
+                "changes",
+                "notices",
+                "diagnostics",
+                "plan_problems",
+                "generation",
+                "dnf_transactions",
+                "restore_errors",
+                "drifted",
+            ],
+            "status" => &["status"],
+            "history" => &["history", "generation_detail"],
+            "source status" => &["source_status"],
+            "facts" => &["host", "facts"],
+            _ => &["notices"],
+        };
+        let mut out = serde_json::Map::new();
+        out.insert("schema".into(), json!(JSON_SCHEMA));
+        out.insert("command".into(), json!(self.command));
+        out.insert("result".into(), json!(self.result));
+        out.insert(
+            "exit_code".into(),
+            json!(crate::outcome::ExitCode::from(self.result) as u8),
+        );
+        out.insert("duration_ms".into(), json!(duration_ms));
+        if let Some(e) = &self.error {
+            out.insert("error".into(), json!(e));
+        }
+        for key in own {
+            if let Some(v) = full.get(*key) {
+                out.insert((*key).into(), v.clone());
+            }
+        }
+        Value::Object(out)
+    }
+
     /// Prints the report: JSON on stdout, or text (results on stdout,
     /// problems on stderr).
-    pub fn print(&self, json: bool) -> std::io::Result<()> {
+    pub fn print(&self, json: bool, duration_ms: u64) -> std::io::Result<()> {
         if json && self.printed {
             return Ok(());
         }
         if json {
             let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, self)?;
+            serde_json::to_writer_pretty(&mut out, &self.json(duration_ms))?;
             return writeln!(out);
         }
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -379,6 +491,18 @@ impl Report {
                 if self.diagnostics.len() == 1 { "" } else { "s" }
             )?,
             Outcome::InSync => writeln!(out, "{}", paint("32", "in sync: nothing to change"))?,
+            Outcome::ChangesPending
+                if self.command == "converge" && self.mode == Some(crate::config::Mode::Audit) =>
+            {
+                writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        &format!("audit mode: {n} resource{plural} drifted, nothing changed:")
+                    )
+                )?;
+            }
             Outcome::ChangesPending => writeln!(out, "{n} change{plural} pending:")?,
             Outcome::Changed => {
                 let generation = self

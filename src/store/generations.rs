@@ -127,6 +127,14 @@ pub struct Generations {
 }
 
 impl Generations {
+    /// The generations directory `dir` for reading: nothing is created, and
+    /// a missing directory has no generations.
+    pub(super) fn at(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
     /// Opens (creating) the generations directory `dir`.
     pub(super) fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
@@ -144,9 +152,15 @@ impl Generations {
     /// warning rather than blocking every converge.
     pub fn list(&self) -> Result<Vec<Generation>> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)
-            .with_context(|| format!("failed to list {}", self.dir.display()))?
-        {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            // Read-only callers open a store that may have no generations.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => {
+                return Err(super::json::readable(e, &self.dir));
+            }
+        };
+        for entry in entries {
             let entry = entry.with_context(|| format!("failed to list {}", self.dir.display()))?;
             if entry.file_name().to_string_lossy().parse::<u64>().is_err() {
                 continue;

@@ -22,6 +22,19 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
             .map(Some)
             .with_context(|| format!("failed to parse {}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
+        Err(e) => Err(readable(e, path)),
+    }
+}
+
+/// An error reading `path`, with what to do when it is a permission
+/// problem: the state directory is root's alone.
+pub(super) fn readable(e: std::io::Error, path: &Path) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        anyhow::anyhow!(
+            "cannot read {}: permission denied. The state directory is readable by root only: run as root (sudo driftless …)",
+            path.display()
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("failed to read {}", path.display()))
     }
 }

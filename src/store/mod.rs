@@ -84,6 +84,9 @@ impl Store {
             )
         };
         match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(json::readable(e, &path))
+            }
             Ok(bytes) => {
                 let value: serde_json::Value =
                     serde_json::from_slice(&bytes).map_err(|e| broken(e.to_string()))?;
@@ -103,6 +106,12 @@ impl Store {
     pub fn save_state(&self, state: &AgentState) -> Result<()> {
         self.ensure()?;
         write_json(&self.dir, STATE_FILE, state)
+    }
+
+    /// The generations for reading: nothing is created (`status`,
+    /// `history`, `plan` never change the state directory).
+    pub fn generations_read(&self) -> Generations {
+        Generations::at(&self.dir.join("generations"))
     }
 
     /// The generations (`generations/`), created if missing.
@@ -139,7 +148,7 @@ impl Store {
 
     /// The last good state, if one was stored.
     pub fn load_last_good(&self) -> Result<Option<lastgood::LastGood>> {
-        lastgood::load(&self.dir, &self.objects()?)
+        lastgood::load(&self.dir, &Objects::at(&self.dir.join("objects")))
     }
 
     /// Removes what writes that a crash cut short left in the state

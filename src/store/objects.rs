@@ -18,6 +18,13 @@ pub struct Objects {
 }
 
 impl Objects {
+    /// The object directory `dir` for reading; nothing is created.
+    pub(super) fn at(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
     /// Opens (creating) the object directory `dir`.
     pub(super) fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
