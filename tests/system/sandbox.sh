@@ -60,7 +60,7 @@ SUITE=bookworm
 # procps is not in the brief's list; it is tiny and gives `ps` for diagnostics.
 INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps
 # Bump when INCLUDE or customize_rootfs changes: a stale cache is rebuilt.
-ROOTFS_RECIPE="driftless-rootfs v4 $SUITE $INCLUDE"
+ROOTFS_RECIPE="driftless-rootfs v5 $SUITE $INCLUDE"
 STAMP_REL=etc/driftless-rootfs-stamp
 BOOT_TIMEOUT=${DRIFTLESS_BOOT_TIMEOUT:-30}
 # cgroup2 hierarchy of this machine. It runs a hybrid v1/v2 layout; on a pure
@@ -139,6 +139,9 @@ customize_rootfs() {
     # database. Relative link: rpm does not chroot to open the database, so an
     # absolute one would reach the machine's own /var/lib/rpm.
     ln -sfn ../var/lib/rpm "$r/root/.rpmdb"
+    # A RHEL host always has a database; without one, the first dnf that
+    # only reads it (an admin's `dnf install` checking GPG keys) fails.
+    chroot "$r" rpm --initdb
     # Terminals of the real machine must not get a getty, and the host has no
     # real console. Masked units are not "failed".
     local u
