@@ -93,6 +93,14 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// Seconds from `start` to `end` (both as [`now`] writes them); `None`
+/// when either does not parse or the clock went backwards.
+pub fn seconds_between(start: &str, end: &str) -> Option<u64> {
+    let start = humantime::parse_rfc3339(start).ok()?;
+    let end = humantime::parse_rfc3339(end).ok()?;
+    end.duration_since(start).ok().map(|d| d.as_secs())
+}
+
 /// The first 12 characters of a commit id or content key, for messages.
 pub fn short(key: &str) -> &str {
     let key = key.strip_prefix("sha256:").unwrap_or(key);

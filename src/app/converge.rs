@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::context::{App, Run, SourceRequest};
+use super::context::{App, Run, SourceRequest, absolute};
 use super::load::{FetchFailed, Invalid, Loaded, load};
 use super::plan::prepare;
 use super::recovery::recover_into;
@@ -28,6 +28,9 @@ pub struct ConvergeRequest {
     pub root: PathBuf,
     /// Plan and report only.
     pub dry_run: bool,
+    /// Create the root when it does not exist (`--create-root`): without
+    /// it a missing root is refused, since a typo would make a new tree.
+    pub create_root: bool,
 }
 
 /// What a converge did (also what the daemon sends a client at the end
@@ -73,9 +76,9 @@ pub fn converge(
         audit: req.dry_run || app.settings.mode == Mode::Audit,
         ..ConvergeResult::default()
     };
-    r.run.root = Some(req.root.display().to_string());
+    r.run.root = Some(absolute(&req.root).display().to_string());
     sink.event(&Event::Started {
-        root: req.root.display().to_string(),
+        root: absolute(&req.root).display().to_string(),
         audit: r.audit,
     });
     let mut locked = None;
@@ -256,8 +259,14 @@ fn locked(
     r: &mut ConvergeResult,
 ) -> Result<()> {
     let dry = r.audit;
+    if !dry && !req.create_root && !req.root.exists() {
+        bail!(
+            "the root {} does not exist; nothing was changed. Pass --create-root to converge into a new tree",
+            absolute(&req.root).display()
+        );
+    }
     let root = converge::open_root(&req.root, !dry)
-        .with_context(|| format!("cannot use {} as the root", req.root.display()))?;
+        .with_context(|| format!("cannot use {} as the root", absolute(&req.root).display()))?;
     if held.is_none() && !req.dry_run {
         *held = Some(Locked::take(app)?);
     }

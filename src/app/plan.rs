@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::context::{App, Run, SourceRequest};
+use super::context::{App, Run, SourceRequest, absolute};
 use super::load::load;
 use crate::agent::policy::{self, Decision};
 use crate::agent::short;
@@ -62,7 +62,7 @@ fn plan_into(
         }
     };
     let root = converge::open_root(&req.root, false)?;
-    r.root = Some(display_root(root.as_ref()));
+    r.root = Some(display_root(&req.root, root.as_ref()));
     // What a converge would do with this desired state: the plan says it
     // would hold, and its exit code agrees (3).
     let state = app.store.load_state()?;
@@ -163,9 +163,12 @@ pub(super) fn prepare(
 }
 
 /// The root as results show it.
-fn display_root(root: Option<&FsRoot>) -> String {
-    root.map_or_else(
-        || "(missing: planned as empty)".to_owned(),
-        |r| r.path().display().to_string(),
-    )
+/// The root as given, made absolute, and whether it is missing.
+fn display_root(asked: &std::path::Path, root: Option<&FsRoot>) -> String {
+    let shown = absolute(asked).display().to_string();
+    if root.is_some() {
+        shown
+    } else {
+        format!("{shown} (missing: planned as empty)")
+    }
 }

@@ -9,6 +9,7 @@ use super::context::App;
 use crate::agent::{FetchRecord, Mark};
 use crate::config::Mode;
 use crate::outcome::Outcome;
+use crate::plan::Change;
 use crate::source;
 use crate::store::Generation;
 use crate::system;
@@ -137,6 +138,47 @@ pub struct LastRunView {
 /// `history`: every kept generation, oldest first.
 pub fn history(app: &App) -> Result<Vec<Generation>> {
     app.store.generations_read().list()
+}
+
+/// One generation in full (`history N`).
+#[derive(Debug, Serialize)]
+pub struct GenerationDetail {
+    /// Its record: source, root, status, reason, checks, dnf transactions.
+    #[serde(flatten)]
+    pub record: Generation,
+    /// How long it took in seconds (the records' resolution), when it
+    /// finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+    /// The changes it planned, with their reasons (and diffs, but never of
+    /// a sensitive file).
+    pub planned: Vec<Change>,
+}
+
+/// `history N`: generation `id` in full; an error when it is not kept.
+pub fn generation(app: &App, id: u64) -> Result<GenerationDetail> {
+    let gens = app.store.generations_read();
+    let Some(record) = gens.get(id)? else {
+        let kept = gens.list()?;
+        let range = match (kept.first(), kept.last()) {
+            (Some(a), Some(b)) => format!("generations {} to {} are kept", a.id, b.id),
+            _ => "no generations yet".to_owned(),
+        };
+        anyhow::bail!(
+            "no generation {id} in {}: {range}",
+            app.store.dir().display()
+        );
+    };
+    let planned = gens.planned(id)?.unwrap_or_default();
+    let duration_s = record
+        .finished_at
+        .as_deref()
+        .and_then(|end| crate::agent::seconds_between(&record.started_at, end));
+    Ok(GenerationDetail {
+        record,
+        duration_s,
+        planned,
+    })
 }
 
 /// The git source as `source status` shows it.

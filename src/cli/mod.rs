@@ -54,8 +54,9 @@ pub enum Command {
     /// The agent: last good state, quarantined head, pin, last generation,
     /// and the daemon's state and next run when it runs.
     Status,
-    /// The generations: what each converge applied and how it ended.
-    History,
+    /// The generations: what each converge applied and how it ended;
+    /// `history N` shows generation N in full.
+    History(HistoryArgs),
     /// Restore the host to its state before the last (or given) generation
     /// and pin it there until `driftless resume`. Exit 0 restored, 5 failed.
     Rollback(RollbackArgs),
@@ -120,7 +121,7 @@ pub struct RepoArgs {
     /// Host name to look up (default: agent config `host`, else this machine's FQDN).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
-    /// Apply this commit of the fetched branch (id or unique prefix) instead
+    /// Use this commit of the fetched branch (id or unique prefix) instead
     /// of its head. Not with --repo.
     #[arg(long, value_name = "REV", conflicts_with = "repo")]
     pub commit: Option<String>,
@@ -167,12 +168,29 @@ pub struct ConvergeArgs {
     /// run in this process, never through the daemon.
     #[command(flatten)]
     pub repo: RepoArgs,
-    /// Root (created if missing). Another root than `/` is an ad hoc run.
+    /// Root. Another root than `/` is an ad hoc run.
     #[command(flatten)]
     pub root: RootArgs,
+    /// Create the root if it does not exist (without it a missing root is
+    /// refused: a typo would make a new tree).
+    #[arg(long)]
+    pub create_root: bool,
     /// Plan and print, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Show the diff of every file changed (also with -v). Sensitive files
+    /// never show one.
+    #[arg(long)]
+    pub diff: bool,
+}
+
+/// `history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show this generation in full: changes, reasons, checks, outcome,
+    /// durations, what was restored.
+    #[arg(value_name = "GENERATION")]
+    pub generation: Option<u64>,
 }
 
 /// `rollback`
@@ -244,7 +262,7 @@ fn name(command: &Command) -> &'static str {
         Command::Plan(_) => "plan",
         Command::Converge(_) => "converge",
         Command::Status => "status",
-        Command::History => "history",
+        Command::History(_) => "history",
         Command::Rollback(_) => "rollback",
         Command::Resume => "resume",
         Command::Retry => "retry",
@@ -294,6 +312,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                     let mut report = Report::converge(result);
                     // The answer lines were the JSON output already.
                     report.printed = cli.json;
+                    report.show_diffs = a.diff || cli.verbose > 0;
                     report
                 }
                 None => {
@@ -301,10 +320,13 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                         source: a.repo.request(),
                         root: a.root.root.clone(),
                         dry_run: a.dry_run,
+                        create_root: a.create_root,
                     };
                     let mut journal = Journal::default();
                     let mut sink = Tee(vec![&mut log, &mut journal]);
-                    Report::converge(app::converge(&app, &req, &mut sink, cancel))
+                    let mut report = Report::converge(app::converge(&app, &req, &mut sink, cancel));
+                    report.show_diffs = a.diff || cli.verbose > 0;
+                    report
                 }
             }
         }
@@ -315,7 +337,10 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             }
             Report::status(status)
         }
-        Command::History => Report::history(app::history(&app).map_err(fail)?),
+        Command::History(a) => match a.generation {
+            None => Report::history(app::history(&app).map_err(fail)?),
+            Some(id) => Report::generation(app::generation(&app, id).map_err(fail)?),
+        },
         Command::Rollback(a) => Report::action(
             command,
             app::rollback(&app, a.to, &a.root.root, &mut log, cancel).map_err(fail)?,

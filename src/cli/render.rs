@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use crate::agent::Mark;
 use crate::app::{
-    ActionResult, AgentStatus, ConvergeResult, Outcome, Run, SourceStatus, Subject, ValidateResult,
+    ActionResult, AgentStatus, ConvergeResult, GenerationDetail, Outcome, Run, SourceStatus,
+    Subject, ValidateResult,
 };
 use crate::desired::Diagnostic;
-use crate::plan::{Change, Op, PlanProblem};
+use crate::plan::{Change, Marker, PlanProblem};
 use crate::store::Generation;
 
 /// The version of the `--json` documents (docs/json.md). It changes only
@@ -78,7 +79,7 @@ pub struct Report {
     pub drifted: Option<usize>,
     /// One generation in full (`history N`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub generation_detail: Option<serde_json::Value>,
+    pub generation_detail: Option<GenerationDetail>,
     /// The facts and vars templates see (`facts`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facts: Option<serde_json::Value>,
@@ -100,6 +101,10 @@ pub struct Report {
     /// The JSON was printed already (the daemon's answer lines).
     #[serde(skip)]
     pub printed: bool,
+    /// Show the diffs of a converge's changes (`--diff`, `-v`); a plan
+    /// always shows them.
+    #[serde(skip)]
+    pub show_diffs: bool,
 }
 
 impl Report {
@@ -171,6 +176,14 @@ impl Report {
         r
     }
 
+    /// `history N`.
+    pub fn generation(g: GenerationDetail) -> Self {
+        let mut r = Self::new("history");
+        r.result = Outcome::Done;
+        r.generation_detail = Some(g);
+        r
+    }
+
     /// `source status`.
     pub fn source_status(s: SourceStatus) -> Self {
         let mut r = Self::new("source status");
@@ -214,6 +227,7 @@ impl Report {
             generation_detail: None,
             facts: None,
             printed: false,
+            show_diffs: false,
         }
     }
 
@@ -464,7 +478,12 @@ impl Report {
                 None => writeln!(out, "daemon:      not running")?,
             }
         }
-        if let Some(h) = &self.history {
+        if let Some(g) = &self.generation_detail {
+            self.print_generation(&mut out, g, &paint)?;
+        }
+        if self.history.as_ref().is_some_and(Vec::is_empty) {
+            writeln!(out, "no generations yet: no converge has changed this host")?;
+        } else if let Some(h) = &self.history {
             writeln!(
                 out,
                 "{:>4}  {:<20}  {:<14}  {:>7}  source",
@@ -542,41 +561,11 @@ impl Report {
             _ => {}
         }
         for c in &self.changes {
-            let (sign, code) = match &c.op {
-                Op::RemoveFile { .. } | Op::RemoveDir { .. } => ("-", "31"),
-                Op::Package {
-                    change: crate::plan::PackageChange::Remove { .. },
-                    ..
-                } => ("-", "31"),
-                Op::CreateDir { .. } => ("+", "32"),
-                Op::Package {
-                    change: crate::plan::PackageChange::Install { .. },
-                    ..
-                } => ("+", "32"),
-                _ => ("~", "33"),
-            };
-            writeln!(
-                out,
-                "  {} {} {}",
-                paint(code, sign),
-                c.resource,
-                paint("2", &format!("({})", c.op.verb()))
-            )?;
-            for r in &c.reasons {
-                writeln!(out, "      {r}")?;
-            }
-            // Diffs belong to plans; a converge report lists what was done.
-            let show_diff = self.generation.is_none();
-            if let Some(diff) = c.diff.as_ref().filter(|_| show_diff) {
-                for line in diff.lines() {
-                    let code = match line.as_bytes().first() {
-                        Some(b'+') => "32",
-                        Some(b'-') => "31",
-                        Some(b'@') => "36",
-                        _ => "0",
-                    };
-                    writeln!(out, "      {}", paint(code, line))?;
-                }
+            print_change(&mut out, c, &paint)?;
+            // A plan shows its diffs; a converge lists what was done and
+            // shows them when asked (`--diff`, `-v`).
+            if self.command == "plan" || self.show_diffs {
+                print_diff(&mut out, c, &paint)?;
             }
         }
         for n in &self.notes {
@@ -611,4 +600,103 @@ impl Report {
         }
         Ok(())
     }
+
+    /// `history N`: one generation in full.
+    fn print_generation(
+        &self,
+        out: &mut impl Write,
+        g: &GenerationDetail,
+        paint: &dyn Fn(&str, &str) -> String,
+    ) -> std::io::Result<()> {
+        let r = &g.record;
+        writeln!(out, "generation {}: {}", r.id, r.status)?;
+        writeln!(out, "  desired state: {} ({})", r.key, r.source)?;
+        writeln!(out, "  host file:     {}", r.host_file)?;
+        writeln!(out, "  root:          {}", r.root)?;
+        let took = g
+            .duration_s
+            .map(|s| format!(" ({s} s)"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  started:       {}, finished: {}{took}",
+            r.started_at,
+            r.finished_at.as_deref().unwrap_or("not finished")
+        )?;
+        if let Some(why) = &r.reason {
+            writeln!(out, "  why:           {why}")?;
+        }
+        if !r.dnf_transactions.is_empty() {
+            writeln!(out, "  dnf transactions: {:?}", r.dnf_transactions)?;
+        }
+        if !r.rollback_dnf_transactions.is_empty() {
+            writeln!(
+                out,
+                "  restored by dnf transactions: {:?}",
+                r.rollback_dnf_transactions
+            )?;
+        }
+        let n = g.planned.len();
+        writeln!(out, "  {n} change{}:", if n == 1 { "" } else { "s" })?;
+        for c in &g.planned {
+            print_change(out, c, paint)?;
+            print_diff(out, c, paint)?;
+        }
+        if r.checks.is_empty() {
+            writeln!(out, "  checks: none ran")?;
+        } else {
+            writeln!(out, "  checks:")?;
+            for c in &r.checks {
+                match &c.error {
+                    None => writeln!(out, "    {} {}", paint("32", "passed"), c.name)?,
+                    Some(e) => writeln!(out, "    {} {}: {e}", paint("31", "failed"), c.name)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One change as a list line (`+` created, `~` changed, `-` removed) and
+/// its reasons.
+fn print_change(
+    out: &mut impl Write,
+    c: &Change,
+    paint: &dyn Fn(&str, &str) -> String,
+) -> std::io::Result<()> {
+    let marker = c.marker();
+    let code = match marker {
+        Marker::Created => "32",
+        Marker::Changed => "33",
+        Marker::Removed => "31",
+    };
+    writeln!(
+        out,
+        "  {} {} {}",
+        paint(code, marker.sign()),
+        c.resource,
+        paint("2", &format!("({})", c.op.verb()))
+    )?;
+    for r in &c.reasons {
+        writeln!(out, "      {r}")?;
+    }
+    Ok(())
+}
+
+/// A change's diff, when it has one (never for a sensitive file).
+fn print_diff(
+    out: &mut impl Write,
+    c: &Change,
+    paint: &dyn Fn(&str, &str) -> String,
+) -> std::io::Result<()> {
+    for line in c.diff.iter().flat_map(|d| d.lines()) {
+        let code = match line.as_bytes().first() {
+            Some(b'+') => "32",
+            Some(b'-') => "31",
+            Some(b'@') => "36",
+            _ => "0",
+        };
+        writeln!(out, "      {}", paint(code, line))?;
+    }
+    Ok(())
 }

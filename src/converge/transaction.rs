@@ -18,7 +18,7 @@ use crate::desired::DesiredState;
 use crate::desired::model::{Kind, RunState, Service};
 use crate::fault;
 use crate::plan::{self, Change, Op};
-use crate::store::{Generation, Generations, NewGeneration, Snapshot, Status, Store};
+use crate::store::{CheckRecord, Generation, Generations, NewGeneration, Snapshot, Status, Store};
 use crate::system::{environment, fsroot::FsRoot, rpm};
 
 /// How a converge transaction ended.
@@ -158,15 +158,20 @@ pub fn transact(
             .filter(|s| s.state == Some(RunState::Running))
             .map(|s| s.unit.clone())
             .collect();
-        checks::run(
+        let mut recorded = Checks {
+            inner: &mut *sink,
+            checks: Vec::new(),
+        };
+        let checked = checks::run(
             &desired.checks,
             &running,
             engine.limits,
             engine.root.is_live(),
-            sink,
+            &mut recorded,
             cancel,
-        )
-        .context("health check failed")?;
+        );
+        generation.checks = recorded.checks;
+        checked.context("health check failed")?;
         // A stop that came in during the checks is not a commit.
         if cancel.should_stop() {
             anyhow::bail!("driftless was asked to stop before the converge was committed");
@@ -231,6 +236,31 @@ pub fn transact(
         );
     }
     Ok(outcome)
+}
+
+/// Passes events on and keeps the health checks' results for the
+/// generation's record (`history N`).
+struct Checks<'a> {
+    inner: &'a mut dyn Sink,
+    checks: Vec<CheckRecord>,
+}
+
+impl Sink for Checks<'_> {
+    fn event(&mut self, event: &Event) {
+        if let Event::CheckResult {
+            check,
+            passed,
+            error,
+        } = event
+        {
+            self.checks.push(CheckRecord {
+                name: check.clone(),
+                passed: *passed,
+                error: error.clone(),
+            });
+        }
+        self.inner.event(event);
+    }
 }
 
 /// Units to snapshot, each with what it depends on.

@@ -281,6 +281,7 @@ impl Daemon {
             },
             root: self.opts.root.clone(),
             dry_run,
+            create_root: false,
         };
         let events = self.events.0.clone();
         Some(tokio::task::spawn_blocking(move || {

@@ -154,6 +154,32 @@ pub struct Change {
     /// Unified diff of text content, when shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// The step creates what did not exist (a file, link, directory or
+    /// package), as opposed to changing or removing it.
+    #[serde(default)]
+    pub creates: bool,
+}
+
+/// How a change shows in a list: `+` created, `~` changed, `-` removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// Something that did not exist is created.
+    Created,
+    /// Something that exists is changed.
+    Changed,
+    /// Something that exists is removed.
+    Removed,
+}
+
+impl Marker {
+    /// The sign shown before the resource.
+    pub fn sign(self) -> &'static str {
+        match self {
+            Marker::Created => "+",
+            Marker::Changed => "~",
+            Marker::Removed => "-",
+        }
+    }
 }
 
 /// The ordered changes for one host.
@@ -190,13 +216,43 @@ pub struct PlanProblem {
 }
 
 impl Change {
-    /// A change without a diff.
+    /// A change without a diff. Creating a directory or installing a
+    /// package always creates; [`Change::creating`] says so for the rest.
     pub fn new(id: &ResourceId, op: Op, reasons: Vec<String>) -> Self {
+        let creates = matches!(
+            op,
+            Op::CreateDir { .. }
+                | Op::Package {
+                    change: PackageChange::Install { .. },
+                    ..
+                }
+        );
         Change {
             resource: id.clone(),
             op,
             reasons,
             diff: None,
+            creates,
+        }
+    }
+
+    /// The same change, marked as creating what did not exist.
+    pub fn creating(mut self) -> Self {
+        self.creates = true;
+        self
+    }
+
+    /// How the change shows in a list.
+    pub fn marker(&self) -> Marker {
+        match &self.op {
+            Op::RemoveFile { .. }
+            | Op::RemoveDir { .. }
+            | Op::Package {
+                change: PackageChange::Remove { .. },
+                ..
+            } => Marker::Removed,
+            _ if self.creates => Marker::Created,
+            _ => Marker::Changed,
         }
     }
 

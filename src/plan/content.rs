@@ -34,7 +34,7 @@ pub fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
     Some(
         diff.unified_diff()
             .context_radius(3)
-            .header(path, path)
+            .header(&format!("{path} (current)"), &format!("{path} (desired)"))
             .to_string(),
     )
 }

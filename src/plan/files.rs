@@ -169,17 +169,16 @@ impl<'a> Planner<'a> {
                     format!("missing parent directory of {path}"),
                 ),
             };
-            self.dir_creates
-                .entry(parent.clone())
-                .or_insert_with(|| Change {
-                    resource: ResourceId::new(Kind::Directory, parent),
-                    op: Op::CreateDir {
+            self.dir_creates.entry(parent.clone()).or_insert_with(|| {
+                Change::new(
+                    &ResourceId::new(Kind::Directory, parent),
+                    Op::CreateDir {
                         path: parent.clone(),
                         meta,
                     },
-                    reasons: vec![reason],
-                    diff: None,
-                });
+                    vec![reason],
+                )
+            });
             if early && !self.early.contains(parent) {
                 self.early.push(parent.clone());
             }
@@ -249,14 +248,19 @@ impl<'a> Planner<'a> {
                             }
                             _ => "does not exist".to_owned(),
                         };
-                        Some(change(
+                        let link = change(
                             id,
                             Op::Symlink {
                                 path: s.path.clone(),
                                 target: s.target.clone(),
                             },
                             vec![reason],
-                        ))
+                        );
+                        Some(if matches!(observed, Observed::Missing { .. }) {
+                            link.creating()
+                        } else {
+                            link
+                        })
                     }
                     (Ensure::Absent, Observed::Symlink { .. }) => Some(change(
                         id,
@@ -364,7 +368,7 @@ impl<'a> Planner<'a> {
         Ok(match observed {
             Observed::Missing { .. } => {
                 self.parents(path, observed, early)?;
-                Some(write(vec!["does not exist".into()], Some(b"")))
+                Some(write(vec!["does not exist".into()], Some(b"")).creating())
             }
             Observed::File {
                 meta: have,

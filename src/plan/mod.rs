@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{Kind, Resource, ResourceId, Service};
-pub use change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Plan, PlanProblem};
+pub use change::{Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem};
 pub use content::sha256;
 use files::Planner;
 use observed::ObservedHost;
@@ -161,19 +161,21 @@ pub fn plan_services_for(
 
 /// The service plan as changes, in apply order.
 pub fn service_changes(sp: ServicePlan) -> Vec<Change> {
-    let reload = sp.daemon_reload.map(|why| Change {
-        resource: ResourceId::new(Kind::Service, "daemon-reload"),
-        op: Op::DaemonReload,
-        reasons: vec![why],
-        diff: None,
+    let reload = sp.daemon_reload.map(|why| {
+        Change::new(
+            &ResourceId::new(Kind::Service, "daemon-reload"),
+            Op::DaemonReload,
+            vec![why],
+        )
     });
     reload
         .into_iter()
-        .chain(sp.actions.into_iter().map(|(unit, verb, why)| Change {
-            resource: ResourceId::new(Kind::Service, &unit),
-            op: Op::Service { unit, verb },
-            reasons: vec![why],
-            diff: None,
+        .chain(sp.actions.into_iter().map(|(unit, verb, why)| {
+            Change::new(
+                &ResourceId::new(Kind::Service, &unit),
+                Op::Service { unit, verb },
+                vec![why],
+            )
         }))
         .collect()
 }

@@ -107,6 +107,21 @@ pub struct Generation {
     /// dnf transactions its rollback made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollback_dnf_transactions: Vec<u64>,
+    /// The health checks run after its changes, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckRecord>,
+}
+
+/// How one health check of a generation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    /// The check's name.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What identifies a new generation.
@@ -207,6 +222,7 @@ impl Generations {
             changes,
             dnf_transactions: Vec::new(),
             rollback_dnf_transactions: Vec::new(),
+            checks: Vec::new(),
         };
         // The record last: a generation without it never began.
         write_json(&dir, "generation.json", &g)?;
@@ -242,6 +258,16 @@ impl Generations {
             g.reason = reason;
         }
         self.save(g)
+    }
+
+    /// Generation `id`'s record, if it exists.
+    pub fn get(&self, id: u64) -> Result<Option<Generation>> {
+        read_json(&self.path(id).join("generation.json"))
+    }
+
+    /// The changes generation `id` planned (`plan.json`), if recorded.
+    pub fn planned<T: serde::de::DeserializeOwned>(&self, id: u64) -> Result<Option<T>> {
+        read_json(&self.path(id).join("plan.json"))
     }
 
     /// The snapshot taken before generation `id`.

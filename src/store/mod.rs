@@ -23,7 +23,7 @@ use crate::agent::AgentState;
 use crate::durable;
 use json::write_json;
 
-pub use generations::{Generation, Generations, NewGeneration, Status};
+pub use generations::{CheckRecord, Generation, Generations, NewGeneration, Status};
 pub use objects::Objects;
 pub use packages::PackageStore;
 pub use snapshot::{Prior, ServicePrior, Snapshot};

@@ -52,7 +52,15 @@ fn invalid_repo_corpus_is_rejected_with_located_errors_and_changes_nothing() {
         env.run(&["plan", "--repo", repo, "--host", "h", "--root", root_s])
             .expect_code(1);
         env.run(&[
-            "converge", "--now", "--repo", repo, "--host", "h", "--root", root_s,
+            "converge",
+            "--now",
+            "--create-root",
+            "--repo",
+            repo,
+            "--host",
+            "h",
+            "--root",
+            root_s,
         ])
         .expect_code(1);
         assert_eq!(fingerprint(&root), before, "{name}: the root changed");
@@ -569,6 +577,7 @@ fn an_empty_host_file_is_valid() {
     env.run(&[
         "converge",
         "--now",
+        "--create-root",
         "--repo",
         repo,
         "--host",
@@ -615,7 +624,15 @@ fn services_in_a_root_are_enabled_and_live_state_is_noted() {
         plan.stdout
     );
     env.run(&[
-        "converge", "--now", "--repo", repo, "--host", "h", "--root", root_s,
+        "converge",
+        "--now",
+        "--create-root",
+        "--repo",
+        repo,
+        "--host",
+        "h",
+        "--root",
+        root_s,
     ])
     .expect_code(2);
     let link = units.join("multi-user.target.wants/demo.service");

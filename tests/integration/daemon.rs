@@ -241,6 +241,7 @@ fn converge_now_goes_through_the_daemon() {
     let adhoc = cli(&[
         "converge",
         "--now",
+        "--create-root",
         "--repo",
         dir.path().join("repo").to_str().unwrap(),
         "--root",

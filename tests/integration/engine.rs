@@ -51,6 +51,7 @@ impl Agent {
             },
             root: self.root.clone(),
             dry_run: false,
+            create_root: true,
         }
     }
 

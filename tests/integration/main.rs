@@ -14,6 +14,7 @@ mod daemon;
 mod engine;
 mod gitserver;
 mod layers;
+mod operator;
 mod reliability;
 mod source;
 mod system;

@@ -94,9 +94,10 @@ impl Env {
     }
 }
 
-/// `converge --now` of `host` from `repo` into `root`.
+/// `converge --now --create-root` of `host` from `repo` into `root` (the
+/// tests converge into fresh temporary roots).
 pub fn converge_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
-    on(&["converge", "--now"], repo, root, host)
+    on(&["converge", "--now", "--create-root"], repo, root, host)
 }
 
 fn on(command: &[&str], repo: &Path, root: &Path, host: &str) -> Vec<String> {

@@ -72,7 +72,13 @@ impl Agent {
 
     fn converge(&self) -> Out {
         let root = self.root();
-        self.run(&["converge", "--now", "--root", root.to_str().expect("utf-8")])
+        self.run(&[
+            "converge",
+            "--now",
+            "--create-root",
+            "--root",
+            root.to_str().expect("utf-8"),
+        ])
     }
 
     fn motd(&self) -> Option<String> {

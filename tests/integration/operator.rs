@@ -1,0 +1,255 @@
+//! The operator's experience: what an admin coming from Puppet or Ansible
+//! sees — change markers, diffs where people look, the history of one
+//! generation, a missing root refused, and messages that say what to do.
+
+use std::path::Path;
+
+use crate::util::{Env, converge_args, write_repo};
+
+/// A repo for host `h` with the given host file.
+fn repo(dir: &Path, host_file: &str) -> String {
+    write_repo(dir, &[("hosts/h.toml", host_file)]);
+    dir.to_str().expect("utf-8").to_owned()
+}
+
+const MOTD: &str = r#"
+[[file]]
+path = "/etc/motd"
+content = "hello\nworld\n"
+
+[[symlink]]
+path = "/etc/motd.link"
+target = "motd"
+"#;
+
+#[test]
+fn created_changed_and_removed_have_their_own_markers() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let r = repo(&env.path().join("repo"), MOTD);
+    let first = env.run(&converge_args(Path::new(&r), &root, "h"));
+    first.expect_code(2);
+    assert!(
+        first.stdout.contains("  + file:/etc/motd (write file)"),
+        "a created file is not marked +:\n{}",
+        first.stdout
+    );
+    assert!(
+        first.stdout.contains("  + symlink:/etc/motd.link (link)"),
+        "a created symlink is not marked +:\n{}",
+        first.stdout
+    );
+    std::fs::write(root.join("etc/motd"), "hello\n").unwrap();
+    let plan = env.run(&[
+        "plan",
+        "--repo",
+        &r,
+        "--host",
+        "h",
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    plan.expect_code(2);
+    assert!(plan.stdout.contains("  ~ file:/etc/motd (write file)"));
+    // The diff says which side is which.
+    assert!(
+        plan.stdout.contains("--- /etc/motd (current)")
+            && plan.stdout.contains("+++ /etc/motd (desired)")
+            && plan.stdout.contains("+world"),
+        "{}",
+        plan.stdout
+    );
+    let (_, json) = json_of(&env.run(&[
+        "plan",
+        "--json",
+        "--repo",
+        &r,
+        "--host",
+        "h",
+        "--root",
+        root.to_str().unwrap(),
+    ]));
+    assert_eq!(json["changes"][0]["creates"], false);
+
+    repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\nstate = \"absent\"\n",
+    );
+    let removed = env.run(&converge_args(Path::new(&r), &root, "h"));
+    removed.expect_code(2);
+    assert!(
+        removed.stdout.contains("  - file:/etc/motd (remove)"),
+        "{}",
+        removed.stdout
+    );
+}
+
+#[test]
+fn converge_shows_its_diffs_with_diff_or_v_and_never_for_sensitive_files() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let dir = env.path().join("repo");
+    let host = |motd: &str, secret: &str| {
+        format!(
+            "[[file]]\npath = \"/etc/motd\"\ncontent = \"{motd}\"\n\n[[file]]\npath = \"/etc/secret\"\ncontent = \"{secret}\"\nsensitive = true\n"
+        )
+    };
+    let r = repo(&dir, &host("one\\n", "pw-one\\n"));
+    let mut args = converge_args(Path::new(&r), &root, "h");
+    env.run(&args).expect_code(2);
+
+    repo(&dir, &host("two\\n", "pw-two\\n"));
+    let plain = env.run(&args);
+    plain.expect_code(2);
+    assert!(
+        plain.stdout.contains("~ file:/etc/motd") && !plain.stdout.contains("+two"),
+        "a plain converge lists what it did, without diffs:\n{}",
+        plain.stdout
+    );
+
+    repo(&dir, &host("three\\n", "pw-three\\n"));
+    args.push("--diff".into());
+    let diffed = env.run(&args);
+    diffed.expect_code(2);
+    assert!(
+        diffed.stdout.contains("-two") && diffed.stdout.contains("+three"),
+        "--diff shows no diff:\n{}",
+        diffed.stdout
+    );
+    assert!(
+        !diffed.stdout.contains("pw-") && diffed.stdout.contains("content hidden"),
+        "a sensitive file's content was shown:\n{}",
+        diffed.stdout
+    );
+
+    repo(&dir, &host("four\\n", "pw-four\\n"));
+    args.pop();
+    args.push("-v".into());
+    let verbose = env.run(&args);
+    verbose.expect_code(2);
+    assert!(
+        verbose.stdout.contains("+four") && !verbose.stdout.contains("pw-"),
+        "-v shows no diff:\n{}",
+        verbose.stdout
+    );
+}
+
+#[test]
+fn history_says_when_there_is_nothing_and_shows_one_generation_in_full() {
+    let env = Env::new();
+    let empty = env.run(&["history"]);
+    empty.expect_code(0);
+    assert!(
+        empty.stdout.contains("no generations yet"),
+        "{}",
+        empty.stdout
+    );
+    assert!(
+        !env.state_dir().exists(),
+        "history created the state directory"
+    );
+
+    let root = env.path().join("root");
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n\n[[check]]\nname = \"motd-there\"\ncommand = [\"/bin/true\"]\n",
+    );
+    env.run(&converge_args(Path::new(&r), &root, "h"))
+        .expect_code(2);
+
+    let one = env.run(&["history", "1"]);
+    one.expect_code(0);
+    for want in [
+        "generation 1: applied",
+        "hosts/h.toml",
+        root.to_str().unwrap(),
+        "+ file:/etc/motd (write file)",
+        "does not exist",
+        "+hi",
+        "passed motd-there",
+    ] {
+        assert!(
+            one.stdout.contains(want),
+            "history 1 lacks {want:?}:\n{}",
+            one.stdout
+        );
+    }
+    let (_, json) = json_of(&env.run(&["history", "1", "--json"]));
+    let g = &json["generation_detail"];
+    assert_eq!(g["id"], 1);
+    assert_eq!(g["status"], "applied");
+    assert_eq!(g["checks"][0]["name"], "motd-there");
+    assert_eq!(g["checks"][0]["passed"], true);
+    let planned: Vec<&str> = g["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(planned, ["/etc", "/etc/motd"]);
+    assert!(g["duration_s"].is_u64(), "{g}");
+
+    let missing = env.run(&["history", "7"]);
+    missing.expect_code(1);
+    assert!(
+        missing.stderr.contains("no generation 7") && missing.stderr.contains("1 to 1"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn a_missing_root_is_refused_unless_asked_and_shown_absolute() {
+    let env = Env::new();
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n",
+    );
+    // A relative root, from the env's directory: the typo case.
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--repo", &r, "--host", "h", "--root", "rooot"]);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .args(&all)
+            .arg("--config")
+            .arg(env.config())
+            .current_dir(env.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let absolute = env.path().join("rooot");
+    let absolute = absolute.to_str().unwrap();
+    let (code, _, err) = run(&["converge", "--now"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("the root {absolute} does not exist"))
+            && err.contains("--create-root"),
+        "{err}"
+    );
+    assert!(!env.path().join("rooot").exists(), "the root was created");
+
+    let (code, out, err) = run(&["plan"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        out.contains(&format!("root {absolute} (missing: planned as empty)")),
+        "{out}"
+    );
+
+    let (code, out, err) = run(&["converge", "--now", "--create-root"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.contains(&format!("root {absolute}")), "{out}");
+    assert!(env.path().join("rooot/etc/motd").exists());
+}
+
+/// The exit code and the parsed `--json` document of a run.
+fn json_of(run: &crate::util::Run) -> (i32, serde_json::Value) {
+    let value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
+    (run.code, value)
+}
