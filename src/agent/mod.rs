@@ -93,6 +93,32 @@ pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// A converge as `status` shows it: the daemon's last run, and the last
+/// run of any converge (`last-run.json`), changed or in sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// When it ended (RFC 3339).
+    pub at: String,
+    /// How.
+    pub outcome: crate::outcome::Outcome,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Changes applied (or pending, in an audit).
+    pub changes: usize,
+    /// Resources found drifted.
+    pub drifted: usize,
+    /// The desired state's key.
+    pub key: Option<String>,
+    /// What failed, or why it is held.
+    pub error: Option<String>,
+    /// The generation it recorded, when it changed something.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    /// An audit (or dry run): nothing was changed.
+    #[serde(default)]
+    pub audit: bool,
+}
+
 /// Seconds from `start` to `end` (both as [`now`] writes them); `None`
 /// when either does not parse or the clock went backwards.
 pub fn seconds_between(start: &str, end: &str) -> Option<u64> {

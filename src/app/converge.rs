@@ -89,6 +89,12 @@ pub fn converge(
     if let Some(l) = locked.as_mut() {
         save_state(app, l, &mut r);
     }
+    // What this run found, changed or not, for `status`; a run that did not
+    // get to the host (another one held the lock, the fetch failed) leaves
+    // the record of the one that did, except that an invalid repo is news.
+    if !req.dry_run && (locked.is_some() || r.run.outcome == Outcome::Invalid) {
+        record_last_run(app, &r);
+    }
     sink.event(&Event::Finished {
         outcome: r.run.outcome,
         generation: r.generation,
@@ -117,6 +123,24 @@ fn save_state(app: &App, l: &mut Locked, r: &mut ConvergeResult) {
         } else {
             r.run.fail(e);
         }
+    }
+}
+
+/// Writes `last-run.json`; a failure is worth a warning, not the run.
+fn record_last_run(app: &App, r: &ConvergeResult) {
+    let run = crate::agent::LastRun {
+        at: now(),
+        outcome: r.run.outcome,
+        duration_ms: r.duration_ms,
+        changes: r.run.changes.len(),
+        drifted: r.drifted,
+        key: r.key.clone(),
+        error: r.run.error.clone(),
+        generation: r.generation,
+        audit: r.audit,
+    };
+    if let Err(e) = app.store.save_last_run(&run) {
+        tracing::warn!(error = format!("{e:#}"), "could not record the last run");
     }
 }
 

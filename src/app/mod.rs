@@ -25,8 +25,8 @@ pub use load::FetchFailed;
 pub use manage::{ActionResult, recover, resume, retry, rollback};
 pub use plan::{PlanRequest, PlanResult, plan};
 pub use status::{
-    AgentStatus, DaemonView, GenerationDetail, LastRunView, SourceRef, SourceStatus, generation,
-    history, source_status, status,
+    AgentStatus, DaemonView, GenerationDetail, SourceRef, SourceStatus, generation, history,
+    source_status, status,
 };
 pub use validate::{ValidateResult, validate};
 

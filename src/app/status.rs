@@ -6,9 +6,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::context::App;
-use crate::agent::{FetchRecord, Mark};
+use crate::agent::{FetchRecord, LastRun, Mark};
 use crate::config::Mode;
-use crate::outcome::Outcome;
 use crate::plan::Change;
 use crate::source;
 use crate::store::Generation;
@@ -43,6 +42,9 @@ pub struct AgentStatus {
     pub interrupted: Option<u32>,
     /// The newest generation.
     pub last_generation: Option<Generation>,
+    /// The last converge, changed or not (`last-run.json`): when
+    /// driftless last looked and what it found.
+    pub last_run: Option<LastRun>,
 }
 
 /// `status`: last good, quarantine, pin, applied commit, last generation.
@@ -74,6 +76,7 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         pinned: state.pinned,
         interrupted: state.interrupted.map(|i| i.count),
         last_generation: last,
+        last_run: app.store.load_last_run()?,
     })
 }
 
@@ -102,7 +105,7 @@ pub struct DaemonView {
     /// The interval between runs in force, in seconds.
     pub interval_s: u64,
     /// The last run it made.
-    pub last_run: Option<LastRunView>,
+    pub last_run: Option<LastRun>,
     /// Fetches failed in a row.
     pub fetch_failures: u32,
     /// Since when the fetch fails (RFC 3339), and the last error.
@@ -114,25 +117,6 @@ pub struct DaemonView {
     pub next_fetch: Option<String>,
     /// Converges since it started, by outcome.
     pub converges: BTreeMap<String, u64>,
-}
-
-/// A run, as `status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastRunView {
-    /// When it ended (RFC 3339).
-    pub at: String,
-    /// How.
-    pub outcome: Outcome,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// Changes applied (or pending, in an audit).
-    pub changes: usize,
-    /// Resources found drifted.
-    pub drifted: usize,
-    /// The desired state's key.
-    pub key: Option<String>,
-    /// What failed, or why it is held.
-    pub error: Option<String>,
 }
 
 /// `history`: every kept generation, oldest first.

@@ -449,6 +449,40 @@ impl Report {
                     st.fetch_failures
                 )?;
             }
+            match st
+                .last_run
+                .as_ref()
+                .or(st.daemon.as_ref().and_then(|d| d.last_run.as_ref()))
+            {
+                Some(l) => {
+                    let n = l.changes;
+                    let what = match (l.audit, n) {
+                        (_, 0) => String::new(),
+                        (true, _) => format!(", {n} change{} pending (audit)", plural_s(n)),
+                        (false, _) => format!(", {n} change{} applied", plural_s(n)),
+                    };
+                    let drift = if l.drifted > 0 {
+                        format!(", {} drifted", l.drifted)
+                    } else {
+                        String::new()
+                    };
+                    let generation = l
+                        .generation
+                        .map(|g| format!(", generation {g}"))
+                        .unwrap_or_default();
+                    writeln!(
+                        out,
+                        "last run:    {} at {} ({} ms{what}{drift}{generation})",
+                        l.outcome.as_str().replace('_', " "),
+                        l.at,
+                        l.duration_ms
+                    )?;
+                    if let Some(e) = &l.error {
+                        writeln!(out, "             {e}")?;
+                    }
+                }
+                None => writeln!(out, "last run:    never")?,
+            }
             match &st.daemon {
                 Some(d) => {
                     writeln!(
@@ -456,21 +490,6 @@ impl Report {
                         "daemon:      {} (pid {}): {}",
                         d.state, d.pid, d.status_line
                     )?;
-                    if let Some(l) = &d.last_run {
-                        writeln!(
-                            out,
-                            "last run:    {} at {} ({} ms, {} change(s){})",
-                            l.outcome,
-                            l.at,
-                            l.duration_ms,
-                            l.changes,
-                            if l.drifted > 0 {
-                                format!(", {} drifted", l.drifted)
-                            } else {
-                                String::new()
-                            }
-                        )?;
-                    }
                     if let Some(n) = &d.next_run {
                         writeln!(out, "next run:    {n}")?;
                     }
@@ -699,4 +718,9 @@ fn print_diff(
         writeln!(out, "      {}", paint(code, line))?;
     }
     Ok(())
+}
+
+/// "s" for a count other than one.
+fn plural_s(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

@@ -21,7 +21,7 @@ use super::machine::{Machine, State};
 use super::protocol::{self, Request, Response};
 use super::{notify, schedule};
 use crate::app::{
-    self, App, ConvergeRequest, ConvergeResult, DaemonView, FetchPolicy, LastRunView, SourceRequest,
+    self, App, ConvergeRequest, ConvergeResult, DaemonView, FetchPolicy, SourceRequest,
 };
 use crate::cancel::Cancel;
 use crate::config::{self, Settings};
@@ -457,7 +457,7 @@ impl Daemon {
                 .next_tick()
                 .map(|t| rfc(wall + t.saturating_duration_since(now))),
             interval_s: self.machine.schedule.interval.as_secs(),
-            last_run: self.machine.last.as_ref().map(|l| LastRunView {
+            last_run: self.machine.last.as_ref().map(|l| crate::agent::LastRun {
                 at: rfc(l.at),
                 outcome: l.outcome,
                 duration_ms: u64::try_from(l.duration.as_millis()).unwrap_or(u64::MAX),
@@ -465,6 +465,8 @@ impl Daemon {
                 drifted: l.drifted,
                 key: l.key.clone(),
                 error: l.error.clone(),
+                generation: l.generation,
+                audit: l.audit,
             }),
             fetch_failures: self.machine.fetch_failures,
             fetch_failing_since: self.machine.fetch_failing.as_ref().map(|(t, _)| rfc(*t)),

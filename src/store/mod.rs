@@ -29,6 +29,8 @@ pub use packages::PackageStore;
 pub use snapshot::{Prior, ServicePrior, Snapshot};
 
 const STATE_FILE: &str = "state.json";
+/// The last converge's record.
+const LAST_RUN_FILE: &str = "last-run.json";
 
 /// The state directory.
 #[derive(Clone, Debug)]
@@ -106,6 +108,19 @@ impl Store {
     pub fn save_state(&self, state: &AgentState) -> Result<()> {
         self.ensure()?;
         write_json(&self.dir, STATE_FILE, state)
+    }
+
+    /// The last converge's record (`last-run.json`), if any.
+    pub fn load_last_run(&self) -> Result<Option<crate::agent::LastRun>> {
+        json::read_json(&self.dir.join(LAST_RUN_FILE))
+    }
+
+    /// Records the last converge, changed or not: written on every run, so
+    /// that `status` always says when driftless last looked (Puppet's
+    /// `last_run_summary.yaml`). The no-op's one write.
+    pub fn save_last_run(&self, run: &crate::agent::LastRun) -> Result<()> {
+        self.ensure()?;
+        write_json(&self.dir, LAST_RUN_FILE, run)
     }
 
     /// The generations for reading: nothing is created (`status`,

@@ -247,6 +247,67 @@ fn a_missing_root_is_refused_unless_asked_and_shown_absolute() {
     assert!(env.path().join("rooot/etc/motd").exists());
 }
 
+#[test]
+fn status_always_says_when_driftless_last_looked_and_what_it_found() {
+    let env = Env::new();
+    let never = env.run(&["status"]);
+    never.expect_code(0);
+    assert!(
+        never.stdout.contains("last run:    never"),
+        "{}",
+        never.stdout
+    );
+
+    let root = env.path().join("root");
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n",
+    );
+    let args = converge_args(Path::new(&r), &root, "h");
+    env.run(&args).expect_code(2);
+    let changed = env.run(&["status"]);
+    assert!(
+        changed.stdout.contains("last run:    changed at ")
+            && changed.stdout.contains("2 changes applied, generation 1"),
+        "{}",
+        changed.stdout
+    );
+
+    // In sync: no generation, but the run is on record.
+    env.run(&args).expect_code(0);
+    let (_, json) = json_of(&env.run(&["status", "--json"]));
+    let last = &json["status"]["last_run"];
+    assert_eq!(last["outcome"], "in_sync", "{json}");
+    assert_eq!(last["changes"], 0);
+    assert!(last["generation"].is_null());
+    assert!(
+        last["at"].as_str().is_some_and(|a| a.ends_with('Z')),
+        "{last}"
+    );
+    let in_sync = env.run(&["status"]);
+    assert!(
+        in_sync.stdout.contains("last run:    in sync at "),
+        "{}",
+        in_sync.stdout
+    );
+
+    // An audit finds drift and says so; a dry run leaves the record alone.
+    std::fs::write(root.join("etc/motd"), "changed\n").unwrap();
+    let mut dry = args.clone();
+    dry.push("--dry-run".into());
+    env.run(&dry).expect_code(2);
+    let (_, json) = json_of(&env.run(&["status", "--json"]));
+    assert_eq!(json["status"]["last_run"]["outcome"], "in_sync");
+    env.set_config("mode = \"audit\"\n");
+    env.run(&args);
+    let audit = env.run(&["status"]);
+    assert!(
+        audit.stdout.contains("1 change pending (audit)"),
+        "{}",
+        audit.stdout
+    );
+}
+
 /// The exit code and the parsed `--json` document of a run.
 fn json_of(run: &crate::util::Run) -> (i32, serde_json::Value) {
     let value = serde_json::from_str(&run.stdout)

@@ -100,14 +100,26 @@ fn each_changing_converge_is_a_generation_and_rollback_pins_the_host() {
     r.expect_code(2);
     assert!(r.stdout.contains("(generation 2)"), "{}", r.stdout);
     let v2 = h.state();
-    // A no-op converge changes nothing on the host, nor in the state dir.
-    let state_before = fingerprint(&h.env.state_dir());
+    // A no-op converge changes nothing on the host, nor in the state dir
+    // but the record of when it looked (`last-run.json`, for `status`).
+    let without_last_run = || {
+        let mut f = fingerprint(&h.env.state_dir());
+        f.remove(Path::new("last-run.json"));
+        f
+    };
+    let state_before = without_last_run();
     h.converge().expect_code(0);
     assert_eq!(
-        fingerprint(&h.env.state_dir()),
+        without_last_run(),
         state_before,
         "a no-op converge rewrote agent state"
     );
+    let status = h.json(&["status"]);
+    assert_eq!(
+        status["status"]["last_run"]["outcome"], "in_sync",
+        "{status}"
+    );
+    assert_eq!(status["status"]["last_run"]["changes"], 0, "{status}");
 
     let history = h.json(&["history"]);
     let gens = history["history"].as_array().expect("generations");
