@@ -42,3 +42,4 @@ pub mod report;
 pub mod source;
 pub mod store;
 pub mod system;
+pub mod words;

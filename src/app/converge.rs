@@ -250,8 +250,8 @@ fn invalid_commit(
         .map(ToString::to_string)
         .unwrap_or_default();
     let reason = format!(
-        "the config repo is invalid ({} problem(s); first: {first})",
-        invalid.diagnostics.len()
+        "the config repo is invalid ({}; first: {first})",
+        crate::words::count(invalid.diagnostics.len(), "problem")
     );
     r.key = Some(commit.clone());
     r.quarantined = Recorded {

@@ -111,7 +111,12 @@ pub fn rollback(
     policy::pin(&mut state, from, &now());
     app.store.save_state(&state)?;
     notes.push(format!(
-        "undid generation(s) {}; the host is pinned until `driftless resume`",
+        "undid {} {}; the host is pinned until `driftless resume`",
+        if undone.len() == 1 {
+            "generation"
+        } else {
+            "generations"
+        },
         undone
             .iter()
             .map(u64::to_string)

@@ -128,8 +128,8 @@ impl Unprepared {
             Unprepared::Unplannable(p) => {
                 r.outcome = Outcome::Error;
                 r.error = Some(format!(
-                    "cannot plan: {} problem(s); nothing was changed",
-                    p.len()
+                    "cannot plan: {}; nothing was changed",
+                    crate::words::count(p.len(), "problem")
                 ));
                 r.plan_problems = p;
             }

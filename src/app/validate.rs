@@ -25,6 +25,8 @@ pub struct ValidateResult {
     pub diagnostics: Vec<Diagnostic>,
     /// Why it could not be validated at all.
     pub error: Option<String>,
+    /// With `--all-hosts`: the host names validated (from `hosts/*.toml`).
+    pub hosts: Option<Vec<String>>,
 }
 
 /// Validates the host's desired state, or every `hosts/*.toml` with
@@ -40,6 +42,7 @@ pub fn validate(
         subject: Subject::default(),
         diagnostics: Vec::new(),
         error: None,
+        hosts: None,
     };
     if let Err(e) = validate_into(app, req, all_hosts, cancel, &mut r) {
         r.outcome = Outcome::Error;
@@ -76,6 +79,9 @@ fn validate_into(
                 "no host files (hosts/*.toml) in the config repo",
             ));
         }
+        let mut hosts = Vec::new();
+        // Each problem once, with the hosts it fails for.
+        let mut found: Vec<(Diagnostic, Vec<String>)> = Vec::new();
         for file in files {
             let name = file
                 .trim_start_matches("hosts/")
@@ -85,9 +91,25 @@ fn validate_into(
             if let Err(e) =
                 desired::load::load_host_file(tree.as_ref(), &file, &name, &facts, &opts)
             {
-                diags.extend(invalid(e)?);
+                for d in invalid(e)? {
+                    match found.iter_mut().find(|(seen, _)| *seen == d) {
+                        Some((_, names)) => names.push(name.clone()),
+                        None => found.push((d, vec![name.clone()])),
+                    }
+                }
             }
+            hosts.push(name);
         }
+        for (mut d, names) in found {
+            // A problem in a host's own file needs no host named.
+            let own = names.len() == 1 && d.file == format!("hosts/{}.toml", names[0]);
+            if !own {
+                let s = if names.len() == 1 { "" } else { "s" };
+                d.message = format!("{} [host{s}: {}]", d.message, names.join(", "));
+            }
+            diags.push(d);
+        }
+        r.hosts = Some(hosts);
     } else {
         let host = host_name(&app.settings, req, &facts)?;
         let facts = facts.for_host(&host);

@@ -85,7 +85,8 @@ pub fn converge(mut stream: UnixStream, dry_run: bool, json: bool) -> Result<Con
         }
         match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {
             Response::Queued { ahead } => progress.say(&format!(
-                "waiting for {ahead} converge(s) ahead of this one"
+                "waiting for {} ahead of this one",
+                crate::words::count(ahead, "converge")
             )),
             Response::Event { event } => progress.event(&event),
             Response::Finished { result, .. } => {
@@ -149,7 +150,7 @@ impl Progress {
             Event::Held { why, .. } => format!("held: {why}"),
             Event::Planned { changes } => {
                 let n: usize = changes.values().sum();
-                format!("{n} change(s) planned")
+                format!("{} planned", crate::words::count(n, "change"))
             }
             Event::Began { generation, .. } => format!("generation {generation}: snapshot taken"),
             Event::StepStarted {

@@ -129,6 +129,7 @@ impl Report {
         r.result = v.outcome;
         r.diagnostics = v.diagnostics;
         r.error = v.error;
+        r.hosts = v.hosts;
         r
     }
 
@@ -407,7 +408,11 @@ impl Report {
                     .unwrap_or("none (no git commit applied)")
             )?;
             if let Some(n) = st.interrupted {
-                writeln!(out, "interrupted: {n} converge(s) in a row")?;
+                writeln!(
+                    out,
+                    "interrupted: {} in a row",
+                    crate::words::count(n as usize, "converge")
+                )?;
             }
             match &st.last_generation {
                 Some(g) => writeln!(
@@ -445,8 +450,8 @@ impl Report {
             if st.fetch_failures > 0 {
                 writeln!(
                     out,
-                    "fetch:       {} failure(s) in a row",
-                    st.fetch_failures
+                    "fetch:       {} in a row",
+                    crate::words::count(st.fetch_failures as usize, "failure")
                 )?;
             }
             match st
@@ -521,13 +526,36 @@ impl Report {
             }
         }
         match self.result {
-            Outcome::Valid => writeln!(out, "{}", paint("32", "valid"))?,
-            Outcome::Invalid => writeln!(
-                err,
-                "invalid: {} problem{}; nothing was changed",
-                self.diagnostics.len(),
-                if self.diagnostics.len() == 1 { "" } else { "s" }
-            )?,
+            Outcome::Valid => match &self.hosts {
+                Some(hosts) => writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "32",
+                        &format!(
+                            "{} valid: {}",
+                            crate::words::count(hosts.len(), "host"),
+                            hosts.join(", ")
+                        )
+                    )
+                )?,
+                None => writeln!(out, "{}", paint("32", "valid"))?,
+            },
+            Outcome::Invalid => {
+                let problems = crate::words::count(self.diagnostics.len(), "problem");
+                let of_hosts = self
+                    .hosts
+                    .as_ref()
+                    .map(|h| format!(" in {}", crate::words::count(h.len(), "host")))
+                    .unwrap_or_default();
+                // Only a converge could have changed something.
+                let nothing = if self.command == "converge" {
+                    "; nothing was changed"
+                } else {
+                    ""
+                };
+                writeln!(err, "invalid: {problems}{of_hosts}{nothing}")?;
+            }
             Outcome::InSync => writeln!(out, "{}", paint("32", "in sync: nothing to change"))?,
             Outcome::ChangesPending
                 if self.command == "converge" && self.mode == Some(crate::config::Mode::Audit) =>

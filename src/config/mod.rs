@@ -242,9 +242,8 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
     for f in &files {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("failed to read agent config {}", f.display()))?;
-        let frag: Fragment = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
-            .with_context(|| format!("invalid agent config {}", f.display()))?;
+        let frag: Fragment =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}", located(f, &text, &e)))?;
         fragments.push(frag);
     }
     let mut s = merge(fragments).with_context(|| {
@@ -260,6 +259,42 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
     })?;
     s.sources = files;
     Ok(s)
+}
+
+/// A parse error of an agent config file as config-repo errors read:
+/// `FILE:LINE:COL: message`, with "did you mean" for a mistyped key or
+/// value.
+fn located(file: &Path, text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map_or(0, |s| s.start);
+    let before = text.get(..at).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    let message = e.message().trim_end();
+    // serde's words: "unknown field `x`, expected one of `a`, `b`" and
+    // "unknown variant `x`, expected `a` or `b`".
+    let ticked: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let reworded = match (ticked.split_first(), message) {
+        (Some((word, allowed)), m) if m.starts_with("unknown field") => {
+            Some(("key", word, allowed))
+        }
+        (Some((word, allowed)), m) if m.starts_with("unknown variant") => {
+            Some(("value", word, allowed))
+        }
+        _ => None,
+    };
+    let message = match reworded {
+        Some((what, word, allowed)) => {
+            let hint = crate::words::suggest(word, allowed)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            format!(
+                "unknown {what} `{word}`{hint}; allowed {what}s: {}",
+                allowed.join(", ")
+            )
+        }
+        None => message.to_owned(),
+    };
+    format!("{}:{line}:{column}: {message}", file.display())
 }
 
 /// Later fragments override earlier ones, key by key; then validation.

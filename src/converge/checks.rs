@@ -145,7 +145,11 @@ fn run_check(c: &Check, deadline: Instant, sink: &mut dyn Sink, cancel: &Cancel)
             sleep(c.interval.min(remaining(deadline)), cancel);
         }
     }
-    bail!("check `{}` failed {attempts} time(s): {last}", c.name)
+    bail!(
+        "check `{}` failed {}: {last}",
+        c.name,
+        crate::words::count(attempts as usize, "time")
+    )
 }
 
 fn probe(p: &Probe, timeout: Duration, cancel: &Cancel) -> Result<()> {
@@ -205,7 +209,7 @@ mod tests {
         )
         .expect_err("fails");
         assert!(
-            err.to_string().contains("check `bad` failed 3 time(s)"),
+            err.to_string().contains("check `bad` failed 3 times"),
             "{err}"
         );
         // Passes on the third attempt.

@@ -418,8 +418,8 @@ impl Machine {
                         None => format!("in sync at {key}; {next}"),
                     },
                     Outcome::ChangesPending => format!(
-                        "audit: {} resource(s) drifted from {key}, nothing changed; {next}",
-                        last.changes
+                        "audit: {} drifted from {key}, nothing changed; {next}",
+                        crate::words::count(last.changes, "resource")
                     ),
                     Outcome::RolledBack | Outcome::RollbackFailed | Outcome::Held
                         if last.quarantined || last.outcome == Outcome::Held =>
@@ -662,11 +662,11 @@ mod tests {
         );
         let mut r = result(Outcome::RolledBack, C2);
         r.quarantined = true;
-        r.run.error = Some("check `nginx-http` failed 1 time(s)".into());
+        r.run.error = Some("check `nginx-http` failed 1 time".into());
         m.converge_finished(&r, t0, wall, 0.0);
         assert_eq!(
             m.status_line(t0, wall),
-            "rolled back 9b1e02d50000: check `nginx-http` failed 1 time(s); holding 3f2a9c1d0000; next run in 5m"
+            "rolled back 9b1e02d50000: check `nginx-http` failed 1 time; holding 3f2a9c1d0000; next run in 5m"
         );
         assert_eq!(m.stats.rollbacks, 1);
         let now = m.next_tick().expect("idle");

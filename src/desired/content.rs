@@ -100,7 +100,7 @@ impl Contents<'_> {
                     self.diags.push(Diagnostic {
                         file: e.file,
                         line: e.line,
-                        column: None,
+                        column: e.column,
                         message: format!("{} (for file:{})", e.message, f.path),
                     });
                     return None;

@@ -23,12 +23,14 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A problem that concerns a whole file rather than a place in it.
+    /// A problem that concerns a whole file rather than a place in it:
+    /// located at its start, so that every diagnostic reads
+    /// `FILE:LINE:COL: message` (what editors and CI annotations parse).
     pub fn file(file: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             file: file.into(),
-            line: None,
-            column: None,
+            line: Some(1),
+            column: Some(1),
             message: message.into(),
         }
     }
@@ -36,11 +38,10 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.file, self.message),
-            (Some(l), None) => write!(f, "{}:{l}: {}", self.file, self.message),
-            _ => write!(f, "{}: {}", self.file, self.message),
-        }
+        // Where only the line is known, its start.
+        let line = self.line.unwrap_or(1);
+        let column = self.column.unwrap_or(1);
+        write!(f, "{}:{line}:{column}: {}", self.file, self.message)
     }
 }
 
@@ -70,7 +71,7 @@ impl Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
 }
 
@@ -138,6 +139,6 @@ mod tests {
     fn display_includes_location_when_known() {
         let d = SourceText::new("x.toml", "k = 1").diag(&(4..5), "bad");
         assert_eq!(d.to_string(), "x.toml:1:5: bad");
-        assert_eq!(Diagnostic::file("y", "gone").to_string(), "y: gone");
+        assert_eq!(Diagnostic::file("y", "gone").to_string(), "y:1:1: gone");
     }
 }

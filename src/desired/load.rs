@@ -32,8 +32,13 @@ pub fn find_host_file(tree: &dyn ConfigTree, host: &str) -> Result<String, LoadE
             return Ok(c.clone());
         }
     }
+    // Named after the file an admin would create for this host.
+    let own = candidates
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "hosts/".to_owned());
     Err(LoadError::Invalid(vec![Diagnostic::file(
-        "hosts/",
+        own,
         format!(
             "no host file for host `{host}` in {}: looked for {}",
             tree.describe(),

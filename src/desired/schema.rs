@@ -60,10 +60,27 @@ pub fn parse_document<'i>(cx: &Ctx<'_>, text: &'i str) -> Option<Sp<DeTable<'i>>
         Ok(table) => Some(table),
         Err(err) => {
             let span = err.span().unwrap_or(0..0);
-            cx.error(&span, format!("TOML syntax error: {}", err.message()));
+            let hint = syntax_hint(text, span.start, err.message()).unwrap_or_default();
+            cx.error(&span, format!("TOML syntax error: {}{hint}", err.message()));
             None
         }
     }
+}
+
+/// What to do about a syntax error people make all the time: an octal
+/// mode written as in chmod (`mode = 0700`) is not a TOML number.
+fn syntax_hint(text: &str, at: usize, message: &str) -> Option<String> {
+    if !message.contains("leading zero") {
+        return None;
+    }
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let (key, value) = line.split_once('=')?;
+    let value = value.split('#').next()?.trim();
+    let key = key.trim();
+    Some(format!(
+        "; TOML numbers cannot start with 0: quote it, {key} = \"{value}\""
+    ))
 }
 
 /// The TOML type name of a value, for "expected X, found Y" messages.
@@ -268,15 +285,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 }
 
-/// The allowed word closest to `word`, if it is close enough to be a typo.
-pub fn suggest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    allowed
-        .iter()
-        .map(|a| (strsim::jaro_winkler(word, a), *a))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, a)| a)
-}
+pub use crate::words::suggest;
 
 /// Iterates the tables of an array of tables (`[[file]]`); a value that is
 /// not an array of tables is reported once.
@@ -343,5 +352,19 @@ mod tests {
         assert_eq!(d.file, "bad.toml");
         assert!(d.line.is_some());
         assert!(d.message.starts_with("TOML syntax error"));
+    }
+
+    #[test]
+    fn an_octal_mode_as_in_chmod_gets_a_hint() {
+        let text = "[[file]]\npath = \"/x\"\nmode = 0700 # rwx\n";
+        let cx = Ctx::new("h.toml", text);
+        assert!(parse_document(&cx, text).is_none());
+        let d = &cx.into_diagnostics()[0];
+        assert_eq!(d.line, Some(3));
+        assert!(
+            d.message.ends_with("quote it, mode = \"0700\""),
+            "{}",
+            d.message
+        );
     }
 }

@@ -15,13 +15,15 @@ pub struct TemplateOrigin<'a> {
     pub first_line: usize,
 }
 
-/// A template error placed in the repo: file, line and message.
+/// A template error placed in the repo: file, line, column and message.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TemplateError {
     /// Repo file.
     pub file: String,
     /// Repo line, when minijinja knows it.
     pub line: Option<usize>,
+    /// Column (in characters) on that line, when minijinja knows the span.
+    pub column: Option<usize>,
     /// What went wrong.
     pub message: String,
 }
@@ -29,6 +31,9 @@ pub struct TemplateError {
 /// The values in scope of every template: `vars`, `facts` and `host`.
 pub struct Scope {
     ctx: Value,
+    /// The names under `vars` and `facts`, for "did you mean".
+    vars: Vec<String>,
+    facts: Vec<String>,
 }
 
 impl Scope {
@@ -39,7 +44,33 @@ impl Scope {
             facts => Value::from(minijinja::value::Serde(facts)),
             host => host,
         };
-        Self { ctx }
+        let facts = match toml::Table::try_from(facts) {
+            Ok(t) => t.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        Self {
+            ctx,
+            vars: vars.keys().cloned().collect(),
+            facts,
+        }
+    }
+
+    /// "did you mean" for an undefined `vars.x` or `facts.x` (or a bare
+    /// name that is one of them without its prefix).
+    fn suggest(&self, expr: &str) -> Option<String> {
+        let (head, rest) = expr.split_once('.').unwrap_or(("", expr));
+        let name = rest.split(['.', '[', ' ', '|']).next().unwrap_or(rest);
+        let close = |names: &[String]| {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            super::schema::suggest(name, &names).map(str::to_owned)
+        };
+        match head {
+            "vars" => close(&self.vars).map(|n| format!("vars.{n}")),
+            "facts" => close(&self.facts).map(|n| format!("facts.{n}")),
+            "" if self.vars.iter().any(|v| v == name) => Some(format!("vars.{name}")),
+            "" if self.facts.iter().any(|v| v == name) => Some(format!("facts.{name}")),
+            _ => None,
+        }
     }
 }
 
@@ -72,20 +103,45 @@ pub fn render(
             return Err(TemplateError {
                 file: origin.file.to_owned(),
                 line: None,
+                column: None,
                 message: format!("template engine setup failed: {e}"),
             });
         }
     }
     let to_error = |e: minijinja::Error| {
-        let mut message = e.kind().to_string();
-        if let Some(detail) = e.detail() {
-            message.push_str(": ");
-            message.push_str(detail);
-        }
+        let span = e.range().and_then(|r| Some((r.start, text.get(r)?)));
+        let message = match (e.kind(), span) {
+            (minijinja::ErrorKind::UndefinedError, Some((_, expr))) => {
+                let hint = scope
+                    .suggest(expr)
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
+                format!("undefined variable '{expr}'{hint}")
+            }
+            _ => {
+                let mut message = format!("template error: {}", e.kind());
+                if let Some(detail) = e.detail() {
+                    message.push_str(": ");
+                    message.push_str(detail);
+                }
+                message
+            }
+        };
+        // The span's place in the text; else only the line minijinja knows.
+        let (line, column) = match span {
+            Some((start, _)) => {
+                let before = text.get(..start).unwrap_or("");
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                (Some(line), Some(column))
+            }
+            None => (e.line(), None),
+        };
         TemplateError {
             file: origin.file.to_owned(),
-            line: e.line().map(|l| origin.first_line + l - 1),
-            message: format!("template error: {message}"),
+            line: line.map(|l| origin.first_line + l - 1),
+            column,
+            message,
         }
     };
     let tmpl = env.template_from_str(text).map_err(to_error)?;
@@ -108,6 +164,7 @@ pub fn render(
     String::from_utf8(out.buf).map_err(|_| TemplateError {
         file: origin.file.to_owned(),
         line: None,
+        column: None,
         message: "template error: the output is not valid UTF-8".to_owned(),
     })
 }

@@ -121,7 +121,8 @@ impl Sink for Journal {
                         driftless_commit = key,
                         driftless_changes = *drifted,
                         driftless_outcome = outcome_word,
-                        "{drifted} resource(s) drifted from the desired state{}",
+                        "{} drifted from the desired state{}",
+                        crate::words::count(*drifted, "resource"),
                         if *audit {
                             "; audit mode: nothing was changed"
                         } else {
@@ -138,7 +139,8 @@ impl Sink for Journal {
                         driftless_changes = *changes,
                         driftless_outcome = outcome_word,
                         driftless_duration_ms = *duration_ms,
-                        "{changes} change(s) applied (generation {})",
+                        "{} applied (generation {})",
+                        crate::words::count(*changes, "change"),
                         generation.unwrap_or_default()
                     ),
                     Outcome::InSync | Outcome::ChangesPending | Outcome::Held => info!(
@@ -152,7 +154,10 @@ impl Sink for Journal {
                             Outcome::InSync => "in sync: nothing to change".to_owned(),
                             Outcome::Held =>
                                 "held: converged towards the last good state".to_owned(),
-                            _ => format!("audit: {changes} change(s) pending, nothing changed"),
+                            _ => format!(
+                                "audit: {} pending, nothing changed",
+                                crate::words::count(*changes, "change")
+                            ),
                         }
                     ),
                     Outcome::RolledBack => error!(

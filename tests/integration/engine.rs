@@ -195,7 +195,7 @@ fn a_failing_check_is_reported_then_rolled_back() {
         } => error.clone(),
         other => panic!("expected the failed check, got {other:?}"),
     };
-    assert!(error.contains("check `broken` failed 1 time(s)"), "{error}");
+    assert!(error.contains("check `broken` failed 1 time"), "{error}");
     let reason = match &events[8] {
         Event::RollingBack { reason, .. } => reason.clone(),
         other => panic!("expected the rollback, got {other:?}"),

@@ -65,7 +65,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
 ];
 
 /// Leaves that every room may use and that import no other room.
-const LEAVES: &[&str] = &["cancel", "durable", "fault", "outcome"];
+const LEAVES: &[&str] = &["cancel", "durable", "fault", "outcome", "words"];
 
 /// A file of `src/` and the files it imports.
 #[derive(Debug, Default)]

@@ -308,6 +308,77 @@ fn status_always_says_when_driftless_last_looked_and_what_it_found() {
     );
 }
 
+#[test]
+fn validate_all_hosts_says_what_it_validated_and_whom_a_problem_fails_for() {
+    let env = Env::new();
+    let dir = env.path().join("repo");
+    let motd = "[[file]]\npath = \"/etc/motd\"\nsource = \"files/motd.j2\"\ntemplate = true\n";
+    write_repo(
+        &dir,
+        &[
+            ("hosts/web1.toml", &format!("[vars]\nwho = \"a\"\n{motd}")),
+            ("hosts/db1.toml", "[[package]]\nname = \"postgresql\"\n"),
+            ("hosts/default.toml", ""),
+            ("files/motd.j2", "hi {{ vars.who }}\n"),
+        ],
+    );
+    let d = dir.to_str().unwrap();
+    let ok = env.run(&["validate", "--repo", d, "--all-hosts"]);
+    ok.expect_code(0);
+    assert!(
+        ok.stdout.contains("3 hosts valid: db1, default, web1"),
+        "{}",
+        ok.stdout
+    );
+    let (_, json) = json_of(&env.run(&["validate", "--json", "--repo", d, "--all-hosts"]));
+    assert_eq!(json["hosts"], serde_json::json!(["db1", "default", "web1"]));
+
+    // A template two hosts use, undefined for one of them.
+    write_repo(&dir, &[("hosts/db1.toml", motd), ("hosts/app1.toml", motd)]);
+    let bad = env.run(&["validate", "--repo", d, "--all-hosts"]);
+    bad.expect_code(1);
+    assert!(
+        bad.stderr.contains(
+            "files/motd.j2:1:7: undefined variable 'vars.who' (for file:/etc/motd) [hosts: app1, db1]"
+        ),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        bad.stderr.contains("invalid: 1 problem in 4 hosts\n"),
+        "validate changes nothing and must not say it did not: {}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn agent_config_errors_read_like_config_repo_errors() {
+    let env = Env::new();
+    env.set_raw_config("state_dir = \"/tmp/x\"\nmode = \"enforc\"\n");
+    let run = env.run(&["status"]);
+    run.expect_code(1);
+    let file = env.config();
+    assert!(
+        run.stderr.contains(&format!(
+            "{}:2:8: unknown value `enforc` (did you mean `enforce`?); allowed values: enforce, audit",
+            file.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    env.set_raw_config("[source]\nurl = \"https://127.0.0.1/r.git\"\nbrnch = \"main\"\n");
+    let run = env.run(&["status"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "{}:3:1: unknown key `brnch` (did you mean `branch`?)",
+            file.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
 /// The exit code and the parsed `--json` document of a run.
 fn json_of(run: &crate::util::Run) -> (i32, serde_json::Value) {
     let value = serde_json::from_str(&run.stdout)

@@ -178,7 +178,7 @@ fn a_failed_check_rolls_back_and_quarantines_until_the_head_moves_or_retry() {
     let r = h.converge();
     r.expect_code(4);
     assert!(
-        r.stderr.contains("check `app-answers` failed 2 time(s)"),
+        r.stderr.contains("check `app-answers` failed 2 times"),
         "{}",
         r.stderr
     );

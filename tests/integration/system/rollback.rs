@@ -656,7 +656,7 @@ retries = 0
     let run = host.converge();
     run.expect_code(4);
     assert!(
-        run.stderr.contains("check `conf-is-good` failed 1 time(s)"),
+        run.stderr.contains("check `conf-is-good` failed 1 time"),
         "{}",
         run.stderr
     );
