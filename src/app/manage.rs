@@ -1,9 +1,10 @@
 //! `rollback`, `resume`, `retry` and `recover`: what an operator does by
 //! hand to the agent's state and the host's generations.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::context::App;
 use super::recovery::recover_into;
@@ -82,10 +83,27 @@ pub fn rollback(
             }
             n
         }
-        None => applied
-            .last()
-            .map(|g| g.id)
-            .context("no applied generation to roll back")?,
+        None => match applied.last() {
+            Some(g) => g.id,
+            None => {
+                // The generations may belong to another root (a demo
+                // converged with --root): say which, not just "none".
+                let others: BTreeSet<&str> = all
+                    .iter()
+                    .filter(|g| g.status == Status::Applied && g.root != root_name)
+                    .map(|g| g.root.as_str())
+                    .collect();
+                match others.iter().next() {
+                    Some(other) => bail!(
+                        "no applied generation of root {root_name}; the applied generations belong to root {}: run `driftless rollback --root {other}`",
+                        others.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                    None => bail!(
+                        "no applied generation of root {root_name} to roll back (see `driftless history`)"
+                    ),
+                }
+            }
+        },
     };
     let engine = app.engine(&root);
     let mut undone = Vec::new();

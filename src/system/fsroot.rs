@@ -102,6 +102,8 @@ impl FsRoot {
         let mut stack: Vec<OwnedFd> = vec![self.fd.try_clone().context("failed to dup root fd")?];
         let mut links = 0;
         let mut followed_link = false;
+        // The last link followed, to say why its target is not there.
+        let mut last_link: Option<(String, String)> = None;
         let mut walked = 0; // logical components fully walked without links
         while let Some(comp) = pending.pop() {
             if comp == "." || comp.is_empty() {
@@ -130,10 +132,19 @@ impl FsRoot {
                 }
                 Err(Errno::ENOENT) => {
                     if followed_link {
-                        bail!(
-                            "a parent of {} is a symlink to a directory that does not exist",
-                            self.display(host_path)
-                        );
+                        match last_link.as_ref().filter(|(_, t)| t.starts_with('/')) {
+                            // A link made on the machine, into its own tree: in
+                            // a root it means the same path inside the root.
+                            Some((link, target)) if self.path != Path::new("/") => bail!(
+                                "a parent of {} is a symlink ({link} -> {target}) that points outside the root: links resolve inside the root {}, where {target} does not exist",
+                                self.display(host_path),
+                                self.path.display()
+                            ),
+                            _ => bail!(
+                                "a parent of {} is a symlink to a directory that does not exist",
+                                self.display(host_path)
+                            ),
+                        }
                     }
                     let missing = (walked..logical.len())
                         .map(|i| format!("/{}", logical[..=i].join("/")))
@@ -166,6 +177,7 @@ impl FsRoot {
                     if target.starts_with('/') {
                         stack.truncate(1);
                     }
+                    last_link = Some((comp.clone(), target.clone()));
                     pending.extend(target.split('/').rev().map(str::to_owned));
                 }
                 Err(e) => {

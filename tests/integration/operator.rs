@@ -379,6 +379,34 @@ fn agent_config_errors_read_like_config_repo_errors() {
     );
 }
 
+#[test]
+fn rollback_of_the_wrong_root_names_the_root_the_generations_belong_to() {
+    let env = Env::new();
+    let root = env.path().join("demo");
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n",
+    );
+    env.run(&converge_args(Path::new(&r), &root, "h"))
+        .expect_code(2);
+    // Another root than the demo's (the host's `/` is what an admin would
+    // forget to change; a scratch directory stands in for it here).
+    let other = env.path().join("elsewhere");
+    std::fs::create_dir(&other).unwrap();
+    let run = env.run(&["rollback", "--root", other.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the applied generations belong to root {}: run `driftless rollback --root {}`",
+            root.display(),
+            root.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(root.join("etc/motd").exists(), "the demo was rolled back");
+}
+
 /// The exit code and the parsed `--json` document of a run.
 fn json_of(run: &crate::util::Run) -> (i32, serde_json::Value) {
     let value = serde_json::from_str(&run.stdout)
