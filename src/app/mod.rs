@@ -12,6 +12,7 @@
 
 mod context;
 mod converge;
+mod facts;
 mod load;
 mod manage;
 mod plan;
@@ -21,6 +22,7 @@ mod validate;
 
 pub use context::{App, FetchPolicy, Run, SourceRequest, Subject};
 pub use converge::{ConvergeRequest, ConvergeResult, converge};
+pub use facts::{FactsResult, TemplateScope, facts};
 pub use load::FetchFailed;
 pub use manage::{ActionResult, recover, resume, retry, rollback};
 pub use plan::{PlanRequest, PlanResult, plan};

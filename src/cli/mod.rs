@@ -62,6 +62,9 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Lift the pin set by `driftless rollback`.
     Resume,
+    /// What templates see for this host: `host`, `facts.*` and the `vars.*`
+    /// of its host file and roles. Changes nothing.
+    Facts(RepoArgs),
     /// Lift the quarantine of the current head so the next converge tries it.
     Retry,
     /// Roll back a converge that a crash left unfinished (every converge does
@@ -265,6 +268,7 @@ fn name(command: &Command) -> &'static str {
         Command::History(_) => "history",
         Command::Rollback(_) => "rollback",
         Command::Resume => "resume",
+        Command::Facts(_) => "facts",
         Command::Retry => "retry",
         Command::Recover(_) => "recover",
         Command::Source(_) => "source status",
@@ -346,6 +350,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             app::rollback(&app, a.to, &a.root.root, &mut log, cancel).map_err(fail)?,
         ),
         Command::Resume => Report::action(command, app::resume(&app).map_err(fail)?),
+        Command::Facts(a) => Report::facts(app::facts(&app, &a.request(), cancel)),
         Command::Retry => Report::action(command, app::retry(&app).map_err(fail)?),
         Command::Recover(a) => Report::action(
             command,

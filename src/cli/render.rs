@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::agent::Mark;
 use crate::app::{
-    ActionResult, AgentStatus, ConvergeResult, GenerationDetail, Outcome, Run, SourceStatus,
-    Subject, ValidateResult,
+    ActionResult, AgentStatus, ConvergeResult, FactsResult, GenerationDetail, Outcome, Run,
+    SourceStatus, Subject, TemplateScope, ValidateResult,
 };
 use crate::desired::Diagnostic;
 use crate::plan::{Change, Marker, PlanProblem};
@@ -82,7 +82,7 @@ pub struct Report {
     pub generation_detail: Option<GenerationDetail>,
     /// The facts and vars templates see (`facts`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub facts: Option<serde_json::Value>,
+    pub facts: Option<TemplateScope>,
     /// dnf transactions this converge recorded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dnf_transactions: Vec<u64>,
@@ -174,6 +174,16 @@ impl Report {
         let mut r = Self::new("history");
         r.result = Outcome::Done;
         r.history = Some(h);
+        r
+    }
+
+    /// `facts`.
+    pub fn facts(f: FactsResult) -> Self {
+        let mut r = Self::new("facts").with_subject(f.subject);
+        r.result = f.outcome;
+        r.facts = f.scope;
+        r.diagnostics = f.diagnostics;
+        r.error = f.error;
         r
     }
 
@@ -278,7 +288,14 @@ impl Report {
             "status" => &["status"],
             "history" => &["history", "generation_detail"],
             "source status" => &["source_status"],
-            "facts" => &["host", "facts"],
+            "facts" => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "facts",
+                "diagnostics",
+            ],
             _ => &["notices"],
         };
         let mut out = serde_json::Map::new();
@@ -501,6 +518,9 @@ impl Report {
                 }
                 None => writeln!(out, "daemon:      not running")?,
             }
+        }
+        if let Some(scope) = &self.facts {
+            print_scope(&mut out, scope)?;
         }
         if let Some(g) = &self.generation_detail {
             self.print_generation(&mut out, g, &paint)?;
@@ -751,4 +771,29 @@ fn print_diff(
 /// "s" for a count other than one.
 fn plural_s(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// `facts`: every name a template can use, with its value, as it would
+/// write it (`{{ facts.cpus }}`).
+fn print_scope(out: &mut impl Write, scope: &TemplateScope) -> std::io::Result<()> {
+    writeln!(out, "host = {:?}", scope.host)?;
+    let facts = serde_json::to_value(&scope.facts).unwrap_or_default();
+    if let Some(map) = facts.as_object() {
+        for (k, v) in map {
+            writeln!(out, "facts.{k} = {v}")?;
+        }
+    }
+    match &scope.vars {
+        Some(vars) if vars.is_empty() => writeln!(out, "vars: none declared")?,
+        Some(vars) => {
+            for (k, v) in vars {
+                writeln!(out, "vars.{k} = {v}")?;
+            }
+        }
+        None => writeln!(
+            out,
+            "vars: unknown (no config repo read: configure [source] or pass --repo)"
+        )?,
+    }
+    Ok(())
 }

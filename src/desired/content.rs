@@ -24,22 +24,28 @@ pub(super) struct Contents<'a> {
     pub(super) diags: &'a mut Vec<Diagnostic>,
 }
 
+/// The `vars` templates see: every layer's, later layers (roles in order,
+/// then the host file) overriding earlier ones key by key.
+pub(super) fn merged_vars(layers: &[(String, ParsedFile)]) -> toml::Table {
+    let mut vars = toml::Table::new();
+    for (_, p) in layers {
+        for (k, v) in &p.vars {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    vars
+}
+
 impl Contents<'_> {
     /// Reads sources and renders templates; returns resources in apply order.
     pub(super) fn resolve(
         &mut self,
         winners: &[Winner],
-        layers: &[(String, ParsedFile)],
+        vars: &toml::Table,
         host: &str,
         facts: &Facts,
     ) -> Vec<Declared> {
-        let mut vars = toml::Table::new();
-        for (_, p) in layers {
-            for (k, v) in &p.vars {
-                vars.insert(k.clone(), v.clone());
-            }
-        }
-        let scope = Scope::new(&vars, facts, host);
+        let scope = Scope::new(vars, facts, host);
         let mut out = Vec::new();
         for w in winners {
             if self.opts.cancel.should_stop() {

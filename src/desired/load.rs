@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::content::Contents;
+use super::content::{Contents, merged_vars};
 use super::diag::{Diagnostic, Origin};
 use super::facts::Facts;
 use super::merge::{merge, merge_checks};
@@ -105,12 +105,13 @@ pub fn load_host_file(
         return Err(LoadError::Invalid(sorted(loader.diags)));
     }
     let merged = merge(&layers, &mut loader.diags);
+    let vars = merged_vars(&layers);
     let resources = Contents {
         tree,
         opts,
         diags: &mut loader.diags,
     }
-    .resolve(&merged, &layers, host, facts);
+    .resolve(&merged, &vars, host, facts);
     // Rendering stops early when asked to; what it left out is no state.
     opts.check_stop()?;
     let checks = merge_checks(&layers, &mut loader.diags);
@@ -123,6 +124,7 @@ pub fn load_host_file(
         roles: order,
         resources,
         checks,
+        vars,
     })
 }
 

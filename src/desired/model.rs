@@ -367,6 +367,9 @@ pub struct DesiredState {
     pub resources: Vec<Declared>,
     /// Health checks.
     pub checks: Vec<Check>,
+    /// The `vars` its templates saw (roles', then the host file's).
+    #[serde(default)]
+    pub vars: toml::Table,
 }
 
 impl DesiredState {

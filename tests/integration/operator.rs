@@ -407,6 +407,50 @@ fn rollback_of_the_wrong_root_names_the_root_the_generations_belong_to() {
     assert!(root.join("etc/motd").exists(), "the demo was rolled back");
 }
 
+#[test]
+fn facts_shows_what_a_template_sees() {
+    let env = Env::new();
+    let dir = env.path().join("repo");
+    write_repo(
+        &dir,
+        &[
+            ("hosts/h.toml", "roles = [\"base\"]\n[vars]\nport = 8080\n"),
+            (
+                "roles/base.toml",
+                "[vars]\nport = 80\nadmin = \"ops@example.com\"\n",
+            ),
+        ],
+    );
+    let d = dir.to_str().unwrap();
+    let text = env.run(&["facts", "--repo", d, "--host", "h"]);
+    text.expect_code(0);
+    for want in [
+        "host = \"h\"",
+        "facts.cpus = ",
+        "facts.arch = ",
+        // The host file overrides its role.
+        "vars.port = 8080",
+        "vars.admin = \"ops@example.com\"",
+    ] {
+        assert!(text.stdout.contains(want), "no {want:?}:\n{}", text.stdout);
+    }
+    let (code, json) = json_of(&env.run(&["facts", "--json", "--repo", d, "--host", "h"]));
+    assert_eq!(code, 0);
+    let scope = &json["facts"];
+    assert_eq!(scope["host"], "h");
+    assert_eq!(scope["vars"]["port"], 8080);
+    assert!(
+        scope["facts"]["cpus"].as_u64().is_some_and(|n| n >= 1),
+        "{scope}"
+    );
+    assert_eq!(scope["facts"]["arch"], std::env::consts::ARCH, "{scope}");
+
+    // Without a config repo: the facts, and no vars.
+    let bare = env.run(&["facts"]);
+    bare.expect_code(0);
+    assert!(bare.stdout.contains("vars: unknown"), "{}", bare.stdout);
+}
+
 /// The exit code and the parsed `--json` document of a run.
 fn json_of(run: &crate::util::Run) -> (i32, serde_json::Value) {
     let value = serde_json::from_str(&run.stdout)

@@ -1,0 +1,107 @@
+//! `facts`: what a template sees for this host — the machine's facts, the
+//! host name, and the `vars` its host file and roles set (Ansible's `setup`,
+//! Puppet's `facter`). Nothing on the host is changed.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::context::{App, SourceRequest, Subject};
+use super::load::{host_name, load};
+use crate::cancel::Cancel;
+use crate::converge::Discard;
+use crate::desired::Diagnostic;
+use crate::desired::facts::Facts;
+use crate::outcome::Outcome;
+use crate::source;
+use crate::system;
+
+/// What `facts` found.
+#[derive(Debug)]
+pub struct FactsResult {
+    /// `Done`; `Invalid` when the config repo is (the facts are still
+    /// shown); `Error` when it cannot be read.
+    pub outcome: Outcome,
+    /// The host and what was loaded for it.
+    pub subject: Subject,
+    /// What templates see.
+    pub scope: Option<TemplateScope>,
+    /// Problems in the config repo.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Why the config repo could not be read.
+    pub error: Option<String>,
+}
+
+/// The names in scope of every template.
+#[derive(Clone, Debug, Serialize)]
+pub struct TemplateScope {
+    /// `host`: the host name looked up.
+    pub host: String,
+    /// `facts.*`: this machine.
+    pub facts: Facts,
+    /// `vars.*`: from the host file and its roles; `None` when no config
+    /// repo was read.
+    pub vars: Option<toml::Table>,
+}
+
+/// Gathers the facts and, when a config repo is configured or given, the
+/// host's vars.
+pub fn facts(app: &App, req: &SourceRequest, cancel: &Cancel) -> FactsResult {
+    let mut r = FactsResult {
+        outcome: Outcome::Done,
+        subject: Subject::default(),
+        scope: None,
+        diagnostics: Vec::new(),
+        error: None,
+    };
+    let facts = system::facts::gather();
+    let host = match host_name(&app.settings, req, &facts) {
+        Ok(h) => h,
+        Err(e) => {
+            r.outcome = Outcome::Error;
+            r.error = Some(format!("{e:#}"));
+            return r;
+        }
+    };
+    r.subject.host = Some(host.clone());
+    let mut scope = TemplateScope {
+        host,
+        facts,
+        vars: None,
+    };
+    if req.repo.is_some() || app.settings.source.is_some() {
+        match load_vars(app, req, &mut r, cancel) {
+            Ok(vars) => scope.vars = vars,
+            Err(e) => {
+                r.outcome = Outcome::Error;
+                r.error = Some(format!("{e:#}"));
+            }
+        }
+    }
+    r.scope = Some(scope);
+    r
+}
+
+fn load_vars(
+    app: &App,
+    req: &SourceRequest,
+    r: &mut FactsResult,
+    cancel: &Cancel,
+) -> Result<Option<toml::Table>> {
+    let loaded = load(
+        app,
+        req,
+        source::Purpose::Preview,
+        None,
+        &mut r.subject,
+        &mut Discard,
+        cancel,
+    )?;
+    Ok(match loaded {
+        Ok(l) => Some(l.desired.vars),
+        Err(invalid) => {
+            r.outcome = Outcome::Invalid;
+            r.diagnostics = invalid.diagnostics;
+            None
+        }
+    })
+}
