@@ -71,18 +71,14 @@ pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
 }
 
 /// Asks the daemon to converge and follows the run: progress on stderr (a
-/// live line on a terminal, plain lines otherwise), or with `json` every
-/// answer line on stdout as it comes. Returns the run's result.
-pub fn converge(mut stream: UnixStream, dry_run: bool, json: bool) -> Result<ConvergeResult> {
+/// live line on a terminal, plain lines otherwise; none with `quiet`, for
+/// `--json`). Returns the run's result, which the caller reports as an
+/// in-process converge would be.
+pub fn converge(mut stream: UnixStream, dry_run: bool, quiet: bool) -> Result<ConvergeResult> {
     send(&mut stream, &Request::Converge { dry_run })?;
-    let mut progress = Progress::new(json);
-    let mut stdout = std::io::stdout().lock();
+    let mut progress = Progress::new(quiet);
     for line in BufReader::new(stream).lines() {
         let line = line.context("lost the daemon while it converged (the run goes on there)")?;
-        if json {
-            // A closed stdout must not end the run the daemon is making.
-            let _ = writeln!(stdout, "{line}");
-        }
         match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {
             Response::Queued { ahead } => progress.say(&format!(
                 "waiting for {} ahead of this one",
@@ -114,9 +110,9 @@ enum Progress {
 }
 
 impl Progress {
-    /// With `json` the answer lines themselves are the progress.
-    fn new(json: bool) -> Self {
-        if json {
+    /// `quiet`: no progress at all (`--json`).
+    fn new(quiet: bool) -> Self {
+        if quiet {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new_spinner();

@@ -314,8 +314,6 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                 Some(stream) => {
                     let result = client::converge(stream, a.dry_run, cli.json).map_err(fail)?;
                     let mut report = Report::converge(result);
-                    // The answer lines were the JSON output already.
-                    report.printed = cli.json;
                     report.show_diffs = a.diff || cli.verbose > 0;
                     report
                 }

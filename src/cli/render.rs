@@ -98,9 +98,6 @@ pub struct Report {
     /// `history` output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Generation>>,
-    /// The JSON was printed already (the daemon's answer lines).
-    #[serde(skip)]
-    pub printed: bool,
     /// Show the diffs of a converge's changes (`--diff`, `-v`); a plan
     /// always shows them.
     #[serde(skip)]
@@ -237,7 +234,6 @@ impl Report {
             drifted: None,
             generation_detail: None,
             facts: None,
-            printed: false,
             show_diffs: false,
         }
     }
@@ -321,9 +317,6 @@ impl Report {
     /// Prints the report: JSON on stdout, or text (results on stdout,
     /// problems on stderr).
     pub fn print(&self, json: bool, duration_ms: u64) -> std::io::Result<()> {
-        if json && self.printed {
-            return Ok(());
-        }
         if json {
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &self.json(duration_ms))?;

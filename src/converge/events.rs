@@ -249,7 +249,11 @@ impl Sink for Log {
                 );
             }
             Event::RollingBack { generation, reason } => {
-                warn!(generation, error = reason, "converge failed; rolling back");
+                warn!(
+                    generation,
+                    error = reason,
+                    "restoring the snapshot taken before the generation"
+                );
             }
             Event::Restored { generation } => {
                 info!(generation, "host restored to its state before the converge");

@@ -76,7 +76,8 @@ impl Daemon {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap()
+        // The daemon's part of the document is in the contract too.
+        crate::json_schema::check(&String::from_utf8_lossy(&out.stdout), 0)
     }
 
     /// Converges the daemon made so far.
@@ -207,9 +208,12 @@ fn converge_now_goes_through_the_daemon() {
         "{}",
         String::from_utf8_lossy(&dry.stderr)
     );
-    let text = String::from_utf8_lossy(&dry.stdout);
-    assert!(text.contains("\"type\":\"event\""), "{text}");
-    assert!(text.contains("\"outcome\":\"changes_pending\""), "{text}");
+    // The same document as an in-process converge's.
+    let doc: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(doc["command"], "converge", "{doc}");
+    assert_eq!(doc["result"], "changes_pending", "{doc}");
+    assert_eq!(doc["mode"], "audit", "{doc}");
+    assert_eq!(doc["changes"][0]["path"], "/etc/motd", "{doc}");
     assert_eq!(
         std::fs::read_to_string(&motd).unwrap(),
         "drifted",

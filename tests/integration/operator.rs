@@ -451,6 +451,101 @@ fn facts_shows_what_a_template_sees() {
     assert!(bare.stdout.contains("vars: unknown"), "{}", bare.stdout);
 }
 
+#[test]
+fn audit_mode_says_it_changed_nothing_and_plan_says_a_pinned_host_is_held() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n\n[[file]]\npath = \"/etc/issue\"\ncontent = \"x\\n\"\n",
+    );
+    let args = converge_args(Path::new(&r), &root, "h");
+    env.set_config("mode = \"audit\"\n");
+    let audit = env.run(&args);
+    audit.expect_code(2);
+    assert!(
+        audit
+            .stdout
+            .contains("audit mode: 3 resources drifted, nothing changed:"),
+        "{}",
+        audit.stdout
+    );
+    assert!(!root.join("etc").exists(), "audit mode changed the host");
+
+    env.set_config("");
+    env.run(&args).expect_code(2);
+    env.run(&["rollback", "--root", root.to_str().unwrap()])
+        .expect_code(0);
+    let plan = env.run(&[
+        "plan",
+        "--repo",
+        &r,
+        "--host",
+        "h",
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    plan.expect_code(3);
+    assert!(
+        plan.stderr.contains("pinned") && plan.stderr.contains("`converge` would apply nothing"),
+        "{}",
+        plan.stderr
+    );
+    env.run(&args).expect_code(3);
+}
+
+/// Runs `driftless ARGS` on a terminal (`script` gives it a pty), with or
+/// without `NO_COLOR`, and returns what the terminal showed.
+fn on_a_terminal(env: &Env, args: &[&str], no_color: bool) -> String {
+    let mut line = format!(
+        "{} --config {}",
+        env!("CARGO_BIN_EXE_driftless"),
+        env.config().display()
+    );
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("NO_COLOR");
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("script(1) from util-linux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn no_color_is_honoured_on_a_terminal_too() {
+    let env = Env::new();
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n",
+    );
+    let root = env.path().join("root");
+    let args = [
+        "plan",
+        "--repo",
+        &r,
+        "--host",
+        "h",
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    let colored = on_a_terminal(&env, &args, false);
+    assert!(
+        colored.contains("\x1b[32m+\x1b[0m file:/etc/motd"),
+        "a terminal gets colours:\n{colored:?}"
+    );
+    let plain = on_a_terminal(&env, &args, true);
+    assert!(plain.contains("+ file:/etc/motd"), "{plain:?}");
+    assert!(
+        !plain.contains('\x1b'),
+        "NO_COLOR still coloured: {plain:?}"
+    );
+}
+
 /// The exit code and the parsed `--json` document of a run.
 fn json_of(run: &crate::util::Run) -> (i32, serde_json::Value) {
     let value = serde_json::from_str(&run.stdout)

@@ -88,7 +88,7 @@ impl Agent {
     fn status(&self) -> serde_json::Value {
         let o = self.run(&["source", "status", "--json"]);
         assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
-        serde_json::from_str::<serde_json::Value>(&o.stdout).expect("json")["source_status"].clone()
+        crate::json_schema::check(&o.stdout, o.code)["source_status"].clone()
     }
 
     fn commit(&self, content: &str) -> gix::ObjectId {

@@ -1,0 +1,550 @@
+//! The `--json` contract of docs/json.md, as typed documents that refuse
+//! unknown fields: every command's output is read into them, so a field
+//! that appears, disappears or changes type without the docs breaks here.
+//! (`dead_code`: the fields exist to be checked, not read.)
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::util::{Env, converge_args, write_repo};
+
+/// The envelope, spelled out in each document (`deny_unknown_fields` does
+/// not combine with `flatten`).
+macro_rules! document {
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            schema: u32,
+            command: Option<String>,
+            result: Outcome,
+            exit_code: u8,
+            duration_ms: u64,
+            #[serde(default)]
+            error: Option<String>,
+            $($field: $ty,)*
+        }
+    };
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Valid,
+    Invalid,
+    InSync,
+    ChangesPending,
+    Changed,
+    Done,
+    Held,
+    RolledBack,
+    RollbackFailed,
+    Error,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Diagnostic {
+    file: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceId {
+    kind: Kind,
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Repo,
+    Package,
+    Directory,
+    File,
+    Symlink,
+    Service,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    CreateDir,
+    WriteFile,
+    SetMeta,
+    Symlink,
+    RemoveFile,
+    RemoveDir,
+    Package,
+    DaemonReload,
+    Service,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    resource: ResourceId,
+    action: Action,
+    reasons: Vec<String>,
+    creates: bool,
+    #[serde(default)]
+    diff: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    package_action: Option<String>,
+    #[serde(default)]
+    spec: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    installed: Option<Vec<String>>,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    verb: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Origin {
+    file: String,
+    line: usize,
+    column: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanProblem {
+    resource: ResourceId,
+    origin: Origin,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckRecord {
+    name: String,
+    passed: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Generation {
+    id: u64,
+    key: String,
+    source: String,
+    host_file: String,
+    root: String,
+    started_at: String,
+    #[serde(default)]
+    finished_at: Option<String>,
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+    changes: usize,
+    dnf_transactions: Vec<u64>,
+    #[serde(default)]
+    rollback_dnf_transactions: Vec<u64>,
+    #[serde(default)]
+    checks: Vec<CheckRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerationDetail {
+    id: u64,
+    key: String,
+    source: String,
+    host_file: String,
+    root: String,
+    started_at: String,
+    #[serde(default)]
+    finished_at: Option<String>,
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+    changes: usize,
+    dnf_transactions: Vec<u64>,
+    #[serde(default)]
+    rollback_dnf_transactions: Vec<u64>,
+    #[serde(default)]
+    checks: Vec<CheckRecord>,
+    #[serde(default)]
+    duration_s: Option<u64>,
+    planned: Vec<Change>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mark {
+    key: String,
+    source: String,
+    at: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LastRun {
+    at: String,
+    outcome: Outcome,
+    duration_ms: u64,
+    changes: usize,
+    drifted: usize,
+    key: Option<String>,
+    error: Option<String>,
+    generation: Option<u64>,
+    audit: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceRef {
+    url: String,
+    branch: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonView {
+    pid: u32,
+    version: String,
+    state: String,
+    status_line: String,
+    next_run: Option<String>,
+    interval_s: u64,
+    last_run: Option<LastRun>,
+    fetch_failures: u32,
+    fetch_failing_since: Option<String>,
+    fetch_error: Option<String>,
+    next_fetch: Option<String>,
+    converges: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentStatus {
+    host: String,
+    source: Option<SourceRef>,
+    fetched_head: Option<String>,
+    mode: Mode,
+    fetch_failures: u32,
+    version: String,
+    daemon: Option<DaemonView>,
+    applied_commit: Option<String>,
+    last_good: Option<Mark>,
+    quarantine: Option<Mark>,
+    pinned: Option<Mark>,
+    interrupted: Option<u32>,
+    last_generation: Option<Generation>,
+    last_run: Option<LastRun>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Enforce,
+    Audit,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchRecord {
+    at: String,
+    #[serde(default)]
+    head: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceStatus {
+    url: String,
+    branch: String,
+    fetched_head: Option<String>,
+    applied_commit: Option<String>,
+    applied_at: Option<String>,
+    pending: bool,
+    last_fetch: Option<FetchRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Facts {
+    hostname: String,
+    fqdn: String,
+    os_id: String,
+    os_version_id: String,
+    arch: String,
+    machine_id: String,
+    cpus: u64,
+    memory_mb: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateScope {
+    host: String,
+    facts: Facts,
+    vars: Option<serde_json::Map<String, Value>>,
+}
+
+document!(Validate {
+    source: Option<String>,
+    host: Option<String>,
+    host_file: Option<String>,
+    roles: Vec<String>,
+    hosts: Option<Vec<String>>,
+    diagnostics: Vec<Diagnostic>,
+});
+
+document!(Plan {
+    source: Option<String>,
+    host: Option<String>,
+    host_file: Option<String>,
+    roles: Vec<String>,
+    root: Option<String>,
+    mode: Mode,
+    changes: Vec<Change>,
+    notices: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+    plan_problems: Vec<PlanProblem>,
+});
+
+document!(Converge {
+    source: Option<String>,
+    host: Option<String>,
+    host_file: Option<String>,
+    roles: Vec<String>,
+    root: Option<String>,
+    mode: Mode,
+    changes: Vec<Change>,
+    notices: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+    plan_problems: Vec<PlanProblem>,
+    generation: Option<u64>,
+    dnf_transactions: Option<Vec<u64>>,
+    restore_errors: Vec<String>,
+    drifted: usize,
+});
+
+document!(Status { status: Option<AgentStatus> });
+
+document!(History {
+    history: Option<Vec<Generation>>,
+    generation_detail: Option<GenerationDetail>,
+});
+
+document!(SourceStatusDoc { source_status: Option<SourceStatus> });
+
+document!(FactsDoc {
+    source: Option<String>,
+    host: Option<String>,
+    host_file: Option<String>,
+    roles: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+    facts: Option<TemplateScope>,
+});
+
+document!(Action_ { notices: Vec<String> });
+
+document!(UsageError {});
+
+/// Reads `stdout` as the document of its `command`, failing the test on
+/// any field the contract does not know, a missing one, or a wrong type.
+/// Also checks what holds for every document: schema 1 and an exit code
+/// that agrees with the result.
+pub fn check(stdout: &str, exit_code: i32) -> Value {
+    let value: Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"));
+    let typed = |r: Result<(), serde_json::Error>| {
+        r.unwrap_or_else(|e| panic!("breaks docs/json.md: {e}\n{value:#}"));
+    };
+    let command = value["command"].as_str().map(str::to_owned);
+    match command.as_deref() {
+        Some("validate") => typed(read::<Validate>(&value)),
+        Some("plan") => typed(read::<Plan>(&value)),
+        Some("converge") => typed(read::<Converge>(&value)),
+        Some("status") => typed(read::<Status>(&value)),
+        Some("history") => typed(read::<History>(&value)),
+        Some("source status") => typed(read::<SourceStatusDoc>(&value)),
+        Some("facts") => typed(read::<FactsDoc>(&value)),
+        Some("rollback" | "resume" | "retry" | "recover") => {
+            typed(read::<Action_>(&value));
+        }
+        None => typed(read::<UsageError>(&value)),
+        Some(other) => panic!("a command docs/json.md does not list: {other}"),
+    }
+    assert_eq!(value["schema"], 1, "{value}");
+    assert_eq!(
+        value["exit_code"].as_i64(),
+        Some(i64::from(exit_code)),
+        "the document's exit_code is not the process's: {value}"
+    );
+    let expected = match value["result"].as_str().unwrap_or("") {
+        "valid" | "in_sync" | "done" => 0,
+        "invalid" | "error" => 1,
+        "changes_pending" | "changed" => 2,
+        "held" => 3,
+        "rolled_back" => 4,
+        "rollback_failed" => 5,
+        other => panic!("unknown result {other}"),
+    };
+    assert_eq!(
+        exit_code, expected,
+        "result and exit code disagree: {value}"
+    );
+    value
+}
+
+/// Whether `v` reads as a `T`.
+fn read<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), serde_json::Error> {
+    serde_json::from_value::<T>(v.clone()).map(|_| ())
+}
+
+/// Runs `args` with `--json` and checks the document.
+fn json(env: &Env, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let run = env.run(&all);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    check(&run.stdout, run.code)
+}
+
+#[test]
+fn every_command_prints_the_documented_json() {
+    let env = Env::new();
+    let dir = env.path().join("repo");
+    write_repo(
+        &dir,
+        &[
+            (
+                "hosts/h.toml",
+                "roles = [\"base\"]\n[vars]\nwho = \"ops\"\n\n[[file]]\npath = \"/etc/motd\"\nsource = \"files/motd.j2\"\ntemplate = true\n\n[[symlink]]\npath = \"/etc/motd.link\"\ntarget = \"motd\"\n\n[[check]]\nname = \"true\"\ncommand = [\"/bin/true\"]\n",
+            ),
+            (
+                "roles/base.toml",
+                "[[directory]]\npath = \"/srv\"\nmode = \"0750\"\n",
+            ),
+            ("hosts/default.toml", ""),
+            ("files/motd.j2", "hi {{ vars.who }}\n"),
+        ],
+    );
+    let d = dir.to_str().unwrap();
+    let root = env.path().join("root");
+    let r = root.to_str().unwrap();
+    let on = |cmd: &[&'static str]| -> Vec<&str> {
+        let mut v: Vec<&str> = cmd.to_vec();
+        v.extend(["--repo", d, "--host", "h"]);
+        v
+    };
+
+    // Before anything ran.
+    json(&env, &["status"]);
+    json(&env, &["history"]);
+    json(&env, &["source", "status"]);
+    json(&env, &["retry"]);
+    json(&env, &["resume"]);
+    json(&env, &["facts"]);
+
+    let v = json(&env, &on(&["validate"]));
+    assert_eq!(v["result"], "valid");
+    let v = json(&env, &["validate", "--repo", d, "--all-hosts"]);
+    assert_eq!(v["hosts"], serde_json::json!(["default", "h"]));
+    json(&env, &on(&["facts"]));
+
+    let mut plan = on(&["plan"]);
+    plan.extend(["--root", r]);
+    let p = json(&env, &plan);
+    assert_eq!(p["result"], "changes_pending");
+
+    let args = converge_args(Path::new(d), &root, "h");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut dry = args.clone();
+    dry.push("--dry-run");
+    let c = json(&env, &dry);
+    assert_eq!(c["mode"], "audit");
+    let c = json(&env, &args);
+    assert_eq!(c["result"], "changed");
+    assert_eq!(c["generation"], 1);
+    let c = json(&env, &args);
+    assert_eq!(c["result"], "in_sync");
+
+    let s = json(&env, &["status"]);
+    assert_eq!(s["status"]["last_run"]["outcome"], "in_sync");
+    let h = json(&env, &["history"]);
+    assert_eq!(h["history"][0]["checks"][0]["name"], "true");
+    let g = json(&env, &["history", "1"]);
+    assert_eq!(g["generation_detail"]["id"], 1);
+    json(&env, &["history", "9"]);
+    json(&env, &["recover", "--root", r]);
+    json(&env, &["rollback", "--root", r]);
+    // Pinned: plan says converge would hold, with the same exit code.
+    let held = json(&env, &plan);
+    assert_eq!(held["result"], "held", "{held}");
+    let held = json(&env, &args);
+    assert_eq!(held["result"], "held", "{held}");
+    json(&env, &["resume"]);
+    assert_eq!(json(&env, &args)["result"], "changed");
+
+    // Audit mode: drift found, nothing changed, and the document says so.
+    std::fs::write(root.join("etc/motd"), "edited\n").unwrap();
+    env.set_config("mode = \"audit\"\n");
+    let audit = json(&env, &args);
+    assert_eq!(audit["result"], "changes_pending", "{audit}");
+    assert_eq!(audit["mode"], "audit");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "edited\n"
+    );
+    env.set_config("");
+
+    // Invalid, and a plan that cannot be made.
+    write_repo(&dir, &[("files/motd.j2", "hi {{ vars.whom }}\n")]);
+    let bad = json(&env, &on(&["validate"]));
+    assert_eq!(bad["diagnostics"][0]["line"], 1);
+    json(&env, &args);
+    write_repo(
+        &dir,
+        &[
+            ("files/motd.j2", "hi\n"),
+            (
+                "hosts/h.toml",
+                "[[file]]\npath = \"/etc/motd\"\ncontent = \"x\"\nowner = \"no-such-user-here\"\n",
+            ),
+        ],
+    );
+    let problem = json(&env, &plan);
+    assert_eq!(problem["result"], "error", "{problem}");
+    assert!(
+        problem["plan_problems"][0]["origin"]["column"].is_u64(),
+        "{problem}"
+    );
+
+    // A usage error, still one document.
+    let usage = env.run(&["plan", "--no-such-option", "--json"]);
+    let u = check(&usage.stdout, usage.code);
+    assert!(u["command"].is_null());
+}
