@@ -44,12 +44,15 @@ pub struct Cli {
 pub enum Command {
     /// Check the config repo without touching the host. Exit 0 valid, 1 invalid.
     Validate(ValidateArgs),
-    /// Show what a converge would change. Exit 0 in sync, 2 changes pending, 1 error.
+    /// Show what a converge would change. Exit 0 in sync, 1 error, 2 changes
+    /// pending, 3 converge would hold (pinned, or the head quarantined).
     Plan(PlanArgs),
     /// Converge the host now, as a transaction: through the daemon when it
     /// runs (the run is in its journal), else in this process. Exit 0 in
-    /// sync, 1 error before any change, 2 changed, 3 head quarantined (held
-    /// at last good), 4 failed and rolled back, 5 rollback failed.
+    /// sync, 1 error before any change, 2 changed, 3 held at last good (head
+    /// quarantined or host pinned), 4 failed and rolled back, 5 rollback
+    /// failed. In audit mode or with --dry-run nothing changes: 2 means
+    /// drift found.
     Converge(ConvergeArgs),
     /// The agent: last good state, quarantined head, pin, last generation,
     /// and the daemon's state and next run when it runs.
@@ -178,7 +181,7 @@ pub struct ConvergeArgs {
     /// refused: a typo would make a new tree).
     #[arg(long)]
     pub create_root: bool,
-    /// Plan and print, change nothing.
+    /// Plan and print, change nothing (exit 2: drift found).
     #[arg(long)]
     pub dry_run: bool,
     /// Show the diff of every file changed (also with -v). Sensitive files

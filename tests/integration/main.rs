@@ -16,6 +16,7 @@ mod gitserver;
 mod json_schema;
 mod layers;
 mod operator;
+mod readme;
 mod reliability;
 mod source;
 mod system;
