@@ -494,6 +494,61 @@ fn audit_mode_says_it_changed_nothing_and_plan_says_a_pinned_host_is_held() {
     env.run(&args).expect_code(3);
 }
 
+#[test]
+fn read_only_commands_create_nothing_and_tell_a_user_to_run_as_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let root = env.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n",
+    );
+    let rs = root.to_str().unwrap();
+    for args in [
+        vec!["status"],
+        vec!["history"],
+        vec!["source", "status"],
+        vec!["validate", "--repo", &r, "--host", "h"],
+        vec!["plan", "--repo", &r, "--host", "h", "--root", rs],
+        vec!["facts", "--repo", &r, "--host", "h"],
+    ] {
+        let run = env.run(&args);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        assert!(
+            !env.state_dir().exists(),
+            "`{}` created the state directory",
+            args.join(" ")
+        );
+    }
+
+    // A state directory that exists (root's, 0700), read by another user.
+    env.run(&converge_args(Path::new(&r), &root, "h"))
+        .expect_code(2);
+    for p in [env.path(), &env.config()] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for args in [["status"], ["history"]] {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_driftless"))
+            .args(args)
+            .arg("--config")
+            .arg(env.config())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("setpriv (util-linux)");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("permission denied") && err.contains("run as root"),
+            "`{}` as a user: {err}",
+            args[0]
+        );
+    }
+}
+
 /// Runs `driftless ARGS` on a terminal (`script` gives it a pty), with or
 /// without `NO_COLOR`, and returns what the terminal showed.
 fn on_a_terminal(env: &Env, args: &[&str], no_color: bool) -> String {
