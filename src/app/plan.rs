@@ -128,7 +128,7 @@ impl Unprepared {
             Unprepared::Unplannable(p) => {
                 r.outcome = Outcome::Error;
                 r.error = Some(format!(
-                    "cannot plan: {}; nothing was changed",
+                    "cannot plan: {}",
                     crate::words::count(p.len(), "problem")
                 ));
                 r.plan_problems = p;

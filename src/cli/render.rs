@@ -653,7 +653,17 @@ impl Report {
                 Outcome::Held => "held".to_owned(),
                 _ => "error".to_owned(),
             };
-            writeln!(err, "{what}: {e}")?;
+            // Exit 1 of a converge is an error before any change: say so
+            // there, and only there (nothing else could have changed).
+            let nothing = if self.command == "converge"
+                && self.result == Outcome::Error
+                && !e.contains("nothing was changed")
+            {
+                " (nothing was changed)"
+            } else {
+                ""
+            };
+            writeln!(err, "{what}: {e}{nothing}")?;
         }
         for e in &self.restore_errors {
             writeln!(err, "  restore: {e}")?;

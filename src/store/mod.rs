@@ -79,7 +79,7 @@ impl Store {
         let path = self.dir.join(STATE_FILE);
         let broken = |why: String| {
             anyhow::anyhow!(
-                "agent state {} is not what driftless writes ({why}); nothing was changed. \
+                "agent state {} is not what driftless writes ({why}). \
                  Restore it from a backup, or move it aside to start afresh (the rewind check \
                  then only knows what the git cache remembers)",
                 path.display()

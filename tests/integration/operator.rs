@@ -549,6 +549,35 @@ fn read_only_commands_create_nothing_and_tell_a_user_to_run_as_root() {
     }
 }
 
+#[test]
+fn nothing_was_changed_is_said_only_where_something_could_have_changed() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let r = repo(
+        &env.path().join("repo"),
+        "[[file]]\npath = \"/etc/motd\"\ncontent = \"x\"\nowner = \"no-such-user-here\"\n",
+    );
+    let rs = root.to_str().unwrap();
+    let plan = env.run(&["plan", "--repo", &r, "--host", "h", "--root", rs]);
+    plan.expect_code(1);
+    assert!(
+        plan.stderr
+            .contains("hosts/h.toml:1:1: owner `no-such-user-here` does not exist")
+            && plan.stderr.contains("error: cannot plan: 1 problem\n"),
+        "{}",
+        plan.stderr
+    );
+    let converge = env.run(&converge_args(Path::new(&r), &root, "h"));
+    converge.expect_code(1);
+    assert!(
+        converge
+            .stderr
+            .contains("error: cannot plan: 1 problem (nothing was changed)"),
+        "{}",
+        converge.stderr
+    );
+}
+
 /// Runs `driftless ARGS` on a terminal (`script` gives it a pty), with or
 /// without `NO_COLOR`, and returns what the terminal showed.
 fn on_a_terminal(env: &Env, args: &[&str], no_color: bool) -> String {
