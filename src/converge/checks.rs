@@ -29,13 +29,15 @@ pub struct Limits {
 pub const SERVICES_RUNNING: &str = "services-running";
 
 /// Runs the checks; `Err` names the first check that did not pass and why.
-/// Without a live systemd (`--root`), unit probes are skipped: the units
+/// With `settle`, declared running services are given `settle_time` first
+/// (something started or restarted them). Without a live systemd (`--root`), unit probes are skipped: the units
 /// of the machine running driftless say nothing about the root.
 pub fn run(
     checks: &[Check],
     running_units: &[String],
     limits: Limits,
     live: bool,
+    settle: bool,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<()> {
@@ -47,7 +49,9 @@ pub fn run(
             attempt: 1,
             attempts: 1,
         });
-        sleep(limits.settle.min(remaining(deadline)), cancel);
+        if settle {
+            sleep(limits.settle.min(remaining(deadline)), cancel);
+        }
         let result = services_active(running_units, deadline, cancel);
         sink.event(&Event::CheckResult {
             check: SERVICES_RUNNING.to_owned(),
@@ -172,6 +176,7 @@ mod tests {
             units,
             limits,
             false,
+            true,
             &mut crate::converge::events::Discard,
             &Cancel::new(),
         )

@@ -17,7 +17,7 @@ use crate::cancel::Cancel;
 use crate::desired::DesiredState;
 use crate::desired::model::{Kind, RunState, Service};
 use crate::fault;
-use crate::plan::{self, Change, Op};
+use crate::plan::{self, Change, Op, ServiceVerb};
 use crate::store::{CheckRecord, Generation, Generations, NewGeneration, Snapshot, Status, Store};
 use crate::system::{environment, fsroot::FsRoot, rpm};
 
@@ -167,6 +167,7 @@ pub fn transact(
             &running,
             engine.limits,
             engine.root.is_live(),
+            needs_settling(&changes),
             &mut recorded,
             cancel,
         );
@@ -236,6 +237,24 @@ pub fn transact(
         );
     }
     Ok(outcome)
+}
+
+/// Whether the services need `settle_time` before they are checked: only
+/// when one was started, restarted or reloaded, or a package changed (its
+/// scriptlets may restart anything). Otherwise they run as they did before
+/// this converge, and a look at their state is enough.
+fn needs_settling(changes: &[Change]) -> bool {
+    changes.iter().any(|c| match &c.op {
+        Op::Package { .. } => true,
+        Op::Service { verb, .. } => matches!(
+            verb,
+            ServiceVerb::Start
+                | ServiceVerb::Restart
+                | ServiceVerb::TryRestart
+                | ServiceVerb::Reload
+        ),
+        _ => false,
+    })
 }
 
 /// Passes events on and keeps the health checks' results for the
@@ -412,4 +431,58 @@ pub fn open_root(path: &Path, create: bool) -> Result<Option<FsRoot>> {
             .with_context(|| format!("failed to create root directory {}", path.display()))?;
     }
     FsRoot::open(path).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::model::ResourceId;
+    use crate::plan::PackageChange;
+
+    fn service(verb: ServiceVerb) -> Change {
+        Change::new(
+            &ResourceId::new(Kind::Service, "web.service"),
+            Op::Service {
+                unit: "web.service".into(),
+                verb,
+            },
+            vec![],
+        )
+    }
+
+    #[test]
+    fn settle_time_is_waited_only_after_something_could_have_restarted_a_service() {
+        let file = Change::new(
+            &ResourceId::new(Kind::File, "/etc/motd"),
+            Op::RemoveFile {
+                path: "/etc/motd".into(),
+            },
+            vec![],
+        );
+        assert!(!needs_settling(std::slice::from_ref(&file)));
+        assert!(!needs_settling(&[
+            file.clone(),
+            service(ServiceVerb::Enable),
+            service(ServiceVerb::Stop),
+        ]));
+        for verb in [
+            ServiceVerb::Start,
+            ServiceVerb::Restart,
+            ServiceVerb::TryRestart,
+            ServiceVerb::Reload,
+        ] {
+            assert!(needs_settling(&[file.clone(), service(verb)]), "{verb:?}");
+        }
+        let package = Change::new(
+            &ResourceId::new(Kind::Package, "nginx"),
+            Op::Package {
+                name: "nginx".into(),
+                change: PackageChange::Install {
+                    spec: "nginx".into(),
+                },
+            },
+            vec![],
+        );
+        assert!(needs_settling(&[package]));
+    }
 }
