@@ -126,6 +126,18 @@ fn save_state(app: &App, l: &mut Locked, r: &mut ConvergeResult) {
     }
 }
 
+/// Saves the stat cache when this run verified something new (the no-op
+/// with every file a cache hit writes nothing). Entries stay exact
+/// whatever the converge does next: any write to a file moves its stat.
+fn remember_verified(app: &App, prepared: &Prepared) {
+    if !prepared.cache_stale {
+        return;
+    }
+    if let Err(e) = app.store.save_stat_cache(&prepared.verified) {
+        tracing::warn!(error = format!("{e:#}"), "could not save the stat cache");
+    }
+}
+
 /// Writes `last-run.json`; a failure is worth a warning, not the run.
 fn record_last_run(app: &App, r: &ConvergeResult) {
     let run = crate::agent::LastRun {
@@ -367,13 +379,18 @@ fn locked(
             }
         }
     };
-    let prepared = match prepare(desired, source_desc, root.as_ref(), sink, cancel)? {
+    let prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
         Ok(p) => p,
         Err(failed) => {
             failed.fill(&mut r.run);
             return Ok(());
         }
     };
+    // What this run verified, for the next one; under the lock only (a dry
+    // run writes nothing).
+    if held.is_some() {
+        remember_verified(app, &prepared);
+    }
     let held_or = |normal| if held_at { Outcome::Held } else { normal };
     // Changes found for a state that was applied already are drift (made by
     // hand, or by something else); in an audit everything pending is.

@@ -94,7 +94,7 @@ fn plan_into(
             }
         },
     };
-    let prepared = match prepare(desired, source_desc, root.as_ref(), sink, cancel)? {
+    let prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
         Ok(p) => p,
         Err(failed) => {
             failed.fill(r);
@@ -143,13 +143,15 @@ impl Unprepared {
 
 /// Plans against the host. `Ok(Err(_))`: the plan cannot be made.
 pub(super) fn prepare(
+    app: &App,
     desired: DesiredState,
     source_desc: String,
     root: Option<&FsRoot>,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Result<Prepared, Unprepared>> {
-    match converge::prepare(desired, source_desc, root, cancel) {
+    let cache = app.store.load_stat_cache();
+    match converge::prepare(desired, source_desc, root, &cache, cancel) {
         Ok(p) => {
             sink.event(&Event::Planned {
                 changes: events::count_kinds(p.plan.changes.iter().map(|c| c.resource.clone())),
@@ -162,7 +164,6 @@ pub(super) fn prepare(
     }
 }
 
-/// The root as results show it.
 /// The root as given, made absolute, and whether it is missing.
 fn display_root(asked: &std::path::Path, root: Option<&FsRoot>) -> String {
     let shown = absolute(asked).display().to_string();

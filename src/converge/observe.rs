@@ -9,8 +9,9 @@ use anyhow::Result;
 use tracing::debug;
 
 use crate::cancel::Cancel;
+use crate::desired::model::{Ensure, Resource};
 use crate::desired::{DesiredState, Diagnostic};
-use crate::plan::observed::{Accounts, Observed, ObservedHost};
+use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCache};
 use crate::plan::rpmver::Evr;
 use crate::plan::{self, Plan, PlanProblem};
 use crate::system::{accounts, dnf, fsroot::FsRoot, rpm, systemctl};
@@ -39,27 +40,47 @@ pub struct Prepared {
     pub plan: Plan,
     /// The `latest` versions the repositories offered when planning.
     pub latest: BTreeMap<String, Evr>,
+    /// The managed files found with their desired content, with their
+    /// stat: the stat cache the next run may trust.
+    pub verified: StatCache,
+    /// Whether `verified` differs from the cache this run was given (only
+    /// then is it worth writing).
+    pub cache_stale: bool,
 }
 
 /// Plans `desired` against the host under `root` (`None`: a root that does
 /// not exist yet, as for a dry run into a fresh directory). Changes nothing.
+/// A file whose stat is the one `cache` recorded with its desired content
+/// is not read (the no-op's hot path: a stat per file).
 pub fn prepare(
     desired: DesiredState,
     source: String,
     root: Option<&FsRoot>,
+    cache: &StatCache,
     cancel: &Cancel,
 ) -> Result<Prepared, PrepareError> {
     let observed = match root {
-        Some(root) => observe(root, &desired, None, cancel)?,
+        Some(root) => observe_cached(root, &desired, None, cache, cancel)?,
         None => observe_empty(&desired),
     };
     let plan = plan::plan(&desired, &observed).map_err(PrepareError::Unplannable)?;
+    let verified = StatCache {
+        root: root.map(root_name).unwrap_or_default(),
+        files: observed.verified,
+    };
     Ok(Prepared {
         desired,
         source,
         plan,
         latest: observed.latest,
+        cache_stale: verified != *cache,
+        verified,
     })
+}
+
+/// The name a stat cache is kept under: the root's path.
+pub fn root_name(root: &FsRoot) -> String {
+    root.path().display().to_string()
 }
 
 /// Reads the current state of everything `desired` manages. `latest_known`
@@ -69,6 +90,18 @@ pub fn observe(
     root: &FsRoot,
     desired: &DesiredState,
     latest_known: Option<&BTreeMap<String, Evr>>,
+    cancel: &Cancel,
+) -> Result<ObservedHost> {
+    observe_cached(root, desired, latest_known, &StatCache::default(), cancel)
+}
+
+/// [`observe`], trusting `cache` for files whose stat did not move since
+/// they were found with the content desired now.
+fn observe_cached(
+    root: &FsRoot,
+    desired: &DesiredState,
+    latest_known: Option<&BTreeMap<String, Evr>>,
+    cache: &StatCache,
     cancel: &Cancel,
 ) -> Result<ObservedHost> {
     let mut host = ObservedHost {
@@ -91,12 +124,54 @@ pub fn observe(
     }
     let units: Vec<String> = desired.services().iter().map(|s| s.unit.clone()).collect();
     host.units = systemctl::unit_states(root, &units, cancel)?;
+    let cached = (cache.root == root_name(root)).then_some(&cache.files);
+    let wanted = desired_hashes(desired);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     for path in plan::paths_to_observe(desired) {
-        let o = root.observe(&path)?;
-        debug!(path, observed = o.kind_word(), "observed");
+        let want = wanted.get(path.as_str());
+        // Only an entry with the content wanted now saves the read: a file
+        // that is to change is read, for its diff.
+        let hint = cached
+            .and_then(|c| c.get(&path))
+            .filter(|h| want.is_some_and(|w| *w == h.sha256));
+        let (o, key) = root.observe_hinted(&path, hint)?;
+        debug!(
+            path,
+            observed = o.kind_word(),
+            cached = hint.is_some(),
+            "observed"
+        );
+        if let (Observed::File { sha256, .. }, Some(key), Some(want)) = (&o, key, want)
+            && hex::encode(sha256) == *want
+            && !key.is_racy(now)
+        {
+            host.verified.insert(
+                path.clone(),
+                CachedFile {
+                    stat: key,
+                    sha256: want.clone(),
+                },
+            );
+        }
         host.paths.insert(path, o);
     }
     Ok(host)
+}
+
+/// The content hash (hex) each declared regular file should have.
+fn desired_hashes(desired: &DesiredState) -> BTreeMap<&str, String> {
+    desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::File(f) if f.ensure == Ensure::Present => {
+                Some((f.path.as_str(), hex::encode(plan::sha256(&f.content))))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// What an empty root looks like: every path missing, with all ancestors.

@@ -41,6 +41,67 @@ pub struct ObservedHost {
     pub units: BTreeMap<String, UnitObs>,
     /// Whether this is the running host (a live systemd), not a `--root`.
     pub live: bool,
+    /// The regular files found with the desired content, with their stat:
+    /// what the next run may trust without reading them ([`StatCache`]).
+    pub verified: BTreeMap<String, CachedFile>,
+}
+
+/// What identifies one version of a file without reading it, as git's
+/// index does: a content change always moves `ctime` (which no user can set
+/// back), a replacement moves the inode, and the rest is checked too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatKey {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// Status change time, seconds and nanoseconds.
+    pub ctime: (i64, i64),
+    /// `st_mode`, file type included.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// A regular file driftless read and found with a content hash, and the
+/// stat it had then.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedFile {
+    /// The stat when it was hashed.
+    pub stat: StatKey,
+    /// SHA-256 of the content then, hex.
+    pub sha256: String,
+}
+
+/// The stat cache of one root: for each managed file last found in sync,
+/// its stat and hash. A file whose stat is exactly the recorded one is not
+/// read again; any difference, and it is read and hashed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatCache {
+    /// The root the entries belong to (canonical); another root's cache is
+    /// never used.
+    pub root: String,
+    /// Entries by host path.
+    pub files: BTreeMap<String, CachedFile>,
+}
+
+/// A stat this close to the time of looking (seconds) is not trusted: a
+/// write within the same timestamp tick would leave it unchanged (git's
+/// "racily clean" entries).
+pub const RACY_SECONDS: i64 = 2;
+
+impl StatKey {
+    /// Whether the file changed so recently before `now` (seconds since
+    /// the epoch) that a later write could share its timestamps.
+    pub fn is_racy(&self, now: i64) -> bool {
+        now - self.ctime.0 < RACY_SECONDS || now - self.mtime.0 < RACY_SECONDS
+    }
 }
 
 /// What systemd says about one unit.

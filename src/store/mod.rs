@@ -29,6 +29,8 @@ pub use packages::PackageStore;
 pub use snapshot::{Prior, ServicePrior, Snapshot};
 
 const STATE_FILE: &str = "state.json";
+/// The stat cache of the managed files.
+const STAT_CACHE_FILE: &str = "stat-cache.json";
 /// The last converge's record.
 const LAST_RUN_FILE: &str = "last-run.json";
 
@@ -108,6 +110,28 @@ impl Store {
     pub fn save_state(&self, state: &AgentState) -> Result<()> {
         self.ensure()?;
         write_json(&self.dir, STATE_FILE, state)
+    }
+
+    /// The stat cache (`stat-cache.json`): empty when missing or
+    /// unreadable, which only costs a read of every managed file.
+    pub fn load_stat_cache(&self) -> crate::plan::observed::StatCache {
+        match json::read_json(&self.dir.join(STAT_CACHE_FILE)) {
+            Ok(Some(c)) => c,
+            Ok(None) => crate::plan::observed::StatCache::default(),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "ignoring the stat cache: every managed file is read"
+                );
+                crate::plan::observed::StatCache::default()
+            }
+        }
+    }
+
+    /// Replaces the stat cache.
+    pub fn save_stat_cache(&self, cache: &crate::plan::observed::StatCache) -> Result<()> {
+        self.ensure()?;
+        write_json(&self.dir, STAT_CACHE_FILE, cache)
     }
 
     /// The last converge's record (`last-run.json`), if any.

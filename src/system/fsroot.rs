@@ -30,7 +30,7 @@ use crate::{durable, fault};
 /// Writes made by this process, for the `mid-write` crash point.
 static WRITES: AtomicUsize = AtomicUsize::new(0);
 
-pub use crate::plan::observed::{DIR_LIST_MAX, FsMeta, Observed};
+pub use crate::plan::observed::{CachedFile, DIR_LIST_MAX, FsMeta, Observed, StatKey};
 
 /// Symlinks followed while resolving one path, as the kernel's limit.
 const MAX_SYMLINKS: usize = 40;
@@ -212,9 +212,21 @@ impl FsRoot {
     /// Looks at `host_path` without following a final symlink and without
     /// changing anything.
     pub fn observe(&self, host_path: &str) -> Result<Observed> {
+        Ok(self.observe_hinted(host_path, None)?.0)
+    }
+
+    /// [`FsRoot::observe`], trusting `hint` for a regular file whose stat is
+    /// exactly the hint's: then the file is not opened, and its hash is
+    /// the hint's (its content is not kept). Also returns the stat of a
+    /// regular file as it was before it was read, for the next run's hint.
+    pub fn observe_hinted(
+        &self,
+        host_path: &str,
+        hint: Option<&CachedFile>,
+    ) -> Result<(Observed, Option<StatKey>)> {
         let parent = match self.parent(host_path)? {
             Ok(p) => p,
-            Err(missing_parents) => return Ok(Observed::Missing { missing_parents }),
+            Err(missing_parents) => return Ok((Observed::Missing { missing_parents }, None)),
         };
         let what = || self.display(host_path);
         let st = match fstatat(
@@ -224,14 +236,33 @@ impl FsRoot {
         ) {
             Ok(st) => st,
             Err(Errno::ENOENT) => {
-                return Ok(Observed::Missing {
-                    missing_parents: Vec::new(),
-                });
+                return Ok((
+                    Observed::Missing {
+                        missing_parents: Vec::new(),
+                    },
+                    None,
+                ));
             }
             Err(e) => return Err(anyhow!(e)).with_context(|| format!("failed to stat {}", what())),
         };
         let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-        Ok(match fmt {
+        if fmt == SFlag::S_IFREG
+            && let Some(hint) = hint
+            && hint.stat == stat_key(&st)
+            && let Some(sha256) = hex::decode(&hint.sha256)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        {
+            let observed = Observed::File {
+                meta: meta_of(&st),
+                size: u64::try_from(st.st_size).unwrap_or(0),
+                sha256,
+                content: None,
+            };
+            return Ok((observed, Some(hint.stat)));
+        }
+        let mut key = None;
+        let observed = match fmt {
             SFlag::S_IFREG => {
                 // O_NONBLOCK: if a FIFO was swapped in since the stat, do not hang.
                 let fd = openat(
@@ -245,6 +276,9 @@ impl FsRoot {
                 if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
                     bail!("{} changed type while being read", what());
                 }
+                // The stat from before the read: a write during it moves
+                // ctime past this, so the next run hashes again.
+                key = Some(stat_key(&st));
                 let (size, sha256, content) = hash_reader(File::from(fd))
                     .with_context(|| format!("failed to read {}", what()))?;
                 Observed::File {
@@ -294,7 +328,8 @@ impl FsRoot {
             _ => Observed::Other {
                 what: "an unknown file type",
             },
-        })
+        };
+        Ok((observed, key))
     }
 
     /// Reads a whole regular file (for snapshots of files larger than an
@@ -459,6 +494,20 @@ impl FsRoot {
             )
         })?;
         Ok(())
+    }
+}
+
+/// The parts of a stat that identify one version of a file.
+fn stat_key(st: &FileStat) -> StatKey {
+    StatKey {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
     }
 }
 

@@ -19,6 +19,7 @@ mod operator;
 mod readme;
 mod reliability;
 mod source;
+mod statcache;
 mod system;
 mod transactions;
 mod util;

@@ -101,10 +101,13 @@ fn each_changing_converge_is_a_generation_and_rollback_pins_the_host() {
     assert!(r.stdout.contains("(generation 2)"), "{}", r.stdout);
     let v2 = h.state();
     // A no-op converge changes nothing on the host, nor in the state dir
-    // but the record of when it looked (`last-run.json`, for `status`).
+    // but the record of when it looked (`last-run.json`, for `status`) and,
+    // the first time its files are old enough to trust, the stat cache
+    // (tests/integration/statcache.rs shows a warm no-op writes none).
     let without_last_run = || {
         let mut f = fingerprint(&h.env.state_dir());
         f.remove(Path::new("last-run.json"));
+        f.remove(Path::new("stat-cache.json"));
         f
     };
     let state_before = without_last_run();
