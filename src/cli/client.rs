@@ -71,15 +71,22 @@ pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
 }
 
 /// Asks the daemon to converge and follows the run: progress on stderr (a
-/// live line on a terminal, plain lines otherwise; none with `quiet`, for
-/// `--json`). Returns the run's result, which the caller reports as an
-/// in-process converge would be.
-pub fn converge(mut stream: UnixStream, dry_run: bool, quiet: bool) -> Result<ConvergeResult> {
+/// live line on a terminal, plain lines otherwise) or, with `json`, the
+/// socket's own `queued` and `event` lines on stdout, one JSON document per
+/// line, ahead of the envelope the caller prints last. Returns the run's
+/// result, which the caller reports as an in-process converge would be.
+pub fn converge(mut stream: UnixStream, dry_run: bool, json: bool) -> Result<ConvergeResult> {
     send(&mut stream, &Request::Converge { dry_run })?;
-    let mut progress = Progress::new(quiet);
+    let mut progress = Progress::new(json);
     for line in BufReader::new(stream).lines() {
         let line = line.context("lost the daemon while it converged (the run goes on there)")?;
-        match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {
+        let response =
+            serde_json::from_str::<Response>(&line).context("the daemon answered garbage")?;
+        if json && matches!(response, Response::Queued { .. } | Response::Event { .. }) {
+            progress.json_line(&line)?;
+            continue;
+        }
+        match response {
             Response::Queued { ahead } => progress.say(&format!(
                 "waiting for {} ahead of this one",
                 crate::words::count(ahead, "converge")
@@ -106,14 +113,14 @@ pub fn converge(mut stream: UnixStream, dry_run: bool, quiet: bool) -> Result<Co
 enum Progress {
     Bar(indicatif::ProgressBar),
     Lines,
-    Quiet,
+    /// `--json`: the socket's lines go to stdout as they come.
+    Json,
 }
 
 impl Progress {
-    /// `quiet`: no progress at all (`--json`).
-    fn new(quiet: bool) -> Self {
-        if quiet {
-            Progress::Quiet
+    fn new(json: bool) -> Self {
+        if json {
+            Progress::Json
         } else if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -128,8 +135,17 @@ impl Progress {
         match self {
             Progress::Bar(b) => b.set_message(text.to_owned()),
             Progress::Lines => eprintln_safe(text),
-            Progress::Quiet => {}
+            Progress::Json => {}
         }
+    }
+
+    /// One JSON line on stdout, flushed at once so that a script reading
+    /// the pipe follows the run live.
+    fn json_line(&mut self, line: &str) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .context("failed to write to stdout")
     }
 
     fn event(&mut self, e: &Event) {

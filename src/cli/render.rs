@@ -314,12 +314,13 @@ impl Report {
         Value::Object(out)
     }
 
-    /// Prints the report: JSON on stdout, or text (results on stdout,
-    /// problems on stderr).
+    /// Prints the report: JSON on stdout (one document on one line, so that
+    /// it is also the last line of a `converge --now --json` stream), or
+    /// text (results on stdout, problems on stderr).
     pub fn print(&self, json: bool, duration_ms: u64) -> std::io::Result<()> {
         if json {
             let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &self.json(duration_ms))?;
+            serde_json::to_writer(&mut out, &self.json(duration_ms))?;
             return writeln!(out);
         }
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -208,8 +208,19 @@ fn converge_now_goes_through_the_daemon() {
         "{}",
         String::from_utf8_lossy(&dry.stderr)
     );
-    // The same document as an in-process converge's.
-    let doc: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    // JSON lines: the run's events as they came, then the same document as
+    // an in-process converge's.
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let (doc, events) = lines.split_last().expect("an answer");
+    assert!(
+        events.iter().any(|e| e["type"] == "event"),
+        "no events streamed: {stdout}"
+    );
+    let doc = crate::json_schema::check(&serde_json::to_string(doc).unwrap(), 2);
     assert_eq!(doc["command"], "converge", "{doc}");
     assert_eq!(doc["result"], "changes_pending", "{doc}");
     assert_eq!(doc["mode"], "audit", "{doc}");
