@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -152,6 +152,162 @@ pub fn write_at_hooked(
     Ok(())
 }
 
+/// Files written together, each as [`write_at`] would, with the flushes
+/// shared: every temporary is written first, then each is flushed, then
+/// all are renamed over their targets, then each parent directory is
+/// flushed once. A rename still comes only after its temporary is on disk,
+/// so a crash at any point leaves every target old or new; what it can
+/// leave besides is complete temporaries, which recovery removes.
+///
+/// Each staged file holds an open descriptor until [`Batch::commit`]:
+/// callers bound a batch's size ([`BATCH_MAX`]). Dropping a batch that was
+/// not committed removes the temporaries not yet renamed.
+#[derive(Default)]
+pub struct Batch {
+    staged: Vec<Staged>,
+}
+
+/// Files a caller puts in one [`Batch`] at most: each holds a descriptor.
+pub const BATCH_MAX: usize = 128;
+
+/// Where [`Batch::commit`] stands, for its caller's progress: before or
+/// after renaming the file staged `i`-th.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renaming {
+    /// About to rename it; an error here stops the batch.
+    Before(usize),
+    /// Renamed: the target holds the new content.
+    After(usize),
+}
+
+/// One file of a [`Batch`]: its temporary, written, not yet flushed.
+struct Staged {
+    dir: OwnedFd,
+    tmp: String,
+    name: String,
+    file: Option<File>,
+    what: String,
+}
+
+impl Batch {
+    /// Files staged so far.
+    pub fn len(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Writes `content` to a temporary next to `name` in `dir`, with its
+    /// owner, group and mode; nothing is renamed yet. `what` names the file
+    /// in errors.
+    pub fn stage(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        content: &[u8],
+        perms: Perms,
+        what: String,
+    ) -> Result<()> {
+        let dir = dir
+            .try_clone_to_owned()
+            .with_context(|| format!("failed to keep the directory of {what} open"))?;
+        let tmp = temp_name(name);
+        let fd = openat(
+            dir.as_fd(),
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .with_context(|| format!("failed to create a temporary file for {what}"))?;
+        let mut f = File::from(fd);
+        let written = (|| -> Result<()> {
+            f.write_all(content)?;
+            fchown(
+                f.as_fd(),
+                Some(Uid::from_raw(perms.uid)),
+                Some(Gid::from_raw(perms.gid)),
+            )?;
+            // fchmod after fchown: chown clears setuid/setgid bits.
+            fchmod(f.as_fd(), Mode::from_bits_truncate(perms.mode))?;
+            Ok(())
+        })()
+        .with_context(|| format!("failed to write {what}"));
+        // Kept even when the write failed, so that the drop removes it.
+        self.staged.push(Staged {
+            dir,
+            tmp,
+            name: name.to_owned(),
+            file: Some(f),
+            what,
+        });
+        written
+    }
+
+    /// Flushes every temporary, then renames each over its target in the
+    /// order staged, telling `progress` before and after each rename (it
+    /// may refuse before one, for a stop request: the rest stay old), then
+    /// flushes each parent directory once.
+    pub fn commit(mut self, progress: &mut dyn FnMut(Renaming) -> Result<()>) -> Result<()> {
+        for s in &mut self.staged {
+            if let Some(f) = s.file.take() {
+                f.sync_all()
+                    .with_context(|| format!("failed to write {}", s.what))?;
+            }
+        }
+        let mut dirs: Vec<(u64, u64, usize)> = Vec::new();
+        let mut result = Ok(());
+        let mut done = 0;
+        for (i, s) in self.staged.iter().enumerate() {
+            if let Err(e) = progress(Renaming::Before(i)) {
+                result = Err(e);
+                break;
+            }
+            if let Err(e) = renameat(
+                s.dir.as_fd(),
+                s.tmp.as_str(),
+                s.dir.as_fd(),
+                s.name.as_str(),
+            ) {
+                result = Err(anyhow::Error::new(e).context(format!("failed to write {}", s.what)));
+                break;
+            }
+            done = i + 1;
+            let st = nix::sys::stat::fstat(s.dir.as_fd())
+                .with_context(|| format!("failed to stat the directory of {}", s.what))?;
+            if !dirs
+                .iter()
+                .any(|&(d, n, _)| (d, n) == (st.st_dev, st.st_ino))
+            {
+                dirs.push((st.st_dev, st.st_ino, i));
+            }
+            if let Err(e) = progress(Renaming::After(i)) {
+                result = Err(e);
+                break;
+            }
+        }
+        // What was renamed is flushed even when a later file failed: it is
+        // the new content, and must stay so.
+        for &(_, _, i) in &dirs {
+            let s = &self.staged[i];
+            fsync(s.dir.as_fd())
+                .with_context(|| format!("failed to sync the directory of {}", s.what))?;
+        }
+        self.staged.drain(..done);
+        result
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for s in &self.staged {
+            let _ = unlinkat(s.dir.as_fd(), s.tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
+}
+
 /// Atomically replaces (or creates) the file `dir/name`, which is not
 /// under a managed root (the state directory's own files).
 pub fn write_file(dir: &Path, name: &str, content: &[u8], perms: Perms) -> Result<()> {
@@ -186,6 +342,81 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["f"]);
+    }
+
+    fn names(d: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(d)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_batch_renames_in_order_and_a_refusal_leaves_the_rest_old_without_temporaries() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for n in ["a", "b", "c"] {
+            write_file(d.path(), n, b"old", Perms::private()).expect("write");
+        }
+        let dir = nix::fcntl::open(
+            d.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open dir");
+        let mut batch = Batch::default();
+        for n in ["a", "b", "c"] {
+            batch
+                .stage(dir.as_fd(), n, b"new", Perms::private(), n.to_owned())
+                .expect("stage");
+        }
+        assert_eq!(batch.len(), 3);
+        // Nothing is renamed while staging.
+        assert_eq!(std::fs::read(d.path().join("a")).expect("read"), b"old");
+        let mut seen = Vec::new();
+        let r = batch.commit(&mut |step| {
+            seen.push(step);
+            if step == Renaming::Before(2) {
+                anyhow::bail!("asked to stop");
+            }
+            Ok(())
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            seen,
+            [
+                Renaming::Before(0),
+                Renaming::After(0),
+                Renaming::Before(1),
+                Renaming::After(1),
+                Renaming::Before(2)
+            ]
+        );
+        let read = |n: &str| std::fs::read(d.path().join(n)).expect("read");
+        assert_eq!(
+            (read("a"), read("b"), read("c")),
+            (b"new".to_vec(), b"new".to_vec(), b"old".to_vec())
+        );
+        assert_eq!(names(d.path()), ["a", "b", "c"], "a temporary was left");
+    }
+
+    #[test]
+    fn a_batch_dropped_uncommitted_removes_its_temporaries() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = nix::fcntl::open(
+            d.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open dir");
+        let mut batch = Batch::default();
+        batch
+            .stage(dir.as_fd(), "x", b"new", Perms::private(), "x".to_owned())
+            .expect("stage");
+        assert_eq!(names(d.path()).len(), 1);
+        drop(batch);
+        assert!(names(d.path()).is_empty());
     }
 
     /// Regression: a 240-byte name (120 × "é") got a temporary name cut by

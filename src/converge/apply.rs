@@ -14,6 +14,7 @@ use super::observe::observe;
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
 use crate::desired::model::Kind;
+use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
 use crate::plan::rpmver::Evr;
 use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
@@ -124,7 +125,22 @@ pub fn apply(
         steps.total = steps.done + rest.len();
     }
     let live = root.is_live();
-    for change in rest {
+    let mut rest = rest.into_iter().peekable();
+    while let Some(change) = rest.next() {
+        if matches!(change.op, Op::WriteFile { .. }) {
+            // Files written next to each other share their flushes.
+            let mut group = vec![change];
+            while group.len() < BATCH_MAX
+                && rest
+                    .peek()
+                    .is_some_and(|c| matches!(c.op, Op::WriteFile { .. }))
+            {
+                group.extend(rest.next());
+            }
+            write_files(cx, &group, &mut steps, &mut files)?;
+            done.extend(group);
+            continue;
+        }
         stop_point(cx, &change)?;
         steps.started(&change);
         let result = match &change.op {
@@ -150,6 +166,52 @@ pub fn apply(
         done.push(change);
     }
     Ok(done)
+}
+
+/// Writes consecutive files as one batch ([`FsRoot::write_files`]); each
+/// step's events come as its file is renamed into place, and the crash
+/// points fire as they do for single writes.
+fn write_files(
+    cx: &ApplyContext<'_>,
+    group: &[Change],
+    steps: &mut Steps<'_>,
+    files: &mut usize,
+) -> Result<()> {
+    let mut batch = Vec::with_capacity(group.len());
+    for change in group {
+        stop_point(cx, change)?;
+        owner_known(&change.op)
+            .with_context(|| format!("failed to converge {}", change.resource))?;
+        if let Op::WriteFile {
+            path,
+            content,
+            meta,
+        } = &change.op
+        {
+            batch.push((path.as_str(), content.as_slice(), meta.ids));
+        }
+    }
+    cx.root
+        .write_files(&batch, &mut |step| {
+            match step {
+                Renaming::Before(i) => {
+                    stop_point(cx, &group[i])?;
+                    steps.started(&group[i]);
+                }
+                Renaming::After(i) => {
+                    steps.finished(&group[i]);
+                    *files += 1;
+                    fault::point_n("after-file", *files);
+                }
+            }
+            Ok(())
+        })
+        .map_err(|(i, e)| {
+            let resource = group
+                .get(i)
+                .map_or(String::new(), |c| c.resource.to_string());
+            e.context(format!("failed to converge {resource}"))
+        })
 }
 
 /// A stop request ends forward work before the next step.
@@ -250,7 +312,8 @@ fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>>
     Ok(ids)
 }
 
-fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
+/// An owner left for the package transaction to create must exist now.
+fn owner_known(op: &Op) -> Result<()> {
     if let Op::CreateDir { meta, .. } | Op::WriteFile { meta, .. } | Op::SetMeta { meta, .. } = op
         && meta.deferred
     {
@@ -261,6 +324,11 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
             op.path().unwrap_or("?")
         );
     }
+    Ok(())
+}
+
+fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
+    owner_known(op)?;
     match op {
         Op::CreateDir { path, meta } => root.create_dir(path, meta.ids),
         Op::WriteFile {

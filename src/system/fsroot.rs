@@ -10,7 +10,9 @@
 //!
 //! Writes are atomic and durable: temporary file in the same directory,
 //! write, owner/group/mode, fsync, rename over the target, fsync the
-//! directory. A crash at any point leaves the old file or the new one.
+//! directory (for many files at once, the temporaries first, then their
+//! flushes, the renames, and one flush per directory). A crash at any point
+//! leaves the old file or the new one.
 
 use std::fs::File;
 use std::io::Read;
@@ -367,6 +369,45 @@ impl FsRoot {
             &|| self.display(host_path),
             &|| fault::point_n("mid-write", WRITES.fetch_add(1, Ordering::Relaxed) + 1),
         )
+    }
+
+    /// Atomically replaces (or creates) several regular files, with the
+    /// flushes shared ([`durable::Batch`]): every target ends old or new
+    /// even under a crash. `progress` hears before and after each rename.
+    /// An error carries the index of the file it is about.
+    pub fn write_files(
+        &self,
+        files: &[(&str, &[u8], FsMeta)],
+        progress: &mut dyn FnMut(durable::Renaming) -> Result<()>,
+    ) -> Result<(), (usize, anyhow::Error)> {
+        let mut batch = durable::Batch::default();
+        for (i, (host_path, content, meta)) in files.iter().enumerate() {
+            let p = self.require_parent(host_path).map_err(|e| (i, e))?;
+            let perms = durable::Perms {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+            };
+            batch
+                .stage(
+                    p.dir.as_fd(),
+                    &p.name,
+                    content,
+                    perms,
+                    self.display(host_path),
+                )
+                .map_err(|e| (i, e))?;
+        }
+        let mut at = 0;
+        batch
+            .commit(&mut |step| {
+                if let durable::Renaming::Before(i) = step {
+                    at = i;
+                    fault::point_n("mid-write", WRITES.fetch_add(1, Ordering::Relaxed) + 1);
+                }
+                progress(step)
+            })
+            .map_err(|e| (at, e))
     }
 
     /// Removes what writes to `host_path` that a crash cut short left next

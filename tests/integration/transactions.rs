@@ -310,6 +310,82 @@ fn a_crash_at_every_step_recovers_to_the_old_state_then_converges() {
     }
 }
 
+/// Many files are written as one batch (temporaries, their flushes, the
+/// renames, one flush per directory). Killed inside the batch, every target
+/// is still exactly its old bytes or its new ones, the renames happened in
+/// order, and what is left besides is complete temporaries, which recovery
+/// removes.
+#[test]
+fn a_crash_inside_a_batch_of_writes_leaves_every_file_old_or_new() {
+    const N: usize = 40;
+    // Sizes differ between versions, so that a torn write would show.
+    let files = |v: &str, size: usize| -> String {
+        (0..N)
+            .map(|i| {
+                format!(
+                    "[[file]]\npath = '/srv/app/f{i:02}'\ncontent = '{}'\n",
+                    v.repeat(size + i)
+                )
+            })
+            .collect()
+    };
+    let old_of = |i: usize| "a".repeat(10 + i);
+    let new_of = |i: usize| "b".repeat(3000 + i);
+    for (step, renamed) in [
+        ("mid-write:1", 0),
+        ("mid-write:20", 19),
+        ("after-file:25", 25),
+    ] {
+        let h = Host::new();
+        h.declare("v1", &files("a", 10));
+        h.converge().expect_code(2);
+        let old = h.state();
+        h.declare("v1", &files("b", 3000));
+        let r = h.run_env(&["converge", "--now"], &[("DRIFTLESS_FAULT", step)]);
+        assert_eq!(r.code, 137, "{step}: not killed\n{}", r.stderr);
+        let mut new = 0;
+        for i in 0..N {
+            let got =
+                std::fs::read_to_string(h.root.join(format!("srv/app/f{i:02}"))).expect("read");
+            if got == new_of(i) {
+                new += 1;
+            } else {
+                assert_eq!(got, old_of(i), "{step}: f{i:02} is neither old nor new");
+            }
+        }
+        assert_eq!(new, renamed, "{step}: files renamed before the kill");
+        // The batch staged every file before the first rename: the rest
+        // are complete temporaries, never partial ones.
+        let temps: Vec<PathBuf> = std::fs::read_dir(h.root.join("srv/app"))
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.to_string_lossy().contains(".driftless-"))
+            .collect();
+        assert_eq!(temps.len(), N - renamed, "{step}: {temps:?}");
+        for t in &temps {
+            let name = t.file_name().expect("name").to_string_lossy().into_owned();
+            let i: usize = name[2..4].parse().expect("index in the name");
+            assert_eq!(
+                std::fs::read_to_string(t).expect("read"),
+                new_of(i),
+                "{step}: {name}"
+            );
+        }
+        h.run(&["recover"]).expect_code(0);
+        assert_eq!(
+            h.state(),
+            old,
+            "{step}: recovery did not restore the old state"
+        );
+        h.converge().expect_code(2);
+        for i in 0..N {
+            let got =
+                std::fs::read_to_string(h.root.join(format!("srv/app/f{i:02}"))).expect("read");
+            assert_eq!(got, new_of(i), "{step}: f{i:02} after the next converge");
+        }
+    }
+}
+
 #[test]
 fn three_interrupted_converges_in_a_row_quarantine_the_head() {
     let h = Host::new();
