@@ -14,7 +14,8 @@ use crate::desired::{DesiredState, Diagnostic};
 use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCache};
 use crate::plan::rpmver::Evr;
 use crate::plan::{self, Plan, PlanProblem};
-use crate::system::{accounts, dnf, fsroot::FsRoot, rpm, systemctl};
+use crate::system::fsroot::{FsRoot, Parents};
+use crate::system::{accounts, dnf, rpm, systemctl};
 
 /// Why nothing was changed: the desired state or plan could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,7 @@ fn observe_cached(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut parents = Parents::default();
     for path in plan::paths_to_observe(desired) {
         let want = wanted.get(path.as_str());
         // Only an entry with the content wanted now saves the read: a file
@@ -136,7 +138,7 @@ fn observe_cached(
         let hint = cached
             .and_then(|c| c.get(&path))
             .filter(|h| want.is_some_and(|w| *w == h.sha256));
-        let (o, key) = root.observe_hinted(&path, hint)?;
+        let (o, key) = root.observe_hinted(&path, hint, &mut parents)?;
         debug!(
             path,
             observed = o.kind_word(),

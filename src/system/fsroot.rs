@@ -14,9 +14,10 @@
 //! flushes, the renames, and one flush per directory). A crash at any point
 //! leaves the old file or the new one.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -51,6 +52,49 @@ pub struct FsRoot {
 struct Parent {
     dir: OwnedFd,
     name: String,
+}
+
+/// A parent directory borrowed from [`Parents`], and the final name.
+struct Parent2<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a str,
+}
+
+/// Directories held at most by [`Parents`]: each is an open descriptor.
+const PARENTS_MAX: usize = 256;
+
+/// Parent directories resolved once for a whole pass of read-only
+/// observations: files in one directory share its resolution, so a
+/// file's observation is one `fstatat` when its stat is trusted. Only for
+/// passes that change nothing (a directory created meanwhile would not be
+/// seen), dropped when the pass ends.
+#[derive(Default)]
+pub struct Parents {
+    dirs: HashMap<String, std::result::Result<OwnedFd, Vec<String>>>,
+}
+
+impl Parents {
+    /// The open parent of `host_path` and its final name, or the missing
+    /// ancestors.
+    fn resolve<'p>(
+        &'p mut self,
+        root: &FsRoot,
+        host_path: &'p str,
+    ) -> Result<std::result::Result<(BorrowedFd<'p>, &'p str), Vec<String>>> {
+        use std::collections::hash_map::Entry;
+        let (dir_part, name) = split(host_path)?;
+        if self.dirs.len() >= PARENTS_MAX && !self.dirs.contains_key(dir_part) {
+            self.dirs.clear();
+        }
+        let resolved: &'p _ = match self.dirs.entry(dir_part.to_owned()) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert(root.parent(host_path)?.map(|p| p.dir)),
+        };
+        Ok(match resolved {
+            Ok(fd) => Ok((fd.as_fd(), name)),
+            Err(missing) => Err(missing.clone()),
+        })
+    }
 }
 
 impl FsRoot {
@@ -214,7 +258,9 @@ impl FsRoot {
     /// Looks at `host_path` without following a final symlink and without
     /// changing anything.
     pub fn observe(&self, host_path: &str) -> Result<Observed> {
-        Ok(self.observe_hinted(host_path, None)?.0)
+        Ok(self
+            .observe_hinted(host_path, None, &mut Parents::default())?
+            .0)
     }
 
     /// [`FsRoot::observe`], trusting `hint` for a regular file whose stat is
@@ -225,17 +271,15 @@ impl FsRoot {
         &self,
         host_path: &str,
         hint: Option<&CachedFile>,
+        parents: &mut Parents,
     ) -> Result<(Observed, Option<StatKey>)> {
-        let parent = match self.parent(host_path)? {
+        let (dir_fd, name) = match parents.resolve(self, host_path)? {
             Ok(p) => p,
             Err(missing_parents) => return Ok((Observed::Missing { missing_parents }, None)),
         };
+        let parent = Parent2 { dir: dir_fd, name };
         let what = || self.display(host_path);
-        let st = match fstatat(
-            parent.dir.as_fd(),
-            parent.name.as_str(),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
+        let st = match fstatat(parent.dir, parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) => {
                 return Ok((
@@ -268,8 +312,8 @@ impl FsRoot {
             SFlag::S_IFREG => {
                 // O_NONBLOCK: if a FIFO was swapped in since the stat, do not hang.
                 let fd = openat(
-                    parent.dir.as_fd(),
-                    parent.name.as_str(),
+                    parent.dir,
+                    parent.name,
                     OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
@@ -292,8 +336,8 @@ impl FsRoot {
             }
             SFlag::S_IFDIR => {
                 let fd = openat(
-                    parent.dir.as_fd(),
-                    parent.name.as_str(),
+                    parent.dir,
+                    parent.name,
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
@@ -318,7 +362,7 @@ impl FsRoot {
                 }
             }
             SFlag::S_IFLNK => {
-                let target = readlinkat(parent.dir.as_fd(), parent.name.as_str())
+                let target = readlinkat(parent.dir, parent.name)
                     .with_context(|| format!("failed to read symlink {}", what()))?;
                 Observed::Symlink {
                     target: target.to_string_lossy().into_owned(),
@@ -604,6 +648,39 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = FsRoot::open(dir.path()).expect("open root");
         (dir, r)
+    }
+
+    /// Observations sharing one [`Parents`] see exactly what fresh ones
+    /// see: files in one directory, a missing parent, a parent reached
+    /// through a symlink, and a symlink leaving the root (confined).
+    #[test]
+    fn observations_sharing_parents_match_fresh_ones() {
+        let (dir, r) = root();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("etc/app")).expect("mkdir");
+        std::fs::write(d.join("etc/app/a"), "a").expect("write");
+        std::fs::write(d.join("etc/app/b"), "bb").expect("write");
+        symlink("etc/app", d.join("via")).expect("symlink");
+        symlink("/etc", d.join("abs")).expect("symlink");
+        let paths = [
+            "/etc/app/a",
+            "/etc/app/b",
+            "/etc/app/none",
+            "/missing/deeper/x",
+            "/missing/deeper/y",
+            "/via/a",
+            "/abs/app/b",
+        ];
+        let mut parents = Parents::default();
+        for p in paths {
+            let shared = r.observe_hinted(p, None, &mut parents).expect("observe").0;
+            let fresh = r.observe(p).expect("observe");
+            assert_eq!(format!("{shared:?}"), format!("{fresh:?}"), "{p}");
+        }
+        assert!(matches!(
+            r.observe_hinted("/missing/deeper/y", None, &mut parents).expect("observe").0,
+            Observed::Missing { ref missing_parents } if !missing_parents.is_empty()
+        ));
     }
 
     const META: FsMeta = FsMeta {
