@@ -169,7 +169,7 @@ fn desired_hashes(desired: &DesiredState) -> BTreeMap<&str, String> {
         .iter()
         .filter_map(|d| match &d.resource {
             Resource::File(f) if f.ensure == Ensure::Present => {
-                Some((f.path.as_str(), hex::encode(plan::sha256(&f.content))))
+                Some((f.path.as_str(), hex::encode(f.content.sha256())))
             }
             _ => None,
         })

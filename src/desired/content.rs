@@ -5,7 +5,7 @@
 use super::diag::{Diagnostic, Origin};
 use super::facts::Facts;
 use super::merge::Winner;
-use super::model::{Declared, Ensure, File, Resource};
+use super::model::{Content, Declared, Ensure, File, Resource};
 use super::options::LoadOptions;
 use super::parse::{ContentSpec, Decl, FileSpec, ParsedFile, Spec};
 use super::template::{Scope, TemplateOrigin, render};
@@ -127,7 +127,7 @@ impl Contents<'_> {
         Some(File {
             path: f.path.clone(),
             ensure: f.ensure,
-            content,
+            content: Content::new(content),
             meta: f.meta.clone(),
             sensitive: f.sensitive,
         })

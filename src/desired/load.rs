@@ -365,7 +365,7 @@ mod tests {
         let content = |p: &str| {
             d.resources.iter().find_map(|r| match &r.resource {
                 Resource::File(f) if f.path == p => {
-                    Some(String::from_utf8_lossy(&f.content).into_owned())
+                    Some(String::from_utf8_lossy(f.content.bytes()).into_owned())
                 }
                 _ => None,
             })

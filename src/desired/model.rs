@@ -193,6 +193,45 @@ pub struct Meta {
     pub mode: u32,
 }
 
+/// The bytes a file must hold, hashed once when they are made: every run
+/// compares them with the host by hash, and the hash is what a no-op needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Content {
+    bytes: Vec<u8>,
+    sha256: [u8; 32],
+}
+
+impl Content {
+    /// Takes the bytes and hashes them.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        use sha2::Digest;
+        let sha256 = sha2::Sha256::digest(&bytes).into();
+        Self { bytes, sha256 }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Their SHA-256.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+}
+
+impl Default for Content {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+impl From<&str> for Content {
+    fn from(s: &str) -> Self {
+        Self::new(s.as_bytes().to_vec())
+    }
+}
+
 /// A regular file with its final (read and rendered) content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct File {
@@ -202,7 +241,7 @@ pub struct File {
     pub ensure: Ensure,
     /// The exact bytes the file must hold (empty when absent).
     #[serde(skip)]
-    pub content: Vec<u8>,
+    pub content: Content,
     /// Ownership and mode.
     pub meta: Meta,
     /// Never show the content in diffs or logs.
@@ -382,7 +421,7 @@ impl DesiredState {
         for d in &self.resources {
             h.update(serde_json::to_vec(&d.resource).unwrap_or_default());
             if let Resource::File(f) = &d.resource {
-                h.update(sha2::Sha256::digest(&f.content));
+                h.update(f.content.sha256());
             }
         }
         h.update(serde_json::to_vec(&self.checks).unwrap_or_default());

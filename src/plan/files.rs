@@ -8,7 +8,7 @@ use super::content::text_diff;
 use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
-use crate::desired::model::{Ensure, Kind, Meta, Resource, ResourceId};
+use crate::desired::model::{Content, Ensure, Kind, Meta, Resource, ResourceId};
 
 /// The path planner's state while one plan is made.
 pub(super) struct Planner<'a> {
@@ -196,7 +196,7 @@ impl<'a> Planner<'a> {
     ) -> Result<(), String> {
         match r {
             Resource::Repo(repo) => {
-                let content = repo.render();
+                let content = Content::new(repo.render());
                 let meta = Meta {
                     owner: "root".into(),
                     group: "root".into(),
@@ -327,7 +327,7 @@ impl<'a> Planner<'a> {
         id: &ResourceId,
         path: &str,
         ensure: Ensure,
-        content: &[u8],
+        content: &Content,
         meta: &Meta,
         sensitive: bool,
         observed: &Observed,
@@ -348,7 +348,7 @@ impl<'a> Planner<'a> {
         let want = self.meta(meta)?;
         let write = |reasons: Vec<String>, old: Option<&[u8]>| {
             let diff = (!sensitive)
-                .then(|| text_diff(path, old, content))
+                .then(|| text_diff(path, old, content.bytes()))
                 .flatten();
             let mut reasons = reasons;
             if sensitive {
@@ -358,7 +358,7 @@ impl<'a> Planner<'a> {
                 id,
                 Op::WriteFile {
                     path: path.to_owned(),
-                    content: content.to_vec(),
+                    content: content.bytes().to_vec(),
                     meta: want.clone(),
                 },
                 reasons,
@@ -377,7 +377,7 @@ impl<'a> Planner<'a> {
                 ..
             } => {
                 let meta_reasons = self.meta_reasons(*have, &want);
-                if *sha256 != super::content::sha256(content) {
+                if sha256 != content.sha256() {
                     let mut reasons = vec!["content differs".to_owned()];
                     reasons.extend(meta_reasons);
                     Some(write(reasons, old.as_deref()))

@@ -221,7 +221,7 @@ mod tests {
         Resource::File(File {
             path: path.into(),
             ensure: Ensure::Present,
-            content: content.as_bytes().to_vec(),
+            content: content.into(),
             meta: meta(0o644),
             sensitive: false,
         })

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::json::{read_json, write_json};
 use super::objects::Objects;
 use crate::desired::DesiredState;
-use crate::desired::model::Resource;
+use crate::desired::model::{Content, Resource};
 
 const FILE: &str = "last-good.json";
 
@@ -22,6 +22,16 @@ struct Stored {
     desired: DesiredState,
     /// File contents by path, in the object store.
     contents: BTreeMap<String, String>,
+}
+
+/// [`Stored`] as written: borrowed, so that saving does not copy every
+/// file's content.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    key: &'a str,
+    source: &'a str,
+    desired: &'a DesiredState,
+    contents: &'a BTreeMap<String, String>,
 }
 
 /// A stored last-good state.
@@ -42,17 +52,26 @@ pub(super) fn save(
     source: &str,
     desired: &DesiredState,
 ) -> Result<()> {
-    let mut contents = BTreeMap::new();
-    for d in &desired.resources {
-        if let Resource::File(f) = &d.resource {
-            contents.insert(f.path.clone(), objects.put(&f.content)?);
-        }
-    }
-    let stored = Stored {
-        key: key.to_owned(),
-        source: source.to_owned(),
-        desired: desired.clone(),
-        contents,
+    let files: Vec<_> = desired
+        .resources
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::File(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    let ids = objects.put_all(
+        files
+            .iter()
+            .map(|f| (f.content.sha256(), f.content.bytes())),
+    )?;
+    let contents: BTreeMap<String, String> =
+        files.iter().map(|f| f.path.clone()).zip(ids).collect();
+    let stored = StoredRef {
+        key,
+        source,
+        desired,
+        contents: &contents,
     };
     write_json(state_dir, FILE, &stored)
 }
@@ -68,7 +87,7 @@ pub(super) fn load(state_dir: &Path, objects: &Objects) -> Result<Option<LastGoo
                 .contents
                 .get(&f.path)
                 .with_context(|| format!("last-good state lacks the content of {}", f.path))?;
-            f.content = objects.get(id)?;
+            f.content = Content::new(objects.get(id)?);
         }
     }
     Ok(Some(LastGood {
@@ -109,7 +128,7 @@ mod tests {
         let back = store.load_last_good().expect("load").expect("some");
         assert_eq!(back.key, a.content_key());
         assert!(
-            matches!(&back.desired.resources[0].resource, Resource::File(f) if f.content == b"one")
+            matches!(&back.desired.resources[0].resource, Resource::File(f) if f.content.bytes() == b"one")
         );
         assert_eq!(a.content_key(), desired("one").content_key());
         assert_ne!(a.content_key(), desired("two").content_key());

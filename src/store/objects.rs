@@ -45,6 +45,42 @@ impl Objects {
         Ok(id)
     }
 
+    /// Stores many contents, given with their SHA-256, with the writes
+    /// batched ([`crate::durable::Batch`]); returns their hex ids in order.
+    /// A content already stored, or twice in `items`, is written once.
+    pub fn put_all<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a [u8; 32], &'a [u8])>,
+    ) -> Result<Vec<String>> {
+        use crate::durable::{BATCH_MAX, Batch, Perms};
+        use std::os::fd::AsFd;
+        let dir = nix::fcntl::open(
+            &self.dir,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("failed to open {}", self.dir.display()))?;
+        let mut ids = Vec::new();
+        let mut staged = BTreeSet::new();
+        let mut batch = Batch::default();
+        for (sha, bytes) in items {
+            let id = hex::encode(sha);
+            if !staged.contains(&id) && !self.dir.join(&id).is_file() {
+                let what = format!("object {id}");
+                batch.stage(dir.as_fd(), &id, bytes, Perms::private(), what)?;
+                staged.insert(id.clone());
+                if batch.len() >= BATCH_MAX {
+                    std::mem::take(&mut batch).commit(&mut |_| Ok(()))?;
+                }
+            }
+            ids.push(id);
+        }
+        batch.commit(&mut |_| Ok(()))?;
+        Ok(ids)
+    }
+
     /// Reads an object, checking that its content still has its hash.
     pub fn get(&self, id: &str) -> Result<Vec<u8>> {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
