@@ -19,6 +19,8 @@
 //!   deadline and the interrupt flag, because gix cannot interrupt a blocked
 //!   handshake read. See [`fetch`] for how the abandoned worker is bounded.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -594,7 +596,13 @@ pub struct GitTree {
     repo: gix::Repository,
     commit: ObjectId,
     tree: ObjectId,
+    /// Trees decoded so far, by id: a load looks up every source below one
+    /// `files/` tree, which would otherwise be inflated again per path.
+    trees: RefCell<HashMap<ObjectId, Entries>>,
 }
+
+/// A decoded tree: each entry's mode and object id, by name.
+type Entries = HashMap<Vec<u8>, (gix::objs::tree::EntryKind, ObjectId)>;
 
 impl GitTree {
     /// The tree of `commit` in `repo`.
@@ -609,6 +617,7 @@ impl GitTree {
             repo: repo.clone(),
             commit,
             tree,
+            trees: RefCell::default(),
         })
     }
 
@@ -643,19 +652,43 @@ impl GitTree {
                 // A file, symlink or submodule cannot have children here.
                 return Ok(None);
             }
-            let tree = self.repo.find_tree(current.1).with_context(|| {
-                format!(
-                    "reading tree {} for {path:?} in {}",
-                    current.1,
-                    self.describe()
-                )
-            })?;
-            match tree.find_entry(part) {
-                Some(entry) => current = (entry.mode().kind(), entry.object_id()),
+            let found = self.with_entries(current.1, path, |e| e.get(part.as_bytes()).copied())?;
+            match found {
+                Some(entry) => current = entry,
                 None => return Ok(None),
             }
         }
         Ok(Some(current))
+    }
+
+    /// Calls `f` with the decoded entries of tree `id` (decoded once per
+    /// load); `path` is what was looked up, for errors.
+    fn with_entries<T>(
+        &self,
+        id: ObjectId,
+        path: &str,
+        f: impl FnOnce(&Entries) -> T,
+    ) -> Result<T> {
+        if let Some(e) = self.trees.borrow().get(&id) {
+            return Ok(f(e));
+        }
+        let tree = self
+            .repo
+            .find_tree(id)
+            .with_context(|| format!("reading tree {id} for {path:?} in {}", self.describe()))?;
+        let mut entries = Entries::new();
+        for entry in tree.iter() {
+            let entry = entry.map_err(anyhow::Error::from).with_context(|| {
+                format!("decoding tree {id} for {path:?} in {}", self.describe())
+            })?;
+            entries.insert(
+                entry.filename().to_vec(),
+                (entry.mode().kind(), entry.object_id()),
+            );
+        }
+        let out = f(&entries);
+        self.trees.borrow_mut().insert(id, entries);
+        Ok(out)
     }
 
     fn blob(&self, id: ObjectId, path: &str) -> Result<Vec<u8>> {
@@ -720,26 +753,23 @@ impl ConfigTree for GitTree {
             Some((Mode::Tree, id)) => id,
             Some(_) => bail!("{dir}: not a directory in {}", self.describe()),
         };
-        let tree = self.repo.find_tree(id).with_context(|| {
-            format!(
-                "failed to read tree {id} for {dir:?} in {}",
-                self.describe()
-            )
+        let names: Result<Vec<String>> = self.with_entries(id, dir, |entries| {
+            entries
+                .keys()
+                .map(|name| {
+                    std::str::from_utf8(name)
+                        .map(str::to_owned)
+                        .with_context(|| {
+                            format!(
+                                "non-UTF-8 name {:?} in {dir:?} in {}",
+                                String::from_utf8_lossy(name),
+                                self.describe()
+                            )
+                        })
+                })
+                .collect()
         })?;
-        let mut names = Vec::new();
-        for entry in tree.iter() {
-            let entry = entry.map_err(anyhow::Error::from).with_context(|| {
-                format!("decoding tree {id} for {dir:?} in {}", self.describe())
-            })?;
-            let name = entry.filename().to_str().with_context(|| {
-                format!(
-                    "non-UTF-8 name {:?} in {dir:?} in {}",
-                    entry.filename(),
-                    self.describe()
-                )
-            })?;
-            names.push(name.to_owned());
-        }
+        let mut names = names?;
         // Git orders trees with directories as if suffixed by '/'; the trait wants plain sorting.
         names.sort();
         Ok(names)
