@@ -698,7 +698,12 @@ impl GitTree {
                 self.describe()
             )
         })?;
-        Ok(blob.take_data())
+        let mut data = blob.take_data();
+        // A blob decoded from a delta comes in a buffer sized for the delta
+        // base and the result; the desired state keeps every file's bytes
+        // for the whole run, so keep only what they need.
+        data.shrink_to_fit();
+        Ok(data)
     }
 }
 
