@@ -169,6 +169,31 @@ pub(super) fn host_name(settings: &Settings, req: &SourceRequest, facts: &Facts)
     Ok(name)
 }
 
+/// What the cached desired state of a commit is kept under: everything
+/// its load depended on besides the commit — the host, the facts its
+/// templates saw, the loader's options and its version.
+fn desired_cache_key(commit: &str, host: &str, facts: &Facts, opts: &LoadOptions) -> String {
+    use sha2::Digest;
+    /// Bumped when what a load produces changes within one version.
+    const FORMAT: u32 = 1;
+    let mut h = sha2::Sha256::new();
+    let facts = serde_json::to_vec(facts).unwrap_or_default();
+    for part in [
+        FORMAT.to_string().as_bytes(),
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        commit.as_bytes(),
+        host.as_bytes(),
+        &facts,
+        opts.state_dir.as_bytes(),
+        opts.max_file_size.to_string().as_bytes(),
+    ] {
+        // Length-prefixed, so that no two different inputs run together.
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    hex::encode(h.finalize())
+}
+
 /// Opens the source and loads the host's desired state, filling `subject`.
 /// `Ok(Err(diagnostics))`: the repo is invalid.
 pub(super) fn load(
@@ -180,6 +205,9 @@ pub(super) fn load(
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Result<Loaded, Invalid>> {
+    // The caller holds the lock (a converge): the state directory may be
+    // written, here the cache of the loaded desired state.
+    let may_write = state.is_some();
     let Opened {
         tree,
         commit,
@@ -190,12 +218,36 @@ pub(super) fn load(
     let facts = system::facts::gather();
     let host = host_name(&app.settings, req, &facts)?;
     subject.host = Some(host.clone());
-    match desired::load(
-        tree.as_ref(),
-        &host,
-        &facts,
-        &load_options(&app.settings, cancel),
-    ) {
+    let opts = load_options(&app.settings, cancel);
+    // A commit is immutable: loaded once for this host and these facts, it
+    // is not read again (a directory can change under the same name, so
+    // it is always read).
+    let cache_key = commit
+        .as_deref()
+        .map(|c| desired_cache_key(c, &host, &facts, &opts));
+    let cached = cache_key
+        .as_deref()
+        .and_then(|k| app.store.load_desired_cache(k));
+    let was_cached = cached.is_some();
+    if was_cached {
+        tracing::debug!(
+            commit = commit.as_deref().unwrap_or(""),
+            "desired state from the state directory: the commit was loaded before"
+        );
+    }
+    let result = match cached {
+        Some(desired) => Ok(desired),
+        None => desired::load(tree.as_ref(), &host, &facts, &opts),
+    };
+    if let (Ok(desired), Some(key), false, true) = (&result, &cache_key, was_cached, may_write)
+        && let Err(e) = app.store.save_desired_cache(key, desired)
+    {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "could not keep the loaded desired state for the next run"
+        );
+    }
+    match result {
         Ok(desired) => {
             subject.host_file = Some(desired.host_file.clone());
             subject.roles = desired.roles.clone();

@@ -151,7 +151,8 @@ pub(super) fn prepare(
     cancel: &Cancel,
 ) -> Result<Result<Prepared, Unprepared>> {
     let cache = app.store.load_stat_cache();
-    match converge::prepare(desired, source_desc, root, &cache, cancel) {
+    let contents = |sha: &[u8; 32]| app.store.content(sha);
+    match converge::prepare(desired, source_desc, root, &cache, &contents, cancel) {
         Ok(p) => {
             sink.event(&Event::Planned {
                 changes: events::count_kinds(p.plan.changes.iter().map(|c| c.resource.clone())),

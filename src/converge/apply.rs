@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::events::{Event, Sink};
 use super::keep_rpms;
-use super::observe::observe;
+use super::observe::{Contents, hydrate, observe};
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
 use crate::desired::model::Kind;
@@ -33,6 +33,8 @@ pub struct ApplyContext<'a> {
     pub latest: BTreeMap<String, Evr>,
     /// The run's cancellation: checked before every step.
     pub cancel: &'a Cancel,
+    /// Where the bytes of contents known by hash only are read from.
+    pub contents: &'a Contents<'a>,
 }
 
 /// Numbers the steps for events as they are applied.
@@ -232,7 +234,11 @@ fn replan(
 ) -> Result<Vec<Change>> {
     let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)
         .context("failed to observe the host after the package transaction")?;
-    let plan = plan::plan_after(cx.desired, &host, done)
+    // A package may have put its own file where a managed one was in
+    // place: that one's bytes are needed now.
+    let mut desired = cx.desired.clone();
+    hydrate(&mut desired, &host, cx.contents)?;
+    let plan = plan::plan_after(&desired, &host, done)
         .map_err(|p| problems("after the package transaction", &p))?;
     if let Some(c) = plan
         .changes
@@ -258,8 +264,10 @@ fn problems(when: &str, problems: &[PlanProblem]) -> anyhow::Error {
 /// as they are now.
 fn replan_packages(cx: &ApplyContext<'_>, latest: &BTreeMap<String, Evr>) -> Result<Vec<Change>> {
     let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)?;
+    let mut desired = cx.desired.clone();
+    hydrate(&mut desired, &host, cx.contents)?;
     let plan =
-        plan::plan(cx.desired, &host).map_err(|p| problems("after writing the repo files", &p))?;
+        plan::plan(&desired, &host).map_err(|p| problems("after writing the repo files", &p))?;
     Ok(plan
         .changes
         .into_iter()

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tracing::debug;
 
 use crate::cancel::Cancel;
@@ -54,16 +54,18 @@ pub struct Prepared {
 /// A file whose stat is the one `cache` recorded with its desired content
 /// is not read (the no-op's hot path: a stat per file).
 pub fn prepare(
-    desired: DesiredState,
+    mut desired: DesiredState,
     source: String,
     root: Option<&FsRoot>,
     cache: &StatCache,
+    contents: &Contents<'_>,
     cancel: &Cancel,
 ) -> Result<Prepared, PrepareError> {
     let observed = match root {
         Some(root) => observe_cached(root, &desired, None, cache, cancel)?,
         None => observe_empty(&desired),
     };
+    hydrate(&mut desired, &observed, contents)?;
     let plan = plan::plan(&desired, &observed).map_err(PrepareError::Unplannable)?;
     let verified = StatCache {
         root: root.map(root_name).unwrap_or_default(),
@@ -77,6 +79,40 @@ pub fn prepare(
         cache_stale: verified != *cache,
         verified,
     })
+}
+
+/// Where the bytes of a content known by its hash are read from (the
+/// object store), for a desired state read back from the state directory.
+pub type Contents<'a> = dyn Fn(&[u8; 32]) -> Result<Vec<u8>> + 'a;
+
+/// Loads the bytes of every desired file that `observed` shows is to
+/// change and whose content is known by its hash only; a file found with
+/// its desired content needs none (the no-op reads no content at all).
+pub fn hydrate(
+    desired: &mut DesiredState,
+    observed: &ObservedHost,
+    contents: &Contents<'_>,
+) -> Result<()> {
+    for d in &mut desired.resources {
+        let Resource::File(f) = &mut d.resource else {
+            continue;
+        };
+        if f.ensure != Ensure::Present || f.content.bytes().is_some() {
+            continue;
+        }
+        let in_place = matches!(
+            observed.paths.get(&f.path),
+            Some(Observed::File { sha256, .. }) if sha256 == f.content.sha256()
+        );
+        if !in_place {
+            let bytes = contents(f.content.sha256())
+                .with_context(|| format!("failed to read the desired content of {}", f.path))?;
+            f.content
+                .fill(bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.path))?;
+        }
+    }
+    Ok(())
 }
 
 /// The name a stat cache is kept under: the root's path.

@@ -143,12 +143,14 @@ pub fn transact(
     });
     fault::point("after-snapshot");
 
+    let contents = |sha: &[u8; 32]| stores.objects.get(&hex::encode(sha));
     let cx = ApplyContext {
         root: engine.root,
         desired,
         packages: &stores.packages,
         latest: prepared.latest.clone(),
         cancel,
+        contents: &contents,
     };
     let mut dnf_ids = Vec::new();
     let result = apply(&cx, plan, &mut dnf_ids, sink).and_then(|changes| {

@@ -364,9 +364,9 @@ mod tests {
         );
         let content = |p: &str| {
             d.resources.iter().find_map(|r| match &r.resource {
-                Resource::File(f) if f.path == p => {
-                    Some(String::from_utf8_lossy(f.content.bytes()).into_owned())
-                }
+                Resource::File(f) if f.path == p => Some(
+                    String::from_utf8_lossy(f.content.bytes().unwrap_or_default()).into_owned(),
+                ),
                 _ => None,
             })
         };

@@ -194,11 +194,15 @@ pub struct Meta {
 }
 
 /// The bytes a file must hold, hashed once when they are made: every run
-/// compares them with the host by hash, and the hash is what a no-op needs.
+/// compares them with the host by hash, and the hash is all a no-op needs.
+/// A desired state read back from the state directory carries the hash
+/// only ([`Content::stored`]); the bytes of the files that are to change
+/// are filled in before planning (`converge::hydrate`), from the object
+/// store that holds every content by its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Content {
-    bytes: Vec<u8>,
     sha256: [u8; 32],
+    bytes: Option<Vec<u8>>,
 }
 
 impl Content {
@@ -206,17 +210,41 @@ impl Content {
     pub fn new(bytes: Vec<u8>) -> Self {
         use sha2::Digest;
         let sha256 = sha2::Sha256::digest(&bytes).into();
-        Self { bytes, sha256 }
+        Self {
+            sha256,
+            bytes: Some(bytes),
+        }
     }
 
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// A content known by its hash, its bytes kept elsewhere.
+    pub fn stored(sha256: [u8; 32]) -> Self {
+        Self {
+            sha256,
+            bytes: None,
+        }
+    }
+
+    /// The bytes, when they are loaded.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        self.bytes.as_deref()
     }
 
     /// Their SHA-256.
     pub fn sha256(&self) -> &[u8; 32] {
         &self.sha256
+    }
+
+    /// Loads the bytes of a stored content; they must have its hash.
+    pub fn fill(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        let loaded = Self::new(bytes);
+        if loaded.sha256 != self.sha256 {
+            return Err(format!(
+                "content {} came back with another hash",
+                hex::encode(self.sha256)
+            ));
+        }
+        *self = loaded;
+        Ok(())
     }
 }
 

@@ -346,29 +346,33 @@ impl<'a> Planner<'a> {
             });
         }
         let want = self.meta(meta)?;
-        let write = |reasons: Vec<String>, old: Option<&[u8]>| {
-            let diff = (!sensitive)
-                .then(|| text_diff(path, old, content.bytes()))
-                .flatten();
+        // The bytes are loaded for every file that is to change (hydrate);
+        // a no-op plans with hashes only.
+        let bytes = content.bytes();
+        let write = |reasons: Vec<String>, old: Option<&[u8]>| -> Result<Change, String> {
+            let bytes = bytes.ok_or_else(|| {
+                format!("{path}: its desired content was not loaded (this is a bug)")
+            })?;
+            let diff = (!sensitive).then(|| text_diff(path, old, bytes)).flatten();
             let mut reasons = reasons;
             if sensitive {
                 reasons.push("content hidden: the file is sensitive".into());
             }
-            change(
+            Ok(change(
                 id,
                 Op::WriteFile {
                     path: path.to_owned(),
-                    content: content.bytes().to_vec(),
+                    content: bytes.to_vec(),
                     meta: want.clone(),
                 },
                 reasons,
             )
-            .with_diff(diff)
+            .with_diff(diff))
         };
         Ok(match observed {
             Observed::Missing { .. } => {
                 self.parents(path, observed, early)?;
-                Some(write(vec!["does not exist".into()], Some(b"")).creating())
+                Some(write(vec!["does not exist".into()], Some(b""))?.creating())
             }
             Observed::File {
                 meta: have,
@@ -380,7 +384,7 @@ impl<'a> Planner<'a> {
                 if sha256 != content.sha256() {
                     let mut reasons = vec!["content differs".to_owned()];
                     reasons.extend(meta_reasons);
-                    Some(write(reasons, old.as_deref()))
+                    Some(write(reasons, old.as_deref())?)
                 } else if !meta_reasons.is_empty() {
                     Some(change(
                         id,
@@ -399,7 +403,7 @@ impl<'a> Planner<'a> {
                     "is a symlink to {target}, should be a regular file"
                 )],
                 None,
-            )),
+            )?),
             other => {
                 return Err(format!(
                     "{path} exists as {}; driftless will not replace it with a file",

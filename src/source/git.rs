@@ -692,6 +692,7 @@ impl GitTree {
     }
 
     fn blob(&self, id: ObjectId, path: &str) -> Result<Vec<u8>> {
+        tracing::debug!(path, "read from the commit");
         let mut blob = self.repo.find_blob(id).with_context(|| {
             format!(
                 "failed to read blob {id} for {path:?} in {}",

@@ -52,6 +52,36 @@ pub(super) fn save(
     source: &str,
     desired: &DesiredState,
 ) -> Result<()> {
+    let contents = store_contents(objects, desired)?;
+    let stored = StoredRef {
+        key,
+        source,
+        desired,
+        contents: &contents,
+    };
+    write_json(state_dir, FILE, &stored)
+}
+
+/// Loads the last good state, if any.
+pub(super) fn load(state_dir: &Path) -> Result<Option<LastGood>> {
+    let Some(mut stored) = read_json::<Stored>(&state_dir.join(FILE))? else {
+        return Ok(None);
+    };
+    attach_contents(&mut stored.desired, &stored.contents)?;
+    Ok(Some(LastGood {
+        key: stored.key,
+        source: stored.source,
+        desired: stored.desired,
+    }))
+}
+
+/// Puts the contents of `desired`'s files into the object store (batched;
+/// what is there already is not written again); returns the object id of
+/// each by path, as [`attach_contents`] reads them back.
+pub(super) fn store_contents(
+    objects: &Objects,
+    desired: &DesiredState,
+) -> Result<BTreeMap<String, String>> {
     let files: Vec<_> = desired
         .resources
         .iter()
@@ -65,36 +95,25 @@ pub(super) fn save(
             .iter()
             .map(|f| (f.content.sha256(), f.content.bytes())),
     )?;
-    let contents: BTreeMap<String, String> =
-        files.iter().map(|f| f.path.clone()).zip(ids).collect();
-    let stored = StoredRef {
-        key,
-        source,
-        desired,
-        contents: &contents,
-    };
-    write_json(state_dir, FILE, &stored)
+    Ok(files.iter().map(|f| f.path.clone()).zip(ids).collect())
 }
 
-/// Loads the last good state, if any.
-pub(super) fn load(state_dir: &Path, objects: &Objects) -> Result<Option<LastGood>> {
-    let Some(mut stored) = read_json::<Stored>(&state_dir.join(FILE))? else {
-        return Ok(None);
-    };
-    for d in &mut stored.desired.resources {
+/// Gives each file of a desired state read back from the state directory
+/// its content by hash (`contents`: object id by path); the bytes stay in
+/// the object store until a plan needs them.
+pub(super) fn attach_contents(
+    desired: &mut DesiredState,
+    contents: &BTreeMap<String, String>,
+) -> Result<()> {
+    for d in &mut desired.resources {
         if let Resource::File(f) = &mut d.resource {
-            let id = stored
-                .contents
+            let id = contents
                 .get(&f.path)
-                .with_context(|| format!("last-good state lacks the content of {}", f.path))?;
-            f.content = Content::new(objects.get(id)?);
+                .with_context(|| format!("the stored state lacks the content of {}", f.path))?;
+            f.content = Content::stored(Objects::parse_id(id)?);
         }
     }
-    Ok(Some(LastGood {
-        key: stored.key,
-        source: stored.source,
-        desired: stored.desired,
-    }))
+    Ok(())
 }
 
 /// Object ids the stored state needs (for garbage collection).
@@ -127,9 +146,12 @@ mod tests {
             .expect("save");
         let back = store.load_last_good().expect("load").expect("some");
         assert_eq!(back.key, a.content_key());
-        assert!(
-            matches!(&back.desired.resources[0].resource, Resource::File(f) if f.content.bytes() == b"one")
-        );
+        // Read back by hash; the bytes come from the object store.
+        let Resource::File(f) = &back.desired.resources[0].resource else {
+            panic!("not a file: {:?}", back.desired.resources[0]);
+        };
+        assert_eq!(f.content.bytes(), None);
+        assert_eq!(store.content(f.content.sha256()).expect("content"), b"one");
         assert_eq!(a.content_key(), desired("one").content_key());
         assert_ne!(a.content_key(), desired("two").content_key());
         assert_eq!(objects(d.path()).expect("objects").len(), 1);

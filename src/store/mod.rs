@@ -8,6 +8,7 @@
 //! only: the state directory holds the config repo, which may contain
 //! secrets.
 
+mod desired_cache;
 pub mod generations;
 mod json;
 pub mod lastgood;
@@ -187,7 +188,31 @@ impl Store {
 
     /// The last good state, if one was stored.
     pub fn load_last_good(&self) -> Result<Option<lastgood::LastGood>> {
-        lastgood::load(&self.dir, &Objects::at(&self.dir.join("objects")))
+        lastgood::load(&self.dir)
+    }
+
+    /// The bytes of a content by its hash, from the object store, checked
+    /// against the hash (what a desired state read back from here lacks).
+    /// Creates nothing.
+    pub fn content(&self, sha256: &[u8; 32]) -> Result<Vec<u8>> {
+        Objects::at(&self.dir.join("objects")).get(&hex::encode(sha256))
+    }
+
+    /// The desired state loaded last time under `key`, with its contents
+    /// by hash; `None` when the last one was loaded under another key (or
+    /// cannot be read: it is a cache, and a load from the source follows).
+    pub fn load_desired_cache(&self, key: &str) -> Option<crate::desired::DesiredState> {
+        desired_cache::load(&self.dir, key)
+    }
+
+    /// Keeps `desired` as the one loaded under `key`, its contents in the
+    /// object store.
+    pub fn save_desired_cache(
+        &self,
+        key: &str,
+        desired: &crate::desired::DesiredState,
+    ) -> Result<()> {
+        desired_cache::save(&self.dir, &self.objects()?, key, desired)
     }
 
     /// Removes what writes that a crash cut short left in the state
@@ -231,6 +256,7 @@ impl Store {
         let kept = self.generations()?.prune(keep)?;
         let (mut keep_objects, mut keep_rpms) = generations::referenced(&kept);
         keep_objects.extend(lastgood::objects(&self.dir)?);
+        keep_objects.extend(desired_cache::objects(&self.dir));
         self.objects()?.retain(&keep_objects)?;
         let packages = self.packages();
         // The RPM database is asked only when there is a store to prune: a

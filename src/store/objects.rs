@@ -47,10 +47,11 @@ impl Objects {
 
     /// Stores many contents, given with their SHA-256, with the writes
     /// batched ([`crate::durable::Batch`]); returns their hex ids in order.
-    /// A content already stored, or twice in `items`, is written once.
+    /// A content already stored, or twice in `items`, is written once; one
+    /// given without its bytes (read back from this store) must be here.
     pub fn put_all<'a>(
         &self,
-        items: impl IntoIterator<Item = (&'a [u8; 32], &'a [u8])>,
+        items: impl IntoIterator<Item = (&'a [u8; 32], Option<&'a [u8]>)>,
     ) -> Result<Vec<String>> {
         use crate::durable::{BATCH_MAX, Batch, Perms};
         use std::os::fd::AsFd;
@@ -68,6 +69,9 @@ impl Objects {
         for (sha, bytes) in items {
             let id = hex::encode(sha);
             if !staged.contains(&id) && !self.dir.join(&id).is_file() {
+                let Some(bytes) = bytes else {
+                    bail!("object {id} is missing from {}", self.dir.display());
+                };
                 let what = format!("object {id}");
                 batch.stage(dir.as_fd(), &id, bytes, Perms::private(), what)?;
                 staged.insert(id.clone());
@@ -79,6 +83,15 @@ impl Objects {
         }
         batch.commit(&mut |_| Ok(()))?;
         Ok(ids)
+    }
+
+    /// The hash an object id names. Not a look at the store: a missing
+    /// object shows when it is read.
+    pub fn parse_id(id: &str) -> Result<[u8; 32]> {
+        hex::decode(id)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .with_context(|| format!("`{id}` is not an object id"))
     }
 
     /// Reads an object, checking that its content still has its hash.

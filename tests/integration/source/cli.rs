@@ -106,6 +106,88 @@ fn expect(o: &Out, code: i32) {
     assert_eq!(o.code, code, "stdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
 }
 
+/// A commit converged before is not read again: the tick of a daemon on
+/// an unchanged commit loads its desired state from the state directory
+/// (no tree, no blob, no template), and reads back from the object store
+/// only the bytes of a file that is to change. A new commit is always read.
+#[test]
+fn an_unchanged_commit_is_not_read_again_and_a_new_one_always_is() {
+    let a = Agent::new("");
+    let host_file = |motd: &str| {
+        format!(
+            "[vars]\nwho = 'ops'\n[[file]]\npath = '/motd'\ncontent = '{motd}'\n[[file]]\npath = '/banner'\ntemplate = true\ncontent = '{{{{ vars.who }}}} on {{{{ facts.os_id }}}}'\n"
+        )
+    };
+    commit_file(&a.origin, "hosts/h.toml", &host_file("two"), "two");
+    let root = a.root();
+    let converge = || {
+        a.run(&[
+            "converge",
+            "--now",
+            "--create-root",
+            "-vv",
+            "--root",
+            root.to_str().expect("utf-8"),
+        ])
+    };
+    let read_from_git = |o: &Out| o.stderr.contains("read from the commit");
+    let from_cache = |o: &Out| o.stderr.contains("the commit was loaded before");
+
+    let cold = converge();
+    expect(&cold, 2);
+    assert!(
+        read_from_git(&cold) && !from_cache(&cold),
+        "{}",
+        cold.stderr
+    );
+    let banner = std::fs::read_to_string(root.join("banner")).expect("banner");
+    assert!(banner.starts_with("ops on "), "{banner}");
+
+    let warm = converge();
+    expect(&warm, 0);
+    assert!(from_cache(&warm), "{}", warm.stderr);
+    assert!(
+        !read_from_git(&warm),
+        "an unchanged commit was read: {}",
+        warm.stderr
+    );
+
+    // Drift by hand: healed with the desired bytes, read back from the
+    // object store, still without reading the commit.
+    std::fs::write(root.join("motd"), "edited").expect("edit");
+    std::fs::remove_file(root.join("banner")).expect("remove");
+    let heal = converge();
+    expect(&heal, 2);
+    assert!(
+        from_cache(&heal) && !read_from_git(&heal),
+        "{}",
+        heal.stderr
+    );
+    assert_eq!(a.motd().as_deref(), Some("two"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("banner")).expect("banner"),
+        banner
+    );
+
+    // A new commit is read and applied.
+    commit_file(&a.origin, "hosts/h.toml", &host_file("three"), "three");
+    let next = converge();
+    expect(&next, 2);
+    assert!(
+        read_from_git(&next) && !from_cache(&next),
+        "{}",
+        next.stderr
+    );
+    assert_eq!(a.motd().as_deref(), Some("three"));
+
+    // Read-only commands use the cache but never write one.
+    let cache = a.state().join("desired-cache.json");
+    std::fs::remove_file(&cache).expect("remove the cache");
+    let plan = a.run(&["plan", "--root", root.to_str().expect("utf-8")]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(!cache.exists(), "plan wrote the desired-state cache");
+}
+
 #[test]
 fn converges_from_git_and_records_the_applied_commit() {
     let a = Agent::new("");

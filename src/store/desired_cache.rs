@@ -1,0 +1,78 @@
+//! `<state_dir>/desired-cache.json`: the desired state loaded last, under
+//! the key of everything its load depended on (the commit, the host, the
+//! facts, the loader's options and version).
+//!
+//! Every tick of the daemon converges, mostly the commit it converged
+//! last. With this, an unchanged commit is not read at all (no tree, no
+//! blob, no template): the cache gives the resources and each file's
+//! content by hash, and only the files that are to change have their bytes
+//! read back, from the object store. It is a cache: a miss or an unreadable
+//! file means a load from the source, never an error.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::json::{read_json, write_json};
+use super::lastgood::{attach_contents, store_contents};
+use super::objects::Objects;
+use crate::desired::DesiredState;
+
+const FILE: &str = "desired-cache.json";
+
+#[derive(Deserialize)]
+struct Stored {
+    key: String,
+    desired: DesiredState,
+    /// File contents by path, in the object store.
+    contents: BTreeMap<String, String>,
+}
+
+/// [`Stored`] as written, borrowed.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    key: &'a str,
+    desired: &'a DesiredState,
+    contents: &'a BTreeMap<String, String>,
+}
+
+/// The desired state stored under `key`, its contents by hash.
+pub(super) fn load(state_dir: &Path, key: &str) -> Option<DesiredState> {
+    let mut stored = read_json::<Stored>(&state_dir.join(FILE)).ok()??;
+    if stored.key != key {
+        return None;
+    }
+    attach_contents(&mut stored.desired, &stored.contents).ok()?;
+    Some(stored.desired)
+}
+
+/// Stores `desired` under `key`: its contents into the object store
+/// (batched; what is there already is not written again), then the record.
+pub(super) fn save(
+    state_dir: &Path,
+    objects: &Objects,
+    key: &str,
+    desired: &DesiredState,
+) -> Result<()> {
+    let contents = store_contents(objects, desired)?;
+    write_json(
+        state_dir,
+        FILE,
+        &StoredRef {
+            key,
+            desired,
+            contents: &contents,
+        },
+    )
+}
+
+/// Object ids the cache needs (for garbage collection).
+pub(super) fn objects(state_dir: &Path) -> Vec<String> {
+    read_json::<Stored>(&state_dir.join(FILE))
+        .ok()
+        .flatten()
+        .map(|s| s.contents.into_values().collect())
+        .unwrap_or_default()
+}
