@@ -18,6 +18,12 @@ and in one run:
 Each figure is the median of the runs, with min and max; each comparison a
 ratio from the same run. Nothing here is timed inside `cargo test`.
 
+At 1000 files it also measures what a driftless host runs every interval:
+a converge from a git source served over smart HTTP on 127.0.0.1 (nginx,
+fcgiwrap, git-http-backend; requests and bytes from nginx's access log) —
+the unchanged remote and a one-commit fetch — and an idle daemon's RSS and
+CPU between ticks.
+
 Scope: files and directories on this machine. Packages and services need
 the sandbox host (tests/system/sandbox.sh) and are not measured here yet;
 BENCHMARKS.md says so.
@@ -45,6 +51,9 @@ def ensure_tools(want_ansible):
     missing = []
     if not Path("/usr/bin/time").exists():
         missing.append("time")
+    for tool, pkg in [("nginx", "nginx"), ("fcgiwrap", "fcgiwrap"), ("git", "git")]:
+        if not shutil.which(tool):
+            missing.append(pkg)
     if not shutil.which("puppet"):
         missing.append("puppet")
     if want_ansible and not shutil.which("ansible-playbook"):
@@ -227,16 +236,17 @@ def median_rss(xs):
 
 def report(n, tools, res, targets):
     print(f"\n### {n} files\n")
-    head = "| measure | " + " | ".join(tools) + " | " + " | ".join(f"{t} / driftless" for t in tools[1:]) + " |"
-    print(head)
-    print("|" + " --- |" * (1 + 2 * len(tools) - 1))
+    cols = ["measure", *tools, *(f"{t} / driftless" for t in tools[1:])]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols))
+    row = lambda cells: print("| " + " | ".join(cells) + " |")
     for kind in ["full", "noop", "change", "plan"]:
         cells = [fmt_s(res[(t, kind)]) for t in tools]
         ratios = [f"{median_wall(res[(t, kind)]) / median_wall(res[('driftless', kind)]):.1f}×" for t in tools[1:]]
-        print(f"| {kind} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        row([kind, *cells, *ratios])
     cells = [f"{median_rss(res[(t, 'noop')]):.1f} MB" for t in tools]
     ratios = [f"{median_rss(res[(t, 'noop')]) / median_rss(res[('driftless', 'noop')]):.1f}×" for t in tools[1:]]
-    print("| peak RSS, no-op | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    row(["peak RSS, no-op", *cells, *ratios])
     targets.extend(check_targets(n, tools, res))
 
 
@@ -267,6 +277,217 @@ def check_targets(n, tools, res):
     return out
 
 
+NGINX_CONF = """daemon off;
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 64; }}
+http {{
+  log_format bench '$request_method $uri $status $bytes_sent $request_length';
+  access_log {d}/access.log bench;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location ~ ^/git(/.*) {{
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME /usr/lib/git-core/git-http-backend;
+      fastcgi_param GIT_PROJECT_ROOT {d};
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO $1;
+      fastcgi_pass unix:{d}/fcgi.sock;
+    }}
+  }}
+}}
+"""
+
+
+class GitServer:
+    """nginx + fcgiwrap + git-http-backend on 127.0.0.1, serving
+    `dir/fleet.git`; stopped when the benchmark ends."""
+
+    def __init__(self, d):
+        import socket
+        self.d = d
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o755)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, port=self.port))
+        self.procs = [subprocess.Popen(["fcgiwrap", "-s", f"unix:{d}/fcgi.sock"], stdin=subprocess.DEVNULL)]
+        deadline = time.time() + 10
+        while not (d / "fcgi.sock").exists():
+            if time.time() > deadline:
+                sys.exit("fcgiwrap did not start")
+            time.sleep(0.05)
+        self.procs.append(subprocess.Popen(["nginx", "-c", str(d / "nginx.conf"), "-p", str(d)],
+                                           stdin=subprocess.DEVNULL))
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    sys.exit("nginx did not start")
+                time.sleep(0.05)
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/git/fleet.git"
+
+    def log_lines(self):
+        p = self.d / "access.log"
+        return p.read_text().splitlines() if p.exists() else []
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+            p.wait()
+
+
+def traffic(lines):
+    """(requests, bytes sent by the server, what was asked) of access-log
+    lines. Protocol v2 over HTTP: a GET of info/refs is the capability
+    advertisement; each POST to git-upload-pack is one command (ls-refs,
+    then fetch when something is missing)."""
+    sent = sum(int(l.split()[3]) for l in lines)
+    gets = sum(1 for l in lines if l.startswith("GET "))
+    posts = sum(1 for l in lines if l.startswith("POST "))
+    return len(lines), sent, f"{gets} GET info/refs, {posts} POST git-upload-pack"
+
+
+def git(cwd, *args):
+    sh("git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args, cwd=cwd,
+       stdout=subprocess.DEVNULL)
+
+
+def measure_git(work, runs):
+    """The daemon's path: converges from the git source over smart HTTP."""
+    srv = GitServer(work / "http")
+    try:
+        clone = work / "git-work"
+        shutil.copytree(work / "driftless-repo", clone)
+        git(clone, "init", "-q", "-b", "main")
+        git(clone, "add", "-A")
+        git(clone, "commit", "-qm", "bench")
+        git(work, "clone", "-q", "--bare", str(clone), str(work / "http" / "fleet.git"))
+        git(clone, "remote", "add", "origin", str(work / "http" / "fleet.git"))
+        cfg = work / "agent-git.toml"
+        cfg.write_text(f'host = "bench"\nstate_dir = "{work}/git-state"\n'
+                       f'[source]\nurl = "{srv.url()}"\nbranch = "main"\n'
+                       '[verify]\nsignatures = "off"\n')
+        root = work / "git-root"
+        argv = [str(DRIFTLESS), "converge", "--now", "--create-root", "--config", str(cfg),
+                "--root", str(root)]
+        res = {}
+        before = len(srv.log_lines())
+        res["full"] = [timed(argv, "driftless")]
+        res["full-traffic"] = traffic(srv.log_lines()[before:])
+        time.sleep(2.2)
+        timed(argv, "driftless")
+        noops = []
+        for _ in range(runs):
+            before = len(srv.log_lines())
+            noops.append(timed(argv, "driftless"))
+            res["noop-traffic"] = traffic(srv.log_lines()[before:])
+        res["noop"] = noops
+        commits = []
+        for r in range(runs):
+            f = clone / "files" / "f00005"
+            f.write_text(f"one commit later: {r}\n")
+            git(clone, "commit", "-qam", f"change {r}")
+            git(clone, "push", "-q", "origin", "main")
+            before = len(srv.log_lines())
+            commits.append(timed(argv, "driftless"))
+            res["commit-traffic"] = traffic(srv.log_lines()[before:])
+        res["commit"] = commits
+        # The daemon converges `/`: its own copy of the desired state puts
+        # the files under the work directory, and it runs from its own repo.
+        dclone = work / "daemon-work"
+        shutil.copytree(clone, dclone, ignore=shutil.ignore_patterns(".git"))
+        droot = work / "daemon-root"
+        droot.mkdir()
+        host = dclone / "hosts" / "bench.toml"
+        host.write_text(host.read_text().replace('path = "/srv', f'path = "{droot}/srv'))
+        git(dclone, "init", "-q", "-b", "main")
+        git(dclone, "add", "-A")
+        git(dclone, "commit", "-qm", "bench daemon")
+        git(work, "clone", "-q", "--bare", str(dclone), str(work / "http" / "daemon.git"))
+        res["daemon"] = daemon_idle(work, srv.url().replace("fleet.git", "daemon.git"))
+        return res
+    finally:
+        srv.stop()
+
+
+IDLE_SECONDS = 60
+
+
+def daemon_idle(work, url):
+    """RSS and CPU of `driftless daemon` between ticks, in sync: its first
+    tick converges (from empty), a second one (`converge --now`, through its
+    socket) finds nothing to do; then it is watched with nothing due (a long
+    interval, no splay)."""
+    cfg = work / "agent-daemon.toml"
+    state = work / "daemon-state"
+    cfg.write_text(f'host = "bench"\nstate_dir = "{state}"\n'
+                   f'[source]\nurl = "{url}"\nbranch = "main"\n[verify]\nsignatures = "off"\n'
+                   '[schedule]\ninterval = "1h"\nsplay = "0s"\n'
+                   f'[daemon]\nsocket = "{work}/daemon.sock"\n')
+    p = subprocess.Popen([str(DRIFTLESS), "daemon", "--config", str(cfg)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (state / "last-run.json").exists():
+            if time.time() > deadline or p.poll() is not None:
+                sys.exit("the daemon did not finish its first tick")
+            time.sleep(0.1)
+        time.sleep(2.2)
+        now = subprocess.run([str(DRIFTLESS), "converge", "--now", "--config", str(cfg)],
+                             capture_output=True, text=True)
+        if now.returncode != 0:
+            sys.exit(f"the daemon's second tick was not in sync (exit {now.returncode}):\n"
+                     f"{now.stdout}{now.stderr}")
+        time.sleep(1)
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def sample():
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / tick
+            rss = next(int(l.split()[1]) for l in Path(f"/proc/{p.pid}/status").read_text().splitlines()
+                       if l.startswith("VmRSS:"))
+            return cpu, rss
+        cpu0, _ = sample()
+        time.sleep(IDLE_SECONDS)
+        cpu1, rss = sample()
+        return {"rss_mb": rss / 1024, "cpu_s": cpu1 - cpu0, "seconds": IDLE_SECONDS}
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+
+
+def report_git(n, res, targets):
+    print(f"\n### {n} files from git over smart HTTP on 127.0.0.1 (the daemon's path)\n")
+    print("| measure | driftless | requests | bytes from the server | asked |")
+    print("| --- | --- | --- | --- | --- |")
+    for kind, label in [("full", "full converge, first clone"), ("noop", "no-op, remote unchanged"),
+                        ("commit", "one commit fetched, one file changed")]:
+        n, sent, asked = res[f"{kind}-traffic"]
+        print(f"| {label} | {fmt_s(res[kind])} | {n} | {sent} | {asked} |")
+    d = res["daemon"]
+    print(f"\nIdle daemon, in sync after two ticks: RSS {d['rss_mb']:.1f} MB, "
+          f"CPU {d['cpu_s']:.2f} s over {d['seconds']} s.")
+    n, _, asked = res["noop-traffic"]
+    targets.append(("unchanged remote: one capability advertisement and one ls-refs, no pack",
+                    asked == "1 GET info/refs, 1 POST git-upload-pack", f"{n} requests: {asked}"))
+    targets.append(("daemon idle RSS ≤ 12 MB", d["rss_mb"] <= 12, f"{d['rss_mb']:.1f} MB"))
+    targets.append(("daemon uses no CPU between ticks", d["cpu_s"] == 0,
+                    f"{d['cpu_s']:.2f} s in {d['seconds']} s"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", default="100,1000,10000", help="sizes to measure (default %(default)s)")
@@ -275,7 +496,13 @@ def main():
     ap.add_argument("--puppet-max", type=int, default=1000,
                     help="largest size puppet runs at (it takes minutes above; default %(default)s)")
     ap.add_argument("--work", default="/tmp/driftless-bench")
+    ap.add_argument("--git-at", type=int, default=1000,
+                    help="size at which the git-over-HTTP and idle-daemon measures run "
+                         "(default %(default)s; 0: none)")
+    ap.add_argument("--idle", type=int, default=60, help="seconds the idle daemon is watched")
     a = ap.parse_args()
+    global IDLE_SECONDS
+    IDLE_SECONDS = a.idle
     if os.geteuid() != 0:
         sys.exit("run as root: the tools set owners, and missing tools are installed with apt")
     ensure_tools(a.ansible)
@@ -300,6 +527,8 @@ def main():
         runs = a.runs if n <= 1000 else max(3, a.runs // 2)
         res = measure(tools, work, roots, runs)
         report(n, tools, res, targets)
+        if n == a.git_at:
+            report_git(n, measure_git(work, runs), targets)
     print("\n### Targets (files only; packages and services are not in this run)\n")
     for what, met, value in targets:
         print(f"- {'met' if met else 'MISSED'}: {what} — {value}")
