@@ -495,6 +495,9 @@ def main():
     ap.add_argument("--ansible", action="store_true", help="also ansible-playbook (minutes)")
     ap.add_argument("--puppet-max", type=int, default=1000,
                     help="largest size puppet runs at (it takes minutes above; default %(default)s)")
+    ap.add_argument("--ansible-max", type=int, default=100,
+                    help="largest size ansible runs at (about a minute per run at 100; "
+                         "default %(default)s)")
     ap.add_argument("--work", default="/tmp/driftless-bench")
     ap.add_argument("--git-at", type=int, default=1000,
                     help="size at which the git-over-HTTP and idle-daemon measures run "
@@ -522,7 +525,7 @@ def main():
         tools = ["driftless"]
         if n <= a.puppet_max:
             tools.append("puppet")
-        if a.ansible and n <= a.puppet_max:
+        if a.ansible and n <= a.ansible_max:
             tools.append("ansible")
         runs = a.runs if n <= 1000 else max(3, a.runs // 2)
         res = measure(tools, work, roots, runs)
