@@ -269,9 +269,12 @@ def check_targets(n, tools, res):
             out.append(("one file changed ≥ 50× faster than puppet", r >= 50, f"{r:.0f}×"))
             r = median_wall(res[("puppet", "full")]) / full
             out.append(("full converge ≥ 8× faster than puppet", r >= 8, f"{r:.1f}×"))
-        if "ansible" in tools:
-            r = median_wall(res[("ansible", "noop")]) / noop
-            out.append(("no-op ≥ 3000× faster than ansible-playbook", r >= 3000, f"{r:.0f}×"))
+    if "ansible" in tools:
+        # Judged where ansible ran (the target's 1000 files take it minutes
+        # per run): the ratio only grows with the files.
+        r = median_wall(res[("ansible", "noop")]) / noop
+        out.append((f"no-op ≥ 3000× faster than ansible-playbook (at {n} files)", r >= 3000,
+                    f"{r:.0f}×"))
     if n == 10000:
         out.append(("no-op of 10000 files ≤ 250 ms", noop <= 0.250, f"{noop * 1000:.0f} ms"))
     return out
@@ -463,7 +466,22 @@ def daemon_idle(work, url):
         cpu0, _ = sample()
         time.sleep(IDLE_SECONDS)
         cpu1, rss = sample()
-        return {"rss_mb": rss / 1024, "cpu_s": cpu1 - cpu0, "seconds": IDLE_SECONDS}
+        p.terminate()
+        p.wait(timeout=30)
+        # Restarted on a host already in sync (any restart but the first):
+        # its first tick finds nothing to do.
+        (state / "last-run.json").unlink()
+        p = subprocess.Popen([str(DRIFTLESS), "daemon", "--config", str(cfg)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while not (state / "last-run.json").exists():
+            if time.time() > deadline or p.poll() is not None:
+                sys.exit("the restarted daemon did not finish its first tick")
+            time.sleep(0.1)
+        time.sleep(2)
+        _, rss_restarted = sample()
+        return {"rss_mb": rss / 1024, "cpu_s": cpu1 - cpu0, "seconds": IDLE_SECONDS,
+                "rss_restarted_mb": rss_restarted / 1024}
     finally:
         p.terminate()
         p.wait(timeout=30)
@@ -478,12 +496,15 @@ def report_git(n, res, targets):
         n, sent, asked = res[f"{kind}-traffic"]
         print(f"| {label} | {fmt_s(res[kind])} | {n} | {sent} | {asked} |")
     d = res["daemon"]
-    print(f"\nIdle daemon, in sync after two ticks: RSS {d['rss_mb']:.1f} MB, "
-          f"CPU {d['cpu_s']:.2f} s over {d['seconds']} s.")
+    print(f"\nIdle daemon, in sync after two ticks (the first from empty): RSS {d['rss_mb']:.1f} MB, "
+          f"CPU {d['cpu_s']:.2f} s over {d['seconds']} s. Restarted on the host in sync: "
+          f"RSS {d['rss_restarted_mb']:.1f} MB after its first tick.")
     n, _, asked = res["noop-traffic"]
     targets.append(("unchanged remote: one capability advertisement and one ls-refs, no pack",
                     asked == "1 GET info/refs, 1 POST git-upload-pack", f"{n} requests: {asked}"))
-    targets.append(("daemon idle RSS ≤ 12 MB", d["rss_mb"] <= 12, f"{d['rss_mb']:.1f} MB"))
+    targets.append(("daemon idle RSS ≤ 12 MB", d["rss_mb"] <= 12,
+                    f"{d['rss_mb']:.1f} MB after a converge from empty, "
+                    f"{d['rss_restarted_mb']:.1f} MB restarted in sync"))
     targets.append(("daemon uses no CPU between ticks", d["cpu_s"] == 0,
                     f"{d['cpu_s']:.2f} s in {d['seconds']} s"))
 
