@@ -16,6 +16,7 @@ use crate::desired::DesiredState;
 use crate::desired::model::Kind;
 use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
+use crate::plan::observed::ObservedHost;
 use crate::plan::rpmver::Evr;
 use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
 use crate::store::PackageStore;
@@ -232,12 +233,8 @@ fn replan(
     latest: &BTreeMap<String, Evr>,
     done: &[Change],
 ) -> Result<Vec<Change>> {
-    let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)
+    let (desired, host) = observe_again(cx, latest)
         .context("failed to observe the host after the package transaction")?;
-    // A package may have put its own file where a managed one was in
-    // place: that one's bytes are needed now.
-    let mut desired = cx.desired.clone();
-    hydrate(&mut desired, &host, cx.contents)?;
     let plan = plan::plan_after(&desired, &host, done)
         .map_err(|p| problems("after the package transaction", &p))?;
     if let Some(c) = plan
@@ -254,6 +251,19 @@ fn replan(
     Ok(plan.changes)
 }
 
+/// Observes the host again mid-converge, with the desired state's bytes
+/// loaded for what now differs: a package may have put its own file where
+/// a managed one was in place.
+fn observe_again(
+    cx: &ApplyContext<'_>,
+    latest: &BTreeMap<String, Evr>,
+) -> Result<(DesiredState, ObservedHost)> {
+    let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)?;
+    let mut desired = cx.desired.clone();
+    hydrate(&mut desired, &host, cx.contents)?;
+    Ok((desired, host))
+}
+
 /// Plan problems met mid-converge, as one error.
 fn problems(when: &str, problems: &[PlanProblem]) -> anyhow::Error {
     let msgs: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -263,9 +273,7 @@ fn problems(when: &str, problems: &[PlanProblem]) -> anyhow::Error {
 /// The package changes, decided again with `latest` from the repositories
 /// as they are now.
 fn replan_packages(cx: &ApplyContext<'_>, latest: &BTreeMap<String, Evr>) -> Result<Vec<Change>> {
-    let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)?;
-    let mut desired = cx.desired.clone();
-    hydrate(&mut desired, &host, cx.contents)?;
+    let (desired, host) = observe_again(cx, latest)?;
     let plan =
         plan::plan(&desired, &host).map_err(|p| problems("after writing the repo files", &p))?;
     Ok(plan

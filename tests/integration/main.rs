@@ -3,7 +3,7 @@
 //! temporary roots (`cli`, `transactions`), the git source against real git
 //! servers on loopback (`source`), and the system suites on disposable
 //! systemd hosts with the real rpm, dnf and systemd (`system`, root only,
-//! `#[ignore]`d unless `--include-ignored`).
+//! skipped unless `--include-ignored`, each with its reason).
 
 // A panic is how a test fails: unwrapping is fine here, and so is telling
 // the person running the tests what a slow step is doing.
