@@ -97,6 +97,19 @@ pub fn is_temp_of(entry: &str, name: &str) -> bool {
     numeric(parts.next()) && numeric(parts.next())
 }
 
+/// Writes a temporary file's content, then its owner, group and mode
+/// (fchmod after fchown: chown clears setuid/setgid bits).
+fn fill(f: &mut File, content: &[u8], perms: Perms) -> Result<()> {
+    f.write_all(content)?;
+    fchown(
+        f.as_fd(),
+        Some(Uid::from_raw(perms.uid)),
+        Some(Gid::from_raw(perms.gid)),
+    )?;
+    fchmod(f.as_fd(), Mode::from_bits_truncate(perms.mode))?;
+    Ok(())
+}
+
 /// Atomically replaces (or creates) `name` in the open directory `dir`.
 /// Owner, group and mode are set on the temporary file before the rename,
 /// so the file never exists with the wrong permissions. `what` names the
@@ -131,14 +144,7 @@ pub fn write_at_hooked(
     .with_context(|| format!("failed to create a temporary file for {}", what()))?;
     let result = (|| -> Result<()> {
         let mut f = File::from(fd);
-        f.write_all(content)?;
-        fchown(
-            f.as_fd(),
-            Some(Uid::from_raw(perms.uid)),
-            Some(Gid::from_raw(perms.gid)),
-        )?;
-        // fchmod after fchown: chown clears setuid/setgid bits.
-        fchmod(f.as_fd(), Mode::from_bits_truncate(perms.mode))?;
+        fill(&mut f, content, perms)?;
         f.sync_all()?;
         before_rename();
         renameat(dir, tmp.as_str(), dir, name)?;
@@ -223,18 +229,8 @@ impl Batch {
         )
         .with_context(|| format!("failed to create a temporary file for {what}"))?;
         let mut f = File::from(fd);
-        let written = (|| -> Result<()> {
-            f.write_all(content)?;
-            fchown(
-                f.as_fd(),
-                Some(Uid::from_raw(perms.uid)),
-                Some(Gid::from_raw(perms.gid)),
-            )?;
-            // fchmod after fchown: chown clears setuid/setgid bits.
-            fchmod(f.as_fd(), Mode::from_bits_truncate(perms.mode))?;
-            Ok(())
-        })()
-        .with_context(|| format!("failed to write {what}"));
+        let written =
+            fill(&mut f, content, perms).with_context(|| format!("failed to write {what}"));
         // Kept even when the write failed, so that the drop removes it.
         self.staged.push(Staged {
             dir,

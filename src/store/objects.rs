@@ -36,13 +36,11 @@ impl Objects {
 
     /// Stores `bytes`; returns their hex SHA-256.
     pub fn put(&self, bytes: &[u8]) -> Result<String> {
-        let id = hex::encode(sha256(bytes));
-        if self.dir.join(&id).is_file() {
-            return Ok(id);
-        }
-        crate::durable::write_file(&self.dir, &id, bytes, crate::durable::Perms::private())
-            .with_context(|| format!("failed to store object {id}"))?;
-        Ok(id)
+        let sha = sha256(bytes);
+        let ids = self.put_all([(&sha, Some(bytes))])?;
+        ids.into_iter()
+            .next()
+            .with_context(|| format!("failed to store object {}", hex::encode(sha)))
     }
 
     /// Stores many contents, given with their SHA-256, with the writes

@@ -54,12 +54,6 @@ struct Parent {
     name: String,
 }
 
-/// A parent directory borrowed from [`Parents`], and the final name.
-struct Parent2<'a> {
-    dir: BorrowedFd<'a>,
-    name: &'a str,
-}
-
 /// Directories held at most by [`Parents`]: each is an open descriptor.
 const PARENTS_MAX: usize = 256;
 
@@ -273,13 +267,12 @@ impl FsRoot {
         hint: Option<&CachedFile>,
         parents: &mut Parents,
     ) -> Result<(Observed, Option<StatKey>)> {
-        let (dir_fd, name) = match parents.resolve(self, host_path)? {
+        let (dir, name) = match parents.resolve(self, host_path)? {
             Ok(p) => p,
             Err(missing_parents) => return Ok((Observed::Missing { missing_parents }, None)),
         };
-        let parent = Parent2 { dir: dir_fd, name };
         let what = || self.display(host_path);
-        let st = match fstatat(parent.dir, parent.name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let st = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) => {
                 return Ok((
@@ -312,8 +305,8 @@ impl FsRoot {
             SFlag::S_IFREG => {
                 // O_NONBLOCK: if a FIFO was swapped in since the stat, do not hang.
                 let fd = openat(
-                    parent.dir,
-                    parent.name,
+                    dir,
+                    name,
                     OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
@@ -336,16 +329,16 @@ impl FsRoot {
             }
             SFlag::S_IFDIR => {
                 let fd = openat(
-                    parent.dir,
-                    parent.name,
+                    dir,
+                    name,
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
                 .with_context(|| format!("failed to open directory {}", what()))?;
-                let mut dir = nix::dir::Dir::from_fd(fd)
+                let mut listing = nix::dir::Dir::from_fd(fd)
                     .with_context(|| format!("failed to list directory {}", what()))?;
                 let mut entries = Vec::new();
-                for entry in dir.iter() {
+                for entry in listing.iter() {
                     let entry =
                         entry.with_context(|| format!("failed to list directory {}", what()))?;
                     let n = entry.file_name().to_string_lossy();
@@ -362,7 +355,7 @@ impl FsRoot {
                 }
             }
             SFlag::S_IFLNK => {
-                let target = readlinkat(parent.dir, parent.name)
+                let target = readlinkat(dir, name)
                     .with_context(|| format!("failed to read symlink {}", what()))?;
                 Observed::Symlink {
                     target: target.to_string_lossy().into_owned(),
