@@ -24,9 +24,8 @@ fcgiwrap, git-http-backend; requests and bytes from nginx's access log) —
 the unchanged remote and a one-commit fetch — and an idle daemon's RSS and
 CPU between ticks.
 
-Scope: files and directories on this machine. Packages and services need
-the sandbox host (tests/system/sandbox.sh) and are not measured here yet;
-BENCHMARKS.md says so.
+Scope: files and directories on this machine. Packages and services are
+measured on a sandbox host by sandbox.py (benches/run runs both).
 """
 
 import argparse
@@ -62,6 +61,10 @@ def ensure_tools(want_ansible):
         print(f"installing {' '.join(missing)} (apt)", file=sys.stderr)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+    build()
+
+
+def build():
     print("building driftless (release)", file=sys.stderr)
     sh("cargo", "build", "--release", "--locked", "-q", cwd=REPO)
 
@@ -82,14 +85,18 @@ def layout(n):
     return out
 
 
-def generate(work, n):
-    """The three tools' inputs for n files; returns their roots."""
+def generate(work, n, real=None):
+    """The three tools' inputs for n files; returns their roots.
+
+    `work` is the directory as the tools see it, `real` where it is written
+    (a sandbox host's root seen from outside; default `work`)."""
+    real = real or work
     files = layout(n)
     dirs = sorted({str(Path(p).parent) for p, _, _ in files})
     roots = {}
 
     # driftless: a config repo, converged with --root.
-    repo = work / "driftless-repo"
+    repo = real / "driftless-repo"
     (repo / "hosts").mkdir(parents=True)
     (repo / "files").mkdir()
     host = ['[vars]\nname = "bench"\n']
@@ -104,33 +111,33 @@ def generate(work, n):
             src.write_text(text)
             host.append(f'[[file]]\npath = "/{p}"\nsource = "files/f{i:05d}"\nmode = "0644"\n')
     (repo / "hosts" / "bench.toml").write_text("\n".join(host))
-    (work / "agent.toml").write_text(f'state_dir = "{work}/driftless-state"\n')
+    (real / "agent.toml").write_text(f'state_dir = "{work}/driftless-state"\n')
     roots["driftless"] = work / "driftless-root"
 
     # Puppet: one manifest, `source` for plain files, an ERB template for
     # the templated ones (what a Puppet user writes).
     proot = work / "puppet-root"
     pfiles = work / "puppet-files"
-    pfiles.mkdir()
+    (real / "puppet-files").mkdir()
     lines = ['$name_var = "bench"\n', f"file {{ '{proot}': ensure => directory, mode => '0755' }}\n"]
     for d in ["srv", "srv/bench"] + dirs:
         lines.append(f"file {{ '{proot}/{d}': ensure => directory, mode => '0755' }}\n")
     for i, (p, text, templated) in enumerate(files):
         src = pfiles / f"f{i:05d}"
         if templated:
-            src.write_text("# <%= @name_var %> on <%= @fqdn %>\n" + text)
+            (real / "puppet-files" / src.name).write_text("# <%= @name_var %> on <%= @fqdn %>\n" + text)
             body = f"content => template('{src}')"
         else:
-            src.write_text(text)
+            (real / "puppet-files" / src.name).write_text(text)
             body = f"source => '{src}'"
         lines.append(f"file {{ '{proot}/{p}': ensure => file, mode => '0644', {body} }}\n")
-    (work / "site.pp").write_text("".join(lines))
+    (real / "site.pp").write_text("".join(lines))
     roots["puppet"] = proot
 
     # Ansible: one play on localhost, copy and template tasks.
     aroot = work / "ansible-root"
     afiles = work / "ansible-files"
-    afiles.mkdir()
+    (real / "ansible-files").mkdir()
     tasks = ["- hosts: localhost\n  connection: local\n  gather_facts: false\n  vars:\n    name_var: bench\n  tasks:\n"]
     tasks.append(f"    - file: {{ path: '{aroot}/{{{{ item }}}}', state: directory, mode: '0755' }}\n")
     tasks.append("      loop: [" + ", ".join(f"'{d}'" for d in ["srv", "srv/bench"] + dirs) + "]\n")
@@ -138,17 +145,17 @@ def generate(work, n):
     for i, (p, text, templated) in enumerate(files):
         src = afiles / f"f{i:05d}"
         if templated:
-            src.write_text("# {{ name_var }} on localhost\n" + text)
+            (real / "ansible-files" / src.name).write_text("# {{ name_var }} on localhost\n" + text)
             templ.append((src, p))
         else:
-            src.write_text(text)
+            (real / "ansible-files" / src.name).write_text(text)
             plain.append((src, p))
     tasks.append(f"    - copy: {{ src: '{{{{ item.0 }}}}', dest: '{aroot}/{{{{ item.1 }}}}', mode: '0644' }}\n")
     tasks.append("      loop: [" + ", ".join(f"['{s}', '{p}']" for s, p in plain) + "]\n")
     if templ:
         tasks.append(f"    - template: {{ src: '{{{{ item.0 }}}}', dest: '{aroot}/{{{{ item.1 }}}}', mode: '0644' }}\n")
         tasks.append("      loop: [" + ", ".join(f"['{s}', '{p}']" for s, p in templ) + "]\n")
-    (work / "play.yml").write_text("".join(tasks))
+    (real / "play.yml").write_text("".join(tasks))
     roots["ansible"] = aroot
     return roots
 
@@ -529,7 +536,8 @@ def main():
                     help="size at which the git-over-HTTP and idle-daemon measures run "
                          "(default %(default)s; 0: none)")
     ap.add_argument("--idle", type=int, default=60, help="seconds the idle daemon is watched")
-    a = ap.parse_args()
+    # The sandbox part's options (benches/run passes them to both) are not ours.
+    a, _ = ap.parse_known_args()
     global IDLE_SECONDS
     IDLE_SECONDS = a.idle
     if os.geteuid() != 0:
@@ -558,7 +566,7 @@ def main():
         report(n, tools, res, targets)
         if n == a.git_at:
             report_git(n, measure_git(work, runs), targets)
-    print("\n### Targets (files only; packages and services are not in this run)\n")
+    print("\n### Targets (files on this machine; packages and services: the sandbox part)\n")
     for what, met, value in targets:
         print(f"- {'met' if met else 'MISSED'}: {what} — {value}")
 

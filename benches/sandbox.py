@@ -12,11 +12,17 @@ one boot, interleaved: full converge from an empty host, no-op, one file
 changed (no service uses it), one package upgraded (its pin moved between
 two builds), plan, and the peak RSS of a no-op.
 
-Puppet and Ansible are not run here: the sandbox's Debian root has no
-Puppet provider for dnf, and `puppet apply` / `ansible-playbook` would
-manage packages with apt. BENCHMARKS.md compares them on files (bench.py).
+The same desired state is given to `puppet apply` (Puppet's `dnf` package
+provider and `systemd` service provider, named explicitly: the sandbox's
+root is Debian, where Puppet's defaults would be apt) and, with
+`--ansible`, to `ansible-playbook -c local` (`dnf` and `systemd` modules),
+both installed from Debian into the host, which is kept between runs under
+the test cache (/var/cache/driftless-test/bench-host) so that they are
+installed once. Each tool's files go to a tree of its own; the packages and
+services are shared, so each full converge starts from a host without them.
 """
 
+import argparse
 import os
 import shutil
 import statistics
@@ -96,54 +102,117 @@ def build_rpms(out):
     bench.sh("createrepo_c", "--quiet", str(out))
 
 
-def config_repo(work, repo, pin00):
-    """bench.py's 1000 files under /srv/bench, plus the packages and services."""
-    if repo.exists():
-        shutil.rmtree(repo)
-    gen = work / "gen"
-    if gen.exists():
-        shutil.rmtree(gen)
-    gen.mkdir(parents=True)
-    bench.generate(gen, 1000)
-    shutil.copytree(gen / "driftless-repo", repo)
-    host = repo / "hosts" / "bench.toml"
-    extra = []
-    for i in range(PACKAGES):
-        version = pin00 if i == 0 else "1.0"
-        extra.append(f'[[package]]\nname = "bench-pkg-{i:02d}"\nversion = "{version}-1"\n')
-    for i in range(SERVICES):
-        extra.append(f'[[service]]\nname = "bench-svc-{i:02d}"\nenabled = true\nstate = "running"\n')
-    host.write_text(host.read_text() + "\n" + "\n".join(extra))
+# Inside the host: what the tools read and write.
+GEN = Path("/srv/bench-gen")
+BENCH_HOST = Path(os.environ.get("DRIFTLESS_TEST_CACHE", "/var/cache/driftless-test")) / "bench-host"
+OK = {"driftless": (0, 2), "puppet": (0, 2), "ansible": (0,)}
+
+
+class Desired:
+    """The three tools' inputs: bench.py's 1000 files plus the packages
+    (bench-pkg-00 pinned to `pin`, the others to 1.0) and services, each
+    written the way that tool's users write it."""
+
+    def __init__(self, root):
+        self.real = root / GEN.relative_to("/")
+        if self.real.exists():
+            shutil.rmtree(self.real)
+        self.real.mkdir(parents=True)
+        self.trees = bench.generate(GEN, 1000, real=self.real)
+        self.base = {name: (self.real / rel).read_text() for name, rel in self.FILES.items()}
+        for tool in OK:
+            self.pin(tool, "1.0")
+
+    FILES = {"driftless": "driftless-repo/hosts/bench.toml", "puppet": "site.pp",
+             "ansible": "play.yml"}
+
+    def pin(self, tool, version):
+        """Write `tool`'s desired state with bench-pkg-00 at `version`."""
+        v = lambda i: version if i == 0 else "1.0"
+        if tool == "driftless":
+            extra = [f'[[package]]\nname = "bench-pkg-{i:02d}"\nversion = "{v(i)}-1"\n'
+                     for i in range(PACKAGES)]
+            extra += [f'[[service]]\nname = "bench-svc-{i:02d}"\nenabled = true\nstate = "running"\n'
+                      for i in range(SERVICES)]
+            text = self.base[tool] + "\n" + "\n".join(extra)
+        elif tool == "puppet":
+            text = self.base[tool] + "".join(
+                f"package {{ 'bench-pkg-{i:02d}': ensure => '{v(i)}-1', provider => dnf }}\n"
+                for i in range(PACKAGES)) + "".join(
+                f"service {{ 'bench-svc-{i:02d}': ensure => running, enable => true, "
+                f"provider => systemd, require => Package['bench-pkg-{i:02d}'] }}\n"
+                for i in range(SERVICES))
+        else:
+            names = ", ".join(f"bench-pkg-{i:02d}-{v(i)}-1" for i in range(PACKAGES))
+            units = ", ".join(f"bench-svc-{i:02d}" for i in range(SERVICES))
+            text = self.base[tool] + (
+                f"    - dnf: {{ name: [{names}], state: present }}\n"
+                "    - systemd: { name: '{{ item }}', state: started, enabled: true }\n"
+                f"      loop: [{units}]\n")
+        (self.real / self.FILES[tool]).write_text(text)
+
+    def argv(self, tool, kind):
+        """The command line inside the host (bench.py's, without --root for
+        driftless: packages and services are the host's own)."""
+        argv = bench.command(tool, GEN, self.trees, kind)
+        if tool == "driftless":
+            argv = ["/usr/local/bin/driftless", *argv[1:argv.index("--root")]]
+            argv = [x for x in argv if x != "--create-root"]
+        return argv
+
+    def one_file(self, tool):
+        if tool == "driftless":
+            return Path("srv/bench/d05/f00005.conf")
+        return bench.one_file(self.trees, tool).relative_to("/")
+
+    def tree(self, tool):
+        return Path("srv/bench") if tool == "driftless" else self.trees[tool].relative_to("/")
 
 
 class Host:
-    """A booted sandbox host with driftless and GNU time inside."""
+    """The booted benchmark host, with driftless, GNU time, Puppet and
+    Ansible inside; its disk is kept between benchmark runs."""
 
-    def __init__(self, work):
-        self.work = work / "host"
+    def __init__(self, want_ansible):
+        self.work = BENCH_HOST
+        self.work.mkdir(parents=True, exist_ok=True)
+        if subprocess.run([str(SANDBOX), "status", str(self.work)],
+                          stdout=subprocess.DEVNULL).returncode == 0:
+            sandbox("stop", str(self.work))
         self.pid = sandbox("boot", str(self.work), "bench", capture=True)
         self.root = Path((self.work / "root-path").read_text().strip())
         for src, dst in [(bench.DRIFTLESS, "usr/local/bin/driftless"),
                          (Path("/usr/bin/time"), "usr/local/bin/time")]:
             shutil.copy2(src, self.root / dst)
-        (self.root / "etc/driftless-bench.toml").write_text(
-            'state_dir = "/var/lib/driftless-bench"\n')
+        want = ["puppet"] + (["ansible-core"] if want_ansible else [])
+        have = subprocess.run([str(SANDBOX), "exec", self.pid, "dpkg-query", "-W", "-f",
+                               "${Package} ${Status}\n", *want], capture_output=True, text=True)
+        installed = {l.split()[0] for l in have.stdout.splitlines() if l.endswith(" installed")}
+        if set(want) - installed:
+            print(f"installing {' '.join(want)} into the bench host (apt)", file=sys.stderr)
+            self.run("bash", "-c", "export DEBIAN_FRONTEND=noninteractive; apt-get -qq update && "
+                     f"apt-get install -y -qq --no-install-recommends {' '.join(want)}")
+            self.run("systemctl", "disable", "--now", "puppet.service")
 
-    def timed(self, verb, ok=(0, 2)):
-        """(wall seconds, peak RSS KiB) of one driftless run inside."""
-        args = "plan" if verb == "plan" else "converge --now"
+    def version(self, *argv):
+        return subprocess.run([str(SANDBOX), "exec", self.pid, *argv], check=True, text=True,
+                              capture_output=True).stdout.strip().splitlines()[0]
+
+    def timed(self, tool, argv):
+        """(wall seconds, peak RSS KiB) of one run inside the host."""
         script = (
             "s=$(date +%s%N); "
-            f"/usr/local/bin/time -f %M -o /tmp/rss /usr/local/bin/driftless {args} "
-            "--config /etc/driftless-bench.toml --repo /srv/bench-repo --host bench "
+            f"/usr/local/bin/time -f %M -o /tmp/rss {' '.join(argv)} "
             ">/tmp/out 2>&1; c=$?; e=$(date +%s%N); "
             'echo "$c $(( (e - s) / 1000 )) $(tail -n 1 /tmp/rss)"')
-        out = subprocess.run([str(SANDBOX), "exec", self.pid, "bash", "-c", script],
+        env = ["env", "NO_COLOR=1", "ANSIBLE_NOCOLOR=1"]
+        out = subprocess.run([str(SANDBOX), "exec", self.pid, *env, "bash", "-c", script],
                              check=True, text=True, capture_output=True).stdout.split()
         code, micros, rss = int(out[0]), int(out[1]), int(out[2])
-        if code not in ok:
-            log = (self.root / "tmp/out").read_text(errors="replace")
-            sys.exit(f"driftless {args} exited {code} inside the host:\n{log[-3000:]}")
+        if code not in OK[tool]:
+            log = subprocess.run([str(SANDBOX), "exec", self.pid, "tail", "-c", "3000", "/tmp/out"],
+                                 text=True, capture_output=True).stdout
+            sys.exit(f"{' '.join(argv)} exited {code} inside the host:\n{log}")
         return micros / 1e6, rss
 
     def run(self, *cmd):
@@ -154,18 +223,106 @@ class Host:
         sandbox("stop", str(self.work))
 
 
-def empty_host(h):
-    """What a full converge starts from: no bench packages, files or state."""
+def empty_host(h, d, tool):
+    """What a full converge starts from: no bench packages or services, and
+    none of `tool`'s files or state."""
     pkgs = " ".join(f"bench-pkg-{i:02d}" for i in range(PACKAGES))
     units = " ".join(f"bench-svc-{i:02d}.service" for i in range(SERVICES))
     h.run("bash", "-c", f"systemctl disable --now {units} >/dev/null 2>&1; "
           f"rpm -q {pkgs} >/dev/null 2>&1 && dnf -q -y remove {pkgs} >/dev/null; "
           "systemctl daemon-reload; true")
-    shutil.rmtree(h.root / "srv/bench", ignore_errors=True)
-    shutil.rmtree(h.root / "var/lib/driftless-bench", ignore_errors=True)
+    shutil.rmtree(h.root / d.tree(tool), ignore_errors=True)
+    if tool == "driftless":
+        shutil.rmtree(d.real / "driftless-state", ignore_errors=True)
 
 
-def main(runs):
+def at_old_build(h):
+    """bench-pkg-00 back at 1.0 (untimed), so that each tool's upgrade is one."""
+    h.run("bash", "-c", "rpm -q bench-pkg-00-1.0-1 >/dev/null || "
+          "rpm -U --oldpackage /srv/repo/bench-pkg-00-1.0-1.noarch.rpm 2>/dev/null")
+
+
+def measure(h, d, tools, runs, ansible_runs):
+    res = {}
+    for r in range(runs):
+        now = [t for t in tools if t != "ansible" or r < ansible_runs]
+        add = lambda tool, kind, argv: res.setdefault((tool, kind), []).append(h.timed(tool, argv))
+        for tool in now:
+            d.pin(tool, "1.0")
+            empty_host(h, d, tool)
+            add(tool, "full", d.argv(tool, "full"))
+        # The other tools' full runs took longer than driftless's 2 s window
+        # for trusting fresh stats: its first no-op reads every file once.
+        time.sleep(2.2)
+        add("driftless", "noop-cold", d.argv("driftless", "noop"))
+        for tool in now:
+            add(tool, "noop", d.argv(tool, "noop"))
+        for tool in now:
+            add(tool, "plan", d.argv(tool, "plan"))
+        for tool in now:
+            (h.root / d.one_file(tool)).write_text("changed by hand\n")
+            add(tool, "change", d.argv(tool, "change"))
+        for tool in now:
+            at_old_build(h)
+            d.pin(tool, "2.0")
+            add(tool, "upgrade", d.argv(tool, "upgrade"))
+    return res
+
+
+LABELS = {"full": "full converge from an empty host", "noop": "no-op",
+          "change": "one file changed, no service affected",
+          "upgrade": "one package upgraded", "plan": "plan"}
+
+
+def report(res, tools, runs, names):
+    print(f"\n### On a sandbox host: 1000 files + {PACKAGES} packages + {SERVICES} running "
+          f"services ({runs} runs)\n")
+    print(f"Tools: {', '.join(names)}.\n")
+    cols = ["measure", *tools, *(f"{t} / driftless" for t in tools[1:])]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols))
+    for kind, label in LABELS.items():
+        cells = [bench.fmt_s(res[(t, kind)]) for t in tools]
+        ratios = [f"{bench.median_wall(res[(t, kind)]) / bench.median_wall(res[('driftless', kind)]):.1f}×"
+                  for t in tools[1:]]
+        print("| " + " | ".join([label, *cells, *ratios]) + " |")
+    print("| no-op, first after the writes (driftless reads every file) | "
+          + " | ".join([bench.fmt_s(res[("driftless", "noop-cold")]), *(["—"] * (len(cols) - 2))]) + " |")
+    rss = {t: bench.median_rss(res[(t, "noop")]) for t in tools}
+    print("| peak RSS, no-op | " + " | ".join(
+        [*(f"{rss[t]:.1f} MB" for t in tools), *(f"{rss[t] / rss['driftless']:.1f}×" for t in tools[1:])])
+        + " |")
+
+    wall = lambda t, k: bench.median_wall(res[(t, k)])
+    noop, change, full = wall("driftless", "noop"), wall("driftless", "change"), wall("driftless", "full")
+    targets = [
+        ("no-op of 1000 files + 20 packages + 10 services ≤ 60 ms", noop <= 0.060, f"{noop * 1000:.0f} ms"),
+        ("one file changed, no service affected ≤ 150 ms", change <= 0.150, f"{change * 1000:.0f} ms"),
+        ("peak RSS of that no-op ≤ 12 MB", rss["driftless"] <= 12, f"{rss['driftless']:.1f} MB"),
+    ]
+    if "puppet" in tools:
+        for what, kind, need in [("no-op", "noop", 150), ("one file changed", "change", 50),
+                                 ("full converge from empty", "full", 8)]:
+            ratio = wall("puppet", kind) / wall("driftless", kind)
+            targets.append((f"{what} ≥ {need}× faster than puppet apply", ratio >= need, f"{ratio:.1f}×"))
+    if "ansible" in tools:
+        ratio = wall("ansible", "noop") / noop
+        targets.append(("no-op ≥ 3000× faster than ansible-playbook", ratio >= 3000, f"{ratio:.0f}×"))
+    print("\n### Targets (sandbox host)\n")
+    for what, met, value in targets:
+        print(f"- {'met' if met else 'MISSED'}: {what} — {value}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--ansible", action="store_true", help="also ansible-playbook (minutes per run)")
+    ap.add_argument("--ansible-runs", type=int, default=1,
+                    help="runs (the first ones) in which ansible takes part (default %(default)s)")
+    a, _ = ap.parse_known_args()
+    if not Path("/usr/bin/time").exists():
+        bench.sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "time")
+    bench.build()
     sandbox("deps")
     sandbox("rootfs")
     work = Path("/tmp/driftless-bench-sandbox")
@@ -173,44 +330,17 @@ def main(runs):
         shutil.rmtree(work)
     work.mkdir(parents=True)
     build_rpms(work / "rpms")
-    h = Host(work)
+    h = Host(a.ansible)
     try:
         sandbox("repo", str(h.work), str(work / "rpms"))
-        repo = h.root / "srv/bench-repo"
-        res = {}
-        for r in range(runs):
-            config_repo(work, repo, "1.0")
-            empty_host(h)
-            res.setdefault("full", []).append(h.timed("converge"))
-            # Past the 2 s window for trusting fresh stats, the first no-op
-            # reads every file once; the next is the steady state.
-            time.sleep(2.2)
-            res.setdefault("noop-cold", []).append(h.timed("converge"))
-            res.setdefault("noop", []).append(h.timed("converge"))
-            res.setdefault("plan", []).append(h.timed("plan"))
-            (h.root / "srv/bench/d05/f00005.conf").write_text("changed by hand\n")
-            res.setdefault("change", []).append(h.timed("converge"))
-            config_repo(work, repo, "2.0")
-            res.setdefault("upgrade", []).append(h.timed("converge"))
-        print(f"\n### On a sandbox host: 1000 files + {PACKAGES} packages + {SERVICES} running "
-              f"services ({runs} runs)\n")
-        print("| measure | driftless |\n| --- | --- |")
-        labels = {"full": "full converge from an empty host", "noop": "no-op",
-                  "noop-cold": "no-op, first after the writes (reads every file)",
-                  "change": "one file changed, no service affected",
-                  "upgrade": "one package upgraded", "plan": "plan"}
-        for kind, label in labels.items():
-            print(f"| {label} | {bench.fmt_s(res[kind])} |")
-        rss = statistics.median(r for _, r in res["noop"]) / 1024
-        print(f"| peak RSS, no-op | {rss:.1f} MB |")
-        noop = bench.median_wall(res["noop"])
-        print("\n### Targets (sandbox host)\n")
-        for what, met, value in [
-            ("no-op of 1000 files + 20 packages + 10 services ≤ 60 ms", noop <= 0.060,
-             f"{noop * 1000:.0f} ms"),
-            ("peak RSS of that no-op ≤ 12 MB", rss <= 12, f"{rss:.1f} MB"),
-        ]:
-            print(f"- {'met' if met else 'MISSED'}: {what} — {value}")
+        d = Desired(h.root)
+        tools = ["driftless", "puppet"] + (["ansible"] if a.ansible else [])
+        names = [h.version("/usr/local/bin/driftless", "--version"),
+                 "puppet " + h.version("puppet", "--version")]
+        if a.ansible:
+            names.append(h.version("ansible-playbook", "--version"))
+        res = measure(h, d, tools, a.runs, a.ansible_runs)
+        report(res, tools, a.runs, names)
     finally:
         h.stop()
 
@@ -218,4 +348,4 @@ def main(runs):
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("run as root: the sandbox host needs namespaces and mounts")
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+    main()
