@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use super::context::{App, Run, SourceRequest, absolute};
+use super::hooks;
 use super::load::{FetchFailed, Invalid, Loaded, load};
 use super::plan::prepare;
 use super::recovery::recover_into;
@@ -95,6 +96,8 @@ pub fn converge(
     if !req.dry_run && (locked.is_some() || r.run.outcome == Outcome::Invalid) {
         record_last_run(app, &r);
     }
+    // Hooks may run `driftless` themselves: the lock is let go first.
+    drop(locked);
     sink.event(&Event::Finished {
         outcome: r.run.outcome,
         generation: r.generation,
@@ -106,6 +109,9 @@ pub fn converge(
         audit: r.audit,
         error: r.run.error.clone(),
     });
+    if !req.dry_run {
+        hooks::run_hooks(&app.settings.hooks, &hooks::HookEnv::of(&r));
+    }
     r
 }
 

@@ -13,6 +13,7 @@
 mod context;
 mod converge;
 mod facts;
+mod hooks;
 mod load;
 mod manage;
 mod plan;

@@ -47,6 +47,58 @@ struct Fragment {
     schedule: Option<ScheduleFragment>,
     metrics: Option<MetricsFragment>,
     daemon: Option<DaemonFragment>,
+    hook: Option<Vec<HookFragment>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HookFragment {
+    name: Option<String>,
+    command: Vec<String>,
+    on: Vec<HookOn>,
+    timeout: Option<String>,
+}
+
+/// When a hook runs: a converge's outcome (the words of `--json`), or
+/// `quarantined` (the converge quarantined the commit it loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookOn {
+    /// Changes applied.
+    Changed,
+    /// Nothing to change.
+    InSync,
+    /// Changes found, not applied (audit mode).
+    ChangesPending,
+    /// Held at the last good state or pinned.
+    Held,
+    /// A step failed and the host was restored.
+    RolledBack,
+    /// A step failed and the restore failed too.
+    RollbackFailed,
+    /// The config repo is invalid.
+    Invalid,
+    /// Stopped by an error before any change.
+    Error,
+    /// The converge quarantined the commit it loaded (with `rolled_back`
+    /// or `invalid`).
+    Quarantined,
+}
+
+/// Default bound of one hook.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A command run after a converge (`[[hook]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hook {
+    /// For the logs: `name`, or the program's file name.
+    pub name: String,
+    /// Program (an absolute path) and arguments; no shell.
+    pub argv: Vec<String>,
+    /// The outcomes it runs on.
+    pub on: Vec<HookOn>,
+    /// Killed (with its process group) after this long.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +237,9 @@ pub struct Settings {
     pub metrics_textfile: Option<PathBuf>,
     /// The daemon's control socket (`[daemon] socket`).
     pub socket: PathBuf,
+    /// Commands run after a converge, in the order written (drop-ins add
+    /// theirs after the main file's).
+    pub hooks: Vec<Hook>,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -201,6 +256,7 @@ impl Default for Settings {
             schedule: ScheduleSettings::default(),
             metrics_textfile: None,
             socket: PathBuf::from(DEFAULT_SOCKET),
+            hooks: Vec::new(),
             sources: Vec::new(),
         }
     }
@@ -306,7 +362,9 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let mut sch = ScheduleFragment::default();
     let mut metrics = MetricsFragment::default();
     let mut daemon = DaemonFragment::default();
+    let mut hooks = Vec::new();
     for f in fragments {
+        hooks.extend(f.hook.unwrap_or_default());
         if let Some(x) = f.schedule {
             sch.interval = x.interval.or(sch.interval);
             sch.splay = x.splay.or(sch.splay);
@@ -352,6 +410,11 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let schedule = schedule_settings(sch)?;
     let d = Settings::default();
     let metrics_textfile = absolute("[metrics] textfile", metrics.textfile)?;
+    let hooks = hooks
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| hook_settings(i + 1, h))
+        .collect::<Result<Vec<_>>>()?;
     let socket = absolute("[daemon] socket", daemon.socket)?.unwrap_or(d.socket);
     let state_dir = normalise(m.state_dir.unwrap_or(d.state_dir));
     if !state_dir.is_absolute() {
@@ -373,7 +436,37 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         schedule,
         metrics_textfile,
         socket,
+        hooks,
         sources: Vec::new(),
+    })
+}
+
+fn hook_settings(nth: usize, h: HookFragment) -> Result<Hook> {
+    let Some(program) = h.command.first() else {
+        bail!("[[hook]] #{nth}: `command` is empty; give the program and its arguments");
+    };
+    if !Path::new(program).is_absolute() {
+        bail!(
+            "[[hook]] #{nth}: the program `{program}` must be an absolute path (hooks run without a shell or PATH lookup)"
+        );
+    }
+    let name = h.name.unwrap_or_else(|| {
+        Path::new(program)
+            .file_name()
+            .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned())
+    });
+    if h.on.is_empty() {
+        bail!("[[hook]] `{name}`: `on` is empty; name the outcomes it runs on");
+    }
+    let timeout = duration("[[hook]] timeout", h.timeout, DEFAULT_HOOK_TIMEOUT)?;
+    if timeout.is_zero() {
+        bail!("[[hook]] `{name}`: timeout must be more than 0s");
+    }
+    Ok(Hook {
+        name,
+        argv: h.command,
+        on: h.on,
+        timeout,
     })
 }
 
@@ -587,6 +680,79 @@ mod tests {
         );
         assert!(s.metrics_textfile.is_some());
         assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn hooks_add_up_across_dropins_and_bad_ones_are_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[[hook]]\ncommand = ['/usr/local/bin/page', '--team', 'infra']\non = ['rolled_back', 'rollback_failed', 'quarantined']\n",
+        );
+        write(
+            d.path(),
+            "agent.d/10-chat.toml",
+            "[[hook]]\nname = 'chat'\ncommand = ['/usr/bin/curl']\non = ['changed']\ntimeout = '5s'\n",
+        );
+        let s = load(&main, true).expect("load");
+        assert_eq!(
+            s.hooks,
+            vec![
+                Hook {
+                    name: "page".into(),
+                    argv: vec![
+                        "/usr/local/bin/page".into(),
+                        "--team".into(),
+                        "infra".into()
+                    ],
+                    on: vec![
+                        HookOn::RolledBack,
+                        HookOn::RollbackFailed,
+                        HookOn::Quarantined
+                    ],
+                    timeout: DEFAULT_HOOK_TIMEOUT,
+                },
+                Hook {
+                    name: "chat".into(),
+                    argv: vec!["/usr/bin/curl".into()],
+                    on: vec![HookOn::Changed],
+                    timeout: Duration::from_secs(5),
+                },
+            ]
+        );
+        std::fs::remove_dir_all(d.path().join("agent.d")).expect("rm");
+        for (bad, says) in [
+            (
+                "[[hook]]\ncommand = []\non = ['changed']\n",
+                "`command` is empty",
+            ),
+            (
+                "[[hook]]\ncommand = ['notify']\non = ['changed']\n",
+                "absolute path",
+            ),
+            (
+                "[[hook]]\ncommand = ['/bin/true']\non = []\n",
+                "`on` is empty",
+            ),
+            (
+                "[[hook]]\ncommand = ['/bin/true']\non = ['chnaged']\n",
+                "did you mean `changed`",
+            ),
+            (
+                "[[hook]]\ncommand = ['/bin/true']\non = ['changed']\ntimeout = '0s'\n",
+                "more than 0s",
+            ),
+            ("[[hook]]\ncommand = ['/bin/true']\n", "missing field `on`"),
+            (
+                "[[hook]]\ncommand = ['/bin/true']\non = ['changed']\nshell = true\n",
+                "unknown key `shell`",
+            ),
+        ] {
+            let main = write(d.path(), "agent.toml", bad);
+            let err = format!("{:#}", load(&main, true).expect_err(bad));
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

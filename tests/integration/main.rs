@@ -13,6 +13,7 @@ mod cli;
 mod daemon;
 mod engine;
 mod gitserver;
+mod hooks;
 mod json_schema;
 mod layers;
 mod operator;

@@ -1,0 +1,139 @@
+//! `[[hook]]`: commands run after a converge on the outcomes they name,
+//! with the documented `DRIFTLESS_*` environment; a failing or hanging
+//! hook never changes the outcome or the exit code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::util::{Env, converge_args, write_repo};
+
+/// Each run of the recording hook: its `DRIFTLESS_*` variables.
+fn recorded(log: &Path) -> Vec<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.split("---\n")
+        .filter(|run| !run.trim().is_empty())
+        .map(|run| {
+            run.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON")
+}
+
+const APP_CONF: &str = "[[file]]\npath = '/etc/app.conf'\ncontent = \"v1\\n\"\n";
+
+#[test]
+fn hooks_run_on_their_outcomes_with_the_documented_environment() {
+    let env = Env::new();
+    let log = env.path().join("hook.log");
+    let repo = env.path().join("repo");
+    let root = env.path().join("root");
+    // The recorder, then a failing hook and one that outlives its timeout:
+    // neither may change what the converge reports.
+    env.set_config(&format!(
+        "[[hook]]\nname = 'record'\ncommand = ['/bin/sh', '-c', 'env | grep ^DRIFTLESS_ | sort >> {log}; echo --- >> {log}']\non = ['changed', 'rolled_back', 'held', 'quarantined']\n\
+         [[hook]]\nname = 'fails'\ncommand = ['/bin/sh', '-c', 'echo mail server down >&2; exit 3']\non = ['changed', 'rolled_back']\n\
+         [[hook]]\nname = 'hangs'\ncommand = ['/bin/sleep', '60']\non = ['changed']\ntimeout = '1s'\n",
+        log = log.display()
+    ));
+    write_repo(&repo, &[("hosts/h.toml", APP_CONF)]);
+    // What the agent itself recorded of the last converge.
+    let status = || json(&env.run(&["status", "--json"]).expect_code(0).stdout)["status"].clone();
+    let converge = || {
+        let mut args = converge_args(&repo, &root, "h");
+        args.push("--json".into());
+        env.run(&args)
+    };
+
+    // Changed: every hook for `changed` ran; the slow one was killed at its
+    // timeout, the failing one only logged.
+    let started = Instant::now();
+    let run = converge();
+    run.expect_code(2);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the hanging hook was not killed at its timeout"
+    );
+    let doc = json(&run.stdout);
+    assert_eq!(doc["result"], "changed");
+    assert!(
+        run.stderr.contains("hook failed") && run.stderr.contains("fails"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hangs"), "{}", run.stderr);
+    let runs = recorded(&log);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let first = &runs[0];
+    let want =
+        |k: &str, v: &str| assert_eq!(first.get(k).map(String::as_str), Some(v), "{k}: {first:?}");
+    want("DRIFTLESS_OUTCOME", "changed");
+    want("DRIFTLESS_QUARANTINED", "0");
+    let changes = doc["changes"].as_array().expect("changes").len();
+    assert_eq!(changes, 2, "/etc and /etc/app.conf");
+    want("DRIFTLESS_CHANGES", &changes.to_string());
+    want("DRIFTLESS_DRIFTED", "0");
+    want("DRIFTLESS_HOST", "h");
+    want("DRIFTLESS_ERROR", "");
+    want("DRIFTLESS_GENERATION", &doc["generation"].to_string());
+    let st = status();
+    want(
+        "DRIFTLESS_COMMIT",
+        st["last_run"]["key"].as_str().expect("key"),
+    );
+
+    // In sync: not named by the recorder, so nothing ran.
+    converge().expect_code(0);
+    assert_eq!(recorded(&log).len(), 1);
+
+    // A failing check: rolled back, the content quarantined, one run of the
+    // recorder (for both reasons at once) with the error.
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            &format!(
+                "{}[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+                APP_CONF.replace("v1", "v2")
+            ),
+        )],
+    );
+    let run = converge();
+    run.expect_code(4);
+    let st = status();
+    let runs = recorded(&log);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let rb = &runs[1];
+    assert_eq!(rb["DRIFTLESS_OUTCOME"], "rolled_back");
+    assert_eq!(
+        rb["DRIFTLESS_COMMIT"],
+        st["last_run"]["key"].as_str().expect("key")
+    );
+    assert!(rb["DRIFTLESS_ERROR"].contains("broken"), "{rb:?}");
+    assert_eq!(st["quarantine"]["key"], st["last_run"]["key"], "{st}");
+    assert_eq!(rb["DRIFTLESS_QUARANTINED"], "1");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/app.conf")).expect("app.conf"),
+        "v1\n"
+    );
+
+    // The same quarantined content again: held.
+    converge().expect_code(3);
+    let runs = recorded(&log);
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(runs[2]["DRIFTLESS_OUTCOME"], "held");
+    assert_eq!(runs[2]["DRIFTLESS_QUARANTINED"], "0");
+
+    // A plan is no converge: no hook.
+    let mut plan = converge_args(&repo, &root, "h");
+    plan[0] = "plan".into();
+    plan.retain(|a| a != "--now" && a != "--create-root");
+    env.run(&plan);
+    assert_eq!(recorded(&log).len(), 3);
+}
