@@ -110,9 +110,23 @@ pub fn converge(
         error: r.run.error.clone(),
     });
     if !req.dry_run {
-        hooks::run_hooks(&app.settings.hooks, &hooks::HookEnv::of(&r));
+        hooks::run_hooks(&app.settings.hooks, &hook_env(&r));
     }
     r
+}
+
+/// What the hooks are told of a finished converge.
+fn hook_env(r: &ConvergeResult) -> hooks::HookEnv {
+    hooks::HookEnv {
+        outcome: r.run.outcome,
+        quarantined: r.quarantined,
+        commit: r.key.clone().unwrap_or_default(),
+        generation: r.generation.map(|g| g.to_string()).unwrap_or_default(),
+        changes: r.run.changes.len(),
+        drifted: r.drifted,
+        host: r.run.subject.host.clone().unwrap_or_default(),
+        error: r.run.error.clone().unwrap_or_default(),
+    }
 }
 
 /// The one write of the agent state (the fetch record, the outcome),

@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use super::converge::ConvergeResult;
 use crate::cancel::Cancel;
 use crate::config::{Hook, HookOn};
 use crate::outcome::Outcome;
@@ -39,20 +38,6 @@ pub struct HookEnv {
 }
 
 impl HookEnv {
-    /// The environment of a finished converge.
-    pub fn of(r: &ConvergeResult) -> Self {
-        Self {
-            outcome: r.run.outcome,
-            quarantined: r.quarantined,
-            commit: r.key.clone().unwrap_or_default(),
-            generation: r.generation.map(|g| g.to_string()).unwrap_or_default(),
-            changes: r.run.changes.len(),
-            drifted: r.drifted,
-            host: r.run.subject.host.clone().unwrap_or_default(),
-            error: r.run.error.clone().unwrap_or_default(),
-        }
-    }
-
     fn vars(&self) -> [(&'static str, String); 8] {
         [
             ("DRIFTLESS_OUTCOME", self.outcome.as_str().to_owned()),

@@ -1,7 +1,8 @@
 //! Observing the host and planning against it, with read-only calls only:
 //! a stat (and hash) of each managed path, one `rpm -q` for the declared
-//! packages, one `systemctl show` for the declared units, and one dnf
-//! metadata query only when a `latest` package is declared.
+//! packages, one `systemctl show` for the declared units (both beside the
+//! stats, on threads of their own), and one dnf metadata query only when a
+//! `latest` package is declared.
 
 use std::collections::BTreeMap;
 
@@ -148,19 +149,56 @@ fn observe_cached(
     };
     let names = desired.package_names(false);
     let latest = desired.package_names(true);
-    host.packages = rpm::query(root.path(), &names, cancel)?;
-    match latest_known {
-        Some(known) => host.latest = known.clone(),
-        // A failure is kept for the planner: the repository may be
-        // declared in this converge and exist only after its repo step.
-        None if !latest.is_empty() => match dnf::latest(root.path(), &latest, cancel) {
-            Ok(l) => host.latest = l,
-            Err(e) => host.latest_error = Some(format!("{e:#}")),
-        },
-        None => {}
-    }
     let units: Vec<String> = desired.services().iter().map(|s| s.unit.clone()).collect();
-    host.units = systemctl::unit_states(root, &units, cancel)?;
+    // rpm and systemctl are processes that mostly wait (on the rpm
+    // database, on D-Bus): they run beside the stats, so a no-op costs the
+    // slowest of the three, not their sum.
+    std::thread::scope(|s| -> Result<()> {
+        // Nothing declared, no thread: the files-only no-op stays as it was.
+        let packages =
+            (!names.is_empty()).then(|| s.spawn(|| rpm::query(root.path(), &names, cancel)));
+        let services =
+            (!units.is_empty()).then(|| s.spawn(|| systemctl::unit_states(root, &units, cancel)));
+        match latest_known {
+            Some(known) => host.latest = known.clone(),
+            // A failure is kept for the planner: the repository may be
+            // declared in this converge and exist only after its repo step.
+            None if !latest.is_empty() => match dnf::latest(root.path(), &latest, cancel) {
+                Ok(l) => host.latest = l,
+                Err(e) => host.latest_error = Some(format!("{e:#}")),
+            },
+            None => {}
+        }
+        let paths = observe_paths(root, desired, cache, &mut host);
+        host.packages = joined(packages, "the rpm query")?;
+        host.units = joined(services, "the systemctl query")?;
+        paths
+    })?;
+    Ok(host)
+}
+
+/// The result of a query thread (none started: nothing to ask); a panic
+/// there is an error here.
+fn joined<T: Default>(
+    h: Option<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+    what: &str,
+) -> Result<T> {
+    match h {
+        None => Ok(T::default()),
+        Some(h) => h
+            .join()
+            .map_err(|_| anyhow::anyhow!("{what} failed unexpectedly (its thread panicked)"))?,
+    }
+}
+
+/// Observes every managed path into `host`, trusting `cache` where the
+/// stat did not move.
+fn observe_paths(
+    root: &FsRoot,
+    desired: &DesiredState,
+    cache: &StatCache,
+    host: &mut ObservedHost,
+) -> Result<()> {
     let cached = (cache.root == root_name(root)).then_some(&cache.files);
     let wanted = desired_hashes(desired);
     let now = std::time::SystemTime::now()
@@ -195,7 +233,7 @@ fn observe_cached(
         }
         host.paths.insert(path, o);
     }
-    Ok(host)
+    Ok(())
 }
 
 /// The content hash (hex) each declared regular file should have.
