@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use tracing::warn;
 
+use super::commands;
 use super::events::{Event, Sink};
 use super::keep_rpms;
 use super::observe::{Contents, hydrate, observe};
@@ -161,12 +162,14 @@ pub fn apply(
         steps.started(&change);
         let result = match &change.op {
             Op::DaemonReload => systemctl::run(None, "daemon-reload", &[], cx.cancel),
+            Op::RunCommand { command, .. } => commands::run(command, root, cx.cancel),
             op => apply_step(root, op),
         };
         result.with_context(|| format!("failed to converge {}", change.resource))?;
         steps.finished(&change);
         match change.op {
             Op::DaemonReload => fault::point("after-daemon-reload"),
+            Op::RunCommand { .. } => {}
             _ => {
                 files += 1;
                 fault::point_n("after-file", files);
@@ -388,6 +391,8 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
         Op::Symlink { path, target } => root.symlink(path, target),
         Op::RemoveFile { path } => root.remove_file(path),
         Op::RemoveDir { path } => root.remove_dir(path),
-        Op::Package { .. } | Op::DaemonReload | Op::Service { .. } => Ok(()),
+        Op::Package { .. } | Op::DaemonReload | Op::Service { .. } | Op::RunCommand { .. } => {
+            Ok(())
+        }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod apply;
 pub mod checks;
+pub mod commands;
 pub mod events;
 pub mod keep_rpms;
 pub mod observe;

@@ -1,14 +1,15 @@
 //! Observing the host and planning against it, with read-only calls only:
 //! a stat (and hash) of each managed path, one `rpm -q` for the declared
 //! packages, one `systemctl show` for the declared units (both beside the
-//! stats, on threads of their own), and one dnf metadata query only when a
-//! `latest` package is declared.
+//! stats, on threads of their own), one dnf metadata query only when a
+//! `latest` package is declared, and the guards of declared commands.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use tracing::debug;
 
+use super::commands;
 use crate::cancel::Cancel;
 use crate::desired::model::{Ensure, Resource};
 use crate::desired::{DesiredState, Diagnostic};
@@ -174,6 +175,7 @@ fn observe_cached(
         host.units = joined(services, "the systemctl query")?;
         paths
     })?;
+    host.guards = commands::observe_guards(root, desired, cancel)?;
     Ok(host)
 }
 

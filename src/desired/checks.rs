@@ -169,7 +169,7 @@ pub fn reference(text: &str) -> Result<ResourceId, String> {
     })?;
     let kind = Kind::parse(kind).ok_or_else(|| {
         format!(
-            "reference `{text}` names an unknown kind `{kind}` (use repo, package, directory, file, symlink or service)"
+            "reference `{text}` names an unknown kind `{kind}` (use repo, package, directory, file, symlink, command or service)"
         )
     })?;
     let key = if kind == Kind::Service {
@@ -180,15 +180,48 @@ pub fn reference(text: &str) -> Result<ResourceId, String> {
     Ok(ResourceId::new(kind, key))
 }
 
-/// Checks a repository id: it becomes a file name.
-pub fn repo_name(name: &str) -> Result<(), String> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-:".contains(c);
+/// Checks a `[[command]]` name: it is the key of `command:NAME` references.
+pub fn command_name(name: &str) -> Result<(), String> {
+    plain_name(name, "._-", "command name")
+}
+
+/// A name of letters, digits and the `punctuation` given, not starting
+/// with a dot.
+fn plain_name(name: &str, punctuation: &str, what: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || punctuation.contains(c);
     if name.is_empty() || !name.chars().all(ok_char) || name.starts_with('.') {
+        let listed: Vec<String> = punctuation.chars().map(String::from).collect();
         return Err(format!(
-            "repo name `{name}` is malformed (letters, digits and . _ - : only)"
+            "{what} `{name}` is malformed (letters, digits and {} only)",
+            listed.join(" ")
         ));
     }
     Ok(())
+}
+
+/// Checks a user or group name as shadow-utils accepts it: a lowercase
+/// letter or `_` first, then letters, digits, `_`, `-` (and a final `$`
+/// for machine accounts), at most 32 characters.
+pub fn account_name(name: &str) -> Result<(), String> {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    let first_ok = body
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = body
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c));
+    if !first_ok || !rest_ok || name.len() > 32 {
+        return Err(format!(
+            "`{name}` is not a valid user name (a lowercase letter or _ first, then a-z 0-9 _ -, at most 32 characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a repository id: it becomes a file name.
+pub fn repo_name(name: &str) -> Result<(), String> {
+    plain_name(name, "._-:", "repo name")
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ impl Contents<'_> {
                 Spec::Package(p) => Some(Resource::Package(p.clone())),
                 Spec::Directory(d) => Some(Resource::Directory(d.clone())),
                 Spec::Symlink(s) => Some(Resource::Symlink(s.clone())),
+                Spec::Command(c) => Some(Resource::Command(c.clone())),
                 Spec::Service(s) => Some(Resource::Service(s.clone())),
                 Spec::File(f) => self.file_content(f, &w.decl, &scope).map(Resource::File),
             };

@@ -91,17 +91,28 @@ fn check_references(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
     let declared: HashMap<ResourceId, ()> =
         winners.iter().map(|w| (w.decl.spec.id(), ())).collect();
     for w in winners {
-        let Spec::Service(s) = &w.decl.spec else {
-            continue;
+        let (owner, refs): (&str, Vec<(&str, &ResourceId)>) = match &w.decl.spec {
+            Spec::Service(s) => (
+                &s.unit,
+                s.restart_on
+                    .iter()
+                    .map(|r| ("restart_on", r))
+                    .chain(s.reload_on.iter().map(|r| ("reload_on", r)))
+                    .collect(),
+            ),
+            Spec::Command(c) => (
+                &c.name,
+                c.refresh_on.iter().map(|r| ("refresh_on", r)).collect(),
+            ),
+            _ => continue,
         };
-        let refs = s.restart_on.iter().map(|r| ("restart_on", r));
-        let refs = refs.chain(s.reload_on.iter().map(|r| ("reload_on", r)));
-        for ((key, r), origin) in refs.zip(&w.decl.ref_origins) {
+        for ((key, r), origin) in refs.into_iter().zip(&w.decl.ref_origins) {
             if !declared.contains_key(r) {
                 diags.push(origin.diag(format!(
-                    "`{key}` of {} refers to {r}, which is not declared for this host",
-                    s.unit
+                    "`{key}` of {owner} refers to {r}, which is not declared for this host"
                 )));
+            } else if *r == w.decl.spec.id() {
+                diags.push(origin.diag(format!("`{key}` of {owner} refers to itself")));
             }
         }
     }

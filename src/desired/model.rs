@@ -25,6 +25,8 @@ pub enum Kind {
     File,
     /// A symbolic link.
     Symlink,
+    /// A command run when its guards or refreshes say so.
+    Command,
     /// A systemd unit.
     Service,
 }
@@ -38,17 +40,19 @@ impl Kind {
             Kind::Directory => "directory",
             Kind::File => "file",
             Kind::Symlink => "symlink",
+            Kind::Command => "command",
             Kind::Service => "service",
         }
     }
 
     /// Every kind, in apply order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Repo,
         Kind::Package,
         Kind::Directory,
         Kind::File,
         Kind::Symlink,
+        Kind::Command,
         Kind::Service,
     ];
 
@@ -323,6 +327,36 @@ pub struct Service {
     pub reload_on: Vec<ResourceId>,
 }
 
+/// A command driftless runs (`[[command]]`) when its guards say the job is
+/// not done yet, or when something it refreshes on changed. What it does is
+/// neither observed nor undone by a rollback: the guards are its only
+/// idempotence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique name (`command:NAME`).
+    pub name: String,
+    /// Program and arguments (`shell = true` became `/bin/sh -c …`).
+    pub argv: Vec<String>,
+    /// Runs only while this host path does not exist.
+    pub creates: Option<String>,
+    /// Runs only when this argv fails (exit code other than 0).
+    pub unless: Option<Vec<String>>,
+    /// Runs only when this argv succeeds.
+    pub onlyif: Option<Vec<String>>,
+    /// Runs only when one of these changed in the same converge, once,
+    /// after them.
+    pub refresh_on: Vec<ResourceId>,
+    /// Limit of one run (guards included); then it is killed.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Extra environment variables.
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// Working directory (a host path); default `/`.
+    pub cwd: Option<String>,
+    /// Run as this user (with `runuser`); default root.
+    pub user: Option<String>,
+}
+
 /// What a health check probes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -381,6 +415,8 @@ pub enum Resource {
     File(File),
     /// See [`Symlink`].
     Symlink(Symlink),
+    /// See [`Command`].
+    Command(Command),
     /// See [`Service`].
     Service(Service),
 }
@@ -394,6 +430,7 @@ impl Resource {
             Resource::Directory(d) => ResourceId::new(Kind::Directory, &d.path),
             Resource::File(f) => ResourceId::new(Kind::File, &f.path),
             Resource::Symlink(s) => ResourceId::new(Kind::Symlink, &s.path),
+            Resource::Command(c) => ResourceId::new(Kind::Command, &c.name),
             Resource::Service(s) => ResourceId::new(Kind::Service, &s.unit),
         }
     }
@@ -405,7 +442,7 @@ impl Resource {
             Resource::Directory(d) => Some(d.path.clone()),
             Resource::File(f) => Some(f.path.clone()),
             Resource::Symlink(s) => Some(s.path.clone()),
-            Resource::Package(_) | Resource::Service(_) => None,
+            Resource::Package(_) | Resource::Command(_) | Resource::Service(_) => None,
         }
     }
 }
@@ -459,6 +496,14 @@ impl DesiredState {
     /// Whether the state declares any package or service.
     pub fn has_kind(&self, kind: Kind) -> bool {
         self.resources.iter().any(|d| d.resource.id().kind == kind)
+    }
+
+    /// The declared commands, in order.
+    pub fn commands(&self) -> impl Iterator<Item = &Command> {
+        self.resources.iter().filter_map(|d| match &d.resource {
+            Resource::Command(c) => Some(c),
+            _ => None,
+        })
     }
 
     /// The declared services, in order.

@@ -7,8 +7,8 @@ use toml::de::DeValue;
 use super::checks;
 use super::diag::Origin;
 use super::model::{
-    Check, Directory, Ensure, Meta, Package, PackageState, Probe, Repo, RepoLocation, ResourceId,
-    RunState, Service, Symlink,
+    Check, Command, Directory, Ensure, Meta, Package, PackageState, Probe, Repo, RepoLocation,
+    ResourceId, RunState, Service, Symlink,
 };
 use super::schema::{Ctx, Fields, Sp, array_of_tables, parse_document};
 
@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "file",
     "directory",
     "symlink",
+    "command",
     "service",
     "check",
 ];
@@ -63,6 +64,21 @@ const FILE_KEYS: &[&str] = &[
 const DIR_KEYS: &[&str] = &["path", "owner", "group", "mode", "state"];
 const SYMLINK_KEYS: &[&str] = &["path", "target", "state"];
 const SERVICE_KEYS: &[&str] = &["name", "enabled", "state", "restart_on", "reload_on"];
+const COMMAND_KEYS: &[&str] = &[
+    "name",
+    "command",
+    "shell",
+    "creates",
+    "unless",
+    "onlyif",
+    "refresh_on",
+    "timeout",
+    "environment",
+    "cwd",
+    "user",
+];
+/// Default time limit of a `[[command]]` (and of each of its guards).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 const CHECK_KEYS: &[&str] = &[
     "name", "command", "service", "http", "timeout", "retries", "interval",
 ];
@@ -108,6 +124,8 @@ pub enum Spec {
     File(FileSpec),
     /// `[[symlink]]`
     Symlink(Symlink),
+    /// `[[command]]`
+    Command(Command),
     /// `[[service]]`
     Service(Service),
 }
@@ -122,6 +140,7 @@ impl Spec {
             Spec::Directory(d) => ResourceId::new(Kind::Directory, &d.path),
             Spec::File(f) => ResourceId::new(Kind::File, &f.path),
             Spec::Symlink(s) => ResourceId::new(Kind::Symlink, &s.path),
+            Spec::Command(c) => ResourceId::new(Kind::Command, &c.name),
             Spec::Service(s) => ResourceId::new(Kind::Service, &s.unit),
         }
     }
@@ -133,7 +152,7 @@ impl Spec {
             Spec::Directory(d) => Some(d.path.clone()),
             Spec::File(f) => Some(f.path.clone()),
             Spec::Symlink(s) => Some(s.path.clone()),
-            Spec::Package(_) | Spec::Service(_) => None,
+            Spec::Package(_) | Spec::Command(_) | Spec::Service(_) => None,
         }
     }
 }
@@ -148,7 +167,8 @@ pub struct Decl {
     pub origin: Origin,
     /// Repo line of the first line of inline content (for template errors).
     pub content_line: usize,
-    /// Positions of the service's `restart_on` then `reload_on` entries.
+    /// Positions of the service's `restart_on` then `reload_on` entries, or
+    /// of the command's `refresh_on` entries.
     pub ref_origins: Vec<Origin>,
 }
 
@@ -224,12 +244,13 @@ pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
             ),
         }
     }
-    let sections: [(&str, &'static str, &'static [&'static str]); 6] = [
+    let sections: [(&str, &'static str, &'static [&'static str]); 7] = [
         ("repo", "[[repo]]", REPO_KEYS),
         ("package", "[[package]]", PACKAGE_KEYS),
         ("directory", "[[directory]]", DIR_KEYS),
         ("file", "[[file]]", FILE_KEYS),
         ("symlink", "[[symlink]]", SYMLINK_KEYS),
+        ("command", "[[command]]", COMMAND_KEYS),
         ("service", "[[service]]", SERVICE_KEYS),
     ];
     for (key, what, allowed) in sections {
@@ -242,6 +263,7 @@ pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
                 "directory" => p.directory(&f).map(|s| (s, 0, Vec::new())),
                 "file" => p.file(&f).map(|(s, line)| (s, line, Vec::new())),
                 "symlink" => p.symlink(&f).map(|s| (s, 0, Vec::new())),
+                "command" => p.command(&f).map(|(s, refs)| (s, 0, refs)),
                 _ => p.service(&f).map(|(s, refs)| (s, 0, refs)),
             };
             f.finish(cx);
@@ -601,6 +623,182 @@ impl Parser<'_, '_> {
             }),
             origins,
         ))
+    }
+
+    /// A list of strings that must hold a program (`command`, `unless`,
+    /// `onlyif`).
+    fn argv(&self, f: &Fields<'_, '_>, key: &str) -> Option<Option<Vec<String>>> {
+        let Some(argv) = f.string_list(self.cx, key) else {
+            return if f.raw(key).is_some() {
+                None
+            } else {
+                Some(None)
+            };
+        };
+        if argv.first().is_none_or(|a| a.get_ref().is_empty()) {
+            let span = f.raw(key).map(toml::Spanned::span).unwrap_or_default();
+            self.cx.error(
+                &span,
+                format!("`{key}` must list a program and its arguments, as [\"/usr/sbin/sysctl\", \"--system\"]"),
+            );
+            return None;
+        }
+        Some(Some(argv.into_iter().map(Sp::into_inner).collect()))
+    }
+
+    fn command(&self, f: &Fields<'_, '_>) -> Option<(Spec, Vec<Origin>)> {
+        let name = f.required_string(self.cx, "name");
+        let name = name.and_then(|n| {
+            self.checked(&n, checks::command_name)
+                .map(|()| n.into_inner())
+        });
+        let shell = f.bool(self.cx, "shell").is_some_and(Sp::into_inner);
+        let argv = match f.raw("command").map(|v| (v.span(), v.get_ref())) {
+            None => {
+                self.cx.error(
+                    &f.span(),
+                    "[[command]] is missing the required key `command`",
+                );
+                None
+            }
+            // A script: only with `shell = true`, said out loud.
+            Some((span, DeValue::String(script))) => {
+                if shell {
+                    Some(vec!["/bin/sh".into(), "-c".into(), script.to_string()])
+                } else {
+                    self.cx.error(
+                        &span,
+                        "`command` is a string: give a list (program and arguments), or add `shell = true` to run it with /bin/sh -c",
+                    );
+                    None
+                }
+            }
+            Some((span, _)) if shell => {
+                self.cx.error(
+                    &span,
+                    "with `shell = true`, `command` is one string: the script for /bin/sh -c",
+                );
+                None
+            }
+            Some(_) => self.argv(f, "command").flatten(),
+        };
+        let creates = match f.string(self.cx, "creates") {
+            None => Some(None),
+            Some(p) => self
+                .checked(&p, |s| checks::host_path(s, self.state_dir))
+                .map(|()| Some(p.into_inner())),
+        };
+        let unless = self.argv(f, "unless");
+        let onlyif = self.argv(f, "onlyif");
+        let mut origins = Vec::new();
+        let mut refresh_on = Vec::new();
+        for r in f.string_list(self.cx, "refresh_on").unwrap_or_default() {
+            if let Some(id) = self.checked(&r, checks::reference) {
+                refresh_on.push(id);
+                origins.push(self.cx.origin(&r.span()));
+            }
+        }
+        let timeout = match f.string(self.cx, "timeout") {
+            None if f.raw("timeout").is_some() => None,
+            None => Some(DEFAULT_COMMAND_TIMEOUT),
+            Some(t) => self.checked(&t, |t| match humantime::parse_duration(t) {
+                Ok(d) if d.is_zero() => Err("`timeout` must be more than 0s".to_owned()),
+                Ok(d) => Ok(d),
+                Err(e) => Err(format!(
+                    "`timeout` = \"{t}\" is not a duration such as \"5m\": {e}"
+                )),
+            }),
+        };
+        let environment = self.environment(f);
+        let cwd = match f.string(self.cx, "cwd") {
+            None => Some(None),
+            Some(p) => self
+                .checked(&p, |s| checks::host_path(s, self.state_dir))
+                .map(|()| Some(p.into_inner())),
+        };
+        let user = match f.string(self.cx, "user") {
+            None => Some(None),
+            Some(u) => self
+                .checked(&u, checks::account_name)
+                .map(|()| Some(u.into_inner())),
+        };
+        let (creates, unless, onlyif) = (creates?, unless?, onlyif?);
+        // Without a guard a command would run on every converge, for ever:
+        // the no-op would not be one.
+        if creates.is_none() && unless.is_none() && onlyif.is_none() && refresh_on.is_empty() {
+            self.cx.error(
+                &f.span(),
+                "[[command]] needs a guard: `creates`, `unless`, `onlyif` or `refresh_on` (without one it would run on every converge)",
+            );
+            return None;
+        }
+        Some((
+            Spec::Command(Command {
+                name: name?,
+                argv: argv?,
+                creates,
+                unless,
+                onlyif,
+                refresh_on,
+                timeout: timeout?,
+                environment: environment?,
+                cwd: cwd?,
+                user: user?,
+            }),
+            origins,
+        ))
+    }
+
+    /// `environment = { NAME = "value", ... }`.
+    fn environment(
+        &self,
+        f: &Fields<'_, '_>,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(v) = f.raw("environment") else {
+            return Some(out);
+        };
+        let DeValue::Table(t) = v.get_ref() else {
+            self.cx.error(
+                &v.span(),
+                format!(
+                    "`environment` in [[command]] must be a table of strings, found {}",
+                    super::schema::type_name(v.get_ref())
+                ),
+            );
+            return None;
+        };
+        let mut ok = true;
+        for (k, val) in t.iter() {
+            let key = k.get_ref();
+            let good_name = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !good_name {
+                self.cx.error(
+                    &k.span(),
+                    format!("`{key}` is not an environment variable name (letters, digits and _)"),
+                );
+                ok = false;
+                continue;
+            }
+            match val.get_ref() {
+                DeValue::String(text) => {
+                    out.insert(key.to_string(), text.to_string());
+                }
+                other => {
+                    self.cx.error(
+                        &val.span(),
+                        format!(
+                            "`environment.{key}` must be a string, found {}",
+                            super::schema::type_name(other)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     fn check(&self, f: &Fields<'_, '_>) -> Option<Check> {

@@ -8,7 +8,7 @@ use super::observed::FsMeta;
 use super::packages::PackageChange;
 use super::services::ServiceVerb;
 use crate::desired::diag::Origin;
-use crate::desired::model::ResourceId;
+use crate::desired::model::{Command, ResourceId};
 
 /// Metadata of directories driftless creates on its own as missing parents.
 pub const IMPLICIT_DIR_MODE: u32 = 0o755;
@@ -79,6 +79,17 @@ pub enum Op {
         /// What to do.
         verb: ServiceVerb,
     },
+    /// Run a `[[command]]`. What it does is not undone by a rollback.
+    RunCommand {
+        /// Its name.
+        name: String,
+        /// What runs.
+        argv: Vec<String>,
+        /// Everything needed to run it (environment, user, ...); not shown,
+        /// since its environment may hold what should not be.
+        #[serde(skip)]
+        command: Box<Command>,
+    },
 }
 
 impl Op {
@@ -91,7 +102,9 @@ impl Op {
             | Op::Symlink { path, .. }
             | Op::RemoveFile { path }
             | Op::RemoveDir { path } => Some(path),
-            Op::Package { .. } | Op::DaemonReload | Op::Service { .. } => None,
+            Op::Package { .. } | Op::DaemonReload | Op::Service { .. } | Op::RunCommand { .. } => {
+                None
+            }
         }
     }
 
@@ -112,6 +125,7 @@ impl Op {
             },
             Op::DaemonReload => "daemon-reload",
             Op::Service { verb, .. } => verb.as_str(),
+            Op::RunCommand { .. } => "run",
         }
     }
 

@@ -316,7 +316,7 @@ impl<'a> Planner<'a> {
                 }
                 (Ensure::Absent, _) => {}
             },
-            Resource::Package(_) | Resource::Service(_) => {}
+            Resource::Package(_) | Resource::Command(_) | Resource::Service(_) => {}
         }
         Ok(())
     }

@@ -6,9 +6,10 @@
 //!
 //! Order: parents of repo files, repo files, (packages), directories
 //! (parents first), files and symlinks in declaration order, directory
-//! removals (deepest first), (services).
+//! removals (deepest first), commands, (services).
 
 mod change;
+mod commands;
 mod content;
 mod files;
 pub mod observed;
@@ -105,6 +106,20 @@ pub fn plan_after(
         }
     }
     let mut plan = p.finish()?;
+    // Commands run after the files and packages they may refresh on, and
+    // before the services (which may restart on them).
+    let before: Vec<Change> = done.iter().chain(&plan.changes).cloned().collect();
+    let runs = commands::plan_commands(desired.commands(), &host.guards, &before);
+    if !runs.is_empty() {
+        plan.notes.push(format!(
+            "{} will run; what a command does is not undone if this converge rolls back",
+            runs.iter()
+                .map(|c| c.resource.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    plan.changes.extend(runs);
     let services = desired.services();
     let all: Vec<Change> = done.iter().chain(&plan.changes).cloned().collect();
     let pending = plan

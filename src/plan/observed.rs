@@ -41,9 +41,23 @@ pub struct ObservedHost {
     pub units: BTreeMap<String, UnitObs>,
     /// Whether this is the running host (a live systemd), not a `--root`.
     pub live: bool,
+    /// What the guards of each declared command found, by command name.
+    pub guards: BTreeMap<String, Guards>,
     /// The regular files found with the desired content, with their stat:
     /// what the next run may trust without reading them ([`StatCache`]).
     pub verified: BTreeMap<String, CachedFile>,
+}
+
+/// What a command's guards found (each `None` when not declared or not
+/// evaluated: a root that does not exist yet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guards {
+    /// Whether the `creates` path exists.
+    pub creates_exists: Option<bool>,
+    /// Exit code of `unless`.
+    pub unless_code: Option<i32>,
+    /// Exit code of `onlyif`.
+    pub onlyif_code: Option<i32>,
 }
 
 /// What identifies one version of a file without reading it, as git's

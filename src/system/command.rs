@@ -36,6 +36,7 @@ pub struct Cmd {
     timeout: Duration,
     ok_codes: Vec<i32>,
     kill_leftovers: bool,
+    cwd: Option<std::path::PathBuf>,
 }
 
 /// What a finished command printed.
@@ -100,7 +101,14 @@ impl Cmd {
             timeout: Duration::from_secs(600),
             ok_codes: vec![0],
             kill_leftovers: false,
+            cwd: None,
         }
+    }
+
+    /// Runs the child in `dir` (default: driftless's own working directory).
+    pub fn current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
     }
 
     /// Appends one argument.
@@ -176,7 +184,11 @@ impl Cmd {
         }
         debug!(argv = ?argv, "running");
         let started = Instant::now();
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(&self.args)
             .env("LC_ALL", "C")
             .env_remove("NOTIFY_SOCKET")

@@ -257,6 +257,21 @@ impl FsRoot {
             .0)
     }
 
+    /// Whether something (of any type; a symlink is not followed) is at
+    /// `host_path`: a stat, nothing read.
+    pub fn exists(&self, host_path: &str) -> Result<bool> {
+        let mut parents = Parents::default();
+        let Ok((dir, name)) = parents.resolve(self, host_path)? else {
+            return Ok(false);
+        };
+        match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(anyhow!(e))
+                .with_context(|| format!("failed to stat {}", self.display(host_path))),
+        }
+    }
+
     /// [`FsRoot::observe`], trusting `hint` for a regular file whose stat is
     /// exactly the hint's: then the file is not opened, and its hash is
     /// the hint's (its content is not kept). Also returns the stat of a

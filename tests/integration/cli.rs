@@ -211,7 +211,15 @@ fn drift_is_reported_and_healed() {
     .expect("chmod");
     let p = env.run(&plan);
     p.expect_code(2);
-    assert!(p.stdout.contains("2 changes pending"), "{}", p.stdout);
+    // The two drifts, and the command refreshed by the file's.
+    assert!(p.stdout.contains("3 changes pending"), "{}", p.stdout);
+    assert!(
+        p.stdout.contains("command:sysctl (run)")
+            && p.stdout
+                .contains("file:/etc/sysctl.d/90-driftless.conf changed"),
+        "{}",
+        p.stdout
+    );
     assert!(
         p.stdout.contains("-net.ipv4.tcp_syncookies = 0")
             && p.stdout.contains("+net.ipv4.tcp_syncookies = 1"),

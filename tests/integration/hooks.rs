@@ -6,20 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::{Env, converge_args, write_repo};
+use crate::util::{Env, converge_args, hook_records, write_repo};
 
 /// Each run of the recording hook: its `DRIFTLESS_*` variables.
 fn recorded(log: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.split("---\n")
-        .filter(|run| !run.trim().is_empty())
-        .map(|run| {
-            run.lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .collect()
+    hook_records(&std::fs::read_to_string(log).unwrap_or_default())
 }
 
 fn json(stdout: &str) -> serde_json::Value {

@@ -70,6 +70,7 @@ enum Kind {
     Directory,
     File,
     Symlink,
+    Command,
     Service,
 }
 
@@ -85,6 +86,7 @@ enum Action {
     Package,
     DaemonReload,
     Service,
+    RunCommand,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +122,8 @@ struct Change {
     unit: Option<String>,
     #[serde(default)]
     verb: Option<String>,
+    #[serde(default)]
+    argv: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod cli;
+mod commands;
 mod daemon;
 mod engine;
 mod gitserver;

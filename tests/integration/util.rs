@@ -182,3 +182,17 @@ fn md5ish(data: &[u8]) -> u64 {
         (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })
 }
+
+/// What a recording hook wrote (`env | grep ^DRIFTLESS_ | sort` then
+/// `---`, per run): one map of its variables per run.
+pub fn hook_records(text: &str) -> Vec<BTreeMap<String, String>> {
+    text.split("---\n")
+        .filter(|run| !run.trim().is_empty())
+        .map(|run| {
+            run.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}

@@ -21,7 +21,7 @@ const SANDBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/system/sandbox
 
 /// Where the host's agent config lives: an empty file, so that driftless
 /// never reads the host's /etc/driftless.
-const AGENT_CONFIG: &str = "/srv/agent.toml";
+pub const AGENT_CONFIG: &str = "/srv/agent.toml";
 
 /// The config repo inside the host, replaced by [`Host::write_config`].
 pub const CONFIG_DIR: &str = "/srv/config";

@@ -8,4 +8,5 @@ mod blame;
 mod daemon;
 mod harness;
 mod host;
+mod resources;
 mod rollback;

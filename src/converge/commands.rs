@@ -1,0 +1,95 @@
+//! `[[command]]` on the host: its guards, run while observing (they must
+//! only look), and the command itself, run as a step of the converge.
+//!
+//! With `--root DIR` other than `/`, a command still runs on this machine:
+//! it gets `DRIFTLESS_ROOT=DIR`, runs in the root's `cwd`, and `creates` is
+//! looked up inside the root.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::cancel::Cancel;
+use crate::desired::DesiredState;
+use crate::desired::model::Command;
+use crate::plan::observed::Guards;
+use crate::system::command::Cmd;
+use crate::system::fsroot::FsRoot;
+
+/// `argv` run as `c` says: its user (through `runuser`), environment,
+/// working directory and timeout.
+fn cmd_for(c: &Command, argv: &[String], root: &FsRoot) -> Option<Cmd> {
+    let (program, args) = argv.split_first()?;
+    let mut cmd = match &c.user {
+        Some(user) => Cmd::new("runuser").args(["-u", user.as_str(), "--", program.as_str()]),
+        None => Cmd::new(program),
+    };
+    cmd = cmd.args(args).timeout(c.timeout);
+    for (k, v) in &c.environment {
+        cmd = cmd.env(k, v);
+    }
+    if !root.is_live() {
+        cmd = cmd.env("DRIFTLESS_ROOT", root.path());
+    }
+    let cwd = c.cwd.as_deref().unwrap_or("/").trim_start_matches('/');
+    Some(cmd.current_dir(root.path().join(cwd)))
+}
+
+/// What the guards of each declared command find now.
+pub fn observe_guards(
+    root: &FsRoot,
+    desired: &DesiredState,
+    cancel: &Cancel,
+) -> Result<BTreeMap<String, Guards>> {
+    let mut out = BTreeMap::new();
+    for c in desired.commands() {
+        let creates_exists = c
+            .creates
+            .as_deref()
+            .map(|p| root.exists(p))
+            .transpose()
+            .with_context(|| format!("failed to check `creates` of command:{}", c.name))?;
+        let code = |key: &str, argv: &Option<Vec<String>>| -> Result<Option<i32>> {
+            let Some(argv) = argv else { return Ok(None) };
+            let Some(cmd) = cmd_for(c, argv, root) else {
+                return Ok(None);
+            };
+            // A guard only looks: whatever it leaves running is stopped.
+            let out = cmd
+                .any_code()
+                .kill_leftovers()
+                .run(cancel)
+                .with_context(|| {
+                    format!("the `{key}` guard of command:{} could not run", c.name)
+                })?;
+            tracing::debug!(command = %c.name, guard = key, code = out.code, "guard ran");
+            Ok(Some(out.code))
+        };
+        let guards = Guards {
+            creates_exists,
+            unless_code: code("unless", &c.unless)?,
+            onlyif_code: code("onlyif", &c.onlyif)?,
+        };
+        out.insert(c.name.clone(), guards);
+    }
+    Ok(out)
+}
+
+/// Runs `c`; a failure (exit code other than 0, timeout, not startable)
+/// fails the converge, which then rolls back everything else.
+pub fn run(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<()> {
+    let cmd =
+        cmd_for(c, &c.argv, root).with_context(|| format!("command:{} has no program", c.name))?;
+    let started = Instant::now();
+    let out = cmd.run(cancel)?;
+    tracing::info!(
+        command = %c.name,
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "command ran"
+    );
+    if !out.stdout.trim().is_empty() {
+        tracing::debug!(command = %c.name, stdout = %crate::system::command::tail(&out.stdout, 20), "command output");
+    }
+    Ok(())
+}
