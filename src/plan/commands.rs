@@ -104,6 +104,27 @@ mod tests {
         )
     }
 
+    fn creates(exists: bool) -> Guards {
+        Guards {
+            creates_exists: Some(exists),
+            ..Guards::default()
+        }
+    }
+
+    fn unless(code: i32) -> Guards {
+        Guards {
+            unless_code: Some(code),
+            ..Guards::default()
+        }
+    }
+
+    fn onlyif(code: i32) -> Guards {
+        Guards {
+            onlyif_code: Some(code),
+            ..Guards::default()
+        }
+    }
+
     fn runs(c: &Command, g: Guards, before: &[Change]) -> Option<Vec<String>> {
         let guards = BTreeMap::from([(c.name.clone(), g)]);
         plan_commands(std::iter::once(c), &guards, before)
@@ -137,89 +158,25 @@ mod tests {
     fn each_guard_can_hold_a_command_back() {
         let mut c = command("ca");
         c.creates = Some("/etc/pki/done".into());
+        assert_eq!(runs(&c, creates(true), &[]), None);
         assert_eq!(
-            runs(
-                &c,
-                Guards {
-                    creates_exists: Some(true),
-                    ..Guards::default()
-                },
-                &[]
-            ),
-            None
-        );
-        assert_eq!(
-            runs(
-                &c,
-                Guards {
-                    creates_exists: Some(false),
-                    ..Guards::default()
-                },
-                &[]
-            ),
+            runs(&c, creates(false), &[]),
             Some(vec!["/etc/pki/done does not exist".to_owned()])
         );
         let mut c = command("ca");
         c.unless = Some(vec!["/bin/true".into()]);
+        assert_eq!(runs(&c, unless(0), &[]), None);
         assert_eq!(
-            runs(
-                &c,
-                Guards {
-                    unless_code: Some(0),
-                    ..Guards::default()
-                },
-                &[]
-            ),
-            None
-        );
-        assert_eq!(
-            runs(
-                &c,
-                Guards {
-                    unless_code: Some(1),
-                    ..Guards::default()
-                },
-                &[]
-            ),
+            runs(&c, unless(1), &[]),
             Some(vec!["`unless` failed (exit 1)".to_owned()])
         );
         let mut c = command("ca");
         c.onlyif = Some(vec!["/bin/true".into()]);
-        assert_eq!(
-            runs(
-                &c,
-                Guards {
-                    onlyif_code: Some(2),
-                    ..Guards::default()
-                },
-                &[]
-            ),
-            None
-        );
-        assert!(
-            runs(
-                &c,
-                Guards {
-                    onlyif_code: Some(0),
-                    ..Guards::default()
-                },
-                &[]
-            )
-            .is_some()
-        );
+        assert_eq!(runs(&c, onlyif(2), &[]), None);
+        assert!(runs(&c, onlyif(0), &[]).is_some());
         // A refresh with a guard: both must say run.
         c.refresh_on = vec![ResourceId::new(Kind::File, "/etc/x")];
-        assert_eq!(
-            runs(
-                &c,
-                Guards {
-                    onlyif_code: Some(0),
-                    ..Guards::default()
-                },
-                &[]
-            ),
-            None
-        );
+        assert_eq!(runs(&c, onlyif(0), &[]), None);
     }
 
     #[test]
@@ -228,13 +185,7 @@ mod tests {
         first.creates = Some("/var/lib/app/.migrated".into());
         let mut second = command("second");
         second.refresh_on = vec![ResourceId::new(Kind::Command, "first")];
-        let guards = BTreeMap::from([(
-            "first".to_owned(),
-            Guards {
-                creates_exists: Some(false),
-                ..Guards::default()
-            },
-        )]);
+        let guards = BTreeMap::from([("first".to_owned(), creates(false))]);
         let planned = plan_commands([&first, &second].into_iter(), &guards, &[]);
         let names: Vec<String> = planned.iter().map(|c| c.resource.to_string()).collect();
         assert_eq!(names, ["command:first", "command:second"]);
