@@ -183,20 +183,24 @@ pub fn apply(
 /// Runs one systemctl verb on consecutive units at once; each step's
 /// events come around the one call.
 fn service_steps(cx: &ApplyContext<'_>, group: &[Change], steps: &mut Steps<'_>) -> Result<()> {
-    let mut units = Vec::with_capacity(group.len());
-    let mut verb = "";
+    let Some(Op::Service { verb, .. }) = group.first().map(|c| &c.op) else {
+        return Ok(());
+    };
+    let units: Vec<String> = group
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::Service { unit, .. } => Some(unit.clone()),
+            _ => None,
+        })
+        .collect();
     for change in group {
         stop_point(cx, change)?;
-        if let Op::Service { unit, verb: v } = &change.op {
-            units.push(unit.clone());
-            verb = v.as_str();
-        }
     }
     for change in group {
         steps.started(change);
     }
     let root = (!cx.root.is_live()).then(|| cx.root.path());
-    systemctl::run(root, verb, &units, cx.cancel).with_context(|| {
+    systemctl::run(root, verb.as_str(), &units, cx.cancel).with_context(|| {
         let names: Vec<String> = group.iter().map(|c| c.resource.to_string()).collect();
         format!("failed to converge {}", names.join(", "))
     })?;

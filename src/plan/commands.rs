@@ -64,12 +64,12 @@ pub fn decide(
 /// The runs of `commands`, in declaration order, after `before` (the
 /// changes planned or applied ahead of them): a command refreshed by an
 /// earlier command's run counts that run.
-pub fn plan_commands<'a>(
+pub fn plan_commands<'a, 'b>(
     commands: impl Iterator<Item = &'a Command>,
     host_guards: &std::collections::BTreeMap<String, Guards>,
-    before: &[Change],
+    before: impl Iterator<Item = &'b Change>,
 ) -> Vec<Change> {
-    let mut changed: BTreeSet<ResourceId> = before.iter().map(|c| c.resource.clone()).collect();
+    let mut changed: BTreeSet<ResourceId> = before.map(|c| c.resource.clone()).collect();
     let mut out = Vec::new();
     for c in commands {
         if let Some(run) = decide(c, host_guards.get(&c.name), &changed) {
@@ -127,7 +127,7 @@ mod tests {
 
     fn runs(c: &Command, g: Guards, before: &[Change]) -> Option<Vec<String>> {
         let guards = BTreeMap::from([(c.name.clone(), g)]);
-        plan_commands(std::iter::once(c), &guards, before)
+        plan_commands(std::iter::once(c), &guards, before.iter())
             .pop()
             .map(|ch| ch.reasons)
     }
@@ -186,7 +186,7 @@ mod tests {
         let mut second = command("second");
         second.refresh_on = vec![ResourceId::new(Kind::Command, "first")];
         let guards = BTreeMap::from([("first".to_owned(), creates(false))]);
-        let planned = plan_commands([&first, &second].into_iter(), &guards, &[]);
+        let planned = plan_commands([&first, &second].into_iter(), &guards, [].iter());
         let names: Vec<String> = planned.iter().map(|c| c.resource.to_string()).collect();
         assert_eq!(names, ["command:first", "command:second"]);
     }

@@ -108,8 +108,11 @@ pub fn plan_after(
     let mut plan = p.finish()?;
     // Commands run after the files and packages they may refresh on, and
     // before the services (which may restart on them).
-    let before: Vec<Change> = done.iter().chain(&plan.changes).cloned().collect();
-    let runs = commands::plan_commands(desired.commands(), &host.guards, &before);
+    let runs = commands::plan_commands(
+        desired.commands(),
+        &host.guards,
+        done.iter().chain(&plan.changes),
+    );
     if !runs.is_empty() {
         plan.notes.push(format!(
             "{} will run; what a command does is not undone if this converge rolls back",
@@ -121,7 +124,7 @@ pub fn plan_after(
     }
     plan.changes.extend(runs);
     let services = desired.services();
-    let all: Vec<Change> = done.iter().chain(&plan.changes).cloned().collect();
+    let all: Vec<&Change> = done.iter().chain(&plan.changes).collect();
     let pending = plan
         .changes
         .iter()
@@ -157,7 +160,7 @@ pub fn plan_after(
 /// `packages_pending` says whether a package transaction is still to come
 /// (only that can explain a unit that does not exist yet).
 pub fn plan_services_for(
-    changes: &[Change],
+    changes: &[&Change],
     services: &[&Service],
     host: &ObservedHost,
     packages_pending: bool,
