@@ -1,13 +1,16 @@
 //! The first steps of a run: open the source (fetching and checking a git
 //! commit) and compute the host's desired state.
 
-use anyhow::{Result, bail};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
 
 use super::context::{App, FetchPolicy, SourceRequest, Subject};
 use crate::agent::{AgentState, FetchRecord, now, policy};
 use crate::cancel::Cancel;
 use crate::config::Settings;
 use crate::converge::{Event, Sink, events};
+use crate::desired::secrets::{Keys, Secrets};
 use crate::desired::{self, ConfigTree, Diagnostic, Facts, LoadOptions};
 use crate::source::{self, dir::DirTree};
 use crate::store::StateLock;
@@ -148,12 +151,26 @@ pub(super) struct Loaded {
     pub(super) fetch_failed: Option<FetchFailed>,
 }
 
-pub(super) fn load_options(settings: &Settings, cancel: &Cancel) -> LoadOptions {
-    LoadOptions {
+/// The loader's options for a plan or converge: secrets are decrypted with
+/// the host's key, when one is configured.
+pub(super) fn load_options(settings: &Settings, cancel: &Cancel) -> Result<LoadOptions> {
+    let secrets = match &settings.secrets_identity {
+        Some(path) => Secrets::Decrypt(Arc::new(host_keys(path)?)),
+        None => Secrets::NoIdentity,
+    };
+    Ok(LoadOptions {
         state_dir: settings.state_dir.to_string_lossy().into_owned(),
         cancel: cancel.clone(),
+        secrets,
         ..LoadOptions::default()
-    }
+    })
+}
+
+/// The host's age identities from `[secrets] identity`.
+fn host_keys(path: &std::path::Path) -> Result<Keys> {
+    let text = system::keyfile::read_private(path).context("[secrets] identity")?;
+    Keys::parse(&path.display().to_string(), &text)
+        .map_err(|e| anyhow::anyhow!("[secrets] identity: {e}"))
 }
 
 /// The host name to look up: `--host`, else the agent config's, else the
@@ -186,6 +203,7 @@ fn desired_cache_key(commit: &str, host: &str, facts: &Facts, opts: &LoadOptions
         &facts,
         opts.state_dir.as_bytes(),
         opts.max_file_size.to_string().as_bytes(),
+        opts.secrets.fingerprint().as_bytes(),
     ] {
         // Length-prefixed, so that no two different inputs run together.
         h.update((part.len() as u64).to_le_bytes());
@@ -218,7 +236,7 @@ pub(super) fn load(
     let facts = system::facts::gather();
     let host = host_name(&app.settings, req, &facts)?;
     subject.host = Some(host.clone());
-    let opts = load_options(&app.settings, cancel);
+    let opts = load_options(&app.settings, cancel)?;
     // A commit is immutable: loaded once for this host and these facts, it
     // is not read again (a directory can change under the same name, so
     // it is always read).

@@ -9,6 +9,7 @@ use super::context::{App, SourceRequest, Subject};
 use super::load::{host_name, load_options, open_source};
 use crate::cancel::Cancel;
 use crate::converge::Discard;
+use crate::desired::secrets::Secrets;
 use crate::desired::{self, Diagnostic};
 use crate::outcome::Outcome;
 use crate::source;
@@ -69,7 +70,13 @@ fn validate_into(
     .tree;
     r.subject.source = Some(tree.describe());
     let facts = system::facts::gather();
-    let opts = load_options(&app.settings, cancel);
+    let mut opts = load_options(&app.settings, cancel)?;
+    // Every host's secrets are encrypted to its own key: checked here as
+    // well-formed age files only. One host's are decrypted with its key
+    // when this machine has one, else checked too.
+    if all_hosts || matches!(opts.secrets, Secrets::NoIdentity) {
+        opts.secrets = Secrets::CheckOnly;
+    }
     let mut diags: Vec<Diagnostic> = Vec::new();
     if all_hosts {
         let files = desired::load::list_host_files(tree.as_ref())?;

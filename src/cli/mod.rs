@@ -4,6 +4,7 @@
 
 mod client;
 pub mod render;
+mod secret;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -80,6 +81,10 @@ pub enum Command {
     /// schedule of the agent config's [schedule], heal drift at every tick,
     /// and answer `converge --now` and `status` on the control socket.
     Daemon(DaemonArgs),
+    /// Host keys and secrets for the config repo: `keygen FILE`,
+    /// `recipient`, `encrypt --to RECIPIENT FILE`. Exit 0 done, 1 failed.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Write the man pages and shell completions (for packaging).
     #[command(hide = true)]
     Assets(AssetsArgs),
@@ -249,6 +254,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Daemon(a) => return daemon(&cli, a),
         Command::Assets(a) => return assets(a),
+        Command::Secret(s) => return secret::run(s, cli.config.as_deref()),
         _ => {}
     }
     let cancel = cancel_on_signals();
@@ -277,6 +283,7 @@ fn name(command: &Command) -> &'static str {
         Command::Source(_) => "source status",
         Command::Daemon(_) => "daemon",
         Command::Assets(_) => "assets",
+        Command::Secret(_) => "secret",
     }
 }
 
@@ -360,7 +367,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
         }
-        Command::Daemon(_) | Command::Assets(_) => {
+        Command::Daemon(_) | Command::Assets(_) | Command::Secret(_) => {
             return Err((command, anyhow::anyhow!("internal error: dispatched twice")));
         }
     })

@@ -48,6 +48,20 @@ struct Fragment {
     metrics: Option<MetricsFragment>,
     daemon: Option<DaemonFragment>,
     hook: Option<Vec<HookFragment>>,
+    secrets: Option<SecretsFragment>,
+    prune: Option<PruneFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsFragment {
+    identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PruneFragment {
+    packages: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +254,13 @@ pub struct Settings {
     /// Commands run after a converge, in the order written (drop-ins add
     /// theirs after the main file's).
     pub hooks: Vec<Hook>,
+    /// The host's age identity file, which decrypts the config repo's
+    /// secrets (`[secrets] identity`); none by default.
+    pub secrets_identity: Option<PathBuf>,
+    /// Whether packages driftless installed are removed once no longer
+    /// declared (`[prune] packages`); off by default, since removing a
+    /// package can take its dependants with it.
+    pub prune_packages: bool,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -257,6 +278,8 @@ impl Default for Settings {
             metrics_textfile: None,
             socket: PathBuf::from(DEFAULT_SOCKET),
             hooks: Vec::new(),
+            secrets_identity: None,
+            prune_packages: false,
             sources: Vec::new(),
         }
     }
@@ -363,8 +386,16 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let mut metrics = MetricsFragment::default();
     let mut daemon = DaemonFragment::default();
     let mut hooks = Vec::new();
+    let mut secrets = SecretsFragment::default();
+    let mut prune = PruneFragment::default();
     for f in fragments {
         hooks.extend(f.hook.unwrap_or_default());
+        if let Some(x) = f.secrets {
+            secrets.identity = x.identity.or(secrets.identity);
+        }
+        if let Some(x) = f.prune {
+            prune.packages = x.packages.or(prune.packages);
+        }
         if let Some(x) = f.schedule {
             sch.interval = x.interval.or(sch.interval);
             sch.splay = x.splay.or(sch.splay);
@@ -416,6 +447,7 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         .map(|(i, h)| hook_settings(i + 1, h))
         .collect::<Result<Vec<_>>>()?;
     let socket = absolute("[daemon] socket", daemon.socket)?.unwrap_or(d.socket);
+    let secrets_identity = absolute("[secrets] identity", secrets.identity)?;
     let state_dir = normalise(m.state_dir.unwrap_or(d.state_dir));
     if !state_dir.is_absolute() {
         bail!(
@@ -437,6 +469,8 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         metrics_textfile,
         socket,
         hooks,
+        secrets_identity,
+        prune_packages: prune.packages.unwrap_or(false),
         sources: Vec::new(),
     })
 }
@@ -643,6 +677,9 @@ mod tests {
             "[schedule]\nevery = '5m'\n",
             "[metrics]\ntextfile = 'relative.prom'\n",
             "[daemon]\nsocket = 'control.sock'\n",
+            "[secrets]\nidentity = 'age.key'\n",
+            "[secrets]\nkey = '/etc/driftless/age.key'\n",
+            "[prune]\npackages = 'yes'\n",
         ] {
             let main = write(d.path(), "agent.toml", bad);
             std::fs::remove_dir_all(d.path().join("agent.d")).ok();
@@ -680,6 +717,24 @@ mod tests {
         );
         assert!(s.metrics_textfile.is_some());
         assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn secrets_and_prune_sections() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = load(&d.path().join("agent.toml"), false).expect("defaults");
+        assert_eq!((s.secrets_identity, s.prune_packages), (None, false));
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[secrets]\nidentity = '/etc/driftless/age.key'\n[prune]\npackages = true\n",
+        );
+        let s = load(&main, true).expect("load");
+        assert_eq!(
+            s.secrets_identity,
+            Some(PathBuf::from("/etc/driftless/age.key"))
+        );
+        assert!(s.prune_packages);
     }
 
     #[test]

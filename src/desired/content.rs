@@ -8,7 +8,8 @@ use super::merge::Winner;
 use super::model::{Content, Declared, Ensure, File, Resource};
 use super::options::LoadOptions;
 use super::parse::{ContentSpec, Decl, FileSpec, ParsedFile, Spec};
-use super::template::{Scope, TemplateOrigin, render};
+use super::secrets::{AGE_SUFFIX, Opened};
+use super::template::{Scope, SecretVars, TemplateOrigin, render};
 use super::tree::{ConfigTree, EntryKind};
 
 /// Symlinks followed inside the repo before giving up (as the kernel does).
@@ -42,10 +43,11 @@ impl Contents<'_> {
         &mut self,
         winners: &[Winner],
         vars: &toml::Table,
+        secrets: Option<&SecretVars>,
         host: &str,
         facts: &Facts,
     ) -> Vec<Declared> {
-        let scope = Scope::new(vars, facts, host);
+        let scope = Scope::new(vars, facts, host, secrets);
         let mut out = Vec::new();
         for w in winners {
             if self.opts.cancel.should_stop() {
@@ -72,6 +74,9 @@ impl Contents<'_> {
     }
 
     fn file_content(&mut self, f: &FileSpec, decl: &Decl, scope: &Scope) -> Option<File> {
+        // A secret's content, and what a template makes of secrets, never
+        // shows in a diff, a log or JSON, whatever the file says.
+        let mut sensitive = f.sensitive;
         let (bytes, tmpl_file, first_line) = match &f.content {
             ContentSpec::Nothing => (Vec::new(), String::new(), 0),
             ContentSpec::Inline(text) => (
@@ -80,6 +85,21 @@ impl Contents<'_> {
                 decl.content_line,
             ),
             ContentSpec::Source(src) => match self.read_source(src, &decl.origin) {
+                Ok(Some(b)) if src.ends_with(AGE_SUFFIX) => {
+                    sensitive = true;
+                    match self.opts.secrets.open(src, &b) {
+                        Ok(Opened::Plain(plain)) => (plain, src.clone(), 1),
+                        // Checked only: nothing to render or compare.
+                        Ok(Opened::Checked) => (Vec::new(), String::new(), 0),
+                        Err(e) => {
+                            self.diags.push(
+                                decl.origin
+                                    .diag(format!("source {e} (for file:{})", f.path)),
+                            );
+                            return None;
+                        }
+                    }
+                }
                 Ok(Some(b)) => (b, src.clone(), 1),
                 Ok(None) => return None,
                 Err(e) => {
@@ -102,7 +122,10 @@ impl Contents<'_> {
                 first_line,
             };
             match render(&text, scope, &origin, self.opts.max_file_size) {
-                Ok(s) => s.into_bytes(),
+                Ok(r) => {
+                    sensitive |= r.reads_secrets;
+                    r.text.into_bytes()
+                }
                 Err(e) => {
                     self.diags.push(Diagnostic {
                         file: e.file,
@@ -130,7 +153,7 @@ impl Contents<'_> {
             ensure: f.ensure,
             content: Content::new(content),
             meta: f.meta.clone(),
-            sensitive: f.sensitive,
+            sensitive,
         })
     }
 

@@ -12,6 +12,8 @@ use super::model::DesiredState;
 pub use super::options::{DEFAULT_MAX_FILE_SIZE, LoadError, LoadOptions};
 use super::parse::{ParsedFile, parse_file};
 use super::schema::Ctx;
+use super::secrets::{AGE_SUFFIX, Opened};
+use super::template::SecretVars;
 use super::tree::{ConfigTree, EntryKind};
 
 /// The host files tried for host name `host`, in order.
@@ -106,12 +108,13 @@ pub fn load_host_file(
     }
     let merged = merge(&layers, &mut loader.diags);
     let vars = merged_vars(&layers);
+    let secrets = loader.secret_vars(host_file)?;
     let resources = Contents {
         tree,
         opts,
         diags: &mut loader.diags,
     }
-    .resolve(&merged, &vars, host, facts);
+    .resolve(&merged, &vars, secrets.as_ref(), host, facts);
     // Rendering stops early when asked to; what it left out is no state.
     opts.check_stop()?;
     let checks = merge_checks(&layers, &mut loader.diags);
@@ -134,6 +137,12 @@ fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diags
 }
 
+/// `hosts/web1.toml` -> `hosts/web1.secrets.toml.age`.
+pub fn secret_vars_file(host_file: &str) -> String {
+    let stem = host_file.strip_suffix(".toml").unwrap_or(host_file);
+    format!("{stem}.secrets.toml{AGE_SUFFIX}")
+}
+
 fn role_file(role: &str) -> String {
     format!("roles/{role}.toml")
 }
@@ -153,6 +162,53 @@ struct Loader<'a> {
     parsed: HashMap<String, Option<ParsedFile>>,
 }
 impl Loader<'_> {
+    /// The host's secret variables, from `hosts/<host>.secrets.toml.age`
+    /// beside its host file, when there is one. Its values never reach the
+    /// desired state's `vars` (which is stored and shown).
+    fn secret_vars(&mut self, host_file: &str) -> Result<Option<SecretVars>, LoadError> {
+        let file = secret_vars_file(host_file);
+        match self.tree.kind(&file)? {
+            None => return Ok(None),
+            Some(EntryKind::File { .. }) => {}
+            Some(_) => {
+                self.diags
+                    .push(Diagnostic::file(&file, "is not a regular file"));
+                return Ok(None);
+            }
+        }
+        let sealed = self.tree.read(&file)?;
+        let plain = match self.opts.secrets.open(&file, &sealed) {
+            Ok(Opened::Plain(p)) => p,
+            Ok(Opened::Checked) => return Ok(Some(SecretVars::Placeholders)),
+            Err(e) => {
+                self.diags.push(Diagnostic::file(&file, e));
+                // Its variables are not reported undefined a second time.
+                return Ok(Some(SecretVars::Placeholders));
+            }
+        };
+        // Parse errors name the place, never the text around it: that is
+        // the secret.
+        let table = String::from_utf8(plain)
+            .map_err(|_| "the decrypted content is not UTF-8 text".to_owned())
+            .and_then(|text| {
+                text.parse::<toml::Table>().map_err(|e| {
+                    let at = e.span().map_or(0, |r| r.start);
+                    let line = text.get(..at).unwrap_or("").matches('\n').count() + 1;
+                    format!(
+                        "the decrypted content is not TOML (line {line}: {})",
+                        e.message().trim_end()
+                    )
+                })
+            });
+        match table {
+            Ok(t) => Ok(Some(SecretVars::Table(t))),
+            Err(e) => {
+                self.diags.push(Diagnostic::file(&file, e));
+                Ok(Some(SecretVars::Placeholders))
+            }
+        }
+    }
+
     /// Reads and parses a repo file once. `Ok(None)`: it is not a readable
     /// TOML file (reported).
     fn parse(&mut self, file: &str) -> Result<Option<ParsedFile>, LoadError> {

@@ -13,6 +13,7 @@ pub mod model;
 mod options;
 pub mod parse;
 pub mod schema;
+pub mod secrets;
 pub mod template;
 pub mod tree;
 

@@ -1,6 +1,7 @@
 //! What the loader is told by the agent, and how loading fails.
 
 use super::diag::Diagnostic;
+use super::secrets::Secrets;
 use crate::cancel::Cancel;
 
 /// Largest file a config repo may hand to a host, unless configured.
@@ -15,6 +16,8 @@ pub struct LoadOptions {
     pub max_file_size: u64,
     /// The run's cancellation: loading stops between files and templates.
     pub cancel: Cancel,
+    /// How `.age` sources and secret vars are opened.
+    pub secrets: Secrets,
 }
 
 impl Default for LoadOptions {
@@ -23,6 +26,7 @@ impl Default for LoadOptions {
             state_dir: "/var/lib/driftless".to_owned(),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             cancel: Cancel::new(),
+            secrets: Secrets::default(),
         }
     }
 }

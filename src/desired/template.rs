@@ -28,7 +28,32 @@ pub struct TemplateError {
     pub message: String,
 }
 
-/// The values in scope of every template: `vars`, `facts` and `host`.
+/// The secret variables of a host (`hosts/<host>.secrets.toml.age`), as
+/// templates see them under `secrets`.
+pub enum SecretVars {
+    /// Decrypted.
+    Table(toml::Table),
+    /// Not decrypted (checking only): every `secrets.x` renders as a
+    /// placeholder, so templates still render and are checked.
+    Placeholders,
+}
+
+/// What every `secrets.…` is when secrets are only checked.
+#[derive(Debug)]
+struct Placeholder;
+
+impl minijinja::value::Object for Placeholder {
+    fn get_value(self: &std::sync::Arc<Self>, _key: &Value) -> Option<Value> {
+        Some(Value::from_object(Placeholder))
+    }
+
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(secret)")
+    }
+}
+
+/// The values in scope of every template: `vars`, `facts`, `host` and,
+/// when the host has a secrets file, `secrets`.
 pub struct Scope {
     ctx: Value,
     /// The names under `vars` and `facts`, for "did you mean".
@@ -38,11 +63,22 @@ pub struct Scope {
 
 impl Scope {
     /// Builds the scope from serialisable parts.
-    pub fn new(vars: &toml::Table, facts: &super::facts::Facts, host: &str) -> Self {
+    pub fn new(
+        vars: &toml::Table,
+        facts: &super::facts::Facts,
+        host: &str,
+        secrets: Option<&SecretVars>,
+    ) -> Self {
+        let secrets = match secrets {
+            None => Value::UNDEFINED,
+            Some(SecretVars::Table(t)) => Value::from(minijinja::value::Serde(t)),
+            Some(SecretVars::Placeholders) => Value::from_object(Placeholder),
+        };
         let ctx = minijinja::context! {
             vars => Value::from(minijinja::value::Serde(vars)),
             facts => Value::from(minijinja::value::Serde(facts)),
             host => host,
+            secrets => secrets,
         };
         let facts = match toml::Table::try_from(facts) {
             Ok(t) => t.keys().cloned().collect(),
@@ -79,6 +115,15 @@ impl Scope {
 /// loop that would not end in a human lifetime.
 pub const FUEL: u64 = 10_000_000;
 
+/// A rendered template.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The output.
+    pub text: String,
+    /// Whether the template reads `secrets`: its output is then sensitive.
+    pub reads_secrets: bool,
+}
+
 /// Renders `text`, at most `max_bytes` of output; keeps the trailing
 /// newline that minijinja would drop, so a template's bytes match what its
 /// author sees in the file.
@@ -87,7 +132,7 @@ pub fn render(
     scope: &Scope,
     origin: &TemplateOrigin<'_>,
     max_bytes: u64,
-) -> Result<String, TemplateError> {
+) -> Result<Rendered, TemplateError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
@@ -145,6 +190,7 @@ pub fn render(
         }
     };
     let tmpl = env.template_from_str(text).map_err(to_error)?;
+    let reads_secrets = tmpl.undeclared_variables(false).contains("secrets");
     let mut out = Capped {
         buf: Vec::new(),
         max: max_bytes,
@@ -161,11 +207,15 @@ pub fn render(
         }
         Err(e) => return Err(to_error(e)),
     }
-    String::from_utf8(out.buf).map_err(|_| TemplateError {
+    let text = String::from_utf8(out.buf).map_err(|_| TemplateError {
         file: origin.file.to_owned(),
         line: None,
         column: None,
         message: "template error: the output is not valid UTF-8".to_owned(),
+    })?;
+    Ok(Rendered {
+        text,
+        reads_secrets,
     })
 }
 
@@ -201,7 +251,7 @@ mod tests {
             cpus: 4,
             ..Facts::default()
         };
-        Scope::new(&vars, &facts, "web1.example.com")
+        Scope::new(&vars, &facts, "web1.example.com", None)
     }
 
     const AT: TemplateOrigin<'static> = TemplateOrigin {
@@ -217,10 +267,27 @@ mod tests {
             &AT,
             1 << 20,
         );
-        assert_eq!(
-            out.as_deref(),
-            Ok("listen 8080;\nab web1 4 web1.example.com\n")
-        );
+        let out = out.expect("renders");
+        assert_eq!(out.text, "listen 8080;\nab web1 4 web1.example.com\n");
+        assert!(!out.reads_secrets);
+    }
+
+    #[test]
+    fn secrets_render_when_decrypted_as_placeholders_when_checked_and_mark_the_output() {
+        let vars = toml::Table::new();
+        let table: toml::Table = toml::from_str("db = { password = 'hunter2' }").expect("toml");
+        let text = "password={{ secrets.db.password }}\n";
+        for (secrets, want) in [
+            (SecretVars::Table(table), "password=hunter2\n"),
+            (SecretVars::Placeholders, "password=(secret)\n"),
+        ] {
+            let scope = Scope::new(&vars, &Facts::default(), "h", Some(&secrets));
+            let out = render(text, &scope, &AT, 1 << 20).expect("renders");
+            assert_eq!(out.text, want);
+            assert!(out.reads_secrets);
+        }
+        let err = render(text, &scope(), &AT, 1 << 20).expect_err("no secrets file");
+        assert!(err.message.contains("undefined"), "{}", err.message);
     }
 
     #[test]

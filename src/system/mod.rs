@@ -9,6 +9,7 @@ pub mod dnf;
 pub mod environment;
 pub mod facts;
 pub mod fsroot;
+pub mod keyfile;
 pub mod probes;
 pub mod process;
 pub mod rpm;

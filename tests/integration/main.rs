@@ -20,6 +20,7 @@ mod layers;
 mod operator;
 mod readme;
 mod reliability;
+mod secrets;
 mod source;
 mod statcache;
 mod system;
