@@ -118,6 +118,9 @@ fn validate_into(
         }
         r.hosts = Some(hosts);
     } else {
+        // Validated on the host itself: a user's group must exist here
+        // when the repo does not declare it.
+        opts.host_groups = Some(system::accounts::local_group_names()?);
         let host = host_name(&app.settings, req, &facts)?;
         let facts = facts.for_host(&host);
         r.subject.host = Some(host.clone());

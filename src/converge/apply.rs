@@ -21,7 +21,7 @@ use crate::plan::observed::ObservedHost;
 use crate::plan::rpmver::Evr;
 use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
 use crate::store::PackageStore;
-use crate::system::{dnf, fsroot::FsRoot, rpm, systemctl};
+use crate::system::{accounts, dnf, fsroot::FsRoot, rpm, systemctl};
 
 /// What `apply` needs besides the plan.
 pub struct ApplyContext<'a> {
@@ -125,6 +125,34 @@ pub fn apply(
         steps.done += packages.len();
         done.extend(packages.iter().cloned());
         fault::point("after-dnf");
+        rest = replan(cx, &latest, &done)?;
+        steps.total = steps.done + rest.len();
+    }
+    // Users and groups next: the files they own are planned again once
+    // they exist (their uids and gids are known only then).
+    let accounts: Vec<Change> = rest
+        .iter()
+        .take_while(|c| matches!(c.op, Op::Account { .. }))
+        .cloned()
+        .collect();
+    if !accounts.is_empty() {
+        for change in &accounts {
+            stop_point(cx, change)?;
+            steps.started(change);
+            if let Op::Account {
+                program,
+                args,
+                password,
+                ..
+            } = &change.op
+            {
+                accounts::apply(root, program, args, password.as_deref(), cx.cancel)
+                    .with_context(|| format!("failed to converge {}", change.resource))?;
+            }
+            steps.finished(change);
+            done.push(change.clone());
+        }
+        fault::point("after-accounts");
         rest = replan(cx, &latest, &done)?;
         steps.total = steps.done + rest.len();
     }
@@ -276,13 +304,14 @@ fn replan(
         .context("failed to observe the host after the package transaction")?;
     let plan = plan::plan_after(&desired, &host, done)
         .map_err(|p| problems("after the package transaction", &p))?;
-    if let Some(c) = plan
-        .changes
-        .iter()
-        .find(|c| matches!(c.resource.kind, Kind::Package | Kind::Repo))
-    {
+    let applied_accounts = done.iter().any(|c| matches!(c.op, Op::Account { .. }));
+    if let Some(c) = plan.changes.iter().find(|c| match c.resource.kind {
+        Kind::Package | Kind::Repo => true,
+        Kind::User | Kind::Group => applied_accounts,
+        _ => false,
+    }) {
         bail!(
-            "after the package transaction {} still differs: {}",
+            "after the package transaction and account steps {} still differs: {}",
             c.resource,
             c.reasons.join(", ")
         );
@@ -395,8 +424,10 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
         Op::Symlink { path, target } => root.symlink(path, target),
         Op::RemoveFile { path } => root.remove_file(path),
         Op::RemoveDir { path } => root.remove_dir(path),
-        Op::Package { .. } | Op::DaemonReload | Op::Service { .. } | Op::RunCommand { .. } => {
-            Ok(())
-        }
+        Op::Package { .. }
+        | Op::Account { .. }
+        | Op::DaemonReload
+        | Op::Service { .. }
+        | Op::RunCommand { .. } => Ok(()),
     }
 }

@@ -144,7 +144,7 @@ fn observe_cached(
     cancel: &Cancel,
 ) -> Result<ObservedHost> {
     let mut host = ObservedHost {
-        accounts: accounts::read(root)?,
+        accounts: accounts::read(root, desired.manages_passwords())?,
         live: root.is_live(),
         ..ObservedHost::default()
     };

@@ -19,7 +19,7 @@ use crate::desired::model::{Kind, RunState, Service};
 use crate::fault;
 use crate::plan::{self, Change, Op, ServiceVerb};
 use crate::store::{CheckRecord, Generation, Generations, NewGeneration, Snapshot, Status, Store};
-use crate::system::{environment, fsroot::FsRoot, rpm};
+use crate::system::{accounts, environment, fsroot::FsRoot, rpm};
 
 /// How a converge transaction ended.
 #[derive(Debug)]
@@ -315,6 +315,17 @@ fn what_to_snapshot(
         paths.extend(plan::paths_to_observe(desired));
         touched = services.iter().map(|s| s.unit.clone()).collect();
     }
+    // Account steps rewrite the account databases (and so may a package's
+    // scriptlets, for the accounts declared here): kept whole, restored
+    // byte for byte.
+    let accounts_declared = desired.has_kind(Kind::User) || desired.has_kind(Kind::Group);
+    if changes.iter().any(|c| matches!(c.op, Op::Account { .. }))
+        || (packages_change && accounts_declared)
+    {
+        paths.extend(accounts::DATABASES.iter().map(|p| (*p).to_owned()));
+    }
+    paths.sort();
+    paths.dedup();
     touched.sort();
     touched.dedup();
     let units = touched

@@ -219,6 +219,39 @@ pub fn account_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a group named by a user: a group name or a number.
+pub fn group_ref(name: &str) -> Result<(), String> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    account_name(name).map_err(|_| {
+        format!("`{name}` is not a valid group name (a lowercase letter or _ first, then a-z 0-9 _ -, at most 32 characters)")
+    })
+}
+
+/// Checks a GECOS comment: one field of /etc/passwd.
+pub fn gecos(text: &str) -> Result<(), String> {
+    if text.contains([':', '\n']) {
+        return Err("`comment` cannot hold `:` or a newline (it is a field of /etc/passwd)".into());
+    }
+    Ok(())
+}
+
+/// Checks a password as /etc/shadow holds it: a crypt(3) hash
+/// (`$6$…`, `$y$…`) or a locked marker (`!`, `*`, or `!` before a hash),
+/// never a clear-text password.
+pub fn password_hash(text: &str) -> Result<(), String> {
+    let hash = text.strip_prefix('!').unwrap_or(text);
+    let locked = matches!(text, "!" | "!!" | "*");
+    if text.contains([':', '\n']) || (!locked && !hash.starts_with('$')) {
+        return Err(
+            "`password` must be a crypt(3) hash such as `$6$…` (make one with `openssl passwd -6`), or `!` to lock the account; never the password itself"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Checks a repository id: it becomes a file name.
 pub fn repo_name(name: &str) -> Result<(), String> {
     plain_name(name, "._-:", "repo name")

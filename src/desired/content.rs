@@ -56,6 +56,8 @@ impl Contents<'_> {
             let resource = match &w.decl.spec {
                 Spec::Repo(r) => Some(Resource::Repo(r.clone())),
                 Spec::Package(p) => Some(Resource::Package(p.clone())),
+                Spec::Group(g) => Some(Resource::Group(g.clone())),
+                Spec::User(u) => Some(Resource::User(u.clone())),
                 Spec::Directory(d) => Some(Resource::Directory(d.clone())),
                 Spec::Symlink(s) => Some(Resource::Symlink(s.clone())),
                 Spec::Command(c) => Some(Resource::Command(c.clone())),

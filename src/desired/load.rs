@@ -106,7 +106,7 @@ pub fn load_host_file(
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(sorted(loader.diags)));
     }
-    let merged = merge(&layers, &mut loader.diags);
+    let merged = merge(&layers, opts.host_groups.as_ref(), &mut loader.diags);
     let vars = merged_vars(&layers);
     let secrets = loader.secret_vars(host_file)?;
     let resources = Contents {

@@ -2,10 +2,10 @@
 //! the host file): later roles may not contradict earlier ones, the host
 //! file overrides any role; then the cross-checks of the merged result.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::diag::Diagnostic;
-use super::model::{Check, ResourceId};
+use super::model::{Check, Ensure, ResourceId};
 use super::parse::{CheckDecl, Decl, ParsedFile, Spec};
 
 /// One merged resource: the winning declaration and the file it came from.
@@ -17,7 +17,13 @@ pub(super) struct Winner {
 /// Merges declarations: later roles may not contradict earlier ones, the
 /// host file overrides any role. Returns the winners in first-declared
 /// order.
-pub(super) fn merge(layers: &[(String, ParsedFile)], diags: &mut Vec<Diagnostic>) -> Vec<Winner> {
+/// `host_groups`: the groups of the host the state is for, when known
+/// (to tell a user in a group that exists nowhere).
+pub(super) fn merge(
+    layers: &[(String, ParsedFile)],
+    host_groups: Option<&BTreeSet<String>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Winner> {
     let host_file = layers.last().map(|(f, _)| f.clone()).unwrap_or_default();
     let mut index: HashMap<ResourceId, usize> = HashMap::new();
     let mut winners: Vec<Winner> = Vec::new();
@@ -63,7 +69,77 @@ pub(super) fn merge(layers: &[(String, ParsedFile)], diags: &mut Vec<Diagnostic>
     diags.extend(conflicts.into_values());
     check_paths(&winners, diags);
     check_references(&winners, diags);
+    check_accounts(&winners, host_groups, diags);
     winners
+}
+
+/// Users and groups: no two share an id, and every group a user is in is
+/// declared present or (when the host's groups are known) exists there.
+fn check_accounts(
+    winners: &[Winner],
+    host_groups: Option<&BTreeSet<String>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut uids: HashMap<u32, &Winner> = HashMap::new();
+    let mut gids: HashMap<u32, &Winner> = HashMap::new();
+    let mut groups: HashMap<&str, Ensure> = HashMap::new();
+    for w in winners {
+        let (id, seen) = match &w.decl.spec {
+            Spec::User(u) if u.ensure == Ensure::Present => (u.uid, &mut uids),
+            Spec::Group(g) => {
+                groups.insert(&g.name, g.ensure);
+                if g.ensure == Ensure::Absent {
+                    continue;
+                }
+                (g.gid, &mut gids)
+            }
+            _ => continue,
+        };
+        let Some(id) = id else { continue };
+        if let Some(other) = seen.get(&id) {
+            let what = if matches!(w.decl.spec, Spec::User(_)) {
+                "uid"
+            } else {
+                "gid"
+            };
+            diags.push(w.decl.origin.diag(format!(
+                "{what} {id} of {} is also the {what} of {} ({})",
+                w.decl.spec.id(),
+                other.decl.spec.id(),
+                other.decl.origin
+            )));
+        } else {
+            seen.insert(id, w);
+        }
+    }
+    for w in winners {
+        let Spec::User(u) = &w.decl.spec else {
+            continue;
+        };
+        if u.ensure == Ensure::Absent {
+            continue;
+        }
+        let named = u.group.iter().chain(u.groups.iter().flatten());
+        for (g, origin) in named.zip(&w.decl.ref_origins) {
+            if g.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            match groups.get(g.as_str()) {
+                Some(Ensure::Present) => {}
+                Some(Ensure::Absent) => diags.push(origin.diag(format!(
+                    "user:{} is in group `{g}`, which is declared absent",
+                    u.name
+                ))),
+                None if host_groups.is_some_and(|h| !h.contains(g)) => {
+                    diags.push(origin.diag(format!(
+                        "user:{} is in group `{g}`, which does not exist on this host and is not declared (add a [[group]] named `{g}`)",
+                        u.name
+                    )));
+                }
+                None => {}
+            }
+        }
+    }
 }
 
 /// One path is one kind: a file and a directory cannot share a path,

@@ -19,6 +19,11 @@ pub enum Kind {
     Repo,
     /// An RPM package.
     Package,
+    /// A local group (after packages, which may create it; before the
+    /// users in it).
+    Group,
+    /// A local user (before the files it owns).
+    User,
     /// A directory.
     Directory,
     /// A regular file.
@@ -37,6 +42,8 @@ impl Kind {
         match self {
             Kind::Repo => "repo",
             Kind::Package => "package",
+            Kind::Group => "group",
+            Kind::User => "user",
             Kind::Directory => "directory",
             Kind::File => "file",
             Kind::Symlink => "symlink",
@@ -46,9 +53,11 @@ impl Kind {
     }
 
     /// Every kind, in apply order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Repo,
         Kind::Package,
+        Kind::Group,
+        Kind::User,
         Kind::Directory,
         Kind::File,
         Kind::Symlink,
@@ -184,6 +193,51 @@ pub struct Package {
     pub name: String,
     /// What should be installed.
     pub state: PackageState,
+}
+
+/// A local group (`[[group]]`), managed with groupadd, groupmod and
+/// groupdel. Unset fields are not managed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Group name.
+    pub name: String,
+    /// Numeric id, if managed.
+    pub gid: Option<u32>,
+    /// A system group (`groupadd -r`: a gid from the system range), when
+    /// created.
+    pub system: bool,
+    /// Present or absent.
+    pub ensure: Ensure,
+}
+
+/// A local user (`[[user]]`), managed with useradd, usermod and userdel.
+/// Unset fields are not managed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// User name.
+    pub name: String,
+    /// Numeric id, if managed.
+    pub uid: Option<u32>,
+    /// Primary group (name or number), if managed.
+    pub group: Option<String>,
+    /// Supplementary groups, exactly these, if managed.
+    pub groups: Option<Vec<String>>,
+    /// Home directory, if managed.
+    pub home: Option<String>,
+    /// Whether useradd creates the home directory (only when the user is
+    /// created; its contents are never managed or rolled back).
+    pub create_home: bool,
+    /// Login shell, if managed.
+    pub shell: Option<String>,
+    /// GECOS comment, if managed.
+    pub comment: Option<String>,
+    /// A system account (`useradd -r`), when created.
+    pub system: bool,
+    /// The password hash for /etc/shadow, if managed (sensitive: never
+    /// shown, only said to differ).
+    pub password: Option<String>,
+    /// Present or absent.
+    pub ensure: Ensure,
 }
 
 /// Owner, group and permission bits of a path.
@@ -409,6 +463,10 @@ pub enum Resource {
     Repo(Repo),
     /// See [`Package`].
     Package(Package),
+    /// See [`Group`].
+    Group(Group),
+    /// See [`User`].
+    User(User),
     /// See [`Directory`].
     Directory(Directory),
     /// See [`File`].
@@ -427,6 +485,8 @@ impl Resource {
         match self {
             Resource::Repo(r) => ResourceId::new(Kind::Repo, &r.name),
             Resource::Package(p) => ResourceId::new(Kind::Package, &p.name),
+            Resource::Group(g) => ResourceId::new(Kind::Group, &g.name),
+            Resource::User(u) => ResourceId::new(Kind::User, &u.name),
             Resource::Directory(d) => ResourceId::new(Kind::Directory, &d.path),
             Resource::File(f) => ResourceId::new(Kind::File, &f.path),
             Resource::Symlink(s) => ResourceId::new(Kind::Symlink, &s.path),
@@ -442,7 +502,11 @@ impl Resource {
             Resource::Directory(d) => Some(d.path.clone()),
             Resource::File(f) => Some(f.path.clone()),
             Resource::Symlink(s) => Some(s.path.clone()),
-            Resource::Package(_) | Resource::Command(_) | Resource::Service(_) => None,
+            Resource::Package(_)
+            | Resource::Group(_)
+            | Resource::User(_)
+            | Resource::Command(_)
+            | Resource::Service(_) => None,
         }
     }
 }
@@ -504,6 +568,14 @@ impl DesiredState {
             Resource::Command(c) => Some(c),
             _ => None,
         })
+    }
+
+    /// Whether a declared user manages its password (then /etc/shadow is
+    /// read to compare).
+    pub fn manages_passwords(&self) -> bool {
+        self.resources
+            .iter()
+            .any(|d| matches!(&d.resource, Resource::User(u) if u.password.is_some()))
     }
 
     /// The declared services, in order.

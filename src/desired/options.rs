@@ -18,6 +18,10 @@ pub struct LoadOptions {
     pub cancel: Cancel,
     /// How `.age` sources and secret vars are opened.
     pub secrets: Secrets,
+    /// The groups of the host the state is for, when known: a user in a
+    /// group neither declared nor there is then an error at load time
+    /// (else the planner finds it against the converged root).
+    pub host_groups: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Default for LoadOptions {
@@ -27,6 +31,7 @@ impl Default for LoadOptions {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             cancel: Cancel::new(),
             secrets: Secrets::default(),
+            host_groups: None,
         }
     }
 }

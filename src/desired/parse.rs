@@ -7,8 +7,8 @@ use toml::de::DeValue;
 use super::checks;
 use super::diag::Origin;
 use super::model::{
-    Check, Command, Directory, Ensure, Meta, Package, PackageState, Probe, Repo, RepoLocation,
-    ResourceId, RunState, Service, Symlink,
+    Check, Command, Directory, Ensure, Group, Meta, Package, PackageState, Probe, Repo,
+    RepoLocation, ResourceId, RunState, Service, Symlink, User,
 };
 use super::schema::{Ctx, Fields, Sp, array_of_tables, parse_document};
 
@@ -30,6 +30,8 @@ const TOP_KEYS: &[&str] = &[
     "vars",
     "package",
     "repo",
+    "group",
+    "user",
     "file",
     "directory",
     "symlink",
@@ -38,6 +40,20 @@ const TOP_KEYS: &[&str] = &[
     "check",
 ];
 const PACKAGE_KEYS: &[&str] = &["name", "state", "version"];
+const GROUP_KEYS: &[&str] = &["name", "gid", "system", "state"];
+const USER_KEYS: &[&str] = &[
+    "name",
+    "uid",
+    "group",
+    "groups",
+    "home",
+    "create_home",
+    "shell",
+    "comment",
+    "system",
+    "password",
+    "state",
+];
 const REPO_KEYS: &[&str] = &[
     "name",
     "baseurl",
@@ -118,6 +134,10 @@ pub enum Spec {
     Repo(Repo),
     /// `[[package]]`
     Package(Package),
+    /// `[[group]]`
+    Group(Group),
+    /// `[[user]]`
+    User(User),
     /// `[[directory]]`
     Directory(Directory),
     /// `[[file]]`
@@ -137,6 +157,8 @@ impl Spec {
         match self {
             Spec::Repo(r) => ResourceId::new(Kind::Repo, &r.name),
             Spec::Package(p) => ResourceId::new(Kind::Package, &p.name),
+            Spec::Group(g) => ResourceId::new(Kind::Group, &g.name),
+            Spec::User(u) => ResourceId::new(Kind::User, &u.name),
             Spec::Directory(d) => ResourceId::new(Kind::Directory, &d.path),
             Spec::File(f) => ResourceId::new(Kind::File, &f.path),
             Spec::Symlink(s) => ResourceId::new(Kind::Symlink, &s.path),
@@ -152,7 +174,11 @@ impl Spec {
             Spec::Directory(d) => Some(d.path.clone()),
             Spec::File(f) => Some(f.path.clone()),
             Spec::Symlink(s) => Some(s.path.clone()),
-            Spec::Package(_) | Spec::Command(_) | Spec::Service(_) => None,
+            Spec::Package(_)
+            | Spec::Group(_)
+            | Spec::User(_)
+            | Spec::Command(_)
+            | Spec::Service(_) => None,
         }
     }
 }
@@ -167,8 +193,9 @@ pub struct Decl {
     pub origin: Origin,
     /// Repo line of the first line of inline content (for template errors).
     pub content_line: usize,
-    /// Positions of the service's `restart_on` then `reload_on` entries, or
-    /// of the command's `refresh_on` entries.
+    /// Positions of the service's `restart_on` then `reload_on` entries, of
+    /// the command's `refresh_on` entries, or of the user's `group` then
+    /// `groups` entries.
     pub ref_origins: Vec<Origin>,
 }
 
@@ -244,9 +271,11 @@ pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
             ),
         }
     }
-    let sections: [(&str, &'static str, &'static [&'static str]); 7] = [
+    let sections: [(&str, &'static str, &'static [&'static str]); 9] = [
         ("repo", "[[repo]]", REPO_KEYS),
         ("package", "[[package]]", PACKAGE_KEYS),
+        ("group", "[[group]]", GROUP_KEYS),
+        ("user", "[[user]]", USER_KEYS),
         ("directory", "[[directory]]", DIR_KEYS),
         ("file", "[[file]]", FILE_KEYS),
         ("symlink", "[[symlink]]", SYMLINK_KEYS),
@@ -260,6 +289,8 @@ pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
             let parsed = match key {
                 "repo" => p.repo(&f).map(|s| (s, 0, Vec::new())),
                 "package" => p.package(&f).map(|s| (s, 0, Vec::new())),
+                "group" => p.group(&f).map(|s| (s, 0, Vec::new())),
+                "user" => p.user(&f).map(|(s, refs)| (s, 0, refs)),
                 "directory" => p.directory(&f).map(|s| (s, 0, Vec::new())),
                 "file" => p.file(&f).map(|(s, line)| (s, line, Vec::new())),
                 "symlink" => p.symlink(&f).map(|s| (s, 0, Vec::new())),
@@ -581,6 +612,100 @@ impl Parser<'_, '_> {
             target: target?,
             ensure: ensure?,
         }))
+    }
+
+    fn group(&self, f: &Fields<'_, '_>) -> Option<Spec> {
+        let name = f.required_string(self.cx, "name");
+        let name = name.and_then(|n| {
+            self.checked(&n, checks::account_name)
+                .map(|()| n.into_inner())
+        });
+        let gid = f.unsigned(self.cx, "gid").map(Sp::into_inner);
+        let system = f.bool(self.cx, "system").is_some_and(Sp::into_inner);
+        let ensure = self.ensure(f);
+        Some(Spec::Group(Group {
+            name: name?,
+            gid,
+            system,
+            ensure: ensure?,
+        }))
+    }
+
+    fn user(&self, f: &Fields<'_, '_>) -> Option<(Spec, Vec<Origin>)> {
+        let name = f.required_string(self.cx, "name");
+        let name = name.and_then(|n| {
+            self.checked(&n, checks::account_name)
+                .map(|()| n.into_inner())
+        });
+        let uid = f.unsigned(self.cx, "uid").map(Sp::into_inner);
+        let mut origins = Vec::new();
+        let group = match f.string(self.cx, "group") {
+            None => Some(None),
+            Some(g) => self.checked(&g, checks::group_ref).map(|()| {
+                origins.push(self.cx.origin(&g.span()));
+                Some(g.into_inner())
+            }),
+        };
+        let groups = match f.string_list(self.cx, "groups") {
+            None if f.raw("groups").is_some() => None,
+            None => Some(None),
+            Some(list) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for g in list {
+                    match self.checked(&g, checks::group_ref) {
+                        Some(()) => {
+                            origins.push(self.cx.origin(&g.span()));
+                            out.push(g.into_inner());
+                        }
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(Some(out))
+            }
+        };
+        let path = |key: &str| match f.string(self.cx, key) {
+            None => Some(None),
+            Some(p) => self
+                .checked(&p, |s| checks::host_path(s, self.state_dir))
+                .map(|()| Some(p.into_inner())),
+        };
+        let home = path("home");
+        let shell = path("shell");
+        let comment = match f.string(self.cx, "comment") {
+            None => Some(None),
+            Some(c) => self
+                .checked(&c, checks::gecos)
+                .map(|()| Some(c.into_inner())),
+        };
+        let password = match f.string(self.cx, "password") {
+            None => Some(None),
+            Some(p) => self
+                .checked(&p, checks::password_hash)
+                .map(|()| Some(p.into_inner())),
+        };
+        let system = f.bool(self.cx, "system").is_some_and(Sp::into_inner);
+        // As useradd on RHEL (CREATE_HOME yes), but not for system accounts.
+        let create_home = f
+            .bool(self.cx, "create_home")
+            .map_or(!system, Sp::into_inner);
+        let ensure = self.ensure(f);
+        Some((
+            Spec::User(User {
+                name: name?,
+                uid,
+                group: group?,
+                groups: groups?,
+                home: home?,
+                create_home,
+                shell: shell?,
+                comment: comment?,
+                system,
+                password: password?,
+                ensure: ensure?,
+            }),
+            origins,
+        ))
     }
 
     fn service(&self, f: &Fields<'_, '_>) -> Option<(Spec, Vec<Origin>)> {

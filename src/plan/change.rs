@@ -70,6 +70,20 @@ pub enum Op {
         #[serde(flatten)]
         change: PackageChange,
     },
+    /// Create, change or remove a local user or group with shadow-utils.
+    Account {
+        /// What is done to what.
+        step: AccountAction,
+        /// The program (`useradd`, `usermod`, `userdel`, `groupadd`,
+        /// `groupmod`, `groupdel`).
+        program: String,
+        /// Its arguments, the account's name last (a password hash is not
+        /// among them: it is never shown).
+        args: Vec<String>,
+        /// The password hash to set (`-p`), kept out of every output.
+        #[serde(skip)]
+        password: Option<String>,
+    },
     /// `systemctl daemon-reload`, once, before any other service step.
     DaemonReload,
     /// One systemctl verb on one unit.
@@ -102,9 +116,11 @@ impl Op {
             | Op::Symlink { path, .. }
             | Op::RemoveFile { path }
             | Op::RemoveDir { path } => Some(path),
-            Op::Package { .. } | Op::DaemonReload | Op::Service { .. } | Op::RunCommand { .. } => {
-                None
-            }
+            Op::Package { .. }
+            | Op::Account { .. }
+            | Op::DaemonReload
+            | Op::Service { .. }
+            | Op::RunCommand { .. } => None,
         }
     }
 
@@ -123,6 +139,7 @@ impl Op {
                 PackageChange::Downgrade { .. } => "downgrade",
                 PackageChange::Remove { .. } => "remove package",
             },
+            Op::Account { step, .. } => step.as_str(),
             Op::DaemonReload => "daemon-reload",
             Op::Service { verb, .. } => verb.as_str(),
             Op::RunCommand { .. } => "run",
@@ -132,6 +149,38 @@ impl Op {
     /// Whether this is a service-phase step (re-planned after packages).
     pub fn is_service(&self) -> bool {
         matches!(self, Op::DaemonReload | Op::Service { .. })
+    }
+}
+
+/// What an account step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountAction {
+    /// `groupadd`
+    CreateGroup,
+    /// `groupmod`
+    ChangeGroup,
+    /// `groupdel`
+    RemoveGroup,
+    /// `useradd`
+    CreateUser,
+    /// `usermod`
+    ChangeUser,
+    /// `userdel` (the home directory is left)
+    RemoveUser,
+}
+
+impl AccountAction {
+    /// The verb for humans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountAction::CreateGroup => "create group",
+            AccountAction::ChangeGroup => "change group",
+            AccountAction::RemoveGroup => "remove group",
+            AccountAction::CreateUser => "create user",
+            AccountAction::ChangeUser => "change user",
+            AccountAction::RemoveUser => "remove user",
+        }
     }
 }
 

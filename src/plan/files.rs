@@ -27,6 +27,12 @@ pub(super) struct Planner<'a> {
     /// Absent directories that exist: (id, origin, path, entry names).
     rmdirs: Vec<(ResourceId, Origin, String, Vec<String>)>,
     packages: Vec<Change>,
+    /// User and group steps (after packages, before directories).
+    account_steps: Vec<Change>,
+    /// Users and groups declared present: a file may be owned by one that
+    /// is only created in this converge.
+    declared_users: BTreeSet<String>,
+    declared_groups: BTreeSet<String>,
     notes: Vec<String>,
 }
 
@@ -34,11 +40,20 @@ impl<'a> Planner<'a> {
     /// A planner for `desired` against a host with `accounts`.
     pub(super) fn new(desired: &DesiredState, accounts: &'a Accounts) -> Self {
         let mut declared_dirs = BTreeMap::new();
+        let mut declared_users = BTreeSet::new();
+        let mut declared_groups = BTreeSet::new();
         for d in &desired.resources {
-            if let Resource::Directory(dir) = &d.resource
-                && dir.ensure == Ensure::Present
-            {
-                declared_dirs.insert(dir.path.clone(), (dir.meta.clone(), d.origin.clone()));
+            match &d.resource {
+                Resource::Directory(dir) if dir.ensure == Ensure::Present => {
+                    declared_dirs.insert(dir.path.clone(), (dir.meta.clone(), d.origin.clone()));
+                }
+                Resource::User(u) if u.ensure == Ensure::Present => {
+                    declared_users.insert(u.name.clone());
+                }
+                Resource::Group(g) if g.ensure == Ensure::Present => {
+                    declared_groups.insert(g.name.clone());
+                }
+                _ => {}
             }
         }
         Planner {
@@ -53,8 +68,21 @@ impl<'a> Planner<'a> {
             removals: Vec::new(),
             rmdirs: Vec::new(),
             packages: Vec::new(),
+            account_steps: Vec::new(),
+            declared_users,
+            declared_groups,
             notes: Vec::new(),
         }
+    }
+
+    /// The groups declared present.
+    pub(super) fn declared_groups(&self) -> &BTreeSet<String> {
+        &self.declared_groups
+    }
+
+    /// Adds the user and group steps.
+    pub(super) fn accounts(&mut self, changes: Vec<Change>) {
+        self.account_steps = changes;
     }
 
     /// Whether repo files are written before the package transaction (so
@@ -80,9 +108,12 @@ impl<'a> Planner<'a> {
 
     fn meta(&self, m: &Meta) -> Result<MetaView, String> {
         let (uid, gid) = (self.accounts.uid(&m.owner), self.accounts.gid(&m.group));
-        // A user or group a package creates (nginx for the nginx package)
-        // is known only after the transaction, which comes first.
-        if (uid.is_none() || gid.is_none()) && !self.packages.is_empty() {
+        // A user or group a package creates (nginx for the nginx package),
+        // or one declared here and created in this converge, is known only
+        // after those steps, which come first.
+        let created_here = (uid.is_none() && self.declared_users.contains(&m.owner))
+            || (gid.is_none() && self.declared_groups.contains(&m.group));
+        if (uid.is_none() || gid.is_none()) && (!self.packages.is_empty() || created_here) {
             return Ok(MetaView {
                 owner: m.owner.clone(),
                 group: m.group.clone(),
@@ -124,7 +155,7 @@ impl<'a> Planner<'a> {
         let mut r = Vec::new();
         if want.deferred {
             r.push(format!(
-                "owner {}:{} is set after the package transaction creates it",
+                "owner {}:{} is set once the package transaction or the account steps create it",
                 want.owner, want.group
             ));
             return r;
@@ -316,7 +347,11 @@ impl<'a> Planner<'a> {
                 }
                 (Ensure::Absent, _) => {}
             },
-            Resource::Package(_) | Resource::Command(_) | Resource::Service(_) => {}
+            Resource::Package(_)
+            | Resource::Group(_)
+            | Resource::User(_)
+            | Resource::Command(_)
+            | Resource::Service(_) => {}
         }
         Ok(())
     }
@@ -469,6 +504,7 @@ impl<'a> Planner<'a> {
         changes.append(&mut self.repos);
         let repo_phase = changes.len();
         changes.append(&mut self.packages);
+        changes.append(&mut self.account_steps);
         changes.extend(std::mem::take(&mut self.dir_creates).into_values());
         changes.append(&mut self.dirs);
         changes.append(&mut self.files);

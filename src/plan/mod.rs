@@ -8,6 +8,7 @@
 //! (parents first), files and symlinks in declaration order, directory
 //! removals (deepest first), commands, (services).
 
+mod accounts;
 mod change;
 mod commands;
 mod content;
@@ -22,7 +23,9 @@ use std::collections::BTreeSet;
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{Kind, Resource, ResourceId, Service};
-pub use change::{Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem};
+pub use change::{
+    AccountAction, Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem,
+};
 pub use content::sha256;
 use files::Planner;
 use observed::ObservedHost;
@@ -53,6 +56,7 @@ pub fn plan_after(
     done: &[Change],
 ) -> Result<Plan, Vec<PlanProblem>> {
     let mut p = Planner::new(desired, &host.accounts);
+    let mut accounts = accounts::AccountSteps::default();
     for d in &desired.resources {
         let id = d.resource.id();
         let problem = |message: String| PlanProblem {
@@ -94,6 +98,15 @@ pub fn plan_after(
             }
             continue;
         }
+        match &d.resource {
+            Resource::Group(g) => accounts.group(g, &id, &host.accounts),
+            Resource::User(u) => {
+                if let Err(message) = accounts.user(u, &id, &host.accounts, p.declared_groups()) {
+                    p.problem(problem(message));
+                }
+            }
+            _ => {}
+        }
         let Some(path) = d.resource.path() else {
             continue;
         };
@@ -105,6 +118,7 @@ pub fn plan_after(
             p.problem(problem(message));
         }
     }
+    p.accounts(accounts.into_changes());
     let mut plan = p.finish()?;
     // Commands run after the files and packages they may refresh on, and
     // before the services (which may restart on them).

@@ -226,6 +226,28 @@ pub struct Accounts {
     groups: HashMap<String, u32>,
     user_names: HashMap<u32, String>,
     group_names: HashMap<u32, String>,
+    /// The /etc/passwd entry of each user.
+    pub passwd: HashMap<String, PasswdEntry>,
+    /// The members of each group (the fourth field of /etc/group).
+    pub members: HashMap<String, Vec<String>>,
+    /// The password hash of each user in /etc/shadow; read only when a
+    /// declared user manages its password (`None`: not read).
+    pub shadow: Option<HashMap<String, String>>,
+}
+
+/// One user's line of /etc/passwd, past its name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PasswdEntry {
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// GECOS comment.
+    pub comment: String,
+    /// Home directory.
+    pub home: String,
+    /// Login shell.
+    pub shell: String,
 }
 
 impl Accounts {
@@ -239,6 +261,31 @@ impl Accounts {
         for (name, id) in entries(group) {
             a.group_names.entry(id).or_insert_with(|| name.clone());
             a.groups.entry(name).or_insert(id);
+        }
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if let [name, _, uid, gid, comment, home, shell] = f[..]
+                && let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse())
+            {
+                a.passwd.entry(name.to_owned()).or_insert(PasswdEntry {
+                    uid,
+                    gid,
+                    comment: comment.to_owned(),
+                    home: home.to_owned(),
+                    shell: shell.to_owned(),
+                });
+            }
+        }
+        for line in group.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if let [name, _, _, members] = f[..] {
+                let members = members
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                a.members.entry(name.to_owned()).or_insert(members);
+            }
         }
         a.users.entry("root".into()).or_insert(0);
         a.groups.entry("root".into()).or_insert(0);
@@ -271,6 +318,42 @@ impl Accounts {
             .get(&gid)
             .cloned()
             .unwrap_or_else(|| gid.to_string())
+    }
+
+    /// Whether a group of this name exists.
+    pub fn has_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
+    /// The names of all groups.
+    pub fn group_names(&self) -> impl Iterator<Item = &String> {
+        self.groups.keys()
+    }
+
+    /// The supplementary groups of `user` (the groups listing it), sorted.
+    pub fn groups_of(&self, user: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.iter().any(|u| u == user))
+            .map(|(g, _)| g.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Adds the hashes of /etc/shadow's text.
+    pub fn with_shadow(mut self, shadow: &str) -> Self {
+        self.shadow = Some(
+            shadow
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split(':');
+                    Some((f.next()?.to_owned(), f.next()?.to_owned()))
+                })
+                .collect(),
+        );
+        self
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //!     cargo test --test integration system:: -- --include-ignored
 
+mod accounts;
 mod blame;
 mod daemon;
 mod harness;
