@@ -654,3 +654,63 @@ fn services_in_a_root_are_enabled_and_live_state_is_noted() {
     again.expect_code(0);
     assert!(again.stdout.contains("not applicable"), "{}", again.stdout);
 }
+
+/// The example's app1: its group and user are created in the root (with
+/// the host's shadow-utils, `-R`), own the directory and files declared
+/// with them, and its secrets are decrypted with the example's key; the
+/// second converge changes nothing. (As root, as CI runs: useradd -R.)
+#[test]
+fn the_example_app1_creates_its_accounts_and_decrypts_its_secrets() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    let key = env.path().join("app1.age.key");
+    std::fs::copy(example_repo().join("../keys/app1.age.key"), &key).expect("copy key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    env.set_config(&format!("[secrets]\nidentity = \"{}\"\n", key.display()));
+    let root = env.path().join("root");
+    write_repo(
+        &root,
+        &[
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+            ("etc/group", "root:x:0:\n"),
+            ("etc/shadow", "root:*:19000:0:99999:7:::\n"),
+            ("etc/gshadow", "root:*::\n"),
+        ],
+    );
+    let args = converge_args(&example_repo(), &root, "app1");
+    let first = env.run(&args);
+    first.expect_code(2);
+    assert!(
+        !first.stdout.contains("example-api-token")
+            && !first.stdout.contains("example-db-password"),
+        "{}",
+        first.stdout
+    );
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).expect("passwd");
+    assert!(
+        passwd.contains("app:x:2500:2500:Example application:/srv/app:/sbin/nologin\n"),
+        "{passwd}"
+    );
+    let conf = root.join("etc/app/app.conf");
+    assert!(
+        std::fs::read_to_string(&conf)
+            .expect("app.conf")
+            .contains("api_token = \"example-api-token\"")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/app/db.password")).expect("secret"),
+        "example-db-password\n"
+    );
+    for path in ["srv/app", "etc/app/db.password"] {
+        let m = std::fs::metadata(root.join(path)).expect("stat");
+        assert_eq!((m.uid(), m.gid()), (2500, 2500), "{path}");
+    }
+    assert_eq!(std::fs::metadata(&conf).expect("stat").gid(), 2500);
+    let after_first = fingerprint(&root);
+    env.run(&args).expect_code(0);
+    assert_eq!(
+        fingerprint(&root),
+        after_first,
+        "the second converge changed something"
+    );
+}
