@@ -10,6 +10,7 @@ use super::context::{App, Run, SourceRequest, absolute};
 use super::hooks;
 use super::load::{FetchFailed, Invalid, Loaded, load};
 use super::plan::prepare;
+use super::prune;
 use super::recovery::recover_into;
 use crate::agent::policy::{self, Blame, Decision, Ended};
 use crate::agent::{AgentState, now, short};
@@ -399,13 +400,19 @@ fn locked(
             }
         }
     };
-    let prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
+    // What the repo no longer declares is put back (or removed), in the
+    // same transaction.
+    let inventory = app.store.load_inventory()?;
+    let mut desired = desired;
+    let pruning = prune::dropped(&inventory, &mut desired, app.settings.prune_packages);
+    let mut prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
         Ok(p) => p,
         Err(failed) => {
             failed.fill(&mut r.run);
             return Ok(());
         }
     };
+    pruning.annotate(&mut prepared.plan);
     // What this run verified, for the next one; under the lock only (a dry
     // run writes nothing).
     if held.is_some() {
@@ -432,9 +439,16 @@ fn locked(
             return Ok(());
         }
         r.run.outcome = held_or(Outcome::InSync);
+        r.run.notes.extend(prepared.plan.notes.iter().cloned());
         // An audit changes nothing, so it makes nothing the last good state.
         if let (false, Some(h)) = (dry, held.as_mut()) {
             subject.record(app, h, &prepared, Ended::Good)?;
+            if let Some(root) = root.as_ref() {
+                let new = prune::capture(&app.store, root, &inventory, &prepared)?;
+                if let Err(e) = prune::record(&app.store, inventory, new, &prepared.desired, None) {
+                    note_failure(r, "could not record the inventory", e);
+                }
+            }
         }
         return Ok(());
     }
@@ -444,6 +458,8 @@ fn locked(
     let Some(h) = held.as_mut() else {
         bail!("internal error: a converge that changes the host must hold the state lock");
     };
+    // How what is managed for the first time was, before it changes.
+    let new_entries = prune::capture(&app.store, &root, &inventory, &prepared)?;
     match converge::transact(&app.engine(&root), &prepared, &key, sink, cancel)? {
         Transacted::Applied {
             generation,
@@ -451,6 +467,16 @@ fn locked(
             dnf_transactions,
         } => {
             r.generation = Some(generation);
+            r.run.notes.extend(prepared.plan.notes.iter().cloned());
+            if let Err(e) = prune::record(
+                &app.store,
+                inventory,
+                new_entries,
+                &prepared.desired,
+                Some(generation),
+            ) {
+                note_failure(r, "could not record the inventory", e);
+            }
             r.run.outcome = held_or(Outcome::Changed);
             r.run.changes = changes;
             r.dnf_transactions = dnf_transactions;

@@ -17,6 +17,7 @@ mod hooks;
 mod load;
 mod manage;
 mod plan;
+mod prune;
 mod recovery;
 mod status;
 mod validate;

@@ -94,13 +94,20 @@ fn plan_into(
             }
         },
     };
-    let prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
+    let mut desired = desired;
+    let pruning = super::prune::dropped(
+        &app.store.load_inventory()?,
+        &mut desired,
+        app.settings.prune_packages,
+    );
+    let mut prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
         Ok(p) => p,
         Err(failed) => {
             failed.fill(r);
             return Ok(());
         }
     };
+    pruning.annotate(&mut prepared.plan);
     r.outcome = if held {
         Outcome::Held
     } else if prepared.plan.is_empty() {

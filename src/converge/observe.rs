@@ -4,7 +4,7 @@
 //! stats, on threads of their own), one dnf metadata query only when a
 //! `latest` package is declared, and the guards of declared commands.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use tracing::debug;
@@ -13,7 +13,7 @@ use super::commands;
 use crate::cancel::Cancel;
 use crate::desired::model::{Ensure, Resource};
 use crate::desired::{DesiredState, Diagnostic};
-use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCache};
+use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCache, UnitObs};
 use crate::plan::rpmver::Evr;
 use crate::plan::{self, Plan, PlanProblem};
 use crate::system::fsroot::{FsRoot, Parents};
@@ -49,6 +49,11 @@ pub struct Prepared {
     /// Whether `verified` differs from the cache this run was given (only
     /// then is it worth writing).
     pub cache_stale: bool,
+    /// The declared units as observed before any change (what pruning
+    /// puts back when a service is dropped).
+    pub units: BTreeMap<String, UnitObs>,
+    /// The declared packages installed before any change.
+    pub installed: BTreeSet<String>,
 }
 
 /// Plans `desired` against the host under `root` (`None`: a root that does
@@ -73,6 +78,12 @@ pub fn prepare(
         root: root.map(root_name).unwrap_or_default(),
         files: observed.verified,
     };
+    let installed = observed
+        .packages
+        .iter()
+        .filter(|(_, builds)| !builds.is_empty())
+        .map(|(name, _)| name.clone())
+        .collect();
     Ok(Prepared {
         desired,
         source,
@@ -80,6 +91,8 @@ pub fn prepare(
         latest: observed.latest,
         cache_stale: verified != *cache,
         verified,
+        units: observed.units,
+        installed,
     })
 }
 

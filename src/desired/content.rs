@@ -67,6 +67,7 @@ impl Contents<'_> {
             if let Some(resource) = resource {
                 out.push(Declared {
                     resource,
+                    prune: w.decl.prune,
                     origin: w.decl.origin.clone(),
                 });
             }

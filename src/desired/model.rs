@@ -516,10 +516,22 @@ impl Resource {
 pub struct Declared {
     /// The resource.
     pub resource: Resource,
+    /// `false` (`prune = false`): once dropped from the repo, driftless
+    /// forgets it and leaves it as it is.
+    #[serde(default = "yes")]
+    pub prune: bool,
     /// The file and line that declared it (the winner, when a host overrides
     /// a role).
     pub origin: Origin,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// The origin of what driftless puts back because the repo no longer
+/// declares it (pruning): there is no line to point at.
+pub const NO_LONGER_DECLARED: &str = "(no longer declared)";
 
 /// Everything one host should be.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

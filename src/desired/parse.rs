@@ -39,7 +39,7 @@ const TOP_KEYS: &[&str] = &[
     "service",
     "check",
 ];
-const PACKAGE_KEYS: &[&str] = &["name", "state", "version"];
+const PACKAGE_KEYS: &[&str] = &["name", "state", "version", "prune"];
 const GROUP_KEYS: &[&str] = &["name", "gid", "system", "state"];
 const USER_KEYS: &[&str] = &[
     "name",
@@ -65,6 +65,7 @@ const REPO_KEYS: &[&str] = &[
     "description",
     "metadata_expire",
     "state",
+    "prune",
 ];
 const FILE_KEYS: &[&str] = &[
     "path",
@@ -76,10 +77,18 @@ const FILE_KEYS: &[&str] = &[
     "mode",
     "state",
     "sensitive",
+    "prune",
 ];
-const DIR_KEYS: &[&str] = &["path", "owner", "group", "mode", "state"];
-const SYMLINK_KEYS: &[&str] = &["path", "target", "state"];
-const SERVICE_KEYS: &[&str] = &["name", "enabled", "state", "restart_on", "reload_on"];
+const DIR_KEYS: &[&str] = &["path", "owner", "group", "mode", "state", "prune"];
+const SYMLINK_KEYS: &[&str] = &["path", "target", "state", "prune"];
+const SERVICE_KEYS: &[&str] = &[
+    "name",
+    "enabled",
+    "state",
+    "restart_on",
+    "reload_on",
+    "prune",
+];
 const COMMAND_KEYS: &[&str] = &[
     "name",
     "command",
@@ -193,6 +202,8 @@ pub struct Decl {
     pub origin: Origin,
     /// Repo line of the first line of inline content (for template errors).
     pub content_line: usize,
+    /// `prune = false`: once dropped from the repo, left as it is.
+    pub prune: bool,
     /// Positions of the service's `restart_on` then `reload_on` entries, of
     /// the command's `refresh_on` entries, or of the user's `group` then
     /// `groups` entries.
@@ -286,6 +297,8 @@ pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
         let Some(v) = top.raw(key) else { continue };
         for f in array_of_tables(cx, v, what, allowed) {
             let origin = cx.origin(&f.span());
+            let prune =
+                !allowed.contains(&"prune") || f.bool(cx, "prune").is_none_or(Sp::into_inner);
             let parsed = match key {
                 "repo" => p.repo(&f).map(|s| (s, 0, Vec::new())),
                 "package" => p.package(&f).map(|s| (s, 0, Vec::new())),
@@ -301,6 +314,7 @@ pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
             if let Some((spec, content_line, ref_origins)) = parsed {
                 out.decls.push(Decl {
                     spec,
+                    prune,
                     origin,
                     content_line,
                     ref_origins,

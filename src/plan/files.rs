@@ -8,7 +8,9 @@ use super::content::text_diff;
 use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
-use crate::desired::model::{Content, Ensure, Kind, Meta, Resource, ResourceId};
+use crate::desired::model::{
+    Content, Ensure, Kind, Meta, NO_LONGER_DECLARED, Resource, ResourceId,
+};
 
 /// The path planner's state while one plan is made.
 pub(super) struct Planner<'a> {
@@ -472,6 +474,15 @@ impl<'a> Planner<'a> {
                     &id,
                     Op::RemoveDir { path },
                     vec!["exists, should be absent".into()],
+                ));
+            } else if origin.file == NO_LONGER_DECLARED {
+                // Dropped from the repo: what driftless does not manage
+                // in it is not driftless's to remove.
+                let shown: Vec<&str> = left.iter().take(5).map(|s| s.as_str()).collect();
+                self.notes.push(format!(
+                    "{path} is no longer declared and was created by driftless, but is left in place: it holds what driftless does not manage ({}{})",
+                    shown.join(", "),
+                    if left.len() > shown.len() { ", ..." } else { "" }
                 ));
             } else {
                 let shown: Vec<&str> = left.iter().take(5).map(|s| s.as_str()).collect();

@@ -242,6 +242,7 @@ mod tests {
                 .into_iter()
                 .map(|resource| Declared {
                     resource,
+                    prune: true,
                     origin: origin(),
                 })
                 .collect(),

@@ -10,6 +10,7 @@
 
 mod desired_cache;
 pub mod generations;
+pub mod inventory;
 mod json;
 pub mod lastgood;
 pub mod objects;
@@ -148,6 +149,18 @@ impl Store {
         write_json(&self.dir, LAST_RUN_FILE, run)
     }
 
+    /// The inventory of managed resources (`inventory.json`); empty when
+    /// there is none yet.
+    pub fn load_inventory(&self) -> Result<inventory::Inventory> {
+        Ok(json::read_json(&self.dir.join(inventory::FILE))?.unwrap_or_default())
+    }
+
+    /// Replaces the inventory.
+    pub fn save_inventory(&self, inv: &inventory::Inventory) -> Result<()> {
+        self.ensure()?;
+        write_json(&self.dir, inventory::FILE, inv)
+    }
+
     /// The generations for reading: nothing is created (`status`,
     /// `history`, `plan` never change the state directory).
     pub fn generations_read(&self) -> Generations {
@@ -257,6 +270,7 @@ impl Store {
         let (mut keep_objects, mut keep_rpms) = generations::referenced(&kept);
         keep_objects.extend(lastgood::objects(&self.dir)?);
         keep_objects.extend(desired_cache::objects(&self.dir));
+        keep_objects.extend(self.load_inventory()?.objects());
         self.objects()?.retain(&keep_objects)?;
         let packages = self.packages();
         // The RPM database is asked only when there is a store to prune: a

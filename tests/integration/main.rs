@@ -18,6 +18,7 @@ mod hooks;
 mod json_schema;
 mod layers;
 mod operator;
+mod prune;
 mod readme;
 mod reliability;
 mod secrets;

@@ -1,0 +1,329 @@
+//! Pruning: what the config repo no longer declares is put back as it was
+//! before driftless managed it, or removed if driftless created it, as
+//! part of the converge's transaction. The inventory of what is managed
+//! (and how each thing was before) lives in the state directory.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+
+use crate::converge::Prepared;
+use crate::desired::DesiredState;
+use crate::desired::diag::Origin;
+use crate::desired::model::{
+    Content, Declared, Directory, Ensure, File, Kind, Meta, NO_LONGER_DECLARED, Package,
+    PackageState, Repo, RepoLocation, Resource, ResourceId, RunState, Service, Symlink,
+};
+use crate::plan::Plan;
+use crate::store::Store;
+use crate::store::inventory::{Before, Entry, Inventory};
+use crate::system::fsroot::{FsRoot, Observed};
+
+/// What pruning adds to one converge.
+#[derive(Default)]
+pub(super) struct Pruning {
+    /// The resources put back, with the reason shown first on their changes.
+    reasons: BTreeMap<ResourceId, String>,
+    /// What is only said (a package left installed, a resource handed back).
+    pub(super) notes: Vec<String>,
+}
+
+/// Adds to `desired` what puts back each inventory entry it no longer
+/// declares; packages driftless installed are removed only with
+/// `prune_packages`.
+pub(super) fn dropped(
+    inv: &Inventory,
+    desired: &mut DesiredState,
+    prune_packages: bool,
+) -> Pruning {
+    let declared: std::collections::BTreeSet<ResourceId> =
+        desired.resources.iter().map(|d| d.resource.id()).collect();
+    let mut out = Pruning::default();
+    for e in inv.entries.values() {
+        if declared.contains(&e.id) {
+            continue;
+        }
+        if !e.prune {
+            out.notes.push(format!(
+                "{} is no longer declared and has `prune = false`: driftless leaves it as it is",
+                e.id
+            ));
+            continue;
+        }
+        let since = e.generation.map_or("found as declared".to_owned(), |g| {
+            format!("generation {g}")
+        });
+        let (resource, reason) = match put_back(e, prune_packages) {
+            Some(r) => r,
+            None => {
+                if matches!(e.before, Before::Package { installed: false }) {
+                    out.notes.push(format!(
+                        "{} is no longer declared; driftless installed it ({since}), and it stays installed ([prune] packages = false)",
+                        e.id
+                    ));
+                }
+                continue;
+            }
+        };
+        let reason = match reason {
+            Undo::Remove => format!("no longer declared; created by driftless ({since})"),
+            Undo::Restore => {
+                format!(
+                    "no longer declared; put back as it was before driftless managed it ({since})"
+                )
+            }
+        };
+        out.reasons.insert(e.id.clone(), reason);
+        desired.resources.push(Declared {
+            resource,
+            prune: true,
+            origin: Origin {
+                file: NO_LONGER_DECLARED.to_owned(),
+                line: 1,
+                column: 1,
+            },
+        });
+    }
+    desired.resources.sort_by_key(|d| d.resource.id().kind);
+    out
+}
+
+enum Undo {
+    Remove,
+    Restore,
+}
+
+/// The resource whose converge undoes `e`, if there is anything to undo.
+fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
+    let path = e.id.key.clone();
+    let meta = |uid: u32, gid: u32, mode: u32| Meta {
+        owner: uid.to_string(),
+        group: gid.to_string(),
+        mode,
+    };
+    Some(match (&e.before, e.id.kind) {
+        (Before::Missing, Kind::File) => (
+            Resource::File(File {
+                path,
+                ensure: Ensure::Absent,
+                content: Content::default(),
+                meta: meta(0, 0, 0o644),
+                sensitive: false,
+            }),
+            Undo::Remove,
+        ),
+        (Before::Missing, Kind::Directory) => (
+            Resource::Directory(Directory {
+                path,
+                ensure: Ensure::Absent,
+                meta: meta(0, 0, 0o755),
+            }),
+            Undo::Remove,
+        ),
+        (Before::Missing, Kind::Symlink) => (
+            Resource::Symlink(Symlink {
+                path,
+                target: String::new(),
+                ensure: Ensure::Absent,
+            }),
+            Undo::Remove,
+        ),
+        (Before::Missing, Kind::Repo) => (
+            Resource::Repo(Repo {
+                name: e.id.key.clone(),
+                location: RepoLocation::Baseurl(String::new()),
+                enabled: false,
+                gpgcheck: false,
+                gpgkey: None,
+                description: None,
+                metadata_expire: None,
+                ensure: Ensure::Absent,
+            }),
+            Undo::Remove,
+        ),
+        (
+            Before::File {
+                object,
+                uid,
+                gid,
+                mode,
+            },
+            Kind::File,
+        ) => {
+            let mut sha = [0u8; 32];
+            hex::decode_to_slice(object, &mut sha).ok()?;
+            (
+                Resource::File(File {
+                    path,
+                    ensure: Ensure::Present,
+                    content: Content::stored(sha),
+                    meta: meta(*uid, *gid, *mode),
+                    sensitive: false,
+                }),
+                Undo::Restore,
+            )
+        }
+        (Before::Dir { uid, gid, mode }, Kind::Directory) => (
+            Resource::Directory(Directory {
+                path,
+                ensure: Ensure::Present,
+                meta: meta(*uid, *gid, *mode),
+            }),
+            Undo::Restore,
+        ),
+        (Before::Symlink { target }, Kind::Symlink) => (
+            Resource::Symlink(Symlink {
+                path,
+                target: target.clone(),
+                ensure: Ensure::Present,
+            }),
+            Undo::Restore,
+        ),
+        (Before::Unit { enabled, running }, Kind::Service)
+            if enabled.is_some() || running.is_some() =>
+        {
+            (
+                Resource::Service(Service {
+                    unit: path,
+                    enabled: *enabled,
+                    state: running.map(|r| {
+                        if r {
+                            RunState::Running
+                        } else {
+                            RunState::Stopped
+                        }
+                    }),
+                    restart_on: Vec::new(),
+                    reload_on: Vec::new(),
+                }),
+                Undo::Restore,
+            )
+        }
+        (Before::Package { installed: false }, Kind::Package) if prune_packages => (
+            Resource::Package(Package {
+                name: path,
+                state: PackageState::Absent,
+            }),
+            Undo::Remove,
+        ),
+        _ => return None,
+    })
+}
+
+impl Pruning {
+    /// Puts each pruned resource's reason first on its changes, and the
+    /// notes on the plan.
+    pub(super) fn annotate(&self, plan: &mut Plan) {
+        for c in &mut plan.changes {
+            if let Some(why) = self.reasons.get(&c.resource) {
+                c.reasons.insert(0, why.clone());
+            }
+        }
+        plan.notes.extend(self.notes.iter().cloned());
+    }
+}
+
+/// How each declared resource that the inventory does not hold yet is now,
+/// before this converge changes it: the inventory's new entries, recorded
+/// once the converge succeeds. Reads only what is new (nothing on a no-op).
+pub(super) fn capture(
+    store: &Store,
+    root: &FsRoot,
+    inv: &Inventory,
+    prepared: &Prepared,
+) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for d in &prepared.desired.resources {
+        if d.origin.file == NO_LONGER_DECLARED {
+            continue;
+        }
+        let id = d.resource.id();
+        if inv.entries.contains_key(&id.to_string()) {
+            continue;
+        }
+        let before = match (&d.resource, d.resource.path()) {
+            (_, Some(path)) => match root.observe(&path)? {
+                Observed::Missing { .. } => Before::Missing,
+                Observed::File { meta, .. } => {
+                    let bytes = root
+                        .read_file(&path)
+                        .with_context(|| format!("failed to read {path} before managing it"))?;
+                    let object = store.objects()?.put(&bytes)?;
+                    Before::File {
+                        object,
+                        uid: meta.uid,
+                        gid: meta.gid,
+                        mode: meta.mode,
+                    }
+                }
+                Observed::Dir { meta, .. } => Before::Dir {
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    mode: meta.mode,
+                },
+                Observed::Symlink { target } => Before::Symlink { target },
+                Observed::Other { .. } => Before::Untracked,
+            },
+            (Resource::Service(s), None) => match prepared.units.get(&s.unit) {
+                Some(u) if u.loaded => Before::Unit {
+                    enabled: Some(u.unit_file_state == "enabled"),
+                    running: u.live.then(|| u.active_state == "active"),
+                },
+                _ => Before::Unit {
+                    enabled: None,
+                    running: None,
+                },
+            },
+            (Resource::Package(p), None) => Before::Package {
+                installed: prepared.installed.contains(&p.name),
+            },
+            _ => Before::Untracked,
+        };
+        out.push(Entry {
+            id,
+            generation: None,
+            prune: d.prune,
+            before,
+        });
+    }
+    Ok(out)
+}
+
+/// After a converge that succeeded: what it dropped is forgotten, what it
+/// started managing is added (first managed by `generation`), and each
+/// entry's `prune` follows its declaration.
+pub(super) fn record(
+    store: &Store,
+    mut inv: Inventory,
+    new: Vec<Entry>,
+    desired: &DesiredState,
+    generation: Option<u64>,
+) -> Result<()> {
+    let declared: BTreeMap<String, bool> = desired
+        .resources
+        .iter()
+        .filter(|d| d.origin.file != NO_LONGER_DECLARED)
+        .map(|d| (d.resource.id().to_string(), d.prune))
+        .collect();
+    let before = inv.clone();
+    inv.entries.retain(|k, _| declared.contains_key(k));
+    for e in new {
+        inv.entries.insert(
+            e.id.to_string(),
+            Entry {
+                generation: generation.or(e.generation),
+                ..e
+            },
+        );
+    }
+    for (k, e) in &mut inv.entries {
+        if let Some(p) = declared.get(k) {
+            e.prune = *p;
+        }
+    }
+    // The no-op writes nothing here.
+    if inv != before {
+        store.save_inventory(&inv)?;
+    }
+    Ok(())
+}
