@@ -9,5 +9,6 @@ mod blame;
 mod daemon;
 mod harness;
 mod host;
+mod prune;
 mod resources;
 mod rollback;
