@@ -63,10 +63,25 @@ fn a_failed_restore_is_finished_once_the_cause_is_fixed() {
         conf.display()
     );
     write_repo(&a.repo, &[("hosts/h.toml", &host_file)]);
+    // A hook hears of the failed restore, with the documented environment.
+    let log = a.env.path().join("hooks.log");
+    a.env.set_config(&format!(
+        "[[hook]]\ncommand = ['/bin/sh', '-c', 'env | grep ^DRIFTLESS_ | sort >> {0}; echo --- >> {0}']\non = ['rollback_failed']\n",
+        log.display()
+    ));
     let r = a.converge();
     chattr("-i", &conf);
     r.expect_code(5);
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "new\n");
+    let heard = crate::util::hook_records(&std::fs::read_to_string(&log).unwrap_or_default());
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(heard[0]["DRIFTLESS_OUTCOME"], "rollback_failed");
+    assert_eq!(heard[0]["DRIFTLESS_HOST"], "h");
+    assert_eq!(heard[0]["DRIFTLESS_GENERATION"], "1");
+    assert!(
+        heard[0]["DRIFTLESS_ERROR"].contains("locks-it"),
+        "{heard:?}"
+    );
 
     // Fixed by hand (the flag is gone): recover restores the snapshot.
     let r = a.run(&["recover"]);
