@@ -1,11 +1,16 @@
-//! Pruning on a real host: a dropped service goes back to the enablement
-//! and run state it had before driftless managed it; a dropped package
-//! driftless installed stays, unless `[prune] packages = true`.
+//! Pruning on a real host: a dropped file goes (driftless created it) or
+//! comes back byte for byte (it was there before); a dropped service goes
+//! back to the enablement and run state it had before driftless managed
+//! it; a dropped package driftless installed stays, unless
+//! `[prune] packages = true`.
 
 use super::harness::{AGENT_CONFIG, Host};
 
 const HOST_FILE: &str = "hosts/web1.toml";
 const HELLO: &str = "dl-hello.service";
+
+/// The host's own /etc/issue, and a file driftless creates.
+const FILES: &str = "\n[[file]]\npath = \"/etc/issue\"\ncontent = \"managed by driftless\\n\"\nmode = \"0600\"\n\n[[file]]\npath = \"/etc/dl-new\"\ncontent = \"new\\n\"\n";
 
 fn packages(names: &[&str], extra: &str) -> String {
     let mut text =
@@ -22,8 +27,22 @@ fn packages(names: &[&str], extra: &str) -> String {
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
 fn a_dropped_service_returns_to_its_state_and_a_dropped_package_stays_unless_asked() {
     let host = Host::boot("web1");
-    host.write_config(&[(HOST_FILE, &packages(&["dl-hello", "dl-tool", "dl-web"], ""))]);
+    let meta = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(host.path(p)).expect("stat");
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    let issue = meta("/etc/issue");
+    let issue_bytes = host.read("/etc/issue").expect("the host's /etc/issue");
+    host.write_config(&[(
+        HOST_FILE,
+        &packages(&["dl-hello", "dl-tool", "dl-web"], FILES),
+    )]);
     host.converge().expect_code(2);
+    assert_eq!(
+        host.read("/etc/issue").as_deref(),
+        Some("managed by driftless\n")
+    );
     // How the package left its unit: what pruning must go back to.
     let (enabled, active) = (host.is_enabled(HELLO), host.is_active(HELLO));
 
@@ -35,12 +54,16 @@ fn a_dropped_service_returns_to_its_state_and_a_dropped_package_stays_unless_ask
     );
     host.write_config(&[(
         HOST_FILE,
-        &packages(&["dl-hello", "dl-tool", "dl-web"], &service),
+        &packages(
+            &["dl-hello", "dl-tool", "dl-web"],
+            &format!("{FILES}{service}"),
+        ),
     )]);
     host.converge().expect_code(2);
     assert_eq!(host.is_enabled(HELLO), !enabled);
 
-    // The service and dl-tool dropped: the unit goes back, dl-tool stays.
+    // The files, the service and dl-tool dropped: the unit goes back,
+    // dl-tool stays.
     host.write_config(&[(HOST_FILE, &packages(&["dl-hello", "dl-web"], ""))]);
     let (_, plan) = host.plan_json();
     let text = plan.to_string();
@@ -60,6 +83,17 @@ fn a_dropped_service_returns_to_its_state_and_a_dropped_package_stays_unless_ask
         host.unit_status(HELLO)
     );
     assert!(host.rpm_q("dl-tool").is_some(), "dl-tool was removed");
+    assert_eq!(
+        host.read("/etc/dl-new"),
+        None,
+        "a file driftless created was left"
+    );
+    assert_eq!(host.read("/etc/issue"), Some(issue_bytes));
+    assert_eq!(
+        meta("/etc/issue"),
+        issue,
+        "/etc/issue came back with other metadata"
+    );
     host.converge().expect_code(0);
 
     // With [prune] packages = true a package driftless installed goes.
