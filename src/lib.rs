@@ -8,7 +8,8 @@
 //! - [`system`] is the only code that touches the host, [`source`] the only
 //!   code that reads the config repo from git or the network, and [`store`]
 //!   the only code that touches the state directory. None of them knows the
-//!   engine or the use cases.
+//!   engine or the use cases. [`fleet`] is the rollout coordination: a pure
+//!   gate and the one client of etcd.
 //! - [`converge`] is the engine: one transaction, with typed events into a
 //!   sink and a per-run [`cancel`] token.
 //! - [`app`] holds the use cases (validate, plan, converge, status, ...)
@@ -35,6 +36,7 @@ pub mod daemon;
 pub mod desired;
 pub mod durable;
 pub mod fault;
+pub mod fleet;
 pub mod logging;
 pub mod outcome;
 pub mod plan;

@@ -50,6 +50,36 @@ struct Fragment {
     hook: Option<Vec<HookFragment>>,
     secrets: Option<SecretsFragment>,
     prune: Option<PruneFragment>,
+    fleet: Option<FleetFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetFragment {
+    endpoints: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    prefix: Option<String>,
+    lease_ttl: Option<String>,
+    windows: Option<Vec<String>>,
+}
+
+/// Default key prefix of a fleet in etcd.
+pub const DEFAULT_FLEET_PREFIX: &str = "/driftless/default";
+
+/// How this host takes part in a fleet's rollouts (`[fleet]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// The etcd cluster.
+    pub etcd: crate::fleet::etcd::EtcdSettings,
+    /// The fleet's key prefix: one fleet per prefix.
+    pub prefix: String,
+    /// How long this host's record outlives it (default: three intervals).
+    pub lease_ttl: Duration,
+    /// Maintenance windows for new commits on this host (on top of its
+    /// wave's); empty: always open.
+    pub windows: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +291,9 @@ pub struct Settings {
     /// declared (`[prune] packages`); off by default, since removing a
     /// package can take its dependants with it.
     pub prune_packages: bool,
+    /// Rollout coordination with the rest of the fleet (`[fleet]`); none:
+    /// this host decides alone.
+    pub fleet: Option<FleetSettings>,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
 }
@@ -280,6 +313,7 @@ impl Default for Settings {
             hooks: Vec::new(),
             secrets_identity: None,
             prune_packages: false,
+            fleet: None,
             sources: Vec::new(),
         }
     }
@@ -388,7 +422,18 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     let mut hooks = Vec::new();
     let mut secrets = SecretsFragment::default();
     let mut prune = PruneFragment::default();
+    let mut fleet: Option<FleetFragment> = None;
     for f in fragments {
+        if let Some(x) = f.fleet {
+            let m = fleet.get_or_insert_with(FleetFragment::default);
+            m.endpoints = x.endpoints.or(m.endpoints.take());
+            m.ca_file = x.ca_file.or(m.ca_file.take());
+            m.cert_file = x.cert_file.or(m.cert_file.take());
+            m.key_file = x.key_file.or(m.key_file.take());
+            m.prefix = x.prefix.or(m.prefix.take());
+            m.lease_ttl = x.lease_ttl.or(m.lease_ttl.take());
+            m.windows = x.windows.or(m.windows.take());
+        }
         hooks.extend(f.hook.unwrap_or_default());
         if let Some(x) = f.secrets {
             secrets.identity = x.identity.or(secrets.identity);
@@ -448,6 +493,9 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         .collect::<Result<Vec<_>>>()?;
     let socket = absolute("[daemon] socket", daemon.socket)?.unwrap_or(d.socket);
     let secrets_identity = absolute("[secrets] identity", secrets.identity)?;
+    let fleet = fleet
+        .map(|f| fleet_settings(f, schedule.interval))
+        .transpose()?;
     let state_dir = normalise(m.state_dir.unwrap_or(d.state_dir));
     if !state_dir.is_absolute() {
         bail!(
@@ -471,7 +519,46 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         hooks,
         secrets_identity,
         prune_packages: prune.packages.unwrap_or(false),
+        fleet,
         sources: Vec::new(),
+    })
+}
+
+fn fleet_settings(f: FleetFragment, interval: Duration) -> Result<FleetSettings> {
+    let endpoints = f.endpoints.unwrap_or_default();
+    if endpoints.is_empty() {
+        bail!("[fleet] endpoints is empty: list the etcd client URLs (\"https://etcd1:2379\")");
+    }
+    for e in &endpoints {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            bail!("[fleet] endpoint `{e}` must be an http:// or https:// URL");
+        }
+    }
+    let prefix = f.prefix.unwrap_or_else(|| DEFAULT_FLEET_PREFIX.to_owned());
+    if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.len() < 2 {
+        bail!(
+            "[fleet] prefix `{prefix}` must start with / and not end with one (\"/driftless/prod\")"
+        );
+    }
+    let lease_ttl = duration("[fleet] lease_ttl", f.lease_ttl, interval * 3)?;
+    if lease_ttl < Duration::from_secs(5) {
+        bail!("[fleet] lease_ttl must be at least 5s");
+    }
+    let windows = f.windows.unwrap_or_default();
+    for w in &windows {
+        crate::desired::fleet::Window::parse(w)
+            .map_err(|e| anyhow::anyhow!("[fleet] window \"{w}\": {e}"))?;
+    }
+    Ok(FleetSettings {
+        etcd: crate::fleet::etcd::EtcdSettings {
+            endpoints,
+            ca_file: absolute("[fleet] ca_file", f.ca_file)?,
+            cert_file: absolute("[fleet] cert_file", f.cert_file)?,
+            key_file: absolute("[fleet] key_file", f.key_file)?,
+        },
+        prefix,
+        lease_ttl,
+        windows,
     })
 }
 

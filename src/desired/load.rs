@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::content::{Contents, merged_vars};
 use super::diag::{Diagnostic, Origin};
 use super::facts::Facts;
+use super::fleet::{FLEET_FILE, FleetPolicy};
 use super::merge::{merge, merge_checks};
 use super::model::DesiredState;
 pub use super::options::{DEFAULT_MAX_FILE_SIZE, LoadError, LoadOptions};
@@ -118,6 +119,7 @@ pub fn load_host_file(
     // Rendering stops early when asked to; what it left out is no state.
     opts.check_stop()?;
     let checks = merge_checks(&layers, &mut loader.diags);
+    let fleet = loader.fleet_policy()?;
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(sorted(loader.diags)));
     }
@@ -128,6 +130,7 @@ pub fn load_host_file(
         resources,
         checks,
         vars,
+        fleet,
     })
 }
 
@@ -162,6 +165,30 @@ struct Loader<'a> {
     parsed: HashMap<String, Option<ParsedFile>>,
 }
 impl Loader<'_> {
+    /// The rollout policy, from `fleet.toml` at the repo's root.
+    fn fleet_policy(&mut self) -> Result<Option<FleetPolicy>, LoadError> {
+        if self.tree.kind(FLEET_FILE)?.is_none() {
+            return Ok(None);
+        }
+        let text = match String::from_utf8(self.tree.read(FLEET_FILE)?) {
+            Ok(t) => t,
+            Err(_) => {
+                self.diags.push(Diagnostic::file(
+                    FLEET_FILE,
+                    "not valid UTF-8, so not a TOML file",
+                ));
+                return Ok(None);
+            }
+        };
+        match super::fleet::parse(&text) {
+            Ok(p) => Ok(Some(p)),
+            Err(d) => {
+                self.diags.extend(d);
+                Ok(None)
+            }
+        }
+    }
+
     /// The host's secret variables, from `hosts/<host>.secrets.toml.age`
     /// beside its host file, when there is one. Its values never reach the
     /// desired state's `vars` (which is stored and shown).

@@ -7,6 +7,7 @@ pub mod checks;
 mod content;
 pub mod diag;
 pub mod facts;
+pub mod fleet;
 pub mod load;
 mod merge;
 pub mod model;

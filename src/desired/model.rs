@@ -550,6 +550,9 @@ pub struct DesiredState {
     /// The `vars` its templates saw (roles', then the host file's).
     #[serde(default)]
     pub vars: toml::Table,
+    /// The rollout policy of the commit (`fleet.toml`), when it has one.
+    #[serde(default)]
+    pub fleet: Option<super::fleet::FleetPolicy>,
 }
 
 impl DesiredState {

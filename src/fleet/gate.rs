@@ -1,0 +1,232 @@
+//! The rollout gate: may this host apply a new commit now? Pure: it takes
+//! the policy the host has applied, the fleet's records and the time, and
+//! says apply, wait (and for what), or halted (and why).
+
+use crate::desired::fleet::{FleetPolicy, Threshold};
+
+use super::record::HostRecord;
+
+/// What the gate says about one candidate commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Apply it.
+    Apply,
+    /// Not yet: an earlier wave has not run it long enough, healthily, on
+    /// enough hosts, or the window is closed.
+    Wait(String),
+    /// Not at all: the fleet is halted, or the rollout of this commit is.
+    Halted(String),
+}
+
+impl Gate {
+    /// The word for metrics and JSON (`driftless_rollout_blocked{reason}`).
+    pub fn reason_word(&self) -> Option<&'static str> {
+        match self {
+            Gate::Apply => None,
+            Gate::Wait(w) if w.starts_with("outside") => Some("window"),
+            Gate::Wait(_) => Some("soak"),
+            Gate::Halted(h) if h.starts_with("the fleet is halted") => Some("halt"),
+            Gate::Halted(_) => Some("failed"),
+        }
+    }
+}
+
+/// What the gate reads.
+pub struct Input<'a> {
+    /// The policy of the commit this host has applied.
+    pub policy: &'a FleetPolicy,
+    /// This host's wave.
+    pub wave: usize,
+    /// The commit it would apply.
+    pub candidate: &'a str,
+    /// The live hosts' records (this host's own among them or not).
+    pub records: &'a [HostRecord],
+    /// The fleet-wide stop, with its reason, when set.
+    pub halt: Option<&'a str>,
+    /// Now, in seconds since the epoch.
+    pub now: u64,
+    /// Whether a maintenance window is open for this host (or none is set).
+    pub window_open: bool,
+    /// Whether the first commit descends from the second (a host on a
+    /// newer commit has applied the older one too).
+    pub descends: &'a dyn Fn(&str, &str) -> bool,
+}
+
+/// Decides.
+pub fn decide(i: &Input<'_>) -> Gate {
+    if let Some(reason) = i.halt {
+        return Gate::Halted(format!(
+            "the fleet is halted ({reason}): no host applies a new commit until `driftless fleet resume`"
+        ));
+    }
+    let short = &i.candidate[..i.candidate.len().min(12)];
+    let waves = i.policy.waves.len();
+    for j in 0..=waves {
+        let name = i.policy.wave_name(j);
+        let live: Vec<&HostRecord> = i.records.iter().filter(|r| r.wave == name).collect();
+        let failed: Vec<&HostRecord> = live
+            .iter()
+            .copied()
+            .filter(|r| r.rolled_back.iter().any(|b| b.commit == i.candidate))
+            .collect();
+        let allowed = i
+            .policy
+            .waves
+            .get(j)
+            .map_or(Threshold::Count(0), |w| w.max_failed)
+            .at_most(live.len());
+        if failed.len() > allowed {
+            let first = failed[0];
+            let reason = first
+                .rolled_back
+                .iter()
+                .find(|b| b.commit == i.candidate)
+                .map_or("", |b| b.reason.as_str());
+            return Gate::Halted(format!(
+                "the rollout of {short} is halted: {} of {} hosts of wave {name} rolled it back (allowed {allowed}), {} first: {reason}",
+                failed.len(),
+                live.len(),
+                first.host
+            ));
+        }
+    }
+    for (j, w) in i.policy.waves.iter().enumerate().take(i.wave) {
+        let live: Vec<&HostRecord> = i.records.iter().filter(|r| r.wave == w.name).collect();
+        let soaked = live
+            .iter()
+            .filter(|r| {
+                r.applied
+                    .as_deref()
+                    .is_some_and(|a| a == i.candidate || (i.descends)(a, i.candidate))
+                    && r.healthy_since
+                        .is_some_and(|s| s + w.soak.as_secs() <= i.now)
+            })
+            .count();
+        let need = w.min_healthy.at_least(live.len());
+        if soaked < need {
+            return Gate::Wait(format!(
+                "waiting for wave {} ({j}): {soaked} of {} live hosts run {short} healthy for {} (need {need}, min_healthy {})",
+                w.name,
+                live.len(),
+                humantime::format_duration(w.soak),
+                w.min_healthy
+            ));
+        }
+    }
+    if !i.window_open {
+        return Gate::Wait(format!(
+            "outside the maintenance window of wave {}: {short} waits for it",
+            i.policy.wave_name(i.wave)
+        ));
+    }
+    Gate::Apply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::fleet::parse;
+    use crate::fleet::record::RolledBack;
+
+    fn policy() -> FleetPolicy {
+        parse(
+            "[[wave]]\nname = \"canary\"\nhosts = [\"c*\"]\nmin_healthy = 2\nsoak = \"10m\"\n\n\
+             [[wave]]\nname = \"web\"\nhosts = [\"w*\"]\nmin_healthy = \"50%\"\nmax_failed = 1\n",
+        )
+        .expect("policy")
+    }
+
+    fn host(name: &str, wave: &str, applied: Option<&str>, since: u64) -> HostRecord {
+        HostRecord {
+            host: name.into(),
+            wave: wave.into(),
+            applied: applied.map(str::to_owned),
+            healthy_since: applied.map(|_| since),
+            ..HostRecord::default()
+        }
+    }
+
+    fn gate(wave: usize, records: &[HostRecord], now: u64) -> Gate {
+        decide(&Input {
+            policy: &policy(),
+            wave,
+            candidate: "c2",
+            records,
+            halt: None,
+            now,
+            window_open: true,
+            descends: &|a, b| a == "c3" && b == "c2",
+        })
+    }
+
+    #[test]
+    fn a_wave_waits_for_the_earlier_ones_to_soak() {
+        let fleet = [
+            host("c1", "canary", Some("c2"), 1000),
+            host("c2", "canary", Some("c1"), 0),
+            host("w1", "web", Some("c1"), 0),
+        ];
+        // The canaries always may.
+        assert_eq!(gate(0, &fleet, 1000), Gate::Apply);
+        // One of two canaries runs it: web waits.
+        let Gate::Wait(why) = gate(1, &fleet, 5000) else {
+            panic!("web should wait")
+        };
+        assert!(
+            why.contains("1 of 2 live hosts run c2 healthy for 10m (need 2"),
+            "{why}"
+        );
+        // Both run it (one on a newer commit), but not for 10 minutes yet.
+        let fleet = [
+            host("c1", "canary", Some("c2"), 1000),
+            host("c2", "canary", Some("c3"), 1300),
+            host("w1", "web", Some("c1"), 0),
+        ];
+        assert!(matches!(gate(1, &fleet, 1700), Gate::Wait(_)));
+        assert_eq!(gate(1, &fleet, 1900), Gate::Apply);
+        // The implicit last wave waits for web too: half of web (1 of 1).
+        assert!(matches!(gate(2, &fleet, 1900), Gate::Wait(_)));
+    }
+
+    #[test]
+    fn rollbacks_beyond_max_failed_halt_the_rollout_and_halt_stops_everything() {
+        let mut c1 = host("c1", "canary", Some("c1"), 0);
+        c1.rolled_back.push(RolledBack {
+            commit: "c2".into(),
+            reason: "check web failed".into(),
+            at: 5,
+        });
+        let fleet = [c1, host("c2", "canary", Some("c2"), 0)];
+        let Gate::Halted(why) = gate(0, &fleet, 10_000) else {
+            panic!("halted")
+        };
+        assert!(
+            why.contains(
+                "1 of 2 hosts of wave canary rolled it back (allowed 0), c1 first: check web failed"
+            ),
+            "{why}"
+        );
+        let halted = decide(&Input {
+            policy: &policy(),
+            wave: 0,
+            candidate: "c2",
+            records: &[],
+            halt: Some("incident 42"),
+            now: 0,
+            window_open: true,
+            descends: &|_, _| false,
+        });
+        assert_eq!(halted.reason_word(), Some("halt"));
+        let closed = decide(&Input {
+            policy: &policy(),
+            wave: 0,
+            candidate: "c2",
+            records: &[],
+            halt: None,
+            now: 0,
+            window_open: false,
+            descends: &|_, _| false,
+        });
+        assert_eq!(closed.reason_word(), Some("window"));
+    }
+}

@@ -1,0 +1,10 @@
+//! Fleet rollout safety on etcd: each host publishes what it runs under a
+//! lease, and asks the gate before it applies a new commit (canary waves,
+//! soak, a halted rollout after a canary rolled back, the fleet-wide stop,
+//! maintenance windows). Coordination only: every host still converges
+//! itself. The gate and the records are pure; only [`etcd`] talks to the
+//! network.
+
+pub mod etcd;
+pub mod gate;
+pub mod record;

@@ -1,0 +1,58 @@
+//! What each host publishes under `<prefix>/hosts/<host>`, on a lease: gone
+//! with its host.
+
+use serde::{Deserialize, Serialize};
+
+/// Rollbacks remembered per host (the newest first).
+pub const ROLLBACKS_KEPT: usize = 5;
+
+/// One host's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// Host name.
+    pub host: String,
+    /// Its wave (by the policy it has applied).
+    pub wave: String,
+    /// The commit it runs, applied and healthy (its last good state).
+    pub applied: Option<String>,
+    /// Since when it runs `applied` healthily (seconds since the epoch).
+    pub healthy_since: Option<u64>,
+    /// The last converge's outcome word (`changed`, `in_sync`, `held`,
+    /// `rolled_back`, …).
+    pub outcome: String,
+    /// When the record was written (seconds since the epoch).
+    pub at: u64,
+    /// Commits it rolled back, the newest first.
+    pub rolled_back: Vec<RolledBack>,
+    /// What a new commit waits for on this host, if it waits.
+    pub waiting: Option<String>,
+    /// driftless's version.
+    pub version: String,
+}
+
+/// A commit a host rolled back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    /// The commit.
+    pub commit: String,
+    /// Why (the converge's error).
+    pub reason: String,
+    /// When (seconds since the epoch).
+    pub at: u64,
+}
+
+impl HostRecord {
+    /// Notes a rollback of `commit`, keeping the newest few.
+    pub fn rolled_back(&mut self, commit: &str, reason: &str, at: u64) {
+        self.rolled_back.retain(|r| r.commit != commit);
+        self.rolled_back.insert(
+            0,
+            RolledBack {
+                commit: commit.to_owned(),
+                reason: reason.to_owned(),
+                at,
+            },
+        );
+        self.rolled_back.truncate(ROLLBACKS_KEPT);
+    }
+}
