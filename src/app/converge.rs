@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use super::context::{App, Run, SourceRequest, absolute};
+use super::fleet;
 use super::hooks;
 use super::load::{FetchFailed, Invalid, Loaded, load};
 use super::plan::prepare;
@@ -20,6 +21,7 @@ use crate::converge::{self, Event, Outcome as Transacted, Prepared, Sink};
 use crate::outcome::Outcome;
 use crate::source;
 use crate::store::StateLock;
+use tracing::warn;
 
 /// What to converge.
 #[derive(Clone, Debug)]
@@ -33,6 +35,9 @@ pub struct ConvergeRequest {
     /// Create the root when it does not exist (`--create-root`): without
     /// it a missing root is refused, since a typo would make a new tree.
     pub create_root: bool,
+    /// Apply a new commit whatever the fleet's rollout gate says
+    /// (`--ignore-rollout`; logged).
+    pub ignore_rollout: bool,
 }
 
 /// What a converge did (also what the daemon sends a client at the end
@@ -61,6 +66,12 @@ pub struct ConvergeResult {
     pub audit: bool,
     /// How long it took.
     pub duration_ms: u64,
+    /// Why the loaded commit was not applied: the fleet's rollout gate.
+    #[serde(default)]
+    pub rollout_blocked: Option<fleet::Blocked>,
+    /// The rollout slot held while applying (given back at the end).
+    #[serde(skip)]
+    pub(crate) rollout_slot: Option<fleet::Slot>,
 }
 
 /// Converges the host: the one entry point of a transaction for the
@@ -90,6 +101,9 @@ pub fn converge(
     r.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Some(l) = locked.as_mut() {
         save_state(app, l, &mut r);
+        if !r.audit {
+            tell_the_fleet(app, &l.state, &mut r);
+        }
     }
     // What this run found, changed or not, for `status`; a run that did not
     // get to the host (another one held the lock, the fetch failed) leaves
@@ -114,6 +128,52 @@ pub fn converge(
         hooks::run_hooks(&app.settings.hooks, &hook_env(&r));
     }
     r
+}
+
+/// Gives back the rollout slot and publishes this host's record.
+fn tell_the_fleet(app: &App, state: &AgentState, r: &mut ConvergeResult) {
+    let Some(host) = r.run.subject.host.clone() else {
+        return;
+    };
+    let Some(rollout) = fleet::Rollout::new(app, &host) else {
+        return;
+    };
+    if let Some(slot) = r.rollout_slot.take() {
+        let key = slot.key.clone();
+        if let Err(e) = rollout.release(slot) {
+            // Its lease frees it in the end.
+            warn!(
+                error = format!("{e:#}"),
+                key, "could not give the rollout slot back"
+            );
+        }
+    }
+    let rolled_back = match (&r.key, r.quarantined) {
+        (Some(k), true) => Some((k.as_str(), r.run.error.as_deref().unwrap_or("rolled back"))),
+        _ => None,
+    };
+    let applied = || {
+        app.store
+            .load_last_good()
+            .ok()
+            .flatten()
+            .map(|lg| lg.desired)
+    };
+    if let Err(e) = rollout.publish(
+        state,
+        &applied,
+        r.run.outcome,
+        rolled_back,
+        r.rollout_blocked.as_ref(),
+    ) {
+        warn!(
+            error = format!("{e:#}"),
+            "could not publish this host's fleet record"
+        );
+        r.run.notes.push(format!(
+            "fleet: this host's record could not be published: {e:#}"
+        ));
+    }
 }
 
 /// What the hooks are told of a finished converge.
@@ -356,7 +416,35 @@ fn locked(
     r.key = Some(key.clone());
     r.fetch_failed = fetch_failed;
     // A quarantined head is not applied again: hold at the last good state.
-    let (desired, source_desc, held_at) = match policy::decide(&state, &key, applying) {
+    let mut decision = policy::decide(&state, &key, applying);
+    // A new commit waits for the fleet's rollout gate, if there is a fleet.
+    let new_commit = state.last_good.as_ref().is_none_or(|g| g.key != key);
+    if let (Decision::Apply, true, true, Some(rollout)) = (
+        &decision,
+        applying,
+        new_commit,
+        fleet::Rollout::new(app, &loaded_desired.host),
+    ) {
+        if req.ignore_rollout {
+            warn!(
+                key,
+                "--ignore-rollout: the fleet's rollout gate is not asked for this commit"
+            );
+            r.run
+                .notes
+                .push("--ignore-rollout: the fleet's rollout gate was not asked".to_owned());
+        } else {
+            let applied = app.store.load_last_good()?.map(|lg| lg.desired);
+            if let Some(b) =
+                rollout.gate(&key, &loaded_desired, applied.as_ref(), &mut r.rollout_slot)
+            {
+                warn!(reason = b.reason, "{}", b.why);
+                decision = Decision::HoldAtLastGood { why: b.why.clone() };
+                r.rollout_blocked = Some(b);
+            }
+        }
+    }
+    let (desired, source_desc, held_at) = match decision {
         Decision::Pinned { why } => {
             sink.event(&Event::Held {
                 why: why.clone(),

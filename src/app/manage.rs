@@ -27,7 +27,8 @@ pub struct ActionResult {
 }
 
 impl ActionResult {
-    fn done(note: String) -> Self {
+    /// Done, with what was done.
+    pub fn done(note: String) -> Self {
         Self {
             outcome: Outcome::Done,
             notes: vec![note],

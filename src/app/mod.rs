@@ -13,6 +13,7 @@
 mod context;
 mod converge;
 mod facts;
+mod fleet;
 mod hooks;
 mod load;
 mod manage;
@@ -25,6 +26,7 @@ mod validate;
 pub use context::{App, FetchPolicy, Run, SourceRequest, Subject};
 pub use converge::{ConvergeRequest, ConvergeResult, converge};
 pub use facts::{FactsResult, TemplateScope, facts};
+pub use fleet::{Blocked, FleetStatus, WaveStatus, fleet_halt, fleet_resume, fleet_status};
 pub use load::FetchFailed;
 pub use manage::{ActionResult, recover, resume, retry, rollback};
 pub use plan::{PlanRequest, PlanResult, plan};

@@ -45,6 +45,10 @@ pub struct AgentStatus {
     /// The last converge, changed or not (`last-run.json`): when
     /// driftless last looked and what it found.
     pub last_run: Option<LastRun>,
+    /// With `[fleet]`: this host's record as it last published it (what
+    /// `fleet status` shows for it), with what a new commit waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::record::HostRecord>,
 }
 
 /// `status`: last good, quarantine, pin, applied commit, last generation.
@@ -77,6 +81,10 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         interrupted: state.interrupted.map(|i| i.count),
         last_generation: last,
         last_run: app.store.load_last_run()?,
+        fleet: match app.settings.fleet {
+            Some(_) => app.store.load_fleet_member()?.map(|m| m.record),
+            None => None,
+        },
     })
 }
 

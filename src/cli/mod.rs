@@ -81,6 +81,11 @@ pub enum Command {
     /// schedule of the agent config's [schedule], heal drift at every tick,
     /// and answer `converge --now` and `status` on the control socket.
     Daemon(DaemonArgs),
+    /// The fleet this host is in (`[fleet]`): `status [--commit REV]`
+    /// (where a commit stands, wave by wave), `halt --reason TEXT` (no host
+    /// applies a new commit), `resume`. Exit 0, 1 error (etcd unreachable).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Host keys and secrets for the config repo: `keygen FILE`,
     /// `recipient`, `encrypt --to RECIPIENT FILE`. Exit 0 done, 1 failed.
     #[command(subcommand)]
@@ -113,6 +118,28 @@ pub struct AssetsArgs {
     /// Write bash, zsh and fish completions into DIR.
     #[arg(long, value_name = "DIR")]
     pub completions: Option<PathBuf>,
+}
+
+/// `fleet …`
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Per wave: live hosts, on the commit, rolled back (host, reason),
+    /// waiting (for soak, a window, a slot), halted or progressing; and the
+    /// hosts that disappeared.
+    Status {
+        /// The commit to show (default: the head fetched here).
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
+    },
+    /// The big red button: no host applies a new commit (drift is still
+    /// healed) until `fleet resume`.
+    Halt {
+        /// Why, shown on every host.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Lift `fleet halt`.
+    Resume,
 }
 
 /// `source …`
@@ -193,6 +220,10 @@ pub struct ConvergeArgs {
     /// never show one.
     #[arg(long)]
     pub diff: bool,
+    /// Apply a new commit whatever the fleet's rollout gate says (waves,
+    /// soak, halt, windows); logged. Runs in this process.
+    #[arg(long)]
+    pub ignore_rollout: bool,
 }
 
 /// `history`
@@ -284,6 +315,9 @@ fn name(command: &Command) -> &'static str {
         Command::Daemon(_) => "daemon",
         Command::Assets(_) => "assets",
         Command::Secret(_) => "secret",
+        Command::Fleet(FleetCommand::Status { .. }) => "fleet status",
+        Command::Fleet(FleetCommand::Halt { .. }) => "fleet halt",
+        Command::Fleet(FleetCommand::Resume) => "fleet resume",
     }
 }
 
@@ -312,6 +346,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
         }
         Command::Converge(a) => {
             let ad_hoc = a.repo.repo.is_some()
+                || a.ignore_rollout
                 || a.repo.host.is_some()
                 || a.repo.commit.is_some()
                 || a.root.root != std::path::Path::new("/");
@@ -333,6 +368,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                         root: a.root.root.clone(),
                         dry_run: a.dry_run,
                         create_root: a.create_root,
+                        ignore_rollout: a.ignore_rollout,
                     };
                     let mut journal = Journal::default();
                     let mut sink = Tee(vec![&mut log, &mut journal]);
@@ -367,6 +403,17 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
         }
+        Command::Fleet(FleetCommand::Status { commit }) => {
+            Report::fleet_status(app::fleet_status(&app, commit.as_deref()).map_err(fail)?)
+        }
+        Command::Fleet(FleetCommand::Halt { reason }) => Report::action(
+            command,
+            app::ActionResult::done(app::fleet_halt(&app, reason).map_err(fail)?),
+        ),
+        Command::Fleet(FleetCommand::Resume) => Report::action(
+            command,
+            app::ActionResult::done(app::fleet_resume(&app).map_err(fail)?),
+        ),
         Command::Daemon(_) | Command::Assets(_) | Command::Secret(_) => {
             return Err((command, anyhow::anyhow!("internal error: dispatched twice")));
         }

@@ -89,6 +89,9 @@ pub struct Report {
     /// `source status` output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_status: Option<SourceStatus>,
+    /// `fleet status` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::app::FleetStatus>,
     /// The generation a converge recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
@@ -200,7 +203,15 @@ impl Report {
         r
     }
 
-    /// `rollback`, `resume`, `retry`, `recover`.
+    /// `fleet status`.
+    pub fn fleet_status(s: crate::app::FleetStatus) -> Self {
+        let mut r = Self::new("fleet status");
+        r.result = Outcome::Done;
+        r.fleet = Some(s);
+        r
+    }
+
+    /// `rollback`, `resume`, `retry`, `recover`, `fleet halt|resume`.
     pub fn action(command: &'static str, a: ActionResult) -> Self {
         let mut r = Self::new(command);
         r.result = a.outcome;
@@ -226,6 +237,7 @@ impl Report {
             notes: Vec::new(),
             dnf_transactions: Vec::new(),
             source_status: None,
+            fleet: None,
             generation: None,
             status: None,
             history: None,
@@ -284,6 +296,7 @@ impl Report {
             "status" => &["status"],
             "history" => &["history", "generation_detail"],
             "source status" => &["source_status"],
+            "fleet status" => &["fleet"],
             "facts" => &[
                 "source",
                 "host",
@@ -357,6 +370,9 @@ impl Report {
         }
         let n = self.changes.len();
         let plural = if n == 1 { "" } else { "s" };
+        if let Some(f) = &self.fleet {
+            return fleet_text(&mut out, f);
+        }
         if let Some(st) = &self.source_status {
             let none = || "(none)".to_owned();
             writeln!(out, "url:      {}", st.url)?;
@@ -798,6 +814,51 @@ fn print_scope(out: &mut impl Write, scope: &TemplateScope) -> std::io::Result<(
             out,
             "vars: unknown (no config repo read: configure [source] or pass --repo)"
         )?,
+    }
+    Ok(())
+}
+
+/// `fleet status` for people.
+fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Result<()> {
+    let short = |c: &str| c.chars().take(12).collect::<String>();
+    let commit = f
+        .commit
+        .as_deref()
+        .map_or("(none fetched)".to_owned(), short);
+    writeln!(out, "fleet {}: commit {commit}", f.prefix)?;
+    if let Some(h) = &f.halt {
+        writeln!(
+            out,
+            "HALTED since {}: {} (`driftless fleet resume`)",
+            h.at, h.reason
+        )?;
+    }
+    for w in &f.waves {
+        writeln!(
+            out,
+            "wave {}: {} ({} of {} live hosts on it)",
+            w.name,
+            w.state,
+            w.on_commit.len(),
+            w.hosts.len()
+        )?;
+        for h in &w.hosts {
+            let runs = h.applied.as_deref().map_or("nothing".to_owned(), short);
+            writeln!(out, "  {}: runs {runs}, last {}", h.host, h.outcome)?;
+        }
+        for (host, why) in &w.rolled_back {
+            writeln!(out, "  rolled back on {host}: {why}")?;
+        }
+        for (host, why) in &w.waiting {
+            writeln!(out, "  {host} waits: {why}")?;
+        }
+    }
+    if !f.disappeared.is_empty() {
+        writeln!(
+            out,
+            "disappeared (no live record): {}",
+            f.disappeared.join(", ")
+        )?;
     }
     Ok(())
 }

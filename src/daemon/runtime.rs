@@ -282,6 +282,7 @@ impl Daemon {
             root: self.opts.root.clone(),
             dry_run,
             create_root: false,
+            ignore_rollout: false,
         };
         let events = self.events.0.clone();
         Some(tokio::task::spawn_blocking(move || {

@@ -30,6 +30,16 @@ pub struct HostRecord {
     pub version: String,
 }
 
+/// What a host keeps of its own membership (`fleet.json` in its state
+/// directory): its lease and the record it last published.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The etcd lease its record (and any rollout slot) is attached to.
+    pub lease: Option<i64>,
+    /// The record as last published.
+    pub record: HostRecord,
+}
+
 /// A commit a host rolled back.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolledBack {

@@ -283,3 +283,20 @@ pub fn cache_status(path: &Path) -> Result<CacheStatus> {
         applied_ref,
     })
 }
+
+/// Whether commit `descendant` has `ancestor` in its history, by the cache
+/// (`false` for ids the cache does not hold, or that are no commit ids,
+/// such as the `sha256:…` keys of a directory source).
+pub fn descends(cache: &Path, descendant: &str, ancestor: &str) -> bool {
+    let ids = (
+        ObjectId::from_hex(descendant.as_bytes()),
+        ObjectId::from_hex(ancestor.as_bytes()),
+    );
+    let (Ok(descendant), Ok(ancestor)) = ids else {
+        return false;
+    };
+    gix::open_opts(cache, gix::open::Options::isolated())
+        .ok()
+        .and_then(|repo| git::is_ancestor(&repo, ancestor, descendant).ok())
+        .unwrap_or(false)
+}

@@ -35,6 +35,8 @@ const STATE_FILE: &str = "state.json";
 const STAT_CACHE_FILE: &str = "stat-cache.json";
 /// The last converge's record.
 const LAST_RUN_FILE: &str = "last-run.json";
+/// This host's fleet membership: its lease and its published record.
+const FLEET_FILE: &str = "fleet.json";
 
 /// The state directory.
 #[derive(Clone, Debug)]
@@ -147,6 +149,17 @@ impl Store {
     pub fn save_last_run(&self, run: &crate::agent::LastRun) -> Result<()> {
         self.ensure()?;
         write_json(&self.dir, LAST_RUN_FILE, run)
+    }
+
+    /// This host's fleet membership, if it has published a record.
+    pub fn load_fleet_member(&self) -> Result<Option<crate::fleet::record::Member>> {
+        json::read_json(&self.dir.join(FLEET_FILE))
+    }
+
+    /// Replaces this host's fleet membership.
+    pub fn save_fleet_member(&self, m: &crate::fleet::record::Member) -> Result<()> {
+        self.ensure()?;
+        write_json(&self.dir, FLEET_FILE, m)
     }
 
     /// The inventory of managed resources (`inventory.json`); empty when

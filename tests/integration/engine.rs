@@ -52,6 +52,7 @@ impl Agent {
             root: self.root.clone(),
             dry_run: false,
             create_root: true,
+            ignore_rollout: false,
         }
     }
 

@@ -13,6 +13,7 @@ mod cli;
 mod commands;
 mod daemon;
 mod engine;
+mod fleet;
 mod gitserver;
 mod hooks;
 mod json_schema;

@@ -1,0 +1,538 @@
+//! The fleet's part of a converge, with `[fleet]` in the agent config: the
+//! rollout gate before a new commit, a rollout slot while applying it
+//! (`max_parallel`), and this host's record after every run; plus
+//! `driftless fleet status`, `fleet halt` and `fleet resume`.
+//!
+//! Fail safe: when etcd cannot be asked, no new commit is applied; the
+//! host keeps healing drift towards the commit it runs.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::context::App;
+use crate::agent::AgentState;
+use crate::config::FleetSettings;
+use crate::desired::DesiredState;
+use crate::desired::fleet::{FleetPolicy, Window};
+use crate::fleet::etcd::Etcd;
+use crate::fleet::gate::{self, Gate};
+use crate::fleet::record::{HostRecord, Member};
+use crate::outcome::Outcome;
+
+/// Why a new commit is not applied now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// One word, for metrics (`driftless_rollout_blocked{reason}`): `soak`,
+    /// `failed`, `halt`, `window`, `parallel` or `etcd_unreachable`.
+    pub reason: String,
+    /// In words.
+    pub why: String,
+}
+
+/// The fleet-wide stop, as stored under `<prefix>/halt`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Halt {
+    /// Why, as given to `fleet halt`.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// A rollout slot held while a new commit is applied. Its lease is kept
+/// alive from a thread of its own for as long as it is held (a converge
+/// can outlast the lease's TTL: health checks wait), and it dies with the
+/// process, so a host killed holding it frees it when its lease expires.
+pub struct Slot {
+    /// The slot's key.
+    pub key: String,
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("key", &self.key).finish()
+    }
+}
+
+impl Slot {
+    fn hold(key: String, etcd: Etcd, lease: i64, ttl: std::time::Duration) -> Slot {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = (ttl / 3).max(std::time::Duration::from_secs(1));
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                if let Err(e) = etcd.keep_alive(lease) {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "could not renew the rollout slot's lease"
+                    );
+                }
+            }
+        });
+        Slot {
+            key,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops renewing its lease.
+    fn stop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One host's view of its fleet for one converge.
+pub(super) struct Rollout<'a> {
+    app: &'a App,
+    s: &'a FleetSettings,
+    etcd: Etcd,
+    host: String,
+    /// This run's lease, once renewed or granted.
+    lease: Cell<Option<i64>>,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The policy in force on a host: the one of the commit it has applied,
+/// else (a host that has applied nothing yet) the candidate's.
+pub(super) fn policy_in_force(
+    applied: Option<&DesiredState>,
+    candidate: &DesiredState,
+) -> FleetPolicy {
+    applied
+        .and_then(|d| d.fleet.clone())
+        .or_else(|| candidate.fleet.clone())
+        .unwrap_or_default()
+}
+
+impl<'a> Rollout<'a> {
+    /// `None` without `[fleet]`: the host decides alone.
+    pub(super) fn new(app: &'a App, host: &str) -> Option<Self> {
+        let s = app.settings.fleet.as_ref()?;
+        Some(Self {
+            app,
+            s,
+            etcd: Etcd::new(s.etcd.clone()),
+            host: host.to_owned(),
+            lease: Cell::new(None),
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.s.prefix)
+    }
+
+    /// This host's lease: renewed, or granted anew when it expired.
+    fn lease(&self, member: &mut Member) -> Result<i64> {
+        if let Some(l) = self.lease.get() {
+            return Ok(l);
+        }
+        let lease = match member.lease {
+            Some(l) if self.etcd.keep_alive(l)? => l,
+            _ => {
+                let l = self.etcd.grant(self.s.lease_ttl)?;
+                member.lease = Some(l);
+                // A record of the same host from a lease that expired is
+                // republished on the new one.
+                member.record.at = 0;
+                l
+            }
+        };
+        self.lease.set(Some(lease));
+        Ok(lease)
+    }
+
+    /// May `candidate` (key `key`) be applied now? `None`: yes (a rollout
+    /// slot is then held in `slot`, if the wave limits them).
+    pub(super) fn gate(
+        &self,
+        key: &str,
+        candidate: &DesiredState,
+        applied: Option<&DesiredState>,
+        slot: &mut Option<Slot>,
+    ) -> Option<Blocked> {
+        match self.try_gate(key, candidate, applied, slot) {
+            Ok(b) => b,
+            Err(e) => Some(Blocked {
+                reason: "etcd_unreachable".into(),
+                why: format!(
+                    "the fleet's etcd cannot be asked, so no new commit is applied ({e:#})"
+                ),
+            }),
+        }
+    }
+
+    fn try_gate(
+        &self,
+        key: &str,
+        candidate: &DesiredState,
+        applied: Option<&DesiredState>,
+        slot: &mut Option<Slot>,
+    ) -> Result<Option<Blocked>> {
+        let policy = policy_in_force(applied, candidate);
+        let roles = applied.map_or(&candidate.roles, |a| &a.roles);
+        let wave = policy.wave_of(&self.host, roles);
+        let records = self.records()?;
+        let halt = self.halt()?;
+        let cache = self.app.store.git_cache();
+        let descends = |a: &str, b: &str| crate::source::descends(&cache, a, b);
+        let decided = gate::decide(&gate::Input {
+            policy: &policy,
+            wave,
+            candidate: key,
+            records: &records,
+            halt: halt.as_ref().map(|h| h.reason.as_str()),
+            now: now_secs(),
+            window_open: self.window_open(&policy, wave),
+            descends: &descends,
+        });
+        if let Some(reason) = decided.reason_word() {
+            let why = match decided {
+                Gate::Wait(w) | Gate::Halted(w) => w,
+                Gate::Apply => String::new(),
+            };
+            return Ok(Some(Blocked {
+                reason: reason.into(),
+                why,
+            }));
+        }
+        let Some(max) = policy.waves.get(wave).and_then(|w| w.max_parallel) else {
+            return Ok(None);
+        };
+        let mut member = self.member()?;
+        let lease = self.lease(&mut member)?;
+        self.app.store.save_fleet_member(&member)?;
+        let name = policy.wave_name(wave);
+        let mut holders = Vec::new();
+        for i in 0..max {
+            let k = self.key(&format!("slots/{name}/{i}"));
+            let held = self.etcd.create(&k, self.host.as_bytes(), lease)?
+                || self.etcd.get(&k)?.unwrap_or_default() == self.host.as_bytes();
+            if held {
+                let etcd = Etcd::new(self.s.etcd.clone());
+                *slot = Some(Slot::hold(k, etcd, lease, self.s.lease_ttl));
+                return Ok(None);
+            }
+            let holder = self.etcd.get(&k)?.unwrap_or_default();
+            holders.push(String::from_utf8_lossy(&holder).into_owned());
+        }
+        Ok(Some(Blocked {
+            reason: "parallel".into(),
+            why: format!(
+                "waiting for a rollout slot of wave {name}: all {max} are taken ({})",
+                holders.join(", ")
+            ),
+        }))
+    }
+
+    /// Gives a rollout slot back.
+    pub(super) fn release(&self, mut slot: Slot) -> Result<()> {
+        slot.stop();
+        self.etcd.delete(&slot.key)
+    }
+
+    fn window_open(&self, policy: &FleetPolicy, wave: usize) -> bool {
+        use chrono::{Datelike, Timelike};
+        let now = chrono::Local::now();
+        let (day, minute) = (
+            now.weekday().num_days_from_monday() as u8,
+            (now.hour() * 60 + now.minute()) as u16,
+        );
+        let open = |windows: &[String]| {
+            windows.is_empty()
+                || windows
+                    .iter()
+                    .filter_map(|w| Window::parse(w).ok())
+                    .any(|w| w.is_open(day, minute))
+        };
+        let wave_windows = policy
+            .waves
+            .get(wave)
+            .map_or(&[][..], |w| w.windows.as_slice());
+        open(wave_windows) && open(&self.s.windows)
+    }
+
+    fn member(&self) -> Result<Member> {
+        Ok(self.app.store.load_fleet_member()?.unwrap_or_default())
+    }
+
+    /// The live hosts' records.
+    pub(super) fn records(&self) -> Result<Vec<HostRecord>> {
+        Ok(self
+            .etcd
+            .list(&self.key("hosts/"))?
+            .into_iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect())
+    }
+
+    /// The fleet-wide stop, if set.
+    pub(super) fn halt(&self) -> Result<Option<Halt>> {
+        Ok(self
+            .etcd
+            .get(&self.key("halt"))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// Publishes this host's record after a converge: what it runs, since
+    /// when, how the run ended, what it rolled back and what it waits for.
+    /// Written only when something changed; the lease is renewed always.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn publish(
+        &self,
+        state: &AgentState,
+        applied: &dyn Fn() -> Option<DesiredState>,
+        outcome: Outcome,
+        rolled_back: Option<(&str, &str)>,
+        blocked: Option<&Blocked>,
+    ) -> Result<()> {
+        let mut member = self.member()?;
+        let lease = self.lease(&mut member)?;
+        let before = member.record.clone();
+        let mut rec = before.clone();
+        rec.host.clone_from(&self.host);
+        rec.version = crate::VERSION.to_owned();
+        let now = now_secs();
+        let runs = state.last_good.as_ref().map(|g| g.key.clone());
+        // The wave follows the applied commit's policy: read again only
+        // when that commit changed (the no-op reads nothing).
+        if runs != rec.applied || rec.wave.is_empty() {
+            let applied = applied();
+            let policy = applied
+                .as_ref()
+                .and_then(|a| a.fleet.clone())
+                .unwrap_or_default();
+            let roles = applied.map(|a| a.roles).unwrap_or_default();
+            rec.wave = policy
+                .wave_name(policy.wave_of(&self.host, &roles))
+                .to_owned();
+        }
+        if runs != rec.applied {
+            rec.healthy_since = runs.as_ref().map(|_| now);
+            rec.applied = runs;
+        }
+        rec.outcome = outcome.as_str().to_owned();
+        if let Some((commit, reason)) = rolled_back {
+            rec.rolled_back(commit, reason, now);
+        }
+        rec.waiting = blocked.map(|b| b.why.clone());
+        let republish = before.at == 0;
+        rec.at = before.at;
+        if rec != before || republish {
+            rec.at = now;
+            let value = serde_json::to_vec(&rec)?;
+            self.etcd
+                .put(
+                    &self.key(&format!("hosts/{}", self.host)),
+                    &value,
+                    Some(lease),
+                )
+                .context("failed to publish this host's record")?;
+            if republish {
+                // Without a lease: who has been in the fleet, so that
+                // status can name the hosts that disappeared.
+                let seen = serde_json::to_vec(&serde_json::json!({"host": self.host, "at": now}))?;
+                self.etcd
+                    .put(&self.key(&format!("members/{}", self.host)), &seen, None)?;
+            }
+        }
+        member.record = rec;
+        self.app.store.save_fleet_member(&member)
+    }
+
+    /// The hosts ever seen, by name (`members/`).
+    pub(super) fn members(&self) -> Result<BTreeMap<String, u64>> {
+        Ok(self
+            .etcd
+            .list(&self.key("members/"))?
+            .into_iter()
+            .filter_map(|kv| {
+                let v: serde_json::Value = serde_json::from_slice(&kv.value).ok()?;
+                Some((v["host"].as_str()?.to_owned(), v["at"].as_u64()?))
+            })
+            .collect())
+    }
+}
+
+/// `fleet halt`: sets the fleet-wide stop.
+pub fn fleet_halt(app: &App, reason: &str) -> Result<String> {
+    let (s, etcd) = client(app)?;
+    let halt = Halt {
+        reason: reason.to_owned(),
+        at: crate::agent::now(),
+    };
+    etcd.put(
+        &format!("{}/halt", s.prefix),
+        &serde_json::to_vec(&halt)?,
+        None,
+    )?;
+    tracing::warn!(reason, prefix = s.prefix, "fleet halted");
+    Ok(format!(
+        "fleet {} halted ({reason}): no host applies a new commit until `driftless fleet resume`",
+        s.prefix
+    ))
+}
+
+/// `fleet resume`: lifts the fleet-wide stop.
+pub fn fleet_resume(app: &App) -> Result<String> {
+    let (s, etcd) = client(app)?;
+    etcd.delete(&format!("{}/halt", s.prefix))?;
+    tracing::warn!(prefix = s.prefix, "fleet resumed");
+    Ok(format!("fleet {} resumed: rollouts go on", s.prefix))
+}
+
+fn client(app: &App) -> Result<(&FleetSettings, Etcd)> {
+    let s = app
+        .settings
+        .fleet
+        .as_ref()
+        .context("the agent config has no [fleet]: this host is in no fleet")?;
+    Ok((s, Etcd::new(s.etcd.clone())))
+}
+
+/// `fleet status`: where one commit stands on every live host, wave by
+/// wave, and the hosts that disappeared.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// The fleet's key prefix.
+    pub prefix: String,
+    /// The commit asked about (`--commit`, else the fetched head here).
+    pub commit: Option<String>,
+    /// The fleet-wide stop, when set.
+    pub halt: Option<Halt>,
+    /// Each wave, in rollout order (the policy this host runs, else by the
+    /// records' wave names).
+    pub waves: Vec<WaveStatus>,
+    /// Hosts seen before that have no live record now.
+    pub disappeared: Vec<String>,
+}
+
+/// One wave of [`FleetStatus`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WaveStatus {
+    /// Its name.
+    pub name: String,
+    /// `done` (every live host runs the commit), `progressing`, `waiting`
+    /// (none does yet) or `halted` (a rollback halted it, or the fleet is
+    /// halted).
+    pub state: String,
+    /// Its live hosts' records, as each host published it.
+    pub hosts: Vec<HostRecord>,
+    /// Hosts that run the commit (or one after it).
+    pub on_commit: Vec<String>,
+    /// Hosts that rolled the commit back, with why.
+    pub rolled_back: Vec<(String, String)>,
+    /// Hosts waiting to apply a new commit, with what for.
+    pub waiting: Vec<(String, String)>,
+}
+
+/// Reads the fleet's state for `commit` (else the fetched head).
+pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
+    let (s, etcd) = client(app)?;
+    let rollout = Rollout {
+        app,
+        s,
+        etcd,
+        host: String::new(),
+        lease: Cell::new(None),
+    };
+    let commit = match commit {
+        Some(c) => Some(c.to_owned()),
+        None => crate::source::cache_status(&app.store.git_cache())?.fetched,
+    };
+    let records = rollout.records()?;
+    let halt = rollout.halt()?;
+    let members = rollout.members()?;
+    let policy = app
+        .store
+        .load_last_good()?
+        .and_then(|lg| lg.desired.fleet)
+        .unwrap_or_default();
+    let mut names: Vec<String> = policy.waves.iter().map(|w| w.name.clone()).collect();
+    for r in &records {
+        if !names.contains(&r.wave) {
+            names.push(r.wave.clone());
+        }
+    }
+    let cache = app.store.git_cache();
+    let on = |r: &HostRecord| match (&commit, &r.applied) {
+        (Some(c), Some(a)) => a == c || crate::source::descends(&cache, a, c),
+        _ => false,
+    };
+    let waves = names
+        .into_iter()
+        .map(|name| {
+            let hosts: Vec<HostRecord> =
+                records.iter().filter(|r| r.wave == name).cloned().collect();
+            let on_commit: Vec<String> = hosts
+                .iter()
+                .filter(|r| on(r))
+                .map(|r| r.host.clone())
+                .collect();
+            let rolled_back: Vec<(String, String)> = hosts
+                .iter()
+                .filter_map(|r| {
+                    let c = commit.as_deref()?;
+                    let b = r.rolled_back.iter().find(|b| b.commit == c)?;
+                    Some((r.host.clone(), b.reason.clone()))
+                })
+                .collect();
+            let waiting = hosts
+                .iter()
+                .filter_map(|r| Some((r.host.clone(), r.waiting.clone()?)))
+                .collect();
+            let allowed = policy
+                .waves
+                .iter()
+                .find(|w| w.name == name)
+                .map_or(0, |w| w.max_failed.at_most(hosts.len()));
+            let state = if halt.is_some() || rolled_back.len() > allowed {
+                "halted"
+            } else if !hosts.is_empty() && on_commit.len() == hosts.len() {
+                "done"
+            } else if on_commit.is_empty() {
+                "waiting"
+            } else {
+                "progressing"
+            };
+            WaveStatus {
+                name,
+                state: state.to_owned(),
+                hosts,
+                on_commit,
+                rolled_back,
+                waiting,
+            }
+        })
+        .collect();
+    let live: std::collections::BTreeSet<&str> = records.iter().map(|r| r.host.as_str()).collect();
+    let disappeared = members
+        .into_keys()
+        .filter(|h| !live.contains(h.as_str()))
+        .collect();
+    Ok(FleetStatus {
+        prefix: s.prefix.clone(),
+        commit,
+        halt,
+        waves,
+        disappeared,
+    })
+}

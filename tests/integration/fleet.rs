@@ -1,0 +1,596 @@
+//! Fleet rollouts against the distribution's etcd on loopback (one member,
+//! or a cluster of three) and a git origin every agent pulls from over
+//! file://: canary waves and soak, a commit halted by a canary's rollback,
+//! the fix rolling through, `fleet halt`/`resume`, a closed window, etcd
+//! unreachable, `max_parallel` and a slot freed by a dead holder's lease,
+//! and `fleet status --json` agreeing with every host's `status --json`.
+//!
+//! The agents are separate processes with their own state directories and
+//! roots (`converge --now --root`), driven one run at a time, so that each
+//! wave's turn is observed exactly (a daemon's tick does the same run).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::gitserver::free_port;
+use crate::source::common::{commit_file, new_repo};
+
+/// One etcd member on loopback, stopped (killed) when dropped.
+struct Member {
+    name: String,
+    dir: PathBuf,
+    client: u16,
+    peer: u16,
+    cluster: String,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.with_extension("log")).expect("etcd log");
+        let child = Command::new("etcd")
+            .args(["--name", &self.name, "--data-dir"])
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                &self.url(),
+                "--advertise-client-urls",
+                &self.url(),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{}", self.peer),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{}", self.peer),
+                "--initial-cluster",
+                &self.cluster,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "driftless-test",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (apt install etcd-server)");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An etcd cluster of `n` members on loopback.
+struct Etcd {
+    _dir: tempfile::TempDir,
+    members: Vec<Member>,
+}
+
+impl Etcd {
+    fn start(n: usize) -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (c, p))| Member {
+                name: format!("m{i}"),
+                dir: dir.path().join(format!("m{i}")),
+                client: *c,
+                peer: *p,
+                cluster: cluster.clone(),
+                child: None,
+            })
+            .collect();
+        for m in &mut members {
+            m.start();
+        }
+        let e = Etcd { _dir: dir, members };
+        e.wait_healthy();
+        e
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::url).collect()
+    }
+
+    /// Waits until a write through the cluster succeeds.
+    fn wait_healthy(&self) {
+        let started = Instant::now();
+        loop {
+            let ok = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.endpoints().join(",")))
+                .args(["put", "/health", "ok"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "etcd did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The result of one run of the binary.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// One host of the fleet: its agent config, state directory and root.
+struct Agent {
+    name: String,
+    dir: PathBuf,
+}
+
+impl Agent {
+    fn config(&self, origin: &Path, endpoints: &[String], prefix: &str, ttl: u32, extra: &str) {
+        let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        let text = format!(
+            "host = '{}'\nstate_dir = '{}'\n[source]\nurl = 'file://{}'\nbranch = 'main'\ntimeout = '20s'\n\
+             [rollback]\nsettle_time = '0s'\n\
+             [fleet]\nendpoints = [{}]\nprefix = '{prefix}'\nlease_ttl = '{ttl}s'\n{extra}",
+            self.name,
+            self.dir.join("state").display(),
+            origin.display(),
+            eps.join(", ")
+        );
+        std::fs::create_dir_all(&self.dir).expect("mkdir");
+        std::fs::write(self.dir.join("agent.toml"), text).expect("agent config");
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_driftless"));
+        c.args(args)
+            .arg("--config")
+            .arg(self.dir.join("agent.toml"))
+            .env("NO_COLOR", "1")
+            .env_remove("DRIFTLESS_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        let out = self.command(args).output().expect("run driftless");
+        let o = Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+        o
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    fn converge_args(&self) -> Vec<String> {
+        [
+            "converge",
+            "--now",
+            "--create-root",
+            "--root",
+            self.root().to_str().expect("utf-8"),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    fn converge(&self) -> Out {
+        let args = self.converge_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args)
+    }
+
+    /// What the host runs: its /etc/version.
+    fn version(&self) -> Option<String> {
+        std::fs::read_to_string(self.root().join("etc/version")).ok()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let o = self.run(&["status", "--json"]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        serde_json::from_str::<serde_json::Value>(&o.stdout).expect("status JSON")["status"].clone()
+    }
+}
+
+/// A fleet: an origin repo, agents, and the etcd they share.
+struct Fleet {
+    _dir: tempfile::TempDir,
+    origin: PathBuf,
+    agents: Vec<Agent>,
+    prefix: String,
+    ttl: u32,
+}
+
+/// A lease that outlives a whole test: the agents here run one converge
+/// at a time instead of ticking, and a record must not expire between
+/// their runs.
+const LONG_TTL: u32 = 300;
+
+impl Fleet {
+    fn new(names: &[&str], etcd: &Etcd, ttl: u32) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = new_repo(&dir.path().join("origin"));
+        let prefix = format!("/driftless-test/{}", std::process::id());
+        let agents: Vec<Agent> = names
+            .iter()
+            .map(|n| Agent {
+                name: (*n).to_owned(),
+                dir: dir.path().join(n),
+            })
+            .collect();
+        for a in &agents {
+            a.config(&origin, &etcd.endpoints(), &prefix, ttl, "");
+        }
+        Fleet {
+            _dir: dir,
+            origin,
+            agents,
+            prefix,
+            ttl,
+        }
+    }
+
+    fn agent(&self, name: &str) -> &Agent {
+        self.agents
+            .iter()
+            .find(|a| a.name == name)
+            .expect("an agent of that name")
+    }
+
+    /// Commits a desired state for every host: /etc/version says
+    /// `version`; with `failing`, a health check that fails.
+    fn commit(&self, version: &str, failing: bool, fleet_toml: Option<&str>) -> String {
+        if let Some(f) = fleet_toml {
+            commit_file(&self.origin, "fleet.toml", f, "fleet policy");
+        }
+        let check = if failing {
+            "\n[[check]]\nname = 'app answers'\ncommand = ['/bin/false']\nretries = 0\n"
+        } else {
+            ""
+        };
+        commit_file(
+            &self.origin,
+            "hosts/default.toml",
+            &format!("[[file]]\npath = '/etc/version'\ncontent = \"{version}\\n\"\n{check}"),
+            version,
+        )
+        .to_string()
+    }
+
+    /// Converges `names`, expecting `code` from each.
+    #[track_caller]
+    fn converge(&self, names: &[&str], code: i32) {
+        for n in names {
+            let o = self.agent(n).converge();
+            assert_eq!(
+                o.code, code,
+                "{n}: exit {}\n--- stdout\n{}\n--- stderr\n{}",
+                o.code, o.stdout, o.stderr
+            );
+        }
+    }
+
+    #[track_caller]
+    fn versions(&self, names: &[&str], want: &str) {
+        for n in names {
+            assert_eq!(
+                self.agent(n).version().as_deref(),
+                Some(format!("{want}\n").as_str()),
+                "{n}"
+            );
+        }
+    }
+
+    fn fleet_status(&self) -> serde_json::Value {
+        let o = self.agents[0].run(&["fleet", "status", "--json"]);
+        assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+        serde_json::from_str::<serde_json::Value>(&o.stdout).expect("fleet status JSON")["fleet"]
+            .clone()
+    }
+
+    /// Every host's own `status --json` record is what `fleet status`
+    /// shows for it.
+    #[track_caller]
+    fn statuses_agree(&self) {
+        let fleet = self.fleet_status();
+        for a in &self.agents {
+            let own = a.status()["fleet"].clone();
+            let shown = fleet["waves"]
+                .as_array()
+                .expect("waves")
+                .iter()
+                .flat_map(|w| w["hosts"].as_array().cloned().unwrap_or_default())
+                .find(|h| h["host"] == a.name.as_str())
+                .unwrap_or_else(|| panic!("{} is not in fleet status: {fleet}", a.name));
+            assert_eq!(own, shown, "{}: its status and fleet status differ", a.name);
+        }
+    }
+}
+
+const WAVES: &str = "[[wave]]\nname = \"canary\"\nhosts = [\"c*\"]\nmin_healthy = \"100%\"\nsoak = \"3s\"\n\n\
+                     [[wave]]\nname = \"mid\"\nhosts = [\"m*\"]\nmin_healthy = \"50%\"\nsoak = \"3s\"\n";
+const CANARIES: [&str; 2] = ["c1", "c2"];
+const MID: [&str; 4] = ["m1", "m2", "m3", "m4"];
+const REST: [&str; 5] = ["r1", "r2", "r3", "r4", "r5"];
+const SOAK: Duration = Duration::from_millis(3300);
+
+#[test]
+fn a_commit_rolls_out_wave_by_wave_a_canary_rollback_halts_it_and_the_fix_rolls_through() {
+    let etcd = Etcd::start(1);
+    let all: Vec<&str> = CANARIES.iter().chain(&MID).chain(&REST).copied().collect();
+    let fleet = Fleet::new(&all, &etcd, LONG_TTL);
+
+    // A good commit: the canaries, then (after their soak) mid, then the rest.
+    let v1 = fleet.commit("v1", false, Some(WAVES));
+    fleet.converge(&CANARIES, 2);
+    fleet.converge(&MID, 3);
+    fleet.converge(&REST, 3);
+    let waiting = fleet.agent("m1").status()["fleet"]["waiting"].to_string();
+    assert!(waiting.contains("waiting for wave canary"), "{waiting}");
+    std::thread::sleep(SOAK);
+    fleet.converge(&MID, 2);
+    fleet.converge(&REST, 3);
+    std::thread::sleep(SOAK);
+    fleet.converge(&REST, 2);
+    fleet.versions(&all, "v1");
+    let status = fleet.fleet_status();
+    assert_eq!(status["commit"], v1.as_str());
+    for w in status["waves"].as_array().expect("waves") {
+        assert_eq!(w["state"], "done", "{w}");
+    }
+    fleet.statuses_agree();
+
+    // A commit whose check fails on the first canary: rolled back there,
+    // and nobody else ever applies it.
+    let bad = fleet.commit("v2", true, None);
+    fleet.converge(&["c1"], 4);
+    fleet.converge(&["c2"], 3);
+    std::thread::sleep(SOAK);
+    fleet.converge(&MID, 3);
+    fleet.converge(&REST, 3);
+    fleet.versions(&all, "v1");
+    let o = fleet.agent("r1").converge();
+    assert!(
+        o.stdout.contains("rollout of") && o.stdout.contains("is halted"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+    let o = fleet
+        .agent("c1")
+        .run(&["fleet", "status", "--json", "--commit", &bad]);
+    let s: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
+    let canary = &s["fleet"]["waves"][0];
+    assert_eq!(canary["state"], "halted", "{s}");
+    assert_eq!(canary["rolled_back"][0][0], "c1", "{s}");
+    fleet.statuses_agree();
+
+    // The fix rolls through every wave again.
+    fleet.commit("v3", false, None);
+    fleet.converge(&CANARIES, 2);
+    fleet.converge(&MID, 3);
+    std::thread::sleep(SOAK);
+    fleet.converge(&MID, 2);
+    std::thread::sleep(SOAK);
+    fleet.converge(&REST, 2);
+    fleet.versions(&all, "v3");
+    fleet.statuses_agree();
+}
+
+#[test]
+fn halt_a_closed_window_and_an_unreachable_etcd_hold_new_commits_but_drift_is_healed() {
+    let mut etcd = Etcd::start(1);
+    let hosts = ["a1", "a2", "a3"];
+    let fleet = Fleet::new(&hosts, &etcd, LONG_TTL);
+    fleet.commit("v1", false, None);
+    fleet.converge(&hosts, 2);
+
+    // The big red button: a new commit waits on every host; drift is
+    // still healed towards the commit they run.
+    let o = fleet.agents[0].run(&["fleet", "halt", "--reason", "incident 42"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    fleet.commit("v2", false, None);
+    std::fs::write(fleet.agent("a1").root().join("etc/version"), "by hand\n").expect("drift");
+    let o = fleet.agent("a1").converge();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("incident 42"), "{}{}", o.stdout, o.stderr);
+    fleet.converge(&["a2", "a3"], 3);
+    fleet.versions(&hosts, "v1");
+    assert_eq!(
+        fleet.agent("a2").status()["fleet"]["waiting"]
+            .as_str()
+            .map(|w| w.contains("the fleet is halted (incident 42)")),
+        Some(true)
+    );
+    fleet.statuses_agree();
+    let o = fleet.agents[0].run(&["fleet", "resume"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    fleet.converge(&hosts, 2);
+    fleet.versions(&hosts, "v2");
+
+    // A window that is closed now (it opens tomorrow only): no new commit.
+    use chrono::Datelike;
+    let tomorrow = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        [((chrono::Local::now().weekday().num_days_from_monday() + 1) % 7) as usize];
+    let a1 = fleet.agent("a1");
+    a1.config(
+        &fleet.origin,
+        &etcd.endpoints(),
+        &fleet.prefix,
+        fleet.ttl,
+        &format!("windows = [\"{tomorrow} 00:00-24:00\"]\n"),
+    );
+    fleet.commit("v3", false, None);
+    std::fs::write(a1.root().join("etc/version"), "by hand\n").expect("drift");
+    let o = a1.converge();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("outside the maintenance window"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        a1.version().as_deref(),
+        Some("v2\n"),
+        "drift was not healed"
+    );
+    a1.config(
+        &fleet.origin,
+        &etcd.endpoints(),
+        &fleet.prefix,
+        fleet.ttl,
+        "",
+    );
+    fleet.converge(&hosts, 2);
+
+    // etcd unreachable: fail safe, the commit waits; drift is healed; the
+    // metric says why. Back up: the rollout resumes.
+    etcd.members[0].kill();
+    fleet.commit("v4", false, None);
+    std::fs::write(a1.root().join("etc/version"), "by hand\n").expect("drift");
+    let o = a1.converge();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("etcd cannot be asked"), "{}", o.stdout);
+    assert_eq!(a1.version().as_deref(), Some("v3\n"));
+    etcd.members[0].start();
+    etcd.wait_healthy();
+    fleet.converge(&hosts, 2);
+    fleet.versions(&hosts, "v4");
+}
+
+#[test]
+fn max_parallel_lets_one_host_at_a_time_and_a_dead_holder_frees_its_slot() {
+    let etcd = Etcd::start(1);
+    let hosts = ["p1", "p2"];
+    // A short lease: the slot of a killed holder must expire in the test.
+    let fleet = Fleet::new(&hosts, &etcd, 6);
+    let policy = "[[wave]]\nname = \"all\"\nhosts = [\"p*\"]\nmax_parallel = 1\n";
+    // A commit whose converge takes a while (a check that sleeps).
+    commit_file(&fleet.origin, "fleet.toml", policy, "policy");
+    let slow = |secs: u32, version: &str| {
+        commit_file(
+            &fleet.origin,
+            "hosts/default.toml",
+            &format!(
+                "[[file]]\npath = '/etc/version'\ncontent = \"{version}\\n\"\n[[check]]\nname = 'slow'\ncommand = ['/bin/sleep', '{secs}']\ntimeout = '60s'\nretries = 0\n"
+            ),
+            version,
+        );
+    };
+    slow(3, "v1");
+    let p1 = fleet.agent("p1");
+    let p2 = fleet.agent("p2");
+    let spawn = |a: &Agent| {
+        let args = a.converge_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a converge")
+    };
+    let first = spawn(p1);
+    std::thread::sleep(Duration::from_millis(1000));
+    let o = p2.converge();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    assert!(
+        format!("{}{}", o.stdout, o.stderr).contains("waiting for a rollout slot of wave all"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+    let first = first.wait_with_output().expect("wait");
+    assert_eq!(first.status.code(), Some(2), "{first:?}");
+    // The slot is free again: p2 goes.
+    fleet.converge(&["p2"], 2);
+
+    // A holder killed mid-converge keeps its slot only until its lease
+    // expires (6s), although the converge it was in would have run longer.
+    slow(30, "v2");
+    let mut holder = spawn(p1);
+    std::thread::sleep(Duration::from_millis(1500));
+    let o = p2.converge();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    holder.kill().expect("kill");
+    let _ = holder.wait();
+    let killed = Instant::now();
+    let mut freed = false;
+    while killed.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        // The slot's key is gone once the lease expired.
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+            .args(["get", "--prefix", &format!("{}/slots/", fleet.prefix)])
+            .output()
+            .expect("etcdctl");
+        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the dead holder's slot was not freed by its lease");
+    // And the other host takes it.
+    fleet.converge(&["p2"], 2);
+}
+
+#[test]
+fn a_rollout_goes_on_with_a_cluster_member_down_and_stops_with_all_of_them() {
+    let mut etcd = Etcd::start(3);
+    let hosts = ["c1", "m1", "m2"];
+    let fleet = Fleet::new(&hosts, &etcd, LONG_TTL);
+    fleet.commit("v1", false, Some(WAVES));
+    fleet.converge(&["c1"], 2);
+    // The first endpoint every agent tries dies mid-rollout.
+    etcd.members[0].kill();
+    std::thread::sleep(SOAK);
+    fleet.converge(&["m1", "m2"], 2);
+    fleet.versions(&hosts, "v1");
+    fleet.statuses_agree();
+
+    // All members down: no new commit anywhere, drift still healed.
+    etcd.members[1].kill();
+    etcd.members[2].kill();
+    fleet.commit("v2", false, None);
+    std::fs::write(fleet.agent("m1").root().join("etc/version"), "by hand\n").expect("drift");
+    fleet.converge(&hosts, 3);
+    fleet.versions(&hosts, "v1");
+
+    // Back up: the rollout resumes where it stood.
+    for m in &mut etcd.members {
+        m.start();
+    }
+    etcd.wait_healthy();
+    fleet.converge(&["c1"], 2);
+    fleet.converge(&["m1", "m2"], 3);
+    std::thread::sleep(SOAK);
+    fleet.converge(&["m1", "m2"], 2);
+    fleet.versions(&hosts, "v2");
+}
