@@ -115,6 +115,8 @@ pub struct LastRun {
     pub error: Option<String>,
     /// It quarantined its key.
     pub quarantined: bool,
+    /// Why the fleet's rollout gate held its new commit back.
+    pub rollout_blocked: Option<String>,
 }
 
 /// Totals since the daemon started, for the metrics.
@@ -314,6 +316,7 @@ impl Machine {
             duration: Duration::from_millis(r.duration_ms),
             error: r.run.error.clone().or_else(|| r.run.notes.first().cloned()),
             quarantined: r.quarantined,
+            rollout_blocked: r.rollout_blocked.as_ref().map(|b| b.reason.clone()),
         });
         self.state = match self.state {
             State::Stopping { .. } => State::Stopping { converging: false },

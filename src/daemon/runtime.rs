@@ -381,6 +381,12 @@ impl Daemon {
             quarantined,
             applied_commit: self.machine.applied.as_ref().map(|(c, _)| c.clone()),
             version: crate::VERSION.to_owned(),
+            rollout_blocked: self
+                .app
+                .settings
+                .fleet
+                .as_ref()
+                .map(|_| last.and_then(|l| l.rollout_blocked.clone())),
         };
         if let Err(e) = m.write(path) {
             warn!(error = format!("{e:#}"), "could not write the metrics");

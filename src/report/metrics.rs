@@ -42,7 +42,21 @@ pub struct Metrics {
     pub applied_commit: Option<String>,
     /// This driftless.
     pub version: String,
+    /// With `[fleet]`: why the last converge did not apply its new commit
+    /// (`Some(None)`: nothing blocked it; `None`: no fleet).
+    pub rollout_blocked: Option<Option<String>>,
 }
+
+/// Every reason the rollout gate gives, so that each has a sample (an
+/// alert can then compare with 0 instead of testing for absence).
+pub const ROLLOUT_REASONS: [&str; 6] = [
+    "soak",
+    "failed",
+    "halt",
+    "window",
+    "parallel",
+    "etcd_unreachable",
+];
 
 fn seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -138,6 +152,21 @@ impl Metrics {
                 &[(format!("{{commit=\"{}\"}}", label(c)), "1".to_owned())],
             );
         }
+        if let Some(blocked) = &self.rollout_blocked {
+            let samples: Vec<(String, String)> = ROLLOUT_REASONS
+                .iter()
+                .map(|r| {
+                    let on = blocked.as_deref() == Some(*r);
+                    (format!("{{reason=\"{r}\"}}"), u8::from(on).to_string())
+                })
+                .collect();
+            metric(
+                "driftless_rollout_blocked",
+                "gauge",
+                "1 for the reason the last converge did not apply a new commit (the fleet's rollout gate): soak, failed, halt, window, parallel, etcd_unreachable.",
+                &samples,
+            );
+        }
         metric(
             "driftless_build_info",
             "gauge",
@@ -181,10 +210,14 @@ mod tests {
             converges: BTreeMap::from([("in_sync".to_owned(), 3), ("changed".to_owned(), 1)]),
             applied_commit: Some("3f2a9c1".to_owned()),
             version: "0.1.0 \"odd\"".to_owned(),
+            rollout_blocked: Some(Some("etcd_unreachable".to_owned())),
             ..Metrics::default()
         };
         let text = m.render();
         for want in [
+            "# TYPE driftless_rollout_blocked gauge\n",
+            "driftless_rollout_blocked{reason=\"soak\"} 0\n",
+            "driftless_rollout_blocked{reason=\"etcd_unreachable\"} 1\n",
             "# TYPE driftless_last_run_timestamp_seconds gauge\ndriftless_last_run_timestamp_seconds 1700000000\n",
             "driftless_in_sync 1\n",
             "# TYPE driftless_converges_total counter\n",
