@@ -51,9 +51,9 @@ pub enum Command {
     /// Converge the host now, as a transaction: through the daemon when it
     /// runs (the run is in its journal), else in this process. Exit 0 in
     /// sync, 1 error before any change, 2 changed, 3 held at last good (head
-    /// quarantined or host pinned), 4 failed and rolled back, 5 rollback
-    /// failed. In audit mode or with --dry-run nothing changes: 2 means
-    /// drift found.
+    /// quarantined, host pinned, or held by the fleet's rollout gate), 4
+    /// failed and rolled back, 5 rollback failed. In audit mode or with
+    /// --dry-run nothing changes: 2 means drift found.
     Converge(ConvergeArgs),
     /// The agent: last good state, quarantined head, pin, last generation,
     /// and the daemon's state and next run when it runs.
