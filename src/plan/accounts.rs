@@ -18,6 +18,29 @@ pub(super) struct AccountSteps {
     remove_groups: Vec<Change>,
 }
 
+/// One shadow-utils step on the account `name` (its last argument).
+fn account_step(
+    id: &ResourceId,
+    step: AccountAction,
+    program: &str,
+    mut args: Vec<String>,
+    name: &str,
+    password: Option<String>,
+    reasons: Vec<String>,
+) -> Change {
+    args.push(name.to_owned());
+    Change::new(
+        id,
+        Op::Account {
+            step,
+            program: program.to_owned(),
+            args,
+            password,
+        },
+        reasons,
+    )
+}
+
 impl AccountSteps {
     /// Every step, in apply order.
     pub(super) fn into_changes(self) -> Vec<Change> {
@@ -30,18 +53,8 @@ impl AccountSteps {
     /// Plans `g`.
     pub(super) fn group(&mut self, g: &Group, id: &ResourceId, host: &Accounts) {
         let exists = host.has_group(&g.name);
-        let step = |action, program: &str, mut args: Vec<String>, reason: String| {
-            args.push(g.name.clone());
-            Change::new(
-                id,
-                Op::Account {
-                    step: action,
-                    program: program.to_owned(),
-                    args,
-                    password: None,
-                },
-                vec![reason],
-            )
+        let step = |action, program: &str, args: Vec<String>, reason: String| {
+            account_step(id, action, program, args, &g.name, None, vec![reason])
         };
         match (g.ensure, exists) {
             (Ensure::Absent, true) => self.remove_groups.push(step(
@@ -97,16 +110,14 @@ impl AccountSteps {
         host: &Accounts,
         declared_groups: &BTreeSet<String>,
     ) -> Result<(), String> {
-        let step = |action, program: &str, mut args: Vec<String>, reasons: Vec<String>| {
-            args.push(u.name.clone());
-            Change::new(
+        let step = |action, program: &str, args: Vec<String>, reasons: Vec<String>| {
+            account_step(
                 id,
-                Op::Account {
-                    step: action,
-                    program: program.to_owned(),
-                    args,
-                    password: u.password.clone(),
-                },
+                action,
+                program,
+                args,
+                &u.name,
+                u.password.clone(),
                 reasons,
             )
         };

@@ -3,7 +3,7 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use crate::util::{Env, converge_args, example_repo, fingerprint, write_repo};
+use crate::util::{Env, converge_args, example_repo, fingerprint, plan_json_args, write_repo};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/invalid");
 
@@ -400,16 +400,7 @@ fn plan_json_is_machine_readable() {
             "[[file]]\npath = '/motd'\ncontent = \"x\\n\"\nmode = '0600'\n",
         )],
     );
-    let r = env.run(&[
-        "plan",
-        "--json",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "h",
-    ]);
+    let r = env.run(&plan_json_args(&repo, &root, "h"));
     r.expect_code(2);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(v["result"], "changes_pending");

@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use crate::util::{Env, converge_args, write_repo};
+use crate::util::{Env, converge_args, plan_json_args, write_repo};
 
 const KEEP: &str = "[[file]]\npath = '/etc/keep'\ncontent = \"kept\\n\"\n";
 
@@ -47,16 +47,7 @@ fn dropped_resources_are_removed_or_put_back_as_they_were() {
     std::fs::write(root.join("srv/data/theirs"), "not driftless's\n").expect("write");
 
     write_repo(&repo, &[("hosts/h.toml", KEEP)]);
-    let plan = env.run(&[
-        "plan",
-        "--json",
-        "--repo",
-        repo.to_str().expect("utf-8"),
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--host",
-        "h",
-    ]);
+    let plan = env.run(&plan_json_args(&repo, &root, "h"));
     plan.expect_code(2);
     let json: serde_json::Value = serde_json::from_str(plan.stdout.trim()).expect("json");
     let reasons = |key: &str| -> String {

@@ -100,6 +100,11 @@ pub fn converge_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
     on(&["converge", "--now", "--create-root"], repo, root, host)
 }
 
+/// `plan --json` of `host` from `repo` against `root`.
+pub fn plan_json_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
+    on(&["plan", "--json"], repo, root, host)
+}
+
 fn on(command: &[&str], repo: &Path, root: &Path, host: &str) -> Vec<String> {
     let mut v: Vec<String> = command.iter().map(|s| (*s).to_owned()).collect();
     for (flag, value) in [
