@@ -435,9 +435,12 @@ fn locked(
                 .push("--ignore-rollout: the fleet's rollout gate was not asked".to_owned());
         } else {
             let applied = app.store.load_last_good()?.map(|lg| lg.desired);
-            if let Some(b) =
-                rollout.gate(&key, &loaded_desired, applied.as_ref(), &mut r.rollout_slot)
-            {
+            if let Some(b) = rollout.gate(
+                &key,
+                &loaded_desired,
+                applied.as_ref(),
+                Some(&mut r.rollout_slot),
+            ) {
                 warn!(reason = b.reason, "{}", b.why);
                 decision = Decision::HoldAtLastGood { why: b.why.clone() };
                 r.rollout_blocked = Some(b);

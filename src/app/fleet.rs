@@ -161,13 +161,14 @@ impl<'a> Rollout<'a> {
     }
 
     /// May `candidate` (key `key`) be applied now? `None`: yes (a rollout
-    /// slot is then held in `slot`, if the wave limits them).
+    /// slot is then held in `slot`, if the wave limits them; without
+    /// `slot`, as for `plan`, none is taken and a full wave does not show).
     pub(super) fn gate(
         &self,
         key: &str,
         candidate: &DesiredState,
         applied: Option<&DesiredState>,
-        slot: &mut Option<Slot>,
+        slot: Option<&mut Option<Slot>>,
     ) -> Option<Blocked> {
         match self.try_gate(key, candidate, applied, slot) {
             Ok(b) => b,
@@ -185,7 +186,7 @@ impl<'a> Rollout<'a> {
         key: &str,
         candidate: &DesiredState,
         applied: Option<&DesiredState>,
-        slot: &mut Option<Slot>,
+        slot: Option<&mut Option<Slot>>,
     ) -> Result<Option<Blocked>> {
         let policy = policy_in_force(applied, candidate);
         let roles = applied.map_or(&candidate.roles, |a| &a.roles);
@@ -214,7 +215,8 @@ impl<'a> Rollout<'a> {
                 why,
             }));
         }
-        let Some(max) = policy.waves.get(wave).and_then(|w| w.max_parallel) else {
+        let (Some(max), Some(slot)) = (policy.waves.get(wave).and_then(|w| w.max_parallel), slot)
+        else {
             return Ok(None);
         };
         let mut member = self.member()?;

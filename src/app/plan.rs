@@ -66,7 +66,21 @@ fn plan_into(
     // What a converge would do with this desired state: the plan says it
     // would hold, and its exit code agrees (3).
     let state = app.store.load_state()?;
-    let (desired, source_desc, held) = match policy::decide(&state, &loaded.key, true) {
+    let mut decision = policy::decide(&state, &loaded.key, true);
+    // A new commit the fleet's rollout gate holds back (asked read-only:
+    // no rollout slot is taken).
+    let new_commit = state.last_good.as_ref().is_none_or(|g| g.key != loaded.key);
+    if let (Decision::Apply, true, Some(rollout)) = (
+        &decision,
+        new_commit,
+        super::fleet::Rollout::new(app, &loaded.desired.host),
+    ) {
+        let applied = app.store.load_last_good()?.map(|lg| lg.desired);
+        if let Some(b) = rollout.gate(&loaded.key, &loaded.desired, applied.as_ref(), None) {
+            decision = Decision::HoldAtLastGood { why: b.why };
+        }
+    }
+    let (desired, source_desc, held) = match decision {
         Decision::Apply => (loaded.desired, loaded.source, false),
         Decision::Pinned { why } => {
             r.outcome = Outcome::Held;

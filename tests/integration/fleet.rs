@@ -421,6 +421,16 @@ fn a_commit_rolls_out_wave_by_wave_a_canary_rollback_halts_it_and_the_fix_rolls_
     fleet.converge(&REST, 3);
     let waiting = fleet.agent("m1").status()["fleet"]["waiting"].to_string();
     assert!(waiting.contains("waiting for wave canary"), "{waiting}");
+    // `plan` says the same, and takes nothing.
+    let m1 = fleet.agent("m1");
+    let plan = m1.run(&["plan", "--root", m1.root().to_str().expect("utf-8")]);
+    assert_eq!(plan.code, 3, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        format!("{}{}", plan.stdout, plan.stderr).contains("waiting for wave canary"),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
     std::thread::sleep(SOAK);
     fleet.converge(&MID, 2);
     fleet.converge(&REST, 3);
