@@ -8,7 +8,9 @@
 //!
 //! The agents are separate processes with their own state directories and
 //! roots (`converge --now --root`), driven one run at a time, so that each
-//! wave's turn is observed exactly (a daemon's tick does the same run).
+//! wave's turn is observed exactly (a daemon's tick does the same run);
+//! the last test runs daemons, whose ticks keep their records alive and
+//! honour a halt.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -676,4 +678,103 @@ fn a_rollout_goes_on_with_a_cluster_member_down_and_stops_with_all_of_them() {
     fleet.converge(&["m1", "m2"], 2);
     fleet.versions(&hosts, "v2");
     fleet.statuses_agree();
+}
+
+/// Waits up to `secs` for `ready`.
+fn eventually(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "{what}: not within {secs}s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[ignore = "needs etcd-server, etcd-client, nginx and fcgiwrap installed: run with --include-ignored (CI does)"]
+fn daemons_keep_their_records_alive_and_honour_a_halt_within_an_interval() {
+    let etcd = Etcd::start(1);
+    let hosts = ["d1", "d2"];
+    // Leases of 6s, renewed at every 2s tick.
+    let fleet = Fleet::new(&hosts, &etcd, 6);
+    for a in &fleet.agents {
+        a.config(
+            &fleet.source,
+            &etcd.endpoints(),
+            &fleet.prefix,
+            fleet.ttl,
+            &format!(
+                "[schedule]\ninterval = '2s'\nsplay = '0s'\n[daemon]\nsocket = '{}'\n",
+                a.dir.join("control.sock").display()
+            ),
+        );
+    }
+    fleet.commit("v1", false, None);
+    let _daemons = Daemons(
+        fleet
+            .agents
+            .iter()
+            .map(|a| {
+                std::fs::create_dir_all(a.root()).expect("root");
+                a.command(&["daemon", "--root", a.root().to_str().expect("utf-8")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start a daemon")
+            })
+            .collect(),
+    );
+    let on = |v: &str| {
+        let want = format!("{v}\n");
+        hosts
+            .iter()
+            .all(|h| fleet.agent(h).version().as_deref() == Some(want.as_str()))
+    };
+    eventually("both daemons apply v1", 30, || on("v1"));
+
+    // Halted: a new commit waits on both, for longer than a lease lives,
+    // and their records stay (each tick renews the lease).
+    let o = fleet.agents[0].run(&["fleet", "halt", "--reason", "change freeze"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    fleet.commit("v2", false, None);
+    std::thread::sleep(Duration::from_secs(9));
+    assert!(on("v1"), "a halted fleet applied a new commit");
+    let status = fleet.fleet_status();
+    let live: Vec<String> = status["waves"]
+        .as_array()
+        .expect("waves")
+        .iter()
+        .flat_map(|w| w["hosts"].as_array().cloned().unwrap_or_default())
+        .map(|h| h["host"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(live, ["d1", "d2"], "the daemons' records expired: {status}");
+    for h in &hosts {
+        let waiting = fleet.agent(h).status()["fleet"]["waiting"].to_string();
+        assert!(waiting.contains("change freeze"), "{h}: {waiting}");
+    }
+
+    // Resumed: within about an interval both apply it.
+    let o = fleet.agents[0].run(&["fleet", "resume"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    eventually("both daemons apply v2 after the resume", 10, || on("v2"));
+}
+
+/// Daemons stopped (SIGTERM, then waited for) when dropped, also when the
+/// test failed.
+struct Daemons(Vec<Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for d in &mut self.0 {
+            if let Ok(pid) = i32::try_from(d.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let _ = d.wait();
+        }
+    }
 }
