@@ -402,12 +402,14 @@ impl Fleet {
     }
 }
 
-const WAVES: &str = "[[wave]]\nname = \"canary\"\nhosts = [\"c*\"]\nmin_healthy = \"100%\"\nsoak = \"3s\"\n\n\
-                     [[wave]]\nname = \"mid\"\nhosts = [\"m*\"]\nmin_healthy = \"50%\"\nsoak = \"3s\"\n";
+const WAVES: &str = "[[wave]]\nname = \"canary\"\nhosts = [\"c*\"]\nmin_healthy = \"100%\"\nsoak = \"12s\"\n\n\
+                     [[wave]]\nname = \"mid\"\nhosts = [\"m*\"]\nmin_healthy = \"50%\"\nsoak = \"12s\"\n";
 const CANARIES: [&str; 2] = ["c1", "c2"];
 const MID: [&str; 4] = ["m1", "m2", "m3", "m4"];
 const REST: [&str; 5] = ["r1", "r2", "r3", "r4", "r5"];
-const SOAK: Duration = Duration::from_millis(3300);
+// Long enough that every host of a waiting wave has run (and been held)
+// before it is over, also on a busy CI machine.
+const SOAK: Duration = Duration::from_millis(12_300);
 
 #[test]
 #[ignore = "needs etcd-server, etcd-client, nginx and fcgiwrap installed: run with --include-ignored (CI does)"]
@@ -598,8 +600,18 @@ fn max_parallel_lets_one_host_at_a_time_and_a_dead_holder_frees_its_slot() {
             .spawn()
             .expect("spawn a converge")
     };
+    let slots = || {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+            .args(["get", "--prefix", &format!("{}/slots/", fleet.prefix)])
+            .output()
+            .expect("etcdctl");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
     let first = spawn(p1);
-    std::thread::sleep(Duration::from_millis(1000));
+    // p1 holds the wave's one slot (it is in its slow check) before p2 asks.
+    eventually("p1 takes the slot", 30, || slots().contains("p1"));
     let o = p2.converge();
     assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
     assert!(
@@ -618,28 +630,15 @@ fn max_parallel_lets_one_host_at_a_time_and_a_dead_holder_frees_its_slot() {
     // expires (6s), although the converge it was in would have run longer.
     slow(30, "v2");
     let mut holder = spawn(p1);
-    std::thread::sleep(Duration::from_millis(1500));
+    eventually("p1 takes the slot again", 30, || slots().contains("p1"));
     let o = p2.converge();
     assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
     holder.kill().expect("kill");
     let _ = holder.wait();
-    let killed = Instant::now();
-    let mut freed = false;
-    while killed.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(500));
-        // The slot's key is gone once the lease expired.
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
-            .args(["get", "--prefix", &format!("{}/slots/", fleet.prefix)])
-            .output()
-            .expect("etcdctl");
-        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-            freed = true;
-            break;
-        }
-    }
-    assert!(freed, "the dead holder's slot was not freed by its lease");
+    // The slot's key is gone once the lease expired.
+    eventually("the dead holder's slot is freed by its lease", 20, || {
+        slots().is_empty()
+    });
     // And the other host takes it.
     fleet.converge(&["p2"], 2);
 }
