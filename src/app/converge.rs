@@ -418,33 +418,27 @@ fn locked(
     // A quarantined head is not applied again: hold at the last good state.
     let mut decision = policy::decide(&state, &key, applying);
     // A new commit waits for the fleet's rollout gate, if there is a fleet.
-    let new_commit = state.last_good.as_ref().is_none_or(|g| g.key != key);
-    if let (Decision::Apply, true, true, Some(rollout)) = (
-        &decision,
-        applying,
-        new_commit,
-        fleet::Rollout::new(app, &loaded_desired.host),
-    ) {
+    if matches!(decision, Decision::Apply) && applying {
         if req.ignore_rollout {
-            warn!(
-                key,
-                "--ignore-rollout: the fleet's rollout gate is not asked for this commit"
-            );
-            r.run
-                .notes
-                .push("--ignore-rollout: the fleet's rollout gate was not asked".to_owned());
-        } else {
-            let applied = app.store.load_last_good()?.map(|lg| lg.desired);
-            if let Some(b) = rollout.gate(
-                &key,
-                &loaded_desired,
-                applied.as_ref(),
-                Some(&mut r.rollout_slot),
-            ) {
-                warn!(reason = b.reason, "{}", b.why);
-                decision = Decision::HoldAtLastGood { why: b.why.clone() };
-                r.rollout_blocked = Some(b);
+            if app.settings.fleet.is_some() {
+                warn!(
+                    key,
+                    "--ignore-rollout: the fleet's rollout gate is not asked for this commit"
+                );
+                r.run
+                    .notes
+                    .push("--ignore-rollout: the fleet's rollout gate was not asked".to_owned());
             }
+        } else if let Some(b) = fleet::gated(
+            app,
+            &state,
+            &key,
+            &loaded_desired,
+            Some(&mut r.rollout_slot),
+        )? {
+            warn!(reason = b.reason, "{}", b.why);
+            decision = Decision::HoldAtLastGood { why: b.why.clone() };
+            r.rollout_blocked = Some(b);
         }
     }
     let (desired, source_desc, held_at) = match decision {
@@ -494,16 +488,21 @@ fn locked(
     // What the repo no longer declares is put back (or removed), in the
     // same transaction.
     let inventory = app.store.load_inventory()?;
-    let mut desired = desired;
-    let pruning = prune::dropped(&inventory, &mut desired, app.settings.prune_packages);
-    let mut prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
+    let prepared = match prepare(
+        app,
+        desired,
+        &inventory,
+        source_desc,
+        root.as_ref(),
+        sink,
+        cancel,
+    )? {
         Ok(p) => p,
         Err(failed) => {
             failed.fill(&mut r.run);
             return Ok(());
         }
     };
-    pruning.annotate(&mut prepared.plan);
     // What this run verified, for the next one; under the lock only (a dry
     // run writes nothing).
     if held.is_some() {

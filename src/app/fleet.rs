@@ -163,7 +163,7 @@ impl<'a> Rollout<'a> {
     /// May `candidate` (key `key`) be applied now? `None`: yes (a rollout
     /// slot is then held in `slot`, if the wave limits them; without
     /// `slot`, as for `plan`, none is taken and a full wave does not show).
-    pub(super) fn gate(
+    fn gate(
         &self,
         key: &str,
         candidate: &DesiredState,
@@ -226,14 +226,18 @@ impl<'a> Rollout<'a> {
         let mut holders = Vec::new();
         for i in 0..max {
             let k = self.key(&format!("slots/{name}/{i}"));
-            let held = self.etcd.create(&k, self.host.as_bytes(), lease)?
-                || self.etcd.get(&k)?.unwrap_or_default() == self.host.as_bytes();
-            if held {
+            // Taken now, or still ours (a converge of this host cut short
+            // on the same lease).
+            let holder = if self.etcd.create(&k, self.host.as_bytes(), lease)? {
+                self.host.as_bytes().to_vec()
+            } else {
+                self.etcd.get(&k)?.unwrap_or_default()
+            };
+            if holder == self.host.as_bytes() {
                 let etcd = Etcd::new(self.s.etcd.clone());
                 *slot = Some(Slot::hold(k, etcd, lease, self.s.lease_ttl));
                 return Ok(None);
             }
-            let holder = self.etcd.get(&k)?.unwrap_or_default();
             holders.push(String::from_utf8_lossy(&holder).into_owned());
         }
         Ok(Some(Blocked {
@@ -372,6 +376,27 @@ impl<'a> Rollout<'a> {
             })
             .collect())
     }
+}
+
+/// The rollout gate's answer for the loaded `key`, when it is a new commit
+/// (not the host's last good state) and the host is in a fleet; `None`:
+/// go. With `slot`, a rollout slot is taken when the wave limits them;
+/// without (`plan`), nothing is taken.
+pub(super) fn gated(
+    app: &App,
+    state: &AgentState,
+    key: &str,
+    candidate: &DesiredState,
+    slot: Option<&mut Option<Slot>>,
+) -> Result<Option<Blocked>> {
+    if state.last_good.as_ref().is_some_and(|g| g.key == key) {
+        return Ok(None);
+    }
+    let Some(rollout) = Rollout::new(app, &candidate.host) else {
+        return Ok(None);
+    };
+    let applied = app.store.load_last_good()?.map(|lg| lg.desired);
+    Ok(rollout.gate(key, candidate, applied.as_ref(), slot))
 }
 
 /// `fleet halt`: sets the fleet-wide stop.

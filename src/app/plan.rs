@@ -15,6 +15,7 @@ use crate::desired::{DesiredState, Diagnostic};
 use crate::outcome::Outcome;
 use crate::plan::PlanProblem;
 use crate::source;
+use crate::store::inventory::Inventory;
 use crate::system::fsroot::FsRoot;
 
 /// What to plan.
@@ -69,16 +70,10 @@ fn plan_into(
     let mut decision = policy::decide(&state, &loaded.key, true);
     // A new commit the fleet's rollout gate holds back (asked read-only:
     // no rollout slot is taken).
-    let new_commit = state.last_good.as_ref().is_none_or(|g| g.key != loaded.key);
-    if let (Decision::Apply, true, Some(rollout)) = (
-        &decision,
-        new_commit,
-        super::fleet::Rollout::new(app, &loaded.desired.host),
-    ) {
-        let applied = app.store.load_last_good()?.map(|lg| lg.desired);
-        if let Some(b) = rollout.gate(&loaded.key, &loaded.desired, applied.as_ref(), None) {
-            decision = Decision::HoldAtLastGood { why: b.why };
-        }
+    if matches!(decision, Decision::Apply)
+        && let Some(b) = super::fleet::gated(app, &state, &loaded.key, &loaded.desired, None)?
+    {
+        decision = Decision::HoldAtLastGood { why: b.why };
     }
     let (desired, source_desc, held) = match decision {
         Decision::Apply => (loaded.desired, loaded.source, false),
@@ -108,20 +103,22 @@ fn plan_into(
             }
         },
     };
-    let mut desired = desired;
-    let pruning = super::prune::dropped(
-        &app.store.load_inventory()?,
-        &mut desired,
-        app.settings.prune_packages,
-    );
-    let mut prepared = match prepare(app, desired, source_desc, root.as_ref(), sink, cancel)? {
+    let inventory = app.store.load_inventory()?;
+    let prepared = match prepare(
+        app,
+        desired,
+        &inventory,
+        source_desc,
+        root.as_ref(),
+        sink,
+        cancel,
+    )? {
         Ok(p) => p,
         Err(failed) => {
             failed.fill(r);
             return Ok(());
         }
     };
-    pruning.annotate(&mut prepared.plan);
     r.outcome = if held {
         Outcome::Held
     } else if prepared.plan.is_empty() {
@@ -163,9 +160,12 @@ impl Unprepared {
 }
 
 /// Plans against the host. `Ok(Err(_))`: the plan cannot be made.
+/// What the repo no longer declares (by `inventory`) is planned too, put
+/// back or removed, with its reason on each change.
 pub(super) fn prepare(
     app: &App,
-    desired: DesiredState,
+    mut desired: DesiredState,
+    inventory: &Inventory,
     source_desc: String,
     root: Option<&FsRoot>,
     sink: &mut dyn Sink,
@@ -173,8 +173,10 @@ pub(super) fn prepare(
 ) -> Result<Result<Prepared, Unprepared>> {
     let cache = app.store.load_stat_cache();
     let contents = |sha: &[u8; 32]| app.store.content(sha);
+    let pruning = super::prune::dropped(inventory, &mut desired, app.settings.prune_packages);
     match converge::prepare(desired, source_desc, root, &cache, &contents, cancel) {
-        Ok(p) => {
+        Ok(mut p) => {
+            pruning.annotate(&mut p.plan);
             sink.event(&Event::Planned {
                 changes: events::count_kinds(p.plan.changes.iter().map(|c| c.resource.clone())),
             });

@@ -12,7 +12,7 @@ use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
     Content, Declared, Directory, Ensure, File, Kind, Meta, NO_LONGER_DECLARED, Package,
-    PackageState, Repo, RepoLocation, Resource, ResourceId, RunState, Service, Symlink,
+    PackageState, Repo, RepoLocation, Resource, ResourceId, RunState, Service, Symlink, repo_path,
 };
 use crate::plan::Plan;
 use crate::store::Store;
@@ -73,7 +73,8 @@ pub(super) fn dropped(
                 )
             }
         };
-        out.reasons.insert(e.id.clone(), reason);
+        // Keyed by what is planned (a repo file put back is a file).
+        out.reasons.insert(resource.id(), reason);
         desired.resources.push(Declared {
             resource,
             prune: true,
@@ -148,10 +149,16 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 gid,
                 mode,
             },
-            Kind::File,
+            Kind::File | Kind::Repo,
         ) => {
             let mut sha = [0u8; 32];
             hex::decode_to_slice(object, &mut sha).ok()?;
+            // A repo file that was there before is put back as the file it was.
+            let path = if e.id.kind == Kind::Repo {
+                repo_path(&e.id.key)
+            } else {
+                path
+            };
             (
                 Resource::File(File {
                     path,
@@ -326,4 +333,67 @@ pub(super) fn record(
         store.save_inventory(&inv)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: Kind, key: &str, before: Before) -> Entry {
+        Entry {
+            id: ResourceId::new(kind, key),
+            generation: Some(3),
+            prune: true,
+            before,
+        }
+    }
+
+    #[test]
+    fn what_was_there_is_put_back_and_what_driftless_made_is_removed() {
+        let sha = hex::encode([7u8; 32]);
+        let mut inv = Inventory::default();
+        for e in [
+            entry(Kind::File, "/etc/new", Before::Missing),
+            entry(
+                Kind::Repo,
+                "base",
+                Before::File {
+                    object: sha,
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o644,
+                },
+            ),
+            entry(Kind::Package, "tool", Before::Package { installed: false }),
+            entry(Kind::Package, "old", Before::Package { installed: true }),
+        ] {
+            inv.entries.insert(e.id.to_string(), e);
+        }
+        let mut desired = DesiredState::default();
+        let p = dropped(&inv, &mut desired, false);
+        let ids: Vec<String> = desired
+            .resources
+            .iter()
+            .map(|d| d.resource.id().to_string())
+            .collect();
+        assert_eq!(ids, ["file:/etc/new", "file:/etc/yum.repos.d/base.repo"]);
+        assert!(matches!(
+            &desired.resources[1].resource,
+            Resource::File(f) if f.ensure == Ensure::Present && f.content.sha256() == &[7u8; 32]
+        ));
+        assert_eq!(
+            p.reasons[&ResourceId::new(Kind::File, "/etc/yum.repos.d/base.repo")],
+            "no longer declared; put back as it was before driftless managed it (generation 3)"
+        );
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        assert!(p.notes[0].contains("package:tool is no longer declared"));
+        let mut desired = DesiredState::default();
+        dropped(&inv, &mut desired, true);
+        assert!(
+            desired
+                .resources
+                .iter()
+                .any(|d| d.resource.id().to_string() == "package:tool")
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::diag::Diagnostic;
+use super::diag::{Diagnostic, SourceText};
 
 /// The file's place in the repo.
 pub const FLEET_FILE: &str = "fleet.toml";
@@ -253,15 +253,9 @@ struct WaveFile {
 
 /// Parses `fleet.toml`; every problem is a diagnostic naming its line.
 pub fn parse(text: &str) -> Result<FleetPolicy, Vec<Diagnostic>> {
+    let src = SourceText::new(FLEET_FILE, text);
     let at = |span: Option<std::ops::Range<usize>>, message: String| {
-        let start = span.map_or(0, |s| s.start);
-        let before = text.get(..start).unwrap_or("");
-        Diagnostic {
-            file: FLEET_FILE.to_owned(),
-            line: Some(before.matches('\n').count() + 1),
-            column: Some(before.rsplit('\n').next().unwrap_or("").chars().count() + 1),
-            message,
-        }
+        src.diag(&span.unwrap_or(0..0), message)
     };
     let file: FleetFile =
         toml::from_str(text).map_err(|e| vec![at(e.span(), e.message().trim_end().to_owned())])?;

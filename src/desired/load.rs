@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::content::{Contents, merged_vars};
-use super::diag::{Diagnostic, Origin};
+use super::diag::{Diagnostic, Origin, SourceText};
 use super::facts::Facts;
 use super::fleet::{FLEET_FILE, FleetPolicy};
 use super::merge::{merge, merge_checks};
@@ -220,7 +220,7 @@ impl Loader<'_> {
             .and_then(|text| {
                 text.parse::<toml::Table>().map_err(|e| {
                     let at = e.span().map_or(0, |r| r.start);
-                    let line = text.get(..at).unwrap_or("").matches('\n').count() + 1;
+                    let line = SourceText::new(&file, &text).origin(at).line;
                     format!(
                         "the decrypted content is not TOML (line {line}: {})",
                         e.message().trim_end()

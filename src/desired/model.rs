@@ -154,10 +154,15 @@ pub enum RepoLocation {
     Mirrorlist(String),
 }
 
+/// The host path of repo `name`'s file.
+pub fn repo_path(name: &str) -> String {
+    format!("/etc/yum.repos.d/{name}.repo")
+}
+
 impl Repo {
     /// The path of the repo file on the host.
     pub fn path(&self) -> String {
-        format!("/etc/yum.repos.d/{}.repo", self.name)
+        repo_path(&self.name)
     }
 
     /// The exact bytes of the repo file.
