@@ -153,8 +153,14 @@ pub fn apply(
             done.push(change.clone());
         }
         fault::point("after-accounts");
-        rest = replan(cx, &latest, &done)?;
-        steps.total = steps.done + rest.len();
+        // Planned again only when a step waits for an owner that exists
+        // now; otherwise the rest of the plan stands as it is.
+        if rest.iter().any(|c| deferred(&c.op)) {
+            rest = replan(cx, &latest, &done)?;
+            steps.total = steps.done + rest.len();
+        } else {
+            rest.drain(..accounts.len());
+        }
     }
     let mut rest = rest.into_iter().peekable();
     while let Some(change) = rest.next() {
@@ -394,6 +400,16 @@ fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>>
         );
     }
     Ok(ids)
+}
+
+/// Whether the step's owner was left for the package transaction or the
+/// account steps to create.
+fn deferred(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::CreateDir { meta, .. } | Op::WriteFile { meta, .. } | Op::SetMeta { meta, .. }
+            if meta.deferred
+    )
 }
 
 /// An owner left for the package transaction to create must exist now.
