@@ -28,8 +28,12 @@ pub struct AgentStatus {
     pub fetch_failures: u32,
     /// This driftless.
     pub version: String,
-    /// The daemon, when it runs (`None`: not running).
+    /// The daemon, when it runs and answered (`None`: not running, or see
+    /// `daemon_error`).
     pub daemon: Option<DaemonView>,
+    /// A daemon listens but did not answer (busy, hung, refused): why.
+    /// What is shown is then read from the state directory only.
+    pub daemon_error: Option<String>,
     /// The last applied commit (git source).
     pub applied_commit: Option<String>,
     /// The last state that converged and passed its checks.
@@ -74,6 +78,7 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         fetch_failures: state.fetch_failures,
         version: crate::VERSION.to_owned(),
         daemon: None,
+        daemon_error: None,
         applied_commit: state.applied_commit,
         last_good: state.last_good,
         quarantine: state.quarantine,

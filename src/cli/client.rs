@@ -13,8 +13,9 @@ use crate::app::{ConvergeResult, DaemonView};
 use crate::converge::Event;
 use crate::daemon::protocol::{self, Request, Response};
 
-/// How long `status` waits for the daemon's answer.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `status` waits for the daemon's answer; then it shows what
+/// the state files say and that the daemon did not answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the daemon; `Ok(None)` when none runs.
 pub fn connect(socket: &Path) -> Result<Option<UnixStream>> {
@@ -58,11 +59,18 @@ fn refused(message: &str) -> anyhow::Error {
 /// The daemon's live view.
 pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
     stream.set_read_timeout(Some(STATUS_TIMEOUT)).ok();
+    stream.set_write_timeout(Some(STATUS_TIMEOUT)).ok();
     send(&mut stream, &Request::Status)?;
     let mut line = String::new();
     BufReader::new(stream)
         .read_line(&mut line)
-        .context("failed to read the daemon's answer")?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
+                "no answer within {} s",
+                STATUS_TIMEOUT.as_secs()
+            ),
+            _ => anyhow::Error::new(e).context("failed to read the daemon's answer"),
+        })?;
     match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {
         Response::Status { daemon } => Ok(*daemon),
         Response::Refused { message } => Err(refused(&message)),

@@ -380,8 +380,14 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
         }
         Command::Status => {
             let mut status = app::status(&app).map_err(fail)?;
-            if let Some(stream) = client::connect(&app.settings.socket).map_err(fail)? {
-                status.daemon = Some(client::status(stream).map_err(fail)?);
+            // Status always answers: a daemon that does not (hung, busy,
+            // refusing) is reported beside what the state files say.
+            match client::connect(&app.settings.socket).and_then(|s| match s {
+                Some(stream) => client::status(stream).map(Some),
+                None => Ok(None),
+            }) {
+                Ok(daemon) => status.daemon = daemon,
+                Err(e) => status.daemon_error = Some(format!("{e:#}")),
             }
             Report::status(status)
         }

@@ -526,7 +526,13 @@ impl Report {
                         writeln!(out, "next run:    {n}")?;
                     }
                 }
-                None => writeln!(out, "daemon:      not running")?,
+                None => match &st.daemon_error {
+                    Some(e) => writeln!(
+                        out,
+                        "daemon:      did not answer ({e}); shown: the state files"
+                    )?,
+                    None => writeln!(out, "daemon:      not running")?,
+                },
             }
         }
         if let Some(scope) = &self.facts {

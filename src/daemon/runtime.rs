@@ -47,6 +47,18 @@ pub struct Options {
 
 /// Requests waiting behind the converge in flight, at most.
 const MAX_QUEUED: usize = 16;
+/// Connections served at once, at most: each holds a descriptor, and
+/// beyond this a new one is told "busy" and closed at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client has to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping daemon waits for its clients to be sent their last
+/// lines.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest pause between accepts after `accept` failed (out of
+/// descriptors, say), and how often such a failure is logged.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How often the status line is refreshed while idle (its countdown).
 const STATUS_REFRESH: Duration = Duration::from_secs(15);
 
@@ -85,6 +97,8 @@ enum Wake {
     Watchdog,
     Refresh,
     Accepted(UnixStream),
+    AcceptFailed(std::io::Error),
+    Served,
     Asked(Asked),
     Progress(Event),
     Finished(Box<Result<ConvergeResult, tokio::task::JoinError>>),
@@ -93,6 +107,10 @@ enum Wake {
 
 struct Daemon {
     opts: Options,
+    /// The config file must be there at a reload: it was named on the
+    /// command line, or the daemon runs on it. A file that went away is
+    /// an invalid config (the one in force stays), never "the defaults".
+    config_required: bool,
     app: App,
     machine: Machine,
     running: Option<Running>,
@@ -114,6 +132,7 @@ impl Daemon {
     fn new(opts: Options, settings: Settings) -> Self {
         let machine = Machine::new(settings.schedule.clone());
         Self {
+            config_required: opts.explicit || opts.config.exists(),
             opts,
             app: App::new(settings),
             machine,
@@ -152,21 +171,25 @@ impl Daemon {
         );
 
         let mut handle: Option<JoinHandle<ConvergeResult>> = None;
+        let mut connections = Connections::default();
         while !self.machine.stopped() {
             let next = self.machine.next_tick();
+            let accepting = connections.resume_at;
             let wake = tokio::select! {
                 _ = sigterm.recv() => Wake::Stop,
                 _ = sigint.recv() => Wake::Stop,
                 _ = sighup.recv() => Wake::Reload,
                 _ = watchdog.tick(), if watchdog_period.is_some() => Wake::Watchdog,
                 _ = refresh.tick() => Wake::Refresh,
-                accepted = listener.accept() => match accepted {
+                accepted = listener.accept(), if accepting.is_none() => match accepted {
                     Ok((stream, _)) => Wake::Accepted(stream),
-                    Err(e) => {
-                        warn!(error = %e, "control socket: accept failed");
-                        Wake::Refresh
-                    }
+                    Err(e) => Wake::AcceptFailed(e),
                 },
+                _ = sleep_until(accepting), if accepting.is_some() => {
+                    connections.resume_at = None;
+                    Wake::Served
+                }
+                Some(_) = connections.tasks.join_next(), if !connections.tasks.is_empty() => Wake::Served,
                 Some(asked) = asked_rx.recv() => Wake::Asked(asked),
                 Some(event) = self.events.1.recv() => Wake::Progress(event),
                 result = async { handle.as_mut().expect("guarded").await }, if handle.is_some() => {
@@ -180,9 +203,9 @@ impl Daemon {
                 Wake::Reload => self.reload(),
                 Wake::Watchdog => notify::watchdog(),
                 Wake::Refresh => notify::status(&self.status_line()),
-                Wake::Accepted(stream) => {
-                    tokio::spawn(serve(stream, asked_tx.clone()));
-                }
+                Wake::Accepted(stream) => connections.serve(stream, &asked_tx),
+                Wake::AcceptFailed(e) => connections.accept_failed(&e),
+                Wake::Served => {}
                 Wake::Asked(Asked::Status(reply)) => {
                     let _ = reply.send(self.view());
                 }
@@ -221,6 +244,11 @@ impl Daemon {
         for w in self.queue.drain(..) {
             refuse(&w.client, "the daemon stopped");
         }
+        // Every client is sent its last line (the run's result, or the
+        // refusal above) before the process ends; requests not yet read
+        // find the loop gone.
+        drop(asked_rx);
+        connections.flush().await;
         notify::stopping("stopping");
         info!(message_id = journal::DAEMON_STOPPING, "driftless stopping");
         let _ = std::fs::remove_file(&self.app.settings.socket);
@@ -407,8 +435,9 @@ impl Daemon {
     /// SIGHUP: a new agent config, or the old one when the new is invalid.
     fn reload(&mut self) {
         notify::reloading();
-        match config::load(&self.opts.config, self.opts.explicit) {
+        match config::load(&self.opts.config, self.config_required) {
             Ok(settings) => {
+                self.config_required |= self.opts.config.exists();
                 if settings.socket != self.app.settings.socket {
                     warn!(
                         "[daemon] socket changed; the daemon keeps {} until it is restarted",
@@ -538,6 +567,77 @@ fn bind(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// The control socket's connections: bounded in number, each served on a
+/// task of its own, and waited for at the end so that no client loses its
+/// last line.
+#[derive(Default)]
+struct Connections {
+    tasks: tokio::task::JoinSet<()>,
+    /// While `accept` fails: when to try again.
+    resume_at: Option<Instant>,
+    /// `accept` failures in a row (for the backoff).
+    failures: u32,
+    /// When a failure was last logged, and how many were not since.
+    logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Connections {
+    fn serve(&mut self, stream: UnixStream, asked: &mpsc::Sender<Asked>) {
+        self.failures = 0;
+        if self.tasks.len() >= MAX_CONNECTIONS {
+            // Told why, without waiting for its request: the answer is
+            // small, and a client that does not read it loses nothing.
+            let line = protocol::line(&Response::Refused {
+                message: format!(
+                    "busy: {MAX_CONNECTIONS} connections are open; try again later"
+                ),
+            });
+            self.tasks.spawn(async move {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(REQUEST_TIMEOUT, stream.write_all(&line)).await;
+            });
+            return;
+        }
+        self.tasks.spawn(serve(stream, asked.clone()));
+    }
+
+    /// `accept` failed (out of descriptors, say): wait a little before
+    /// the next one, longer each time, and log it at most once a minute.
+    fn accept_failed(&mut self, e: &std::io::Error) {
+        self.failures = self.failures.saturating_add(1);
+        let pause = (Duration::from_millis(10) * 2u32.saturating_pow(self.failures.min(10)))
+            .min(ACCEPT_BACKOFF_MAX);
+        let now = Instant::now();
+        self.resume_at = Some(now + pause);
+        if self.logged.is_some_and(|t| now < t + ACCEPT_LOG_EVERY) {
+            self.unlogged += 1;
+            return;
+        }
+        warn!(
+            error = %e,
+            "control socket: accept failed ({} more since the last report); accepting again in {} ms",
+            self.unlogged,
+            pause.as_millis()
+        );
+        self.logged = Some(now);
+        self.unlogged = 0;
+    }
+
+    /// Waits for the clients to be sent what they are owed, at most
+    /// [`FLUSH_TIMEOUT`].
+    async fn flush(&mut self) {
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(FLUSH_TIMEOUT, all).await.is_err() {
+            warn!(
+                "control socket: {} clients were not answered before the daemon stopped",
+                self.tasks.len()
+            );
+            self.tasks.abort_all();
+        }
+    }
+}
+
 /// One connection: root only, one request, the answer streamed back.
 async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
     let uid = stream.peer_cred().map(|c| c.uid());
@@ -560,19 +660,32 @@ async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
             return;
         }
     }
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut reader = BufReader::new(read.take(protocol::MAX_REQUEST as u64));
-    if reader.read_line(&mut line).await.is_err() {
-        return;
-    }
-    let request = match serde_json::from_str::<Request>(line.trim()) {
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line))
+        .await
+    {
+        Err(_) => Err(format!(
+            "no request within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
+        Ok(Ok(_)) => std::str::from_utf8(&line)
+            .map_err(|_| "the request is not UTF-8".to_owned())
+            .and_then(|text| {
+                serde_json::from_str::<Request>(text.trim()).map_err(|e| e.to_string())
+            }),
+    };
+    let request = match request {
         Ok(r) => r,
         Err(e) => {
-            let _ = write
-                .write_all(&refused(format!(
+            let _ = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                write.write_all(&refused(format!(
                     "bad request: {e} (see docs/control-socket.md)"
-                )))
-                .await;
+                ))),
+            )
+            .await;
             return;
         }
     };

@@ -2,7 +2,7 @@
 //! the host file): later roles may not contradict earlier ones, the host
 //! file overrides any role; then the cross-checks of the merged result.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::diag::Diagnostic;
 use super::model::{Check, Ensure, ResourceId};
@@ -70,7 +70,55 @@ pub(super) fn merge(
     check_paths(&winners, diags);
     check_references(&winners, diags);
     check_accounts(&winners, host_groups, diags);
+    check_owners(&winners, diags);
     winners
+}
+
+/// Nothing may belong to, or run as, an account the same state removes:
+/// the converge would delete the account and leave its files to an
+/// orphaned id, and every later plan would fail on the unknown owner.
+fn check_owners(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
+    let mut users = HashSet::new();
+    let mut groups = HashSet::new();
+    for w in winners {
+        match &w.decl.spec {
+            Spec::User(u) if u.ensure == Ensure::Absent => {
+                users.insert(u.name.as_str());
+            }
+            Spec::Group(g) if g.ensure == Ensure::Absent => {
+                groups.insert(g.name.as_str());
+            }
+            _ => {}
+        }
+    }
+    if users.is_empty() && groups.is_empty() {
+        return;
+    }
+    for w in winners {
+        let (meta, runs_as) = match &w.decl.spec {
+            Spec::File(f) if f.ensure == Ensure::Present => (Some(&f.meta), None),
+            Spec::Directory(d) if d.ensure == Ensure::Present => (Some(&d.meta), None),
+            Spec::Command(c) => (None, c.user.as_deref()),
+            _ => continue,
+        };
+        let id = w.decl.spec.id();
+        let mut problem = |account: &str, name: &str, key: &str, left: &str| {
+            diags.push(w.decl.origin.diag(format!(
+                "{id} {left} {account} `{name}`, which is declared absent: removing the {account} would leave it to an orphaned id (declare the {account} present, or change `{key}`)"
+            )));
+        };
+        if let Some(m) = meta {
+            if users.contains(m.owner.as_str()) {
+                problem("user", &m.owner, "owner", "is owned by");
+            }
+            if groups.contains(m.group.as_str()) {
+                problem("group", &m.group, "group", "belongs to");
+            }
+        }
+        if let Some(u) = runs_as.filter(|u| users.contains(u)) {
+            problem("user", u, "user", "runs as");
+        }
+    }
 }
 
 /// Users and groups: no two share an id, and every group a user is in is

@@ -23,16 +23,21 @@ impl Drop for Daemon {
     }
 }
 
+/// The host file most tests converge.
+const HOST_FILE: &str =
+    "[[file]]\npath = '/etc/motd'\ncontent = 'hello'\n[[directory]]\npath = '/srv/app'\n";
+
 impl Daemon {
     fn start(dir: &Path, interval: &str) -> Self {
+        Self::start_with(dir, interval, HOST_FILE, &[])
+    }
+
+    /// A daemon converging `host_file`, started through `wrapper` (a
+    /// command such as `prlimit --nofile=N` that runs the rest), its log
+    /// (warnings and up) in `dir/daemon.log`.
+    fn start_with(dir: &Path, interval: &str, host_file: &str, wrapper: &[&str]) -> Self {
         let repo = dir.join("repo");
-        write_repo(
-            &repo,
-            &[(
-                "hosts/h.toml",
-                "[[file]]\npath = '/etc/motd'\ncontent = 'hello'\n[[directory]]\npath = '/srv/app'\n",
-            )],
-        );
+        write_repo(&repo, &[("hosts/h.toml", host_file)]);
         std::fs::create_dir_all(dir.join("root")).unwrap();
         let config = dir.join("agent.toml");
         std::fs::write(
@@ -43,7 +48,15 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_driftless"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_driftless")),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .args(["daemon", "--host", "h", "--repo"])
@@ -52,7 +65,7 @@ impl Daemon {
             .arg(dir.join("root"))
             .env("DRIFTLESS_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
             .spawn()
             .unwrap();
         let d = Self { child, config };
@@ -274,5 +287,184 @@ fn converge_now_goes_through_the_daemon() {
     assert_eq!(
         std::fs::read_to_string(other.join("etc/motd")).unwrap(),
         "hello"
+    );
+}
+
+/// The first line the daemon answers `request` with.
+fn ask_raw(socket: &Path, request: &[u8]) -> serde_json::Value {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"))
+}
+
+/// Regression: a request line that was not UTF-8 was closed without an
+/// answer, while every other malformed line got `refused`.
+#[test]
+fn a_request_that_is_not_utf8_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let _d = Daemon::start(dir.path(), "1h");
+    let sock = dir.path().join("control.sock");
+    let answer = ask_raw(&sock, b"\xff\xfe{\"request\":\"status\"}\n");
+    assert_eq!(answer["type"], "refused", "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("not UTF-8"),
+        "{answer}"
+    );
+    // The daemon goes on serving.
+    assert_eq!(ask_raw(&sock, b"{\"request\":\"status\"}\n")["type"], "status");
+}
+
+/// Regression: a daemon that accepted but never answered made `status`
+/// fail (exit 1 after 10 s) without showing anything; status always
+/// answers, from the state files, and says the daemon did not.
+#[test]
+fn status_shows_the_state_files_when_the_daemon_does_not_answer() {
+    let env = crate::util::Env::new();
+    let sock = env.path().join("control.sock");
+    env.set_config(&format!("[daemon]\nsocket = '{}'\n", sock.display()));
+    // A listener that never accepts: connecting works, nobody answers.
+    let _mute = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let r = env.run(&["status", "--json"]);
+    r.expect_code(0);
+    let doc = crate::json_schema::check(&r.stdout, 0);
+    assert!(doc["status"]["daemon"].is_null(), "{doc}");
+    let why = doc["status"]["daemon_error"].as_str().unwrap_or_default();
+    assert!(why.contains("no answer within 5 s"), "{doc}");
+    let text = env.run(&["status"]);
+    text.expect_code(0);
+    assert!(
+        text.stdout.contains("daemon:      did not answer"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("last run:    never"), "{}", text.stdout);
+}
+
+/// Regression: 1500 idle connections used up the daemon's 1024
+/// descriptors, `accept` failed and was retried at once, writing about
+/// 1 GB of warnings to the journal in 40 s, and `status` got no answer.
+/// Now at most 64 connections are served at once (the rest are told
+/// "busy"), a connection that sends no request is dropped after 5 s, a
+/// failing `accept` backs off and is logged once a minute, and `status`
+/// answers throughout (from the state files while the daemon is busy).
+#[test]
+fn a_flood_of_idle_connections_neither_starves_the_daemon_nor_floods_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // Few descriptors, so that the flood also makes `accept` fail.
+    let d = Daemon::start_with(dir.path(), "1h", HOST_FILE, &["prlimit", "--nofile=48"]);
+    d.wait_for_runs(1, 30);
+    let sock = dir.path().join("control.sock");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let flood = runtime.block_on(async {
+        let mut open = Vec::new();
+        for _ in 0..400 {
+            let connect = tokio::net::UnixStream::connect(&sock);
+            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(20), connect).await {
+                open.push(s);
+            }
+        }
+        open
+    });
+    assert!(flood.len() > 48, "only {} connections got in", flood.len());
+    // While flooded: status answers (the daemon's view, or the state files
+    // with the reason the daemon gave none).
+    let during = d.status();
+    assert!(
+        during["status"]["daemon"].is_object() || during["status"]["daemon_error"].is_string(),
+        "{during}"
+    );
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", d.child.id()))
+        .map(|f| f.count())
+        .unwrap_or(0);
+    assert!(fds <= 48, "{fds} descriptors");
+    // The flood ends: the daemon serves again.
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.status()["status"]["daemon"].is_object() {
+        assert!(Instant::now() < deadline, "the daemon did not recover");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["converge", "--now"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    let failures = log.matches("accept failed").count();
+    assert!(
+        failures <= 2,
+        "{failures} accept failures logged:\n{}",
+        &log[..log.len().min(4000)]
+    );
+}
+
+/// Regression: SIGTERM while the daemon ran a client's `converge --now`
+/// rolled the converge back, but the daemon exited before writing the
+/// client's last line: the client said "the daemon closed the connection"
+/// and exited 1 instead of 4.
+#[test]
+fn a_client_gets_its_result_when_the_daemon_is_stopped_mid_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("check-started");
+    let host_file = format!(
+        "{HOST_FILE}[[check]]\nname = 'slow'\ncommand = ['sh', '-c', 'touch {}; sleep 20']\ntimeout = '60s'\nretries = 0\n",
+        marker.display()
+    );
+    let mut d = Daemon::start_with(dir.path(), "1h", &host_file, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The first run (a slow check too) ends; then drift to converge again.
+    while d.runs() < 1 {
+        assert!(Instant::now() < deadline, "no first run");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_file(&marker).unwrap();
+    std::fs::write(dir.path().join("root/etc/motd"), "drifted").unwrap();
+    let client = Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["converge", "--now", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the check did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc = crate::json_schema::check(stdout.lines().last().unwrap(), 4);
+    assert_eq!(doc["result"], "rolled_back", "{doc}");
+    assert!(d.child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("root/etc/motd")).unwrap(),
+        "drifted",
+        "rolled back to what was there"
     );
 }

@@ -256,6 +256,7 @@ struct AgentStatus {
     fetch_failures: u32,
     version: String,
     daemon: Option<DaemonView>,
+    daemon_error: Option<String>,
     applied_commit: Option<String>,
     last_good: Option<Mark>,
     quarantine: Option<Mark>,
