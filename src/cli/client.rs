@@ -65,10 +65,9 @@ pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
     BufReader::new(stream)
         .read_line(&mut line)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => anyhow::anyhow!(
-                "no answer within {} s",
-                STATUS_TIMEOUT.as_secs()
-            ),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                anyhow::anyhow!("no answer within {} s", STATUS_TIMEOUT.as_secs())
+            }
             _ => anyhow::Error::new(e).context("failed to read the daemon's answer"),
         })?;
     match serde_json::from_str::<Response>(&line).context("the daemon answered garbage")? {

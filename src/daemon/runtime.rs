@@ -589,9 +589,7 @@ impl Connections {
             // Told why, without waiting for its request: the answer is
             // small, and a client that does not read it loses nothing.
             let line = protocol::line(&Response::Refused {
-                message: format!(
-                    "busy: {MAX_CONNECTIONS} connections are open; try again later"
-                ),
+                message: format!("busy: {MAX_CONNECTIONS} connections are open; try again later"),
             });
             self.tasks.spawn(async move {
                 let mut stream = stream;
@@ -662,20 +660,16 @@ async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
     }
     let mut line = Vec::new();
     let mut reader = BufReader::new(read.take(protocol::MAX_REQUEST as u64));
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line))
-        .await
-    {
-        Err(_) => Err(format!(
-            "no request within {} s",
-            REQUEST_TIMEOUT.as_secs()
-        )),
-        Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
-        Ok(Ok(_)) => std::str::from_utf8(&line)
-            .map_err(|_| "the request is not UTF-8".to_owned())
-            .and_then(|text| {
-                serde_json::from_str::<Request>(text.trim()).map_err(|e| e.to_string())
-            }),
-    };
+    let request =
+        match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+            Err(_) => Err(format!("no request within {} s", REQUEST_TIMEOUT.as_secs())),
+            Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
+            Ok(Ok(_)) => std::str::from_utf8(&line)
+                .map_err(|_| "the request is not UTF-8".to_owned())
+                .and_then(|text| {
+                    serde_json::from_str::<Request>(text.trim()).map_err(|e| e.to_string())
+                }),
+        };
     let request = match request {
         Ok(r) => r,
         Err(e) => {

@@ -315,7 +315,10 @@ fn a_request_that_is_not_utf8_is_refused_with_a_reason() {
         "{answer}"
     );
     // The daemon goes on serving.
-    assert_eq!(ask_raw(&sock, b"{\"request\":\"status\"}\n")["type"], "status");
+    assert_eq!(
+        ask_raw(&sock, b"{\"request\":\"status\"}\n")["type"],
+        "status"
+    );
 }
 
 /// Regression: a daemon that accepted but never answered made `status`
@@ -341,7 +344,11 @@ fn status_shows_the_state_files_when_the_daemon_does_not_answer() {
         "{}",
         text.stdout
     );
-    assert!(text.stdout.contains("last run:    never"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("last run:    never"),
+        "{}",
+        text.stdout
+    );
 }
 
 /// Regression: 1500 idle connections used up the daemon's 1024
