@@ -19,7 +19,7 @@ use crate::desired::DesiredState;
 use crate::desired::fleet::{FleetPolicy, Window};
 use crate::fleet::etcd::Etcd;
 use crate::fleet::gate::{self, Gate};
-use crate::fleet::record::{HostRecord, Member};
+use crate::fleet::record::{HostRecord, Member, ROLLED_BACK_COMMITS_KEPT, Rollback};
 use crate::outcome::Outcome;
 
 /// Why a new commit is not applied now.
@@ -32,13 +32,45 @@ pub struct Blocked {
     pub why: String,
 }
 
-/// The fleet-wide stop, as stored under `<prefix>/halt`.
+/// The fleet-wide stop, as stored under `<prefix>/halt`. Whatever the
+/// key holds halts the fleet: a value that is not this JSON (an
+/// `etcdctl put <prefix>/halt 'INC-42: stop'`) is its own reason.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Halt {
     /// Why, as given to `fleet halt`.
     pub reason: String,
-    /// When (RFC 3339).
+    /// When (RFC 3339); empty when the key was written by hand.
     pub at: String,
+}
+
+/// Longest reason taken from a hand-written halt value.
+const HALT_REASON_MAX: usize = 200;
+
+impl Halt {
+    /// The halt a value of the halt key stands for: its JSON, else the
+    /// value itself as the reason.
+    fn read(value: &[u8]) -> Halt {
+        serde_json::from_slice(value).unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(value);
+            let mut reason: String = text.trim().chars().take(HALT_REASON_MAX).collect();
+            if reason.is_empty() {
+                reason = "the halt key is set, empty".to_owned();
+            } else if text.trim().chars().count() > HALT_REASON_MAX {
+                reason.push('…');
+            }
+            Halt {
+                reason,
+                at: String::new(),
+            }
+        })
+    }
+}
+
+/// Records read under a prefix: those that parse, and the keys of those
+/// that do not (which hold the gate: see [`crate::fleet::gate`]).
+pub(super) struct Read<T> {
+    pub(super) ok: Vec<T>,
+    pub(super) unreadable: Vec<String>,
 }
 
 /// A rollout slot held while a new commit is applied. Its lease is kept
@@ -192,6 +224,13 @@ impl<'a> Rollout<'a> {
         let roles = applied.map_or(&candidate.roles, |a| &a.roles);
         let wave = policy.wave_of(&self.host, roles);
         let records = self.records()?;
+        let rollbacks = self.rollbacks(key)?;
+        let unreadable: Vec<String> = records
+            .unreadable
+            .iter()
+            .chain(&rollbacks.unreadable)
+            .cloned()
+            .collect();
         let halt = self.halt()?;
         let cache = self.app.store.git_cache();
         let descends = |a: &str, b: &str| crate::source::descends(&cache, a, b);
@@ -199,19 +238,17 @@ impl<'a> Rollout<'a> {
             policy: &policy,
             wave,
             candidate: key,
-            records: &records,
+            records: &records.ok,
+            rollbacks: &rollbacks.ok,
+            unreadable: &unreadable,
             halt: halt.as_ref().map(|h| h.reason.as_str()),
             now: now_secs(),
             window_open: self.window_open(&policy, wave),
             descends: &descends,
         });
-        if let Some(reason) = decided.reason_word() {
-            let why = match decided {
-                Gate::Wait(w) | Gate::Halted(w) => w,
-                Gate::Apply => String::new(),
-            };
+        if let Gate::Wait(reason, why) | Gate::Halted(reason, why) = decided {
             return Ok(Some(Blocked {
-                reason: reason.into(),
+                reason: reason.word().into(),
                 why,
             }));
         }
@@ -280,22 +317,55 @@ impl<'a> Rollout<'a> {
         Ok(self.app.store.load_fleet_member()?.unwrap_or_default())
     }
 
-    /// The live hosts' records.
-    pub(super) fn records(&self) -> Result<Vec<HostRecord>> {
-        Ok(self
-            .etcd
-            .list(&self.key("hosts/"))?
-            .into_iter()
-            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-            .collect())
+    /// Every record under `rest`, parsed.
+    fn read<T: serde::de::DeserializeOwned>(&self, rest: &str) -> Result<Read<T>> {
+        let mut read = Read {
+            ok: Vec::new(),
+            unreadable: Vec::new(),
+        };
+        for kv in self.etcd.list(&self.key(rest))? {
+            match serde_json::from_slice(&kv.value) {
+                Ok(r) => read.ok.push(r),
+                Err(_) => read.unreadable.push(kv.key),
+            }
+        }
+        Ok(read)
     }
 
-    /// The fleet-wide stop, if set.
+    /// The live hosts' records.
+    pub(super) fn records(&self) -> Result<Read<HostRecord>> {
+        self.read("hosts/")
+    }
+
+    /// The fleet's memory of the rollbacks of `commit`.
+    pub(super) fn rollbacks(&self, commit: &str) -> Result<Read<Rollback>> {
+        self.read(&format!("rollbacks/{commit}/"))
+    }
+
+    /// Remembers this host's rollback of `commit` for the fleet (no lease),
+    /// and forgets the rollbacks of the commits beyond the newest
+    /// [`ROLLED_BACK_COMMITS_KEPT`].
+    fn remember_rollback(&self, rollback: &Rollback) -> Result<()> {
+        let key = self.key(&format!("rollbacks/{}/{}", rollback.commit, rollback.host));
+        self.etcd.put(&key, &serde_json::to_vec(rollback)?, None)?;
+        let all = self.read::<Rollback>("rollbacks/")?;
+        let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in &all.ok {
+            let at = newest.entry(&r.commit).or_default();
+            *at = (*at).max(r.at);
+        }
+        let mut commits: Vec<(&str, u64)> = newest.into_iter().collect();
+        commits.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        for (commit, _) in commits.iter().skip(ROLLED_BACK_COMMITS_KEPT) {
+            self.etcd
+                .delete_prefix(&self.key(&format!("rollbacks/{commit}/")))?;
+        }
+        Ok(())
+    }
+
+    /// The fleet-wide stop, if set: any value of the key.
     pub(super) fn halt(&self) -> Result<Option<Halt>> {
-        Ok(self
-            .etcd
-            .get(&self.key("halt"))?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+        Ok(self.etcd.get(&self.key("halt"))?.map(|v| Halt::read(&v)))
     }
 
     /// Publishes this host's record after a converge: what it runs, since
@@ -338,6 +408,16 @@ impl<'a> Rollout<'a> {
         rec.outcome = outcome.as_str().to_owned();
         if let Some((commit, reason)) = rolled_back {
             rec.rolled_back(commit, reason, now);
+            // The fleet remembers it apart from this host's record, which
+            // is gone with its lease.
+            self.remember_rollback(&Rollback {
+                host: self.host.clone(),
+                wave: rec.wave.clone(),
+                commit: commit.to_owned(),
+                reason: reason.to_owned(),
+                at: now,
+            })
+            .context("failed to record the rollback for the fleet")?;
         }
         rec.waiting = blocked.map(|b| b.why.clone());
         let republish = before.at == 0;
@@ -445,6 +525,9 @@ pub struct FleetStatus {
     pub commit: Option<String>,
     /// The fleet-wide stop, when set.
     pub halt: Option<Halt>,
+    /// Keys of records that cannot be read: each holds every new commit
+    /// until its host rewrites it or an operator deletes it.
+    pub unreadable: Vec<String>,
     /// Each wave, in rollout order (the policy this host runs, else by the
     /// records' wave names).
     pub waves: Vec<WaveStatus>,
@@ -485,7 +568,17 @@ pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
         Some(c) => Some(c.to_owned()),
         None => crate::source::cache_status(&app.store.git_cache())?.fetched,
     };
-    let records = rollout.records()?;
+    let read = rollout.records()?;
+    let records = read.ok;
+    let mut unreadable = read.unreadable;
+    let remembered = match &commit {
+        Some(c) => {
+            let r = rollout.rollbacks(c)?;
+            unreadable.extend(r.unreadable);
+            r.ok
+        }
+        None => Vec::new(),
+    };
     let halt = rollout.halt()?;
     let members = rollout.members()?;
     let policy = app
@@ -514,7 +607,9 @@ pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
                 .filter(|r| on(r))
                 .map(|r| r.host.clone())
                 .collect();
-            let rolled_back: Vec<(String, String)> = hosts
+            // From the live records, and from the fleet's memory for hosts
+            // whose record is gone.
+            let mut rolled_back: Vec<(String, String)> = hosts
                 .iter()
                 .filter_map(|r| {
                     let c = commit.as_deref()?;
@@ -522,15 +617,22 @@ pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
                     Some((r.host.clone(), b.reason.clone()))
                 })
                 .collect();
+            for b in remembered.iter().filter(|b| b.wave == name) {
+                if !rolled_back.iter().any(|(h, _)| *h == b.host) {
+                    rolled_back.push((b.host.clone(), b.reason.clone()));
+                }
+            }
             let waiting = hosts
                 .iter()
                 .filter_map(|r| Some((r.host.clone(), r.waiting.clone()?)))
                 .collect();
-            let allowed = policy
-                .waves
-                .iter()
-                .find(|w| w.name == name)
-                .map_or(0, |w| w.max_failed.at_most(hosts.len()));
+            let allowed = policy.waves.iter().find(|w| w.name == name).map_or(0, |w| {
+                let gone = rolled_back
+                    .iter()
+                    .filter(|(h, _)| !hosts.iter().any(|r| r.host == *h))
+                    .count();
+                w.max_failed.at_most(hosts.len() + gone)
+            });
             let state = if halt.is_some() || rolled_back.len() > allowed {
                 "halted"
             } else if !hosts.is_empty() && on_commit.len() == hosts.len() {
@@ -559,6 +661,7 @@ pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
         prefix: s.prefix.clone(),
         commit,
         halt,
+        unreadable,
         waves,
         disappeared,
     })

@@ -833,10 +833,21 @@ fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Resu
         .map_or("(none fetched)".to_owned(), short);
     writeln!(out, "fleet {}: commit {commit}", f.prefix)?;
     if let Some(h) = &f.halt {
+        let since = if h.at.is_empty() {
+            String::new()
+        } else {
+            format!(" since {}", h.at)
+        };
         writeln!(
             out,
-            "HALTED since {}: {} (`driftless fleet resume`)",
-            h.at, h.reason
+            "HALTED{since}: {} (`driftless fleet resume`)",
+            h.reason
+        )?;
+    }
+    for key in &f.unreadable {
+        writeln!(
+            out,
+            "UNREADABLE record {key}: new commits are held until its host rewrites it or it is deleted"
         )?;
     }
     for w in &f.waves {

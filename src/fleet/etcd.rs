@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on connecting to one endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on one answer: the records of 10,000 hosts are a few MB.
+const MAX_ANSWER: usize = 64 << 20;
 
 /// How to reach the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,13 +106,25 @@ impl Etcd {
             easy.ssl_key(key)?;
         }
         let mut out = Vec::new();
+        let mut too_big = false;
         {
             let mut t = easy.transfer();
             t.write_function(|d| {
+                // Refusing the data fails the transfer: an answer this big
+                // is not one of the fleet's.
+                if out.len() + d.len() > MAX_ANSWER {
+                    too_big = true;
+                    return Ok(0);
+                }
                 out.extend_from_slice(d);
                 Ok(d.len())
             })?;
-            t.perform()?;
+            let done = t.perform();
+            drop(t);
+            if too_big {
+                bail!("the answer is larger than {MAX_ANSWER} bytes");
+            }
+            done?;
         }
         let code = easy.response_code()?;
         let value: Value = serde_json::from_slice(&out).with_context(|| {
@@ -177,6 +191,15 @@ impl Etcd {
     /// Deletes `key`.
     pub fn delete(&self, key: &str) -> Result<()> {
         self.call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))?;
+        Ok(())
+    }
+
+    /// Deletes every key under `prefix`.
+    pub fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        self.call(
+            "/v3/kv/deleterange",
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
+        )?;
         Ok(())
     }
 

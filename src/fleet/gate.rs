@@ -1,10 +1,17 @@
 //! The rollout gate: may this host apply a new commit now? Pure: it takes
 //! the policy the host has applied, the fleet's records and the time, and
 //! says apply, wait (and for what), or halted (and why).
+//!
+//! Fail closed: a record that cannot be read might be the one holding a
+//! rollback, so it holds the gate like a rollback would; and a rollback
+//! counts whether it is read from the live record of the host that made
+//! it or from the fleet's own memory of it (the host may be gone).
+
+use std::collections::BTreeMap;
 
 use crate::desired::fleet::{FleetPolicy, Threshold};
 
-use super::record::HostRecord;
+use super::record::{HostRecord, Rollback};
 
 /// What the gate says about one candidate commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,10 +19,38 @@ pub enum Gate {
     /// Apply it.
     Apply,
     /// Not yet: an earlier wave has not run it long enough, healthily, on
-    /// enough hosts, or the window is closed.
-    Wait(String),
+    /// enough hosts, the window is closed, or a record cannot be read.
+    Wait(Reason, String),
     /// Not at all: the fleet is halted, or the rollout of this commit is.
-    Halted(String),
+    Halted(Reason, String),
+}
+
+/// Why the gate holds, in one word (`driftless_rollout_blocked{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Earlier waves have not run it healthily for their soak.
+    Soak,
+    /// Outside the maintenance window.
+    Window,
+    /// The fleet is halted.
+    Halt,
+    /// Rolled back by more hosts than allowed.
+    Failed,
+    /// A record of the fleet cannot be read.
+    Unreadable,
+}
+
+impl Reason {
+    /// The word for metrics and JSON.
+    pub fn word(self) -> &'static str {
+        match self {
+            Reason::Soak => "soak",
+            Reason::Window => "window",
+            Reason::Halt => "halt",
+            Reason::Failed => "failed",
+            Reason::Unreadable => "unreadable",
+        }
+    }
 }
 
 impl Gate {
@@ -23,10 +58,7 @@ impl Gate {
     pub fn reason_word(&self) -> Option<&'static str> {
         match self {
             Gate::Apply => None,
-            Gate::Wait(w) if w.starts_with("outside") => Some("window"),
-            Gate::Wait(_) => Some("soak"),
-            Gate::Halted(h) if h.starts_with("the fleet is halted") => Some("halt"),
-            Gate::Halted(_) => Some("failed"),
+            Gate::Wait(r, _) | Gate::Halted(r, _) => Some(r.word()),
         }
     }
 }
@@ -41,6 +73,11 @@ pub struct Input<'a> {
     pub candidate: &'a str,
     /// The live hosts' records (this host's own among them or not).
     pub records: &'a [HostRecord],
+    /// The fleet's own memory of the rollbacks of `candidate`, kept
+    /// without a lease: they outlive the hosts that made them.
+    pub rollbacks: &'a [Rollback],
+    /// Keys of records that exist but cannot be read.
+    pub unreadable: &'a [String],
     /// The fleet-wide stop, with its reason, when set.
     pub halt: Option<&'a str>,
     /// Now, in seconds since the epoch.
@@ -52,42 +89,80 @@ pub struct Input<'a> {
     pub descends: &'a dyn Fn(&str, &str) -> bool,
 }
 
+/// Records named in a message, at most.
+const NAMED: usize = 5;
+
 /// Decides.
 pub fn decide(i: &Input<'_>) -> Gate {
     if let Some(reason) = i.halt {
-        return Gate::Halted(format!(
-            "the fleet is halted ({reason}): no host applies a new commit until `driftless fleet resume`"
-        ));
+        return Gate::Halted(
+            Reason::Halt,
+            format!(
+                "the fleet is halted ({reason}): no host applies a new commit until `driftless fleet resume`"
+            ),
+        );
     }
     let short = &i.candidate[..i.candidate.len().min(12)];
+    if !i.unreadable.is_empty() {
+        let named: Vec<&str> = i
+            .unreadable
+            .iter()
+            .take(NAMED)
+            .map(String::as_str)
+            .collect();
+        return Gate::Wait(
+            Reason::Unreadable,
+            format!(
+                "{} of the fleet cannot be read ({}{}): it may hold a rollback of {short}, so no new commit is applied until its host rewrites it or an operator deletes it",
+                crate::words::count(i.unreadable.len(), "record"),
+                named.join(", "),
+                if i.unreadable.len() > NAMED {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
     let waves = i.policy.waves.len();
     for j in 0..=waves {
         let name = i.policy.wave_name(j);
         let live: Vec<&HostRecord> = i.records.iter().filter(|r| r.wave == name).collect();
-        let failed: Vec<&HostRecord> = live
+        // Who rolled it back, by host: from the live records and from the
+        // fleet's memory (a host whose record expired still counts).
+        let mut failed: BTreeMap<&str, &str> = BTreeMap::new();
+        for r in &live {
+            if let Some(b) = r.rolled_back.iter().find(|b| b.commit == i.candidate) {
+                failed.insert(&r.host, &b.reason);
+            }
+        }
+        for b in i
+            .rollbacks
             .iter()
-            .copied()
-            .filter(|r| r.rolled_back.iter().any(|b| b.commit == i.candidate))
-            .collect();
+            .filter(|b| b.wave == name && b.commit == i.candidate)
+        {
+            failed.entry(&b.host).or_insert(&b.reason);
+        }
+        let known = live
+            .iter()
+            .filter(|r| !failed.contains_key(r.host.as_str()))
+            .count()
+            + failed.len();
         let allowed = i
             .policy
             .waves
             .get(j)
             .map_or(Threshold::Count(0), |w| w.max_failed)
-            .at_most(live.len());
+            .at_most(known);
         if failed.len() > allowed {
-            let first = failed[0];
-            let reason = first
-                .rolled_back
-                .iter()
-                .find(|b| b.commit == i.candidate)
-                .map_or("", |b| b.reason.as_str());
-            return Gate::Halted(format!(
-                "the rollout of {short} is halted: {} of {} hosts of wave {name} rolled it back (allowed {allowed}), {} first: {reason}",
-                failed.len(),
-                live.len(),
-                first.host
-            ));
+            let (host, reason) = failed.iter().next().map_or(("", ""), |(h, r)| (*h, *r));
+            return Gate::Halted(
+                Reason::Failed,
+                format!(
+                    "the rollout of {short} is halted: {} of {known} hosts of wave {name} rolled it back (allowed {allowed}), {host} first: {reason}",
+                    failed.len(),
+                ),
+            );
         }
     }
     for (j, w) in i.policy.waves.iter().enumerate().take(i.wave) {
@@ -104,20 +179,26 @@ pub fn decide(i: &Input<'_>) -> Gate {
             .count();
         let need = w.min_healthy.at_least(live.len());
         if soaked < need {
-            return Gate::Wait(format!(
-                "waiting for wave {} ({j}): {soaked} of {} live hosts run {short} healthy for {} (need {need}, min_healthy {})",
-                w.name,
-                live.len(),
-                humantime::format_duration(w.soak),
-                w.min_healthy
-            ));
+            return Gate::Wait(
+                Reason::Soak,
+                format!(
+                    "waiting for wave {} ({j}): {soaked} of {} live hosts run {short} healthy for {} (need {need}, min_healthy {})",
+                    w.name,
+                    live.len(),
+                    humantime::format_duration(w.soak),
+                    w.min_healthy
+                ),
+            );
         }
     }
     if !i.window_open {
-        return Gate::Wait(format!(
-            "outside the maintenance window of wave {}: {short} waits for it",
-            i.policy.wave_name(i.wave)
-        ));
+        return Gate::Wait(
+            Reason::Window,
+            format!(
+                "outside the maintenance window of wave {}: {short} waits for it",
+                i.policy.wave_name(i.wave)
+            ),
+        );
     }
     Gate::Apply
 }
@@ -152,6 +233,8 @@ mod tests {
             wave,
             candidate: "c2",
             records,
+            rollbacks: &[],
+            unreadable: &[],
             halt: None,
             now,
             window_open: true,
@@ -169,7 +252,7 @@ mod tests {
         // The canaries always may.
         assert_eq!(gate(0, &fleet, 1000), Gate::Apply);
         // One of two canaries runs it: web waits.
-        let Gate::Wait(why) = gate(1, &fleet, 5000) else {
+        let Gate::Wait(Reason::Soak, why) = gate(1, &fleet, 5000) else {
             panic!("web should wait")
         };
         assert!(
@@ -182,10 +265,10 @@ mod tests {
             host("c2", "canary", Some("c3"), 1300),
             host("w1", "web", Some("c1"), 0),
         ];
-        assert!(matches!(gate(1, &fleet, 1700), Gate::Wait(_)));
+        assert!(matches!(gate(1, &fleet, 1700), Gate::Wait(..)));
         assert_eq!(gate(1, &fleet, 1900), Gate::Apply);
         // The implicit last wave waits for web too: half of web (1 of 1).
-        assert!(matches!(gate(2, &fleet, 1900), Gate::Wait(_)));
+        assert!(matches!(gate(2, &fleet, 1900), Gate::Wait(..)));
     }
 
     #[test]
@@ -197,7 +280,7 @@ mod tests {
             at: 5,
         });
         let fleet = [c1, host("c2", "canary", Some("c2"), 0)];
-        let Gate::Halted(why) = gate(0, &fleet, 10_000) else {
+        let Gate::Halted(Reason::Failed, why) = gate(0, &fleet, 10_000) else {
             panic!("halted")
         };
         assert!(
@@ -211,6 +294,8 @@ mod tests {
             wave: 0,
             candidate: "c2",
             records: &[],
+            rollbacks: &[],
+            unreadable: &[],
             halt: Some("incident 42"),
             now: 0,
             window_open: true,
@@ -222,11 +307,78 @@ mod tests {
             wave: 0,
             candidate: "c2",
             records: &[],
+            rollbacks: &[],
+            unreadable: &[],
             halt: None,
             now: 0,
             window_open: false,
             descends: &|_, _| false,
         });
         assert_eq!(closed.reason_word(), Some("window"));
+    }
+
+    /// Regression: a canary rolled a commit back, then its record expired
+    /// with its lease, and the next wave applied the commit. The fleet's
+    /// own memory of the rollback holds it, with or without the record.
+    #[test]
+    fn a_rollback_holds_after_the_record_of_its_host_is_gone() {
+        let memory = [Rollback {
+            host: "c1".into(),
+            wave: "canary".into(),
+            commit: "c2".into(),
+            reason: "check web failed".into(),
+            at: 5,
+        }];
+        // c1's record expired; only c2 is live in the canary wave.
+        let fleet = [host("c2", "canary", Some("c1"), 0)];
+        let decided = decide(&Input {
+            policy: &policy(),
+            wave: 1,
+            candidate: "c2",
+            records: &fleet,
+            rollbacks: &memory,
+            unreadable: &[],
+            halt: None,
+            now: 10_000,
+            window_open: true,
+            descends: &|_, _| false,
+        });
+        let Gate::Halted(Reason::Failed, why) = decided else {
+            panic!("{decided:?}")
+        };
+        assert!(
+            why.contains(
+                "1 of 2 hosts of wave canary rolled it back (allowed 0), c1 first: check web failed"
+            ),
+            "{why}"
+        );
+    }
+
+    /// Regression: a record overwritten with garbage was skipped, so the
+    /// rollback it held was forgotten. A record that cannot be read holds
+    /// every new commit.
+    #[test]
+    fn an_unreadable_record_holds_the_gate() {
+        let unreadable = ["/fleet/hosts/c1".to_owned()];
+        let decided = decide(&Input {
+            policy: &policy(),
+            wave: 0,
+            candidate: "c2",
+            records: &[],
+            rollbacks: &[],
+            unreadable: &unreadable,
+            halt: None,
+            now: 0,
+            window_open: true,
+            descends: &|_, _| false,
+        });
+        assert_eq!(decided.reason_word(), Some("unreadable"));
+        let Gate::Wait(_, why) = decided else {
+            panic!("{decided:?}")
+        };
+        assert!(
+            why.contains("1 record of the fleet cannot be read (/fleet/hosts/c1)"),
+            "{why}"
+        );
     }
 }

@@ -51,6 +51,28 @@ pub struct RolledBack {
     pub at: u64,
 }
 
+/// A rollback as the fleet remembers it: `<prefix>/rollbacks/<commit>/<host>`,
+/// written by the host that rolled the commit back, without a lease, so
+/// that the rollout stays halted after that host (and its record) is gone.
+/// The rollbacks of the newest [`ROLLED_BACK_COMMITS_KEPT`] commits are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The host that rolled it back.
+    pub host: String,
+    /// Its wave then.
+    pub wave: String,
+    /// The commit.
+    pub commit: String,
+    /// Why (the converge's error).
+    pub reason: String,
+    /// When (seconds since the epoch).
+    pub at: u64,
+}
+
+/// Commits whose rollbacks the fleet keeps: a commit older than the
+/// newest this many rolled-back ones is long superseded.
+pub const ROLLED_BACK_COMMITS_KEPT: usize = 32;
+
 impl HostRecord {
     /// Notes a rollback of `commit`, keeping the newest few.
     pub fn rolled_back(&mut self, commit: &str, reason: &str, at: u64) {

@@ -49,13 +49,14 @@ pub struct Metrics {
 
 /// Every reason the rollout gate gives, so that each has a sample (an
 /// alert can then compare with 0 instead of testing for absence).
-pub const ROLLOUT_REASONS: [&str; 6] = [
+pub const ROLLOUT_REASONS: [&str; 7] = [
     "soak",
     "failed",
     "halt",
     "window",
     "parallel",
     "etcd_unreachable",
+    "unreadable",
 ];
 
 fn seconds(t: SystemTime) -> f64 {
@@ -163,7 +164,7 @@ impl Metrics {
             metric(
                 "driftless_rollout_blocked",
                 "gauge",
-                "1 for the reason the last converge did not apply a new commit (the fleet's rollout gate): soak, failed, halt, window, parallel, etcd_unreachable.",
+                "1 for the reason the last converge did not apply a new commit (the fleet's rollout gate): soak, failed, halt, window, parallel, etcd_unreachable, unreadable.",
                 &samples,
             );
         }
