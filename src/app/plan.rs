@@ -174,7 +174,16 @@ pub(super) fn prepare(
     let cache = app.store.load_stat_cache();
     let contents = |sha: &[u8; 32]| app.store.content(sha);
     let pruning = super::prune::dropped(inventory, &mut desired, app.settings.prune_packages);
-    match converge::prepare(desired, source_desc, root, &cache, &contents, cancel) {
+    let secrets = app.store.secret_contents();
+    match converge::prepare(
+        desired,
+        source_desc,
+        root,
+        &cache,
+        &contents,
+        secrets,
+        cancel,
+    ) {
         Ok(mut p) => {
             pruning.annotate(&mut p.plan);
             sink.event(&Event::Planned {

@@ -19,7 +19,7 @@ use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
 use crate::plan::observed::ObservedHost;
 use crate::plan::rpmver::Evr;
-use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem};
+use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem, SecretContents};
 use crate::store::PackageStore;
 use crate::system::{accounts, dnf, fsroot::FsRoot, rpm, systemctl};
 
@@ -37,6 +37,8 @@ pub struct ApplyContext<'a> {
     pub cancel: &'a Cancel,
     /// Where the bytes of contents known by hash only are read from.
     pub contents: &'a Contents<'a>,
+    /// Contents that were secret: never shown by a plan made again.
+    pub secret_contents: &'a SecretContents,
 }
 
 /// Numbers the steps for events as they are applied.
@@ -332,7 +334,8 @@ fn observe_again(
     cx: &ApplyContext<'_>,
     latest: &BTreeMap<String, Evr>,
 ) -> Result<(DesiredState, ObservedHost)> {
-    let host = observe(cx.root, cx.desired, Some(latest), cx.cancel)?;
+    let mut host = observe(cx.root, cx.desired, Some(latest), cx.cancel)?;
+    host.secret_contents = cx.secret_contents.clone();
     let mut desired = cx.desired.clone();
     hydrate(&mut desired, &host, cx.contents)?;
     Ok((desired, host))

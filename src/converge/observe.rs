@@ -15,7 +15,7 @@ use crate::desired::model::{Ensure, Resource};
 use crate::desired::{DesiredState, Diagnostic};
 use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCache, UnitObs};
 use crate::plan::rpmver::Evr;
-use crate::plan::{self, Plan, PlanProblem};
+use crate::plan::{self, Plan, PlanProblem, SecretContents};
 use crate::system::fsroot::{FsRoot, Parents};
 use crate::system::{accounts, dnf, rpm, systemctl};
 
@@ -54,6 +54,9 @@ pub struct Prepared {
     pub units: BTreeMap<String, UnitObs>,
     /// The declared packages installed before any change.
     pub installed: BTreeSet<String>,
+    /// Contents that were secret (never shown): for the plans made again
+    /// mid-converge.
+    pub secret_contents: SecretContents,
 }
 
 /// Plans `desired` against the host under `root` (`None`: a root that does
@@ -66,12 +69,14 @@ pub fn prepare(
     root: Option<&FsRoot>,
     cache: &StatCache,
     contents: &Contents<'_>,
+    secret_contents: SecretContents,
     cancel: &Cancel,
 ) -> Result<Prepared, PrepareError> {
-    let observed = match root {
+    let mut observed = match root {
         Some(root) => observe_cached(root, &desired, None, cache, cancel)?,
         None => observe_empty(&desired),
     };
+    observed.secret_contents = secret_contents;
     hydrate(&mut desired, &observed, contents)?;
     let plan = plan::plan(&desired, &observed).map_err(PrepareError::Unplannable)?;
     let verified = StatCache {
@@ -93,6 +98,7 @@ pub fn prepare(
         verified,
         units: observed.units,
         installed,
+        secret_contents: observed.secret_contents,
     })
 }
 

@@ -151,6 +151,7 @@ pub fn transact(
         latest: prepared.latest.clone(),
         cancel,
         contents: &contents,
+        secret_contents: &prepared.secret_contents,
     };
     let mut dnf_ids = Vec::new();
     let result = apply(&cx, plan, &mut dnf_ids, sink).and_then(|changes| {

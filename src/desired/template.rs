@@ -4,7 +4,18 @@
 //! name must fail validation instead of writing a broken config to a host.
 //! Rendering work is bounded (minijinja's fuel) and so is the output, while
 //! it is written: a template that loops for ever fails, it does not hang.
+//!
+//! Secrets never leave through a template by another way than its output,
+//! which is then sensitive: every read of `secrets` is seen while
+//! rendering (not only the name in the text), an error of a render that
+//! read a secret keeps its kind and place but not its detail (which may
+//! for), templates cannot include others, and minijinja's `debug()` (which
+//! prints the whole context) is removed.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 /// Where a template's text starts, to turn a template line into a repo line.
@@ -42,13 +53,57 @@ pub enum SecretVars {
 #[derive(Debug)]
 struct Placeholder;
 
-impl minijinja::value::Object for Placeholder {
-    fn get_value(self: &std::sync::Arc<Self>, _key: &Value) -> Option<Value> {
+impl Object for Placeholder {
+    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
         Some(Value::from_object(Placeholder))
     }
 
-    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("(secret)")
+    }
+}
+
+/// `secrets` as one render sees it: every way in (a key, the keys, the
+/// whole table, a debug print) marks the render as having read a secret.
+struct Watched {
+    secrets: Value,
+    read: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.touch(), f)
+    }
+}
+
+impl Watched {
+    fn touch(&self) -> &Value {
+        self.read.store(true, Ordering::Relaxed);
+        &self.secrets
+    }
+}
+
+impl Object for Watched {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.touch()
+            .get_item(key)
+            .ok()
+            .filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.touch().try_iter() {
+            Ok(keys) => Enumerator::Values(keys.collect()),
+            Err(_) => Enumerator::Empty,
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.touch(), f)
     }
 }
 
@@ -56,6 +111,8 @@ impl minijinja::value::Object for Placeholder {
 /// when the host has a secrets file, `secrets`.
 pub struct Scope {
     ctx: Value,
+    /// The secrets, watched per render (see [`Watched`]).
+    secrets: Option<Value>,
     /// The names under `vars` and `facts`, for "did you mean".
     vars: Vec<String>,
     facts: Vec<String>,
@@ -69,16 +126,14 @@ impl Scope {
         host: &str,
         secrets: Option<&SecretVars>,
     ) -> Self {
-        let secrets = match secrets {
-            None => Value::UNDEFINED,
-            Some(SecretVars::Table(t)) => Value::from(minijinja::value::Serde(t)),
-            Some(SecretVars::Placeholders) => Value::from_object(Placeholder),
-        };
+        let secrets = secrets.map(|s| match s {
+            SecretVars::Table(t) => Value::from(minijinja::value::Serde(t)),
+            SecretVars::Placeholders => Value::from_object(Placeholder),
+        });
         let ctx = minijinja::context! {
             vars => Value::from(minijinja::value::Serde(vars)),
             facts => Value::from(minijinja::value::Serde(facts)),
             host => host,
-            secrets => secrets,
         };
         let facts = match toml::Table::try_from(facts) {
             Ok(t) => t.keys().cloned().collect(),
@@ -86,9 +141,26 @@ impl Scope {
         };
         Self {
             ctx,
+            secrets,
             vars: vars.keys().cloned().collect(),
             facts,
         }
+    }
+
+    /// The context of one render, and the flag its reads of `secrets` set.
+    fn for_render(&self) -> (Value, Arc<AtomicBool>) {
+        let read = Arc::new(AtomicBool::new(false));
+        let ctx = match &self.secrets {
+            Some(secrets) => {
+                let secrets = Value::from_object(Watched {
+                    secrets: secrets.clone(),
+                    read: Arc::clone(&read),
+                });
+                minijinja::context! { secrets => secrets, ..self.ctx.clone() }
+            }
+            None => self.ctx.clone(),
+        };
+        (ctx, read)
     }
 
     /// "did you mean" for an undefined `vars.x` or `facts.x` (or a bare
@@ -120,7 +192,8 @@ pub const FUEL: u64 = 10_000_000;
 pub struct Rendered {
     /// The output.
     pub text: String,
-    /// Whether the template reads `secrets`: its output is then sensitive.
+    /// Whether the template reads `secrets` (named in its text, or read
+    /// while rendering): its output is then sensitive.
     pub reads_secrets: bool,
 }
 
@@ -134,6 +207,9 @@ pub fn render(
     max_bytes: u64,
 ) -> Result<Rendered, TemplateError> {
     let mut env = Environment::new();
+    // `debug()` prints the whole context; errors keep no copy of it.
+    env.remove_global("debug");
+    env.set_debug(false);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     // Match Ansible's template module: keep the final newline, and drop the
@@ -153,9 +229,17 @@ pub fn render(
             });
         }
     }
+    let (ctx, read) = scope.for_render();
     let to_error = |e: minijinja::Error| {
         let span = e.range().and_then(|r| Some((r.start, text.get(r)?)));
+        let secret = read.load(Ordering::Relaxed);
         let message = match (e.kind(), span) {
+            // No loader: no template may include, import or extend another;
+            // and the name it looked for may be a secret's value.
+            (minijinja::ErrorKind::TemplateNotFound, _) => {
+                "template error: templates cannot include, import or extend other templates"
+                    .to_owned()
+            }
             (minijinja::ErrorKind::UndefinedError, Some((_, expr))) => {
                 let hint = scope
                     .suggest(expr)
@@ -163,6 +247,11 @@ pub fn render(
                     .unwrap_or_default();
                 format!("undefined variable '{expr}'{hint}")
             }
+            // The detail may quote a value, and this render read secrets.
+            _ if secret => format!(
+                "template error: {} (details hidden: the template reads secrets)",
+                e.kind()
+            ),
             _ => {
                 let mut message = format!("template error: {}", e.kind());
                 if let Some(detail) = e.detail() {
@@ -190,12 +279,12 @@ pub fn render(
         }
     };
     let tmpl = env.template_from_str(text).map_err(to_error)?;
-    let reads_secrets = tmpl.undeclared_variables(false).contains("secrets");
+    let named = tmpl.undeclared_variables(false).contains("secrets");
     let mut out = Capped {
         buf: Vec::new(),
         max: max_bytes,
     };
-    match tmpl.render_captured_to(&scope.ctx, &mut out) {
+    match tmpl.render_captured_to(&ctx, &mut out) {
         Ok(_) => {}
         Err(e) if out.buf.len() as u64 > max_bytes => {
             return Err(TemplateError {
@@ -215,7 +304,7 @@ pub fn render(
     })?;
     Ok(Rendered {
         text,
-        reads_secrets,
+        reads_secrets: named || read.load(Ordering::Relaxed),
     })
 }
 
@@ -345,5 +434,85 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    fn with_secret() -> Scope {
+        let table: toml::Table =
+            toml::from_str("db_password = 'hunter2'\nport = 'x5432'").expect("toml");
+        Scope::new(
+            &toml::Table::new(),
+            &Facts::default(),
+            "h",
+            Some(&SecretVars::Table(table)),
+        )
+    }
+
+    /// Regression: `{% include secrets.db_password %}` (also `import` and
+    /// `extends`) failed with "tried to include non-existing template
+    /// 'hunter2'", printed by validate, plan, converge and in JSON.
+    #[test]
+    fn an_include_of_a_secret_does_not_name_it() {
+        for text in [
+            "{% include secrets.db_password %}",
+            "{% import secrets.db_password as x %}",
+            "{% extends secrets.db_password %}",
+            "{% include 'other.j2' %}",
+        ] {
+            let err = render(text, &with_secret(), &AT, 1 << 20).expect_err(text);
+            assert!(!err.message.contains("hunter2"), "{text}: {}", err.message);
+            assert!(
+                err.message.contains("cannot include, import or extend"),
+                "{text}: {}",
+                err.message
+            );
+            assert_eq!(err.line, Some(1), "{text}");
+        }
+    }
+
+    /// Regression: `{{ debug() }}` rendered the whole context, secrets
+    /// included, into a file that was not marked sensitive.
+    #[test]
+    fn debug_is_not_a_function_templates_have() {
+        for text in ["{{ debug() }}", "{{ debug(secrets) }}"] {
+            let err = render(text, &with_secret(), &AT, 1 << 20).expect_err(text);
+            assert!(!err.message.contains("hunter2"), "{}", err.message);
+            assert!(err.message.contains("unknown function"), "{}", err.message);
+        }
+    }
+
+    /// An error of a render that read a secret keeps its kind and place,
+    /// not its detail (which may quote the value).
+    #[test]
+    fn an_error_after_reading_a_secret_hides_its_detail() {
+        let err = render(
+            "a\n{{ secrets.port | int + 'x' }}\n",
+            &with_secret(),
+            &AT,
+            1 << 20,
+        )
+        .expect_err("bad arithmetic");
+        assert!(!err.message.contains("x5432"), "{}", err.message);
+        assert!(err.message.contains("details hidden"), "{}", err.message);
+        assert_eq!(err.line, Some(2));
+        // A template that reads no secret keeps its detail.
+        let err = render("{{ vars.port + 'x' }}", &scope(), &AT, 1 << 20).expect_err("bad");
+        assert!(!err.message.contains("details hidden"), "{}", err.message);
+    }
+
+    /// Every read of `secrets` while rendering marks the output, also a
+    /// whole-table print (`pprint`).
+    #[test]
+    fn a_printed_secrets_table_marks_the_output_sensitive() {
+        let out = render("{{ secrets | pprint }}", &with_secret(), &AT, 1 << 20).expect("renders");
+        assert!(out.reads_secrets);
+        let out = render(
+            "{% for k in secrets %}{{ k }} {% endfor %}",
+            &with_secret(),
+            &AT,
+            1 << 20,
+        )
+        .expect("renders");
+        assert!(out.reads_secrets);
+        assert_eq!(out.text, "db_password port ");
     }
 }

@@ -4,6 +4,40 @@
 /// Text diffs are shown for files up to this size.
 const DIFF_MAX: usize = 256 * 1024;
 
+/// The contents (by SHA-256) that were secret when driftless applied them,
+/// as the state directory remembers them: a host file holding one is never
+/// shown (no diff of a later generation, of pruning), whatever the desired
+/// state says of that file now. Sensitivity follows the bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretContents {
+    hashes: std::collections::BTreeSet<[u8; 32]>,
+    /// The memory could not be read: every content counts as secret.
+    unknown: bool,
+}
+
+impl SecretContents {
+    /// The contents with these hashes were secret.
+    pub fn new(hashes: impl IntoIterator<Item = [u8; 32]>) -> Self {
+        Self {
+            hashes: hashes.into_iter().collect(),
+            unknown: false,
+        }
+    }
+
+    /// Nothing is known: every content counts as secret (fail closed).
+    pub fn unknown() -> Self {
+        Self {
+            hashes: std::collections::BTreeSet::new(),
+            unknown: true,
+        }
+    }
+
+    /// Whether a content with this hash was ever secret (or may have been).
+    pub fn contains(&self, sha256: &[u8; 32]) -> bool {
+        self.unknown || self.hashes.contains(sha256)
+    }
+}
+
 /// SHA-256 of bytes.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;

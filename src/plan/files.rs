@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Plan, PlanProblem};
-use super::content::text_diff;
+use super::content::{SecretContents, text_diff};
 use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
@@ -15,6 +15,8 @@ use crate::desired::model::{
 /// The path planner's state while one plan is made.
 pub(super) struct Planner<'a> {
     accounts: &'a Accounts,
+    /// Contents that were secret: never the old side of a diff.
+    secret_contents: &'a SecretContents,
     problems: Vec<PlanProblem>,
     /// Declared present directories: used when one is also a missing parent.
     declared_dirs: BTreeMap<String, (Meta, Origin)>,
@@ -40,7 +42,11 @@ pub(super) struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     /// A planner for `desired` against a host with `accounts`.
-    pub(super) fn new(desired: &DesiredState, accounts: &'a Accounts) -> Self {
+    pub(super) fn new(
+        desired: &DesiredState,
+        accounts: &'a Accounts,
+        secret_contents: &'a SecretContents,
+    ) -> Self {
         let mut declared_dirs = BTreeMap::new();
         let mut declared_users = BTreeSet::new();
         let mut declared_groups = BTreeSet::new();
@@ -60,6 +66,7 @@ impl<'a> Planner<'a> {
         }
         Planner {
             accounts,
+            secret_contents,
             problems: Vec::new(),
             declared_dirs,
             dir_creates: BTreeMap::new(),
@@ -386,14 +393,24 @@ impl<'a> Planner<'a> {
         // The bytes are loaded for every file that is to change (hydrate);
         // a no-op plans with hashes only.
         let bytes = content.bytes();
+        // Hidden: what the file is to become, if it is secret, and what it
+        // holds now, if that ever was (a secret written by an earlier
+        // generation, then declared in plain or dropped).
+        let was_secret = match observed {
+            Observed::File { sha256, .. } => self.secret_contents.contains(sha256),
+            _ => false,
+        };
         let write = |reasons: Vec<String>, old: Option<&[u8]>| -> Result<Change, String> {
             let bytes = bytes.ok_or_else(|| {
                 format!("{path}: its desired content was not loaded (this is a bug)")
             })?;
-            let diff = (!sensitive).then(|| text_diff(path, old, bytes)).flatten();
+            let hidden = sensitive || was_secret;
+            let diff = (!hidden).then(|| text_diff(path, old, bytes)).flatten();
             let mut reasons = reasons;
             if sensitive {
                 reasons.push("content hidden: the file is sensitive".into());
+            } else if was_secret {
+                reasons.push("content hidden: what the file holds now was secret".into());
             }
             Ok(change(
                 id,

@@ -26,7 +26,7 @@ use crate::desired::model::{Kind, Resource, ResourceId, Service};
 pub use change::{
     AccountAction, Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem,
 };
-pub use content::sha256;
+pub use content::{SecretContents, sha256};
 use files::Planner;
 use observed::ObservedHost;
 pub use packages::PackageChange;
@@ -55,7 +55,7 @@ pub fn plan_after(
     host: &ObservedHost,
     done: &[Change],
 ) -> Result<Plan, Vec<PlanProblem>> {
-    let mut p = Planner::new(desired, &host.accounts);
+    let mut p = Planner::new(desired, &host.accounts, &host.secret_contents);
     let mut accounts = accounts::AccountSteps::default();
     for d in &desired.resources {
         let id = d.resource.id();

@@ -46,6 +46,10 @@ pub struct ObservedHost {
     /// The regular files found with the desired content, with their stat:
     /// what the next run may trust without reading them ([`StatCache`]).
     pub verified: BTreeMap<String, CachedFile>,
+    /// Which contents were secret when driftless applied them (from the
+    /// state directory, not the host): a file found holding one is never
+    /// shown in a diff.
+    pub secret_contents: super::content::SecretContents,
 }
 
 /// What a command's guards found (each `None` when not declared or not

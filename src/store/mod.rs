@@ -15,6 +15,7 @@ mod json;
 pub mod lastgood;
 pub mod objects;
 pub mod packages;
+mod secret_contents;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -209,7 +210,25 @@ impl Store {
         source: &str,
         desired: &crate::desired::DesiredState,
     ) -> Result<()> {
+        // What was secret in it stays hidden once it is applied, whatever
+        // later generations declare.
+        let secret: Vec<[u8; 32]> = desired
+            .resources
+            .iter()
+            .filter_map(|d| match &d.resource {
+                crate::desired::model::Resource::File(f) if f.sensitive => {
+                    Some(*f.content.sha256())
+                }
+                _ => None,
+            })
+            .collect();
+        secret_contents::remember(&self.dir, &secret)?;
         lastgood::save(&self.dir, &self.objects()?, key, source, desired)
+    }
+
+    /// The contents that were secret (never shown).
+    pub fn secret_contents(&self) -> crate::plan::SecretContents {
+        secret_contents::load(&self.dir)
     }
 
     /// The last good state, if one was stored.

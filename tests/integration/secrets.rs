@@ -297,3 +297,148 @@ fn validate_all_hosts_checks_secrets_without_any_key() {
     );
     assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
 }
+
+/// Every output of `args`, with and without `--json`, in one string.
+fn outputs(h: &Host, args: &[String]) -> (i32, String) {
+    let text = h.env.run(args);
+    let mut json_args = args.to_vec();
+    json_args.push("--json".to_owned());
+    let json = h.env.run(&json_args);
+    assert_eq!(
+        text.code, json.code,
+        "{args:?}: text and JSON exit codes differ"
+    );
+    (
+        text.code,
+        [text.stdout, text.stderr, json.stdout, json.stderr].join("\n"),
+    )
+}
+
+/// Regression (issue 19, 3 and 4): `{% include secrets.x %}` failed with
+/// "tried to include non-existing template '<the secret>'" in validate,
+/// plan, converge and JSON; `{{ debug() }}` rendered the whole context,
+/// secrets included, into a file not marked sensitive.
+#[test]
+fn a_template_cannot_show_a_secret_through_an_include_or_debug() {
+    let h = Host::new();
+    for (template, want) in [
+        (
+            "{% include secrets.api.token %}",
+            "templates cannot include, import or extend other templates",
+        ),
+        (
+            "{% import secrets.api.token as x %}",
+            "cannot include, import or extend",
+        ),
+        (
+            "{% extends secrets.api.token %}",
+            "cannot include, import or extend",
+        ),
+        ("{{ debug() }}", "unknown function"),
+    ] {
+        write_repo(
+            &h.repo,
+            &[(
+                "hosts/h.toml",
+                &format!(
+                    "[[file]]\npath = '/etc/app.conf'\ncontent = \"{template}\\n\"\ntemplate = true\n"
+                ),
+            )],
+        );
+        for args in [
+            h.args(&["plan"]),
+            converge_args(&h.repo, &h.root, "h"),
+            vec![
+                "validate".to_owned(),
+                "--repo".to_owned(),
+                h.repo.display().to_string(),
+                "--host".to_owned(),
+                "h".to_owned(),
+            ],
+        ] {
+            let (code, all) = outputs(&h, &args);
+            assert_eq!(code, 1, "{template} {args:?}:\n{all}");
+            assert!(all.contains(want), "{template} {args:?}:\n{all}");
+            assert!(
+                !all.contains(TOKEN),
+                "{template} {args:?} shows the secret:\n{all}"
+            );
+        }
+    }
+}
+
+/// Regression (issue 19, 5): a file written from an `.age` source by one
+/// generation, then declared with plain content (or dropped, so pruning
+/// puts the original back), had its old secret shown as the `-` side of
+/// `plan`, `converge --diff` and `history N --json`.
+#[test]
+fn a_content_that_was_secret_is_never_shown_by_a_later_generation() {
+    let h = Host::new();
+    std::fs::create_dir_all(h.root.join("etc")).expect("mkdir");
+    std::fs::write(h.root.join("etc/db.password"), "the original\n").expect("original");
+    h.env
+        .run(&converge_args(&h.repo, &h.root, "h"))
+        .expect_code(2);
+    let diff_run = |h: &Host| {
+        let (code, mut all) = outputs(h, &h.args(&["plan"]));
+        assert_eq!(code, 2, "{all}");
+        let mut converge = converge_args(&h.repo, &h.root, "h");
+        converge.push("--diff".to_owned());
+        let run = h.env.run(&converge);
+        run.expect_code(2);
+        all.push_str(&run.stdout);
+        all.push_str(&run.stderr);
+        let history = h.env.run(&["history", "--json"]);
+        let newest: serde_json::Value = serde_json::from_str(&history.stdout).expect("history");
+        let id = newest["history"]
+            .as_array()
+            .and_then(|g| g.last())
+            .and_then(|g| g["id"].as_u64())
+            .expect("a generation");
+        let detail = h.env.run(&["history", "--json", &id.to_string()]);
+        detail.expect_code(0);
+        all.push_str(&detail.stdout);
+        all
+    };
+
+    // The same path, now with plain content: the old secret stays hidden.
+    let plain = "[[file]]\npath = '/etc/db.password'\ncontent = \"public\\n\"\nmode = '0600'\n";
+    write_repo(&h.repo, &[("hosts/h.toml", plain)]);
+    let all = diff_run(&h);
+    assert!(
+        !all.contains(PASSWORD),
+        "a later generation shows the old secret:\n{all}"
+    );
+    assert!(all.contains("what the file holds now was secret"), "{all}");
+    assert_eq!(
+        std::fs::read_to_string(h.root.join("etc/db.password")).expect("file"),
+        "public\n"
+    );
+
+    // The secret again, then dropped: pruning puts the original back
+    // without showing what it replaces.
+    let h2 = Host::new();
+    std::fs::create_dir_all(h2.root.join("etc")).expect("mkdir");
+    std::fs::write(h2.root.join("etc/db.password"), "the original\n").expect("original");
+    h2.env
+        .run(&converge_args(&h2.repo, &h2.root, "h"))
+        .expect_code(2);
+    write_repo(
+        &h2.repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/motd'\ncontent = 'hello\\n'\n",
+        )],
+    );
+    std::fs::remove_file(h2.repo.join("files/db.password.age")).expect("drop the secret");
+    std::fs::remove_file(h2.repo.join("hosts/h.secrets.toml.age")).expect("drop the vars");
+    let all = diff_run(&h2);
+    assert!(
+        !all.contains(PASSWORD),
+        "pruning shows the old secret:\n{all}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h2.root.join("etc/db.password")).expect("file"),
+        "the original\n"
+    );
+}
