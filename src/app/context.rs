@@ -122,11 +122,43 @@ impl Default for Run {
     }
 }
 
+/// Causes named in [`Run::what_failed`], at most.
+const CAUSES_NAMED: usize = 10;
+
 impl Run {
     /// Ends the run with an error.
     pub(super) fn fail(&mut self, e: anyhow::Error) {
         self.outcome = Outcome::Error;
         self.error = Some(format!("{e:#}"));
+    }
+
+    /// What failed, with its causes (the config repo's problems, the plan's
+    /// problems; the first few), for a hook: `None` when nothing did.
+    pub(super) fn what_failed(&self) -> Option<String> {
+        let causes: Vec<String> = self
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .chain(self.plan_problems.iter().map(ToString::to_string))
+            .collect();
+        let head = match (&self.error, self.outcome) {
+            (Some(e), _) => e.clone(),
+            (None, Outcome::Invalid) => format!(
+                "the config repo is invalid ({})",
+                crate::words::count(causes.len(), "problem")
+            ),
+            (None, _) if !causes.is_empty() => "the plan cannot be made".to_owned(),
+            (None, _) => return None,
+        };
+        if causes.is_empty() {
+            return Some(head);
+        }
+        let more = causes.len().saturating_sub(CAUSES_NAMED);
+        let mut text = format!("{head}: {}", causes[..causes.len() - more].join("; "));
+        if more > 0 {
+            text.push_str(&format!("; and {more} more"));
+        }
+        Some(text)
     }
 }
 

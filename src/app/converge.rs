@@ -186,7 +186,7 @@ fn hook_env(r: &ConvergeResult) -> hooks::HookEnv {
         changes: r.run.changes.len(),
         drifted: r.drifted,
         host: r.run.subject.host.clone().unwrap_or_default(),
-        error: r.run.error.clone().unwrap_or_default(),
+        error: r.run.what_failed().unwrap_or_default(),
     }
 }
 

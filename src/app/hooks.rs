@@ -12,7 +12,10 @@ use std::time::Instant;
 use crate::cancel::Cancel;
 use crate::config::{Hook, HookOn};
 use crate::outcome::Outcome;
-use crate::system::command::Cmd;
+use crate::system::command::{Cmd, REPORTED_TAIL, first_bytes};
+
+/// Longest value of a hook's variable, in bytes.
+pub const ENV_VALUE_MAX: usize = 8192;
 
 /// What a hook sees of the converge, as its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,9 +88,12 @@ pub fn run_hooks(hooks: &[Hook], env: &HookEnv) {
         let mut cmd = Cmd::new(program)
             .args(args)
             .timeout(hook.timeout)
-            .kill_leftovers();
+            .kill_leftovers()
+            .tail_only(REPORTED_TAIL);
         for (k, v) in env.vars() {
-            cmd = cmd.env(k, v);
+            // Bounded: one value over the kernel's limit for an argument or
+            // variable (128 KiB) and the hook would not start at all.
+            cmd = cmd.env(k, first_bytes(&v, ENV_VALUE_MAX));
         }
         let started = Instant::now();
         let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

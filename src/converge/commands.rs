@@ -25,7 +25,11 @@ fn cmd_for(c: &Command, argv: &[String], root: &FsRoot) -> Option<Cmd> {
         Some(user) => Cmd::new("runuser").args(["-u", user.as_str(), "--", program.as_str()]),
         None => Cmd::new(program),
     };
-    cmd = cmd.args(args).timeout(c.timeout);
+    // Its output is only logged: the last of it is kept, however much.
+    cmd = cmd
+        .args(args)
+        .timeout(c.timeout)
+        .tail_only(crate::system::command::REPORTED_TAIL);
     for (k, v) in &c.environment {
         cmd = cmd.env(k, v);
     }

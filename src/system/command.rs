@@ -7,6 +7,12 @@
 //! failure carries the tail of its stderr, which is where dnf says what
 //! went wrong. Children never inherit systemd's notify socket or watchdog:
 //! only driftless itself talks to systemd.
+//!
+//! What a child prints is bounded while it is read: a tool's output that
+//! driftless parses is kept whole up to [`OUTPUT_MAX`] (more is an error,
+//! never a truncated parse), and a command whose output is only reported
+//! (`[[command]]`, checks, guards, hooks) keeps its last bytes
+//! ([`Cmd::tail_only`]); a failure's tail is at most [`TAIL_MAX_BYTES`].
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -25,6 +31,13 @@ use crate::cancel::Cancel;
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Lines of stderr kept for an error message.
 const STDERR_TAIL_LINES: usize = 12;
+/// Bytes of those lines kept, at most (one line can be huge).
+pub const TAIL_MAX_BYTES: usize = 4096;
+/// Output of a tool driftless parses, per stream, at most: the rpm query
+/// of a thousand packages is tens of KB.
+pub const OUTPUT_MAX: usize = 16 << 20;
+/// What a reported-only command keeps of each stream by default.
+pub const REPORTED_TAIL: usize = 64 << 10;
 
 /// A command to run.
 #[derive(Clone, Debug)]
@@ -37,6 +50,10 @@ pub struct Cmd {
     ok_codes: Vec<i32>,
     kill_leftovers: bool,
     cwd: Option<std::path::PathBuf>,
+    /// Bytes kept of each stream, and whether only the tail is wanted
+    /// (else more than that is an error).
+    keep: usize,
+    tail_only: bool,
 }
 
 /// What a finished command printed.
@@ -72,6 +89,14 @@ pub enum CommandError {
         /// The last lines of its stderr (or stdout when stderr was empty).
         tail: String,
     },
+    /// It printed more than a tool's output can be (see [`OUTPUT_MAX`]).
+    #[error("`{argv}` printed more than {limit} bytes; its output was not used")]
+    TooMuchOutput {
+        /// The command line.
+        argv: String,
+        /// The bound.
+        limit: usize,
+    },
     /// It ran longer than its timeout and was killed.
     #[error("`{argv}` did not finish within {}; it was killed", humantime::format_duration(*.timeout))]
     Timeout {
@@ -102,7 +127,18 @@ impl Cmd {
             ok_codes: vec![0],
             kill_leftovers: false,
             cwd: None,
+            keep: OUTPUT_MAX,
+            tail_only: false,
         }
+    }
+
+    /// Keeps only the last `bytes` of each output stream, whatever the
+    /// child prints: for commands whose output is only logged or reported
+    /// (a `[[command]]`, a check, a guard, a hook), never parsed.
+    pub fn tail_only(mut self, bytes: usize) -> Self {
+        self.keep = bytes;
+        self.tail_only = true;
+        self
     }
 
     /// Runs the child in `dir` (default: driftless's own working directory).
@@ -218,20 +254,27 @@ impl Cmd {
             })),
             _ => None,
         };
-        let stdout = Reader::start(child.stdout.take());
-        let stderr = Reader::start(child.stderr.take());
+        let stdout = Reader::start(child.stdout.take(), self.keep);
+        let stderr = Reader::start(child.stderr.take(), self.keep);
         let status = wait(&mut child, self.timeout, &argv, cancel)?;
         if self.kill_leftovers {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
         }
         // The stdin writer ends by itself (EPIPE at worst); not waited for.
         drop(writer);
+        let ((stdout, out_dropped), (stderr, err_dropped)) = (stdout.finish(), stderr.finish());
+        if !self.tail_only && out_dropped + err_dropped > 0 {
+            return Err(CommandError::TooMuchOutput {
+                argv,
+                limit: self.keep,
+            });
+        }
         let out = Output {
             code: status
                 .code()
                 .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-            stdout: stdout.finish(),
-            stderr: stderr.finish(),
+            stdout,
+            stderr,
         };
         debug!(argv = ?argv, code = out.code, elapsed_ms = started.elapsed().as_millis() as u64, "finished");
         if self.ok_codes.contains(&out.code) {
@@ -252,10 +295,37 @@ impl Cmd {
 }
 
 /// Reads a pipe on its own thread, so a chatty child never blocks on a
-/// full pipe while we wait for it.
+/// full pipe while we wait for it, keeping at most the last `keep` bytes.
 struct Reader {
-    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    buf: Arc<std::sync::Mutex<Kept>>,
     done: std::sync::mpsc::Receiver<()>,
+    keep: usize,
+}
+
+/// The bytes kept of a stream, and how many were dropped before them.
+#[derive(Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl Kept {
+    /// Appends `data`, dropping the oldest bytes beyond `keep` (in halves,
+    /// so that the copying stays linear): at most twice `keep` is held.
+    fn push(&mut self, data: &[u8], keep: usize) {
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() > keep.saturating_mul(2).max(keep + 8192) {
+            self.trim(keep);
+        }
+    }
+
+    fn trim(&mut self, keep: usize) {
+        let over = self.bytes.len().saturating_sub(keep);
+        if over > 0 {
+            self.bytes.drain(..over);
+            self.dropped += over as u64;
+        }
+    }
 }
 
 /// How long output may still trickle in after the command exited: a
@@ -263,8 +333,8 @@ struct Reader {
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 impl Reader {
-    fn start<R: Read + Send + 'static>(pipe: Option<R>) -> Self {
-        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+    fn start<R: Read + Send + 'static>(pipe: Option<R>, keep: usize) -> Self {
+        let buf = Arc::new(std::sync::Mutex::new(Kept::default()));
         let (tx, done) = std::sync::mpsc::channel();
         let shared = Arc::clone(&buf);
         std::thread::spawn(move || {
@@ -277,22 +347,25 @@ impl Reader {
                     shared
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend_from_slice(&chunk[..n]);
+                        .push(&chunk[..n], keep);
                 }
             }
             let _ = tx.send(());
         });
-        Self { buf, done }
+        Self { buf, done, keep }
     }
 
-    /// What was read, waiting a little for the end of the output.
-    fn finish(self) -> String {
+    /// What was kept, waiting a little for the end of the output, and how
+    /// many bytes before it were dropped.
+    fn finish(self) -> (String, u64) {
         let _ = self.done.recv_timeout(DRAIN_GRACE);
-        let buf = self
+        let mut kept = self
             .buf
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        String::from_utf8_lossy(&buf).into_owned()
+        kept.trim(self.keep);
+        let text = String::from_utf8_lossy(&kept.bytes).into_owned();
+        (text, kept.dropped)
     }
 }
 
@@ -351,7 +424,7 @@ fn kill_group(child: &mut Child, pid: Pid) {
 }
 
 /// The last `n` non-empty lines of `text`, joined with " | " so they fit in
-/// one log line.
+/// one log line, and at most [`TAIL_MAX_BYTES`] of them (the end is kept).
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text
         .lines()
@@ -361,7 +434,36 @@ pub fn tail(text: &str, n: usize) -> String {
     if lines.is_empty() {
         return "(no output)".to_owned();
     }
-    lines[lines.len().saturating_sub(n)..].join(" | ")
+    last_bytes(
+        &lines[lines.len().saturating_sub(n)..].join(" | "),
+        TAIL_MAX_BYTES,
+    )
+}
+
+/// The end of `text`, at most `max` bytes of it, cut at a character and
+/// marked with a leading `…` when cut.
+pub fn last_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
+/// The start of `text`, at most `max` bytes of it, cut at a character and
+/// marked with a trailing `…` when cut.
+pub fn first_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]
@@ -473,6 +575,42 @@ mod tests {
                 .next()
                 .is_some_and(|rest| !rest.trim_start().starts_with('Z'));
         assert!(!alive, "the background child survived: {state}");
+    }
+
+    /// Regression: a command that printed 200 MB was held whole in memory
+    /// (393 MB peak), and a failing one with a 300 KB line of stderr put
+    /// all of it into the error.
+    #[test]
+    fn output_is_bounded_while_it_is_read() {
+        let out = Cmd::new("sh")
+            .args([
+                "-c",
+                "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo last",
+            ])
+            .tail_only(1000)
+            .run(&Cancel::new())
+            .expect("runs");
+        assert_eq!(out.stdout.len(), 1000);
+        assert!(
+            out.stdout.ends_with("x\nlast\n"),
+            "{:?}",
+            &out.stdout[990..]
+        );
+        let err = Cmd::new("sh")
+            .args(["-c", "head -c 300000 /dev/zero | tr '\\0' e >&2; exit 2"])
+            .tail_only(REPORTED_TAIL)
+            .run(&Cancel::new())
+            .expect_err("fails");
+        let msg = err.to_string();
+        assert!(msg.len() < TAIL_MAX_BYTES + 200, "{} bytes", msg.len());
+        assert!(msg.contains("exit code 2") && msg.contains("…eee"), "{msg}");
+        // A tool whose output is parsed: too much is an error, not a cut.
+        let mut parsed = Cmd::new("sh").args(["-c", "head -c 100000 /dev/zero"]);
+        parsed.keep = 50_000;
+        let err = parsed.run(&Cancel::new()).expect_err("too much");
+        assert!(matches!(err, CommandError::TooMuchOutput { .. }), "{err}");
+        assert_eq!(last_bytes("héllo", 4), "…llo");
+        assert_eq!(first_bytes("héllo", 2), "h…");
     }
 
     #[test]

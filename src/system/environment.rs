@@ -84,7 +84,8 @@ pub fn is_to_blame(error: &anyhow::Error) -> bool {
             Some(
                 CommandError::Spawn { .. }
                 | CommandError::Timeout { .. }
-                | CommandError::Interrupted { .. },
+                | CommandError::Interrupted { .. }
+                | CommandError::TooMuchOutput { .. },
             ) => true,
             None => false,
         }

@@ -21,6 +21,7 @@ pub fn command(argv: &[String], timeout: Duration, cancel: &Cancel) -> Result<()
         .args(args)
         .timeout(timeout)
         .kill_leftovers()
+        .tail_only(super::command::REPORTED_TAIL)
         .run(cancel)?;
     Ok(())
 }

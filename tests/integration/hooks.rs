@@ -128,3 +128,133 @@ fn hooks_run_on_their_outcomes_with_the_documented_environment() {
     env.run(&plan);
     assert_eq!(recorded(&log).len(), 3);
 }
+
+/// Regression (issue 19, 6): a `[[command]]` printing 200 MB on stdout
+/// drove driftless to a 393 MB peak (all of it buffered, then copied); the
+/// same for a `[[hook]]`. Only a bounded tail is kept while streaming.
+#[test]
+fn a_command_or_hook_that_prints_200_mb_does_not_grow_driftless() {
+    let env = Env::new();
+    let repo = env.path().join("repo");
+    let root = env.path().join("root");
+    let chatty = "['/bin/sh', '-c', 'head -c 200000000 /dev/zero | tr \"\\\\000\" x']";
+    env.set_config(&format!(
+        "[[hook]]\nname = 'chatty'\ncommand = {chatty}\non = ['changed']\ntimeout = '60s'\n"
+    ));
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            &format!(
+                "{APP_CONF}[[command]]\nname = 'chatty'\ncommand = {chatty}\nunless = ['/bin/false']\ntimeout = '60s'\n"
+            ),
+        )],
+    );
+    let (run, peak_kib) =
+        crate::util::run_measured(&env.config(), &converge_args(&repo, &root, "h"));
+    run.expect_code(2);
+    eprintln!("peak RSS with 2 x 200 MB of output: {peak_kib} KiB");
+    assert!(
+        peak_kib < 64 * 1024,
+        "driftless peaked at {} MB with 200 MB of output",
+        peak_kib / 1024
+    );
+}
+
+/// Regression (issue 19, 7 and 8): a failing command whose stderr was one
+/// 300 KB line put all of it into the error, the history and the log, and
+/// the `rolled_back` hook could not start ("Argument list too long": its
+/// DRIFTLESS_ERROR was over the kernel's limit); for an invalid repo
+/// DRIFTLESS_ERROR was empty, and for a plan that cannot be made it said
+/// only "cannot plan: 1 problem".
+#[test]
+fn a_hook_hears_what_failed_bounded_and_with_its_causes() {
+    let env = Env::new();
+    let log = env.path().join("hook.log");
+    let repo = env.path().join("repo");
+    let root = env.path().join("root");
+    env.set_config(&format!(
+        "[[hook]]\nname = 'record'\ncommand = ['/bin/sh', '-c', 'env | grep ^DRIFTLESS_ | sort >> {log}; echo --- >> {log}']\non = ['rolled_back', 'invalid', 'error']\n",
+        log = log.display()
+    ));
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            &format!(
+                "{APP_CONF}[[command]]\nname = 'loud'\ncommand = ['/bin/sh', '-c', 'head -c 300000 /dev/zero | tr \"\\\\000\" e >&2; exit 3']\nunless = ['/bin/false']\n"
+            ),
+        )],
+    );
+    let mut args = converge_args(&repo, &root, "h");
+    let run = env.run(&args);
+    run.expect_code(4);
+    assert!(
+        run.stderr.len() < 64 * 1024,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
+    assert!(
+        run.stdout.len() < 64 * 1024,
+        "{} bytes of stdout",
+        run.stdout.len()
+    );
+    let runs = recorded(&log);
+    assert_eq!(
+        runs.len(),
+        1,
+        "the rolled_back hook did not run: {}",
+        run.stderr
+    );
+    let error = &runs[0]["DRIFTLESS_ERROR"];
+    assert!(
+        error.contains("command:loud") || error.contains("exit code 3"),
+        "{error}"
+    );
+    assert!(error.len() <= 8 * 1024 + 4, "{} bytes", error.len());
+    let history = env.run(&["history", "--json", "1"]);
+    history.expect_code(0);
+    assert!(
+        history.stdout.len() < 64 * 1024,
+        "{} bytes of history",
+        history.stdout.len()
+    );
+
+    // An invalid repo: the hook hears which problem, where.
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/t'\ncontent = '{{ vars.nope }}'\ntemplate = true\n",
+        )],
+    );
+    env.run(&args).expect_code(1);
+    let runs = recorded(&log);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1]["DRIFTLESS_OUTCOME"], "invalid");
+    let error = &runs[1]["DRIFTLESS_ERROR"];
+    assert!(
+        error.contains("the config repo is invalid (1 problem): hosts/h.toml:3:")
+            && error.contains("vars.nope"),
+        "{error}"
+    );
+
+    // A plan that cannot be made: the hook hears the problem.
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/t'\ncontent = 'x'\nowner = 'nosuchuser'\n",
+        )],
+    );
+    args.push("--json".to_owned());
+    let run = env.run(&args);
+    run.expect_code(1);
+    let runs = recorded(&log);
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let error = &runs[2]["DRIFTLESS_ERROR"];
+    assert!(
+        error.contains("cannot plan") && error.contains("owner `nosuchuser` does not exist"),
+        "{error}"
+    );
+}

@@ -201,3 +201,42 @@ pub fn hook_records(text: &str) -> Vec<BTreeMap<String, String>> {
         })
         .collect()
 }
+
+/// Runs `driftless ARGS --config CONFIG` and returns it with the peak
+/// resident set (KiB) of the largest process of its tree, as the kernel
+/// counted it (`getrusage` of the children, read by a python3 wrapper
+/// that only waits): a bound on memory, not a timing.
+pub fn run_measured(config: &Path, args: &[String]) -> (Run, u64) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)\n\
+             sys.stdout.buffer.write(r.stdout)\n\
+             sys.stderr.buffer.write(r.stderr)\n\
+             sys.stderr.write('\\nPEAK_RSS_KIB=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+             sys.exit(r.returncode)",
+            env!("CARGO_BIN_EXE_driftless"),
+        ])
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .env_remove("DRIFTLESS_LOG")
+        .output()
+        .expect("python3");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let peak = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("PEAK_RSS_KIB="))
+        .and_then(|v| v.parse().ok())
+        .expect("the peak RSS");
+    (
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        },
+        peak,
+    )
+}
