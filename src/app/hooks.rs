@@ -85,6 +85,17 @@ pub fn run_hooks(hooks: &[Hook], env: &HookEnv) {
         let Some((program, args)) = hook.argv.split_first() else {
             continue;
         };
+        // As sshd refuses an authorized_keys others could write: a hook
+        // runs as root, so nobody else may be able to change it.
+        if let Err(e) = crate::system::trust::check_program(std::path::Path::new(program)) {
+            tracing::warn!(
+                hook = %hook.name,
+                error = format!("{e:#}"),
+                "hook {} refused: {e:#}",
+                hook.name
+            );
+            continue;
+        }
         let mut cmd = Cmd::new(program)
             .args(args)
             .timeout(hook.timeout)

@@ -168,7 +168,7 @@ pub(super) fn load_options(settings: &Settings, cancel: &Cancel) -> Result<LoadO
 
 /// The host's age identities from `[secrets] identity`.
 fn host_keys(path: &std::path::Path) -> Result<Keys> {
-    let text = system::keyfile::read_private(path).context("[secrets] identity")?;
+    let text = system::trust::read_private(path).context("[secrets] identity")?;
     Keys::parse(&path.display().to_string(), &text)
         .map_err(|e| anyhow::anyhow!("[secrets] identity: {e}"))
 }

@@ -82,7 +82,7 @@ fn run_inner(cmd: &SecretCommand, config_file: Option<&Path>, out: &mut dyn Writ
                     )?
                 }
             };
-            let text = crate::system::keyfile::read_private(&path)?;
+            let text = crate::system::trust::read_private(&path)?;
             let keys = secrets::Keys::parse(&path.display().to_string(), &text)
                 .map_err(anyhow::Error::msg)?;
             for r in keys.recipients() {

@@ -258,3 +258,39 @@ fn a_hook_hears_what_failed_bounded_and_with_its_causes() {
         "{error}"
     );
 }
+
+/// A hook runs as root: one that group or others could change (the file
+/// or a directory above it) is refused, as sshd refuses an
+/// `authorized_keys` others can write; the outcome stands.
+#[test]
+fn a_hook_others_could_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let repo = env.path().join("repo");
+    let root = env.path().join("root");
+    let dir = env.path().join("hooks");
+    std::fs::create_dir(&dir).unwrap();
+    let marker = env.path().join("ran");
+    let hook = dir.join("hook.sh");
+    std::fs::write(&hook, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    env.set_config(&format!(
+        "[[hook]]\nname = 'loose'\ncommand = ['{}']\non = ['changed']\n",
+        hook.display()
+    ));
+    write_repo(&repo, &[("hosts/h.toml", APP_CONF)]);
+    let run = env.run(&converge_args(&repo, &root, "h"));
+    run.expect_code(2);
+    assert!(!marker.exists(), "a hook others could replace ran");
+    assert!(
+        run.stderr.contains("hook loose refused") && run.stderr.contains("0777"),
+        "{}",
+        run.stderr
+    );
+    // Tightened: it runs.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("etc/app.conf"), "drift\n").unwrap();
+    env.run(&converge_args(&repo, &root, "h")).expect_code(2);
+    assert!(marker.exists(), "the hook did not run once it was safe");
+}
