@@ -838,9 +838,11 @@ fn the_daemon_rolls_back_refuses_and_rides_out_a_git_outage() {
     });
 }
 
-/// `systemctl stop` in the middle of a converge: rolled back, the unit ends
-/// with result success. SIGHUP with a bad config keeps the old one; with a
-/// good one applies it.
+/// `systemctl stop` in the middle of a converge a client asked for with
+/// `converge --now`: rolled back, the unit ends with result success, and
+/// the client gets the run's result (exit 4) before the daemon exits.
+/// SIGHUP with a bad config keeps the old one; with a missing one too
+/// (not "the defaults"); with a good one applies it.
 #[test]
 #[ignore = "needs root, a sandbox host and nginx: run with --include-ignored (CI does)"]
 fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
@@ -849,6 +851,20 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
     start(&host);
     wait_for_file(&host, "v1\n", 30);
 
+    // No tick of its own from now on: the client's run is the one in flight.
+    std::fs::write(
+        host.path("/etc/driftless/agent.toml"),
+        agent_config(&repo, "").replace("interval = \"2s\"", "interval = \"1h\""),
+    )
+    .unwrap();
+    host.exec(&["systemctl", "reload", UNIT]).expect_code(0);
+    host.wait_until("the next tick to be an hour away", 30, || {
+        status_json(&host)["status"]["daemon"]["next_run"]
+            .as_str()
+            .and_then(|n| humantime::parse_rfc3339(n).ok())
+            .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+            .is_some_and(|d| d > Duration::from_secs(600))
+    });
     repo.push(
         &host_file(
             "v2",
@@ -856,7 +872,15 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
         ),
         "slow check",
     );
-    host.wait_until("the daemon to run the slow check", 30, || {
+    let client = host.spawn(&[
+        "env",
+        "NO_COLOR=1",
+        "/usr/bin/driftless",
+        "converge",
+        "--now",
+        "--json",
+    ]);
+    host.wait_until("the daemon to run the slow check", 60, || {
         status_text(&host).contains("health checks")
     });
     assert_eq!(
@@ -871,6 +895,18 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
         "{:?}",
         stopping.elapsed()
     );
+    // Regression (issue 19, 12): the client got "the daemon closed the
+    // connection before the converge ended" and exited 1.
+    let out = client.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(last["result"], "rolled_back", "{last}");
     let result = host.exec(&["systemctl", "show", "-P", "Result", UNIT]);
     assert_eq!(
         result.stdout.trim(),
@@ -893,6 +929,11 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
 
     // Reloads: a bad config is refused and the old one stays in force.
     repo.push(&host_file("v3", ""), "quick again");
+    std::fs::write(
+        host.path("/etc/driftless/agent.toml"),
+        agent_config(&repo, ""),
+    )
+    .unwrap();
     start(&host);
     wait_for_file(&host, "v3\n", 30);
     std::fs::write(
@@ -918,12 +959,92 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
     let st: Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(st["status"]["daemon"]["interval_s"], 2, "{st}");
     let better = agent_config(&repo, "").replace("interval = \"2s\"", "interval = \"7s\"");
-    std::fs::write(host.path("/etc/driftless/agent.toml"), better).unwrap();
+    std::fs::write(host.path("/etc/driftless/agent.toml"), &better).unwrap();
     host.exec(&["systemctl", "reload", UNIT]).expect_code(0);
     host.wait_until("the new interval to be in force", 10, || {
         status_json(&host)["status"]["daemon"]["interval_s"] == 7
     });
     let _ = DAEMON_RELOADED;
+
+    // Regression (issue 19, 13): with the default config path, a deleted
+    // agent.toml and a reload put the daemon on built-in defaults (no
+    // source: every tick failed, drift was no longer healed). A missing
+    // file is an invalid config: the one in force stays.
+    std::fs::remove_file(host.path("/etc/driftless/agent.toml")).unwrap();
+    let before = with_id(&journal(&host), RELOAD_FAILED).len();
+    host.exec(&["systemctl", "reload", UNIT]).expect_code(0);
+    host.wait_until("the refused reload of a missing file", 10, || {
+        with_id(&journal(&host), RELOAD_FAILED).len() > before
+    });
+    let refused = with_id(&journal(&host), RELOAD_FAILED).pop().unwrap();
+    assert!(
+        field(&refused, "MESSAGE").contains("No such file"),
+        "{refused}"
+    );
+    let st = driftless(&host, &["--config", "/srv/client.toml", "status", "--json"]);
+    let st: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["status"]["daemon"]["interval_s"], 7, "{st}");
+    // Still pulling from git and healing: a new commit lands.
+    repo.push(&host_file("v4", ""), "after the file went away");
+    wait_for_file(&host, "v4\n", 30);
+    std::fs::write(host.path("/etc/driftless/agent.toml"), &better).unwrap();
+}
+
+/// Regression (issue 19, 9): the unit set no `LimitNOFILE` and a request
+/// had no read timeout: 1500 idle connections exhausted the daemon's 1024
+/// descriptors, `accept` failed in a loop writing about 1 GB of warnings
+/// to the journal in 40 s, and `status` got no answer for 10 s. Now the
+/// unit bounds descriptors, the daemon serves at most 64 connections (the
+/// rest are told it is busy), drops a silent one after 5 s, and `status`
+/// answers throughout (from the state files while the daemon is busy).
+#[test]
+#[ignore = "needs root, a sandbox host and nginx: run with --include-ignored (CI does)"]
+fn a_flood_of_connections_does_not_starve_the_packaged_daemon() {
+    let repo = ConfigRepo::new(&host_file("v1", ""));
+    let host = installed_host(&repo, "");
+    start(&host);
+    wait_for_file(&host, "v1\n", 30);
+    let limit = host.exec(&["systemctl", "show", "-P", "LimitNOFILE", UNIT]);
+    assert_eq!(limit.stdout.trim(), "65536", "{}", host.unit_status(UNIT));
+
+    // This process needs a descriptor per connection.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        hard.min(8192),
+        hard,
+    )
+    .unwrap();
+    let socket = host.live_path("/run/driftless/control.sock");
+    let mut flood = Vec::new();
+    for _ in 0..1500 {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(s) => flood.push(s),
+            Err(e) => panic!("connection {} refused: {e}", flood.len()),
+        }
+    }
+    let st = driftless(&host, &["status", "--json"]);
+    st.expect_code(0);
+    let pid = host.main_pid(UNIT).to_string();
+    let fds = host.exec(&["sh", "-c", &format!("ls /proc/{pid}/fd | wc -l")]);
+    let fds: usize = fds.stdout.trim().parse().unwrap();
+    assert!(fds < 200, "the daemon holds {fds} descriptors");
+    drop(flood);
+    host.wait_until("the daemon to answer status again", 30, || {
+        status_json(&host)["status"]["daemon"].is_object()
+    });
+    let accept_failures = journal(&host)
+        .iter()
+        .filter(|e| field(e, "MESSAGE").contains("accept failed"))
+        .count();
+    assert!(
+        accept_failures <= 1,
+        "{accept_failures} accept failures logged"
+    );
+    // And it still converges.
+    repo.push(&host_file("v2", ""), "after the flood");
+    wait_for_file(&host, "v2\n", 30);
 }
 
 /// With `WatchdogSec` set, a 20 s health check does not get the daemon

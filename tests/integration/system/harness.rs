@@ -183,6 +183,25 @@ impl Host {
         sandbox(&args)
     }
 
+    /// Starts `argv` inside the host and returns at once (its output piped):
+    /// for a client that must be running while the test does something else.
+    pub fn spawn(&self, argv: &[&str]) -> std::process::Child {
+        Command::new(SANDBOX)
+            .args(["exec", &self.pid.to_string()])
+            .args(argv)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {SANDBOX}: {e}"))
+    }
+
+    /// `path` as the running host sees it (its own mounts included: /run,
+    /// /tmp), from outside, through its PID 1's root.
+    pub fn live_path(&self, path: &str) -> PathBuf {
+        let relative = path.strip_prefix('/').expect("an absolute host path");
+        PathBuf::from(format!("/proc/{}/root", self.pid)).join(relative)
+    }
+
     /// Runs `driftless ARGS --config /srv/agent.toml` inside the host, with
     /// debug logging so that [`commands`] can see every subprocess.
     pub fn driftless(&self, args: &[&str]) -> Run {
