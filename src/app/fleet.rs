@@ -337,28 +337,30 @@ impl<'a> Rollout<'a> {
         self.read("hosts/")
     }
 
-    /// The fleet's memory of the rollbacks of `commit`.
+    /// The fleet's memory of the rollbacks of `commit` (every host's: the
+    /// keys are by host, so that etcd's RBAC can give each host write
+    /// access to its own keys only), with the keys of the records about it
+    /// that cannot be read.
     pub(super) fn rollbacks(&self, commit: &str) -> Result<Read<Rollback>> {
-        self.read(&format!("rollbacks/{commit}/"))
+        let mut all = self.read::<Rollback>("rollbacks/")?;
+        all.ok.retain(|r| r.commit == commit);
+        let about = format!("/{commit}");
+        all.unreadable.retain(|k| k.ends_with(&about));
+        Ok(all)
     }
 
-    /// Remembers this host's rollback of `commit` for the fleet (no lease),
-    /// and forgets the rollbacks of the commits beyond the newest
+    /// Remembers this host's rollback for the fleet (no lease), under its
+    /// own `rollbacks/<host>/`, keeping its newest
     /// [`ROLLED_BACK_COMMITS_KEPT`].
     fn remember_rollback(&self, rollback: &Rollback) -> Result<()> {
-        let key = self.key(&format!("rollbacks/{}/{}", rollback.commit, rollback.host));
+        let mine = format!("rollbacks/{}/", rollback.host);
+        let key = self.key(&format!("{mine}{}", rollback.commit));
         self.etcd.put(&key, &serde_json::to_vec(rollback)?, None)?;
-        let all = self.read::<Rollback>("rollbacks/")?;
-        let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
-        for r in &all.ok {
-            let at = newest.entry(&r.commit).or_default();
-            *at = (*at).max(r.at);
-        }
-        let mut commits: Vec<(&str, u64)> = newest.into_iter().collect();
-        commits.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
-        for (commit, _) in commits.iter().skip(ROLLED_BACK_COMMITS_KEPT) {
+        let mut kept = self.read::<Rollback>(&mine)?.ok;
+        kept.sort_by_key(|r| std::cmp::Reverse(r.at));
+        for old in kept.iter().skip(ROLLED_BACK_COMMITS_KEPT) {
             self.etcd
-                .delete_prefix(&self.key(&format!("rollbacks/{commit}/")))?;
+                .delete(&self.key(&format!("{mine}{}", old.commit)))?;
         }
         Ok(())
     }
@@ -400,6 +402,7 @@ impl<'a> Rollout<'a> {
             rec.wave = policy
                 .wave_name(policy.wave_of(&self.host, &roles))
                 .to_owned();
+            rec.roles = roles;
         }
         if runs != rec.applied {
             rec.healthy_since = runs.as_ref().map(|_| now);
@@ -413,6 +416,7 @@ impl<'a> Rollout<'a> {
             self.remember_rollback(&Rollback {
                 host: self.host.clone(),
                 wave: rec.wave.clone(),
+                roles: rec.roles.clone(),
                 commit: commit.to_owned(),
                 reason: reason.to_owned(),
                 at: now,

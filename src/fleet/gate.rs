@@ -6,6 +6,11 @@
 //! rollback, so it holds the gate like a rollback would; and a rollback
 //! counts whether it is read from the live record of the host that made
 //! it or from the fleet's own memory of it (the host may be gone).
+//!
+//! Every host is put in its wave by the policy in force here (by its name
+//! and roles), never by the wave its record names: a commit that deletes
+//! `fleet.toml` would otherwise move the canaries that applied it out of
+//! the canary wave, and an empty wave holds nothing back.
 
 use std::collections::BTreeMap;
 
@@ -94,6 +99,7 @@ const NAMED: usize = 5;
 
 /// Decides.
 pub fn decide(i: &Input<'_>) -> Gate {
+    let wave_of = |host: &str, roles: &[String]| i.policy.wave_of(host, roles);
     if let Some(reason) = i.halt {
         return Gate::Halted(
             Reason::Halt,
@@ -127,7 +133,11 @@ pub fn decide(i: &Input<'_>) -> Gate {
     let waves = i.policy.waves.len();
     for j in 0..=waves {
         let name = i.policy.wave_name(j);
-        let live: Vec<&HostRecord> = i.records.iter().filter(|r| r.wave == name).collect();
+        let live: Vec<&HostRecord> = i
+            .records
+            .iter()
+            .filter(|r| wave_of(&r.host, &r.roles) == j)
+            .collect();
         // Who rolled it back, by host: from the live records and from the
         // fleet's memory (a host whose record expired still counts).
         let mut failed: BTreeMap<&str, &str> = BTreeMap::new();
@@ -166,7 +176,11 @@ pub fn decide(i: &Input<'_>) -> Gate {
         }
     }
     for (j, w) in i.policy.waves.iter().enumerate().take(i.wave) {
-        let live: Vec<&HostRecord> = i.records.iter().filter(|r| r.wave == w.name).collect();
+        let live: Vec<&HostRecord> = i
+            .records
+            .iter()
+            .filter(|r| wave_of(&r.host, &r.roles) == j)
+            .collect();
         let soaked = live
             .iter()
             .filter(|r| {
@@ -325,6 +339,7 @@ mod tests {
         let memory = [Rollback {
             host: "c1".into(),
             wave: "canary".into(),
+            roles: Vec::new(),
             commit: "c2".into(),
             reason: "check web failed".into(),
             at: 5,

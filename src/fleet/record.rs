@@ -11,8 +11,13 @@ pub const ROLLBACKS_KEPT: usize = 5;
 pub struct HostRecord {
     /// Host name.
     pub host: String,
-    /// Its wave (by the policy it has applied).
+    /// Its wave (by the policy it has applied; shown, never used by the
+    /// gate of another host, which places it by its own policy).
     pub wave: String,
+    /// Its roles (by the commit it has applied), so that another host's
+    /// policy can place it in a wave.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// The commit it runs, applied and healthy (its last good state).
     pub applied: Option<String>,
     /// Since when it runs `applied` healthily (seconds since the epoch).
@@ -51,16 +56,19 @@ pub struct RolledBack {
     pub at: u64,
 }
 
-/// A rollback as the fleet remembers it: `<prefix>/rollbacks/<commit>/<host>`,
+/// A rollback as the fleet remembers it: `<prefix>/rollbacks/<host>/<commit>`,
 /// written by the host that rolled the commit back, without a lease, so
 /// that the rollout stays halted after that host (and its record) is gone.
-/// The rollbacks of the newest [`ROLLED_BACK_COMMITS_KEPT`] commits are kept.
+/// Each host keeps its newest [`ROLLED_BACK_COMMITS_KEPT`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollback {
     /// The host that rolled it back.
     pub host: String,
     /// Its wave then.
     pub wave: String,
+    /// Its roles then.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// The commit.
     pub commit: String,
     /// Why (the converge's error).
@@ -69,8 +77,8 @@ pub struct Rollback {
     pub at: u64,
 }
 
-/// Commits whose rollbacks the fleet keeps: a commit older than the
-/// newest this many rolled-back ones is long superseded.
+/// Rollbacks each host keeps in the fleet's memory: a commit older than
+/// its newest this many rolled-back ones is long superseded.
 pub const ROLLED_BACK_COMMITS_KEPT: usize = 32;
 
 impl HostRecord {
