@@ -268,4 +268,40 @@ mod tests {
         assert_eq!(prefix_end("/dl/hosts/"), b"/dl/hosts0".to_vec());
         assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
     }
+
+    /// An endpoint that answers without end is cut off at the bound
+    /// (everything from outside is bounded), as an error.
+    #[test]
+    fn an_answer_over_the_bound_is_an_error() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = s.read(&mut request);
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    MAX_ANSWER * 2
+                )
+                .as_bytes(),
+            );
+            let chunk = vec![b' '; 1 << 20];
+            for _ in 0..(MAX_ANSWER * 2 / chunk.len()) {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let etcd = Etcd::new(EtcdSettings {
+            endpoints: vec![format!("http://127.0.0.1:{port}")],
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        });
+        let err = format!("{:#}", etcd.get("/k").expect_err("too big"));
+        assert!(err.contains("larger than"), "{err}");
+        let _ = server.join();
+    }
 }

@@ -144,3 +144,44 @@ fn the_help_texts_do_not_promise_what_is_not_there() {
         );
     }
 }
+
+/// Every test `docs/threat-model.md` points to as proof exists: a claim
+/// must not outlive its test.
+#[test]
+fn the_threat_model_points_only_to_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/threat-model.md")).unwrap();
+    let mut sources = String::new();
+    let mut stack = vec![root.join("src"), root.join("tests")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                sources.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let named: Vec<&str> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.contains("::")
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == ':' || c.is_ascii_digit())
+        })
+        .collect();
+    assert!(named.len() > 20, "only {} tests named", named.len());
+    for t in named {
+        let name = t.rsplit("::").next().unwrap();
+        if name == "tests" {
+            continue;
+        }
+        assert!(
+            sources.contains(&format!("fn {name}(")),
+            "docs/threat-model.md names `{t}`, which is no test"
+        );
+    }
+}
