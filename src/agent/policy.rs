@@ -6,6 +6,8 @@
 //! - A pinned host applies nothing until `driftless resume`.
 //! - A quarantined key is not applied again; the host converges to the last
 //!   good state instead, until the source moves on or `driftless retry`.
+//!   Once another key is applied (the fix), the quarantine is over: it
+//!   stays in the history, not in `status` or the metrics.
 //! - Only the desired state's own failures quarantine it. A stop request,
 //!   a failure to record, an environment problem: the next run tries again.
 //! - The last good state is never quarantined: it is what a host holds at.
@@ -146,6 +148,11 @@ pub fn record(state: &mut AgentState, c: &Converged<'_>, ended: Ended<'_>) -> Ef
 }
 
 fn record_good(state: &mut AgentState, c: &Converged<'_>) -> Effects {
+    // The head moved on and converged: the quarantine of another key is
+    // over (the alert it raised must clear).
+    if state.quarantine.as_ref().is_some_and(|q| q.key != c.key) {
+        state.quarantine = None;
+    }
     // A converge that finds the host as the same desired state left it
     // writes nothing: the state directory is not churned every run.
     let same_key = is_last_good(state, c.key);
@@ -357,6 +364,30 @@ mod tests {
         };
         let e = record(&mut s, &converged("c1"), failed(Blame::DesiredState));
         assert!(e.spared_last_good);
+        assert_eq!(s.quarantine, None);
+    }
+
+    /// Regression: a bad commit was rolled back and quarantined, the fix
+    /// applied, and `status` and `driftless_quarantined` kept naming the
+    /// bad commit until someone ran `retry`.
+    #[test]
+    fn applying_another_key_ends_the_quarantine() {
+        let mut s = AgentState {
+            last_good: Some(mark("c1")),
+            quarantine: Some(mark("c2")),
+            ..AgentState::default()
+        };
+        let e = record(&mut s, &converged("c3"), Ended::Good);
+        assert!(e.save_last_good);
+        assert_eq!(s.quarantine, None);
+        // Also when the head is back at the last good state.
+        let mut s = AgentState {
+            last_good: Some(mark("c1")),
+            applied_commit: Some("c1".into()),
+            quarantine: Some(mark("c2")),
+            ..AgentState::default()
+        };
+        record(&mut s, &converged("c1"), Ended::Good);
         assert_eq!(s.quarantine, None);
     }
 

@@ -69,6 +69,11 @@ pub struct ConvergeResult {
     /// Why the loaded commit was not applied: the fleet's rollout gate.
     #[serde(default)]
     pub rollout_blocked: Option<fleet::Blocked>,
+    /// Why the host was held (pinned, paused, the head quarantined, the
+    /// rollout gate): the run's one-line reason, also when it is not an
+    /// error.
+    #[serde(default)]
+    pub held: Option<String>,
     /// The rollout slot held while applying (given back at the end).
     #[serde(skip)]
     pub(crate) rollout_slot: Option<fleet::Slot>,
@@ -448,6 +453,7 @@ fn locked(
                 last_good: None,
             });
             r.run.outcome = Outcome::Held;
+            r.held = Some(why.clone());
             r.run.error = Some(why);
             return Ok(());
         }
@@ -469,6 +475,7 @@ fn locked(
                 why: why.clone(),
                 last_good: last_good.as_ref().map(|lg| lg.key.clone()),
             });
+            r.held = Some(why.clone());
             match last_good {
                 Some(lg) => (
                     lg.desired,

@@ -58,6 +58,15 @@ pub enum State {
     },
 }
 
+/// What started a converge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule.
+    Tick,
+    /// A client (`converge --now`).
+    Asked,
+}
+
 /// What a converge is doing, for the status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -111,8 +120,11 @@ pub struct LastRun {
     pub audit: bool,
     /// How long it took.
     pub duration: Duration,
-    /// What failed, or why it is held.
+    /// What failed.
     pub error: Option<String>,
+    /// Why it was held, when it was.
+    #[serde(default)]
+    pub held: Option<String>,
     /// It quarantined its key.
     pub quarantined: bool,
     /// Why the fleet's rollout gate held its new commit back.
@@ -189,15 +201,18 @@ impl Machine {
         }
     }
 
-    /// A tick is due (or a converge was asked for): start one. Returns how
-    /// it gets the source: from the remote unless backing off from failed
-    /// fetches, when the cache is converged (self-healing goes on).
+    /// A tick is due, or a converge was asked for: start one. Returns how
+    /// it gets the source. A tick fetches from the remote unless backing
+    /// off from failed fetches (then the cache is converged: self-healing
+    /// goes on), and falls back to the cache when the fetch fails. A run
+    /// asked for (`converge --now`) always fetches, and a failed fetch
+    /// ends it, as it does in-process: "run now" means the newest commit.
     /// `None` when not idle.
-    pub fn converge_started(&mut self, now: Instant) -> Option<FetchPolicy> {
+    pub fn converge_started(&mut self, now: Instant, trigger: Trigger) -> Option<FetchPolicy> {
         if !matches!(self.state, State::Idle { .. }) {
             return None;
         }
-        let fetching = self.next_fetch.is_none_or(|t| now >= t);
+        let fetching = trigger == Trigger::Asked || self.next_fetch.is_none_or(|t| now >= t);
         self.fetched = None;
         self.state = State::Converging {
             commit: None,
@@ -209,10 +224,10 @@ impl Machine {
             step: None,
             fetching,
         };
-        Some(if fetching {
-            FetchPolicy::RemoteOrCache
-        } else {
-            FetchPolicy::Cache
+        Some(match (trigger, fetching) {
+            (Trigger::Asked, _) => FetchPolicy::Remote,
+            (Trigger::Tick, true) => FetchPolicy::RemoteOrCache,
+            (Trigger::Tick, false) => FetchPolicy::Cache,
         })
     }
 
@@ -314,7 +329,8 @@ impl Machine {
             drifted: r.drifted,
             audit: r.audit,
             duration: Duration::from_millis(r.duration_ms),
-            error: r.run.error.clone().or_else(|| r.run.notes.first().cloned()),
+            error: r.run.error.clone(),
+            held: r.held.clone(),
             quarantined: r.quarantined,
             rollout_blocked: r.rollout_blocked.as_ref().map(|b| b.reason.clone()),
         });
@@ -427,7 +443,12 @@ impl Machine {
                     Outcome::RolledBack | Outcome::RollbackFailed | Outcome::Held
                         if last.quarantined || last.outcome == Outcome::Held =>
                     {
-                        let why = last.error.as_deref().map(first_line).unwrap_or_default();
+                        let why = last
+                            .held
+                            .as_deref()
+                            .or(last.error.as_deref())
+                            .map(first_line)
+                            .unwrap_or_default();
                         if last.outcome == Outcome::Held {
                             format!("held: {why}; {next}")
                         } else {
@@ -514,8 +535,8 @@ mod tests {
             "waiting for the first run; next run in 42s"
         );
         let t1 = t0 + Duration::from_secs(42);
-        assert_eq!(m.converge_started(t1), Some(FetchPolicy::RemoteOrCache));
-        assert_eq!(m.converge_started(t1), None, "one converge at a time");
+        assert_eq!(m.converge_started(t1, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
+        assert_eq!(m.converge_started(t1, Trigger::Tick), None, "one converge at a time");
         assert_eq!(
             m.status_line(t1, wall),
             "converging the config repo: fetching"
@@ -563,7 +584,7 @@ mod tests {
         m.recovered(t0, Duration::ZERO);
         m.applied = Some((C1.to_owned(), wall));
         // The fetch fails; the cached commit is converged instead.
-        assert_eq!(m.converge_started(t0), Some(FetchPolicy::RemoteOrCache));
+        assert_eq!(m.converge_started(t0, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
         m.progress(
             &Event::FetchFailed {
                 error: "connection refused".into(),
@@ -582,12 +603,12 @@ mod tests {
             m.status_line(t1, wall + Duration::from_secs(720)),
             "fetch failing for 12m (connection refused); healing 3f2a9c1d0000; next run in 0s"
         );
-        assert_eq!(m.converge_started(t1), Some(FetchPolicy::Cache));
+        assert_eq!(m.converge_started(t1, Trigger::Tick), Some(FetchPolicy::Cache));
         m.converge_finished(&result(Outcome::InSync, C1), t1, wall, 0.0);
         // After the backoff the remote is tried again; a success ends it.
         let t2 = m.next_tick().expect("idle");
         assert_eq!(t2, t0 + Duration::from_secs(600));
-        assert_eq!(m.converge_started(t2), Some(FetchPolicy::RemoteOrCache));
+        assert_eq!(m.converge_started(t2, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
         m.progress(&Event::Fetched { commit: C2.into() }, wall);
         m.converge_finished(&result(Outcome::Changed, C2), t2, wall, 0.0);
         assert_eq!(m.fetch_failures, 0);
@@ -603,7 +624,7 @@ mod tests {
         m.configured();
         m.recovered(t0, Duration::ZERO);
         let fail = |m: &mut Machine, now: Instant| {
-            assert_eq!(m.converge_started(now), Some(FetchPolicy::RemoteOrCache));
+            assert_eq!(m.converge_started(now, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
             m.progress(
                 &Event::FetchFailed {
                     error: "down".into(),
@@ -620,7 +641,7 @@ mod tests {
             next: t0 + Duration::from_secs(300),
         };
         assert_eq!(
-            m.converge_started(t0 + Duration::from_secs(300)),
+            m.converge_started(t0 + Duration::from_secs(300), Trigger::Tick),
             Some(FetchPolicy::Cache)
         );
         m.converge_finished(
@@ -638,7 +659,7 @@ mod tests {
             next: t0 + Duration::from_secs(1500),
         };
         assert_eq!(
-            m.converge_started(t0 + Duration::from_secs(1500)),
+            m.converge_started(t0 + Duration::from_secs(1500), Trigger::Tick),
             Some(FetchPolicy::Cache)
         );
     }
@@ -651,7 +672,7 @@ mod tests {
         m.configured();
         m.recovered(t0, Duration::ZERO);
         m.applied = Some((C1.to_owned(), wall));
-        m.converge_started(t0);
+        m.converge_started(t0, Trigger::Tick);
         m.progress(
             &Event::RollingBack {
                 generation: 4,
@@ -673,7 +694,7 @@ mod tests {
         );
         assert_eq!(m.stats.rollbacks, 1);
         let now = m.next_tick().expect("idle");
-        m.converge_started(now);
+        m.converge_started(now, Trigger::Tick);
         let mut held = result(Outcome::Held, C2);
         held.run.error = Some("9b1e02d50000 is quarantined (generation 4 rolled back)".into());
         m.converge_finished(&held, now, wall, 0.0);
@@ -696,7 +717,7 @@ mod tests {
         assert!(!idle.stop_requested());
         assert!(idle.stopped());
         // Converging: cancel, then stop once it finished.
-        m.converge_started(t0);
+        m.converge_started(t0, Trigger::Tick);
         assert!(m.stop_requested());
         assert!(!m.stopped());
         assert_eq!(

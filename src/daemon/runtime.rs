@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::machine::{Machine, State};
+use super::machine::{Machine, State, Trigger};
 use super::protocol::{self, Request, Response};
 use super::{notify, schedule};
 use crate::app::{
@@ -288,7 +288,12 @@ impl Daemon {
         dry_run: bool,
         client: Option<mpsc::UnboundedSender<Vec<u8>>>,
     ) -> Option<JoinHandle<ConvergeResult>> {
-        let policy = self.machine.converge_started(Instant::now())?;
+        let trigger = if client.is_some() {
+            Trigger::Asked
+        } else {
+            Trigger::Tick
+        };
+        let policy = self.machine.converge_started(Instant::now(), trigger)?;
         let cancel = Cancel::new();
         self.running = Some(Running {
             cancel: cancel.clone(),
