@@ -43,6 +43,25 @@ pub struct AgentState {
     /// nothing.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fetch_failures: u32,
+    /// When a fetch last succeeded (RFC 3339), for the metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch_success: Option<String>,
+    /// Set by `driftless pause`: every converge is refused until
+    /// `driftless unpause` (or `converge --now --force`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+/// Who paused the host, when and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pause {
+    /// Why, as given to `driftless pause --reason`.
+    pub reason: String,
+    /// Who (the user, and the user behind sudo).
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 fn is_zero(n: &u32) -> bool {

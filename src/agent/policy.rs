@@ -3,6 +3,8 @@
 //! or nothing while pinned), and what a converge's end, a crash recovery, a
 //! `rollback`, `resume` or `retry` change in the state.
 //!
+//! - A paused host converges nothing until `driftless unpause`, unless a
+//!   converge is forced (and says so).
 //! - A pinned host applies nothing until `driftless resume`.
 //! - A quarantined key is not applied again; the host converges to the last
 //!   good state instead, until the source moves on or `driftless retry`.
@@ -25,6 +27,11 @@ pub const MAX_INTERRUPTED: u32 = 3;
 pub enum Decision {
     /// Apply it.
     Apply,
+    /// The host is paused by `driftless pause`: converge nothing.
+    Paused {
+        /// Why, for the operator.
+        why: String,
+    },
     /// The host is pinned by `driftless rollback`: apply nothing.
     Pinned {
         /// Why, for the operator.
@@ -41,6 +48,9 @@ pub enum Decision {
 /// that would change the host (`applying`); a dry run still shows what
 /// would happen.
 pub fn decide(state: &AgentState, key: &str, applying: bool) -> Decision {
+    if let (true, Some(p)) = (applying, &state.paused) {
+        return Decision::Paused { why: paused_why(p) };
+    }
     if let (true, Some(pin)) = (applying, &state.pinned) {
         return Decision::Pinned {
             why: format!(
@@ -60,6 +70,29 @@ pub fn decide(state: &AgentState, key: &str, applying: bool) -> Decision {
             ),
         },
     }
+}
+
+/// A pause in words: who, since when, why, and how it ends.
+pub fn paused_why(p: &super::Pause) -> String {
+    format!(
+        "the host is paused by {} since {} ({}): nothing is converged until `driftless unpause` (or `converge --now --force`)",
+        p.by, p.at, p.reason
+    )
+}
+
+/// `driftless pause`: sets (or replaces) the pause; returns the one it
+/// replaced.
+pub fn pause(state: &mut AgentState, reason: &str, by: &str, now: &str) -> Option<super::Pause> {
+    state.paused.replace(super::Pause {
+        reason: reason.to_owned(),
+        by: by.to_owned(),
+        at: now.to_owned(),
+    })
+}
+
+/// `driftless unpause`: lifts the pause; returns it.
+pub fn unpause(state: &mut AgentState) -> Option<super::Pause> {
+    state.paused.take()
 }
 
 /// Who is to blame for a failed converge.
@@ -249,9 +282,10 @@ pub fn pin(state: &mut AgentState, from: u64, now: &str) {
 }
 
 /// Records a fetch: a failure counts, a success ends the streak.
-pub fn fetched(state: &mut AgentState, ok: bool) {
+pub fn fetched(state: &mut AgentState, ok: bool, now: &str) {
     if ok {
         state.fetch_failures = 0;
+        state.last_fetch_success = Some(now.to_owned());
     } else {
         state.fetch_failures += 1;
     }
@@ -509,10 +543,10 @@ mod tests {
     #[test]
     fn fetch_failures_count_in_a_row() {
         let mut s = AgentState::default();
-        fetched(&mut s, false);
-        fetched(&mut s, false);
+        fetched(&mut s, false, NOW);
+        fetched(&mut s, false, NOW);
         assert_eq!(s.fetch_failures, 2);
-        fetched(&mut s, true);
+        fetched(&mut s, true, NOW);
         assert_eq!(s.fetch_failures, 0);
     }
 }

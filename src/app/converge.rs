@@ -23,6 +23,10 @@ use crate::source;
 use crate::store::StateLock;
 use tracing::warn;
 
+/// Drifted resources named in a run's result, its journal entry and its
+/// record (the count is exact).
+pub const DRIFT_NAMED: usize = 10;
+
 /// What to converge.
 #[derive(Clone, Debug)]
 pub struct ConvergeRequest {
@@ -38,6 +42,11 @@ pub struct ConvergeRequest {
     /// Apply a new commit whatever the fleet's rollout gate says
     /// (`--ignore-rollout`; logged).
     pub ignore_rollout: bool,
+    /// Converge although the host is paused (`--force`; logged).
+    pub force: bool,
+    /// Who starts it, for the history and the journal (`schedule`,
+    /// `converge --now by alice (via sudo as root)`).
+    pub started_by: String,
 }
 
 /// What a converge did (also what the daemon sends a client at the end
@@ -60,8 +69,15 @@ pub struct ConvergeResult {
     /// This run quarantined the loaded key.
     pub quarantined: bool,
     /// Resources that had drifted from a desired state already applied
-    /// (healed now, or in an audit only reported).
+    /// (healed now, or in an audit only reported): how many; the steps that
+    /// only follow from others (a restart on a changed file) do not count.
     pub drifted: usize,
+    /// Which, the first [`DRIFT_NAMED`] of them.
+    #[serde(default)]
+    pub drifted_resources: Vec<String>,
+    /// Who started the run (`schedule`, `converge --now by alice`).
+    #[serde(default)]
+    pub started_by: String,
     /// It only reported: audit mode or a dry run.
     pub audit: bool,
     /// How long it took.
@@ -92,6 +108,7 @@ pub fn converge(
     let started = Instant::now();
     let mut r = ConvergeResult {
         audit: req.dry_run || app.settings.mode == Mode::Audit,
+        started_by: req.started_by.clone(),
         ..ConvergeResult::default()
     };
     r.run.root = Some(absolute(&req.root).display().to_string());
@@ -125,6 +142,8 @@ pub fn converge(
         duration_ms: r.duration_ms,
         key: r.key.clone(),
         drifted: r.drifted,
+        drifted_resources: r.drifted_resources.clone(),
+        started_by: r.started_by.clone(),
         quarantined: r.quarantined,
         audit: r.audit,
         error: r.run.error.clone(),
@@ -422,6 +441,17 @@ fn locked(
     r.fetch_failed = fetch_failed;
     // A quarantined head is not applied again: hold at the last good state.
     let mut decision = policy::decide(&state, &key, applying);
+    if let (Decision::Paused { why }, true) = (&decision, req.force) {
+        sink.event(&Event::PauseOverridden { why: why.clone() });
+        r.run
+            .notes
+            .push(format!("--force: converged although {why}"));
+        let unpaused = AgentState {
+            paused: None,
+            ..state.clone()
+        };
+        decision = policy::decide(&unpaused, &key, applying);
+    }
     // A new commit waits for the fleet's rollout gate, if there is a fleet.
     if matches!(decision, Decision::Apply) && applying {
         if req.ignore_rollout {
@@ -447,7 +477,7 @@ fn locked(
         }
     }
     let (desired, source_desc, held_at) = match decision {
-        Decision::Pinned { why } => {
+        Decision::Paused { why } | Decision::Pinned { why } => {
             sink.event(&Event::Held {
                 why: why.clone(),
                 last_good: None,
@@ -520,7 +550,13 @@ fn locked(
     // hand, or by something else); in an audit everything pending is.
     let applied_before = held_at || state.last_good.as_ref().is_some_and(|g| g.key == key);
     if dry || applied_before {
-        r.drifted = prepared.plan.changes.len();
+        let differing = crate::plan::differing(&prepared.plan.changes);
+        r.drifted = differing.len();
+        r.drifted_resources = differing
+            .iter()
+            .take(DRIFT_NAMED)
+            .map(ToString::to_string)
+            .collect();
     }
     let subject = Recorded {
         key: &key,
@@ -557,7 +593,12 @@ fn locked(
     };
     // How what is managed for the first time was, before it changes.
     let new_entries = prune::capture(&app.store, &root, &inventory, &prepared)?;
-    match converge::transact(&app.engine(&root), &prepared, &key, sink, cancel)? {
+    let run = converge::RunInfo {
+        key: &key,
+        healed: if r.audit { 0 } else { r.drifted },
+        started_by: &req.started_by,
+    };
+    match converge::transact(&app.engine(&root), &prepared, &run, sink, cancel)? {
         Transacted::Applied {
             generation,
             changes,

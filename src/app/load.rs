@@ -88,12 +88,13 @@ pub(super) fn open_source(
                 Ok(c) => Some(c.head.clone()),
                 Err(_) => source::cache_status(&cache).ok().and_then(|s| s.fetched),
             };
+            let at = now();
+            policy::fetched(state, result.is_ok(), &at);
             state.last_fetch = Some(FetchRecord {
-                at: now(),
+                at,
                 head,
                 error: result.as_ref().err().map(|e| format!("{e:#}")),
             });
-            policy::fetched(state, result.is_ok());
             result
         }
     };

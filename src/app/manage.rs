@@ -161,19 +161,90 @@ pub fn resume(app: &App) -> Result<ActionResult> {
     Ok(ActionResult::done(note))
 }
 
-/// `retry`: lifts the quarantine, so the next converge tries the head.
+/// `retry`: lifts the quarantine, so the next converge tries the head;
+/// says what the next converge will really do (the head may have moved
+/// on, the host may be pinned or paused).
 pub fn retry(app: &App) -> Result<ActionResult> {
     let _lock = app.store.lock()?;
     let mut state = app.store.load_state()?;
-    let note = match policy::retry(&mut state) {
-        Some(q) => format!(
-            "quarantine of {} lifted; the next converge tries it again",
-            short(&q.key)
-        ),
-        None => "nothing was quarantined".to_owned(),
+    let head = match &app.settings.source {
+        Some(_) => crate::source::cache_status(&app.store.git_cache())
+            .ok()
+            .and_then(|s| s.fetched),
+        None => None,
     };
+    let mut note = match policy::retry(&mut state) {
+        Some(q) => match head.as_deref().filter(|h| *h != q.key) {
+            Some(h) => format!(
+                "quarantine of {} lifted; the head has moved on to {}, which the next converge applies",
+                short(&q.key),
+                short(h)
+            ),
+            None => format!(
+                "quarantine of {} lifted; the next converge tries it again",
+                short(&q.key)
+            ),
+        },
+        None => "nothing is quarantined: the next converge applies the head as usual".to_owned(),
+    };
+    if let Some(p) = &state.paused {
+        note.push_str(&format!("; but {}", policy::paused_why(p)));
+    } else if let Some(pin) = &state.pinned {
+        note.push_str(&format!(
+            "; but the host is pinned ({}): nothing is applied until `driftless resume`",
+            pin.reason.as_deref().unwrap_or("driftless rollback")
+        ));
+    }
     app.store.save_state(&state)?;
     Ok(ActionResult::done(note))
+}
+
+/// `pause --reason TEXT`: every converge is refused (daemon ticks,
+/// `converge --now` from anyone, in-process ones) until `unpause`.
+/// Returns the pause set, for the journal.
+pub fn pause(app: &App, reason: &str) -> Result<(ActionResult, crate::agent::Pause)> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        bail!("say why with --reason TEXT: it is shown to everyone whose converge is refused");
+    }
+    let by = crate::system::facts::invoking_user();
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    let before = policy::pause(&mut state, reason, &by, &now());
+    app.store.save_state(&state)?;
+    let mut note =
+        format!("paused: every converge is refused until `driftless unpause` ({reason})");
+    if let Some(b) = before {
+        note.push_str(&format!(
+            "; it was paused already by {} since {} ({}), reason replaced",
+            b.by, b.at, b.reason
+        ));
+    }
+    let set = state.paused.clone().unwrap_or_else(|| crate::agent::Pause {
+        reason: reason.to_owned(),
+        by: by.clone(),
+        at: now(),
+    });
+    Ok((ActionResult::done(note), set))
+}
+
+/// `unpause`: lifts the pause. Returns the pause lifted (for the journal)
+/// and who lifted it.
+pub fn unpause(app: &App) -> Result<(ActionResult, Option<(crate::agent::Pause, String)>)> {
+    let by = crate::system::facts::invoking_user();
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    match policy::unpause(&mut state) {
+        Some(p) => {
+            app.store.save_state(&state)?;
+            let note = format!(
+                "unpaused (paused by {} since {}: {}); the next converge runs",
+                p.by, p.at, p.reason
+            );
+            Ok((ActionResult::done(note), Some((p, by))))
+        }
+        None => Ok((ActionResult::done("the host was not paused".to_owned()), None)),
+    }
 }
 
 /// `recover`: only the crash recovery every converge starts with.

@@ -28,7 +28,7 @@ pub use converge::{ConvergeRequest, ConvergeResult, converge};
 pub use facts::{FactsResult, TemplateScope, facts};
 pub use fleet::{Blocked, FleetStatus, WaveStatus, fleet_halt, fleet_resume, fleet_status};
 pub use load::FetchFailed;
-pub use manage::{ActionResult, recover, resume, retry, rollback};
+pub use manage::{ActionResult, pause, recover, resume, retry, rollback, unpause};
 pub use plan::{PlanRequest, PlanResult, plan};
 pub use status::{
     AgentStatus, DaemonView, GenerationDetail, SourceRef, SourceStatus, generation, history,

@@ -77,7 +77,7 @@ fn plan_into(
     }
     let (desired, source_desc, held) = match decision {
         Decision::Apply => (loaded.desired, loaded.source, false),
-        Decision::Pinned { why } => {
+        Decision::Paused { why } | Decision::Pinned { why } => {
             r.outcome = Outcome::Held;
             r.error = Some(format!("{why}; `converge` would apply nothing"));
             return Ok(());

@@ -42,6 +42,8 @@ pub struct AgentStatus {
     pub quarantine: Option<Mark>,
     /// The pin set by `driftless rollback`.
     pub pinned: Option<Mark>,
+    /// The pause set by `driftless pause`: every converge is refused.
+    pub paused: Option<crate::agent::Pause>,
     /// Consecutive interrupted converges of one key.
     pub interrupted: Option<u32>,
     /// The newest generation.
@@ -83,6 +85,7 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         last_good: state.last_good,
         quarantine: state.quarantine,
         pinned: state.pinned,
+        paused: state.paused,
         interrupted: state.interrupted.map(|i| i.count),
         last_generation: last,
         last_run: app.store.load_last_run()?,
@@ -130,6 +133,9 @@ pub struct DaemonView {
     pub next_fetch: Option<String>,
     /// Converges since it started, by outcome.
     pub converges: BTreeMap<String, u64>,
+    /// Why the metrics textfile could not be written at the last run.
+    #[serde(default)]
+    pub metrics_error: Option<String>,
 }
 
 /// `history`: every kept generation, oldest first.

@@ -77,13 +77,34 @@ pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
     }
 }
 
+/// Tells a running daemon that the agent state changed, so that its
+/// status line and metrics say so at once. Best effort: without a daemon,
+/// or when it does not answer, there is nothing to tell.
+pub fn refresh(socket: &Path) {
+    let Ok(Some(mut stream)) = connect(socket) else {
+        return;
+    };
+    stream.set_read_timeout(Some(STATUS_TIMEOUT)).ok();
+    stream.set_write_timeout(Some(STATUS_TIMEOUT)).ok();
+    if send(&mut stream, &Request::Refresh).is_ok() {
+        let mut line = String::new();
+        let _ = BufReader::new(stream).read_line(&mut line);
+    }
+}
+
 /// Asks the daemon to converge and follows the run: progress on stderr (a
 /// live line on a terminal, plain lines otherwise) or, with `json`, the
 /// socket's own `queued` and `event` lines on stdout, one JSON document per
 /// line, ahead of the envelope the caller prints last. Returns the run's
 /// result, which the caller reports as an in-process converge would be.
-pub fn converge(mut stream: UnixStream, dry_run: bool, json: bool) -> Result<ConvergeResult> {
-    send(&mut stream, &Request::Converge { dry_run })?;
+pub fn converge(
+    mut stream: UnixStream,
+    dry_run: bool,
+    force: bool,
+    json: bool,
+) -> Result<ConvergeResult> {
+    let by = Some(crate::system::facts::invoking_user());
+    send(&mut stream, &Request::Converge { dry_run, force, by })?;
     let mut progress = Progress::new(json);
     for line in BufReader::new(stream).lines() {
         let line = line.context("lost the daemon while it converged (the run goes on there)")?;
@@ -107,7 +128,7 @@ pub fn converge(mut stream: UnixStream, dry_run: bool, json: bool) -> Result<Con
                 progress.done();
                 return Err(refused(&message));
             }
-            Response::Status { .. } => {}
+            Response::Status { .. } | Response::Refreshed => {}
         }
     }
     progress.done();
@@ -167,6 +188,7 @@ impl Progress {
                 host, host_file, ..
             } => format!("host {host}: {host_file}"),
             Event::Held { why, .. } => format!("held: {why}"),
+            Event::PauseOverridden { why } => format!("--force: converging although {why}"),
             Event::Planned { changes } => {
                 let n: usize = changes.values().sum();
                 format!("{} planned", crate::words::count(n, "change"))

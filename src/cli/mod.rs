@@ -71,6 +71,12 @@ pub enum Command {
     Facts(RepoArgs),
     /// Lift the quarantine of the current head so the next converge tries it.
     Retry,
+    /// Freeze this host: every converge (the daemon's, `converge --now`
+    /// from anyone) is refused with the reason, who paused and since when,
+    /// until `driftless unpause`. Exit 0.
+    Pause(PauseArgs),
+    /// Lift `driftless pause`. Exit 0.
+    Unpause,
     /// Roll back a converge that a crash left unfinished (every converge does
     /// this first). Exit 0 nothing to do or restored, 5 restore failed.
     Recover(RootArgs),
@@ -224,6 +230,18 @@ pub struct ConvergeArgs {
     /// soak, halt, windows); logged. Runs in this process.
     #[arg(long)]
     pub ignore_rollout: bool,
+    /// Converge although the host is paused (`driftless pause`); logged.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `pause`
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Why: shown to everyone whose converge is refused, in `status`, the
+    /// journal and `systemctl status driftless`.
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub reason: String,
 }
 
 /// `history`
@@ -291,12 +309,35 @@ pub fn run(cli: Cli) -> ExitCode {
     let cancel = cancel_on_signals();
     let started = std::time::Instant::now();
     let report = dispatch(&cli, &cancel).unwrap_or_else(|(command, e)| Report::error(command, &e));
+    if changes_agent_state(&cli.command) {
+        // The daemon shows what the state says now, not at its next run.
+        let socket = cli.config.as_deref().map_or_else(
+            || config::load(std::path::Path::new(config::DEFAULT_CONFIG), false),
+            |c| config::load(c, true),
+        );
+        if let Ok(settings) = socket {
+            client::refresh(&settings.socket);
+        }
+    }
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Err(e) = report.print(cli.json, duration_ms) {
         // stdout closed (e.g. piped into `head`): the exit code still tells.
         tracing::debug!("failed to print the report: {e}");
     }
     report.result.into()
+}
+
+/// Commands that change the agent state a daemon shows.
+fn changes_agent_state(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Rollback(_)
+            | Command::Resume
+            | Command::Retry
+            | Command::Pause(_)
+            | Command::Unpause
+            | Command::Recover(_)
+    )
 }
 
 fn name(command: &Command) -> &'static str {
@@ -310,6 +351,8 @@ fn name(command: &Command) -> &'static str {
         Command::Resume => "resume",
         Command::Facts(_) => "facts",
         Command::Retry => "retry",
+        Command::Pause(_) => "pause",
+        Command::Unpause => "unpause",
         Command::Recover(_) => "recover",
         Command::Source(_) => "source status",
         Command::Daemon(_) => "daemon",
@@ -357,7 +400,8 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             };
             match daemon {
                 Some(stream) => {
-                    let result = client::converge(stream, a.dry_run, cli.json).map_err(fail)?;
+                    let result =
+                        client::converge(stream, a.dry_run, a.force, cli.json).map_err(fail)?;
                     let mut report = Report::converge(result);
                     report.show_diffs = a.diff || cli.verbose > 0;
                     report
@@ -369,6 +413,11 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                         dry_run: a.dry_run,
                         create_root: a.create_root,
                         ignore_rollout: a.ignore_rollout,
+                        force: a.force,
+                        started_by: format!(
+                            "converge --now by {}, in its own process",
+                            crate::system::facts::invoking_user()
+                        ),
                     };
                     let mut journal = Journal::default();
                     let mut sink = Tee(vec![&mut log, &mut journal]);
@@ -402,6 +451,18 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
         Command::Resume => Report::action(command, app::resume(&app).map_err(fail)?),
         Command::Facts(a) => Report::facts(app::facts(&app, &a.request(), cancel)),
         Command::Retry => Report::action(command, app::retry(&app).map_err(fail)?),
+        Command::Pause(a) => {
+            let (done, pause) = app::pause(&app, &a.reason).map_err(fail)?;
+            crate::report::journal::pause_changed(true, &pause, &pause.by);
+            Report::action(command, done)
+        }
+        Command::Unpause => {
+            let (done, lifted) = app::unpause(&app).map_err(fail)?;
+            if let Some((pause, by)) = lifted {
+                crate::report::journal::pause_changed(false, &pause, &by);
+            }
+            Report::action(command, done)
+        }
         Command::Recover(a) => Report::action(
             command,
             app::recover(&app, &a.root, &mut log, cancel).map_err(fail)?,

@@ -424,16 +424,46 @@ impl Report {
                 ),
                 None => "none".to_owned(),
             };
+            if let Some(p) = &st.paused {
+                writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        &format!(
+                            "PAUSED by {} since {}: {} (`driftless unpause`)",
+                            p.by, p.at, p.reason
+                        )
+                    )
+                )?;
+            }
             writeln!(out, "last good:   {}", mark(&st.last_good))?;
             writeln!(out, "quarantined: {}", mark(&st.quarantine))?;
             writeln!(out, "pinned:      {}", mark(&st.pinned))?;
-            writeln!(
-                out,
-                "applied commit: {}",
-                st.applied_commit
-                    .as_deref()
-                    .unwrap_or("none (no git commit applied)")
-            )?;
+            // After `driftless rollback` the host runs what was there
+            // before the undone generations, not the applied commit.
+            let undone = st
+                .pinned
+                .as_ref()
+                .filter(|p| p.source == "driftless rollback");
+            let applied = st
+                .applied_commit
+                .as_deref()
+                .unwrap_or("none (no git commit applied)");
+            match undone {
+                Some(p) => writeln!(
+                    out,
+                    "applied commit: {applied}, undone: the host runs the state {}",
+                    p.key
+                )?,
+                None => writeln!(out, "applied commit: {applied}")?,
+            }
+            if let (Some(head), Some(applied)) = (&st.fetched_head, &st.applied_commit)
+                && head != applied
+                && undone.is_none()
+            {
+                writeln!(out, "pending:     {head} (fetched, not applied yet)")?;
+            }
             if let Some(n) = st.interrupted {
                 writeln!(
                     out,
@@ -525,6 +555,15 @@ impl Report {
                     if let Some(n) = &d.next_run {
                         writeln!(out, "next run:    {n}")?;
                     }
+                    if let Some(n) = &d.next_fetch {
+                        writeln!(
+                            out,
+                            "next fetch:  {n} (backing off after failed fetches; `converge --now` fetches at once)"
+                        )?;
+                    }
+                    if let Some(e) = &d.metrics_error {
+                        writeln!(out, "metrics:     NOT WRITTEN: {e}")?;
+                    }
                 }
                 None => match &st.daemon_error {
                     Some(e) => writeln!(
@@ -546,16 +585,24 @@ impl Report {
         } else if let Some(h) = &self.history {
             writeln!(
                 out,
-                "{:>4}  {:<20}  {:<14}  {:>7}  source",
-                "gen", "started", "result", "changes"
+                "{:>4}  {:<20}  {:<14}  {:>7}  {:<7}  source",
+                "gen", "started", "result", "changes", "healed"
             )?;
             for g in h {
                 let status = g.status.to_string();
+                let healed = if g.healed > 0 {
+                    g.healed.to_string()
+                } else {
+                    "-".to_owned()
+                };
                 writeln!(
                     out,
-                    "{:>4}  {:<20}  {:<14}  {:>7}  {}",
-                    g.id, g.started_at, status, g.changes, g.source
+                    "{:>4}  {:<20}  {:<14}  {:>7}  {:<7}  {}",
+                    g.id, g.started_at, status, g.changes, healed, g.source
                 )?;
+                if !g.started_by.is_empty() {
+                    writeln!(out, "      by:  {}", g.started_by)?;
+                }
                 if let Some(r) = &g.reason {
                     writeln!(out, "      why: {r}")?;
                 }
@@ -716,6 +763,16 @@ impl Report {
             r.started_at,
             r.finished_at.as_deref().unwrap_or("not finished")
         )?;
+        if !r.started_by.is_empty() {
+            writeln!(out, "  started by:    {}", r.started_by)?;
+        }
+        if r.healed > 0 {
+            writeln!(
+                out,
+                "  healed drift:  {} (changed by hand or by something else since they were applied)",
+                crate::words::count(r.healed, "resource")
+            )?;
+        }
         if let Some(why) = &r.reason {
             writeln!(out, "  why:           {why}")?;
         }

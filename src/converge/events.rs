@@ -57,6 +57,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_good: Option<String>,
     },
+    /// The host is paused, and this converge runs anyway (`--force`).
+    PauseOverridden {
+        /// The pause, in words.
+        why: String,
+    },
     /// The host was observed and the plan made.
     Planned {
         /// Changes planned, by kind.
@@ -158,6 +163,12 @@ pub enum Event {
         /// (healed, or in an audit only reported).
         #[serde(default)]
         drifted: usize,
+        /// The first of them, by name.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        drifted_resources: Vec<String>,
+        /// Who started the run.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        started_by: String,
         /// This run quarantined `key`.
         #[serde(default)]
         quarantined: bool,
@@ -220,6 +231,7 @@ impl Sink for Log {
                 None => info!(error, "fetch failed"),
             },
             Event::Held { why, .. } => info!(why, "held"),
+            Event::PauseOverridden { why } => warn!("--force: converging although {why}"),
             Event::Fetched { commit } => info!(commit, "fetched and checked"),
             Event::Loaded {
                 host, host_file, ..

@@ -27,4 +27,4 @@ pub mod transaction;
 pub use events::{Discard, Event, Log, Sink, Tee};
 pub use observe::{PrepareError, Prepared, prepare};
 pub use recover::{Cut, Recovered, recover, undo};
-pub use transaction::{Engine, Outcome, open_root, transact};
+pub use transaction::{Engine, Outcome, RunInfo, open_root, transact};

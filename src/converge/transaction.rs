@@ -71,6 +71,17 @@ pub struct Engine<'a> {
     pub keep_generations: usize,
 }
 
+/// What a generation records of the run that makes it.
+#[derive(Clone, Copy, Debug)]
+pub struct RunInfo<'a> {
+    /// The key of the desired state applied.
+    pub key: &'a str,
+    /// Resources the run heals (drift from a state already applied).
+    pub healed: usize,
+    /// Who started the run.
+    pub started_by: &'a str,
+}
+
 /// The stores a transaction writes, opened once for it.
 pub(super) struct Stores {
     pub(super) generations: Generations,
@@ -112,10 +123,11 @@ impl Stores {
 pub fn transact(
     engine: &Engine<'_>,
     prepared: &Prepared,
-    key: &str,
+    run: &RunInfo<'_>,
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<Outcome> {
+    let key = run.key;
     let stores = engine.stores()?;
     let target = stores.target(engine.root, cancel);
     let plan = &prepared.plan;
@@ -131,6 +143,8 @@ pub fn transact(
                 source: &prepared.source,
                 host_file: &desired.host_file,
                 root: &engine.root_name(),
+                healed: run.healed,
+                started_by: run.started_by,
             },
             &snapshot,
             &plan.changes,

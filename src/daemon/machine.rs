@@ -142,6 +142,9 @@ pub struct Stats {
     pub fetch_failures: u64,
     /// When a converge last ended well.
     pub last_success: Option<SystemTime>,
+    /// Resources healed (drift from a state already applied, put back).
+    #[serde(default)]
+    pub drift_healed: u64,
 }
 
 /// The loop's state and what it remembers between ticks.
@@ -161,6 +164,15 @@ pub struct Machine {
     pub fetch_failing: Option<(SystemTime, String)>,
     /// The commit applied and when (for the status line).
     pub applied: Option<(String, SystemTime)>,
+    /// What the agent state says that holds every run, as last read: a
+    /// pause (why, in words) or a pin (why).
+    pub held_by_state: Option<String>,
+    /// The agent state says the head is quarantined.
+    pub quarantined: bool,
+    /// The host is paused (`driftless pause`).
+    pub paused: bool,
+    /// When a fetch last succeeded (kept in the agent state).
+    pub last_fetch_success: Option<SystemTime>,
     /// The next remote fetch is not before this (backoff).
     pub next_fetch: Option<Instant>,
     /// This tick's fetch: `None` not tried, `Some(ok)`.
@@ -178,9 +190,45 @@ impl Machine {
             fetch_failures: 0,
             fetch_failing: None,
             applied: None,
+            held_by_state: None,
+            quarantined: false,
+            paused: false,
+            last_fetch_success: None,
             next_fetch: None,
             fetched: None,
         }
+    }
+
+    /// The agent state was read (at start, after each run, and when a
+    /// command changed it: `pause`, `rollback`, `resume`, `retry`): what it
+    /// says shows in the status line and the metrics at once.
+    pub fn state_read(&mut self, state: &crate::agent::AgentState) {
+        self.applied = state.applied_commit.as_ref().map(|c| {
+            let at = state
+                .applied_at
+                .as_deref()
+                .and_then(|a| humantime::parse_rfc3339(a).ok())
+                .unwrap_or_else(SystemTime::now);
+            (c.clone(), at)
+        });
+        self.paused = state.paused.is_some();
+        self.last_fetch_success = state
+            .last_fetch_success
+            .as_deref()
+            .and_then(|a| humantime::parse_rfc3339(a).ok());
+        self.quarantined = state.quarantine.is_some();
+        self.held_by_state = match (&state.paused, &state.pinned) {
+            (Some(p), _) => Some(format!(
+                "paused by {} since {} ({}); `driftless unpause`",
+                p.by, p.at, p.reason
+            )),
+            (None, Some(pin)) => Some(format!(
+                "pinned since {} ({}); nothing is applied until `driftless resume`",
+                pin.at,
+                pin.reason.as_deref().unwrap_or("driftless rollback")
+            )),
+            (None, None) => None,
+        };
     }
 
     /// The config is loaded: recover before anything else.
@@ -301,6 +349,11 @@ impl Machine {
         ) {
             self.stats.last_success = Some(wall);
         }
+        // Healed: the run changed the host back to a state already applied.
+        if !r.audit && r.generation.is_some() && matches!(outcome, Outcome::Changed | Outcome::Held)
+        {
+            self.stats.drift_healed += r.drifted as u64;
+        }
         match self.fetched.take() {
             Some(true) => {
                 self.fetch_failures = 0;
@@ -410,6 +463,9 @@ impl Machine {
             }
             State::Idle { next: at } => {
                 let next = format!("next run in {}", next(*at));
+                if let Some(held) = &self.held_by_state {
+                    return format!("{held}; {next}");
+                }
                 let healing = applied()
                     .map(|(c, _)| c)
                     .or_else(|| {
@@ -419,8 +475,13 @@ impl Machine {
                     })
                     .unwrap_or_else(|| "the last good state".to_owned());
                 if let Some((since, error)) = &self.fetch_failing {
+                    let verb = if self.last.as_ref().is_some_and(|l| l.audit) {
+                        "auditing"
+                    } else {
+                        "healing"
+                    };
                     return format!(
-                        "fetch failing for {} ({}); healing {healing}; {next}",
+                        "fetch failing for {} ({}); {verb} {healing}; {next}",
                         ago(*since),
                         first_line(error)
                     );
@@ -535,8 +596,15 @@ mod tests {
             "waiting for the first run; next run in 42s"
         );
         let t1 = t0 + Duration::from_secs(42);
-        assert_eq!(m.converge_started(t1, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
-        assert_eq!(m.converge_started(t1, Trigger::Tick), None, "one converge at a time");
+        assert_eq!(
+            m.converge_started(t1, Trigger::Tick),
+            Some(FetchPolicy::RemoteOrCache)
+        );
+        assert_eq!(
+            m.converge_started(t1, Trigger::Tick),
+            None,
+            "one converge at a time"
+        );
         assert_eq!(
             m.status_line(t1, wall),
             "converging the config repo: fetching"
@@ -584,7 +652,10 @@ mod tests {
         m.recovered(t0, Duration::ZERO);
         m.applied = Some((C1.to_owned(), wall));
         // The fetch fails; the cached commit is converged instead.
-        assert_eq!(m.converge_started(t0, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
+        assert_eq!(
+            m.converge_started(t0, Trigger::Tick),
+            Some(FetchPolicy::RemoteOrCache)
+        );
         m.progress(
             &Event::FetchFailed {
                 error: "connection refused".into(),
@@ -603,12 +674,18 @@ mod tests {
             m.status_line(t1, wall + Duration::from_secs(720)),
             "fetch failing for 12m (connection refused); healing 3f2a9c1d0000; next run in 0s"
         );
-        assert_eq!(m.converge_started(t1, Trigger::Tick), Some(FetchPolicy::Cache));
+        assert_eq!(
+            m.converge_started(t1, Trigger::Tick),
+            Some(FetchPolicy::Cache)
+        );
         m.converge_finished(&result(Outcome::InSync, C1), t1, wall, 0.0);
         // After the backoff the remote is tried again; a success ends it.
         let t2 = m.next_tick().expect("idle");
         assert_eq!(t2, t0 + Duration::from_secs(600));
-        assert_eq!(m.converge_started(t2, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
+        assert_eq!(
+            m.converge_started(t2, Trigger::Tick),
+            Some(FetchPolicy::RemoteOrCache)
+        );
         m.progress(&Event::Fetched { commit: C2.into() }, wall);
         m.converge_finished(&result(Outcome::Changed, C2), t2, wall, 0.0);
         assert_eq!(m.fetch_failures, 0);
@@ -624,7 +701,10 @@ mod tests {
         m.configured();
         m.recovered(t0, Duration::ZERO);
         let fail = |m: &mut Machine, now: Instant| {
-            assert_eq!(m.converge_started(now, Trigger::Tick), Some(FetchPolicy::RemoteOrCache));
+            assert_eq!(
+                m.converge_started(now, Trigger::Tick),
+                Some(FetchPolicy::RemoteOrCache)
+            );
             m.progress(
                 &Event::FetchFailed {
                     error: "down".into(),

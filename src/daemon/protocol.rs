@@ -4,6 +4,8 @@
 //! ```text
 //! -> {"request":"status"}
 //! <- {"type":"status","daemon":{...}}
+//! -> {"request":"refresh"}                  (a command changed the state)
+//! <- {"type":"refreshed"}
 //! -> {"request":"converge","dry_run":false}
 //! <- {"type":"queued","ahead":1}            (only when a run is in flight)
 //! <- {"type":"event","event":{"event":"started",...}}   (each engine event)
@@ -22,11 +24,20 @@ use crate::converge::Event;
 pub enum Request {
     /// The daemon's state, phase and next run.
     Status,
+    /// The agent state was changed by a command (`pause`, `rollback`,
+    /// `resume`, `retry`, …): read it again, now.
+    Refresh,
     /// A converge now (after the one in flight, if any), streamed back.
     Converge {
         /// Plan and report only.
         #[serde(default)]
         dry_run: bool,
+        /// Converge although the host is paused.
+        #[serde(default)]
+        force: bool,
+        /// Who asks (the user behind `sudo`), for the history and journal.
+        #[serde(default)]
+        by: Option<String>,
     },
 }
 
@@ -56,6 +67,8 @@ pub enum Response {
         /// What it did.
         result: Box<ConvergeResult>,
     },
+    /// The agent state was read again.
+    Refreshed,
     /// The request is not served.
     Refused {
         /// Why, for the operator.
@@ -84,12 +97,20 @@ mod tests {
     fn requests_are_strict_json_lines() {
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"request":"converge"}"#).expect("converge"),
-            Request::Converge { dry_run: false }
+            Request::Converge {
+                dry_run: false,
+                force: false,
+                by: None
+            }
         );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"request":"converge","dry_run":true}"#)
                 .expect("dry"),
-            Request::Converge { dry_run: true }
+            Request::Converge {
+                dry_run: true,
+                force: false,
+                by: None
+            }
         );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"request":"status"}"#).expect("status"),

@@ -75,6 +75,9 @@ pub fn run(opts: Options) -> Result<()> {
 /// A client waiting for a converge of its own.
 struct Waiting {
     dry_run: bool,
+    force: bool,
+    /// Who asked, as the client says (only root may ask).
+    by: String,
     client: mpsc::UnboundedSender<Vec<u8>>,
 }
 
@@ -87,6 +90,7 @@ struct Running {
 /// What a connection asks of the loop.
 enum Asked {
     Status(oneshot::Sender<DaemonView>),
+    Refresh(oneshot::Sender<()>),
     Converge(Waiting),
 }
 
@@ -107,6 +111,8 @@ enum Wake {
 
 struct Daemon {
     opts: Options,
+    /// Why the metrics could not be written last time (for `status`).
+    metrics_error: Option<String>,
     /// The config file must be there at a reload: it was named on the
     /// command line, or the daemon runs on it. A file that went away is
     /// an invalid config (the one in force stays), never "the defaults".
@@ -132,6 +138,7 @@ impl Daemon {
     fn new(opts: Options, settings: Settings) -> Self {
         let machine = Machine::new(settings.schedule.clone());
         Self {
+            metrics_error: None,
             config_required: opts.explicit || opts.config.exists(),
             opts,
             app: App::new(settings),
@@ -160,7 +167,7 @@ impl Daemon {
         let machine_id = crate::system::facts::gather().machine_id;
         let splay = schedule::splay(&machine_id, self.app.settings.schedule.splay);
         self.machine.recovered(Instant::now(), splay);
-        self.refresh_applied();
+        self.refresh_state();
         notify::ready(&self.status_line());
         info!(
             message_id = journal::DAEMON_STARTED,
@@ -209,9 +216,15 @@ impl Daemon {
                 Wake::Asked(Asked::Status(reply)) => {
                     let _ = reply.send(self.view());
                 }
+                Wake::Asked(Asked::Refresh(reply)) => {
+                    self.refresh_state();
+                    self.write_metrics();
+                    notify::status(&self.status_line());
+                    let _ = reply.send(());
+                }
                 Wake::Asked(Asked::Converge(w)) => {
                     if handle.is_none() && !matches!(self.machine.state, State::Stopping { .. }) {
-                        handle = self.start(w.dry_run, Some(w.client));
+                        handle = self.start(Some(w));
                     } else if matches!(self.machine.state, State::Stopping { .. }) {
                         refuse(&w.client, "the daemon is stopping");
                     } else if self.queue.len() >= MAX_QUEUED {
@@ -235,10 +248,10 @@ impl Daemon {
                         self.restart_into(&exe);
                     }
                     if let Some(w) = self.queue.pop_front() {
-                        handle = self.start(w.dry_run, Some(w.client));
+                        handle = self.start(Some(w));
                     }
                 }
-                Wake::Tick => handle = self.start(false, None),
+                Wake::Tick => handle = self.start(None),
             }
         }
         for w in self.queue.drain(..) {
@@ -282,22 +295,23 @@ impl Daemon {
         }
     }
 
-    /// Starts a converge on a blocking thread.
-    fn start(
-        &mut self,
-        dry_run: bool,
-        client: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    ) -> Option<JoinHandle<ConvergeResult>> {
-        let trigger = if client.is_some() {
+    /// Starts a converge on a blocking thread: the schedule's (`None`), or
+    /// the one a client asked for.
+    fn start(&mut self, asked: Option<Waiting>) -> Option<JoinHandle<ConvergeResult>> {
+        let trigger = if asked.is_some() {
             Trigger::Asked
         } else {
             Trigger::Tick
         };
         let policy = self.machine.converge_started(Instant::now(), trigger)?;
         let cancel = Cancel::new();
+        let (dry_run, force, started_by) = match &asked {
+            Some(w) => (w.dry_run, w.force, format!("converge --now by {}", w.by)),
+            None => (false, false, "schedule".to_owned()),
+        };
         self.running = Some(Running {
             cancel: cancel.clone(),
-            clients: client.into_iter().collect(),
+            clients: asked.into_iter().map(|w| w.client).collect(),
         });
         notify::status(&self.status_line());
         let app = self.app.clone();
@@ -316,6 +330,8 @@ impl Daemon {
             dry_run,
             create_root: false,
             ignore_rollout: false,
+            force,
+            started_by,
         };
         let events = self.events.0.clone();
         Some(tokio::task::spawn_blocking(move || {
@@ -354,7 +370,7 @@ impl Daemon {
             SystemTime::now(),
             schedule::random_unit(),
         );
-        self.refresh_applied();
+        self.refresh_state();
         self.write_metrics();
         if let Some(running) = running {
             let line = protocol::line(&Response::Finished {
@@ -368,32 +384,20 @@ impl Daemon {
         notify::status(&self.status_line());
     }
 
-    /// Reads the applied commit back from the agent state.
-    fn refresh_applied(&mut self) {
+    /// Reads the agent state again: what it says (applied, paused, pinned,
+    /// quarantined) shows in the status line and the metrics.
+    fn refresh_state(&mut self) {
         match self.app.store.load_state() {
-            Ok(state) => {
-                self.machine.applied = state.applied_commit.map(|c| {
-                    let at = state
-                        .applied_at
-                        .and_then(|a| humantime::parse_rfc3339(&a).ok())
-                        .unwrap_or_else(SystemTime::now);
-                    (c, at)
-                });
-            }
+            Ok(state) => self.machine.state_read(&state),
             Err(e) => warn!(error = format!("{e:#}"), "could not read the agent state"),
         }
     }
 
-    fn write_metrics(&self) {
+    fn write_metrics(&mut self) {
         let Some(path) = &self.app.settings.metrics_textfile else {
             return;
         };
-        let quarantined = self
-            .app
-            .store
-            .load_state()
-            .map(|s| s.quarantine.is_some())
-            .unwrap_or(false);
+        let quarantined = self.machine.quarantined;
         let last = self.machine.last.as_ref();
         let healthy = last
             .is_some_and(|l| !l.audit && matches!(l.outcome, Outcome::InSync | Outcome::Changed));
@@ -411,6 +415,12 @@ impl Daemon {
             converges: self.machine.stats.converges.clone(),
             rollbacks: self.machine.stats.rollbacks,
             fetch_failures: self.machine.stats.fetch_failures,
+            fetch_failing: self.machine.fetch_failing.is_some(),
+            last_fetch_success: self.machine.last_fetch_success,
+            drift_found: last.map_or(0, |l| l.drifted),
+            drift_healed: self.machine.stats.drift_healed,
+            paused: self.machine.paused,
+            interval: self.machine.schedule.interval,
             quarantined,
             applied_commit: self.machine.applied.as_ref().map(|(c, _)| c.clone()),
             version: crate::VERSION.to_owned(),
@@ -421,8 +431,16 @@ impl Daemon {
                 .as_ref()
                 .map(|_| last.and_then(|l| l.rollout_blocked.clone())),
         };
-        if let Err(e) = m.write(path) {
-            warn!(error = format!("{e:#}"), "could not write the metrics");
+        match m.write(path) {
+            Ok(()) => self.metrics_error = None,
+            Err(e) => {
+                let why = format!("{e:#}");
+                // Said once per cause, not at every run.
+                if self.metrics_error.as_deref() != Some(why.as_str()) {
+                    warn!(error = why.as_str(), "could not write the metrics: {why}");
+                }
+                self.metrics_error = Some(why);
+            }
         }
     }
 
@@ -517,6 +535,7 @@ impl Daemon {
                 .next_fetch
                 .map(|t| rfc(wall + t.saturating_duration_since(now))),
             converges: self.machine.stats.converges.clone(),
+            metrics_error: self.metrics_error.clone(),
         }
     }
 }
@@ -701,11 +720,22 @@ async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
                     .await;
             }
         }
-        Request::Converge { dry_run } => {
+        Request::Refresh => {
+            let (tx, rx) = oneshot::channel();
+            if asked.send(Asked::Refresh(tx)).await.is_ok() && rx.await.is_ok() {
+                let _ = write.write_all(&protocol::line(&Response::Refreshed)).await;
+            }
+        }
+        Request::Converge { dry_run, force, by } => {
             let (tx, mut rx) = mpsc::unbounded_channel();
             if asked
                 .send(Asked::Converge(Waiting {
                     dry_run,
+                    force,
+                    by: by.map_or_else(
+                        || "root".to_owned(),
+                        |b| crate::system::command::first_bytes(&b, 200),
+                    ),
                     client: tx,
                 }))
                 .await

@@ -278,7 +278,34 @@ pub struct PlanProblem {
     pub message: String,
 }
 
+/// The resources that differ from the desired state among `changes`:
+/// each once, in order, leaving out the steps that only follow from others
+/// (a restart or reload on a change, daemon-reload, a command's run).
+pub fn differing(changes: &[Change]) -> Vec<&ResourceId> {
+    let mut seen = std::collections::BTreeSet::new();
+    changes
+        .iter()
+        .filter(|c| !c.is_consequence())
+        .map(|c| &c.resource)
+        .filter(|r| seen.insert(*r))
+        .collect()
+}
+
 impl Change {
+    /// Whether the step only follows from others (a restart or reload on a
+    /// change, daemon-reload, a command's run): no drift of its own.
+    pub fn is_consequence(&self) -> bool {
+        use super::services::ServiceVerb;
+        match &self.op {
+            Op::DaemonReload | Op::RunCommand { .. } => true,
+            Op::Service { verb, .. } => matches!(
+                verb,
+                ServiceVerb::Restart | ServiceVerb::TryRestart | ServiceVerb::Reload
+            ),
+            _ => false,
+        }
+    }
+
     /// A change without a diff. Creating a directory or installing a
     /// package always creates; [`Change::creating`] says so for the rest.
     pub fn new(id: &ResourceId, op: Op, reasons: Vec<String>) -> Self {

@@ -24,7 +24,7 @@ use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{Kind, Resource, ResourceId, Service};
 pub use change::{
-    AccountAction, Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem,
+    AccountAction, Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem, differing,
 };
 pub use content::{SecretContents, sha256};
 use files::Planner;

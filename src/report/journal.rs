@@ -50,6 +50,36 @@ pub const RELOAD_FAILED: &str = "9f2a280591d74eb4b0f38306c443a155";
 pub const DAEMON_RESTARTING: &str = "3734b8602989485b9ce82b00911acd04";
 /// The daemon is stopping.
 pub const DAEMON_STOPPING: &str = "34f4cf03123b435fac2177e7269231e9";
+/// An operator paused the host (`driftless pause`).
+pub const PAUSED: &str = "0d4a8e5f2b6c4f1e9a7d3c5b8e2f6a41";
+/// An operator lifted the pause (`driftless unpause`).
+pub const UNPAUSED: &str = "5e9c1b7d3a2f4e6c8b0d9a1f7e3c5b24";
+/// A converge ran although the host is paused (`converge --now --force`).
+pub const PAUSE_FORCED: &str = "b8f3d6a1c9e24b7f8d5a0e3c6f1b9d72";
+
+/// The journal entry of `driftless pause` (`paused`) or `unpause`.
+pub fn pause_changed(paused: bool, p: &crate::agent::Pause, by: &str) {
+    if paused {
+        warn!(
+            message_id = PAUSED,
+            driftless_paused_by = p.by.as_str(),
+            driftless_reason = p.reason.as_str(),
+            "host paused by {}: {}",
+            p.by,
+            p.reason
+        );
+    } else {
+        warn!(
+            message_id = UNPAUSED,
+            driftless_paused_by = p.by.as_str(),
+            driftless_reason = p.reason.as_str(),
+            "host unpaused by {by} (paused by {} since {}: {})",
+            p.by,
+            p.at,
+            p.reason
+        );
+    }
+}
 
 /// Writes the journal entries of one converge, from its events.
 #[derive(Debug, Default)]
@@ -90,6 +120,10 @@ impl Sink for Journal {
                 "fetch failed: {error}{}",
                 instead_text(instead.as_deref())
             ),
+            Event::PauseOverridden { why } => warn!(
+                message_id = PAUSE_FORCED,
+                "converge forced (--force) although {why}"
+            ),
             Event::Held { why, last_good } => warn!(
                 message_id = HELD,
                 driftless_commit = last_good.as_deref(),
@@ -109,24 +143,36 @@ impl Sink for Journal {
                 duration_ms,
                 key,
                 drifted,
+                drifted_resources,
+                started_by,
                 quarantined,
                 audit,
                 error,
             } => {
                 let key = key.as_deref();
                 let outcome_word = outcome.as_str();
+                let by = started_by.as_str();
                 if *drifted > 0 {
+                    let named = drifted_resources.join(", ");
+                    let more = drifted.saturating_sub(drifted_resources.len());
                     warn!(
                         message_id = DRIFT_DETECTED,
                         driftless_commit = key,
                         driftless_changes = *drifted,
+                        driftless_resources = named.as_str(),
                         driftless_outcome = outcome_word,
-                        "{} drifted from the desired state{}",
+                        driftless_started_by = by,
+                        "{} drifted from the desired state: {named}{}{}",
                         crate::words::count(*drifted, "resource"),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        },
                         if *audit {
                             "; audit mode: nothing was changed"
                         } else {
-                            ""
+                            "; healed"
                         }
                     );
                 }
@@ -139,6 +185,7 @@ impl Sink for Journal {
                         driftless_changes = *changes,
                         driftless_outcome = outcome_word,
                         driftless_duration_ms = *duration_ms,
+                        driftless_started_by = by,
                         "{} applied (generation {})",
                         crate::words::count(*changes, "change"),
                         generation.unwrap_or_default()
@@ -149,6 +196,7 @@ impl Sink for Journal {
                         driftless_changes = *changes,
                         driftless_outcome = outcome_word,
                         driftless_duration_ms = *duration_ms,
+                        driftless_started_by = by,
                         "{}",
                         match outcome {
                             Outcome::InSync => "in sync: nothing to change".to_owned(),
@@ -166,6 +214,7 @@ impl Sink for Journal {
                         driftless_generation = *generation,
                         driftless_outcome = outcome_word,
                         driftless_duration_ms = *duration_ms,
+                        driftless_started_by = by,
                         "converge failed and was rolled back: {error}"
                     ),
                     Outcome::RollbackFailed => error!(
@@ -174,6 +223,7 @@ impl Sink for Journal {
                         driftless_generation = *generation,
                         driftless_outcome = outcome_word,
                         driftless_duration_ms = *duration_ms,
+                        driftless_started_by = by,
                         "converge failed AND restoring the host failed; the host needs attention: {error}"
                     ),
                     Outcome::Error | Outcome::Invalid | Outcome::Valid | Outcome::Done => error!(
@@ -181,6 +231,7 @@ impl Sink for Journal {
                         driftless_commit = key,
                         driftless_outcome = outcome_word,
                         driftless_duration_ms = *duration_ms,
+                        driftless_started_by = by,
                         "converge failed before any change: {}",
                         if error.is_empty() {
                             "the config repo is invalid"

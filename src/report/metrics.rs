@@ -36,6 +36,19 @@ pub struct Metrics {
     pub rollbacks: u64,
     /// Fetches that failed.
     pub fetch_failures: u64,
+    /// The last fetch failed (and none succeeded since).
+    pub fetch_failing: bool,
+    /// When a fetch last succeeded.
+    pub last_fetch_success: Option<SystemTime>,
+    /// Resources the last converge found drifted from a state already
+    /// applied, before it healed them.
+    pub drift_found: usize,
+    /// Resources healed since the daemon started.
+    pub drift_healed: u64,
+    /// The host is paused (`driftless pause`).
+    pub paused: bool,
+    /// The schedule's interval in force.
+    pub interval: Duration,
     /// The head is quarantined.
     pub quarantined: bool,
     /// The commit applied (git source).
@@ -111,6 +124,18 @@ impl Metrics {
             &plain(self.drifted.to_string()),
         );
         metric(
+            "driftless_drift_found_resources",
+            "gauge",
+            "Resources the last converge found drifted from a state already applied, before it healed them.",
+            &plain(self.drift_found.to_string()),
+        );
+        metric(
+            "driftless_drift_healed_total",
+            "counter",
+            "Resources healed (changed by hand or by something else, put back) since the daemon started.",
+            &plain(self.drift_healed.to_string()),
+        );
+        metric(
             "driftless_converge_duration_seconds",
             "gauge",
             "How long the last converge took.",
@@ -138,6 +163,30 @@ impl Metrics {
             "counter",
             "Fetches of the config repo that failed, since the daemon started.",
             &plain(self.fetch_failures.to_string()),
+        );
+        metric(
+            "driftless_fetch_failing",
+            "gauge",
+            "1 from a failed fetch of the config repo until a fetch succeeds again.",
+            &flag(self.fetch_failing),
+        );
+        metric(
+            "driftless_last_fetch_success_timestamp_seconds",
+            "gauge",
+            "When a fetch of the config repo last succeeded, as Unix time (0: never).",
+            &plain(self.last_fetch_success.map_or(0.0, seconds).to_string()),
+        );
+        metric(
+            "driftless_paused",
+            "gauge",
+            "1 while the host is paused (`driftless pause`): no converge runs.",
+            &flag(self.paused),
+        );
+        metric(
+            "driftless_interval_seconds",
+            "gauge",
+            "The interval between converges in force ([schedule] interval).",
+            &plain(self.interval.as_secs_f64().to_string()),
         );
         metric(
             "driftless_quarantined",

@@ -110,6 +110,14 @@ pub struct Generation {
     /// The health checks run after its changes, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckRecord>,
+    /// Resources it healed: they had drifted from a desired state already
+    /// applied (a hand edit undone), as opposed to a new commit's changes.
+    #[serde(default)]
+    pub healed: usize,
+    /// Who started the run (`schedule`, `converge --now by alice`; empty in
+    /// records older than this field).
+    #[serde(default)]
+    pub started_by: String,
 }
 
 /// How one health check of a generation ended.
@@ -134,6 +142,10 @@ pub struct NewGeneration<'a> {
     pub host_file: &'a str,
     /// The canonical root.
     pub root: &'a str,
+    /// Resources it heals (drift from a desired state already applied).
+    pub healed: usize,
+    /// Who started the run.
+    pub started_by: &'a str,
 }
 
 /// The generations of a state directory.
@@ -223,6 +235,8 @@ impl Generations {
             dnf_transactions: Vec::new(),
             rollback_dnf_transactions: Vec::new(),
             checks: Vec::new(),
+            healed: new.healed,
+            started_by: new.started_by.to_owned(),
         };
         // The record last: a generation without it never began.
         write_json(&dir, "generation.json", &g)?;
@@ -318,6 +332,8 @@ mod tests {
             source: "directory x",
             host_file: "hosts/h.toml",
             root: "/",
+            healed: 0,
+            started_by: "schedule",
         }
     }
 

@@ -63,3 +63,18 @@ fn fqdn(node: &str) -> String {
         })
         .unwrap_or_else(|| node.to_owned())
 }
+
+/// Who runs this command, for the record of an operator's action: the
+/// user's name, and the one behind `sudo` when there is one
+/// (`alice (via sudo as root)`).
+pub fn invoking_user() -> String {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    match std::env::var("SUDO_USER") {
+        Ok(real) if !real.is_empty() && real != name => format!("{real} (via sudo as {name})"),
+        _ => name,
+    }
+}

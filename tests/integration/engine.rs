@@ -53,6 +53,8 @@ impl Agent {
             dry_run: false,
             create_root: true,
             ignore_rollout: false,
+            force: false,
+            started_by: "the engine test".to_owned(),
         }
     }
 
@@ -78,10 +80,13 @@ fn timeless(events: Vec<Event>) -> Vec<Event> {
                 generation,
                 changes,
                 drifted,
+                drifted_resources,
+                started_by,
                 quarantined,
                 audit,
                 error,
             } => {
+                assert_eq!(started_by, "the engine test");
                 assert!(
                     key.as_deref().is_some_and(|k| k.starts_with("sha256:")),
                     "{key:?}"
@@ -93,6 +98,8 @@ fn timeless(events: Vec<Event>) -> Vec<Event> {
                     generation,
                     changes,
                     drifted,
+                    drifted_resources,
+                    started_by: String::new(),
                     quarantined,
                     audit,
                     error,
@@ -118,6 +125,8 @@ fn finished(outcome: Outcome, changes: usize, quarantined: bool, error: Option<S
         duration_ms: 0,
         key: None,
         drifted: 0,
+        drifted_resources: Vec::new(),
+        started_by: String::new(),
         quarantined,
         audit: false,
         error,

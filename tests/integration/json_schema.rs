@@ -171,6 +171,8 @@ struct Generation {
     rollback_dnf_transactions: Vec<u64>,
     #[serde(default)]
     checks: Vec<CheckRecord>,
+    healed: usize,
+    started_by: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,9 +195,19 @@ struct GenerationDetail {
     rollback_dnf_transactions: Vec<u64>,
     #[serde(default)]
     checks: Vec<CheckRecord>,
+    healed: usize,
+    started_by: String,
     #[serde(default)]
     duration_s: Option<u64>,
     planned: Vec<Change>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pause {
+    reason: String,
+    by: String,
+    at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +256,7 @@ struct DaemonView {
     fetch_error: Option<String>,
     next_fetch: Option<String>,
     converges: std::collections::BTreeMap<String, u64>,
+    metrics_error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +274,7 @@ struct AgentStatus {
     last_good: Option<Mark>,
     quarantine: Option<Mark>,
     pinned: Option<Mark>,
+    paused: Option<Pause>,
     interrupted: Option<u32>,
     last_generation: Option<Generation>,
     last_run: Option<LastRun>,
@@ -396,7 +410,7 @@ pub fn check(stdout: &str, exit_code: i32) -> Value {
         Some("history") => typed(read::<History>(&value)),
         Some("source status") => typed(read::<SourceStatusDoc>(&value)),
         Some("facts") => typed(read::<FactsDoc>(&value)),
-        Some("rollback" | "resume" | "retry" | "recover") => {
+        Some("rollback" | "resume" | "retry" | "recover" | "pause" | "unpause") => {
             typed(read::<Action_>(&value));
         }
         None => typed(read::<UsageError>(&value)),

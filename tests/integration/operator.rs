@@ -636,3 +636,111 @@ fn json_of(run: &crate::util::Run) -> (i32, serde_json::Value) {
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
     (run.code, value)
 }
+
+/// `driftless pause --reason` freezes a host as `puppet agent --disable`
+/// does: every converge is refused (exit 3) with the reason, who paused
+/// and since when, until `unpause`; `--force` overrides and says so; a
+/// quarantine ends when the fix is applied and `retry` says what it does.
+#[test]
+fn a_paused_host_refuses_every_converge_until_unpaused() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let r = repo(&env.path().join("repo"), MOTD);
+    let converge = converge_args(Path::new(&r), &root, "h");
+    env.run(&converge).expect_code(2);
+
+    let paused = env.run(&["pause", "--reason", "INC-42: database migration"]);
+    paused.expect_code(0);
+    assert!(paused.stdout.contains("paused"), "{}", paused.stdout);
+    std::fs::write(root.join("etc/motd"), "edited by hand\n").unwrap();
+    let refused = env.run(&converge);
+    refused.expect_code(3);
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        said.contains("paused by") && said.contains("INC-42: database migration"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "edited by hand\n",
+        "a paused host was changed"
+    );
+    let status = env.run(&["status", "--json"]);
+    status.expect_code(0);
+    let doc = crate::json_schema::check(&status.stdout, 0);
+    assert_eq!(
+        doc["status"]["paused"]["reason"], "INC-42: database migration",
+        "{doc}"
+    );
+    assert!(
+        doc["status"]["paused"]["by"]
+            .as_str()
+            .is_some_and(|b| !b.is_empty())
+    );
+    let text = env.run(&["status"]);
+    assert!(text.stdout.contains("PAUSED by"), "{}", text.stdout);
+    // A plan still shows what a converge would do, and says it would hold.
+    let mut plan = converge.clone();
+    plan[0] = "plan".into();
+    plan.retain(|a| a != "--now" && a != "--create-root");
+    env.run(&plan).expect_code(3);
+
+    // --force: converges, and says it did so against the pause.
+    let mut forced = converge.clone();
+    forced.push("--force".into());
+    let run = env.run(&forced);
+    run.expect_code(2);
+    assert!(
+        run.stdout
+            .contains("--force: converged although the host is paused"),
+        "{}",
+        run.stdout
+    );
+    // Still paused for everyone else.
+    env.run(&converge).expect_code(3);
+
+    let unpaused = env.run(&["unpause", "--json"]);
+    unpaused.expect_code(0);
+    crate::json_schema::check(&unpaused.stdout, 0);
+    std::fs::write(root.join("etc/motd"), "edited by hand\n").unwrap();
+    env.run(&converge).expect_code(2);
+    env.run(&converge).expect_code(0);
+    assert!(env.run(&["unpause"]).stdout.contains("was not paused"));
+    // Pausing needs a reason.
+    let bare = env.run(&["pause", "--reason", " "]);
+    bare.expect_code(1);
+}
+
+/// Regression: a bad commit was rolled back and quarantined, the fix
+/// pushed and applied, and `status` kept saying `quarantined: <bad>`
+/// (and the metric stayed 1) until someone ran `retry`, whose message
+/// then promised a retry of a commit nobody would apply.
+#[test]
+fn a_quarantine_ends_when_the_fix_is_applied_and_retry_says_what_it_does() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let dir = env.path().join("repo");
+    let r = repo(&dir, MOTD);
+    let converge = converge_args(Path::new(&r), &root, "h");
+    env.run(&converge).expect_code(2);
+    repo(
+        &dir,
+        &format!("{MOTD}[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n")
+            .replace("world", "v2"),
+    );
+    env.run(&converge).expect_code(4);
+    let st = crate::json_schema::check(&env.run(&["status", "--json"]).stdout, 0);
+    assert!(st["status"]["quarantine"].is_object(), "{st}");
+    // The fix.
+    repo(&dir, &MOTD.replace("world", "v3"));
+    env.run(&converge).expect_code(2);
+    let st = crate::json_schema::check(&env.run(&["status", "--json"]).stdout, 0);
+    assert!(st["status"]["quarantine"].is_null(), "{st}");
+    let retry = env.run(&["retry"]);
+    retry.expect_code(0);
+    assert!(
+        retry.stdout.contains("nothing is quarantined"),
+        "{}",
+        retry.stdout
+    );
+}
