@@ -78,6 +78,10 @@ pub struct ConvergeResult {
     /// Who started the run (`schedule`, `converge --now by alice`).
     #[serde(default)]
     pub started_by: String,
+    /// Through the daemon: the digest of the agent config it runs, so the
+    /// client can say when the files differ (a reload is pending).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_fingerprint: String,
     /// It only reported: audit mode or a dry run.
     pub audit: bool,
     /// How long it took.

@@ -243,7 +243,10 @@ pub fn unpause(app: &App) -> Result<(ActionResult, Option<(crate::agent::Pause, 
             );
             Ok((ActionResult::done(note), Some((p, by))))
         }
-        None => Ok((ActionResult::done("the host was not paused".to_owned()), None)),
+        None => Ok((
+            ActionResult::done("the host was not paused".to_owned()),
+            None,
+        )),
     }
 }
 

@@ -34,6 +34,13 @@ pub struct AgentStatus {
     /// A daemon listens but did not answer (busy, hung, refused): why.
     /// What is shown is then read from the state directory only.
     pub daemon_error: Option<String>,
+    /// The agent config files cannot be read or are invalid: why. Status
+    /// still answers (with the defaults for what it reads); a daemon runs
+    /// the config it loaded last.
+    pub config_error: Option<String>,
+    /// The agent config files differ from those the daemon runs: it needs
+    /// `systemctl reload driftless` for them to take effect.
+    pub reload_pending: bool,
     /// The last applied commit (git source).
     pub applied_commit: Option<String>,
     /// The last state that converged and passed its checks.
@@ -81,6 +88,8 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         version: crate::VERSION.to_owned(),
         daemon: None,
         daemon_error: None,
+        config_error: None,
+        reload_pending: false,
         applied_commit: state.applied_commit,
         last_good: state.last_good,
         quarantine: state.quarantine,
@@ -136,6 +145,12 @@ pub struct DaemonView {
     /// Why the metrics textfile could not be written at the last run.
     #[serde(default)]
     pub metrics_error: Option<String>,
+    /// The agent config files it runs, and their digest when it read them.
+    #[serde(default)]
+    pub config_files: Vec<String>,
+    /// See [`crate::config::Settings::fingerprint`].
+    #[serde(default)]
+    pub config_fingerprint: String,
 }
 
 /// `history`: every kept generation, oldest first.

@@ -83,6 +83,9 @@ pub enum Command {
     /// The git source.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// The agent config: `check` (as `nginx -t`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run as the daemon (what driftless.service starts): converge on the
     /// schedule of the agent config's [schedule], heal drift at every tick,
     /// and answer `converge --now` and `status` on the control socket.
@@ -146,6 +149,16 @@ pub enum FleetCommand {
     },
     /// Lift `fleet halt`.
     Resume,
+}
+
+/// `config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the agent config (`--config FILE`, default
+    /// /etc/driftless/agent.toml, and its agent.d/*.toml drop-ins) as the
+    /// daemon would read it; every problem as FILE:LINE:COL. Exit 0 valid,
+    /// 1 invalid. `systemctl reload driftless` runs it first.
+    Check,
 }
 
 /// `source …`
@@ -327,6 +340,18 @@ pub fn run(cli: Cli) -> ExitCode {
     report.result.into()
 }
 
+/// The agent config files, for a message.
+fn files_of(s: &config::Settings) -> String {
+    if s.sources.is_empty() {
+        return "the defaults".to_owned();
+    }
+    s.sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 /// Commands that change the agent state a daemon shows.
 fn changes_agent_state(command: &Command) -> bool {
     matches!(
@@ -355,6 +380,7 @@ fn name(command: &Command) -> &'static str {
         Command::Unpause => "unpause",
         Command::Recover(_) => "recover",
         Command::Source(_) => "source status",
+        Command::Config(ConfigCommand::Check) => "config check",
         Command::Daemon(_) => "daemon",
         Command::Assets(_) => "assets",
         Command::Secret(_) => "secret",
@@ -372,7 +398,27 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
-    let app = App::new(config::load(&path, explicit).map_err(fail)?);
+    let loaded = config::load(&path, explicit);
+    if let Command::Config(ConfigCommand::Check) = &cli.command {
+        let s = loaded.map_err(fail)?;
+        let files: Vec<String> = s.sources.iter().map(|p| p.display().to_string()).collect();
+        return Ok(Report::action(
+            command,
+            app::ActionResult::done(if files.is_empty() {
+                format!("no agent config at {}: the defaults apply", path.display())
+            } else {
+                format!("agent config valid: {}", files.join(" + "))
+            }),
+        ));
+    }
+    // Status always answers: with an agent config that cannot be read, it
+    // says so and shows what it can (a daemon runs the config it loaded).
+    let (settings, config_error) = match (loaded, &cli.command) {
+        (Ok(s), _) => (s, None),
+        (Err(e), Command::Status) => (config::Settings::default(), Some(format!("{e:#}"))),
+        (Err(e), _) => return Err((command, e)),
+    };
+    let app = App::new(settings);
     let mut log = Log;
     Ok(match &cli.command {
         Command::Validate(a) => {
@@ -400,8 +446,16 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             };
             match daemon {
                 Some(stream) => {
-                    let result =
+                    let mut result =
                         client::converge(stream, a.dry_run, a.force, cli.json).map_err(fail)?;
+                    if !result.config_fingerprint.is_empty()
+                        && result.config_fingerprint != app.settings.fingerprint
+                    {
+                        result.run.notes.push(format!(
+                            "the daemon runs an older agent config than {}: `systemctl reload driftless` to use it",
+                            files_of(&app.settings)
+                        ));
+                    }
                     let mut report = Report::converge(result);
                     report.show_diffs = a.diff || cli.verbose > 0;
                     report
@@ -438,6 +492,12 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                 Ok(daemon) => status.daemon = daemon,
                 Err(e) => status.daemon_error = Some(format!("{e:#}")),
             }
+            status.reload_pending = config_error.is_none()
+                && status.daemon.as_ref().is_some_and(|d| {
+                    !d.config_fingerprint.is_empty()
+                        && d.config_fingerprint != app.settings.fingerprint
+                });
+            status.config_error = config_error;
             Report::status(status)
         }
         Command::History(a) => match a.generation {
@@ -467,6 +527,9 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             command,
             app::recover(&app, &a.root, &mut log, cancel).map_err(fail)?,
         ),
+        Command::Config(ConfigCommand::Check) => {
+            return Err((command, anyhow::anyhow!("internal error: dispatched twice")));
+        }
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
         }

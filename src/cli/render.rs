@@ -424,6 +424,28 @@ impl Report {
                 ),
                 None => "none".to_owned(),
             };
+            if let Some(e) = &st.config_error {
+                writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "31",
+                        &format!(
+                            "AGENT CONFIG INVALID: {e}; a running daemon keeps the config it loaded last (`driftless config check`)"
+                        )
+                    )
+                )?;
+            }
+            if st.reload_pending {
+                writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        "RELOAD PENDING: the agent config files changed since the daemon read them (`systemctl reload driftless`)"
+                    )
+                )?;
+            }
             if let Some(p) = &st.paused {
                 writeln!(
                     out,

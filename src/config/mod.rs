@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use sha2::Digest as _;
 
 use crate::source::git::GitSourceSettings;
 use crate::source::verify::{SignaturePolicy, VerifySettings};
@@ -296,6 +297,9 @@ pub struct Settings {
     pub fleet: Option<FleetSettings>,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
+    /// A digest of those files (names and bytes): a daemon that runs
+    /// other settings than the files hold now is told by it.
+    pub fingerprint: String,
 }
 
 impl Default for Settings {
@@ -315,6 +319,7 @@ impl Default for Settings {
             prune_packages: false,
             fleet: None,
             sources: Vec::new(),
+            fingerprint: String::new(),
         }
     }
 }
@@ -352,14 +357,43 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
         }
     }
     let mut fragments = Vec::new();
+    let mut texts = Vec::new();
+    let mut digest = sha2::Sha256::new();
     for f in &files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("failed to read agent config {}", f.display()))?;
+        let text = std::fs::read_to_string(f).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+                "cannot read agent config {}: permission denied. It holds the host's settings and is root's alone: run as root (sudo driftless …)",
+                f.display()
+            ),
+            _ => anyhow::Error::new(e)
+                .context(format!("failed to read agent config {}", f.display())),
+        })?;
+        digest.update(f.as_os_str().as_encoded_bytes());
+        digest.update([0]);
+        digest.update(text.as_bytes());
+        digest.update([0]);
         let frag: Fragment =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}", located(f, &text, &e)))?;
         fragments.push(frag);
+        texts.push(text);
     }
-    let mut s = merge(fragments).with_context(|| {
+    let merged = merge(fragments).map_err(|e| {
+        // A value that does not validate: placed at the key that set it
+        // last (the file that wins), as a parse error is.
+        let message = format!("{e:#}");
+        match files
+            .iter()
+            .zip(&texts)
+            .rev()
+            .find_map(|(f, text)| locate_key(text, &message).map(|at| (f, at)))
+        {
+            Some((f, (line, column))) => {
+                anyhow::anyhow!("{}:{line}:{column}: {message}", f.display())
+            }
+            None => e,
+        }
+    });
+    let mut s = merged.with_context(|| {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         format!(
             "invalid agent config {}",
@@ -371,6 +405,10 @@ pub fn load(config: &Path, explicit: bool) -> Result<Settings> {
         )
     })?;
     s.sources = files;
+    // No file, no digest: the defaults are the same everywhere.
+    if !s.sources.is_empty() {
+        s.fingerprint = hex::encode(digest.finalize());
+    }
     Ok(s)
 }
 
@@ -408,6 +446,53 @@ fn located(file: &Path, text: &str, e: &toml::de::Error) -> String {
         None => message.to_owned(),
     };
     format!("{}:{line}:{column}: {message}", file.display())
+}
+
+/// Where the key a validation message starts with (`[schedule] interval
+/// …`, `state_dir …`, `host: …`) is set in `text`: line and column, both
+/// from 1. Only plain `key = value` lines under their `[section]` header
+/// are found; else `None`.
+fn locate_key(text: &str, message: &str) -> Option<(usize, usize)> {
+    let (section, rest) = match message.strip_prefix('[') {
+        Some(m) if !m.starts_with('[') => {
+            let (section, rest) = m.split_once(']')?;
+            (Some(section), rest.trim_start())
+        }
+        Some(_) => return None,
+        None => (None, message),
+    };
+    let key: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if key.is_empty() {
+        return None;
+    }
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            current = Some(
+                header
+                    .trim_start_matches('[')
+                    .split(']')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned(),
+            );
+            continue;
+        }
+        let (lhs, _) = match trimmed.split_once('=') {
+            Some(kv) => kv,
+            None => continue,
+        };
+        if lhs.trim() == key && current.as_deref() == section {
+            let column = line.len() - trimmed.len() + 1;
+            return Some((i + 1, column));
+        }
+    }
+    None
 }
 
 /// Later fragments override earlier ones, key by key; then validation.
@@ -521,6 +606,7 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         prune_packages: prune.packages.unwrap_or(false),
         fleet,
         sources: Vec::new(),
+        fingerprint: String::new(),
     })
 }
 

@@ -373,6 +373,8 @@ impl Daemon {
         self.refresh_state();
         self.write_metrics();
         if let Some(running) = running {
+            let mut result = result;
+            result.config_fingerprint = self.app.settings.fingerprint.clone();
             let line = protocol::line(&Response::Finished {
                 exit_code: crate::outcome::ExitCode::from(result.run.outcome) as u8,
                 result: Box::new(result),
@@ -536,6 +538,14 @@ impl Daemon {
                 .map(|t| rfc(wall + t.saturating_duration_since(now))),
             converges: self.machine.stats.converges.clone(),
             metrics_error: self.metrics_error.clone(),
+            config_files: self
+                .app
+                .settings
+                .sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            config_fingerprint: self.app.settings.fingerprint.clone(),
         }
     }
 }

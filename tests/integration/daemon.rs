@@ -475,3 +475,73 @@ fn a_client_gets_its_result_when_the_daemon_is_stopped_mid_converge() {
         "rolled back to what was there"
     );
 }
+
+/// Regression (issue 20, 7 and 8): a config edited without a reload was
+/// not visible anywhere (the daemon ran the old one while `source status`
+/// read the new); with an invalid drop-in every command failed, `status`
+/// included, though the daemon ran fine; there was no config check.
+#[test]
+fn status_says_a_reload_is_pending_and_answers_with_a_broken_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "1h");
+    d.wait_for_runs(1, 30);
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .arg("--config")
+            .arg(&d.config)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(d.status()["status"]["reload_pending"], false);
+    let (code, out, _) = cli(&["config", "check"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("agent config valid"), "{out}");
+
+    // Edited, not reloaded: status and converge --now say so.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        text.replace("interval = '1h'", "interval = '2h'"),
+    )
+    .unwrap();
+    assert_eq!(d.status()["status"]["reload_pending"], true);
+    let (_, out, _) = cli(&["status"]);
+    assert!(out.contains("RELOAD PENDING"), "{out}");
+    let (code, out, err) = cli(&["converge", "--now"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("the daemon runs an older agent config"),
+        "{out}"
+    );
+
+    // A broken drop-in: the check names it, status still answers (exit 0)
+    // and says the config is invalid; the daemon answers from its own.
+    let dropins = dir.path().join("agent.d");
+    std::fs::create_dir_all(&dropins).unwrap();
+    std::fs::write(
+        dropins.join("50-bad.toml"),
+        "[schedule]\ninterval = 'soon'\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["config", "check"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("50-bad.toml:2:"), "{err}");
+    let (code, out, err) = cli(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc = crate::json_schema::check(&out, 0);
+    assert!(
+        doc["status"]["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("50-bad.toml")),
+        "{doc}"
+    );
+    let (_, out, _) = cli(&["status"]);
+    assert!(out.contains("AGENT CONFIG INVALID"), "{out}");
+}

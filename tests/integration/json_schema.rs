@@ -257,6 +257,8 @@ struct DaemonView {
     next_fetch: Option<String>,
     converges: std::collections::BTreeMap<String, u64>,
     metrics_error: Option<String>,
+    config_files: Vec<String>,
+    config_fingerprint: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +272,8 @@ struct AgentStatus {
     version: String,
     daemon: Option<DaemonView>,
     daemon_error: Option<String>,
+    config_error: Option<String>,
+    reload_pending: bool,
     applied_commit: Option<String>,
     last_good: Option<Mark>,
     quarantine: Option<Mark>,
@@ -410,7 +414,9 @@ pub fn check(stdout: &str, exit_code: i32) -> Value {
         Some("history") => typed(read::<History>(&value)),
         Some("source status") => typed(read::<SourceStatusDoc>(&value)),
         Some("facts") => typed(read::<FactsDoc>(&value)),
-        Some("rollback" | "resume" | "retry" | "recover" | "pause" | "unpause") => {
+        Some(
+            "rollback" | "resume" | "retry" | "recover" | "pause" | "unpause" | "config check",
+        ) => {
             typed(read::<Action_>(&value));
         }
         None => typed(read::<UsageError>(&value)),

@@ -351,23 +351,29 @@ fn validate_all_hosts_says_what_it_validated_and_whom_a_problem_fails_for() {
     );
 }
 
+/// Agent config errors read like config-repo errors (`config check`, and
+/// any command that needs the config); `status` still answers, exit 0,
+/// with the error shown (issue 20, 8).
 #[test]
 fn agent_config_errors_read_like_config_repo_errors() {
     let env = Env::new();
     env.set_raw_config("state_dir = \"/tmp/x\"\nmode = \"enforc\"\n");
-    let run = env.run(&["status"]);
-    run.expect_code(1);
     let file = env.config();
-    assert!(
-        run.stderr.contains(&format!(
-            "{}:2:8: unknown value `enforc` (did you mean `enforce`?); allowed values: enforce, audit",
-            file.display()
-        )),
-        "{}",
-        run.stderr
+    let want = format!(
+        "{}:2:8: unknown value `enforc` (did you mean `enforce`?); allowed values: enforce, audit",
+        file.display()
     );
-    env.set_raw_config("[source]\nurl = \"https://127.0.0.1/r.git\"\nbrnch = \"main\"\n");
+    let run = env.run(&["config", "check"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains(&want), "{}", run.stderr);
+    let run = env.run(&["history"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains(&want), "{}", run.stderr);
     let run = env.run(&["status"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains(&want), "{}", run.stdout);
+    env.set_raw_config("[source]\nurl = \"https://127.0.0.1/r.git\"\nbrnch = \"main\"\n");
+    let run = env.run(&["config", "check"]);
     run.expect_code(1);
     assert!(
         run.stderr.contains(&format!(
@@ -377,6 +383,20 @@ fn agent_config_errors_read_like_config_repo_errors() {
         "{}",
         run.stderr
     );
+    // A value that parses but does not validate is placed too.
+    env.set_raw_config("[schedule]\ninterval = \"0s\"\n");
+    let run = env.run(&["config", "check"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "{}:2:1: [schedule] interval must be more than 0s",
+            file.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    env.set_raw_config("");
+    env.run(&["config", "check"]).expect_code(0);
 }
 
 #[test]
