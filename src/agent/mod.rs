@@ -21,6 +21,16 @@ pub struct AgentState {
     /// When it was applied (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<String>,
+    /// The git source it was applied from (`URL (branch)`, no password).
+    /// Absent in states written before it existed: the same source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_source: Option<String>,
+    /// The newest commit applied from each git source: the floor a fetched
+    /// head must descend from (rewind protection), per source, so that a
+    /// branch changed in the agent config is a new source, not a rewind,
+    /// and changing it back keeps the old branch's floor.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub floors: std::collections::BTreeMap<String, String>,
     /// The last fetch attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetch: Option<FetchRecord>,

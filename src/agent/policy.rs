@@ -72,6 +72,32 @@ pub fn decide(state: &AgentState, key: &str, applying: bool) -> Decision {
     }
 }
 
+/// What a trial (`converge --now --branch NAME` or `--commit REV`) does:
+/// only a pause holds it. It replaces a pin (the operator asks for this
+/// commit on this host) and its commit is no head to quarantine.
+pub fn decide_trial(state: &AgentState, applying: bool) -> Decision {
+    match (applying, &state.paused) {
+        (true, Some(p)) => Decision::Paused { why: paused_why(p) },
+        _ => Decision::Apply,
+    }
+}
+
+/// The source of the pin a trial sets.
+pub const TRIAL_PIN: &str = "driftless converge --now (a trial)";
+
+/// Pins the host at the trial it converged (`what`: `branch feature at
+/// 3f2a9c1d0e4b`), until `driftless resume`: nothing else is applied, and
+/// the configured branch's applied commit, last good state and rewind
+/// floor are left as they were.
+pub fn pin_trial(state: &mut AgentState, what: &str, key: &str, now: &str) {
+    state.pinned = Some(Mark {
+        key: key.to_owned(),
+        source: TRIAL_PIN.to_owned(),
+        at: now.to_owned(),
+        reason: Some(format!("trying {what}")),
+    });
+}
+
 /// A pause in words: who, since when, why, and how it ends.
 pub fn paused_why(p: &super::Pause) -> String {
     format!(

@@ -50,11 +50,27 @@ pub struct SourceRequest {
     /// The host name to look up (default: agent config `host`, else the
     /// machine's FQDN).
     pub host: Option<String>,
-    /// A commit of the fetched branch (id or unique prefix) instead of its
-    /// head. Not with `repo`.
+    /// A commit (id or unique prefix) reachable from the fetched branch,
+    /// or from `branch`, instead of the head. Not with `repo`.
     pub commit: Option<String>,
+    /// Another branch of the git source than the configured one. Not
+    /// with `repo`.
+    pub branch: Option<String>,
     /// How the git source's commit is obtained.
     pub fetch: FetchPolicy,
+}
+
+impl SourceRequest {
+    /// A trial, in words (`branch feature`, `commit 3f2a9c1`), when the
+    /// request names another commit or branch than the configured head.
+    pub fn trial(&self) -> Option<String> {
+        match (&self.branch, &self.commit) {
+            (Some(b), Some(c)) => Some(format!("commit {c} of branch {b}")),
+            (Some(b), None) => Some(format!("branch {b}")),
+            (None, Some(c)) => Some(format!("commit {c}")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// How a run obtains the git source's commit.

@@ -319,10 +319,14 @@ fn converge_into(
     if !req.dry_run && git {
         *held = Some(Locked::take(app)?);
     }
+    let purpose = match req.source.trial() {
+        Some(_) => source::Purpose::Trial,
+        None => source::Purpose::Apply,
+    };
     let loaded = load(
         app,
         &req.source,
-        source::Purpose::Apply,
+        purpose,
         held.as_mut().map(|h| &mut h.state),
         &mut r.run.subject,
         sink,
@@ -380,6 +384,7 @@ fn invalid_commit(
         source: &invalid.source,
         commit: Some(&commit),
         held: false,
+        trial: req.source.trial().as_deref(),
     }
     .failed(h, &reason, Blame::DesiredState);
     r.run.outcome = Outcome::Invalid;
@@ -444,7 +449,13 @@ fn locked(
     r.key = Some(key.clone());
     r.fetch_failed = fetch_failed;
     // A quarantined head is not applied again: hold at the last good state.
-    let mut decision = policy::decide(&state, &key, applying);
+    // A trial is held by a pause only.
+    let trial = req.source.trial();
+    let decide = |state: &AgentState| match trial {
+        Some(_) => policy::decide_trial(state, applying),
+        None => policy::decide(state, &key, applying),
+    };
+    let mut decision = decide(&state);
     if let (Decision::Paused { why }, true) = (&decision, req.force) {
         sink.event(&Event::PauseOverridden { why: why.clone() });
         r.run
@@ -454,11 +465,16 @@ fn locked(
             paused: None,
             ..state.clone()
         };
-        decision = policy::decide(&unpaused, &key, applying);
+        decision = decide(&unpaused);
     }
-    // A new commit waits for the fleet's rollout gate, if there is a fleet.
+    // A new commit waits for the fleet's rollout gate, if there is a fleet;
+    // a trial on one host is the operator's own canary.
     if matches!(decision, Decision::Apply) && applying {
-        if req.ignore_rollout {
+        if let (Some(t), Some(_)) = (&trial, &app.settings.fleet) {
+            r.run.notes.push(format!(
+                "a trial of {t} on this host: the fleet's rollout gate was not asked"
+            ));
+        } else if req.ignore_rollout {
             if app.settings.fleet.is_some() {
                 warn!(
                     key,
@@ -567,6 +583,7 @@ fn locked(
         source: &loaded_source,
         commit: commit.as_deref(),
         held: held_at,
+        trial: trial.as_deref(),
     };
     if prepared.plan.is_empty() || dry {
         if !prepared.plan.is_empty() {
@@ -672,6 +689,9 @@ struct Recorded<'a> {
     source: &'a str,
     commit: Option<&'a str>,
     held: bool,
+    /// A trial (`branch feature`): it pins the host, and touches neither
+    /// the last good state nor the applied commit.
+    trial: Option<&'a str>,
 }
 
 impl Recorded<'_> {
@@ -695,6 +715,17 @@ impl Recorded<'_> {
         ended: Ended<'_>,
     ) -> Result<()> {
         let now = now();
+        if let Some(what) = self.trial {
+            if matches!(ended, Ended::Good) {
+                policy::pin_trial(
+                    &mut h.state,
+                    &format!("{what} at {}", short(self.key)),
+                    self.key,
+                    &now,
+                );
+            }
+            return Ok(());
+        }
         let mut next = h.state.clone();
         let effects = policy::record(&mut next, &self.converged(&now), ended);
         if effects.save_last_good {
@@ -702,6 +733,13 @@ impl Recorded<'_> {
                 .save_last_good(self.key, self.source, &prepared.desired)?;
         }
         h.state = next;
+        if let (true, Some(git), Some(commit)) =
+            (effects.mark_applied, &app.settings.source, self.commit)
+        {
+            let id = super::load::source_id(git);
+            h.state.floors.insert(id.clone(), commit.to_owned());
+            h.state.applied_source = Some(id);
+        }
         if effects.mark_applied
             && let Some(commit) = self.commit
         {
@@ -715,6 +753,10 @@ impl Recorded<'_> {
     /// A failed end: quarantine when the desired state is to blame.
     /// Whether it was quarantined now.
     fn failed(&self, h: &mut Locked, reason: &str, blame: Blame) -> bool {
+        if self.trial.is_some() {
+            // Only the configured branch's head is ever quarantined.
+            return false;
+        }
         let before = h.state.quarantine.clone();
         let now = now();
         let effects = policy::record(

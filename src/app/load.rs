@@ -66,16 +66,32 @@ pub(super) fn open_source(
     };
     app.store.ensure()?;
     let cache = app.store.git_cache();
-    let applied = state.applied_commit.clone();
+    // The rewind floor is the newest commit applied from this very source;
+    // another configured source (a branch changed in the agent config) is
+    // no rewind of the one applied before.
+    let source_id = source_id(git);
+    let applied = match (state.floors.get(&source_id), &state.applied_source) {
+        (Some(floor), _) => Some(floor.clone()),
+        (None, Some(was)) if *was != source_id => {
+            tracing::info!(
+                "the configured git source is now {source_id} (was {was}): nothing was applied from it yet, so there is no floor to check a rewind against"
+            );
+            None
+        }
+        (None, _) => state.applied_commit.clone(),
+    };
     let check = |fetch: source::Fetch, commit: Option<&str>| {
         source::fetch_checked(
             git,
             &app.settings.verify,
             &cache,
-            applied.as_deref(),
-            commit,
-            purpose,
-            fetch,
+            &source::Want {
+                applied: applied.as_deref(),
+                commit,
+                branch: req.branch.as_deref(),
+                purpose,
+                fetch,
+            },
             cancel,
         )
     };
@@ -141,6 +157,12 @@ pub(super) fn open_source(
         tree: Box::new(checked.tree),
         fetch_failed,
     })
+}
+
+/// The identity of a git source, as the agent state records it: the URL
+/// without a password, and the branch.
+pub(super) fn source_id(git: &source::git::GitSourceSettings) -> String {
+    format!("{} ({})", source::git::redact_url(&git.url), git.branch)
 }
 
 /// A loaded desired state and where it came from.

@@ -153,8 +153,15 @@ pub fn rollback(
 pub fn resume(app: &App) -> Result<ActionResult> {
     let _lock = app.store.lock()?;
     let mut state = app.store.load_state()?;
+    let back_to = match &app.settings.source {
+        Some(g) => format!("the head of branch {}", g.branch),
+        None => "the head of the config repo".to_owned(),
+    };
     let note = match policy::resume(&mut state) {
-        Some(p) => format!("pin lifted ({})", p.reason.unwrap_or_default()),
+        Some(p) => format!(
+            "pin lifted ({}); the next converge applies {back_to}",
+            p.reason.unwrap_or_default()
+        ),
         None => "the host was not pinned".to_owned(),
     };
     app.store.save_state(&state)?;

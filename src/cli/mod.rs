@@ -178,10 +178,17 @@ pub struct RepoArgs {
     /// Host name to look up (default: agent config `host`, else this machine's FQDN).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
-    /// Use this commit of the fetched branch (id or unique prefix) instead
-    /// of its head. Not with --repo.
+    /// Use this commit (id or unique prefix, reachable from the fetched
+    /// branch or from --branch) instead of the head. With `converge`: a
+    /// trial, pinned until `driftless resume`. Not with --repo.
     #[arg(long, value_name = "REV", conflicts_with = "repo")]
     pub commit: Option<String>,
+    /// Use this branch of the git source instead of the configured one.
+    /// With `converge`: a trial of its head on this host, pinned until
+    /// `driftless resume`, which returns to the configured branch. Not
+    /// with --repo.
+    #[arg(long, value_name = "NAME", conflicts_with = "repo")]
+    pub branch: Option<String>,
 }
 
 /// The host's root.
@@ -283,6 +290,7 @@ impl RepoArgs {
             repo: self.repo.clone(),
             host: self.host.clone(),
             commit: self.commit.clone(),
+            branch: self.branch.clone(),
             fetch: app::FetchPolicy::Remote,
         }
     }
@@ -438,6 +446,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                 || a.ignore_rollout
                 || a.repo.host.is_some()
                 || a.repo.commit.is_some()
+                || a.repo.branch.is_some()
                 || a.root.root != std::path::Path::new("/");
             let daemon = if ad_hoc {
                 None

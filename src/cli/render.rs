@@ -472,17 +472,27 @@ impl Report {
                 .applied_commit
                 .as_deref()
                 .unwrap_or("none (no git commit applied)");
-            match undone {
-                Some(p) => writeln!(
+            let trial = st
+                .pinned
+                .as_ref()
+                .filter(|p| p.source == crate::agent::policy::TRIAL_PIN);
+            match (undone, trial) {
+                (Some(p), _) => writeln!(
                     out,
                     "applied commit: {applied}, undone: the host runs the state {}",
                     p.key
                 )?,
-                None => writeln!(out, "applied commit: {applied}")?,
+                (None, Some(p)) => writeln!(
+                    out,
+                    "applied commit: {applied} (the configured branch); the host runs {} ({}): `driftless resume` returns to the branch",
+                    p.key,
+                    p.reason.as_deref().unwrap_or("a trial")
+                )?,
+                (None, None) => writeln!(out, "applied commit: {applied}")?,
             }
             if let (Some(head), Some(applied)) = (&st.fetched_head, &st.applied_commit)
                 && head != applied
-                && undone.is_none()
+                && st.pinned.is_none()
             {
                 writeln!(out, "pending:     {head} (fetched, not applied yet)")?;
             }

@@ -320,6 +320,7 @@ impl Daemon {
                 repo: self.opts.repo.clone(),
                 host: self.opts.host.clone(),
                 commit: None,
+                branch: None,
                 fetch: if self.opts.repo.is_some() {
                     FetchPolicy::Remote
                 } else {

@@ -39,6 +39,11 @@ use crate::desired::tree::{ConfigTree, EntryKind};
 /// by hand on the cache mistakes it for a branch to check out or push.
 pub const STAGING_REF: &str = "refs/driftless/fetched";
 
+/// The ref that holds the head of a branch fetched for a trial
+/// (`converge --now --branch NAME`), apart from [`STAGING_REF`]: the
+/// configured branch's fetched head is never replaced by a trial.
+pub const TRIAL_REF: &str = "refs/driftless/trial";
+
 /// How often the caller thread looks at the interrupt flag and the deadline
 /// while the worker thread fetches. Bounds how "prompt" an interrupt is.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -180,15 +185,20 @@ pub fn open_or_init_cache(path: &Path) -> Result<gix::Repository> {
 
 /// The commit [`STAGING_REF`] points to, if a fetch ever succeeded.
 pub fn fetched_head(repo: &gix::Repository) -> Result<Option<ObjectId>> {
+    head_of(repo, STAGING_REF)
+}
+
+/// The commit `name` (one of the cache's own refs) points to, if any.
+pub fn head_of(repo: &gix::Repository, name: &str) -> Result<Option<ObjectId>> {
     let reference = repo
-        .try_find_reference(STAGING_REF)
-        .with_context(|| format!("failed to read {STAGING_REF} in the git cache"))?;
+        .try_find_reference(name)
+        .with_context(|| format!("failed to read {name} in the git cache"))?;
     match reference {
         None => Ok(None),
         Some(mut r) => {
             let id = r
                 .peel_to_id()
-                .with_context(|| format!("failed to resolve {STAGING_REF} in the git cache"))?;
+                .with_context(|| format!("failed to resolve {name} in the git cache"))?;
             Ok(Some(id.detach()))
         }
     }
@@ -217,6 +227,16 @@ pub fn fetched_head(repo: &gix::Repository) -> Result<Option<ObjectId>> {
 pub fn fetch(
     repo: &gix::Repository,
     settings: &GitSourceSettings,
+    interrupt: &AtomicBool,
+) -> Result<FetchOutcome> {
+    fetch_into(repo, settings, STAGING_REF, interrupt)
+}
+
+/// [`fetch`] into another of the cache's refs (`target`): [`TRIAL_REF`].
+pub fn fetch_into(
+    repo: &gix::Repository,
+    settings: &GitSourceSettings,
+    target: &'static str,
     interrupt: &AtomicBool,
 ) -> Result<FetchOutcome> {
     let shown_url = redact_url(&settings.url);
@@ -255,14 +275,20 @@ pub fn fetch(
         std::thread::Builder::new()
             .name("driftless-git-fetch".into())
             .spawn(move || {
-                let result =
-                    fetch_blocking(&worker_repo, &settings, &shown_url, &branch_ref, &cancel)
-                        .map_err(
-                            |e| match ssh_log.as_deref().and_then(|l| last_log_lines(l, 2)) {
-                                Some(said) => e.context(format!("ssh said: {said}")),
-                                None => e,
-                            },
-                        );
+                let result = fetch_blocking(
+                    &worker_repo,
+                    &settings,
+                    &shown_url,
+                    &branch_ref,
+                    target,
+                    &cancel,
+                )
+                .map_err(|e| {
+                    match ssh_log.as_deref().and_then(|l| last_log_lines(l, 2)) {
+                        Some(said) => e.context(format!("ssh said: {said}")),
+                        None => e,
+                    }
+                });
                 drop(ssh_log_dir);
                 // The receiver is gone when the caller gave up: nothing to report to.
                 let _ = tx.send(result);
@@ -306,12 +332,13 @@ fn fetch_blocking(
     settings: &GitSourceSettings,
     shown_url: &str,
     branch_ref: &str,
+    target: &str,
     cancel: &AtomicBool,
 ) -> Result<FetchOutcome> {
     use gix::remote::Direction;
 
-    let previous = fetched_head(repo)?;
-    let refspec = format!("+{branch_ref}:{STAGING_REF}");
+    let previous = head_of(repo, target)?;
+    let refspec = format!("+{branch_ref}:{target}");
     // Without url rewriting: `url.*.insteadOf` must not redirect the agent.
     let remote = repo
         .remote_at_without_url_rewrite(settings.url.as_str())
@@ -369,13 +396,13 @@ fn fetch_blocking(
         ),
     };
 
-    let head = fetched_head(repo)?
-        .ok_or_else(|| anyhow!("{STAGING_REF} is missing after fetching from {shown_url}"))?;
+    let head = head_of(repo, target)?
+        .ok_or_else(|| anyhow!("{target} is missing after fetching from {shown_url}"))?;
     // A ref update gix skipped (it reports rather than fails) must not pass
     // as success: the caller would apply a stale head.
     if head != remote_head {
         bail!(
-            "{STAGING_REF} is at {head} after fetching, but {shown_url} advertised {remote_head} for branch {}",
+            "{target} is at {head} after fetching, but {shown_url} advertised {remote_head} for branch {}",
             settings.branch
         );
     }

@@ -41,6 +41,11 @@ pub enum Purpose {
     /// Only look at it (`plan --commit` of an older commit is a preview, not
     /// a rewind): signatures are still checked, ancestry is not.
     Preview,
+    /// Apply it as a trial on this host (`converge --now --branch` or
+    /// `--commit`), pinned there until `driftless resume`: signatures are
+    /// checked; ancestry is not, and the configured branch's rewind floor
+    /// (the applied commit) does not move.
+    Trial,
 }
 
 /// The fetched commit was refused by a check (a rewritten history, a bad
@@ -63,22 +68,41 @@ pub enum Fetch {
     Cache,
 }
 
-/// Fetches the branch (or, with [`Fetch::Cache`], takes the head fetched
+/// Which commit of the git source a run wants, and what for.
+#[derive(Clone, Copy, Debug)]
+pub struct Want<'a> {
+    /// The commit applied from the configured branch: the rewind floor.
+    pub applied: Option<&'a str>,
+    /// A commit (hex id or unique prefix) instead of the head.
+    pub commit: Option<&'a str>,
+    /// Another branch than the configured one (with [`Purpose::Trial`] or
+    /// [`Purpose::Preview`]): fetched apart, into its own ref.
+    pub branch: Option<&'a str>,
+    /// What the caller does with it.
+    pub purpose: Purpose,
+    /// From the remote, or from what the cache holds.
+    pub fetch: Fetch,
+}
+
+/// Fetches the branch (the configured one, or [`Want::branch`]; with [`Fetch::Cache`], takes the head fetched
 /// last), picks the commit to apply (`commit`, a hex id or unique prefix of
 /// a fetched commit, else the head), refuses a rewound history unless
 /// allowed, and verifies signatures by policy. `cache` is the bare git
 /// cache (created if missing). Nothing here touches the host.
-#[allow(clippy::too_many_arguments)]
 pub fn fetch_checked(
     git: &GitSourceSettings,
     verify: &VerifySettings,
     cache: &Path,
-    applied: Option<&str>,
-    commit: Option<&str>,
-    purpose: Purpose,
-    fetch: Fetch,
+    want: &Want<'_>,
     cancel: &Cancel,
 ) -> Result<Checked> {
+    let Want {
+        applied,
+        commit,
+        branch,
+        purpose,
+        fetch,
+    } = *want;
     let applied = applied
         .map(|h| ObjectId::from_hex(h.as_bytes()))
         .transpose()
@@ -87,19 +111,32 @@ pub fn fetch_checked(
         Fetch::Remote => open_or_renew_cache(cache)?,
         Fetch::Cache => git::open_or_init_cache(cache)?,
     };
+    // Another branch is fetched into its own ref: the configured branch's
+    // fetched head stays what the daemon converges.
+    let (settings, target_ref) = match branch {
+        Some(b) if b != git.branch => (
+            GitSourceSettings {
+                branch: b.to_owned(),
+                ..git.clone()
+            },
+            git::TRIAL_REF,
+        ),
+        _ => (git.clone(), git::STAGING_REF),
+    };
     let head = match fetch {
         Fetch::Remote => {
-            let fetched = git::fetch(&repo, git, cancel.flag())?;
+            let fetched = git::fetch_into(&repo, &settings, target_ref, cancel.flag())?;
             info!(
                 head = %fetched.head,
                 pack = fetched.pack_received,
                 objects = fetched.objects_received,
+                branch = settings.branch,
                 "fetched {}",
                 git::redact_url(&git.url)
             );
             fetched.head
         }
-        Fetch::Cache => git::fetched_head(&repo)?.context(
+        Fetch::Cache => git::head_of(&repo, target_ref)?.context(
             "nothing was fetched from the git source yet, so there is no commit to fall back to",
         )?,
     };
@@ -117,8 +154,14 @@ pub fn fetch_checked(
         Some(rev) => resolve_commit(&repo, head, rev)?,
         None => head,
     };
-    let preview_of_other = purpose == Purpose::Preview && commit.is_some();
-    if let Some(applied) = applied.filter(|_| !preview_of_other)
+    // A preview of another commit, or a trial, is no rewind of the
+    // configured branch: its floor is not checked (nor moved).
+    let other = match purpose {
+        Purpose::Apply => false,
+        Purpose::Preview => commit.is_some() || target_ref == git::TRIAL_REF,
+        Purpose::Trial => true,
+    };
+    if let Some(applied) = applied.filter(|_| !other)
         && let Err(e) = git::ensure_not_rewound(&repo, applied, target)
     {
         if !verify.allow_rewind {
@@ -220,12 +263,25 @@ fn check_cache(repo: &gix::Repository) -> Result<()> {
 fn resolve_commit(repo: &gix::Repository, head: ObjectId, rev: &str) -> Result<ObjectId> {
     let rev = rev.trim().to_ascii_lowercase();
     if rev.len() < 7 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("--commit `{rev}` must be a commit id (at least 7 hex digits)");
+        bail!(
+            "--commit `{rev}` must be a commit id (at least 7 hex digits); to try a branch, use --branch {rev}"
+        );
     }
     let mut found = Vec::new();
     for c in git::commits_between(repo, None, head)? {
         if c.to_hex().to_string().starts_with(&rev) {
             found.push(c);
+        }
+    }
+    // Also a commit of the branch fetched for the last trial.
+    if found.is_empty()
+        && let Some(trial) = git::head_of(repo, git::TRIAL_REF)?
+        && trial != head
+    {
+        for c in git::commits_between(repo, None, trial)? {
+            if c.to_hex().to_string().starts_with(&rev) {
+                found.push(c);
+            }
         }
     }
     match found.as_slice() {

@@ -547,3 +547,97 @@ fn all_checks_only_what_is_new_since_the_applied_commit() {
     expect(&a.converge(), 0);
     assert_eq!(a.motd().as_deref(), Some("next"));
 }
+
+/// Regression (issue 20, 4): trying a branch on one host stranded it.
+/// A drop-in with `branch = "feature"` applied the feature commit; once
+/// removed, `main` was refused as "history was rewritten" and the host
+/// stayed on the feature commit; `--commit feature` was refused. Now a
+/// trial (`--branch`, `--commit`) applies and pins the host until
+/// `resume`, which returns to the configured branch; a force-push to that
+/// branch is still refused; a branch changed in the agent config is a new
+/// source, and changing it back is no rewind either.
+#[test]
+fn a_branch_or_commit_is_tried_on_one_host_and_resume_returns_to_the_branch() {
+    let a = Agent::new("");
+    let base = head(&a.origin);
+    a.commit("two");
+    expect(&a.converge(), 2);
+    let two = head(&a.origin);
+    // A feature branch from `one`: not a descendant of what runs.
+    git(
+        &a.origin,
+        &["checkout", "-q", "-b", "feature", &base.to_string()],
+    );
+    let feature = a.commit("feature");
+    git(&a.origin, &["checkout", "-q", "main"]);
+    let root = a.root();
+    let root = root.to_str().unwrap();
+    let o = a.run(&["converge", "--now", "--root", root, "--branch", "feature"]);
+    expect(&o, 2);
+    assert_eq!(a.motd().as_deref(), Some("feature"));
+    let st = a.run(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["status"]["pinned"]["key"], feature.to_string(), "{st}");
+    assert!(
+        st["status"]["pinned"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("trying branch feature")),
+        "{st}"
+    );
+    // The configured branch's floor did not move.
+    assert_eq!(st["status"]["applied_commit"], two.to_string(), "{st}");
+    // Pinned: the usual converge applies nothing; main moves on meanwhile.
+    expect(&a.converge(), 3);
+    assert_eq!(a.motd().as_deref(), Some("feature"));
+    let three = a.commit("three");
+    expect(&a.run(&["resume"]), 0);
+    let o = a.converge();
+    expect(&o, 2);
+    assert_eq!(a.motd().as_deref(), Some("three"));
+    assert_eq!(a.status()["applied_commit"], three.to_string());
+
+    // An older commit of main, as a trial: applied, pinned; resume: back.
+    let o = a.run(&[
+        "converge",
+        "--now",
+        "--root",
+        root,
+        "--commit",
+        &two.to_string()[..10],
+    ]);
+    expect(&o, 2);
+    assert_eq!(a.motd().as_deref(), Some("two"));
+    expect(&a.converge(), 3);
+    expect(&a.run(&["resume"]), 0);
+    expect(&a.converge(), 2);
+    assert_eq!(a.motd().as_deref(), Some("three"));
+    // A branch name given as a commit says what to use instead.
+    let o = a.run(&["converge", "--now", "--root", root, "--commit", "feature"]);
+    expect(&o, 1);
+    assert!(o.stderr.contains("use --branch feature"), "{}", o.stderr);
+
+    // The configured branch's own rewind protection is as strong as ever.
+    git(&a.origin, &["reset", "-q", "--hard", &two.to_string()]);
+    a.commit("evil");
+    let o = a.converge();
+    expect(&o, 1);
+    assert!(o.stderr.contains("history was rewritten"), "{}", o.stderr);
+    assert_eq!(a.motd().as_deref(), Some("three"));
+    git(&a.origin, &["reset", "-q", "--hard", &three.to_string()]);
+
+    // Another branch in the agent config: a new source, not a rewind; and
+    // back to main: main's own floor holds again, no refusal.
+    a.config("");
+    let text = std::fs::read_to_string(a.dir.path().join("agent.toml")).unwrap();
+    std::fs::write(
+        a.dir.path().join("agent.toml"),
+        text.replace("branch = 'main'", "branch = 'feature'"),
+    )
+    .unwrap();
+    expect(&a.converge(), 2);
+    assert_eq!(a.motd().as_deref(), Some("feature"));
+    a.config("");
+    expect(&a.converge(), 2);
+    assert_eq!(a.motd().as_deref(), Some("three"));
+    expect(&a.converge(), 0);
+}
