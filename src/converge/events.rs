@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::outcome::Outcome;
 
@@ -219,32 +219,34 @@ impl Sink for Discard {
 pub struct Log;
 
 impl Sink for Log {
+    // Each line names its subject in its text (the journal shows the text);
+    // what the journal entries of `report::journal` already say, and the
+    // stages of a run that changes nothing, are debug: a no-op tick of the
+    // daemon writes one line (its `in sync` entry).
     fn event(&mut self, event: &Event) {
         match event {
-            Event::Started { .. } => {}
+            Event::Started { .. } | Event::StepFinished { .. } => {}
             Event::FetchFailed { error, instead, .. } => match instead {
-                Some(c) => info!(
-                    error,
-                    instead = c,
-                    "fetch failed; converging the last fetched commit"
-                ),
-                None => info!(error, "fetch failed"),
+                Some(c) => debug!("fetch failed ({error}); converging the cached commit {c}"),
+                None => debug!("fetch failed: {error}"),
             },
-            Event::Held { why, .. } => info!(why, "held"),
-            Event::PauseOverridden { why } => warn!("--force: converging although {why}"),
-            Event::Fetched { commit } => info!(commit, "fetched and checked"),
+            Event::Held { why, .. } => debug!("held: {why}"),
+            Event::PauseOverridden { why } => debug!("--force: converging although {why}"),
+            Event::Fetched { commit } => debug!("fetched and checked {commit}"),
             Event::Loaded {
                 host, host_file, ..
-            } => info!(host, host_file, "desired state loaded"),
-            Event::Planned { changes } => info!(changes = ?changes, "planned"),
+            } => debug!("desired state of host {host} loaded from {host_file}"),
+            Event::Planned { changes } => debug!("planned: {changes:?}"),
             Event::Began {
                 generation,
                 changes,
-            } => info!(generation, changes, "snapshot taken; applying"),
-            Event::StepStarted { resource, verb, .. } => info!(resource, action = verb, "applying"),
-            Event::StepFinished { .. } => {}
+            } => debug!(
+                "generation {generation}: snapshot taken; applying {}",
+                crate::words::count(*changes, "change")
+            ),
+            Event::StepStarted { resource, verb, .. } => debug!("applying {resource}: {verb}"),
             Event::PackagesStarted { resources } => {
-                info!(count = resources.len(), "applying the package transaction");
+                info!("package transaction: {}", resources.join(", "));
             }
             // dnf's own wrapper logs the transaction ids.
             Event::PackagesFinished { .. } | Event::CheckAttempt { .. } => {}
@@ -252,31 +254,33 @@ impl Sink for Log {
                 check,
                 passed: true,
                 ..
-            } => info!(check, "health check passed"),
+            } => info!(check, "health check {check} passed"),
             Event::CheckResult { check, error, .. } => {
                 warn!(
                     check,
-                    error = error.as_deref().unwrap_or(""),
-                    "health check failed"
+                    "health check {check} failed: {}",
+                    error.as_deref().unwrap_or("")
                 );
             }
             Event::RollingBack { generation, reason } => {
                 warn!(
                     generation,
-                    error = reason,
-                    "restoring the snapshot taken before the generation"
+                    "generation {generation}: restoring the snapshot taken before it: {reason}"
                 );
             }
             Event::Restored { generation } => {
-                info!(generation, "host restored to its state before the converge");
+                info!(
+                    generation,
+                    "generation {generation}: host restored to its state before the converge"
+                );
             }
             Event::RestoreFailed {
                 generation,
                 differences,
             } => error!(
                 generation,
-                differences = ?differences,
-                "RESTORE FAILED: the host differs from its state before the converge and needs attention"
+                "generation {generation}: RESTORE FAILED: the host differs from its state before the converge and needs attention: {}",
+                differences.join("; ")
             ),
             Event::Finished {
                 outcome,
@@ -284,7 +288,13 @@ impl Sink for Log {
                 changes,
                 duration_ms,
                 ..
-            } => info!(%outcome, generation, changes, duration_ms, "converge finished"),
+            } => debug!(
+                "converge finished: {outcome}, {}, {duration_ms} ms{}",
+                crate::words::count(*changes, "change"),
+                generation
+                    .map(|g| format!(", generation {g}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 }

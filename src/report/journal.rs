@@ -85,21 +85,29 @@ pub fn pause_changed(paused: bool, p: &crate::agent::Pause, by: &str) {
 #[derive(Debug, Default)]
 pub struct Journal {
     generation: Option<u64>,
+    root: Option<String>,
 }
 
 impl Sink for Journal {
     fn event(&mut self, event: &Event) {
         match event {
-            Event::Started { root, audit } => info!(
-                message_id = CONVERGE_STARTED,
-                driftless_root = root.as_str(),
-                "converge of {root} started{}",
-                if *audit {
-                    " (audit: nothing is changed)"
-                } else {
-                    ""
-                }
-            ),
+            // Written when the run begins to change the host: a run that
+            // changes nothing writes one entry (in sync, held or failed).
+            Event::Started { root, .. } => self.root = Some(root.clone()),
+            Event::Began {
+                generation,
+                changes,
+            } => {
+                self.generation = Some(*generation);
+                let root = self.root.as_deref().unwrap_or("/");
+                info!(
+                    message_id = CONVERGE_STARTED,
+                    driftless_root = root,
+                    driftless_generation = *generation,
+                    "converge of {root} started changing it: generation {generation}, {}",
+                    crate::words::count(*changes, "change")
+                );
+            }
             Event::FetchFailed {
                 error,
                 refused: true,
@@ -129,7 +137,7 @@ impl Sink for Journal {
                 driftless_commit = last_good.as_deref(),
                 "held: {why}"
             ),
-            Event::Began { generation, .. } => self.generation = Some(*generation),
+
             Event::StepFinished { resource, verb, .. } => info!(
                 message_id = RESOURCE_CHANGED,
                 driftless_resource = resource.as_str(),
@@ -186,8 +194,9 @@ impl Sink for Journal {
                         driftless_outcome = outcome_word,
                         driftless_duration_ms = *duration_ms,
                         driftless_started_by = by,
-                        "{} applied (generation {})",
+                        "{} of {} applied (generation {})",
                         crate::words::count(*changes, "change"),
+                        key.map_or("the desired state", crate::agent::short),
                         generation.unwrap_or_default()
                     ),
                     Outcome::InSync | Outcome::ChangesPending | Outcome::Held => info!(
@@ -199,7 +208,10 @@ impl Sink for Journal {
                         driftless_started_by = by,
                         "{}",
                         match outcome {
-                            Outcome::InSync => "in sync: nothing to change".to_owned(),
+                            Outcome::InSync => format!(
+                                "in sync at {}: nothing to change",
+                                key.map_or("the desired state", crate::agent::short)
+                            ),
                             Outcome::Held =>
                                 "held: converged towards the last good state".to_owned(),
                             _ => format!(

@@ -126,13 +126,15 @@ pub fn fetch_checked(
     let head = match fetch {
         Fetch::Remote => {
             let fetched = git::fetch_into(&repo, &settings, target_ref, cancel.flag())?;
-            info!(
+            // Debug: a no-op tick says one line, and this is not it.
+            tracing::debug!(
                 head = %fetched.head,
                 pack = fetched.pack_received,
                 objects = fetched.objects_received,
-                branch = settings.branch,
-                "fetched {}",
-                git::redact_url(&git.url)
+                "fetched branch {} of {} at {}",
+                settings.branch,
+                git::redact_url(&git.url),
+                fetched.head
             );
             fetched.head
         }
