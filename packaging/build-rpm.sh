@@ -4,6 +4,7 @@
 # The path of the built RPM is the last line of the output.
 #
 #   packaging/build-rpm.sh [OUTDIR]        (default: target/rpm)
+#   CARGO_TARGET_DIR=/build packaging/build-rpm.sh   (the binary from there)
 #   DRIFTLESS_RELEASE=2 packaging/build-rpm.sh   (a higher Release:)
 #
 # Needs cargo, rpmbuild (Debian: the rpm package) and objdump (binutils).
@@ -17,7 +18,11 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 # The version the binary reports is the package's, so that `driftless
 # status` tells an upgraded daemon from the old one.
 DRIFTLESS_VERSION="$version-$release" cargo build --release --locked >&2
-bin=target/release/driftless
+# Where cargo put it, wherever CARGO_TARGET_DIR (or the config) points: a
+# stale ./target/release/driftless must never be what is packaged.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[[ -n $target_dir ]] || { echo "build-rpm.sh: cargo metadata named no target directory" >&2; exit 1; }
+bin=$target_dir/release/driftless
 
 # RHEL 9 has glibc 2.34: no symbol of a newer glibc may be referenced.
 newest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)

@@ -588,6 +588,9 @@ fn locked(
     if prepared.plan.is_empty() || dry {
         if !prepared.plan.is_empty() {
             r.run.outcome = held_or(Outcome::ChangesPending);
+            r.run
+                .notes
+                .extend(prepared.plan.preview_notes.iter().cloned());
             r.run.notes.extend(prepared.plan.notes.iter().cloned());
             r.run.changes = prepared.plan.changes;
             return Ok(());

@@ -445,6 +445,15 @@ impl<'a> Rollout<'a> {
             }
         }
         member.record = rec;
+        // Every host's status says the fleet is halted, not only those
+        // that wait for a new commit: one read of the halt key per run.
+        match self.halt() {
+            Ok(h) => member.halt = h.map(|h| h.reason),
+            Err(e) => tracing::debug!(
+                error = format!("{e:#}"),
+                "could not read the fleet's halt key"
+            ),
+        }
         self.app.store.save_fleet_member(&member)
     }
 

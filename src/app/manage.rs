@@ -74,13 +74,31 @@ pub fn rollback(
         .collect();
     let from = match to {
         Some(n) => {
-            if !all.iter().any(|g| g.id == n) {
+            let Some(g) = all.iter().find(|g| g.id == n) else {
                 bail!("there is no generation {n} (see `driftless history`)");
-            }
-            if !applied.iter().any(|g| g.id == n) {
+            };
+            if g.root != root_name {
                 bail!(
-                    "generation {n} is not an applied generation of root {root_name} (see `driftless history`): nothing to undo"
+                    "generation {n} changed root {}, not {root_name}: run `driftless rollback --to {n} --root {}`",
+                    g.root,
+                    g.root
                 );
+            }
+            match g.status {
+                Status::Applied => {}
+                Status::Undone => bail!(
+                    "generation {n} was undone already{}: nothing to undo",
+                    g.finished_at
+                        .as_deref()
+                        .map(|at| format!(" (at {at})"))
+                        .unwrap_or_default()
+                ),
+                Status::RolledBack => {
+                    bail!("generation {n} failed and was rolled back when it ran: nothing to undo")
+                }
+                other => bail!(
+                    "generation {n} is {other}, not applied (see `driftless history {n}`): nothing to undo"
+                ),
             }
             n
         }

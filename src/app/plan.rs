@@ -126,6 +126,7 @@ fn plan_into(
     } else {
         Outcome::ChangesPending
     };
+    r.notes.extend(prepared.plan.preview_notes);
     r.notes.extend(prepared.plan.notes);
     r.changes = prepared.plan.changes;
     Ok(())

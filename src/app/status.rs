@@ -62,12 +62,20 @@ pub struct AgentStatus {
     /// `fleet status` shows for it), with what a new commit waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::fleet::record::HostRecord>,
+    /// With `[fleet]`: the fleet-wide stop's reason, as this host last read
+    /// it (at its last run), whether or not it waits for a new commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_halt: Option<String>,
 }
 
 /// `status`: last good, quarantine, pin, applied commit, last generation.
 pub fn status(app: &App) -> Result<AgentStatus> {
     let state = app.store.load_state()?;
     let last = app.store.generations_read().list()?.pop();
+    let fleet = match app.settings.fleet {
+        Some(_) => app.store.load_fleet_member()?,
+        None => None,
+    };
     let fetched_head = match &app.settings.source {
         Some(_) => source::cache_status(&app.store.git_cache())?.fetched,
         None => None,
@@ -98,10 +106,8 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         interrupted: state.interrupted.map(|i| i.count),
         last_generation: last,
         last_run: app.store.load_last_run()?,
-        fleet: match app.settings.fleet {
-            Some(_) => app.store.load_fleet_member()?.map(|m| m.record),
-            None => None,
-        },
+        fleet: fleet.as_ref().map(|m| m.record.clone()),
+        fleet_halt: fleet.and_then(|m| m.halt),
     })
 }
 

@@ -217,7 +217,9 @@ impl Progress {
                 "health check {check} failed: {}",
                 error.as_deref().unwrap_or("")
             ),
-            Event::RollingBack { generation, reason } => {
+            Event::RollingBack {
+                generation, reason, ..
+            } => {
                 format!("rolling back generation {generation}: {reason}")
             }
             Event::Restored { generation } => format!("generation {generation}: host restored"),

@@ -3,6 +3,7 @@
 //! [`crate::app`]; how its result is printed in [`render`].
 
 mod client;
+mod man;
 pub mod render;
 mod secret;
 
@@ -467,6 +468,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                     }
                     let mut report = Report::converge(result);
                     report.show_diffs = a.diff || cli.verbose > 0;
+                    report.dry_run = a.dry_run;
                     report
                 }
                 None => {
@@ -486,6 +488,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                     let mut sink = Tee(vec![&mut log, &mut journal]);
                     let mut report = Report::converge(app::converge(&app, &req, &mut sink, cancel));
                     report.show_diffs = a.diff || cli.verbose > 0;
+                    report.dry_run = a.dry_run;
                     report
                 }
             }
@@ -587,17 +590,18 @@ fn assets(a: &AssetsArgs) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         use clap::CommandFactory;
         if let Some(dir) = &a.man {
-            std::fs::create_dir_all(dir)?;
-            clap_mangen::generate_to(Cli::command(), dir)?;
+            man::write_pages(Cli::command(), dir)?;
         }
         if let Some(dir) = &a.completions {
             std::fs::create_dir_all(dir)?;
+            // Completions offer no hidden command (`assets` itself).
+            let mut shown = man::without_hidden(&Cli::command());
             for shell in [
                 clap_complete::Shell::Bash,
                 clap_complete::Shell::Zsh,
                 clap_complete::Shell::Fish,
             ] {
-                clap_complete::generate_to(shell, &mut Cli::command(), "driftless", dir)?;
+                clap_complete::generate_to(shell, &mut shown, "driftless", dir)?;
             }
         }
         Ok(())

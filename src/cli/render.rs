@@ -105,6 +105,9 @@ pub struct Report {
     /// always shows them.
     #[serde(skip)]
     pub show_diffs: bool,
+    /// A converge with `--dry-run` (said as such, not as audit mode).
+    #[serde(skip)]
+    pub dry_run: bool,
 }
 
 impl Report {
@@ -247,6 +250,7 @@ impl Report {
             generation_detail: None,
             facts: None,
             show_diffs: false,
+            dry_run: false,
         }
     }
 
@@ -443,6 +447,18 @@ impl Report {
                     paint(
                         "33",
                         "RELOAD PENDING: the agent config files changed since the daemon read them (`systemctl reload driftless`)"
+                    )
+                )?;
+            }
+            if let Some(h) = &st.fleet_halt {
+                writeln!(
+                    out,
+                    "{}",
+                    paint(
+                        "33",
+                        &format!(
+                            "FLEET HALTED: {h} (no host applies a new commit until `driftless fleet resume`)"
+                        )
                     )
                 )?;
             }
@@ -675,14 +691,12 @@ impl Report {
             Outcome::ChangesPending
                 if self.command == "converge" && self.mode == Some(crate::config::Mode::Audit) =>
             {
-                writeln!(
-                    out,
-                    "{}",
-                    paint(
-                        "33",
-                        &format!("audit mode: {n} resource{plural} drifted, nothing changed:")
-                    )
-                )?;
+                let what = if self.dry_run {
+                    format!("dry run: {n} change{plural} pending, nothing changed:")
+                } else {
+                    format!("audit mode: {n} resource{plural} drifted, nothing changed:")
+                };
+                writeln!(out, "{}", paint("33", &what))?;
             }
             Outcome::ChangesPending => writeln!(out, "{n} change{plural} pending:")?,
             Outcome::Changed => {

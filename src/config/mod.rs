@@ -567,6 +567,17 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         .then(|| source_settings(src))
         .transpose()?;
     let verify = verify_settings(ver)?;
+    // Plain HTTP lets anyone on the way choose what this host applies as
+    // root; only signed commits make it safe.
+    if let Some(g) = &source
+        && g.url.to_ascii_lowercase().starts_with("http://")
+        && verify.signatures == SignaturePolicy::Off
+    {
+        bail!(
+            "[source] url `{}` is plain http://: anyone on the network path could choose what this host applies as root. Use https:// (or ssh://), or require signed commits ([verify] signatures = \"all\")",
+            crate::source::git::redact_url(&g.url)
+        );
+    }
     let rollback = rollback_settings(rb)?;
     let schedule = schedule_settings(sch)?;
     let d = Settings::default();
@@ -788,6 +799,27 @@ mod tests {
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, text).expect("write");
         p
+    }
+
+    /// Plain http:// was accepted silently; it is refused unless signed
+    /// commits are required, and the error is placed at the url.
+    #[test]
+    fn plain_http_is_refused_unless_commits_are_signed() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[source]\nurl = \"http://git.example.com/fleet.git\"\n",
+        );
+        let err = format!("{:#}", load(&main, true).expect_err("plain http"));
+        assert!(err.contains("agent.toml:2:1: [source] url"), "{err}");
+        assert!(err.contains("plain http://"), "{err}");
+        write(
+            d.path(),
+            "agent.toml",
+            "[source]\nurl = \"http://git.example.com/fleet.git\"\n[verify]\nsignatures = \"all\"\nallowed_signers = \"/etc/driftless/allowed_signers\"\n",
+        );
+        load(&main, true).expect("signed commits make http acceptable");
     }
 
     #[test]

@@ -126,12 +126,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
-    /// A step or check failed: the snapshot is being restored.
+    /// A step or check failed, or an operator asked (`driftless
+    /// rollback`): the snapshot is being restored.
     RollingBack {
         /// The generation.
         generation: u64,
         /// What failed.
         reason: String,
+        /// Asked for by `driftless rollback`, not a failure.
+        #[serde(default)]
+        requested: bool,
     },
     /// The host was restored to its snapshot and verified.
     Restored {
@@ -262,7 +266,19 @@ impl Sink for Log {
                     error.as_deref().unwrap_or("")
                 );
             }
-            Event::RollingBack { generation, reason } => {
+            Event::RollingBack {
+                generation,
+                requested: true,
+                ..
+            } => {
+                info!(
+                    generation,
+                    "generation {generation}: undoing it, as asked (driftless rollback)"
+                );
+            }
+            Event::RollingBack {
+                generation, reason, ..
+            } => {
                 warn!(
                     generation,
                     "generation {generation}: restoring the snapshot taken before it: {reason}"

@@ -390,6 +390,7 @@ pub(super) fn rollback(
     sink.event(&Event::RollingBack {
         generation: generation.id,
         reason: format!("{error:#}"),
+        requested: ok_status == Status::Undone,
     });
     record(generation, running, Some(format!("{error:#}")));
     // A stop request must not leave the host half restored: the restore

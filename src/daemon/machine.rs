@@ -757,6 +757,7 @@ mod tests {
             &Event::RollingBack {
                 generation: 4,
                 reason: "health check failed".into(),
+                requested: false,
             },
             wall,
         );

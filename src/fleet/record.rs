@@ -43,6 +43,10 @@ pub struct Member {
     pub lease: Option<i64>,
     /// The record as last published.
     pub record: HostRecord,
+    /// The fleet-wide stop as this host last read it (its reason), for
+    /// `status` on every host, also those that wait for nothing.
+    #[serde(default)]
+    pub halt: Option<String>,
 }
 
 /// A commit a host rolled back.

@@ -253,6 +253,12 @@ pub struct Plan {
     /// What the operator should know that is not a change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the operator should know before the plan is applied, and
+    /// nothing after (`command:x will run`, a unit checked again after the
+    /// package transaction): shown by `plan` and a dry run, not by the
+    /// summary of a converge that applied it.
+    #[serde(skip)]
+    pub preview_notes: Vec<String>,
     /// How many leading changes are the repo phase (repo files and the
     /// directories they need), applied before the package transaction.
     #[serde(skip)]

@@ -542,6 +542,7 @@ impl<'a> Planner<'a> {
         Ok(Plan {
             changes,
             notes: std::mem::take(&mut self.notes),
+            preview_notes: Vec::new(),
             repo_phase,
         })
     }

@@ -128,7 +128,7 @@ pub fn plan_after(
         done.iter().chain(&plan.changes),
     );
     if !runs.is_empty() {
-        plan.notes.push(format!(
+        plan.preview_notes.push(format!(
             "{} will run; what a command does is not undone if this converge rolls back",
             runs.iter()
                 .map(|c| c.resource.to_string())
@@ -165,6 +165,7 @@ pub fn plan_after(
             .collect());
     }
     plan.notes.extend(sp.notes.iter().cloned());
+    plan.preview_notes.extend(sp.preview_notes.iter().cloned());
     plan.changes.extend(service_changes(sp));
     Ok(plan)
 }

@@ -68,6 +68,9 @@ pub struct ServicePlan {
     pub problems: Vec<(String, String)>,
     /// Things the operator should know (live state not applicable).
     pub notes: Vec<String>,
+    /// Notes about what happens later in this converge (see
+    /// [`super::Plan::preview_notes`]).
+    pub preview_notes: Vec<String>,
 }
 
 /// Plans the services. `changed` holds every other resource this converge
@@ -119,9 +122,14 @@ pub fn plan_services(
                 ));
                 continue;
             }
-            plan.notes.push(format!(
-                "{} is not known yet; it is checked again after the package transaction",
-                s.unit
+            plan.preview_notes.push(format!(
+                "{} is not known yet; it is checked again after {}",
+                s.unit,
+                if packages_pending {
+                    "the package transaction"
+                } else {
+                    "its unit file is written"
+                }
             ));
         }
         match (s.enabled, u.enabled()) {

@@ -242,6 +242,7 @@ fn a_failing_check_is_reported_then_rolled_back() {
             Event::RollingBack {
                 generation: 1,
                 reason,
+                requested: false,
             },
             Event::Restored { generation: 1 },
             finished(Outcome::RolledBack, 0, true, r.run.error.clone()),

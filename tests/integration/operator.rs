@@ -764,3 +764,60 @@ fn a_quarantine_ends_when_the_fix_is_applied_and_retry_says_what_it_does() {
         retry.stdout
     );
 }
+
+/// The man pages carry what an admin looks for (FILES, EXIT STATUS,
+/// EXAMPLES, SEE ALSO), agent.toml(5) documents the agent config, and the
+/// shell completions offer no hidden command.
+#[test]
+fn man_pages_have_their_sections_and_completions_no_hidden_command() {
+    let env = Env::new();
+    let man = env.path().join("man");
+    let completions = env.path().join("completions");
+    env.run(&[
+        "assets",
+        "--man",
+        man.to_str().unwrap(),
+        "--completions",
+        completions.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let mut pages = 0;
+    for e in std::fs::read_dir(&man).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        if p.extension().is_some_and(|x| x == "1") {
+            pages += 1;
+            for section in [".SH EXIT STATUS", ".SH FILES", ".SH SEE ALSO"] {
+                assert!(text.contains(section), "{} has no {section}", p.display());
+            }
+        }
+    }
+    assert!(pages > 20, "only {pages} pages");
+    for page in [
+        "driftless.1",
+        "driftless-converge.1",
+        "driftless-pause.1",
+        "driftless-config-check.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(text.contains(".SH EXAMPLES"), "{page} has no EXAMPLES");
+    }
+    let agent = std::fs::read_to_string(man.join("agent.toml.5")).unwrap();
+    for key in [
+        "[source]",
+        "[schedule]",
+        "[fleet]",
+        "[[hook]]",
+        "backoff_max",
+        "identity",
+    ] {
+        assert!(agent.contains(key), "agent.toml(5) does not document {key}");
+    }
+    assert!(!man.join("driftless-assets.1").exists());
+    let bash = std::fs::read_to_string(completions.join("driftless.bash")).unwrap();
+    assert!(
+        !bash.contains("assets"),
+        "bash completion offers the hidden `assets`"
+    );
+    assert!(bash.contains("pause") && bash.contains("converge"));
+}
