@@ -1117,3 +1117,188 @@ fn the_daemon_survives_long_checks_and_upgrades_itself() {
         "the old binary's start and the new one's"
     );
 }
+
+/// Issue 20, on the packaged daemon under systemd, as the operator on call
+/// meets it: a reload of a broken config fails visibly (the config check
+/// runs first) and status still answers; an edit without a reload shows as
+/// "reload pending"; `pause` freezes the host for every converge with the
+/// reason in status, the status line and the metrics; `converge --now`
+/// fetches at once, also in the daemon's fetch backoff, and fails like the
+/// in-process run when the server is away; a quarantine ends when the fix
+/// is applied; after `rollback` the status line says the host is pinned; a
+/// branch is tried and left again; and `journalctl -t driftless` finds the
+/// runs by hand as well as the daemon's.
+#[test]
+#[ignore = "needs root, a sandbox host and nginx: run with --include-ignored (CI does)"]
+fn an_operator_runs_the_packaged_daemon_through_a_day_on_call() {
+    let mut repo = ConfigRepo::new(&host_file("v1", ""));
+    let host = installed_host(&repo, "");
+    start(&host);
+    wait_for_file(&host, "v1\n", 30);
+    let (_exporter, port) = node_exporter(&host);
+
+    // 8: a broken drop-in: `systemctl reload` fails, the daemon keeps its
+    // config, `status` answers (exit 0) and says why.
+    std::fs::create_dir_all(host.path("/etc/driftless/agent.d")).unwrap();
+    std::fs::write(
+        host.path("/etc/driftless/agent.d/50-bad.toml"),
+        "[schedule]\ninterval = \"soon\"\n",
+    )
+    .unwrap();
+    let reload = host.exec(&["systemctl", "reload", UNIT]);
+    assert_ne!(reload.code, 0, "a reload of a broken config succeeded");
+    assert!(host.is_active(UNIT));
+    let st = driftless(&host, &["status", "--json"]);
+    st.expect_code(0);
+    let st: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert!(
+        st["status"]["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("50-bad.toml:2:")),
+        "{st}"
+    );
+    let check = driftless(&host, &["config", "check"]);
+    check.expect_code(1);
+    std::fs::remove_file(host.path("/etc/driftless/agent.d/50-bad.toml")).unwrap();
+    driftless(&host, &["config", "check"]).expect_code(0);
+
+    // 7: edited, not reloaded: the files differ from what the daemon runs.
+    let edited = agent_config(&repo, "").replace("backoff_max = \"6s\"", "backoff_max = \"60s\"");
+    std::fs::write(host.path("/etc/driftless/agent.toml"), &edited).unwrap();
+    assert_eq!(status_json(&host)["status"]["reload_pending"], true);
+    host.exec(&["systemctl", "reload", UNIT]).expect_code(0);
+    host.wait_until("the reload to be in force", 10, || {
+        status_json(&host)["status"]["reload_pending"] == false
+    });
+
+    // 10: paused, with a reason: no converge heals anything; everyone sees
+    // why; --force overrides; unpause heals.
+    driftless(&host, &["pause", "--reason", "INC-42: database migration"]).expect_code(0);
+    host.wait_until("the status line to say paused", 10, || {
+        status_text(&host).contains("paused by") && status_text(&host).contains("INC-42")
+    });
+    std::fs::write(host.path(FILE), "edited during the migration\n").unwrap();
+    let held = driftless(&host, &["converge", "--now"]);
+    held.expect_code(3);
+    assert!(
+        format!("{}{}", held.stdout, held.stderr).contains("INC-42"),
+        "{held:?}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        host.read(FILE).as_deref(),
+        Some("edited during the migration\n"),
+        "a paused host was healed"
+    );
+    host.wait_until("the metrics to say paused", 20, || {
+        metric(&scrape(port), "driftless_paused") == Some(1.0)
+    });
+    driftless(&host, &["unpause"]).expect_code(0);
+    wait_for_file(&host, "v1\n", 20);
+    host.wait_until("the metrics to say unpaused", 20, || {
+        metric(&scrape(port), "driftless_paused") == Some(0.0)
+    });
+
+    // 1: the git server goes away: `converge --now` tries a fetch and says
+    // it failed (exit 1, nothing changed); the daemon backs off. The
+    // server comes back with a new commit: `converge --now` fetches at once,
+    // however long the daemon's backoff still is.
+    repo.server.stop();
+    host.wait_until("the daemon to back off", 30, || {
+        status_json(&host)["status"]["daemon"]["next_fetch"].is_string()
+    });
+    let down = driftless(&host, &["converge", "--now"]);
+    down.expect_code(1);
+    repo.server.start();
+    let v2 = repo.push(&host_file("v2", ""), "while the daemon backs off");
+    let now = driftless(&host, &["converge", "--now"]);
+    now.expect_code(2);
+    assert_eq!(host.read(FILE).as_deref(), Some("v2\n"));
+    host.wait_until("the fetch failure to clear", 20, || {
+        let s = status_json(&host);
+        s["status"]["daemon"]["fetch_error"].is_null()
+            && status_text(&host).starts_with(&format!("in sync at {}", &v2[..12]))
+    });
+
+    // 2: a bad commit is quarantined; its fix ends the quarantine, in
+    // status and in the metrics.
+    let bad = repo.push(
+        &host_file(
+            "v3",
+            "[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+        ),
+        "bad",
+    );
+    wait_for_entry(&host, "the quarantine", 30, |e| {
+        e["MESSAGE_ID"] == COMMIT_QUARANTINED && field(e, "DRIFTLESS_COMMIT") == bad
+    });
+    host.wait_until("the metric to say quarantined", 20, || {
+        metric(&scrape(port), "driftless_quarantined") == Some(1.0)
+    });
+    repo.push(&host_file("v4", ""), "the fix");
+    wait_for_file(&host, "v4\n", 30);
+    host.wait_until("the quarantine to end", 20, || {
+        status_json(&host)["status"]["quarantine"].is_null()
+            && metric(&scrape(port), "driftless_quarantined") == Some(0.0)
+    });
+
+    // 9: after `rollback` the status line says the host is pinned, not in
+    // sync at the undone commit.
+    driftless(&host, &["rollback"]).expect_code(0);
+    host.wait_until("the status line to say pinned", 10, || {
+        status_text(&host).starts_with("pinned")
+    });
+    driftless(&host, &["resume"]).expect_code(0);
+    wait_for_file(&host, "v4\n", 20);
+
+    // 4: a branch tried on this host, and left again.
+    git(&repo.work, &["checkout", "-q", "-b", "feature"]);
+    commit_file(
+        &repo.work,
+        "hosts/web1.toml",
+        &host_file("feature", ""),
+        "feature",
+    );
+    git(&repo.work, &["push", "-q", "--force", "origin", "feature"]);
+    git(&repo.work, &["checkout", "-q", "main"]);
+    driftless(&host, &["converge", "--now", "--branch", "feature"]).expect_code(2);
+    assert_eq!(host.read(FILE).as_deref(), Some("feature\n"));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        host.read(FILE).as_deref(),
+        Some("feature\n"),
+        "the trial was undone by a tick"
+    );
+    driftless(&host, &["resume"]).expect_code(0);
+    wait_for_file(&host, "v4\n", 20);
+
+    // 6: a run by hand while the daemon is stopped is found by the same
+    // query as the daemon's runs.
+    host.exec(&["systemctl", "stop", UNIT]).expect_code(0);
+    std::fs::write(host.path(FILE), "edited while stopped\n").unwrap();
+    driftless(&host, &["converge", "--now"]).expect_code(2);
+    let found = host.exec(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "json",
+        "-t",
+        "driftless",
+        "DRIFTLESS_OUTCOME=changed",
+    ]);
+    found.expect_code(0);
+    let runs: Vec<Value> = found
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        runs.iter()
+            .any(|e| field(e, "DRIFTLESS_STARTED_BY").contains("in its own process")),
+        "the run by hand is not found: {runs:?}"
+    );
+    assert!(
+        runs.iter().any(|e| field(e, "_SYSTEMD_UNIT") == UNIT),
+        "the daemon's runs are not found: {runs:?}"
+    );
+}
