@@ -831,4 +831,82 @@ mod tests {
         assert_eq!(m.next_tick(), Some(t0 + Duration::from_secs(10)));
         assert_eq!(m.schedule.interval, Duration::from_secs(10));
     }
+
+    /// Issue 20, 1 and 9: a run asked for always fetches (even in the
+    /// backoff) and a failed fetch ends it; the status line follows the
+    /// agent state (paused, pinned) and says "auditing" in audit mode.
+    #[test]
+    fn asked_runs_fetch_and_the_status_line_follows_the_state() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut m = Machine::new(schedule());
+        m.configured();
+        m.recovered(t0, Duration::ZERO);
+        m.converge_started(t0, Trigger::Tick);
+        m.progress(
+            &Event::FetchFailed {
+                error: "connection refused".into(),
+                refused: false,
+                instead: Some(C1.into()),
+            },
+            wall,
+        );
+        let mut audit = result(Outcome::ChangesPending, C1);
+        audit.audit = true;
+        m.converge_finished(&audit, t0, wall, 0.0);
+        assert!(
+            m.status_line(t0, wall).contains("; auditing "),
+            "{}",
+            m.status_line(t0, wall)
+        );
+        // Backing off: a tick converges the cache, an asked run fetches.
+        let soon = t0 + Duration::from_secs(1);
+        let mut ticked = Machine::new(schedule());
+        ticked.next_fetch = m.next_fetch;
+        ticked.state = State::Idle { next: soon };
+        assert_eq!(
+            ticked.converge_started(soon, Trigger::Tick),
+            Some(FetchPolicy::Cache)
+        );
+        m.state = State::Idle { next: soon };
+        assert_eq!(
+            m.converge_started(soon, Trigger::Asked),
+            Some(FetchPolicy::Remote)
+        );
+        m.progress(&Event::Fetched { commit: C2.into() }, wall);
+        m.converge_finished(&result(Outcome::Changed, C2), soon, wall, 0.0);
+        assert_eq!(
+            m.next_fetch, None,
+            "the backoff ends with a fetch that worked"
+        );
+        assert!(m.fetch_failing.is_none());
+
+        let mut state = crate::agent::AgentState::default();
+        state.paused = Some(crate::agent::Pause {
+            reason: "INC-42".into(),
+            by: "alice".into(),
+            at: "2026-12-07T10:00:00Z".into(),
+        });
+        m.state_read(&state);
+        assert!(
+            m.status_line(soon, wall)
+                .starts_with("paused by alice since 2026-12-07T10:00:00Z (INC-42)"),
+            "{}",
+            m.status_line(soon, wall)
+        );
+        state.paused = None;
+        state.pinned = Some(crate::agent::Mark {
+            key: "before generation 4".into(),
+            source: "driftless rollback".into(),
+            at: "2026-12-07T11:00:00Z".into(),
+            reason: Some("rolled back to before generation 4".into()),
+        });
+        m.state_read(&state);
+        assert!(
+            m.status_line(soon, wall)
+                .starts_with("pinned since 2026-12-07T11:00:00Z (rolled back"),
+            "{}",
+            m.status_line(soon, wall)
+        );
+    }
 }

@@ -545,3 +545,90 @@ fn status_says_a_reload_is_pending_and_answers_with_a_broken_config() {
     let (_, out, _) = cli(&["status"]);
     assert!(out.contains("AGENT CONFIG INVALID"), "{out}");
 }
+
+/// Issue 20, 5 and 12, on a daemon outside systemd: a plan's notice never
+/// lands in `daemon.last_run.error` of a run that went well; a metrics
+/// textfile that cannot be written is a warning with its reason, and
+/// `status` shows it; a tick that changes nothing writes one info line.
+#[test]
+fn notices_are_no_errors_metrics_failures_show_and_a_no_op_tick_says_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let host_file = format!(
+        "{HOST_FILE}[[command]]\nname = 'stamp'\ncommand = ['/bin/true']\ncreates = '{}'\n",
+        dir.path().join("no-such-stamp").display()
+    );
+    let repo = dir.path().join("repo");
+    write_repo(&repo, &[("hosts/h.toml", &host_file)]);
+    std::fs::create_dir_all(dir.path().join("root")).unwrap();
+    let config = dir.path().join("agent.toml");
+    // The textfile's directory does not exist.
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = '{d}/state'\n[schedule]\ninterval = '300ms'\nsplay = '0s'\n[daemon]\nsocket = '{d}/control.sock'\n[metrics]\ntextfile = '{d}/missing/driftless.prom'\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .arg("--config")
+        .arg(&config)
+        .args(["daemon", "--host", "h", "--repo"])
+        .arg(&repo)
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .env("DRIFTLESS_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, config };
+    d.wait_for_runs(6, 30);
+    let st = d.status();
+    let daemon = &st["status"]["daemon"];
+    assert!(
+        daemon["last_run"]["error"].is_null(),
+        "a notice landed in an error field: {st}"
+    );
+    let why = daemon["metrics_error"].as_str().unwrap_or_default();
+    assert!(why.contains("missing"), "{st}");
+    let text = Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .arg("--config")
+        .arg(&d.config)
+        .arg("status")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("metrics:     NOT WRITTEN"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("could not write the metrics"))
+        .collect();
+    assert_eq!(warned.len(), 1, "said once, with its reason: {warned:?}");
+    assert!(warned[0].contains("missing"), "{}", warned[0]);
+
+    // Without the command, every tick changes nothing: one info line each.
+    write_repo(&repo, &[("hosts/h.toml", HOST_FILE)]);
+    let runs = d.runs();
+    d.wait_for_runs(runs + 2, 30);
+    let from = std::fs::read_to_string(&log).unwrap().len();
+    let runs = d.runs();
+    d.wait_for_runs(runs + 5, 30);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let info: Vec<&str> = text[from..]
+        .lines()
+        .filter(|l| l.contains(" INFO "))
+        .collect();
+    assert!(info.len() >= 5, "{info:#?}");
+    assert!(
+        info.iter().all(|l| l.contains("in sync at")),
+        "a no-op tick says more than its one line: {info:#?}"
+    );
+}

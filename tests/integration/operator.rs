@@ -821,3 +821,137 @@ fn man_pages_have_their_sections_and_completions_no_hidden_command() {
     );
     assert!(bash.contains("pause") && bash.contains("converge"));
 }
+
+/// Healed drift is visible: the drift counts the resources changed by hand,
+/// not the command their healing refreshes; `history` marks the generation
+/// that healed it and says who started each run (issue 20, 11).
+#[test]
+fn history_marks_healed_drift_and_who_started_each_run() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let marker = env.path().join("refreshed");
+    let r = repo(
+        &env.path().join("repo"),
+        &format!(
+            "{MOTD}[[command]]\nname = 'reload-motd'\ncommand = ['/bin/sh', '-c', 'echo x >> {}']\nrefresh_on = ['file:/etc/motd']\n",
+            marker.display()
+        ),
+    );
+    let converge = converge_args(Path::new(&r), &root, "h");
+    env.run(&converge).expect_code(2);
+    std::fs::write(root.join("etc/motd"), "edited by hand\n").unwrap();
+    let mut json = converge.clone();
+    json.push("--json".into());
+    let healed = env.run(&json);
+    healed.expect_code(2);
+    let doc = crate::json_schema::check(&healed.stdout, 2);
+    assert_eq!(doc["changes"].as_array().unwrap().len(), 2, "{doc}");
+    let history = crate::json_schema::check(&env.run(&["history", "--json"]).stdout, 0);
+    let gens = history["history"].as_array().unwrap();
+    assert_eq!(gens[0]["healed"], 0, "a new desired state is no drift");
+    assert_eq!(
+        gens[1]["healed"], 1,
+        "the file, not the command it refreshed: {history}"
+    );
+    assert!(
+        gens[1]["started_by"].as_str().is_some_and(
+            |b| b.starts_with("converge --now by ") && b.ends_with("in its own process")
+        ),
+        "{history}"
+    );
+    let text = env.run(&["history"]);
+    assert!(
+        text.stdout.contains("by:  converge --now by"),
+        "{}",
+        text.stdout
+    );
+    let one = env.run(&["history", "2"]);
+    assert!(
+        one.stdout.contains("healed drift:  1 resource"),
+        "{}",
+        one.stdout
+    );
+}
+
+/// The smaller points of issue 20 on the command line: a requested rollback
+/// is no warning; `rollback --to N` of an undone generation says so; a
+/// converge's summary does not repeat what its plan said would happen;
+/// `--dry-run` says dry run.
+#[test]
+fn rollback_dry_run_and_notes_say_what_happened() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let dir = env.path().join("repo");
+    let r = repo(
+        &dir,
+        &format!(
+            "{MOTD}[[command]]\nname = 'stamp'\ncommand = ['/bin/true']\ncreates = '/nonexistent-stamp'\n"
+        ),
+    );
+    let converge = converge_args(Path::new(&r), &root, "h");
+    let mut plan = converge.clone();
+    plan[0] = "plan".into();
+    plan.retain(|a| a != "--now" && a != "--create-root");
+    let p = env.run(&plan);
+    assert!(p.stdout.contains("command:stamp will run"), "{}", p.stdout);
+    let run = env.run(&converge);
+    run.expect_code(2);
+    assert!(
+        !run.stdout.contains("will run"),
+        "the summary repeats the plan's future: {}",
+        run.stdout
+    );
+    let mut dry = converge.clone();
+    dry.push("--dry-run".into());
+    repo(&dir, &MOTD.replace("world", "again"));
+    let d = env.run(&dry);
+    d.expect_code(2);
+    assert!(d.stdout.contains("dry run:"), "{}", d.stdout);
+    assert!(!d.stdout.contains("audit mode"), "{}", d.stdout);
+
+    env.run(&converge).expect_code(2);
+    let rs = root.to_str().unwrap();
+    let rb = env.run(&["rollback", "--root", rs]);
+    rb.expect_code(0);
+    assert!(
+        !rb.stderr.contains("WARN"),
+        "a requested rollback warns: {}",
+        rb.stderr
+    );
+    let again = env.run(&["rollback", "--to", "2", "--root", rs]);
+    again.expect_code(1);
+    assert!(
+        again.stderr.contains("generation 2 was undone already"),
+        "{}",
+        again.stderr
+    );
+}
+
+/// As a user with the RPM's agent.toml (0600), `status` says to run as
+/// root, and still answers; other commands say so and fail.
+#[test]
+fn status_as_a_user_says_to_run_as_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(env.config(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_driftless"))
+            .args(args)
+            .arg("--config")
+            .arg(env.config())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let st = as_nobody(&["status"]);
+    let out = String::from_utf8_lossy(&st.stdout);
+    assert_eq!(st.status.code(), Some(0), "{out}");
+    assert!(out.contains("run as root"), "{out}");
+    let h = as_nobody(&["history"]);
+    let err = String::from_utf8_lossy(&h.stderr);
+    assert_eq!(h.status.code(), Some(1), "{err}");
+    assert!(err.contains("run as root"), "{err}");
+}
