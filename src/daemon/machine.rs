@@ -881,12 +881,14 @@ mod tests {
         );
         assert!(m.fetch_failing.is_none());
 
-        let mut state = crate::agent::AgentState::default();
-        state.paused = Some(crate::agent::Pause {
-            reason: "INC-42".into(),
-            by: "alice".into(),
-            at: "2026-12-07T10:00:00Z".into(),
-        });
+        let mut state = crate::agent::AgentState {
+            paused: Some(crate::agent::Pause {
+                reason: "INC-42".into(),
+                by: "alice".into(),
+                at: "2026-12-07T10:00:00Z".into(),
+            }),
+            ..crate::agent::AgentState::default()
+        };
         m.state_read(&state);
         assert!(
             m.status_line(soon, wall)
