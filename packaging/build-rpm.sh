@@ -23,6 +23,7 @@ DRIFTLESS_VERSION="$version-$release" cargo build --release --locked >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 [[ -n $target_dir ]] || { echo "build-rpm.sh: cargo metadata named no target directory" >&2; exit 1; }
 bin=$target_dir/release/driftless
+echo "packaging $bin" >&2
 
 # RHEL 9 has glibc 2.34: no symbol of a newer glibc may be referenced.
 newest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)

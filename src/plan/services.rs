@@ -401,4 +401,33 @@ mod tests {
         assert_eq!(verbs(&p), ["enable a.service"]);
         assert_eq!(p.notes.len(), 1);
     }
+
+    /// Regression: a unit whose file this converge writes was said to be
+    /// "checked again after the package transaction" when no package was
+    /// involved; the note names the real cause, and is a preview note
+    /// (not repeated after the converge ran).
+    #[test]
+    fn a_unit_not_known_yet_says_what_it_waits_for() {
+        let a = svc("a.service", Some(true), Some(RunState::Running), &[]);
+        let units = BTreeMap::from([(
+            "a.service".to_owned(),
+            UnitObs {
+                live: true,
+                ..UnitObs::default()
+            },
+        )]);
+        let written = ["/etc/systemd/system/a.service"];
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &written, false, true);
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        assert_eq!(
+            p.preview_notes,
+            ["a.service is not known yet; it is checked again after its unit file is written"]
+        );
+        let p = plan_services(&[&a], &units, &BTreeSet::new(), &[], true, true);
+        assert!(
+            p.preview_notes[0].ends_with("after the package transaction"),
+            "{:?}",
+            p.preview_notes
+        );
+    }
 }

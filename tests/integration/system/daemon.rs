@@ -21,6 +21,8 @@ const UNIT: &str = "driftless.service";
 const FILE: &str = "/etc/dl-motd";
 const TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
 const RPM_DIR: &str = "/srv/driftless-rpms";
+/// Where `build-rpm.sh` builds the release binary for these tests.
+const RPM_TARGET_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/rpm-release");
 
 // MESSAGE_IDs, as docs/journal.md lists them.
 const STARTED: &str = "80bb4d2c63f34acbafc4ae97aa4ba861";
@@ -60,6 +62,9 @@ fn rpms() -> &'static Rpms {
             ))
             .arg(&dir)
             .env("DRIFTLESS_RELEASE", release)
+            // Built elsewhere than ./target: the script packages the binary
+            // cargo built there, never a stale ./target/release one.
+            .env("CARGO_TARGET_DIR", RPM_TARGET_DIR)
             .output()
             .expect("run packaging/build-rpm.sh");
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -69,6 +74,10 @@ fn rpms() -> &'static Rpms {
                 last.ends_with(&format!("driftless-0.1.0-{release}.x86_64.rpm"))
                     && Path::new(&last).is_file(),
                 "build-rpm.sh's last line is not the RPM: {last:?}"
+            );
+            assert!(
+                stderr.contains(&format!("packaging {RPM_TARGET_DIR}/release/driftless")),
+                "build-rpm.sh did not package CARGO_TARGET_DIR's binary:\n{stderr}"
             );
             build_log.push_str(&stderr);
         }
@@ -1172,7 +1181,8 @@ fn an_operator_runs_the_packaged_daemon_through_a_day_on_call() {
     });
 
     // 10: paused, with a reason: no converge heals anything; everyone sees
-    // why; --force overrides; unpause heals.
+    // why; a commit pushed meanwhile shows as pending; unpause heals and
+    // applies it, and the drift entry names what was healed.
     driftless(&host, &["pause", "--reason", "INC-42: database migration"]).expect_code(0);
     host.wait_until("the status line to say paused", 10, || {
         status_text(&host).contains("paused by") && status_text(&host).contains("INC-42")
@@ -1184,7 +1194,12 @@ fn an_operator_runs_the_packaged_daemon_through_a_day_on_call() {
         format!("{}{}", held.stdout, held.stderr).contains("INC-42"),
         "{held:?}"
     );
-    std::thread::sleep(Duration::from_secs(5));
+    let pending = repo.push(&host_file("v1b", ""), "pushed during the pause");
+    host.wait_until("status to show the pending commit", 20, || {
+        driftless(&host, &["status"])
+            .stdout
+            .contains(&format!("pending:     {pending}"))
+    });
     assert_eq!(
         host.read(FILE).as_deref(),
         Some("edited during the migration\n"),
@@ -1194,7 +1209,7 @@ fn an_operator_runs_the_packaged_daemon_through_a_day_on_call() {
         metric(&scrape(port), "driftless_paused") == Some(1.0)
     });
     driftless(&host, &["unpause"]).expect_code(0);
-    wait_for_file(&host, "v1\n", 20);
+    wait_for_file(&host, "v1b\n", 20);
     host.wait_until("the metrics to say unpaused", 20, || {
         metric(&scrape(port), "driftless_paused") == Some(0.0)
     });
@@ -1207,6 +1222,10 @@ fn an_operator_runs_the_packaged_daemon_through_a_day_on_call() {
     host.wait_until("the daemon to back off", 30, || {
         status_json(&host)["status"]["daemon"]["next_fetch"].is_string()
     });
+    assert!(
+        driftless(&host, &["status"]).stdout.contains("next fetch:"),
+        "the human status does not say when the next fetch is"
+    );
     let down = driftless(&host, &["converge", "--now"]);
     down.expect_code(1);
     repo.server.start();
@@ -1250,6 +1269,17 @@ fn an_operator_runs_the_packaged_daemon_through_a_day_on_call() {
     });
     driftless(&host, &["resume"]).expect_code(0);
     wait_for_file(&host, "v4\n", 20);
+    // 11: the drift healed meanwhile is named in its journal entry.
+    std::fs::write(host.path(FILE), "edited by hand\n").unwrap();
+    wait_for_file(&host, "v4\n", 20);
+    let drift = wait_for_entry(&host, "the drift entry", 20, |e| {
+        e["MESSAGE_ID"] == DRIFT_DETECTED && field(e, "MESSAGE").contains("healed")
+    });
+    assert!(
+        field(&drift, "MESSAGE").contains(&format!("file:{FILE}")),
+        "{drift}"
+    );
+    assert_eq!(field(&drift, "DRIFTLESS_RESOURCES"), format!("file:{FILE}"));
 
     // 4: a branch tried on this host, and left again.
     git(&repo.work, &["checkout", "-q", "-b", "feature"]);
@@ -1301,4 +1331,14 @@ fn an_operator_runs_the_packaged_daemon_through_a_day_on_call() {
         runs.iter().any(|e| field(e, "_SYSTEMD_UNIT") == UNIT),
         "the daemon's runs are not found: {runs:?}"
     );
+    // The README's other query: every rollback (the bad commit's).
+    let rollbacks = host.exec(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "verbose",
+        &format!("MESSAGE_ID={ROLLED_BACK}"),
+    ]);
+    rollbacks.expect_code(0);
+    assert!(rollbacks.stdout.contains(&bad), "{}", rollbacks.stdout);
 }
