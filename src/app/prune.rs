@@ -202,6 +202,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                     }),
                     restart_on: Vec::new(),
                     reload_on: Vec::new(),
+                    restart_command: None,
                 }),
                 Undo::Restore,
             )

@@ -19,7 +19,9 @@ use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
 use crate::plan::observed::ObservedHost;
 use crate::plan::rpmver::Evr;
-use crate::plan::{self, Change, Op, PackageChange, Plan, PlanProblem, SecretContents};
+use crate::plan::{
+    self, Change, Op, PackageChange, Plan, PlanProblem, SecretContents, ServiceVerb,
+};
 use crate::store::PackageStore;
 use crate::system::{accounts, dnf, fsroot::FsRoot, rpm, systemctl};
 
@@ -236,10 +238,32 @@ fn service_steps(cx: &ApplyContext<'_>, group: &[Change], steps: &mut Steps<'_>)
         steps.started(change);
     }
     let root = (!cx.root.is_live()).then(|| cx.root.path());
-    systemctl::run(root, verb.as_str(), &units, cx.cancel).with_context(|| {
-        let names: Vec<String> = group.iter().map(|c| c.resource.to_string()).collect();
-        format!("failed to converge {}", names.join(", "))
-    })?;
+    // A unit with its own restart command (one that refuses a manual
+    // stop, as auditd) is restarted with it; the others in one systemctl.
+    let own = |unit: &str| {
+        matches!(verb, ServiceVerb::Restart | ServiceVerb::TryRestart)
+            .then(|| {
+                cx.desired
+                    .services()
+                    .into_iter()
+                    .find(|s| s.unit == unit)
+                    .and_then(|s| s.restart_command.clone())
+            })
+            .flatten()
+    };
+    let (by_command, units): (Vec<String>, Vec<String>) =
+        units.into_iter().partition(|u| own(u).is_some());
+    for unit in &by_command {
+        let argv = own(unit).unwrap_or_default();
+        systemctl::restart_with(unit, &argv, cx.cancel)
+            .with_context(|| format!("failed to converge service:{unit}"))?;
+    }
+    if !units.is_empty() {
+        systemctl::run(root, verb.as_str(), &units, cx.cancel).with_context(|| {
+            let names: Vec<String> = group.iter().map(|c| c.resource.to_string()).collect();
+            format!("failed to converge {}", names.join(", "))
+        })?;
+    }
     for change in group {
         steps.finished(change);
     }

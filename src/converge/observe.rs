@@ -14,10 +14,13 @@ use crate::cancel::Cancel;
 use crate::desired::model::{Ensure, Resource};
 use crate::desired::{DesiredState, Diagnostic};
 use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCache, UnitObs};
-use crate::plan::rpmver::Evr;
+use crate::plan::rpmver::{Evr, Nevra};
 use crate::plan::{self, Plan, PlanProblem, SecretContents};
 use crate::system::fsroot::{FsRoot, Parents};
 use crate::system::{accounts, dnf, rpm, systemctl};
+
+/// Present on a host booted from an ostree image (bootc, rpm-ostree).
+const IMAGE_MODE_MARKER: &str = "/run/ostree-booted";
 
 /// Why nothing was changed: the desired state or plan could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +168,7 @@ fn observe_cached(
     let mut host = ObservedHost {
         accounts: accounts::read(root, desired.manages_passwords())?,
         live: root.is_live(),
+        image_mode: root.exists(IMAGE_MODE_MARKER)?,
         ..ObservedHost::default()
     };
     let names = desired.package_names(false);
@@ -191,11 +195,40 @@ fn observe_cached(
         }
         let paths = observe_paths(root, desired, cache, &mut host);
         host.packages = joined(packages, "the rpm query")?;
+        host.provided = provides(root, desired, &host.packages, cancel)?;
         host.units = joined(services, "the systemctl query")?;
         paths
     })?;
     host.guards = commands::observe_guards(root, desired, cancel)?;
     Ok(host)
+}
+
+/// For each declared name to be installed (any version) that no installed
+/// package is called by: the packages that provide it, if any. Only names
+/// missing by name are asked, one `rpm -q --whatprovides` each.
+fn provides(
+    root: &FsRoot,
+    desired: &DesiredState,
+    installed: &BTreeMap<String, Vec<Nevra>>,
+    cancel: &Cancel,
+) -> Result<BTreeMap<String, Vec<Nevra>>> {
+    use crate::desired::model::PackageState;
+    let mut out = BTreeMap::new();
+    for d in &desired.resources {
+        let Resource::Package(p) = &d.resource else {
+            continue;
+        };
+        if p.state != PackageState::Present(None)
+            || installed.get(&p.name).is_some_and(|b| !b.is_empty())
+        {
+            continue;
+        }
+        let by = rpm::what_provides(root.path(), &p.name, cancel)?;
+        if !by.is_empty() {
+            out.insert(p.name.clone(), by);
+        }
+    }
+    Ok(out)
 }
 
 /// The result of a query thread (none started: nothing to ask); a panic

@@ -42,6 +42,18 @@ impl Target<'_> {
     }
 }
 
+/// A unit whose state a snapshot keeps, with what a rollback needs to
+/// restart it.
+#[derive(Clone, Debug)]
+pub struct UnitToKeep {
+    /// The unit.
+    pub unit: String,
+    /// What it depends on (see [`ServicePrior::depends`]).
+    pub depends: Vec<String>,
+    /// Its own restart command, if declared.
+    pub restart_command: Option<Vec<String>>,
+}
+
 /// Captures `paths` (each once), the package set when `packages`, and
 /// the state of `units`. With `packages`, the installed RPMs that the
 /// transaction may replace are copied into the package store first, so
@@ -50,7 +62,7 @@ pub fn capture(
     t: &Target<'_>,
     paths: &[String],
     packages: Option<&[String]>,
-    units: &[(String, Vec<String>)],
+    units: &[UnitToKeep],
 ) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     let mut seen = std::collections::HashSet::new();
@@ -97,17 +109,18 @@ pub fn capture(
         snap.packages = Some(all);
     }
     if !units.is_empty() {
-        let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
+        let names: Vec<String> = units.iter().map(|u| u.unit.clone()).collect();
         let states = systemctl::unit_states(t.root, &names, t.cancel)?;
-        for (unit, depends) in units {
-            let Some(obs) = states.get(unit) else {
+        for u in units {
+            let Some(obs) = states.get(&u.unit) else {
                 continue;
             };
             snap.services.push(ServicePrior {
-                unit: unit.clone(),
+                unit: u.unit.clone(),
                 unit_file_state: obs.unit_file_state.clone(),
                 running: obs.running(),
-                depends: depends.clone(),
+                depends: u.depends.clone(),
+                restart_command: u.restart_command.clone(),
             });
         }
     }
@@ -148,16 +161,18 @@ pub fn restore(snap: &Snapshot, t: &Target<'_>) -> RestoreReport {
             fault::point("mid-rollback");
         }
     }
-    let mut packages_changed = false;
+    let mut packages = std::collections::BTreeSet::new();
     if let Some(want) = &snap.packages {
         match restore_packages(t, want) {
-            Ok(ids) => {
-                packages_changed = ids.is_some();
-                dnf_transactions = ids.unwrap_or_default();
+            Ok(Some((names, ids))) => {
+                packages = names;
+                dnf_transactions = ids;
             }
+            Ok(None) => {}
             Err(e) => errors.push(e.context("failed to restore the package set")),
         }
     }
+    let packages_changed = !packages.is_empty();
     for (path, prior, first) in retry {
         match restore_path(t, path, prior) {
             Ok(changed) => {
@@ -180,8 +195,7 @@ pub fn restore(snap: &Snapshot, t: &Target<'_>) -> RestoreReport {
     }
     let changed = Restored {
         paths: restored,
-        packages: packages_changed,
-        unit_files,
+        packages,
     };
     if let Err(e) = restore_services(snap, t, &changed) {
         errors.push(e);
@@ -230,7 +244,13 @@ fn restore_services(snap: &Snapshot, t: &Target<'_>, changed: &Restored<'_>) -> 
             continue;
         };
         let mut run = |verb: &str| {
-            if let Err(e) = systemctl::run(on, verb, std::slice::from_ref(&s.unit), t.cancel) {
+            let done = match (&s.restart_command, verb) {
+                (Some(argv), "restart") if on.is_none() => {
+                    systemctl::restart_with(&s.unit, argv, t.cancel)
+                }
+                _ => systemctl::run(on, verb, std::slice::from_ref(&s.unit), t.cancel),
+            };
+            if let Err(e) = done {
                 failures.push(format!("{e:#}"));
             }
         };
@@ -309,17 +329,28 @@ pub fn differences(snap: &Snapshot, t: &Target<'_>) -> Result<Vec<String>> {
 /// What a restore actually changed, to decide which services to restart.
 struct Restored<'a> {
     paths: Vec<&'a str>,
-    packages: bool,
-    unit_files: bool,
+    /// Names of the packages the restore installed, changed or removed.
+    packages: std::collections::BTreeSet<String>,
 }
 
 impl Restored<'_> {
-    /// Whether `s` must be restarted to run the restored state: packages
-    /// or unit files were put back, or one of its dependencies was.
+    /// Whether `s` must be restarted to run the restored state: its own
+    /// unit file, or one of its dependencies (a file, `package:NAME`), was
+    /// put back. Nothing else: a unit the restore did not concern (a
+    /// socket-activated unit, one that refuses a manual restart) is left
+    /// as it is, and a restored package's scriptlets restart what they run.
     fn affects(&self, s: &ServicePrior) -> bool {
-        self.packages
-            || self.unit_files
-            || s.depends.iter().any(|d| self.paths.iter().any(|p| p == d))
+        let own_file = self.paths.iter().any(|p| {
+            UNIT_DIRS
+                .iter()
+                .any(|d| p.strip_prefix(d) == Some(s.unit.as_str()))
+        });
+        own_file
+            || s.depends.iter().any(|d| {
+                self.paths.iter().any(|p| p == d)
+                    || d.strip_prefix("package:")
+                        .is_some_and(|n| self.packages.contains(n))
+            })
     }
 }
 
@@ -344,12 +375,22 @@ pub struct RestoreReport {
 /// back come from the package store when it has them (the repository may
 /// no longer carry them), else by exact spec; names that were not installed
 /// are removed. `Ok(Some(ids))` when something changed.
-fn restore_packages(t: &Target<'_>, want: &[Nevra]) -> Result<Option<Vec<u64>>> {
+/// Puts the package set back; returns the names it changed and dnf's
+/// transaction ids (`None`: nothing to change).
+fn restore_packages(
+    t: &Target<'_>,
+    want: &[Nevra],
+) -> Result<Option<(std::collections::BTreeSet<String>, Vec<u64>)>> {
     let now = rpm::query_all(t.root.path(), t.cancel)?;
     let (missing, extra) = package_diff(want, &now);
     if missing.is_empty() && extra.is_empty() {
         return Ok(None);
     }
+    let names = missing
+        .iter()
+        .chain(&extra)
+        .map(|n| n.name.clone())
+        .collect();
     let wanted_names: BTreeMap<&str, ()> = want.iter().map(|n| (n.name.as_str(), ())).collect();
     let mut tx = dnf::Transaction::default();
     for n in &missing {
@@ -369,7 +410,7 @@ fn restore_packages(t: &Target<'_>, want: &[Nevra]) -> Result<Option<Vec<u64>>> 
         }
     }
     info!(install = ?tx.install, remove = ?tx.remove, "restoring the package set");
-    Ok(Some(dnf::apply(t.root.path(), &tx, t.cancel)?))
+    Ok(Some((names, dnf::apply(t.root.path(), &tx, t.cancel)?)))
 }
 
 /// Puts one path back. `Ok(true)` when it changed anything.

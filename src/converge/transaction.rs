@@ -300,7 +300,7 @@ impl Sink for Checks<'_> {
 }
 
 /// Units to snapshot, each with what it depends on.
-type UnitDeps = Vec<(String, Vec<String>)>;
+type UnitDeps = Vec<snapshot::UnitToKeep>;
 
 /// The paths, package names and units a snapshot before `changes` must
 /// hold. A package can create or change any path and restart any unit:
@@ -346,12 +346,14 @@ fn what_to_snapshot(
     let units = touched
         .into_iter()
         .map(|u| {
-            let depends = services
-                .iter()
-                .find(|s| s.unit == u)
-                .map(|s| dependency_keys(desired, s))
-                .unwrap_or_default();
-            (u, depends)
+            let declared = services.iter().find(|s| s.unit == u);
+            snapshot::UnitToKeep {
+                depends: declared
+                    .map(|s| dependency_keys(desired, s))
+                    .unwrap_or_default(),
+                restart_command: declared.and_then(|s| s.restart_command.clone()),
+                unit: u,
+            }
         })
         .collect();
     let packages = packages_change.then(|| desired.package_names(false));

@@ -384,6 +384,11 @@ pub struct Service {
     pub restart_on: Vec<ResourceId>,
     /// Reload the unit when any of these changed in a converge.
     pub reload_on: Vec<ResourceId>,
+    /// How to restart it instead of `systemctl restart` (for units that
+    /// refuse a manual stop, as auditd: `["/usr/sbin/service", "auditd",
+    /// "restart"]`); also what a rollback restarts it with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_command: Option<Vec<String>>,
 }
 
 /// A command driftless runs (`[[command]]`) when its guards say the job is

@@ -87,6 +87,7 @@ const SERVICE_KEYS: &[&str] = &[
     "state",
     "restart_on",
     "reload_on",
+    "restart_command",
     "prune",
 ];
 const COMMAND_KEYS: &[&str] = &[
@@ -752,6 +753,20 @@ impl Parser<'_, '_> {
         };
         let restart_on = refs("restart_on");
         let reload_on = refs("reload_on");
+        let restart_command = self.argv(f, "restart_command")?;
+        if let Some(program) = restart_command.as_ref().and_then(|a| a.first())
+            && !program.starts_with('/')
+        {
+            let span = f
+                .raw("restart_command")
+                .map(toml::Spanned::span)
+                .unwrap_or_default();
+            self.cx.error(
+                &span,
+                format!("`restart_command` must start with an absolute program, not `{program}`"),
+            );
+            return None;
+        }
         Some((
             Spec::Service(Service {
                 unit: unit?,
@@ -759,6 +774,7 @@ impl Parser<'_, '_> {
                 state: state?,
                 restart_on,
                 reload_on,
+                restart_command,
             }),
             origins,
         ))

@@ -66,6 +66,15 @@ pub fn plan_after(
         };
         if let Resource::Package(pkg) = &d.resource {
             let installed = host.packages.get(&pkg.name).map_or(&[][..], Vec::as_slice);
+            // A name an installed package provides counts as installed,
+            // as dnf, Ansible and Puppet count it (versions and `latest`
+            // are about packages by name).
+            if installed.is_empty()
+                && pkg.state == crate::desired::model::PackageState::Present(None)
+                && host.provided.get(&pkg.name).is_some_and(|b| !b.is_empty())
+            {
+                continue;
+            }
             let decided = packages::decide(
                 pkg,
                 installed,
@@ -82,6 +91,19 @@ pub fn plan_after(
                     },
                     vec![reason],
                 )
+            };
+            // An image-mode host gets its packages with its image: dnf
+            // cannot change /usr there.
+            let decided = match decided {
+                Ok(packages::Decision::Change(..) | packages::Decision::AfterRepoFiles { .. })
+                    if host.image_mode =>
+                {
+                    Err(format!(
+                        "this is an image-mode host (bootc or rpm-ostree: /run/ostree-booted exists, /usr is read-only): package {} cannot be changed with dnf; build it into the image (bootc) or layer it with rpm-ostree",
+                        pkg.name
+                    ))
+                }
+                other => other,
             };
             match decided {
                 Ok(packages::Decision::AsDeclared) => {}

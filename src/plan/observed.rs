@@ -31,6 +31,9 @@ pub struct ObservedHost {
     pub accounts: Accounts,
     /// Installed builds of each declared package (empty: not installed).
     pub packages: BTreeMap<String, Vec<Nevra>>,
+    /// For a declared name no installed package is called by: the installed
+    /// builds that provide it (a virtual provide), when any do.
+    pub provided: BTreeMap<String, Vec<Nevra>>,
     /// Newest available EVR of each `latest` package (from one metadata
     /// query; names no repository offers are missing).
     pub latest: BTreeMap<String, Evr>,
@@ -41,6 +44,9 @@ pub struct ObservedHost {
     pub units: BTreeMap<String, UnitObs>,
     /// Whether this is the running host (a live systemd), not a `--root`.
     pub live: bool,
+    /// An image-mode host (bootc, rpm-ostree: `/run/ostree-booted`): `/usr`
+    /// is read-only and packages come with the image, never from dnf.
+    pub image_mode: bool,
     /// What the guards of each declared command found, by command name.
     pub guards: BTreeMap<String, Guards>,
     /// The regular files found with the desired content, with their stat:
@@ -136,6 +142,11 @@ pub struct UnitObs {
     /// Whether the live state is known (false with `--root`, where only
     /// unit files can be read).
     pub live: bool,
+    /// `RefuseManualStart=yes`: `systemctl start` is refused.
+    pub refuse_manual_start: bool,
+    /// `RefuseManualStop=yes`: `systemctl stop` and `restart` are refused
+    /// (auditd).
+    pub refuse_manual_stop: bool,
 }
 
 impl UnitObs {

@@ -159,7 +159,25 @@ pub fn plan_services(
             }
             continue;
         }
+        // Units that refuse a manual start or stop (auditd): systemctl
+        // cannot do it, so say so before anything changes.
+        let refused = |verb: &str, property: &str| {
+            format!(
+                "unit {} refuses a manual {verb} ({property}=yes): systemctl cannot {verb} it",
+                s.unit
+            )
+        };
         let starting = match (s.state, u.running()) {
+            (Some(RunState::Running), false) if u.refuse_manual_start => {
+                plan.problems
+                    .push((s.unit.clone(), refused("start", "RefuseManualStart")));
+                continue;
+            }
+            (Some(RunState::Stopped), true) if u.refuse_manual_stop => {
+                plan.problems
+                    .push((s.unit.clone(), refused("stop", "RefuseManualStop")));
+                continue;
+            }
             (Some(RunState::Running), false) => {
                 runs.push((
                     s.unit.clone(),
@@ -189,7 +207,21 @@ pub fn plan_services(
             } else {
                 ServiceVerb::TryRestart
             };
-            restarts.push((s.unit.clone(), verb, format!("{r} changes")));
+            let why = match &s.restart_command {
+                Some(argv) => format!("{r} changes (restarted with {})", argv.join(" ")),
+                None if u.refuse_manual_stop => {
+                    plan.problems.push((
+                        s.unit.clone(),
+                        format!(
+                            "{}; restart_on needs `restart_command` (for auditd: [\"/usr/sbin/service\", \"auditd\", \"restart\"])",
+                            refused("restart", "RefuseManualStop")
+                        ),
+                    ));
+                    continue;
+                }
+                None => format!("{r} changes"),
+            };
+            restarts.push((s.unit.clone(), verb, why));
         } else if let Some(r) = hit(&s.reload_on)
             && u.running()
         {
@@ -228,6 +260,7 @@ mod tests {
                 .map(|p| ResourceId::new(Kind::File, *p))
                 .collect(),
             reload_on: Vec::new(),
+            restart_command: None,
         }
     }
 
@@ -238,6 +271,8 @@ mod tests {
             unit_file_state: file.into(),
             need_daemon_reload: false,
             live: true,
+            refuse_manual_start: false,
+            refuse_manual_stop: false,
         }
     }
 

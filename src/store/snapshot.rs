@@ -46,6 +46,9 @@ pub struct ServicePrior {
     /// `package:NAME`. A rollback restarts it when one of them is restored.
     #[serde(default)]
     pub depends: Vec<String>,
+    /// Its own restart command (`restart_command`), used by the rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_command: Option<Vec<String>>,
 }
 
 /// Everything needed to put the host back.

@@ -47,6 +47,23 @@ pub fn query(root: &Path, names: &[String], cancel: &Cancel) -> Result<Installed
     Ok(parse_query(&out.stdout, names))
 }
 
+/// The installed builds that provide the capability `name` (`rpm -q
+/// --whatprovides`): a name no package is called by can still be
+/// installed, as a virtual provide (`module-init-tools` is kmod's).
+pub fn what_provides(root: &Path, name: &str, cancel: &Cancel) -> Result<Vec<Nevra>> {
+    let cmd = base(root)
+        .args(["-q", "--whatprovides", "--qf", QUERY_FORMAT, "--"])
+        .arg(name)
+        .timeout(Duration::from_secs(120));
+    let out = cmd
+        .clone()
+        .any_code()
+        .run(cancel)
+        .with_context(|| format!("failed to ask which package provides {name}"))?;
+    check_exit(out.code, &out.stderr).with_context(|| format!("`{}` failed", cmd.argv()))?;
+    Ok(parse_lines(&out.stdout).collect())
+}
+
 /// Every installed build under `root` (`rpm -qa`): the package set a
 /// snapshot records and a rollback restores. Sorted.
 pub fn query_all(root: &Path, cancel: &Cancel) -> Result<Vec<Nevra>> {

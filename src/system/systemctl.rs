@@ -11,8 +11,7 @@ use crate::cancel::Cancel;
 use crate::plan::observed::UnitObs;
 
 /// Properties read in one call.
-const PROPERTIES: &str =
-    "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,NeedDaemonReload";
+const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,NeedDaemonReload,RefuseManualStart,RefuseManualStop";
 
 /// Reads the live state of `units` from the running systemd.
 pub fn show(units: &[String], cancel: &Cancel) -> Result<BTreeMap<String, UnitObs>> {
@@ -56,6 +55,8 @@ pub fn is_enabled_in_root(
             active_state: String::new(),
             need_daemon_reload: false,
             live: false,
+            refuse_manual_start: false,
+            refuse_manual_stop: false,
         };
         out.insert(u.clone(), obs);
     }
@@ -96,12 +97,17 @@ pub fn parse_show(stdout: &str) -> Vec<UnitObs> {
             unit_file_state: prop("UnitFileState"),
             need_daemon_reload: prop("NeedDaemonReload") == "yes",
             live: true,
+            refuse_manual_start: prop("RefuseManualStart") == "yes",
+            refuse_manual_stop: prop("RefuseManualStop") == "yes",
         });
     }
     out
 }
 
-/// Runs `systemctl [--root=R] VERB UNITS…`.
+/// Runs `systemctl [--root=R] VERB UNITS…`. When a unit fails to start,
+/// restart or reload on the running host, the error carries its last
+/// journal lines: what `systemctl status` would show (sshd's "Bad
+/// configuration option", say), not only that systemctl failed.
 pub fn run(root: Option<&Path>, verb: &str, units: &[String], cancel: &Cancel) -> Result<()> {
     let mut cmd = Cmd::new("systemctl");
     if let Some(r) = root {
@@ -109,8 +115,67 @@ pub fn run(root: Option<&Path>, verb: &str, units: &[String], cancel: &Cancel) -
     }
     let cmd = cmd.arg(verb).args(units).timeout(Duration::from_secs(300));
     // The command error names the command line already.
-    cmd.run(cancel)?;
-    Ok(())
+    match cmd.run(cancel) {
+        Ok(_) => Ok(()),
+        Err(e) if root.is_none() && VERBS_THAT_RUN.contains(&verb) => {
+            let said: Vec<String> = units
+                .iter()
+                .filter_map(|u| last_journal_lines(u, cancel).map(|l| format!("{u}: {l}")))
+                .collect();
+            if said.is_empty() {
+                Err(e.into())
+            } else {
+                Err(anyhow::Error::new(e).context(format!(
+                    "the unit's last journal lines: {}",
+                    said.join("; ")
+                )))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Restarts `unit` with its own command (`restart_command`: a unit that
+/// refuses a manual stop); a failure carries the unit's last journal lines.
+pub fn restart_with(unit: &str, argv: &[String], cancel: &Cancel) -> Result<()> {
+    let (program, args) = argv
+        .split_first()
+        .with_context(|| format!("the restart_command of {unit} is empty"))?;
+    let run = Cmd::new(program)
+        .args(args)
+        .timeout(Duration::from_secs(300))
+        .tail_only(super::command::REPORTED_TAIL)
+        .run(cancel);
+    match run {
+        Ok(_) => Ok(()),
+        Err(e) => match last_journal_lines(unit, cancel) {
+            Some(lines) => Err(anyhow::Error::new(e)
+                .context(format!("the unit's last journal lines: {unit}: {lines}"))),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// Verbs after whose failure the unit's own words are worth reading.
+const VERBS_THAT_RUN: [&str; 4] = ["start", "restart", "try-restart", "reload"];
+
+/// Lines of a unit's journal put into an error, at most.
+const JOURNAL_LINES: &str = "10";
+
+/// The unit's last journal lines, joined (bounded by the command helper's
+/// tail), or `None` when there are none or journalctl cannot say.
+pub fn last_journal_lines(unit: &str, cancel: &Cancel) -> Option<String> {
+    let out = Cmd::new("journalctl")
+        .args(["--no-pager", "-o", "cat", "-n", JOURNAL_LINES, "-u", unit])
+        .timeout(Duration::from_secs(10))
+        .tail_only(super::command::REPORTED_TAIL)
+        .run(cancel)
+        .ok()?;
+    let text = out.stdout.trim();
+    if text.is_empty() || text.starts_with("-- No entries --") {
+        return None;
+    }
+    Some(super::command::tail(text, 10))
 }
 
 #[cfg(test)]

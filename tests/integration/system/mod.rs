@@ -1,6 +1,8 @@
 //! System tests on real, disposable systemd hosts (see tests/system/README.md):
 //! packages, files and services (`host`), the transactional converge
-//! (`rollback`), and the daemon installed from its RPM (`daemon`). They need root and are ignored by default:
+//! (`rollback`), units as RHEL ships them (`units`), and the daemon
+//! installed from its RPM (`daemon`). They need root and are ignored by
+//! default:
 //!
 //!     cargo test --test integration system:: -- --include-ignored
 
@@ -12,3 +14,4 @@ mod host;
 mod prune;
 mod resources;
 mod rollback;
+mod units;
