@@ -102,7 +102,14 @@ fn services_active(units: &[String], deadline: Instant, cancel: &Cancel) -> Resu
             match obs.active_state.as_str() {
                 "active" => {}
                 "activating" | "reloading" => waiting = Some(unit.clone()),
-                other => bail!("service {unit} is {other} after the converge, should be running"),
+                other => {
+                    // What `systemctl status` would show: a unit that
+                    // started and then died says why only in its journal.
+                    let lines = systemctl::last_journal_lines(unit, cancel)
+                        .map(|l| format!(" (the unit's last journal lines: {l})"))
+                        .unwrap_or_default();
+                    bail!("service {unit} is {other} after the converge, should be running{lines}")
+                }
             }
         }
         let Some(unit) = waiting else { return Ok(()) };

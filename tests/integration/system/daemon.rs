@@ -950,14 +950,13 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
         "[schedule]\ninterval = \"soon\"\n",
     )
     .unwrap();
-    host.exec(&["systemctl", "reload", UNIT]).expect_code(0);
+    // ExecReload checks the file first: the reload itself fails, with the
+    // located error in the unit's journal, and no signal reaches the daemon.
+    let reload = host.exec(&["systemctl", "reload", UNIT]);
+    assert_ne!(reload.code, 0, "{reload:?}");
     let refused = wait_for_entry(&host, "the refused reload", 10, |e| {
-        e["MESSAGE_ID"] == RELOAD_FAILED
+        field(e, "MESSAGE").contains("/etc/driftless/agent.toml:2:1")
     });
-    assert!(
-        field(&refused, "MESSAGE").contains("/etc/driftless/agent.toml"),
-        "{refused}"
-    );
     assert!(field(&refused, "MESSAGE").contains("soon"), "{refused}");
     assert!(host.is_active(UNIT));
     // The command line refuses the broken file as well; a config of its
@@ -979,9 +978,14 @@ fn the_daemon_stops_cleanly_mid_converge_and_reloads_safely() {
     // agent.toml and a reload put the daemon on built-in defaults (no
     // source: every tick failed, drift was no longer healed). A missing
     // file is an invalid config: the one in force stays.
+    // `systemctl reload` checks the file first and fails; a bare SIGHUP
+    // reaches the daemon, which must refuse the missing file itself.
     std::fs::remove_file(host.path("/etc/driftless/agent.toml")).unwrap();
     let before = with_id(&journal(&host), RELOAD_FAILED).len();
-    host.exec(&["systemctl", "reload", UNIT]).expect_code(0);
+    let reload = host.exec(&["systemctl", "reload", UNIT]);
+    assert_ne!(reload.code, 0, "{reload:?}");
+    host.exec(&["systemctl", "kill", "-s", "HUP", "--kill-whom=main", UNIT])
+        .expect_code(0);
     host.wait_until("the refused reload of a missing file", 10, || {
         with_id(&journal(&host), RELOAD_FAILED).len() > before
     });

@@ -634,7 +634,7 @@ retries = 0
         assert!(
             run.stderr
                 .lines()
-                .any(|l| l.contains("health check passed") && l.contains(name)),
+                .any(|l| l.contains(&format!("health check {name} passed"))),
             "check {name} did not pass:\n{}",
             run.stderr
         );
