@@ -98,8 +98,9 @@ pub fn is_temp_of(entry: &str, name: &str) -> bool {
 }
 
 /// Writes a temporary file's content, then its owner, group and mode
-/// (fchmod after fchown: chown clears setuid/setgid bits).
-fn fill(f: &mut File, content: &[u8], perms: Perms) -> Result<()> {
+/// (fchmod after fchown: chown clears setuid/setgid bits), then its SELinux
+/// context when one is given: all before it is renamed into place.
+fn fill(f: &mut File, content: &[u8], perms: Perms, label: Option<&str>) -> Result<()> {
     f.write_all(content)?;
     fchown(
         f.as_fd(),
@@ -107,7 +108,23 @@ fn fill(f: &mut File, content: &[u8], perms: Perms) -> Result<()> {
         Some(Gid::from_raw(perms.gid)),
     )?;
     fchmod(f.as_fd(), Mode::from_bits_truncate(perms.mode))?;
+    if let Some(label) = label {
+        set_label(f.as_fd(), label)?;
+    }
     Ok(())
+}
+
+/// Sets the SELinux context of the open file or directory `fd` (the
+/// `security.selinux` attribute, by descriptor: `setfscreatecon` would
+/// need SELinux enabled in the running kernel).
+pub fn set_label(fd: BorrowedFd<'_>, label: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let text = std::ffi::CString::new(label)
+        .map_err(|_| anyhow::anyhow!("SELinux context `{label}` holds a NUL byte"))?;
+    selinux::SecurityContext::from_c_str(&text, true)
+        .set_for_file(&fd.as_raw_fd())
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("failed to set the SELinux context {label}"))
 }
 
 /// Atomically replaces (or creates) `name` in the open directory `dir`.
@@ -121,16 +138,18 @@ pub fn write_at(
     perms: Perms,
     what: &dyn Fn() -> String,
 ) -> Result<()> {
-    write_at_hooked(dir, name, content, perms, what, &|| {})
+    write_at_hooked(dir, name, content, perms, None, what, &|| {})
 }
 
-/// [`write_at`], calling `before_rename` once the temporary file is written
-/// and flushed (the crash tests stop there).
+/// [`write_at`], with the SELinux context `label` set on the temporary
+/// file too, calling `before_rename` once the temporary file is written,
+/// labelled and flushed (the crash tests stop there).
 pub fn write_at_hooked(
     dir: BorrowedFd<'_>,
     name: &str,
     content: &[u8],
     perms: Perms,
+    label: Option<&str>,
     what: &dyn Fn() -> String,
     before_rename: &dyn Fn(),
 ) -> Result<()> {
@@ -144,7 +163,7 @@ pub fn write_at_hooked(
     .with_context(|| format!("failed to create a temporary file for {}", what()))?;
     let result = (|| -> Result<()> {
         let mut f = File::from(fd);
-        fill(&mut f, content, perms)?;
+        fill(&mut f, content, perms, label)?;
         f.sync_all()?;
         before_rename();
         renameat(dir, tmp.as_str(), dir, name)?;
@@ -207,14 +226,15 @@ impl Batch {
     }
 
     /// Writes `content` to a temporary next to `name` in `dir`, with its
-    /// owner, group and mode; nothing is renamed yet. `what` names the file
-    /// in errors.
+    /// owner, group, mode and SELinux context (if any); nothing is renamed
+    /// yet. `what` names the file in errors.
     pub fn stage(
         &mut self,
         dir: BorrowedFd<'_>,
         name: &str,
         content: &[u8],
         perms: Perms,
+        label: Option<&str>,
         what: String,
     ) -> Result<()> {
         let dir = dir
@@ -230,7 +250,7 @@ impl Batch {
         .with_context(|| format!("failed to create a temporary file for {what}"))?;
         let mut f = File::from(fd);
         let written =
-            fill(&mut f, content, perms).with_context(|| format!("failed to write {what}"));
+            fill(&mut f, content, perms, label).with_context(|| format!("failed to write {what}"));
         // Kept even when the write failed, so that the drop removes it.
         self.staged.push(Staged {
             dir,
@@ -364,7 +384,7 @@ mod tests {
         let mut batch = Batch::default();
         for n in ["a", "b", "c"] {
             batch
-                .stage(dir.as_fd(), n, b"new", Perms::private(), n.to_owned())
+                .stage(dir.as_fd(), n, b"new", Perms::private(), None, n.to_owned())
                 .expect("stage");
         }
         assert_eq!(batch.len(), 3);
@@ -408,7 +428,14 @@ mod tests {
         .expect("open dir");
         let mut batch = Batch::default();
         batch
-            .stage(dir.as_fd(), "x", b"new", Perms::private(), "x".to_owned())
+            .stage(
+                dir.as_fd(),
+                "x",
+                b"new",
+                Perms::private(),
+                None,
+                "x".to_owned(),
+            )
             .expect("stage");
         assert_eq!(names(d.path()).len(), 1);
         drop(batch);

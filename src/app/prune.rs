@@ -12,7 +12,8 @@ use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
     Content, Declared, Directory, Ensure, File, Kind, Meta, NO_LONGER_DECLARED, Package,
-    PackageState, Repo, RepoLocation, Resource, ResourceId, RunState, Service, Symlink, repo_path,
+    PackageState, Repo, RepoLocation, Resource, ResourceId, RunState, SelinuxParts, Service,
+    Symlink, repo_path,
 };
 use crate::plan::Plan;
 use crate::store::Store;
@@ -97,10 +98,18 @@ enum Undo {
 /// The resource whose converge undoes `e`, if there is anything to undo.
 fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
     let path = e.id.key.clone();
-    let meta = |uid: u32, gid: u32, mode: u32| Meta {
+    // What was there is put back with its own label, exactly.
+    let parts = |label: &Option<String>| {
+        label
+            .as_deref()
+            .map(SelinuxParts::of_context)
+            .unwrap_or_default()
+    };
+    let meta = |uid: u32, gid: u32, mode: u32, label: &Option<String>| Meta {
         owner: uid.to_string(),
         group: gid.to_string(),
         mode,
+        selinux: parts(label),
     };
     Some(match (&e.before, e.id.kind) {
         (Before::Missing, Kind::File) => (
@@ -108,7 +117,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 path,
                 ensure: Ensure::Absent,
                 content: Content::default(),
-                meta: meta(0, 0, 0o644),
+                meta: meta(0, 0, 0o644, &None),
                 sensitive: false,
             }),
             Undo::Remove,
@@ -117,7 +126,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             Resource::Directory(Directory {
                 path,
                 ensure: Ensure::Absent,
-                meta: meta(0, 0, 0o755),
+                meta: meta(0, 0, 0o755, &None),
             }),
             Undo::Remove,
         ),
@@ -126,6 +135,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 path,
                 target: String::new(),
                 ensure: Ensure::Absent,
+                selinux: SelinuxParts::default(),
             }),
             Undo::Remove,
         ),
@@ -148,6 +158,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 uid,
                 gid,
                 mode,
+                label,
             },
             Kind::File | Kind::Repo,
         ) => {
@@ -164,25 +175,34 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                     path,
                     ensure: Ensure::Present,
                     content: Content::stored(sha),
-                    meta: meta(*uid, *gid, *mode),
+                    meta: meta(*uid, *gid, *mode, label),
                     sensitive: false,
                 }),
                 Undo::Restore,
             )
         }
-        (Before::Dir { uid, gid, mode }, Kind::Directory) => (
+        (
+            Before::Dir {
+                uid,
+                gid,
+                mode,
+                label,
+            },
+            Kind::Directory,
+        ) => (
             Resource::Directory(Directory {
                 path,
                 ensure: Ensure::Present,
-                meta: meta(*uid, *gid, *mode),
+                meta: meta(*uid, *gid, *mode, label),
             }),
             Undo::Restore,
         ),
-        (Before::Symlink { target }, Kind::Symlink) => (
+        (Before::Symlink { target, label }, Kind::Symlink) => (
             Resource::Symlink(Symlink {
                 path,
                 target: target.clone(),
                 ensure: Ensure::Present,
+                selinux: parts(label),
             }),
             Undo::Restore,
         ),
@@ -252,7 +272,7 @@ pub(super) fn capture(
         let before = match (&d.resource, d.resource.path()) {
             (_, Some(path)) => match root.observe(&path)? {
                 Observed::Missing { .. } => Before::Missing,
-                Observed::File { meta, .. } => {
+                Observed::File { meta, label, .. } => {
                     let bytes = root
                         .read_file(&path)
                         .with_context(|| format!("failed to read {path} before managing it"))?;
@@ -262,14 +282,16 @@ pub(super) fn capture(
                         uid: meta.uid,
                         gid: meta.gid,
                         mode: meta.mode,
+                        label,
                     }
                 }
-                Observed::Dir { meta, .. } => Before::Dir {
+                Observed::Dir { meta, label, .. } => Before::Dir {
                     uid: meta.uid,
                     gid: meta.gid,
                     mode: meta.mode,
+                    label,
                 },
-                Observed::Symlink { target } => Before::Symlink { target },
+                Observed::Symlink { target, label } => Before::Symlink { target, label },
                 Observed::Other { .. } => Before::Untracked,
             },
             (Resource::Service(s), None) => match prepared.units.get(&s.unit) {
@@ -363,6 +385,7 @@ mod tests {
                     uid: 0,
                     gid: 0,
                     mode: 0o644,
+                    label: None,
                 },
             ),
             entry(Kind::Package, "tool", Before::Package { installed: false }),

@@ -23,7 +23,11 @@ use crate::plan::{
     self, Change, Op, PackageChange, Plan, PlanProblem, SecretContents, ServiceVerb,
 };
 use crate::store::PackageStore;
-use crate::system::{accounts, dnf, fsroot::FsRoot, rpm, systemctl};
+use crate::system::{
+    accounts, dnf,
+    fsroot::{FsRoot, NewFile},
+    rpm, systemctl,
+};
 
 /// What `apply` needs besides the plan.
 pub struct ApplyContext<'a> {
@@ -290,7 +294,12 @@ fn write_files(
             meta,
         } = &change.op
         {
-            batch.push((path.as_str(), content.as_slice(), meta.ids));
+            batch.push(NewFile {
+                path: path.as_str(),
+                content: content.as_slice(),
+                meta: meta.ids,
+                label: meta.selinux.as_deref(),
+            });
         }
     }
     cx.root
@@ -457,14 +466,18 @@ fn owner_known(op: &Op) -> Result<()> {
 fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
     owner_known(op)?;
     match op {
-        Op::CreateDir { path, meta } => root.create_dir(path, meta.ids),
+        Op::CreateDir { path, meta } => root.create_dir(path, meta.ids, meta.selinux.as_deref()),
         Op::WriteFile {
             path,
             content,
             meta,
-        } => root.write_file(path, content, meta.ids),
-        Op::SetMeta { path, meta } => root.set_meta(path, meta.ids),
-        Op::Symlink { path, target } => root.symlink(path, target),
+        } => root.write_file(path, content, meta.ids, meta.selinux.as_deref()),
+        Op::SetMeta { path, meta } => root.set_meta(path, meta.ids, meta.selinux.as_deref()),
+        Op::Symlink {
+            path,
+            target,
+            selinux,
+        } => root.symlink(path, target, selinux.as_deref()),
         Op::RemoveFile { path } => root.remove_file(path),
         Op::RemoveDir { path } => root.remove_dir(path),
         Op::Package { .. }

@@ -17,6 +17,7 @@ use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCa
 use crate::plan::rpmver::{Evr, Nevra};
 use crate::plan::{self, Plan, PlanProblem, SecretContents};
 use crate::system::fsroot::{FsRoot, Parents};
+use crate::system::selinux::{self, FileKind};
 use crate::system::{accounts, dnf, rpm, systemctl};
 
 /// Present on a host booted from an ostree image (bootc, rpm-ostree).
@@ -84,6 +85,7 @@ pub fn prepare(
     let plan = plan::plan(&desired, &observed).map_err(PrepareError::Unplannable)?;
     let verified = StatCache {
         root: root.map(root_name).unwrap_or_default(),
+        labels: observed.policy_labels.is_some(),
         files: observed.verified,
     };
     let installed = observed
@@ -193,7 +195,8 @@ fn observe_cached(
             },
             None => {}
         }
-        let paths = observe_paths(root, desired, cache, &mut host);
+        let paths = observe_paths(root, desired, cache, &mut host)
+            .and_then(|()| policy_labels(root, desired, &mut host));
         host.packages = joined(packages, "the rpm query")?;
         host.provided = provides(root, desired, &host.packages, cancel)?;
         host.units = joined(services, "the systemctl query")?;
@@ -253,7 +256,9 @@ fn observe_paths(
     cache: &StatCache,
     host: &mut ObservedHost,
 ) -> Result<()> {
-    let cached = (cache.root == root_name(root)).then_some(&cache.files);
+    // A cache made without labels cannot vouch for a label.
+    let cached = (cache.root == root_name(root) && (cache.labels || !root.labelled()?))
+        .then_some(&cache.files);
     let wanted = desired_hashes(desired);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -273,7 +278,7 @@ fn observe_paths(
             cached = hint.is_some(),
             "observed"
         );
-        if let (Observed::File { sha256, .. }, Some(key), Some(want)) = (&o, key, want)
+        if let (Observed::File { sha256, label, .. }, Some(key), Some(want)) = (&o, key, want)
             && hex::encode(sha256) == *want
             && !key.is_racy(now)
         {
@@ -282,11 +287,52 @@ fn observe_paths(
                 CachedFile {
                     stat: key,
                     sha256: want.clone(),
+                    label: label.clone(),
                 },
             );
         }
         host.paths.insert(path, o);
     }
+    Ok(())
+}
+
+/// Where the root has an SELinux policy: the context it gives each
+/// declared path as what it is to be, and each missing parent as a
+/// directory (libselinux's lookup, on the final path). Nothing is opened
+/// or looked up on a root without a policy.
+fn policy_labels(root: &FsRoot, desired: &DesiredState, host: &mut ObservedHost) -> Result<()> {
+    let Some(file_contexts) = root.selinux_policy()? else {
+        return Ok(());
+    };
+    let policy = selinux::Policy::open(&root.path().join(file_contexts.trim_start_matches('/')))?;
+    let mut labels = BTreeMap::new();
+    for d in &desired.resources {
+        let kind = match &d.resource {
+            Resource::File(_) | Resource::Repo(_) => FileKind::File,
+            Resource::Directory(_) => FileKind::Dir,
+            Resource::Symlink(_) => FileKind::Symlink,
+            _ => continue,
+        };
+        let Some(path) = d.resource.path() else {
+            continue;
+        };
+        let label = policy.default_for(&path, kind)?;
+        if let Some(Observed::Missing { missing_parents }) = host.paths.get(&path) {
+            for parent in missing_parents {
+                if !labels.contains_key(parent) {
+                    let l = policy.default_for(parent, FileKind::Dir)?;
+                    labels.insert(parent.clone(), l);
+                }
+            }
+        }
+        labels.insert(path, label);
+    }
+    debug!(
+        file_contexts = %policy.file_contexts().display(),
+        paths = labels.len(),
+        "SELinux contexts looked up"
+    );
+    host.policy_labels = Some(labels);
     Ok(())
 }
 

@@ -72,7 +72,12 @@ pub fn capture(
         }
         let prior = match t.root.observe(path)? {
             Observed::Missing { .. } => Prior::Missing,
-            Observed::File { meta, content, .. } => {
+            Observed::File {
+                meta,
+                label,
+                content,
+                ..
+            } => {
                 let bytes = match content {
                     Some(c) => c,
                     None => t.root.read_file(path)?,
@@ -80,10 +85,11 @@ pub fn capture(
                 Prior::File {
                     object: t.objects.put(&bytes)?,
                     meta,
+                    label,
                 }
             }
-            Observed::Dir { meta, .. } => Prior::Dir { meta },
-            Observed::Symlink { target } => Prior::Symlink { target },
+            Observed::Dir { meta, label, .. } => Prior::Dir { meta, label },
+            Observed::Symlink { target, label } => Prior::Symlink { target, label },
             Observed::Other { what } => {
                 anyhow::bail!("{} is {what}; refusing to change it", t.root.display(path))
             }
@@ -413,7 +419,8 @@ fn restore_packages(
     Ok(Some((names, dnf::apply(t.root.path(), &tx, t.cancel)?)))
 }
 
-/// Puts one path back. `Ok(true)` when it changed anything.
+/// Puts one path back, with the label it had. `Ok(true)` when it changed
+/// anything.
 fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
     if matches_prior(t, path, prior)? {
         return Ok(false);
@@ -424,40 +431,70 @@ fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
         (Prior::Missing, Observed::Missing { .. }) => {}
         (Prior::Missing, Observed::Dir { .. }) => root.remove_dir(path)?,
         (Prior::Missing, _) => root.remove_file(path)?,
-        (Prior::File { object, meta }, Observed::Dir { .. }) => {
-            root.remove_dir(path)?;
-            root.write_file(path, &t.objects.get(object)?, *meta)?;
+        (
+            Prior::File {
+                object,
+                meta,
+                label,
+            },
+            now,
+        ) => {
+            if matches!(now, Observed::Dir { .. }) {
+                root.remove_dir(path)?;
+            }
+            root.write_file(path, &t.objects.get(object)?, *meta, label.as_deref())?;
         }
-        (Prior::File { object, meta }, _) => {
-            root.write_file(path, &t.objects.get(object)?, *meta)?;
+        (Prior::Dir { meta, label }, Observed::Dir { .. }) => {
+            root.set_meta(path, *meta, label.as_deref())?;
         }
-        (Prior::Dir { meta }, Observed::Dir { .. }) => root.set_meta(path, *meta)?,
-        (Prior::Dir { meta }, Observed::Missing { .. }) => root.create_dir(path, *meta)?,
-        (Prior::Dir { meta }, _) => {
-            root.remove_file(path)?;
-            root.create_dir(path, *meta)?;
+        (Prior::Dir { meta, label }, now) => {
+            if !matches!(now, Observed::Missing { .. }) {
+                root.remove_file(path)?;
+            }
+            root.create_dir(path, *meta, label.as_deref())?;
         }
-        (Prior::Symlink { target }, Observed::Dir { .. }) => {
-            root.remove_dir(path)?;
-            root.symlink(path, target)?;
+        (Prior::Symlink { target, label }, now) => {
+            if matches!(now, Observed::Dir { .. }) {
+                root.remove_dir(path)?;
+            }
+            root.symlink(path, target, label.as_deref())?;
         }
-        (Prior::Symlink { target }, _) => root.symlink(path, target)?,
     }
     Ok(true)
 }
 
 fn matches_prior(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
     let now = t.root.observe(path)?;
+    // A label not recorded (a root without a policy) is not compared.
+    let same_label = |was: &Option<String>, is: &Option<String>| was.is_none() || was == is;
     Ok(match (prior, &now) {
         (Prior::Missing, Observed::Missing { .. }) => true,
         (
-            Prior::File { object, meta },
-            Observed::File {
-                meta: m, sha256, ..
+            Prior::File {
+                object,
+                meta,
+                label,
             },
-        ) => meta == m && hex::encode(sha256) == *object,
-        (Prior::Dir { meta }, Observed::Dir { meta: m, .. }) => meta == m,
-        (Prior::Symlink { target }, Observed::Symlink { target: now }) => target == now,
+            Observed::File {
+                meta: m,
+                label: l,
+                sha256,
+                ..
+            },
+        ) => meta == m && hex::encode(sha256) == *object && same_label(label, l),
+        (
+            Prior::Dir { meta, label },
+            Observed::Dir {
+                meta: m, label: l, ..
+            },
+        ) => meta == m && same_label(label, l),
+        (
+            Prior::Symlink { target, label },
+            Observed::Symlink {
+                target: now,
+                label: l,
+            },
+        ) => target == now && same_label(label, l),
         _ => false,
     })
 }

@@ -254,6 +254,94 @@ pub struct Meta {
     pub group: String,
     /// Permission bits, at most 0o7777.
     pub mode: u32,
+    /// SELinux context parts that replace the policy's.
+    #[serde(default, skip_serializing_if = "SelinuxParts::is_empty")]
+    pub selinux: SelinuxParts,
+}
+
+impl Meta {
+    /// `owner`, `group` and `mode`, with the policy's SELinux context.
+    pub fn new(owner: impl Into<String>, group: impl Into<String>, mode: u32) -> Self {
+        Self {
+            owner: owner.into(),
+            group: group.into(),
+            mode,
+            selinux: SelinuxParts::default(),
+        }
+    }
+}
+
+/// Parts of an SELinux context declared on a path (`selinux = { type =
+/// "httpd_sys_content_t" }`): each part given replaces that part of the
+/// context the policy gives the path, as Puppet's `seluser`, `selrole`,
+/// `seltype` and `selrange` do. None given: the policy's context.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelinuxParts {
+    /// SELinux user (`system_u`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Role (`object_r`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Type (`httpd_sys_content_t`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// MLS/MCS range (`s0`, `s0:c1,c2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<String>,
+}
+
+impl SelinuxParts {
+    /// Whether no part is declared.
+    pub fn is_empty(&self) -> bool {
+        self.user.is_none() && self.role.is_none() && self.type_.is_none() && self.range.is_none()
+    }
+
+    /// Every part of `context` (`user:role:type:range`), as declared parts:
+    /// what puts a recorded label back exactly.
+    pub fn of_context(context: &str) -> Self {
+        let mut it = context.splitn(4, ':');
+        let mut part = || it.next().filter(|p| !p.is_empty()).map(str::to_owned);
+        Self {
+            user: part(),
+            role: part(),
+            type_: part(),
+            range: part(),
+        }
+    }
+
+    /// The context these parts make of `base` (the policy's context for
+    /// the path, or the label it has now); without a base, every part must
+    /// be declared (the range may be left out, for a policy without MLS).
+    pub fn apply(&self, base: Option<&str>) -> Result<String, String> {
+        let base = match base {
+            Some(b) => Self::of_context(b),
+            None if self.user.is_some() && self.role.is_some() && self.type_.is_some() => {
+                Self::default()
+            }
+            None => {
+                return Err(
+                    "the SELinux policy has no context for it, so `selinux` must give user, role and type (and range)"
+                        .into(),
+                );
+            }
+        };
+        let pick = |mine: &Option<String>, theirs: Option<String>| mine.clone().or(theirs);
+        let parts = [
+            pick(&self.user, base.user),
+            pick(&self.role, base.role),
+            pick(&self.type_, base.type_),
+            pick(&self.range, base.range),
+        ];
+        let parts: Vec<String> = parts.into_iter().flatten().collect();
+        if parts.len() < 3 {
+            return Err(format!(
+                "`{}` is not a whole SELinux context (user:role:type[:range])",
+                parts.join(":")
+            ));
+        }
+        Ok(parts.join(":"))
+    }
 }
 
 /// The bytes a file must hold, hashed once when they are made: every run
@@ -359,6 +447,9 @@ pub struct Symlink {
     pub target: String,
     /// Present or absent.
     pub ensure: Ensure,
+    /// SELinux context parts that replace the policy's.
+    #[serde(default, skip_serializing_if = "SelinuxParts::is_empty")]
+    pub selinux: SelinuxParts,
 }
 
 /// Whether a unit should run.
@@ -626,5 +717,61 @@ impl DesiredState {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SelinuxParts;
+
+    fn parts(
+        user: Option<&str>,
+        role: Option<&str>,
+        t: Option<&str>,
+        range: Option<&str>,
+    ) -> SelinuxParts {
+        SelinuxParts {
+            user: user.map(str::to_owned),
+            role: role.map(str::to_owned),
+            type_: t.map(str::to_owned),
+            range: range.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn declared_parts_replace_the_policys_and_keep_the_rest() {
+        let base = Some("system_u:object_r:httpd_sys_content_t:s0");
+        assert_eq!(
+            parts(None, None, Some("httpd_cache_t"), None).apply(base),
+            Ok("system_u:object_r:httpd_cache_t:s0".into())
+        );
+        // A range holds colons of its own.
+        assert_eq!(
+            parts(Some("unconfined_u"), None, None, Some("s0-s0:c0.c1023")).apply(base),
+            Ok("unconfined_u:object_r:httpd_sys_content_t:s0-s0:c0.c1023".into())
+        );
+        assert_eq!(
+            parts(None, None, Some("etc_t"), None).apply(Some("system_u:object_r:x_t:s0:c1,c2")),
+            Ok("system_u:object_r:etc_t:s0:c1,c2".into())
+        );
+    }
+
+    #[test]
+    fn without_a_base_every_part_but_the_range_is_needed() {
+        assert!(parts(None, None, Some("etc_t"), None).apply(None).is_err());
+        assert_eq!(
+            parts(Some("system_u"), Some("object_r"), Some("etc_t"), None).apply(None),
+            Ok("system_u:object_r:etc_t".into())
+        );
+    }
+
+    #[test]
+    fn a_recorded_context_is_put_back_as_it_was() {
+        for c in [
+            "unconfined_u:object_r:user_tmp_t:s0",
+            "system_u:object_r:etc_t:s0:c1,c2",
+        ] {
+            assert_eq!(SelinuxParts::of_context(c).apply(None), Ok(c.to_owned()));
+        }
     }
 }

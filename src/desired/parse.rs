@@ -8,7 +8,7 @@ use super::checks;
 use super::diag::Origin;
 use super::model::{
     Check, Command, Directory, Ensure, Group, Meta, Package, PackageState, Probe, Repo,
-    RepoLocation, ResourceId, RunState, Service, Symlink, User,
+    RepoLocation, ResourceId, RunState, SelinuxParts, Service, Symlink, User,
 };
 use super::schema::{Ctx, Fields, Sp, array_of_tables, parse_document};
 
@@ -77,10 +77,17 @@ const FILE_KEYS: &[&str] = &[
     "mode",
     "state",
     "sensitive",
+    "selinux",
     "prune",
 ];
-const DIR_KEYS: &[&str] = &["path", "owner", "group", "mode", "state", "prune"];
-const SYMLINK_KEYS: &[&str] = &["path", "target", "state", "prune"];
+const DIR_KEYS: &[&str] = &[
+    "path", "owner", "group", "mode", "state", "selinux", "prune",
+];
+const SYMLINK_KEYS: &[&str] = &["path", "target", "state", "selinux", "prune"];
+/// A name and its string value in an inline table, each with its span.
+type Entry = (Sp<String>, Sp<String>);
+/// The parts of `selinux = { ... }`.
+const SELINUX_KEYS: &[&str] = &["user", "role", "type", "range"];
 const SERVICE_KEYS: &[&str] = &[
     "name",
     "enabled",
@@ -417,11 +424,114 @@ impl Parser<'_, '_> {
             None => Some(default_mode),
             Some(m) => self.checked(&m, checks::mode),
         };
+        let selinux = self.selinux(f);
         Some(Meta {
             owner: owner?,
             group: group?,
             mode: mode?,
+            selinux: selinux?,
         })
+    }
+
+    /// The entries of an inline table of strings `key = { name = "value" }`:
+    /// each name with its span, and its value with the value's span, and
+    /// whether every value was a string (each one that is not is reported
+    /// and left out). `None` when `key` is not a table (reported; `shape`
+    /// says what it should look like). A missing `key` has no entries.
+    fn string_table(
+        &self,
+        f: &Fields<'_, '_>,
+        key: &str,
+        shape: &str,
+    ) -> Option<(Vec<Entry>, bool)> {
+        let Some(v) = f.raw(key) else {
+            return Some((Vec::new(), true));
+        };
+        let DeValue::Table(t) = v.get_ref() else {
+            self.cx.error(
+                &v.span(),
+                format!(
+                    "`{key}` must be {shape}, found {}",
+                    super::schema::type_name(v.get_ref())
+                ),
+            );
+            return None;
+        };
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (k, val) in t.iter() {
+            let name = Sp::new(k.span(), k.get_ref().to_string());
+            match val.get_ref() {
+                DeValue::String(text) => out.push((name, Sp::new(val.span(), text.to_string()))),
+                other => {
+                    self.cx.error(
+                        &val.span(),
+                        format!(
+                            "`{key}.{}` must be a string, found {}",
+                            name.get_ref(),
+                            super::schema::type_name(other)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        Some((out, ok))
+    }
+
+    /// `selinux = { user = "...", role = "...", type = "...", range = "..." }`.
+    fn selinux(&self, f: &Fields<'_, '_>) -> Option<SelinuxParts> {
+        let mut parts = SelinuxParts::default();
+        let (entries, mut ok) = self.string_table(
+            f,
+            "selinux",
+            "a table such as { type = \"httpd_sys_content_t\" }",
+        )?;
+        for (key, text) in entries {
+            let key_span = key.span();
+            let key = key.into_inner();
+            let key = key.as_str();
+            let slot = match key {
+                "user" => &mut parts.user,
+                "role" => &mut parts.role,
+                "type" => &mut parts.type_,
+                "range" => &mut parts.range,
+                other => {
+                    let hint = crate::words::suggest(other, SELINUX_KEYS)
+                        .map(|h| format!(" (did you mean `{h}`?)"))
+                        .unwrap_or_default();
+                    self.cx.error(
+                        &key_span,
+                        format!(
+                            "`selinux.{other}` is not a part of an SELinux context: use user, role, type or range{hint}"
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            // A range holds `:`, `,`, `.` and `-` (s0-s0:c0.c1023); the
+            // other parts are identifiers.
+            let allowed = |c: char| {
+                c.is_ascii_alphanumeric()
+                    || c == '_'
+                    || (key == "range" && ":,.-".contains(c))
+                    || (key != "range" && ".-".contains(c))
+            };
+            if text.get_ref().is_empty() || !text.get_ref().chars().all(allowed) {
+                self.cx.error(
+                    &text.span(),
+                    format!(
+                        "`selinux.{key}` `{}` is not a valid SELinux {key}",
+                        text.get_ref()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            *slot = Some(text.into_inner());
+        }
+        ok.then_some(parts)
     }
 
     fn repo(&self, f: &Fields<'_, '_>) -> Option<Spec> {
@@ -622,10 +732,12 @@ impl Parser<'_, '_> {
                 None
             }
         };
+        let selinux = self.selinux(f);
         Some(Spec::Symlink(Symlink {
             path: path?,
             target: target?,
             ensure: ensure?,
+            selinux: selinux?,
         }))
     }
 
@@ -909,49 +1021,28 @@ impl Parser<'_, '_> {
         &self,
         f: &Fields<'_, '_>,
     ) -> Option<std::collections::BTreeMap<String, String>> {
+        let (entries, mut ok) =
+            self.string_table(f, "environment", "a table of strings in [[command]]")?;
         let mut out = std::collections::BTreeMap::new();
-        let Some(v) = f.raw("environment") else {
-            return Some(out);
-        };
-        let DeValue::Table(t) = v.get_ref() else {
-            self.cx.error(
-                &v.span(),
-                format!(
-                    "`environment` in [[command]] must be a table of strings, found {}",
-                    super::schema::type_name(v.get_ref())
-                ),
-            );
-            return None;
-        };
-        let mut ok = true;
-        for (k, val) in t.iter() {
-            let key = k.get_ref();
-            let good_name = !key.is_empty()
-                && !key.starts_with(|c: char| c.is_ascii_digit())
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        for (key, text) in entries {
+            let good_name = !key.get_ref().is_empty()
+                && !key.get_ref().starts_with(|c: char| c.is_ascii_digit())
+                && key
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !good_name {
                 self.cx.error(
-                    &k.span(),
-                    format!("`{key}` is not an environment variable name (letters, digits and _)"),
+                    &key.span(),
+                    format!(
+                        "`{}` is not an environment variable name (letters, digits and _)",
+                        key.get_ref()
+                    ),
                 );
                 ok = false;
                 continue;
             }
-            match val.get_ref() {
-                DeValue::String(text) => {
-                    out.insert(key.to_string(), text.to_string());
-                }
-                other => {
-                    self.cx.error(
-                        &val.span(),
-                        format!(
-                            "`environment.{key}` must be a string, found {}",
-                            super::schema::type_name(other)
-                        ),
-                    );
-                    ok = false;
-                }
-            }
+            out.insert(key.into_inner(), text.into_inner());
         }
         ok.then_some(out)
     }

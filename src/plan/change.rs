@@ -50,6 +50,9 @@ pub enum Op {
         path: String,
         /// Its target.
         target: String,
+        /// SELinux context of the link (`None`: not managed here).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        selinux: Option<String>,
     },
     /// Remove a file or symlink.
     RemoveFile {
@@ -194,6 +197,9 @@ pub struct MetaView {
     pub group: String,
     /// Mode as octal text.
     pub mode: String,
+    /// SELinux context to set (`None`: labels are not managed here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<String>,
     /// Numbers to apply.
     #[serde(skip, default = "FsMeta::unknown")]
     pub ids: FsMeta,
@@ -370,6 +376,7 @@ mod tests {
             owner: "root".into(),
             group: "root".into(),
             mode: "0644".into(),
+            selinux: None,
             ids: FsMeta {
                 uid: 0,
                 gid: 0,

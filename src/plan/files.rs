@@ -9,12 +9,15 @@ use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
-    Content, Ensure, Kind, Meta, NO_LONGER_DECLARED, Resource, ResourceId,
+    Content, Ensure, Kind, Meta, NO_LONGER_DECLARED, Resource, ResourceId, SelinuxParts,
 };
 
 /// The path planner's state while one plan is made.
 pub(super) struct Planner<'a> {
     accounts: &'a Accounts,
+    /// The policy's SELinux context of each path (`None`: no policy, so
+    /// labels are not managed).
+    policy_labels: Option<&'a BTreeMap<String, Option<String>>>,
     /// Contents that were secret: never the old side of a diff.
     secret_contents: &'a SecretContents,
     problems: Vec<PlanProblem>,
@@ -45,6 +48,7 @@ impl<'a> Planner<'a> {
     pub(super) fn new(
         desired: &DesiredState,
         accounts: &'a Accounts,
+        policy_labels: Option<&'a BTreeMap<String, Option<String>>>,
         secret_contents: &'a SecretContents,
     ) -> Self {
         let mut declared_dirs = BTreeMap::new();
@@ -66,6 +70,7 @@ impl<'a> Planner<'a> {
         }
         Planner {
             accounts,
+            policy_labels,
             secret_contents,
             problems: Vec::new(),
             declared_dirs,
@@ -115,7 +120,32 @@ impl<'a> Planner<'a> {
         self.problems.push(p);
     }
 
-    fn meta(&self, m: &Meta) -> Result<MetaView, String> {
+    /// The SELinux context `path` should have: the policy's, with the
+    /// declared parts put in; `None` where labels are not managed (no
+    /// policy) or the policy has no context for it and none is declared.
+    /// `current` is what it has now (a base for declared parts when the
+    /// policy has none).
+    fn label(
+        &self,
+        path: &str,
+        parts: &SelinuxParts,
+        current: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let Some(defaults) = self.policy_labels else {
+            return Ok(None);
+        };
+        let default = defaults.get(path).cloned().flatten();
+        if parts.is_empty() {
+            return Ok(default);
+        }
+        parts
+            .apply(default.as_deref().or(current))
+            .map(Some)
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    fn meta(&self, m: &Meta, path: &str, current: Option<&str>) -> Result<MetaView, String> {
+        let selinux = self.label(path, &m.selinux, current)?;
         let (uid, gid) = (self.accounts.uid(&m.owner), self.accounts.gid(&m.group));
         // A user or group a package creates (nginx for the nginx package),
         // or one declared here and created in this converge, is known only
@@ -127,6 +157,7 @@ impl<'a> Planner<'a> {
                 owner: m.owner.clone(),
                 group: m.group.clone(),
                 mode: format!("{:04o}", m.mode),
+                selinux,
                 ids: FsMeta {
                     uid: uid.unwrap_or(0),
                     gid: gid.unwrap_or(0),
@@ -151,6 +182,7 @@ impl<'a> Planner<'a> {
             owner: m.owner.clone(),
             group: m.group.clone(),
             mode: format!("{:04o}", m.mode),
+            selinux,
             ids: FsMeta {
                 uid,
                 gid,
@@ -160,7 +192,7 @@ impl<'a> Planner<'a> {
         })
     }
 
-    fn meta_reasons(&self, have: FsMeta, want: &MetaView) -> Vec<String> {
+    fn meta_reasons(&self, have: FsMeta, have_label: Option<&str>, want: &MetaView) -> Vec<String> {
         let mut r = Vec::new();
         if want.deferred {
             r.push(format!(
@@ -169,6 +201,7 @@ impl<'a> Planner<'a> {
             ));
             return r;
         }
+        r.extend(label_reason(have_label, want.selinux.as_deref()));
         if have.uid != want.ids.uid {
             r.push(format!(
                 "owner is {}, should be {}",
@@ -199,13 +232,12 @@ impl<'a> Planner<'a> {
         };
         for parent in missing_parents {
             let (meta, reason) = match self.declared_dirs.get(parent) {
-                Some((m, _)) => (self.meta(&m.clone())?, "does not exist".to_owned()),
+                Some((m, _)) => (
+                    self.meta(&m.clone(), parent, None)?,
+                    "does not exist".to_owned(),
+                ),
                 None => (
-                    self.meta(&Meta {
-                        owner: "root".into(),
-                        group: "root".into(),
-                        mode: IMPLICIT_DIR_MODE,
-                    })?,
+                    self.meta(&Meta::new("root", "root", IMPLICIT_DIR_MODE), parent, None)?,
                     format!("missing parent directory of {path}"),
                 ),
             };
@@ -237,11 +269,7 @@ impl<'a> Planner<'a> {
         match r {
             Resource::Repo(repo) => {
                 let content = Content::new(repo.render());
-                let meta = Meta {
-                    owner: "root".into(),
-                    group: "root".into(),
-                    mode: 0o644,
-                };
+                let meta = Meta::new("root", "root", 0o644);
                 let change = self.file_like(
                     id,
                     &repo.path(),
@@ -268,8 +296,21 @@ impl<'a> Planner<'a> {
                 self.files.extend(change);
             }
             Resource::Symlink(s) => {
+                let current = match observed {
+                    Observed::Symlink { label, .. } => label.as_deref(),
+                    _ => None,
+                };
+                let label = match s.ensure {
+                    Ensure::Present => self.label(&s.path, &s.selinux, current)?,
+                    Ensure::Absent => None,
+                };
                 let change = match (s.ensure, observed) {
-                    (Ensure::Present, Observed::Symlink { target }) if *target == s.target => None,
+                    (Ensure::Present, Observed::Symlink { target, .. })
+                        if *target == s.target
+                            && label_reason(current, label.as_deref()).is_none() =>
+                    {
+                        None
+                    }
                     (Ensure::Present, Observed::Dir { .. } | Observed::Other { .. }) => {
                         return Err(format!(
                             "{} exists as {}; driftless will not replace it with a symlink",
@@ -280,7 +321,10 @@ impl<'a> Planner<'a> {
                     (Ensure::Present, _) => {
                         self.parents(&s.path, observed, false)?;
                         let reason = match observed {
-                            Observed::Symlink { target } => {
+                            Observed::Symlink { target, .. } if *target == s.target => {
+                                label_reason(current, label.as_deref()).unwrap_or_default()
+                            }
+                            Observed::Symlink { target, .. } => {
                                 format!("points to {target}, should point to {}", s.target)
                             }
                             Observed::File { .. } => {
@@ -293,6 +337,7 @@ impl<'a> Planner<'a> {
                             Op::Symlink {
                                 path: s.path.clone(),
                                 target: s.target.clone(),
+                                selinux: label,
                             },
                             vec![reason],
                         );
@@ -316,7 +361,7 @@ impl<'a> Planner<'a> {
             Resource::Directory(d) => match (d.ensure, observed) {
                 (Ensure::Present, Observed::Missing { .. }) => {
                     self.parents(&d.path, observed, false)?;
-                    let meta = self.meta(&d.meta)?;
+                    let meta = self.meta(&d.meta, &d.path, None)?;
                     self.dir_creates.entry(d.path.clone()).or_insert_with(|| {
                         change(
                             id,
@@ -328,9 +373,14 @@ impl<'a> Planner<'a> {
                         )
                     });
                 }
-                (Ensure::Present, Observed::Dir { meta: have, .. }) => {
-                    let want = self.meta(&d.meta)?;
-                    let reasons = self.meta_reasons(*have, &want);
+                (
+                    Ensure::Present,
+                    Observed::Dir {
+                        meta: have, label, ..
+                    },
+                ) => {
+                    let want = self.meta(&d.meta, &d.path, label.as_deref())?;
+                    let reasons = self.meta_reasons(*have, label.as_deref(), &want);
                     if !reasons.is_empty() {
                         self.dirs.push(change(
                             id,
@@ -389,7 +439,11 @@ impl<'a> Planner<'a> {
                 _ => None,
             });
         }
-        let want = self.meta(meta)?;
+        let current = match observed {
+            Observed::File { label, .. } => label.as_deref(),
+            _ => None,
+        };
+        let want = self.meta(meta, path, current)?;
         // The bytes are loaded for every file that is to change (hydrate);
         // a no-op plans with hashes only.
         let bytes = content.bytes();
@@ -430,11 +484,12 @@ impl<'a> Planner<'a> {
             }
             Observed::File {
                 meta: have,
+                label,
                 sha256,
                 content: old,
                 ..
             } => {
-                let meta_reasons = self.meta_reasons(*have, &want);
+                let meta_reasons = self.meta_reasons(*have, label.as_deref(), &want);
                 if sha256 != content.sha256() {
                     let mut reasons = vec!["content differs".to_owned()];
                     reasons.extend(meta_reasons);
@@ -452,7 +507,7 @@ impl<'a> Planner<'a> {
                     None
                 }
             }
-            Observed::Symlink { target } => Some(write(
+            Observed::Symlink { target, .. } => Some(write(
                 vec![format!(
                     "is a symlink to {target}, should be a regular file"
                 )],
@@ -546,6 +601,16 @@ impl<'a> Planner<'a> {
             repo_phase,
         })
     }
+}
+
+/// Why a label is to change, if it is: `want` is `None` where labels are
+/// not managed.
+fn label_reason(have: Option<&str>, want: Option<&str>) -> Option<String> {
+    let want = want?;
+    (have != Some(want)).then(|| match have {
+        Some(have) => format!("SELinux context is {have}, should be {want}"),
+        None => format!("has no SELinux context, should be {want}"),
+    })
 }
 
 fn change(id: &ResourceId, op: Op, reasons: Vec<String>) -> Change {

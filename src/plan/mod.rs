@@ -55,7 +55,12 @@ pub fn plan_after(
     host: &ObservedHost,
     done: &[Change],
 ) -> Result<Plan, Vec<PlanProblem>> {
-    let mut p = Planner::new(desired, &host.accounts, &host.secret_contents);
+    let mut p = Planner::new(
+        desired,
+        &host.accounts,
+        host.policy_labels.as_ref(),
+        &host.secret_contents,
+    );
     let mut accounts = accounts::AccountSteps::default();
     for d in &desired.resources {
         let id = d.resource.id();
@@ -240,7 +245,7 @@ mod tests {
     use super::observed::{Accounts, FsMeta, Observed};
     use super::*;
     use crate::desired::model::{
-        Declared, Directory, Ensure, File, Meta, Package, PackageState, Symlink,
+        Declared, Directory, Ensure, File, Meta, Package, PackageState, SelinuxParts, Symlink,
     };
 
     fn origin() -> Origin {
@@ -252,11 +257,7 @@ mod tests {
     }
 
     fn meta(mode: u32) -> Meta {
-        Meta {
-            owner: "root".into(),
-            group: "root".into(),
-            mode,
-        }
+        Meta::new("root", "root", mode)
     }
 
     fn desired(resources: Vec<Resource>) -> DesiredState {
@@ -285,6 +286,7 @@ mod tests {
 
     fn observed_file(content: &str, mode: u32) -> Observed {
         Observed::File {
+            label: None,
             meta: FsMeta {
                 uid: 0,
                 gid: 0,
@@ -458,6 +460,7 @@ mod tests {
         };
         let d = desired(vec![absent_dir("/a"), absent_dir("/a/b"), file("/z", "z")]);
         let empty = Observed::Dir {
+            label: None,
             meta: FsMeta {
                 uid: 0,
                 gid: 0,
@@ -505,6 +508,7 @@ mod tests {
             }),
         ]);
         let dir = |entries: &[&str]| Observed::Dir {
+            label: None,
             meta: FsMeta {
                 uid: 0,
                 gid: 0,
@@ -535,12 +539,14 @@ mod tests {
             path: "/l".into(),
             target: "/new".into(),
             ensure: Ensure::Present,
+            selinux: SelinuxParts::default(),
         });
         let d = desired(vec![link]);
         let same = host(&[(
             "/l",
             Observed::Symlink {
                 target: "/new".into(),
+                label: None,
             },
         )]);
         assert!(plan(&d, &same).expect("plan").is_empty());
@@ -548,6 +554,7 @@ mod tests {
             "/l",
             Observed::Symlink {
                 target: "/old".into(),
+                label: None,
             },
         )]);
         assert_eq!(

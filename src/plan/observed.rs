@@ -52,6 +52,11 @@ pub struct ObservedHost {
     /// The regular files found with the desired content, with their stat:
     /// what the next run may trust without reading them ([`StatCache`]).
     pub verified: BTreeMap<String, CachedFile>,
+    /// The SELinux policy's context for each managed path (and each missing
+    /// parent) as what it is declared to be; `None` for a path the policy
+    /// gives no context. The map itself is `None` when the root has no
+    /// policy: then no label is read, chosen or set.
+    pub policy_labels: Option<BTreeMap<String, Option<String>>>,
     /// Which contents were secret when driftless applied them (from the
     /// state directory, not the host): a file found holding one is never
     /// shown in a diff.
@@ -101,6 +106,10 @@ pub struct CachedFile {
     pub stat: StatKey,
     /// SHA-256 of the content then, hex.
     pub sha256: String,
+    /// Its SELinux context then, in a cache that keeps labels (setting one
+    /// moves ctime, so the stat vouches for it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// The stat cache of one root: for each managed file last found in sync,
@@ -113,6 +122,11 @@ pub struct StatCache {
     pub root: String,
     /// Entries by host path.
     pub files: BTreeMap<String, CachedFile>,
+    /// Whether the entries carry SELinux contexts (the root had a policy
+    /// when they were made): a cache without them is not trusted on a root
+    /// with a policy, where each file's label must be known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub labels: bool,
 }
 
 /// A stat this close to the time of looking (seconds) is not trusted: a
@@ -206,6 +220,8 @@ pub enum Observed {
     File {
         /// Ownership and mode.
         meta: FsMeta,
+        /// SELinux context (read only where the root has a policy).
+        label: Option<String>,
         /// Size in bytes.
         size: u64,
         /// SHA-256 of the content.
@@ -217,6 +233,8 @@ pub enum Observed {
     Dir {
         /// Ownership and mode.
         meta: FsMeta,
+        /// SELinux context (read only where the root has a policy).
+        label: Option<String>,
         /// Names of its entries, at most [`DIR_LIST_MAX`] + 1 (more than
         /// the cap means "too many to remove as part of a plan").
         entries: Vec<String>,
@@ -225,6 +243,9 @@ pub enum Observed {
     Symlink {
         /// The link's target, verbatim.
         target: String,
+        /// SELinux context of the link itself (read only where the root
+        /// has a policy).
+        label: Option<String>,
     },
     /// A device, FIFO or socket: never touched.
     Other {

@@ -50,6 +50,9 @@ pub enum Before {
         gid: u32,
         /// Permission bits.
         mode: u32,
+        /// SELinux context (recorded where the root has a policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
     /// A directory and its metadata.
     Dir {
@@ -59,11 +62,18 @@ pub enum Before {
         gid: u32,
         /// Permission bits.
         mode: u32,
+        /// SELinux context (recorded where the root has a policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
     /// A symlink and its target.
     Symlink {
         /// Target, verbatim.
         target: String,
+        /// The link's SELinux context (recorded where the root has a
+        /// policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
     /// A unit: whether it was enabled and running (`None`: it did not
     /// exist, so there is nothing to go back to).

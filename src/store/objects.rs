@@ -71,7 +71,7 @@ impl Objects {
                     bail!("object {id} is missing from {}", self.dir.display());
                 };
                 let what = format!("object {id}");
-                batch.stage(dir.as_fd(), &id, bytes, Perms::private(), what)?;
+                batch.stage(dir.as_fd(), &id, bytes, Perms::private(), None, what)?;
                 staged.insert(id.clone());
                 if batch.len() >= BATCH_MAX {
                     std::mem::take(&mut batch).commit(&mut |_| Ok(()))?;

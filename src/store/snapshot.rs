@@ -20,16 +20,26 @@ pub enum Prior {
         object: String,
         /// Owner, group, mode.
         meta: FsMeta,
+        /// Its SELinux context (recorded where the root has a policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
     /// A directory.
     Dir {
         /// Owner, group, mode.
         meta: FsMeta,
+        /// Its SELinux context (recorded where the root has a policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
     /// A symlink.
     Symlink {
         /// Link target.
         target: String,
+        /// The link's SELinux context (recorded where the root has a
+        /// policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
     },
 }
 

@@ -23,11 +23,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, readlinkat, renameat, renameat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
 use sha2::{Digest, Sha256};
 
+use super::selinux;
 use crate::{durable, fault};
 
 /// Writes made by this process, for the `mid-write` crash point.
@@ -46,6 +47,10 @@ pub const KEEP_CONTENT_MAX: u64 = 1024 * 1024;
 pub struct FsRoot {
     fd: OwnedFd,
     path: PathBuf,
+    /// The host path of the root's SELinux `file_contexts`, found on first
+    /// use (`None`: the root has no policy, so labels are neither read nor
+    /// set); an unreadable configuration is kept as its error.
+    policy: std::sync::OnceLock<std::result::Result<Option<String>, String>>,
 }
 
 /// A resolved parent directory and the final name in it.
@@ -107,7 +112,39 @@ impl FsRoot {
         Ok(Self {
             fd,
             path: path.to_owned(),
+            policy: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The host path of the root's SELinux file contexts, `None` when the
+    /// root has no policy (or `SELINUX=disabled`).
+    pub fn selinux_policy(&self) -> Result<Option<&str>> {
+        self.policy
+            .get_or_init(|| self.find_policy().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map(Option::as_deref)
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// [`FsRoot::selinux_policy`], looked for: a root without
+    /// `/etc/selinux/config` costs one stat.
+    fn find_policy(&self) -> Result<Option<String>> {
+        if !self.exists(selinux::CONFIG)? {
+            return Ok(None);
+        }
+        let config = self.read_file(selinux::CONFIG)?;
+        let Some(file_contexts) = selinux::policy_file(&String::from_utf8_lossy(&config))
+            .map_err(|e| anyhow!("{}: {e}", self.display(selinux::CONFIG)))?
+        else {
+            return Ok(None);
+        };
+        Ok(self.exists(&file_contexts)?.then_some(file_contexts))
+    }
+
+    /// Whether the root has an SELinux policy: then every path driftless
+    /// observes has its label read, and every path it writes is labelled.
+    pub fn labelled(&self) -> Result<bool> {
+        Ok(self.selinux_policy()?.is_some())
     }
 
     /// The root's canonical path.
@@ -273,15 +310,17 @@ impl FsRoot {
     }
 
     /// [`FsRoot::observe`], trusting `hint` for a regular file whose stat is
-    /// exactly the hint's: then the file is not opened, and its hash is
-    /// the hint's (its content is not kept). Also returns the stat of a
-    /// regular file as it was before it was read, for the next run's hint.
+    /// exactly the hint's: then the file is not opened, and its hash and
+    /// label are the hint's (its content is not kept). Also returns the
+    /// stat of a regular file as it was before it was read, for the next
+    /// run's hint.
     pub fn observe_hinted(
         &self,
         host_path: &str,
         hint: Option<&CachedFile>,
         parents: &mut Parents,
     ) -> Result<(Observed, Option<StatKey>)> {
+        let labels = self.labelled()?;
         let (dir, name) = match parents.resolve(self, host_path)? {
             Ok(p) => p,
             Err(missing_parents) => return Ok((Observed::Missing { missing_parents }, None)),
@@ -309,6 +348,7 @@ impl FsRoot {
         {
             let observed = Observed::File {
                 meta: meta_of(&st),
+                label: if labels { hint.label.clone() } else { None },
                 size: u64::try_from(st.st_size).unwrap_or(0),
                 sha256,
                 content: None,
@@ -333,10 +373,12 @@ impl FsRoot {
                 // The stat from before the read: a write during it moves
                 // ctime past this, so the next run hashes again.
                 key = Some(stat_key(&st));
+                let label = self.label_of(labels, fd.as_fd(), host_path)?;
                 let (size, sha256, content) = hash_reader(File::from(fd))
                     .with_context(|| format!("failed to read {}", what()))?;
                 Observed::File {
                     meta: meta_of(&st),
+                    label,
                     size,
                     sha256,
                     content,
@@ -350,6 +392,7 @@ impl FsRoot {
                     Mode::empty(),
                 )
                 .with_context(|| format!("failed to open directory {}", what()))?;
+                let label = self.label_of(labels, fd.as_fd(), host_path)?;
                 let mut listing = nix::dir::Dir::from_fd(fd)
                     .with_context(|| format!("failed to list directory {}", what()))?;
                 let mut entries = Vec::new();
@@ -366,14 +409,23 @@ impl FsRoot {
                 }
                 Observed::Dir {
                     meta: meta_of(&st),
+                    label,
                     entries,
                 }
             }
             SFlag::S_IFLNK => {
                 let target = readlinkat(dir, name)
                     .with_context(|| format!("failed to read symlink {}", what()))?;
+                let label = if labels {
+                    selinux::of_entry(dir, name).with_context(|| {
+                        format!("failed to read the SELinux context of {}", what())
+                    })?
+                } else {
+                    None
+                };
                 Observed::Symlink {
                     target: target.to_string_lossy().into_owned(),
+                    label,
                 }
             }
             SFlag::S_IFIFO => Observed::Other { what: "a FIFO" },
@@ -404,10 +456,35 @@ impl FsRoot {
         Ok(buf)
     }
 
+    /// The SELinux context of the open `fd` at `host_path`, when `labels`.
+    fn label_of(
+        &self,
+        labels: bool,
+        fd: BorrowedFd<'_>,
+        host_path: &str,
+    ) -> Result<Option<String>> {
+        if !labels {
+            return Ok(None);
+        }
+        selinux::of_fd(fd).with_context(|| {
+            format!(
+                "failed to read the SELinux context of {}",
+                self.display(host_path)
+            )
+        })
+    }
+
     /// Atomically replaces (or creates) the regular file at `host_path`.
-    /// Owner, group and mode are set on the temporary file before the rename,
-    /// so the file never exists with the wrong permissions.
-    pub fn write_file(&self, host_path: &str, content: &[u8], meta: FsMeta) -> Result<()> {
+    /// Owner, group, mode and SELinux context (`label`, when given) are set
+    /// on the temporary file before the rename, so the file never exists
+    /// with the wrong permissions or label.
+    pub fn write_file(
+        &self,
+        host_path: &str,
+        content: &[u8],
+        meta: FsMeta,
+        label: Option<&str>,
+    ) -> Result<()> {
         let p = self.require_parent(host_path)?;
         durable::write_at_hooked(
             p.dir.as_fd(),
@@ -418,6 +495,7 @@ impl FsRoot {
                 gid: meta.gid,
                 mode: meta.mode,
             },
+            label,
             &|| self.display(host_path),
             &|| fault::point_n("mid-write", WRITES.fetch_add(1, Ordering::Relaxed) + 1),
         )
@@ -429,24 +507,25 @@ impl FsRoot {
     /// An error carries the index of the file it is about.
     pub fn write_files(
         &self,
-        files: &[(&str, &[u8], FsMeta)],
+        files: &[NewFile<'_>],
         progress: &mut dyn FnMut(durable::Renaming) -> Result<()>,
     ) -> Result<(), (usize, anyhow::Error)> {
         let mut batch = durable::Batch::default();
-        for (i, (host_path, content, meta)) in files.iter().enumerate() {
-            let p = self.require_parent(host_path).map_err(|e| (i, e))?;
+        for (i, f) in files.iter().enumerate() {
+            let p = self.require_parent(f.path).map_err(|e| (i, e))?;
             let perms = durable::Perms {
-                uid: meta.uid,
-                gid: meta.gid,
-                mode: meta.mode,
+                uid: f.meta.uid,
+                gid: f.meta.gid,
+                mode: f.meta.mode,
             };
             batch
                 .stage(
                     p.dir.as_fd(),
                     &p.name,
-                    content,
+                    f.content,
                     perms,
-                    self.display(host_path),
+                    f.label,
+                    self.display(f.path),
                 )
                 .map_err(|e| (i, e))?;
         }
@@ -484,7 +563,13 @@ impl FsRoot {
             .filter(|e| durable::is_temp_of(e, &p.name))
             .collect();
         for n in &names {
-            match unlinkat(p.dir.as_fd(), n.as_str(), UnlinkatFlags::NoRemoveDir) {
+            // A directory being made ([`FsRoot::create_dir`]) is empty
+            // until it is renamed into place.
+            let removed = match unlinkat(p.dir.as_fd(), n.as_str(), UnlinkatFlags::NoRemoveDir) {
+                Err(Errno::EISDIR) => unlinkat(p.dir.as_fd(), n.as_str(), UnlinkatFlags::RemoveDir),
+                other => other,
+            };
+            match removed {
                 Ok(()) | Err(Errno::ENOENT) => {}
                 Err(e) => {
                     return Err(anyhow!(e)).with_context(|| {
@@ -499,9 +584,9 @@ impl FsRoot {
         Ok(names)
     }
 
-    /// Sets owner, group and mode of an existing file or directory, without
-    /// following a symlink.
-    pub fn set_meta(&self, host_path: &str, meta: FsMeta) -> Result<()> {
+    /// Sets owner, group, mode and (when given) SELinux context of an
+    /// existing file or directory, without following a symlink.
+    pub fn set_meta(&self, host_path: &str, meta: FsMeta, label: Option<&str>) -> Result<()> {
         let p = self.require_parent(host_path)?;
         let what = || self.display(host_path);
         let fd = openat(
@@ -511,46 +596,80 @@ impl FsRoot {
             Mode::empty(),
         )
         .with_context(|| format!("failed to open {}", what()))?;
-        fchown(
-            fd.as_fd(),
-            Some(Uid::from_raw(meta.uid)),
-            Some(Gid::from_raw(meta.gid)),
-        )
-        .with_context(|| format!("failed to change owner of {}", what()))?;
-        fchmod(fd.as_fd(), Mode::from_bits_truncate(meta.mode))
-            .with_context(|| format!("failed to change mode of {}", what()))?;
+        set_fd_meta(fd.as_fd(), meta, label, &what)?;
         fsync(fd.as_fd()).with_context(|| format!("failed to sync {}", what()))?;
         Ok(())
     }
 
-    /// Creates a directory with the given metadata. Its parent must exist.
-    pub fn create_dir(&self, host_path: &str, meta: FsMeta) -> Result<()> {
+    /// Creates a directory with the given owner, group, mode and SELinux
+    /// context. Its parent must exist. It is made under a temporary name
+    /// and renamed into place once all of them are set, so nobody can slip
+    /// into it while it has the wrong owner, and a crash never leaves it
+    /// at its path with the wrong label.
+    pub fn create_dir(&self, host_path: &str, meta: FsMeta, label: Option<&str>) -> Result<()> {
         let p = self.require_parent(host_path)?;
         let what = || self.display(host_path);
-        // Created 0700 and opened up after chown, so nobody can slip into it
-        // while it has the wrong owner.
-        mkdirat(
-            p.dir.as_fd(),
-            p.name.as_str(),
-            Mode::from_bits_truncate(0o700),
-        )
-        .with_context(|| format!("failed to create directory {}", what()))?;
-        self.set_meta(host_path, meta)?;
+        let tmp = durable::temp_name(&p.name);
+        mkdirat(p.dir.as_fd(), tmp.as_str(), Mode::from_bits_truncate(0o700))
+            .with_context(|| format!("failed to create directory {}", what()))?;
+        let made = (|| -> Result<()> {
+            let fd = openat(
+                p.dir.as_fd(),
+                tmp.as_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .with_context(|| format!("failed to open the new directory {}", what()))?;
+            set_fd_meta(fd.as_fd(), meta, label, &what)?;
+            fsync(fd.as_fd()).with_context(|| format!("failed to sync {}", what()))?;
+            // Never over something that appeared meanwhile: that is an
+            // error, as mkdir's would be.
+            let placed = match renameat2(
+                p.dir.as_fd(),
+                tmp.as_str(),
+                p.dir.as_fd(),
+                p.name.as_str(),
+                RenameFlags::RENAME_NOREPLACE,
+            ) {
+                // A filesystem without the flag: a rename can still only
+                // replace an empty directory, never a file or contents.
+                Err(Errno::EINVAL) => {
+                    renameat(p.dir.as_fd(), tmp.as_str(), p.dir.as_fd(), p.name.as_str())
+                }
+                other => other,
+            };
+            placed.with_context(|| format!("failed to create directory {}", what()))?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = unlinkat(p.dir.as_fd(), tmp.as_str(), UnlinkatFlags::RemoveDir);
+            return Err(e);
+        }
         fsync(p.dir.as_fd())
             .with_context(|| format!("failed to sync the directory of {}", what()))?;
         Ok(())
     }
 
-    /// Atomically creates or replaces a symlink at `host_path`.
-    pub fn symlink(&self, host_path: &str, target: &str) -> Result<()> {
+    /// Atomically creates or replaces a symlink at `host_path`, with its
+    /// SELinux context (when given) set before it appears.
+    pub fn symlink(&self, host_path: &str, target: &str, label: Option<&str>) -> Result<()> {
         let p = self.require_parent(host_path)?;
         let what = || self.display(host_path);
         let tmp = durable::temp_name(&p.name);
         symlinkat(target, p.dir.as_fd(), tmp.as_str())
             .with_context(|| format!("failed to create a temporary symlink for {}", what()))?;
-        if let Err(e) = renameat(p.dir.as_fd(), tmp.as_str(), p.dir.as_fd(), p.name.as_str()) {
+        let placed = (|| -> Result<()> {
+            if let Some(label) = label {
+                selinux::set_entry(p.dir.as_fd(), &tmp, label)
+                    .with_context(|| format!("failed to label {}", what()))?;
+            }
+            renameat(p.dir.as_fd(), tmp.as_str(), p.dir.as_fd(), p.name.as_str())
+                .with_context(|| format!("failed to replace {}", what()))?;
+            Ok(())
+        })();
+        if let Err(e) = placed {
             let _ = unlinkat(p.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
-            return Err(anyhow!(e)).with_context(|| format!("failed to replace {}", what()));
+            return Err(e);
         }
         fsync(p.dir.as_fd())
             .with_context(|| format!("failed to sync the directory of {}", what()))?;
@@ -588,6 +707,40 @@ impl FsRoot {
         })?;
         Ok(())
     }
+}
+
+/// One regular file of [`FsRoot::write_files`].
+pub struct NewFile<'a> {
+    /// Host path.
+    pub path: &'a str,
+    /// Its bytes.
+    pub content: &'a [u8],
+    /// Owner, group, mode.
+    pub meta: FsMeta,
+    /// SELinux context, when the root has a policy.
+    pub label: Option<&'a str>,
+}
+
+/// Sets owner, group, mode (after the owner: chown clears setuid/setgid
+/// bits) and the SELinux context of an open file or directory.
+fn set_fd_meta(
+    fd: BorrowedFd<'_>,
+    meta: FsMeta,
+    label: Option<&str>,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    fchown(
+        fd,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+    )
+    .with_context(|| format!("failed to change owner of {}", what()))?;
+    fchmod(fd, Mode::from_bits_truncate(meta.mode))
+        .with_context(|| format!("failed to change mode of {}", what()))?;
+    if let Some(label) = label {
+        durable::set_label(fd, label).with_context(|| format!("failed to label {}", what()))?;
+    }
+    Ok(())
 }
 
 /// The parts of a stat that identify one version of a file.
@@ -719,7 +872,7 @@ mod tests {
     #[test]
     fn write_is_atomic_and_sets_metadata() {
         let (d, r) = root();
-        r.write_file("/f", b"hello\n", me()).expect("write");
+        r.write_file("/f", b"hello\n", me(), None).expect("write");
         let md = std::fs::metadata(d.path().join("f")).expect("stat");
         assert_eq!(md.permissions().mode() & 0o7777, 0o640);
         assert_eq!(std::fs::read(d.path().join("f")).expect("read"), b"hello\n");
@@ -753,7 +906,7 @@ mod tests {
             r.observe("/f").expect("observe"),
             Observed::Symlink { .. }
         ));
-        r.write_file("/f", b"new", me()).expect("write");
+        r.write_file("/f", b"new", me(), None).expect("write");
         assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
         assert!(
             !std::fs::symlink_metadata(d.path().join("f"))
@@ -774,9 +927,9 @@ mod tests {
                 .join(outside.path().strip_prefix("/").expect("abs")),
         )
         .expect("mirror dir inside root");
-        r.write_file("/abs/x", b"1", me())
+        r.write_file("/abs/x", b"1", me(), None)
             .expect("write through abs");
-        r.write_file("/rel/y", b"2", me())
+        r.write_file("/rel/y", b"2", me(), None)
             .expect("write through rel");
         assert!(
             !outside.path().join("x").exists(),
@@ -808,6 +961,7 @@ mod tests {
                 mode: 0o750,
                 ..me()
             },
+            None,
         )
         .expect("mkdir");
         let md = std::fs::metadata(d.path().join("d")).expect("stat");
@@ -817,12 +971,14 @@ mod tests {
             r.observe("/d").expect("obs"),
             Observed::Dir { ref entries, .. } if entries.is_empty()
         ));
-        r.symlink("/d/l", "/etc/target").expect("symlink");
-        r.symlink("/d/l", "/etc/other").expect("replace symlink");
+        r.symlink("/d/l", "/etc/target", None).expect("symlink");
+        r.symlink("/d/l", "/etc/other", None)
+            .expect("replace symlink");
         assert_eq!(
             r.observe("/d/l").expect("obs"),
             Observed::Symlink {
-                target: "/etc/other".into()
+                target: "/etc/other".into(),
+                label: None,
             }
         );
         assert!(matches!(
@@ -907,9 +1063,10 @@ mod tests {
                 let path: String = (0..depth)
                     .map(|_| format!("/{}", names[next(names.len())]))
                     .collect();
-                written += usize::from(r.write_file(&format!("{path}/f"), b"x", me()).is_ok());
-                let _ = r.symlink(&format!("{path}/l"), "/x");
-                let _ = r.create_dir(&format!("{path}/d"), me());
+                written +=
+                    usize::from(r.write_file(&format!("{path}/f"), b"x", me(), None).is_ok());
+                let _ = r.symlink(&format!("{path}/l"), "/x", None);
+                let _ = r.create_dir(&format!("{path}/d"), me(), None);
                 let _ = r.remove_file(&format!("{path}/victim"));
             }
             let entries: Vec<_> = std::fs::read_dir(outside.path()).expect("ls").collect();

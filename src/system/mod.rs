@@ -12,5 +12,6 @@ pub mod fsroot;
 pub mod probes;
 pub mod process;
 pub mod rpm;
+pub mod selinux;
 pub mod systemctl;
 pub mod trust;

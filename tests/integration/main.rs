@@ -25,6 +25,7 @@ mod prune;
 mod readme;
 mod reliability;
 mod secrets;
+mod selinux;
 mod source;
 mod statcache;
 mod system;
