@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # sandbox.sh - disposable "RHEL-like" hosts for driftless system tests.
 #
-# A host is a Debian bookworm root filesystem (with rpm + dnf + systemd) booted
-# with systemd as PID 1 inside fresh pid/mount/uts/ipc/cgroup namespaces.
+# A host is a Debian root filesystem (with rpm + dnf + systemd) booted with
+# systemd as PID 1 inside fresh pid/mount/uts/ipc/cgroup namespaces. Two
+# suites: bookworm (dnf 4.14, rpm 4.18: RHEL 9's generation, the default)
+# and forky (dnf 5.4 and rpm 6.1: Fedora 41+ and EL 11's generation).
 # Debian's rpm/dnf stand in for RHEL's: the agent under test talks to the real
 # rpm, dnf and systemctl, but nothing needs a RHEL image or network access
 # beyond the Debian mirror (used once, to build the cached root filesystem).
@@ -18,14 +20,16 @@ usage() {
 usage: sandbox.sh COMMAND [ARGS...]
 
   deps                    apt-get install debootstrap rpm dnf createrepo-c if missing
-  rootfs                  build the cached root filesystem once
-                          (/var/cache/driftless-test/rootfs; idempotent)
+  rootfs [SUITE]          build the cached root filesystem of SUITE once
+                          (bookworm: /var/cache/driftless-test/rootfs,
+                          forky: .../rootfs-forky; idempotent)
   rpms OUTDIR             build every tests/system/rpms/*.spec into OUTDIR and
                           run createrepo_c there; prints one .rpm path per line
-  boot WORKDIR HOSTNAME   boot a fresh host from the cache under WORKDIR; prints
+  boot WORKDIR HOSTNAME [SUITE]
+                          boot a fresh host from the cache under WORKDIR; prints
                           ONLY the pid of its systemd (host pid namespace).
                           A WORKDIR booted and stopped before boots again
-                          with its disk state (= reboot)
+                          with its disk state (= reboot) and its suite
   exec PID|WORKDIR CMD... run CMD inside the host (nsenter), clean environment,
                           exit code passed through
   repo WORKDIR REPODIR    copy a createrepo_c'd dir into the host at /srv/repo
@@ -49,18 +53,16 @@ Environment:
   DRIFTLESS_TEST_MIRROR   Debian mirror          (default http://deb.debian.org/debian)
   DRIFTLESS_SANDBOX_MODE  auto|overlay|copy      (default auto: overlay, else cp -a)
   DRIFTLESS_BOOT_TIMEOUT  seconds to wait for boot (default 30)
+  DRIFTLESS_SANDBOX_SUITE bookworm|forky         (default bookworm; SUITE
+                          arguments win)
 USAGE
 }
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE_DIR=${DRIFTLESS_TEST_CACHE:-/var/cache/driftless-test}
-ROOTFS=$CACHE_DIR/rootfs
 MIRROR=${DRIFTLESS_TEST_MIRROR:-http://deb.debian.org/debian}
-SUITE=bookworm
-# procps is not in the brief's list; it is tiny and gives `ps` for diagnostics.
-INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps
-# Bump when INCLUDE or customize_rootfs changes: a stale cache is rebuilt.
-ROOTFS_RECIPE="driftless-rootfs v5 $SUITE $INCLUDE"
+# Set by use_suite.
+SUITE= ROOTFS= INCLUDE= SCRIPT= ROOTFS_RECIPE=
 STAMP_REL=etc/driftless-rootfs-stamp
 BOOT_TIMEOUT=${DRIFTLESS_BOOT_TIMEOUT:-30}
 # cgroup2 hierarchy of this machine. It runs a hybrid v1/v2 layout; on a pure
@@ -73,6 +75,29 @@ SANDBOX_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { echo "sandbox.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# Selects the Debian suite hosts are built from and booted on.
+use_suite() {
+    SUITE=$1
+    # procps is tiny and gives `ps` for diagnostics.
+    case $SUITE in
+        bookworm)
+            ROOTFS=$CACHE_DIR/rootfs
+            INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps
+            SCRIPT=
+            ;;
+        forky)
+            ROOTFS=$CACHE_DIR/rootfs-forky
+            INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf5,git,ca-certificates,procps
+            # Bookworm's debootstrap has no forky script; sid's works.
+            SCRIPT=/usr/share/debootstrap/scripts/sid
+            ;;
+        *) die "unknown suite '$SUITE' (bookworm or forky)" ;;
+    esac
+    # Bump when INCLUDE or customize_rootfs changes: a stale cache is rebuilt.
+    ROOTFS_RECIPE="driftless-rootfs v5 $SUITE $INCLUDE"
+}
+use_suite "${DRIFTLESS_SANDBOX_SUITE:-bookworm}"
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
 
 # Field 22 of /proc/PID/stat: the start time. Recorded at boot and compared
@@ -162,12 +187,25 @@ customize_rootfs() {
     ln -sf /dev/null "$r/etc/systemd/system/systemd-journald-audit.socket"
     # Every host gets its own machine-id at boot; none in the image.
     : >"$r/etc/machine-id"
+    if [[ $SUITE == forky ]]; then
+        # Debian enables libdnf5's `local` plugin, which runs createrepo_c
+        # after every transaction; Fedora ships it apart and RHEL not at
+        # all. Off, as on those hosts.
+        local conf
+        for conf in "$r"/etc/dnf/libdnf5-plugins/local.conf; do
+            [[ -f $conf ]] && sed -i "0,/^enabled *=/ s/^enabled *=.*/enabled = 0/" "$conf"
+        done
+        # Fedora 41+ has `dnf` as dnf 5's name; Debian only `dnf5`.
+        ln -sfn dnf5 "$r/usr/bin/dnf"
+    fi
     # Size: the .deb files are not needed any more.
     rm -rf "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/*
 }
 
 cmd_rootfs() {
     need_root
+    [[ $# -le 1 ]] || { usage >&2; exit 2; }
+    [[ $# -eq 0 ]] || use_suite "$1"
     mkdir -p "$CACHE_DIR"
     # Serialise concurrent test runs: only one builds, the others wait.
     exec 9>"$CACHE_DIR/.lock"
@@ -191,7 +229,8 @@ cmd_rootfs() {
     tmp=$(mktemp -d "$CACHE_DIR/rootfs.build.XXXXXX")
     start=$SECONDS
     log "rootfs: debootstrap $SUITE into $tmp (about 70 s)"
-    if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR" >"$tmp.log" 2>&1; then
+    # shellcheck disable=SC2086 # $SCRIPT: nothing or one path
+    if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR" $SCRIPT >"$tmp.log" 2>&1; then
         tail -n 30 "$tmp.log" >&2
         umount_under "$tmp"
         rm -rf --one-file-system "$tmp"
@@ -314,12 +353,19 @@ boot_failed() {
 
 cmd_boot() {
     need_root
-    [[ $# -eq 2 ]] || { usage >&2; exit 2; }
+    [[ $# -eq 2 || $# -eq 3 ]] || { usage >&2; exit 2; }
     local wd name=$2
     [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$ ]] || die "bad hostname '$name'"
-    rootfs_complete || die "no complete rootfs at $ROOTFS: run sandbox.sh rootfs"
     mkdir -p "$1"
     wd=$(cd "$1" && pwd)
+    # A reboot comes up on the suite it was built from.
+    if [[ -f $wd/suite ]]; then
+        use_suite "$(cat "$wd/suite")"
+    elif [[ $# -eq 3 ]]; then
+        use_suite "$3"
+    fi
+    rootfs_complete || die "no complete rootfs at $ROOTFS: run sandbox.sh rootfs $SUITE"
+    echo "$SUITE" >"$wd/suite"
     if [[ -f $wd/pid ]]; then die "$wd already has a host (pid $(cat "$wd/pid")); stop it first"; fi
     local root=$wd/root mode=${DRIFTLESS_SANDBOX_MODE:-auto} reuse=""
     # A WORKDIR that was booted and stopped before is booted again with its

@@ -75,7 +75,7 @@ fn pub_repo() -> String {
 /// installed.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_build_published_after_the_last_converge_is_installed() {
+pub(super) fn a_build_published_after_the_last_converge_is_installed() {
     let host = Host::boot("web1");
     let dir = host.path(PUB);
     std::fs::create_dir_all(&dir).unwrap();
@@ -117,7 +117,7 @@ fn a_build_published_after_the_last_converge_is_installed() {
 /// not failed on, and nothing is held against the commit.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_busy_dnf_is_waited_for() {
+pub(super) fn a_busy_dnf_is_waited_for() {
     let host = Host::boot("web1");
     let dir = host.path(PUB);
     std::fs::create_dir_all(&dir).unwrap();

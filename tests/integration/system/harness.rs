@@ -1,8 +1,9 @@
 //! Disposable systemd hosts for the system tests.
 //!
 //! Each [`Host`] is booted by `tests/system/sandbox.sh` (a cached Debian root
-//! with the real rpm, dnf 4 and systemd, systemd as PID 1 in its own
-//! namespaces), gets this build of driftless at /usr/local/bin/driftless and
+//! with the real rpm, dnf and systemd, systemd as PID 1 in its own
+//! namespaces: dnf 4 and rpm 4.18 from bookworm, or dnf 5 and rpm 6 from
+//! forky, see [`on_suite`]), gets this build of driftless at /usr/local/bin/driftless and
 //! the test RPM repository at /srv/repo, and is stopped and deleted when
 //! dropped. The helpers read back what rpm, dnf and systemd say, and which
 //! commands driftless ran (from its debug log).
@@ -33,6 +34,44 @@ struct Prepared {
 }
 
 static PREPARED: OnceLock<Prepared> = OnceLock::new();
+
+/// The Debian suite a host is built from, and with it its rpm and dnf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// dnf 4.14 and rpm 4.18: RHEL 9's generation.
+    Bookworm,
+    /// dnf 5.4 and rpm 6.1: Fedora 41+ and EL 11's generation.
+    Forky,
+}
+
+impl Suite {
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Forky => "forky",
+        }
+    }
+}
+
+thread_local! {
+    /// The suite hosts booted on this thread (this test) come from.
+    static SUITE: std::cell::Cell<Suite> = const { std::cell::Cell::new(Suite::Bookworm) };
+}
+
+/// Runs `test` with every host it boots built from `suite`: the same
+/// test on dnf 4 and on dnf 5.
+pub fn on_suite(suite: Suite, test: fn()) {
+    SUITE.set(suite);
+    test();
+}
+
+/// The suite of the hosts this test boots.
+pub fn suite() -> Suite {
+    SUITE.get()
+}
+
+/// The forky root filesystem is built only when a test asks for it.
+static FORKY: OnceLock<()> = OnceLock::new();
 
 /// Checks for root, installs the tools, builds the cached root filesystem
 /// and the test RPMs, once. A panic here leaves the cell empty, so every
@@ -129,13 +168,19 @@ impl Host {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let prepared = prepared();
+        let suite = suite();
+        if suite == Suite::Forky {
+            FORKY.get_or_init(|| {
+                sandbox(&["rootfs", "forky"]).expect_code(0);
+            });
+        }
         let workdir = tempfile::Builder::new()
             .prefix("driftless-host-")
             .tempdir()
             .expect("create a host WORKDIR");
         let wd = workdir.path().to_str().expect("utf-8 WORKDIR").to_owned();
         // boot cleans up after itself when it fails, so nothing to stop yet.
-        let booted = sandbox(&["boot", &wd, hostname]);
+        let booted = sandbox(&["boot", &wd, hostname, suite.name()]);
         booted.expect_code(0);
         let pid = booted
             .stdout

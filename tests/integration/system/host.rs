@@ -258,7 +258,7 @@ fn harness_runs_driftless_inside_the_host() {
 /// both services enabled and running, started once with the managed file.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn from_empty_host_one_converge_applies_everything() {
+pub(super) fn from_empty_host_one_converge_applies_everything() {
     let host = Host::boot("web1");
     host.write_config(&[(HOST_FILE, &web1("1.0-1", CONF_V1, &[]))]);
     let history = host.dnf_history_count();
@@ -322,7 +322,7 @@ fn from_empty_host_one_converge_applies_everything() {
 /// service restarted; plan agrees that all is in sync.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn second_converge_is_a_no_op() {
+pub(super) fn second_converge_is_a_no_op() {
     let host = converged_host();
     let files_before = [CONF, REPO_FILE].map(|p| host.identity(p));
     let pids_before = [HELLO, WEB].map(|u| host.main_pid(u));
@@ -366,7 +366,7 @@ fn second_converge_is_a_no_op() {
 /// provider, the next is a no-op.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_name_an_installed_package_provides_counts_as_installed() {
+pub(super) fn a_name_an_installed_package_provides_counts_as_installed() {
     let host = Host::boot("web1");
     host.write_config(&[(HOST_FILE, &web1("1.0-1", CONF_V1, &["dl-tool-virtual"]))]);
     host.converge().expect_code(2);
@@ -389,7 +389,7 @@ fn a_name_an_installed_package_provides_counts_as_installed() {
 /// transaction, and the pinned state is then stable.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn pinned_version_upgrades_and_downgrades_in_one_transaction() {
+pub(super) fn pinned_version_upgrades_and_downgrades_in_one_transaction() {
     let host = converged_host();
     for version in ["2.0-1", "1.0-1"] {
         let history = host.dnf_history_count();
@@ -412,7 +412,7 @@ fn pinned_version_upgrades_and_downgrades_in_one_transaction() {
 /// and no other; the restarted service reads the new content.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn config_change_restarts_exactly_that_service_once() {
+pub(super) fn config_change_restarts_exactly_that_service_once() {
     let host = converged_host();
     let web_pid = host.main_pid(WEB);
     let hello_pid = host.main_pid(HELLO);
@@ -459,7 +459,7 @@ fn config_change_restarts_exactly_that_service_once() {
 /// restarts the service whose file it rewrote.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn drift_is_reported_and_healed() {
+pub(super) fn drift_is_reported_and_healed() {
     let host = converged_host();
     host.exec(&["systemctl", "stop", HELLO]).expect_code(0);
     host.exec(&["rpm", "-e", "dl-tool"]).expect_code(0);
@@ -515,7 +515,7 @@ fn drift_is_reported_and_healed() {
 /// not restarted, no transaction recorded).
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn unknown_package_fails_with_dnfs_message_and_nothing_after_runs() {
+pub(super) fn unknown_package_fails_with_dnfs_message_and_nothing_after_runs() {
     let host = converged_host();
     let conf = host.identity(CONF);
     let repo = host.identity(REPO_FILE);
@@ -565,7 +565,7 @@ fn unknown_package_fails_with_dnfs_message_and_nothing_after_runs() {
 /// 4, rpm's scriptlet error, the package absent, nothing after it ran.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn failing_scriptlet_fails_the_converge() {
+pub(super) fn failing_scriptlet_fails_the_converge() {
     let host = converged_host();
     let conf = host.identity(CONF);
     let web_pid = host.main_pid(WEB);
@@ -613,7 +613,7 @@ fn failing_scriptlet_fails_the_converge() {
 /// and neither packages nor later files are there.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn failed_transaction_restores_the_repo_file() {
+pub(super) fn failed_transaction_restores_the_repo_file() {
     let host = Host::boot("web1");
     host.write_config(&[(HOST_FILE, &web1("1.0-1", CONF_V1, &["dl-nonexist"]))]);
 
@@ -651,7 +651,7 @@ fn failed_transaction_restores_the_repo_file() {
 /// (read-only) and runs no transaction.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn latest_installs_the_newest_build_with_one_metadata_query() {
+pub(super) fn latest_installs_the_newest_build_with_one_metadata_query() {
     let host = Host::boot("web1");
     // As on a minimal host: no repository directory at all. driftless
     // creates it and writes the repo file before asking for `latest`.
@@ -679,7 +679,7 @@ fn latest_installs_the_newest_build_with_one_metadata_query() {
 /// planned before the user exists, owned by it after one converge.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_file_can_be_owned_by_a_user_its_package_creates() {
+pub(super) fn a_file_can_be_owned_by_a_user_its_package_creates() {
     let host = Host::boot("web1");
     let config = "[[repo]]\nname = \"driftless-test\"\nbaseurl = \"file:///srv/repo\"\ngpgcheck = false\n\n[[package]]\nname = \"dl-owner\"\n\n[[file]]\npath = \"/etc/dl-owner.conf\"\ncontent = \"owned\\n\"\nowner = \"dlowner\"\ngroup = \"dlowner\"\nmode = \"0640\"\n";
     host.write_config(&[(HOST_FILE, config)]);
@@ -696,7 +696,7 @@ fn a_file_can_be_owned_by_a_user_its_package_creates() {
 /// converge with dnf's own words, and leave the packages as they were.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn other_dnf_failures_carry_dnfs_message() {
+pub(super) fn other_dnf_failures_carry_dnfs_message() {
     let host = Host::boot("web1");
     let repo =
         "[[repo]]\nname = \"driftless-test\"\nbaseurl = \"file:///srv/repo\"\ngpgcheck = false\n";

@@ -1,7 +1,8 @@
 //! System tests on real, disposable systemd hosts (see tests/system/README.md):
 //! packages, files and services (`host`), the transactional converge
 //! (`rollback`), units as RHEL ships them (`units`), and the daemon
-//! installed from its RPM (`daemon`). They need root and are ignored by
+//! installed from its RPM (`daemon`); the package, rollback and blame
+//! tests again on dnf 5 and rpm 6 (`dnf5`). They need root and are ignored by
 //! default:
 //!
 //!     cargo test --test integration system:: -- --include-ignored
@@ -9,6 +10,7 @@
 mod accounts;
 mod blame;
 mod daemon;
+mod dnf5;
 mod harness;
 mod host;
 mod prune;

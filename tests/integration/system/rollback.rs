@@ -463,7 +463,7 @@ fn http_server() -> u16 {
 /// good state, runs no dnf at all.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn upgrade_to_a_failing_service_rolls_back_to_the_old_package() {
+pub(super) fn upgrade_to_a_failing_service_rolls_back_to_the_old_package() {
     let host = boot();
     let good = Web1 {
         hello: "2.0-1",
@@ -599,7 +599,7 @@ fn upgrade_to_a_failing_service_rolls_back_to_the_old_package() {
 /// http check answering 503.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_failing_check_after_a_config_change_rolls_back() {
+pub(super) fn a_failing_check_after_a_config_change_rolls_back() {
     let host = boot();
     let port = http_server();
     let command_check = format!(
@@ -742,7 +742,7 @@ retries = 0
 /// rewritten), and the services, not restarted.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_dnf_failure_leaves_the_host_exactly_as_before() {
+pub(super) fn a_dnf_failure_leaves_the_host_exactly_as_before() {
     let host = boot();
     Web1::default().declare(&host);
     host.converge().expect_code(2);
@@ -868,7 +868,7 @@ content = "[Service]\nEnvironment=DL_WEB=v2\n"
 /// step.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_crash_at_every_step_leaves_old_or_new_never_a_mix() {
+pub(super) fn a_crash_at_every_step_leaves_old_or_new_never_a_mix() {
     const FAILING: &str = "\n[[check]]\nname = \"broken\"\ncommand = [\"false\"]\nretries = 0\n";
     let steps: &[(&str, &str)] = &[
         ("after-snapshot", ""),
@@ -990,7 +990,7 @@ fn a_crash_at_every_step_leaves_old_or_new_never_a_mix() {
 /// until `retry`, which tries it again.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn history_rollback_to_resume_and_retry() {
+pub(super) fn history_rollback_to_resume_and_retry() {
     const ONE: &str = "greeting = one\n";
     const TWO: &str = "greeting = two\n";
     const THREE: &str = "greeting = three\n";
@@ -1115,7 +1115,7 @@ fn history_rollback_to_resume_and_retry() {
 /// exits 3.
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn three_interrupted_converges_quarantine_the_head() {
+pub(super) fn three_interrupted_converges_quarantine_the_head() {
     let host = boot();
     Web1::default().declare(&host);
     host.converge().expect_code(2);
