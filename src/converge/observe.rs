@@ -13,7 +13,9 @@ use super::commands;
 use crate::cancel::Cancel;
 use crate::desired::model::{Ensure, Resource};
 use crate::desired::{DesiredState, Diagnostic};
-use crate::plan::observed::{Accounts, CachedFile, Observed, ObservedHost, StatCache, UnitObs};
+use crate::plan::observed::{
+    Accounts, CachedFile, Observed, ObservedHost, RepoOverride, StatCache, UnitObs,
+};
 use crate::plan::rpmver::{Evr, Nevra};
 use crate::plan::{self, Plan, PlanProblem, SecretContents};
 use crate::system::fsroot::{FsRoot, Parents};
@@ -203,7 +205,35 @@ fn observe_cached(
         paths
     })?;
     host.guards = commands::observe_guards(root, desired, cancel)?;
+    host.repo_overrides = repo_overrides(root, desired)?;
     Ok(host)
+}
+
+/// Where dnf 5 keeps `config-manager setopt`'s repository settings.
+const REPO_OVERRIDES: &str = "/etc/dnf/repos.override.d";
+
+/// The sections of dnf 5's repo override files, when a repository is
+/// declared (otherwise nothing is looked at).
+fn repo_overrides(root: &FsRoot, desired: &DesiredState) -> Result<Vec<RepoOverride>> {
+    if !desired
+        .resources
+        .iter()
+        .any(|d| matches!(d.resource, Resource::Repo(_)))
+    {
+        return Ok(Vec::new());
+    }
+    let Observed::Dir { entries, .. } = root.observe(REPO_OVERRIDES)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for name in entries.iter().filter(|e| e.ends_with(".repo")) {
+        let path = format!("{REPO_OVERRIDES}/{name}");
+        if let Observed::File { .. } = root.observe(&path)? {
+            let text = root.read_file(&path)?;
+            out.extend(RepoOverride::parse(&path, &String::from_utf8_lossy(&text)));
+        }
+    }
+    Ok(out)
 }
 
 /// For each declared name to be installed (any version) that no installed

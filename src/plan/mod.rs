@@ -147,6 +147,7 @@ pub fn plan_after(
     }
     p.accounts(accounts.into_changes());
     let mut plan = p.finish()?;
+    plan.notes.extend(repo_overrides(desired, host));
     // Commands run after the files and packages they may refresh on, and
     // before the services (which may restart on them).
     let runs = commands::plan_commands(
@@ -195,6 +196,36 @@ pub fn plan_after(
     plan.preview_notes.extend(sp.preview_notes.iter().cloned());
     plan.changes.extend(service_changes(sp));
     Ok(plan)
+}
+
+/// What dnf 5's override files change in a declared repository: the
+/// repo file driftless keeps is not what dnf uses, and nothing in it shows.
+fn repo_overrides(desired: &DesiredState, host: &ObservedHost) -> Vec<String> {
+    let mut notes = Vec::new();
+    for d in &desired.resources {
+        let Resource::Repo(repo) = &d.resource else {
+            continue;
+        };
+        if repo.ensure != crate::desired::model::Ensure::Present {
+            continue;
+        }
+        for o in host
+            .repo_overrides
+            .iter()
+            .filter(|o| o.applies_to(&repo.name))
+        {
+            notes.push(format!(
+                "repo:{} is overridden by dnf 5 in {} ([{}] {}): dnf uses that, not the declared {}; remove it with `dnf config-manager unsetopt {}.KEY` or declare the setting",
+                repo.name,
+                o.file,
+                o.section,
+                o.settings.join(", "),
+                repo.path(),
+                repo.name
+            ));
+        }
+    }
+    notes
 }
 
 /// Plans the services against `units`, given the non-service changes.

@@ -425,11 +425,13 @@ fn kill_group(child: &mut Child, pid: Pid) {
 
 /// The last `n` non-empty lines of `text`, joined with " | " so they fit in
 /// one log line, and at most [`TAIL_MAX_BYTES`] of them (the end is kept).
+/// Progress bars (dnf 5 draws them even without a terminal) say nothing
+/// about a failure and are left out.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !is_progress(l))
         .collect();
     if lines.is_empty() {
         return "(no output)".to_owned();
@@ -438,6 +440,15 @@ pub fn tail(text: &str, n: usize) -> String {
         &lines[lines.len().saturating_sub(n)..].join(" | "),
         TAIL_MAX_BYTES,
     )
+}
+
+/// A progress bar's line: `[2/3] Prepare transaction  100% | 1.0 KiB/s |
+/// 1.0 B | 00m00s`, `driftless-test  100% | 0.0 B/s | 0.0 B | 00m00s`.
+fn is_progress(line: &str) -> bool {
+    let mut cols = line.split(" | ").map(str::trim);
+    let first = cols.next().unwrap_or("");
+    let rate = cols.next().unwrap_or("");
+    first.ends_with('%') && rate.ends_with("/s")
 }
 
 /// The end of `text`, at most `max` bytes of it, cut at a character and
@@ -481,6 +492,17 @@ mod tests {
             (out.code, out.stdout.as_str(), out.stderr.as_str()),
             (1, "out\n", "err\n")
         );
+    }
+
+    #[test]
+    fn progress_bars_are_no_part_of_a_tail() {
+        let dnf5 = "Updating and loading repositories:\n driftless test packages                100% |   2.4 MiB/s |   4.9 KiB |  00m00s\nRepositories loaded.\n[2/3] Prepare transaction               100% | 142.0   B/s |   1.0   B |  00m00s\n>>> Error in %pre scriptlet: dl-failpre-0:1.0-1.noarch\n";
+        assert_eq!(
+            tail(dnf5, 10),
+            "Updating and loading repositories: | Repositories loaded. | >>> Error in %pre scriptlet: dl-failpre-0:1.0-1.noarch"
+        );
+        // A line that only mentions a percentage stays.
+        assert_eq!(tail("disk 100% | full\n", 10), "disk 100% | full");
     }
 
     #[test]

@@ -114,6 +114,10 @@ mod tests {
                 "Error: Failed to download metadata for repo 'internal': Cannot download repomd.xml",
             ),
             failed("Error: [Errno 28] No space left on device"),
+            // dnf 5.4's words.
+            failed(
+                ">>> Curl error (37): Could not read a file:// file for file:///srv/no-such-repo/repodata/repomd.xml | >>> Usable URL not found | Failed to download metadata (baseurl: \"file:///srv/no-such-repo\") for repository \"gone\": Usable URL not found",
+            ),
             anyhow::Error::new(Errno::EACCES).context("failed to write /etc/motd"),
             anyhow::Error::new(std::io::Error::from_raw_os_error(28))
                 .context("failed to write /etc/x"),
@@ -129,6 +133,14 @@ mod tests {
         for e in [
             failed("Error: Unable to find a match: dl-nonexist"),
             failed("Error in PREIN scriptlet in rpm package dl-failpre"),
+            // dnf 5.4's words.
+            failed("Failed to resolve the transaction: | No match for argument: dl-nonexist"),
+            failed(
+                ">>> Error in %pre scriptlet: dl-failpre-0:1.0-1.noarch | >>> Scriptlet output:",
+            ),
+            failed(
+                "Problem: problem with installed package | - installed package dl-conflict-a-1.0-1.noarch conflicts with dl-conflict-a provided by dl-conflict-b-1.0-1.noarch from driftless-test",
+            ),
             failed("Error: Transaction test error: file /x conflicts between attempted installs"),
             anyhow::anyhow!("health check failed: check `web` failed 3 time(s)"),
             anyhow::Error::new(Errno::EISDIR).context("failed to write /etc/motd"),

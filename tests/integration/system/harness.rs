@@ -70,6 +70,35 @@ pub fn suite() -> Suite {
     SUITE.get()
 }
 
+/// What the dnf of this test's hosts says, in its own words.
+pub mod dnf_says {
+    use super::{Suite, suite};
+
+    /// No package matches `spec`.
+    pub fn no_match(spec: &str) -> String {
+        match suite() {
+            Suite::Bookworm => format!("Unable to find a match: {spec}"),
+            Suite::Forky => format!("No match for argument: {spec}"),
+        }
+    }
+
+    /// A `%pre` scriptlet failed.
+    pub fn pre_scriptlet_failed() -> &'static str {
+        match suite() {
+            Suite::Bookworm => "Error in PREIN scriptlet",
+            Suite::Forky => "Error in %pre scriptlet",
+        }
+    }
+
+    /// The metadata of `repo` could not be downloaded.
+    pub fn repo_unreachable(repo: &str) -> String {
+        match suite() {
+            Suite::Bookworm => format!("Failed to download metadata for repo '{repo}'"),
+            Suite::Forky => format!("for repository \"{repo}\""),
+        }
+    }
+}
+
 /// The forky root filesystem is built only when a test asks for it.
 static FORKY: OnceLock<()> = OnceLock::new();
 
@@ -380,13 +409,15 @@ impl Host {
     pub fn dnf_history_count(&self) -> usize {
         let history = self.exec(&["dnf", "history", "list"]);
         history.expect_code(0);
-        // Rows look like "     3 | install dl-hello | 2026-... | Install | 1".
+        // Rows start with the transaction id: dnf 4's look like
+        // "     3 | install dl-hello | 2026-... | Install | 1", dnf 5's like
+        // " 1 dnf -y install dl-hello 2026-12-07 13:41:58  1".
         history
             .stdout
             .lines()
             .filter(|line| {
-                let id = line.trim_start().split(" |").next().unwrap_or("");
-                !id.is_empty() && line.contains(" | ") && id.bytes().all(|b| b.is_ascii_digit())
+                let id = line.split_whitespace().next().unwrap_or("");
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
             })
             .count()
     }

@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::harness::{Host, commands, conf_sum, mutating, program, systemctl_verb, web_events};
+use super::harness::{
+    Host, commands, conf_sum, dnf_says, mutating, program, systemctl_verb, web_events,
+};
 use crate::util::Run;
 
 /// The host file of every scenario; hosts are booted as `web1`.
@@ -527,7 +529,7 @@ pub(super) fn unknown_package_fails_with_dnfs_message_and_nothing_after_runs() {
     run.expect_code(4);
 
     assert!(
-        run.stderr.contains("Unable to find a match: dl-nonexist"),
+        run.stderr.contains(&dnf_says::no_match("dl-nonexist")),
         "dnf's message is missing:\n{}",
         run.stderr
     );
@@ -575,7 +577,7 @@ pub(super) fn failing_scriptlet_fails_the_converge() {
     run.expect_code(4);
 
     assert!(
-        run.stderr.contains("Error in PREIN scriptlet"),
+        run.stderr.contains(dnf_says::pre_scriptlet_failed()),
         "the scriptlet error is missing:\n{}",
         run.stderr
     );
@@ -621,7 +623,7 @@ pub(super) fn failed_transaction_restores_the_repo_file() {
     run.expect_code(4);
 
     assert!(
-        run.stderr.contains("Unable to find a match: dl-nonexist"),
+        run.stderr.contains(&dnf_says::no_match("dl-nonexist")),
         "{}",
         run.stderr
     );
@@ -710,17 +712,17 @@ pub(super) fn other_dnf_failures_carry_dnfs_message() {
     let cases = [
         (
             "[[package]]\nname = \"dl-hello\"\nversion = \"9.9-1\"\n",
-            "Unable to find a match: dl-hello-9.9-1",
+            dnf_says::no_match("dl-hello-9.9-1"),
             true,
         ),
         (
             "[[package]]\nname = \"dl-conflict-b\"\n",
-            "conflicts with dl-conflict-a",
+            "conflicts with dl-conflict-a".to_owned(),
             true,
         ),
         (
             "[[repo]]\nname = \"gone\"\nbaseurl = \"file:///srv/no-such-repo\"\ngpgcheck = false\n\n[[package]]\nname = \"dl-tool\"\n",
-            "Failed to download metadata for repo 'gone'",
+            dnf_says::repo_unreachable("gone"),
             false,
         ),
     ];
@@ -733,7 +735,7 @@ pub(super) fn other_dnf_failures_carry_dnfs_message() {
         let run = host.converge();
         run.expect_code(4);
         assert!(
-            run.stderr.contains(says),
+            run.stderr.contains(&says),
             "expected dnf to say {says:?}:\n{}",
             run.stderr
         );

@@ -15,7 +15,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use super::harness::{CONFIG_DIR, Host, commands, conf_sum, mutating, program, web_events};
+use super::harness::{
+    CONFIG_DIR, Host, commands, conf_sum, dnf_says, mutating, program, web_events,
+};
 use crate::util::Run;
 use serde_json::Value;
 
@@ -215,9 +217,11 @@ fn dnf_commands(run: &Run) -> Vec<String> {
 
 /// Whether `run` logged a dnf transaction installing `spec`.
 fn dnf_installed(run: &Run, spec: &str) -> bool {
-    dnf_commands(run)
-        .iter()
-        .any(|c| c.split_whitespace().any(|w| w == "install") && c.contains(spec))
+    dnf_commands(run).iter().any(|c| {
+        c.split_whitespace()
+            .any(|w| w == "install" || w == "--action=install")
+            && c.contains(spec)
+    })
 }
 
 /// Asserts that a converge that should be held changed nothing: no dnf at
@@ -777,7 +781,7 @@ name = "dl-nonexist"
     let run = host.converge();
     run.expect_code(4);
     assert!(
-        run.stderr.contains("Unable to find a match: dl-nonexist"),
+        run.stderr.contains(&dnf_says::no_match("dl-nonexist")),
         "dnf's message is missing:\n{}",
         run.stderr
     );
