@@ -30,4 +30,5 @@ mod source;
 mod statcache;
 mod system;
 mod transactions;
+mod upgrade;
 mod util;
