@@ -4,13 +4,15 @@
 
 use super::diag::{Diagnostic, Origin};
 use super::facts::Facts;
+use super::kinds::{Decl, ReadContent, ResourceId};
 use super::merge::Winner;
-use super::model::{Content, Declared, Ensure, File, Resource};
+use super::model::Declared;
 use super::options::LoadOptions;
-use super::parse::{ContentSpec, Decl, FileSpec, ParsedFile, Spec};
+use super::parse::ParsedFile;
 use super::secrets::{AGE_SUFFIX, Opened};
 use super::template::{Scope, SecretVars, TemplateOrigin, render};
 use super::tree::{ConfigTree, EntryKind};
+use super::values::{Content, ContentSpec};
 
 /// Symlinks followed inside the repo before giving up (as the kernel does).
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -23,6 +25,26 @@ pub(super) struct Contents<'a> {
     pub(super) opts: &'a LoadOptions,
     /// Problems found.
     pub(super) diags: &'a mut Vec<Diagnostic>,
+}
+
+/// [`Contents`] with the template scope of one host.
+struct WithScope<'c, 'a, 's> {
+    contents: &'c mut Contents<'a>,
+    scope: &'s Scope,
+}
+
+impl ReadContent for WithScope<'_, '_, '_> {
+    fn read(
+        &mut self,
+        content: &ContentSpec,
+        template: bool,
+        present: bool,
+        what: &ResourceId,
+        decl: &Decl,
+    ) -> Option<(Content, bool)> {
+        self.contents
+            .content(content, template, present, what, decl, self.scope)
+    }
 }
 
 /// The `vars` templates see: every layer's, later layers (roles in order,
@@ -53,17 +75,11 @@ impl Contents<'_> {
             if self.opts.cancel.should_stop() {
                 break;
             }
-            let resource = match &w.decl.spec {
-                Spec::Repo(r) => Some(Resource::Repo(r.clone())),
-                Spec::Package(p) => Some(Resource::Package(p.clone())),
-                Spec::Group(g) => Some(Resource::Group(g.clone())),
-                Spec::User(u) => Some(Resource::User(u.clone())),
-                Spec::Directory(d) => Some(Resource::Directory(d.clone())),
-                Spec::Symlink(s) => Some(Resource::Symlink(s.clone())),
-                Spec::Command(c) => Some(Resource::Command(c.clone())),
-                Spec::Service(s) => Some(Resource::Service(s.clone())),
-                Spec::File(f) => self.file_content(f, &w.decl, &scope).map(Resource::File),
+            let mut reader = WithScope {
+                contents: self,
+                scope: &scope,
             };
+            let resource = w.decl.spec.resolve(&mut reader, &w.decl);
             if let Some(resource) = resource {
                 out.push(Declared {
                     resource,
@@ -76,11 +92,20 @@ impl Contents<'_> {
         out
     }
 
-    fn file_content(&mut self, f: &FileSpec, decl: &Decl, scope: &Scope) -> Option<File> {
+    /// See [`ReadContent::read`].
+    fn content(
+        &mut self,
+        spec: &ContentSpec,
+        template: bool,
+        present: bool,
+        what: &ResourceId,
+        decl: &Decl,
+        scope: &Scope,
+    ) -> Option<(Content, bool)> {
         // A secret's content, and what a template makes of secrets, never
         // shows in a diff, a log or JSON, whatever the file says.
-        let mut sensitive = f.sensitive;
-        let (bytes, tmpl_file, first_line) = match &f.content {
+        let mut sensitive = false;
+        let (bytes, tmpl_file, first_line) = match spec {
             ContentSpec::Nothing => (Vec::new(), String::new(), 0),
             ContentSpec::Inline(text) => (
                 text.clone().into_bytes(),
@@ -95,10 +120,8 @@ impl Contents<'_> {
                         // Checked only: nothing to render or compare.
                         Ok(Opened::Checked) => (Vec::new(), String::new(), 0),
                         Err(e) => {
-                            self.diags.push(
-                                decl.origin
-                                    .diag(format!("source {e} (for file:{})", f.path)),
-                            );
+                            self.diags
+                                .push(decl.origin.diag(format!("source {e} (for {what})")));
                             return None;
                         }
                     }
@@ -112,7 +135,7 @@ impl Contents<'_> {
                 }
             },
         };
-        let content = if f.template && f.ensure == Ensure::Present {
+        let content = if template && present {
             let Ok(text) = String::from_utf8(bytes) else {
                 self.diags.push(Diagnostic::file(
                     tmpl_file,
@@ -134,7 +157,7 @@ impl Contents<'_> {
                         file: e.file,
                         line: e.line,
                         column: e.column,
-                        message: format!("{} (for file:{})", e.message, f.path),
+                        message: format!("{} (for {what})", e.message),
                     });
                     return None;
                 }
@@ -145,19 +168,13 @@ impl Contents<'_> {
         if content.len() as u64 > self.opts.max_file_size {
             self.diags.push(decl.origin.diag(format!(
                 "content of {} is {} bytes, over the cap of {} bytes",
-                f.path,
+                what.key,
                 content.len(),
                 self.opts.max_file_size
             )));
             return None;
         }
-        Some(File {
-            path: f.path.clone(),
-            ensure: f.ensure,
-            content: Content::new(content),
-            meta: f.meta.clone(),
-            sensitive,
-        })
+        Some((Content::new(content), sensitive))
     }
 
     /// Reads a `source` file, following symlinks only while they stay inside

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::diag::Diagnostic;
+use super::kinds::{Decl, Spec};
 use super::model::{Check, Ensure, ResourceId};
-use super::parse::{CheckDecl, Decl, ParsedFile, Spec};
+use super::parse::{CheckDecl, ParsedFile};
 
 /// One merged resource: the winning declaration and the file it came from.
 pub(super) struct Winner {

@@ -1,0 +1,51 @@
+//! `[[directory]]`: a directory, its owner, group, mode and SELinux context.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use crate::desired::parser::{DEFAULT_DIR_MODE, Parser};
+use crate::desired::schema::Fields;
+use crate::desired::values::{Ensure, Meta};
+
+/// A directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    /// Absolute, normalised path.
+    pub path: String,
+    /// Present or absent (only an empty directory is removed).
+    pub ensure: Ensure,
+    /// Ownership and mode.
+    pub meta: Meta,
+}
+
+impl Identity for Directory {
+    fn key(&self) -> &str {
+        &self.path
+    }
+
+    fn path(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+}
+
+impl KindDef for Directory {
+    type Spec = Self;
+    const KEYS: &'static [&'static str] = &[
+        "path", "owner", "group", "mode", "state", "selinux", "prune",
+    ];
+
+    fn parse(p: &Parser<'_, '_>, f: &Fields<'_, '_>) -> Option<Parsed<Self::Spec>> {
+        let path = p.path(f);
+        let meta = p.meta(f, DEFAULT_DIR_MODE);
+        let ensure = p.ensure(f);
+        Some(Parsed::plain(Directory {
+            path: path?,
+            ensure: ensure?,
+            meta: meta?,
+        }))
+    }
+
+    fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
+        Some(spec.clone())
+    }
+}

@@ -1,0 +1,138 @@
+//! `[[file]]`: a regular file, its bytes (inline, from the repo, rendered from a template, or decrypted), owner, group, mode and SELinux context.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Decl, Identity, Kind, KindDef, Parsed, ReadContent, ResourceId};
+use crate::desired::parser::{DEFAULT_FILE_MODE, Parser, inline_first_line, repo_relative_path};
+use crate::desired::schema::{Fields, Sp};
+use crate::desired::values::{Content, ContentSpec, Ensure, Meta};
+
+/// A regular file with its final (read and rendered) content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct File {
+    /// Absolute, normalised path on the host.
+    pub path: String,
+    /// Present (with content and metadata) or absent.
+    pub ensure: Ensure,
+    /// The exact bytes the file must hold (empty when absent).
+    #[serde(skip)]
+    pub content: Content,
+    /// Ownership and mode.
+    pub meta: Meta,
+    /// Never show the content in diffs or logs.
+    pub sensitive: bool,
+}
+
+/// A `[[file]]` before its content is read and rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Host path.
+    pub path: String,
+    /// Present or absent.
+    pub ensure: Ensure,
+    /// Content source.
+    pub content: ContentSpec,
+    /// Render with minijinja.
+    pub template: bool,
+    /// Ownership and mode.
+    pub meta: Meta,
+    /// No diffs or content in logs.
+    pub sensitive: bool,
+}
+
+impl Identity for File {
+    fn key(&self) -> &str {
+        &self.path
+    }
+
+    fn path(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+}
+
+impl Identity for FileSpec {
+    fn key(&self) -> &str {
+        &self.path
+    }
+
+    fn path(&self) -> Option<String> {
+        Some(self.path.clone())
+    }
+}
+
+impl KindDef for File {
+    type Spec = FileSpec;
+    const KEYS: &'static [&'static str] = &[
+        "path",
+        "source",
+        "content",
+        "template",
+        "owner",
+        "group",
+        "mode",
+        "state",
+        "sensitive",
+        "selinux",
+        "prune",
+    ];
+
+    fn parse(p: &Parser<'_, '_>, f: &Fields<'_, '_>) -> Option<Parsed<Self::Spec>> {
+        let path = p.path(f);
+        let meta = p.meta(f, DEFAULT_FILE_MODE);
+        let ensure = p.ensure(f);
+        let source = f.string(p.cx, "source");
+        let content = f.string(p.cx, "content");
+        let mut content_line = 0;
+        let spec = match (source, content) {
+            (Some(s), Some(c)) => {
+                p.cx.error(&c.span(), "[[file]] takes `source` or `content`, not both");
+                let _ = s;
+                None
+            }
+            (Some(s), None) => p
+                .checked(&s, repo_relative_path)
+                .map(|()| ContentSpec::Source(s.into_inner())),
+            (None, Some(c)) => {
+                content_line = inline_first_line(p.cx, &c.span());
+                Some(ContentSpec::Inline(c.into_inner()))
+            }
+            (None, None) if ensure == Some(Ensure::Absent) => Some(ContentSpec::Nothing),
+            (None, None) => {
+                p.cx.error(
+                    &f.span(),
+                    "[[file]] needs `source` (a file in the config repo) or `content` (a string)",
+                );
+                None
+            }
+        };
+        let template = f.bool(p.cx, "template").is_some_and(Sp::into_inner);
+        let sensitive = f.bool(p.cx, "sensitive").is_some_and(Sp::into_inner);
+        Some(Parsed {
+            spec: FileSpec {
+                path: path?,
+                ensure: ensure?,
+                content: spec?,
+                template,
+                meta: meta?,
+                sensitive,
+            },
+            content_line,
+            ref_origins: Vec::new(),
+        })
+    }
+
+    fn resolve(spec: &FileSpec, r: &mut dyn ReadContent, decl: &Decl) -> Option<Self> {
+        let id = ResourceId::new(Kind::File, &spec.path);
+        let present = spec.ensure == Ensure::Present;
+        let (content, secret) = r.read(&spec.content, spec.template, present, &id, decl)?;
+        // A secret's content, and what a template makes of secrets, never
+        // shows in a diff, a log or JSON, whatever the file says.
+        Some(File {
+            path: spec.path.clone(),
+            ensure: spec.ensure,
+            content,
+            meta: spec.meta.clone(),
+            sensitive: spec.sensitive || secret,
+        })
+    }
+}

@@ -1,0 +1,312 @@
+//! The resource kinds, one module each: its keys, how a `[[kind]]` table
+//! is parsed and checked, its identity, and what it becomes for the
+//! engine. The list below is the only place that names them all, in the
+//! order a converge applies them: the [`Kind`], [`Resource`] and [`Spec`]
+//! enums and every dispatch over them are generated from it, so a kind
+//! that is listed but not handled somewhere does not compile.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::diag::Origin;
+use super::parser::Parser;
+use super::schema::Fields;
+use super::values::{Content, ContentSpec};
+
+pub mod command;
+pub mod directory;
+pub mod file;
+pub mod group;
+pub mod package;
+pub mod repo;
+pub mod service;
+pub mod symlink;
+pub mod user;
+
+/// What identifies a resource, and the path it manages: the same for a
+/// declaration and for the resource it becomes.
+pub(crate) trait Identity {
+    /// Its key in `kind:key`: a name, a path, a unit.
+    fn key(&self) -> &str;
+    /// The host path it manages, if it is a filesystem object.
+    fn path(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What one kind module provides.
+pub(crate) trait KindDef: Identity + Sized {
+    /// What a declaration holds before it is resolved (a file's `source`
+    /// not read yet); compared between roles for conflicts. `Self` for
+    /// most kinds.
+    type Spec: Identity + Clone + PartialEq + fmt::Debug;
+    /// The keys its tables take (`prune` among them when pruning applies).
+    const KEYS: &'static [&'static str];
+    /// Parses one table; problems are reported to the parser's context.
+    fn parse(p: &Parser<'_, '_>, f: &Fields<'_, '_>) -> Option<Parsed<Self::Spec>>;
+    /// The resource a declaration stands for (a file's content read and
+    /// rendered); `None` when that failed (reported to `r`).
+    fn resolve(spec: &Self::Spec, r: &mut dyn ReadContent, decl: &Decl) -> Option<Self>;
+}
+
+/// The identity of a resource: one package by name, one path by path, one
+/// unit by unit name. Written `kind:key`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceId {
+    /// What kind of thing.
+    pub kind: Kind,
+    /// Its key: a name, an absolute path or a unit name.
+    pub key: String,
+}
+
+impl ResourceId {
+    /// Builds an identity.
+    pub fn new(kind: Kind, key: impl Into<String>) -> Self {
+        Self {
+            kind,
+            key: key.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.key)
+    }
+}
+
+/// One declaration with its positions (kept out of [`Spec`] so that equal
+/// declarations in two files compare equal).
+#[derive(Clone, Debug)]
+pub(crate) struct Decl {
+    /// What is declared.
+    pub spec: Spec,
+    /// Where the declaration starts.
+    pub origin: Origin,
+    /// Repo line of the first line of inline content (for template errors).
+    pub content_line: usize,
+    /// `prune = false`: once dropped from the repo, left as it is.
+    pub prune: bool,
+    /// Positions of the service's `restart_on` then `reload_on` entries, of
+    /// the command's `refresh_on` entries, or of the user's `group` then
+    /// `groups` entries.
+    pub ref_origins: Vec<Origin>,
+}
+
+/// What a kind reads content with when it is resolved
+/// ([`KindDef::resolve`]): the repo's files, secrets and templates.
+pub(crate) trait ReadContent {
+    /// The bytes `content` says, read (or decrypted) and, with `template`,
+    /// rendered; and whether they are sensitive (a secret, or a template
+    /// that read one). `None` when that failed (the problem is reported).
+    /// `what` names the resource in messages; `present`: only a present
+    /// resource's template is rendered.
+    fn read(
+        &mut self,
+        content: &ContentSpec,
+        template: bool,
+        present: bool,
+        what: &ResourceId,
+        decl: &Decl,
+    ) -> Option<(Content, bool)>;
+}
+
+/// A parsed declaration and what it says of its own positions.
+pub(crate) struct Parsed<S> {
+    /// What is declared.
+    pub spec: S,
+    /// Repo line of the first line of inline content (for template errors).
+    pub content_line: usize,
+    /// Positions of its references (`restart_on`, `refresh_on`, a user's
+    /// groups), in the order the checks visit them.
+    pub ref_origins: Vec<Origin>,
+}
+
+impl<S> Parsed<S> {
+    /// A declaration with no positions of its own.
+    pub fn plain(spec: S) -> Self {
+        Self {
+            spec,
+            content_line: 0,
+            ref_origins: Vec::new(),
+        }
+    }
+}
+
+/// Generates, from the one list of kinds, the enums and their dispatch.
+macro_rules! kinds {
+    ($($variant:ident = $name:literal => $module:ident::$ty:ident,)*) => {
+        /// The kinds of resource, in the order a converge applies them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum Kind {
+            $(
+                #[doc = concat!("`[[", $name, "]]`: see [`", stringify!($module), "`].")]
+                #[serde(rename = $name)]
+                $variant,
+            )*
+        }
+
+        /// The sections a host or role file may hold.
+        pub(crate) const SECTIONS: &[&str] = &["roles", "vars", "check", $($name,)*];
+
+        impl Kind {
+            /// Every kind, in apply order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+
+            /// The word used in sections (`[[file]]`), references
+            /// (`file:/etc/motd`) and messages.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $name,)*
+                }
+            }
+
+            /// The section's name in messages: `[[file]]`.
+            pub fn section(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => concat!("[[", $name, "]]"),)*
+                }
+            }
+
+            /// The keys a table of this kind takes.
+            pub fn keys(self) -> &'static [&'static str] {
+                match self {
+                    $(Kind::$variant => <$module::$ty as KindDef>::KEYS,)*
+                }
+            }
+
+            /// Parses the word of a reference or section.
+            pub fn parse(word: &str) -> Option<Kind> {
+                Kind::ALL.iter().copied().find(|k| k.as_str() == word)
+            }
+
+            /// Parses one `[[kind]]` table.
+            pub(crate) fn parse_table(
+                self,
+                p: &Parser<'_, '_>,
+                f: &Fields<'_, '_>,
+            ) -> Option<Parsed<Spec>> {
+                match self {
+                    $(Kind::$variant => {
+                        let parsed = <$module::$ty as KindDef>::parse(p, f)?;
+                        Some(Parsed {
+                            spec: Spec::$variant(parsed.spec),
+                            content_line: parsed.content_line,
+                            ref_origins: parsed.ref_origins,
+                        })
+                    })*
+                }
+            }
+        }
+
+        /// One declared resource.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum Resource {
+            $(
+                #[doc = concat!("See [`", stringify!($module), "`].")]
+                #[serde(rename = $name)]
+                $variant($module::$ty),
+            )*
+        }
+
+        impl Resource {
+            /// The identity of this resource.
+            pub fn id(&self) -> ResourceId {
+                match self {
+                    $(Resource::$variant(r) => ResourceId::new(Kind::$variant, r.key()),)*
+                }
+            }
+
+            /// The host path this resource manages, if it is a filesystem
+            /// object.
+            pub fn path(&self) -> Option<String> {
+                match self {
+                    $(Resource::$variant(r) => Identity::path(r),)*
+                }
+            }
+        }
+
+        /// One declaration, before it is resolved into a [`Resource`].
+        #[derive(Clone, Debug, PartialEq)]
+        pub(crate) enum Spec {
+            $(
+                #[doc = concat!("See [`", stringify!($module), "`].")]
+                $variant(<$module::$ty as KindDef>::Spec),
+            )*
+        }
+
+        impl Spec {
+            /// The identity of the declared resource.
+            pub fn id(&self) -> ResourceId {
+                match self {
+                    $(Spec::$variant(s) => ResourceId::new(Kind::$variant, s.key()),)*
+                }
+            }
+
+            /// The host path the declaration manages, if it is a
+            /// filesystem object.
+            pub fn path(&self) -> Option<String> {
+                match self {
+                    $(Spec::$variant(s) => Identity::path(s),)*
+                }
+            }
+
+            /// The resource it stands for; `None` when resolving failed.
+            pub(crate) fn resolve(
+                &self,
+                r: &mut dyn ReadContent,
+                decl: &Decl,
+            ) -> Option<Resource> {
+                match self {
+                    $(Spec::$variant(s) => {
+                        <$module::$ty as KindDef>::resolve(s, r, decl).map(Resource::$variant)
+                    })*
+                }
+            }
+        }
+    };
+}
+
+// The kinds, in apply order: repo files before the package transaction,
+// packages before the accounts they may create, groups before their
+// users, accounts before the paths they own, directories before what is
+// in them, paths before the commands and services that read them.
+kinds! {
+    Repo = "repo" => repo::Repo,
+    Package = "package" => package::Package,
+    Group = "group" => group::Group,
+    User = "user" => user::User,
+    Directory = "directory" => directory::Directory,
+    File = "file" => file::File,
+    Symlink = "symlink" => symlink::Symlink,
+    Command = "command" => command::Command,
+    Service = "service" => service::Service,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_is_named_alike_everywhere() {
+        for &k in Kind::ALL {
+            assert_eq!(
+                serde_json::to_value(k).expect("json"),
+                serde_json::Value::String(k.as_str().to_owned())
+            );
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+            assert!(!k.keys().is_empty());
+        }
+    }
+
+    #[test]
+    fn the_order_is_the_apply_order() {
+        let mut sorted = Kind::ALL.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, Kind::ALL);
+        assert_eq!(Kind::ALL.first(), Some(&Kind::Repo));
+        assert_eq!(Kind::ALL.last(), Some(&Kind::Service));
+    }
+}

@@ -1,0 +1,120 @@
+//! `[[service]]`: a systemd unit, enabled or not, running or not, restarted or reloaded when what it reads changes.
+
+use serde::{Deserialize, Serialize};
+
+use super::ResourceId;
+use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use crate::desired::checks;
+use crate::desired::parser::Parser;
+use crate::desired::schema::{Fields, Sp};
+
+/// Whether a unit should run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Active.
+    Running,
+    /// Inactive.
+    Stopped,
+}
+
+/// A systemd unit. Unset fields are not managed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Full unit name (`nginx.service`).
+    pub unit: String,
+    /// Enabled at boot, if managed.
+    pub enabled: Option<bool>,
+    /// Running or stopped, if managed.
+    pub state: Option<RunState>,
+    /// Restart the unit when any of these changed in a converge.
+    pub restart_on: Vec<ResourceId>,
+    /// Reload the unit when any of these changed in a converge.
+    pub reload_on: Vec<ResourceId>,
+    /// How to restart it instead of `systemctl restart` (for units that
+    /// refuse a manual stop, as auditd: `["/usr/sbin/service", "auditd",
+    /// "restart"]`); also what a rollback restarts it with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_command: Option<Vec<String>>,
+}
+
+impl Identity for Service {
+    fn key(&self) -> &str {
+        &self.unit
+    }
+}
+
+impl KindDef for Service {
+    type Spec = Self;
+    const KEYS: &'static [&'static str] = &[
+        "name",
+        "enabled",
+        "state",
+        "restart_on",
+        "reload_on",
+        "restart_command",
+        "prune",
+    ];
+
+    fn parse(p: &Parser<'_, '_>, f: &Fields<'_, '_>) -> Option<Parsed<Self::Spec>> {
+        let unit = f.required_string(p.cx, "name");
+        let unit = unit.and_then(|u| p.checked(&u, checks::unit_name));
+        let state = match f.string(p.cx, "state") {
+            None => Some(None),
+            Some(s) => match s.get_ref().as_str() {
+                "running" => Some(Some(RunState::Running)),
+                "stopped" => Some(Some(RunState::Stopped)),
+                other => {
+                    p.cx.error(
+                        &s.span(),
+                        format!("state `{other}` is not one of \"running\", \"stopped\""),
+                    );
+                    None
+                }
+            },
+        };
+        let mut origins = Vec::new();
+        let mut refs = |key: &str| -> Vec<ResourceId> {
+            let mut ids = Vec::new();
+            for r in f.string_list(p.cx, key).unwrap_or_default() {
+                if let Some(id) = p.checked(&r, checks::reference) {
+                    ids.push(id);
+                    origins.push(p.cx.origin(&r.span()));
+                }
+            }
+            ids
+        };
+        let restart_on = refs("restart_on");
+        let reload_on = refs("reload_on");
+        let restart_command = p.argv(f, "restart_command")?;
+        if let Some(program) = restart_command.as_ref().and_then(|a| a.first())
+            && !program.starts_with('/')
+        {
+            let span = f
+                .raw("restart_command")
+                .map(toml::Spanned::span)
+                .unwrap_or_default();
+            p.cx.error(
+                &span,
+                format!("`restart_command` must start with an absolute program, not `{program}`"),
+            );
+            return None;
+        }
+        Some(Parsed {
+            spec: Service {
+                unit: unit?,
+                enabled: f.bool(p.cx, "enabled").map(Sp::into_inner),
+                state: state?,
+                restart_on,
+                reload_on,
+                restart_command,
+            },
+            content_line: 0,
+            ref_origins: origins,
+        })
+    }
+
+    fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
+        Some(spec.clone())
+    }
+}
