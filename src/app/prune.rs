@@ -11,9 +11,8 @@ use crate::converge::Prepared;
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
-    Content, Declared, Directory, Ensure, File, Kind, Meta, NO_LONGER_DECLARED, Package,
-    PackageState, Repo, RepoLocation, Resource, ResourceId, RunState, SelinuxParts, Service,
-    Symlink, repo_path,
+    Content, Declared, Directory, Ensure, File, Form, Meta, NO_LONGER_DECLARED, Prim, PrimKind,
+    Resource, ResourceId, RunState, SelinuxParts, Service, Symlink,
 };
 use crate::plan::Plan;
 use crate::store::Store;
@@ -97,7 +96,46 @@ enum Undo {
 
 /// The resource whose converge undoes `e`, if there is anything to undo.
 fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
-    let path = e.id.key.clone();
+    let (kind, key) = (e.id.kind, e.id.key.as_str());
+    match (&e.before, kind.prim()) {
+        (Before::Missing, PrimKind::Path(_)) => Some((kind.absent(key)?, Undo::Remove)),
+        (Before::Package { installed: false }, PrimKind::Package) if prune_packages => {
+            Some((kind.absent(key)?, Undo::Remove))
+        }
+        (Before::Unit { enabled, running }, PrimKind::Unit)
+            if enabled.is_some() || running.is_some() =>
+        {
+            let state = running.map(|r| {
+                if r {
+                    RunState::Running
+                } else {
+                    RunState::Stopped
+                }
+            });
+            Some((
+                Resource::Service(Service {
+                    unit: key.to_owned(),
+                    enabled: *enabled,
+                    state,
+                    restart_on: Vec::new(),
+                    reload_on: Vec::new(),
+                    restart_command: None,
+                }),
+                Undo::Restore,
+            ))
+        }
+        (before, PrimKind::Path(form)) => Some((
+            path_as_before(before, form, kind.path_of_key(key)?)?,
+            Undo::Restore,
+        )),
+        _ => None,
+    }
+}
+
+/// What was at `path` before driftless managed it, as a resource that puts
+/// it back: a file with its bytes, owner, mode and label (a repo file put
+/// back is a file), a directory, a symlink.
+fn path_as_before(before: &Before, form: Form, path: String) -> Option<Resource> {
     // What was there is put back with its own label, exactly.
     let parts = |label: &Option<String>| {
         label
@@ -111,47 +149,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
         mode,
         selinux: parts(label),
     };
-    Some(match (&e.before, e.id.kind) {
-        (Before::Missing, Kind::File) => (
-            Resource::File(File {
-                path,
-                ensure: Ensure::Absent,
-                content: Content::default(),
-                meta: meta(0, 0, 0o644, &None),
-                sensitive: false,
-            }),
-            Undo::Remove,
-        ),
-        (Before::Missing, Kind::Directory) => (
-            Resource::Directory(Directory {
-                path,
-                ensure: Ensure::Absent,
-                meta: meta(0, 0, 0o755, &None),
-            }),
-            Undo::Remove,
-        ),
-        (Before::Missing, Kind::Symlink) => (
-            Resource::Symlink(Symlink {
-                path,
-                target: String::new(),
-                ensure: Ensure::Absent,
-                selinux: SelinuxParts::default(),
-            }),
-            Undo::Remove,
-        ),
-        (Before::Missing, Kind::Repo) => (
-            Resource::Repo(Repo {
-                name: e.id.key.clone(),
-                location: RepoLocation::Baseurl(String::new()),
-                enabled: false,
-                gpgcheck: false,
-                gpgkey: None,
-                description: None,
-                metadata_expire: None,
-                ensure: Ensure::Absent,
-            }),
-            Undo::Remove,
-        ),
+    Some(match (before, form) {
         (
             Before::File {
                 object,
@@ -160,26 +158,17 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 mode,
                 label,
             },
-            Kind::File | Kind::Repo,
+            Form::File,
         ) => {
             let mut sha = [0u8; 32];
             hex::decode_to_slice(object, &mut sha).ok()?;
-            // A repo file that was there before is put back as the file it was.
-            let path = if e.id.kind == Kind::Repo {
-                repo_path(&e.id.key)
-            } else {
-                path
-            };
-            (
-                Resource::File(File {
-                    path,
-                    ensure: Ensure::Present,
-                    content: Content::stored(sha),
-                    meta: meta(*uid, *gid, *mode, label),
-                    sensitive: false,
-                }),
-                Undo::Restore,
-            )
+            Resource::File(File {
+                path,
+                ensure: Ensure::Present,
+                content: Content::stored(sha),
+                meta: meta(*uid, *gid, *mode, label),
+                sensitive: false,
+            })
         }
         (
             Before::Dir {
@@ -188,52 +177,18 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 mode,
                 label,
             },
-            Kind::Directory,
-        ) => (
-            Resource::Directory(Directory {
-                path,
-                ensure: Ensure::Present,
-                meta: meta(*uid, *gid, *mode, label),
-            }),
-            Undo::Restore,
-        ),
-        (Before::Symlink { target, label }, Kind::Symlink) => (
-            Resource::Symlink(Symlink {
-                path,
-                target: target.clone(),
-                ensure: Ensure::Present,
-                selinux: parts(label),
-            }),
-            Undo::Restore,
-        ),
-        (Before::Unit { enabled, running }, Kind::Service)
-            if enabled.is_some() || running.is_some() =>
-        {
-            (
-                Resource::Service(Service {
-                    unit: path,
-                    enabled: *enabled,
-                    state: running.map(|r| {
-                        if r {
-                            RunState::Running
-                        } else {
-                            RunState::Stopped
-                        }
-                    }),
-                    restart_on: Vec::new(),
-                    reload_on: Vec::new(),
-                    restart_command: None,
-                }),
-                Undo::Restore,
-            )
-        }
-        (Before::Package { installed: false }, Kind::Package) if prune_packages => (
-            Resource::Package(Package {
-                name: path,
-                state: PackageState::Absent,
-            }),
-            Undo::Remove,
-        ),
+            Form::Dir,
+        ) => Resource::Directory(Directory {
+            path,
+            ensure: Ensure::Present,
+            meta: meta(*uid, *gid, *mode, label),
+        }),
+        (Before::Symlink { target, label }, Form::Symlink) => Resource::Symlink(Symlink {
+            path,
+            target: target.clone(),
+            ensure: Ensure::Present,
+            selinux: parts(label),
+        }),
         _ => return None,
     })
 }
@@ -269,13 +224,13 @@ pub(super) fn capture(
         if inv.entries.contains_key(&id.to_string()) {
             continue;
         }
-        let before = match (&d.resource, d.resource.path()) {
-            (_, Some(path)) => match root.observe(&path)? {
+        let before = match d.resource.lower() {
+            Prim::Path(decl) => match root.observe(&decl.path)? {
                 Observed::Missing { .. } => Before::Missing,
                 Observed::File { meta, label, .. } => {
-                    let bytes = root
-                        .read_file(&path)
-                        .with_context(|| format!("failed to read {path} before managing it"))?;
+                    let bytes = root.read_file(&decl.path).with_context(|| {
+                        format!("failed to read {} before managing it", decl.path)
+                    })?;
                     let object = store.objects()?.put(&bytes)?;
                     Before::File {
                         object,
@@ -294,7 +249,7 @@ pub(super) fn capture(
                 Observed::Symlink { target, label } => Before::Symlink { target, label },
                 Observed::Other { .. } => Before::Untracked,
             },
-            (Resource::Service(s), None) => match prepared.units.get(&s.unit) {
+            Prim::Unit(s) => match prepared.units.get(&s.unit) {
                 Some(u) if u.loaded => Before::Unit {
                     enabled: Some(u.unit_file_state == "enabled"),
                     running: u.live.then(|| u.active_state == "active"),
@@ -304,10 +259,10 @@ pub(super) fn capture(
                     running: None,
                 },
             },
-            (Resource::Package(p), None) => Before::Package {
+            Prim::Package(p) => Before::Package {
                 installed: prepared.installed.contains(&p.name),
             },
-            _ => Before::Untracked,
+            Prim::Group(_) | Prim::User(_) | Prim::Command(_) => Before::Untracked,
         };
         out.push(Entry {
             id,
@@ -361,6 +316,7 @@ pub(super) fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::model::Kind;
 
     fn entry(kind: Kind, key: &str, before: Before) -> Entry {
         Entry {

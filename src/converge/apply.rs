@@ -14,7 +14,6 @@ use super::keep_rpms;
 use super::observe::{Contents, hydrate, observe};
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
-use crate::desired::model::Kind;
 use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
 use crate::plan::observed::ObservedHost;
@@ -116,7 +115,7 @@ pub fn apply(
     }
     // `latest` was decided before the repo files existed: ask again now.
     let latest_names = cx.desired.package_names(true);
-    if !latest_names.is_empty() && done.iter().any(|c| c.resource.kind == Kind::Repo) {
+    if !latest_names.is_empty() && done.iter().any(|c| matches!(c.op, Op::WriteFile { .. })) {
         latest = dnf::latest(root.path(), &latest_names, cx.cancel)
             .context("failed to query the repositories for the latest versions")?;
         packages = replan_packages(cx, &latest)?;
@@ -346,10 +345,12 @@ fn replan(
     let plan = plan::plan_after(&desired, &host, done)
         .map_err(|p| problems("after the package transaction", &p))?;
     let applied_accounts = done.iter().any(|c| matches!(c.op, Op::Account { .. }));
-    if let Some(c) = plan.changes.iter().find(|c| match c.resource.kind {
-        Kind::Package | Kind::Repo => true,
-        Kind::User | Kind::Group => applied_accounts,
-        _ => false,
+    // What comes before the package transaction (repo files), packages,
+    // and accounts once applied must all be as declared by now.
+    if let Some((_, c)) = plan.changes.iter().enumerate().find(|(i, c)| {
+        *i < plan.repo_phase
+            || matches!(c.op, Op::Package { .. })
+            || (applied_accounts && matches!(c.op, Op::Account { .. }))
     }) {
         bail!(
             "after the package transaction and account steps {} still differs: {}",

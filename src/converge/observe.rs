@@ -11,7 +11,7 @@ use tracing::debug;
 
 use super::commands;
 use crate::cancel::Cancel;
-use crate::desired::model::{Ensure, Resource};
+use crate::desired::model::{Ensure, Form, PackageState, PathDecl, PathForm, Prim, Resource};
 use crate::desired::{DesiredState, Diagnostic};
 use crate::plan::observed::{
     Accounts, CachedFile, Observed, ObservedHost, RepoOverride, StatCache, UnitObs,
@@ -122,22 +122,30 @@ pub fn hydrate(
     contents: &Contents<'_>,
 ) -> Result<()> {
     for d in &mut desired.resources {
-        let Resource::File(f) = &mut d.resource else {
+        let path = d.resource.path();
+        let present = !matches!(
+            d.resource.lower(),
+            Prim::Path(PathDecl {
+                ensure: Ensure::Absent,
+                ..
+            })
+        );
+        let (Some(path), Some(content)) = (path, d.resource.stored_content_mut()) else {
             continue;
         };
-        if f.ensure != Ensure::Present || f.content.bytes().is_some() {
+        if !present || content.bytes().is_some() {
             continue;
         }
         let in_place = matches!(
-            observed.paths.get(&f.path),
-            Some(Observed::File { sha256, .. }) if sha256 == f.content.sha256()
+            observed.paths.get(&path),
+            Some(Observed::File { sha256, .. }) if sha256 == content.sha256()
         );
         if !in_place {
-            let bytes = contents(f.content.sha256())
-                .with_context(|| format!("failed to read the desired content of {}", f.path))?;
-            f.content
+            let bytes = contents(content.sha256())
+                .with_context(|| format!("failed to read the desired content of {path}"))?;
+            content
                 .fill(bytes)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", f.path))?;
+                .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
         }
     }
     Ok(())
@@ -245,10 +253,9 @@ fn provides(
     installed: &BTreeMap<String, Vec<Nevra>>,
     cancel: &Cancel,
 ) -> Result<BTreeMap<String, Vec<Nevra>>> {
-    use crate::desired::model::PackageState;
     let mut out = BTreeMap::new();
-    for d in &desired.resources {
-        let Resource::Package(p) = &d.resource else {
+    for p in desired.prims() {
+        let Prim::Package(p) = p else {
             continue;
         };
         if p.state != PackageState::Present(None)
@@ -336,16 +343,16 @@ fn policy_labels(root: &FsRoot, desired: &DesiredState, host: &mut ObservedHost)
     };
     let policy = selinux::Policy::open(&root.path().join(file_contexts.trim_start_matches('/')))?;
     let mut labels = BTreeMap::new();
-    for d in &desired.resources {
-        let kind = match &d.resource {
-            Resource::File(_) | Resource::Repo(_) => FileKind::File,
-            Resource::Directory(_) => FileKind::Dir,
-            Resource::Symlink(_) => FileKind::Symlink,
-            _ => continue,
-        };
-        let Some(path) = d.resource.path() else {
+    for prim in desired.prims() {
+        let Prim::Path(decl) = prim else {
             continue;
         };
+        let kind = match decl.form.form() {
+            Form::File => FileKind::File,
+            Form::Dir => FileKind::Dir,
+            Form::Symlink => FileKind::Symlink,
+        };
+        let path = decl.path.into_owned();
         let label = policy.default_for(&path, kind)?;
         if let Some(Observed::Missing { missing_parents }) = host.paths.get(&path) {
             for parent in missing_parents {
@@ -367,14 +374,16 @@ fn policy_labels(root: &FsRoot, desired: &DesiredState, host: &mut ObservedHost)
 }
 
 /// The content hash (hex) each declared regular file should have.
-fn desired_hashes(desired: &DesiredState) -> BTreeMap<&str, String> {
+fn desired_hashes(desired: &DesiredState) -> BTreeMap<String, String> {
     desired
-        .resources
-        .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::File(f) if f.ensure == Ensure::Present => {
-                Some((f.path.as_str(), hex::encode(f.content.sha256())))
-            }
+        .prims()
+        .filter_map(|p| match p {
+            Prim::Path(PathDecl {
+                path,
+                ensure: Ensure::Present,
+                form: PathForm::File { content, .. },
+                ..
+            }) => Some((path.into_owned(), hex::encode(content.sha256()))),
             _ => None,
         })
         .collect()

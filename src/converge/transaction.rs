@@ -15,9 +15,9 @@ use super::snapshot::{self, Target};
 use crate::agent::policy::Blame;
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
-use crate::desired::model::{Kind, RunState, Service};
+use crate::desired::model::{PrimKind, RunState, Service};
 use crate::fault;
-use crate::plan::{self, Change, Op, ServiceVerb};
+use crate::plan::{self, Change, Op, Plan, ServiceVerb};
 use crate::store::{CheckRecord, Generation, Generations, NewGeneration, Snapshot, Status, Store};
 use crate::system::{accounts, environment, fsroot::FsRoot, rpm};
 
@@ -132,7 +132,7 @@ pub fn transact(
     let target = stores.target(engine.root, cancel);
     let plan = &prepared.plan;
     let desired = &prepared.desired;
-    let (paths, packages, units) = what_to_snapshot(desired, &plan.changes);
+    let (paths, packages, units) = what_to_snapshot(desired, plan);
     let snapshot = snapshot::capture(&target, &paths, packages.as_deref(), &units)
         .context("failed to snapshot the host before changing it")?;
     let mut generation = stores
@@ -307,13 +307,13 @@ type UnitDeps = Vec<snapshot::UnitToKeep>;
 /// with a package transaction, every declared path and service is captured.
 fn what_to_snapshot(
     desired: &DesiredState,
-    changes: &[Change],
+    plan: &Plan,
 ) -> (Vec<String>, Option<Vec<String>>, UnitDeps) {
+    let changes = &plan.changes;
     // A `latest` package is decided again once new repo files are written,
     // so it may change even when the plan shows no package step yet.
     let packages_change = changes.iter().any(|c| matches!(c.op, Op::Package { .. }))
-        || (!desired.package_names(true).is_empty()
-            && changes.iter().any(|c| c.resource.kind == Kind::Repo));
+        || (!desired.package_names(true).is_empty() && plan.repo_phase > 0);
     let mut paths: Vec<String> = changes
         .iter()
         .filter_map(|c| c.op.path().map(str::to_owned))
@@ -333,7 +333,7 @@ fn what_to_snapshot(
     // Account steps rewrite the account databases (and so may a package's
     // scriptlets, for the accounts declared here): kept whole, restored
     // byte for byte.
-    let accounts_declared = desired.has_kind(Kind::User) || desired.has_kind(Kind::Group);
+    let accounts_declared = desired.declares_accounts();
     if changes.iter().any(|c| matches!(c.op, Op::Account { .. }))
         || (packages_change && accounts_declared)
     {
@@ -440,8 +440,8 @@ fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
     s.restart_on
         .iter()
         .chain(&s.reload_on)
-        .filter_map(|id| match id.kind {
-            Kind::Package => Some(id.to_string()),
+        .filter_map(|id| match id.kind.prim() {
+            PrimKind::Package => Some(id.to_string()),
             _ => desired
                 .resources
                 .iter()
@@ -467,6 +467,7 @@ pub fn open_root(path: &Path, create: bool) -> Result<Option<FsRoot>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::model::Kind;
     use crate::desired::model::ResourceId;
     use crate::plan::PackageChange;
 

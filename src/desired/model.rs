@@ -18,7 +18,7 @@ pub use super::kinds::repo::{Repo, RepoLocation, repo_path};
 pub use super::kinds::service::{RunState, Service};
 pub use super::kinds::symlink::Symlink;
 pub use super::kinds::user::User;
-pub use super::kinds::{Kind, Resource, ResourceId};
+pub use super::kinds::{Form, Kind, PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId};
 pub use super::values::{Content, ContentSpec, Ensure, Meta, SelinuxParts};
 
 /// What a health check probes.
@@ -103,41 +103,45 @@ impl DesiredState {
         // Origins say where things were declared, not what: leave them out.
         for d in &self.resources {
             h.update(serde_json::to_vec(&d.resource).unwrap_or_default());
-            if let Resource::File(f) = &d.resource {
-                h.update(f.content.sha256());
+            if let Some(content) = d.resource.stored_content() {
+                h.update(content.sha256());
             }
         }
         h.update(serde_json::to_vec(&self.checks).unwrap_or_default());
         format!("sha256:{}", hex::encode(h.finalize()))
     }
 
-    /// Whether the state declares any package or service.
-    pub fn has_kind(&self, kind: Kind) -> bool {
-        self.resources.iter().any(|d| d.resource.id().kind == kind)
+    /// What each resource is to the engine, in apply order.
+    pub fn prims(&self) -> impl Iterator<Item = Prim<'_>> {
+        self.resources.iter().map(|d| d.resource.lower())
     }
 
     /// The declared commands, in order.
     pub fn commands(&self) -> impl Iterator<Item = &Command> {
-        self.resources.iter().filter_map(|d| match &d.resource {
-            Resource::Command(c) => Some(c),
+        self.prims().filter_map(|p| match p {
+            Prim::Command(c) => Some(c),
             _ => None,
         })
+    }
+
+    /// Whether a user or group is declared.
+    pub fn declares_accounts(&self) -> bool {
+        self.prims()
+            .any(|p| matches!(p, Prim::User(_) | Prim::Group(_)))
     }
 
     /// Whether a declared user manages its password (then /etc/shadow is
     /// read to compare).
     pub fn manages_passwords(&self) -> bool {
-        self.resources
-            .iter()
-            .any(|d| matches!(&d.resource, Resource::User(u) if u.password.is_some()))
+        self.prims()
+            .any(|p| matches!(p, Prim::User(u) if u.password.is_some()))
     }
 
     /// The declared services, in order.
     pub fn services(&self) -> Vec<&Service> {
-        self.resources
-            .iter()
-            .filter_map(|d| match &d.resource {
-                Resource::Service(s) => Some(s),
+        self.prims()
+            .filter_map(|p| match p {
+                Prim::Unit(s) => Some(s),
                 _ => None,
             })
             .collect()
@@ -146,10 +150,9 @@ impl DesiredState {
     /// The names of the declared packages; with `only_latest`, of those
     /// declared `state = "latest"`.
     pub fn package_names(&self, only_latest: bool) -> Vec<String> {
-        self.resources
-            .iter()
-            .filter_map(|d| match &d.resource {
-                Resource::Package(p) if !only_latest || p.state == PackageState::Latest => {
+        self.prims()
+            .filter_map(|p| match p {
+                Prim::Package(p) if !only_latest || p.state == PackageState::Latest => {
                     Some(p.name.clone())
                 }
                 _ => None,

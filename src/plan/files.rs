@@ -1,5 +1,6 @@
-//! Planning paths: files, directories, symlinks and repo files, with the
-//! missing parents they need, in apply order.
+//! Planning paths, whatever kind declared them (files, directories,
+//! symlinks, repo files), with the missing parents they need, in apply
+//! order.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,7 +10,8 @@ use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
-    Content, Ensure, Kind, Meta, NO_LONGER_DECLARED, Resource, ResourceId, SelinuxParts,
+    Content, Ensure, Kind, Meta, NO_LONGER_DECLARED, PathDecl, PathForm, Prim, ResourceId,
+    SelinuxParts,
 };
 
 /// The path planner's state while one plan is made.
@@ -55,14 +57,19 @@ impl<'a> Planner<'a> {
         let mut declared_users = BTreeSet::new();
         let mut declared_groups = BTreeSet::new();
         for d in &desired.resources {
-            match &d.resource {
-                Resource::Directory(dir) if dir.ensure == Ensure::Present => {
-                    declared_dirs.insert(dir.path.clone(), (dir.meta.clone(), d.origin.clone()));
+            match d.resource.lower() {
+                Prim::Path(PathDecl {
+                    path,
+                    ensure: Ensure::Present,
+                    form: PathForm::Dir { meta },
+                    ..
+                }) => {
+                    declared_dirs.insert(path.into_owned(), (meta.clone(), d.origin.clone()));
                 }
-                Resource::User(u) if u.ensure == Ensure::Present => {
+                Prim::User(u) if u.ensure == Ensure::Present => {
                     declared_users.insert(u.name.clone());
                 }
-                Resource::Group(g) if g.ensure == Ensure::Present => {
+                Prim::Group(g) if g.ensure == Ensure::Present => {
                     declared_groups.insert(g.name.clone());
                 }
                 _ => {}
@@ -258,159 +265,176 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// Plans the path resource `r`, observed as `observed`.
-    pub(super) fn resource(
+    /// Plans the declared path `decl`, observed as `observed`.
+    pub(super) fn path(
         &mut self,
-        r: &Resource,
+        decl: &PathDecl<'_>,
         id: &ResourceId,
         origin: &Origin,
         observed: &Observed,
     ) -> Result<(), String> {
-        match r {
-            Resource::Repo(repo) => {
-                let content = Content::new(repo.render());
-                let meta = Meta::new("root", "root", 0o644);
+        let path = decl.path.as_ref();
+        match &decl.form {
+            PathForm::File {
+                content,
+                meta,
+                sensitive,
+            } => {
                 let change = self.file_like(
                     id,
-                    &repo.path(),
-                    repo.ensure,
-                    &content,
-                    &meta,
-                    false,
+                    path,
+                    decl.ensure,
+                    content,
+                    meta,
+                    *sensitive,
                     observed,
-                    true,
+                    decl.before_packages,
                 )?;
-                self.repos.extend(change);
-            }
-            Resource::File(f) => {
-                let change = self.file_like(
-                    id,
-                    &f.path,
-                    f.ensure,
-                    &f.content,
-                    &f.meta,
-                    f.sensitive,
-                    observed,
-                    false,
-                )?;
-                self.files.extend(change);
-            }
-            Resource::Symlink(s) => {
-                let current = match observed {
-                    Observed::Symlink { label, .. } => label.as_deref(),
-                    _ => None,
-                };
-                let label = match s.ensure {
-                    Ensure::Present => self.label(&s.path, &s.selinux, current)?,
-                    Ensure::Absent => None,
-                };
-                let change = match (s.ensure, observed) {
-                    (Ensure::Present, Observed::Symlink { target, .. })
-                        if *target == s.target
-                            && label_reason(current, label.as_deref()).is_none() =>
-                    {
-                        None
-                    }
-                    (Ensure::Present, Observed::Dir { .. } | Observed::Other { .. }) => {
-                        return Err(format!(
-                            "{} exists as {}; driftless will not replace it with a symlink",
-                            s.path,
-                            describe(observed)
-                        ));
-                    }
-                    (Ensure::Present, _) => {
-                        self.parents(&s.path, observed, false)?;
-                        let reason = match observed {
-                            Observed::Symlink { target, .. } if *target == s.target => {
-                                label_reason(current, label.as_deref()).unwrap_or_default()
-                            }
-                            Observed::Symlink { target, .. } => {
-                                format!("points to {target}, should point to {}", s.target)
-                            }
-                            Observed::File { .. } => {
-                                format!("is a regular file, should be a symlink to {}", s.target)
-                            }
-                            _ => "does not exist".to_owned(),
-                        };
-                        let link = change(
-                            id,
-                            Op::Symlink {
-                                path: s.path.clone(),
-                                target: s.target.clone(),
-                                selinux: label,
-                            },
-                            vec![reason],
-                        );
-                        Some(if matches!(observed, Observed::Missing { .. }) {
-                            link.creating()
-                        } else {
-                            link
-                        })
-                    }
-                    (Ensure::Absent, Observed::Symlink { .. }) => Some(change(
-                        id,
-                        Op::RemoveFile {
-                            path: s.path.clone(),
-                        },
-                        vec!["exists, should be absent".into()],
-                    )),
-                    (Ensure::Absent, _) => None,
-                };
-                self.files.extend(change);
-            }
-            Resource::Directory(d) => match (d.ensure, observed) {
-                (Ensure::Present, Observed::Missing { .. }) => {
-                    self.parents(&d.path, observed, false)?;
-                    let meta = self.meta(&d.meta, &d.path, None)?;
-                    self.dir_creates.entry(d.path.clone()).or_insert_with(|| {
-                        change(
-                            id,
-                            Op::CreateDir {
-                                path: d.path.clone(),
-                                meta,
-                            },
-                            vec!["does not exist".into()],
-                        )
-                    });
+                if decl.before_packages {
+                    self.repos.extend(change);
+                } else {
+                    self.files.extend(change);
                 }
-                (
-                    Ensure::Present,
-                    Observed::Dir {
-                        meta: have, label, ..
+            }
+            PathForm::Symlink { target, selinux } => {
+                let change = self.symlink(id, path, decl.ensure, target, selinux, observed)?;
+                self.files.extend(change);
+            }
+            PathForm::Dir { meta } => {
+                self.directory(id, origin, path, decl.ensure, meta, observed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans a symlink at `path` that should point to `want`.
+    fn symlink(
+        &mut self,
+        id: &ResourceId,
+        path: &str,
+        ensure: Ensure,
+        want: &str,
+        selinux: &SelinuxParts,
+        observed: &Observed,
+    ) -> Result<Option<Change>, String> {
+        let current = match observed {
+            Observed::Symlink { label, .. } => label.as_deref(),
+            _ => None,
+        };
+        let label = match ensure {
+            Ensure::Present => self.label(path, selinux, current)?,
+            Ensure::Absent => None,
+        };
+        Ok(match (ensure, observed) {
+            (Ensure::Present, Observed::Symlink { target, .. })
+                if *target == want && label_reason(current, label.as_deref()).is_none() =>
+            {
+                None
+            }
+            (Ensure::Present, Observed::Dir { .. } | Observed::Other { .. }) => {
+                return Err(format!(
+                    "{} exists as {}; driftless will not replace it with a symlink",
+                    path,
+                    describe(observed)
+                ));
+            }
+            (Ensure::Present, _) => {
+                self.parents(path, observed, false)?;
+                let reason = match observed {
+                    Observed::Symlink { target, .. } if *target == want => {
+                        label_reason(current, label.as_deref()).unwrap_or_default()
+                    }
+                    Observed::Symlink { target, .. } => {
+                        format!("points to {target}, should point to {}", want)
+                    }
+                    Observed::File { .. } => {
+                        format!("is a regular file, should be a symlink to {}", want)
+                    }
+                    _ => "does not exist".to_owned(),
+                };
+                let link = change(
+                    id,
+                    Op::Symlink {
+                        path: path.to_owned(),
+                        target: want.to_owned(),
+                        selinux: label,
                     },
-                ) => {
-                    let want = self.meta(&d.meta, &d.path, label.as_deref())?;
-                    let reasons = self.meta_reasons(*have, label.as_deref(), &want);
-                    if !reasons.is_empty() {
-                        self.dirs.push(change(
-                            id,
-                            Op::SetMeta {
-                                path: d.path.clone(),
-                                meta: want,
-                            },
-                            reasons,
-                        ));
-                    }
-                }
-                (Ensure::Present, other) => {
-                    return Err(format!(
-                        "{} exists as {}; driftless will not replace it with a directory",
-                        d.path,
-                        describe(other)
+                    vec![reason],
+                );
+                Some(if matches!(observed, Observed::Missing { .. }) {
+                    link.creating()
+                } else {
+                    link
+                })
+            }
+            (Ensure::Absent, Observed::Symlink { .. }) => Some(change(
+                id,
+                Op::RemoveFile {
+                    path: path.to_owned(),
+                },
+                vec!["exists, should be absent".into()],
+            )),
+            (Ensure::Absent, _) => None,
+        })
+    }
+
+    /// Plans a directory at `path`.
+    fn directory(
+        &mut self,
+        id: &ResourceId,
+        origin: &Origin,
+        path: &str,
+        ensure: Ensure,
+        meta: &Meta,
+        observed: &Observed,
+    ) -> Result<(), String> {
+        match (ensure, observed) {
+            (Ensure::Present, Observed::Missing { .. }) => {
+                self.parents(path, observed, false)?;
+                let meta = self.meta(meta, path, None)?;
+                self.dir_creates.entry(path.to_owned()).or_insert_with(|| {
+                    change(
+                        id,
+                        Op::CreateDir {
+                            path: path.to_owned(),
+                            meta,
+                        },
+                        vec!["does not exist".into()],
+                    )
+                });
+            }
+            (
+                Ensure::Present,
+                Observed::Dir {
+                    meta: have, label, ..
+                },
+            ) => {
+                let want = self.meta(meta, path, label.as_deref())?;
+                let reasons = self.meta_reasons(*have, label.as_deref(), &want);
+                if !reasons.is_empty() {
+                    self.dirs.push(change(
+                        id,
+                        Op::SetMeta {
+                            path: path.to_owned(),
+                            meta: want,
+                        },
+                        reasons,
                     ));
                 }
-                (Ensure::Absent, Observed::Dir { entries, .. }) => {
-                    // Whether the plan empties it is known only at the end.
-                    self.rmdirs
-                        .push((id.clone(), origin.clone(), d.path.clone(), entries.clone()));
-                }
-                (Ensure::Absent, _) => {}
-            },
-            Resource::Package(_)
-            | Resource::Group(_)
-            | Resource::User(_)
-            | Resource::Command(_)
-            | Resource::Service(_) => {}
+            }
+            (Ensure::Present, other) => {
+                return Err(format!(
+                    "{} exists as {}; driftless will not replace it with a directory",
+                    path,
+                    describe(other)
+                ));
+            }
+            (Ensure::Absent, Observed::Dir { entries, .. }) => {
+                // Whether the plan empties it is known only at the end.
+                self.rmdirs
+                    .push((id.clone(), origin.clone(), path.to_owned(), entries.clone()));
+            }
+            (Ensure::Absent, _) => {}
         }
         Ok(())
     }

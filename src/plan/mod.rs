@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
-use crate::desired::model::{Kind, Resource, ResourceId, Service};
+use crate::desired::model::{Kind, Package, PackageState, Prim, Resource, ResourceId, Service};
 pub use change::{
     AccountAction, Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem, differing,
 };
@@ -69,79 +69,21 @@ pub fn plan_after(
             origin: d.origin.clone(),
             message,
         };
-        if let Resource::Package(pkg) = &d.resource {
-            let installed = host.packages.get(&pkg.name).map_or(&[][..], Vec::as_slice);
-            // A name an installed package provides counts as installed,
-            // as dnf, Ansible and Puppet count it (versions and `latest`
-            // are about packages by name).
-            if installed.is_empty()
-                && pkg.state == crate::desired::model::PackageState::Present(None)
-                && host.provided.get(&pkg.name).is_some_and(|b| !b.is_empty())
-            {
-                continue;
+        let planned = match d.resource.lower() {
+            Prim::Package(pkg) => plan_package(&mut p, pkg, &id, host),
+            Prim::Group(g) => {
+                accounts.group(g, &id, &host.accounts);
+                Ok(())
             }
-            let decided = packages::decide(
-                pkg,
-                installed,
-                host.latest.get(&pkg.name),
-                p.repo_files_pending(),
-                host.latest_error.as_deref(),
-            );
-            let package = |(change, reason): (PackageChange, String)| {
-                Change::new(
-                    &id,
-                    Op::Package {
-                        name: pkg.name.clone(),
-                        change,
-                    },
-                    vec![reason],
-                )
-            };
-            // An image-mode host gets its packages with its image: dnf
-            // cannot change /usr there.
-            let decided = match decided {
-                Ok(packages::Decision::Change(..) | packages::Decision::AfterRepoFiles { .. })
-                    if host.image_mode =>
-                {
-                    Err(format!(
-                        "this is an image-mode host (bootc or rpm-ostree: /run/ostree-booted exists, /usr is read-only): package {} cannot be changed with dnf; build it into the image (bootc) or layer it with rpm-ostree",
-                        pkg.name
-                    ))
-                }
-                other => other,
-            };
-            match decided {
-                Ok(packages::Decision::AsDeclared) => {}
-                Ok(packages::Decision::Change(change, reason)) => {
-                    p.package(package((change, reason)));
-                }
-                Ok(packages::Decision::AfterRepoFiles { install, note }) => {
-                    if let Some(i) = install {
-                        p.package(package(i));
-                    }
-                    p.note(note);
-                }
-                Err(message) => p.problem(problem(message)),
-            }
-            continue;
-        }
-        match &d.resource {
-            Resource::Group(g) => accounts.group(g, &id, &host.accounts),
-            Resource::User(u) => {
-                if let Err(message) = accounts.user(u, &id, &host.accounts, p.declared_groups()) {
-                    p.problem(problem(message));
-                }
-            }
-            _ => {}
-        }
-        let Some(path) = d.resource.path() else {
-            continue;
+            Prim::User(u) => accounts.user(u, &id, &host.accounts, p.declared_groups()),
+            Prim::Path(decl) => match host.paths.get(decl.path.as_ref()) {
+                Some(observed) => p.path(&decl, &id, &d.origin, observed),
+                None => Err(format!("{} was not observed (internal error)", decl.path)),
+            },
+            // Planned after the paths, from the whole plan.
+            Prim::Command(_) | Prim::Unit(_) => Ok(()),
         };
-        let Some(observed) = host.paths.get(&path) else {
-            p.problem(problem(format!("{path} was not observed (internal error)")));
-            continue;
-        };
-        if let Err(message) = p.resource(&d.resource, &id, &d.origin, observed) {
+        if let Err(message) = planned {
             p.problem(problem(message));
         }
     }
@@ -226,6 +168,64 @@ fn repo_overrides(desired: &DesiredState, host: &ObservedHost) -> Vec<String> {
         }
     }
     notes
+}
+
+/// Plans one declared package into `p`: a step of the one transaction, a
+/// note, or the reason it cannot be planned.
+fn plan_package(
+    p: &mut Planner<'_>,
+    pkg: &Package,
+    id: &ResourceId,
+    host: &ObservedHost,
+) -> Result<(), String> {
+    let installed = host.packages.get(&pkg.name).map_or(&[][..], Vec::as_slice);
+    // A name an installed package provides counts as installed, as dnf,
+    // Ansible and Puppet count it (versions and `latest` are about
+    // packages by name).
+    if installed.is_empty()
+        && pkg.state == PackageState::Present(None)
+        && host.provided.get(&pkg.name).is_some_and(|b| !b.is_empty())
+    {
+        return Ok(());
+    }
+    let decided = packages::decide(
+        pkg,
+        installed,
+        host.latest.get(&pkg.name),
+        p.repo_files_pending(),
+        host.latest_error.as_deref(),
+    );
+    let step = |(change, reason): (PackageChange, String)| {
+        Change::new(
+            id,
+            Op::Package {
+                name: pkg.name.clone(),
+                change,
+            },
+            vec![reason],
+        )
+    };
+    match decided? {
+        packages::Decision::AsDeclared => {}
+        // An image-mode host gets its packages with its image: dnf cannot
+        // change /usr there.
+        packages::Decision::Change(..) | packages::Decision::AfterRepoFiles { .. }
+            if host.image_mode =>
+        {
+            return Err(format!(
+                "this is an image-mode host (bootc or rpm-ostree: /run/ostree-booted exists, /usr is read-only): package {} cannot be changed with dnf; build it into the image (bootc) or layer it with rpm-ostree",
+                pkg.name
+            ));
+        }
+        packages::Decision::Change(change, reason) => p.package(step((change, reason))),
+        packages::Decision::AfterRepoFiles { install, note } => {
+            if let Some(i) = install {
+                p.package(step(i));
+            }
+            p.note(note);
+        }
+    }
+    Ok(())
 }
 
 /// Plans the services against `units`, given the non-service changes.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::json::{read_json, write_json};
 use super::objects::Objects;
 use crate::desired::DesiredState;
-use crate::desired::model::{Content, Resource};
+use crate::desired::model::Content;
 
 const FILE: &str = "last-good.json";
 
@@ -82,20 +82,13 @@ pub(super) fn store_contents(
     objects: &Objects,
     desired: &DesiredState,
 ) -> Result<BTreeMap<String, String>> {
-    let files: Vec<_> = desired
+    let files: Vec<(String, &Content)> = desired
         .resources
         .iter()
-        .filter_map(|d| match &d.resource {
-            Resource::File(f) => Some(f),
-            _ => None,
-        })
+        .filter_map(|d| Some((d.resource.path()?, d.resource.stored_content()?)))
         .collect();
-    let ids = objects.put_all(
-        files
-            .iter()
-            .map(|f| (f.content.sha256(), f.content.bytes())),
-    )?;
-    Ok(files.iter().map(|f| f.path.clone()).zip(ids).collect())
+    let ids = objects.put_all(files.iter().map(|(_, c)| (c.sha256(), c.bytes())))?;
+    Ok(files.into_iter().map(|(path, _)| path).zip(ids).collect())
 }
 
 /// Gives each file of a desired state read back from the state directory
@@ -106,11 +99,14 @@ pub(super) fn attach_contents(
     contents: &BTreeMap<String, String>,
 ) -> Result<()> {
     for d in &mut desired.resources {
-        if let Resource::File(f) = &mut d.resource {
+        let Some(path) = d.resource.path() else {
+            continue;
+        };
+        if let Some(content) = d.resource.stored_content_mut() {
             let id = contents
-                .get(&f.path)
-                .with_context(|| format!("the stored state lacks the content of {}", f.path))?;
-            f.content = Content::stored(Objects::parse_id(id)?);
+                .get(&path)
+                .with_context(|| format!("the stored state lacks the content of {path}"))?;
+            *content = Content::stored(Objects::parse_id(id)?);
         }
     }
     Ok(())
@@ -126,6 +122,7 @@ pub(super) fn objects(state_dir: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::model::Resource;
     use crate::desired::{Facts, LoadOptions, MemTree};
 
     fn desired(content: &str) -> DesiredState {

@@ -20,6 +20,7 @@ pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
+use crate::desired::model::{PathDecl, PathForm, Prim};
 use anyhow::{Context, Result};
 
 use crate::agent::AgentState;
@@ -215,10 +216,16 @@ impl Store {
         let secret: Vec<[u8; 32]> = desired
             .resources
             .iter()
-            .filter_map(|d| match &d.resource {
-                crate::desired::model::Resource::File(f) if f.sensitive => {
-                    Some(*f.content.sha256())
-                }
+            .filter_map(|d| match d.resource.lower() {
+                Prim::Path(PathDecl {
+                    form:
+                        PathForm::File {
+                            content,
+                            sensitive: true,
+                            ..
+                        },
+                    ..
+                }) => Some(*content.sha256()),
                 _ => None,
             })
             .collect();

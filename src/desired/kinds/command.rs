@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use toml::de::DeValue;
 
 use super::ResourceId;
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::{DEFAULT_COMMAND_TIMEOUT, Parser};
 use crate::desired::schema::{Fields, Sp};
@@ -166,6 +166,12 @@ impl KindDef for Command {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::Command;
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Command(self)
     }
 }
 

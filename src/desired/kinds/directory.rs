@@ -1,8 +1,12 @@
 //! `[[directory]]`: a directory, its owner, group, mode and SELinux context.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{
+    Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
+};
 use crate::desired::parser::{DEFAULT_DIR_MODE, Parser};
 use crate::desired::schema::Fields;
 use crate::desired::values::{Ensure, Meta};
@@ -47,5 +51,28 @@ impl KindDef for Directory {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::Path(Form::Dir);
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Path(PathDecl {
+            path: Cow::Borrowed(&self.path),
+            ensure: self.ensure,
+            form: PathForm::Dir { meta: &self.meta },
+            before_packages: false,
+        })
+    }
+
+    fn path_of_key(key: &str) -> Option<String> {
+        Some(key.to_owned())
+    }
+
+    fn absent(key: &str) -> Option<Self> {
+        Some(Directory {
+            path: key.to_owned(),
+            ensure: Ensure::Absent,
+            meta: Meta::new("0", "0", 0o755),
+        })
     }
 }

@@ -1,8 +1,13 @@
 //! `[[file]]`: a regular file, its bytes (inline, from the repo, rendered from a template, or decrypted), owner, group, mode and SELinux context.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, Kind, KindDef, Parsed, ReadContent, ResourceId};
+use super::{
+    Decl, Form, Identity, Kind, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
+    ResourceId,
+};
 use crate::desired::parser::{DEFAULT_FILE_MODE, Parser, inline_first_line, repo_relative_path};
 use crate::desired::schema::{Fields, Sp};
 use crate::desired::values::{Content, ContentSpec, Ensure, Meta};
@@ -133,6 +138,43 @@ impl KindDef for File {
             content,
             meta: spec.meta.clone(),
             sensitive: spec.sensitive || secret,
+        })
+    }
+
+    const PRIM: PrimKind = PrimKind::Path(Form::File);
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Path(PathDecl {
+            path: Cow::Borrowed(&self.path),
+            ensure: self.ensure,
+            form: PathForm::File {
+                content: Cow::Borrowed(&self.content),
+                meta: Cow::Borrowed(&self.meta),
+                sensitive: self.sensitive,
+            },
+            before_packages: false,
+        })
+    }
+
+    fn stored_content(&self) -> Option<&Content> {
+        Some(&self.content)
+    }
+
+    fn stored_content_mut(&mut self) -> Option<&mut Content> {
+        Some(&mut self.content)
+    }
+
+    fn path_of_key(key: &str) -> Option<String> {
+        Some(key.to_owned())
+    }
+
+    fn absent(key: &str) -> Option<Self> {
+        Some(File {
+            path: key.to_owned(),
+            ensure: Ensure::Absent,
+            content: Content::default(),
+            meta: Meta::new("0", "0", 0o644),
+            sensitive: false,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
@@ -49,5 +49,11 @@ impl KindDef for Group {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::Group;
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Group(self)
     }
 }

@@ -5,6 +5,7 @@
 //! enums and every dispatch over them are generated from it, so a kind
 //! that is listed but not handled somewhere does not compile.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::diag::Origin;
 use super::parser::Parser;
 use super::schema::Fields;
-use super::values::{Content, ContentSpec};
+use super::values::{Content, ContentSpec, Ensure, Meta, SelinuxParts};
 
 pub mod command;
 pub mod directory;
@@ -48,6 +49,133 @@ pub(crate) trait KindDef: Identity + Sized {
     /// The resource a declaration stands for (a file's content read and
     /// rendered); `None` when that failed (reported to `r`).
     fn resolve(spec: &Self::Spec, r: &mut dyn ReadContent, decl: &Decl) -> Option<Self>;
+    /// What it is to the engine.
+    fn lower(&self) -> Prim<'_>;
+    /// Content it holds that cannot be made again from its fields (a
+    /// file's bytes, read from the repo): kept in the object store with a
+    /// desired state, and filled in by hash when one is read back.
+    fn stored_content(&self) -> Option<&Content> {
+        None
+    }
+    /// [`KindDef::stored_content`], to fill in.
+    fn stored_content_mut(&mut self) -> Option<&mut Content> {
+        None
+    }
+    /// The host path a resource of this kind with `key` manages, for what
+    /// is known by its id only (an inventory entry).
+    fn path_of_key(_key: &str) -> Option<String> {
+        None
+    }
+    /// A resource of this kind with `key` that must not exist: what
+    /// pruning plans for one driftless created and the repo dropped.
+    /// `None`: such a resource is forgotten, never removed (an account, a
+    /// command, a unit).
+    fn absent(_key: &str) -> Option<Self> {
+        None
+    }
+    /// Which primitive it is, without a resource at hand.
+    const PRIM: PrimKind;
+}
+
+/// What a resource is to the engine: one of a few primitives, each with
+/// its observation, plan, apply, snapshot and pruning. A kind is one of
+/// them, whatever its keys.
+#[derive(Debug)]
+// A view made and dropped on the spot, never kept in bulk: a path's
+// owned parts (a repo file's rendered content) stay inline.
+#[allow(clippy::large_enum_variant)]
+pub enum Prim<'a> {
+    /// A path on the host: a file, a directory or a symlink.
+    Path(PathDecl<'a>),
+    /// An RPM package (in the one transaction of a converge).
+    Package(&'a package::Package),
+    /// A local group.
+    Group(&'a group::Group),
+    /// A local user.
+    User(&'a user::User),
+    /// A command run when its guards or refreshes say so.
+    Command(&'a command::Command),
+    /// A systemd unit.
+    Unit(&'a service::Service),
+}
+
+/// Which primitive a kind is, without a resource at hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrimKind {
+    /// A path of this form.
+    Path(Form),
+    /// A package.
+    Package,
+    /// A local group.
+    Group,
+    /// A local user.
+    User,
+    /// A command.
+    Command,
+    /// A systemd unit.
+    Unit,
+}
+
+/// The form of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// A path the desired state declares, whatever kind declared it.
+#[derive(Debug)]
+pub struct PathDecl<'a> {
+    /// Absolute, normalised host path.
+    pub path: Cow<'a, str>,
+    /// Present or absent.
+    pub ensure: Ensure,
+    /// What is to be there.
+    pub form: PathForm<'a>,
+    /// Written before the package transaction, which reads it (a repo
+    /// file); every other path comes after packages and accounts.
+    pub before_packages: bool,
+}
+
+/// What a declared path is to hold.
+#[derive(Debug)]
+pub enum PathForm<'a> {
+    /// A regular file.
+    File {
+        /// Its bytes.
+        content: Cow<'a, Content>,
+        /// Owner, group, mode, SELinux parts.
+        meta: Cow<'a, Meta>,
+        /// Never shown in diffs or logs.
+        sensitive: bool,
+    },
+    /// A directory.
+    Dir {
+        /// Owner, group, mode, SELinux parts.
+        meta: &'a Meta,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Its target, verbatim.
+        target: &'a str,
+        /// SELinux parts.
+        selinux: &'a SelinuxParts,
+    },
+}
+
+impl PathForm<'_> {
+    /// Which form it is.
+    pub fn form(&self) -> Form {
+        match self {
+            PathForm::File { .. } => Form::File,
+            PathForm::Dir { .. } => Form::Dir,
+            PathForm::Symlink { .. } => Form::Symlink,
+        }
+    }
 }
 
 /// The identity of a resource: one package by name, one path by path, one
@@ -176,6 +304,31 @@ macro_rules! kinds {
                 }
             }
 
+            /// Which primitive this kind is.
+            pub fn prim(self) -> PrimKind {
+                match self {
+                    $(Kind::$variant => <$module::$ty as KindDef>::PRIM,)*
+                }
+            }
+
+            /// The host path a resource of this kind with `key` manages,
+            /// if it is a path.
+            pub fn path_of_key(self, key: &str) -> Option<String> {
+                match self {
+                    $(Kind::$variant => <$module::$ty as KindDef>::path_of_key(key),)*
+                }
+            }
+
+            /// A resource of this kind with `key` that must not exist, if
+            /// such a one can be removed ([`KindDef::absent`]).
+            pub fn absent(self, key: &str) -> Option<Resource> {
+                match self {
+                    $(Kind::$variant => {
+                        <$module::$ty as KindDef>::absent(key).map(Resource::$variant)
+                    })*
+                }
+            }
+
             /// Parses the word of a reference or section.
             pub fn parse(word: &str) -> Option<Kind> {
                 Kind::ALL.iter().copied().find(|k| k.as_str() == word)
@@ -224,6 +377,28 @@ macro_rules! kinds {
             pub fn path(&self) -> Option<String> {
                 match self {
                     $(Resource::$variant(r) => Identity::path(r),)*
+                }
+            }
+
+            /// What it is to the engine.
+            pub fn lower(&self) -> Prim<'_> {
+                match self {
+                    $(Resource::$variant(r) => r.lower(),)*
+                }
+            }
+
+            /// Its content that is kept in the object store (a file's
+            /// bytes), if any.
+            pub fn stored_content(&self) -> Option<&Content> {
+                match self {
+                    $(Resource::$variant(r) => r.stored_content(),)*
+                }
+            }
+
+            /// [`Resource::stored_content`], to fill in.
+            pub fn stored_content_mut(&mut self) -> Option<&mut Content> {
+                match self {
+                    $(Resource::$variant(r) => r.stored_content_mut(),)*
                 }
             }
         }

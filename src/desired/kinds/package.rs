@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::Fields;
@@ -87,5 +87,18 @@ impl KindDef for Package {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::Package;
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Package(self)
+    }
+
+    fn absent(key: &str) -> Option<Self> {
+        Some(Package {
+            name: key.to_owned(),
+            state: PackageState::Absent,
+        })
     }
 }

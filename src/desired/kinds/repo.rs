@@ -1,12 +1,16 @@
 //! `[[repo]]`: a dnf repository, kept as its file under `/etc/yum.repos.d`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{
+    Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
+};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
-use crate::desired::values::Ensure;
+use crate::desired::values::{Content, Ensure, Meta};
 
 /// A dnf repository, written as `/etc/yum.repos.d/<name>.repo`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,5 +183,37 @@ impl KindDef for Repo {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::Path(Form::File);
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Path(PathDecl {
+            path: Cow::Owned(repo_path(&self.name)),
+            ensure: self.ensure,
+            form: PathForm::File {
+                content: Cow::Owned(Content::new(self.render())),
+                meta: Cow::Owned(Meta::new("root", "root", 0o644)),
+                sensitive: false,
+            },
+            before_packages: true,
+        })
+    }
+
+    fn path_of_key(key: &str) -> Option<String> {
+        Some(repo_path(key))
+    }
+
+    fn absent(key: &str) -> Option<Self> {
+        Some(Repo {
+            name: key.to_owned(),
+            location: RepoLocation::Baseurl(String::new()),
+            enabled: false,
+            gpgcheck: false,
+            gpgkey: None,
+            description: None,
+            metadata_expire: None,
+            ensure: Ensure::Absent,
+        })
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ResourceId;
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
@@ -116,5 +116,11 @@ impl KindDef for Service {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::Unit;
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Unit(self)
     }
 }

@@ -1,8 +1,12 @@
 //! `[[symlink]]`: a symbolic link and its target.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{
+    Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
+};
 use crate::desired::parser::Parser;
 use crate::desired::schema::Fields;
 use crate::desired::values::{Ensure, SelinuxParts};
@@ -64,5 +68,32 @@ impl KindDef for Symlink {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::Path(Form::Symlink);
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::Path(PathDecl {
+            path: Cow::Borrowed(&self.path),
+            ensure: self.ensure,
+            form: PathForm::Symlink {
+                target: &self.target,
+                selinux: &self.selinux,
+            },
+            before_packages: false,
+        })
+    }
+
+    fn path_of_key(key: &str) -> Option<String> {
+        Some(key.to_owned())
+    }
+
+    fn absent(key: &str) -> Option<Self> {
+        Some(Symlink {
+            path: key.to_owned(),
+            target: String::new(),
+            ensure: Ensure::Absent,
+            selinux: SelinuxParts::default(),
+        })
     }
 }

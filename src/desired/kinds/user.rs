@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, ReadContent};
+use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
@@ -133,5 +133,11 @@ impl KindDef for User {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    const PRIM: PrimKind = PrimKind::User;
+
+    fn lower(&self) -> Prim<'_> {
+        Prim::User(self)
     }
 }
