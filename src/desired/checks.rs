@@ -161,23 +161,20 @@ pub fn unit_name(name: &str) -> Result<String, String> {
     }
 }
 
-/// Parses a reference such as `file:/etc/nginx/nginx.conf` or `package:nginx`.
-/// Service references complete the unit name like `[[service]]` does.
+/// Parses a reference such as `file:/etc/nginx/nginx.conf` or `package:nginx`,
+/// its key as the kind writes it (`service:nginx` is `nginx.service`).
 pub fn reference(text: &str) -> Result<ResourceId, String> {
     let (kind, key) = text.split_once(':').ok_or_else(|| {
         format!("reference `{text}` must be written kind:name, as \"file:/etc/nginx/nginx.conf\"")
     })?;
     let kind = Kind::parse(kind).ok_or_else(|| {
+        let known: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
         format!(
-            "reference `{text}` names an unknown kind `{kind}` (use repo, package, directory, file, symlink, command or service)"
+            "reference `{text}` names an unknown kind `{kind}` (use one of {})",
+            known.join(", ")
         )
     })?;
-    let key = if kind == Kind::Service {
-        unit_name(key)?
-    } else {
-        key.to_owned()
-    };
-    Ok(ResourceId::new(kind, key))
+    Ok(ResourceId::new(kind, kind.reference_key(key)?))
 }
 
 /// Checks a `[[command]]` name: it is the key of `command:NAME` references.

@@ -19,6 +19,7 @@ mod fleet;
 mod gitserver;
 mod hooks;
 mod json_schema;
+mod kinds;
 mod layers;
 mod operator;
 mod prune;

@@ -4,6 +4,8 @@
 //! order a converge applies them: the [`Kind`], [`Resource`] and [`Spec`]
 //! enums and every dispatch over them are generated from it, so a kind
 //! that is listed but not handled somewhere does not compile.
+//!
+//! Adding a kind: docs/adding-a-kind.md.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -23,6 +25,7 @@ pub mod package;
 pub mod repo;
 pub mod service;
 pub mod symlink;
+pub mod sysctl_file;
 pub mod user;
 
 /// What identifies a resource, and the path it manages: the same for a
@@ -72,6 +75,11 @@ pub(crate) trait KindDef: Identity + Sized {
     /// command, a unit).
     fn absent(_key: &str) -> Option<Self> {
         None
+    }
+    /// The key a reference (`kind:key` in `restart_on`, `refresh_on`)
+    /// means, as its own declarations would write it; or why it is not one.
+    fn reference_key(key: &str) -> Result<String, String> {
+        Ok(key.to_owned())
     }
     /// Which primitive it is, without a resource at hand.
     const PRIM: PrimKind;
@@ -329,6 +337,14 @@ macro_rules! kinds {
                 }
             }
 
+            /// The key a reference to this kind means
+            /// ([`KindDef::reference_key`]).
+            pub fn reference_key(self, key: &str) -> Result<String, String> {
+                match self {
+                    $(Kind::$variant => <$module::$ty as KindDef>::reference_key(key),)*
+                }
+            }
+
             /// Parses the word of a reference or section.
             pub fn parse(word: &str) -> Option<Kind> {
                 Kind::ALL.iter().copied().find(|k| k.as_str() == word)
@@ -455,6 +471,7 @@ kinds! {
     User = "user" => user::User,
     Directory = "directory" => directory::Directory,
     File = "file" => file::File,
+    SysctlFile = "sysctl_file" => sysctl_file::SysctlFile,
     Symlink = "symlink" => symlink::Symlink,
     Command = "command" => command::Command,
     Service = "service" => service::Service,

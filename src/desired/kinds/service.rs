@@ -123,4 +123,10 @@ impl KindDef for Service {
     fn lower(&self) -> Prim<'_> {
         Prim::Unit(self)
     }
+
+    /// A unit is completed as `[[service]]` completes its `name`
+    /// (`nginx` is `nginx.service`).
+    fn reference_key(key: &str) -> Result<String, String> {
+        checks::unit_name(key)
+    }
 }
