@@ -10,7 +10,7 @@ use super::context::{App, Run, SourceRequest, absolute};
 use super::fleet;
 use super::hooks;
 use super::load::{FetchFailed, Invalid, Loaded, load};
-use super::plan::prepare;
+use super::plan::{Chosen, prepare};
 use super::prune;
 use super::recovery::recover_into;
 use crate::agent::policy::{self, Blame, Decision, Ended};
@@ -398,6 +398,11 @@ fn invalid_commit(
     Ok(())
 }
 
+/// The converge of a loaded desired state, in its stages: the root, the
+/// recovery of a crashed converge, the decision (policy, pause, fleet
+/// gate), what to apply, the plan (with pruning), then either the record
+/// of a host already in sync (or of an audit) or the transaction and its
+/// record.
 #[allow(clippy::too_many_arguments)]
 fn locked(
     app: &App,
@@ -408,31 +413,13 @@ fn locked(
     cancel: &Cancel,
     r: &mut ConvergeResult,
 ) -> Result<()> {
-    let dry = r.audit;
-    if !dry && !req.create_root && !req.root.exists() {
-        bail!(
-            "the root {} does not exist; nothing was changed. Pass --create-root to converge into a new tree",
-            absolute(&req.root).display()
-        );
-    }
-    let root = converge::open_root(&req.root, !dry)
-        .with_context(|| format!("cannot use {} as the root", absolute(&req.root).display()))?;
-    if held.is_none() && !req.dry_run {
-        *held = Some(Locked::take(app)?);
-    }
-    let applying = !dry && root.is_some();
+    let root = open_target(app, req, r.audit, held)?;
+    let applying = !r.audit && root.is_some();
     // What a crash left unfinished is rolled back before anything else.
-    if let (true, Some(root), Some(h)) = (applying, root.as_ref(), held.as_mut()) {
-        let recovery = recover_into(app, root, &mut h.state, sink, cancel)?;
-        if recovery.saved {
-            h.saved = h.state.clone();
-        }
-        r.run.notes.extend(recovery.notes);
-        if let Some(failed) = recovery.failed {
-            r.run.outcome = Outcome::RollbackFailed;
-            r.run.error = Some(failed);
-            return Ok(());
-        }
+    if let (true, Some(root), Some(h)) = (applying, root.as_ref(), held.as_mut())
+        && !recovered(app, root, h, sink, cancel, r)?
+    {
+        return Ok(());
     }
     let state = match held.as_ref() {
         Some(h) => h.state.clone(),
@@ -448,99 +435,11 @@ fn locked(
     } = loaded;
     r.key = Some(key.clone());
     r.fetch_failed = fetch_failed;
-    // A quarantined head is not applied again: hold at the last good state.
-    // A trial is held by a pause only.
-    let trial = req.source.trial();
-    let decide = |state: &AgentState| match trial {
-        Some(_) => policy::decide_trial(state, applying),
-        None => policy::decide(state, &key, applying),
-    };
-    let mut decision = decide(&state);
-    if let (Decision::Paused { why }, true) = (&decision, req.force) {
-        sink.event(&Event::PauseOverridden { why: why.clone() });
-        r.run
-            .notes
-            .push(format!("--force: converged although {why}"));
-        let unpaused = AgentState {
-            paused: None,
-            ..state.clone()
-        };
-        decision = decide(&unpaused);
-    }
-    // A new commit waits for the fleet's rollout gate, if there is a fleet;
-    // a trial on one host is the operator's own canary.
-    if matches!(decision, Decision::Apply) && applying {
-        if let (Some(t), Some(_)) = (&trial, &app.settings.fleet) {
-            r.run.notes.push(format!(
-                "a trial of {t} on this host: the fleet's rollout gate was not asked"
-            ));
-        } else if req.ignore_rollout {
-            if app.settings.fleet.is_some() {
-                warn!(
-                    key,
-                    "--ignore-rollout: the fleet's rollout gate is not asked for this commit"
-                );
-                r.run
-                    .notes
-                    .push("--ignore-rollout: the fleet's rollout gate was not asked".to_owned());
-            }
-        } else if let Some(b) = fleet::gated(
-            app,
-            &state,
-            &key,
-            &loaded_desired,
-            Some(&mut r.rollout_slot),
-        )? {
-            warn!(reason = b.reason, "{}", b.why);
-            decision = Decision::HoldAtLastGood { why: b.why.clone() };
-            r.rollout_blocked = Some(b);
-        }
-    }
-    let (desired, source_desc, held_at) = match decision {
-        Decision::Paused { why } | Decision::Pinned { why } => {
-            sink.event(&Event::Held {
-                why: why.clone(),
-                last_good: None,
-            });
-            r.run.outcome = Outcome::Held;
-            r.held = Some(why.clone());
-            r.run.error = Some(why);
-            return Ok(());
-        }
-        Decision::Apply => (loaded_desired, loaded_source.clone(), false),
-        Decision::HoldAtLastGood { why } => {
-            let last_good = app.store.load_last_good()?;
-            // Never claim a last good state that is not there.
-            let why = match &last_good {
-                Some(lg) => format!(
-                    "{why}; the host is held at the last good state {}",
-                    short(&lg.key)
-                ),
-                None => why,
-            };
-            if last_good.is_some() {
-                r.run.notes.push(why.clone());
-            }
-            sink.event(&Event::Held {
-                why: why.clone(),
-                last_good: last_good.as_ref().map(|lg| lg.key.clone()),
-            });
-            r.held = Some(why.clone());
-            match last_good {
-                Some(lg) => (
-                    lg.desired,
-                    format!("last good {} ({})", short(&lg.key), lg.source),
-                    true,
-                ),
-                None => {
-                    r.run.outcome = Outcome::Held;
-                    r.run.error = Some(format!(
-                        "{why}; there is no last good state yet, so nothing is applied"
-                    ));
-                    return Ok(());
-                }
-            }
-        }
+    let decision = decide(app, req, &state, &key, &loaded_desired, applying, sink, r)?;
+    let Some((desired, source_desc, held_at)) =
+        what_to_apply(app, decision, loaded_desired, &loaded_source, sink, r)?
+    else {
+        return Ok(());
     };
     // What the repo no longer declares is put back (or removed), in the
     // same transaction.
@@ -565,19 +464,13 @@ fn locked(
     if held.is_some() {
         remember_verified(app, &prepared);
     }
-    let held_or = |normal| if held_at { Outcome::Held } else { normal };
     // Changes found for a state that was applied already are drift (made by
     // hand, or by something else); in an audit everything pending is.
     let applied_before = held_at || state.last_good.as_ref().is_some_and(|g| g.key == key);
-    if dry || applied_before {
-        let differing = crate::plan::differing(&prepared.plan.changes);
-        r.drifted = differing.len();
-        r.drifted_resources = differing
-            .iter()
-            .take(DRIFT_NAMED)
-            .map(ToString::to_string)
-            .collect();
+    if r.audit || applied_before {
+        count_drift(&prepared, r);
     }
+    let trial = req.source.trial();
     let subject = Recorded {
         key: &key,
         source: &loaded_source,
@@ -585,29 +478,14 @@ fn locked(
         held: held_at,
         trial: trial.as_deref(),
     };
-    if prepared.plan.is_empty() || dry {
-        if !prepared.plan.is_empty() {
-            r.run.outcome = held_or(Outcome::ChangesPending);
-            r.run
-                .notes
-                .extend(prepared.plan.preview_notes.iter().cloned());
-            r.run.notes.extend(prepared.plan.notes.iter().cloned());
-            r.run.changes = prepared.plan.changes;
-            return Ok(());
-        }
-        r.run.outcome = held_or(Outcome::InSync);
-        r.run.notes.extend(prepared.plan.notes.iter().cloned());
-        // An audit changes nothing, so it makes nothing the last good state.
-        if let (false, Some(h)) = (dry, held.as_mut()) {
-            subject.record(app, h, &prepared, Ended::Good)?;
-            if let Some(root) = root.as_ref() {
-                let new = prune::capture(&app.store, root, &inventory, &prepared)?;
-                if let Err(e) = prune::record(&app.store, inventory, new, &prepared.desired, None) {
-                    note_failure(r, "could not record the inventory", e);
-                }
-            }
-        }
-        return Ok(());
+    let outcome = Stage {
+        app,
+        subject: &subject,
+        prepared: &prepared,
+        held_at,
+    };
+    if prepared.plan.is_empty() || r.audit {
+        return outcome.without_changes(root.as_ref(), held.as_mut(), inventory, r);
     }
     let Some(root) = root else {
         bail!("the root directory {} is missing", req.root.display())
@@ -615,75 +493,320 @@ fn locked(
     let Some(h) = held.as_mut() else {
         bail!("internal error: a converge that changes the host must hold the state lock");
     };
-    // How what is managed for the first time was, before it changes.
-    let new_entries = prune::capture(&app.store, &root, &inventory, &prepared)?;
-    let run = converge::RunInfo {
-        key: &key,
-        healed: if r.audit { 0 } else { r.drifted },
-        started_by: &req.started_by,
-    };
-    match converge::transact(&app.engine(&root), &prepared, &run, sink, cancel)? {
-        Transacted::Applied {
-            generation,
-            changes,
-            dnf_transactions,
-        } => {
-            r.generation = Some(generation);
-            r.run.notes.extend(prepared.plan.notes.iter().cloned());
-            if let Err(e) = prune::record(
-                &app.store,
-                inventory,
-                new_entries,
-                &prepared.desired,
-                Some(generation),
-            ) {
-                note_failure(r, "could not record the inventory", e);
-            }
-            r.run.outcome = held_or(Outcome::Changed);
-            r.run.changes = changes;
-            r.dnf_transactions = dnf_transactions;
-            if let Err(e) = subject.record(app, h, &prepared, Ended::Good) {
-                note_failure(r, "could not record the last good state", e);
-            }
-        }
-        Transacted::RolledBack {
-            generation,
-            error,
-            blame,
-        } => {
-            r.generation = Some(generation);
-            r.run.outcome = Outcome::RolledBack;
-            r.run.error = Some(format!("{error:#}"));
-            if cancel.is_cancelled() {
-                // Like a crash, a stop request says nothing about the commit.
-                r.run.notes.push(
-                    "stopped by a signal: the converge was rolled back; the head is not quarantined"
-                        .to_owned(),
-                );
-            }
-            let reason = format!("generation {generation} rolled back: {error:#}");
-            r.quarantined = subject.failed(h, &reason, blame);
-        }
-        Transacted::RestoreFailed {
-            generation,
-            error,
-            blame,
-            restore_errors,
-            differences,
-        } => {
-            r.generation = Some(generation);
-            r.run.outcome = Outcome::RollbackFailed;
-            r.run.error = Some(format!(
-                "{error:#}; still different from before: {}",
-                differences.join("; ")
-            ));
-            r.restore_errors = restore_errors.iter().map(|e| format!("{e:#}")).collect();
-            let reason =
-                format!("generation {generation} failed and could not be restored: {error:#}");
-            r.quarantined = subject.failed(h, &reason, blame);
-        }
+    outcome.transact(req, &root, h, inventory, sink, cancel, r)
+}
+
+/// Opens the root of a converge (created when a real converge is told
+/// to), and takes the state lock if the run did not take it already (a
+/// directory source is read before it). `None`: a root that does not
+/// exist, for a dry run.
+fn open_target(
+    app: &App,
+    req: &ConvergeRequest,
+    dry: bool,
+    held: &mut Option<Locked>,
+) -> Result<Option<crate::system::fsroot::FsRoot>> {
+    if !dry && !req.create_root && !req.root.exists() {
+        bail!(
+            "the root {} does not exist; nothing was changed. Pass --create-root to converge into a new tree",
+            absolute(&req.root).display()
+        );
     }
-    Ok(())
+    let root = converge::open_root(&req.root, !dry)
+        .with_context(|| format!("cannot use {} as the root", absolute(&req.root).display()))?;
+    if held.is_none() && !req.dry_run {
+        *held = Some(Locked::take(app)?);
+    }
+    Ok(root)
+}
+
+/// Rolls back what a crash left unfinished. `false`: that restore failed,
+/// and the run ends here.
+fn recovered(
+    app: &App,
+    root: &crate::system::fsroot::FsRoot,
+    h: &mut Locked,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+    r: &mut ConvergeResult,
+) -> Result<bool> {
+    let recovery = recover_into(app, root, &mut h.state, sink, cancel)?;
+    if recovery.saved {
+        h.saved = h.state.clone();
+    }
+    r.run.notes.extend(recovery.notes);
+    if let Some(failed) = recovery.failed {
+        r.run.outcome = Outcome::RollbackFailed;
+        r.run.error = Some(failed);
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// What the policy says of the loaded key: apply it, hold at the last good
+/// state (quarantined, or the fleet's rollout gate says wait), or nothing
+/// (paused, pinned). `--force` overrides a pause; a trial on one host and
+/// `--ignore-rollout` do not ask the fleet.
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    app: &App,
+    req: &ConvergeRequest,
+    state: &AgentState,
+    key: &str,
+    loaded: &crate::desired::DesiredState,
+    applying: bool,
+    sink: &mut dyn Sink,
+    r: &mut ConvergeResult,
+) -> Result<Decision> {
+    // A quarantined head is not applied again: hold at the last good state.
+    // A trial is held by a pause only.
+    let trial = req.source.trial();
+    let decide = |state: &AgentState| match trial {
+        Some(_) => policy::decide_trial(state, applying),
+        None => policy::decide(state, key, applying),
+    };
+    let mut decision = decide(state);
+    if let (Decision::Paused { why }, true) = (&decision, req.force) {
+        sink.event(&Event::PauseOverridden { why: why.clone() });
+        r.run
+            .notes
+            .push(format!("--force: converged although {why}"));
+        let unpaused = AgentState {
+            paused: None,
+            ..state.clone()
+        };
+        decision = decide(&unpaused);
+    }
+    // A new commit waits for the fleet's rollout gate, if there is a fleet;
+    // a trial on one host is the operator's own canary.
+    if !matches!(decision, Decision::Apply) || !applying {
+        return Ok(decision);
+    }
+    if let (Some(t), Some(_)) = (&trial, &app.settings.fleet) {
+        r.run.notes.push(format!(
+            "a trial of {t} on this host: the fleet's rollout gate was not asked"
+        ));
+    } else if req.ignore_rollout {
+        if app.settings.fleet.is_some() {
+            warn!(
+                key,
+                "--ignore-rollout: the fleet's rollout gate is not asked for this commit"
+            );
+            r.run
+                .notes
+                .push("--ignore-rollout: the fleet's rollout gate was not asked".to_owned());
+        }
+    } else if let Some(b) = fleet::gated(app, state, key, loaded, Some(&mut r.rollout_slot))? {
+        warn!(reason = b.reason, "{}", b.why);
+        decision = Decision::HoldAtLastGood { why: b.why.clone() };
+        r.rollout_blocked = Some(b);
+    }
+    Ok(decision)
+}
+
+/// The desired state a decision applies, where it came from, and whether
+/// the host is held at its last good state; `None` when nothing is
+/// applied (the run's outcome and reason are set).
+fn what_to_apply(
+    app: &App,
+    decision: Decision,
+    loaded: crate::desired::DesiredState,
+    loaded_source: &str,
+    sink: &mut dyn Sink,
+    r: &mut ConvergeResult,
+) -> Result<Option<(crate::desired::DesiredState, String, bool)>> {
+    Ok(match super::plan::choose(app, decision)? {
+        Chosen::Loaded => Some((loaded, loaded_source.to_owned(), false)),
+        Chosen::Nothing { why } => {
+            sink.event(&Event::Held {
+                why: why.clone(),
+                last_good: None,
+            });
+            r.run.outcome = Outcome::Held;
+            r.held = Some(why.clone());
+            r.run.error = Some(why);
+            None
+        }
+        Chosen::NoLastGood { why } => {
+            sink.event(&Event::Held {
+                why: why.clone(),
+                last_good: None,
+            });
+            r.held = Some(why.clone());
+            r.run.outcome = Outcome::Held;
+            r.run.error = Some(format!(
+                "{why}; there is no last good state yet, so nothing is applied"
+            ));
+            None
+        }
+        Chosen::LastGood { last_good, why } => {
+            // Never claim a last good state that is not there.
+            let why = format!(
+                "{why}; the host is held at the last good state {}",
+                short(&last_good.key)
+            );
+            r.run.notes.push(why.clone());
+            sink.event(&Event::Held {
+                why: why.clone(),
+                last_good: Some(last_good.key.clone()),
+            });
+            r.held = Some(why);
+            let source = format!("last good {} ({})", short(&last_good.key), last_good.source);
+            Some((last_good.desired, source, true))
+        }
+    })
+}
+
+/// Counts (and names the first of) the resources that differ from a
+/// desired state already applied: drift.
+fn count_drift(prepared: &Prepared, r: &mut ConvergeResult) {
+    let differing = crate::plan::differing(&prepared.plan.changes);
+    r.drifted = differing.len();
+    r.drifted_resources = differing
+        .iter()
+        .take(DRIFT_NAMED)
+        .map(ToString::to_string)
+        .collect();
+}
+
+/// The end of a converge whose plan is made: what is recorded of it.
+struct Stage<'s> {
+    app: &'s App,
+    subject: &'s Recorded<'s>,
+    prepared: &'s Prepared,
+    /// Held at the last good state: the outcome is "held" whatever it did.
+    held_at: bool,
+}
+
+impl Stage<'_> {
+    fn or_held(&self, normal: Outcome) -> Outcome {
+        if self.held_at { Outcome::Held } else { normal }
+    }
+
+    /// Nothing to change (in sync), or an audit or dry run that only
+    /// reports: a good end is recorded, except for an audit, which makes
+    /// nothing the last good state.
+    fn without_changes(
+        &self,
+        root: Option<&crate::system::fsroot::FsRoot>,
+        held: Option<&mut Locked>,
+        inventory: crate::store::inventory::Inventory,
+        r: &mut ConvergeResult,
+    ) -> Result<()> {
+        let plan = &self.prepared.plan;
+        if !plan.is_empty() {
+            r.run.outcome = self.or_held(Outcome::ChangesPending);
+            r.run.notes.extend(plan.preview_notes.iter().cloned());
+            r.run.notes.extend(plan.notes.iter().cloned());
+            r.run.changes = plan.changes.clone();
+            return Ok(());
+        }
+        r.run.outcome = self.or_held(Outcome::InSync);
+        r.run.notes.extend(plan.notes.iter().cloned());
+        if let (false, Some(h)) = (r.audit, held) {
+            self.subject
+                .record(self.app, h, self.prepared, Ended::Good)?;
+            if let Some(root) = root {
+                let new = prune::capture(&self.app.store, root, &inventory, self.prepared)?;
+                if let Err(e) = prune::record(
+                    &self.app.store,
+                    inventory,
+                    new,
+                    &self.prepared.desired,
+                    None,
+                ) {
+                    note_failure(r, "could not record the inventory", e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the plan as a transaction and records how it ended: the
+    /// new generation and the last good state, or the rollback and, when
+    /// the desired state is to blame, its quarantine.
+    #[allow(clippy::too_many_arguments)]
+    fn transact(
+        &self,
+        req: &ConvergeRequest,
+        root: &crate::system::fsroot::FsRoot,
+        h: &mut Locked,
+        inventory: crate::store::inventory::Inventory,
+        sink: &mut dyn Sink,
+        cancel: &Cancel,
+        r: &mut ConvergeResult,
+    ) -> Result<()> {
+        let (app, prepared) = (self.app, self.prepared);
+        // How what is managed for the first time was, before it changes.
+        let new_entries = prune::capture(&app.store, root, &inventory, prepared)?;
+        let run = converge::RunInfo {
+            key: self.subject.key,
+            healed: if r.audit { 0 } else { r.drifted },
+            started_by: &req.started_by,
+        };
+        match converge::transact(&app.engine(root), prepared, &run, sink, cancel)? {
+            Transacted::Applied {
+                generation,
+                changes,
+                dnf_transactions,
+            } => {
+                r.generation = Some(generation);
+                r.run.notes.extend(prepared.plan.notes.iter().cloned());
+                if let Err(e) = prune::record(
+                    &app.store,
+                    inventory,
+                    new_entries,
+                    &prepared.desired,
+                    Some(generation),
+                ) {
+                    note_failure(r, "could not record the inventory", e);
+                }
+                r.run.outcome = self.or_held(Outcome::Changed);
+                r.run.changes = changes;
+                r.dnf_transactions = dnf_transactions;
+                if let Err(e) = self.subject.record(app, h, prepared, Ended::Good) {
+                    note_failure(r, "could not record the last good state", e);
+                }
+            }
+            Transacted::RolledBack {
+                generation,
+                error,
+                blame,
+            } => {
+                r.generation = Some(generation);
+                r.run.outcome = Outcome::RolledBack;
+                r.run.error = Some(format!("{error:#}"));
+                if cancel.is_cancelled() {
+                    // Like a crash, a stop request says nothing about the commit.
+                    r.run.notes.push(
+                        "stopped by a signal: the converge was rolled back; the head is not quarantined"
+                            .to_owned(),
+                    );
+                }
+                let reason = format!("generation {generation} rolled back: {error:#}");
+                r.quarantined = self.subject.failed(h, &reason, blame);
+            }
+            Transacted::RestoreFailed {
+                generation,
+                error,
+                blame,
+                restore_errors,
+                differences,
+            } => {
+                r.generation = Some(generation);
+                r.run.outcome = Outcome::RollbackFailed;
+                r.run.error = Some(format!(
+                    "{error:#}; still different from before: {}",
+                    differences.join("; ")
+                ));
+                r.restore_errors = restore_errors.iter().map(|e| format!("{e:#}")).collect();
+                let reason =
+                    format!("generation {generation} failed and could not be restored: {error:#}");
+                r.quarantined = self.subject.failed(h, &reason, blame);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Records the end of a converge of the loaded key in the agent state.

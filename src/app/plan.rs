@@ -75,33 +75,31 @@ fn plan_into(
     {
         decision = Decision::HoldAtLastGood { why: b.why };
     }
-    let (desired, source_desc, held) = match decision {
-        Decision::Apply => (loaded.desired, loaded.source, false),
-        Decision::Paused { why } | Decision::Pinned { why } => {
+    let (desired, source_desc, held) = match choose(app, decision)? {
+        Chosen::Loaded => (loaded.desired, loaded.source, false),
+        Chosen::Nothing { why } => {
             r.outcome = Outcome::Held;
             r.error = Some(format!("{why}; `converge` would apply nothing"));
             return Ok(());
         }
-        Decision::HoldAtLastGood { why } => match app.store.load_last_good()? {
-            Some(lg) => {
-                r.notes.push(format!(
-                    "{why}; `converge` would hold the host at the last good state {}: these are its changes",
-                    short(&lg.key)
-                ));
-                (
-                    lg.desired,
-                    format!("last good {} ({})", short(&lg.key), lg.source),
-                    true,
-                )
-            }
-            None => {
-                r.outcome = Outcome::Held;
-                r.error = Some(format!(
-                    "{why}; there is no last good state yet, so `converge` would apply nothing"
-                ));
-                return Ok(());
-            }
-        },
+        Chosen::NoLastGood { why } => {
+            r.outcome = Outcome::Held;
+            r.error = Some(format!(
+                "{why}; there is no last good state yet, so `converge` would apply nothing"
+            ));
+            return Ok(());
+        }
+        Chosen::LastGood { last_good, why } => {
+            r.notes.push(format!(
+                "{why}; `converge` would hold the host at the last good state {}: these are its changes",
+                short(&last_good.key)
+            ));
+            (
+                last_good.desired,
+                format!("last good {} ({})", short(&last_good.key), last_good.source),
+                true,
+            )
+        }
     };
     let inventory = app.store.load_inventory()?;
     let prepared = match prepare(
@@ -130,6 +128,46 @@ fn plan_into(
     r.notes.extend(prepared.plan.notes);
     r.changes = prepared.plan.changes;
     Ok(())
+}
+
+/// What a run applies, once the policy (and the fleet's gate) decided: the
+/// one answer `plan` and `converge` both word.
+pub(super) enum Chosen {
+    /// The desired state loaded from the source.
+    Loaded,
+    /// The last good state, which the host is held at, and why.
+    LastGood {
+        /// The state to apply.
+        last_good: Box<crate::store::lastgood::LastGood>,
+        /// Why the loaded one is not applied.
+        why: String,
+    },
+    /// Nothing: the host is paused or pinned.
+    Nothing {
+        /// Why.
+        why: String,
+    },
+    /// Nothing: the host is to be held at its last good state, and there
+    /// is none yet.
+    NoLastGood {
+        /// Why it is held.
+        why: String,
+    },
+}
+
+/// What `decision` applies.
+pub(super) fn choose(app: &App, decision: Decision) -> Result<Chosen> {
+    Ok(match decision {
+        Decision::Apply => Chosen::Loaded,
+        Decision::Paused { why } | Decision::Pinned { why } => Chosen::Nothing { why },
+        Decision::HoldAtLastGood { why } => match app.store.load_last_good()? {
+            Some(last_good) => Chosen::LastGood {
+                last_good: Box::new(last_good),
+                why,
+            },
+            None => Chosen::NoLastGood { why },
+        },
+    })
 }
 
 /// Why a plan could not be made, for a result.
