@@ -33,11 +33,104 @@ pub fn usage_error_json(message: &str) -> serde_json::Value {
     })
 }
 
+/// Which result a report holds: what its `--json` document carries and
+/// how its text is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Validate,
+    Plan,
+    Converge,
+    Status,
+    History,
+    Facts,
+    SourceStatus,
+    FleetStatus,
+    /// `rollback`, `resume`, `retry`, `recover`, `fleet halt|resume`,
+    /// `config check` and what fails before a result exists.
+    Action,
+}
+
+impl Shape {
+    /// The shape of `command`'s result (for a report that ended before
+    /// its command made one).
+    fn of(command: &str) -> Shape {
+        match command {
+            "validate" => Shape::Validate,
+            "plan" => Shape::Plan,
+            "converge" => Shape::Converge,
+            "status" => Shape::Status,
+            "history" => Shape::History,
+            "facts" => Shape::Facts,
+            "source status" => Shape::SourceStatus,
+            "fleet status" => Shape::FleetStatus,
+            _ => Shape::Action,
+        }
+    }
+
+    /// The command's own fields in its `--json` document (docs/json.md).
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Shape::Validate => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "hosts",
+                "diagnostics",
+            ],
+            Shape::Plan => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "root",
+                "mode",
+                "changes",
+                "notices",
+                "diagnostics",
+                "plan_problems",
+            ],
+            Shape::Converge => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "root",
+                "mode",
+                "changes",
+                "notices",
+                "diagnostics",
+                "plan_problems",
+                "generation",
+                "dnf_transactions",
+                "restore_errors",
+                "drifted",
+            ],
+            Shape::Status => &["status"],
+            Shape::History => &["history", "generation_detail"],
+            Shape::SourceStatus => &["source_status"],
+            Shape::FleetStatus => &["fleet"],
+            Shape::Facts => &[
+                "source",
+                "host",
+                "host_file",
+                "roles",
+                "facts",
+                "diagnostics",
+            ],
+            Shape::Action => &["notices"],
+        }
+    }
+}
+
 /// Everything a command reports.
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// The command (`validate`, `plan`, `converge`, ...).
     pub command: &'static str,
+    /// Which result it holds.
+    #[serde(skip)]
+    shape: Shape,
     /// How it ended.
     pub result: Outcome,
     /// The host name used.
@@ -226,6 +319,7 @@ impl Report {
     fn new(command: &'static str) -> Self {
         Self {
             command,
+            shape: Shape::of(command),
             result: Outcome::Error,
             host: None,
             host_file: None,
@@ -260,57 +354,7 @@ impl Report {
     pub fn json(&self, duration_ms: u64) -> serde_json::Value {
         use serde_json::{Value, json};
         let full = serde_json::to_value(self).unwrap_or(Value::Null);
-        let own: &[&str] = match self.command {
-            "validate" => &[
-                "source",
-                "host",
-                "host_file",
-                "roles",
-                "hosts",
-                "diagnostics",
-            ],
-            "plan" => &[
-                "source",
-                "host",
-                "host_file",
-                "roles",
-                "root",
-                "mode",
-                "changes",
-                "notices",
-                "diagnostics",
-                "plan_problems",
-            ],
-            "converge" => &[
-                "source",
-                "host",
-                "host_file",
-                "roles",
-                "root",
-                "mode",
-                "changes",
-                "notices",
-                "diagnostics",
-                "plan_problems",
-                "generation",
-                "dnf_transactions",
-                "restore_errors",
-                "drifted",
-            ],
-            "status" => &["status"],
-            "history" => &["history", "generation_detail"],
-            "source status" => &["source_status"],
-            "fleet status" => &["fleet"],
-            "facts" => &[
-                "source",
-                "host",
-                "host_file",
-                "roles",
-                "facts",
-                "diagnostics",
-            ],
-            _ => &["notices"],
-        };
+        let own = self.shape.fields();
         let mut out = serde_json::Map::new();
         out.insert("schema".into(), json!(JSON_SCHEMA));
         out.insert("command".into(), json!(self.command));
@@ -350,6 +394,32 @@ impl Report {
                 s.to_owned()
             }
         };
+        self.print_subject(&mut out, &mut err)?;
+        if let Some(f) = &self.fleet {
+            return fleet_text(&mut out, f);
+        }
+        if let Some(st) = &self.source_status {
+            return source_status_text(&mut out, st);
+        }
+        if let Some(st) = &self.status {
+            status_text(&mut out, st, &paint)?;
+        }
+        if let Some(scope) = &self.facts {
+            print_scope(&mut out, scope)?;
+        }
+        if let Some(g) = &self.generation_detail {
+            self.print_generation(&mut out, g, &paint)?;
+        }
+        if let Some(h) = &self.history {
+            history_text(&mut out, h)?;
+        }
+        self.print_outcome(&mut out, &mut err, &paint)?;
+        self.print_changes(&mut out, &paint)?;
+        self.print_error(&mut err)
+    }
+
+    /// The host, its file and roles, the source; and the problems found.
+    fn print_subject(&self, out: &mut impl Write, err: &mut impl Write) -> std::io::Result<()> {
         if let (Some(host), Some(file)) = (&self.host, &self.host_file) {
             let roles = if self.roles.is_empty() {
                 String::new()
@@ -372,290 +442,18 @@ impl Report {
         for p in &self.plan_problems {
             writeln!(err, "{}: {} ({})", p.origin, p.message, p.resource)?;
         }
+        Ok(())
+    }
+
+    /// The line that says how the command ended.
+    fn print_outcome(
+        &self,
+        out: &mut impl Write,
+        err: &mut impl Write,
+        paint: &dyn Fn(&str, &str) -> String,
+    ) -> std::io::Result<()> {
         let n = self.changes.len();
         let plural = if n == 1 { "" } else { "s" };
-        if let Some(f) = &self.fleet {
-            return fleet_text(&mut out, f);
-        }
-        if let Some(st) = &self.source_status {
-            let none = || "(none)".to_owned();
-            writeln!(out, "url:      {}", st.url)?;
-            writeln!(out, "branch:   {}", st.branch)?;
-            writeln!(
-                out,
-                "fetched:  {}",
-                st.fetched_head.clone().unwrap_or_else(none)
-            )?;
-            let at = st
-                .applied_at
-                .as_deref()
-                .map(|a| format!(" (at {a})"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "applied:  {}{at}",
-                st.applied_commit.clone().unwrap_or_else(none)
-            )?;
-            writeln!(
-                out,
-                "pending:  {}",
-                if st.pending {
-                    "yes: the fetched head is not applied yet"
-                } else {
-                    "no"
-                }
-            )?;
-            match &st.last_fetch {
-                Some(f) => match &f.error {
-                    Some(e) => writeln!(out, "last fetch: FAILED at {}: {e}", f.at)?,
-                    None => writeln!(out, "last fetch: ok at {}", f.at)?,
-                },
-                None => writeln!(out, "last fetch: never")?,
-            }
-            return Ok(());
-        }
-        if let Some(st) = &self.status {
-            let mark = |m: &Option<Mark>| match m {
-                Some(m) => format!(
-                    "{} ({}) since {}{}",
-                    m.key,
-                    m.source,
-                    m.at,
-                    m.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ),
-                None => "none".to_owned(),
-            };
-            if let Some(e) = &st.config_error {
-                writeln!(
-                    out,
-                    "{}",
-                    paint(
-                        "31",
-                        &format!(
-                            "AGENT CONFIG INVALID: {e}; a running daemon keeps the config it loaded last (`driftless config check`)"
-                        )
-                    )
-                )?;
-            }
-            if st.reload_pending {
-                writeln!(
-                    out,
-                    "{}",
-                    paint(
-                        "33",
-                        "RELOAD PENDING: the agent config files changed since the daemon read them (`systemctl reload driftless`)"
-                    )
-                )?;
-            }
-            if let Some(h) = &st.fleet_halt {
-                writeln!(
-                    out,
-                    "{}",
-                    paint(
-                        "33",
-                        &format!(
-                            "FLEET HALTED: {h} (no host applies a new commit until `driftless fleet resume`)"
-                        )
-                    )
-                )?;
-            }
-            if let Some(p) = &st.paused {
-                writeln!(
-                    out,
-                    "{}",
-                    paint(
-                        "33",
-                        &format!(
-                            "PAUSED by {} since {}: {} (`driftless unpause`)",
-                            p.by, p.at, p.reason
-                        )
-                    )
-                )?;
-            }
-            writeln!(out, "last good:   {}", mark(&st.last_good))?;
-            writeln!(out, "quarantined: {}", mark(&st.quarantine))?;
-            writeln!(out, "pinned:      {}", mark(&st.pinned))?;
-            // After `driftless rollback` the host runs what was there
-            // before the undone generations, not the applied commit.
-            let undone = st
-                .pinned
-                .as_ref()
-                .filter(|p| p.source == "driftless rollback");
-            let applied = st
-                .applied_commit
-                .as_deref()
-                .unwrap_or("none (no git commit applied)");
-            let trial = st
-                .pinned
-                .as_ref()
-                .filter(|p| p.source == crate::agent::policy::TRIAL_PIN);
-            match (undone, trial) {
-                (Some(p), _) => writeln!(
-                    out,
-                    "applied commit: {applied}, undone: the host runs the state {}",
-                    p.key
-                )?,
-                (None, Some(p)) => writeln!(
-                    out,
-                    "applied commit: {applied} (the configured branch); the host runs {} ({}): `driftless resume` returns to the branch",
-                    p.key,
-                    p.reason.as_deref().unwrap_or("a trial")
-                )?,
-                (None, None) => writeln!(out, "applied commit: {applied}")?,
-            }
-            if let (Some(head), Some(applied)) = (&st.fetched_head, &st.applied_commit)
-                && head != applied
-                && st.pinned.is_none()
-            {
-                writeln!(out, "pending:     {head} (fetched, not applied yet)")?;
-            }
-            if let Some(n) = st.interrupted {
-                writeln!(
-                    out,
-                    "interrupted: {} in a row",
-                    crate::words::count(n as usize, "converge")
-                )?;
-            }
-            match &st.last_generation {
-                Some(g) => writeln!(
-                    out,
-                    "last generation: {} {} at {}{}",
-                    g.id,
-                    g.status,
-                    g.started_at,
-                    g.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                )?,
-                None => writeln!(out, "last generation: none")?,
-            }
-            writeln!(
-                out,
-                "host:        {} (mode {}, driftless {})",
-                st.host,
-                match st.mode {
-                    crate::config::Mode::Enforce => "enforce",
-                    crate::config::Mode::Audit => "audit",
-                },
-                st.version
-            )?;
-            if let Some(src) = &st.source {
-                writeln!(
-                    out,
-                    "source:      {} ({}), fetched {}",
-                    src.url,
-                    src.branch,
-                    st.fetched_head.as_deref().unwrap_or("nothing yet")
-                )?;
-            }
-            if st.fetch_failures > 0 {
-                writeln!(
-                    out,
-                    "fetch:       {} in a row",
-                    crate::words::count(st.fetch_failures as usize, "failure")
-                )?;
-            }
-            match st
-                .last_run
-                .as_ref()
-                .or(st.daemon.as_ref().and_then(|d| d.last_run.as_ref()))
-            {
-                Some(l) => {
-                    let n = l.changes;
-                    let what = match (l.audit, n) {
-                        (_, 0) => String::new(),
-                        (true, _) => format!(", {n} change{} pending (audit)", plural_s(n)),
-                        (false, _) => format!(", {n} change{} applied", plural_s(n)),
-                    };
-                    let drift = if l.drifted > 0 {
-                        format!(", {} drifted", l.drifted)
-                    } else {
-                        String::new()
-                    };
-                    let generation = l
-                        .generation
-                        .map(|g| format!(", generation {g}"))
-                        .unwrap_or_default();
-                    writeln!(
-                        out,
-                        "last run:    {} at {} ({} ms{what}{drift}{generation})",
-                        l.outcome.as_str().replace('_', " "),
-                        l.at,
-                        l.duration_ms
-                    )?;
-                    if let Some(e) = &l.error {
-                        writeln!(out, "             {e}")?;
-                    }
-                }
-                None => writeln!(out, "last run:    never")?,
-            }
-            match &st.daemon {
-                Some(d) => {
-                    writeln!(
-                        out,
-                        "daemon:      {} (pid {}): {}",
-                        d.state, d.pid, d.status_line
-                    )?;
-                    if let Some(n) = &d.next_run {
-                        writeln!(out, "next run:    {n}")?;
-                    }
-                    if let Some(n) = &d.next_fetch {
-                        writeln!(
-                            out,
-                            "next fetch:  {n} (backing off after failed fetches; `converge --now` fetches at once)"
-                        )?;
-                    }
-                    if let Some(e) = &d.metrics_error {
-                        writeln!(out, "metrics:     NOT WRITTEN: {e}")?;
-                    }
-                }
-                None => match &st.daemon_error {
-                    Some(e) => writeln!(
-                        out,
-                        "daemon:      did not answer ({e}); shown: the state files"
-                    )?,
-                    None => writeln!(out, "daemon:      not running")?,
-                },
-            }
-        }
-        if let Some(scope) = &self.facts {
-            print_scope(&mut out, scope)?;
-        }
-        if let Some(g) = &self.generation_detail {
-            self.print_generation(&mut out, g, &paint)?;
-        }
-        if self.history.as_ref().is_some_and(Vec::is_empty) {
-            writeln!(out, "no generations yet: no converge has changed this host")?;
-        } else if let Some(h) = &self.history {
-            writeln!(
-                out,
-                "{:>4}  {:<20}  {:<14}  {:>7}  {:<7}  source",
-                "gen", "started", "result", "changes", "healed"
-            )?;
-            for g in h {
-                let status = g.status.to_string();
-                let healed = if g.healed > 0 {
-                    g.healed.to_string()
-                } else {
-                    "-".to_owned()
-                };
-                writeln!(
-                    out,
-                    "{:>4}  {:<20}  {:<14}  {:>7}  {:<7}  {}",
-                    g.id, g.started_at, status, g.changes, healed, g.source
-                )?;
-                if !g.started_by.is_empty() {
-                    writeln!(out, "      by:  {}", g.started_by)?;
-                }
-                if let Some(r) = &g.reason {
-                    writeln!(out, "      why: {r}")?;
-                }
-            }
-        }
         match self.result {
             Outcome::Valid => match &self.hosts {
                 Some(hosts) => writeln!(
@@ -680,7 +478,7 @@ impl Report {
                     .map(|h| format!(" in {}", crate::words::count(h.len(), "host")))
                     .unwrap_or_default();
                 // Only a converge could have changed something.
-                let nothing = if self.command == "converge" {
+                let nothing = if self.shape == Shape::Converge {
                     "; nothing was changed"
                 } else {
                     ""
@@ -689,7 +487,8 @@ impl Report {
             }
             Outcome::InSync => writeln!(out, "{}", paint("32", "in sync: nothing to change"))?,
             Outcome::ChangesPending
-                if self.command == "converge" && self.mode == Some(crate::config::Mode::Audit) =>
+                if self.shape == Shape::Converge
+                    && self.mode == Some(crate::config::Mode::Audit) =>
             {
                 let what = if self.dry_run {
                     format!("dry run: {n} change{plural} pending, nothing changed:")
@@ -736,12 +535,22 @@ impl Report {
             },
             _ => {}
         }
+        Ok(())
+    }
+
+    /// The changes (with their diffs when a plan shows them or a converge
+    /// is asked to), the notes, the dnf transactions.
+    fn print_changes(
+        &self,
+        out: &mut impl Write,
+        paint: &dyn Fn(&str, &str) -> String,
+    ) -> std::io::Result<()> {
         for c in &self.changes {
-            print_change(&mut out, c, &paint)?;
+            print_change(out, c, paint)?;
             // A plan shows its diffs; a converge lists what was done and
             // shows them when asked (`--diff`, `-v`).
-            if self.command == "plan" || self.show_diffs {
-                print_diff(&mut out, c, &paint)?;
+            if self.shape == Shape::Plan || self.show_diffs {
+                print_diff(out, c, paint)?;
             }
         }
         for n in &self.notes {
@@ -751,6 +560,11 @@ impl Report {
             let ids: Vec<String> = self.dnf_transactions.iter().map(u64::to_string).collect();
             writeln!(out, "dnf transaction: {}", ids.join(", "))?;
         }
+        Ok(())
+    }
+
+    /// The error, with what it means for the host, and a restore's errors.
+    fn print_error(&self, err: &mut impl Write) -> std::io::Result<()> {
         if let Some(e) = &self.error {
             let generation = self
                 .generation
@@ -760,7 +574,7 @@ impl Report {
                 Outcome::RolledBack => format!(
                     "converge failed{generation}; the host was restored to its state before this run"
                 ),
-                Outcome::RollbackFailed if self.command == "converge" => format!(
+                Outcome::RollbackFailed if self.shape == Shape::Converge => format!(
                     "converge failed{generation} AND restoring the host failed; the host needs attention"
                 ),
                 Outcome::RollbackFailed => {
@@ -771,7 +585,7 @@ impl Report {
             };
             // Exit 1 of a converge is an error before any change: say so
             // there, and only there (nothing else could have changed).
-            let nothing = if self.command == "converge"
+            let nothing = if self.shape == Shape::Converge
                 && self.result == Outcome::Error
                 && !e.contains("nothing was changed")
             {
@@ -851,6 +665,311 @@ impl Report {
         }
         Ok(())
     }
+}
+
+/// `source status`.
+fn source_status_text(out: &mut impl Write, st: &SourceStatus) -> std::io::Result<()> {
+    let none = || "(none)".to_owned();
+    writeln!(out, "url:      {}", st.url)?;
+    writeln!(out, "branch:   {}", st.branch)?;
+    writeln!(
+        out,
+        "fetched:  {}",
+        st.fetched_head.clone().unwrap_or_else(none)
+    )?;
+    let at = st
+        .applied_at
+        .as_deref()
+        .map(|a| format!(" (at {a})"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "applied:  {}{at}",
+        st.applied_commit.clone().unwrap_or_else(none)
+    )?;
+    writeln!(
+        out,
+        "pending:  {}",
+        if st.pending {
+            "yes: the fetched head is not applied yet"
+        } else {
+            "no"
+        }
+    )?;
+    match &st.last_fetch {
+        Some(f) => match &f.error {
+            Some(e) => writeln!(out, "last fetch: FAILED at {}: {e}", f.at)?,
+            None => writeln!(out, "last fetch: ok at {}", f.at)?,
+        },
+        None => writeln!(out, "last fetch: never")?,
+    }
+    Ok(())
+}
+
+/// `history`: one line (and its why) per generation.
+fn history_text(out: &mut impl Write, h: &[Generation]) -> std::io::Result<()> {
+    if h.is_empty() {
+        writeln!(out, "no generations yet: no converge has changed this host")?;
+    } else {
+        writeln!(
+            out,
+            "{:>4}  {:<20}  {:<14}  {:>7}  {:<7}  source",
+            "gen", "started", "result", "changes", "healed"
+        )?;
+        for g in h {
+            let status = g.status.to_string();
+            let healed = if g.healed > 0 {
+                g.healed.to_string()
+            } else {
+                "-".to_owned()
+            };
+            writeln!(
+                out,
+                "{:>4}  {:<20}  {:<14}  {:>7}  {:<7}  {}",
+                g.id, g.started_at, status, g.changes, healed, g.source
+            )?;
+            if !g.started_by.is_empty() {
+                writeln!(out, "      by:  {}", g.started_by)?;
+            }
+            if let Some(r) = &g.reason {
+                writeln!(out, "      why: {r}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `status`: what needs attention first, then the marks and the runs.
+fn status_text(
+    out: &mut impl Write,
+    st: &AgentStatus,
+    paint: &dyn Fn(&str, &str) -> String,
+) -> std::io::Result<()> {
+    if let Some(e) = &st.config_error {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                "31",
+                &format!(
+                    "AGENT CONFIG INVALID: {e}; a running daemon keeps the config it loaded last (`driftless config check`)"
+                )
+            )
+        )?;
+    }
+    if st.reload_pending {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                "33",
+                "RELOAD PENDING: the agent config files changed since the daemon read them (`systemctl reload driftless`)"
+            )
+        )?;
+    }
+    if let Some(h) = &st.fleet_halt {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                "33",
+                &format!(
+                    "FLEET HALTED: {h} (no host applies a new commit until `driftless fleet resume`)"
+                )
+            )
+        )?;
+    }
+    if let Some(p) = &st.paused {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                "33",
+                &format!(
+                    "PAUSED by {} since {}: {} (`driftless unpause`)",
+                    p.by, p.at, p.reason
+                )
+            )
+        )?;
+    }
+    status_marks(out, st)?;
+    status_last_run(out, st)?;
+    status_daemon(out, st)
+}
+
+/// `status`: the last good state, quarantine and pin, what is applied
+/// and pending, the last generation, the host and its source.
+fn status_marks(out: &mut impl Write, st: &AgentStatus) -> std::io::Result<()> {
+    let mark = |m: &Option<Mark>| match m {
+        Some(m) => format!(
+            "{} ({}) since {}{}",
+            m.key,
+            m.source,
+            m.at,
+            m.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        None => "none".to_owned(),
+    };
+    writeln!(out, "last good:   {}", mark(&st.last_good))?;
+    writeln!(out, "quarantined: {}", mark(&st.quarantine))?;
+    writeln!(out, "pinned:      {}", mark(&st.pinned))?;
+    // After `driftless rollback` the host runs what was there
+    // before the undone generations, not the applied commit.
+    let undone = st
+        .pinned
+        .as_ref()
+        .filter(|p| p.source == "driftless rollback");
+    let applied = st
+        .applied_commit
+        .as_deref()
+        .unwrap_or("none (no git commit applied)");
+    let trial = st
+        .pinned
+        .as_ref()
+        .filter(|p| p.source == crate::agent::policy::TRIAL_PIN);
+    match (undone, trial) {
+        (Some(p), _) => writeln!(
+            out,
+            "applied commit: {applied}, undone: the host runs the state {}",
+            p.key
+        )?,
+        (None, Some(p)) => writeln!(
+            out,
+            "applied commit: {applied} (the configured branch); the host runs {} ({}): `driftless resume` returns to the branch",
+            p.key,
+            p.reason.as_deref().unwrap_or("a trial")
+        )?,
+        (None, None) => writeln!(out, "applied commit: {applied}")?,
+    }
+    if let (Some(head), Some(applied)) = (&st.fetched_head, &st.applied_commit)
+        && head != applied
+        && st.pinned.is_none()
+    {
+        writeln!(out, "pending:     {head} (fetched, not applied yet)")?;
+    }
+    if let Some(n) = st.interrupted {
+        writeln!(
+            out,
+            "interrupted: {} in a row",
+            crate::words::count(n as usize, "converge")
+        )?;
+    }
+    match &st.last_generation {
+        Some(g) => writeln!(
+            out,
+            "last generation: {} {} at {}{}",
+            g.id,
+            g.status,
+            g.started_at,
+            g.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )?,
+        None => writeln!(out, "last generation: none")?,
+    }
+    writeln!(
+        out,
+        "host:        {} (mode {}, driftless {})",
+        st.host,
+        match st.mode {
+            crate::config::Mode::Enforce => "enforce",
+            crate::config::Mode::Audit => "audit",
+        },
+        st.version
+    )?;
+    if let Some(src) = &st.source {
+        writeln!(
+            out,
+            "source:      {} ({}), fetched {}",
+            src.url,
+            src.branch,
+            st.fetched_head.as_deref().unwrap_or("nothing yet")
+        )?;
+    }
+    if st.fetch_failures > 0 {
+        writeln!(
+            out,
+            "fetch:       {} in a row",
+            crate::words::count(st.fetch_failures as usize, "failure")
+        )?;
+    }
+    Ok(())
+}
+
+/// `status`: the last run.
+fn status_last_run(out: &mut impl Write, st: &AgentStatus) -> std::io::Result<()> {
+    match st
+        .last_run
+        .as_ref()
+        .or(st.daemon.as_ref().and_then(|d| d.last_run.as_ref()))
+    {
+        Some(l) => {
+            let n = l.changes;
+            let what = match (l.audit, n) {
+                (_, 0) => String::new(),
+                (true, _) => format!(", {n} change{} pending (audit)", plural_s(n)),
+                (false, _) => format!(", {n} change{} applied", plural_s(n)),
+            };
+            let drift = if l.drifted > 0 {
+                format!(", {} drifted", l.drifted)
+            } else {
+                String::new()
+            };
+            let generation = l
+                .generation
+                .map(|g| format!(", generation {g}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "last run:    {} at {} ({} ms{what}{drift}{generation})",
+                l.outcome.as_str().replace('_', " "),
+                l.at,
+                l.duration_ms
+            )?;
+            if let Some(e) = &l.error {
+                writeln!(out, "             {e}")?;
+            }
+        }
+        None => writeln!(out, "last run:    never")?,
+    }
+    Ok(())
+}
+
+/// `status`: the daemon, or why it is not shown.
+fn status_daemon(out: &mut impl Write, st: &AgentStatus) -> std::io::Result<()> {
+    match &st.daemon {
+        Some(d) => {
+            writeln!(
+                out,
+                "daemon:      {} (pid {}): {}",
+                d.state, d.pid, d.status_line
+            )?;
+            if let Some(n) = &d.next_run {
+                writeln!(out, "next run:    {n}")?;
+            }
+            if let Some(n) = &d.next_fetch {
+                writeln!(
+                    out,
+                    "next fetch:  {n} (backing off after failed fetches; `converge --now` fetches at once)"
+                )?;
+            }
+            if let Some(e) = &d.metrics_error {
+                writeln!(out, "metrics:     NOT WRITTEN: {e}")?;
+            }
+        }
+        None => match &st.daemon_error {
+            Some(e) => writeln!(
+                out,
+                "daemon:      did not answer ({e}); shown: the state files"
+            )?,
+            None => writeln!(out, "daemon:      not running")?,
+        },
+    }
+    Ok(())
 }
 
 /// One change as a list line (`+` created, `~` changed, `-` removed) and
