@@ -178,57 +178,28 @@ impl Progress {
 
     fn event(&mut self, e: &Event) {
         let text = match e {
-            Event::Started { .. } => "converge started".to_owned(),
-            Event::FetchFailed { error, instead, .. } => match instead {
-                Some(c) => format!("fetch failed ({error}); converging the cached commit {c}"),
-                None => format!("fetch failed: {error}"),
-            },
-            Event::Fetched { commit } => format!("fetched {commit}"),
-            Event::Loaded {
-                host, host_file, ..
-            } => format!("host {host}: {host_file}"),
-            Event::Held { why, .. } => format!("held: {why}"),
-            Event::PauseOverridden { why } => format!("--force: converging although {why}"),
-            Event::Planned { changes } => {
-                let n: usize = changes.values().sum();
-                format!("{} planned", crate::words::count(n, "change"))
-            }
-            Event::Began { generation, .. } => format!("generation {generation}: snapshot taken"),
-            Event::StepStarted {
-                index,
-                total,
-                resource,
-                verb,
-            } => format!("[{index}/{total}] {resource}: {verb}"),
-            Event::PackagesStarted { resources } => {
-                format!("package transaction: {}", resources.join(", "))
-            }
-            Event::PackagesFinished { .. } => "package transaction done".to_owned(),
-            Event::CheckAttempt {
-                check,
-                attempt,
-                attempts,
-            } => format!("health check {check}: attempt {attempt}/{attempts}"),
-            Event::CheckResult {
-                check,
-                passed: false,
-                error,
-            } => format!(
-                "health check {check} failed: {}",
-                error.as_deref().unwrap_or("")
-            ),
-            Event::RollingBack {
-                generation, reason, ..
-            } => {
-                format!("rolling back generation {generation}: {reason}")
-            }
-            Event::Restored { generation } => format!("generation {generation}: host restored"),
-            Event::RestoreFailed { generation, .. } => {
-                format!("generation {generation}: RESTORE FAILED")
-            }
-            Event::StepFinished { .. } | Event::CheckResult { .. } | Event::Finished { .. } => {
+            Event::StepStarted { index, total, .. } => format!("[{index}/{total}] {}", e.words()),
+            // The end is the result's to say.
+            Event::StepFinished { .. }
+            | Event::CheckResult { passed: true, .. }
+            | Event::Finished { .. } => {
                 return;
             }
+            Event::Started { .. }
+            | Event::FetchFailed { .. }
+            | Event::Fetched { .. }
+            | Event::Loaded { .. }
+            | Event::Held { .. }
+            | Event::PauseOverridden { .. }
+            | Event::Planned { .. }
+            | Event::Began { .. }
+            | Event::PackagesStarted { .. }
+            | Event::PackagesFinished { .. }
+            | Event::CheckAttempt { .. }
+            | Event::CheckResult { .. }
+            | Event::RollingBack { .. }
+            | Event::Restored { .. }
+            | Event::RestoreFailed { .. } => e.words(),
         };
         self.say(&text);
     }

@@ -218,83 +218,93 @@ impl Sink for Discard {
     fn event(&mut self, _: &Event) {}
 }
 
-/// Writes events as log lines (`-v` shows them on the command line).
-#[derive(Debug, Default)]
-pub struct Log;
-
-impl Sink for Log {
-    // Each line names its subject in its text (the journal shows the text);
-    // what the journal entries of `report::journal` already say, and the
-    // stages of a run that changes nothing, are debug: a no-op tick of the
-    // daemon writes one line (its `in sync` entry).
-    fn event(&mut self, event: &Event) {
-        match event {
-            Event::Started { .. } | Event::StepFinished { .. } => {}
-            Event::FetchFailed { error, instead, .. } => match instead {
-                Some(c) => debug!("fetch failed ({error}); converging the cached commit {c}"),
-                None => debug!("fetch failed: {error}"),
-            },
-            Event::Held { why, .. } => debug!("held: {why}"),
-            Event::PauseOverridden { why } => debug!("--force: converging although {why}"),
-            Event::Fetched { commit } => debug!("fetched and checked {commit}"),
+impl Event {
+    /// What happened, in words: the one sentence the log, the journal and
+    /// the progress display show for it (each may add its own fields or a
+    /// step counter, never other words).
+    pub fn words(&self) -> String {
+        use crate::words::count;
+        match self {
+            Event::Started { root, audit } => format!(
+                "converge of {root} started{}",
+                if *audit {
+                    " (it only reports: nothing is changed)"
+                } else {
+                    ""
+                }
+            ),
+            Event::FetchFailed {
+                error,
+                refused,
+                instead,
+            } => format!(
+                "{} {error}{}",
+                if *refused {
+                    "commit refused:"
+                } else {
+                    "fetch failed:"
+                },
+                instead
+                    .as_deref()
+                    .map(|c| format!("; converging the cached commit {c} instead"))
+                    .unwrap_or_default()
+            ),
+            Event::Fetched { commit } => format!("fetched and checked {commit}"),
             Event::Loaded {
                 host, host_file, ..
-            } => debug!("desired state of host {host} loaded from {host_file}"),
-            Event::Planned { changes } => debug!("planned: {changes:?}"),
+            } => format!("desired state of host {host} loaded from {host_file}"),
+            Event::Held { why, .. } => format!("held: {why}"),
+            Event::PauseOverridden { why } => format!("converge forced (--force) although {why}"),
+            Event::Planned { changes } => {
+                format!("{} planned", count(changes.values().sum(), "change"))
+            }
             Event::Began {
                 generation,
                 changes,
-            } => debug!(
+            } => format!(
                 "generation {generation}: snapshot taken; applying {}",
-                crate::words::count(*changes, "change")
+                count(*changes, "change")
             ),
-            Event::StepStarted { resource, verb, .. } => debug!("applying {resource}: {verb}"),
+            Event::StepStarted { resource, verb, .. }
+            | Event::StepFinished { resource, verb, .. } => format!("{resource}: {verb}"),
             Event::PackagesStarted { resources } => {
-                info!("package transaction: {}", resources.join(", "));
+                format!("package transaction: {}", resources.join(", "))
             }
-            // dnf's own wrapper logs the transaction ids.
-            Event::PackagesFinished { .. } | Event::CheckAttempt { .. } => {}
+            Event::PackagesFinished { transactions } => {
+                let ids: Vec<String> = transactions.iter().map(u64::to_string).collect();
+                format!("package transaction done (dnf: {})", ids.join(", "))
+            }
+            Event::CheckAttempt {
+                check,
+                attempt,
+                attempts,
+            } => format!("health check {check}: attempt {attempt}/{attempts}"),
             Event::CheckResult {
                 check,
                 passed: true,
                 ..
-            } => info!(check, "health check {check} passed"),
-            Event::CheckResult { check, error, .. } => {
-                warn!(
-                    check,
-                    "health check {check} failed: {}",
-                    error.as_deref().unwrap_or("")
-                );
-            }
+            } => format!("health check {check} passed"),
+            Event::CheckResult { check, error, .. } => format!(
+                "health check {check} failed: {}",
+                error.as_deref().unwrap_or("")
+            ),
             Event::RollingBack {
                 generation,
                 requested: true,
                 ..
-            } => {
-                info!(
-                    generation,
-                    "generation {generation}: undoing it, as asked (driftless rollback)"
-                );
-            }
+            } => format!("generation {generation}: undoing it, as asked (driftless rollback)"),
             Event::RollingBack {
                 generation, reason, ..
             } => {
-                warn!(
-                    generation,
-                    "generation {generation}: restoring the snapshot taken before it: {reason}"
-                );
+                format!("generation {generation}: restoring the snapshot taken before it: {reason}")
             }
             Event::Restored { generation } => {
-                info!(
-                    generation,
-                    "generation {generation}: host restored to its state before the converge"
-                );
+                format!("generation {generation}: host restored to its state before the converge")
             }
             Event::RestoreFailed {
                 generation,
                 differences,
-            } => error!(
-                generation,
+            } => format!(
                 "generation {generation}: RESTORE FAILED: the host differs from its state before the converge and needs attention: {}",
                 differences.join("; ")
             ),
@@ -302,15 +312,99 @@ impl Sink for Log {
                 outcome,
                 generation,
                 changes,
-                duration_ms,
+                key,
+                error,
                 ..
-            } => debug!(
-                "converge finished: {outcome}, {}, {duration_ms} ms{}",
-                crate::words::count(*changes, "change"),
-                generation
-                    .map(|g| format!(", generation {g}"))
-                    .unwrap_or_default()
+            } => finished_words(
+                *outcome,
+                *generation,
+                *changes,
+                key.as_deref(),
+                error.as_deref(),
             ),
+        }
+    }
+}
+
+/// How a run ended, in words.
+fn finished_words(
+    outcome: Outcome,
+    generation: Option<u64>,
+    changes: usize,
+    key: Option<&str>,
+    error: Option<&str>,
+) -> String {
+    use crate::words::count;
+    let state = key.map_or("the desired state", crate::agent::short);
+    let error = error.unwrap_or("");
+    match outcome {
+        Outcome::Changed => format!(
+            "{} of {state} applied (generation {})",
+            count(changes, "change"),
+            generation.unwrap_or_default()
+        ),
+        Outcome::InSync => format!("in sync at {state}: nothing to change"),
+        Outcome::Held => "held: converged towards the last good state".to_owned(),
+        Outcome::ChangesPending => format!(
+            "audit: {} pending, nothing changed",
+            count(changes, "change")
+        ),
+        Outcome::RolledBack => format!("converge failed and was rolled back: {error}"),
+        Outcome::RollbackFailed => format!(
+            "converge failed AND restoring the host failed; the host needs attention: {error}"
+        ),
+        Outcome::Error | Outcome::Invalid | Outcome::Valid | Outcome::Done => format!(
+            "converge failed before any change: {}",
+            if error.is_empty() {
+                "the config repo is invalid"
+            } else {
+                error
+            }
+        ),
+    }
+}
+
+/// Writes events as log lines (`-v` shows them on the command line).
+#[derive(Debug, Default)]
+pub struct Log;
+
+impl Sink for Log {
+    // Each line is the event's words. What the journal entries of
+    // `report::journal` already say, and the stages of a run that changes
+    // nothing, are debug: a no-op tick of the daemon writes one line (its
+    // `in sync` entry).
+    fn event(&mut self, event: &Event) {
+        let words = event.words();
+        match event {
+            Event::Started { .. }
+            | Event::StepFinished { .. }
+            // dnf's own wrapper logs the transaction ids.
+            | Event::PackagesFinished { .. }
+            | Event::CheckAttempt { .. } => {}
+            Event::FetchFailed { .. }
+            | Event::Held { .. }
+            | Event::PauseOverridden { .. }
+            | Event::Fetched { .. }
+            | Event::Loaded { .. }
+            | Event::Planned { .. }
+            | Event::Began { .. }
+            | Event::Finished { .. } => debug!("{words}"),
+            Event::StepStarted { .. } => debug!("applying {words}"),
+            Event::PackagesStarted { .. } => info!("{words}"),
+            Event::RollingBack {
+                generation,
+                requested: true,
+                ..
+            } => info!(generation, "{words}"),
+            Event::CheckResult {
+                check,
+                passed: true,
+                ..
+            } => info!(check, "{words}"),
+            Event::CheckResult { check, .. } => warn!(check, "{words}"),
+            Event::RollingBack { generation, .. } => warn!(generation, "{words}"),
+            Event::Restored { generation } => info!(generation, "{words}"),
+            Event::RestoreFailed { generation, .. } => error!(generation, "{words}"),
         }
     }
 }

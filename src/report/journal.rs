@@ -90,59 +90,50 @@ pub struct Journal {
 
 impl Sink for Journal {
     fn event(&mut self, event: &Event) {
+        let words = event.words();
         match event {
             // Written when the run begins to change the host: a run that
             // changes nothing writes one entry (in sync, held or failed).
             Event::Started { root, .. } => self.root = Some(root.clone()),
-            Event::Began {
-                generation,
-                changes,
-            } => {
+            Event::Began { generation, .. } => {
                 self.generation = Some(*generation);
                 let root = self.root.as_deref().unwrap_or("/");
                 info!(
                     message_id = CONVERGE_STARTED,
                     driftless_root = root,
                     driftless_generation = *generation,
-                    "converge of {root} started changing it: generation {generation}, {}",
-                    crate::words::count(*changes, "change")
+                    "converge of {root} started changing it: {words}"
                 );
             }
             Event::FetchFailed {
-                error,
-                refused: true,
-                instead,
-            } => error!(
-                message_id = COMMIT_REFUSED,
-                driftless_commit = instead.as_deref(),
-                "commit refused: {error}{}",
-                instead_text(instead.as_deref())
-            ),
-            Event::FetchFailed {
-                error,
-                refused: false,
-                instead,
-            } => warn!(
-                message_id = FETCH_FAILED,
-                driftless_commit = instead.as_deref(),
-                "fetch failed: {error}{}",
-                instead_text(instead.as_deref())
-            ),
-            Event::PauseOverridden { why } => warn!(
-                message_id = PAUSE_FORCED,
-                "converge forced (--force) although {why}"
-            ),
-            Event::Held { why, last_good } => warn!(
+                refused, instead, ..
+            } => {
+                let commit = instead.as_deref();
+                if *refused {
+                    error!(
+                        message_id = COMMIT_REFUSED,
+                        driftless_commit = commit,
+                        "{words}"
+                    );
+                } else {
+                    warn!(
+                        message_id = FETCH_FAILED,
+                        driftless_commit = commit,
+                        "{words}"
+                    );
+                }
+            }
+            Event::PauseOverridden { .. } => warn!(message_id = PAUSE_FORCED, "{words}"),
+            Event::Held { last_good, .. } => warn!(
                 message_id = HELD,
                 driftless_commit = last_good.as_deref(),
-                "held: {why}"
+                "{words}"
             ),
-
-            Event::StepFinished { resource, verb, .. } => info!(
+            Event::StepFinished { resource, .. } => info!(
                 message_id = RESOURCE_CHANGED,
                 driftless_resource = resource.as_str(),
                 driftless_generation = self.generation,
-                "{resource}: {verb}"
+                "{words}"
             ),
             Event::Finished {
                 outcome,
@@ -155,103 +146,19 @@ impl Sink for Journal {
                 started_by,
                 quarantined,
                 audit,
-                error,
+                ..
             } => {
                 let key = key.as_deref();
-                let outcome_word = outcome.as_str();
-                let by = started_by.as_str();
+                let run = RunFields {
+                    key,
+                    outcome: outcome.as_str(),
+                    duration_ms: *duration_ms,
+                    started_by: started_by.as_str(),
+                };
                 if *drifted > 0 {
-                    let named = drifted_resources.join(", ");
-                    let more = drifted.saturating_sub(drifted_resources.len());
-                    warn!(
-                        message_id = DRIFT_DETECTED,
-                        driftless_commit = key,
-                        driftless_changes = *drifted,
-                        driftless_resources = named.as_str(),
-                        driftless_outcome = outcome_word,
-                        driftless_started_by = by,
-                        "{} drifted from the desired state: {named}{}{}",
-                        crate::words::count(*drifted, "resource"),
-                        if more > 0 {
-                            format!(" and {more} more")
-                        } else {
-                            String::new()
-                        },
-                        if *audit {
-                            "; audit mode: nothing was changed"
-                        } else {
-                            "; healed"
-                        }
-                    );
+                    drift_entry(&run, *drifted, drifted_resources, *audit);
                 }
-                let error = error.as_deref().unwrap_or("");
-                match outcome {
-                    Outcome::Changed => info!(
-                        message_id = CHANGES_APPLIED,
-                        driftless_commit = key,
-                        driftless_generation = *generation,
-                        driftless_changes = *changes,
-                        driftless_outcome = outcome_word,
-                        driftless_duration_ms = *duration_ms,
-                        driftless_started_by = by,
-                        "{} of {} applied (generation {})",
-                        crate::words::count(*changes, "change"),
-                        key.map_or("the desired state", crate::agent::short),
-                        generation.unwrap_or_default()
-                    ),
-                    Outcome::InSync | Outcome::ChangesPending | Outcome::Held => info!(
-                        message_id = IN_SYNC,
-                        driftless_commit = key,
-                        driftless_changes = *changes,
-                        driftless_outcome = outcome_word,
-                        driftless_duration_ms = *duration_ms,
-                        driftless_started_by = by,
-                        "{}",
-                        match outcome {
-                            Outcome::InSync => format!(
-                                "in sync at {}: nothing to change",
-                                key.map_or("the desired state", crate::agent::short)
-                            ),
-                            Outcome::Held =>
-                                "held: converged towards the last good state".to_owned(),
-                            _ => format!(
-                                "audit: {} pending, nothing changed",
-                                crate::words::count(*changes, "change")
-                            ),
-                        }
-                    ),
-                    Outcome::RolledBack => error!(
-                        message_id = ROLLED_BACK,
-                        driftless_commit = key,
-                        driftless_generation = *generation,
-                        driftless_outcome = outcome_word,
-                        driftless_duration_ms = *duration_ms,
-                        driftless_started_by = by,
-                        "converge failed and was rolled back: {error}"
-                    ),
-                    Outcome::RollbackFailed => error!(
-                        message_id = ROLLBACK_FAILED,
-                        driftless_commit = key,
-                        driftless_generation = *generation,
-                        driftless_outcome = outcome_word,
-                        driftless_duration_ms = *duration_ms,
-                        driftless_started_by = by,
-                        "converge failed AND restoring the host failed; the host needs attention: {error}"
-                    ),
-                    Outcome::Error | Outcome::Invalid | Outcome::Valid | Outcome::Done => error!(
-                        message_id = CONVERGE_FAILED,
-                        driftless_commit = key,
-                        driftless_outcome = outcome_word,
-                        driftless_duration_ms = *duration_ms,
-                        driftless_started_by = by,
-                        "converge failed before any change: {}",
-                        if error.is_empty() {
-                            "the config repo is invalid"
-                        } else {
-                            error
-                        }
-                    ),
-                }
+                finished_entry(&run, *outcome, *generation, *changes, &words);
                 if *quarantined {
                     error!(
                         message_id = COMMIT_QUARANTINED,
@@ -262,13 +169,111 @@ impl Sink for Journal {
                     );
                 }
             }
-            _ => {}
+            // Log lines only (`Log`), or not for the journal at all.
+            Event::Fetched { .. }
+            | Event::Loaded { .. }
+            | Event::Planned { .. }
+            | Event::StepStarted { .. }
+            | Event::PackagesStarted { .. }
+            | Event::PackagesFinished { .. }
+            | Event::CheckAttempt { .. }
+            | Event::CheckResult { .. }
+            | Event::RollingBack { .. }
+            | Event::Restored { .. }
+            | Event::RestoreFailed { .. } => {}
         }
     }
 }
 
-fn instead_text(instead: Option<&str>) -> String {
-    instead
-        .map(|c| format!("; converging the cached commit {c} instead"))
-        .unwrap_or_default()
+/// The fields every entry of a finished run carries.
+struct RunFields<'a> {
+    key: Option<&'a str>,
+    outcome: &'a str,
+    duration_ms: u64,
+    started_by: &'a str,
+}
+
+/// The entry that says what drifted (healed, or in an audit reported).
+fn drift_entry(run: &RunFields<'_>, drifted: usize, named: &[String], audit: bool) {
+    let listed = named.join(", ");
+    let more = drifted.saturating_sub(named.len());
+    warn!(
+        message_id = DRIFT_DETECTED,
+        driftless_commit = run.key,
+        driftless_changes = drifted,
+        driftless_resources = listed.as_str(),
+        driftless_outcome = run.outcome,
+        driftless_started_by = run.started_by,
+        "{} drifted from the desired state: {listed}{}{}",
+        crate::words::count(drifted, "resource"),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+        if audit {
+            "; audit mode: nothing was changed"
+        } else {
+            "; healed"
+        }
+    );
+}
+
+/// The one entry of how a run ended, with the message id of its outcome.
+fn finished_entry(
+    run: &RunFields<'_>,
+    outcome: Outcome,
+    generation: Option<u64>,
+    changes: usize,
+    words: &str,
+) {
+    let (key, outcome_word, duration_ms, by) =
+        (run.key, run.outcome, run.duration_ms, run.started_by);
+    match outcome {
+        Outcome::Changed => info!(
+            message_id = CHANGES_APPLIED,
+            driftless_commit = key,
+            driftless_generation = generation,
+            driftless_changes = changes,
+            driftless_outcome = outcome_word,
+            driftless_duration_ms = duration_ms,
+            driftless_started_by = by,
+            "{words}"
+        ),
+        Outcome::InSync | Outcome::ChangesPending | Outcome::Held => info!(
+            message_id = IN_SYNC,
+            driftless_commit = key,
+            driftless_changes = changes,
+            driftless_outcome = outcome_word,
+            driftless_duration_ms = duration_ms,
+            driftless_started_by = by,
+            "{words}"
+        ),
+        Outcome::RolledBack => error!(
+            message_id = ROLLED_BACK,
+            driftless_commit = key,
+            driftless_generation = generation,
+            driftless_outcome = outcome_word,
+            driftless_duration_ms = duration_ms,
+            driftless_started_by = by,
+            "{words}"
+        ),
+        Outcome::RollbackFailed => error!(
+            message_id = ROLLBACK_FAILED,
+            driftless_commit = key,
+            driftless_generation = generation,
+            driftless_outcome = outcome_word,
+            driftless_duration_ms = duration_ms,
+            driftless_started_by = by,
+            "{words}"
+        ),
+        Outcome::Error | Outcome::Invalid | Outcome::Valid | Outcome::Done => error!(
+            message_id = CONVERGE_FAILED,
+            driftless_commit = key,
+            driftless_outcome = outcome_word,
+            driftless_duration_ms = duration_ms,
+            driftless_started_by = by,
+            "{words}"
+        ),
+    }
 }
