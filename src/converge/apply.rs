@@ -3,7 +3,7 @@
 //! service steps. After the package transaction, what remains is planned
 //! again from a fresh observation, since packages ship paths and units.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, bail};
 use tracing::warn;
@@ -14,9 +14,10 @@ use super::keep_rpms;
 use super::observe::{Contents, hydrate, observe};
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
+use crate::desired::model::ResourceId;
 use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
-use crate::plan::observed::ObservedHost;
+use crate::plan::observed::{GuardRun, ObservedHost};
 use crate::plan::rpmver::Evr;
 use crate::plan::{
     self, Change, Op, PackageChange, Plan, PlanProblem, SecretContents, ServiceVerb,
@@ -169,7 +170,51 @@ pub fn apply(
             rest.drain(..accounts.len());
         }
     }
-    let mut rest = rest.into_iter().peekable();
+    // Paths (and what else comes before the commands), then the commands,
+    // each with its guards checked as it is about to run (after everything
+    // ordered before it), then the services.
+    let split = rest
+        .iter()
+        .position(|c| {
+            matches!(
+                c.op,
+                Op::RunCommand { .. } | Op::DaemonReload | Op::Service { .. }
+            )
+        })
+        .unwrap_or(rest.len());
+    let mut after = rest.split_off(split);
+    apply_steps(cx, rest, &mut steps, &mut files, &mut done)?;
+    let planned: Vec<String> = after
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::RunCommand { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    after.retain(|c| !matches!(c.op, Op::RunCommand { .. }));
+    let ran = run_commands(cx, &mut steps, &mut done)?;
+    if ran != planned {
+        // What the services do follows from the commands that ran.
+        after = replan(cx, &latest, &done)?
+            .into_iter()
+            .filter(|c| !matches!(c.op, Op::RunCommand { .. }))
+            .collect();
+        steps.total = steps.done + after.len();
+    }
+    apply_steps(cx, after, &mut steps, &mut files, &mut done)?;
+    Ok(done)
+}
+
+/// Applies `changes` in order: consecutive files in one batch, consecutive
+/// units with one verb in one systemctl.
+fn apply_steps(
+    cx: &ApplyContext<'_>,
+    changes: Vec<Change>,
+    steps: &mut Steps<'_>,
+    files: &mut usize,
+    done: &mut Vec<Change>,
+) -> Result<()> {
+    let mut rest = changes.into_iter().peekable();
     while let Some(change) = rest.next() {
         if matches!(change.op, Op::WriteFile { .. }) {
             // Files written next to each other share their flushes.
@@ -181,7 +226,7 @@ pub fn apply(
             {
                 group.extend(rest.next());
             }
-            write_files(cx, &group, &mut steps, &mut files)?;
+            write_files(cx, &group, steps, files)?;
             done.extend(group);
             continue;
         }
@@ -195,7 +240,7 @@ pub fn apply(
             {
                 group.extend(rest.next());
             }
-            service_steps(cx, &group, &mut steps)?;
+            service_steps(cx, &group, steps)?;
             done.extend(group);
             continue;
         }
@@ -203,8 +248,8 @@ pub fn apply(
         steps.started(&change);
         let result = match &change.op {
             Op::DaemonReload => systemctl::run(None, "daemon-reload", &[], cx.cancel),
-            Op::RunCommand { command, .. } => commands::run(command, root, cx.cancel),
-            op => apply_step(root, op),
+            Op::RunCommand { command, .. } => commands::run(command, cx.root, cx.cancel),
+            op => apply_step(cx.root, op),
         };
         result.with_context(|| format!("failed to converge {}", change.resource))?;
         steps.finished(&change);
@@ -212,13 +257,50 @@ pub fn apply(
             Op::DaemonReload => fault::point("after-daemon-reload"),
             Op::RunCommand { .. } => {}
             _ => {
-                files += 1;
-                fault::point_n("after-file", files);
+                *files += 1;
+                fault::point_n("after-file", *files);
             }
         }
         done.push(change);
     }
-    Ok(done)
+    Ok(())
+}
+
+/// Runs each declared command that is due now: its guards are checked as
+/// it is about to run, after everything before it was applied (a guard
+/// reading a file this converge wrote sees the new file; a guard script it
+/// installed is there), and its refreshes count what ran before it.
+/// Returns the names of those that ran.
+fn run_commands(
+    cx: &ApplyContext<'_>,
+    steps: &mut Steps<'_>,
+    done: &mut Vec<Change>,
+) -> Result<Vec<String>> {
+    let mut changed: BTreeSet<ResourceId> = done.iter().map(|c| c.resource.clone()).collect();
+    let mut ran = Vec::new();
+    for c in cx.desired.commands() {
+        let guards = commands::guards(c, cx.root, cx.cancel)?;
+        for (key, g) in [("unless", &guards.unless), ("onlyif", &guards.onlyif)] {
+            if let Some(GuardRun::NotRunnable(why)) = g {
+                bail!(
+                    "the `{key}` guard of command:{} could not run: {why}",
+                    c.name
+                );
+            }
+        }
+        let Some(run) = plan::command_due(c, Some(&guards), &changed) else {
+            continue;
+        };
+        stop_point(cx, &run)?;
+        steps.started(&run);
+        commands::run(c, cx.root, cx.cancel)
+            .with_context(|| format!("failed to converge {}", run.resource))?;
+        steps.finished(&run);
+        changed.insert(run.resource.clone());
+        ran.push(c.name.clone());
+        done.push(run);
+    }
+    Ok(ran)
 }
 
 /// Runs one systemctl verb on consecutive units at once; each step's

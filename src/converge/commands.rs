@@ -1,5 +1,6 @@
-//! `[[command]]` on the host: its guards, run while observing (they must
-//! only look), and the command itself, run as a step of the converge.
+//! `[[command]]` on the host: its guards (they must only look), run while
+//! observing and again when the command is about to run, and the command
+//! itself, run as a step of the converge.
 //!
 //! With `--root DIR` other than `/`, a command still runs on this machine:
 //! it gets `DRIFTLESS_ROOT=DIR`, runs in the root's `cwd`, and `creates` is
@@ -13,8 +14,8 @@ use anyhow::{Context, Result};
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
 use crate::desired::model::Command;
-use crate::plan::observed::Guards;
-use crate::system::command::Cmd;
+use crate::plan::observed::{GuardRun, Guards};
+use crate::system::command::{Cmd, CommandError, tail};
 use crate::system::fsroot::FsRoot;
 
 /// `argv` run as `c` says: its user (through `runuser`), environment,
@@ -46,39 +47,56 @@ pub fn observe_guards(
     desired: &DesiredState,
     cancel: &Cancel,
 ) -> Result<BTreeMap<String, Guards>> {
-    let mut out = BTreeMap::new();
-    for c in desired.commands() {
-        let creates_exists = c
-            .creates
-            .as_deref()
-            .map(|p| root.exists(p))
-            .transpose()
-            .with_context(|| format!("failed to check `creates` of command:{}", c.name))?;
-        let code = |key: &str, argv: &Option<Vec<String>>| -> Result<Option<i32>> {
-            let Some(argv) = argv else { return Ok(None) };
-            let Some(cmd) = cmd_for(c, argv, root) else {
-                return Ok(None);
-            };
-            // A guard only looks: whatever it leaves running is stopped.
-            let out = cmd
-                .any_code()
-                .kill_leftovers()
-                .run(cancel)
-                .with_context(|| {
-                    format!("the `{key}` guard of command:{} could not run", c.name)
-                })?;
-            tracing::debug!(command = %c.name, guard = key, code = out.code, "guard ran");
-            Ok(Some(out.code))
-        };
-        let guards = Guards {
-            creates_exists,
-            unless_code: code("unless", &c.unless)?,
-            onlyif_code: code("onlyif", &c.onlyif)?,
-        };
-        out.insert(c.name.clone(), guards);
-    }
-    Ok(out)
+    desired
+        .commands()
+        .map(|c| Ok((c.name.clone(), guards(c, root, cancel)?)))
+        .collect()
 }
+
+/// What the guards of `c` find now: while observing, and again when the
+/// command is about to run (after everything ordered before it).
+pub fn guards(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<Guards> {
+    let creates_exists = c
+        .creates
+        .as_deref()
+        .map(|p| root.exists(p))
+        .transpose()
+        .with_context(|| format!("failed to check `creates` of command:{}", c.name))?;
+    let run = |key: &str, argv: &Option<Vec<String>>| -> Result<Option<GuardRun>> {
+        let Some(argv) = argv else { return Ok(None) };
+        let Some(cmd) = cmd_for(c, argv, root) else {
+            return Ok(None);
+        };
+        // A guard only looks: whatever it leaves running is stopped.
+        match cmd.any_code().kill_leftovers().run(cancel) {
+            Ok(out) => {
+                tracing::debug!(command = %c.name, guard = key, code = out.code, "guard ran");
+                let text = format!("{}{}", out.stdout, out.stderr);
+                let tail = if text.trim().is_empty() {
+                    String::new()
+                } else {
+                    tail(&text, GUARD_LINES)
+                };
+                Ok(Some(GuardRun::Exited(out.code, tail)))
+            }
+            // Not there yet (a script this converge installs): it is run
+            // again when the command is about to run.
+            Err(CommandError::Spawn { source, .. }) => {
+                Ok(Some(GuardRun::NotRunnable(source.to_string())))
+            }
+            Err(e) => Err(anyhow::Error::new(e))
+                .with_context(|| format!("the `{key}` guard of command:{} could not run", c.name)),
+        }
+    };
+    Ok(Guards {
+        creates_exists,
+        unless: run("unless", &c.unless)?,
+        onlyif: run("onlyif", &c.onlyif)?,
+    })
+}
+
+/// Lines of a guard's output shown in the plan.
+const GUARD_LINES: usize = 3;
 
 /// Runs `c`; a failure (exit code other than 0, timeout, not startable)
 /// fails the converge, which then rolls back everything else.
@@ -93,7 +111,7 @@ pub fn run(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<()> {
         "command ran"
     );
     if !out.stdout.trim().is_empty() {
-        tracing::debug!(command = %c.name, stdout = %crate::system::command::tail(&out.stdout, 20), "command output");
+        tracing::debug!(command = %c.name, stdout = %tail(&out.stdout, 20), "command output");
     }
     Ok(())
 }

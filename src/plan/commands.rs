@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::change::{Change, Op};
-use super::observed::Guards;
+use super::observed::{GuardRun, Guards};
 use crate::desired::model::{Command, Kind, ResourceId};
 
 /// The run of `c`, with its reasons, or `None` when it is not due.
@@ -37,16 +37,26 @@ pub fn decide(
         }
     }
     if c.unless.is_some() {
-        match g.unless_code {
-            Some(0) => return None,
-            Some(code) => reasons.push(format!("`unless` failed (exit {code})")),
+        match &g.unless {
+            Some(GuardRun::Exited(0, _)) => return None,
+            Some(GuardRun::Exited(code, out)) => {
+                reasons.push(format!("`unless` failed (exit {code}){}", output(out)));
+            }
+            Some(GuardRun::NotRunnable(why)) => reasons.push(format!(
+                "`unless` cannot run yet ({why}): it runs when the command is about to"
+            )),
             None => reasons.push("`unless` was not run (the root does not exist yet)".into()),
         }
     }
     if c.onlyif.is_some() {
-        match g.onlyif_code {
-            Some(0) => reasons.push("`onlyif` succeeded".into()),
-            Some(_) => return None,
+        match &g.onlyif {
+            Some(GuardRun::Exited(0, out)) => {
+                reasons.push(format!("`onlyif` succeeded{}", output(out)));
+            }
+            Some(GuardRun::Exited(..)) => return None,
+            Some(GuardRun::NotRunnable(why)) => reasons.push(format!(
+                "`onlyif` cannot run yet ({why}): it runs when the command is about to"
+            )),
             None => reasons.push("`onlyif` was not run (the root does not exist yet)".into()),
         }
     }
@@ -59,6 +69,15 @@ pub fn decide(
         },
         reasons,
     ))
+}
+
+/// What a guard printed, for its reason: `: LAST LINES`, or nothing.
+fn output(out: &str) -> String {
+    if out.is_empty() {
+        String::new()
+    } else {
+        format!(": {out}")
+    }
 }
 
 /// The runs of `commands`, in declaration order, after `before` (the
@@ -113,14 +132,14 @@ mod tests {
 
     fn unless(code: i32) -> Guards {
         Guards {
-            unless_code: Some(code),
+            unless: Some(GuardRun::Exited(code, String::new())),
             ..Guards::default()
         }
     }
 
     fn onlyif(code: i32) -> Guards {
         Guards {
-            onlyif_code: Some(code),
+            onlyif: Some(GuardRun::Exited(code, String::new())),
             ..Guards::default()
         }
     }

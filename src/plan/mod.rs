@@ -22,13 +22,16 @@ use std::collections::BTreeSet;
 
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
-use crate::desired::model::{Kind, Package, PackageState, Prim, Resource, ResourceId, Service};
+use crate::desired::model::{
+    Kind, Package, PackageState, PathDecl, PathForm, Prim, Resource, ResourceId, Service,
+};
 pub use change::{
     AccountAction, Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem, differing,
 };
+pub use commands::decide as command_due;
 pub use content::{SecretContents, sha256};
 use files::Planner;
-use observed::ObservedHost;
+use observed::{GuardRun, ObservedHost};
 pub use packages::PackageChange;
 pub use services::{ServicePlan, ServiceVerb};
 
@@ -106,6 +109,21 @@ pub fn plan_after(
                 .join(", ")
         ));
     }
+    let unrunnable = unrunnable_guards(desired, host, &plan);
+    if !unrunnable.is_empty() {
+        return Err(unrunnable);
+    }
+    let guarded: Vec<String> = desired
+        .commands()
+        .filter(|c| c.creates.is_some() || c.unless.is_some() || c.onlyif.is_some())
+        .map(|c| format!("command:{}", c.name))
+        .collect();
+    if !guarded.is_empty() {
+        plan.preview_notes.push(format!(
+            "the guards of {} are checked again when each is about to run, after what comes before it",
+            guarded.join(", ")
+        ));
+    }
     plan.changes.extend(runs);
     let services = desired.services();
     let all: Vec<&Change> = done.iter().chain(&plan.changes).collect();
@@ -168,6 +186,61 @@ fn repo_overrides(desired: &DesiredState, host: &ObservedHost) -> Vec<String> {
         }
     }
     notes
+}
+
+/// Guards that cannot be started now and that nothing this converge does
+/// before them can provide: an absolute program that is not a file
+/// declared for this host, with no package transaction to bring it. Those
+/// are refused before any change; a guard script the converge installs
+/// runs when its command is about to.
+fn unrunnable_guards(desired: &DesiredState, host: &ObservedHost, plan: &Plan) -> Vec<PlanProblem> {
+    let packages = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c.op, Op::Package { .. }));
+    let declared: BTreeSet<String> = desired
+        .prims()
+        .filter_map(|p| match p {
+            Prim::Path(PathDecl {
+                path,
+                ensure: crate::desired::model::Ensure::Present,
+                form: PathForm::File { .. },
+                ..
+            }) => Some(path.into_owned()),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for d in &desired.resources {
+        let Prim::Command(c) = d.resource.lower() else {
+            continue;
+        };
+        let Some(g) = host.guards.get(&c.name) else {
+            continue;
+        };
+        for (key, run, argv) in [
+            ("unless", &g.unless, &c.unless),
+            ("onlyif", &g.onlyif, &c.onlyif),
+        ] {
+            let (Some(GuardRun::NotRunnable(why)), Some(program)) =
+                (run, argv.as_ref().and_then(|a| a.first()))
+            else {
+                continue;
+            };
+            if packages || !program.starts_with('/') || declared.contains(program) {
+                continue;
+            }
+            out.push(PlanProblem {
+                resource: d.resource.id(),
+                origin: d.origin.clone(),
+                message: format!(
+                    "the `{key}` guard of command:{} cannot run ({why}), and nothing declared for this host provides {program}",
+                    c.name
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// Plans one declared package into `p`: a step of the one transaction, a

@@ -126,10 +126,20 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 pub struct Guards {
     /// Whether the `creates` path exists.
     pub creates_exists: Option<bool>,
-    /// Exit code of `unless`.
-    pub unless_code: Option<i32>,
-    /// Exit code of `onlyif`.
-    pub onlyif_code: Option<i32>,
+    /// What `unless` did.
+    pub unless: Option<GuardRun>,
+    /// What `onlyif` did.
+    pub onlyif: Option<GuardRun>,
+}
+
+/// What one guard command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuardRun {
+    /// It ran and exited with this code; the tail of its output.
+    Exited(i32, String),
+    /// It could not be started (not there yet: a script this converge
+    /// installs), with why; it is run again when the command is due.
+    NotRunnable(String),
 }
 
 /// What identifies one version of a file without reading it, as git's

@@ -203,3 +203,75 @@ fn a_guard_that_cannot_run_is_an_error_before_any_change() {
     );
     assert!(!h.root.join("etc/app.conf").exists());
 }
+
+/// Regression (issue 23): guards were evaluated while observing, before
+/// anything was written. Puppet's pattern `refresh_on` + `unless` reading
+/// the managed file (apply a value when its file changed, unless it is
+/// already live) then never applied a new value: the guard compared the
+/// live value with the old file, said "done", and the host reported in
+/// sync for ever. Guards run when the command is about to: the new value
+/// is applied in the converge that writes it.
+#[test]
+fn a_guard_reading_a_file_this_converge_writes_sees_the_new_file() {
+    let h = Host::new();
+    let declare = |value: &str| {
+        h.declare(&format!(
+            "[[file]]\npath = '/etc/app.conf'\ncontent = \"limit = {value}\\n\"\n\
+             [[command]]\nname = 'apply'\n\
+             command = '''echo apply >> {{log}}; mkdir -p \"$DRIFTLESS_ROOT/run\"; cp \"$DRIFTLESS_ROOT/etc/app.conf\" \"$DRIFTLESS_ROOT/run/live\"'''\n\
+             shell = true\n\
+             unless = ['sh', '-c', 'cmp -s \"$DRIFTLESS_ROOT/etc/app.conf\" \"$DRIFTLESS_ROOT/run/live\"']\n\
+             refresh_on = ['file:/etc/app.conf']\n"
+        ));
+    };
+    let live = || std::fs::read_to_string(h.root.join("run/live")).unwrap_or_default();
+    declare("1");
+    h.converge().expect_code(2);
+    assert_eq!(live(), "limit = 1\n");
+    h.converge().expect_code(0);
+    assert_eq!(h.runs(), ["apply"]);
+    // A new value: written and applied in one converge, not one late or
+    // never.
+    declare("2");
+    let plan = h.plan_json();
+    assert!(
+        plan["notices"]
+            .to_string()
+            .contains("guards of command:apply are checked again when each is about to run"),
+        "{plan}"
+    );
+    h.converge().expect_code(2);
+    assert_eq!(live(), "limit = 2\n");
+    assert_eq!(h.runs(), ["apply", "apply"]);
+    h.converge().expect_code(0);
+    assert_eq!(h.runs(), ["apply", "apply"]);
+    // Refreshed while the value is live already (the file changed back by
+    // hand): the guard, run now, says there is nothing to do.
+    std::fs::write(h.root.join("etc/app.conf"), "limit = 1\n").unwrap();
+    std::fs::write(h.root.join("run/live"), "limit = 2\n").unwrap();
+    h.converge().expect_code(2);
+    assert_eq!(
+        h.runs(),
+        ["apply", "apply"],
+        "ran though its guard said done"
+    );
+}
+
+/// A guard's output tail is in the plan's reason.
+#[test]
+fn a_plan_shows_what_a_guard_printed() {
+    let h = Host::new();
+    h.declare(
+        "[[command]]\nname = 'check'\ncommand = ['/bin/true']\n\
+         unless = ['sh', '-c', 'echo net.ipv4.ip_forward = 1; echo want 0 >&2; exit 1']\n",
+    );
+    let plan = h.plan_json();
+    let reason = plan["changes"][0]["reasons"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.starts_with("`unless` failed (exit 1): ") && reason.contains("want 0"),
+        "{plan}"
+    );
+}

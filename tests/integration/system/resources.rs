@@ -142,3 +142,37 @@ fn commands_run_on_their_guards_and_refreshes_and_hooks_hear_of_each_outcome() {
         "held"
     );
 }
+
+/// Regression (issue 23): a guard that is a script the same converge
+/// installs could not run while observing, and every converge failed
+/// before writing anything. Its command now runs when it is due, the
+/// script in place by then; the next converge's guard says it is done.
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn a_guard_script_installed_by_the_same_converge_decides_its_command() {
+    let host = Host::boot("web1");
+    host.write_config(&[(
+        HOST_FILE,
+        r##"[[file]]
+path = "/usr/local/bin/dl-applied"
+mode = "0755"
+content = "#!/bin/sh\ntest -e /var/lib/dl/applied\n"
+
+[[command]]
+name = "apply"
+command = ["/bin/sh", "-c", "mkdir -p /var/lib/dl && touch /var/lib/dl/applied && echo run >> /var/lib/dl/runs"]
+unless = ["/usr/local/bin/dl-applied"]
+"##,
+    )]);
+    let plan = host.plan_json().1;
+    assert!(
+        plan["changes"]
+            .to_string()
+            .contains("`unless` cannot run yet"),
+        "{plan}"
+    );
+    host.converge().expect_code(2);
+    assert_eq!(host.read("/var/lib/dl/runs").as_deref(), Some("run\n"));
+    host.converge().expect_code(0);
+    assert_eq!(host.read("/var/lib/dl/runs").as_deref(), Some("run\n"));
+}
