@@ -151,30 +151,30 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Machine {
     /// Where it stands.
-    pub state: State,
+    state: State,
     /// The schedule in force (replaced by a reload).
-    pub schedule: ScheduleSettings,
+    schedule: ScheduleSettings,
     /// The last converge.
-    pub last: Option<LastRun>,
+    last: Option<LastRun>,
     /// Totals.
-    pub stats: Stats,
+    stats: Stats,
     /// Fetches failed in a row.
-    pub fetch_failures: u32,
+    fetch_failures: u32,
     /// Since when the fetch fails, and the last error.
-    pub fetch_failing: Option<(SystemTime, String)>,
+    fetch_failing: Option<(SystemTime, String)>,
     /// The commit applied and when (for the status line).
-    pub applied: Option<(String, SystemTime)>,
+    applied: Option<(String, SystemTime)>,
     /// What the agent state says that holds every run, as last read: a
     /// pause (why, in words) or a pin (why).
-    pub held_by_state: Option<String>,
+    held_by_state: Option<String>,
     /// The agent state says the head is quarantined.
-    pub quarantined: bool,
+    quarantined: bool,
     /// The host is paused (`driftless pause`).
-    pub paused: bool,
+    paused: bool,
     /// When a fetch last succeeded (kept in the agent state).
-    pub last_fetch_success: Option<SystemTime>,
+    last_fetch_success: Option<SystemTime>,
     /// The next remote fetch is not before this (backoff).
-    pub next_fetch: Option<Instant>,
+    next_fetch: Option<Instant>,
     /// This tick's fetch: `None` not tried, `Some(ok)`.
     fetched: Option<bool>,
 }
@@ -233,12 +233,91 @@ impl Machine {
 
     /// The config is loaded: recover before anything else.
     pub fn configured(&mut self) {
+        self.expect("configured", matches!(self.state, State::Starting));
         self.state = State::Recovering;
     }
 
     /// Recovery is done: the first tick comes after the splay.
     pub fn recovered(&mut self, now: Instant, splay: Duration) {
+        if !matches!(self.state, State::Recovering) {
+            // A stop during recovery stays a stop.
+            self.expect("recovered", matches!(self.state, State::Stopping { .. }));
+            return;
+        }
         self.state = State::Idle { next: now + splay };
+    }
+
+    /// Checks that a transition starts from a state it may start from: a
+    /// wrong one is a bug of the loop, caught by the tests and logged in a
+    /// build that runs.
+    fn expect(&self, transition: &str, from_allowed: bool) {
+        debug_assert!(
+            from_allowed,
+            "{transition} from {} is not a transition of the daemon",
+            self.state_word()
+        );
+        if !from_allowed {
+            tracing::error!(
+                transition,
+                state = self.state_word(),
+                "internal error: the daemon's state machine was asked for a transition its state does not allow"
+            );
+        }
+    }
+
+    /// The schedule in force.
+    pub fn interval(&self) -> Duration {
+        self.schedule.interval
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopping(&self) -> bool {
+        matches!(self.state, State::Stopping { .. })
+    }
+
+    /// The last converge, if any.
+    pub fn last(&self) -> Option<&LastRun> {
+        self.last.as_ref()
+    }
+
+    /// Totals since the daemon started.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Fetches failed in a row.
+    pub fn fetch_failures(&self) -> u32 {
+        self.fetch_failures
+    }
+
+    /// Since when the fetch fails, and its last error.
+    pub fn fetch_failing(&self) -> Option<&(SystemTime, String)> {
+        self.fetch_failing.as_ref()
+    }
+
+    /// The commit applied, as the agent state says.
+    pub fn applied_commit(&self) -> Option<&str> {
+        self.applied.as_ref().map(|(c, _)| c.as_str())
+    }
+
+    /// Whether the agent state says the head is quarantined.
+    pub fn quarantined(&self) -> bool {
+        self.quarantined
+    }
+
+    /// Whether the host is paused.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// When a fetch last succeeded.
+    pub fn last_fetch_success(&self) -> Option<SystemTime> {
+        self.last_fetch_success
+    }
+
+    /// The next remote fetch is not before this (backing off).
+    pub fn next_fetch(&self) -> Option<Instant> {
+        self.next_fetch
     }
 
     /// When the loop wants to wake up for a tick (`None`: not idle).
@@ -334,6 +413,13 @@ impl Machine {
         wall: SystemTime,
         unit: f64,
     ) {
+        self.expect(
+            "converge finished",
+            matches!(
+                self.state,
+                State::Converging { .. } | State::Stopping { converging: true }
+            ),
+        );
         let outcome = r.run.outcome;
         *self
             .stats

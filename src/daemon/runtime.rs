@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::machine::{Machine, State, Trigger};
+use super::machine::{Machine, Trigger};
 use super::protocol::{self, Request, Response};
 use super::{notify, schedule};
 use crate::app::{
@@ -223,9 +223,9 @@ impl Daemon {
                     let _ = reply.send(());
                 }
                 Wake::Asked(Asked::Converge(w)) => {
-                    if handle.is_none() && !matches!(self.machine.state, State::Stopping { .. }) {
+                    if handle.is_none() && !self.machine.is_stopping() {
                         handle = self.start(Some(w));
-                    } else if matches!(self.machine.state, State::Stopping { .. }) {
+                    } else if self.machine.is_stopping() {
                         refuse(&w.client, "the daemon is stopping");
                     } else if self.queue.len() >= MAX_QUEUED {
                         refuse(
@@ -400,13 +400,13 @@ impl Daemon {
         let Some(path) = &self.app.settings.metrics_textfile else {
             return;
         };
-        let quarantined = self.machine.quarantined;
-        let last = self.machine.last.as_ref();
+        let quarantined = self.machine.quarantined();
+        let last = self.machine.last();
         let healthy = last
             .is_some_and(|l| !l.audit && matches!(l.outcome, Outcome::InSync | Outcome::Changed));
         let m = Metrics {
             last_run: last.map(|l| l.at),
-            last_success: self.machine.stats.last_success,
+            last_success: self.machine.stats().last_success,
             in_sync: healthy,
             drifted: match last {
                 Some(_) if healthy => 0,
@@ -415,17 +415,17 @@ impl Daemon {
                 None => 0,
             },
             duration: last.map(|l| l.duration).unwrap_or_default(),
-            converges: self.machine.stats.converges.clone(),
-            rollbacks: self.machine.stats.rollbacks,
-            fetch_failures: self.machine.stats.fetch_failures,
-            fetch_failing: self.machine.fetch_failing.is_some(),
-            last_fetch_success: self.machine.last_fetch_success,
+            converges: self.machine.stats().converges.clone(),
+            rollbacks: self.machine.stats().rollbacks,
+            fetch_failures: self.machine.stats().fetch_failures,
+            fetch_failing: self.machine.fetch_failing().is_some(),
+            last_fetch_success: self.machine.last_fetch_success(),
             drift_found: last.map_or(0, |l| l.drifted),
-            drift_healed: self.machine.stats.drift_healed,
-            paused: self.machine.paused,
-            interval: self.machine.schedule.interval,
+            drift_healed: self.machine.stats().drift_healed,
+            paused: self.machine.paused(),
+            interval: self.machine.interval(),
             quarantined,
-            applied_commit: self.machine.applied.as_ref().map(|(c, _)| c.clone()),
+            applied_commit: self.machine.applied_commit().map(str::to_owned),
             version: crate::VERSION.to_owned(),
             rollout_blocked: self
                 .app
@@ -478,7 +478,7 @@ impl Daemon {
                 info!(
                     message_id = journal::DAEMON_RELOADED,
                     "agent config reloaded; interval {}",
-                    humantime::format_duration(self.machine.schedule.interval)
+                    humantime::format_duration(self.machine.interval())
                 );
             }
             Err(e) => error!(
@@ -518,8 +518,8 @@ impl Daemon {
                 .machine
                 .next_tick()
                 .map(|t| rfc(wall + t.saturating_duration_since(now))),
-            interval_s: self.machine.schedule.interval.as_secs(),
-            last_run: self.machine.last.as_ref().map(|l| crate::agent::LastRun {
+            interval_s: self.machine.interval().as_secs(),
+            last_run: self.machine.last().map(|l| crate::agent::LastRun {
                 at: rfc(l.at),
                 outcome: l.outcome,
                 duration_ms: u64::try_from(l.duration.as_millis()).unwrap_or(u64::MAX),
@@ -530,14 +530,14 @@ impl Daemon {
                 generation: l.generation,
                 audit: l.audit,
             }),
-            fetch_failures: self.machine.fetch_failures,
-            fetch_failing_since: self.machine.fetch_failing.as_ref().map(|(t, _)| rfc(*t)),
-            fetch_error: self.machine.fetch_failing.as_ref().map(|(_, e)| e.clone()),
+            fetch_failures: self.machine.fetch_failures(),
+            fetch_failing_since: self.machine.fetch_failing().map(|(t, _)| rfc(*t)),
+            fetch_error: self.machine.fetch_failing().map(|(_, e)| e.clone()),
             next_fetch: self
                 .machine
-                .next_fetch
+                .next_fetch()
                 .map(|t| rfc(wall + t.saturating_duration_since(now))),
-            converges: self.machine.stats.converges.clone(),
+            converges: self.machine.stats().converges.clone(),
             metrics_error: self.metrics_error.clone(),
             config_files: self
                 .app
