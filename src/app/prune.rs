@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use crate::converge::Prepared;
+use crate::converge::{self, Prepared};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
@@ -15,9 +15,11 @@ use crate::desired::model::{
     Resource, ResourceId, RunState, SelinuxParts, Service, Symlink,
 };
 use crate::plan::Plan;
+use crate::plan::observed::FsMeta;
 use crate::store::Store;
 use crate::store::inventory::{Before, Entry, Inventory};
-use crate::system::fsroot::{FsRoot, Observed};
+use crate::store::snapshot::Prior;
+use crate::system::fsroot::FsRoot;
 
 /// What pruning adds to one converge.
 #[derive(Default)]
@@ -98,7 +100,9 @@ enum Undo {
 fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
     let (kind, key) = (e.id.kind, e.id.key.as_str());
     match (&e.before, kind.prim()) {
-        (Before::Missing, PrimKind::Path(_)) => Some((kind.absent(key)?, Undo::Remove)),
+        (Before::Path(Prior::Missing), PrimKind::Path(_)) => {
+            Some((kind.absent(key)?, Undo::Remove))
+        }
         (Before::Package { installed: false }, PrimKind::Package) if prune_packages => {
             Some((kind.absent(key)?, Undo::Remove))
         }
@@ -124,8 +128,8 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 Undo::Restore,
             ))
         }
-        (before, PrimKind::Path(form)) => Some((
-            path_as_before(before, form, kind.path_of_key(key)?)?,
+        (Before::Path(prior), PrimKind::Path(form)) => Some((
+            path_as_before(prior, form, kind.path_of_key(key)?)?,
             Undo::Restore,
         )),
         _ => None,
@@ -135,7 +139,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
 /// What was at `path` before driftless managed it, as a resource that puts
 /// it back: a file with its bytes, owner, mode and label (a repo file put
 /// back is a file), a directory, a symlink.
-fn path_as_before(before: &Before, form: Form, path: String) -> Option<Resource> {
+fn path_as_before(prior: &Prior, form: Form, path: String) -> Option<Resource> {
     // What was there is put back with its own label, exactly.
     let parts = |label: &Option<String>| {
         label
@@ -143,19 +147,17 @@ fn path_as_before(before: &Before, form: Form, path: String) -> Option<Resource>
             .map(SelinuxParts::of_context)
             .unwrap_or_default()
     };
-    let meta = |uid: u32, gid: u32, mode: u32, label: &Option<String>| Meta {
-        owner: uid.to_string(),
-        group: gid.to_string(),
-        mode,
+    let meta = |m: &FsMeta, label: &Option<String>| Meta {
+        owner: m.uid.to_string(),
+        group: m.gid.to_string(),
+        mode: m.mode,
         selinux: parts(label),
     };
-    Some(match (before, form) {
+    Some(match (prior, form) {
         (
-            Before::File {
+            Prior::File {
                 object,
-                uid,
-                gid,
-                mode,
+                meta: m,
                 label,
             },
             Form::File,
@@ -166,24 +168,16 @@ fn path_as_before(before: &Before, form: Form, path: String) -> Option<Resource>
                 path,
                 ensure: Ensure::Present,
                 content: Content::stored(sha),
-                meta: meta(*uid, *gid, *mode, label),
+                meta: meta(m, label),
                 sensitive: false,
             })
         }
-        (
-            Before::Dir {
-                uid,
-                gid,
-                mode,
-                label,
-            },
-            Form::Dir,
-        ) => Resource::Directory(Directory {
+        (Prior::Dir { meta: m, label }, Form::Dir) => Resource::Directory(Directory {
             path,
             ensure: Ensure::Present,
-            meta: meta(*uid, *gid, *mode, label),
+            meta: meta(m, label),
         }),
-        (Before::Symlink { target, label }, Form::Symlink) => Resource::Symlink(Symlink {
+        (Prior::Symlink { target, label }, Form::Symlink) => Resource::Symlink(Symlink {
             path,
             target: target.clone(),
             ensure: Ensure::Present,
@@ -225,30 +219,15 @@ pub(super) fn capture(
             continue;
         }
         let before = match d.resource.lower() {
-            Prim::Path(decl) => match root.observe(&decl.path)? {
-                Observed::Missing { .. } => Before::Missing,
-                Observed::File { meta, label, .. } => {
-                    let bytes = root.read_file(&decl.path).with_context(|| {
-                        format!("failed to read {} before managing it", decl.path)
-                    })?;
-                    let object = store.objects()?.put(&bytes)?;
-                    Before::File {
-                        object,
-                        uid: meta.uid,
-                        gid: meta.gid,
-                        mode: meta.mode,
-                        label,
-                    }
+            // Captured as a snapshot captures it: the engine's one record.
+            Prim::Path(decl) => {
+                match converge::prior_of(root, &store.objects()?, &decl.path)
+                    .with_context(|| format!("failed to read {} before managing it", decl.path))?
+                {
+                    Some(prior) => Before::Path(prior),
+                    None => Before::Untracked,
                 }
-                Observed::Dir { meta, label, .. } => Before::Dir {
-                    uid: meta.uid,
-                    gid: meta.gid,
-                    mode: meta.mode,
-                    label,
-                },
-                Observed::Symlink { target, label } => Before::Symlink { target, label },
-                Observed::Other { .. } => Before::Untracked,
-            },
+            }
             Prim::Unit(s) => match prepared.units.get(&s.unit) {
                 Some(u) if u.loaded => Before::Unit {
                     enabled: Some(u.unit_file_state == "enabled"),
@@ -332,17 +311,19 @@ mod tests {
         let sha = hex::encode([7u8; 32]);
         let mut inv = Inventory::default();
         for e in [
-            entry(Kind::File, "/etc/new", Before::Missing),
+            entry(Kind::File, "/etc/new", Before::Path(Prior::Missing)),
             entry(
                 Kind::Repo,
                 "base",
-                Before::File {
+                Before::Path(Prior::File {
                     object: sha,
-                    uid: 0,
-                    gid: 0,
-                    mode: 0o644,
+                    meta: FsMeta {
+                        uid: 0,
+                        gid: 0,
+                        mode: 0o644,
+                    },
                     label: None,
-                },
+                }),
             ),
             entry(Kind::Package, "tool", Before::Package { installed: false }),
             entry(Kind::Package, "old", Before::Package { installed: true }),

@@ -27,4 +27,5 @@ pub mod transaction;
 pub use events::{Discard, Event, Log, Sink, Tee};
 pub use observe::{PrepareError, Prepared, prepare};
 pub use recover::{Cut, Recovered, recover, undo};
+pub use snapshot::prior_of;
 pub use transaction::{Engine, Outcome, RunInfo, open_root, transact};

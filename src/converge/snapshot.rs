@@ -54,6 +54,34 @@ pub struct UnitToKeep {
     pub restart_command: Option<Vec<String>>,
 }
 
+/// How `path` is now, as a snapshot (and the inventory) keeps it: a file's
+/// bytes go into `objects`. `None`: a device, FIFO or socket, which
+/// driftless never changes.
+pub fn prior_of(root: &FsRoot, objects: &Objects, path: &str) -> Result<Option<Prior>> {
+    Ok(Some(match root.observe(path)? {
+        Observed::Missing { .. } => Prior::Missing,
+        Observed::File {
+            meta,
+            label,
+            content,
+            ..
+        } => {
+            let bytes = match content {
+                Some(c) => c,
+                None => root.read_file(path)?,
+            };
+            Prior::File {
+                object: objects.put(&bytes)?,
+                meta,
+                label,
+            }
+        }
+        Observed::Dir { meta, label, .. } => Prior::Dir { meta, label },
+        Observed::Symlink { target, label } => Prior::Symlink { target, label },
+        Observed::Other { .. } => return Ok(None),
+    }))
+}
+
 /// Captures `paths` (each once), the package set when `packages`, and
 /// the state of `units`. With `packages`, the installed RPMs that the
 /// transaction may replace are copied into the package store first, so
@@ -70,29 +98,9 @@ pub fn capture(
         if !seen.insert(path.as_str()) {
             continue;
         }
-        let prior = match t.root.observe(path)? {
-            Observed::Missing { .. } => Prior::Missing,
-            Observed::File {
-                meta,
-                label,
-                content,
-                ..
-            } => {
-                let bytes = match content {
-                    Some(c) => c,
-                    None => t.root.read_file(path)?,
-                };
-                Prior::File {
-                    object: t.objects.put(&bytes)?,
-                    meta,
-                    label,
-                }
-            }
-            Observed::Dir { meta, label, .. } => Prior::Dir { meta, label },
-            Observed::Symlink { target, label } => Prior::Symlink { target, label },
-            Observed::Other { what } => {
-                anyhow::bail!("{} is {what}; refusing to change it", t.root.display(path))
-            }
+        let Some(prior) = prior_of(t.root, t.objects, path)? else {
+            let what = t.root.observe(path)?.kind_word();
+            anyhow::bail!("{} is {what}; refusing to change it", t.root.display(path))
         };
         snap.paths.push((path.clone(), prior));
     }

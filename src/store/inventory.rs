@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::snapshot::Prior;
 use crate::desired::model::ResourceId;
+use crate::plan::observed::FsMeta;
 
 /// The inventory file's name.
 pub(super) const FILE: &str = "inventory.json";
@@ -34,47 +36,15 @@ pub struct Entry {
     pub before: Before,
 }
 
-/// The state of a resource before driftless first managed it.
+/// The state of a resource before driftless first managed it. A path's is
+/// the same record a snapshot keeps ([`Prior`]): one model of "how it was"
+/// for rollback and pruning.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(from = "Wire", into = "Wire")]
 pub enum Before {
-    /// Nothing was there: driftless created it.
-    Missing,
-    /// A regular file: its bytes (an object of the store) and metadata.
-    File {
-        /// Hex SHA-256 of its content in the object store.
-        object: String,
-        /// Owner.
-        uid: u32,
-        /// Group.
-        gid: u32,
-        /// Permission bits.
-        mode: u32,
-        /// SELinux context (recorded where the root has a policy).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        label: Option<String>,
-    },
-    /// A directory and its metadata.
-    Dir {
-        /// Owner.
-        uid: u32,
-        /// Group.
-        gid: u32,
-        /// Permission bits.
-        mode: u32,
-        /// SELinux context (recorded where the root has a policy).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        label: Option<String>,
-    },
-    /// A symlink and its target.
-    Symlink {
-        /// Target, verbatim.
-        target: String,
-        /// The link's SELinux context (recorded where the root has a
-        /// policy).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        label: Option<String>,
-    },
+    /// A path: nothing, a file (its bytes in the object store), a
+    /// directory, a symlink.
+    Path(Prior),
     /// A unit: whether it was enabled and running (`None`: it did not
     /// exist, so there is nothing to go back to).
     Unit {
@@ -93,15 +63,141 @@ pub enum Before {
     Untracked,
 }
 
+/// How `inventory.json` writes a [`Before`] (its shape since the first
+/// release: a path's owner, group and mode side by side).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Wire {
+    Missing,
+    File {
+        object: String,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
+    Dir {
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
+    Symlink {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
+    Unit {
+        enabled: Option<bool>,
+        running: Option<bool>,
+    },
+    Package {
+        installed: bool,
+    },
+    Untracked,
+}
+
+impl From<Wire> for Before {
+    fn from(w: Wire) -> Self {
+        let meta = |uid, gid, mode| FsMeta { uid, gid, mode };
+        match w {
+            Wire::Missing => Before::Path(Prior::Missing),
+            Wire::File {
+                object,
+                uid,
+                gid,
+                mode,
+                label,
+            } => Before::Path(Prior::File {
+                object,
+                meta: meta(uid, gid, mode),
+                label,
+            }),
+            Wire::Dir {
+                uid,
+                gid,
+                mode,
+                label,
+            } => Before::Path(Prior::Dir {
+                meta: meta(uid, gid, mode),
+                label,
+            }),
+            Wire::Symlink { target, label } => Before::Path(Prior::Symlink { target, label }),
+            Wire::Unit { enabled, running } => Before::Unit { enabled, running },
+            Wire::Package { installed } => Before::Package { installed },
+            Wire::Untracked => Before::Untracked,
+        }
+    }
+}
+
+impl From<Before> for Wire {
+    fn from(b: Before) -> Self {
+        match b {
+            Before::Path(Prior::Missing) => Wire::Missing,
+            Before::Path(Prior::File {
+                object,
+                meta,
+                label,
+            }) => Wire::File {
+                object,
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                label,
+            },
+            Before::Path(Prior::Dir { meta, label }) => Wire::Dir {
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                label,
+            },
+            Before::Path(Prior::Symlink { target, label }) => Wire::Symlink { target, label },
+            Before::Unit { enabled, running } => Wire::Unit { enabled, running },
+            Before::Package { installed } => Wire::Package { installed },
+            Before::Untracked => Wire::Untracked,
+        }
+    }
+}
+
 impl Inventory {
     /// The objects the inventory refers to (kept by garbage collection).
     pub fn objects(&self) -> BTreeSet<String> {
         self.entries
             .values()
             .filter_map(|e| match &e.before {
-                Before::File { object, .. } => Some(object.clone()),
+                Before::Path(Prior::File { object, .. }) => Some(object.clone()),
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `inventory.json` keeps the shape it has had since the first release.
+    #[test]
+    fn a_path_before_is_written_as_it_always_was() {
+        let before = Before::Path(Prior::File {
+            object: "ab".into(),
+            meta: FsMeta {
+                uid: 7,
+                gid: 8,
+                mode: 0o640,
+            },
+            label: None,
+        });
+        let json = serde_json::to_value(&before).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"state": "file", "object": "ab", "uid": 7, "gid": 8, "mode": 416})
+        );
+        let back: Before = serde_json::from_value(json).expect("read");
+        assert_eq!(back, before);
+        let missing: Before = serde_json::from_str(r#"{"state":"missing"}"#).expect("read");
+        assert_eq!(missing, Before::Path(Prior::Missing));
     }
 }
