@@ -220,10 +220,6 @@ impl Batch {
         self.staged.len()
     }
 
-    /// Whether nothing is staged.
-    pub fn is_empty(&self) -> bool {
-        self.staged.is_empty()
-    }
 
     /// Writes `content` to a temporary next to `name` in `dir`, with its
     /// owner, group, mode and SELinux context (if any); nothing is renamed

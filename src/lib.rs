@@ -26,22 +26,22 @@ pub const VERSION: &str = match option_env!("DRIFTLESS_VERSION") {
     None => env!("CARGO_PKG_VERSION"),
 };
 
-pub mod agent;
+pub(crate) mod agent;
 pub mod app;
 pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod converge;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod desired;
-pub mod durable;
-pub mod fault;
-pub mod fleet;
+pub(crate) mod durable;
+pub(crate) mod fault;
+pub(crate) mod fleet;
 pub mod logging;
-pub mod outcome;
-pub mod plan;
-pub mod report;
+pub(crate) mod outcome;
+pub(crate) mod plan;
+pub(crate) mod report;
 pub mod source;
-pub mod store;
-pub mod system;
-pub mod words;
+pub(crate) mod store;
+pub(crate) mod system;
+pub(crate) mod words;

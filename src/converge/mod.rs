@@ -14,15 +14,15 @@
 //! with the desired state (hold, quarantine, pin) is decided above it
 //! (`agent::policy`, `app`).
 
-pub mod apply;
-pub mod checks;
-pub mod commands;
-pub mod events;
-pub mod keep_rpms;
-pub mod observe;
-pub mod recover;
-pub mod snapshot;
-pub mod transaction;
+pub(crate) mod apply;
+pub(crate) mod checks;
+pub(crate) mod commands;
+pub(crate) mod events;
+pub(crate) mod keep_rpms;
+pub(crate) mod observe;
+pub(crate) mod recover;
+pub(crate) mod snapshot;
+pub(crate) mod transaction;
 
 pub use events::{Discard, Event, Log, Sink, Tee};
 pub use observe::{PrepareError, Prepared, prepare};

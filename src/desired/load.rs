@@ -10,7 +10,7 @@ use super::facts::Facts;
 use super::fleet::{FLEET_FILE, FleetPolicy};
 use super::merge::{merge, merge_checks};
 use super::model::DesiredState;
-pub use super::options::{DEFAULT_MAX_FILE_SIZE, LoadError, LoadOptions};
+pub use super::options::{LoadError, LoadOptions};
 use super::parse::{ParsedFile, parse_file};
 use super::schema::Ctx;
 use super::secrets::{AGE_SUFFIX, Opened};

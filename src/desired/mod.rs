@@ -3,21 +3,21 @@
 //! Pure: nothing here touches the host, git or the network. The repo is read
 //! through [`tree::ConfigTree`]; facts arrive as a value.
 
-pub mod checks;
+pub(crate) mod checks;
 mod content;
-pub mod diag;
-pub mod facts;
-pub mod fleet;
-pub mod kinds;
-pub mod load;
+pub(crate) mod diag;
+pub(crate) mod facts;
+pub(crate) mod fleet;
+pub(crate) mod kinds;
+pub(crate) mod load;
 mod merge;
-pub mod model;
+pub(crate) mod model;
 mod options;
 pub(crate) mod parse;
 mod parser;
-pub mod schema;
-pub mod secrets;
-pub mod template;
+pub(crate) mod schema;
+pub(crate) mod secrets;
+pub(crate) mod template;
 pub mod tree;
 mod values;
 

@@ -14,12 +14,11 @@ pub use super::kinds::directory::Directory;
 pub use super::kinds::file::File;
 pub use super::kinds::group::Group;
 pub use super::kinds::package::{Package, PackageState};
-pub use super::kinds::repo::{Repo, RepoLocation, repo_path};
 pub use super::kinds::service::{RunState, Service};
 pub use super::kinds::symlink::Symlink;
 pub use super::kinds::user::User;
 pub use super::kinds::{Form, Kind, PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId};
-pub use super::values::{Content, ContentSpec, Ensure, Meta, SelinuxParts};
+pub use super::values::{Content, Ensure, Meta, SelinuxParts};
 
 /// What a health check probes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

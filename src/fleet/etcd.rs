@@ -194,15 +194,6 @@ impl Etcd {
         Ok(())
     }
 
-    /// Deletes every key under `prefix`.
-    pub fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        self.call(
-            "/v3/kv/deleterange",
-            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
-        )?;
-        Ok(())
-    }
-
     /// A new lease of `ttl`; its id.
     pub fn grant(&self, ttl: Duration) -> Result<i64> {
         let v = self.call(
@@ -225,11 +216,6 @@ impl Etcd {
             .is_some_and(|t| t > 0))
     }
 
-    /// Ends `lease` and its keys now.
-    pub fn revoke(&self, lease: i64) -> Result<()> {
-        self.call("/v3/lease/revoke", &json!({"ID": lease.to_string()}))?;
-        Ok(())
-    }
 }
 
 /// int64 fields come as strings in etcd's JSON.

@@ -58,6 +58,8 @@ impl Reason {
     }
 }
 
+// The tests read a gate by its reason's word.
+#[cfg(test)]
 impl Gate {
     /// The word for metrics and JSON (`driftless_rollout_blocked{reason}`).
     pub fn reason_word(&self) -> Option<&'static str> {

@@ -26,7 +26,7 @@ use crate::desired::model::{
     Kind, Package, PackageState, PathDecl, PathForm, Prim, Resource, ResourceId, Service,
 };
 pub use change::{
-    AccountAction, Change, IMPLICIT_DIR_MODE, Marker, MetaView, Op, Plan, PlanProblem, differing,
+    Change, Marker, Op, Plan, PlanProblem, differing,
 };
 pub use commands::decide as command_due;
 pub use content::{SecretContents, sha256};
@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn repo_files_and_their_directories_come_before_packages() {
-        use crate::desired::model::{Repo, RepoLocation};
+        use crate::desired::kinds::repo::{Repo, RepoLocation};
         let d = desired(vec![
             Resource::Repo(Repo {
                 name: "internal".into(),

@@ -2,8 +2,8 @@
 //! directory tree (`--repo DIR`), or the git cache with fetch, signature
 //! verification and rewind protection.
 
-pub mod dir;
-pub mod download;
+pub(crate) mod dir;
+pub(crate) mod download;
 pub mod git;
 pub mod verify;
 
