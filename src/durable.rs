@@ -19,7 +19,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 
 /// Owner, group and permission bits of a file to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Perms {
+pub(crate) struct Perms {
     /// Owner uid.
     pub uid: u32,
     /// Group gid.
@@ -31,7 +31,7 @@ pub struct Perms {
 impl Perms {
     /// Owned by the running process, readable and writable by it only:
     /// what the state directory holds.
-    pub fn private() -> Self {
+    pub(crate) fn private() -> Self {
         Self {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
@@ -44,7 +44,7 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The marker in every temporary name driftless makes: recovery removes
 /// what a crash left behind by it, and only that.
-pub const TEMP_MARKER: &str = ".driftless-";
+pub(crate) const TEMP_MARKER: &str = ".driftless-";
 
 /// Bytes of the target's name kept in a temporary name: with the dot, the
 /// marker, a pid and a counter it stays within the 255-byte NAME_MAX.
@@ -52,7 +52,7 @@ const TEMP_STEM_MAX: usize = 200;
 
 /// A temporary name next to `name`, unique within this process and across
 /// processes (pid), hidden so that globbing services ignore it.
-pub fn temp_name(name: &str) -> String {
+pub(crate) fn temp_name(name: &str) -> String {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     // Cut by bytes (NAME_MAX counts bytes), at a character boundary.
     let mut cut = name.len().min(TEMP_STEM_MAX);
@@ -64,7 +64,7 @@ pub fn temp_name(name: &str) -> String {
 
 /// Whether `entry` is a temporary name made by [`temp_name`], for any file,
 /// by any process.
-pub fn is_temp(entry: &str) -> bool {
+pub(crate) fn is_temp(entry: &str) -> bool {
     let Some(rest) = entry.strip_prefix('.') else {
         return false;
     };
@@ -79,7 +79,7 @@ pub fn is_temp(entry: &str) -> bool {
 
 /// Whether `entry` is a temporary name made by [`temp_name`] for a file
 /// named `name`, by any process.
-pub fn is_temp_of(entry: &str, name: &str) -> bool {
+pub(crate) fn is_temp_of(entry: &str, name: &str) -> bool {
     let mut cut = name.len().min(TEMP_STEM_MAX);
     while !name.is_char_boundary(cut) {
         cut -= 1;
@@ -117,7 +117,7 @@ fn fill(f: &mut File, content: &[u8], perms: Perms, label: Option<&str>) -> Resu
 /// Sets the SELinux context of the open file or directory `fd` (the
 /// `security.selinux` attribute, by descriptor: `setfscreatecon` would
 /// need SELinux enabled in the running kernel).
-pub fn set_label(fd: BorrowedFd<'_>, label: &str) -> Result<()> {
+pub(crate) fn set_label(fd: BorrowedFd<'_>, label: &str) -> Result<()> {
     use std::os::fd::AsRawFd;
     let text = std::ffi::CString::new(label)
         .map_err(|_| anyhow::anyhow!("SELinux context `{label}` holds a NUL byte"))?;
@@ -131,7 +131,7 @@ pub fn set_label(fd: BorrowedFd<'_>, label: &str) -> Result<()> {
 /// Owner, group and mode are set on the temporary file before the rename,
 /// so the file never exists with the wrong permissions. `what` names the
 /// file in errors.
-pub fn write_at(
+pub(crate) fn write_at(
     dir: BorrowedFd<'_>,
     name: &str,
     content: &[u8],
@@ -144,7 +144,7 @@ pub fn write_at(
 /// [`write_at`], with the SELinux context `label` set on the temporary
 /// file too, calling `before_rename` once the temporary file is written,
 /// labelled and flushed (the crash tests stop there).
-pub fn write_at_hooked(
+pub(crate) fn write_at_hooked(
     dir: BorrowedFd<'_>,
     name: &str,
     content: &[u8],
@@ -188,12 +188,12 @@ pub fn write_at_hooked(
 /// callers bound a batch's size ([`BATCH_MAX`]). Dropping a batch that was
 /// not committed removes the temporaries not yet renamed.
 #[derive(Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     staged: Vec<Staged>,
 }
 
 /// Files a caller puts in one [`Batch`] at most: each holds a descriptor.
-pub const BATCH_MAX: usize = 128;
+pub(crate) const BATCH_MAX: usize = 128;
 
 /// Where [`Batch::commit`] stands, for its caller's progress: before or
 /// after renaming the file staged `i`-th.
@@ -216,15 +216,14 @@ struct Staged {
 
 impl Batch {
     /// Files staged so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.staged.len()
     }
-
 
     /// Writes `content` to a temporary next to `name` in `dir`, with its
     /// owner, group, mode and SELinux context (if any); nothing is renamed
     /// yet. `what` names the file in errors.
-    pub fn stage(
+    pub(crate) fn stage(
         &mut self,
         dir: BorrowedFd<'_>,
         name: &str,
@@ -262,7 +261,7 @@ impl Batch {
     /// order staged, telling `progress` before and after each rename (it
     /// may refuse before one, for a stop request: the rest stay old), then
     /// flushes each parent directory once.
-    pub fn commit(mut self, progress: &mut dyn FnMut(Renaming) -> Result<()>) -> Result<()> {
+    pub(crate) fn commit(mut self, progress: &mut dyn FnMut(Renaming) -> Result<()>) -> Result<()> {
         for s in &mut self.staged {
             if let Some(f) = s.file.take() {
                 f.sync_all()
@@ -322,7 +321,7 @@ impl Drop for Batch {
 
 /// Atomically replaces (or creates) the file `dir/name`, which is not
 /// under a managed root (the state directory's own files).
-pub fn write_file(dir: &Path, name: &str, content: &[u8], perms: Perms) -> Result<()> {
+pub(crate) fn write_file(dir: &Path, name: &str, content: &[u8], perms: Perms) -> Result<()> {
     let what = || dir.join(name).display().to_string();
     let fd = nix::fcntl::open(
         dir,

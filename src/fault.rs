@@ -10,12 +10,12 @@
 //! `mid-rollback`.
 
 /// Dies here if the environment asks for it.
-pub fn point(step: &str) {
+pub(crate) fn point(step: &str) {
     point_n(step, 1);
 }
 
 /// Dies at the `n`-th occurrence of `step` (for `after-file:N`).
-pub fn point_n(step: &str, n: usize) {
+pub(crate) fn point_n(step: &str, n: usize) {
     if !cfg!(debug_assertions) {
         return;
     }

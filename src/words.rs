@@ -3,7 +3,7 @@
 
 /// `n` and `noun`, plural when `n` is not one ("1 problem", "3 problems").
 /// Nouns here are regular: a trailing `s` makes the plural.
-pub fn count(n: usize, noun: &str) -> String {
+pub(crate) fn count(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {
@@ -12,7 +12,7 @@ pub fn count(n: usize, noun: &str) -> String {
 }
 
 /// The allowed word closest to `word`, if it is close enough to be a typo.
-pub fn suggest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
     allowed
         .iter()
         .map(|a| (strsim::jaro_winkler(word, a), *a))

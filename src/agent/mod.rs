@@ -7,7 +7,7 @@
 //! state, a quarantined head, a pin, an interruption streak, and the
 //! outcome of the last fetch. [`policy`] holds the rules, as pure functions.
 
-pub mod policy;
+pub(crate) mod policy;
 
 use serde::{Deserialize, Serialize};
 
@@ -118,7 +118,7 @@ pub struct FetchRecord {
 }
 
 /// Now, as RFC 3339 (UTC, seconds).
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
@@ -150,14 +150,14 @@ pub struct LastRun {
 
 /// Seconds from `start` to `end` (both as [`now`] writes them); `None`
 /// when either does not parse or the clock went backwards.
-pub fn seconds_between(start: &str, end: &str) -> Option<u64> {
+pub(crate) fn seconds_between(start: &str, end: &str) -> Option<u64> {
     let start = humantime::parse_rfc3339(start).ok()?;
     let end = humantime::parse_rfc3339(end).ok()?;
     end.duration_since(start).ok().map(|d| d.as_secs())
 }
 
 /// The first 12 characters of a commit id or content key, for messages.
-pub fn short(key: &str) -> &str {
+pub(crate) fn short(key: &str) -> &str {
     let key = key.strip_prefix("sha256:").unwrap_or(key);
     &key[..key.len().min(12)]
 }

@@ -20,11 +20,11 @@
 use super::{AgentState, Interrupted, Mark, short};
 
 /// Quarantine after this many converges of one key in a row were cut short.
-pub const MAX_INTERRUPTED: u32 = 3;
+pub(crate) const MAX_INTERRUPTED: u32 = 3;
 
 /// What a converge does with the desired state it loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Apply it.
     Apply,
     /// The host is paused by `driftless pause`: converge nothing.
@@ -47,7 +47,7 @@ pub enum Decision {
 /// Decides what to do with the loaded `key`. A pin only holds a converge
 /// that would change the host (`applying`); a dry run still shows what
 /// would happen.
-pub fn decide(state: &AgentState, key: &str, applying: bool) -> Decision {
+pub(crate) fn decide(state: &AgentState, key: &str, applying: bool) -> Decision {
     if let (true, Some(p)) = (applying, &state.paused) {
         return Decision::Paused { why: paused_why(p) };
     }
@@ -75,7 +75,7 @@ pub fn decide(state: &AgentState, key: &str, applying: bool) -> Decision {
 /// What a trial (`converge --now --branch NAME` or `--commit REV`) does:
 /// only a pause holds it. It replaces a pin (the operator asks for this
 /// commit on this host) and its commit is no head to quarantine.
-pub fn decide_trial(state: &AgentState, applying: bool) -> Decision {
+pub(crate) fn decide_trial(state: &AgentState, applying: bool) -> Decision {
     match (applying, &state.paused) {
         (true, Some(p)) => Decision::Paused { why: paused_why(p) },
         _ => Decision::Apply,
@@ -83,13 +83,13 @@ pub fn decide_trial(state: &AgentState, applying: bool) -> Decision {
 }
 
 /// The source of the pin a trial sets.
-pub const TRIAL_PIN: &str = "driftless converge --now (a trial)";
+pub(crate) const TRIAL_PIN: &str = "driftless converge --now (a trial)";
 
 /// Pins the host at the trial it converged (`what`: `branch feature at
 /// 3f2a9c1d0e4b`), until `driftless resume`: nothing else is applied, and
 /// the configured branch's applied commit, last good state and rewind
 /// floor are left as they were.
-pub fn pin_trial(state: &mut AgentState, what: &str, key: &str, now: &str) {
+pub(crate) fn pin_trial(state: &mut AgentState, what: &str, key: &str, now: &str) {
     state.pinned = Some(Mark {
         key: key.to_owned(),
         source: TRIAL_PIN.to_owned(),
@@ -99,7 +99,7 @@ pub fn pin_trial(state: &mut AgentState, what: &str, key: &str, now: &str) {
 }
 
 /// A pause in words: who, since when, why, and how it ends.
-pub fn paused_why(p: &super::Pause) -> String {
+pub(crate) fn paused_why(p: &super::Pause) -> String {
     format!(
         "the host is paused by {} since {} ({}): nothing is converged until `driftless unpause` (or `converge --now --force`)",
         p.by, p.at, p.reason
@@ -108,7 +108,12 @@ pub fn paused_why(p: &super::Pause) -> String {
 
 /// `driftless pause`: sets (or replaces) the pause; returns the one it
 /// replaced.
-pub fn pause(state: &mut AgentState, reason: &str, by: &str, now: &str) -> Option<super::Pause> {
+pub(crate) fn pause(
+    state: &mut AgentState,
+    reason: &str,
+    by: &str,
+    now: &str,
+) -> Option<super::Pause> {
     state.paused.replace(super::Pause {
         reason: reason.to_owned(),
         by: by.to_owned(),
@@ -117,7 +122,7 @@ pub fn pause(state: &mut AgentState, reason: &str, by: &str, now: &str) -> Optio
 }
 
 /// `driftless unpause`: lifts the pause; returns it.
-pub fn unpause(state: &mut AgentState) -> Option<super::Pause> {
+pub(crate) fn unpause(state: &mut AgentState) -> Option<super::Pause> {
     state.paused.take()
 }
 
@@ -133,7 +138,7 @@ pub enum Blame {
 
 /// How a converge of the loaded key ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ended<'a> {
+pub(crate) enum Ended<'a> {
     /// In sync, or applied and its checks passed.
     Good,
     /// A step or a check failed (the host restored or not).
@@ -147,7 +152,7 @@ pub enum Ended<'a> {
 
 /// The converge being recorded.
 #[derive(Clone, Copy, Debug)]
-pub struct Converged<'a> {
+pub(crate) struct Converged<'a> {
     /// The key of the loaded desired state (commit id or content hash).
     pub key: &'a str,
     /// Where it came from.
@@ -162,7 +167,7 @@ pub struct Converged<'a> {
 
 /// What the caller must store besides the state itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// Store the desired state as the last good state (its content).
     pub save_last_good: bool,
     /// Move the git cache's applied ref to the commit.
@@ -173,7 +178,7 @@ pub struct Effects {
 }
 
 /// Records how a converge ended in `state`.
-pub fn record(state: &mut AgentState, c: &Converged<'_>, ended: Ended<'_>) -> Effects {
+pub(crate) fn record(state: &mut AgentState, c: &Converged<'_>, ended: Ended<'_>) -> Effects {
     if c.held {
         // Only the head itself becomes last good (or is quarantined),
         // never the state the host is held at.
@@ -248,7 +253,7 @@ fn is_last_good(state: &AgentState, key: &str) -> bool {
 
 /// A generation that a crash cut short, found and rolled back at startup.
 #[derive(Clone, Copy, Debug)]
-pub struct Interruption<'a> {
+pub(crate) struct Interruption<'a> {
     /// Its generation.
     pub generation: u64,
     /// The key it was converging.
@@ -263,7 +268,7 @@ pub struct Interruption<'a> {
 /// finished and pins the host as that command would have; a converge cut
 /// short counts against its key, and [`MAX_INTERRUPTED`] in a row
 /// quarantine it (unless it is the last good state).
-pub fn interrupted(state: &mut AgentState, i: &Interruption<'_>, now: &str) {
+pub(crate) fn interrupted(state: &mut AgentState, i: &Interruption<'_>, now: &str) {
     if i.was_undo {
         if state.pinned.is_none() {
             state.pinned = Some(Mark {
@@ -298,7 +303,7 @@ pub fn interrupted(state: &mut AgentState, i: &Interruption<'_>, now: &str) {
 
 /// Pins the host after `driftless rollback` undid generation `from` and
 /// every later one.
-pub fn pin(state: &mut AgentState, from: u64, now: &str) {
+pub(crate) fn pin(state: &mut AgentState, from: u64, now: &str) {
     state.pinned = Some(Mark {
         key: format!("before generation {from}"),
         source: "driftless rollback".to_owned(),
@@ -308,7 +313,7 @@ pub fn pin(state: &mut AgentState, from: u64, now: &str) {
 }
 
 /// Records a fetch: a failure counts, a success ends the streak.
-pub fn fetched(state: &mut AgentState, ok: bool, now: &str) {
+pub(crate) fn fetched(state: &mut AgentState, ok: bool, now: &str) {
     if ok {
         state.fetch_failures = 0;
         state.last_fetch_success = Some(now.to_owned());
@@ -318,13 +323,13 @@ pub fn fetched(state: &mut AgentState, ok: bool, now: &str) {
 }
 
 /// `driftless resume`: lifts the pin; returns it.
-pub fn resume(state: &mut AgentState) -> Option<Mark> {
+pub(crate) fn resume(state: &mut AgentState) -> Option<Mark> {
     state.pinned.take()
 }
 
 /// `driftless retry`: lifts the quarantine (and forgets an interruption
 /// streak), so the next converge tries the head again; returns it.
-pub fn retry(state: &mut AgentState) -> Option<Mark> {
+pub(crate) fn retry(state: &mut AgentState) -> Option<Mark> {
     state.interrupted = None;
     state.quarantine.take()
 }

@@ -181,6 +181,6 @@ impl Run {
 /// `path` made absolute against the working directory, for messages: a
 /// relative `--root` is shown as the tree it names. Falls back to the path
 /// as given when the working directory is unknown.
-pub fn absolute(path: &std::path::Path) -> PathBuf {
+pub(super) fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }

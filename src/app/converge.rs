@@ -25,7 +25,7 @@ use tracing::warn;
 
 /// Drifted resources named in a run's result, its journal entry and its
 /// record (the count is exact).
-pub const DRIFT_NAMED: usize = 10;
+pub(super) const DRIFT_NAMED: usize = 10;
 
 /// What to converge.
 #[derive(Clone, Debug)]

@@ -77,7 +77,7 @@ pub(super) struct Read<T> {
 /// alive from a thread of its own for as long as it is held (a converge
 /// can outlast the lease's TTL: health checks wait), and it dies with the
 /// process, so a host killed holding it frees it when its lease expires.
-pub struct Slot {
+pub(crate) struct Slot {
     /// The slot's key.
     pub key: String,
     stop: std::sync::mpsc::Sender<()>,

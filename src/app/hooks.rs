@@ -15,11 +15,11 @@ use crate::outcome::Outcome;
 use crate::system::command::{Cmd, REPORTED_TAIL, first_bytes};
 
 /// Longest value of a hook's variable, in bytes.
-pub const ENV_VALUE_MAX: usize = 8192;
+pub(super) const ENV_VALUE_MAX: usize = 8192;
 
 /// What a hook sees of the converge, as its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookEnv {
+pub(super) struct HookEnv {
     /// `DRIFTLESS_OUTCOME`: the outcome word (`changed`, `rolled_back`, ...).
     pub outcome: Outcome,
     /// `DRIFTLESS_QUARANTINED`: `1` when this converge quarantined the commit.
@@ -59,7 +59,7 @@ impl HookEnv {
 }
 
 /// Whether `hook` runs for a converge that ended so.
-pub fn wanted(hook: &Hook, env: &HookEnv) -> bool {
+pub(super) fn wanted(hook: &Hook, env: &HookEnv) -> bool {
     hook.on.iter().any(|on| match on {
         HookOn::Quarantined => env.quarantined,
         HookOn::Changed => env.outcome == Outcome::Changed,
@@ -76,7 +76,7 @@ pub fn wanted(hook: &Hook, env: &HookEnv) -> bool {
 /// Runs, in order, the hooks that want this outcome. Each failure is a
 /// warning in the journal; nothing is returned because nothing may depend
 /// on it.
-pub fn run_hooks(hooks: &[Hook], env: &HookEnv) {
+pub(super) fn run_hooks(hooks: &[Hook], env: &HookEnv) {
     // Not the run's own token: a converge rolled back because the daemon
     // is stopping is exactly what a hook should still report; each hook is
     // bounded by its timeout instead.

@@ -18,7 +18,7 @@ use crate::daemon::protocol::{self, Request, Response};
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the daemon; `Ok(None)` when none runs.
-pub fn connect(socket: &Path) -> Result<Option<UnixStream>> {
+pub(super) fn connect(socket: &Path) -> Result<Option<UnixStream>> {
     match UnixStream::connect(socket) {
         Ok(s) => Ok(Some(s)),
         Err(e)
@@ -57,7 +57,7 @@ fn refused(message: &str) -> anyhow::Error {
 }
 
 /// The daemon's live view.
-pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
+pub(super) fn status(mut stream: UnixStream) -> Result<DaemonView> {
     stream.set_read_timeout(Some(STATUS_TIMEOUT)).ok();
     stream.set_write_timeout(Some(STATUS_TIMEOUT)).ok();
     send(&mut stream, &Request::Status)?;
@@ -80,7 +80,7 @@ pub fn status(mut stream: UnixStream) -> Result<DaemonView> {
 /// Tells a running daemon that the agent state changed, so that its
 /// status line and metrics say so at once. Best effort: without a daemon,
 /// or when it does not answer, there is nothing to tell.
-pub fn refresh(socket: &Path) {
+pub(super) fn refresh(socket: &Path) {
     let Ok(Some(mut stream)) = connect(socket) else {
         return;
     };
@@ -97,7 +97,7 @@ pub fn refresh(socket: &Path) {
 /// socket's own `queued` and `event` lines on stdout, one JSON document per
 /// line, ahead of the envelope the caller prints last. Returns the run's
 /// result, which the caller reports as an in-process converge would be.
-pub fn converge(
+pub(super) fn converge(
     mut stream: UnixStream,
     dry_run: bool,
     force: bool,

@@ -250,7 +250,7 @@ fn sections(name: &str) -> String {
 
 /// Writes one page per command that is not hidden (`driftless.1`,
 /// `driftless-converge.1`, …) and `agent.toml.5` into `dir`.
-pub fn write_pages(cmd: clap::Command, dir: &Path) -> Result<()> {
+pub(super) fn write_pages(cmd: clap::Command, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let mut cmd = cmd.disable_help_subcommand(true);
     cmd.build();
@@ -282,7 +282,7 @@ fn page(cmd: &clap::Command, dir: &Path) -> Result<()> {
 
 /// `cmd` without its hidden subcommands, for the shell completions (which
 /// would offer them).
-pub fn without_hidden(cmd: &clap::Command) -> clap::Command {
+pub(super) fn without_hidden(cmd: &clap::Command) -> clap::Command {
     let subs: Vec<clap::Command> = cmd
         .get_subcommands()
         .filter(|s| !s.is_hide_set())

@@ -45,7 +45,7 @@ pub enum SecretCommand {
 }
 
 /// Runs a `secret` command: exit 0 done, 1 failed (with the reason on stderr).
-pub fn run(cmd: &SecretCommand, config_file: Option<&Path>) -> super::ExitCode {
+pub(super) fn run(cmd: &SecretCommand, config_file: Option<&Path>) -> super::ExitCode {
     let mut out = std::io::stdout().lock();
     match run_inner(cmd, config_file, &mut out) {
         Ok(()) => super::ExitCode::Ok,

@@ -30,7 +30,7 @@ use crate::system::{
 };
 
 /// What `apply` needs besides the plan.
-pub struct ApplyContext<'a> {
+pub(crate) struct ApplyContext<'a> {
     /// The root converged.
     pub root: &'a FsRoot,
     /// The desired state (steps after packages are re-planned from it).
@@ -79,7 +79,7 @@ impl Steps<'_> {
 /// Returns the changes made. The dnf transaction ids go into
 /// `dnf_transactions` as soon as they are known, so a converge that fails
 /// later still records them.
-pub fn apply(
+pub(crate) fn apply(
     cx: &ApplyContext<'_>,
     plan: &Plan,
     dnf_transactions: &mut Vec<u64>,

@@ -26,13 +26,13 @@ pub struct Limits {
 
 /// The name of the implicit check that declared running services are
 /// active, in events.
-pub const SERVICES_RUNNING: &str = "services-running";
+pub(crate) const SERVICES_RUNNING: &str = "services-running";
 
 /// Runs the checks; `Err` names the first check that did not pass and why.
 /// With `settle`, declared running services are given `settle_time` first
 /// (something started or restarted them). Without a live systemd (`--root`), unit probes are skipped: the units
 /// of the machine running driftless say nothing about the root.
-pub fn run(
+pub(crate) fn run(
     checks: &[Check],
     running_units: &[String],
     limits: Limits,

@@ -42,7 +42,7 @@ fn cmd_for(c: &Command, argv: &[String], root: &FsRoot) -> Option<Cmd> {
 }
 
 /// What the guards of each declared command find now.
-pub fn observe_guards(
+pub(crate) fn observe_guards(
     root: &FsRoot,
     desired: &DesiredState,
     cancel: &Cancel,
@@ -55,7 +55,7 @@ pub fn observe_guards(
 
 /// What the guards of `c` find now: while observing, and again when the
 /// command is about to run (after everything ordered before it).
-pub fn guards(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<Guards> {
+pub(crate) fn guards(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<Guards> {
     let creates_exists = c
         .creates
         .as_deref()
@@ -100,7 +100,7 @@ const GUARD_LINES: usize = 3;
 
 /// Runs `c`; a failure (exit code other than 0, timeout, not startable)
 /// fails the converge, which then rolls back everything else.
-pub fn run(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<()> {
+pub(crate) fn run(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<()> {
     let cmd =
         cmd_for(c, &c.argv, root).with_context(|| format!("command:{} has no program", c.name))?;
     let started = Instant::now();

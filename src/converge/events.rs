@@ -410,7 +410,7 @@ impl Sink for Log {
 }
 
 /// Counts by kind word, for [`Event::Loaded`] and [`Event::Planned`].
-pub fn count_kinds(
+pub(crate) fn count_kinds(
     ids: impl IntoIterator<Item = crate::desired::model::ResourceId>,
 ) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();

@@ -19,7 +19,12 @@ use crate::system::dnf;
 /// report (`file://` copied, `http(s)://` downloaded). A build that cannot
 /// be found anywhere is a warning: rollback to it will then need the
 /// repository.
-pub fn keep(root: &Path, store: &PackageStore, builds: &[Nevra], cancel: &Cancel) -> Result<()> {
+pub(crate) fn keep(
+    root: &Path,
+    store: &PackageStore,
+    builds: &[Nevra],
+    cancel: &Cancel,
+) -> Result<()> {
     let mut missing = Vec::new();
     for n in builds {
         let name = file_name(n);

@@ -111,12 +111,12 @@ pub fn prepare(
 
 /// Where the bytes of a content known by its hash are read from (the
 /// object store), for a desired state read back from the state directory.
-pub type Contents<'a> = dyn Fn(&[u8; 32]) -> Result<Vec<u8>> + 'a;
+pub(crate) type Contents<'a> = dyn Fn(&[u8; 32]) -> Result<Vec<u8>> + 'a;
 
 /// Loads the bytes of every desired file that `observed` shows is to
 /// change and whose content is known by its hash only; a file found with
 /// its desired content needs none (the no-op reads no content at all).
-pub fn hydrate(
+pub(crate) fn hydrate(
     desired: &mut DesiredState,
     observed: &ObservedHost,
     contents: &Contents<'_>,
@@ -152,14 +152,14 @@ pub fn hydrate(
 }
 
 /// The name a stat cache is kept under: the root's path.
-pub fn root_name(root: &FsRoot) -> String {
+pub(crate) fn root_name(root: &FsRoot) -> String {
     root.path().display().to_string()
 }
 
 /// Reads the current state of everything `desired` manages. `latest_known`
 /// reuses `latest` versions already known instead of asking the
 /// repositories again.
-pub fn observe(
+pub(crate) fn observe(
     root: &FsRoot,
     desired: &DesiredState,
     latest_known: Option<&BTreeMap<String, Evr>>,

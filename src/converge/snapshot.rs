@@ -25,7 +25,7 @@ use crate::system::fsroot::FsRoot;
 use crate::system::{dnf, rpm, systemctl};
 
 /// Where a snapshot is taken and restored.
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     /// The root.
     pub root: &'a FsRoot,
     /// The object store for file contents.
@@ -45,7 +45,7 @@ impl Target<'_> {
 /// A unit whose state a snapshot keeps, with what a rollback needs to
 /// restart it.
 #[derive(Clone, Debug)]
-pub struct UnitToKeep {
+pub(crate) struct UnitToKeep {
     /// The unit.
     pub unit: String,
     /// What it depends on (see [`ServicePrior::depends`]).
@@ -86,7 +86,7 @@ pub fn prior_of(root: &FsRoot, objects: &Objects, path: &str) -> Result<Option<P
 /// the state of `units`. With `packages`, the installed RPMs that the
 /// transaction may replace are copied into the package store first, so
 /// a rollback does not depend on the repository still carrying them.
-pub fn capture(
+pub(crate) fn capture(
     t: &Target<'_>,
     paths: &[String],
     packages: Option<&[String]>,
@@ -147,7 +147,7 @@ pub fn capture(
 /// service's enablement and running state (running ones are restarted,
 /// so they run the restored files and packages). Continues past
 /// failures and returns them all.
-pub fn restore(snap: &Snapshot, t: &Target<'_>) -> RestoreReport {
+pub(crate) fn restore(snap: &Snapshot, t: &Target<'_>) -> RestoreReport {
     let mut errors = Vec::new();
     let mut dnf_transactions = Vec::new();
     let mut unit_files = false;
@@ -287,7 +287,7 @@ fn restore_services(snap: &Snapshot, t: &Target<'_>, changed: &Restored<'_>) -> 
 }
 
 /// What still differs from `snap`, in words (empty: restored).
-pub fn differences(snap: &Snapshot, t: &Target<'_>) -> Result<Vec<String>> {
+pub(crate) fn differences(snap: &Snapshot, t: &Target<'_>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (path, prior) in &snap.paths {
         if !matches_prior(t, path, prior)? {
@@ -378,7 +378,7 @@ fn package_diff(want: &[Nevra], now: &[Nevra]) -> (Vec<Nevra>, Vec<Nevra>) {
 
 /// How a restore went.
 #[derive(Debug, Default)]
-pub struct RestoreReport {
+pub(crate) struct RestoreReport {
     /// Everything that failed (empty: every step succeeded).
     pub errors: Vec<anyhow::Error>,
     /// The dnf transactions the restore made.

@@ -30,7 +30,7 @@ use crate::outcome::Outcome;
 
 /// Where the loop stands.
 #[derive(Clone, Debug, PartialEq)]
-pub enum State {
+pub(crate) enum State {
     /// Loading the config, binding the socket.
     Starting,
     /// Rolling back what a crash left unfinished, before the first tick.
@@ -60,7 +60,7 @@ pub enum State {
 
 /// What started a converge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// The schedule.
     Tick,
     /// A client (`converge --now`).
@@ -70,7 +70,7 @@ pub enum Trigger {
 /// What a converge is doing, for the status line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Fetching and checking the git source.
     Fetching,
     /// Computing the desired state.
@@ -103,7 +103,7 @@ impl Phase {
 
 /// The last converge, as the daemon remembers it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastRun {
+pub(crate) struct LastRun {
     /// When it ended.
     pub at: SystemTime,
     /// How.
@@ -133,7 +133,7 @@ pub struct LastRun {
 
 /// Totals since the daemon started, for the metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Converges by outcome word.
     pub converges: BTreeMap<String, u64>,
     /// Converges rolled back.
@@ -149,7 +149,7 @@ pub struct Stats {
 
 /// The loop's state and what it remembers between ticks.
 #[derive(Debug)]
-pub struct Machine {
+pub(crate) struct Machine {
     /// Where it stands.
     state: State,
     /// The schedule in force (replaced by a reload).
@@ -181,7 +181,7 @@ pub struct Machine {
 
 impl Machine {
     /// A machine that is starting, with `schedule`.
-    pub fn new(schedule: ScheduleSettings) -> Self {
+    pub(crate) fn new(schedule: ScheduleSettings) -> Self {
         Self {
             state: State::Starting,
             schedule,
@@ -202,7 +202,7 @@ impl Machine {
     /// The agent state was read (at start, after each run, and when a
     /// command changed it: `pause`, `rollback`, `resume`, `retry`): what it
     /// says shows in the status line and the metrics at once.
-    pub fn state_read(&mut self, state: &crate::agent::AgentState) {
+    pub(crate) fn state_read(&mut self, state: &crate::agent::AgentState) {
         self.applied = state.applied_commit.as_ref().map(|c| {
             let at = state
                 .applied_at
@@ -232,13 +232,13 @@ impl Machine {
     }
 
     /// The config is loaded: recover before anything else.
-    pub fn configured(&mut self) {
+    pub(crate) fn configured(&mut self) {
         self.expect("configured", matches!(self.state, State::Starting));
         self.state = State::Recovering;
     }
 
     /// Recovery is done: the first tick comes after the splay.
-    pub fn recovered(&mut self, now: Instant, splay: Duration) {
+    pub(crate) fn recovered(&mut self, now: Instant, splay: Duration) {
         if !matches!(self.state, State::Recovering) {
             // A stop during recovery stays a stop.
             self.expect("recovered", matches!(self.state, State::Stopping { .. }));
@@ -266,62 +266,62 @@ impl Machine {
     }
 
     /// The schedule in force.
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         self.schedule.interval
     }
 
     /// Whether a stop was asked for.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         matches!(self.state, State::Stopping { .. })
     }
 
     /// The last converge, if any.
-    pub fn last(&self) -> Option<&LastRun> {
+    pub(crate) fn last(&self) -> Option<&LastRun> {
         self.last.as_ref()
     }
 
     /// Totals since the daemon started.
-    pub fn stats(&self) -> &Stats {
+    pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
 
     /// Fetches failed in a row.
-    pub fn fetch_failures(&self) -> u32 {
+    pub(crate) fn fetch_failures(&self) -> u32 {
         self.fetch_failures
     }
 
     /// Since when the fetch fails, and its last error.
-    pub fn fetch_failing(&self) -> Option<&(SystemTime, String)> {
+    pub(crate) fn fetch_failing(&self) -> Option<&(SystemTime, String)> {
         self.fetch_failing.as_ref()
     }
 
     /// The commit applied, as the agent state says.
-    pub fn applied_commit(&self) -> Option<&str> {
+    pub(crate) fn applied_commit(&self) -> Option<&str> {
         self.applied.as_ref().map(|(c, _)| c.as_str())
     }
 
     /// Whether the agent state says the head is quarantined.
-    pub fn quarantined(&self) -> bool {
+    pub(crate) fn quarantined(&self) -> bool {
         self.quarantined
     }
 
     /// Whether the host is paused.
-    pub fn paused(&self) -> bool {
+    pub(crate) fn paused(&self) -> bool {
         self.paused
     }
 
     /// When a fetch last succeeded.
-    pub fn last_fetch_success(&self) -> Option<SystemTime> {
+    pub(crate) fn last_fetch_success(&self) -> Option<SystemTime> {
         self.last_fetch_success
     }
 
     /// The next remote fetch is not before this (backing off).
-    pub fn next_fetch(&self) -> Option<Instant> {
+    pub(crate) fn next_fetch(&self) -> Option<Instant> {
         self.next_fetch
     }
 
     /// When the loop wants to wake up for a tick (`None`: not idle).
-    pub fn next_tick(&self) -> Option<Instant> {
+    pub(crate) fn next_tick(&self) -> Option<Instant> {
         match self.state {
             State::Idle { next } => Some(next),
             _ => None,
@@ -335,7 +335,11 @@ impl Machine {
     /// asked for (`converge --now`) always fetches, and a failed fetch
     /// ends it, as it does in-process: "run now" means the newest commit.
     /// `None` when not idle.
-    pub fn converge_started(&mut self, now: Instant, trigger: Trigger) -> Option<FetchPolicy> {
+    pub(crate) fn converge_started(
+        &mut self,
+        now: Instant,
+        trigger: Trigger,
+    ) -> Option<FetchPolicy> {
         if !matches!(self.state, State::Idle { .. }) {
             return None;
         }
@@ -359,7 +363,7 @@ impl Machine {
     }
 
     /// An event of the converge in flight.
-    pub fn progress(&mut self, event: &Event, wall: SystemTime) {
+    pub(crate) fn progress(&mut self, event: &Event, wall: SystemTime) {
         let State::Converging {
             commit,
             phase,
@@ -406,7 +410,7 @@ impl Machine {
 
     /// The converge ended: remember it and schedule the next tick (the
     /// interval, jittered by `unit` in `[-1, 1]`).
-    pub fn converge_finished(
+    pub(crate) fn converge_finished(
         &mut self,
         r: &ConvergeResult,
         now: Instant,
@@ -483,7 +487,7 @@ impl Machine {
 
     /// SIGTERM: stop. Returns whether a converge in flight must be
     /// cancelled (it then rolls back, and the loop ends when it finished).
-    pub fn stop_requested(&mut self) -> bool {
+    pub(crate) fn stop_requested(&mut self) -> bool {
         let converging = matches!(
             self.state,
             State::Converging { .. } | State::Stopping { converging: true }
@@ -493,13 +497,13 @@ impl Machine {
     }
 
     /// Whether the loop may end now.
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         matches!(self.state, State::Stopping { converging: false })
     }
 
     /// A reload brought a new schedule: the next tick keeps its time but
     /// is never later than one new interval from now.
-    pub fn reloaded(&mut self, schedule: ScheduleSettings, now: Instant) {
+    pub(crate) fn reloaded(&mut self, schedule: ScheduleSettings, now: Instant) {
         if let State::Idle { next } = &mut self.state {
             *next = (*next).min(now + schedule.interval);
         }
@@ -507,7 +511,7 @@ impl Machine {
     }
 
     /// The state's name, for `status`.
-    pub fn state_word(&self) -> &'static str {
+    pub(crate) fn state_word(&self) -> &'static str {
         match self.state {
             State::Starting => "starting",
             State::Recovering => "recovering",
@@ -518,7 +522,7 @@ impl Machine {
     }
 
     /// The one-line status systemd shows (`systemctl status driftless`).
-    pub fn status_line(&self, now: Instant, wall: SystemTime) -> String {
+    pub(crate) fn status_line(&self, now: Instant, wall: SystemTime) -> String {
         let ago = |t: SystemTime| human(wall.duration_since(t).unwrap_or_default());
         let next = |next: Instant| human(next.saturating_duration_since(now));
         let applied = || {

@@ -7,10 +7,10 @@
 //! process around them (tokio, signals, the socket, sd-notify);
 //! [`protocol`] the socket's JSON lines, shared with the client in `cli`.
 
-pub mod machine;
+pub(crate) mod machine;
 mod notify;
-pub mod protocol;
-pub mod runtime;
-pub mod schedule;
+pub(crate) mod protocol;
+pub(crate) mod runtime;
+pub(crate) mod schedule;
 
-pub use runtime::{Options, run};
+pub(crate) use runtime::{Options, run};

@@ -12,22 +12,22 @@ fn send(states: &[NotifyState<'_>]) {
 }
 
 /// Ready, with a status line.
-pub fn ready(status: &str) {
+pub(super) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// A new status line.
-pub fn status(status: &str) {
+pub(super) fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
 /// Still alive (`WatchdogSec=`).
-pub fn watchdog() {
+pub(super) fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
 /// A reload begins (systemd wants the monotonic time with it).
-pub fn reloading() {
+pub(super) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(_) => send(&[NotifyState::Reloading]),
@@ -35,11 +35,11 @@ pub fn reloading() {
 }
 
 /// Stopping, and why it may take a while.
-pub fn stopping(status: &str) {
+pub(super) fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
 /// How often to ping the watchdog, when systemd asked for one.
-pub fn watchdog_period() -> Option<std::time::Duration> {
+pub(super) fn watchdog_period() -> Option<std::time::Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }

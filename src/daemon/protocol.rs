@@ -21,7 +21,7 @@ use crate::converge::Event;
 /// What a client asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
+pub(crate) enum Request {
     /// The daemon's state, phase and next run.
     Status,
     /// The agent state was changed by a command (`pause`, `rollback`,
@@ -44,7 +44,7 @@ pub enum Request {
 /// One line of an answer.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Response {
+pub(crate) enum Response {
     /// The daemon as it stands.
     Status {
         /// Its view.
@@ -77,10 +77,10 @@ pub enum Response {
 }
 
 /// Longest request line a client may send.
-pub const MAX_REQUEST: usize = 4096;
+pub(crate) const MAX_REQUEST: usize = 4096;
 
 /// Encodes one line (with its newline).
-pub fn line<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn line<T: Serialize>(value: &T) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_else(|e| {
         format!("{{\"type\":\"refused\",\"message\":\"cannot encode the answer: {e}\"}}")
             .into_bytes()

@@ -32,7 +32,7 @@ use crate::report::metrics::Metrics;
 
 /// How the daemon was started.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// The agent config file.
     pub config: PathBuf,
     /// The config file was named on the command line (it must exist).
@@ -63,7 +63,7 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(60);
 const STATUS_REFRESH: Duration = Duration::from_secs(15);
 
 /// Runs the daemon until SIGTERM. `Err` only when it cannot start.
-pub fn run(opts: Options) -> Result<()> {
+pub(crate) fn run(opts: Options) -> Result<()> {
     let settings = config::load(&opts.config, opts.explicit)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -14,7 +14,7 @@ const JITTER: f64 = 0.10;
 /// The delay before the first converge: the same for a machine on every
 /// boot, spread evenly over `[0, splay)` across a fleet, so a fleet rebooted
 /// at once does not hit the git server at once.
-pub fn splay(machine_id: &str, splay: Duration) -> Duration {
+pub(crate) fn splay(machine_id: &str, splay: Duration) -> Duration {
     if splay.is_zero() {
         return Duration::ZERO;
     }
@@ -26,14 +26,14 @@ pub fn splay(machine_id: &str, splay: Duration) -> Duration {
 }
 
 /// `d` varied by `unit * 10 %`, where `unit` is in `[-1, 1]`.
-pub fn jitter(d: Duration, unit: f64) -> Duration {
+pub(crate) fn jitter(d: Duration, unit: f64) -> Duration {
     d.mul_f64(1.0 + JITTER * unit.clamp(-1.0, 1.0))
 }
 
 /// How long to wait before the next fetch after `failures` fetches failed
 /// in a row: the interval, doubled for each failure, at most `max` (and
 /// never less than the interval).
-pub fn fetch_backoff(interval: Duration, failures: u32, max: Duration) -> Duration {
+pub(crate) fn fetch_backoff(interval: Duration, failures: u32, max: Duration) -> Duration {
     if failures == 0 {
         return interval;
     }
@@ -47,7 +47,7 @@ pub fn fetch_backoff(interval: Duration, failures: u32, max: Duration) -> Durati
 
 /// A random number in `[-1, 1]`, from the standard library's per-process
 /// random hash keys (good enough to spread timers; not for secrets).
-pub fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

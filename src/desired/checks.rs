@@ -6,16 +6,16 @@ use super::model::{Kind, ResourceId};
 
 /// Host paths that driftless never manages: kernel and runtime filesystems
 /// whose contents are not files an operator should write through GitOps.
-pub const FORBIDDEN_ROOTS: [&str; 4] = ["/proc", "/sys", "/dev", "/run"];
+pub(crate) const FORBIDDEN_ROOTS: [&str; 4] = ["/proc", "/sys", "/dev", "/run"];
 
 /// Longest file name (one path component) Linux filesystems take, in bytes.
-pub const NAME_MAX: usize = 255;
+pub(crate) const NAME_MAX: usize = 255;
 /// Longest path Linux takes, in bytes.
-pub const PATH_MAX: usize = 4095;
+pub(crate) const PATH_MAX: usize = 4095;
 
 /// Checks that `path` is an absolute, normalised host path outside the
 /// forbidden trees and outside `state_dir`.
-pub fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
+pub(crate) fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("path `{path}` must be absolute (start with /)"));
     }
@@ -65,7 +65,7 @@ pub fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
 /// Checks a host name as looked up in the config repo (`hosts/NAME.toml`):
 /// letters, digits, `-`, `_` and dots between labels, at most 253 bytes. A
 /// path or an empty name would silently fall back to `hosts/default.toml`.
-pub fn host_name(name: &str) -> Result<(), String> {
+pub(crate) fn host_name(name: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("host name `{name}` {why}"));
     if name.is_empty() {
         return bad("is empty");
@@ -86,7 +86,7 @@ pub fn host_name(name: &str) -> Result<(), String> {
 }
 
 /// Parses an octal mode string such as `"0644"` or `"755"`.
-pub fn mode(text: &str) -> Result<u32, String> {
+pub(crate) fn mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(format!(
@@ -101,7 +101,7 @@ pub fn mode(text: &str) -> Result<u32, String> {
 
 /// Checks an RPM package name: what rpm accepts in a Name tag, without
 /// spaces, version operators or glob characters that dnf would expand.
-pub fn package_name(name: &str) -> Result<(), String> {
+pub(crate) fn package_name(name: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "._+-".contains(c);
     if name.is_empty() {
         return Err("package name is empty".to_owned());
@@ -116,7 +116,7 @@ pub fn package_name(name: &str) -> Result<(), String> {
 
 /// Checks an exact EVR: `[epoch:]version-release`, as `1.20.1-14.el9` or
 /// `2:1.0-1`. The release is required: a pin must name one build.
-pub fn evr(text: &str) -> Result<(), String> {
+pub(crate) fn evr(text: &str) -> Result<(), String> {
     let bad =
         || format!("version `{text}` is not an exact EVR such as \"1.20.1-14.el9\" or \"2:1.0-1\"");
     let (epoch, vr) = match text.split_once(':') {
@@ -141,7 +141,7 @@ pub fn evr(text: &str) -> Result<(), String> {
 }
 
 /// Completes a unit name (`nginx` becomes `nginx.service`) and checks it.
-pub fn unit_name(name: &str) -> Result<String, String> {
+pub(crate) fn unit_name(name: &str) -> Result<String, String> {
     const SUFFIXES: [&str; 6] = [
         ".service", ".socket", ".timer", ".path", ".mount", ".target",
     ];
@@ -163,7 +163,7 @@ pub fn unit_name(name: &str) -> Result<String, String> {
 
 /// Parses a reference such as `file:/etc/nginx/nginx.conf` or `package:nginx`,
 /// its key as the kind writes it (`service:nginx` is `nginx.service`).
-pub fn reference(text: &str) -> Result<ResourceId, String> {
+pub(crate) fn reference(text: &str) -> Result<ResourceId, String> {
     let (kind, key) = text.split_once(':').ok_or_else(|| {
         format!("reference `{text}` must be written kind:name, as \"file:/etc/nginx/nginx.conf\"")
     })?;
@@ -178,7 +178,7 @@ pub fn reference(text: &str) -> Result<ResourceId, String> {
 }
 
 /// Checks a `[[command]]` name: it is the key of `command:NAME` references.
-pub fn command_name(name: &str) -> Result<(), String> {
+pub(crate) fn command_name(name: &str) -> Result<(), String> {
     plain_name(name, "._-", "command name")
 }
 
@@ -199,7 +199,7 @@ fn plain_name(name: &str, punctuation: &str, what: &str) -> Result<(), String> {
 /// Checks a user or group name as shadow-utils accepts it: a lowercase
 /// letter or `_` first, then letters, digits, `_`, `-` (and a final `$`
 /// for machine accounts), at most 32 characters.
-pub fn account_name(name: &str) -> Result<(), String> {
+pub(crate) fn account_name(name: &str) -> Result<(), String> {
     let body = name.strip_suffix('$').unwrap_or(name);
     let first_ok = body
         .chars()
@@ -217,7 +217,7 @@ pub fn account_name(name: &str) -> Result<(), String> {
 }
 
 /// Checks a group named by a user: a group name or a number.
-pub fn group_ref(name: &str) -> Result<(), String> {
+pub(crate) fn group_ref(name: &str) -> Result<(), String> {
     if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(());
     }
@@ -227,7 +227,7 @@ pub fn group_ref(name: &str) -> Result<(), String> {
 }
 
 /// Checks a GECOS comment: one field of /etc/passwd.
-pub fn gecos(text: &str) -> Result<(), String> {
+pub(crate) fn gecos(text: &str) -> Result<(), String> {
     if text.contains([':', '\n']) {
         return Err("`comment` cannot hold `:` or a newline (it is a field of /etc/passwd)".into());
     }
@@ -237,7 +237,7 @@ pub fn gecos(text: &str) -> Result<(), String> {
 /// Checks a password as /etc/shadow holds it: a crypt(3) hash
 /// (`$6$…`, `$y$…`) or a locked marker (`!`, `*`, or `!` before a hash),
 /// never a clear-text password.
-pub fn password_hash(text: &str) -> Result<(), String> {
+pub(crate) fn password_hash(text: &str) -> Result<(), String> {
     let hash = text.strip_prefix('!').unwrap_or(text);
     let locked = matches!(text, "!" | "!!" | "*");
     if text.contains([':', '\n']) || (!locked && !hash.starts_with('$')) {
@@ -250,7 +250,7 @@ pub fn password_hash(text: &str) -> Result<(), String> {
 }
 
 /// Checks a repository id: it becomes a file name.
-pub fn repo_name(name: &str) -> Result<(), String> {
+pub(crate) fn repo_name(name: &str) -> Result<(), String> {
     plain_name(name, "._-:", "repo name")
 }
 

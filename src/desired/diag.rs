@@ -76,7 +76,7 @@ impl fmt::Display for Origin {
 }
 
 /// A named text with a line index, to turn byte spans into line:column.
-pub struct SourceText<'a> {
+pub(crate) struct SourceText<'a> {
     /// Repo-relative file name.
     pub name: &'a str,
     /// The whole text.
@@ -86,7 +86,7 @@ pub struct SourceText<'a> {
 
 impl<'a> SourceText<'a> {
     /// Indexes `text`.
-    pub fn new(name: &'a str, text: &'a str) -> Self {
+    pub(crate) fn new(name: &'a str, text: &'a str) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
@@ -98,7 +98,7 @@ impl<'a> SourceText<'a> {
     }
 
     /// The origin of a byte offset.
-    pub fn origin(&self, offset: usize) -> Origin {
+    pub(crate) fn origin(&self, offset: usize) -> Origin {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
@@ -114,7 +114,7 @@ impl<'a> SourceText<'a> {
     }
 
     /// A diagnostic at the start of `span`.
-    pub fn diag(&self, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn diag(&self, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
         self.origin(span.start).diag(message)
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::diag::{Diagnostic, SourceText};
 
 /// The file's place in the repo.
-pub const FLEET_FILE: &str = "fleet.toml";
+pub(crate) const FLEET_FILE: &str = "fleet.toml";
 
 /// The rollout policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,17 +87,19 @@ mod secs {
 
     use serde::Deserialize;
 
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         Ok(Duration::from_secs(u64::deserialize(d)?))
     }
 }
 
 /// The name of the implicit last wave.
-pub const REST: &str = "rest";
+pub(crate) const REST: &str = "rest";
 
 impl FleetPolicy {
     /// The index of the wave `host` (with `roles`) belongs to; the
@@ -118,7 +120,7 @@ impl FleetPolicy {
 }
 
 /// `*` (any run) and `?` (one character) matching, the whole name.
-pub fn glob(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     // Classic two-pointer match with backtracking to the last `*`.
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
@@ -145,7 +147,7 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 /// host's time zone (`Mon-Fri 09:00-16:00`, `Sat 22:00-02:00`, `daily
 /// 00:00-24:00`). A range whose end is before its start runs past midnight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     /// Days it opens on, bit 0 = Monday.
     days: u8,
     /// Opens at, minutes after midnight.
@@ -159,7 +161,7 @@ const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 impl Window {
     /// Parses `DAYS HH:MM-HH:MM`; DAYS is `daily`, one day, a range
     /// (`Mon-Fri`) or a list (`Sat,Sun`).
-    pub fn parse(text: &str) -> Result<Window, String> {
+    pub(crate) fn parse(text: &str) -> Result<Window, String> {
         let (days, times) = text
             .trim()
             .split_once(' ')
@@ -218,7 +220,7 @@ impl Window {
 
     /// Whether the window is open at `weekday` (0 = Monday) and `minute`
     /// after midnight. Past midnight, the day it opened on counts.
-    pub fn is_open(&self, weekday: u8, minute: u16) -> bool {
+    pub(crate) fn is_open(&self, weekday: u8, minute: u16) -> bool {
         let on = |d: u8| self.days & (1 << (d % 7)) != 0;
         if self.start < self.end {
             on(weekday) && (self.start..self.end).contains(&minute)
@@ -252,7 +254,7 @@ struct WaveFile {
 }
 
 /// Parses `fleet.toml`; every problem is a diagnostic naming its line.
-pub fn parse(text: &str) -> Result<FleetPolicy, Vec<Diagnostic>> {
+pub(crate) fn parse(text: &str) -> Result<FleetPolicy, Vec<Diagnostic>> {
     let src = SourceText::new(FLEET_FILE, text);
     let at = |span: Option<std::ops::Range<usize>>, message: String| {
         src.diag(&span.unwrap_or(0..0), message)

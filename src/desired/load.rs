@@ -18,7 +18,7 @@ use super::template::SecretVars;
 use super::tree::{ConfigTree, EntryKind};
 
 /// The host files tried for host name `host`, in order.
-pub fn host_file_candidates(host: &str) -> Vec<String> {
+pub(crate) fn host_file_candidates(host: &str) -> Vec<String> {
     let mut out = vec![format!("hosts/{host}.toml")];
     if let Some((short, _)) = host.split_once('.') {
         out.push(format!("hosts/{short}.toml"));
@@ -28,7 +28,7 @@ pub fn host_file_candidates(host: &str) -> Vec<String> {
 }
 
 /// The host file for `host`: the first candidate that exists.
-pub fn find_host_file(tree: &dyn ConfigTree, host: &str) -> Result<String, LoadError> {
+pub(crate) fn find_host_file(tree: &dyn ConfigTree, host: &str) -> Result<String, LoadError> {
     let candidates = host_file_candidates(host);
     for c in &candidates {
         if tree.kind(c)?.is_some() {
@@ -52,7 +52,7 @@ pub fn find_host_file(tree: &dyn ConfigTree, host: &str) -> Result<String, LoadE
 
 /// The host names that have their own file (`hosts/*.toml`), including
 /// `default`.
-pub fn list_host_files(tree: &dyn ConfigTree) -> anyhow::Result<Vec<String>> {
+pub(crate) fn list_host_files(tree: &dyn ConfigTree) -> anyhow::Result<Vec<String>> {
     Ok(tree
         .list("hosts")?
         .into_iter()
@@ -73,7 +73,7 @@ pub fn load(
 }
 
 /// Computes the desired state from a given host file.
-pub fn load_host_file(
+pub(crate) fn load_host_file(
     tree: &dyn ConfigTree,
     host_file: &str,
     host: &str,
@@ -141,7 +141,7 @@ fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
 }
 
 /// `hosts/web1.toml` -> `hosts/web1.secrets.toml.age`.
-pub fn secret_vars_file(host_file: &str) -> String {
+pub(crate) fn secret_vars_file(host_file: &str) -> String {
     let stem = host_file.strip_suffix(".toml").unwrap_or(host_file);
     format!("{stem}.secrets.toml{AGE_SUFFIX}")
 }

@@ -9,16 +9,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::diag::Origin;
-pub use super::kinds::command::Command;
-pub use super::kinds::directory::Directory;
-pub use super::kinds::file::File;
-pub use super::kinds::group::Group;
-pub use super::kinds::package::{Package, PackageState};
-pub use super::kinds::service::{RunState, Service};
-pub use super::kinds::symlink::Symlink;
-pub use super::kinds::user::User;
-pub use super::kinds::{Form, Kind, PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId};
-pub use super::values::{Content, Ensure, Meta, SelinuxParts};
+pub(crate) use super::kinds::command::Command;
+pub(crate) use super::kinds::directory::Directory;
+pub(crate) use super::kinds::file::File;
+pub(crate) use super::kinds::group::Group;
+pub(crate) use super::kinds::package::{Package, PackageState};
+pub(crate) use super::kinds::service::{RunState, Service};
+pub(crate) use super::kinds::symlink::Symlink;
+pub(crate) use super::kinds::user::User;
+pub(crate) use super::kinds::{
+    Form, Kind, PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId,
+};
+pub(crate) use super::values::{Content, Ensure, Meta, SelinuxParts};
 
 /// What a health check probes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +71,7 @@ fn yes() -> bool {
 
 /// The origin of what driftless puts back because the repo no longer
 /// declares it (pruning): there is no line to point at.
-pub const NO_LONGER_DECLARED: &str = "(no longer declared)";
+pub(crate) const NO_LONGER_DECLARED: &str = "(no longer declared)";
 
 /// Everything one host should be.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

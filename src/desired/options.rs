@@ -5,7 +5,7 @@ use super::secrets::Secrets;
 use crate::cancel::Cancel;
 
 /// Largest file a config repo may hand to a host, unless configured.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+pub(super) const DEFAULT_MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Settings of the loader that come from the agent, not the repo.
 #[derive(Clone, Debug)]

@@ -17,7 +17,7 @@ const CHECK_KEYS: &[&str] = &[
 
 /// A `[[check]]` with its position.
 #[derive(Clone, Debug)]
-pub struct CheckDecl {
+pub(crate) struct CheckDecl {
     /// The check.
     pub check: Check,
     /// Where it is declared.
@@ -26,7 +26,7 @@ pub struct CheckDecl {
 
 /// Everything one host or role file says.
 #[derive(Clone, Debug, Default)]
-pub struct ParsedFile {
+pub(crate) struct ParsedFile {
     /// `roles = [...]`, with positions.
     pub roles: Vec<(String, Origin)>,
     /// `[vars]`.
@@ -39,7 +39,7 @@ pub struct ParsedFile {
 
 /// Parses one host or role file. Problems are recorded in `cx`; the result
 /// holds whatever was valid, so later stages can find more problems.
-pub fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
+pub(crate) fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
     let mut out = ParsedFile::default();
     let Some(doc) = parse_document(cx, text) else {
         return out;

@@ -11,24 +11,24 @@ use super::schema::{Ctx, Fields, Sp};
 use super::values::{Ensure, Meta, SelinuxParts};
 
 /// Default mode of managed files.
-pub const DEFAULT_FILE_MODE: u32 = 0o644;
+pub(super) const DEFAULT_FILE_MODE: u32 = 0o644;
 /// Default mode of managed directories.
-pub const DEFAULT_DIR_MODE: u32 = 0o755;
+pub(super) const DEFAULT_DIR_MODE: u32 = 0o755;
 /// Default owner and group.
-pub const DEFAULT_OWNER: &str = "root";
+pub(super) const DEFAULT_OWNER: &str = "root";
 /// Default time limit of one health-check attempt.
-pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default retries of a health check.
-pub const DEFAULT_CHECK_RETRIES: u32 = 3;
+pub(super) const DEFAULT_CHECK_RETRIES: u32 = 3;
 /// Default pause between health-check attempts.
-pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A name and its string value in an inline table, each with its span.
 type Entry = (Sp<String>, Sp<String>);
 /// The parts of `selinux = { ... }`.
 const SELINUX_KEYS: &[&str] = &["user", "role", "type", "range"];
 /// Default time limit of a `[[command]]` (and of each of its guards).
-pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a kind's parser reads a table with: where problems go, and the
 /// state directory (which no managed path may be in).
@@ -249,7 +249,7 @@ impl Parser<'_, '_> {
 
 /// Checks a repo-relative path (`files/nginx.conf`): relative, normalised,
 /// never climbing out of the repo.
-pub fn repo_relative_path(p: &str) -> Result<(), String> {
+pub(super) fn repo_relative_path(p: &str) -> Result<(), String> {
     if p.is_empty() || p.starts_with('/') {
         return Err(format!(
             "source `{p}` must be a path relative to the config repo root, such as \"files/motd\""

@@ -15,10 +15,10 @@ use toml::de::{DeTable, DeValue};
 use super::diag::{Diagnostic, Origin, SourceText};
 
 /// A value with the byte span it came from.
-pub type Sp<T> = Spanned<T>;
+pub(crate) type Sp<T> = Spanned<T>;
 
 /// Parsing context of one file: its text and the diagnostics found so far.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// The file being read.
     pub src: SourceText<'a>,
     diags: RefCell<Vec<Diagnostic>>,
@@ -26,7 +26,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// A context for the repo file `name` with contents `text`.
-    pub fn new(name: &'a str, text: &'a str) -> Self {
+    pub(crate) fn new(name: &'a str, text: &'a str) -> Self {
         Self {
             src: SourceText::new(name, text),
             diags: RefCell::new(Vec::new()),
@@ -34,28 +34,28 @@ impl<'a> Ctx<'a> {
     }
 
     /// Records a problem at `span`.
-    pub fn error(&self, span: &Range<usize>, message: impl Into<String>) {
+    pub(crate) fn error(&self, span: &Range<usize>, message: impl Into<String>) {
         self.diags.borrow_mut().push(self.src.diag(span, message));
     }
 
     /// The origin of `span`.
-    pub fn origin(&self, span: &Range<usize>) -> Origin {
+    pub(crate) fn origin(&self, span: &Range<usize>) -> Origin {
         self.src.origin(span.start)
     }
 
     /// The raw source text of `span` (used to locate template lines).
-    pub fn text_at(&self, span: &Range<usize>) -> &str {
+    pub(crate) fn text_at(&self, span: &Range<usize>) -> &str {
         self.src.text.get(span.clone()).unwrap_or("")
     }
 
     /// Consumes the context, returning its diagnostics.
-    pub fn into_diagnostics(self) -> Vec<Diagnostic> {
+    pub(crate) fn into_diagnostics(self) -> Vec<Diagnostic> {
         self.diags.into_inner()
     }
 }
 
 /// Parses `text` as a TOML document; syntax errors become diagnostics.
-pub fn parse_document<'i>(cx: &Ctx<'_>, text: &'i str) -> Option<Sp<DeTable<'i>>> {
+pub(crate) fn parse_document<'i>(cx: &Ctx<'_>, text: &'i str) -> Option<Sp<DeTable<'i>>> {
     match DeTable::parse(text) {
         Ok(table) => Some(table),
         Err(err) => {
@@ -84,7 +84,7 @@ fn syntax_hint(text: &str, at: usize, message: &str) -> Option<String> {
 }
 
 /// The TOML type name of a value, for "expected X, found Y" messages.
-pub fn type_name(v: &DeValue<'_>) -> &'static str {
+pub(crate) fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
         DeValue::Integer(_) => "an integer",
@@ -97,7 +97,7 @@ pub fn type_name(v: &DeValue<'_>) -> &'static str {
 }
 
 /// The keys of one table, read one by one; what is left over is unknown.
-pub struct Fields<'t, 'i> {
+pub(crate) struct Fields<'t, 'i> {
     table: &'t DeTable<'i>,
     span: Range<usize>,
     what: &'static str,
@@ -107,7 +107,7 @@ pub struct Fields<'t, 'i> {
 impl<'t, 'i> Fields<'t, 'i> {
     /// Reads `table` (at `span`), described as `what` in messages
     /// (for example `[[file]]`), accepting only the keys in `allowed`.
-    pub fn new(
+    pub(crate) fn new(
         table: &'t DeTable<'i>,
         span: Range<usize>,
         what: &'static str,
@@ -122,7 +122,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     /// Reads a value that must be a table.
-    pub fn table_of(
+    pub(crate) fn table_of(
         cx: &Ctx<'_>,
         value: &'t Sp<DeValue<'i>>,
         what: &'static str,
@@ -141,12 +141,12 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     /// The span of the whole table.
-    pub fn span(&self) -> Range<usize> {
+    pub(crate) fn span(&self) -> Range<usize> {
         self.span.clone()
     }
 
     /// The raw value of `key`, if present.
-    pub fn raw(&self, key: &str) -> Option<&'t Sp<DeValue<'i>>> {
+    pub(crate) fn raw(&self, key: &str) -> Option<&'t Sp<DeValue<'i>>> {
         debug_assert!(
             self.allowed.contains(&key),
             "{key} is not in the allowed list"
@@ -158,7 +158,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     /// A string value.
-    pub fn string(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<String>> {
+    pub(crate) fn string(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<String>> {
         let v = self.raw(key)?;
         match v.get_ref() {
             DeValue::String(s) => Some(Spanned::new(v.span(), s.to_string())),
@@ -170,7 +170,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     /// A string value that must be present.
-    pub fn required_string(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<String>> {
+    pub(crate) fn required_string(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<String>> {
         if self.raw(key).is_none() {
             cx.error(
                 &self.span,
@@ -182,7 +182,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     /// A boolean value.
-    pub fn bool(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<bool>> {
+    pub(crate) fn bool(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<bool>> {
         let v = self.raw(key)?;
         match v.get_ref() {
             DeValue::Boolean(b) => Some(Spanned::new(v.span(), *b)),
@@ -194,7 +194,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     /// A non-negative integer value.
-    pub fn unsigned(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<u32>> {
+    pub(crate) fn unsigned(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<u32>> {
         let v = self.raw(key)?;
         match v.get_ref() {
             DeValue::Integer(i) => {
@@ -221,7 +221,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     /// A list of strings.
-    pub fn string_list(&self, cx: &Ctx<'_>, key: &str) -> Option<Vec<Sp<String>>> {
+    pub(crate) fn string_list(&self, cx: &Ctx<'_>, key: &str) -> Option<Vec<Sp<String>>> {
         let v = self.raw(key)?;
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(cx, key, v, "an array of strings", v.get_ref());
@@ -246,7 +246,7 @@ impl<'t, 'i> Fields<'t, 'i> {
 
     /// Reports every key that is not in the allowed list, with a suggestion
     /// when one of the allowed keys is close.
-    pub fn finish(self, cx: &Ctx<'_>) {
+    pub(crate) fn finish(self, cx: &Ctx<'_>) {
         for (key, _) in self.table.iter() {
             let name = key.get_ref();
             if self.allowed.contains(&name.as_ref()) {
@@ -285,11 +285,11 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 }
 
-pub use crate::words::suggest;
+pub(crate) use crate::words::suggest;
 
 /// Iterates the tables of an array of tables (`[[file]]`); a value that is
 /// not an array of tables is reported once.
-pub fn array_of_tables<'t, 'i>(
+pub(crate) fn array_of_tables<'t, 'i>(
     cx: &Ctx<'_>,
     value: &'t Sp<DeValue<'i>>,
     what: &'static str,

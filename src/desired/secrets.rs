@@ -9,7 +9,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 /// The suffix that marks an encrypted `source` or vars file.
-pub const AGE_SUFFIX: &str = ".age";
+pub(crate) const AGE_SUFFIX: &str = ".age";
 
 /// How the loader treats encrypted content.
 #[derive(Clone, Default)]
@@ -155,7 +155,7 @@ impl Secrets {
 
 /// Encrypts `plain` to `recipients` (`age1…` public keys), ASCII-armoured
 /// so that the file diffs and reviews as text.
-pub fn encrypt(recipients: &[String], plain: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn encrypt(recipients: &[String], plain: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Write;
     let parsed = recipients
         .iter()
@@ -178,7 +178,7 @@ pub fn encrypt(recipients: &[String], plain: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// A new identity file's text and its recipient.
-pub fn generate() -> (String, String) {
+pub(crate) fn generate() -> (String, String) {
     use age::secrecy::ExposeSecret;
     let id = age::x25519::Identity::generate();
     let recipient = id.to_public().to_string();

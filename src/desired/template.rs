@@ -19,7 +19,7 @@ use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 /// Where a template's text starts, to turn a template line into a repo line.
-pub struct TemplateOrigin<'a> {
+pub(crate) struct TemplateOrigin<'a> {
     /// Repo file holding the template text.
     pub file: &'a str,
     /// Repo line of the template's first line.
@@ -28,7 +28,7 @@ pub struct TemplateOrigin<'a> {
 
 /// A template error placed in the repo: file, line, column and message.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TemplateError {
+pub(crate) struct TemplateError {
     /// Repo file.
     pub file: String,
     /// Repo line, when minijinja knows it.
@@ -41,7 +41,7 @@ pub struct TemplateError {
 
 /// The secret variables of a host (`hosts/<host>.secrets.toml.age`), as
 /// templates see them under `secrets`.
-pub enum SecretVars {
+pub(crate) enum SecretVars {
     /// Decrypted.
     Table(toml::Table),
     /// Not decrypted (checking only): every `secrets.x` renders as a
@@ -109,7 +109,7 @@ impl Object for Watched {
 
 /// The values in scope of every template: `vars`, `facts`, `host` and,
 /// when the host has a secrets file, `secrets`.
-pub struct Scope {
+pub(crate) struct Scope {
     ctx: Value,
     /// The secrets, watched per render (see [`Watched`]).
     secrets: Option<Value>,
@@ -120,7 +120,7 @@ pub struct Scope {
 
 impl Scope {
     /// Builds the scope from serialisable parts.
-    pub fn new(
+    pub(crate) fn new(
         vars: &toml::Table,
         facts: &super::facts::Facts,
         host: &str,
@@ -185,11 +185,11 @@ impl Scope {
 /// Instructions one template may run: far more than any real config file
 /// needs (a 10,000-line loop is a few hundred thousand), far less than a
 /// loop that would not end in a human lifetime.
-pub const FUEL: u64 = 10_000_000;
+pub(crate) const FUEL: u64 = 10_000_000;
 
 /// A rendered template.
 #[derive(Debug)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// The output.
     pub text: String,
     /// Whether the template reads `secrets` (named in its text, or read
@@ -200,7 +200,7 @@ pub struct Rendered {
 /// Renders `text`, at most `max_bytes` of output; keeps the trailing
 /// newline that minijinja would drop, so a template's bytes match what its
 /// author sees in the file.
-pub fn render(
+pub(crate) fn render(
     text: &str,
     scope: &Scope,
     origin: &TemplateOrigin<'_>,

@@ -182,7 +182,7 @@ impl From<&str> for Content {
 
 /// Where a file's bytes come from, before templates are rendered.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ContentSpec {
+pub(crate) enum ContentSpec {
     /// Inline `content = "..."`.
     Inline(String),
     /// `source = "files/..."`, a repo-relative path.
@@ -197,11 +197,13 @@ pub(crate) mod humantime_serde_compat {
 
     use serde::Deserialize;
 
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }

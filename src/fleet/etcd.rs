@@ -32,7 +32,7 @@ pub struct EtcdSettings {
 
 /// One key and its value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Kv {
+pub(crate) struct Kv {
     /// The key.
     pub key: String,
     /// The value.
@@ -40,7 +40,7 @@ pub struct Kv {
 }
 
 /// A client of one cluster.
-pub struct Etcd {
+pub(crate) struct Etcd {
     settings: EtcdSettings,
 }
 
@@ -68,7 +68,7 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 
 impl Etcd {
     /// A client; nothing is contacted yet.
-    pub fn new(settings: EtcdSettings) -> Self {
+    pub(crate) fn new(settings: EtcdSettings) -> Self {
         Self { settings }
     }
 
@@ -151,7 +151,7 @@ impl Etcd {
     }
 
     /// Every key under `prefix`, in key order.
-    pub fn list(&self, prefix: &str) -> Result<Vec<Kv>> {
+    pub(crate) fn list(&self, prefix: &str) -> Result<Vec<Kv>> {
         let v = self.call(
             "/v3/kv/range",
             &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
@@ -160,13 +160,13 @@ impl Etcd {
     }
 
     /// The value of `key`, if it exists.
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let v = self.call("/v3/kv/range", &json!({"key": b64(key.as_bytes())}))?;
         Ok(kvs(&v)?.into_iter().next().map(|kv| kv.value))
     }
 
     /// Sets `key` (on `lease`, if given: gone when the lease ends).
-    pub fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<()> {
+    pub(crate) fn put(&self, key: &str, value: &[u8], lease: Option<i64>) -> Result<()> {
         let mut body = json!({"key": b64(key.as_bytes()), "value": b64(value)});
         if let Some(l) = lease {
             body["lease"] = json!(l.to_string());
@@ -176,7 +176,7 @@ impl Etcd {
     }
 
     /// Creates `key` on `lease` only if it does not exist; whether it did.
-    pub fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<bool> {
+    pub(crate) fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<bool> {
         let k = b64(key.as_bytes());
         let v = self.call(
             "/v3/kv/txn",
@@ -189,13 +189,13 @@ impl Etcd {
     }
 
     /// Deletes `key`.
-    pub fn delete(&self, key: &str) -> Result<()> {
+    pub(crate) fn delete(&self, key: &str) -> Result<()> {
         self.call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))?;
         Ok(())
     }
 
     /// A new lease of `ttl`; its id.
-    pub fn grant(&self, ttl: Duration) -> Result<i64> {
+    pub(crate) fn grant(&self, ttl: Duration) -> Result<i64> {
         let v = self.call(
             "/v3/lease/grant",
             &json!({"TTL": ttl.as_secs().max(1).to_string()}),
@@ -204,7 +204,7 @@ impl Etcd {
     }
 
     /// Renews `lease`; `false` when it has expired already.
-    pub fn keep_alive(&self, lease: i64) -> Result<bool> {
+    pub(crate) fn keep_alive(&self, lease: i64) -> Result<bool> {
         let v = self.call("/v3/lease/keepalive", &json!({"ID": lease.to_string()}))?;
         // An expired lease comes back with TTL 0 (or none).
         Ok(v.get("TTL")
@@ -215,7 +215,6 @@ impl Etcd {
             })
             .is_some_and(|t| t > 0))
     }
-
 }
 
 /// int64 fields come as strings in etcd's JSON.

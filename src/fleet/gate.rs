@@ -20,7 +20,7 @@ use super::record::{HostRecord, Rollback};
 
 /// What the gate says about one candidate commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Gate {
+pub(crate) enum Gate {
     /// Apply it.
     Apply,
     /// Not yet: an earlier wave has not run it long enough, healthily, on
@@ -32,7 +32,7 @@ pub enum Gate {
 
 /// Why the gate holds, in one word (`driftless_rollout_blocked{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// Earlier waves have not run it healthily for their soak.
     Soak,
     /// Outside the maintenance window.
@@ -47,7 +47,7 @@ pub enum Reason {
 
 impl Reason {
     /// The word for metrics and JSON.
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Reason::Soak => "soak",
             Reason::Window => "window",
@@ -62,7 +62,7 @@ impl Reason {
 #[cfg(test)]
 impl Gate {
     /// The word for metrics and JSON (`driftless_rollout_blocked{reason}`).
-    pub fn reason_word(&self) -> Option<&'static str> {
+    pub(crate) fn reason_word(&self) -> Option<&'static str> {
         match self {
             Gate::Apply => None,
             Gate::Wait(r, _) | Gate::Halted(r, _) => Some(r.word()),
@@ -71,7 +71,7 @@ impl Gate {
 }
 
 /// What the gate reads.
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     /// The policy of the commit this host has applied.
     pub policy: &'a FleetPolicy,
     /// This host's wave.
@@ -100,7 +100,7 @@ pub struct Input<'a> {
 const NAMED: usize = 5;
 
 /// Decides.
-pub fn decide(i: &Input<'_>) -> Gate {
+pub(crate) fn decide(i: &Input<'_>) -> Gate {
     let wave_of = |host: &str, roles: &[String]| i.policy.wave_of(host, roles);
     if let Some(reason) = i.halt {
         return Gate::Halted(

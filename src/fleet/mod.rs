@@ -5,6 +5,6 @@
 //! itself. The gate and the records are pure; only [`etcd`] talks to the
 //! network.
 
-pub mod etcd;
-pub mod gate;
-pub mod record;
+pub(crate) mod etcd;
+pub(crate) mod gate;
+pub(crate) mod record;

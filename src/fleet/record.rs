@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Rollbacks remembered per host (the newest first).
-pub const ROLLBACKS_KEPT: usize = 5;
+pub(crate) const ROLLBACKS_KEPT: usize = 5;
 
 /// One host's record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +65,7 @@ pub struct RolledBack {
 /// that the rollout stays halted after that host (and its record) is gone.
 /// Each host keeps its newest [`ROLLED_BACK_COMMITS_KEPT`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollback {
+pub(crate) struct Rollback {
     /// The host that rolled it back.
     pub host: String,
     /// Its wave then.
@@ -83,7 +83,7 @@ pub struct Rollback {
 
 /// Rollbacks each host keeps in the fleet's memory: a commit older than
 /// its newest this many rolled-back ones is long superseded.
-pub const ROLLED_BACK_COMMITS_KEPT: usize = 32;
+pub(crate) const ROLLED_BACK_COMMITS_KEPT: usize = 32;
 
 impl HostRecord {
     /// Notes a rollback of `commit`, keeping the newest few.

@@ -11,7 +11,7 @@ use crate::desired::diag::Origin;
 use crate::desired::model::{Command, ResourceId};
 
 /// Metadata of directories driftless creates on its own as missing parents.
-pub const IMPLICIT_DIR_MODE: u32 = 0o755;
+pub(super) const IMPLICIT_DIR_MODE: u32 = 0o755;
 
 /// One step of a converge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,7 +293,7 @@ pub struct PlanProblem {
 /// The resources that differ from the desired state among `changes`:
 /// each once, in order, leaving out the steps that only follow from others
 /// (a restart or reload on a change, daemon-reload, a command's run).
-pub fn differing(changes: &[Change]) -> Vec<&ResourceId> {
+pub(crate) fn differing(changes: &[Change]) -> Vec<&ResourceId> {
     let mut seen = std::collections::BTreeSet::new();
     changes
         .iter()

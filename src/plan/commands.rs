@@ -10,7 +10,7 @@ use crate::desired::model::{Command, Kind, ResourceId};
 
 /// The run of `c`, with its reasons, or `None` when it is not due.
 /// `changed` holds every resource changed before it in this converge.
-pub fn decide(
+pub(crate) fn decide(
     c: &Command,
     guards: Option<&Guards>,
     changed: &BTreeSet<ResourceId>,
@@ -83,7 +83,7 @@ fn output(out: &str) -> String {
 /// The runs of `commands`, in declaration order, after `before` (the
 /// changes planned or applied ahead of them): a command refreshed by an
 /// earlier command's run counts that run.
-pub fn plan_commands<'a, 'b>(
+pub(super) fn plan_commands<'a, 'b>(
     commands: impl Iterator<Item = &'a Command>,
     host_guards: &std::collections::BTreeMap<String, Guards>,
     before: impl Iterator<Item = &'b Change>,

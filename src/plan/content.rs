@@ -39,14 +39,14 @@ impl SecretContents {
 }
 
 /// SHA-256 of bytes.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).into()
 }
 
 /// A unified diff of two texts, or a one-line note for binary or large
 /// content; `None` when the old content is unknown.
-pub fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
+pub(super) fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
     let old = old?;
     let is_text = |b: &[u8]| !b.contains(&0) && std::str::from_utf8(b).is_ok();
     if !is_text(old) || !is_text(new) {

@@ -13,10 +13,10 @@ mod change;
 mod commands;
 mod content;
 mod files;
-pub mod observed;
-pub mod packages;
-pub mod rpmver;
-pub mod services;
+pub(crate) mod observed;
+pub(crate) mod packages;
+pub(crate) mod rpmver;
+pub(crate) mod services;
 
 use std::collections::BTreeSet;
 
@@ -25,18 +25,16 @@ use crate::desired::diag::Origin;
 use crate::desired::model::{
     Kind, Package, PackageState, PathDecl, PathForm, Prim, Resource, ResourceId, Service,
 };
-pub use change::{
-    Change, Marker, Op, Plan, PlanProblem, differing,
-};
-pub use commands::decide as command_due;
-pub use content::{SecretContents, sha256};
+pub(crate) use change::{Change, Marker, Op, Plan, PlanProblem, differing};
+pub(crate) use commands::decide as command_due;
+pub(crate) use content::{SecretContents, sha256};
 use files::Planner;
 use observed::{GuardRun, ObservedHost};
-pub use packages::PackageChange;
-pub use services::{ServicePlan, ServiceVerb};
+pub(crate) use packages::PackageChange;
+pub(crate) use services::{ServicePlan, ServiceVerb};
 
 /// The host paths the planner needs observed for `desired`.
-pub fn paths_to_observe(desired: &DesiredState) -> Vec<String> {
+pub(crate) fn paths_to_observe(desired: &DesiredState) -> Vec<String> {
     desired
         .resources
         .iter()
@@ -46,14 +44,14 @@ pub fn paths_to_observe(desired: &DesiredState) -> Vec<String> {
 
 /// Computes the changes that bring the observed host to the desired state.
 /// Every problem is reported, not only the first.
-pub fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<PlanProblem>> {
+pub(crate) fn plan(desired: &DesiredState, host: &ObservedHost) -> Result<Plan, Vec<PlanProblem>> {
     plan_after(desired, host, &[])
 }
 
 /// Plans what remains after `done` (changes already applied in this
 /// converge, such as the package transaction): they count for `restart_on`
 /// and `reload_on` and for daemon-reload, as if planned together.
-pub fn plan_after(
+pub(crate) fn plan_after(
     desired: &DesiredState,
     host: &ObservedHost,
     done: &[Change],
@@ -305,7 +303,7 @@ fn plan_package(
 /// `changes` are all changes of this converge (applied or planned);
 /// `packages_pending` says whether a package transaction is still to come
 /// (only that can explain a unit that does not exist yet).
-pub fn plan_services_for(
+pub(crate) fn plan_services_for(
     changes: &[&Change],
     services: &[&Service],
     host: &ObservedHost,
@@ -324,7 +322,7 @@ pub fn plan_services_for(
 }
 
 /// The service plan as changes, in apply order.
-pub fn service_changes(sp: ServicePlan) -> Vec<Change> {
+pub(crate) fn service_changes(sp: ServicePlan) -> Vec<Change> {
     let reload = sp.daemon_reload.map(|why| {
         Change::new(
             &ResourceId::new(Kind::Service, "daemon-reload"),

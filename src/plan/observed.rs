@@ -20,11 +20,11 @@ impl Observed {
 
 /// Entry names kept per observed directory: enough to tell whether a plan
 /// empties it, without listing huge directories in full on every run.
-pub const DIR_LIST_MAX: usize = 64;
+pub(crate) const DIR_LIST_MAX: usize = 64;
 
 /// Everything observed about the host for one plan.
 #[derive(Clone, Debug, Default)]
-pub struct ObservedHost {
+pub(crate) struct ObservedHost {
     /// Each managed path (and nothing else), by host path.
     pub paths: BTreeMap<String, Observed>,
     /// Users and groups of the target root.
@@ -70,7 +70,7 @@ pub struct ObservedHost {
 
 /// One section of a dnf 5 repo override file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RepoOverride {
+pub(crate) struct RepoOverride {
     /// The file (host path).
     pub file: String,
     /// The section: a repo id, or a glob of them (`*`, `epel*`).
@@ -81,12 +81,12 @@ pub struct RepoOverride {
 
 impl RepoOverride {
     /// Whether it applies to the repository `id` (dnf's globs: `*`, `?`).
-    pub fn applies_to(&self, id: &str) -> bool {
+    pub(crate) fn applies_to(&self, id: &str) -> bool {
         glob(self.section.as_bytes(), id.as_bytes())
     }
 
     /// The sections of a repo override file's `text`.
-    pub fn parse(file: &str, text: &str) -> Vec<Self> {
+    pub(crate) fn parse(file: &str, text: &str) -> Vec<Self> {
         let mut out: Vec<Self> = Vec::new();
         for line in text.lines().map(str::trim) {
             if line.is_empty() || line.starts_with(['#', ';']) {
@@ -123,7 +123,7 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 /// What a command's guards found (each `None` when not declared or not
 /// evaluated: a root that does not exist yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Guards {
+pub(crate) struct Guards {
     /// Whether the `creates` path exists.
     pub creates_exists: Option<bool>,
     /// What `unless` did.
@@ -134,7 +134,7 @@ pub struct Guards {
 
 /// What one guard command did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GuardRun {
+pub(crate) enum GuardRun {
     /// It ran and exited with this code; the tail of its output.
     Exited(i32, String),
     /// It could not be started (not there yet: a script this converge
@@ -199,7 +199,7 @@ pub struct StatCache {
 /// A stat this close to the time of looking (seconds) is not trusted: a
 /// write within the same timestamp tick would leave it unchanged (git's
 /// "racily clean" entries).
-pub const RACY_SECONDS: i64 = 2;
+pub(crate) const RACY_SECONDS: i64 = 2;
 
 impl StatKey {
     /// Whether the file changed so recently before `now` (seconds since
@@ -324,7 +324,7 @@ pub enum Observed {
 /// Name <-> id maps of one root. `root` is uid and gid 0 even when the root
 /// has no `/etc/passwd` yet (a fresh tree).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Accounts {
+pub(crate) struct Accounts {
     users: HashMap<String, u32>,
     groups: HashMap<String, u32>,
     user_names: HashMap<u32, String>,
@@ -340,7 +340,7 @@ pub struct Accounts {
 
 /// One user's line of /etc/passwd, past its name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PasswdEntry {
+pub(crate) struct PasswdEntry {
     /// uid.
     pub uid: u32,
     /// Primary gid.
@@ -355,7 +355,7 @@ pub struct PasswdEntry {
 
 impl Accounts {
     /// Builds the maps from the text of `passwd` and `group`.
-    pub fn parse(passwd: &str, group: &str) -> Self {
+    pub(crate) fn parse(passwd: &str, group: &str) -> Self {
         let mut a = Self::default();
         for (name, id) in entries(passwd) {
             a.user_names.entry(id).or_insert_with(|| name.clone());
@@ -398,17 +398,17 @@ impl Accounts {
     }
 
     /// The uid of a user name or numeric string.
-    pub fn uid(&self, name: &str) -> Option<u32> {
+    pub(crate) fn uid(&self, name: &str) -> Option<u32> {
         name.parse().ok().or_else(|| self.users.get(name).copied())
     }
 
     /// The gid of a group name or numeric string.
-    pub fn gid(&self, name: &str) -> Option<u32> {
+    pub(crate) fn gid(&self, name: &str) -> Option<u32> {
         name.parse().ok().or_else(|| self.groups.get(name).copied())
     }
 
     /// The name of a uid, or the number.
-    pub fn user_name(&self, uid: u32) -> String {
+    pub(crate) fn user_name(&self, uid: u32) -> String {
         self.user_names
             .get(&uid)
             .cloned()
@@ -416,7 +416,7 @@ impl Accounts {
     }
 
     /// The name of a gid, or the number.
-    pub fn group_name(&self, gid: u32) -> String {
+    pub(crate) fn group_name(&self, gid: u32) -> String {
         self.group_names
             .get(&gid)
             .cloned()
@@ -424,17 +424,17 @@ impl Accounts {
     }
 
     /// Whether a group of this name exists.
-    pub fn has_group(&self, name: &str) -> bool {
+    pub(crate) fn has_group(&self, name: &str) -> bool {
         self.groups.contains_key(name)
     }
 
     /// The names of all groups.
-    pub fn group_names(&self) -> impl Iterator<Item = &String> {
+    pub(crate) fn group_names(&self) -> impl Iterator<Item = &String> {
         self.groups.keys()
     }
 
     /// The supplementary groups of `user` (the groups listing it), sorted.
-    pub fn groups_of(&self, user: &str) -> Vec<String> {
+    pub(crate) fn groups_of(&self, user: &str) -> Vec<String> {
         let mut out: Vec<String> = self
             .members
             .iter()
@@ -446,7 +446,7 @@ impl Accounts {
     }
 
     /// Adds the hashes of /etc/shadow's text.
-    pub fn with_shadow(mut self, shadow: &str) -> Self {
+    pub(crate) fn with_shadow(mut self, shadow: &str) -> Self {
         self.shadow = Some(
             shadow
                 .lines()

@@ -38,7 +38,7 @@ pub enum PackageChange {
 
 /// What one declared package needs in this converge.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// It is as declared.
     AsDeclared,
     /// This change, for this reason.
@@ -57,7 +57,7 @@ pub enum Decision {
 /// Decides package `p`. `repo_files_pending`: repo files are written in
 /// this converge, before the package transaction. `latest_error`: why the
 /// repository query for `latest` versions failed, for the message.
-pub fn decide(
+pub(crate) fn decide(
     p: &Package,
     installed: &[Nevra],
     available: Option<&Evr>,
@@ -93,7 +93,7 @@ pub fn decide(
 
 /// The change `p` needs, with the reason, or `None` when it is as declared.
 /// `Err` when it cannot be decided (a `latest` package no repository offers).
-pub fn plan_package(
+pub(crate) fn plan_package(
     p: &Package,
     installed: &[Nevra],
     available: Option<&Evr>,

@@ -78,7 +78,7 @@ impl fmt::Display for Nevra {
 /// numeric and alphabetic segments, numbers compared as numbers, `~` sorts
 /// before anything (pre-releases), `^` after the base but before anything
 /// else (snapshots).
-pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
+pub(crate) fn rpmvercmp(a: &str, b: &str) -> Ordering {
     if a == b {
         return Ordering::Equal;
     }

@@ -14,7 +14,7 @@ use crate::desired::model::{ResourceId, RunState, Service};
 
 /// Unit directories: a managed file under one of them makes systemd's view
 /// stale until a daemon-reload.
-pub const UNIT_DIRS: [&str; 4] = [
+pub(crate) const UNIT_DIRS: [&str; 4] = [
     "/etc/systemd/system/",
     "/usr/lib/systemd/system/",
     "/lib/systemd/system/",
@@ -58,7 +58,7 @@ impl ServiceVerb {
 
 /// The service part of a plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServicePlan {
+pub(crate) struct ServicePlan {
     /// Whether to run daemon-reload first, and why.
     pub daemon_reload: Option<String>,
     /// (unit, verb, reason), in apply order: enablement, start/stop, then
@@ -77,7 +77,7 @@ pub struct ServicePlan {
 /// changes; `packages_pending` says whether a package transaction comes
 /// first (a unit it installs cannot be seen yet, so not-found is not an
 /// error until after it).
-pub fn plan_services(
+pub(crate) fn plan_services(
     services: &[&Service],
     units: &BTreeMap<String, UnitObs>,
     changed: &BTreeSet<ResourceId>,

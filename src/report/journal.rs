@@ -13,52 +13,52 @@ use crate::converge::{Event, Sink};
 use crate::outcome::Outcome;
 
 /// A converge started.
-pub const CONVERGE_STARTED: &str = "80bb4d2c63f34acbafc4ae97aa4ba861";
+pub(crate) const CONVERGE_STARTED: &str = "80bb4d2c63f34acbafc4ae97aa4ba861";
 /// One resource was changed.
-pub const RESOURCE_CHANGED: &str = "cdb9593af2314f06b2e2c49f6aedb627";
+pub(crate) const RESOURCE_CHANGED: &str = "cdb9593af2314f06b2e2c49f6aedb627";
 /// A converge applied changes and its health checks passed.
-pub const CHANGES_APPLIED: &str = "fb700e086f6741d58a63f3d6a97f5712";
+pub(crate) const CHANGES_APPLIED: &str = "fb700e086f6741d58a63f3d6a97f5712";
 /// A converge found the host in sync.
-pub const IN_SYNC: &str = "c9a3f281db9e401cbac0e3ebb276112b";
+pub(crate) const IN_SYNC: &str = "c9a3f281db9e401cbac0e3ebb276112b";
 /// The host had drifted from a desired state already applied (healed, or
 /// in audit mode only reported).
-pub const DRIFT_DETECTED: &str = "ad9d4b3136914e43885bfe0d8b65855f";
+pub(crate) const DRIFT_DETECTED: &str = "ad9d4b3136914e43885bfe0d8b65855f";
 /// A converge failed and the host was restored.
-pub const ROLLED_BACK: &str = "7fe5dc99efd94429bfef0dbab5a6c65c";
+pub(crate) const ROLLED_BACK: &str = "7fe5dc99efd94429bfef0dbab5a6c65c";
 /// A converge failed and restoring the host failed too.
-pub const ROLLBACK_FAILED: &str = "15622bef251944cd80e1afbd5f544bbf";
+pub(crate) const ROLLBACK_FAILED: &str = "15622bef251944cd80e1afbd5f544bbf";
 /// A fetched commit was refused: a rewritten history or a bad signature.
-pub const COMMIT_REFUSED: &str = "a709d471bb404b128820a0efa93b55d8";
+pub(crate) const COMMIT_REFUSED: &str = "a709d471bb404b128820a0efa93b55d8";
 /// A commit was quarantined: it is not applied again until the source
 /// moves on or `driftless retry`.
-pub const COMMIT_QUARANTINED: &str = "caa5ae5acbf54e06bb7d8c842a4c75ae";
+pub(crate) const COMMIT_QUARANTINED: &str = "caa5ae5acbf54e06bb7d8c842a4c75ae";
 /// The host is held: at the last good state (quarantined head) or where
 /// it is (pinned).
-pub const HELD: &str = "cf6a4cc40eec4945ab0465b2c1c9755b";
+pub(crate) const HELD: &str = "cf6a4cc40eec4945ab0465b2c1c9755b";
 /// Fetching the git source failed.
-pub const FETCH_FAILED: &str = "4a71abff8ffe44468dd8040596c71f59";
+pub(crate) const FETCH_FAILED: &str = "4a71abff8ffe44468dd8040596c71f59";
 /// A converge ended with an error before any change (an invalid config
 /// repo, a plan that cannot be made, an I/O error).
-pub const CONVERGE_FAILED: &str = "54648584cf8d406c8d5ccb997ce9afcc";
+pub(crate) const CONVERGE_FAILED: &str = "54648584cf8d406c8d5ccb997ce9afcc";
 /// The daemon started and is ready.
-pub const DAEMON_STARTED: &str = "257396471c8d47f082a40e030d671646";
+pub(crate) const DAEMON_STARTED: &str = "257396471c8d47f082a40e030d671646";
 /// The daemon reloaded its agent config.
-pub const DAEMON_RELOADED: &str = "6e496d8f3c9b41249a28c798cffbc2e5";
+pub(crate) const DAEMON_RELOADED: &str = "6e496d8f3c9b41249a28c798cffbc2e5";
 /// A reload was refused: the new agent config is invalid; the old one stays.
-pub const RELOAD_FAILED: &str = "9f2a280591d74eb4b0f38306c443a155";
+pub(crate) const RELOAD_FAILED: &str = "9f2a280591d74eb4b0f38306c443a155";
 /// The daemon restarts into a new binary (its package was upgraded).
-pub const DAEMON_RESTARTING: &str = "3734b8602989485b9ce82b00911acd04";
+pub(crate) const DAEMON_RESTARTING: &str = "3734b8602989485b9ce82b00911acd04";
 /// The daemon is stopping.
-pub const DAEMON_STOPPING: &str = "34f4cf03123b435fac2177e7269231e9";
+pub(crate) const DAEMON_STOPPING: &str = "34f4cf03123b435fac2177e7269231e9";
 /// An operator paused the host (`driftless pause`).
-pub const PAUSED: &str = "0d4a8e5f2b6c4f1e9a7d3c5b8e2f6a41";
+pub(crate) const PAUSED: &str = "0d4a8e5f2b6c4f1e9a7d3c5b8e2f6a41";
 /// An operator lifted the pause (`driftless unpause`).
-pub const UNPAUSED: &str = "5e9c1b7d3a2f4e6c8b0d9a1f7e3c5b24";
+pub(crate) const UNPAUSED: &str = "5e9c1b7d3a2f4e6c8b0d9a1f7e3c5b24";
 /// A converge ran although the host is paused (`converge --now --force`).
-pub const PAUSE_FORCED: &str = "b8f3d6a1c9e24b7f8d5a0e3c6f1b9d72";
+pub(crate) const PAUSE_FORCED: &str = "b8f3d6a1c9e24b7f8d5a0e3c6f1b9d72";
 
 /// The journal entry of `driftless pause` (`paused`) or `unpause`.
-pub fn pause_changed(paused: bool, p: &crate::agent::Pause, by: &str) {
+pub(crate) fn pause_changed(paused: bool, p: &crate::agent::Pause, by: &str) {
     if paused {
         warn!(
             message_id = PAUSED,
@@ -83,7 +83,7 @@ pub fn pause_changed(paused: bool, p: &crate::agent::Pause, by: &str) {
 
 /// Writes the journal entries of one converge, from its events.
 #[derive(Debug, Default)]
-pub struct Journal {
+pub(crate) struct Journal {
     generation: Option<u64>,
     root: Option<String>,
 }

@@ -18,7 +18,7 @@ use crate::durable::{self, Perms};
 
 /// What the metrics say, as of the last run.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// When the last converge ended.
     pub last_run: Option<SystemTime>,
     /// When a converge last ended well.
@@ -62,7 +62,7 @@ pub struct Metrics {
 
 /// Every reason the rollout gate gives, so that each has a sample (an
 /// alert can then compare with 0 instead of testing for absence).
-pub const ROLLOUT_REASONS: [&str; 7] = [
+pub(crate) const ROLLOUT_REASONS: [&str; 7] = [
     "soak",
     "failed",
     "halt",
@@ -88,7 +88,7 @@ fn label(v: &str) -> String {
 
 impl Metrics {
     /// The text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -231,7 +231,7 @@ impl Metrics {
 
     /// Replaces `path` with the metrics, atomically, readable by all (the
     /// collector does not run as root).
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
         let dir = path
             .parent()
             .with_context(|| format!("{} has no parent directory", path.display()))?;

@@ -3,5 +3,5 @@
 //! Fed by the engine's events and the use cases' results; it changes
 //! nothing on the host and decides nothing.
 
-pub mod journal;
-pub mod metrics;
+pub(crate) mod journal;
+pub(crate) mod metrics;

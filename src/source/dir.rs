@@ -17,7 +17,7 @@ use crate::desired::tree::{ConfigTree, EntryKind};
 
 /// A config repo in a directory on disk. Symlinks are reported, never
 /// followed here: the loader decides whether they stay in the repo.
-pub struct DirTree {
+pub(crate) struct DirTree {
     root: PathBuf,
     /// Repo paths found to be real directories (not symlinks) during this
     /// load: the parents of the next source are not looked at again.
@@ -26,7 +26,7 @@ pub struct DirTree {
 
 impl DirTree {
     /// Opens the directory `root`.
-    pub fn open(root: &Path) -> Result<Self> {
+    pub(crate) fn open(root: &Path) -> Result<Self> {
         let md = std::fs::metadata(root)
             .with_context(|| format!("failed to open config repo {}", root.display()))?;
         if !md.is_dir() {

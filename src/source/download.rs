@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Downloads `url` into the file `dest` (created or truncated). Follows
 /// redirects; an HTTP error status is an error; a stop request aborts it.
-pub fn to_file(url: &str, dest: &Path, cancel: &Cancel) -> Result<()> {
+pub(crate) fn to_file(url: &str, dest: &Path, cancel: &Cancel) -> Result<()> {
     let mut file = std::fs::File::create(dest)
         .with_context(|| format!("failed to create {}", dest.display()))?;
     let mut easy = curl::easy::Easy::new();

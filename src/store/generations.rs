@@ -17,7 +17,7 @@ use super::snapshot::Snapshot;
 use crate::agent::now;
 
 /// Default number of generations kept.
-pub const DEFAULT_KEEP: usize = 10;
+pub(crate) const DEFAULT_KEEP: usize = 10;
 
 /// How a generation ended (or that it has not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,7 +310,7 @@ impl Generations {
 }
 
 /// Object ids and RPM file names that kept snapshots need.
-pub fn referenced(snapshots: &[Snapshot]) -> (BTreeSet<String>, BTreeSet<String>) {
+pub(crate) fn referenced(snapshots: &[Snapshot]) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut objects = BTreeSet::new();
     let mut rpms = BTreeSet::new();
     for s in snapshots {

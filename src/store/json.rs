@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::durable::{self, Perms};
 
 /// Writes `value` as pretty JSON to `dir/name`, atomically and durably, 0600.
-pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+pub(super) fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
     let mut bytes =
         serde_json::to_vec_pretty(value).with_context(|| format!("failed to encode {name}"))?;
     bytes.push(b'\n');
@@ -16,7 +16,7 @@ pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()>
 }
 
 /// Reads JSON from `path`; `None` when it does not exist.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)

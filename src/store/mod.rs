@@ -9,14 +9,14 @@
 //! secrets.
 
 mod desired_cache;
-pub mod generations;
-pub mod inventory;
+pub(crate) mod generations;
+pub(crate) mod inventory;
 mod json;
-pub mod lastgood;
-pub mod objects;
-pub mod packages;
+pub(crate) mod lastgood;
+pub(crate) mod objects;
+pub(crate) mod packages;
 mod secret_contents;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use std::path::{Path, PathBuf};
 
@@ -27,10 +27,10 @@ use crate::agent::AgentState;
 use crate::durable;
 use json::write_json;
 
-pub use generations::{CheckRecord, Generation, Generations, NewGeneration, Status};
-pub use objects::Objects;
-pub use packages::PackageStore;
-pub use snapshot::{Prior, ServicePrior, Snapshot};
+pub(crate) use generations::{CheckRecord, Generation, Generations, NewGeneration, Status};
+pub(crate) use objects::Objects;
+pub(crate) use packages::PackageStore;
+pub(crate) use snapshot::{Prior, ServicePrior, Snapshot};
 
 const STATE_FILE: &str = "state.json";
 /// The stat cache of the managed files.

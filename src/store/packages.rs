@@ -16,7 +16,7 @@ use tracing::{debug, info};
 use crate::plan::rpmver::Nevra;
 
 /// The file name rpm and dnf give a build (no epoch in it).
-pub fn file_name(n: &Nevra) -> String {
+pub(crate) fn file_name(n: &Nevra) -> String {
     format!(
         "{}-{}-{}.{}.rpm",
         n.name, n.evr.version, n.evr.release, n.arch

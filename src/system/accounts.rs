@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-pub use crate::plan::observed::Accounts;
+pub(crate) use crate::plan::observed::Accounts;
 
 use super::command::Cmd;
 use super::fsroot::{FsRoot, Observed};
@@ -15,7 +15,7 @@ use crate::cancel::Cancel;
 
 /// The account databases shadow-utils may rewrite: what a snapshot keeps
 /// before an account step, and a rollback puts back byte for byte.
-pub const DATABASES: [&str; 6] = [
+pub(crate) const DATABASES: [&str; 6] = [
     "/etc/passwd",
     "/etc/group",
     "/etc/shadow",
@@ -26,7 +26,7 @@ pub const DATABASES: [&str; 6] = [
 
 /// Reads the accounts of `root`; missing files mean only `root` exists.
 /// `/etc/shadow` is read only `with_shadow` (a declared password).
-pub fn read(root: &FsRoot, with_shadow: bool) -> Result<Accounts> {
+pub(crate) fn read(root: &FsRoot, with_shadow: bool) -> Result<Accounts> {
     let read = |p: &str| -> Result<String> {
         Ok(match root.observe(p)? {
             Observed::File { .. } => String::from_utf8_lossy(&root.read_file(p)?).into_owned(),
@@ -43,7 +43,7 @@ pub fn read(root: &FsRoot, with_shadow: bool) -> Result<Accounts> {
 
 /// The names of this machine's groups (its `/etc/group`; none when it
 /// has no such file).
-pub fn local_group_names() -> Result<std::collections::BTreeSet<String>> {
+pub(crate) fn local_group_names() -> Result<std::collections::BTreeSet<String>> {
     let text = match std::fs::read_to_string("/etc/group") {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -54,7 +54,7 @@ pub fn local_group_names() -> Result<std::collections::BTreeSet<String>> {
 
 /// Runs one account step: `program args…` (the account's name last), then
 /// `chpasswd -e` with the hash on its standard input, never in an argv.
-pub fn apply(
+pub(crate) fn apply(
     root: &FsRoot,
     program: &str,
     args: &[String],

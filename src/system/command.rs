@@ -32,16 +32,16 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Lines of stderr kept for an error message.
 const STDERR_TAIL_LINES: usize = 12;
 /// Bytes of those lines kept, at most (one line can be huge).
-pub const TAIL_MAX_BYTES: usize = 4096;
+pub(crate) const TAIL_MAX_BYTES: usize = 4096;
 /// Output of a tool driftless parses, per stream, at most: the rpm query
 /// of a thousand packages is tens of KB.
-pub const OUTPUT_MAX: usize = 16 << 20;
+pub(crate) const OUTPUT_MAX: usize = 16 << 20;
 /// What a reported-only command keeps of each stream by default.
-pub const REPORTED_TAIL: usize = 64 << 10;
+pub(crate) const REPORTED_TAIL: usize = 64 << 10;
 
 /// A command to run.
 #[derive(Clone, Debug)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     program: String,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
@@ -58,7 +58,7 @@ pub struct Cmd {
 
 /// What a finished command printed.
 #[derive(Clone, Debug)]
-pub struct Output {
+pub(crate) struct Output {
     /// Exit code.
     pub code: i32,
     /// Standard output, lossily decoded.
@@ -70,7 +70,7 @@ pub struct Output {
 /// Why a command did not give usable output. Callers branch on `Failed`
 /// (a tool's own verdict) versus the rest (driftless could not run it).
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     /// It could not be started.
     #[error("failed to run `{argv}`: {source}")]
     Spawn {
@@ -117,7 +117,7 @@ pub enum CommandError {
 impl Cmd {
     /// A command with a default timeout of 10 minutes (a large dnf
     /// transaction can legitimately take minutes).
-    pub fn new(program: &str) -> Self {
+    pub(crate) fn new(program: &str) -> Self {
         Self {
             program: program.to_owned(),
             args: Vec::new(),
@@ -135,26 +135,26 @@ impl Cmd {
     /// Keeps only the last `bytes` of each output stream, whatever the
     /// child prints: for commands whose output is only logged or reported
     /// (a `[[command]]`, a check, a guard, a hook), never parsed.
-    pub fn tail_only(mut self, bytes: usize) -> Self {
+    pub(crate) fn tail_only(mut self, bytes: usize) -> Self {
         self.keep = bytes;
         self.tail_only = true;
         self
     }
 
     /// Runs the child in `dir` (default: driftless's own working directory).
-    pub fn current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+    pub(crate) fn current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.cwd = Some(dir.into());
         self
     }
 
     /// Appends one argument.
-    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+    pub(crate) fn arg(mut self, a: impl Into<OsString>) -> Self {
         self.args.push(a.into());
         self
     }
 
     /// Appends arguments.
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
@@ -164,14 +164,14 @@ impl Cmd {
     }
 
     /// Sets an environment variable for the child.
-    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+    pub(crate) fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
         self
     }
 
     /// Feeds `data` to the child's standard input (from a thread, so a child
     /// that writes before it reads cannot deadlock us).
-    pub fn stdin(mut self, data: &[u8]) -> Self {
+    pub(crate) fn stdin(mut self, data: &[u8]) -> Self {
         self.stdin = Some(data.to_vec());
         self
     }
@@ -180,32 +180,32 @@ impl Cmd {
     /// exits (for health-check commands: a `cmd &` must not outlive the
     /// check). Not for dnf: a package scriptlet may legitimately start a
     /// process that must keep running.
-    pub fn kill_leftovers(mut self) -> Self {
+    pub(crate) fn kill_leftovers(mut self) -> Self {
         self.kill_leftovers = true;
         self
     }
 
     /// Sets the timeout.
-    pub fn timeout(mut self, t: Duration) -> Self {
+    pub(crate) fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
     }
 
     /// Accepts these exit codes as success (`rpm -q` exits 1 when a
     /// queried package is not installed, which is an answer, not a failure).
-    pub fn ok_codes(mut self, codes: &[i32]) -> Self {
+    pub(crate) fn ok_codes(mut self, codes: &[i32]) -> Self {
         self.ok_codes = codes.to_vec();
         self
     }
 
     /// Accepts every exit code: the caller judges the output itself.
-    pub fn any_code(mut self) -> Self {
+    pub(crate) fn any_code(mut self) -> Self {
         self.ok_codes = (0..=255).collect();
         self
     }
 
     /// The command line as one string, for logs and errors.
-    pub fn argv(&self) -> String {
+    pub(crate) fn argv(&self) -> String {
         std::iter::once(self.program.clone())
             .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
             .collect::<Vec<_>>()
@@ -213,7 +213,7 @@ impl Cmd {
     }
 
     /// Runs the command to completion, or until `cancel` asks to stop.
-    pub fn run(&self, cancel: &Cancel) -> Result<Output, CommandError> {
+    pub(crate) fn run(&self, cancel: &Cancel) -> Result<Output, CommandError> {
         let argv = self.argv();
         if cancel.should_stop() {
             return Err(CommandError::Interrupted { argv });
@@ -427,7 +427,7 @@ fn kill_group(child: &mut Child, pid: Pid) {
 /// one log line, and at most [`TAIL_MAX_BYTES`] of them (the end is kept).
 /// Progress bars (dnf 5 draws them even without a terminal) say nothing
 /// about a failure and are left out.
-pub fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim_end)
@@ -453,7 +453,7 @@ fn is_progress(line: &str) -> bool {
 
 /// The end of `text`, at most `max` bytes of it, cut at a character and
 /// marked with a leading `…` when cut.
-pub fn last_bytes(text: &str, max: usize) -> String {
+pub(crate) fn last_bytes(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
@@ -466,7 +466,7 @@ pub fn last_bytes(text: &str, max: usize) -> String {
 
 /// The start of `text`, at most `max` bytes of it, cut at a character and
 /// marked with a trailing `…` when cut.
-pub fn first_bytes(text: &str, max: usize) -> String {
+pub(crate) fn first_bytes(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }

@@ -19,7 +19,7 @@ use crate::plan::rpmver::Evr;
 
 /// Which dnf is installed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     /// dnf 4 (Python).
     Dnf4,
     /// dnf 5 (C++).
@@ -29,7 +29,7 @@ pub enum Flavor {
 /// One transaction's worth of requests. `install` holds specs (`name` or
 /// `name-evr`): an exact spec installs, upgrades or downgrades to it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Transaction {
+pub(crate) struct Transaction {
     /// Specs to install at exactly that version (or any, for a bare name).
     pub install: Vec<String>,
     /// Names to remove.
@@ -38,14 +38,14 @@ pub struct Transaction {
 
 impl Transaction {
     /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.install.is_empty() && self.remove.is_empty()
     }
 }
 
 /// The dnf of the target (only asked when a transaction or a `latest`
 /// check is needed: a converged host runs no dnf at all).
-pub fn detect(root: &Path, cancel: &Cancel) -> Result<Flavor> {
+pub(crate) fn detect(root: &Path, cancel: &Cancel) -> Result<Flavor> {
     let out = base(root)
         .arg("--version")
         .run(cancel)
@@ -60,7 +60,7 @@ pub fn detect(root: &Path, cancel: &Cancel) -> Result<Flavor> {
 
 /// dnf 5 prints `dnf5 version 5.2.x` (and newer releases a table starting
 /// with `dnf5 version`); dnf 4 prints its bare version (`4.14.0`) first.
-pub fn parse_version(stdout: &str) -> Option<Flavor> {
+pub(crate) fn parse_version(stdout: &str) -> Option<Flavor> {
     let first = stdout.lines().next()?.trim();
     if first.starts_with("dnf5") {
         Some(Flavor::Dnf5)
@@ -74,7 +74,7 @@ pub fn parse_version(stdout: &str) -> Option<Flavor> {
 }
 
 /// `dnf`, with `--installroot` for any root but the running host.
-pub fn base(root: &Path) -> Cmd {
+pub(crate) fn base(root: &Path) -> Cmd {
     let cmd = Cmd::new("dnf");
     if root == Path::new("/") {
         cmd
@@ -88,7 +88,7 @@ pub fn base(root: &Path) -> Cmd {
 /// skips unknown packages and exits 0 on a failed transaction, so it cannot
 /// be trusted): installs, upgrades and downgrades go in one `install`, and
 /// removals, when there are any, in one `remove` before it.
-pub fn command_lines(flavor: Flavor, tx: &Transaction) -> Vec<Vec<String>> {
+pub(crate) fn command_lines(flavor: Flavor, tx: &Transaction) -> Vec<Vec<String>> {
     // An unreachable repository fails the transaction (RHEL's default, not
     // every distribution's): a declared repository is never skipped quietly.
     let common = [
@@ -132,7 +132,7 @@ pub fn command_lines(flavor: Flavor, tx: &Transaction) -> Vec<Vec<String>> {
 
 /// How long a transaction waits for another dnf or rpm (dnf-automatic, an
 /// admin) to finish before giving up for this run.
-pub const BUSY_WAIT: Duration = Duration::from_secs(300);
+pub(crate) const BUSY_WAIT: Duration = Duration::from_secs(300);
 
 /// What dnf says when a package or build is not in the metadata it has.
 const NOT_FOUND: [&str; 3] = [
@@ -146,7 +146,7 @@ const NOT_FOUND: [&str; 3] = [
 /// waited for (up to [`BUSY_WAIT`]). A package or build missing from the
 /// cached metadata (published since dnf last looked) gets one retry with
 /// the metadata refreshed.
-pub fn apply(root: &Path, tx: &Transaction, cancel: &Cancel) -> Result<Vec<u64>> {
+pub(crate) fn apply(root: &Path, tx: &Transaction, cancel: &Cancel) -> Result<Vec<u64>> {
     if tx.is_empty() {
         return Ok(Vec::new());
     }
@@ -184,7 +184,7 @@ pub fn apply(root: &Path, tx: &Transaction, cancel: &Cancel) -> Result<Vec<u64>>
 }
 
 /// The newest transaction id in `dnf history`, if any.
-pub fn last_transaction_id(root: &Path, cancel: &Cancel) -> Result<Option<u64>> {
+pub(crate) fn last_transaction_id(root: &Path, cancel: &Cancel) -> Result<Option<u64>> {
     let out = base(root)
         .args(["history", "list"])
         .run(cancel)
@@ -194,7 +194,7 @@ pub fn last_transaction_id(root: &Path, cancel: &Cancel) -> Result<Option<u64>> 
 
 /// The first data row's id: dnf 4 prints `     7 | -y install … | …`, dnf 5
 /// `      7 dnf5 install …` (newest first in both).
-pub fn parse_history_last_id(stdout: &str) -> Option<u64> {
+pub(crate) fn parse_history_last_id(stdout: &str) -> Option<u64> {
     stdout
         .lines()
         .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
@@ -204,7 +204,11 @@ pub fn parse_history_last_id(stdout: &str) -> Option<u64> {
 /// The newest available EVR of each name, from the enabled repositories: one
 /// metadata query for all `latest` packages. Names no repository offers are
 /// missing from the map.
-pub fn latest(root: &Path, names: &[String], cancel: &Cancel) -> Result<BTreeMap<String, Evr>> {
+pub(crate) fn latest(
+    root: &Path,
+    names: &[String],
+    cancel: &Cancel,
+) -> Result<BTreeMap<String, Evr>> {
     // dnf 5's --qf does not end records with a newline of its own; dnf 4's
     // does, and then prints an empty line too, which the parser skips. So
     // one format serves both and no `dnf --version` call is needed.
@@ -226,7 +230,7 @@ pub fn latest(root: &Path, names: &[String], cancel: &Cancel) -> Result<BTreeMap
 
 /// Parses the repoquery lines; for a name offered for several
 /// architectures, keeps the newest EVR.
-pub fn parse_latest(stdout: &str) -> BTreeMap<String, Evr> {
+pub(crate) fn parse_latest(stdout: &str) -> BTreeMap<String, Evr> {
     let mut out: BTreeMap<String, Evr> = BTreeMap::new();
     for line in stdout.lines() {
         let f: Vec<&str> = line.split('\t').collect();
@@ -252,7 +256,7 @@ pub fn parse_latest(stdout: &str) -> BTreeMap<String, Evr> {
 /// Where the repositories offer each of `specs` (`name-evr.arch`): one
 /// `repoquery --location` line per build, a `file://` path or an http(s)
 /// URL.
-pub fn locations(root: &Path, specs: &[String], cancel: &Cancel) -> Result<Vec<String>> {
+pub(crate) fn locations(root: &Path, specs: &[String], cancel: &Cancel) -> Result<Vec<String>> {
     let out = base(root)
         .args(["-q", "repoquery", "--location"])
         .args(specs)
@@ -272,7 +276,7 @@ pub fn locations(root: &Path, specs: &[String], cancel: &Cancel) -> Result<Vec<S
 const CACHE_DIRS: [&str; 2] = ["var/cache/dnf", "var/cache/libdnf5"];
 
 /// The RPM file `name` in dnf's package cache under `root`, if there.
-pub fn cached_rpm(root: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn cached_rpm(root: &Path, name: &str) -> Option<PathBuf> {
     for cache in CACHE_DIRS {
         let Ok(repos) = std::fs::read_dir(root.join(cache)) else {
             continue;
@@ -289,7 +293,7 @@ pub fn cached_rpm(root: &Path, name: &str) -> Option<PathBuf> {
 
 /// Refuses specs that dnf would read as options or globs: they come from
 /// validated names and EVRs, so this is a last line of defence.
-pub fn check_spec(spec: &str) -> Result<()> {
+pub(crate) fn check_spec(spec: &str) -> Result<()> {
     if spec.starts_with('-') || spec.contains(['*', '?', '[', ' ']) {
         bail!("refusing package spec `{spec}`");
     }

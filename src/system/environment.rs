@@ -17,7 +17,7 @@ use super::command::CommandError;
 /// A failure the host is to blame for, with the words to show for it.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Environment(pub String);
+pub(crate) struct Environment(pub String);
 
 /// What dnf, rpm and systemctl say when the machine, not the request, is
 /// the problem.
@@ -64,7 +64,7 @@ fn errno_is_environment(e: Errno) -> bool {
 }
 
 /// Whether the environment is to blame for `error` (anywhere in its chain).
-pub fn is_to_blame(error: &anyhow::Error) -> bool {
+pub(crate) fn is_to_blame(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         if cause.is::<Environment>() {
             return true;

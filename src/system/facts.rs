@@ -4,7 +4,7 @@ use crate::desired::Facts;
 
 /// Reads the facts of this machine. Missing sources give empty values: a
 /// minimal container without `/etc/machine-id` is still a valid host.
-pub fn gather() -> Facts {
+pub(crate) fn gather() -> Facts {
     let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let os_field = |key: &str| {
         os.lines()
@@ -67,7 +67,7 @@ fn fqdn(node: &str) -> String {
 /// Who runs this command, for the record of an operator's action: the
 /// user's name, and the one behind `sudo` when there is one
 /// (`alice (via sudo as root)`).
-pub fn invoking_user() -> String {
+pub(crate) fn invoking_user() -> String {
     let uid = nix::unistd::getuid();
     let name = nix::unistd::User::from_uid(uid)
         .ok()

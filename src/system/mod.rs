@@ -3,15 +3,15 @@
 //! services (rpm, dnf, systemctl), all run through one subprocess helper
 //! ([`command`]); and the probes of health checks.
 
-pub mod accounts;
-pub mod command;
-pub mod dnf;
-pub mod environment;
-pub mod facts;
-pub mod fsroot;
-pub mod probes;
-pub mod process;
-pub mod rpm;
-pub mod selinux;
-pub mod systemctl;
-pub mod trust;
+pub(crate) mod accounts;
+pub(crate) mod command;
+pub(crate) mod dnf;
+pub(crate) mod environment;
+pub(crate) mod facts;
+pub(crate) mod fsroot;
+pub(crate) mod probes;
+pub(crate) mod process;
+pub(crate) mod rpm;
+pub(crate) mod selinux;
+pub(crate) mod systemctl;
+pub(crate) mod trust;

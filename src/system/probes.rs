@@ -13,7 +13,7 @@ use crate::cancel::Cancel;
 /// Runs `argv` (no shell) within `timeout`; success is exit code 0. What it
 /// leaves running in its process group is killed: a `cmd &` must not
 /// outlive the check.
-pub fn command(argv: &[String], timeout: Duration, cancel: &Cancel) -> Result<()> {
+pub(crate) fn command(argv: &[String], timeout: Duration, cancel: &Cancel) -> Result<()> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("empty command"))?;
@@ -27,7 +27,7 @@ pub fn command(argv: &[String], timeout: Duration, cancel: &Cancel) -> Result<()
 }
 
 /// Whether the running systemd says `unit` is active.
-pub fn unit_active(unit: &str, cancel: &Cancel) -> Result<()> {
+pub(crate) fn unit_active(unit: &str, cancel: &Cancel) -> Result<()> {
     let states = systemctl::show(std::slice::from_ref(&unit.to_owned()), cancel)?;
     match states.get(unit).map(|o| o.active_state.as_str()) {
         Some("active") => Ok(()),
@@ -38,7 +38,7 @@ pub fn unit_active(unit: &str, cancel: &Cancel) -> Result<()> {
 
 /// GET `url`; success is a 2xx status. Redirects are not followed: a
 /// health endpoint that redirects is answering something else.
-pub fn http_get(url: &str, timeout: Duration, cancel: &Cancel) -> Result<()> {
+pub(crate) fn http_get(url: &str, timeout: Duration, cancel: &Cancel) -> Result<()> {
     let mut easy = curl::easy::Easy::new();
     easy.url(url)?;
     easy.timeout(timeout)?;

@@ -13,7 +13,7 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Waits until no dnf or rpm process runs, at most `bound`. A stop request
 /// ends the wait with an error: nothing is restored under a running dnf.
-pub fn wait_for_package_managers(bound: Duration, cancel: &Cancel) -> Result<()> {
+pub(crate) fn wait_for_package_managers(bound: Duration, cancel: &Cancel) -> Result<()> {
     let deadline = Instant::now() + bound;
     loop {
         let busy = package_manager_pids();
@@ -37,7 +37,7 @@ pub fn wait_for_package_managers(bound: Duration, cancel: &Cancel) -> Result<()>
 }
 
 /// The pids of running (not zombie) dnf, rpm and yum processes, but ours.
-pub fn package_manager_pids() -> Vec<u32> {
+pub(crate) fn package_manager_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -27,10 +27,10 @@ fn base(root: &Path) -> Cmd {
 
 /// Installed builds of each queried name; a name that is not installed maps
 /// to an empty list. Several builds may be installed at once (kernels).
-pub type Installed = BTreeMap<String, Vec<Nevra>>;
+pub(crate) type Installed = BTreeMap<String, Vec<Nevra>>;
 
 /// Queries the rpm database under `root` (`/` for the running host).
-pub fn query(root: &Path, names: &[String], cancel: &Cancel) -> Result<Installed> {
+pub(crate) fn query(root: &Path, names: &[String], cancel: &Cancel) -> Result<Installed> {
     if names.is_empty() {
         return Ok(Installed::new());
     }
@@ -50,7 +50,7 @@ pub fn query(root: &Path, names: &[String], cancel: &Cancel) -> Result<Installed
 /// The installed builds that provide the capability `name` (`rpm -q
 /// --whatprovides`): a name no package is called by can still be
 /// installed, as a virtual provide (`module-init-tools` is kmod's).
-pub fn what_provides(root: &Path, name: &str, cancel: &Cancel) -> Result<Vec<Nevra>> {
+pub(crate) fn what_provides(root: &Path, name: &str, cancel: &Cancel) -> Result<Vec<Nevra>> {
     let cmd = base(root)
         .args(["-q", "--whatprovides", "--qf", QUERY_FORMAT, "--"])
         .arg(name)
@@ -66,7 +66,7 @@ pub fn what_provides(root: &Path, name: &str, cancel: &Cancel) -> Result<Vec<Nev
 
 /// Every installed build under `root` (`rpm -qa`): the package set a
 /// snapshot records and a rollback restores. Sorted.
-pub fn query_all(root: &Path, cancel: &Cancel) -> Result<Vec<Nevra>> {
+pub(crate) fn query_all(root: &Path, cancel: &Cancel) -> Result<Vec<Nevra>> {
     let out = base(root)
         .args(["-qa", "--qf", QUERY_FORMAT])
         .timeout(Duration::from_secs(300))
@@ -98,7 +98,7 @@ fn parse_lines(stdout: &str) -> impl Iterator<Item = Nevra> + '_ {
 /// `rpm -q` exits with the number of queried packages that are not
 /// installed ("package x is not installed" on stdout): that is an answer.
 /// A real failure (a broken database) says so on stderr.
-pub fn check_exit(code: i32, stderr: &str) -> Result<()> {
+pub(crate) fn check_exit(code: i32, stderr: &str) -> Result<()> {
     if code != 0 && !stderr.trim().is_empty() {
         anyhow::bail!("exit code {code}: {}", super::command::tail(stderr, 12));
     }
@@ -108,7 +108,7 @@ pub fn check_exit(code: i32, stderr: &str) -> Result<()> {
 /// Parses `rpm -q --qf QUERY_FORMAT` output. Lines of other shapes ("package
 /// x is not installed") are skipped; builds are kept only for the names
 /// asked for (`rpm -q foo-1` would also match package `foo` version 1).
-pub fn parse_query(stdout: &str, names: &[String]) -> Installed {
+pub(crate) fn parse_query(stdout: &str, names: &[String]) -> Installed {
     let mut out: Installed = names.iter().map(|n| (n.clone(), Vec::new())).collect();
     for nevra in parse_lines(stdout) {
         if let Some(list) = out.get_mut(&nevra.name)

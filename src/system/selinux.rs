@@ -25,12 +25,12 @@ use selinux::SecurityContext;
 use selinux::label::{Labeler, back_end};
 
 /// The root's SELinux configuration: which policy is in force.
-pub const CONFIG: &str = "/etc/selinux/config";
+pub(crate) const CONFIG: &str = "/etc/selinux/config";
 
 /// What a label is looked up for: the policy's lines may depend on it
 /// (`--` regular files only, `-d` directories, `-l` symlinks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     /// A regular file.
     File,
     /// A directory.
@@ -51,7 +51,7 @@ impl FileKind {
 }
 
 /// The file contexts of a root's SELinux policy, opened for lookups.
-pub struct Policy {
+pub(crate) struct Policy {
     labeler: Labeler<back_end::File>,
     file_contexts: PathBuf,
 }
@@ -67,14 +67,14 @@ impl std::fmt::Debug for Policy {
 /// The host path of the `file_contexts` that the root SELinux
 /// configuration `config` (the text of `/etc/selinux/config`) puts in
 /// force, or `None` when it says `SELINUX=disabled`.
-pub fn policy_file(config: &str) -> Result<Option<String>, String> {
+pub(crate) fn policy_file(config: &str) -> Result<Option<String>, String> {
     Ok(policy_type(config)?.map(|t| format!("/etc/selinux/{t}/contexts/files/file_contexts")))
 }
 
 impl Policy {
     /// Opens the policy whose `file_contexts` is at `file_contexts` (a
     /// real path, the root's included).
-    pub fn open(file_contexts: &Path) -> Result<Self> {
+    pub(crate) fn open(file_contexts: &Path) -> Result<Self> {
         Ok(Self {
             labeler: open_labeler(file_contexts)?,
             file_contexts: file_contexts.to_owned(),
@@ -83,14 +83,14 @@ impl Policy {
 
     /// The `file_contexts` file the lookups read (with its `.local`,
     /// `.homedirs`, `.subs` and `.subs_dist` companions).
-    pub fn file_contexts(&self) -> &Path {
+    pub(crate) fn file_contexts(&self) -> &Path {
         &self.file_contexts
     }
 
     /// The policy's context for `host_path` as a `kind`; `None` when the
     /// policy has no context for it (no line matches, or `<<none>>`: such
     /// paths are left as they are).
-    pub fn default_for(&self, host_path: &str, kind: FileKind) -> Result<Option<String>> {
+    pub(crate) fn default_for(&self, host_path: &str, kind: FileKind) -> Result<Option<String>> {
         let key = CString::new(host_path)
             .with_context(|| format!("{host_path} cannot be looked up in the SELinux policy"))?;
         match self.labeler.look_up(&key, kind.mode()) {
@@ -167,7 +167,7 @@ fn text_of(bytes: &[u8]) -> String {
 }
 
 /// The label of the open file or directory `fd` (`None`: it has none).
-pub fn of_fd(fd: BorrowedFd<'_>) -> Result<Option<String>> {
+pub(crate) fn of_fd(fd: BorrowedFd<'_>) -> Result<Option<String>> {
     SecurityContext::of_file(&fd.as_raw_fd(), true)
         .map(|c| c.map(|c| text_of(c.as_bytes())))
         .map_err(|e| anyhow!(e))
@@ -188,14 +188,14 @@ fn entry_path(dir: BorrowedFd<'_>, name: &str) -> Result<PathBuf> {
 
 /// The label of the entry `name` in `dir`, without following it (for a
 /// symlink: the link's own label).
-pub fn of_entry(dir: BorrowedFd<'_>, name: &str) -> Result<Option<String>> {
+pub(crate) fn of_entry(dir: BorrowedFd<'_>, name: &str) -> Result<Option<String>> {
     SecurityContext::of_path(entry_path(dir, name)?, false, true)
         .map(|c| c.map(|c| text_of(c.as_bytes())))
         .map_err(|e| anyhow!(e))
 }
 
 /// Sets the label of the entry `name` in `dir`, without following it.
-pub fn set_entry(dir: BorrowedFd<'_>, name: &str, label: &str) -> Result<()> {
+pub(crate) fn set_entry(dir: BorrowedFd<'_>, name: &str, label: &str) -> Result<()> {
     let text = c_label(label)?;
     SecurityContext::from_c_str(&text, true)
         .set_for_path(entry_path(dir, name)?, false, true)

@@ -14,7 +14,7 @@ use crate::plan::observed::UnitObs;
 const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,FragmentPath,NeedDaemonReload,RefuseManualStart,RefuseManualStop";
 
 /// Reads the live state of `units` from the running systemd.
-pub fn show(units: &[String], cancel: &Cancel) -> Result<BTreeMap<String, UnitObs>> {
+pub(crate) fn show(units: &[String], cancel: &Cancel) -> Result<BTreeMap<String, UnitObs>> {
     if units.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -33,7 +33,7 @@ pub fn show(units: &[String], cancel: &Cancel) -> Result<BTreeMap<String, UnitOb
 /// Enablement under `root` (`systemctl --root` reads unit files only).
 /// One call per unit: for a unit that does not exist, `is-enabled` prints
 /// nothing on stdout, so answers of a joint call could not be paired up.
-pub fn is_enabled_in_root(
+pub(crate) fn is_enabled_in_root(
     root: &Path,
     units: &[String],
     cancel: &Cancel,
@@ -65,7 +65,7 @@ pub fn is_enabled_in_root(
 
 /// The state of `units` under `root`: live from systemd for the running
 /// host, enablement only (`systemctl --root`) for any other root.
-pub fn unit_states(
+pub(crate) fn unit_states(
     root: &crate::system::fsroot::FsRoot,
     units: &[String],
     cancel: &Cancel,
@@ -78,7 +78,7 @@ pub fn unit_states(
 }
 
 /// Parses `systemctl show` blocks (separated by blank lines).
-pub fn parse_show(stdout: &str) -> Vec<UnitObs> {
+pub(crate) fn parse_show(stdout: &str) -> Vec<UnitObs> {
     let mut out = Vec::new();
     for block in stdout.split("\n\n") {
         if block.trim().is_empty() {
@@ -108,7 +108,12 @@ pub fn parse_show(stdout: &str) -> Vec<UnitObs> {
 /// restart or reload on the running host, the error carries its last
 /// journal lines: what `systemctl status` would show (sshd's "Bad
 /// configuration option", say), not only that systemctl failed.
-pub fn run(root: Option<&Path>, verb: &str, units: &[String], cancel: &Cancel) -> Result<()> {
+pub(crate) fn run(
+    root: Option<&Path>,
+    verb: &str,
+    units: &[String],
+    cancel: &Cancel,
+) -> Result<()> {
     let mut cmd = Cmd::new("systemctl");
     if let Some(r) = root {
         cmd = cmd.arg(format!("--root={}", r.display()));
@@ -137,7 +142,7 @@ pub fn run(root: Option<&Path>, verb: &str, units: &[String], cancel: &Cancel) -
 
 /// Restarts `unit` with its own command (`restart_command`: a unit that
 /// refuses a manual stop); a failure carries the unit's last journal lines.
-pub fn restart_with(unit: &str, argv: &[String], cancel: &Cancel) -> Result<()> {
+pub(crate) fn restart_with(unit: &str, argv: &[String], cancel: &Cancel) -> Result<()> {
     let (program, args) = argv
         .split_first()
         .with_context(|| format!("the restart_command of {unit} is empty"))?;
@@ -164,7 +169,7 @@ const JOURNAL_LINES: &str = "10";
 
 /// The unit's last journal lines, joined (bounded by the command helper's
 /// tail), or `None` when there are none or journalctl cannot say.
-pub fn last_journal_lines(unit: &str, cancel: &Cancel) -> Option<String> {
+pub(crate) fn last_journal_lines(unit: &str, cancel: &Cancel) -> Option<String> {
     let out = Cmd::new("journalctl")
         .args(["--no-pager", "-o", "cat", "-n", JOURNAL_LINES, "-u", unit])
         .timeout(Duration::from_secs(10))

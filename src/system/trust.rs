@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 /// The text of the private key file `path`: a regular file owned by the
 /// user driftless runs as, with no permission bits for group or others.
-pub fn read_private(path: &Path) -> Result<String> {
+pub(crate) fn read_private(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("failed to read key file {}", path.display()))?;
     if !meta.is_file() {
@@ -41,7 +41,7 @@ pub fn read_private(path: &Path) -> Result<String> {
 /// directory above it are owned by one of them and not writable by group
 /// or others (a directory with the sticky bit, such as /tmp, excepted:
 /// there nobody else may replace a file they do not own).
-pub fn check_program(path: &Path) -> Result<()> {
+pub(crate) fn check_program(path: &Path) -> Result<()> {
     let real = std::fs::canonicalize(path)
         .with_context(|| format!("cannot find the program {}", path.display()))?;
     let me = nix::unistd::geteuid().as_raw();

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port nothing listens on now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -17,7 +17,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until something accepts connections on `port`.
-pub fn wait_for_port(port: u16) {
+pub(crate) fn wait_for_port(port: u16) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -29,7 +29,7 @@ pub fn wait_for_port(port: u16) {
 }
 
 /// Runs a command that must succeed.
-pub fn run(cmd: &mut Command) {
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -39,7 +39,7 @@ pub fn run(cmd: &mut Command) {
 }
 
 /// A child process stopped with SIGTERM (by pid) and reaped on drop.
-pub struct Server(pub Child);
+pub(crate) struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -50,7 +50,7 @@ impl Drop for Server {
 
 /// A throwaway CA (`ca.crt`) and a certificate for 127.0.0.1 signed by it
 /// (`server.crt`, `server.key`), in `dir`.
-pub fn make_certs(dir: &Path) {
+pub(crate) fn make_certs(dir: &Path) {
     run(Command::new("openssl")
         .current_dir(dir)
         .args([
@@ -92,7 +92,7 @@ pub fn make_certs(dir: &Path) {
 
 /// nginx + fcgiwrap serving the bare repos in `dir` at
 /// `https://127.0.0.1:PORT/git/NAME.git`.
-pub struct HttpsGit {
+pub(crate) struct HttpsGit {
     dir: PathBuf,
     /// The port it listens on (kept across [`HttpsGit::stop`] and
     /// [`HttpsGit::start`]).
@@ -103,7 +103,7 @@ pub struct HttpsGit {
 impl HttpsGit {
     /// Certificates in `dir`, then the servers. `dir` must be reachable by
     /// nginx's workers (made 0755).
-    pub fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         make_certs(dir);
         let mut s = Self {
@@ -116,22 +116,22 @@ impl HttpsGit {
     }
 
     /// The CA that signed the server's certificate.
-    pub fn ca(&self) -> PathBuf {
+    pub(crate) fn ca(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }
 
     /// The URL of the bare repo `dir/NAME.git`.
-    pub fn url(&self, name: &str) -> String {
+    pub(crate) fn url(&self, name: &str) -> String {
         format!("https://127.0.0.1:{}/git/{name}.git", self.port)
     }
 
     /// Stops both servers (the port refuses connections until `start`).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.servers.clear();
     }
 
     /// Starts both servers (again).
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let dir = &self.dir;
         let sock = dir.join("fcgi.sock");
         let _ = std::fs::remove_file(&sock);

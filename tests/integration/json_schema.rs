@@ -18,7 +18,7 @@ macro_rules! document {
     ($name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
         #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
-        pub struct $name {
+        pub(crate) struct $name {
             schema: u32,
             command: Option<String>,
             result: Outcome,
@@ -399,7 +399,7 @@ document!(UsageError {});
 /// any field the contract does not know, a missing one, or a wrong type.
 /// Also checks what holds for every document: schema 1 and an exit code
 /// that agrees with the result.
-pub fn check(stdout: &str, exit_code: i32) -> Value {
+pub(crate) fn check(stdout: &str, exit_code: i32) -> Value {
     let value: Value = serde_json::from_str(stdout)
         .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"));
     let typed = |r: Result<(), serde_json::Error>| {

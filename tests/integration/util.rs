@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// The outcome of one run of the binary.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -17,7 +17,7 @@ pub struct Run {
 impl Run {
     /// Asserts the exit code, showing the output when it differs.
     #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub(crate) fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
             self.code, code,
             "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
@@ -30,50 +30,54 @@ impl Run {
 
 /// A scratch area with an agent config of its own, so tests never read
 /// /etc/driftless.
-pub struct Env {
+pub(crate) struct Env {
     pub dir: tempfile::TempDir,
 }
 
 impl Env {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = Self { dir };
         env.set_config("");
         env
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("agent.toml")
     }
 
     /// Writes the agent config: `text`, with this env's own state
     /// directory (tests never touch /var/lib/driftless).
-    pub fn set_config(&self, text: &str) {
+    pub(crate) fn set_config(&self, text: &str) {
         let text = format!("state_dir = \"{}\"\n{text}", self.state_dir().display());
         std::fs::write(self.config(), text).expect("write agent.toml");
     }
 
     /// Writes the agent config exactly as given.
-    pub fn set_raw_config(&self, text: &str) {
+    pub(crate) fn set_raw_config(&self, text: &str) {
         std::fs::write(self.config(), text).expect("write agent.toml");
     }
 
     /// Where this env's agent keeps its state.
-    pub fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
     /// Runs `driftless ARGS --config <this env's config>`.
-    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Run {
+    pub(crate) fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Run {
         self.run_env(args, &[])
     }
 
     /// Like [`Env::run`], with extra environment variables.
-    pub fn run_env<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], vars: &[(&str, &str)]) -> Run {
+    pub(crate) fn run_env<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[S],
+        vars: &[(&str, &str)],
+    ) -> Run {
         let config = self.config();
         let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
             .args(args)
@@ -96,12 +100,12 @@ impl Env {
 
 /// `converge --now --create-root` of `host` from `repo` into `root` (the
 /// tests converge into fresh temporary roots).
-pub fn converge_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
+pub(crate) fn converge_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
     on(&["converge", "--now", "--create-root"], repo, root, host)
 }
 
 /// `plan --json` of `host` from `repo` against `root`.
-pub fn plan_json_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
+pub(crate) fn plan_json_args(repo: &Path, root: &Path, host: &str) -> Vec<String> {
     on(&["plan", "--json"], repo, root, host)
 }
 
@@ -119,7 +123,7 @@ fn on(command: &[&str], repo: &Path, root: &Path, host: &str) -> Vec<String> {
 }
 
 /// Writes a config repo from (path, content) pairs.
-pub fn write_repo(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write_repo(dir: &Path, files: &[(&str, &str)]) {
     for (p, c) in files {
         let full = dir.join(p);
         std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
@@ -128,15 +132,15 @@ pub fn write_repo(dir: &Path, files: &[(&str, &str)]) {
 }
 
 /// The repo shipped in examples/.
-pub fn example_repo() -> PathBuf {
+pub(crate) fn example_repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo")
 }
 
 /// Everything observable about each entry of a tree: type, metadata,
 /// mtime, inode, and content hash or link target.
-pub type Fingerprint = BTreeMap<PathBuf, String>;
+pub(crate) type Fingerprint = BTreeMap<PathBuf, String>;
 
-pub fn fingerprint(root: &Path) -> Fingerprint {
+pub(crate) fn fingerprint(root: &Path) -> Fingerprint {
     let mut out = BTreeMap::new();
     if root.exists() {
         walk(root, root, &mut out);
@@ -190,7 +194,7 @@ fn md5ish(data: &[u8]) -> u64 {
 
 /// What a recording hook wrote (`env | grep ^DRIFTLESS_ | sort` then
 /// `---`, per run): one map of its variables per run.
-pub fn hook_records(text: &str) -> Vec<BTreeMap<String, String>> {
+pub(crate) fn hook_records(text: &str) -> Vec<BTreeMap<String, String>> {
     text.split("---\n")
         .filter(|run| !run.trim().is_empty())
         .map(|run| {
@@ -206,7 +210,7 @@ pub fn hook_records(text: &str) -> Vec<BTreeMap<String, String>> {
 /// resident set (KiB) of the largest process of its tree, as the kernel
 /// counted it (`getrusage` of the children, read by a python3 wrapper
 /// that only waits): a bound on memory, not a timing.
-pub fn run_measured(config: &Path, args: &[String]) -> (Run, u64) {
+pub(crate) fn run_measured(config: &Path, args: &[String]) -> (Run, u64) {
     let out = Command::new("python3")
         .args([
             "-c",

@@ -30,7 +30,7 @@ pub struct File {
 
 /// A `[[file]]` before its content is read and rendered.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileSpec {
+pub(crate) struct FileSpec {
     /// Host path.
     pub path: String,
     /// Present or absent.

@@ -17,16 +17,16 @@ use super::parser::Parser;
 use super::schema::Fields;
 use super::values::{Content, ContentSpec, Ensure, Meta, SelinuxParts};
 
-pub mod command;
-pub mod directory;
-pub mod file;
-pub mod group;
-pub mod package;
-pub mod repo;
-pub mod service;
-pub mod symlink;
-pub mod sysctl_file;
-pub mod user;
+pub(crate) mod command;
+pub(crate) mod directory;
+pub(crate) mod file;
+pub(crate) mod group;
+pub(crate) mod package;
+pub(crate) mod repo;
+pub(crate) mod service;
+pub(crate) mod symlink;
+pub(crate) mod sysctl_file;
+pub(crate) mod user;
 
 /// What identifies a resource, and the path it manages: the same for a
 /// declaration and for the resource it becomes.
@@ -261,7 +261,7 @@ pub(crate) struct Parsed<S> {
 
 impl<S> Parsed<S> {
     /// A declaration with no positions of its own.
-    pub fn plain(spec: S) -> Self {
+    pub(crate) fn plain(spec: S) -> Self {
         Self {
             spec,
             content_line: 0,
@@ -430,7 +430,7 @@ macro_rules! kinds {
 
         impl Spec {
             /// The identity of the declared resource.
-            pub fn id(&self) -> ResourceId {
+            pub(crate) fn id(&self) -> ResourceId {
                 match self {
                     $(Spec::$variant(s) => ResourceId::new(Kind::$variant, s.key()),)*
                 }
@@ -438,7 +438,7 @@ macro_rules! kinds {
 
             /// The host path the declaration manages, if it is a
             /// filesystem object.
-            pub fn path(&self) -> Option<String> {
+            pub(crate) fn path(&self) -> Option<String> {
                 match self {
                     $(Spec::$variant(s) => Identity::path(s),)*
                 }

@@ -48,7 +48,7 @@ pub enum RepoLocation {
 }
 
 /// The host path of repo `name`'s file.
-pub fn repo_path(name: &str) -> String {
+pub(crate) fn repo_path(name: &str) -> String {
     format!("/etc/yum.repos.d/{name}.repo")
 }
 

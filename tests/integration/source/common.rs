@@ -9,12 +9,12 @@ use driftless::source::git::GitSourceSettings;
 use gix::ObjectId;
 
 /// Runs `git` in `dir` isolated from the host's git config, returning stdout.
-pub fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     git_env(dir, args, &[])
 }
 
 /// Like [`git`], with extra environment variables.
-pub fn git_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
+pub(crate) fn git_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -46,14 +46,14 @@ pub fn git_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
 }
 
 /// A fresh non-bare repository on branch `main`.
-pub fn new_repo(dir: &Path) -> PathBuf {
+pub(crate) fn new_repo(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).expect("mkdir");
     git(dir, &["init", "-q"]);
     dir.to_path_buf()
 }
 
 /// Writes `path` (creating parents) and commits everything with `msg`.
-pub fn commit_file(repo: &Path, path: &str, contents: &str, msg: &str) -> ObjectId {
+pub(crate) fn commit_file(repo: &Path, path: &str, contents: &str, msg: &str) -> ObjectId {
     let full = repo.join(path);
     std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
     std::fs::write(&full, contents).expect("write");
@@ -63,17 +63,17 @@ pub fn commit_file(repo: &Path, path: &str, contents: &str, msg: &str) -> Object
 }
 
 /// The id of `HEAD` in `repo`.
-pub fn head(repo: &Path) -> ObjectId {
+pub(crate) fn head(repo: &Path) -> ObjectId {
     rev(repo, "HEAD")
 }
 
 /// Resolves `spec` in `repo`.
-pub fn rev(repo: &Path, spec: &str) -> ObjectId {
+pub(crate) fn rev(repo: &Path, spec: &str) -> ObjectId {
     ObjectId::from_hex(git(repo, &["rev-parse", spec]).as_bytes()).expect("hex id")
 }
 
 /// Settings for `url` on branch `main` with `timeout`.
-pub fn settings(url: &str, timeout: Duration) -> GitSourceSettings {
+pub(crate) fn settings(url: &str, timeout: Duration) -> GitSourceSettings {
     GitSourceSettings {
         url: url.to_owned(),
         branch: "main".to_owned(),
@@ -85,7 +85,7 @@ pub fn settings(url: &str, timeout: Duration) -> GitSourceSettings {
 }
 
 /// Number of `.pack` files in a bare cache.
-pub fn pack_count(cache: &Path) -> usize {
+pub(crate) fn pack_count(cache: &Path) -> usize {
     std::fs::read_dir(cache.join("objects/pack"))
         .map(|d| {
             d.filter_map(Result::ok)

@@ -3,7 +3,7 @@
 //! ssh-keygen and gpg.
 
 mod cli;
-pub mod common;
+pub(crate) mod common;
 mod fetch;
 mod servers;
 mod tree;

@@ -13,7 +13,7 @@ use driftless::source::verify::{
 use gix::ObjectId;
 
 /// Makes an ed25519 key pair `dir/name` (+ `.pub`), returning the private key path.
-pub fn ssh_key(dir: &Path, name: &str) -> PathBuf {
+pub(super) fn ssh_key(dir: &Path, name: &str) -> PathBuf {
     let key = dir.join(name);
     let st = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
@@ -24,7 +24,7 @@ pub fn ssh_key(dir: &Path, name: &str) -> PathBuf {
     key
 }
 
-pub fn public_key(key: &Path) -> String {
+pub(super) fn public_key(key: &Path) -> String {
     std::fs::read_to_string(key.with_extension("pub"))
         .unwrap()
         .trim()
@@ -47,7 +47,7 @@ fn ssh_fingerprint(key: &Path) -> String {
 }
 
 /// Commits a change signed with the ssh `key`.
-pub fn ssh_signed_commit(repo: &Path, key: &Path, file: &str, msg: &str) -> ObjectId {
+pub(super) fn ssh_signed_commit(repo: &Path, key: &Path, file: &str, msg: &str) -> ObjectId {
     std::fs::write(repo.join(file), msg).unwrap();
     git(repo, &["add", "-A"]);
     let signing_key = format!("user.signingkey={}", key.display());

@@ -22,10 +22,10 @@ const SANDBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/system/sandbox
 
 /// Where the host's agent config lives: an empty file, so that driftless
 /// never reads the host's /etc/driftless.
-pub const AGENT_CONFIG: &str = "/srv/agent.toml";
+pub(super) const AGENT_CONFIG: &str = "/srv/agent.toml";
 
 /// The config repo inside the host, replaced by [`Host::write_config`].
-pub const CONFIG_DIR: &str = "/srv/config";
+pub(super) const CONFIG_DIR: &str = "/srv/config";
 
 /// What every host shares, prepared once per test binary.
 struct Prepared {
@@ -37,7 +37,7 @@ static PREPARED: OnceLock<Prepared> = OnceLock::new();
 
 /// The Debian suite a host is built from, and with it its rpm and dnf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Suite {
+pub(super) enum Suite {
     /// dnf 4.14 and rpm 4.18: RHEL 9's generation.
     Bookworm,
     /// dnf 5.4 and rpm 6.1: Fedora 41+ and EL 11's generation.
@@ -60,22 +60,22 @@ thread_local! {
 
 /// Runs `test` with every host it boots built from `suite`: the same
 /// test on dnf 4 and on dnf 5.
-pub fn on_suite(suite: Suite, test: fn()) {
+pub(super) fn on_suite(suite: Suite, test: fn()) {
     SUITE.set(suite);
     test();
 }
 
 /// The suite of the hosts this test boots.
-pub fn suite() -> Suite {
+pub(super) fn suite() -> Suite {
     SUITE.get()
 }
 
 /// What the dnf of this test's hosts says, in its own words.
-pub mod dnf_says {
+pub(super) mod dnf_says {
     use super::{Suite, suite};
 
     /// No package matches `spec`.
-    pub fn no_match(spec: &str) -> String {
+    pub(crate) fn no_match(spec: &str) -> String {
         match suite() {
             Suite::Bookworm => format!("Unable to find a match: {spec}"),
             Suite::Forky => format!("No match for argument: {spec}"),
@@ -83,7 +83,7 @@ pub mod dnf_says {
     }
 
     /// A `%pre` scriptlet failed.
-    pub fn pre_scriptlet_failed() -> &'static str {
+    pub(crate) fn pre_scriptlet_failed() -> &'static str {
         match suite() {
             Suite::Bookworm => "Error in PREIN scriptlet",
             Suite::Forky => "Error in %pre scriptlet",
@@ -91,7 +91,7 @@ pub mod dnf_says {
     }
 
     /// The metadata of `repo` could not be downloaded.
-    pub fn repo_unreachable(repo: &str) -> String {
+    pub(crate) fn repo_unreachable(repo: &str) -> String {
         match suite() {
             Suite::Bookworm => format!("Failed to download metadata for repo '{repo}'"),
             Suite::Forky => format!("for repository \"{repo}\""),
@@ -172,7 +172,7 @@ fn try_sandbox(args: &[&str]) -> std::io::Result<Run> {
 
 /// A running sandbox host. Dropping it stops the host and deletes its disk,
 /// also when the test panicked.
-pub struct Host {
+pub(super) struct Host {
     /// WORKDIR of `sandbox.sh`; `None` once dropped or kept for inspection.
     workdir: Option<tempfile::TempDir>,
     /// The host's systemd, as seen from this machine.
@@ -191,7 +191,7 @@ static ONE_HOST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Host {
     /// Boots a fresh host named `hostname` with driftless installed, the
     /// test repository at /srv/repo and an empty agent config.
-    pub fn boot(hostname: &str) -> Host {
+    pub(super) fn boot(hostname: &str) -> Host {
         // A test that panicked while holding it poisons nothing we need.
         let serial = ONE_HOST_AT_A_TIME
             .lock()
@@ -237,20 +237,20 @@ impl Host {
 
     /// The host's `/`, writable from outside while it runs. Mounts made
     /// inside (/run, /tmp, /proc) are not visible here.
-    pub fn root(&self) -> PathBuf {
+    pub(super) fn root(&self) -> PathBuf {
         let wd = self.workdir.as_ref().expect("host already dropped");
         wd.path().join("root")
     }
 
     /// `path` (absolute, as the host sees it) as seen from outside.
-    pub fn path(&self, path: &str) -> PathBuf {
+    pub(super) fn path(&self, path: &str) -> PathBuf {
         let relative = path.strip_prefix('/').expect("an absolute host path");
         self.root().join(relative)
     }
 
     /// Runs `argv` inside the host (its namespaces, root and a clean
     /// environment); the exit code passes through.
-    pub fn exec(&self, argv: &[&str]) -> Run {
+    pub(super) fn exec(&self, argv: &[&str]) -> Run {
         let pid = self.pid.to_string();
         let mut args = vec!["exec", pid.as_str()];
         args.extend_from_slice(argv);
@@ -259,7 +259,7 @@ impl Host {
 
     /// Starts `argv` inside the host and returns at once (its output piped):
     /// for a client that must be running while the test does something else.
-    pub fn spawn(&self, argv: &[&str]) -> std::process::Child {
+    pub(super) fn spawn(&self, argv: &[&str]) -> std::process::Child {
         Command::new(SANDBOX)
             .args(["exec", &self.pid.to_string()])
             .args(argv)
@@ -271,14 +271,14 @@ impl Host {
 
     /// `path` as the running host sees it (its own mounts included: /run,
     /// /tmp), from outside, through its PID 1's root.
-    pub fn live_path(&self, path: &str) -> PathBuf {
+    pub(super) fn live_path(&self, path: &str) -> PathBuf {
         let relative = path.strip_prefix('/').expect("an absolute host path");
         PathBuf::from(format!("/proc/{}/root", self.pid)).join(relative)
     }
 
     /// Runs `driftless ARGS --config /srv/agent.toml` inside the host, with
     /// debug logging so that [`commands`] can see every subprocess.
-    pub fn driftless(&self, args: &[&str]) -> Run {
+    pub(super) fn driftless(&self, args: &[&str]) -> Run {
         let mut argv = vec![
             "env",
             "DRIFTLESS_LOG=debug",
@@ -291,14 +291,14 @@ impl Host {
     }
 
     /// `converge --now` of the config repo at /srv/config for this host.
-    pub fn converge(&self) -> Run {
+    pub(super) fn converge(&self) -> Run {
         self.driftless(&[
             "converge", "--now", "--repo", CONFIG_DIR, "--host", &self.name,
         ])
     }
 
     /// `plan --json` of the config repo at /srv/config, and its parsed output.
-    pub fn plan_json(&self) -> (Run, serde_json::Value) {
+    pub(super) fn plan_json(&self) -> (Run, serde_json::Value) {
         let run = self.driftless(&["plan", "--repo", CONFIG_DIR, "--host", &self.name, "--json"]);
         let json = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
             panic!(
@@ -310,7 +310,7 @@ impl Host {
     }
 
     /// The `status` object of `driftless status --json`.
-    pub fn status(&self) -> serde_json::Value {
+    pub(super) fn status(&self) -> serde_json::Value {
         let run = self.driftless(&["status", "--json"]);
         run.expect_code(0);
         let json: serde_json::Value = serde_json::from_str(&run.stdout)
@@ -319,7 +319,7 @@ impl Host {
     }
 
     /// The key of the desired state that is quarantined, if any.
-    pub fn quarantined(&self) -> Option<String> {
+    pub(super) fn quarantined(&self) -> Option<String> {
         self.status()["quarantine"]["key"]
             .as_str()
             .map(str::to_owned)
@@ -327,7 +327,7 @@ impl Host {
 
     /// Replaces the config repo at /srv/config with exactly these
     /// (relative path, content) files.
-    pub fn write_config(&self, files: &[(&str, &str)]) {
+    pub(super) fn write_config(&self, files: &[(&str, &str)]) {
         let dir = self.path(CONFIG_DIR);
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -343,7 +343,7 @@ impl Host {
 
     /// The content of a host file, `None` if it does not exist. Only for
     /// the host's disk: /run and /tmp are inside mounts (use [`Host::exec`]).
-    pub fn read(&self, path: &str) -> Option<String> {
+    pub(super) fn read(&self, path: &str) -> Option<String> {
         match fs::read_to_string(self.path(path)) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -354,7 +354,7 @@ impl Host {
     /// Identity of a host file: content, inode, mtime and mode. Equal
     /// before and after means the file was not rewritten, not even with
     /// the same content (an atomic replace changes the inode).
-    pub fn identity(&self, path: &str) -> String {
+    pub(super) fn identity(&self, path: &str) -> String {
         let full = self.path(path);
         let md = fs::symlink_metadata(&full).unwrap_or_else(|e| panic!("stat {path}: {e}"));
         let content = fs::read(&full).unwrap_or_else(|e| panic!("read {path}: {e}"));
@@ -369,7 +369,7 @@ impl Host {
     }
 
     /// The installed VERSION-RELEASE of a package, `None` if not installed.
-    pub fn rpm_q(&self, name: &str) -> Option<String> {
+    pub(super) fn rpm_q(&self, name: &str) -> Option<String> {
         let q = self.exec(&["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}\\n", name]);
         match q.code {
             0 => Some(q.stdout.trim().to_owned()),
@@ -379,18 +379,18 @@ impl Host {
     }
 
     /// Whether systemd says the unit is active.
-    pub fn is_active(&self, unit: &str) -> bool {
+    pub(super) fn is_active(&self, unit: &str) -> bool {
         self.exec(&["systemctl", "is-active", unit]).stdout.trim() == "active"
     }
 
     /// Whether the unit is enabled.
-    pub fn is_enabled(&self, unit: &str) -> bool {
+    pub(super) fn is_enabled(&self, unit: &str) -> bool {
         self.exec(&["systemctl", "is-enabled", unit]).stdout.trim() == "enabled"
     }
 
     /// The unit's main pid (0 when it does not run). A restart changes it,
     /// a reload does not.
-    pub fn main_pid(&self, unit: &str) -> u32 {
+    pub(super) fn main_pid(&self, unit: &str) -> u32 {
         let show = self.exec(&["systemctl", "show", "-P", "MainPID", unit]);
         show.expect_code(0);
         show.stdout
@@ -400,13 +400,13 @@ impl Host {
     }
 
     /// `systemctl status` and the unit's last journal lines, for messages.
-    pub fn unit_status(&self, unit: &str) -> String {
+    pub(super) fn unit_status(&self, unit: &str) -> String {
         let status = self.exec(&["systemctl", "status", "--no-pager", "-n", "15", unit]);
         format!("{}{}", status.stdout, status.stderr)
     }
 
     /// The number of transactions `dnf history list` shows.
-    pub fn dnf_history_count(&self) -> usize {
+    pub(super) fn dnf_history_count(&self) -> usize {
         let history = self.exec(&["dnf", "history", "list"]);
         history.expect_code(0);
         // Rows start with the transaction id: dnf 4's look like
@@ -425,7 +425,7 @@ impl Host {
     /// Polls `ready` every 50 ms until it returns true; panics after
     /// `seconds` with `what`. For effects of services that run on their own
     /// after `systemctl` returned (a started script writing a file).
-    pub fn wait_until(&self, what: &str, seconds: u64, mut ready: impl FnMut() -> bool) {
+    pub(super) fn wait_until(&self, what: &str, seconds: u64, mut ready: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         while !ready() {
             assert!(
@@ -492,7 +492,7 @@ fn is_mounted(path: &Path) -> bool {
 
 /// The argv of every subprocess driftless logged, in order: the values of
 /// `running argv="..."` in its debug log on stderr.
-pub fn commands(run: &Run) -> Vec<String> {
+pub(super) fn commands(run: &Run) -> Vec<String> {
     const MARK: &str = "running argv=";
     run.stderr
         .lines()
@@ -591,18 +591,18 @@ const SYSTEMCTL_WRITE: &[&str] = &[
 /// rpm queries, read verbs of systemctl, and `dnf repoquery`, `dnf history
 /// list|info` and `dnf --version`; anything unrecognised counts as
 /// mutating, so a no-op check cannot pass by misreading a command.
-pub fn mutating(cmds: &[String]) -> Vec<String> {
+pub(super) fn mutating(cmds: &[String]) -> Vec<String> {
     cmds.iter().filter(|c| !is_read_only(c)).cloned().collect()
 }
 
 /// The program of a logged argv, without its directory (`/usr/bin/dnf`).
-pub fn program(cmd: &str) -> &str {
+pub(super) fn program(cmd: &str) -> &str {
     let first = cmd.split_whitespace().next().unwrap_or("");
     first.rsplit('/').next().unwrap_or(first)
 }
 
 /// The systemctl verb of a logged argv, if it names a known one.
-pub fn systemctl_verb(cmd: &str) -> Option<&str> {
+pub(super) fn systemctl_verb(cmd: &str) -> Option<&str> {
     cmd.split_whitespace()
         .skip(1)
         .find(|w| SYSTEMCTL_READ.contains(w) || SYSTEMCTL_WRITE.contains(w))
@@ -639,14 +639,14 @@ fn is_read_only(cmd: &str) -> bool {
 
 /// First 16 hex digits of the SHA-256 of `text`: what the dl-web test
 /// service records as the config it read.
-pub fn conf_sum(text: &str) -> String {
+pub(super) fn conf_sum(text: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))[..16].to_owned()
 }
 
 /// dl-web's events as (start|reload, config sum), oldest first: one line
 /// per start (a restart too: a new process) and per reload.
-pub fn web_events(host: &Host) -> Vec<(String, String)> {
+pub(super) fn web_events(host: &Host) -> Vec<(String, String)> {
     // /run is a mount inside the host, invisible from outside: read it there.
     let cat = host.exec(&["sh", "-c", "cat /run/dl-web.events 2>/dev/null || true"]);
     cat.expect_code(0);
