@@ -20,12 +20,12 @@ struct Extra {
 
 const DONE: &[(&str, &str)] = &[("0", "done"), ("1", "error: nothing was changed")];
 
-/// The extras of the command whose page name is `name` (`driftless`,
-/// `driftless-converge`, `driftless-fleet-status`).
-fn extra(name: &str) -> Extra {
-    let sub = name.strip_prefix("driftless-").unwrap_or("");
-    match sub {
-        "" => Extra {
+/// What each command's page says besides its options, by page name past
+/// `driftless-` (empty: the `driftless` page itself).
+const EXTRAS: &[(&[&str], Extra)] = &[
+    (
+        &[""],
+        Extra {
             exit: &[
                 ("0", "done; in sync"),
                 ("1", "error before any change (also a usage error)"),
@@ -55,7 +55,10 @@ fn extra(name: &str) -> Extra {
                 ),
             ],
         },
-        "validate" => Extra {
+    ),
+    (
+        &["validate"],
+        Extra {
             exit: &[
                 ("0", "valid"),
                 ("1", "invalid: each problem as FILE:LINE:COL"),
@@ -65,7 +68,10 @@ fn extra(name: &str) -> Extra {
                 "the config repo's CI: every host file, no host key needed",
             )],
         },
-        "plan" => Extra {
+    ),
+    (
+        &["plan"],
+        Extra {
             exit: &[
                 ("0", "in sync"),
                 ("1", "error"),
@@ -86,7 +92,10 @@ fn extra(name: &str) -> Extra {
                 ),
             ],
         },
-        "converge" => Extra {
+    ),
+    (
+        &["converge"],
+        Extra {
             exit: &[
                 ("0", "in sync"),
                 (
@@ -119,14 +128,20 @@ fn extra(name: &str) -> Extra {
                 ),
             ],
         },
-        "status" => Extra {
+    ),
+    (
+        &["status"],
+        Extra {
             exit: &[(
                 "0",
                 "always: a daemon that does not answer, or a broken agent config, is shown, not fatal",
             )],
             examples: &[("sudo driftless status --json", "the same, for a script")],
         },
-        "history" => Extra {
+    ),
+    (
+        &["history"],
+        Extra {
             exit: &[("0", "done"), ("1", "no such generation")],
             examples: &[
                 (
@@ -139,7 +154,10 @@ fn extra(name: &str) -> Extra {
                 ),
             ],
         },
-        "rollback" => Extra {
+    ),
+    (
+        &["rollback"],
+        Extra {
             exit: &[
                 ("0", "restored; the host is pinned"),
                 ("1", "nothing to undo"),
@@ -156,14 +174,20 @@ fn extra(name: &str) -> Extra {
                 ),
             ],
         },
-        "pause" => Extra {
+    ),
+    (
+        &["pause"],
+        Extra {
             exit: DONE,
             examples: &[(
                 "sudo driftless pause --reason 'INC-42: database migration'",
                 "every converge is refused until `driftless unpause`",
             )],
         },
-        "recover" => Extra {
+    ),
+    (
+        &["recover"],
+        Extra {
             exit: &[
                 ("0", "nothing to do, or restored"),
                 ("5", "the restore failed"),
@@ -173,21 +197,30 @@ fn extra(name: &str) -> Extra {
                 "roll back what a crash left unfinished",
             )],
         },
-        "config-check" => Extra {
+    ),
+    (
+        &["config-check"],
+        Extra {
             exit: &[("0", "valid"), ("1", "invalid: FILE:LINE:COL")],
             examples: &[(
                 "sudo driftless config check && sudo systemctl reload driftless",
                 "what `systemctl reload` runs first",
             )],
         },
-        "daemon" => Extra {
+    ),
+    (
+        &["daemon"],
+        Extra {
             exit: &[("0", "after a clean stop"), ("1", "cannot start")],
             examples: &[(
                 "systemctl status driftless",
                 "the daemon's live status line",
             )],
         },
-        "fleet-status" | "fleet-halt" | "fleet-resume" | "fleet" => Extra {
+    ),
+    (
+        &["fleet-status", "fleet-halt", "fleet-resume", "fleet"],
+        Extra {
             exit: &[("0", "done"), ("1", "etcd unreachable, or no [fleet]")],
             examples: &[
                 (
@@ -200,12 +233,24 @@ fn extra(name: &str) -> Extra {
                 ),
             ],
         },
-        _ => Extra {
-            exit: DONE,
-            examples: &[],
-        },
-    }
+    ),
+];
+
+/// The extras of the command whose page name is `name` (`driftless`,
+/// `driftless-converge`, `driftless-fleet-status`).
+fn extra(name: &str) -> &'static Extra {
+    let sub = name.strip_prefix("driftless-").unwrap_or("");
+    EXTRAS
+        .iter()
+        .find(|(names, _)| names.contains(&sub))
+        .map_or(&OTHER, |(_, extra)| extra)
 }
+
+/// The page of a command without extras of its own.
+const OTHER: Extra = Extra {
+    exit: DONE,
+    examples: &[],
+};
 
 /// Roff-escapes `text` for a line of running text.
 fn roff(text: &str) -> String {

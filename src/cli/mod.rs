@@ -442,76 +442,8 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             report.mode = Some(app.settings.mode);
             report
         }
-        Command::Converge(a) => {
-            let ad_hoc = a.repo.repo.is_some()
-                || a.ignore_rollout
-                || a.repo.host.is_some()
-                || a.repo.commit.is_some()
-                || a.repo.branch.is_some()
-                || a.root.root != std::path::Path::new("/");
-            let daemon = if ad_hoc {
-                None
-            } else {
-                client::connect(&app.settings.socket).map_err(fail)?
-            };
-            match daemon {
-                Some(stream) => {
-                    let mut result =
-                        client::converge(stream, a.dry_run, a.force, cli.json).map_err(fail)?;
-                    if !result.config_fingerprint.is_empty()
-                        && result.config_fingerprint != app.settings.fingerprint
-                    {
-                        result.run.notes.push(format!(
-                            "the daemon runs an older agent config than {}: `systemctl reload driftless` to use it",
-                            files_of(&app.settings)
-                        ));
-                    }
-                    let mut report = Report::converge(result);
-                    report.show_diffs = a.diff || cli.verbose > 0;
-                    report.dry_run = a.dry_run;
-                    report
-                }
-                None => {
-                    let req = app::ConvergeRequest {
-                        source: a.repo.request(),
-                        root: a.root.root.clone(),
-                        dry_run: a.dry_run,
-                        create_root: a.create_root,
-                        ignore_rollout: a.ignore_rollout,
-                        force: a.force,
-                        started_by: format!(
-                            "converge --now by {}, in its own process",
-                            crate::system::facts::invoking_user()
-                        ),
-                    };
-                    let mut journal = Journal::default();
-                    let mut sink = Tee(vec![&mut log, &mut journal]);
-                    let mut report = Report::converge(app::converge(&app, &req, &mut sink, cancel));
-                    report.show_diffs = a.diff || cli.verbose > 0;
-                    report.dry_run = a.dry_run;
-                    report
-                }
-            }
-        }
-        Command::Status => {
-            let mut status = app::status(&app).map_err(fail)?;
-            // Status always answers: a daemon that does not (hung, busy,
-            // refusing) is reported beside what the state files say.
-            match client::connect(&app.settings.socket).and_then(|s| match s {
-                Some(stream) => client::status(stream).map(Some),
-                None => Ok(None),
-            }) {
-                Ok(daemon) => status.daemon = daemon,
-                Err(e) => status.daemon_error = Some(format!("{e:#}")),
-            }
-            status.reload_pending = config_error.is_none()
-                && status.daemon.as_ref().is_some_and(|d| {
-                    !d.config_fingerprint.is_empty()
-                        && d.config_fingerprint != app.settings.fingerprint
-                });
-            status.config_error = config_error;
-            Report::status(status)
-        }
+        Command::Converge(a) => converge(cli, a, &app, &mut log, cancel).map_err(fail)?,
+        Command::Status => Report::status(status(&app, config_error).map_err(fail)?),
         Command::History(a) => match a.generation {
             None => Report::history(app::history(&app).map_err(fail)?),
             Some(id) => Report::generation(app::generation(&app, id).map_err(fail)?),
@@ -560,6 +492,85 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             return Err((command, anyhow::anyhow!("internal error: dispatched twice")));
         }
     })
+}
+
+/// `converge --now`: through the daemon when one runs (and nothing ad hoc
+/// is asked: another repo, root, host, commit or branch), else in this
+/// process, with the same journal entries.
+fn converge(
+    cli: &Cli,
+    a: &ConvergeArgs,
+    app: &App,
+    log: &mut Log,
+    cancel: &Cancel,
+) -> anyhow::Result<Report> {
+    let ad_hoc = a.repo.repo.is_some()
+        || a.ignore_rollout
+        || a.repo.host.is_some()
+        || a.repo.commit.is_some()
+        || a.repo.branch.is_some()
+        || a.root.root != std::path::Path::new("/");
+    let daemon = if ad_hoc {
+        None
+    } else {
+        client::connect(&app.settings.socket)?
+    };
+    let result = match daemon {
+        Some(stream) => {
+            let mut result = client::converge(stream, a.dry_run, a.force, cli.json)?;
+            if !result.config_fingerprint.is_empty()
+                && result.config_fingerprint != app.settings.fingerprint
+            {
+                result.run.notes.push(format!(
+                    "the daemon runs an older agent config than {}: `systemctl reload driftless` to use it",
+                    files_of(&app.settings)
+                ));
+            }
+            result
+        }
+        None => {
+            let req = app::ConvergeRequest {
+                source: a.repo.request(),
+                root: a.root.root.clone(),
+                dry_run: a.dry_run,
+                create_root: a.create_root,
+                ignore_rollout: a.ignore_rollout,
+                force: a.force,
+                started_by: format!(
+                    "converge --now by {}, in its own process",
+                    crate::system::facts::invoking_user()
+                ),
+            };
+            let mut journal = Journal::default();
+            let mut sink = Tee(vec![log, &mut journal]);
+            app::converge(app, &req, &mut sink, cancel)
+        }
+    };
+    let mut report = Report::converge(result);
+    report.show_diffs = a.diff || cli.verbose > 0;
+    report.dry_run = a.dry_run;
+    Ok(report)
+}
+
+/// `status`: the state files, and the daemon's own view when it answers;
+/// it always answers, also with an agent config it cannot read.
+fn status(app: &App, config_error: Option<String>) -> anyhow::Result<app::AgentStatus> {
+    let mut status = app::status(app)?;
+    // A daemon that does not answer (hung, busy, refusing) is reported
+    // beside what the state files say.
+    match client::connect(&app.settings.socket).and_then(|s| match s {
+        Some(stream) => client::status(stream).map(Some),
+        None => Ok(None),
+    }) {
+        Ok(daemon) => status.daemon = daemon,
+        Err(e) => status.daemon_error = Some(format!("{e:#}")),
+    }
+    status.reload_pending = config_error.is_none()
+        && status.daemon.as_ref().is_some_and(|d| {
+            !d.config_fingerprint.is_empty() && d.config_fingerprint != app.settings.fingerprint
+        });
+    status.config_error = config_error;
+    Ok(status)
 }
 
 /// `daemon`: runs until SIGTERM; exit 0 after a clean stop, 1 when it
