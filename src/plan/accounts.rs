@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::change::{AccountAction, Change, Op};
-use super::observed::Accounts;
+use super::observed::{Accounts, PasswdEntry};
 use crate::desired::model::{Ensure, Group, ResourceId, User};
 
 /// The account steps of one plan, kept apart so that they apply in an order
@@ -146,94 +146,19 @@ impl AccountSteps {
                 ));
             }
         }
-        let mut args = Vec::new();
-        let mut reasons = Vec::new();
-        let flag = |args: &mut Vec<String>, f: &str, v: String| {
-            args.push(f.to_owned());
-            args.push(v);
-        };
         let Some(have) = entry else {
-            if let Some(uid) = u.uid {
-                flag(&mut args, "-u", uid.to_string());
-            }
-            if let Some(g) = &u.group {
-                flag(&mut args, "-g", g.clone());
-            }
-            if let Some(gs) = &u.groups {
-                flag(&mut args, "-G", gs.join(","));
-            }
-            if let Some(h) = &u.home {
-                flag(&mut args, "-d", h.clone());
-            }
-            args.push(if u.create_home { "-m" } else { "-M" }.to_owned());
-            if let Some(s) = &u.shell {
-                flag(&mut args, "-s", s.clone());
-            }
-            if let Some(c) = &u.comment {
-                flag(&mut args, "-c", c.clone());
-            }
-            if u.system {
-                args.push("-r".into());
-            }
-            reasons.push("does not exist".to_owned());
-            self.add
-                .push(step(AccountAction::CreateUser, "useradd", args, reasons).creating());
+            self.add.push(
+                step(
+                    AccountAction::CreateUser,
+                    "useradd",
+                    useradd_args(u),
+                    vec!["does not exist".to_owned()],
+                )
+                .creating(),
+            );
             return Ok(());
         };
-        if let Some(uid) = u.uid
-            && have.uid != uid
-        {
-            flag(&mut args, "-u", uid.to_string());
-            reasons.push(format!("uid is {}, should be {uid}", have.uid));
-        }
-        if let Some(g) = &u.group
-            && host.gid(g) != Some(have.gid)
-        {
-            flag(&mut args, "-g", g.clone());
-            reasons.push(format!(
-                "primary group is {}, should be {g}",
-                host.group_name(have.gid)
-            ));
-        }
-        if let Some(want) = &u.groups {
-            let want: BTreeSet<&String> = want.iter().collect();
-            let have_groups = host.groups_of(&u.name);
-            let have_set: BTreeSet<&String> = have_groups.iter().collect();
-            if want != have_set {
-                let list = |s: &BTreeSet<&String>| {
-                    if s.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        s.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",")
-                    }
-                };
-                flag(
-                    &mut args,
-                    "-G",
-                    want.iter()
-                        .map(|g| g.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                reasons.push(format!(
-                    "supplementary groups are {}, should be {}",
-                    list(&have_set),
-                    list(&want)
-                ));
-            }
-        }
-        for (f, want, have, what) in [
-            ("-d", &u.home, &have.home, "home"),
-            ("-s", &u.shell, &have.shell, "shell"),
-            ("-c", &u.comment, &have.comment, "comment"),
-        ] {
-            if let Some(want) = want
-                && want != have
-            {
-                flag(&mut args, f, want.clone());
-                reasons.push(format!("{what} is `{have}`, should be `{want}`"));
-            }
-        }
+        let (args, mut reasons) = usermod_args(u, have, host);
         let password_differs = match (&u.password, &host.shadow) {
             (Some(want), Some(shadow)) => shadow.get(&u.name) != Some(want),
             (Some(_), None) => true,
@@ -252,6 +177,102 @@ impl AccountSteps {
         self.add.push(c);
         Ok(())
     }
+}
+
+/// Appends an option and its value.
+fn flag(args: &mut Vec<String>, f: &str, v: String) {
+    args.push(f.to_owned());
+    args.push(v);
+}
+
+/// `useradd`'s arguments for `u`.
+fn useradd_args(u: &User) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(uid) = u.uid {
+        flag(&mut args, "-u", uid.to_string());
+    }
+    if let Some(g) = &u.group {
+        flag(&mut args, "-g", g.clone());
+    }
+    if let Some(gs) = &u.groups {
+        flag(&mut args, "-G", gs.join(","));
+    }
+    if let Some(h) = &u.home {
+        flag(&mut args, "-d", h.clone());
+    }
+    args.push(if u.create_home { "-m" } else { "-M" }.to_owned());
+    if let Some(s) = &u.shell {
+        flag(&mut args, "-s", s.clone());
+    }
+    if let Some(c) = &u.comment {
+        flag(&mut args, "-c", c.clone());
+    }
+    if u.system {
+        args.push("-r".into());
+    }
+    args
+}
+
+/// `usermod`'s arguments for what differs between `u` and the user `have`
+/// of the host, and why (empty: nothing but perhaps the password).
+fn usermod_args(u: &User, have: &PasswdEntry, host: &Accounts) -> (Vec<String>, Vec<String>) {
+    let mut args = Vec::new();
+    let mut reasons = Vec::new();
+    if let Some(uid) = u.uid
+        && have.uid != uid
+    {
+        flag(&mut args, "-u", uid.to_string());
+        reasons.push(format!("uid is {}, should be {uid}", have.uid));
+    }
+    if let Some(g) = &u.group
+        && host.gid(g) != Some(have.gid)
+    {
+        flag(&mut args, "-g", g.clone());
+        reasons.push(format!(
+            "primary group is {}, should be {g}",
+            host.group_name(have.gid)
+        ));
+    }
+    if let Some(want) = &u.groups {
+        let want: BTreeSet<&String> = want.iter().collect();
+        let have_groups = host.groups_of(&u.name);
+        let have_set: BTreeSet<&String> = have_groups.iter().collect();
+        if want != have_set {
+            let list = |s: &BTreeSet<&String>| {
+                if s.is_empty() {
+                    "none".to_owned()
+                } else {
+                    s.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(",")
+                }
+            };
+            flag(
+                &mut args,
+                "-G",
+                want.iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            reasons.push(format!(
+                "supplementary groups are {}, should be {}",
+                list(&have_set),
+                list(&want)
+            ));
+        }
+    }
+    for (f, want, have, what) in [
+        ("-d", &u.home, &have.home, "home"),
+        ("-s", &u.shell, &have.shell, "shell"),
+        ("-c", &u.comment, &have.comment, "comment"),
+    ] {
+        if let Some(want) = want
+            && want != have
+        {
+            flag(&mut args, f, want.clone());
+            reasons.push(format!("{what} is `{have}`, should be `{want}`"));
+        }
+    }
+    (args, reasons)
 }
 
 #[cfg(test)]

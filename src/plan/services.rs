@@ -103,53 +103,10 @@ pub(crate) fn plan_services(
         if live && u.need_daemon_reload && plan.daemon_reload.is_none() {
             plan.daemon_reload = Some(format!("systemd reports that {} changed on disk", s.unit));
         }
-        if !u.loaded {
-            if u.unit_file_state == "masked" {
-                plan.problems
-                    .push((s.unit.clone(), format!("unit {} is masked", s.unit)));
-                continue;
-            }
-            // Its unit file may be written by this converge.
-            let file_here = changed_paths.iter().any(|p| {
-                UNIT_DIRS
-                    .iter()
-                    .any(|d| p.strip_prefix(d) == Some(s.unit.as_str()))
-            });
-            if !packages_pending && !file_here {
-                plan.problems.push((
-                    s.unit.clone(),
-                    format!("unit {} does not exist on the host", s.unit),
-                ));
-                continue;
-            }
-            plan.preview_notes.push(format!(
-                "{} is not known yet; it is checked again after {}",
-                s.unit,
-                if packages_pending {
-                    "the package transaction"
-                } else {
-                    "its unit file is written"
-                }
-            ));
+        if !u.loaded && !not_loaded(s, u, changed_paths, packages_pending, &mut plan) {
+            continue;
         }
-        match (s.enabled, u.enabled()) {
-            (Some(true), Some(false)) => enablement.push((
-                s.unit.clone(),
-                ServiceVerb::Enable,
-                "disabled, should be enabled".to_owned(),
-            )),
-            (Some(false), Some(true)) => enablement.push((
-                s.unit.clone(),
-                ServiceVerb::Disable,
-                "enabled, should be disabled".to_owned(),
-            )),
-            (Some(true), None) if !u.loaded => enablement.push((
-                s.unit.clone(),
-                ServiceVerb::Enable,
-                "should be enabled".to_owned(),
-            )),
-            _ => {}
-        }
+        enablement.extend(enable_step(s, u));
         if !u.live {
             if s.state.is_some() || !s.restart_on.is_empty() || !s.reload_on.is_empty() {
                 plan.notes.push(format!(
@@ -159,77 +116,150 @@ pub(crate) fn plan_services(
             }
             continue;
         }
-        // Units that refuse a manual start or stop (auditd): systemctl
-        // cannot do it, so say so before anything changes.
-        let refused = |verb: &str, property: &str| {
-            format!(
-                "unit {} refuses a manual {verb} ({property}=yes): systemctl cannot {verb} it",
-                s.unit
-            )
+        let Some((run, starting)) = run_step(s, u, &mut plan) else {
+            continue;
         };
-        let starting = match (s.state, u.running()) {
-            (Some(RunState::Running), false) if u.refuse_manual_start => {
-                plan.problems
-                    .push((s.unit.clone(), refused("start", "RefuseManualStart")));
-                continue;
-            }
-            (Some(RunState::Stopped), true) if u.refuse_manual_stop => {
-                plan.problems
-                    .push((s.unit.clone(), refused("stop", "RefuseManualStop")));
-                continue;
-            }
-            (Some(RunState::Running), false) => {
-                runs.push((
-                    s.unit.clone(),
-                    ServiceVerb::Start,
-                    format!("{}, should be running", state_word(u)),
-                ));
-                true
-            }
-            (Some(RunState::Stopped), true) => {
-                runs.push((
-                    s.unit.clone(),
-                    ServiceVerb::Stop,
-                    "running, should be stopped".to_owned(),
-                ));
-                false
-            }
-            _ => false,
-        };
-        let hit = |refs: &[ResourceId]| refs.iter().find(|r| changed.contains(*r)).cloned();
-        let stopped = s.state == Some(RunState::Stopped);
-        if starting || stopped {
+        runs.extend(run);
+        if starting || s.state == Some(RunState::Stopped) {
             continue;
         }
-        if let Some(r) = hit(&s.restart_on) {
-            let verb = if s.state == Some(RunState::Running) {
-                ServiceVerb::Restart
-            } else {
-                ServiceVerb::TryRestart
-            };
-            let why = match &s.restart_command {
-                Some(argv) => format!("{r} changes (restarted with {})", argv.join(" ")),
-                None if u.refuse_manual_stop => {
-                    plan.problems.push((
-                        s.unit.clone(),
-                        format!(
-                            "{}; restart_on needs `restart_command` (for auditd: [\"/usr/sbin/service\", \"auditd\", \"restart\"])",
-                            refused("restart", "RefuseManualStop")
-                        ),
-                    ));
-                    continue;
-                }
-                None => format!("{r} changes"),
-            };
-            restarts.push((s.unit.clone(), verb, why));
-        } else if let Some(r) = hit(&s.reload_on)
-            && u.running()
-        {
-            restarts.push((s.unit.clone(), ServiceVerb::Reload, format!("{r} changes")));
-        }
+        restarts.extend(refresh_step(s, u, changed, &mut plan));
     }
     plan.actions = enablement.into_iter().chain(runs).chain(restarts).collect();
     plan
+}
+
+/// A unit step: the unit, the verb, why.
+type Action = (String, ServiceVerb, String);
+
+/// A unit systemd does not know: a problem (masked; missing with nothing
+/// in this converge to bring it), or a note that it is checked again once
+/// its unit file or package is there. Whether to plan it further.
+fn not_loaded(
+    s: &Service,
+    u: &UnitObs,
+    changed_paths: &[&str],
+    packages_pending: bool,
+    plan: &mut ServicePlan,
+) -> bool {
+    if u.unit_file_state == "masked" {
+        plan.problems
+            .push((s.unit.clone(), format!("unit {} is masked", s.unit)));
+        return false;
+    }
+    // Its unit file may be written by this converge.
+    let file_here = changed_paths.iter().any(|p| {
+        UNIT_DIRS
+            .iter()
+            .any(|d| p.strip_prefix(d) == Some(s.unit.as_str()))
+    });
+    if !packages_pending && !file_here {
+        plan.problems.push((
+            s.unit.clone(),
+            format!("unit {} does not exist on the host", s.unit),
+        ));
+        return false;
+    }
+    plan.preview_notes.push(format!(
+        "{} is not known yet; it is checked again after {}",
+        s.unit,
+        if packages_pending {
+            "the package transaction"
+        } else {
+            "its unit file is written"
+        }
+    ));
+    true
+}
+
+/// Enabling or disabling, when `enabled` differs.
+fn enable_step(s: &Service, u: &UnitObs) -> Option<Action> {
+    let (verb, why) = match (s.enabled, u.enabled()) {
+        (Some(true), Some(false)) => (ServiceVerb::Enable, "disabled, should be enabled"),
+        (Some(false), Some(true)) => (ServiceVerb::Disable, "enabled, should be disabled"),
+        (Some(true), None) if !u.loaded => (ServiceVerb::Enable, "should be enabled"),
+        _ => return None,
+    };
+    Some((s.unit.clone(), verb, why.to_owned()))
+}
+
+/// Why systemctl refuses `verb` on the unit (`property=yes`).
+fn refused(s: &Service, verb: &str, property: &str) -> String {
+    format!(
+        "unit {} refuses a manual {verb} ({property}=yes): systemctl cannot {verb} it",
+        s.unit
+    )
+}
+
+/// Starting or stopping, when `state` differs, and whether it starts.
+/// `None`: the unit refuses it (a problem is recorded).
+fn run_step(s: &Service, u: &UnitObs, plan: &mut ServicePlan) -> Option<(Option<Action>, bool)> {
+    // Units that refuse a manual start or stop (auditd): systemctl cannot
+    // do it, so say so before anything changes.
+    Some(match (s.state, u.running()) {
+        (Some(RunState::Running), false) if u.refuse_manual_start => {
+            plan.problems
+                .push((s.unit.clone(), refused(s, "start", "RefuseManualStart")));
+            return None;
+        }
+        (Some(RunState::Stopped), true) if u.refuse_manual_stop => {
+            plan.problems
+                .push((s.unit.clone(), refused(s, "stop", "RefuseManualStop")));
+            return None;
+        }
+        (Some(RunState::Running), false) => (
+            Some((
+                s.unit.clone(),
+                ServiceVerb::Start,
+                format!("{}, should be running", state_word(u)),
+            )),
+            true,
+        ),
+        (Some(RunState::Stopped), true) => (
+            Some((
+                s.unit.clone(),
+                ServiceVerb::Stop,
+                "running, should be stopped".to_owned(),
+            )),
+            false,
+        ),
+        _ => (None, false),
+    })
+}
+
+/// A restart (or reload) because something it depends on changed.
+fn refresh_step(
+    s: &Service,
+    u: &UnitObs,
+    changed: &BTreeSet<ResourceId>,
+    plan: &mut ServicePlan,
+) -> Option<Action> {
+    let hit = |refs: &[ResourceId]| refs.iter().find(|r| changed.contains(*r)).cloned();
+    if let Some(r) = hit(&s.restart_on) {
+        let verb = if s.state == Some(RunState::Running) {
+            ServiceVerb::Restart
+        } else {
+            ServiceVerb::TryRestart
+        };
+        let why = match &s.restart_command {
+            Some(argv) => format!("{r} changes (restarted with {})", argv.join(" ")),
+            None if u.refuse_manual_stop => {
+                plan.problems.push((
+                    s.unit.clone(),
+                    format!(
+                        "{}; restart_on needs `restart_command` (for auditd: [\"/usr/sbin/service\", \"auditd\", \"restart\"])",
+                        refused(s, "restart", "RefuseManualStop")
+                    ),
+                ));
+                return None;
+            }
+            None => format!("{r} changes"),
+        };
+        return Some((s.unit.clone(), verb, why));
+    }
+    let r = hit(&s.reload_on)?;
+    u.running()
+        .then(|| (s.unit.clone(), ServiceVerb::Reload, format!("{r} changes")))
 }
 
 fn state_word(u: &UnitObs) -> String {
