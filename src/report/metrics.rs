@@ -97,6 +97,13 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
+        self.run_metrics(&mut metric);
+        self.source_and_state_metrics(&mut metric);
+        out
+    }
+
+    /// The converges: when, how, drift, duration, totals by outcome.
+    fn run_metrics(&self, metric: &mut impl FnMut(&str, &str, &str, &[(String, String)])) {
         let plain = |v: String| vec![(String::new(), v)];
         let flag = |b: bool| plain(u8::from(b).to_string());
         metric(
@@ -158,6 +165,15 @@ impl Metrics {
             "Converges that failed and were rolled back, since the daemon started.",
             &plain(self.rollbacks.to_string()),
         );
+    }
+
+    /// The source, the agent state, the rollout gate, this build.
+    fn source_and_state_metrics(
+        &self,
+        metric: &mut impl FnMut(&str, &str, &str, &[(String, String)]),
+    ) {
+        let plain = |v: String| vec![(String::new(), v)];
+        let flag = |b: bool| plain(u8::from(b).to_string());
         metric(
             "driftless_fetch_failures_total",
             "counter",
@@ -226,7 +242,6 @@ impl Metrics {
                 "1".to_owned(),
             )],
         );
-        out
     }
 
     /// Replaces `path` with the metrics, atomically, readable by all (the
