@@ -169,32 +169,7 @@ pub fn transact(
     };
     let mut dnf_ids = Vec::new();
     let result = apply(&cx, plan, &mut dnf_ids, sink).and_then(|changes| {
-        let running: Vec<String> = desired
-            .services()
-            .iter()
-            .filter(|s| s.state == Some(RunState::Running))
-            .map(|s| s.unit.clone())
-            .collect();
-        let mut recorded = Checks {
-            inner: &mut *sink,
-            checks: Vec::new(),
-        };
-        let checked = checks::run(
-            &desired.checks,
-            &running,
-            engine.limits,
-            engine.root.is_live(),
-            needs_settling(&changes),
-            &mut recorded,
-            cancel,
-        );
-        generation.checks = recorded.checks;
-        checked.context("health check failed")?;
-        // A stop that came in during the checks is not a commit.
-        if cancel.should_stop() {
-            anyhow::bail!("driftless was asked to stop before the converge was committed");
-        }
-        Ok(changes)
+        checked(engine, desired, &changes, &mut generation, sink, cancel).map(|()| changes)
     });
     generation.dnf_transactions = dnf_ids.clone();
     let gens = &stores.generations;
@@ -238,6 +213,51 @@ pub fn transact(
             )?
         }
     };
+    collect_garbage(engine, cancel);
+    Ok(outcome)
+}
+
+/// The health checks after the last change (the declared ones, and every
+/// service declared running); their results go into `generation`. A stop
+/// asked for meanwhile is no commit either.
+fn checked(
+    engine: &Engine<'_>,
+    desired: &DesiredState,
+    changes: &[Change],
+    generation: &mut Generation,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<()> {
+    let running: Vec<String> = desired
+        .services()
+        .iter()
+        .filter(|s| s.state == Some(RunState::Running))
+        .map(|s| s.unit.clone())
+        .collect();
+    let mut recorded = Checks {
+        inner: sink,
+        checks: Vec::new(),
+    };
+    let result = checks::run(
+        &desired.checks,
+        &running,
+        engine.limits,
+        engine.root.is_live(),
+        needs_settling(changes),
+        &mut recorded,
+        cancel,
+    );
+    generation.checks = recorded.checks;
+    result.context("health check failed")?;
+    if cancel.should_stop() {
+        anyhow::bail!("driftless was asked to stop before the converge was committed");
+    }
+    Ok(())
+}
+
+/// Removes old generations and the objects and RPMs nothing needs any
+/// more; a failure is a warning, never the converge's.
+fn collect_garbage(engine: &Engine<'_>, cancel: &Cancel) {
     let installed = || {
         Ok(rpm::query_all(engine.root.path(), cancel)?
             .iter()
@@ -253,7 +273,6 @@ pub fn transact(
             "garbage collection of old generations failed"
         );
     }
-    Ok(outcome)
 }
 
 /// Whether the services need `settle_time` before they are checked: only
