@@ -138,38 +138,7 @@ pub(crate) fn apply(
     }
     // Users and groups next: the files they own are planned again once
     // they exist (their uids and gids are known only then).
-    let accounts: Vec<Change> = rest
-        .iter()
-        .take_while(|c| matches!(c.op, Op::Account { .. }))
-        .cloned()
-        .collect();
-    if !accounts.is_empty() {
-        for change in &accounts {
-            stop_point(cx, change)?;
-            steps.started(change);
-            if let Op::Account {
-                program,
-                args,
-                password,
-                ..
-            } = &change.op
-            {
-                accounts::apply(root, program, args, password.as_deref(), cx.cancel)
-                    .with_context(|| format!("failed to converge {}", change.resource))?;
-            }
-            steps.finished(change);
-            done.push(change.clone());
-        }
-        fault::point("after-accounts");
-        // Planned again only when a step waits for an owner that exists
-        // now; otherwise the rest of the plan stands as it is.
-        if rest.iter().any(|c| deferred(&c.op)) {
-            rest = replan(cx, &latest, &done)?;
-            steps.total = steps.done + rest.len();
-        } else {
-            rest.drain(..accounts.len());
-        }
-    }
+    apply_accounts(cx, &mut rest, &latest, &mut steps, &mut done)?;
     // Paths (and what else comes before the commands), then the commands,
     // each with its guards checked as it is about to run (after everything
     // ordered before it), then the services.
@@ -182,8 +151,68 @@ pub(crate) fn apply(
             )
         })
         .unwrap_or(rest.len());
-    let mut after = rest.split_off(split);
+    let after = rest.split_off(split);
     apply_steps(cx, rest, &mut steps, &mut files, &mut done)?;
+    let after = apply_commands(cx, after, &latest, &mut steps, &mut done)?;
+    apply_steps(cx, after, &mut steps, &mut files, &mut done)?;
+    Ok(done)
+}
+
+/// The account steps at the head of `rest`; what remains of `rest` is
+/// planned again when a step of it waits for an owner they created.
+fn apply_accounts(
+    cx: &ApplyContext<'_>,
+    rest: &mut Vec<Change>,
+    latest: &BTreeMap<String, Evr>,
+    steps: &mut Steps<'_>,
+    done: &mut Vec<Change>,
+) -> Result<()> {
+    let accounts: Vec<Change> = rest
+        .iter()
+        .take_while(|c| matches!(c.op, Op::Account { .. }))
+        .cloned()
+        .collect();
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    for change in &accounts {
+        stop_point(cx, change)?;
+        steps.started(change);
+        if let Op::Account {
+            program,
+            args,
+            password,
+            ..
+        } = &change.op
+        {
+            accounts::apply(cx.root, program, args, password.as_deref(), cx.cancel)
+                .with_context(|| format!("failed to converge {}", change.resource))?;
+        }
+        steps.finished(change);
+        done.push(change.clone());
+    }
+    fault::point("after-accounts");
+    // Planned again only when a step waits for an owner that exists now;
+    // otherwise the rest of the plan stands as it is.
+    if rest.iter().any(|c| deferred(&c.op)) {
+        *rest = replan(cx, latest, done)?;
+        steps.total = steps.done + rest.len();
+    } else {
+        rest.drain(..accounts.len());
+    }
+    Ok(())
+}
+
+/// Runs the commands that are due now (their planned runs in `after` are
+/// only what the plan saw); returns what comes after them, planned again
+/// when the commands that ran are not the ones planned.
+fn apply_commands(
+    cx: &ApplyContext<'_>,
+    mut after: Vec<Change>,
+    latest: &BTreeMap<String, Evr>,
+    steps: &mut Steps<'_>,
+    done: &mut Vec<Change>,
+) -> Result<Vec<Change>> {
     let planned: Vec<String> = after
         .iter()
         .filter_map(|c| match &c.op {
@@ -192,17 +221,16 @@ pub(crate) fn apply(
         })
         .collect();
     after.retain(|c| !matches!(c.op, Op::RunCommand { .. }));
-    let ran = run_commands(cx, &mut steps, &mut done)?;
+    let ran = run_commands(cx, steps, done)?;
     if ran != planned {
         // What the services do follows from the commands that ran.
-        after = replan(cx, &latest, &done)?
+        after = replan(cx, latest, done)?
             .into_iter()
             .filter(|c| !matches!(c.op, Op::RunCommand { .. }))
             .collect();
         steps.total = steps.done + after.len();
     }
-    apply_steps(cx, after, &mut steps, &mut files, &mut done)?;
-    Ok(done)
+    Ok(after)
 }
 
 /// Applies `changes` in order: consecutive files in one batch, consecutive
