@@ -274,6 +274,31 @@ impl Event {
                 let ids: Vec<String> = transactions.iter().map(u64::to_string).collect();
                 format!("package transaction done (dnf: {})", ids.join(", "))
             }
+            Event::CheckAttempt { .. }
+            | Event::CheckResult { .. }
+            | Event::RollingBack { .. }
+            | Event::Restored { .. }
+            | Event::RestoreFailed { .. } => self.check_and_rollback_words(),
+            Event::Finished {
+                outcome,
+                generation,
+                changes,
+                key,
+                error,
+                ..
+            } => finished_words(
+                *outcome,
+                *generation,
+                *changes,
+                key.as_deref(),
+                error.as_deref(),
+            ),
+        }
+    }
+
+    /// The words of the health checks and of a rollback.
+    fn check_and_rollback_words(&self) -> String {
+        match self {
             Event::CheckAttempt {
                 check,
                 attempt,
@@ -308,20 +333,7 @@ impl Event {
                 "generation {generation}: RESTORE FAILED: the host differs from its state before the converge and needs attention: {}",
                 differences.join("; ")
             ),
-            Event::Finished {
-                outcome,
-                generation,
-                changes,
-                key,
-                error,
-                ..
-            } => finished_words(
-                *outcome,
-                *generation,
-                *changes,
-                key.as_deref(),
-                error.as_deref(),
-            ),
+            _ => String::new(),
         }
     }
 }

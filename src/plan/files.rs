@@ -478,29 +478,15 @@ impl<'a> Planner<'a> {
             Observed::File { sha256, .. } => self.secret_contents.contains(sha256),
             _ => false,
         };
-        let write = |reasons: Vec<String>, old: Option<&[u8]>| -> Result<Change, String> {
-            let bytes = bytes.ok_or_else(|| {
-                format!("{path}: its desired content was not loaded (this is a bug)")
-            })?;
-            let hidden = sensitive || was_secret;
-            let diff = (!hidden).then(|| text_diff(path, old, bytes)).flatten();
-            let mut reasons = reasons;
-            if sensitive {
-                reasons.push("content hidden: the file is sensitive".into());
-            } else if was_secret {
-                reasons.push("content hidden: what the file holds now was secret".into());
-            }
-            Ok(change(
-                id,
-                Op::WriteFile {
-                    path: path.to_owned(),
-                    content: bytes.to_vec(),
-                    meta: want.clone(),
-                },
-                reasons,
-            )
-            .with_diff(diff))
+        let writing = Write {
+            id,
+            path,
+            bytes,
+            meta: &want,
+            sensitive,
+            was_secret,
         };
+        let write = |reasons, old| writing.change(reasons, old);
         Ok(match observed {
             Observed::Missing { .. } => {
                 self.parents(path, observed, early)?;
@@ -624,6 +610,45 @@ impl<'a> Planner<'a> {
             preview_notes: Vec::new(),
             repo_phase,
         })
+    }
+}
+
+/// The write of a file's content, as a change: its diff, unless what is
+/// written or what is replaced is secret.
+struct Write<'w> {
+    id: &'w ResourceId,
+    path: &'w str,
+    /// The desired bytes (loaded for every file that is to change).
+    bytes: Option<&'w [u8]>,
+    meta: &'w MetaView,
+    sensitive: bool,
+    /// What the file holds now was secret once.
+    was_secret: bool,
+}
+
+impl Write<'_> {
+    fn change(&self, mut reasons: Vec<String>, old: Option<&[u8]>) -> Result<Change, String> {
+        let path = self.path;
+        let bytes = self
+            .bytes
+            .ok_or_else(|| format!("{path}: its desired content was not loaded (this is a bug)"))?;
+        let hidden = self.sensitive || self.was_secret;
+        let diff = (!hidden).then(|| text_diff(path, old, bytes)).flatten();
+        if self.sensitive {
+            reasons.push("content hidden: the file is sensitive".into());
+        } else if self.was_secret {
+            reasons.push("content hidden: what the file holds now was secret".into());
+        }
+        Ok(change(
+            self.id,
+            Op::WriteFile {
+                path: path.to_owned(),
+                content: bytes.to_vec(),
+                meta: self.meta.clone(),
+            },
+            reasons,
+        )
+        .with_diff(diff))
     }
 }
 

@@ -131,24 +131,7 @@ pub(crate) fn plan_after(
         .any(|c| matches!(c.op, Op::Package { .. }));
     let sp = plan_services_for(&all, &services, host, pending);
     if !sp.problems.is_empty() {
-        return Err(sp
-            .problems
-            .into_iter()
-            .map(|(unit, message)| PlanProblem {
-                origin: desired
-                    .resources
-                    .iter()
-                    .find(|d| d.resource.id() == ResourceId::new(Kind::Service, &unit))
-                    .map(|d| d.origin.clone())
-                    .unwrap_or_else(|| Origin {
-                        file: desired.host_file.clone(),
-                        line: 1,
-                        column: 1,
-                    }),
-                resource: ResourceId::new(Kind::Service, unit),
-                message,
-            })
-            .collect());
+        return Err(unit_problems(desired, sp.problems));
     }
     plan.notes.extend(sp.notes.iter().cloned());
     plan.preview_notes.extend(sp.preview_notes.iter().cloned());
@@ -184,6 +167,27 @@ fn repo_overrides(desired: &DesiredState, host: &ObservedHost) -> Vec<String> {
         }
     }
     notes
+}
+
+/// The service planner's problems, each at the declaration of its unit.
+fn unit_problems(desired: &DesiredState, problems: Vec<(String, String)>) -> Vec<PlanProblem> {
+    problems
+        .into_iter()
+        .map(|(unit, message)| PlanProblem {
+            origin: desired
+                .resources
+                .iter()
+                .find(|d| d.resource.id() == ResourceId::new(Kind::Service, &unit))
+                .map(|d| d.origin.clone())
+                .unwrap_or_else(|| Origin {
+                    file: desired.host_file.clone(),
+                    line: 1,
+                    column: 1,
+                }),
+            resource: ResourceId::new(Kind::Service, unit),
+            message,
+        })
+        .collect()
 }
 
 /// Guards that cannot be started now and that nothing this converge does
