@@ -355,64 +355,12 @@ impl FsRoot {
             };
             return Ok((observed, Some(hint.stat)));
         }
-        let mut key = None;
         let observed = match fmt {
             SFlag::S_IFREG => {
-                // O_NONBLOCK: if a FIFO was swapped in since the stat, do not hang.
-                let fd = openat(
-                    dir,
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .with_context(|| format!("failed to open {}", what()))?;
-                let st = fstat(fd.as_fd()).with_context(|| format!("failed to stat {}", what()))?;
-                if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-                    bail!("{} changed type while being read", what());
-                }
-                // The stat from before the read: a write during it moves
-                // ctime past this, so the next run hashes again.
-                key = Some(stat_key(&st));
-                let label = self.label_of(labels, fd.as_fd(), host_path)?;
-                let (size, sha256, content) = hash_reader(File::from(fd))
-                    .with_context(|| format!("failed to read {}", what()))?;
-                Observed::File {
-                    meta: meta_of(&st),
-                    label,
-                    size,
-                    sha256,
-                    content,
-                }
+                let (observed, key) = self.read_observed(dir, name, host_path, labels)?;
+                return Ok((observed, Some(key)));
             }
-            SFlag::S_IFDIR => {
-                let fd = openat(
-                    dir,
-                    name,
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .with_context(|| format!("failed to open directory {}", what()))?;
-                let label = self.label_of(labels, fd.as_fd(), host_path)?;
-                let mut listing = nix::dir::Dir::from_fd(fd)
-                    .with_context(|| format!("failed to list directory {}", what()))?;
-                let mut entries = Vec::new();
-                for entry in listing.iter() {
-                    let entry =
-                        entry.with_context(|| format!("failed to list directory {}", what()))?;
-                    let n = entry.file_name().to_string_lossy();
-                    if n != "." && n != ".." {
-                        entries.push(n.into_owned());
-                        if entries.len() > DIR_LIST_MAX {
-                            break;
-                        }
-                    }
-                }
-                Observed::Dir {
-                    meta: meta_of(&st),
-                    label,
-                    entries,
-                }
-            }
+            SFlag::S_IFDIR => self.list_observed(dir, name, host_path, labels, &st)?,
             SFlag::S_IFLNK => {
                 let target = readlinkat(dir, name)
                     .with_context(|| format!("failed to read symlink {}", what()))?;
@@ -435,7 +383,83 @@ impl FsRoot {
                 what: "an unknown file type",
             },
         };
+        Ok((observed, None))
+    }
+
+    /// A regular file, read and hashed (its content kept when small), with
+    /// the stat from before the read: a write during it moves ctime past
+    /// that, so the next run hashes again.
+    fn read_observed(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        host_path: &str,
+        labels: bool,
+    ) -> Result<(Observed, StatKey)> {
+        let what = || self.display(host_path);
+        // O_NONBLOCK: if a FIFO was swapped in since the stat, do not hang.
+        let fd = openat(
+            dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("failed to open {}", what()))?;
+        let st = fstat(fd.as_fd()).with_context(|| format!("failed to stat {}", what()))?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+            bail!("{} changed type while being read", what());
+        }
+        let key = stat_key(&st);
+        let label = self.label_of(labels, fd.as_fd(), host_path)?;
+        let (size, sha256, content) =
+            hash_reader(File::from(fd)).with_context(|| format!("failed to read {}", what()))?;
+        let observed = Observed::File {
+            meta: meta_of(&st),
+            label,
+            size,
+            sha256,
+            content,
+        };
         Ok((observed, key))
+    }
+
+    /// A directory, with its first entries (enough to tell whether a plan
+    /// empties it).
+    fn list_observed(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        host_path: &str,
+        labels: bool,
+        st: &FileStat,
+    ) -> Result<Observed> {
+        let what = || self.display(host_path);
+        let fd = openat(
+            dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("failed to open directory {}", what()))?;
+        let label = self.label_of(labels, fd.as_fd(), host_path)?;
+        let mut listing = nix::dir::Dir::from_fd(fd)
+            .with_context(|| format!("failed to list directory {}", what()))?;
+        let mut entries = Vec::new();
+        for entry in listing.iter() {
+            let entry = entry.with_context(|| format!("failed to list directory {}", what()))?;
+            let n = entry.file_name().to_string_lossy();
+            if n != "." && n != ".." {
+                entries.push(n.into_owned());
+                if entries.len() > DIR_LIST_MAX {
+                    break;
+                }
+            }
+        }
+        Ok(Observed::Dir {
+            meta: meta_of(st),
+            label,
+            entries,
+        })
     }
 
     /// Reads a whole regular file (for snapshots of files larger than an
