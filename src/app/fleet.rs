@@ -610,60 +610,16 @@ pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
         (Some(c), Some(a)) => a == c || crate::source::descends(&cache, a, c),
         _ => false,
     };
+    let fleet = Fleet {
+        records: &records,
+        remembered: &remembered,
+        policy: &policy,
+        commit: commit.as_deref(),
+        halted: halt.is_some(),
+    };
     let waves = names
         .into_iter()
-        .map(|name| {
-            let hosts: Vec<HostRecord> =
-                records.iter().filter(|r| r.wave == name).cloned().collect();
-            let on_commit: Vec<String> = hosts
-                .iter()
-                .filter(|r| on(r))
-                .map(|r| r.host.clone())
-                .collect();
-            // From the live records, and from the fleet's memory for hosts
-            // whose record is gone.
-            let mut rolled_back: Vec<(String, String)> = hosts
-                .iter()
-                .filter_map(|r| {
-                    let c = commit.as_deref()?;
-                    let b = r.rolled_back.iter().find(|b| b.commit == c)?;
-                    Some((r.host.clone(), b.reason.clone()))
-                })
-                .collect();
-            for b in remembered.iter().filter(|b| b.wave == name) {
-                if !rolled_back.iter().any(|(h, _)| *h == b.host) {
-                    rolled_back.push((b.host.clone(), b.reason.clone()));
-                }
-            }
-            let waiting = hosts
-                .iter()
-                .filter_map(|r| Some((r.host.clone(), r.waiting.clone()?)))
-                .collect();
-            let allowed = policy.waves.iter().find(|w| w.name == name).map_or(0, |w| {
-                let gone = rolled_back
-                    .iter()
-                    .filter(|(h, _)| !hosts.iter().any(|r| r.host == *h))
-                    .count();
-                w.max_failed.at_most(hosts.len() + gone)
-            });
-            let state = if halt.is_some() || rolled_back.len() > allowed {
-                "halted"
-            } else if !hosts.is_empty() && on_commit.len() == hosts.len() {
-                "done"
-            } else if on_commit.is_empty() {
-                "waiting"
-            } else {
-                "progressing"
-            };
-            WaveStatus {
-                name,
-                state: state.to_owned(),
-                hosts,
-                on_commit,
-                rolled_back,
-                waiting,
-            }
-        })
+        .map(|name| fleet.wave(name, &on))
         .collect();
     let live: std::collections::BTreeSet<&str> = records.iter().map(|r| r.host.as_str()).collect();
     let disappeared = members
@@ -678,4 +634,78 @@ pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
         waves,
         disappeared,
     })
+}
+
+/// What `fleet status` reads, for the status of each wave.
+struct Fleet<'f> {
+    records: &'f [HostRecord],
+    remembered: &'f [Rollback],
+    policy: &'f FleetPolicy,
+    commit: Option<&'f str>,
+    halted: bool,
+}
+
+impl Fleet<'_> {
+    /// The wave `name`: its hosts, those on the commit, those that rolled
+    /// it back (live records, and the fleet's memory for hosts whose record
+    /// is gone), those waiting, and where it stands.
+    fn wave(&self, name: String, on: &dyn Fn(&HostRecord) -> bool) -> WaveStatus {
+        let hosts: Vec<HostRecord> = self
+            .records
+            .iter()
+            .filter(|r| r.wave == name)
+            .cloned()
+            .collect();
+        let on_commit: Vec<String> = hosts
+            .iter()
+            .filter(|r| on(r))
+            .map(|r| r.host.clone())
+            .collect();
+        let mut rolled_back: Vec<(String, String)> = hosts
+            .iter()
+            .filter_map(|r| {
+                let c = self.commit?;
+                let b = r.rolled_back.iter().find(|b| b.commit == c)?;
+                Some((r.host.clone(), b.reason.clone()))
+            })
+            .collect();
+        for b in self.remembered.iter().filter(|b| b.wave == name) {
+            if !rolled_back.iter().any(|(h, _)| *h == b.host) {
+                rolled_back.push((b.host.clone(), b.reason.clone()));
+            }
+        }
+        let waiting = hosts
+            .iter()
+            .filter_map(|r| Some((r.host.clone(), r.waiting.clone()?)))
+            .collect();
+        let allowed = self
+            .policy
+            .waves
+            .iter()
+            .find(|w| w.name == name)
+            .map_or(0, |w| {
+                let gone = rolled_back
+                    .iter()
+                    .filter(|(h, _)| !hosts.iter().any(|r| r.host == *h))
+                    .count();
+                w.max_failed.at_most(hosts.len() + gone)
+            });
+        let state = if self.halted || rolled_back.len() > allowed {
+            "halted"
+        } else if !hosts.is_empty() && on_commit.len() == hosts.len() {
+            "done"
+        } else if on_commit.is_empty() {
+            "waiting"
+        } else {
+            "progressing"
+        };
+        WaveStatus {
+            name,
+            state: state.to_owned(),
+            hosts,
+            on_commit,
+            rolled_back,
+            waiting,
+        }
+    }
 }
