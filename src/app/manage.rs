@@ -12,6 +12,7 @@ use crate::agent::{now, policy, short};
 use crate::cancel::Cancel;
 use crate::converge::{self, Outcome as Transacted, Sink};
 use crate::outcome::Outcome;
+use crate::store::Generation;
 use crate::store::Status;
 use crate::system::fsroot::FsRoot;
 
@@ -72,7 +73,60 @@ pub fn rollback(
         .filter(|g| g.status == Status::Applied && g.root == root_name)
         .cloned()
         .collect();
-    let from = match to {
+    let from = first_to_undo(&all, &applied, to, &root_name)?;
+    let engine = app.engine(&root);
+    let mut undone = Vec::new();
+    for g in applied.into_iter().rev().filter(|g| g.id >= from) {
+        match converge::undo(&engine, g, sink, cancel)? {
+            Transacted::RolledBack { generation, .. } => undone.push(generation),
+            Transacted::RestoreFailed {
+                generation,
+                differences,
+                ..
+            } => {
+                return Ok(ActionResult::failed(
+                    notes,
+                    format!(
+                        "restoring generation {generation} failed; still different: {}",
+                        differences.join("; ")
+                    ),
+                ));
+            }
+            Transacted::Applied { .. } => {}
+        }
+    }
+    policy::pin(&mut state, from, &now());
+    app.store.save_state(&state)?;
+    notes.push(format!(
+        "undid {} {}; the host is pinned until `driftless resume`",
+        if undone.len() == 1 {
+            "generation"
+        } else {
+            "generations"
+        },
+        undone
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(ActionResult {
+        outcome: Outcome::Done,
+        notes,
+        error: None,
+    })
+}
+
+/// The first generation `rollback` undoes (it undoes that one and every
+/// applied one after it, in `root_name`): `--to N`, or the last applied;
+/// an error says why there is none.
+fn first_to_undo(
+    all: &[Generation],
+    applied: &[Generation],
+    to: Option<u64>,
+    root_name: &str,
+) -> Result<u64> {
+    Ok(match to {
         Some(n) => {
             let Some(g) = all.iter().find(|g| g.id == n) else {
                 bail!("there is no generation {n} (see `driftless history`)");
@@ -123,47 +177,6 @@ pub fn rollback(
                 }
             }
         },
-    };
-    let engine = app.engine(&root);
-    let mut undone = Vec::new();
-    for g in applied.into_iter().rev().filter(|g| g.id >= from) {
-        match converge::undo(&engine, g, sink, cancel)? {
-            Transacted::RolledBack { generation, .. } => undone.push(generation),
-            Transacted::RestoreFailed {
-                generation,
-                differences,
-                ..
-            } => {
-                return Ok(ActionResult::failed(
-                    notes,
-                    format!(
-                        "restoring generation {generation} failed; still different: {}",
-                        differences.join("; ")
-                    ),
-                ));
-            }
-            Transacted::Applied { .. } => {}
-        }
-    }
-    policy::pin(&mut state, from, &now());
-    app.store.save_state(&state)?;
-    notes.push(format!(
-        "undid {} {}; the host is pinned until `driftless resume`",
-        if undone.len() == 1 {
-            "generation"
-        } else {
-            "generations"
-        },
-        undone
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    Ok(ActionResult {
-        outcome: Outcome::Done,
-        notes,
-        error: None,
     })
 }
 
