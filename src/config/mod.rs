@@ -496,18 +496,39 @@ fn locate_key(text: &str, message: &str) -> Option<(usize, usize)> {
 }
 
 /// Later fragments override earlier ones, key by key; then validation.
-fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
-    let mut m = Fragment::default();
-    let mut src = SourceFragment::default();
-    let mut ver = VerifyFragment::default();
-    let mut rb = RollbackFragment::default();
-    let mut sch = ScheduleFragment::default();
-    let mut metrics = MetricsFragment::default();
-    let mut daemon = DaemonFragment::default();
-    let mut hooks = Vec::new();
-    let mut secrets = SecretsFragment::default();
-    let mut prune = PruneFragment::default();
-    let mut fleet: Option<FleetFragment> = None;
+/// Every fragment's settings, a later one's over an earlier one's, key
+/// by key; `[[hook]]`s added up.
+#[derive(Default)]
+struct Layered {
+    m: Fragment,
+    src: SourceFragment,
+    ver: VerifyFragment,
+    rb: RollbackFragment,
+    sch: ScheduleFragment,
+    metrics: MetricsFragment,
+    daemon: DaemonFragment,
+    hooks: Vec<HookFragment>,
+    secrets: SecretsFragment,
+    prune: PruneFragment,
+    fleet: Option<FleetFragment>,
+}
+
+/// Lays the fragments (agent.toml, then agent.d/ in name order) over each
+/// other.
+fn layered(fragments: Vec<Fragment>) -> Layered {
+    let Layered {
+        mut m,
+        mut src,
+        mut ver,
+        mut rb,
+        mut sch,
+        mut metrics,
+        mut daemon,
+        mut hooks,
+        mut secrets,
+        mut prune,
+        mut fleet,
+    } = Layered::default();
     for f in fragments {
         if let Some(x) = f.fleet {
             let m = fleet.get_or_insert_with(FleetFragment::default);
@@ -561,6 +582,35 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
             ver.allow_rewind = v.allow_rewind.or(ver.allow_rewind);
         }
     }
+    Layered {
+        m,
+        src,
+        ver,
+        rb,
+        sch,
+        metrics,
+        daemon,
+        hooks,
+        secrets,
+        prune,
+        fleet,
+    }
+}
+
+fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
+    let Layered {
+        m,
+        src,
+        ver,
+        rb,
+        sch,
+        metrics,
+        daemon,
+        hooks,
+        secrets,
+        prune,
+        fleet,
+    } = layered(fragments);
     let source = m
         .source
         .is_some()
