@@ -69,17 +69,7 @@ pub(super) fn open_source(
     // The rewind floor is the newest commit applied from this very source;
     // another configured source (a branch changed in the agent config) is
     // no rewind of the one applied before.
-    let source_id = source_id(git);
-    let applied = match (state.floors.get(&source_id), &state.applied_source) {
-        (Some(floor), _) => Some(floor.clone()),
-        (None, Some(was)) if *was != source_id => {
-            tracing::info!(
-                "the configured git source is now {source_id} (was {was}): nothing was applied from it yet, so there is no floor to check a rewind against"
-            );
-            None
-        }
-        (None, _) => state.applied_commit.clone(),
-    };
+    let applied = rewind_floor(state, &source_id(git));
     let check = |fetch: source::Fetch, commit: Option<&str>| {
         source::fetch_checked(
             git,
@@ -99,18 +89,7 @@ pub(super) fn open_source(
         FetchPolicy::Cache => check(source::Fetch::Cache, req.commit.as_deref()),
         FetchPolicy::Remote | FetchPolicy::RemoteOrCache => {
             let result = check(source::Fetch::Remote, req.commit.as_deref());
-            // Record the fetch outcome for `source status`, whatever it was.
-            let head = match &result {
-                Ok(c) => Some(c.head.clone()),
-                Err(_) => source::cache_status(&cache).ok().and_then(|s| s.fetched),
-            };
-            let at = now();
-            policy::fetched(state, result.is_ok(), &at);
-            state.last_fetch = Some(FetchRecord {
-                at,
-                head,
-                error: result.as_ref().err().map(|e| format!("{e:#}")),
-            });
+            record_fetch(state, &cache, &result);
             result
         }
     };
@@ -157,6 +136,37 @@ pub(super) fn open_source(
         tree: Box::new(checked.tree),
         fetch_failed,
     })
+}
+
+/// The newest commit applied from the source `id`: what a fetched head
+/// must descend from. Another source configured since (a branch changed in
+/// the agent config) has none yet: that is no rewind.
+fn rewind_floor(state: &AgentState, id: &str) -> Option<String> {
+    match (state.floors.get(id), &state.applied_source) {
+        (Some(floor), _) => Some(floor.clone()),
+        (None, Some(was)) if was != id => {
+            tracing::info!(
+                "the configured git source is now {id} (was {was}): nothing was applied from it yet, so there is no floor to check a rewind against"
+            );
+            None
+        }
+        (None, _) => state.applied_commit.clone(),
+    }
+}
+
+/// Records a remote fetch's outcome for `source status`, whatever it was.
+fn record_fetch(state: &mut AgentState, cache: &std::path::Path, result: &Result<source::Checked>) {
+    let head = match result {
+        Ok(c) => Some(c.head.clone()),
+        Err(_) => source::cache_status(cache).ok().and_then(|s| s.fetched),
+    };
+    let at = now();
+    policy::fetched(state, result.is_ok(), &at);
+    state.last_fetch = Some(FetchRecord {
+        at,
+        head,
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+    });
 }
 
 /// The identity of a git source, as the agent state records it: the URL
