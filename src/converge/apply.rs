@@ -1,7 +1,10 @@
-//! Applying a plan in order: repo files (and the directories they need),
-//! one package transaction, directories, files and symlinks, then the
-//! service steps. After the package transaction, what remains is planned
-//! again from a fresh observation, since packages ship paths and units.
+//! Applying a plan phase by phase, in the order `plan::Phase` writes once:
+//! what the packages read (repo files), the one package transaction, the
+//! accounts, directories, files and symlinks, removals, the commands (each
+//! one's guards checked as it is about to run), the services. After the
+//! package transaction, and after accounts that an owner waits for, what
+//! remains is planned again from a fresh observation, since packages ship
+//! paths and units.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +23,7 @@ use crate::fault;
 use crate::plan::observed::{GuardRun, ObservedHost};
 use crate::plan::rpmver::Evr;
 use crate::plan::{
-    self, Change, Op, PackageChange, Plan, PlanProblem, SecretContents, ServiceVerb,
+    self, Change, Op, PackageChange, Phase, Plan, PlanProblem, SecretContents, ServiceVerb,
 };
 use crate::store::PackageStore;
 use crate::system::{
@@ -98,10 +101,10 @@ pub(crate) fn apply(
     };
     // Repo files (and the directories they need) come before the package
     // transaction; everything else after it.
-    for (i, change) in plan.changes.iter().enumerate() {
-        match change.op {
-            Op::Package { .. } => packages.push(change.clone()),
-            _ if i < plan.repo_phase => {
+    for change in &plan.changes {
+        match change.phase {
+            Phase::Packages => packages.push(change.clone()),
+            Phase::BeforePackages => {
                 stop_point(cx, change)?;
                 steps.started(change);
                 apply_step(root, &change.op)
@@ -144,12 +147,7 @@ pub(crate) fn apply(
     // ordered before it), then the services.
     let split = rest
         .iter()
-        .position(|c| {
-            matches!(
-                c.op,
-                Op::RunCommand { .. } | Op::DaemonReload | Op::Service { .. }
-            )
-        })
+        .position(|c| c.phase >= Phase::Commands)
         .unwrap_or(rest.len());
     let after = rest.split_off(split);
     apply_steps(cx, rest, &mut steps, &mut files, &mut done)?;
@@ -169,7 +167,7 @@ fn apply_accounts(
 ) -> Result<()> {
     let accounts: Vec<Change> = rest
         .iter()
-        .take_while(|c| matches!(c.op, Op::Account { .. }))
+        .take_while(|c| c.phase == Phase::Accounts)
         .cloned()
         .collect();
     if accounts.is_empty() {
@@ -457,11 +455,11 @@ fn replan(
     let applied_accounts = done.iter().any(|c| matches!(c.op, Op::Account { .. }));
     // What comes before the package transaction (repo files), packages,
     // and accounts once applied must all be as declared by now.
-    if let Some((_, c)) = plan.changes.iter().enumerate().find(|(i, c)| {
-        *i < plan.repo_phase
-            || matches!(c.op, Op::Package { .. })
-            || (applied_accounts && matches!(c.op, Op::Account { .. }))
-    }) {
+    if let Some(c) = plan
+        .changes
+        .iter()
+        .find(|c| c.phase <= Phase::Packages || (applied_accounts && c.phase == Phase::Accounts))
+    {
         bail!(
             "after the package transaction and account steps {} still differs: {}",
             c.resource,

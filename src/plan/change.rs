@@ -210,9 +210,71 @@ pub struct MetaView {
     pub deferred: bool,
 }
 
+/// The engine's steps, in the order a converge applies them: the one place
+/// that order is written. The planner emits its changes by it, and the
+/// apply runs each phase in turn, with what is particular to it (one
+/// package transaction; the steps after it and after the accounts planned
+/// again; each command's guards checked as it is about to run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    /// What the package transaction reads: repo files and their parents.
+    BeforePackages,
+    /// The one package transaction.
+    Packages,
+    /// Users and groups: after the packages that may create them, before
+    /// what they own.
+    Accounts,
+    /// Directories, created outermost first, and changed.
+    Directories,
+    /// Files and symlinks, in declaration order.
+    #[default]
+    Files,
+    /// What is removed, deepest first.
+    Removals,
+    /// Commands, in declaration order.
+    Commands,
+    /// daemon-reload, then units: enablement, start and stop, restarts and
+    /// reloads.
+    Services,
+}
+
+impl Phase {
+    /// Every phase, in order.
+    pub(crate) const ALL: [Phase; 8] = [
+        Phase::BeforePackages,
+        Phase::Packages,
+        Phase::Accounts,
+        Phase::Directories,
+        Phase::Files,
+        Phase::Removals,
+        Phase::Commands,
+        Phase::Services,
+    ];
+
+    /// The phase a step of `op` belongs to, unless its planner says
+    /// otherwise (a repo file is written before the packages; a change of
+    /// a directory's metadata is a directory's).
+    fn of(op: &Op) -> Phase {
+        match op {
+            Op::Package { .. } => Phase::Packages,
+            Op::Account { .. } => Phase::Accounts,
+            Op::CreateDir { .. } => Phase::Directories,
+            Op::WriteFile { .. } | Op::SetMeta { .. } | Op::Symlink { .. } => Phase::Files,
+            Op::RemoveFile { .. } | Op::RemoveDir { .. } => Phase::Removals,
+            Op::RunCommand { .. } => Phase::Commands,
+            Op::DaemonReload | Op::Service { .. } => Phase::Services,
+        }
+    }
+}
+
 /// One planned change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ChangeWire")]
 pub struct Change {
+    /// The phase of the converge it is applied in (not written: one read
+    /// back is in the phase of what it does).
+    #[serde(skip_serializing)]
+    pub(crate) phase: Phase,
     /// The resource it converges (for implicit parents, the directory).
     pub resource: ResourceId,
     /// What to do.
@@ -227,6 +289,38 @@ pub struct Change {
     /// package), as opposed to changing or removing it.
     #[serde(default)]
     pub creates: bool,
+}
+
+/// A [`Change`] as JSON holds it.
+#[derive(Deserialize)]
+struct ChangeWire {
+    /// The resource it converges (for implicit parents, the directory).
+    resource: ResourceId,
+    /// What to do.
+    #[serde(flatten)]
+    op: Op,
+    /// Why, in words: each difference found.
+    reasons: Vec<String>,
+    /// Unified diff of text content, when shown.
+    #[serde(default)]
+    diff: Option<String>,
+    /// The step creates what did not exist (a file, link, directory or
+    /// package), as opposed to changing or removing it.
+    #[serde(default)]
+    creates: bool,
+}
+
+impl From<ChangeWire> for Change {
+    fn from(w: ChangeWire) -> Self {
+        Change {
+            phase: Phase::of(&w.op),
+            resource: w.resource,
+            op: w.op,
+            reasons: w.reasons,
+            diff: w.diff,
+            creates: w.creates,
+        }
+    }
 }
 
 /// How a change shows in a list: `+` created, `~` changed, `-` removed.
@@ -330,12 +424,19 @@ impl Change {
                 }
         );
         Change {
+            phase: Phase::of(&op),
             resource: id.clone(),
             op,
             reasons,
             diff: None,
             creates,
         }
+    }
+
+    /// The same change, in `phase`.
+    pub(crate) fn in_phase(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
     }
 
     /// The same change, marked as creating what did not exist.

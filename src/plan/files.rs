@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Plan, PlanProblem};
+use super::change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Phase, Plan, PlanProblem};
 use super::content::{SecretContents, text_diff};
 use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
@@ -581,29 +581,47 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The ordered plan, or every problem found.
+    /// The ordered plan, or every problem found: each change in its
+    /// phase, the phases in their order.
     pub(super) fn finish(mut self) -> Result<Plan, Vec<PlanProblem>> {
         self.plan_rmdirs();
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
-        let mut changes = Vec::new();
         // Parents of repo files first, outermost first.
         let mut early = self.early.clone();
         early.sort();
-        for p in early {
-            changes.extend(self.dir_creates.remove(&p));
-        }
-        changes.append(&mut self.repos);
-        let repo_phase = changes.len();
-        changes.append(&mut self.packages);
-        changes.append(&mut self.account_steps);
-        changes.extend(std::mem::take(&mut self.dir_creates).into_values());
-        changes.append(&mut self.dirs);
-        changes.append(&mut self.files);
+        let mut before_packages: Vec<Change> = early
+            .iter()
+            .filter_map(|p| self.dir_creates.remove(p))
+            .collect();
+        before_packages.append(&mut self.repos);
+        // Created outermost first (by path), then the declared ones changed.
+        let mut directories: Vec<Change> = std::mem::take(&mut self.dir_creates)
+            .into_values()
+            .collect();
+        directories.append(&mut self.dirs);
         // Deepest first, so a directory is removed after what it contained.
         self.removals.sort_by(|a, b| b.op.path().cmp(&a.op.path()));
-        changes.append(&mut self.removals);
+        let mut by_phase = BTreeMap::from([
+            (Phase::BeforePackages, before_packages),
+            (Phase::Packages, std::mem::take(&mut self.packages)),
+            (Phase::Accounts, std::mem::take(&mut self.account_steps)),
+            (Phase::Directories, directories),
+            (Phase::Files, std::mem::take(&mut self.files)),
+            (Phase::Removals, std::mem::take(&mut self.removals)),
+        ]);
+        let repo_phase = by_phase[&Phase::BeforePackages].len();
+        let changes = Phase::ALL
+            .iter()
+            .flat_map(|phase| {
+                by_phase
+                    .remove(phase)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| c.in_phase(*phase))
+            })
+            .collect();
         Ok(Plan {
             changes,
             notes: std::mem::take(&mut self.notes),

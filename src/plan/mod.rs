@@ -4,9 +4,9 @@
 //! cases in milliseconds, and `plan` can never change the host. Each change
 //! carries everything needed to apply it and why it is needed.
 //!
-//! Order: parents of repo files, repo files, (packages), directories
-//! (parents first), files and symlinks in declaration order, directory
-//! removals (deepest first), commands, (services).
+//! Order: the changes come in the phases of [`Phase`], the one place the
+//! engine's order is written; the kinds' order (which kind's resources are
+//! planned first) is their list in `desired::kinds`.
 
 mod accounts;
 mod change;
@@ -25,7 +25,7 @@ use crate::desired::diag::Origin;
 use crate::desired::model::{
     Kind, Package, PackageState, PathDecl, PathForm, Prim, Resource, ResourceId, Service,
 };
-pub(crate) use change::{Change, Marker, Op, Plan, PlanProblem, differing};
+pub(crate) use change::{Change, Marker, Op, Phase, Plan, PlanProblem, differing};
 pub(crate) use commands::decide as command_due;
 pub(crate) use content::{SecretContents, sha256};
 use files::Planner;
