@@ -97,18 +97,34 @@ enum Undo {
 }
 
 /// The resource whose converge undoes `e`, if there is anything to undo.
+/// A record of another shape than its kind's primitive (a device found
+/// where a path was declared) is forgotten, as accounts and commands are.
 fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
     let (kind, key) = (e.id.kind, e.id.key.as_str());
-    match (&e.before, kind.prim()) {
-        (Before::Path(Prior::Missing), PrimKind::Path(_)) => {
-            Some((kind.absent(key)?, Undo::Remove))
-        }
-        (Before::Package { installed: false }, PrimKind::Package) if prune_packages => {
-            Some((kind.absent(key)?, Undo::Remove))
-        }
-        (Before::Unit { enabled, running }, PrimKind::Unit)
-            if enabled.is_some() || running.is_some() =>
-        {
+    match kind.prim() {
+        PrimKind::Path(form) => match &e.before {
+            Before::Path(Prior::Missing) => Some((kind.absent(key)?, Undo::Remove)),
+            Before::Path(prior) => Some((
+                path_as_before(prior, form, kind.path_of_key(key)?)?,
+                Undo::Restore,
+            )),
+            Before::Unit { .. } | Before::Package { .. } | Before::Untracked => None,
+        },
+        PrimKind::Package => match e.before {
+            Before::Package { installed: false } if prune_packages => {
+                Some((kind.absent(key)?, Undo::Remove))
+            }
+            Before::Package { .. } | Before::Path(_) | Before::Unit { .. } | Before::Untracked => {
+                None
+            }
+        },
+        PrimKind::Unit => {
+            let Before::Unit { enabled, running } = e.before else {
+                return None;
+            };
+            if enabled.is_none() && running.is_none() {
+                return None;
+            }
             let state = running.map(|r| {
                 if r {
                     RunState::Running
@@ -119,7 +135,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             Some((
                 Resource::Service(Service {
                     unit: key.to_owned(),
-                    enabled: *enabled,
+                    enabled,
                     state,
                     restart_on: Vec::new(),
                     reload_on: Vec::new(),
@@ -128,17 +144,14 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 Undo::Restore,
             ))
         }
-        (Before::Path(prior), PrimKind::Path(form)) => Some((
-            path_as_before(prior, form, kind.path_of_key(key)?)?,
-            Undo::Restore,
-        )),
-        _ => None,
+        PrimKind::Group | PrimKind::User | PrimKind::Command => None,
     }
 }
 
 /// What was at `path` before driftless managed it, as a resource that puts
 /// it back: a file with its bytes, owner, mode and label (a repo file put
-/// back is a file), a directory, a symlink.
+/// back is a file), a directory, a symlink. `None` when what was there is
+/// not of the path's form.
 fn path_as_before(prior: &Prior, form: Form, path: String) -> Option<Resource> {
     // What was there is put back with its own label, exactly.
     let parts = |label: &Option<String>| {
@@ -153,15 +166,16 @@ fn path_as_before(prior: &Prior, form: Form, path: String) -> Option<Resource> {
         mode: m.mode,
         selinux: parts(label),
     };
-    Some(match (prior, form) {
-        (
-            Prior::File {
+    Some(match form {
+        Form::File => {
+            let Prior::File {
                 object,
                 meta: m,
                 label,
-            },
-            Form::File,
-        ) => {
+            } = prior
+            else {
+                return None;
+            };
             let mut sha = [0u8; 32];
             hex::decode_to_slice(object, &mut sha).ok()?;
             Resource::File(File {
@@ -172,18 +186,27 @@ fn path_as_before(prior: &Prior, form: Form, path: String) -> Option<Resource> {
                 sensitive: false,
             })
         }
-        (Prior::Dir { meta: m, label }, Form::Dir) => Resource::Directory(Directory {
-            path,
-            ensure: Ensure::Present,
-            meta: meta(m, label),
-        }),
-        (Prior::Symlink { target, label }, Form::Symlink) => Resource::Symlink(Symlink {
-            path,
-            target: target.clone(),
-            ensure: Ensure::Present,
-            selinux: parts(label),
-        }),
-        _ => return None,
+        Form::Dir => {
+            let Prior::Dir { meta: m, label } = prior else {
+                return None;
+            };
+            Resource::Directory(Directory {
+                path,
+                ensure: Ensure::Present,
+                meta: meta(m, label),
+            })
+        }
+        Form::Symlink => {
+            let Prior::Symlink { target, label } = prior else {
+                return None;
+            };
+            Resource::Symlink(Symlink {
+                path,
+                target: target.clone(),
+                ensure: Ensure::Present,
+                selinux: parts(label),
+            })
+        }
     })
 }
 

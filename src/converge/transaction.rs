@@ -461,11 +461,13 @@ fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
         .chain(&s.reload_on)
         .filter_map(|id| match id.kind.prim() {
             PrimKind::Package => Some(id.to_string()),
-            _ => desired
+            PrimKind::Path(_) => desired
                 .resources
                 .iter()
                 .find(|d| d.resource.id() == *id)
                 .and_then(|d| d.resource.path()),
+            // A rollback puts back paths and packages only.
+            PrimKind::Group | PrimKind::User | PrimKind::Command | PrimKind::Unit => None,
         })
         .collect()
 }

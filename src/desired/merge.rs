@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::diag::Diagnostic;
-use super::kinds::{Decl, Spec};
+use super::kinds::{AccountKind, Decl};
 use super::model::{Check, Ensure, ResourceId};
 use super::parse::{CheckDecl, ParsedFile};
 
@@ -82,33 +82,27 @@ fn check_owners(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
     let mut users = HashSet::new();
     let mut groups = HashSet::new();
     for w in winners {
-        match &w.decl.spec {
-            Spec::User(u) if u.ensure == Ensure::Absent => {
-                users.insert(u.name.as_str());
-            }
-            Spec::Group(g) if g.ensure == Ensure::Absent => {
-                groups.insert(g.name.as_str());
-            }
-            _ => {}
+        if let Some(a) = w.decl.spec.relations().account
+            && a.ensure == Ensure::Absent
+        {
+            match a.kind {
+                AccountKind::User => users.insert(a.name),
+                AccountKind::Group => groups.insert(a.name),
+            };
         }
     }
     if users.is_empty() && groups.is_empty() {
         return;
     }
     for w in winners {
-        let (meta, runs_as) = match &w.decl.spec {
-            Spec::File(f) if f.ensure == Ensure::Present => (Some(&f.meta), None),
-            Spec::Directory(d) if d.ensure == Ensure::Present => (Some(&d.meta), None),
-            Spec::Command(c) => (None, c.user.as_deref()),
-            _ => continue,
-        };
+        let rel = w.decl.spec.relations();
         let id = w.decl.spec.id();
         let mut problem = |account: &str, name: &str, key: &str, left: &str| {
             diags.push(w.decl.origin.diag(format!(
                 "{id} {left} {account} `{name}`, which is declared absent: removing the {account} would leave it to an orphaned id (declare the {account} present, or change `{key}`)"
             )));
         };
-        if let Some(m) = meta {
+        if let Some(m) = rel.owned_by {
             if users.contains(m.owner.as_str()) {
                 problem("user", &m.owner, "owner", "is owned by");
             }
@@ -116,7 +110,7 @@ fn check_owners(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
                 problem("group", &m.group, "group", "belongs to");
             }
         }
-        if let Some(u) = runs_as.filter(|u| users.contains(u)) {
+        if let Some(u) = rel.runs_as.filter(|u| users.contains(u)) {
             problem("user", u, "user", "runs as");
         }
     }
@@ -133,24 +127,20 @@ fn check_accounts(
     let mut gids: HashMap<u32, &Winner> = HashMap::new();
     let mut groups: HashMap<&str, Ensure> = HashMap::new();
     for w in winners {
-        let (id, seen) = match &w.decl.spec {
-            Spec::User(u) if u.ensure == Ensure::Present => (u.uid, &mut uids),
-            Spec::Group(g) => {
-                groups.insert(&g.name, g.ensure);
-                if g.ensure == Ensure::Absent {
-                    continue;
-                }
-                (g.gid, &mut gids)
-            }
-            _ => continue,
+        let Some(a) = w.decl.spec.relations().account else {
+            continue;
         };
-        let Some(id) = id else { continue };
+        let (what, seen) = match a.kind {
+            AccountKind::User => ("uid", &mut uids),
+            AccountKind::Group => {
+                groups.insert(a.name, a.ensure);
+                ("gid", &mut gids)
+            }
+        };
+        let Some(id) = a.id.filter(|_| a.ensure == Ensure::Present) else {
+            continue;
+        };
         if let Some(other) = seen.get(&id) {
-            let what = if matches!(w.decl.spec, Spec::User(_)) {
-                "uid"
-            } else {
-                "gid"
-            };
             diags.push(w.decl.origin.diag(format!(
                 "{what} {id} of {} is also the {what} of {} ({})",
                 w.decl.spec.id(),
@@ -162,27 +152,20 @@ fn check_accounts(
         }
     }
     for w in winners {
-        let Spec::User(u) = &w.decl.spec else {
-            continue;
-        };
-        if u.ensure == Ensure::Absent {
-            continue;
-        }
-        let named = u.group.iter().chain(u.groups.iter().flatten());
-        for (g, origin) in named.zip(&w.decl.ref_origins) {
+        let rel = w.decl.spec.relations();
+        for (g, origin) in rel.member_of.into_iter().zip(&w.decl.ref_origins) {
             if g.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            match groups.get(g.as_str()) {
+            let who = w.decl.spec.id();
+            match groups.get(g) {
                 Some(Ensure::Present) => {}
-                Some(Ensure::Absent) => diags.push(origin.diag(format!(
-                    "user:{} is in group `{g}`, which is declared absent",
-                    u.name
-                ))),
+                Some(Ensure::Absent) => diags.push(
+                    origin.diag(format!("{who} is in group `{g}`, which is declared absent")),
+                ),
                 None if host_groups.is_some_and(|h| !h.contains(g)) => {
                     diags.push(origin.diag(format!(
-                        "user:{} is in group `{g}`, which does not exist on this host and is not declared (add a [[group]] named `{g}`)",
-                        u.name
+                        "{who} is in group `{g}`, which does not exist on this host and is not declared (add a [[group]] named `{g}`)"
                     )));
                 }
                 None => {}
@@ -216,27 +199,15 @@ fn check_references(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
     let declared: HashMap<ResourceId, ()> =
         winners.iter().map(|w| (w.decl.spec.id(), ())).collect();
     for w in winners {
-        let (owner, refs): (&str, Vec<(&str, &ResourceId)>) = match &w.decl.spec {
-            Spec::Service(s) => (
-                &s.unit,
-                s.restart_on
-                    .iter()
-                    .map(|r| ("restart_on", r))
-                    .chain(s.reload_on.iter().map(|r| ("reload_on", r)))
-                    .collect(),
-            ),
-            Spec::Command(c) => (
-                &c.name,
-                c.refresh_on.iter().map(|r| ("refresh_on", r)).collect(),
-            ),
-            _ => continue,
-        };
+        let refs = w.decl.spec.relations().refers_to;
+        let own = w.decl.spec.id();
+        let owner = &own.key;
         for ((key, r), origin) in refs.into_iter().zip(&w.decl.ref_origins) {
             if !declared.contains_key(r) {
                 diags.push(origin.diag(format!(
                     "`{key}` of {owner} refers to {r}, which is not declared for this host"
                 )));
-            } else if *r == w.decl.spec.id() {
+            } else if *r == own {
                 diags.push(origin.diag(format!("`{key}` of {owner} refers to itself")));
             }
         }

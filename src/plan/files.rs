@@ -58,21 +58,23 @@ impl<'a> Planner<'a> {
         let mut declared_groups = BTreeSet::new();
         for d in &desired.resources {
             match d.resource.lower() {
-                Prim::Path(PathDecl {
-                    path,
-                    ensure: Ensure::Present,
-                    form: PathForm::Dir { meta },
-                    ..
-                }) => {
-                    declared_dirs.insert(path.into_owned(), (meta.clone(), d.origin.clone()));
+                Prim::Path(p) => {
+                    if let (Ensure::Present, PathForm::Dir { meta }) = (p.ensure, &p.form) {
+                        declared_dirs
+                            .insert(p.path.into_owned(), ((*meta).clone(), d.origin.clone()));
+                    }
                 }
-                Prim::User(u) if u.ensure == Ensure::Present => {
-                    declared_users.insert(u.name.clone());
+                Prim::User(u) => {
+                    if u.ensure == Ensure::Present {
+                        declared_users.insert(u.name.clone());
+                    }
                 }
-                Prim::Group(g) if g.ensure == Ensure::Present => {
-                    declared_groups.insert(g.name.clone());
+                Prim::Group(g) => {
+                    if g.ensure == Ensure::Present {
+                        declared_groups.insert(g.name.clone());
+                    }
                 }
-                _ => {}
+                Prim::Package(_) | Prim::Command(_) | Prim::Unit(_) => {}
             }
         }
         Planner {

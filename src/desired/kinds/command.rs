@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use toml::de::DeValue;
 
 use super::ResourceId;
-use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
+use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent, Relations};
 use crate::desired::checks;
 use crate::desired::parser::{DEFAULT_COMMAND_TIMEOUT, Parser};
 use crate::desired::schema::{Fields, Sp};
@@ -166,6 +166,14 @@ impl KindDef for Command {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    fn relations(c: &Self) -> Relations<'_> {
+        Relations {
+            runs_as: c.user.as_deref(),
+            refers_to: c.refresh_on.iter().map(|r| ("refresh_on", r)).collect(),
+            ..Relations::default()
+        }
     }
 
     const PRIM: PrimKind = PrimKind::Command;

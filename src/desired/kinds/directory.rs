@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
+    Relations,
 };
 use crate::desired::parser::{DEFAULT_DIR_MODE, Parser};
 use crate::desired::schema::Fields;
@@ -51,6 +52,13 @@ impl KindDef for Directory {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    fn relations(d: &Self) -> Relations<'_> {
+        Relations {
+            owned_by: (d.ensure == Ensure::Present).then_some(&d.meta),
+            ..Relations::default()
+        }
     }
 
     const PRIM: PrimKind = PrimKind::Path(Form::Dir);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Decl, Form, Identity, Kind, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
-    ResourceId,
+    Relations, ResourceId,
 };
 use crate::desired::parser::{DEFAULT_FILE_MODE, Parser, inline_first_line, repo_relative_path};
 use crate::desired::schema::{Fields, Sp};
@@ -139,6 +139,13 @@ impl KindDef for File {
             meta: spec.meta.clone(),
             sensitive: spec.sensitive || secret,
         })
+    }
+
+    fn relations(f: &FileSpec) -> Relations<'_> {
+        Relations {
+            owned_by: (f.ensure == Ensure::Present).then_some(&f.meta),
+            ..Relations::default()
+        }
     }
 
     const PRIM: PrimKind = PrimKind::Path(Form::File);

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
+use super::{
+    AccountDecl, AccountKind, Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent,
+    Relations,
+};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
@@ -49,6 +52,18 @@ impl KindDef for Group {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    fn relations(g: &Self) -> Relations<'_> {
+        Relations {
+            account: Some(AccountDecl {
+                kind: AccountKind::Group,
+                name: &g.name,
+                ensure: g.ensure,
+                id: g.gid,
+            }),
+            ..Relations::default()
+        }
     }
 
     const PRIM: PrimKind = PrimKind::Group;

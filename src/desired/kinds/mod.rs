@@ -81,8 +81,53 @@ pub(crate) trait KindDef: Identity + Sized {
     fn reference_key(key: &str) -> Result<String, String> {
         Ok(key.to_owned())
     }
+    /// What a declaration says of other declarations (the accounts it
+    /// declares or uses, what it refers to), for the checks that span
+    /// declarations. Nothing, for a kind that says none of it.
+    fn relations(_spec: &Self::Spec) -> Relations<'_> {
+        Relations::default()
+    }
     /// Which primitive it is, without a resource at hand.
     const PRIM: PrimKind;
+}
+
+/// What one declaration says of others ([`KindDef::relations`]).
+#[derive(Debug, Default)]
+pub(crate) struct Relations<'a> {
+    /// The account it declares.
+    pub account: Option<AccountDecl<'a>>,
+    /// The owner and group of what it creates (a present path).
+    pub owned_by: Option<&'a Meta>,
+    /// The user it runs as.
+    pub runs_as: Option<&'a str>,
+    /// The groups it puts its account in (a present user), in the order
+    /// of its reference positions.
+    pub member_of: Vec<&'a str>,
+    /// What it refers to, with the key that says so, in the order of its
+    /// reference positions.
+    pub refers_to: Vec<(&'static str, &'a ResourceId)>,
+}
+
+/// A declared user or group.
+#[derive(Debug)]
+pub(crate) struct AccountDecl<'a> {
+    /// User or group.
+    pub kind: AccountKind,
+    /// Its name.
+    pub name: &'a str,
+    /// Present or absent.
+    pub ensure: Ensure,
+    /// Its fixed uid or gid, if declared.
+    pub id: Option<u32>,
+}
+
+/// Which kind of account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccountKind {
+    /// A user (its id is a uid).
+    User,
+    /// A group (its id is a gid).
+    Group,
 }
 
 /// What a resource is to the engine: one of a few primitives, each with
@@ -441,6 +486,13 @@ macro_rules! kinds {
             pub(crate) fn path(&self) -> Option<String> {
                 match self {
                     $(Spec::$variant(s) => Identity::path(s),)*
+                }
+            }
+
+            /// What it says of other declarations.
+            pub(crate) fn relations(&self) -> Relations<'_> {
+                match self {
+                    $(Spec::$variant(s) => <$module::$ty as KindDef>::relations(s),)*
                 }
             }
 

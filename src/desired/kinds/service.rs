@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ResourceId;
-use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
+use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent, Relations};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
@@ -116,6 +116,18 @@ impl KindDef for Service {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    fn relations(s: &Self) -> Relations<'_> {
+        Relations {
+            refers_to: s
+                .restart_on
+                .iter()
+                .map(|r| ("restart_on", r))
+                .chain(s.reload_on.iter().map(|r| ("reload_on", r)))
+                .collect(),
+            ..Relations::default()
+        }
     }
 
     const PRIM: PrimKind = PrimKind::Unit;

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
+use super::{
+    AccountDecl, AccountKind, Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent,
+    Relations,
+};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
@@ -133,6 +136,27 @@ impl KindDef for User {
 
     fn resolve(spec: &Self, _: &mut dyn ReadContent, _: &Decl) -> Option<Self> {
         Some(spec.clone())
+    }
+
+    fn relations(u: &Self) -> Relations<'_> {
+        Relations {
+            account: Some(AccountDecl {
+                kind: AccountKind::User,
+                name: &u.name,
+                ensure: u.ensure,
+                id: u.uid,
+            }),
+            member_of: match u.ensure {
+                Ensure::Present => u
+                    .group
+                    .iter()
+                    .chain(u.groups.iter().flatten())
+                    .map(String::as_str)
+                    .collect(),
+                Ensure::Absent => Vec::new(),
+            },
+            ..Relations::default()
+        }
     }
 
     const PRIM: PrimKind = PrimKind::User;
