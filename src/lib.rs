@@ -4,7 +4,9 @@
 //!
 //! - [`desired`] (the config-repo model) and [`plan`] (desired x observed
 //!   -> changes) do no I/O; [`agent`] holds the agent's state and its rules
-//!   as pure functions.
+//!   as pure functions. Each resource kind has one home,
+//!   `desired/kinds/<kind>.rs`, which imports no other kind; the engine
+//!   knows the few primitives they lower to, not the kinds.
 //! - [`system`] is the only code that touches the host, [`source`] the only
 //!   code that reads the config repo from git or the network, and [`store`]
 //!   the only code that touches the state directory. None of them knows the

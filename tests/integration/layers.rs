@@ -67,6 +67,13 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
 /// Leaves that every room may use and that import no other room.
 const LEAVES: &[&str] = &["cancel", "durable", "fault", "outcome", "words"];
 
+/// The kind a file of `desired/kinds/` is the home of (not the registry,
+/// `mod.rs`, which every kind reads).
+fn kind_module(rel: &str) -> Option<&str> {
+    rel.strip_prefix("desired/kinds/")
+        .filter(|name| *name != "mod.rs")
+}
+
 /// A file of `src/` and the files it imports.
 #[derive(Debug, Default)]
 struct Graph {
@@ -119,6 +126,14 @@ impl Graph {
                 }
                 if LEAVES.contains(&room.as_str()) && to_room != room {
                     out.push(format!("{from} imports {to}: {room} is a leaf"));
+                }
+                if kind_module(from)
+                    .zip(kind_module(to))
+                    .is_some_and(|(a, b)| a != b)
+                {
+                    out.push(format!(
+                        "{from} imports {to}: a resource kind keeps to its own module"
+                    ));
                 }
                 if from < to && self.edges.get(to).is_some_and(|t| t.contains(from)) {
                     out.push(format!("{from} and {to} import each other"));
@@ -372,6 +387,7 @@ fn imports_keep_to_the_house_rules() {
         ("system/fsroot.rs", "durable.rs"),
         ("daemon/runtime.rs", "app/mod.rs"),
         ("cli/client.rs", "daemon/protocol.rs"),
+        ("desired/kinds/file.rs", "desired/kinds/mod.rs"),
     ] {
         assert!(
             g.edges.get(from).is_some_and(|t| t.contains(to)),
@@ -408,14 +424,21 @@ fn the_checker_catches_a_broken_rule() {
         "pub fn g() { crate::system::fsroot::f(); crate::cli::run(); }\n",
     );
     file("cli/mod.rs", "pub fn run() {}\n");
+    file("desired/kinds/mod.rs", "pub mod file;\npub mod repo;\n");
+    file("desired/kinds/file.rs", "pub struct File;\n");
+    file(
+        "desired/kinds/repo.rs",
+        "use super::file::File;\nuse super::Kind;\n",
+    );
     let v = Graph::of(src).violations();
     for want in [
         "desired/model.rs imports system/fsroot.rs: desired must not import system",
         "desired/model.rs imports system/other.rs: desired must not import system",
         "system/other.rs imports cli/mod.rs: only main imports cli",
         "system/fsroot.rs and system/other.rs import each other",
+        "desired/kinds/repo.rs imports desired/kinds/file.rs: a resource kind keeps to its own module",
     ] {
         assert!(v.iter().any(|x| x == want), "missing `{want}` in {v:#?}");
     }
-    assert_eq!(v.len(), 5, "{v:#?}");
+    assert_eq!(v.len(), 6, "{v:#?}");
 }
