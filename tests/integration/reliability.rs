@@ -375,3 +375,82 @@ fn a_full_disk_rolls_back_and_quarantines_nothing() {
         "a full disk was quarantined: {st}"
     );
 }
+
+/// Lifts `chattr +i` from a file when dropped, so that a failed assertion
+/// does not leave an undeletable temporary directory.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: PathBuf) -> Self {
+        chattr("+i", &path);
+        Self(path)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// The one failure policy for the state directory: a record that cannot
+/// be written after the host changed leaves the outcome as what happened
+/// to the host (changed, exit 2) with a note; before any change, the run
+/// is an error (exit 1) that changed nothing; once it can be written
+/// again, the next run records it.
+#[test]
+fn a_state_write_that_fails_is_a_note_after_a_change_and_an_error_before_one() {
+    let file = |path: &str, content: &str| {
+        format!("[[file]]\npath = \"{path}\"\ncontent = \"{content}\\n\"\n")
+    };
+    let a = Agent::new(&file("/etc/app.conf", "one"));
+    a.converge().expect_code(2);
+    let inventory = a.env.state_dir().join("inventory.json");
+    assert!(inventory.exists());
+
+    // After a change: the file is written, the inventory is not.
+    let guard = Immutable::set(inventory.clone());
+    let host = [file("/etc/app.conf", "one"), file("/etc/new.conf", "new")].concat();
+    write_repo(&a.repo, &[("hosts/h.toml", &host)]);
+    let mut args = converge_args(&a.repo, &a.root, "h");
+    args.push("--json".into());
+    let r = a.env.run(&args);
+    r.expect_code(2);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["result"], "changed", "{v:#}");
+    let notices = v["notices"].to_string();
+    assert!(notices.contains("could not record the inventory"), "{v:#}");
+    assert_eq!(
+        std::fs::read_to_string(a.root.join("etc/new.conf")).unwrap(),
+        "new\n"
+    );
+
+    // Before any change: a file already as declared is new to the
+    // inventory; the run fails and changes nothing.
+    std::fs::write(a.root.join("etc/same.conf"), "same\n").unwrap();
+    let host = [host, file("/etc/same.conf", "same")].concat();
+    write_repo(&a.repo, &[("hosts/h.toml", &host)]);
+    let before = fingerprint(&a.root);
+    let r = a.env.run(&args);
+    r.expect_code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["result"], "error", "{v:#}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("could not record the inventory: "),
+        "{error}"
+    );
+    assert_eq!(fingerprint(&a.root), before);
+
+    // Writable again: the next run records what it manages.
+    drop(guard);
+    a.converge().expect_code(0);
+    let inv = std::fs::read_to_string(&inventory).unwrap();
+    for id in [
+        "file:/etc/app.conf",
+        "file:/etc/new.conf",
+        "file:/etc/same.conf",
+    ] {
+        assert!(inv.contains(id), "{id} not in {inv}");
+    }
+}
