@@ -19,7 +19,7 @@ use crate::cancel::Cancel;
 use crate::config;
 use crate::converge::{Log, Tee};
 use crate::report::journal::Journal;
-use render::Report;
+use render::{Report, Shape};
 
 pub use crate::outcome::ExitCode;
 
@@ -374,34 +374,36 @@ fn changes_agent_state(command: &Command) -> bool {
     )
 }
 
-fn name(command: &Command) -> &'static str {
+/// What `command` reports: its result's shape, and its name.
+fn shape(command: &Command) -> Shape {
     match command {
-        Command::Validate(_) => "validate",
-        Command::Plan(_) => "plan",
-        Command::Converge(_) => "converge",
-        Command::Status => "status",
-        Command::History(_) => "history",
-        Command::Rollback(_) => "rollback",
-        Command::Resume => "resume",
-        Command::Facts(_) => "facts",
-        Command::Retry => "retry",
-        Command::Pause(_) => "pause",
-        Command::Unpause => "unpause",
-        Command::Recover(_) => "recover",
-        Command::Source(_) => "source status",
-        Command::Config(ConfigCommand::Check) => "config check",
-        Command::Daemon(_) => "daemon",
-        Command::Assets(_) => "assets",
-        Command::Secret(_) => "secret",
-        Command::Fleet(FleetCommand::Status { .. }) => "fleet status",
-        Command::Fleet(FleetCommand::Halt { .. }) => "fleet halt",
-        Command::Fleet(FleetCommand::Resume) => "fleet resume",
+        Command::Validate(_) => Shape::Validate,
+        Command::Plan(_) => Shape::Plan,
+        Command::Converge(_) => Shape::Converge,
+        Command::Status => Shape::Status,
+        Command::History(_) => Shape::History,
+        Command::Facts(_) => Shape::Facts,
+        Command::Source(_) => Shape::SourceStatus,
+        Command::Fleet(FleetCommand::Status { .. }) => Shape::FleetStatus,
+        Command::Rollback(_) => Shape::Action("rollback"),
+        Command::Resume => Shape::Action("resume"),
+        Command::Retry => Shape::Action("retry"),
+        Command::Pause(_) => Shape::Action("pause"),
+        Command::Unpause => Shape::Action("unpause"),
+        Command::Recover(_) => Shape::Action("recover"),
+        Command::Config(ConfigCommand::Check) => Shape::Action("config check"),
+        Command::Daemon(_) => Shape::Action("daemon"),
+        Command::Assets(_) => Shape::Action("assets"),
+        Command::Secret(_) => Shape::Action("secret"),
+        Command::Fleet(FleetCommand::Halt { .. }) => Shape::Action("fleet halt"),
+        Command::Fleet(FleetCommand::Resume) => Shape::Action("fleet resume"),
     }
 }
 
-fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow::Error)> {
-    let command = name(&cli.command);
-    let fail = |e| (command, e);
+fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (Shape, anyhow::Error)> {
+    let shape = shape(&cli.command);
+    let command = shape.command();
+    let fail = |e| (shape, e);
     let explicit = cli.config.is_some();
     let path = cli
         .config
@@ -425,7 +427,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
     let (settings, config_error) = match (loaded, &cli.command) {
         (Ok(s), _) => (s, None),
         (Err(e), Command::Status) => (config::Settings::default(), Some(format!("{e:#}"))),
-        (Err(e), _) => return Err((command, e)),
+        (Err(e), _) => return Err((shape, e)),
     };
     let app = App::new(settings);
     let mut log = Log;
@@ -438,7 +440,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
                 source: a.repo.request(),
                 root: a.root.root.clone(),
             };
-            let mut report = Report::run(command, app::plan(&app, &req, &mut log, cancel));
+            let mut report = Report::plan(app::plan(&app, &req, &mut log, cancel));
             report.mode = Some(app.settings.mode);
             report
         }
@@ -472,7 +474,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             app::recover(&app, &a.root, &mut log, cancel).map_err(fail)?,
         ),
         Command::Config(ConfigCommand::Check) => {
-            return Err((command, anyhow::anyhow!("internal error: dispatched twice")));
+            return Err((shape, anyhow::anyhow!("internal error: dispatched twice")));
         }
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
@@ -489,7 +491,7 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (&'static str, anyhow:
             app::ActionResult::done(app::fleet_resume(&app).map_err(fail)?),
         ),
         Command::Daemon(_) | Command::Assets(_) | Command::Secret(_) => {
-            return Err((command, anyhow::anyhow!("internal error: dispatched twice")));
+            return Err((shape, anyhow::anyhow!("internal error: dispatched twice")));
         }
     })
 }

@@ -36,34 +36,42 @@ pub fn usage_error_json(message: &str) -> serde_json::Value {
 /// Which result a report holds: what its `--json` document carries and
 /// how its text is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Shape {
+pub(crate) enum Shape {
+    /// `validate`.
     Validate,
+    /// `plan`.
     Plan,
+    /// `converge`.
     Converge,
+    /// `status`.
     Status,
+    /// `history`, `history N`.
     History,
+    /// `facts`.
     Facts,
+    /// `source status`.
     SourceStatus,
+    /// `fleet status`.
     FleetStatus,
-    /// `rollback`, `resume`, `retry`, `recover`, `fleet halt|resume`,
-    /// `config check` and what fails before a result exists.
-    Action,
+    /// A command that only says what it did, by its name: `rollback`,
+    /// `resume`, `retry`, `recover`, `pause`, `fleet halt|resume`,
+    /// `config check`.
+    Action(&'static str),
 }
 
 impl Shape {
-    /// The shape of `command`'s result (for a report that ended before
-    /// its command made one).
-    fn of(command: &str) -> Shape {
-        match command {
-            "validate" => Shape::Validate,
-            "plan" => Shape::Plan,
-            "converge" => Shape::Converge,
-            "status" => Shape::Status,
-            "history" => Shape::History,
-            "facts" => Shape::Facts,
-            "source status" => Shape::SourceStatus,
-            "fleet status" => Shape::FleetStatus,
-            _ => Shape::Action,
+    /// The command's name in its `--json` document.
+    pub(crate) fn command(self) -> &'static str {
+        match self {
+            Shape::Validate => "validate",
+            Shape::Plan => "plan",
+            Shape::Converge => "converge",
+            Shape::Status => "status",
+            Shape::History => "history",
+            Shape::Facts => "facts",
+            Shape::SourceStatus => "source status",
+            Shape::FleetStatus => "fleet status",
+            Shape::Action(name) => name,
         }
     }
 
@@ -118,7 +126,7 @@ impl Shape {
                 "facts",
                 "diagnostics",
             ],
-            Shape::Action => &["notices"],
+            Shape::Action(_) => &["notices"],
         }
     }
 }
@@ -126,9 +134,7 @@ impl Shape {
 /// Everything a command reports.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// The command (`validate`, `plan`, `converge`, ...).
-    pub command: &'static str,
-    /// Which result it holds.
+    /// Which command's result it holds.
     #[serde(skip)]
     shape: Shape,
     /// How it ended.
@@ -204,9 +210,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// An empty report for `command`, ended by `error`.
-    pub fn error(command: &'static str, error: &anyhow::Error) -> Self {
-        let mut r = Self::new(command);
+    /// An empty report of a command whose result has `shape`, ended by
+    /// `error` before it had one.
+    pub(crate) fn error(shape: Shape, error: &anyhow::Error) -> Self {
+        let mut r = Self::new(shape);
         r.error = Some(format!("{error:#}"));
         r
     }
@@ -221,7 +228,7 @@ impl Report {
 
     /// `validate`.
     pub fn validate(v: ValidateResult) -> Self {
-        let mut r = Self::new("validate").with_subject(v.subject);
+        let mut r = Self::new(Shape::Validate).with_subject(v.subject);
         r.result = v.outcome;
         r.diagnostics = v.diagnostics;
         r.error = v.error;
@@ -229,9 +236,14 @@ impl Report {
         r
     }
 
-    /// `plan` (and the run part of `converge`).
-    pub fn run(command: &'static str, run: Run) -> Self {
-        let mut r = Self::new(command).with_subject(run.subject);
+    /// `plan`.
+    pub fn plan(run: Run) -> Self {
+        Self::run(Shape::Plan, run)
+    }
+
+    /// A plan or the run part of a converge.
+    fn run(shape: Shape, run: Run) -> Self {
+        let mut r = Self::new(shape).with_subject(run.subject);
         r.result = run.outcome;
         r.root = run.root;
         r.changes = run.changes;
@@ -244,7 +256,7 @@ impl Report {
 
     /// `converge`.
     pub fn converge(c: ConvergeResult) -> Self {
-        let mut r = Self::run("converge", c.run);
+        let mut r = Self::run(Shape::Converge, c.run);
         r.generation = c.generation;
         r.dnf_transactions = c.dnf_transactions;
         r.restore_errors = c.restore_errors;
@@ -259,7 +271,7 @@ impl Report {
 
     /// `status`.
     pub fn status(s: AgentStatus) -> Self {
-        let mut r = Self::new("status");
+        let mut r = Self::new(Shape::Status);
         r.result = Outcome::Done;
         r.status = Some(s);
         r
@@ -267,7 +279,7 @@ impl Report {
 
     /// `history`.
     pub fn history(h: Vec<Generation>) -> Self {
-        let mut r = Self::new("history");
+        let mut r = Self::new(Shape::History);
         r.result = Outcome::Done;
         r.history = Some(h);
         r
@@ -275,7 +287,7 @@ impl Report {
 
     /// `facts`.
     pub fn facts(f: FactsResult) -> Self {
-        let mut r = Self::new("facts").with_subject(f.subject);
+        let mut r = Self::new(Shape::Facts).with_subject(f.subject);
         r.result = f.outcome;
         r.facts = f.scope;
         r.diagnostics = f.diagnostics;
@@ -285,7 +297,7 @@ impl Report {
 
     /// `history N`.
     pub fn generation(g: GenerationDetail) -> Self {
-        let mut r = Self::new("history");
+        let mut r = Self::new(Shape::History);
         r.result = Outcome::Done;
         r.generation_detail = Some(g);
         r
@@ -293,7 +305,7 @@ impl Report {
 
     /// `source status`.
     pub fn source_status(s: SourceStatus) -> Self {
-        let mut r = Self::new("source status");
+        let mut r = Self::new(Shape::SourceStatus);
         r.result = Outcome::Done;
         r.source_status = Some(s);
         r
@@ -301,7 +313,7 @@ impl Report {
 
     /// `fleet status`.
     pub fn fleet_status(s: crate::app::FleetStatus) -> Self {
-        let mut r = Self::new("fleet status");
+        let mut r = Self::new(Shape::FleetStatus);
         r.result = Outcome::Done;
         r.fleet = Some(s);
         r
@@ -309,17 +321,16 @@ impl Report {
 
     /// `rollback`, `resume`, `retry`, `recover`, `fleet halt|resume`.
     pub fn action(command: &'static str, a: ActionResult) -> Self {
-        let mut r = Self::new(command);
+        let mut r = Self::new(Shape::Action(command));
         r.result = a.outcome;
         r.notes = a.notes;
         r.error = a.error;
         r
     }
 
-    fn new(command: &'static str) -> Self {
+    fn new(shape: Shape) -> Self {
         Self {
-            command,
-            shape: Shape::of(command),
+            shape,
             result: Outcome::Error,
             host: None,
             host_file: None,
@@ -357,7 +368,7 @@ impl Report {
         let own = self.shape.fields();
         let mut out = serde_json::Map::new();
         out.insert("schema".into(), json!(JSON_SCHEMA));
-        out.insert("command".into(), json!(self.command));
+        out.insert("command".into(), json!(self.shape.command()));
         out.insert("result".into(), json!(self.result));
         out.insert(
             "exit_code".into(),
