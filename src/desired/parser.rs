@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use super::checks;
-use super::schema::{Ctx, Fields, Sp};
+use super::schema::{self, Ctx, Fields, Sp};
 use super::values::{Ensure, Meta, SelinuxParts};
 
 /// Default mode of managed files.
@@ -66,7 +66,7 @@ impl Parser<'_, '_> {
                 other => {
                     self.cx.error(
                         &s.span(),
-                        format!("state `{other}` is not one of \"present\", \"absent\""),
+                        schema::unknown_state(other, &["present", "absent"]),
                     );
                     None
                 }
@@ -143,7 +143,7 @@ impl Parser<'_, '_> {
                 &v.span(),
                 format!(
                     "`{key}` must be {shape}, found {}",
-                    super::schema::type_name(v.get_ref())
+                    schema::type_name(v.get_ref())
                 ),
             );
             return None;
@@ -160,7 +160,7 @@ impl Parser<'_, '_> {
                         format!(
                             "`{key}.{}` must be a string, found {}",
                             name.get_ref(),
-                            super::schema::type_name(other)
+                            schema::type_name(other)
                         ),
                     );
                     ok = false;

@@ -287,6 +287,36 @@ impl<'t, 'i> Fields<'t, 'i> {
 
 pub(crate) use crate::words::suggest;
 
+/// The states Ansible and Puppet write, and what they are called here.
+const OTHER_TOOLS_STATES: &[(&str, &str)] = &[
+    ("started", "running"),
+    ("restarted", "running"),
+    ("reloaded", "running"),
+    ("installed", "present"),
+    ("removed", "absent"),
+    ("purged", "absent"),
+];
+
+/// The message for a `state` that is not one of `allowed`: names what an
+/// Ansible or Puppet user meant (`started` is `running`), else a close
+/// spelling, and says what enabling a unit is.
+pub(crate) fn unknown_state(other: &str, allowed: &[&str]) -> String {
+    let list: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+    let meant = OTHER_TOOLS_STATES
+        .iter()
+        .find(|(word, here)| *word == other && allowed.contains(here))
+        .map(|(_, here)| *here)
+        .or_else(|| suggest(other, allowed));
+    let hint = match (meant, other) {
+        (Some(m), _) => format!(" (did you mean \"{m}\"?)"),
+        (None, "enabled" | "disabled") if allowed.contains(&"running") => {
+            " (starting at boot is `enabled = true` or `false`)".to_owned()
+        }
+        _ => String::new(),
+    };
+    format!("state `{other}` is not one of {}{hint}", list.join(", "))
+}
+
 /// Iterates the tables of an array of tables (`[[file]]`); a value that is
 /// not an array of tables is reported once.
 pub(crate) fn array_of_tables<'t, 'i>(
@@ -316,6 +346,20 @@ pub(crate) fn array_of_tables<'t, 'i>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_from_another_tool_is_named_in_this_ones_words() {
+        let service = ["running", "stopped"];
+        assert_eq!(
+            unknown_state("started", &service),
+            "state `started` is not one of \"running\", \"stopped\" (did you mean \"running\"?)"
+        );
+        assert!(unknown_state("enabled", &service).ends_with("is `enabled = true` or `false`)"));
+        assert!(unknown_state("stoped", &service).ends_with("(did you mean \"stopped\"?)"));
+        let package = ["present", "absent", "latest"];
+        assert!(unknown_state("installed", &package).ends_with("(did you mean \"present\"?)"));
+        assert!(unknown_state("started", &package).ends_with("\"latest\""));
+    }
 
     #[test]
     fn suggests_close_keys_only() {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
-use crate::desired::schema::Fields;
+use crate::desired::schema::{self, Fields};
 
 /// The state a package should be in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,9 +71,7 @@ impl KindDef for Package {
                 if let Some(s) = &state {
                     p.cx.error(
                         &s.span(),
-                        format!(
-                            "state `{other}` is not one of \"present\", \"absent\", \"latest\""
-                        ),
+                        schema::unknown_state(other, &["present", "absent", "latest"]),
                     );
                 }
                 None

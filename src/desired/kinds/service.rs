@@ -6,7 +6,7 @@ use super::ResourceId;
 use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent, Relations};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
-use crate::desired::schema::{Fields, Sp};
+use crate::desired::schema::{self, Fields, Sp};
 
 /// Whether a unit should run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ impl KindDef for Service {
                 other => {
                     p.cx.error(
                         &s.span(),
-                        format!("state `{other}` is not one of \"running\", \"stopped\""),
+                        schema::unknown_state(other, &["running", "stopped"]),
                     );
                     None
                 }

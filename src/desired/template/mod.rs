@@ -12,6 +12,11 @@
 //! for), templates cannot include others, and minijinja's `debug()` (which
 //! prints the whole context) is removed.
 
+mod ansible;
+mod header;
+
+use header::Header;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -163,6 +168,32 @@ impl Scope {
         (ctx, read)
     }
 
+    /// Of the dotted names a template reads, those that are not defined,
+    /// each cut after its first undefined part (`vars.ntp.servers` when
+    /// `vars` has no `ntp` is `vars.ntp`). `secrets` is never walked: a
+    /// read of it marks the output.
+    fn missing(&self, names: &std::collections::HashSet<String>) -> Vec<String> {
+        let mut out: Vec<String> = names
+            .iter()
+            .filter(|n| n.split('.').next() != Some("secrets"))
+            .filter_map(|name| {
+                let mut value = self.ctx.clone();
+                let mut upto = Vec::new();
+                for part in name.split('.') {
+                    upto.push(part);
+                    match value.get_attr(part) {
+                        Ok(v) if !v.is_undefined() => value = v,
+                        _ => return Some(upto.join(".")),
+                    }
+                }
+                None
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// "did you mean" for an undefined `vars.x` or `facts.x` (or a bare
     /// name that is one of them without its prefix).
     fn suggest(&self, expr: &str) -> Option<String> {
@@ -199,86 +230,37 @@ pub(crate) struct Rendered {
 
 /// Renders `text`, at most `max_bytes` of output; keeps the trailing
 /// newline that minijinja would drop, so a template's bytes match what its
-/// author sees in the file.
+/// author sees in the file. An Ansible `#jinja2:` first line sets the
+/// whitespace handling and is not part of the output.
 pub(crate) fn render(
     text: &str,
     scope: &Scope,
     origin: &TemplateOrigin<'_>,
     max_bytes: u64,
 ) -> Result<Rendered, TemplateError> {
-    let mut env = Environment::new();
-    // `debug()` prints the whole context; errors keep no copy of it.
-    env.remove_global("debug");
-    env.set_debug(false);
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_fuel(Some(FUEL));
-    // Match Ansible's template module: keep the final newline, and drop the
-    // newline after a block tag so `{% if %}` lines leave no blank lines.
-    match minijinja::syntax::SyntaxConfig::builder()
-        .keep_trailing_newline(true)
-        .trim_blocks(true)
-        .build()
-    {
-        Ok(syntax) => env.set_syntax(syntax),
-        Err(e) => {
-            return Err(TemplateError {
-                file: origin.file.to_owned(),
-                line: None,
-                column: None,
-                message: format!("template engine setup failed: {e}"),
-            });
-        }
-    }
+    let (header, text) = Header::read(text).map_err(|message| TemplateError {
+        file: origin.file.to_owned(),
+        line: Some(origin.first_line),
+        column: Some(1),
+        message,
+    })?;
     let (ctx, read) = scope.for_render();
-    let to_error = |e: minijinja::Error| {
-        let span = e.range().and_then(|r| Some((r.start, text.get(r)?)));
-        let secret = read.load(Ordering::Relaxed);
-        let message = match (e.kind(), span) {
-            // No loader: no template may include, import or extend another;
-            // and the name it looked for may be a secret's value.
-            (minijinja::ErrorKind::TemplateNotFound, _) => {
-                "template error: templates cannot include, import or extend other templates"
-                    .to_owned()
-            }
-            (minijinja::ErrorKind::UndefinedError, Some((_, expr))) => {
-                let hint = scope
-                    .suggest(expr)
-                    .map(|s| format!(" (did you mean '{s}'?)"))
-                    .unwrap_or_default();
-                format!("undefined variable '{expr}'{hint}")
-            }
-            // The detail may quote a value, and this render read secrets.
-            _ if secret => format!(
-                "template error: {} (details hidden: the template reads secrets)",
-                e.kind()
-            ),
-            _ => {
-                let mut message = format!("template error: {}", e.kind());
-                if let Some(detail) = e.detail() {
-                    message.push_str(": ");
-                    message.push_str(detail);
-                }
-                message
-            }
-        };
-        // The span's place in the text; else only the line minijinja knows.
-        let (line, column) = match span {
-            Some((start, _)) => {
-                let before = text.get(..start).unwrap_or("");
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-                (Some(line), Some(column))
-            }
-            None => (e.line(), None),
-        };
-        TemplateError {
-            file: origin.file.to_owned(),
-            line: line.map(|l| origin.first_line + l - 1),
-            column,
-            message,
-        }
+    let failure = Failure {
+        text,
+        scope,
+        // The header line is not part of the template: lines count from
+        // the one after it.
+        file: origin.file,
+        first_line: origin.first_line + usize::from(header.present),
+        read: &read,
     };
-    let tmpl = env.template_from_str(text).map_err(to_error)?;
+    let env = environment(&header).map_err(|e| TemplateError {
+        message: format!("template error: the template header: {e}"),
+        ..failure.error(&e, &[])
+    })?;
+    let tmpl = env
+        .template_from_str(text)
+        .map_err(|e| failure.error(&e, &[]))?;
     let named = tmpl.undeclared_variables(false).contains("secrets");
     let mut out = Capped {
         buf: Vec::new(),
@@ -291,10 +273,15 @@ pub(crate) fn render(
                 message: format!(
                     "template error: the output grew over the cap of {max_bytes} bytes"
                 ),
-                ..to_error(e)
+                ..failure.error(&e, &[])
             });
         }
-        Err(e) => return Err(to_error(e)),
+        Err(e) => {
+            let globals: Vec<&str> = env.globals().map(|(name, _)| name).collect();
+            let mut names = tmpl.undeclared_variables(true);
+            names.retain(|n| !globals.contains(&n.split('.').next().unwrap_or(n)));
+            return Err(failure.error(&e, &scope.missing(&names)));
+        }
     }
     let text = String::from_utf8(out.buf).map_err(|_| TemplateError {
         file: origin.file.to_owned(),
@@ -306,6 +293,203 @@ pub(crate) fn render(
         text,
         reads_secrets: named || read.load(Ordering::Relaxed),
     })
+}
+
+/// The environment every template renders in: strict about undefined
+/// names, bounded, without `debug()` or a loader, with the filters and
+/// tests Ansible roles use.
+fn environment(header: &Header) -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    // `debug()` prints the whole context; errors keep no copy of it.
+    env.remove_global("debug");
+    env.set_debug(false);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_syntax(header.syntax()?);
+    ansible::add_to(&mut env);
+    Ok(env)
+}
+
+/// Turns a minijinja error of one render into a located [`TemplateError`]
+/// that never quotes what a secret may have put in it.
+struct Failure<'a> {
+    text: &'a str,
+    scope: &'a Scope,
+    file: &'a str,
+    first_line: usize,
+    read: &'a AtomicBool,
+}
+
+impl Failure<'_> {
+    /// The error, with `missing` the undefined names the template reads.
+    fn error(&self, e: &minijinja::Error, missing: &[String]) -> TemplateError {
+        let span = e.range().and_then(|r| Some((r.start, self.text.get(r)?)));
+        // The span's place in the text; else only the line minijinja knows.
+        let (line, column) = match span {
+            Some((start, _)) => {
+                let before = self.text.get(..start).unwrap_or("");
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                (Some(line), Some(column))
+            }
+            None => (e.line(), None),
+        };
+        TemplateError {
+            file: self.file.to_owned(),
+            line: line.map(|l| self.first_line + l - 1),
+            column,
+            message: self.message(e, span, missing),
+        }
+    }
+
+    fn message(
+        &self,
+        e: &minijinja::Error,
+        span: Option<(usize, &str)>,
+        missing: &[String],
+    ) -> String {
+        let did_you_mean = |s: Option<String>| {
+            s.map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default()
+        };
+        match (e.kind(), span) {
+            // No loader: no template may include, import or extend another;
+            // and the name it looked for may be a secret's value.
+            (minijinja::ErrorKind::TemplateNotFound, _) => {
+                "template error: templates cannot include, import or extend other templates"
+                    .to_owned()
+            }
+            (minijinja::ErrorKind::UndefinedError, Some((start, expr))) => {
+                // The span may be a filter applied to the undefined name.
+                let name = undefined_name(self.text, start, expr, missing);
+                let hint = did_you_mean(self.scope.suggest(name));
+                format!("undefined variable '{name}'{hint}")
+            }
+            (minijinja::ErrorKind::UnknownTest, Some((start, call))) => {
+                match unknown_test(self.text, start, call) {
+                    Some(name) => {
+                        let known: Vec<&str> = BUILTIN_TESTS
+                            .iter()
+                            .chain(ansible::TESTS)
+                            .copied()
+                            .collect();
+                        let hint =
+                            did_you_mean(super::schema::suggest(name, &known).map(str::to_owned));
+                        format!("template error: unknown test '{name}'{hint}")
+                    }
+                    None => "template error: unknown test".to_owned(),
+                }
+            }
+            // The detail may quote a value, and this render read secrets.
+            _ if self.read.load(Ordering::Relaxed) => format!(
+                "template error: {} (details hidden: the template reads secrets){}",
+                e.kind(),
+                undefined_nearby(self.text, span, missing)
+            ),
+            _ => format!(
+                "template error: {}{}{}",
+                e.kind(),
+                e.detail().map(|d| format!(": {d}")).unwrap_or_default(),
+                undefined_nearby(self.text, span, missing)
+            ),
+        }
+    }
+}
+
+/// For an error that is not minijinja's "undefined" (a filter given an
+/// undefined value fails on its own terms: `sort` says it "cannot convert
+/// value to list"), the undefined names on the failing line, as a hint.
+fn undefined_nearby(text: &str, span: Option<(usize, &str)>, missing: &[String]) -> String {
+    let Some((start, _)) = span else {
+        return String::new();
+    };
+    let names: Vec<String> = missing
+        .iter()
+        .filter(|m| line_of(text, start).contains(m.as_str()))
+        .map(|m| format!("'{m}'"))
+        .collect();
+    match names.len() {
+        0 => String::new(),
+        1 => format!(" ({} is undefined here)", names[0]),
+        _ => format!(" ({} are undefined here)", names.join(", ")),
+    }
+}
+
+/// The line of `text` that holds byte `at`.
+fn line_of(text: &str, at: usize) -> &str {
+    let start = text
+        .get(..at)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line = text.get(start..).unwrap_or("");
+    line.split('\n').next().unwrap_or(line)
+}
+
+/// minijinja's own tests, for "did you mean" (it cannot list them).
+const BUILTIN_TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "equalto",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "greaterthan",
+    "in",
+    "integer",
+    "iterable",
+    "lessthan",
+    "lower",
+    "mapping",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
+/// The undefined name an error is about. minijinja's span is the
+/// expression that failed, which may be a filter applied to the name
+/// (`join(",")`): prefer an undefined name inside the span, then one on
+/// the same line, then the span itself.
+fn undefined_name<'a>(text: &str, start: usize, span: &'a str, missing: &'a [String]) -> &'a str {
+    let longest = |within: &str| {
+        missing
+            .iter()
+            .filter(|m| within.contains(m.as_str()))
+            .max_by_key(|m| m.len())
+    };
+    longest(span)
+        .or_else(|| longest(line_of(text, start)))
+        .map_or(span, String::as_str)
+}
+
+/// The test name in an expression that used an unknown one. minijinja's
+/// span starts at the test's name after `is` / `is not`; a test named to
+/// a filter (`select('nam', …)`) is that call's first quoted argument.
+fn unknown_test<'a>(text: &str, start: usize, call: &'a str) -> Option<&'a str> {
+    let before = text.get(..start).unwrap_or("").trim_end();
+    let before = before.strip_suffix("not").unwrap_or(before).trim_end();
+    if before.ends_with(" is") {
+        let end = call
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(call.len());
+        return Some(&call[..end]).filter(|name| !name.is_empty());
+    }
+    let at = call.find(['\'', '"'])?;
+    let quote = &call[at..at + 1];
+    let rest = &call[at + 1..];
+    rest.find(quote).map(|end| &rest[..end])
 }
 
 /// A buffer that refuses to grow past `max` bytes (rendering then stops).
@@ -514,5 +698,97 @@ mod tests {
         .expect("renders");
         assert!(out.reads_secrets);
         assert_eq!(out.text, "db_password port ");
+    }
+
+    /// A template from an Ansible role: its `#jinja2:` header sets the
+    /// whitespace, Python's methods and Ansible's filters work, and lines
+    /// of errors count from the template's first line after the header.
+    #[test]
+    fn an_ansible_role_template_renders_as_under_ansible() {
+        let vars: toml::Table = toml::from_str(
+            "ntp_enabled = 'yes'\nntp_servers = ['0.pool', '1.pool']\nextra = { minpoll = 4 }",
+        )
+        .expect("toml");
+        let scope = Scope::new(&vars, &Facts::default(), "h", None);
+        let text = "#jinja2: lstrip_blocks: True\n\
+            {{ 'managed by driftless' | comment }}\n\
+            {% for s in vars.ntp_servers %}\n    \
+            {% if s.startswith('0.') %}\n\
+            server {{ s }} iburst{{ ' minpoll %d' | format(vars.extra.minpoll) if vars.ntp_enabled | bool else '' }}\n    \
+            {% endif %}\n\
+            {% endfor %}\n\
+            {% for k, v in ({'a': 1} | combine({'b': 2})).items() %}{{ k }}={{ v }} {% endfor %}\n";
+        let out = render(text, &scope, &AT, 1 << 20).expect("renders");
+        assert_eq!(
+            out.text,
+            "#\n# managed by driftless\n#\nserver 0.pool iburst minpoll 4\na=1 b=2 "
+        );
+        let err = render(
+            "#jinja2: trim_blocks: False\nok\n{{ vars.nope }}\n",
+            &scope,
+            &AT,
+            1 << 20,
+        )
+        .expect_err("undefined");
+        assert_eq!(err.line, Some(3), "{err:?}");
+        let err = render("#jinja2: trim: False\n", &scope, &AT, 1 << 20).expect_err("bad header");
+        assert_eq!((err.line, err.column), (Some(1), Some(1)));
+        assert!(
+            err.message.contains("'trim' is not a setting"),
+            "{}",
+            err.message
+        );
+    }
+
+    /// An undefined name under a filter is named itself, not the filter
+    /// call minijinja points at; and it is cut at its first missing part.
+    #[test]
+    fn an_undefined_name_under_a_filter_is_named() {
+        for text in [
+            "x\n{{ vars.nmes | join(',') }}\n",
+            "x\n{{ vars.nmes.first | default('a') | upper }}\n",
+        ] {
+            let err = render(text, &scope(), &AT, 1 << 20).expect_err(text);
+            assert_eq!(
+                err.message, "undefined variable 'vars.nmes' (did you mean 'vars.names'?)",
+                "{text}"
+            );
+            assert_eq!(err.line, Some(2), "{text}");
+        }
+        // A filter that fails on an undefined value fails on its own terms;
+        // the undefined name on that line is named with it.
+        let err = render(
+            "{% for n in vars.nmes | sort %}{% endfor %}",
+            &scope(),
+            &AT,
+            1 << 20,
+        )
+        .expect_err("undefined under sort");
+        assert!(
+            err.message.ends_with("('vars.nmes' is undefined here)"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn an_unknown_test_is_named_with_a_suggestion() {
+        for (text, want) in [
+            (
+                "{{ vars.names | select('matchs', 'a') | list }}",
+                "unknown test 'matchs' (did you mean 'match'?)",
+            ),
+            (
+                "{% if vars.port is versoin('1', '>') %}{% endif %}",
+                "unknown test 'versoin' (did you mean 'version'?)",
+            ),
+            (
+                "{% if vars.port is not defind %}{% endif %}",
+                "unknown test 'defind' (did you mean 'defined'?)",
+            ),
+        ] {
+            let err = render(text, &scope(), &AT, 1 << 20).expect_err(text);
+            assert!(err.message.ends_with(want), "{text}: {}", err.message);
+        }
     }
 }
