@@ -11,8 +11,9 @@ use crate::converge::{self, Prepared};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
-    Content, Declared, Directory, Ensure, File, Form, Meta, NO_LONGER_DECLARED, Prim, PrimKind,
-    Resource, ResourceId, RunState, SelinuxParts, Service, Symlink,
+    Content, ContentRule, Declared, Directory, Ensure, File, Form, Meta, NO_LONGER_DECLARED,
+    PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId, RunState, SelinuxParts, Service,
+    Symlink,
 };
 use crate::plan::Plan;
 use crate::plan::observed::FsMeta;
@@ -96,6 +97,18 @@ enum Undo {
     Restore,
 }
 
+/// Whether a declaration leaves a file's bytes alone (see
+/// [`Entry::keeps_content`]).
+fn keeps_content(prim: &Prim<'_>) -> bool {
+    matches!(
+        prim,
+        Prim::Path(PathDecl {
+            form: PathForm::File { rule, .. },
+            ..
+        }) if !rule.is_exact()
+    )
+}
+
 /// The resource whose converge undoes `e`, if there is anything to undo.
 /// A record of another shape than its kind's primitive (a device found
 /// where a path was declared) is forgotten, as accounts and commands are.
@@ -105,7 +118,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
         PrimKind::Path(form) => match &e.before {
             Before::Path(Prior::Missing) => Some((kind.absent(key)?, Undo::Remove)),
             Before::Path(prior) => Some((
-                path_as_before(prior, form, kind.path_of_key(key)?)?,
+                path_as_before(prior, form, kind.path_of_key(key)?, e.keeps_content)?,
                 Undo::Restore,
             )),
             Before::Unit { .. } | Before::Package { .. } | Before::Untracked => None,
@@ -152,7 +165,12 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
 /// it back: a file with its bytes, owner, mode and label (a repo file put
 /// back is a file), a directory, a symlink. `None` when what was there is
 /// not of the path's form.
-fn path_as_before(prior: &Prior, form: Form, path: String) -> Option<Resource> {
+fn path_as_before(
+    prior: &Prior,
+    form: Form,
+    path: String,
+    keeps_content: bool,
+) -> Option<Resource> {
     // What was there is put back with its own label, exactly.
     let parts = |label: &Option<String>| {
         label
@@ -176,14 +194,21 @@ fn path_as_before(prior: &Prior, form: Form, path: String) -> Option<Resource> {
             else {
                 return None;
             };
-            let mut sha = [0u8; 32];
-            hex::decode_to_slice(object, &mut sha).ok()?;
+            // Bytes driftless never owned are left as they are now.
+            let (content, rule) = if keeps_content {
+                (Content::default(), ContentRule::Untouched)
+            } else {
+                let mut sha = [0u8; 32];
+                hex::decode_to_slice(object, &mut sha).ok()?;
+                (Content::stored(sha), ContentRule::Exact)
+            };
             Resource::File(File {
                 path,
                 ensure: Ensure::Present,
-                content: Content::stored(sha),
+                content,
                 meta: meta(m, label),
                 sensitive: false,
+                rule,
             })
         }
         Form::Dir => {
@@ -241,7 +266,9 @@ pub(super) fn capture(
         if inv.entries.contains_key(&id.to_string()) {
             continue;
         }
-        let before = match d.resource.lower() {
+        let prim = d.resource.lower();
+        let keeps_content = keeps_content(&prim);
+        let before = match prim {
             // Captured as a snapshot captures it: the engine's one record.
             Prim::Path(decl) => {
                 match converge::prior_of(root, &store.objects()?, &decl.path)
@@ -271,6 +298,7 @@ pub(super) fn capture(
             generation: None,
             prune: d.prune,
             before,
+            keeps_content,
         });
     }
     Ok(out)
@@ -286,11 +314,14 @@ pub(super) fn record(
     desired: &DesiredState,
     generation: Option<u64>,
 ) -> Result<()> {
-    let declared: BTreeMap<String, bool> = desired
+    let declared: BTreeMap<String, (bool, bool)> = desired
         .resources
         .iter()
         .filter(|d| d.origin.file != NO_LONGER_DECLARED)
-        .map(|d| (d.resource.id().to_string(), d.prune))
+        .map(|d| {
+            let keeps = keeps_content(&d.resource.lower());
+            (d.resource.id().to_string(), (d.prune, keeps))
+        })
         .collect();
     let before = inv.clone();
     inv.entries.retain(|k, _| declared.contains_key(k));
@@ -304,8 +335,9 @@ pub(super) fn record(
         );
     }
     for (k, e) in &mut inv.entries {
-        if let Some(p) = declared.get(k) {
-            e.prune = *p;
+        if let Some((prune, keeps)) = declared.get(k) {
+            e.prune = *prune;
+            e.keeps_content = *keeps;
         }
     }
     // The no-op writes nothing here.
@@ -326,6 +358,7 @@ mod tests {
             generation: Some(3),
             prune: true,
             before,
+            keeps_content: false,
         }
     }
 

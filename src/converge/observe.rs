@@ -304,10 +304,13 @@ fn observe_paths(
     for path in plan::paths_to_observe(desired) {
         let want = wanted.get(path.as_str());
         // Only an entry with the content wanted now saves the read: a file
-        // that is to change is read, for its diff.
-        let hint = cached
-            .and_then(|c| c.get(&path))
-            .filter(|h| want.is_some_and(|w| *w == h.sha256));
+        // that is to change is read, for its diff. A file whose bytes are
+        // not managed wants whatever it holds.
+        let hint = cached.and_then(|c| c.get(&path)).filter(|h| match want {
+            Some(Some(w)) => *w == h.sha256,
+            Some(None) => true,
+            None => false,
+        });
         let (o, key) = root.observe_hinted(&path, hint, &mut parents)?;
         debug!(
             path,
@@ -315,18 +318,18 @@ fn observe_paths(
             cached = hint.is_some(),
             "observed"
         );
-        if let (Observed::File { sha256, label, .. }, Some(key), Some(want)) = (&o, key, want)
-            && hex::encode(sha256) == *want
-            && !key.is_racy(now)
-        {
-            host.verified.insert(
-                path.clone(),
-                CachedFile {
-                    stat: key,
-                    sha256: want.clone(),
-                    label: label.clone(),
-                },
-            );
+        if let (Observed::File { sha256, label, .. }, Some(key), Some(want)) = (&o, key, want) {
+            let have = hex::encode(sha256);
+            if want.as_ref().is_none_or(|w| *w == have) && !key.is_racy(now) {
+                host.verified.insert(
+                    path.clone(),
+                    CachedFile {
+                        stat: key,
+                        sha256: have,
+                        label: label.clone(),
+                    },
+                );
+            }
         }
         host.paths.insert(path, o);
     }
@@ -373,17 +376,21 @@ fn policy_labels(root: &FsRoot, desired: &DesiredState, host: &mut ObservedHost)
     Ok(())
 }
 
-/// The content hash (hex) each declared regular file should have.
-fn desired_hashes(desired: &DesiredState) -> BTreeMap<String, String> {
+/// The content hash (hex) each declared regular file should have; `None`
+/// for a file whose bytes are not managed (any content will do).
+fn desired_hashes(desired: &DesiredState) -> BTreeMap<String, Option<String>> {
     desired
         .prims()
         .filter_map(|p| match p {
             Prim::Path(PathDecl {
                 path,
                 ensure: Ensure::Present,
-                form: PathForm::File { content, .. },
+                form: PathForm::File { content, rule, .. },
                 ..
-            }) => Some((path.into_owned(), hex::encode(content.sha256()))),
+            }) => Some((
+                path.into_owned(),
+                rule.is_exact().then(|| hex::encode(content.sha256())),
+            )),
             _ => None,
         })
         .collect()

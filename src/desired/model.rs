@@ -20,7 +20,7 @@ pub(crate) use super::kinds::user::User;
 pub(crate) use super::kinds::{
     Form, Kind, PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId,
 };
-pub(crate) use super::values::{Content, Ensure, Meta, SelinuxParts};
+pub(crate) use super::values::{Content, ContentRule, Ensure, Meta, SelinuxParts};
 
 /// What a health check probes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,6 +119,28 @@ impl SelinuxParts {
 /// only ([`Content::stored`]); the bytes of the files that are to change
 /// are filled in before planning (`converge::hydrate`), from the object
 /// store that holds every content by its hash.
+/// How much of a regular file's content driftless owns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContentRule {
+    /// Its bytes are exactly the declared ones.
+    #[default]
+    Exact,
+    /// Written when missing, never changed after (`replace = false`):
+    /// a file an admin or the application edits once it exists.
+    CreateOnly,
+    /// Never written: owner, group, mode and label of a file that exists
+    /// (a `[[file]]` without `content` or `source`).
+    Untouched,
+}
+
+impl ContentRule {
+    /// The default: the declared bytes, exactly.
+    pub(crate) fn is_exact(&self) -> bool {
+        *self == ContentRule::Exact
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Content {
     sha256: [u8; 32],

@@ -10,8 +10,8 @@ use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
-    Content, Ensure, Kind, Meta, NO_LONGER_DECLARED, PathDecl, PathForm, Prim, ResourceId,
-    SelinuxParts,
+    Content, ContentRule, Ensure, Kind, Meta, NO_LONGER_DECLARED, PathDecl, PathForm, Prim,
+    ResourceId, SelinuxParts,
 };
 
 /// The path planner's state while one plan is made.
@@ -281,17 +281,16 @@ impl<'a> Planner<'a> {
                 content,
                 meta,
                 sensitive,
+                rule,
             } => {
-                let change = self.file_like(
-                    id,
-                    path,
-                    decl.ensure,
+                let want = WantedFile {
                     content,
                     meta,
-                    *sensitive,
-                    observed,
-                    decl.before_packages,
-                )?;
+                    sensitive: *sensitive,
+                    rule: *rule,
+                };
+                let change =
+                    self.file_like(id, path, decl.ensure, &want, observed, decl.before_packages)?;
                 if decl.before_packages {
                     self.repos.extend(change);
                 } else {
@@ -447,12 +446,16 @@ impl<'a> Planner<'a> {
         id: &ResourceId,
         path: &str,
         ensure: Ensure,
-        content: &Content,
-        meta: &Meta,
-        sensitive: bool,
+        wanted: &WantedFile<'_>,
         observed: &Observed,
         early: bool,
     ) -> Result<Option<Change>, String> {
+        let WantedFile {
+            content,
+            meta,
+            sensitive,
+            rule,
+        } = *wanted;
         if ensure == Ensure::Absent {
             return Ok(match observed {
                 Observed::File { .. } | Observed::Symlink { .. } => Some(change(
@@ -490,6 +493,12 @@ impl<'a> Planner<'a> {
         };
         let write = |reasons, old| writing.change(reasons, old);
         Ok(match observed {
+            Observed::Missing { .. } if rule == ContentRule::Untouched => {
+                return Err(format!(
+                    "{path} does not exist; a [[file]] without `content` or `source` sets \
+                     only the owner, group and mode of a file that exists"
+                ));
+            }
             Observed::Missing { .. } => {
                 self.parents(path, observed, early)?;
                 Some(write(vec!["does not exist".into()], Some(b""))?.creating())
@@ -502,7 +511,9 @@ impl<'a> Planner<'a> {
                 ..
             } => {
                 let meta_reasons = self.meta_reasons(*have, label.as_deref(), &want);
-                if sha256 != content.sha256() {
+                // Only exact content is compared: `replace = false` and a
+                // file without content leave the bytes as they are.
+                if rule.is_exact() && sha256 != content.sha256() {
                     let mut reasons = vec!["content differs".to_owned()];
                     reasons.extend(meta_reasons);
                     Some(write(reasons, old.as_deref())?)
@@ -518,6 +529,12 @@ impl<'a> Planner<'a> {
                 } else {
                     None
                 }
+            }
+            Observed::Symlink { target, .. } if !rule.is_exact() => {
+                return Err(format!(
+                    "{path} is a symlink to {target}; driftless will not replace it with a \
+                     file it does not write the content of"
+                ));
             }
             Observed::Symlink { target, .. } => Some(write(
                 vec![format!(
@@ -694,4 +711,12 @@ fn describe(o: &Observed) -> &'static str {
         Observed::Symlink { .. } => "a symlink",
         Observed::Other { what } => what,
     }
+}
+/// What a regular file is to hold, as [`Planner::file_like`] compares it.
+#[derive(Clone, Copy)]
+struct WantedFile<'a> {
+    content: &'a Content,
+    meta: &'a Meta,
+    sensitive: bool,
+    rule: ContentRule,
 }

@@ -387,6 +387,7 @@ mod tests {
             content: content.into(),
             meta: meta(0o644),
             sensitive: false,
+            rule: crate::desired::model::ContentRule::Exact,
         })
     }
 

@@ -34,6 +34,11 @@ pub struct Entry {
     pub prune: bool,
     /// How it was before driftless managed it.
     pub before: Before,
+    /// A file whose bytes driftless does not own (`replace = false`, or a
+    /// `[[file]]` without content): pruning puts back only its owner,
+    /// group, mode and label, never the bytes it had then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keeps_content: bool,
 }
 
 /// The state of a resource before driftless first managed it. A path's is

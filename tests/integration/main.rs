@@ -15,6 +15,7 @@ mod cli;
 mod commands;
 mod daemon;
 mod engine;
+mod files;
 mod fleet;
 mod gitserver;
 mod hooks;

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::desired::parser::{DEFAULT_FILE_MODE, Parser, inline_first_line, repo_relative_path};
 use crate::desired::schema::{Fields, Sp};
-use crate::desired::values::{Content, ContentSpec, Ensure, Meta};
+use crate::desired::values::{Content, ContentRule, ContentSpec, Ensure, Meta};
 
 /// A regular file with its final (read and rendered) content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub struct File {
     pub meta: Meta,
     /// Never show the content in diffs or logs.
     pub sensitive: bool,
+    /// Whether the bytes are managed, written once, or left alone.
+    #[serde(default, skip_serializing_if = "ContentRule::is_exact")]
+    pub rule: ContentRule,
 }
 
 /// A `[[file]]` before its content is read and rendered.
@@ -43,6 +46,8 @@ pub(crate) struct FileSpec {
     pub meta: Meta,
     /// No diffs or content in logs.
     pub sensitive: bool,
+    /// Whether the bytes are managed, written once, or left alone.
+    pub rule: ContentRule,
 }
 
 impl Identity for File {
@@ -77,6 +82,7 @@ impl KindDef for File {
         "mode",
         "state",
         "sensitive",
+        "replace",
         "selinux",
         "prune",
     ];
@@ -101,17 +107,28 @@ impl KindDef for File {
                 content_line = inline_first_line(p.cx, &c.span());
                 Some(ContentSpec::Inline(c.into_inner()))
             }
-            (None, None) if ensure == Some(Ensure::Absent) => Some(ContentSpec::Nothing),
-            (None, None) => {
-                p.cx.error(
-                    &f.span(),
-                    "[[file]] needs `source` (a file in the config repo) or `content` (a string)",
-                );
+            // Neither: only owner, group, mode and label are managed.
+            (None, None) => Some(ContentSpec::Nothing),
+        };
+        let template = match f.bool(p.cx, "template") {
+            Some(t) if *t.get_ref() && spec == Some(ContentSpec::Nothing) => {
+                p.cx.error(&t.span(), "`template = true` needs `content` or `source`");
+                true
+            }
+            t => t.is_some_and(Sp::into_inner),
+        };
+        let sensitive = f.bool(p.cx, "sensitive").is_some_and(Sp::into_inner);
+        let rule = match (f.bool(p.cx, "replace"), &spec) {
+            (Some(r), Some(ContentSpec::Nothing)) if !r.get_ref() => {
+                p.cx.error(&r.span(), "`replace = false` needs `content` or `source`");
                 None
             }
+            (_, Some(ContentSpec::Nothing)) if ensure == Some(Ensure::Present) => {
+                Some(ContentRule::Untouched)
+            }
+            (Some(r), _) if !r.get_ref() => Some(ContentRule::CreateOnly),
+            _ => Some(ContentRule::Exact),
         };
-        let template = f.bool(p.cx, "template").is_some_and(Sp::into_inner);
-        let sensitive = f.bool(p.cx, "sensitive").is_some_and(Sp::into_inner);
         Some(Parsed {
             spec: FileSpec {
                 path: path?,
@@ -120,6 +137,7 @@ impl KindDef for File {
                 template,
                 meta: meta?,
                 sensitive,
+                rule: rule?,
             },
             content_line,
             ref_origins: Vec::new(),
@@ -138,6 +156,7 @@ impl KindDef for File {
             content,
             meta: spec.meta.clone(),
             sensitive: spec.sensitive || secret,
+            rule: spec.rule,
         })
     }
 
@@ -158,6 +177,7 @@ impl KindDef for File {
                 content: Cow::Borrowed(&self.content),
                 meta: Cow::Borrowed(&self.meta),
                 sensitive: self.sensitive,
+                rule: self.rule,
             },
             before_packages: false,
         })
@@ -182,6 +202,7 @@ impl KindDef for File {
             content: Content::default(),
             meta: Meta::new("0", "0", 0o644),
             sensitive: false,
+            rule: ContentRule::Exact,
         })
     }
 }

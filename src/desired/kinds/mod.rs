@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::diag::Origin;
 use super::parser::Parser;
 use super::schema::Fields;
-use super::values::{Content, ContentSpec, Ensure, Meta, SelinuxParts};
+use super::values::{Content, ContentRule, ContentSpec, Ensure, Meta, SelinuxParts};
 
 pub(crate) mod command;
 pub(crate) mod directory;
@@ -205,6 +205,8 @@ pub enum PathForm<'a> {
         meta: Cow<'a, Meta>,
         /// Never shown in diffs or logs.
         sensitive: bool,
+        /// Whether the bytes are managed, written once, or left alone.
+        rule: ContentRule,
     },
     /// A directory.
     Dir {

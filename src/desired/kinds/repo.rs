@@ -10,7 +10,7 @@ use super::{
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
-use crate::desired::values::{Content, Ensure, Meta};
+use crate::desired::values::{Content, ContentRule, Ensure, Meta};
 
 /// A dnf repository, written as `/etc/yum.repos.d/<name>.repo`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +195,7 @@ impl KindDef for Repo {
                 content: Cow::Owned(Content::new(self.render())),
                 meta: Cow::Owned(Meta::new("root", "root", 0o644)),
                 sensitive: false,
+                rule: ContentRule::Exact,
             },
             before_packages: true,
         })

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
-use crate::desired::values::{Content, Ensure, Meta};
+use crate::desired::values::{Content, ContentRule, Ensure, Meta};
 
 /// Where the files live.
 const DIR: &str = "/etc/sysctl.d";
@@ -85,6 +85,7 @@ impl KindDef for SysctlFile {
                 content: Cow::Owned(Content::new(self.render())),
                 meta: Cow::Owned(Meta::new("root", "root", 0o644)),
                 sensitive: false,
+                rule: ContentRule::Exact,
             },
             before_packages: false,
         })
