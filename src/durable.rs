@@ -138,12 +138,14 @@ pub(crate) fn write_at(
     perms: Perms,
     what: &dyn Fn() -> String,
 ) -> Result<()> {
-    write_at_hooked(dir, name, content, perms, None, what, &|| {})
+    write_at_hooked(dir, name, content, perms, None, what, &|_| Ok(()))
 }
 
 /// [`write_at`], with the SELinux context `label` set on the temporary
 /// file too, calling `before_rename` once the temporary file is written,
-/// labelled and flushed (the crash tests stop there).
+/// labelled and flushed, with its name in `dir` (the crash tests stop
+/// there; a validator checks it there). An error from it leaves the target
+/// as it was and removes the temporary.
 pub(crate) fn write_at_hooked(
     dir: BorrowedFd<'_>,
     name: &str,
@@ -151,7 +153,7 @@ pub(crate) fn write_at_hooked(
     perms: Perms,
     label: Option<&str>,
     what: &dyn Fn() -> String,
-    before_rename: &dyn Fn(),
+    before_rename: &dyn Fn(&str) -> Result<()>,
 ) -> Result<()> {
     let tmp = temp_name(name);
     let fd = openat(
@@ -165,7 +167,7 @@ pub(crate) fn write_at_hooked(
         let mut f = File::from(fd);
         fill(&mut f, content, perms, label)?;
         f.sync_all()?;
-        before_rename();
+        before_rename(&tmp)?;
         renameat(dir, tmp.as_str(), dir, name)?;
         Ok(())
     })();

@@ -209,6 +209,7 @@ fn path_as_before(
                 meta: meta(m, label),
                 sensitive: false,
                 rule,
+                validate: None,
             })
         }
         Form::Dir => {

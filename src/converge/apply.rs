@@ -242,13 +242,14 @@ fn apply_steps(
 ) -> Result<()> {
     let mut rest = changes.into_iter().peekable();
     while let Some(change) = rest.next() {
-        if matches!(change.op, Op::WriteFile { .. }) {
-            // Files written next to each other share their flushes.
+        if matches!(change.op, Op::WriteFile { validate: None, .. }) {
+            // Files written next to each other share their flushes; a file
+            // with a validator is written on its own.
             let mut group = vec![change];
             while group.len() < BATCH_MAX
                 && rest
                     .peek()
-                    .is_some_and(|c| matches!(c.op, Op::WriteFile { .. }))
+                    .is_some_and(|c| matches!(c.op, Op::WriteFile { validate: None, .. }))
             {
                 group.extend(rest.next());
             }
@@ -275,6 +276,20 @@ fn apply_steps(
         let result = match &change.op {
             Op::DaemonReload => systemctl::run(None, "daemon-reload", &[], cx.cancel),
             Op::RunCommand { command, .. } => commands::run(command, cx.root, cx.cancel),
+            Op::WriteFile {
+                path,
+                content,
+                meta,
+                validate: Some(v),
+            } => owner_known(&change.op).and_then(|()| {
+                cx.root.write_file_checked(
+                    path,
+                    content,
+                    meta.ids,
+                    meta.selinux.as_deref(),
+                    &|staged| commands::validate(v, staged, cx.root, cx.cancel),
+                )
+            }),
             op => apply_step(cx.root, op),
         };
         result.with_context(|| format!("failed to converge {}", change.resource))?;
@@ -399,6 +414,7 @@ fn write_files(
             path,
             content,
             meta,
+            validate: None,
         } = &change.op
         {
             batch.push(NewFile {
@@ -580,7 +596,14 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
             path,
             content,
             meta,
+            validate: None,
         } => root.write_file(path, content, meta.ids, meta.selinux.as_deref()),
+        // Only the forward path runs validators ([`apply_steps`]).
+        Op::WriteFile {
+            path,
+            validate: Some(_),
+            ..
+        } => bail!("{path} has a validator and was not written by the path that runs it"),
         Op::SetMeta { path, meta } => root.set_meta(path, meta.ids, meta.selinux.as_deref()),
         Op::Symlink {
             path,

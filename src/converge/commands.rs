@@ -12,8 +12,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::cancel::Cancel;
-use crate::desired::DesiredState;
 use crate::desired::model::Command;
+use crate::desired::{DesiredState, VALIDATE_PLACEHOLDER};
+use crate::plan::Validator;
 use crate::plan::observed::{GuardRun, Guards};
 use crate::system::command::{Cmd, CommandError, tail};
 use crate::system::fsroot::FsRoot;
@@ -39,6 +40,57 @@ fn cmd_for(c: &Command, argv: &[String], root: &FsRoot) -> Option<Cmd> {
     }
     let cwd = c.cwd.as_deref().unwrap_or("/").trim_start_matches('/');
     Some(cmd.current_dir(root.path().join(cwd)))
+}
+
+/// How long a validator may take: it reads one file.
+const VALIDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the validator `v` on `staged`, the new content written next to
+/// its target (the argument `%`). A rejection is the new content's fault
+/// (the converge fails and is rolled back), with what the validator
+/// printed unless the content is sensitive; a validator that cannot run or
+/// does not finish is the host's.
+pub(crate) fn validate(
+    v: &Validator,
+    staged: &std::path::Path,
+    root: &FsRoot,
+    cancel: &Cancel,
+) -> Result<()> {
+    let argv: Vec<std::ffi::OsString> = v
+        .argv
+        .iter()
+        .map(|a| match a.as_str() {
+            VALIDATE_PLACEHOLDER => staged.as_os_str().to_owned(),
+            a => a.into(),
+        })
+        .collect();
+    let Some(program) = v.argv.first() else {
+        anyhow::bail!("`validate` is empty");
+    };
+    let mut cmd = Cmd::new(program)
+        .args(argv.iter().skip(1))
+        .timeout(VALIDATE_TIMEOUT)
+        .tail_only(crate::system::command::REPORTED_TAIL);
+    if !root.is_live() {
+        cmd = cmd.env("DRIFTLESS_ROOT", root.path());
+    }
+    match cmd.run(cancel) {
+        Ok(_) => Ok(()),
+        Err(CommandError::Failed { code, tail, .. }) => {
+            let said = if v.quiet {
+                "its output is hidden: the file is sensitive".to_owned()
+            } else if tail.trim().is_empty() {
+                "it printed nothing".to_owned()
+            } else {
+                tail
+            };
+            anyhow::bail!(
+                "`{}` rejected the new content (exit {code}), which was not written: {said}",
+                v.argv.join(" ")
+            )
+        }
+        Err(e) => Err(e).context("the validator could not check the new content"),
+    }
 }
 
 /// What the guards of each declared command find now.

@@ -23,6 +23,7 @@ mod values;
 
 pub use diag::Diagnostic;
 pub use facts::Facts;
+pub(crate) use kinds::file::VALIDATE_PLACEHOLDER;
 pub use load::{LoadError, LoadOptions, load};
 pub use model::DesiredState;
 pub use tree::{ConfigTree, EntryKind, MemTree};

@@ -10,6 +10,19 @@ use super::services::ServiceVerb;
 use crate::desired::diag::Origin;
 use crate::desired::model::{Command, ResourceId};
 
+/// The command that checks a file's new content before it replaces the
+/// old: shown (and written in JSON) as its argv.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Validator {
+    /// Program and arguments; the argument `%` is the staged file.
+    pub argv: Vec<String>,
+    /// The content is sensitive: what the validator prints (which may
+    /// quote it) is not shown.
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
 /// Metadata of directories driftless creates on its own as missing parents.
 pub(super) const IMPLICIT_DIR_MODE: u32 = 0o755;
 
@@ -35,6 +48,10 @@ pub enum Op {
         /// Owner, group, mode.
         #[serde(flatten)]
         meta: MetaView,
+        /// The command that checks the new content before it replaces the
+        /// old.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        validate: Option<Validator>,
     },
     /// Change owner, group or mode only.
     SetMeta {
@@ -492,6 +509,7 @@ mod tests {
                     path: "/etc/motd".into(),
                     content: b"secret".to_vec(),
                     meta,
+                    validate: None,
                 },
                 vec!["content differs".into()],
             )

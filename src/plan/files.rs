@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Phase, Plan, PlanProblem};
+use super::change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Phase, Plan, PlanProblem, Validator};
 use super::content::{SecretContents, text_diff};
 use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
@@ -282,12 +282,14 @@ impl<'a> Planner<'a> {
                 meta,
                 sensitive,
                 rule,
+                validate,
             } => {
                 let want = WantedFile {
                     content,
                     meta,
                     sensitive: *sensitive,
                     rule: *rule,
+                    validate: *validate,
                 };
                 let change =
                     self.file_like(id, path, decl.ensure, &want, observed, decl.before_packages)?;
@@ -455,6 +457,7 @@ impl<'a> Planner<'a> {
             meta,
             sensitive,
             rule,
+            validate,
         } = *wanted;
         if ensure == Ensure::Absent {
             return Ok(match observed {
@@ -490,6 +493,7 @@ impl<'a> Planner<'a> {
             meta: &want,
             sensitive,
             was_secret,
+            validate,
         };
         let write = |reasons, old| writing.change(reasons, old);
         Ok(match observed {
@@ -661,6 +665,8 @@ struct Write<'w> {
     sensitive: bool,
     /// What the file holds now was secret once.
     was_secret: bool,
+    /// Its validator, if it has one.
+    validate: Option<&'w [String]>,
 }
 
 impl Write<'_> {
@@ -682,6 +688,10 @@ impl Write<'_> {
                 path: path.to_owned(),
                 content: bytes.to_vec(),
                 meta: self.meta.clone(),
+                validate: self.validate.map(|argv| Validator {
+                    argv: argv.to_vec(),
+                    quiet: self.sensitive,
+                }),
             },
             reasons,
         )
@@ -719,4 +729,5 @@ struct WantedFile<'a> {
     meta: &'a Meta,
     sensitive: bool,
     rule: ContentRule,
+    validate: Option<&'a [String]>,
 }

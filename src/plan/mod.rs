@@ -25,7 +25,7 @@ use crate::desired::diag::Origin;
 use crate::desired::model::{
     Kind, Package, PackageState, PathDecl, PathForm, Prim, Resource, ResourceId, Service,
 };
-pub(crate) use change::{Change, Marker, Op, Phase, Plan, PlanProblem, differing};
+pub(crate) use change::{Change, Marker, Op, Phase, Plan, PlanProblem, Validator, differing};
 pub(crate) use commands::decide as command_due;
 pub(crate) use content::{SecretContents, sha256};
 use files::Planner;
@@ -388,6 +388,7 @@ mod tests {
             meta: meta(0o644),
             sensitive: false,
             rule: crate::desired::model::ContentRule::Exact,
+            validate: None,
         })
     }
 

@@ -509,7 +509,27 @@ impl FsRoot {
         meta: FsMeta,
         label: Option<&str>,
     ) -> Result<()> {
+        self.write_file_checked(host_path, content, meta, label, &|_| Ok(()))
+    }
+
+    /// [`FsRoot::write_file`], with `check` given the staged temporary
+    /// file (its path on this machine: written, owned, labelled and
+    /// flushed) before it replaces the target: an error from `check` leaves
+    /// the target as it was.
+    pub fn write_file_checked(
+        &self,
+        host_path: &str,
+        content: &[u8],
+        meta: FsMeta,
+        label: Option<&str>,
+        check: &dyn Fn(&Path) -> Result<()>,
+    ) -> Result<()> {
         let p = self.require_parent(host_path)?;
+        let staged = |tmp: &str| {
+            self.path()
+                .join(host_path.trim_start_matches('/'))
+                .with_file_name(tmp)
+        };
         durable::write_at_hooked(
             p.dir.as_fd(),
             &p.name,
@@ -521,7 +541,11 @@ impl FsRoot {
             },
             label,
             &|| self.display(host_path),
-            &|| fault::point_n("mid-write", WRITES.fetch_add(1, Ordering::Relaxed) + 1),
+            &|tmp| {
+                check(&staged(tmp))?;
+                fault::point_n("mid-write", WRITES.fetch_add(1, Ordering::Relaxed) + 1);
+                Ok(())
+            },
         )
     }
 

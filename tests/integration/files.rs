@@ -139,3 +139,66 @@ fn a_file_without_content_that_does_not_exist_is_an_error_that_changes_nothing()
     assert_eq!(fingerprint(&h.root), before);
     assert!(!h.root.join("etc/other.conf").exists());
 }
+
+/// A validator that accepts content starting with `good`, and says what
+/// it read otherwise.
+const VALIDATOR: &str = "validate = ['/bin/sh', '-c', 'head -c 200 \"$1\" | grep -q ^good || { echo \"rejected: $(cat \"$1\")\" >&2; exit 3; }', 'validator', '%']\n";
+
+fn validated(content: &str, extra: &str) -> String {
+    format!("[[file]]\npath = '/etc/app.conf'\ncontent = \"{content}\\n\"\n{VALIDATOR}{extra}")
+}
+
+#[test]
+fn a_validator_checks_the_new_content_before_it_replaces_the_old() {
+    let h = Host::new();
+    h.declare(&validated("good one", ""));
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    let json: serde_json::Value = serde_json::from_str(plan.stdout.trim()).unwrap();
+    assert_eq!(json["changes"][0]["validate"][4], "%", "{json}");
+    h.converge().expect_code(2);
+    assert_eq!(h.text(), "good one\n");
+    h.converge().expect_code(0);
+
+    // Rejected: the converge fails, the old file stays, nothing is left
+    // next to it, and the validator's words are in the error.
+    h.declare(&validated("bad one", ""));
+    let run = h.converge();
+    run.expect_code(4);
+    assert!(
+        run.stderr.contains("rejected the new content (exit 3)")
+            && run.stderr.contains("rejected: bad one"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(h.text(), "good one\n");
+    let names: Vec<String> = std::fs::read_dir(h.root.join("etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["app.conf"]);
+    // The desired state is to blame: the same content is held, not retried.
+    h.converge().expect_code(3);
+}
+
+#[test]
+fn a_sensitive_files_validator_output_is_not_shown() {
+    let h = Host::new();
+    h.declare(&validated("hunter2", "sensitive = true\n"));
+    let run = h.converge();
+    run.expect_code(4);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    assert!(run.stderr.contains("its output is hidden"), "{}", run.stderr);
+    assert!(!h.file().exists());
+}
+
+#[test]
+fn a_validator_that_cannot_run_is_the_hosts_fault_and_is_tried_again() {
+    let h = Host::new();
+    h.declare(
+        "[[file]]\npath = '/etc/app.conf'\ncontent = 'x'\nvalidate = ['/nonexistent/validator', '%']\n",
+    );
+    h.converge().expect_code(4);
+    assert!(!h.file().exists());
+    // Not quarantined: the next run tries again.
+    h.converge().expect_code(4);
+}

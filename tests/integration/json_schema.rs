@@ -124,6 +124,8 @@ struct Change {
     verb: Option<String>,
     #[serde(default)]
     argv: Option<Vec<String>>,
+    #[serde(default)]
+    validate: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,6 +29,10 @@ pub struct File {
     /// Whether the bytes are managed, written once, or left alone.
     #[serde(default, skip_serializing_if = "ContentRule::is_exact")]
     pub rule: ContentRule,
+    /// The command that checks new content before it replaces the old;
+    /// one argument is `%`, the staged file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Vec<String>>,
 }
 
 /// A `[[file]]` before its content is read and rendered.
@@ -48,6 +52,8 @@ pub(crate) struct FileSpec {
     pub sensitive: bool,
     /// Whether the bytes are managed, written once, or left alone.
     pub rule: ContentRule,
+    /// The validator's argv (`%` is the staged file).
+    pub validate: Option<Vec<String>>,
 }
 
 impl Identity for File {
@@ -83,6 +89,7 @@ impl KindDef for File {
         "state",
         "sensitive",
         "replace",
+        "validate",
         "selinux",
         "prune",
     ];
@@ -129,6 +136,7 @@ impl KindDef for File {
             (Some(r), _) if !r.get_ref() => Some(ContentRule::CreateOnly),
             _ => Some(ContentRule::Exact),
         };
+        let validate = validator(p, f, spec.as_ref());
         Some(Parsed {
             spec: FileSpec {
                 path: path?,
@@ -138,6 +146,7 @@ impl KindDef for File {
                 meta: meta?,
                 sensitive,
                 rule: rule?,
+                validate: validate?,
             },
             content_line,
             ref_origins: Vec::new(),
@@ -157,6 +166,7 @@ impl KindDef for File {
             meta: spec.meta.clone(),
             sensitive: spec.sensitive || secret,
             rule: spec.rule,
+            validate: spec.validate.clone(),
         })
     }
 
@@ -178,6 +188,7 @@ impl KindDef for File {
                 meta: Cow::Borrowed(&self.meta),
                 sensitive: self.sensitive,
                 rule: self.rule,
+                validate: self.validate.as_deref(),
             },
             before_packages: false,
         })
@@ -203,6 +214,40 @@ impl KindDef for File {
             meta: Meta::new("0", "0", 0o644),
             sensitive: false,
             rule: ContentRule::Exact,
+            validate: None,
         })
     }
 }
+
+/// `validate = ["/usr/sbin/sshd", "-t", "-f", "%"]`: a program and its
+/// arguments, one of which is `%` (the staged file it checks); only where
+/// there is content to check.
+fn validator(
+    p: &Parser<'_, '_>,
+    f: &Fields<'_, '_>,
+    content: Option<&ContentSpec>,
+) -> Option<Option<Vec<String>>> {
+    let argv = p.argv(f, "validate")?;
+    let (Some(argv), Some(raw)) = (argv, f.raw("validate")) else {
+        return Some(None);
+    };
+    if content == Some(&ContentSpec::Nothing) {
+        p.cx.error(
+            &raw.span(),
+            "`validate` needs `content` or `source` to check",
+        );
+        return None;
+    }
+    if argv.iter().filter(|a| *a == VALIDATE_PLACEHOLDER).count() != 1 {
+        p.cx.error(
+            &raw.span(),
+            "`validate` must have `%` as exactly one of its arguments, where the staged \
+             file goes: [\"/usr/sbin/sshd\", \"-t\", \"-f\", \"%\"]",
+        );
+        return None;
+    }
+    Some(Some(argv))
+}
+
+/// The argument of `validate` that stands for the staged file.
+pub(crate) const VALIDATE_PLACEHOLDER: &str = "%";

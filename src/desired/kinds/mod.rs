@@ -195,6 +195,9 @@ pub struct PathDecl<'a> {
 }
 
 /// What a declared path is to hold.
+// A `PathForm` lives on the stack for one planning step; boxing the file
+// variant would cost an allocation per declared file on every no-op.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum PathForm<'a> {
     /// A regular file.
@@ -207,6 +210,8 @@ pub enum PathForm<'a> {
         sensitive: bool,
         /// Whether the bytes are managed, written once, or left alone.
         rule: ContentRule,
+        /// The command that checks new bytes before they replace the old.
+        validate: Option<&'a [String]>,
     },
     /// A directory.
     Dir {

@@ -196,6 +196,7 @@ impl KindDef for Repo {
                 meta: Cow::Owned(Meta::new("root", "root", 0o644)),
                 sensitive: false,
                 rule: ContentRule::Exact,
+                validate: None,
             },
             before_packages: true,
         })

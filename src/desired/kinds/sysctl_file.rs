@@ -86,6 +86,7 @@ impl KindDef for SysctlFile {
                 meta: Cow::Owned(Meta::new("root", "root", 0o644)),
                 sensitive: false,
                 rule: ContentRule::Exact,
+                validate: None,
             },
             before_packages: false,
         })
