@@ -452,30 +452,15 @@ impl<'a> Planner<'a> {
         observed: &Observed,
         early: bool,
     ) -> Result<Option<Change>, String> {
-        let WantedFile {
-            content,
-            meta,
-            sensitive,
-            rule,
-            validate,
-        } = *wanted;
+        let (content, rule) = (wanted.content, wanted.rule);
         if ensure == Ensure::Absent {
-            return Ok(match observed {
-                Observed::File { .. } | Observed::Symlink { .. } => Some(change(
-                    id,
-                    Op::RemoveFile {
-                        path: path.to_owned(),
-                    },
-                    vec!["exists, should be absent".into()],
-                )),
-                _ => None,
-            });
+            return Ok(removal(id, path, observed));
         }
         let current = match observed {
             Observed::File { label, .. } => label.as_deref(),
             _ => None,
         };
-        let want = self.meta(meta, path, current)?;
+        let want = self.meta(wanted.meta, path, current)?;
         // The bytes are loaded for every file that is to change (hydrate);
         // a no-op plans with hashes only.
         let bytes = content.bytes();
@@ -491,9 +476,9 @@ impl<'a> Planner<'a> {
             path,
             bytes,
             meta: &want,
-            sensitive,
+            sensitive: wanted.sensitive,
             was_secret,
-            validate,
+            validate: wanted.validate,
         };
         let write = |reasons, old| writing.change(reasons, old);
         Ok(match observed {
@@ -722,6 +707,21 @@ fn describe(o: &Observed) -> &'static str {
         Observed::Other { what } => what,
     }
 }
+/// The removal of a file (or a symlink where a file was declared) that
+/// is to be absent, if there is one.
+fn removal(id: &ResourceId, path: &str, observed: &Observed) -> Option<Change> {
+    match observed {
+        Observed::File { .. } | Observed::Symlink { .. } => Some(change(
+            id,
+            Op::RemoveFile {
+                path: path.to_owned(),
+            },
+            vec!["exists, should be absent".into()],
+        )),
+        _ => None,
+    }
+}
+
 /// What a regular file is to hold, as [`Planner::file_like`] compares it.
 #[derive(Clone, Copy)]
 struct WantedFile<'a> {
