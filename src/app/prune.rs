@@ -121,15 +121,29 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 path_as_before(prior, form, kind.path_of_key(key)?, e.keeps_content)?,
                 Undo::Restore,
             )),
-            Before::Unit { .. } | Before::Package { .. } | Before::Untracked => None,
+            Before::Unit { .. }
+            | Before::Package { .. }
+            | Before::Edit { .. }
+            | Before::Untracked => None,
+        },
+        // What the edit replaced goes back; an edit that replaced nothing
+        // it can put back (lines it removed) is forgotten.
+        PrimKind::Edit => match &e.before {
+            Before::Edit {
+                path,
+                undo: Some(undo),
+            } => Some((kind.undoing(key, path, undo)?, Undo::Restore)),
+            _ => None,
         },
         PrimKind::Package => match e.before {
             Before::Package { installed: false } if prune_packages => {
                 Some((kind.absent(key)?, Undo::Remove))
             }
-            Before::Package { .. } | Before::Path(_) | Before::Unit { .. } | Before::Untracked => {
-                None
-            }
+            Before::Package { .. }
+            | Before::Path(_)
+            | Before::Unit { .. }
+            | Before::Edit { .. }
+            | Before::Untracked => None,
         },
         PrimKind::Unit => {
             let Before::Unit { enabled, running } = e.before else {
@@ -291,6 +305,11 @@ pub(super) fn capture(
             },
             Prim::Package(p) => Before::Package {
                 installed: prepared.installed.contains(&p.name),
+            },
+            Prim::Edit(decl) => Before::Edit {
+                path: decl.path.to_owned(),
+                undo: converge::edit_undo(root, &decl)
+                    .with_context(|| format!("failed to read {} before editing it", decl.path))?,
             },
             Prim::Group(_) | Prim::User(_) | Prim::Command(_) => Before::Untracked,
         };

@@ -27,5 +27,5 @@ pub(crate) mod transaction;
 pub use events::{Discard, Event, Log, Sink, Tee};
 pub use observe::{PrepareError, Prepared, prepare};
 pub use recover::{Cut, Recovered, recover, undo};
-pub use snapshot::prior_of;
+pub use snapshot::{edit_undo, prior_of};
 pub use transaction::{Engine, Outcome, RunInfo, open_root, transact};

@@ -16,6 +16,8 @@ use tracing::{info, warn};
 
 use super::keep_rpms;
 use crate::cancel::Cancel;
+use crate::desired::kinds::EditDecl;
+use crate::desired::textedit::TextEdit;
 use crate::fault;
 use crate::plan::observed::Observed;
 use crate::plan::rpmver::Nevra;
@@ -80,6 +82,31 @@ pub fn prior_of(root: &FsRoot, objects: &Objects, path: &str) -> Result<Option<P
         Observed::Symlink { target, label } => Prior::Symlink { target, label },
         Observed::Other { .. } => return Ok(None),
     }))
+}
+
+/// What puts back the part of its file that `edit` changes, as the file
+/// is now (pruning's record of how it was). A file that cannot be read as
+/// text has nothing to put back.
+pub fn edit_undo(root: &FsRoot, edit: &EditDecl<'_>) -> Result<Option<TextEdit>> {
+    let text = match root.observe(edit.path)? {
+        Observed::Missing { .. } => String::new(),
+        Observed::File { content, .. } => {
+            let bytes = match content {
+                Some(c) => c,
+                None => root.read_file(edit.path)?,
+            };
+            match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => return Ok(None),
+            }
+        }
+        Observed::Dir { .. } | Observed::Symlink { .. } | Observed::Other { .. } => {
+            return Ok(None);
+        }
+    };
+    edit.edit
+        .undo(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", edit.path))
 }
 
 /// Captures `paths` (each once), the package set when `packages`, and

@@ -461,7 +461,7 @@ fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
         .chain(&s.reload_on)
         .filter_map(|id| match id.kind.prim() {
             PrimKind::Package => Some(id.to_string()),
-            PrimKind::Path(_) => desired
+            PrimKind::Path(_) | PrimKind::Edit => desired
                 .resources
                 .iter()
                 .find(|d| d.resource.id() == *id)

@@ -182,6 +182,12 @@ pub(crate) fn command_name(name: &str) -> Result<(), String> {
     plain_name(name, "._-", "command name")
 }
 
+/// Checks the name of an edit (`[[line]]`, `[[block]]`, `[[ini]]`): it is
+/// the key of `line:NAME` references.
+pub(crate) fn edit_name(name: &str) -> Result<(), String> {
+    plain_name(name, "._-", "name")
+}
+
 /// A name of letters, digits and the `punctuation` given, not starting
 /// with a dot.
 fn plain_name(name: &str, punctuation: &str, what: &str) -> Result<(), String> {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::diag::Diagnostic;
-use super::kinds::{AccountKind, Decl};
+use super::kinds::{AccountKind, Decl, PrimKind};
 use super::model::{Check, Ensure, ResourceId};
 use super::parse::{CheckDecl, ParsedFile};
 
@@ -175,14 +175,19 @@ fn check_accounts(
 }
 
 /// One path is one kind: a file and a directory cannot share a path,
-/// nor a `[[file]]` and a `[[repo]]`'s repo file.
+/// nor a `[[file]]` and a `[[repo]]`'s repo file, nor a whole file and an
+/// edit of part of it. Edits of parts of one file may share it.
 fn check_paths(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
     let mut by_path: HashMap<String, &Winner> = HashMap::new();
+    let is_edit = |w: &Winner| w.decl.spec.id().kind.prim() == PrimKind::Edit;
     for w in winners {
         let Some(path) = w.decl.spec.path() else {
             continue;
         };
         if let Some(other) = by_path.get(&path) {
+            if is_edit(w) && is_edit(other) {
+                continue;
+            }
             diags.push(w.decl.origin.diag(format!(
                 "{} and {} ({}) both manage the path {path}",
                 w.decl.spec.id(),

@@ -18,12 +18,13 @@ mod parser;
 pub(crate) mod schema;
 pub(crate) mod secrets;
 pub(crate) mod template;
+pub(crate) mod textedit;
 pub mod tree;
 mod values;
 
 pub use diag::Diagnostic;
 pub use facts::Facts;
-pub(crate) use kinds::file::VALIDATE_PLACEHOLDER;
 pub use load::{LoadError, LoadOptions, load};
 pub use model::DesiredState;
+pub(crate) use parser::VALIDATE_PLACEHOLDER;
 pub use tree::{ConfigTree, EntryKind, MemTree};

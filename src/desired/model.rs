@@ -18,7 +18,7 @@ pub(crate) use super::kinds::service::{RunState, Service};
 pub(crate) use super::kinds::symlink::Symlink;
 pub(crate) use super::kinds::user::User;
 pub(crate) use super::kinds::{
-    Form, Kind, PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId,
+    EditDecl, Form, Kind, PathDecl, PathForm, Prim, PrimKind, Resource, ResourceId,
 };
 pub(crate) use super::values::{Content, ContentRule, Ensure, Meta, SelinuxParts};
 

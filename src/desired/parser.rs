@@ -247,6 +247,41 @@ impl Parser<'_, '_> {
     }
 }
 
+impl Parser<'_, '_> {
+    /// `validate = ["/usr/sbin/sshd", "-t", "-f", "%"]`: a program and its
+    /// arguments, one of which is `%` (the staged file it checks); only
+    /// where there is content to check.
+    pub(crate) fn validator(
+        &self,
+        f: &Fields<'_, '_>,
+        has_content: bool,
+    ) -> Option<Option<Vec<String>>> {
+        let argv = self.argv(f, "validate")?;
+        let (Some(argv), Some(raw)) = (argv, f.raw("validate")) else {
+            return Some(None);
+        };
+        if !has_content {
+            self.cx.error(
+                &raw.span(),
+                "`validate` needs `content` or `source` to check",
+            );
+            return None;
+        }
+        if argv.iter().filter(|a| *a == VALIDATE_PLACEHOLDER).count() != 1 {
+            self.cx.error(
+                &raw.span(),
+                "`validate` must have `%` as exactly one of its arguments, where the staged \
+                 file goes: [\"/usr/sbin/sshd\", \"-t\", \"-f\", \"%\"]",
+            );
+            return None;
+        }
+        Some(Some(argv))
+    }
+}
+
+/// The argument of `validate` that stands for the staged file.
+pub(crate) const VALIDATE_PLACEHOLDER: &str = "%";
+
 /// Checks a repo-relative path (`files/nginx.conf`): relative, normalised,
 /// never climbing out of the repo.
 pub(super) fn repo_relative_path(p: &str) -> Result<(), String> {

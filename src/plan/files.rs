@@ -10,8 +10,8 @@ use super::observed::{Accounts, FsMeta, Observed};
 use crate::desired::DesiredState;
 use crate::desired::diag::Origin;
 use crate::desired::model::{
-    Content, ContentRule, Ensure, Kind, Meta, NO_LONGER_DECLARED, PathDecl, PathForm, Prim,
-    ResourceId, SelinuxParts,
+    Content, ContentRule, EditDecl, Ensure, Kind, Meta, NO_LONGER_DECLARED, PathDecl, PathForm,
+    Prim, ResourceId, SelinuxParts,
 };
 
 /// The path planner's state while one plan is made.
@@ -43,6 +43,9 @@ pub(super) struct Planner<'a> {
     declared_users: BTreeSet<String>,
     declared_groups: BTreeSet<String>,
     notes: Vec<String>,
+    /// Each file edited so far: its text after the edits planned, and the
+    /// metadata it keeps.
+    edited: BTreeMap<String, (String, MetaView)>,
 }
 
 impl<'a> Planner<'a> {
@@ -74,7 +77,7 @@ impl<'a> Planner<'a> {
                         declared_groups.insert(g.name.clone());
                     }
                 }
-                Prim::Package(_) | Prim::Command(_) | Prim::Unit(_) => {}
+                Prim::Package(_) | Prim::Command(_) | Prim::Unit(_) | Prim::Edit(_) => {}
             }
         }
         Planner {
@@ -95,6 +98,7 @@ impl<'a> Planner<'a> {
             declared_users,
             declared_groups,
             notes: Vec::new(),
+            edited: BTreeMap::new(),
         }
     }
 
@@ -265,6 +269,108 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Plans an edit of part of a file: applied to what the file holds
+    /// after the edits of it planned before (in declaration order); a
+    /// change writes the whole file, keeping its owner, group, mode and
+    /// label, with a diff of the whole file.
+    pub(super) fn edit(
+        &mut self,
+        decl: &EditDecl<'_>,
+        id: &ResourceId,
+        observed: &Observed,
+    ) -> Result<(), String> {
+        let path = decl.path;
+        let first = !self.edited.contains_key(path);
+        let (text, meta) = match self.edited.get(path) {
+            Some(planned) => planned.clone(),
+            None => match self.edit_base(decl, observed)? {
+                Some(base) => base,
+                None => return Ok(()),
+            },
+        };
+        let Some((new, reason)) = decl.edit.apply(&text).map_err(|e| format!("{path}: {e}"))?
+        else {
+            self.edited.insert(path.to_owned(), (text, meta));
+            return Ok(());
+        };
+        let was_secret = match observed {
+            Observed::File { sha256, .. } => self.secret_contents.contains(sha256),
+            _ => false,
+        };
+        let writing = Write {
+            id,
+            path,
+            bytes: Some(new.as_bytes()),
+            meta: &meta,
+            sensitive: false,
+            was_secret,
+            validate: decl.validate,
+        };
+        let mut change = writing.change(vec![reason], Some(text.as_bytes()))?;
+        if first && matches!(observed, Observed::Missing { .. }) {
+            change = change.creating();
+        }
+        self.files.push(change);
+        self.edited.insert(path.to_owned(), (new, meta));
+        Ok(())
+    }
+
+    /// What the first edit of a file starts from: its text and the
+    /// metadata it keeps; an empty root-owned file where it is missing and
+    /// may be created; `None` when the package transaction is to bring it
+    /// (the edits are planned again after it).
+    fn edit_base(
+        &mut self,
+        decl: &EditDecl<'_>,
+        observed: &Observed,
+    ) -> Result<Option<(String, MetaView)>, String> {
+        let path = decl.path;
+        match observed {
+            Observed::File {
+                meta,
+                label,
+                content: Some(bytes),
+                ..
+            } => {
+                let text = String::from_utf8(bytes.clone())
+                    .map_err(|_| format!("{path} is not UTF-8 text; driftless edits text files"))?;
+                let selinux = match label {
+                    Some(l) => Some(l.clone()),
+                    None => self.label(path, &SelinuxParts::default(), None)?,
+                };
+                let view = MetaView {
+                    owner: meta.uid.to_string(),
+                    group: meta.gid.to_string(),
+                    mode: format!("{:04o}", meta.mode),
+                    selinux,
+                    ids: *meta,
+                    deferred: false,
+                };
+                Ok(Some((text, view)))
+            }
+            Observed::File { size, .. } => Err(format!(
+                "{path} is {size} bytes, larger than driftless edits ({} bytes)",
+                super::observed::KEEP_CONTENT_MAX
+            )),
+            Observed::Missing { .. } if decl.create => {
+                self.parents(path, observed, false)?;
+                let meta = self.meta(&Meta::new("root", "root", 0o644), path, None)?;
+                Ok(Some((String::new(), meta)))
+            }
+            Observed::Missing { .. } if !self.packages.is_empty() => {
+                self.notes.push(format!(
+                    "{path} does not exist yet: its edits are planned after the package transaction"
+                ));
+                Ok(None)
+            }
+            Observed::Missing { .. } => Err(format!(
+                "{path} does not exist; an edit changes part of a file that is there \
+                 (`create = true` starts from an empty file)"
+            )),
+            other => Err(format!("{path} is {}, not a file to edit", describe(other))),
+        }
     }
 
     /// Plans the declared path `decl`, observed as `observed`.

@@ -81,6 +81,10 @@ pub(crate) fn plan_after(
                 Some(observed) => p.path(&decl, &id, &d.origin, observed),
                 None => Err(format!("{} was not observed (internal error)", decl.path)),
             },
+            Prim::Edit(decl) => match host.paths.get(decl.path) {
+                Some(observed) => p.edit(&decl, &id, observed),
+                None => Err(format!("{} was not observed (internal error)", decl.path)),
+            },
             // Planned after the paths, from the whole plan.
             Prim::Command(_) | Prim::Unit(_) => Ok(()),
         };

@@ -18,6 +18,10 @@ impl Observed {
     }
 }
 
+/// Files up to this size keep their content in an observation, for diffs,
+/// snapshots and edits without a second read.
+pub(crate) const KEEP_CONTENT_MAX: u64 = 1024 * 1024;
+
 /// Entry names kept per observed directory: enough to tell whether a plan
 /// empties it, without listing huge directories in full on every run.
 pub(crate) const DIR_LIST_MAX: usize = 64;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshot::Prior;
 use crate::desired::model::ResourceId;
+use crate::desired::textedit::TextEdit;
 use crate::plan::observed::FsMeta;
 
 /// The inventory file's name.
@@ -63,6 +64,14 @@ pub enum Before {
         /// Installed before driftless managed it.
         installed: bool,
     },
+    /// An edit of part of a file: the edit that puts back what it
+    /// replaced (`None`: nothing to put back).
+    Edit {
+        /// The file.
+        path: String,
+        /// The edit that undoes it.
+        undo: Option<TextEdit>,
+    },
     /// Something pruning does not undo (a device where a path was
     /// declared, an account, a command): forgotten when dropped.
     Untracked,
@@ -101,6 +110,11 @@ enum Wire {
     Package {
         installed: bool,
     },
+    Edit {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<TextEdit>,
+    },
     Untracked,
 }
 
@@ -132,6 +146,7 @@ impl From<Wire> for Before {
             Wire::Symlink { target, label } => Before::Path(Prior::Symlink { target, label }),
             Wire::Unit { enabled, running } => Before::Unit { enabled, running },
             Wire::Package { installed } => Before::Package { installed },
+            Wire::Edit { path, undo } => Before::Edit { path, undo },
             Wire::Untracked => Before::Untracked,
         }
     }
@@ -161,6 +176,7 @@ impl From<Before> for Wire {
             Before::Path(Prior::Symlink { target, label }) => Wire::Symlink { target, label },
             Before::Unit { enabled, running } => Wire::Unit { enabled, running },
             Before::Package { installed } => Wire::Package { installed },
+            Before::Edit { path, undo } => Wire::Edit { path, undo },
             Before::Untracked => Wire::Untracked,
         }
     }

@@ -34,14 +34,12 @@ use crate::{durable, fault};
 /// Writes made by this process, for the `mid-write` crash point.
 static WRITES: AtomicUsize = AtomicUsize::new(0);
 
-pub(crate) use crate::plan::observed::{CachedFile, DIR_LIST_MAX, FsMeta, Observed, StatKey};
+pub(crate) use crate::plan::observed::{
+    CachedFile, DIR_LIST_MAX, FsMeta, KEEP_CONTENT_MAX, Observed, StatKey,
+};
 
 /// Symlinks followed while resolving one path, as the kernel's limit.
 const MAX_SYMLINKS: usize = 40;
-
-/// Files up to this size keep their content in an observation, for diffs
-/// and snapshots without a second read.
-pub(crate) const KEEP_CONTENT_MAX: u64 = 1024 * 1024;
 
 /// A root directory that host paths are resolved under.
 pub struct FsRoot {

@@ -187,7 +187,11 @@ fn a_sensitive_files_validator_output_is_not_shown() {
     let run = h.converge();
     run.expect_code(4);
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
-    assert!(run.stderr.contains("its output is hidden"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("its output is hidden"),
+        "{}",
+        run.stderr
+    );
     assert!(!h.file().exists());
 }
 

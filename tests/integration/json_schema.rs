@@ -69,7 +69,11 @@ enum Kind {
     Package,
     Directory,
     File,
+    SysctlFile,
     Symlink,
+    Line,
+    Block,
+    Ini,
     Command,
     Service,
 }

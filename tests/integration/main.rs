@@ -14,6 +14,7 @@ mod alerts;
 mod cli;
 mod commands;
 mod daemon;
+mod edits;
 mod engine;
 mod files;
 mod fleet;

@@ -136,7 +136,7 @@ impl KindDef for File {
             (Some(r), _) if !r.get_ref() => Some(ContentRule::CreateOnly),
             _ => Some(ContentRule::Exact),
         };
-        let validate = validator(p, f, spec.as_ref());
+        let validate = p.validator(f, spec.as_ref() != Some(&ContentSpec::Nothing));
         Some(Parsed {
             spec: FileSpec {
                 path: path?,
@@ -218,36 +218,3 @@ impl KindDef for File {
         })
     }
 }
-
-/// `validate = ["/usr/sbin/sshd", "-t", "-f", "%"]`: a program and its
-/// arguments, one of which is `%` (the staged file it checks); only where
-/// there is content to check.
-fn validator(
-    p: &Parser<'_, '_>,
-    f: &Fields<'_, '_>,
-    content: Option<&ContentSpec>,
-) -> Option<Option<Vec<String>>> {
-    let argv = p.argv(f, "validate")?;
-    let (Some(argv), Some(raw)) = (argv, f.raw("validate")) else {
-        return Some(None);
-    };
-    if content == Some(&ContentSpec::Nothing) {
-        p.cx.error(
-            &raw.span(),
-            "`validate` needs `content` or `source` to check",
-        );
-        return None;
-    }
-    if argv.iter().filter(|a| *a == VALIDATE_PLACEHOLDER).count() != 1 {
-        p.cx.error(
-            &raw.span(),
-            "`validate` must have `%` as exactly one of its arguments, where the staged \
-             file goes: [\"/usr/sbin/sshd\", \"-t\", \"-f\", \"%\"]",
-        );
-        return None;
-    }
-    Some(Some(argv))
-}
-
-/// The argument of `validate` that stands for the staged file.
-pub(crate) const VALIDATE_PLACEHOLDER: &str = "%";

@@ -15,12 +15,73 @@ use serde::{Deserialize, Serialize};
 use super::diag::Origin;
 use super::parser::Parser;
 use super::schema::Fields;
+pub(crate) use super::textedit::EditDecl;
+use super::textedit::TextEdit;
 use super::values::{Content, ContentRule, ContentSpec, Ensure, Meta, SelinuxParts};
 
+/// The parts every edit kind (`[[line]]`, `[[block]]`, `[[ini]]`) has
+/// alike: a newtype of [`Edited`](super::textedit::Edited) whose key is
+/// its name, parsed by `$parse` (the kind's own keys around the common
+/// ones), lowered to [`Prim::Edit`], put back by an undo.
+macro_rules! edit_kind {
+    ($ty:ident, $keys:expr, $parse:path) => {
+        impl $crate::desired::kinds::Identity for $ty {
+            fn key(&self) -> &str {
+                &self.0.name
+            }
+
+            fn path(&self) -> Option<String> {
+                Some(self.0.path.clone())
+            }
+        }
+
+        impl $crate::desired::kinds::KindDef for $ty {
+            type Spec = Self;
+            const KEYS: &'static [&'static str] = $keys;
+
+            fn parse(
+                p: &$crate::desired::parser::Parser<'_, '_>,
+                f: &$crate::desired::schema::Fields<'_, '_>,
+            ) -> Option<$crate::desired::kinds::Parsed<Self>> {
+                let edit = $parse(p, f);
+                $crate::desired::textedit::Edited::parse(p, f, edit)
+                    .map(|e| $crate::desired::kinds::Parsed::plain($ty(e)))
+            }
+
+            fn resolve(
+                spec: &Self,
+                _: &mut dyn $crate::desired::kinds::ReadContent,
+                _: &$crate::desired::kinds::Decl,
+            ) -> Option<Self> {
+                Some(spec.clone())
+            }
+
+            const PRIM: $crate::desired::kinds::PrimKind = $crate::desired::kinds::PrimKind::Edit;
+
+            fn lower(&self) -> $crate::desired::kinds::Prim<'_> {
+                $crate::desired::kinds::Prim::Edit(self.0.decl())
+            }
+
+            fn from_undo(
+                key: &str,
+                path: &str,
+                undo: &$crate::desired::textedit::TextEdit,
+            ) -> Option<Self> {
+                Some($ty($crate::desired::textedit::Edited::undone(
+                    key, path, undo,
+                )))
+            }
+        }
+    };
+}
+
+pub(crate) mod block;
 pub(crate) mod command;
 pub(crate) mod directory;
 pub(crate) mod file;
 pub(crate) mod group;
+pub(crate) mod ini;
+pub(crate) mod line;
 pub(crate) mod package;
 pub(crate) mod repo;
 pub(crate) mod service;
@@ -74,6 +135,12 @@ pub(crate) trait KindDef: Identity + Sized {
     /// `None`: such a resource is forgotten, never removed (an account, a
     /// command, a unit).
     fn absent(_key: &str) -> Option<Self> {
+        None
+    }
+    /// A resource of this kind with `key` that makes the edit `undo` of
+    /// the file at `path`: what pruning plans to put back what an edit
+    /// replaced. `None` for every kind but the edits.
+    fn from_undo(_key: &str, _path: &str, _undo: &TextEdit) -> Option<Self> {
         None
     }
     /// The key a reference (`kind:key` in `restart_on`, `refresh_on`)
@@ -150,6 +217,8 @@ pub enum Prim<'a> {
     Command(&'a command::Command),
     /// A systemd unit.
     Unit(&'a service::Service),
+    /// An edit of part of a file something else owns.
+    Edit(EditDecl<'a>),
 }
 
 /// Which primitive a kind is, without a resource at hand.
@@ -167,6 +236,8 @@ pub enum PrimKind {
     Command,
     /// A systemd unit.
     Unit,
+    /// An edit of part of a file.
+    Edit,
 }
 
 /// The form of a path.
@@ -389,6 +460,16 @@ macro_rules! kinds {
                 }
             }
 
+            /// A resource of this kind with `key` that puts back what an
+            /// edit replaced ([`KindDef::from_undo`]).
+            pub fn undoing(self, key: &str, path: &str, undo: &TextEdit) -> Option<Resource> {
+                match self {
+                    $(Kind::$variant => {
+                        <$module::$ty as KindDef>::from_undo(key, path, undo).map(Resource::$variant)
+                    })*
+                }
+            }
+
             /// The key a reference to this kind means
             /// ([`KindDef::reference_key`]).
             pub fn reference_key(self, key: &str) -> Result<String, String> {
@@ -532,6 +613,9 @@ kinds! {
     File = "file" => file::File,
     SysctlFile = "sysctl_file" => sysctl_file::SysctlFile,
     Symlink = "symlink" => symlink::Symlink,
+    Line = "line" => line::Line,
+    Block = "block" => block::Block,
+    Ini = "ini" => ini::Ini,
     Command = "command" => command::Command,
     Service = "service" => service::Service,
 }
