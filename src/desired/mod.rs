@@ -22,7 +22,7 @@ pub mod tree;
 mod values;
 
 pub use diag::Diagnostic;
-pub use facts::Facts;
+pub use facts::{CustomFact, CustomFacts, DefaultRoute, Facts, FactsRead, Mount};
 pub use load::{LoadError, LoadOptions, load};
 pub use model::DesiredState;
 pub use tree::{ConfigTree, EntryKind, MemTree};

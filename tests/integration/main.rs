@@ -15,6 +15,7 @@ mod cli;
 mod commands;
 mod daemon;
 mod engine;
+mod facts;
 mod files;
 mod fleet;
 mod gitserver;
