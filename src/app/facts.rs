@@ -6,20 +6,20 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::context::{App, SourceRequest, Subject};
-use super::load::{host_name, load};
+use super::load::{all_facts, host_name, load};
 use crate::cancel::Cancel;
 use crate::converge::Discard;
 use crate::desired::Diagnostic;
 use crate::desired::facts::Facts;
 use crate::outcome::Outcome;
 use crate::source;
-use crate::system;
 
 /// What `facts` found.
 #[derive(Debug)]
 pub struct FactsResult {
     /// `Done`; `Invalid` when the config repo is (the facts are still
-    /// shown); `Error` when it cannot be read.
+    /// shown); `Error` when it cannot be read or a custom fact failed
+    /// (the other facts are still shown).
     pub outcome: Outcome,
     /// The host and what was loaded for it.
     pub subject: Subject,
@@ -53,7 +53,7 @@ pub fn facts(app: &App, req: &SourceRequest, cancel: &Cancel) -> FactsResult {
         diagnostics: Vec::new(),
         error: None,
     };
-    let facts = system::facts::gather();
+    let facts = all_facts(&app.settings, cancel);
     let host = match host_name(&app.settings, req, &facts) {
         Ok(h) => h,
         Err(e) => {
@@ -68,14 +68,24 @@ pub fn facts(app: &App, req: &SourceRequest, cancel: &Cancel) -> FactsResult {
         facts,
         vars: None,
     };
+    let mut errors: Vec<String> = scope
+        .facts
+        .custom
+        .errors()
+        .into_iter()
+        .map(|(name, e)| format!("custom fact `{name}`: {e}"))
+        .collect();
     if req.repo.is_some() || app.settings.source.is_some() {
         match load_vars(app, req, &mut r, cancel) {
             Ok(vars) => scope.vars = vars,
-            Err(e) => {
-                r.outcome = Outcome::Error;
-                r.error = Some(format!("{e:#}"));
-            }
+            Err(e) => errors.push(format!("{e:#}")),
         }
+    }
+    // A broken custom fact is shown here, loudly: it fails every template
+    // that reads it.
+    if !errors.is_empty() {
+        r.outcome = Outcome::Error;
+        r.error = Some(errors.join("; "));
     }
     r.scope = Some(scope);
     r

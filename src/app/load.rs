@@ -11,7 +11,7 @@ use crate::cancel::Cancel;
 use crate::config::Settings;
 use crate::converge::{Event, Sink, events};
 use crate::desired::secrets::{Keys, Secrets};
-use crate::desired::{self, ConfigTree, Diagnostic, Facts, LoadOptions};
+use crate::desired::{self, ConfigTree, Diagnostic, Facts, FactsRead, LoadOptions};
 use crate::source::{self, dir::DirTree};
 use crate::store::StateLock;
 use crate::system;
@@ -221,13 +221,21 @@ pub(super) fn host_name(settings: &Settings, req: &SourceRequest, facts: &Facts)
 
 /// What the cached desired state of a commit is kept under: everything
 /// its load depended on besides the commit — the host, the facts its
-/// templates saw, the loader's options and its version.
-fn desired_cache_key(commit: &str, host: &str, facts: &Facts, opts: &LoadOptions) -> String {
+/// templates read (`read`, with their values now), the loader's options
+/// and its version. Facts no template read are not part of it: a mount
+/// that comes and goes does not make every converge load the commit again.
+fn desired_cache_key(
+    commit: &str,
+    host: &str,
+    facts: &Facts,
+    read: &FactsRead,
+    opts: &LoadOptions,
+) -> String {
     use sha2::Digest;
     /// Bumped when what a load produces changes within one version.
-    const FORMAT: u32 = 1;
+    const FORMAT: u32 = 2;
     let mut h = sha2::Sha256::new();
-    let facts = serde_json::to_vec(facts).unwrap_or_default();
+    let facts = serde_json::to_vec(&facts.key_of(read)).unwrap_or_default();
     for part in [
         FORMAT.to_string().as_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
@@ -243,6 +251,14 @@ fn desired_cache_key(commit: &str, host: &str, facts: &Facts, opts: &LoadOptions
         h.update(part);
     }
     hex::encode(h.finalize())
+}
+
+/// This machine's facts with every custom fact read: for a load whose
+/// templates may read any of them.
+pub(super) fn all_facts(settings: &Settings, cancel: &Cancel) -> Facts {
+    let mut facts = system::facts::gather();
+    system::facts::custom::FactsDir::open(&settings.facts_dir).fill(&mut facts, None, cancel);
+    facts
 }
 
 /// Opens the source and loads the host's desired state, filling `subject`.
@@ -266,19 +282,21 @@ pub(super) fn load(
     } = open_source(app, req, purpose, state, sink, cancel)?;
     let source = tree.describe();
     subject.source = Some(source.clone());
-    let facts = system::facts::gather();
+    let mut facts = system::facts::gather();
+    let custom = system::facts::custom::FactsDir::open(&app.settings.facts_dir);
     let host = host_name(&app.settings, req, &facts)?;
     subject.host = Some(host.clone());
     let opts = load_options(&app.settings, cancel)?;
-    // A commit is immutable: loaded once for this host and these facts, it
-    // is not read again (a directory can change under the same name, so
-    // it is always read).
-    let cache_key = commit
-        .as_deref()
-        .map(|c| desired_cache_key(c, &host, &facts, &opts));
-    let cached = cache_key
-        .as_deref()
-        .and_then(|k| app.store.load_desired_cache(k));
+    // A commit is immutable: loaded once for this host and the facts its
+    // templates read, it is not read again (a directory can change under
+    // the same name, so it is always read). Only the custom facts the
+    // cached state read are read now: no other fact's program runs.
+    let cached = commit.as_deref().and_then(|c| {
+        app.store.load_desired_cache(|d| {
+            custom.fill(&mut facts, d.facts_read.custom().as_deref(), cancel);
+            desired_cache_key(c, &host, &facts, &d.facts_read, &opts)
+        })
+    });
     let was_cached = cached.is_some();
     if was_cached {
         tracing::debug!(
@@ -288,15 +306,19 @@ pub(super) fn load(
     }
     let result = match cached {
         Some(desired) => Ok(desired),
-        None => desired::load(tree.as_ref(), &host, &facts, &opts),
+        None => {
+            custom.fill(&mut facts, None, cancel);
+            desired::load(tree.as_ref(), &host, &facts, &opts)
+        }
     };
-    if let (Ok(desired), Some(key), false, true) = (&result, &cache_key, was_cached, may_write)
-        && let Err(e) = app.store.save_desired_cache(key, desired)
-    {
-        tracing::warn!(
-            error = format!("{e:#}"),
-            "could not keep the loaded desired state for the next run"
-        );
+    if let (Ok(desired), Some(c), false, true) = (&result, &commit, was_cached, may_write) {
+        let key = desired_cache_key(c, &host, &facts, &desired.facts_read, &opts);
+        if let Err(e) = app.store.save_desired_cache(&key, desired) {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not keep the loaded desired state for the next run"
+            );
+        }
     }
     match result {
         Ok(desired) => {

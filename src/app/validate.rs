@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use anyhow::Result;
 
 use super::context::{App, SourceRequest, Subject};
-use super::load::{host_name, load_options, open_source};
+use super::load::{all_facts, host_name, load_options, open_source};
 use crate::cancel::Cancel;
 use crate::converge::Discard;
 use crate::desired::secrets::Secrets;
@@ -69,7 +69,13 @@ fn validate_into(
     )?
     .tree;
     r.subject.source = Some(tree.describe());
-    let facts = system::facts::gather();
+    // Another host's custom facts are not this machine's: they are
+    // placeholders there (Facts::for_host); this host's are read.
+    let facts = if all_hosts {
+        system::facts::gather()
+    } else {
+        all_facts(&app.settings, cancel)
+    };
     let mut opts = load_options(&app.settings, cancel)?;
     // Every host's secrets are encrypted to its own key: checked here as
     // well-formed age files only. One host's are decrypted with its key
@@ -122,7 +128,7 @@ fn validate_into(
         // when the repo does not declare it.
         opts.host_groups = Some(system::accounts::local_group_names()?);
         let host = host_name(&app.settings, req, &facts)?;
-        let facts = facts.for_host(&host);
+        let facts = facts.named(&host);
         r.subject.host = Some(host.clone());
         match desired::load(tree.as_ref(), &host, &facts, &opts) {
             Ok(d) => {

@@ -1039,7 +1039,21 @@ fn print_scope(out: &mut impl Write, scope: &TemplateScope) -> std::io::Result<(
     let facts = serde_json::to_value(&scope.facts).unwrap_or_default();
     if let Some(map) = facts.as_object() {
         for (k, v) in map {
-            writeln!(out, "facts.{k} = {v}")?;
+            // A list of records (mounts) and the custom facts: one line
+            // each, as a template would name it.
+            match v {
+                serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+                    for (i, item) in items.iter().enumerate() {
+                        writeln!(out, "facts.{k}[{i}] = {item}")?;
+                    }
+                }
+                serde_json::Value::Object(custom) if k == "custom" => {
+                    for (name, value) in custom {
+                        writeln!(out, "facts.custom.{name} = {value}")?;
+                    }
+                }
+                _ => writeln!(out, "facts.{k} = {v}")?,
+            }
         }
     }
     match &scope.vars {

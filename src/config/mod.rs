@@ -19,6 +19,8 @@ use crate::source::verify::{SignaturePolicy, VerifySettings};
 pub const DEFAULT_CONFIG: &str = "/etc/driftless/agent.toml";
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/driftless";
+/// Default directory of custom facts (`facts.custom.*`).
+pub const DEFAULT_FACTS_DIR: &str = "/etc/driftless/facts.d";
 
 /// Whether the agent changes the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -41,6 +43,7 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 struct Fragment {
     host: Option<String>,
     state_dir: Option<PathBuf>,
+    facts_dir: Option<PathBuf>,
     mode: Option<Mode>,
     source: Option<SourceFragment>,
     verify: Option<VerifyFragment>,
@@ -267,6 +270,8 @@ pub struct Settings {
     pub host: Option<String>,
     /// Where driftless keeps its state.
     pub state_dir: PathBuf,
+    /// Where custom facts are read from (`facts_dir`).
+    pub facts_dir: PathBuf,
     /// Enforce or audit.
     pub mode: Mode,
     /// The git source, when configured.
@@ -307,6 +312,7 @@ impl Default for Settings {
         Self {
             host: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            facts_dir: PathBuf::from(DEFAULT_FACTS_DIR),
             mode: Mode::Enforce,
             source: None,
             verify: VerifySettings::default(),
@@ -565,6 +571,7 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
         }
         m.host = f.host.or(m.host);
         m.state_dir = f.state_dir.or(m.state_dir);
+        m.facts_dir = f.facts_dir.or(m.facts_dir);
         m.mode = f.mode.or(m.mode);
         if let Some(s) = f.source {
             m.source = Some(SourceFragment::default());
@@ -652,9 +659,11 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
     if let Some(h) = &m.host {
         crate::desired::checks::host_name(h).map_err(|e| anyhow::anyhow!("host: {e}"))?;
     }
+    let facts_dir = absolute("facts_dir", m.facts_dir)?.map_or(d.facts_dir, normalise);
     Ok(Settings {
         host: m.host,
         state_dir,
+        facts_dir,
         mode: m.mode.unwrap_or(d.mode),
         source,
         verify,

@@ -3,7 +3,7 @@
 //! held to the size cap.
 
 use super::diag::{Diagnostic, Origin};
-use super::facts::Facts;
+use super::facts::{Facts, FactsRead};
 use super::kinds::{Decl, ReadContent, ResourceId};
 use super::merge::Winner;
 use super::model::Declared;
@@ -60,7 +60,8 @@ pub(super) fn merged_vars(layers: &[(String, ParsedFile)]) -> toml::Table {
 }
 
 impl Contents<'_> {
-    /// Reads sources and renders templates; returns resources in apply order.
+    /// Reads sources and renders templates; returns resources in apply
+    /// order, and the facts the templates read.
     pub(super) fn resolve(
         &mut self,
         winners: &[Winner],
@@ -68,7 +69,7 @@ impl Contents<'_> {
         secrets: Option<&SecretVars>,
         host: &str,
         facts: &Facts,
-    ) -> Vec<Declared> {
+    ) -> (Vec<Declared>, FactsRead) {
         let scope = Scope::new(vars, facts, host, secrets);
         let mut out = Vec::new();
         for w in winners {
@@ -89,7 +90,7 @@ impl Contents<'_> {
             }
         }
         out.sort_by_key(|d| d.resource.id().kind);
-        out
+        (out, scope.facts_read())
     }
 
     /// See [`ReadContent::read`].

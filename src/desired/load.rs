@@ -110,7 +110,7 @@ pub(crate) fn load_host_file(
     let merged = merge(&layers, opts.host_groups.as_ref(), &mut loader.diags);
     let vars = merged_vars(&layers);
     let secrets = loader.secret_vars(host_file)?;
-    let resources = Contents {
+    let (resources, facts_read) = Contents {
         tree,
         opts,
         diags: &mut loader.diags,
@@ -131,6 +131,7 @@ pub(crate) fn load_host_file(
         checks,
         vars,
         fleet,
+        facts_read,
     })
 }
 

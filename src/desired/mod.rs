@@ -23,7 +23,7 @@ pub mod tree;
 mod values;
 
 pub use diag::Diagnostic;
-pub use facts::Facts;
+pub use facts::{CustomFact, CustomFacts, DefaultRoute, Facts, FactsRead, Mount};
 pub use load::{LoadError, LoadOptions, load};
 pub use model::DesiredState;
 pub(crate) use parser::VALIDATE_PLACEHOLDER;

@@ -93,6 +93,9 @@ pub struct DesiredState {
     /// The rollout policy of the commit (`fleet.toml`), when it has one.
     #[serde(default)]
     pub fleet: Option<super::fleet::FleetPolicy>,
+    /// The facts its templates read: what a cached copy of it depends on.
+    #[serde(default)]
+    pub facts_read: super::facts::FactsRead,
 }
 
 impl DesiredState {

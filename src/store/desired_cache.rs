@@ -1,6 +1,6 @@
 //! `<state_dir>/desired-cache.json`: the desired state loaded last, under
 //! the key of everything its load depended on (the commit, the host, the
-//! facts, the loader's options and version).
+//! facts its templates read, the loader's options and version).
 //!
 //! Every tick of the daemon converges, mostly the commit it converged
 //! last. With this, an unchanged commit is not read at all (no tree, no
@@ -38,10 +38,15 @@ struct StoredRef<'a> {
     contents: &'a BTreeMap<String, String>,
 }
 
-/// The desired state stored under `key`, its contents by hash.
-pub(super) fn load(state_dir: &Path, key: &str) -> Option<DesiredState> {
+/// The desired state stored, its contents by hash, when `key_of` it is
+/// the key it was stored under. The key depends on the stored state
+/// itself: on the facts its templates read, which only its load knew.
+pub(super) fn load(
+    state_dir: &Path,
+    key_of: impl FnOnce(&DesiredState) -> String,
+) -> Option<DesiredState> {
     let mut stored = read_json::<Stored>(&state_dir.join(FILE)).ok()??;
-    if stored.key != key {
+    if stored.key != key_of(&stored.desired) {
         return None;
     }
     attach_contents(&mut stored.desired, &stored.contents).ok()?;

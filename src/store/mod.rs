@@ -250,11 +250,16 @@ impl Store {
         Objects::at(&self.dir.join("objects")).get(&hex::encode(sha256))
     }
 
-    /// The desired state loaded last time under `key`, with its contents
-    /// by hash; `None` when the last one was loaded under another key (or
-    /// cannot be read: it is a cache, and a load from the source follows).
-    pub fn load_desired_cache(&self, key: &str) -> Option<crate::desired::DesiredState> {
-        desired_cache::load(&self.dir, key)
+    /// The desired state loaded last time, with its contents by hash, when
+    /// `key_of` the stored state (what it depended on: the facts it read,
+    /// as they are now) is the key it was stored under; `None` otherwise
+    /// (or when it cannot be read: it is a cache, and a load from the
+    /// source follows).
+    pub fn load_desired_cache(
+        &self,
+        key_of: impl FnOnce(&crate::desired::DesiredState) -> String,
+    ) -> Option<crate::desired::DesiredState> {
+        desired_cache::load(&self.dir, key_of)
     }
 
     /// Keeps `desired` as the one loaded under `key`, its contents in the

@@ -36,6 +36,8 @@ pub(crate) const TAIL_MAX_BYTES: usize = 4096;
 /// Output of a tool driftless parses, per stream, at most: the rpm query
 /// of a thousand packages is tens of KB.
 pub(crate) const OUTPUT_MAX: usize = 16 << 20;
+/// `PATH` of a child started with [`Cmd::clear_env`].
+pub(crate) const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin";
 /// What a reported-only command keeps of each stream by default.
 pub(crate) const REPORTED_TAIL: usize = 64 << 10;
 
@@ -49,6 +51,7 @@ pub(crate) struct Cmd {
     timeout: Duration,
     ok_codes: Vec<i32>,
     kill_leftovers: bool,
+    clear_env: bool,
     cwd: Option<std::path::PathBuf>,
     /// Bytes kept of each stream, and whether only the tail is wanted
     /// (else more than that is an error).
@@ -126,6 +129,7 @@ impl Cmd {
             timeout: Duration::from_secs(600),
             ok_codes: vec![0],
             kill_leftovers: false,
+            clear_env: false,
             cwd: None,
             keep: OUTPUT_MAX,
             tail_only: false,
@@ -138,6 +142,23 @@ impl Cmd {
     pub(crate) fn tail_only(mut self, bytes: usize) -> Self {
         self.keep = bytes;
         self.tail_only = true;
+        self
+    }
+
+    /// Keeps at most `bytes` of each output stream; more is an error
+    /// ([`CommandError::TooMuchOutput`]), never a truncated parse.
+    pub(crate) fn output_max(mut self, bytes: usize) -> Self {
+        self.keep = bytes;
+        self.tail_only = false;
+        self
+    }
+
+    /// Starts the child with no variable of driftless's environment but a
+    /// fixed `PATH` (and `LC_ALL=C` and what [`Cmd::env`] sets): for
+    /// programs that are not driftless's own tools (custom facts), which
+    /// must not depend on how driftless was started.
+    pub(crate) fn clear_env(mut self) -> Self {
+        self.clear_env = true;
         self
     }
 
@@ -223,6 +244,9 @@ impl Cmd {
         let mut command = Command::new(&self.program);
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);
+        }
+        if self.clear_env {
+            command.env_clear().env("PATH", CLEAN_PATH);
         }
         let mut child = command
             .args(&self.args)
@@ -559,6 +583,30 @@ mod tests {
             .run(&Cancel::new())
             .expect("runs");
         assert_eq!(out.stdout, "payload\nhi\n");
+    }
+
+    #[test]
+    fn a_cleared_environment_keeps_only_path_locale_and_what_is_set() {
+        let out = Cmd::new("/usr/bin/env")
+            .env("GREETING", "hi")
+            .clear_env()
+            .run(&Cancel::new())
+            .expect("runs");
+        let mut vars: Vec<&str> = out.stdout.lines().collect();
+        vars.sort_unstable();
+        assert_eq!(
+            vars,
+            vec!["GREETING=hi", "LC_ALL=C", &format!("PATH={CLEAN_PATH}")]
+        );
+        let e = Cmd::new("sh")
+            .args(["-c", "printf 0123456789"])
+            .output_max(4)
+            .run(&Cancel::new())
+            .expect_err("over the cap");
+        assert!(
+            matches!(e, CommandError::TooMuchOutput { limit: 4, .. }),
+            "{e}"
+        );
     }
 
     #[test]

@@ -326,10 +326,39 @@ struct Facts {
     fqdn: String,
     os_id: String,
     os_version_id: String,
+    os_family: String,
+    os_major: String,
+    os_minor: String,
     arch: String,
+    kernel: String,
     machine_id: String,
     cpus: u64,
     memory_mb: u64,
+    systemd_version: Option<u64>,
+    virtualization: String,
+    selinux: String,
+    interfaces: Vec<String>,
+    default_ipv4: Option<DefaultRoute>,
+    default_ipv6: Option<DefaultRoute>,
+    mounts: Vec<Mount>,
+    custom: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultRoute {
+    interface: String,
+    address: String,
+    gateway: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mount {
+    path: String,
+    device: String,
+    fstype: String,
+    options: String,
 }
 
 #[derive(Debug, Deserialize)]

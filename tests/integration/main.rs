@@ -16,6 +16,7 @@ mod commands;
 mod daemon;
 mod edits;
 mod engine;
+mod facts;
 mod files;
 mod fleet;
 mod gitserver;

@@ -810,6 +810,7 @@ fn man_pages_have_their_sections_and_completions_no_hidden_command() {
         "[[hook]]",
         "backoff_max",
         "identity",
+        "facts_dir",
     ] {
         assert!(agent.contains(key), "agent.toml(5) does not document {key}");
     }

@@ -51,15 +51,26 @@ impl Env {
     }
 
     /// Writes the agent config: `text`, with this env's own state
-    /// directory (tests never touch /var/lib/driftless).
+    /// directory and facts directory (tests never touch /var/lib/driftless
+    /// or /etc/driftless/facts.d).
     pub(crate) fn set_config(&self, text: &str) {
-        let text = format!("state_dir = \"{}\"\n{text}", self.state_dir().display());
+        let text = format!(
+            "state_dir = \"{}\"\nfacts_dir = \"{}\"\n{text}",
+            self.state_dir().display(),
+            self.facts_dir().display()
+        );
         std::fs::write(self.config(), text).expect("write agent.toml");
     }
 
     /// Writes the agent config exactly as given.
     pub(crate) fn set_raw_config(&self, text: &str) {
         std::fs::write(self.config(), text).expect("write agent.toml");
+    }
+
+    /// Where this env's agent reads custom facts (missing until a test
+    /// makes it).
+    pub(crate) fn facts_dir(&self) -> PathBuf {
+        self.dir.path().join("facts.d")
     }
 
     /// Where this env's agent keeps its state.

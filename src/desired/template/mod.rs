@@ -13,6 +13,7 @@
 //! prints the whole context) is removed.
 
 mod ansible;
+mod facts;
 mod header;
 
 use header::Header;
@@ -54,17 +55,19 @@ pub(crate) enum SecretVars {
     Placeholders,
 }
 
-/// What every `secrets.…` is when secrets are only checked.
+/// What every `secrets.…` is when secrets are only checked, and every
+/// `facts.custom.…` of another host: it renders as its text, and so does
+/// any attribute of it.
 #[derive(Debug)]
-struct Placeholder;
+struct Placeholder(&'static str);
 
 impl Object for Placeholder {
     fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
-        Some(Value::from_object(Placeholder))
+        Some(Value::from_object(Placeholder(self.0)))
     }
 
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("(secret)")
+        f.write_str(self.0)
     }
 }
 
@@ -121,6 +124,8 @@ pub(crate) struct Scope {
     /// The names under `vars` and `facts`, for "did you mean".
     vars: Vec<String>,
     facts: Vec<String>,
+    /// The facts the renders read.
+    reads: facts::Reads,
 }
 
 impl Scope {
@@ -133,23 +138,33 @@ impl Scope {
     ) -> Self {
         let secrets = secrets.map(|s| match s {
             SecretVars::Table(t) => Value::from(minijinja::value::Serde(t)),
-            SecretVars::Placeholders => Value::from_object(Placeholder),
+            SecretVars::Placeholders => Value::from_object(Placeholder("(secret)")),
         });
+        let reads = facts::Reads::default();
         let ctx = minijinja::context! {
             vars => Value::from(minijinja::value::Serde(vars)),
-            facts => Value::from(minijinja::value::Serde(facts)),
+            facts => facts::value(facts, &reads),
             host => host,
         };
-        let facts = match toml::Table::try_from(facts) {
-            Ok(t) => t.keys().cloned().collect(),
-            Err(_) => Vec::new(),
+        let facts = match serde_json::to_value(facts) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
         };
         Self {
             ctx,
             secrets,
             vars: vars.keys().cloned().collect(),
             facts,
+            reads,
         }
+    }
+
+    /// The facts read so far by the renders in this scope.
+    pub(crate) fn facts_read(&self) -> super::facts::FactsRead {
+        self.reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The context of one render, and the flag its reads of `secrets` set.
@@ -182,6 +197,9 @@ impl Scope {
                 for part in name.split('.') {
                     upto.push(part);
                     match value.get_attr(part) {
+                        // A custom fact that failed is defined: its own
+                        // error says what is wrong.
+                        Ok(v) if v.kind() == minijinja::value::ValueKind::Invalid => return None,
                         Ok(v) if !v.is_undefined() => value = v,
                         _ => return Some(upto.join(".")),
                     }

@@ -38,11 +38,16 @@ impl Agent {
 
     fn config(&self, extra: &str) {
         let text = format!(
-            "host = 'h'\nstate_dir = '{}'\n[source]\nurl = 'file://{}'\nbranch = 'main'\ntimeout = '20s'\n{extra}",
+            "host = 'h'\nstate_dir = '{}'\nfacts_dir = '{}'\n[source]\nurl = 'file://{}'\nbranch = 'main'\ntimeout = '20s'\n{extra}",
             self.state().display(),
+            self.facts_dir().display(),
             self.origin.display()
         );
         std::fs::write(self.dir.path().join("agent.toml"), text).expect("write config");
+    }
+
+    fn facts_dir(&self) -> PathBuf {
+        self.dir.path().join("facts.d")
     }
 
     fn state(&self) -> PathBuf {
@@ -81,6 +86,20 @@ impl Agent {
         ])
     }
 
+    /// `converge` with debug logs, which say where the desired state came
+    /// from (see [`from_cache`]).
+    fn converge_logged(&self) -> Out {
+        let root = self.root();
+        self.run(&[
+            "converge",
+            "--now",
+            "--create-root",
+            "-vv",
+            "--root",
+            root.to_str().expect("utf-8"),
+        ])
+    }
+
     fn motd(&self) -> Option<String> {
         std::fs::read_to_string(self.root().join("motd")).ok()
     }
@@ -99,6 +118,12 @@ impl Agent {
             content,
         )
     }
+}
+
+/// Whether a [`Agent::converge_logged`] took the desired state from the
+/// state directory's cache.
+fn from_cache(o: &Out) -> bool {
+    o.stderr.contains("the commit was loaded before")
 }
 
 #[track_caller]
@@ -120,18 +145,8 @@ fn an_unchanged_commit_is_not_read_again_and_a_new_one_always_is() {
     };
     commit_file(&a.origin, "hosts/h.toml", &host_file("two"), "two");
     let root = a.root();
-    let converge = || {
-        a.run(&[
-            "converge",
-            "--now",
-            "--create-root",
-            "-vv",
-            "--root",
-            root.to_str().expect("utf-8"),
-        ])
-    };
+    let converge = || a.converge_logged();
     let read_from_git = |o: &Out| o.stderr.contains("read from the commit");
-    let from_cache = |o: &Out| o.stderr.contains("the commit was loaded before");
 
     let cold = converge();
     expect(&cold, 2);
@@ -186,6 +201,68 @@ fn an_unchanged_commit_is_not_read_again_and_a_new_one_always_is() {
     let plan = a.run(&["plan", "--root", root.to_str().expect("utf-8")]);
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
     assert!(!cache.exists(), "plan wrote the desired-state cache");
+}
+
+/// The cached desired state is kept under the facts its templates read,
+/// not all of them: a fact that changes and that no template reads (a
+/// mount, an interface, here a custom fact) keeps a no-op a cache hit, and
+/// the program of an unread custom fact does not run on it; a change of a
+/// fact a template reads is loaded and applied.
+#[test]
+fn a_changed_fact_no_template_reads_keeps_the_cache_and_a_read_one_does_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Agent::new("");
+    let facts = a.facts_dir();
+    std::fs::create_dir_all(&facts).expect("mkdir");
+    std::fs::write(facts.join("rack.toml"), "row = 3\n").expect("write");
+    std::fs::write(facts.join("noise.toml"), "n = 1\n").expect("write");
+    let ran = a.dir.path().join("probe-ran");
+    let probe = facts.join("probe");
+    std::fs::write(
+        &probe,
+        format!(
+            "#!/bin/sh\necho ran >> {}\necho '{{\"x\": 1}}'\n",
+            ran.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    commit_file(
+        &a.origin,
+        "hosts/h.toml",
+        "[[file]]\npath = '/rack'\ntemplate = true\ncontent = 'row {{ facts.custom.rack.row }} on {{ facts.os_family }}'\n",
+        "rack",
+    );
+    let root = a.root();
+    let converge = || a.converge_logged();
+    let runs = || {
+        std::fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    let cold = converge();
+    expect(&cold, 2);
+    assert!(!from_cache(&cold), "{}", cold.stderr);
+    let rack = std::fs::read_to_string(root.join("rack")).expect("rack");
+    assert!(rack.starts_with("row 3 on "), "{rack}");
+    // A load reads every custom fact: its templates may read any.
+    assert_eq!(runs(), 1);
+
+    std::fs::write(facts.join("noise.toml"), "n = 2\n").expect("write");
+    let warm = converge();
+    expect(&warm, 0);
+    assert!(from_cache(&warm), "{}", warm.stderr);
+    assert_eq!(runs(), 1, "an unread custom fact's program ran on a no-op");
+
+    std::fs::write(facts.join("rack.toml"), "row = 4\n").expect("write");
+    let changed = converge();
+    expect(&changed, 2);
+    assert!(!from_cache(&changed), "{}", changed.stderr);
+    let rack = std::fs::read_to_string(root.join("rack")).expect("rack");
+    assert!(rack.starts_with("row 4 on "), "{rack}");
+    expect(&converge(), 0);
 }
 
 #[test]

@@ -1,0 +1,189 @@
+//! `driftless facts` and templates reading facts: the richer facts of this
+//! machine with their types, and custom facts from a facts directory
+//! (TOML and JSON files, programs) with a broken one named.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{Env, converge_args, write_repo};
+
+fn json(run: &crate::util::Run) -> Value {
+    crate::json_schema::check(&run.stdout, run.code)
+}
+
+fn program(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn is_route(v: &Value) -> bool {
+    v.is_null()
+        || ["address", "interface", "gateway"]
+            .iter()
+            .all(|k| v[k].is_string())
+}
+
+#[test]
+fn facts_json_has_the_richer_facts_with_sane_types() {
+    let env = Env::new();
+    let run = env.run(&["facts", "--json"]);
+    run.expect_code(0);
+    let doc = json(&run);
+    let f = &doc["facts"]["facts"];
+    for key in [
+        "os_family",
+        "os_major",
+        "os_minor",
+        "kernel",
+        "virtualization",
+    ] {
+        assert!(f[key].is_string(), "{key}: {f}");
+    }
+    assert!(!f["kernel"].as_str().unwrap().is_empty(), "{f}");
+    assert!(!f["virtualization"].as_str().unwrap().is_empty(), "{f}");
+    assert!(
+        ["enforcing", "permissive", "disabled"].contains(&f["selinux"].as_str().unwrap()),
+        "{f}"
+    );
+    assert!(
+        f["systemd_version"].is_null() || f["systemd_version"].as_u64().is_some(),
+        "{f}"
+    );
+    let interfaces = f["interfaces"].as_array().unwrap();
+    assert!(interfaces.iter().all(Value::is_string), "{f}");
+    assert!(!interfaces.contains(&Value::from("lo")), "{f}");
+    assert!(
+        is_route(&f["default_ipv4"]) && is_route(&f["default_ipv6"]),
+        "{f}"
+    );
+    let mounts = f["mounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .all(|m| ["path", "device", "fstype", "options"]
+                .iter()
+                .all(|k| m[k].is_string())),
+        "{f}"
+    );
+    assert!(mounts.iter().any(|m| m["path"] == "/"), "{f}");
+    // The env's facts directory does not exist: no custom facts.
+    assert_eq!(f["custom"], serde_json::json!({}));
+
+    let text = env.run(&["facts"]);
+    text.expect_code(0);
+    for want in [
+        "facts.os_family = ",
+        "facts.kernel = ",
+        "facts.mounts[0] = ",
+    ] {
+        assert!(text.stdout.contains(want), "no {want:?}:\n{}", text.stdout);
+    }
+}
+
+/// A facts directory as an admin writes one, with a program that fails.
+fn facts_dir(env: &Env) {
+    let dir = env.facts_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rack.toml"), "row = 3\n[pdu]\nid = \"p1\"\n").unwrap();
+    std::fs::write(dir.join("owner.json"), "{\"team\": \"db\"}\n").unwrap();
+    program(
+        &dir.join("raid.sh"),
+        "#!/bin/sh\necho '{\"level\": 10, \"disks\": [\"sda\", \"sdb\"]}'\n",
+    );
+    program(
+        &dir.join("broken"),
+        "#!/bin/sh\necho 'no controller found' >&2\nexit 3\n",
+    );
+    std::fs::write(dir.join("README"), "not a fact\n").unwrap();
+}
+
+#[test]
+fn custom_facts_come_from_files_and_programs_and_a_broken_one_is_named() {
+    let env = Env::new();
+    facts_dir(&env);
+    let run = env.run(&["facts", "--json"]);
+    // Shown, and loud: a broken custom fact is an error of `facts`.
+    run.expect_code(1);
+    let doc = json(&run);
+    let custom = &doc["facts"]["facts"]["custom"];
+    assert_eq!(
+        custom["rack"],
+        serde_json::json!({"row": 3, "pdu": {"id": "p1"}})
+    );
+    assert_eq!(custom["owner"]["team"], "db");
+    assert_eq!(custom["raid"]["level"], 10);
+    assert!(
+        custom.get("broken").is_none() && custom.get("README").is_none(),
+        "{custom}"
+    );
+    let error = doc["error"].as_str().unwrap();
+    let path = env.facts_dir().join("broken");
+    assert!(
+        error.contains("custom fact `broken`")
+            && error.contains(&path.display().to_string())
+            && error.contains("exit code 3")
+            && error.contains("no controller found"),
+        "{error}"
+    );
+    let text = env.run(&["facts"]);
+    assert!(
+        text.stdout.contains("facts.custom.raid = "),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn templates_read_facts_and_custom_facts_and_a_broken_one_fails_only_its_reader() {
+    let env = Env::new();
+    facts_dir(&env);
+    let repo = env.path().join("repo");
+    let root = env.path().join("root");
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/facts'\ntemplate = true\ncontent = '''\n{{ facts.os_family }} row={{ facts.custom.rack.row }} pdu={{ facts.custom.rack.pdu.id }} raid={{ facts.custom.raid.level }}\n'''\n",
+        )],
+    );
+    env.run(&converge_args(&repo, &root, "h")).expect_code(2);
+    let family = env.run(&["facts", "--json"]);
+    let family = json(&family)["facts"]["facts"]["os_family"].clone();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/facts")).unwrap(),
+        format!("{} row=3 pdu=p1 raid=10\n", family.as_str().unwrap())
+    );
+    env.run(&converge_args(&repo, &root, "h")).expect_code(0);
+
+    // A template reading the broken fact fails, at its line, naming the
+    // program; nothing is changed.
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/facts'\ntemplate = true\ncontent = 'ctl={{ facts.custom.broken.model }}'\n",
+        )],
+    );
+    let run = env.run(&converge_args(&repo, &root, "h"));
+    run.expect_code(1);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    let path = env.facts_dir().join("broken");
+    assert!(
+        out.contains("hosts/h.toml:4")
+            && out.contains("custom fact `broken`: ")
+            && out.contains(&path.display().to_string()),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/facts"))
+            .unwrap()
+            .contains("row=3")
+    );
+
+    // Validating every host (CI): another host's custom facts are
+    // placeholders, so its templates still render.
+    let all = env.run(&["validate", "--all-hosts", "--repo", repo.to_str().unwrap()]);
+    all.expect_code(0);
+}
