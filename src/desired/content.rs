@@ -3,14 +3,13 @@
 //! held to the size cap.
 
 use super::diag::{Diagnostic, Origin};
-use super::facts::{Facts, FactsRead};
 use super::kinds::{Decl, ReadContent, ResourceId};
 use super::merge::Winner;
 use super::model::Declared;
 use super::options::LoadOptions;
 use super::parse::ParsedFile;
 use super::secrets::{AGE_SUFFIX, Opened};
-use super::template::{Scope, SecretVars, TemplateOrigin, render};
+use super::template::{Scope, TemplateOrigin, render};
 use super::tree::{ConfigTree, EntryKind};
 use super::values::{Content, ContentSpec};
 
@@ -62,23 +61,16 @@ pub(super) fn merged_vars(layers: &[(String, ParsedFile)]) -> toml::Table {
 impl Contents<'_> {
     /// Reads sources and renders templates; returns resources in apply
     /// order, and the facts the templates read.
-    pub(super) fn resolve(
-        &mut self,
-        winners: &[Winner],
-        vars: &toml::Table,
-        secrets: Option<&SecretVars>,
-        host: &str,
-        facts: &Facts,
-    ) -> (Vec<Declared>, FactsRead) {
-        let scope = Scope::new(vars, facts, host, secrets);
+    pub(super) fn resolve(&mut self, winners: &[Winner], scope: &Scope) -> Vec<Declared> {
         let mut out = Vec::new();
-        for w in winners {
+        // A declaration whose `when` does not hold is not managed here.
+        for w in winners.iter().filter(|w| w.decl.applies) {
             if self.opts.cancel.should_stop() {
                 break;
             }
             let mut reader = WithScope {
                 contents: self,
-                scope: &scope,
+                scope,
             };
             let resource = w.decl.spec.resolve(&mut reader, &w.decl);
             if let Some(resource) = resource {
@@ -90,7 +82,7 @@ impl Contents<'_> {
             }
         }
         out.sort_by_key(|d| d.resource.id().kind);
-        (out, scope.facts_read())
+        out
     }
 
     /// See [`ReadContent::read`].

@@ -8,13 +8,14 @@ use super::content::{Contents, merged_vars};
 use super::diag::{Diagnostic, Origin, SourceText};
 use super::facts::Facts;
 use super::fleet::{FLEET_FILE, FleetPolicy};
+use super::kinds::Decl;
 use super::merge::{merge, merge_checks};
 use super::model::DesiredState;
 pub use super::options::{LoadError, LoadOptions};
-use super::parse::{ParsedFile, parse_file};
+use super::parse::{CheckDecl, ParsedFile, Stage, parse_file};
 use super::schema::Ctx;
 use super::secrets::{AGE_SUFFIX, Opened};
-use super::template::SecretVars;
+use super::template::{Scope, SecretVars};
 use super::tree::{ConfigTree, EntryKind};
 
 /// The host files tried for host name `host`, in order.
@@ -107,15 +108,29 @@ pub(crate) fn load_host_file(
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(sorted(loader.diags)));
     }
-    let merged = merge(&layers, opts.host_groups.as_ref(), &mut loader.diags);
     let vars = merged_vars(&layers);
     let secrets = loader.secret_vars(host_file)?;
-    let (resources, facts_read) = Contents {
+    let scope = Scope::new(&vars, facts, host, secrets.as_ref());
+    // The resources, once what their values are computed from is known;
+    // as before, their schema errors stop here (a secrets file's problem
+    // is reported with what reading contents finds).
+    let before = loader.diags.len();
+    for (file, parsed) in &mut layers {
+        let (decls, checks) = loader.resources(file, &scope)?;
+        parsed.decls = decls;
+        parsed.checks = checks;
+    }
+    if loader.diags.len() > before {
+        return Err(LoadError::Invalid(sorted(loader.diags)));
+    }
+    let merged = merge(&layers, opts.host_groups.as_ref(), &mut loader.diags);
+    let resources = Contents {
         tree,
         opts,
         diags: &mut loader.diags,
     }
-    .resolve(&merged, &vars, secrets.as_ref(), host, facts);
+    .resolve(&merged, &scope);
+    let facts_read = scope.facts_read();
     // Rendering stops early when asked to; what it left out is no state.
     opts.check_stop()?;
     let checks = merge_checks(&layers, &mut loader.diags);
@@ -135,9 +150,11 @@ pub(crate) fn load_host_file(
     })
 }
 
-/// Diagnostics in file, line, column order, so output is stable.
+/// Diagnostics in file, line, column order, so output is stable; each
+/// once (a `for_each` table's problem is not repeated for each item).
 fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    diags.dedup();
     diags
 }
 
@@ -252,7 +269,7 @@ impl Loader<'_> {
                         let cx = Ctx::new(file, &text);
                         // Kept even with errors, so the roles it names are
                         // still read and their problems reported too.
-                        let parsed = parse_file(&cx, &text, &self.opts.state_dir);
+                        let parsed = parse_file(&cx, &text, &self.opts.state_dir, Stage::Top);
                         self.diags.extend(cx.into_diagnostics());
                         Some(parsed)
                     }
@@ -274,6 +291,24 @@ impl Loader<'_> {
         };
         self.parsed.insert(file.to_owned(), result.clone());
         Ok(result)
+    }
+
+    /// The resources and checks of `file` (read whole before, its top
+    /// level valid), their values computed in `scope`.
+    fn resources(
+        &mut self,
+        file: &str,
+        scope: &Scope,
+    ) -> Result<(Vec<Decl>, Vec<CheckDecl>), LoadError> {
+        self.opts.check_stop()?;
+        let bytes = self.tree.read(file)?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let cx = Ctx::new(file, &text);
+        let parsed = parse_file(&cx, &text, &self.opts.state_dir, Stage::Resources(scope));
+        self.diags.extend(cx.into_diagnostics());
+        Ok((parsed.decls, parsed.checks))
     }
 
     /// Depth first: a role's own roles come before it; each role once.

@@ -10,6 +10,7 @@ use super::kinds::{Decl, Kind, SECTIONS};
 use super::model::{Check, Probe};
 use super::parser::{DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_RETRIES, DEFAULT_CHECK_TIMEOUT, Parser};
 use super::schema::{Ctx, Fields, Sp, array_of_tables, parse_document};
+use super::template::Scope;
 
 const CHECK_KEYS: &[&str] = &[
     "name", "command", "service", "http", "timeout", "retries", "interval",
@@ -37,16 +38,124 @@ pub(crate) struct ParsedFile {
     pub checks: Vec<CheckDecl>,
 }
 
-/// Parses one host or role file. Problems are recorded in `cx`; the result
-/// holds whatever was valid, so later stages can find more problems.
-pub(crate) fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFile {
+/// Keys every resource table takes besides its kind's.
+const RESOURCE_KEYS: &[&str] = &["when", "for_each"];
+
+/// What a pass over a host or role file reads.
+pub(crate) enum Stage<'a> {
+    /// `roles` and `[vars]`, and the file's shape: what the values of its
+    /// resources are computed from.
+    Top,
+    /// The resources and checks, their `when`, `for_each` and `{{ … }}`
+    /// computed in `scope`.
+    Resources(&'a Scope),
+}
+
+/// Parses one host or role file, the part `stage` says. Problems are
+/// recorded in `cx`; the result holds whatever was valid, so later stages
+/// can find more problems.
+pub(crate) fn parse_file(
+    cx: &Ctx<'_>,
+    text: &str,
+    state_dir: &str,
+    stage: Stage<'_>,
+) -> ParsedFile {
     let mut out = ParsedFile::default();
     let Some(doc) = parse_document(cx, text) else {
         return out;
     };
     let top = Fields::new(doc.get_ref(), doc.span(), "the top level", SECTIONS);
     let p = Parser { cx, state_dir };
+    let Stage::Resources(scope) = stage else {
+        top_level(cx, &top, &mut out);
+        top.finish(cx);
+        return out;
+    };
+    for &kind in Kind::ALL {
+        let Some(v) = top.raw(kind.as_str()) else {
+            continue;
+        };
+        for f in array_of_tables(cx, v, kind.section(), kind.keys()) {
+            let f = f.also(RESOURCE_KEYS);
+            out.decls.extend(resources(&p, kind, &f, scope, text));
+            f.finish(cx);
+        }
+    }
+    if let Some(v) = top.raw("check") {
+        for f in array_of_tables(cx, v, "[[check]]", CHECK_KEYS) {
+            let origin = cx.origin(&f.span());
+            if let Some(check) = check(&p, &f) {
+                out.checks.push(CheckDecl { check, origin });
+            }
+            f.finish(cx);
+        }
+    }
+    out
+}
 
+/// The declarations one `[[kind]]` table makes: one, or one per item of
+/// its `for_each`, each with its string values rendered (`item` in scope)
+/// and its `when` decided. A table whose `when` is false still declares
+/// what it names (so a host file's `when = "false"` overrides a role's
+/// declaration), when its keys can be read; its problems are not this
+/// host's.
+fn resources(
+    p: &Parser<'_, '_>,
+    kind: Kind,
+    f: &Fields<'_, '_>,
+    scope: &Scope,
+    text: &str,
+) -> Vec<Decl> {
+    let cx = p.cx;
+    let items = match f.string(cx, "for_each") {
+        None => vec![None],
+        Some(e) => match scope.items(e.get_ref()) {
+            Ok(items) => items.into_iter().map(Some).collect(),
+            Err(m) => {
+                cx.error(&e.span(), format!("`for_each`: {m}"));
+                return Vec::new();
+            }
+        },
+    };
+    let when = f.string(cx, "when");
+    let mut out = Vec::new();
+    for item in &items {
+        let applies = match &when {
+            None => true,
+            Some(w) => match scope.condition(w.get_ref(), item.as_ref()) {
+                Ok(b) => b,
+                Err(m) => {
+                    cx.error(&w.span(), format!("`when`: {m}"));
+                    continue;
+                }
+            },
+        };
+        let expand = |s: &str| scope.expand(s, item.as_ref());
+        let g = f.expanding(&expand);
+        // What a table that does not apply gets wrong is not reported.
+        let scratch = Ctx::new(cx.file(), text);
+        let p = Parser {
+            cx: if applies { cx } else { &scratch },
+            state_dir: p.state_dir,
+        };
+        let prune =
+            !kind.keys().contains(&"prune") || g.bool(p.cx, "prune").is_none_or(Sp::into_inner);
+        if let Some(parsed) = kind.parse_table(&p, &g) {
+            out.push(Decl {
+                spec: parsed.spec,
+                prune,
+                origin: cx.origin(&f.span()),
+                content_line: parsed.content_line,
+                ref_origins: parsed.ref_origins,
+                applies,
+            });
+        }
+    }
+    out
+}
+
+/// `roles = [...]` and `[vars]`.
+fn top_level(cx: &Ctx<'_>, top: &Fields<'_, '_>, out: &mut ParsedFile) {
     if let Some(roles) = top.string_list(cx, "roles") {
         for r in roles {
             if r.get_ref().is_empty()
@@ -87,39 +196,6 @@ pub(crate) fn parse_file(cx: &Ctx<'_>, text: &str, state_dir: &str) -> ParsedFil
             ),
         }
     }
-    for &kind in Kind::ALL {
-        let Some(v) = top.raw(kind.as_str()) else {
-            continue;
-        };
-        let allowed = kind.keys();
-        for f in array_of_tables(cx, v, kind.section(), allowed) {
-            let origin = cx.origin(&f.span());
-            let prune =
-                !allowed.contains(&"prune") || f.bool(cx, "prune").is_none_or(Sp::into_inner);
-            let parsed = kind.parse_table(&p, &f);
-            f.finish(cx);
-            if let Some(parsed) = parsed {
-                out.decls.push(Decl {
-                    spec: parsed.spec,
-                    prune,
-                    origin,
-                    content_line: parsed.content_line,
-                    ref_origins: parsed.ref_origins,
-                });
-            }
-        }
-    }
-    if let Some(v) = top.raw("check") {
-        for f in array_of_tables(cx, v, "[[check]]", CHECK_KEYS) {
-            let origin = cx.origin(&f.span());
-            if let Some(check) = check(&p, &f) {
-                out.checks.push(CheckDecl { check, origin });
-            }
-            f.finish(cx);
-        }
-    }
-    top.finish(cx);
-    out
 }
 
 fn check(p: &Parser<'_, '_>, f: &Fields<'_, '_>) -> Option<Check> {

@@ -33,6 +33,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The repo file it reads.
+    pub(crate) fn file(&self) -> &str {
+        self.src.name
+    }
+
     /// Records a problem at `span`.
     pub(crate) fn error(&self, span: &Range<usize>, message: impl Into<String>) {
         self.diags.borrow_mut().push(self.src.diag(span, message));
@@ -97,12 +102,25 @@ pub(crate) fn type_name(v: &DeValue<'_>) -> &'static str {
 }
 
 /// The keys of one table, read one by one; what is left over is unknown.
+#[derive(Clone)]
 pub(crate) struct Fields<'t, 'i> {
     table: &'t DeTable<'i>,
     span: Range<usize>,
     what: &'static str,
     allowed: &'static [&'static str],
+    /// Keys every table of its kind takes besides `allowed` (`when`).
+    also: &'static [&'static str],
+    /// Renders `{{ … }}` in string values, where a file's values are
+    /// computed ([`Fields::expanding`]).
+    expand: Option<&'t Expand<'t>>,
 }
+
+/// What renders the `{{ … }}` of a string value (the error is a message).
+pub(crate) type Expand<'a> = dyn Fn(&str) -> Result<String, String> + 'a;
+
+/// Keys whose strings are never rendered as a value: content, rendered by
+/// `template = true`, and the expressions themselves.
+const NOT_RENDERED: &[&str] = &["content", "when", "for_each"];
 
 impl<'t, 'i> Fields<'t, 'i> {
     /// Reads `table` (at `span`), described as `what` in messages
@@ -118,6 +136,36 @@ impl<'t, 'i> Fields<'t, 'i> {
             span,
             what,
             allowed,
+            also: &[],
+            expand: None,
+        }
+    }
+
+    /// The same table, also taking the keys `also`.
+    pub(crate) fn also(self, also: &'static [&'static str]) -> Self {
+        Self { also, ..self }
+    }
+
+    /// The same table, its string values rendered by `expand`.
+    pub(crate) fn expanding(&self, expand: &'t Expand<'t>) -> Self {
+        Self {
+            expand: Some(expand),
+            ..self.clone()
+        }
+    }
+
+    /// `s`, the string value of `key` at `span`, rendered; `None` when
+    /// that failed (reported).
+    fn rendered(&self, cx: &Ctx<'_>, key: &str, span: Range<usize>, s: &str) -> Option<Sp<String>> {
+        match self.expand {
+            Some(expand) if !NOT_RENDERED.contains(&key) => match expand(s) {
+                Ok(r) => Some(Spanned::new(span, r)),
+                Err(e) => {
+                    cx.error(&span, format!("`{key}` in {}: {e}", self.what));
+                    None
+                }
+            },
+            _ => Some(Spanned::new(span, s.to_owned())),
         }
     }
 
@@ -148,7 +196,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     /// The raw value of `key`, if present.
     pub(crate) fn raw(&self, key: &str) -> Option<&'t Sp<DeValue<'i>>> {
         debug_assert!(
-            self.allowed.contains(&key),
+            self.allowed.contains(&key) || self.also.contains(&key),
             "{key} is not in the allowed list"
         );
         self.table
@@ -161,7 +209,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     pub(crate) fn string(&self, cx: &Ctx<'_>, key: &str) -> Option<Sp<String>> {
         let v = self.raw(key)?;
         match v.get_ref() {
-            DeValue::String(s) => Some(Spanned::new(v.span(), s.to_string())),
+            DeValue::String(s) => self.rendered(cx, key, v.span(), s),
             other => {
                 self.wrong_type(cx, key, v, "a string", other);
                 None
@@ -230,7 +278,7 @@ impl<'t, 'i> Fields<'t, 'i> {
         let mut out = Vec::with_capacity(items.len());
         for item in items.iter() {
             match item.get_ref() {
-                DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
+                DeValue::String(s) => out.extend(self.rendered(cx, key, item.span(), s)),
                 other => cx.error(
                     &item.span(),
                     format!(
@@ -249,7 +297,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     pub(crate) fn finish(self, cx: &Ctx<'_>) {
         for (key, _) in self.table.iter() {
             let name = key.get_ref();
-            if self.allowed.contains(&name.as_ref()) {
+            if self.allowed.contains(&name.as_ref()) || self.also.contains(&name.as_ref()) {
                 continue;
             }
             let hint = suggest(name, self.allowed)

@@ -13,6 +13,7 @@
 mod alerts;
 mod cli;
 mod commands;
+mod conditions;
 mod daemon;
 mod edits;
 mod engine;

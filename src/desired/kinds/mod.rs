@@ -347,6 +347,10 @@ pub(crate) struct Decl {
     pub content_line: usize,
     /// `prune = false`: once dropped from the repo, left as it is.
     pub prune: bool,
+    /// Its `when` holds on this host (without one, it does). One that
+    /// does not still takes part in merging (a host file's declaration
+    /// that does not apply overrides a role's), then is not managed.
+    pub applies: bool,
     /// Positions of the service's `restart_on` then `reload_on` entries, of
     /// the command's `refresh_on` entries, or of the user's `group` then
     /// `groups` entries.

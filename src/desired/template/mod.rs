@@ -13,6 +13,7 @@
 //! prints the whole context) is removed.
 
 mod ansible;
+mod expr;
 mod facts;
 mod header;
 
@@ -380,6 +381,13 @@ impl Failure<'_> {
             (minijinja::ErrorKind::UndefinedError, Some((start, expr))) => {
                 // The span may be a filter applied to the undefined name.
                 let name = undefined_name(self.text, start, expr, missing);
+                let hint = did_you_mean(self.scope.suggest(name));
+                format!("undefined variable '{name}'{hint}")
+            }
+            // No place (an expression's error may have none): the first
+            // name it reads that is not defined.
+            (minijinja::ErrorKind::UndefinedError, None) if !missing.is_empty() => {
+                let name = missing[0].as_str();
                 let hint = did_you_mean(self.scope.suggest(name));
                 format!("undefined variable '{name}'{hint}")
             }

@@ -1,0 +1,134 @@
+//! `when`, `for_each` and `{{ … }}` in a resource's keys, on temporary
+//! roots: decided per host from its vars and facts, one resource per
+//! item, pruned when an item goes, located errors that change nothing.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::{Env, converge_args, write_repo};
+
+fn repo(env: &Env, files: &[(&str, &str)]) -> PathBuf {
+    let repo = env.path().join("repo");
+    std::fs::remove_dir_all(&repo).ok();
+    write_repo(&repo, files);
+    repo
+}
+
+fn converge(env: &Env, repo: &Path, host: &str) -> (crate::util::Run, PathBuf) {
+    let root = env.path().join(format!("root-{host}"));
+    (env.run(&converge_args(repo, &root, host)), root)
+}
+
+const ROLE: &str = r#"
+[[file]]
+path = "/etc/motd"
+content = "hello\n"
+when = "vars.env == 'prod'"
+
+[[file]]
+path = "/etc/debug.conf"
+content = "debug = on\n"
+when = "vars.env != 'prod' and facts.cpus > 0"
+
+[[file]]
+path = "/etc/role-only"
+content = "x\n"
+"#;
+
+#[test]
+fn when_decides_per_host_and_the_host_file_overrides_a_role() {
+    let env = Env::new();
+    let repo = repo(
+        &env,
+        &[
+            ("roles/base.toml", ROLE),
+            (
+                "hosts/prod1.toml",
+                "roles = ['base']\n[vars]\nenv = 'prod'\n",
+            ),
+            (
+                "hosts/dev1.toml",
+                "roles = ['base']\n[vars]\nenv = 'dev'\n\n[[file]]\npath = '/etc/role-only'\ncontent = \"x\\n\"\nwhen = 'false'\n",
+            ),
+        ],
+    );
+    let (run, root) = converge(&env, &repo, "prod1");
+    run.expect_code(2);
+    assert!(root.join("etc/motd").exists());
+    assert!(!root.join("etc/debug.conf").exists());
+    assert!(root.join("etc/role-only").exists());
+    let (run, root) = converge(&env, &repo, "dev1");
+    run.expect_code(2);
+    assert!(!root.join("etc/motd").exists());
+    assert!(root.join("etc/debug.conf").exists());
+    assert!(
+        !root.join("etc/role-only").exists(),
+        "the host file's declaration, which does not apply, wins over the role's"
+    );
+    converge(&env, &repo, "dev1").0.expect_code(0);
+}
+
+#[test]
+fn for_each_declares_one_resource_per_item_and_a_dropped_item_is_pruned() {
+    let env = Env::new();
+    let host = |sites: &str| {
+        format!(
+            r#"
+[vars]
+app = "shop"
+sites = [{sites}]
+ports = {{ http = 80, https = 443 }}
+
+[[directory]]
+path = "/etc/{{{{ vars.app }}}}"
+
+[[file]]
+for_each = "vars.sites"
+path = "/etc/{{{{ vars.app }}}}/{{{{ item }}}}.conf"
+content = "site\n"
+
+[[file]]
+for_each = "vars.ports"
+path = "/etc/{{{{ vars.app }}}}/port-{{{{ item.key }}}}"
+content = "listen\n"
+"#
+        )
+    };
+    let repo1 = repo(&env, &[("hosts/h.toml", &host("'a', 'b'"))]);
+    let (run, root) = converge(&env, &repo1, "h");
+    run.expect_code(2);
+    for f in ["a.conf", "b.conf", "port-http", "port-https"] {
+        assert!(root.join("etc/shop").join(f).exists(), "{f}");
+    }
+    converge(&env, &repo1, "h").0.expect_code(0);
+    let repo2 = repo(&env, &[("hosts/h.toml", &host("'a'"))]);
+    converge(&env, &repo2, "h").0.expect_code(2);
+    assert!(root.join("etc/shop/a.conf").exists());
+    assert!(
+        !root.join("etc/shop/b.conf").exists(),
+        "pruned with its item"
+    );
+}
+
+#[test]
+fn validate_all_hosts_reports_a_bad_condition_for_every_host() {
+    let env = Env::new();
+    let repo = repo(
+        &env,
+        &[
+            (
+                "roles/base.toml",
+                "[[file]]\npath = '/etc/motd'\ncontent = 'x'\nwhen = \"facts.os_famly == 'RedHat'\"\n",
+            ),
+            ("hosts/a.toml", "roles = ['base']\n"),
+            ("hosts/b.toml", "roles = ['base']\n"),
+        ],
+    );
+    let run = env.run(&["validate", "--repo", repo.to_str().unwrap(), "--all-hosts"]);
+    run.expect_code(1);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("roles/base.toml:4:8: `when`: undefined variable 'facts.os_famly' (did you mean 'facts.os_family'?)"),
+        "{out}"
+    );
+    assert!(out.contains("[hosts: a, b]"), "{out}");
+}
