@@ -2,6 +2,8 @@
 //! symlinks only while they stay inside it), rendered when a template, and
 //! held to the size cap.
 
+use std::collections::BTreeMap;
+
 use super::diag::{Diagnostic, Origin};
 use super::kinds::{Decl, ReadContent, ResourceId};
 use super::merge::Winner;
@@ -48,14 +50,20 @@ impl ReadContent for WithScope<'_, '_, '_> {
 
 /// The `vars` templates see: every layer's, later layers (roles in order,
 /// then the host file) overriding earlier ones key by key.
-pub(super) fn merged_vars(layers: &[(String, ParsedFile)]) -> toml::Table {
+pub(super) fn merged_vars(
+    layers: &[(String, ParsedFile)],
+) -> (toml::Table, BTreeMap<String, Origin>) {
     let mut vars = toml::Table::new();
+    let mut origins = BTreeMap::new();
     for (_, p) in layers {
         for (k, v) in &p.vars {
             vars.insert(k.clone(), v.clone());
+            if let Some(o) = p.var_origins.get(k) {
+                origins.insert(k.clone(), o.clone());
+            }
         }
     }
-    vars
+    (vars, origins)
 }
 
 impl Contents<'_> {

@@ -108,9 +108,25 @@ pub(crate) fn load_host_file(
     if !loader.diags.is_empty() {
         return Err(LoadError::Invalid(sorted(loader.diags)));
     }
-    let vars = merged_vars(&layers);
+    let (vars, var_origins) = merged_vars(&layers);
     let secrets = loader.secret_vars(host_file)?;
     let scope = Scope::new(&vars, facts, host, secrets.as_ref());
+    // Vars computed from vars, each placed where it is set.
+    let vars = match scope.expand_vars(&vars) {
+        Ok(v) => v,
+        Err(errors) => {
+            for (k, message) in errors {
+                let at = var_origins.get(&k).cloned().unwrap_or_else(|| Origin {
+                    file: host_file.to_owned(),
+                    line: 1,
+                    column: 1,
+                });
+                loader.diags.push(at.diag(format!("vars.{k}: {message}")));
+            }
+            return Err(LoadError::Invalid(sorted(loader.diags)));
+        }
+    };
+    let scope = scope.with_vars(&vars);
     // The resources, once what their values are computed from is known;
     // as before, their schema errors stop here (a secrets file's problem
     // is reported with what reading contents finds).

@@ -32,6 +32,8 @@ pub(crate) struct ParsedFile {
     pub roles: Vec<(String, Origin)>,
     /// `[vars]`.
     pub vars: toml::Table,
+    /// Where each of `vars` is set.
+    pub var_origins: std::collections::BTreeMap<String, Origin>,
     /// Resource declarations in file order.
     pub decls: Vec<Decl>,
     /// Health checks in file order.
@@ -179,7 +181,11 @@ fn top_level(cx: &Ctx<'_>, top: &Fields<'_, '_>, out: &mut ParsedFile) {
     }
     if let Some(v) = top.raw("vars") {
         match v.get_ref() {
-            DeValue::Table(_) => {
+            DeValue::Table(t) => {
+                for (key, _) in t.iter() {
+                    out.var_origins
+                        .insert(key.get_ref().to_string(), cx.origin(&key.span()));
+                }
                 match <toml::Table as serde::Deserialize>::deserialize(
                     toml::de::ValueDeserializer::from(v.clone()),
                 ) {

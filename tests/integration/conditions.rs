@@ -132,3 +132,27 @@ fn validate_all_hosts_reports_a_bad_condition_for_every_host() {
     );
     assert!(out.contains("[hosts: a, b]"), "{out}");
 }
+
+#[test]
+fn vars_computed_from_vars_are_what_keys_and_templates_see() {
+    let env = Env::new();
+    let repo = repo(
+        &env,
+        &[
+            (
+                "roles/app.toml",
+                "[vars]\nbase = '/srv/{{ vars.app }}'\n\n[[file]]\npath = '{{ vars.base }}/url'\ncontent = '{{ vars.url }}'\ntemplate = true\n",
+            ),
+            (
+                "hosts/h.toml",
+                "roles = ['app']\n[vars]\napp = 'shop'\nurl = 'https://{{ host }}{{ vars.base }}'\n\n[[directory]]\npath = '/srv/shop'\n",
+            ),
+        ],
+    );
+    let (run, root) = converge(&env, &repo, "h");
+    run.expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(root.join("srv/shop/url")).unwrap(),
+        "https://h/srv/shop"
+    );
+}

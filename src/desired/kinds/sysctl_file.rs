@@ -171,10 +171,26 @@ fn settings(
             DeValue::String(text) => text.to_string(),
             DeValue::Integer(n) => n.to_string(),
             other => {
+                // `fs.protected_hardlinks = 1` unquoted is TOML's dotted
+                // key: a table `fs` holding `protected_hardlinks`.
+                let hint = match other {
+                    DeValue::Table(t) => t
+                        .iter()
+                        .next()
+                        .map(|(inner, _)| {
+                            format!(
+                                " (an unquoted dotted key is a table in TOML: write \"{}.{}\" = …)",
+                                key.get_ref(),
+                                inner.get_ref()
+                            )
+                        })
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
                 p.cx.error(
                     &val.span(),
                     format!(
-                        "`settings.{}` must be a string or an integer, found {}",
+                        "`settings.{}` must be a string or an integer, found {}{hint}",
                         key.get_ref(),
                         crate::desired::schema::type_name(other)
                     ),

@@ -7,7 +7,7 @@
 //! JSON, so a secret has no way into it (it goes in a file's content,
 //! which is then sensitive).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::AtomicBool;
 
 use minijinja::Value;
@@ -22,6 +22,119 @@ pub(crate) fn is_templated(s: &str) -> bool {
 }
 
 impl Scope {
+    /// The same scope (facts, host, secrets, the record of facts read)
+    /// with `vars` instead.
+    pub(crate) fn with_vars(&self, vars: &toml::Table) -> Scope {
+        let ctx = minijinja::context! {
+            vars => Value::from(minijinja::value::Serde(vars)),
+            ..self.ctx.clone()
+        };
+        Scope {
+            ctx,
+            secrets: self.secrets.clone(),
+            vars: vars.keys().cloned().collect(),
+            facts: self.facts.clone(),
+            reads: std::sync::Arc::clone(&self.reads),
+        }
+    }
+
+    /// `vars` with the `{{ … }}` of their strings rendered over the other
+    /// vars (each after those it reads), `facts` and `host`. Errors are
+    /// `(var, message)`: a cycle names its members.
+    pub(crate) fn expand_vars(
+        &self,
+        vars: &toml::Table,
+    ) -> Result<toml::Table, Vec<(String, String)>> {
+        let templated: BTreeSet<&str> = vars
+            .iter()
+            .filter(|(_, v)| strings(v).iter().any(|s| is_templated(s)))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let mut done = vars.clone();
+        let mut errors = Vec::new();
+        let mut state: BTreeMap<&str, Visit> = BTreeMap::new();
+        for &k in &templated {
+            // Each error once: a var that failed with another was named.
+            if state.contains_key(k) {
+                continue;
+            }
+            let mut path = Vec::new();
+            if let Err(e) = self.expand_var(k, &templated, &mut done, &mut state, &mut path) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(done)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Renders the var `k` after the templated vars it reads (depth first;
+    /// `path` is the chain being rendered, for a cycle's words).
+    fn expand_var<'k>(
+        &self,
+        k: &'k str,
+        templated: &BTreeSet<&'k str>,
+        done: &mut toml::Table,
+        state: &mut BTreeMap<&'k str, Visit>,
+        path: &mut Vec<&'k str>,
+    ) -> Result<(), (String, String)> {
+        match state.get(k) {
+            Some(Visit::Done) => return Ok(()),
+            Some(Visit::Failed) => return Err((k.to_owned(), String::new())),
+            Some(Visit::Open) => {
+                let from = path.iter().position(|p| *p == k).unwrap_or(0);
+                let mut cycle: Vec<String> =
+                    path[from..].iter().map(|p| format!("vars.{p}")).collect();
+                cycle.push(format!("vars.{k}"));
+                return Err((
+                    k.to_owned(),
+                    format!("its value reads itself: {}", cycle.join(" -> ")),
+                ));
+            }
+            None => {}
+        }
+        state.insert(k, Visit::Open);
+        path.push(k);
+        let value = done.get(k).cloned().unwrap_or(toml::Value::Boolean(false));
+        let mut result = Ok(());
+        for dep in reads(&value)
+            .iter()
+            .filter_map(|d| templated.get(d.as_str()).copied())
+        {
+            if let Err(e) = self.expand_var(dep, templated, done, state, path) {
+                result = Err(if e.1.is_empty() {
+                    (
+                        k.to_owned(),
+                        format!("it reads vars.{dep}, which could not be computed"),
+                    )
+                } else {
+                    e
+                });
+                break;
+            }
+        }
+        let result = result.and_then(|()| {
+            let scope = self.with_vars(done);
+            let mut value = value;
+            render_strings(&mut value, &|s| scope.expand(s, None))
+                .map_err(|e| (k.to_owned(), e))?;
+            done.insert(k.to_owned(), value);
+            Ok(())
+        });
+        path.pop();
+        state.insert(
+            k,
+            if result.is_ok() {
+                Visit::Done
+            } else {
+                Visit::Failed
+            },
+        );
+        result
+    }
+
     /// `text` rendered, or as it is when it has nothing to render. The
     /// error is a message; the caller places it at the key.
     pub(crate) fn expand(&self, text: &str, item: Option<&Value>) -> Result<String, String> {
@@ -105,6 +218,62 @@ impl Scope {
     }
 }
 
+/// Where [`Scope::expand_vars`] stands with a var.
+#[derive(Clone, Copy)]
+enum Visit {
+    Open,
+    Done,
+    Failed,
+}
+
+/// Every string in a TOML value.
+fn strings(v: &toml::Value) -> Vec<&str> {
+    match v {
+        toml::Value::String(s) => vec![s.as_str()],
+        toml::Value::Array(a) => a.iter().flat_map(strings).collect(),
+        toml::Value::Table(t) => t.values().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The vars (`x` of `vars.x`) the templated strings of `v` read.
+fn reads(v: &toml::Value) -> BTreeSet<String> {
+    let env = minijinja::Environment::new();
+    strings(v)
+        .into_iter()
+        .filter(|s| is_templated(s))
+        .filter_map(|s| {
+            env.template_from_str(s)
+                .ok()
+                .map(|t| t.undeclared_variables(true))
+        })
+        .flatten()
+        .filter_map(|n| Some(n.strip_prefix("vars.")?.split('.').next()?.to_owned()))
+        .collect()
+}
+
+/// Renders every templated string of `v` in place.
+fn render_strings(
+    v: &mut toml::Value,
+    render: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<(), String> {
+    match v {
+        toml::Value::String(s) if is_templated(s) => *s = render(s)?,
+        toml::Value::Array(a) => {
+            for x in a {
+                render_strings(x, render)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (_, x) in t.iter_mut() {
+                render_strings(x, render)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +321,44 @@ mod tests {
             err.starts_with("undefined variable 'facts.os_famly'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn vars_compute_from_vars_in_the_order_they_need() {
+        let vars: toml::Table = toml::from_str(
+            "url = '{{ vars.scheme }}://{{ vars.host_name }}:{{ vars.port }}'\nhost_name = '{{ host }}.{{ vars.domain }}'\ndomain = 'example.com'\nscheme = 'https'\nport = 443\nlist = ['{{ vars.domain }}', 'x']",
+        )
+        .expect("toml");
+        let s = Scope::new(&vars, &Facts::default(), "web1", None);
+        let out = s.expand_vars(&vars).expect("expands");
+        assert_eq!(out["url"].as_str(), Some("https://web1.example.com:443"));
+        assert_eq!(out["list"][0].as_str(), Some("example.com"));
+        let scoped = s.with_vars(&out);
+        assert_eq!(
+            scoped.expand("{{ vars.url }}", None).unwrap(),
+            "https://web1.example.com:443"
+        );
+    }
+
+    #[test]
+    fn a_cycle_of_vars_is_named() {
+        let vars: toml::Table = toml::from_str(
+            "a = '{{ vars.b }}'\nb = 'x{{ vars.c }}'\nc = '{{ vars.a }}'\nd = '{{ vars.nope }}'",
+        )
+        .expect("toml");
+        let s = Scope::new(&vars, &Facts::default(), "h", None);
+        let errs = s.expand_vars(&vars).expect_err("cycle");
+        assert!(
+            errs.iter().any(|(k, m)| k == "a"
+                && m == "its value reads itself: vars.a -> vars.b -> vars.c -> vars.a"),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|(k, m)| k == "d" && m.starts_with("undefined variable 'vars.nope'")),
+            "{errs:?}"
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     #[test]
