@@ -76,9 +76,11 @@ impl Contents<'_> {
             if self.opts.cancel.should_stop() {
                 break;
             }
+            // A `for_each` item is in scope of its resource's content.
+            let with_item = w.decl.item.as_ref().map(|i| scope.with_item(i));
             let mut reader = WithScope {
                 contents: self,
-                scope,
+                scope: with_item.as_ref().unwrap_or(scope),
             };
             let resource = w.decl.spec.resolve(&mut reader, &w.decl);
             if let Some(resource) = resource {

@@ -150,6 +150,7 @@ fn resources(
                 content_line: parsed.content_line,
                 ref_origins: parsed.ref_origins,
                 applies,
+                item: item.clone(),
             });
         }
     }

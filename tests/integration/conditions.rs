@@ -84,7 +84,8 @@ path = "/etc/{{{{ vars.app }}}}"
 [[file]]
 for_each = "vars.sites"
 path = "/etc/{{{{ vars.app }}}}/{{{{ item }}}}.conf"
-content = "site\n"
+content = "site {{{{ item }}}}\n"
+template = true
 
 [[file]]
 for_each = "vars.ports"
@@ -102,7 +103,11 @@ content = "listen\n"
     converge(&env, &repo1, "h").0.expect_code(0);
     let repo2 = repo(&env, &[("hosts/h.toml", &host("'a'"))]);
     converge(&env, &repo2, "h").0.expect_code(2);
-    assert!(root.join("etc/shop/a.conf").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/shop/a.conf")).unwrap(),
+        "site a\n",
+        "the item is in scope of the content template"
+    );
     assert!(
         !root.join("etc/shop/b.conf").exists(),
         "pruned with its item"

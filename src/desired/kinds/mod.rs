@@ -351,6 +351,9 @@ pub(crate) struct Decl {
     /// does not still takes part in merging (a host file's declaration
     /// that does not apply overrides a role's), then is not managed.
     pub applies: bool,
+    /// The `for_each` item it was declared for: in scope of its content
+    /// template too.
+    pub item: Option<minijinja::Value>,
     /// Positions of the service's `restart_on` then `reload_on` entries, of
     /// the command's `refresh_on` entries, or of the user's `group` then
     /// `groups` entries.

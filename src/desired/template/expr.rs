@@ -38,6 +38,17 @@ impl Scope {
         }
     }
 
+    /// The same scope with `item` (a `for_each` item) in it.
+    pub(crate) fn with_item(&self, item: &Value) -> Scope {
+        Scope {
+            ctx: self.key_context(Some(item)),
+            secrets: self.secrets.clone(),
+            vars: self.vars.clone(),
+            facts: self.facts.clone(),
+            reads: std::sync::Arc::clone(&self.reads),
+        }
+    }
+
     /// `vars` with the `{{ … }}` of their strings rendered over the other
     /// vars (each after those it reads), `facts` and `host`. Errors are
     /// `(var, message)`: a cycle names its members.
