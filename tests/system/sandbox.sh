@@ -83,7 +83,9 @@ use_suite() {
     case $SUITE in
         bookworm)
             ROOTFS=$CACHE_DIR/rootfs
-            INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps
+            # openssh-server: a real validator (`sshd -t -f FILE`) for
+            # the tests of `validate`; its units are masked below.
+            INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps,openssh-server
             SCRIPT=
             ;;
         forky)
@@ -95,7 +97,7 @@ use_suite() {
         *) die "unknown suite '$SUITE' (bookworm or forky)" ;;
     esac
     # Bump when INCLUDE or customize_rootfs changes: a stale cache is rebuilt.
-    ROOTFS_RECIPE="driftless-rootfs v5 $SUITE $INCLUDE"
+    ROOTFS_RECIPE="driftless-rootfs v6 $SUITE $INCLUDE"
 }
 use_suite "${DRIFTLESS_SANDBOX_SUITE:-bookworm}"
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
@@ -185,6 +187,11 @@ customize_rootfs() {
     rm -f "$r"/etc/systemd/system/timers.target.wants/{apt-daily,apt-daily-upgrade,dpkg-db-backup,e2scrub_all,fstrim}.timer \
         "$r"/etc/systemd/system/multi-user.target.wants/e2scrub_reap.service
     ln -sf /dev/null "$r/etc/systemd/system/systemd-journald-audit.socket"
+    # sshd is there for `sshd -t` only: hosts share the machine's network,
+    # so a running sshd would take the machine's port 22.
+    for u in ssh.service ssh.socket sshd.service; do
+        ln -sf /dev/null "$r/etc/systemd/system/$u"
+    done
     # Every host gets its own machine-id at boot; none in the image.
     : >"$r/etc/machine-id"
     if [[ $SUITE == forky ]]; then

@@ -11,6 +11,7 @@ mod accounts;
 mod blame;
 mod daemon;
 mod dnf5;
+mod edits;
 mod harness;
 mod host;
 mod prune;
