@@ -16,6 +16,7 @@ mod ansible;
 mod expr;
 mod facts;
 mod header;
+mod yaml;
 
 use header::Header;
 

@@ -61,7 +61,11 @@ fn an_edit_of_an_rpm_owned_file_and_a_line_sshd_validates() {
         "the file stays the package's"
     );
     let verify = host.exec(&["rpm", "-V", "dl-web"]);
-    assert!(verify.stdout.contains(CONF), "rpm -V sees the edit: {}", verify.stdout);
+    assert!(
+        verify.stdout.contains(CONF),
+        "rpm -V sees the edit: {}",
+        verify.stdout
+    );
     assert_eq!(
         web_events(&host).last(),
         Some(&("start".to_owned(), conf_sum(&conf))),
