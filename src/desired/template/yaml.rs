@@ -256,29 +256,9 @@ fn analyze(text: &str) -> Analysis {
     let mut followed_by_ws = chars.len() == 1 || is_space_or_end(chars.get(1).copied());
     let last = chars.len() - 1;
     for (i, &c) in chars.iter().enumerate() {
-        if i == 0 {
-            if "#,[]{}&*!|>'\"%@`".contains(c) {
-                (flow_ind, block_ind) = (true, true);
-            }
-            if c == '?' || c == ':' {
-                flow_ind = true;
-                block_ind |= followed_by_ws;
-            }
-            if c == '-' && followed_by_ws {
-                (flow_ind, block_ind) = (true, true);
-            }
-        } else {
-            if ",?[]{}".contains(c) {
-                flow_ind = true;
-            }
-            if c == ':' {
-                flow_ind = true;
-                block_ind |= followed_by_ws;
-            }
-            if c == '#' && preceded_by_ws {
-                (flow_ind, block_ind) = (true, true);
-            }
-        }
+        let (flow, block) = indicators(i == 0, c, preceded_by_ws, followed_by_ws);
+        flow_ind |= flow;
+        block_ind |= block;
         if is_break(c) {
             line_breaks = true;
         }
@@ -341,6 +321,26 @@ fn analyze(text: &str) -> Analysis {
         a.allow_block_plain = false;
     }
     a
+}
+
+/// Whether `c` makes a plain scalar impossible in flow and in block
+/// context, at the start of the text or inside it.
+fn indicators(first: bool, c: char, preceded_by_ws: bool, followed_by_ws: bool) -> (bool, bool) {
+    if first {
+        match c {
+            _ if "#,[]{}&*!|>'\"%@`".contains(c) => (true, true),
+            '?' | ':' => (true, followed_by_ws),
+            '-' if followed_by_ws => (true, true),
+            _ => (false, false),
+        }
+    } else {
+        match c {
+            ',' | '?' | '[' | ']' | '{' | '}' => (true, false),
+            ':' => (true, followed_by_ws),
+            '#' if preceded_by_ws => (true, true),
+            _ => (false, false),
+        }
+    }
 }
 
 /// Where a node is written.
