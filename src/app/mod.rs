@@ -12,6 +12,7 @@
 
 mod context;
 mod converge;
+mod downloads;
 mod facts;
 mod fleet;
 mod hooks;

@@ -157,7 +157,9 @@ pub fn transact(
     });
     fault::point("after-snapshot");
 
-    let contents = |sha: &[u8; 32]| stores.objects.get(&hex::encode(sha));
+    // Mid-transaction plans (after packages) read the store only: every
+    // download the plan needed was fetched before the snapshot.
+    let contents = |sha: &[u8; 32], _: Option<&str>| stores.objects.get(&hex::encode(sha));
     let cx = ApplyContext {
         root: engine.root,
         desired,
