@@ -12,7 +12,6 @@
 
 mod context;
 mod converge;
-mod downloads;
 mod facts;
 mod fleet;
 mod hooks;
