@@ -38,6 +38,7 @@ impl App {
                 settle: self.settings.rollback.settle_time,
             },
             keep_generations: self.settings.rollback.keep_generations,
+            downloads: &self.settings.download,
         }
     }
 }

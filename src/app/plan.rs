@@ -211,7 +211,12 @@ pub(super) fn prepare(
     cancel: &Cancel,
 ) -> Result<Result<Prepared, Unprepared>> {
     let cache = app.store.load_stat_cache();
-    let contents = |sha: &[u8; 32]| app.store.content(sha);
+    // A download the host lacks is fetched here, before anything changes
+    // (`plan` and a dry run fetch too, into the object store, as a git
+    // source fetches into its cache).
+    let contents = |sha: &[u8; 32], url: Option<&str>| {
+        converge::downloads::content(&app.store, &app.settings.download, sha, url, cancel)
+    };
     let pruning = super::prune::dropped(inventory, &mut desired, app.settings.prune_packages);
     let secrets = app.store.secret_contents();
     match converge::prepare(

@@ -224,6 +224,7 @@ fn path_as_before(
                 sensitive: false,
                 rule,
                 validate: None,
+                source_url: None,
             })
         }
         Form::Dir => {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use sha2::Digest as _;
 
 use crate::source::git::GitSourceSettings;
+use crate::source::pinned::DownloadSettings;
 use crate::source::verify::{SignaturePolicy, VerifySettings};
 
 /// Default agent config file.
@@ -55,6 +56,24 @@ struct Fragment {
     secrets: Option<SecretsFragment>,
     prune: Option<PruneFragment>,
     fleet: Option<FleetFragment>,
+    download: Option<DownloadFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownloadFragment {
+    ca_file: Option<PathBuf>,
+    max_size: Option<Size>,
+    timeout: Option<String>,
+}
+
+/// A size as written: a number of bytes, or text with a binary unit
+/// (`"256M"`, `"1GiB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +319,8 @@ pub struct Settings {
     /// Rollout coordination with the rest of the fleet (`[fleet]`); none:
     /// this host decides alone.
     pub fleet: Option<FleetSettings>,
+    /// Limits and trust of `[[file]]` downloads (`[download]`).
+    pub download: DownloadSettings,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
     /// A digest of those files (names and bytes): a daemon that runs
@@ -324,6 +345,7 @@ impl Default for Settings {
             secrets_identity: None,
             prune_packages: false,
             fleet: None,
+            download: DownloadSettings::default(),
             sources: Vec::new(),
             fingerprint: String::new(),
         }
@@ -517,6 +539,7 @@ struct Layered {
     secrets: SecretsFragment,
     prune: PruneFragment,
     fleet: Option<FleetFragment>,
+    download: DownloadFragment,
 }
 
 /// Lays the fragments (agent.toml, then agent.d/ in name order) over each
@@ -534,8 +557,14 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
         mut secrets,
         mut prune,
         mut fleet,
+        mut download,
     } = Layered::default();
     for f in fragments {
+        if let Some(x) = f.download {
+            download.ca_file = x.ca_file.or(download.ca_file);
+            download.max_size = x.max_size.or(download.max_size);
+            download.timeout = x.timeout.or(download.timeout);
+        }
         if let Some(x) = f.fleet {
             let m = fleet.get_or_insert_with(FleetFragment::default);
             m.endpoints = x.endpoints.or(m.endpoints.take());
@@ -601,6 +630,7 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
         secrets,
         prune,
         fleet,
+        download,
     }
 }
 
@@ -617,6 +647,7 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         secrets,
         prune,
         fleet,
+        download,
     } = layered(fragments);
     let source = m
         .source
@@ -675,9 +706,56 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         secrets_identity,
         prune_packages: prune.packages.unwrap_or(false),
         fleet,
+        download: download_settings(download)?,
         sources: Vec::new(),
         fingerprint: String::new(),
     })
+}
+
+fn download_settings(f: DownloadFragment) -> Result<DownloadSettings> {
+    let d = DownloadSettings::default();
+    let max_size = match f.max_size {
+        None => d.max_size,
+        Some(Size::Bytes(n)) => n,
+        Some(Size::Text(t)) => size(&t).with_context(|| {
+            format!("[download] max_size `{t}` is not a size such as \"256M\" or \"1GiB\"")
+        })?,
+    };
+    if max_size == 0 {
+        bail!("[download] max_size must be more than 0");
+    }
+    let timeout = duration("[download] timeout", f.timeout, d.timeout)?;
+    if timeout.is_zero() {
+        bail!("[download] timeout must be more than 0s");
+    }
+    Ok(DownloadSettings {
+        ca_file: absolute("[download] ca_file", f.ca_file)?,
+        max_size,
+        timeout,
+    })
+}
+
+/// Bytes in `text`: digits, then optionally K, M, G or T (binary
+/// multiples, with or without `iB`/`B`).
+fn size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let unit = unit.trim();
+    let unit = unit
+        .strip_suffix("iB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 fn fleet_settings(f: FleetFragment, interval: Duration) -> Result<FleetSettings> {
@@ -1093,5 +1171,48 @@ mod tests {
             load(&main, true).expect("load").state_dir,
             PathBuf::from("/var/lib/driftless")
         );
+    }
+
+    #[test]
+    fn download_limits_take_sizes_with_units_and_drop_ins_override() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let main = write(d.path(), "agent.toml", "");
+        let s = load(&main, true).expect("load").download;
+        assert_eq!(s, DownloadSettings::default());
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[download]\nca_file = '/etc/pki/internal.pem'\nmax_size = '1GiB'\n",
+        );
+        write(
+            d.path(),
+            "agent.d/10-timeout.toml",
+            "[download]\ntimeout = '2m'\n",
+        );
+        let s = load(&main, true).expect("load").download;
+        assert_eq!(s.max_size, 1 << 30);
+        assert_eq!(s.timeout, Duration::from_secs(120));
+        assert_eq!(s.ca_file, Some(PathBuf::from("/etc/pki/internal.pem")));
+        for (text, bytes) in [
+            ("512M", 512 << 20),
+            ("100", 100),
+            ("64KiB", 64 << 10),
+            ("2GB", 2 << 30),
+        ] {
+            assert_eq!(size(text), Some(bytes), "{text}");
+        }
+        assert_eq!(size("lots"), None);
+        assert_eq!(size("5 parsecs"), None);
+        std::fs::remove_dir_all(d.path().join("agent.d")).expect("rm drop-ins");
+        for bad in [
+            "max_size = 'huge'",
+            "max_size = 0",
+            "ca_file = 'rel.pem'",
+            "timeout = '0s'",
+        ] {
+            let main = write(d.path(), "agent.toml", &format!("[download]\n{bad}\n"));
+            let err = format!("{:#}", load(&main, true).expect_err(bad));
+            assert!(err.contains("[download]"), "{bad}: {err}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 pub(crate) mod apply;
 pub(crate) mod checks;
 pub(crate) mod commands;
+pub(crate) mod downloads;
 pub(crate) mod events;
 pub(crate) mod keep_rpms;
 pub(crate) mod observe;

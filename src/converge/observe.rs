@@ -110,8 +110,11 @@ pub fn prepare(
 }
 
 /// Where the bytes of a content known by its hash are read from (the
-/// object store), for a desired state read back from the state directory.
-pub(crate) type Contents<'a> = dyn Fn(&[u8; 32]) -> Result<Vec<u8>> + 'a;
+/// object store), for a desired state read back from the state directory
+/// and for a pinned download, whose URL is given: the use case fetches it
+/// into the store when the store lacks it (only `source` touches the
+/// network).
+pub(crate) type Contents<'a> = dyn Fn(&[u8; 32], Option<&str>) -> Result<Vec<u8>> + 'a;
 
 /// Loads the bytes of every desired file that `observed` shows is to
 /// change and whose content is known by its hash only; a file found with
@@ -123,6 +126,7 @@ pub(crate) fn hydrate(
 ) -> Result<()> {
     for d in &mut desired.resources {
         let path = d.resource.path();
+        let url = d.resource.source_url().map(str::to_owned);
         let present = !matches!(
             d.resource.lower(),
             Prim::Path(PathDecl {
@@ -141,8 +145,11 @@ pub(crate) fn hydrate(
             Some(Observed::File { sha256, .. }) if sha256 == content.sha256()
         );
         if !in_place {
-            let bytes = contents(content.sha256())
-                .with_context(|| format!("failed to read the desired content of {path}"))?;
+            let bytes = contents(content.sha256(), url.as_deref()).with_context(|| match &url {
+                // Nothing is written before every content is in hand.
+                Some(_) => format!("cannot get the content of {path}; it was left as it is"),
+                None => format!("failed to read the desired content of {path}"),
+            })?;
             content
                 .fill(bytes)
                 .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;

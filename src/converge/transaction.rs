@@ -69,6 +69,8 @@ pub struct Engine<'a> {
     pub limits: checks::Limits,
     /// Generations kept.
     pub keep_generations: usize,
+    /// Limits and trust of pinned downloads.
+    pub downloads: &'a crate::source::pinned::DownloadSettings,
 }
 
 /// What a generation records of the run that makes it.
@@ -157,7 +159,12 @@ pub fn transact(
     });
     fault::point("after-snapshot");
 
-    let contents = |sha: &[u8; 32]| stores.objects.get(&hex::encode(sha));
+    // Every download the plan needed was fetched before the snapshot; a
+    // plan made again after packages may need one that was in place then.
+    let contents = |sha: &[u8; 32], url: Option<&str>| match url {
+        Some(_) => super::downloads::content(engine.store, engine.downloads, sha, url, cancel),
+        None => stores.objects.get(&hex::encode(sha)),
+    };
     let cx = ApplyContext {
         root: engine.root,
         desired,

@@ -85,6 +85,57 @@ pub(crate) fn host_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The URL schemes a `source` may download from. Plain `http://` is
+/// accepted because a download is always pinned by its SHA-256, checked
+/// before the bytes are used: a tampered answer fails, it is never written.
+pub(crate) const DOWNLOAD_SCHEMES: [&str; 3] = ["https://", "http://", "file://"];
+
+/// Whether a `source` names a download (a URL) rather than a repo path.
+pub(crate) fn is_download(source: &str) -> bool {
+    source.contains("://")
+}
+
+/// Checks a download URL: `https://HOST/…`, `http://HOST/…` or
+/// `file:///ABSOLUTE/PATH`, with no spaces or control characters (curl
+/// would otherwise send them as they are).
+pub(crate) fn download_url(url: &str) -> Result<(), String> {
+    let Some(scheme) = DOWNLOAD_SCHEMES.iter().find(|s| url.starts_with(**s)) else {
+        return Err(format!(
+            "source `{url}` is a URL of a scheme driftless does not download from; use https://, http:// or file://"
+        ));
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "source `{url}` holds a space or control character; percent-encode it (%20)"
+        ));
+    }
+    let rest = &url[scheme.len()..];
+    if *scheme == "file://" {
+        if !rest.starts_with('/') {
+            return Err(format!(
+                "source `{url}` must name an absolute path on this host: file:///srv/dist/app.tar.gz"
+            ));
+        }
+    } else if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
+        return Err(format!("source `{url}` names no host"));
+    }
+    Ok(())
+}
+
+/// Parses a SHA-256 written as 64 hex digits (either case; an `sha256:`
+/// prefix, as some release pages write it, is accepted).
+pub(crate) fn sha256_hex(text: &str) -> Result<[u8; 32], String> {
+    let digits = text.strip_prefix("sha256:").unwrap_or(text);
+    hex::decode(digits)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            format!(
+                "sha256 `{text}` is not a SHA-256: it must be 64 hex digits (as `sha256sum` prints)"
+            )
+        })
+}
+
 /// Parses an octal mode string such as `"0644"` or `"755"`.
 pub(crate) fn mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);

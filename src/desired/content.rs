@@ -109,6 +109,9 @@ impl Contents<'_> {
         // shows in a diff, a log or JSON, whatever the file says.
         let mut sensitive = false;
         let (bytes, tmpl_file, first_line) = match spec {
+            // Known by its pinned hash: the bytes are fetched, held to the
+            // agent's download cap, only when the host lacks them.
+            ContentSpec::Download { sha256, .. } => return Some((Content::stored(*sha256), false)),
             ContentSpec::Nothing => (Vec::new(), String::new(), 0),
             ContentSpec::Inline(text) => (
                 text.clone().into_bytes(),

@@ -209,6 +209,15 @@ pub(crate) enum ContentSpec {
     Inline(String),
     /// `source = "files/..."`, a repo-relative path.
     Source(String),
+    /// `source = "https://..."` (or `http://`, `file://`) with its pinned
+    /// `sha256`: known by hash while planning, its bytes fetched into the
+    /// object store only when the host lacks them.
+    Download {
+        /// Where the bytes are fetched from.
+        url: String,
+        /// What they must hash to.
+        sha256: [u8; 32],
+    },
     /// Neither (only valid with `state = "absent"`).
     Nothing,
 }

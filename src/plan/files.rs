@@ -307,6 +307,7 @@ impl<'a> Planner<'a> {
             sensitive: false,
             was_secret,
             validate: decl.validate,
+            download: None,
         };
         let mut change = writing.change(vec![reason], Some(text.as_bytes()))?;
         if first && matches!(observed, Observed::Missing { .. }) {
@@ -389,6 +390,7 @@ impl<'a> Planner<'a> {
                 sensitive,
                 rule,
                 validate,
+                source_url,
             } => {
                 let want = WantedFile {
                     content,
@@ -396,6 +398,7 @@ impl<'a> Planner<'a> {
                     sensitive: *sensitive,
                     rule: *rule,
                     validate: *validate,
+                    source_url: *source_url,
                 };
                 let change =
                     self.file_like(id, path, decl.ensure, &want, observed, decl.before_packages)?;
@@ -585,6 +588,7 @@ impl<'a> Planner<'a> {
             sensitive: wanted.sensitive,
             was_secret,
             validate: wanted.validate,
+            download: wanted.source_url.map(|url| (url, content.sha256())),
         };
         let write = |reasons, old| writing.change(reasons, old);
         Ok(match observed {
@@ -758,6 +762,9 @@ struct Write<'w> {
     was_secret: bool,
     /// Its validator, if it has one.
     validate: Option<&'w [String]>,
+    /// Where the bytes were downloaded from, and their pinned hash (a
+    /// download).
+    download: Option<(&'w str, &'w [u8; 32])>,
 }
 
 impl Write<'_> {
@@ -768,6 +775,12 @@ impl Write<'_> {
             .ok_or_else(|| format!("{path}: its desired content was not loaded (this is a bug)"))?;
         let hidden = self.sensitive || self.was_secret;
         let diff = (!hidden).then(|| text_diff(path, old, bytes)).flatten();
+        if let Some((url, sha256)) = self.download {
+            reasons.push(format!(
+                "downloaded from {url}, sha256 {}",
+                hex::encode(sha256)
+            ));
+        }
         if self.sensitive {
             reasons.push("content hidden: the file is sensitive".into());
         } else if self.was_secret {
@@ -836,4 +849,6 @@ struct WantedFile<'a> {
     sensitive: bool,
     rule: ContentRule,
     validate: Option<&'a [String]>,
+    /// Where its bytes were downloaded from, for a pinned download.
+    source_url: Option<&'a str>,
 }

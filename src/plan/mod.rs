@@ -393,6 +393,7 @@ mod tests {
             sensitive: false,
             rule: crate::desired::model::ContentRule::Exact,
             validate: None,
+            source_url: None,
         })
     }
 

@@ -5,6 +5,7 @@
 pub(crate) mod dir;
 pub(crate) mod download;
 pub mod git;
+pub mod pinned;
 pub mod verify;
 
 use std::path::Path;

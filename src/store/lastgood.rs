@@ -82,13 +82,35 @@ pub(super) fn store_contents(
     objects: &Objects,
     desired: &DesiredState,
 ) -> Result<BTreeMap<String, String>> {
-    let files: Vec<(String, &Content)> = desired
+    let files: Vec<(String, &Content, bool)> = desired
         .resources
         .iter()
-        .filter_map(|d| Some((d.resource.path()?, d.resource.stored_content()?)))
+        .filter_map(|d| {
+            let content = d.resource.stored_content()?;
+            // A download the host already held was never fetched: it is
+            // recorded by hash, and fetched again if it is ever needed.
+            let elsewhere = d.resource.source_url().is_some() && content.bytes().is_none();
+            Some((d.resource.path()?, content, elsewhere))
+        })
         .collect();
-    let ids = objects.put_all(files.iter().map(|(_, c)| (c.sha256(), c.bytes())))?;
-    Ok(files.into_iter().map(|(path, _)| path).zip(ids).collect())
+    let ids = objects.put_all(
+        files
+            .iter()
+            .filter(|(_, _, elsewhere)| !elsewhere)
+            .map(|(_, c, _)| (c.sha256(), c.bytes())),
+    )?;
+    let mut ids = ids.into_iter();
+    let mut out = BTreeMap::new();
+    for (path, content, elsewhere) in files {
+        let id = if elsewhere {
+            hex::encode(content.sha256())
+        } else {
+            ids.next()
+                .with_context(|| format!("failed to store the content of {path}"))?
+        };
+        out.insert(path, id);
+    }
+    Ok(out)
 }
 
 /// Gives each file of a desired state read back from the state directory

@@ -250,6 +250,27 @@ impl Store {
         Objects::at(&self.dir.join("objects")).get(&hex::encode(sha256))
     }
 
+    /// Whether the content `sha256` is in the object store.
+    pub fn has_content(&self, sha256: &[u8; 32]) -> bool {
+        Objects::at(&self.dir.join("objects")).has(sha256)
+    }
+
+    /// Where a download of the content `sha256` is kept while under way
+    /// (`downloads/<sha256>.part`, created with its directory's parents):
+    /// an interrupted one is resumed from there by the next run.
+    pub fn download_part(&self, sha256: &[u8; 32]) -> Result<PathBuf> {
+        self.ensure()?;
+        let dir = self.dir.join("downloads");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+        Ok(dir.join(format!("{}.part", hex::encode(sha256))))
+    }
+
+    /// Moves a finished, checked download into the object store.
+    pub fn adopt_download(&self, part: &Path, sha256: &[u8; 32]) -> Result<()> {
+        self.objects()?.adopt(part, sha256)
+    }
+
     /// The desired state loaded last time, with its contents by hash, when
     /// `key_of` the stored state (what it depended on: the facts it read,
     /// as they are now) is the key it was stored under; `None` otherwise

@@ -83,6 +83,28 @@ impl Objects {
         Ok(ids)
     }
 
+    /// Whether the content `sha256` is stored (not read, not verified:
+    /// [`Objects::get`] verifies).
+    pub fn has(&self, sha256: &[u8; 32]) -> bool {
+        self.dir.join(hex::encode(sha256)).is_file()
+    }
+
+    /// Makes the finished download `part` (on the same filesystem) the
+    /// object `sha256`: private, renamed into place, the directory synced.
+    /// The caller checked its hash; a read checks it again.
+    pub fn adopt(&self, part: &Path, sha256: &[u8; 32]) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let id = hex::encode(sha256);
+        let dest = self.dir.join(&id);
+        std::fs::set_permissions(part, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("failed to make {} private", part.display()))?;
+        std::fs::rename(part, &dest)
+            .with_context(|| format!("failed to move {} to {}", part.display(), dest.display()))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("failed to sync {}", self.dir.display()))
+    }
+
     /// The hash an object id names. Not a look at the store: a missing
     /// object shows when it is read.
     pub fn parse_id(id: &str) -> Result<[u8; 32]> {

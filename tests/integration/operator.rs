@@ -811,6 +811,8 @@ fn man_pages_have_their_sections_and_completions_no_hidden_command() {
         "backoff_max",
         "identity",
         "facts_dir",
+        "[download]",
+        "max_size",
     ] {
         assert!(agent.contains(key), "agent.toml(5) does not document {key}");
     }

@@ -8,6 +8,7 @@ use super::{
     Decl, Form, Identity, Kind, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
     Relations, ResourceId,
 };
+use crate::desired::checks::{download_url, is_download, sha256_hex};
 use crate::desired::parser::{DEFAULT_FILE_MODE, Parser, inline_first_line, repo_relative_path};
 use crate::desired::schema::{Fields, Sp};
 use crate::desired::values::{Content, ContentRule, ContentSpec, Ensure, Meta};
@@ -22,6 +23,11 @@ pub struct File {
     /// The exact bytes the file must hold (empty when absent).
     #[serde(skip)]
     pub content: Content,
+    /// Where the bytes are downloaded from when the host lacks them
+    /// (`source = "https://…"`); `content` then holds the pinned hash
+    /// until they are needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
     /// Ownership and mode.
     pub meta: Meta,
     /// Never show the content in diffs or logs.
@@ -81,6 +87,7 @@ impl KindDef for File {
     const KEYS: &'static [&'static str] = &[
         "path",
         "source",
+        "sha256",
         "content",
         "template",
         "owner",
@@ -100,6 +107,7 @@ impl KindDef for File {
         let ensure = p.ensure(f);
         let source = f.string(p.cx, "source");
         let content = f.string(p.cx, "content");
+        let sha256 = f.string(p.cx, "sha256");
         let mut content_line = 0;
         let spec = match (source, content) {
             (Some(s), Some(c)) => {
@@ -107,19 +115,35 @@ impl KindDef for File {
                 let _ = s;
                 None
             }
-            (Some(s), None) => p
-                .checked(&s, repo_relative_path)
-                .map(|()| ContentSpec::Source(s.into_inner())),
+            (Some(s), None) if is_download(s.get_ref()) => download(p, s, sha256),
+            (Some(s), None) => {
+                not_pinning(p, sha256.as_ref());
+                p.checked(&s, repo_relative_path)
+                    .map(|()| ContentSpec::Source(s.into_inner()))
+            }
             (None, Some(c)) => {
+                not_pinning(p, sha256.as_ref());
                 content_line = inline_first_line(p.cx, &c.span());
                 Some(ContentSpec::Inline(c.into_inner()))
             }
             // Neither: only owner, group, mode and label are managed.
-            (None, None) => Some(ContentSpec::Nothing),
+            (None, None) => {
+                not_pinning(p, sha256.as_ref());
+                Some(ContentSpec::Nothing)
+            }
         };
         let template = match f.bool(p.cx, "template") {
             Some(t) if *t.get_ref() && spec == Some(ContentSpec::Nothing) => {
                 p.cx.error(&t.span(), "`template = true` needs `content` or `source`");
+                true
+            }
+            // The pinned hash is of the bytes as downloaded: a rendering
+            // of them would hash to something else.
+            Some(t) if *t.get_ref() && matches!(spec, Some(ContentSpec::Download { .. })) => {
+                p.cx.error(
+                    &t.span(),
+                    "`template = true` cannot render a download: its bytes are pinned by `sha256`",
+                );
                 true
             }
             t => t.is_some_and(Sp::into_inner),
@@ -157,10 +181,15 @@ impl KindDef for File {
         let id = ResourceId::new(Kind::File, &spec.path);
         let present = spec.ensure == Ensure::Present;
         let (content, secret) = r.read(&spec.content, spec.template, present, &id, decl)?;
+        let source_url = match &spec.content {
+            ContentSpec::Download { url, .. } => Some(url.clone()),
+            _ => None,
+        };
         // A secret's content, and what a template makes of secrets, never
         // shows in a diff, a log or JSON, whatever the file says.
         Some(File {
             path: spec.path.clone(),
+            source_url,
             ensure: spec.ensure,
             content,
             meta: spec.meta.clone(),
@@ -189,6 +218,7 @@ impl KindDef for File {
                 sensitive: self.sensitive,
                 rule: self.rule,
                 validate: self.validate.as_deref(),
+                source_url: self.source_url.as_deref(),
             },
             before_packages: false,
         })
@@ -202,6 +232,10 @@ impl KindDef for File {
         Some(&mut self.content)
     }
 
+    fn source_url(&self) -> Option<&str> {
+        self.source_url.as_deref()
+    }
+
     fn path_of_key(key: &str) -> Option<String> {
         Some(key.to_owned())
     }
@@ -211,10 +245,47 @@ impl KindDef for File {
             path: key.to_owned(),
             ensure: Ensure::Absent,
             content: Content::default(),
+            source_url: None,
             meta: Meta::new("0", "0", 0o644),
             sensitive: false,
             rule: ContentRule::Exact,
             validate: None,
         })
+    }
+}
+
+/// `source = "https://…"`: a download, which must be pinned by `sha256`
+/// (reported at `source` when it is missing, at `sha256` when malformed).
+fn download(
+    p: &Parser<'_, '_>,
+    source: Sp<String>,
+    sha256: Option<Sp<String>>,
+) -> Option<ContentSpec> {
+    let url = p.checked(&source, download_url);
+    let Some(sha256) = sha256 else {
+        p.cx.error(
+            &source.span(),
+            format!(
+                "source `{}` is a download: it needs `sha256 = \"<64 hex digits>\"`, the checksum the bytes must have (`sha256sum FILE`)",
+                source.get_ref()
+            ),
+        );
+        return None;
+    };
+    let hash = p.checked(&sha256, sha256_hex);
+    url?;
+    Some(ContentSpec::Download {
+        url: source.into_inner(),
+        sha256: hash?,
+    })
+}
+
+/// `sha256` without a URL `source` pins nothing: reported at `sha256`.
+fn not_pinning(p: &Parser<'_, '_>, sha256: Option<&Sp<String>>) {
+    if let Some(s) = sha256 {
+        p.cx.error(
+            &s.span(),
+            "`sha256` pins a download: it needs `source = \"https://…\"` (a repo file is pinned by its commit)",
+        );
     }
 }

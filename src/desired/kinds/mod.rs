@@ -125,6 +125,12 @@ pub(crate) trait KindDef: Identity + Sized {
     fn stored_content_mut(&mut self) -> Option<&mut Content> {
         None
     }
+    /// Where the bytes of [`KindDef::stored_content`] are downloaded from
+    /// when neither the host nor the object store has them (a `[[file]]`
+    /// whose `source` is a URL).
+    fn source_url(&self) -> Option<&str> {
+        None
+    }
     /// The host path a resource of this kind with `key` manages, for what
     /// is known by its id only (an inventory entry).
     fn path_of_key(_key: &str) -> Option<String> {
@@ -283,6 +289,8 @@ pub enum PathForm<'a> {
         rule: ContentRule,
         /// The command that checks new bytes before they replace the old.
         validate: Option<&'a [String]>,
+        /// Where the bytes are downloaded from, for a pinned download.
+        source_url: Option<&'a str>,
     },
     /// A directory.
     Dir {
@@ -555,6 +563,14 @@ macro_rules! kinds {
             pub fn stored_content_mut(&mut self) -> Option<&mut Content> {
                 match self {
                     $(Resource::$variant(r) => r.stored_content_mut(),)*
+                }
+            }
+
+            /// Where its stored content is downloaded from, if it is a
+            /// pinned download ([`KindDef::source_url`]).
+            pub fn source_url(&self) -> Option<&str> {
+                match self {
+                    $(Resource::$variant(r) => r.source_url(),)*
                 }
             }
         }

@@ -197,6 +197,7 @@ impl KindDef for Repo {
                 sensitive: false,
                 rule: ContentRule::Exact,
                 validate: None,
+                source_url: None,
             },
             before_packages: true,
         })

@@ -87,6 +87,7 @@ impl KindDef for SysctlFile {
                 sensitive: false,
                 rule: ContentRule::Exact,
                 validate: None,
+                source_url: None,
             },
             before_packages: false,
         })
