@@ -132,8 +132,7 @@ pub fn transact(
     let key = run.key;
     let stores = engine.stores()?;
     let target = stores.target(engine.root, cancel);
-    let plan = &prepared.plan;
-    let desired = &prepared.desired;
+    let (plan, desired) = (&prepared.plan, &prepared.desired);
     let (paths, packages, units) = what_to_snapshot(desired, plan);
     let snapshot = snapshot::capture(&target, &paths, packages.as_deref(), &units)
         .context("failed to snapshot the host before changing it")?;

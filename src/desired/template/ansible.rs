@@ -47,8 +47,6 @@ pub(super) fn add_to(env: &mut Environment<'_>) {
         kw.assert_all_used()?;
         json(&v, Some(indent))
     });
-    env.add_filter("to_yaml", super::yaml::to_yaml);
-    env.add_filter("to_nice_yaml", super::yaml::to_nice_yaml);
     env.add_filter("mandatory", mandatory);
     env.add_filter("quote", |s: &str| shell_quote(s));
     env.add_filter("basename", |s: &str| {
@@ -86,7 +84,7 @@ pub(super) fn add_to(env: &mut Environment<'_>) {
     env.add_test("version_compare", version_test);
 }
 
-pub(super) fn invalid(msg: impl Into<String>) -> Error {
+fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
 

@@ -327,6 +327,7 @@ fn environment(header: &Header) -> Result<Environment<'static>, minijinja::Error
     env.set_fuel(Some(FUEL));
     env.set_syntax(header.syntax()?);
     ansible::add_to(&mut env);
+    yaml::add_to(&mut env);
     Ok(env)
 }
 

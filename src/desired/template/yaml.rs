@@ -10,17 +10,25 @@
 //! `dump` of plain data reaches (no tags, anchors, or complex keys).
 
 use minijinja::value::{Kwargs, ValueKind};
-use minijinja::{Error, Value};
+use minijinja::{Environment, Error, ErrorKind, Value};
 
-use super::ansible::invalid;
+/// Adds `to_yaml` and `to_nice_yaml` to `env`.
+pub(super) fn add_to(env: &mut Environment<'_>) {
+    env.add_filter("to_yaml", to_yaml);
+    env.add_filter("to_nice_yaml", to_nice_yaml);
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.into())
+}
 
 /// `to_yaml`: flow style for collections of scalars, indent 2.
-pub(super) fn to_yaml(v: Value, kw: Kwargs) -> Result<String, Error> {
+fn to_yaml(v: Value, kw: Kwargs) -> Result<String, Error> {
     dump(&v, &kw, 2, None)
 }
 
 /// `to_nice_yaml`: block style, indent 4.
-pub(super) fn to_nice_yaml(v: Value, kw: Kwargs) -> Result<String, Error> {
+fn to_nice_yaml(v: Value, kw: Kwargs) -> Result<String, Error> {
     dump(&v, &kw, 4, Some(false))
 }
 
@@ -725,7 +733,7 @@ mod tests {
         let cases = recorded["cases"].as_array().expect("cases");
         assert!(cases.len() > 30);
         let mut env = minijinja::Environment::new();
-        super::super::ansible::add_to(&mut env);
+        super::add_to(&mut env);
         let mut wrong = Vec::new();
         for (i, case) in cases.iter().enumerate() {
             let v = minijinja::Value::from(minijinja::value::Serde(case["v"].clone()));
@@ -748,7 +756,7 @@ mod tests {
     #[test]
     fn indent_and_width_are_as_ansible_passes_them() {
         let mut env = minijinja::Environment::new();
-        super::super::ansible::add_to(&mut env);
+        super::add_to(&mut env);
         let ok = |t: &str| env.render_str(t, minijinja::context! {}).expect(t);
         assert_eq!(
             ok("{{ {'a': {'b': 1}} | to_nice_yaml(indent=2) }}"),
