@@ -1,17 +1,32 @@
 //! Edits of part of a file on a real host: an `[[ini]]` setting in the
 //! config file an installed RPM owns (the file stays the package's, the
 //! service restarts on the edit), and a `[[line]]` of sshd's config that
-//! sshd itself validates before it replaces the file.
+//! sshd itself validates before it replaces the file; and a release
+//! downloaded from a loopback HTTPS server with a pinned checksum.
 
-use super::harness::{Host, conf_sum, web_events};
+use std::collections::BTreeMap;
+
+use super::harness::{AGENT_CONFIG, Host, conf_sum, web_events};
+use crate::https::HttpsFiles;
 
 const HOST_FILE: &str = "hosts/web1.toml";
 const CONF: &str = "/etc/dl-web/dl-web.conf";
 const SSHD: &str = "/etc/ssh/sshd_config";
 
-fn host_file(sshd_line: &str) -> String {
+/// What the loopback server serves at /tool, and its sha256.
+const TOOL: &[u8] = b"#!/bin/sh\necho tool 1.0\n";
+
+fn host_file(sshd_line: &str, url: &str) -> String {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(TOOL));
     format!(
-        r#"[[repo]]
+        r#"[[file]]
+path = "/usr/local/bin/dl-release"
+source = "{url}"
+sha256 = "{sha}"
+mode = "0755"
+
+[[repo]]
 name = "driftless-test"
 baseurl = "file:///srv/repo"
 gpgcheck = false
@@ -49,7 +64,16 @@ fn an_edit_of_an_rpm_owned_file_and_a_line_sshd_validates() {
     // (masked here) would make.
     host.exec(&["mkdir", "-p", "/run/sshd"]).expect_code(0);
     let sshd_before = host.read(SSHD).expect("the rootfs has sshd_config");
-    host.write_config(&[(HOST_FILE, &host_file("PermitRootLogin no"))]);
+    // Hosts share the machine's network: the server on 127.0.0.1 is theirs.
+    let certs = tempfile::tempdir().expect("a certificate directory");
+    let files = BTreeMap::from([("/tool".to_owned(), TOOL.to_vec())]);
+    let server = HttpsFiles::start(certs.path(), 0, files);
+    let ca = std::fs::read(&server.ca_file).expect("the CA");
+    std::fs::write(host.path("/srv/test-ca.pem"), ca).expect("the CA in the host");
+    std::fs::write(host.path(AGENT_CONFIG), "[download]\nca_file = \"/srv/test-ca.pem\"\n")
+        .expect("the agent config");
+    let url = server.url("/tool");
+    host.write_config(&[(HOST_FILE, &host_file("PermitRootLogin no", &url))]);
     // dl-web.conf comes with the package this converge installs: the edit
     // is planned after the package transaction.
     host.converge().expect_code(2);
@@ -74,10 +98,14 @@ fn an_edit_of_an_rpm_owned_file_and_a_line_sshd_validates() {
     let sshd = host.read(SSHD).expect("sshd_config");
     assert!(sshd.lines().any(|l| l == "PermitRootLogin no"), "{sshd}");
     assert_eq!(sshd.lines().count(), sshd_before.lines().count());
+    let run = host.exec(&["/usr/local/bin/dl-release"]);
+    assert_eq!(run.stdout, "tool 1.0\n", "the downloaded release runs");
+    // The no-op needs no network.
+    server.stop();
     host.converge().expect_code(0);
 
     // sshd refuses the next edit: nothing is replaced, the converge fails.
-    host.write_config(&[(HOST_FILE, &host_file("PermitRootLogin sometimes"))]);
+    host.write_config(&[(HOST_FILE, &host_file("PermitRootLogin sometimes", &url))]);
     let run = host.converge();
     run.expect_code(4);
     assert!(
