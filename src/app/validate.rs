@@ -24,6 +24,8 @@ pub struct ValidateResult {
     pub subject: Subject,
     /// Every problem, located.
     pub diagnostics: Vec<Diagnostic>,
+    /// What is valid but probably not meant as written, located.
+    pub warnings: Vec<Diagnostic>,
     /// Why it could not be validated at all.
     pub error: Option<String>,
     /// With `--all-hosts`: the host names validated (from `hosts/*.toml`).
@@ -42,6 +44,7 @@ pub fn validate(
         outcome: Outcome::Error,
         subject: Subject::default(),
         diagnostics: Vec::new(),
+        warnings: Vec::new(),
         error: None,
         hosts: None,
     };
@@ -101,13 +104,14 @@ fn validate_into(
                 .trim_end_matches(".toml")
                 .to_owned();
             let facts = facts.for_host(&name);
-            if let Err(e) =
-                desired::load::load_host_file(tree.as_ref(), &file, &name, &facts, &opts)
-            {
-                for d in invalid(e)? {
-                    match found.iter_mut().find(|(seen, _)| *seen == d) {
-                        Some((_, names)) => names.push(name.clone()),
-                        None => found.push((d, vec![name.clone()])),
+            match desired::load::load_host_file(tree.as_ref(), &file, &name, &facts, &opts) {
+                Ok(d) => r.warnings.extend(d.warnings),
+                Err(e) => {
+                    for d in invalid(e)? {
+                        match found.iter_mut().find(|(seen, _)| *seen == d) {
+                            Some((_, names)) => names.push(name.clone()),
+                            None => found.push((d, vec![name.clone()])),
+                        }
                     }
                 }
             }
@@ -134,6 +138,7 @@ fn validate_into(
             Ok(d) => {
                 r.subject.host_file = Some(d.host_file);
                 r.subject.roles = d.roles;
+                r.warnings = d.warnings;
             }
             Err(e) => diags.extend(invalid(e)?),
         }
@@ -141,6 +146,8 @@ fn validate_into(
     // Roles shared by several hosts would report the same problem again.
     let mut seen = HashSet::new();
     diags.retain(|d| seen.insert(d.to_string()));
+    let mut seen = HashSet::new();
+    r.warnings.retain(|d| seen.insert(d.to_string()));
     r.outcome = if diags.is_empty() {
         Outcome::Valid
     } else {

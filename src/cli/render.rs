@@ -85,6 +85,7 @@ impl Shape {
                 "roles",
                 "hosts",
                 "diagnostics",
+                "warnings",
             ],
             Shape::Plan => &[
                 "source",
@@ -157,6 +158,8 @@ pub struct Report {
     pub changes: Vec<Change>,
     /// Problems in the config repo.
     pub diagnostics: Vec<Diagnostic>,
+    /// What is valid but probably not meant as written.
+    pub warnings: Vec<Diagnostic>,
     /// Problems planning against this host.
     pub plan_problems: Vec<PlanProblem>,
     /// The error, with its causes.
@@ -231,6 +234,7 @@ impl Report {
         let mut r = Self::new(Shape::Validate).with_subject(v.subject);
         r.result = v.outcome;
         r.diagnostics = v.diagnostics;
+        r.warnings = v.warnings;
         r.error = v.error;
         r.hosts = v.hosts;
         r
@@ -339,6 +343,7 @@ impl Report {
             root: None,
             changes: Vec::new(),
             diagnostics: Vec::new(),
+            warnings: Vec::new(),
             plan_problems: Vec::new(),
             error: None,
             restore_errors: Vec::new(),
@@ -449,6 +454,9 @@ impl Report {
         }
         for d in &self.diagnostics {
             writeln!(err, "{d}")?;
+        }
+        for d in &self.warnings {
+            writeln!(err, "warning: {d}")?;
         }
         for p in &self.plan_problems {
             writeln!(err, "{}: {} ({})", p.origin, p.message, p.resource)?;

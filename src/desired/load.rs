@@ -163,6 +163,10 @@ pub(crate) fn load_host_file(
         vars,
         fleet,
         facts_read,
+        warnings: layers
+            .iter()
+            .flat_map(|(_, p)| p.warnings.clone())
+            .collect(),
     })
 }
 

@@ -96,6 +96,10 @@ pub struct DesiredState {
     /// The facts its templates read: what a cached copy of it depends on.
     #[serde(default)]
     pub facts_read: super::facts::FactsRead,
+    /// What its files probably do not mean as written, though valid
+    /// (`validate` shows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<super::diag::Diagnostic>,
 }
 
 impl DesiredState {

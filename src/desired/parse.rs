@@ -34,6 +34,8 @@ pub(crate) struct ParsedFile {
     pub vars: toml::Table,
     /// Where each of `vars` is set.
     pub var_origins: std::collections::BTreeMap<String, Origin>,
+    /// What is probably not meant as written, but valid.
+    pub warnings: Vec<super::diag::Diagnostic>,
     /// Resource declarations in file order.
     pub decls: Vec<Decl>,
     /// Health checks in file order.
@@ -157,6 +159,39 @@ fn resources(
     out
 }
 
+/// The first parts of kernel parameter names (`/proc/sys/<part>`).
+const SYSCTL_ROOTS: &[&str] = &[
+    "abi", "crypto", "debug", "dev", "fs", "kernel", "net", "sunrpc", "user", "vm",
+];
+
+/// A warning for a var written as an unquoted dotted key whose name reads
+/// as a kernel parameter (`fs.protected_hardlinks = 1`): TOML makes it a
+/// table `fs` holding `protected_hardlinks`, which a template looping over
+/// sysctl settings does not expect.
+fn dotted_sysctl(
+    cx: &Ctx<'_>,
+    key: &Sp<std::borrow::Cow<'_, str>>,
+    value: &Sp<DeValue<'_>>,
+) -> Option<super::diag::Diagnostic> {
+    let dotted = cx
+        .text()
+        .get(key.span().end..)
+        .is_some_and(|rest| rest.trim_start().starts_with('.'));
+    let DeValue::Table(inner) = value.get_ref() else {
+        return None;
+    };
+    if !dotted || !SYSCTL_ROOTS.contains(&key.get_ref().as_ref()) {
+        return None;
+    }
+    let (sub, _) = inner.iter().next()?;
+    let name = format!("{}.{}", key.get_ref(), sub.get_ref());
+    Some(cx.origin(&key.span()).diag(format!(
+        "`{name}` is a dotted key, so TOML makes `vars.{}` a table; if `{name}` is one name \
+         (a kernel parameter), quote it: \"{name}\" = …",
+        key.get_ref()
+    )))
+}
+
 /// `roles = [...]` and `[vars]`.
 fn top_level(cx: &Ctx<'_>, top: &Fields<'_, '_>, out: &mut ParsedFile) {
     if let Some(roles) = top.string_list(cx, "roles") {
@@ -183,9 +218,10 @@ fn top_level(cx: &Ctx<'_>, top: &Fields<'_, '_>, out: &mut ParsedFile) {
     if let Some(v) = top.raw("vars") {
         match v.get_ref() {
             DeValue::Table(t) => {
-                for (key, _) in t.iter() {
+                for (key, value) in t.iter() {
                     out.var_origins
                         .insert(key.get_ref().to_string(), cx.origin(&key.span()));
+                    out.warnings.extend(dotted_sysctl(cx, key, value));
                 }
                 match <toml::Table as serde::Deserialize>::deserialize(
                     toml::de::ValueDeserializer::from(v.clone()),

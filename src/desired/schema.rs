@@ -38,6 +38,11 @@ impl<'a> Ctx<'a> {
         self.src.name
     }
 
+    /// The whole text it reads.
+    pub(crate) fn text(&self) -> &str {
+        self.src.text
+    }
+
     /// Records a problem at `span`.
     pub(crate) fn error(&self, span: &Range<usize>, message: impl Into<String>) {
         self.diags.borrow_mut().push(self.src.diag(span, message));

@@ -161,3 +161,47 @@ fn vars_computed_from_vars_are_what_keys_and_templates_see() {
         "https://h/srv/shop"
     );
 }
+
+/// Regression (a ported hardening role): `fs.protected_hardlinks = 1` in
+/// `[vars]` silently became a table `fs`. Valid TOML, so a warning, not an
+/// error; a dotted key that is not a kernel parameter's is not warned of.
+#[test]
+fn a_dotted_kernel_parameter_in_vars_is_a_located_warning() {
+    let env = Env::new();
+    let repo = repo(
+        &env,
+        &[(
+            "hosts/h.toml",
+            "[vars]\nntp.servers = ['a']\nfs.protected_hardlinks = 1\n",
+        )],
+    );
+    let run = env.run(&[
+        "validate",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--host",
+        "h",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let warnings = json["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{json}");
+    assert_eq!(
+        (&warnings[0]["line"], &warnings[0]["column"]),
+        (&3.into(), &1.into())
+    );
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quote it: \"fs.protected_hardlinks\" = …"),
+        "{json}"
+    );
+    let text = env.run(&["validate", "--repo", repo.to_str().unwrap(), "--host", "h"]);
+    assert!(
+        text.stderr.starts_with("warning: hosts/h.toml:3:1: "),
+        "{}",
+        text.stderr
+    );
+}

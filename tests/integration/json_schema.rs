@@ -376,6 +376,7 @@ document!(Validate {
     roles: Vec<String>,
     hosts: Option<Vec<String>>,
     diagnostics: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 });
 
 document!(Plan {
