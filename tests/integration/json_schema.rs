@@ -70,6 +70,8 @@ enum Kind {
     Directory,
     File,
     SysctlFile,
+    KernelModule,
+    Dropin,
     Symlink,
     Line,
     Block,

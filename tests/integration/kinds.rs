@@ -110,3 +110,64 @@ fn a_sysctl_file_is_written_refreshes_what_refers_to_it_heals_and_is_pruned() {
     assert!(!path.exists());
     h.converge().expect_code(0);
 }
+
+const MODPROBE: &str = "etc/modprobe.d/cramfs.conf";
+
+#[test]
+fn a_kernel_module_file_is_written_changed_healed_and_pruned() {
+    let h = Host::new();
+    h.declare("[[kernel_module]]\nname = 'cramfs'\nstate = 'disabled'\n");
+    h.converge().expect_code(2);
+    let path = h.root.join(MODPROBE);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "# Managed by driftless: local changes are overwritten.\nblacklist cramfs\ninstall cramfs /bin/false\n"
+    );
+    h.converge().expect_code(0);
+
+    h.declare("[[kernel_module]]\nname = 'cramfs'\nstate = 'options'\noptions = 'debug=1'\n");
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    plan.expect_code(2);
+    let json: serde_json::Value = serde_json::from_str(plan.stdout.trim()).unwrap();
+    let diff = json["changes"][0]["diff"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        diff.contains("-install cramfs /bin/false") && diff.contains("+options cramfs debug=1"),
+        "{json}"
+    );
+    h.converge().expect_code(2);
+
+    std::fs::write(&path, "# someone\n").unwrap();
+    h.converge().expect_code(2);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("options cramfs debug=1\n")
+    );
+
+    h.declare("");
+    h.converge().expect_code(2);
+    assert!(!path.exists(), "driftless made it, so it goes");
+}
+
+#[test]
+fn a_dropin_is_written_under_its_units_directory_and_pruned() {
+    let h = Host::new();
+    let body = "[[dropin]]\nunit = 'dl-web'\nname = '10-limits'\ncontent = \"[Service]\\nLimitNOFILE=65536\"\n\n[[command]]\nname = 'reload'\ncommand = ['sh', '-c', 'echo applied >> {marker}']\nrefresh_on = ['dropin:dl-web/10-limits']\n";
+    h.declare(body);
+    h.converge().expect_code(2);
+    let path = h
+        .root
+        .join("etc/systemd/system/dl-web.service.d/10-limits.conf");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "[Service]\nLimitNOFILE=65536\n"
+    );
+    assert_eq!(h.applied(), 1, "refreshed on the drop-in");
+    h.converge().expect_code(0);
+    h.declare("");
+    h.converge().expect_code(2);
+    assert!(!path.exists());
+}

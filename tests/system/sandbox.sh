@@ -84,8 +84,9 @@ use_suite() {
         bookworm)
             ROOTFS=$CACHE_DIR/rootfs
             # openssh-server: a real validator (`sshd -t -f FILE`) for
-            # the tests of `validate`; its units are masked below.
-            INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps,openssh-server
+            # the tests of `validate`; its units are masked below. kmod:
+            # modprobe, which reads what [[kernel_module]] writes.
+            INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps,openssh-server,kmod
             SCRIPT=
             ;;
         forky)

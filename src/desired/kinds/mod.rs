@@ -78,9 +78,11 @@ macro_rules! edit_kind {
 pub(crate) mod block;
 pub(crate) mod command;
 pub(crate) mod directory;
+pub(crate) mod dropin;
 pub(crate) mod file;
 pub(crate) mod group;
 pub(crate) mod ini;
+pub(crate) mod kernel_module;
 pub(crate) mod line;
 pub(crate) mod package;
 pub(crate) mod repo;
@@ -635,6 +637,8 @@ kinds! {
     Directory = "directory" => directory::Directory,
     File = "file" => file::File,
     SysctlFile = "sysctl_file" => sysctl_file::SysctlFile,
+    KernelModule = "kernel_module" => kernel_module::KernelModule,
+    Dropin = "dropin" => dropin::Dropin,
     Symlink = "symlink" => symlink::Symlink,
     Line = "line" => line::Line,
     Block = "block" => block::Block,

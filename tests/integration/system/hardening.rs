@@ -1,0 +1,105 @@
+//! The kinds of a hardening baseline on a real host: a kernel module
+//! disabled in /etc/modprobe.d, as modprobe itself reads it (rolled back
+//! with a failed converge, pruned when dropped); a drop-in that changes a
+//! packaged unit, reloaded and restarted on, and forgotten when dropped.
+
+use super::harness::Host;
+
+const HOST_FILE: &str = "hosts/web1.toml";
+const CONF: &str = "/etc/modprobe.d/cramfs.conf";
+
+/// modprobe's view of its configuration (no module is loaded: the sandbox
+/// cannot, and reading the files is what the kind changes).
+fn modprobe_config(host: &Host) -> String {
+    let run = host.exec(&["sh", "-c", "modprobe --showconfig 2>/dev/null"]);
+    run.stdout
+}
+
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn a_disabled_kernel_module_is_what_modprobe_reads_and_goes_back_with_a_rollback() {
+    let host = Host::boot("web1");
+    host.write_config(&[(
+        HOST_FILE,
+        "[[kernel_module]]\nname = 'cramfs'\nstate = 'disabled'\n",
+    )]);
+    host.converge().expect_code(2);
+    let config = modprobe_config(&host);
+    assert!(
+        config.contains("blacklist cramfs") && config.contains("install cramfs /bin/false"),
+        "{config}"
+    );
+    host.converge().expect_code(0);
+
+    // A converge that fails its check puts the old file back.
+    host.write_config(&[(
+        HOST_FILE,
+        "[[kernel_module]]\nname = 'cramfs'\nstate = 'blacklisted'\n\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+    )]);
+    host.converge().expect_code(4);
+    assert!(modprobe_config(&host).contains("install cramfs /bin/false"));
+
+    // Dropped from the repo: driftless made the file, so it goes.
+    host.write_config(&[(HOST_FILE, "")]);
+    host.converge().expect_code(2);
+    assert_eq!(host.read(CONF), None);
+    assert!(!modprobe_config(&host).contains("cramfs"));
+}
+
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn a_dropin_changes_a_packaged_unit_and_restarts_it() {
+    let host = Host::boot("web1");
+    // Without `extra`, the service names no drop-in.
+    let with_dropin = |extra: &str| {
+        let restart = if extra.is_empty() {
+            ""
+        } else {
+            "restart_on = [\"dropin:dl-web/10-env\"]\n"
+        };
+        format!(
+            r#"[[repo]]
+name = "driftless-test"
+baseurl = "file:///srv/repo"
+gpgcheck = false
+
+[[package]]
+name = "dl-web"
+
+[[service]]
+name = "dl-web"
+enabled = true
+state = "running"
+{restart}{extra}"#
+        )
+    };
+    host.write_config(&[(HOST_FILE, &with_dropin(""))]);
+    host.converge().expect_code(2);
+    let starts = || {
+        super::harness::web_events(&host)
+            .iter()
+            .filter(|(kind, _)| kind == "start")
+            .count()
+    };
+    let env = || {
+        host.exec(&["systemctl", "show", "-p", "Environment", "dl-web.service"])
+            .stdout
+    };
+    assert!(!env().contains("DL_GREETING"));
+    let before = starts();
+    let dropin = "\n[[dropin]]\nunit = \"dl-web\"\nname = \"10-env\"\ncontent = \"[Service]\\nEnvironment=DL_GREETING=hardened\\n\"\n";
+    host.write_config(&[(HOST_FILE, &with_dropin(dropin))]);
+    host.converge().expect_code(2);
+    assert!(env().contains("DL_GREETING=hardened"), "{}", env());
+    assert_eq!(starts(), before + 1, "restarted on its drop-in");
+    host.converge().expect_code(0);
+    assert_eq!(starts(), before + 1);
+    // Dropped: the file goes, systemd reloads and forgets it.
+    host.write_config(&[(HOST_FILE, &with_dropin(""))]);
+    host.converge().expect_code(2);
+    assert_eq!(
+        host.read("/etc/systemd/system/dl-web.service.d/10-env.conf"),
+        None
+    );
+    assert!(!env().contains("DL_GREETING"), "{}", env());
+}
