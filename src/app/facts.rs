@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::context::{App, SourceRequest, Subject};
-use super::load::{all_facts, host_name, load};
+use super::load::{LoadRequest, all_facts, host_name, load};
 use crate::cancel::Cancel;
 use crate::converge::Discard;
 use crate::desired::Diagnostic;
@@ -99,8 +99,11 @@ fn load_vars(
 ) -> Result<Option<toml::Table>> {
     let loaded = load(
         app,
-        req,
-        source::Purpose::Preview,
+        &LoadRequest {
+            source: req,
+            purpose: source::Purpose::Preview,
+            root: std::path::Path::new("/"),
+        },
         None,
         &mut r.subject,
         &mut Discard,
