@@ -70,6 +70,8 @@ fn facts_json_has_the_richer_facts_with_sane_types() {
     assert!(mounts.iter().any(|m| m["path"] == "/"), "{f}");
     // The env's facts directory does not exist: no custom facts.
     assert_eq!(f["custom"], serde_json::json!({}));
+    // Packages are looked up by name: without a config repo, none is.
+    assert_eq!(f["packages"], serde_json::json!({}));
 
     let text = env.run(&["facts"]);
     text.expect_code(0);
@@ -77,6 +79,7 @@ fn facts_json_has_the_richer_facts_with_sane_types() {
         "facts.os_family = ",
         "facts.kernel = ",
         "facts.mounts[0] = ",
+        "facts.packages: read on demand, as facts.packages.NAME (configure [source] or pass --repo",
     ] {
         assert!(text.stdout.contains(want), "no {want:?}:\n{}", text.stdout);
     }
@@ -186,4 +189,34 @@ fn templates_read_facts_and_custom_facts_and_a_broken_one_fails_only_its_reader(
     // placeholders, so its templates still render.
     let all = env.run(&["validate", "--all-hosts", "--repo", repo.to_str().unwrap()]);
     all.expect_code(0);
+}
+
+/// With a config repo, `facts` looks up the host's declared packages (and
+/// those its templates read) in this machine's rpm database; one that is
+/// not installed is absent, as it is undefined in templates.
+#[test]
+fn facts_with_a_repo_looks_up_the_declared_packages() {
+    let env = Env::new();
+    let repo = env.path().join("repo");
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[package]]\nname = 'dl-not-installed-anywhere'\n[[file]]\npath = '/x'\nwhen = 'facts.packages.dl_other is defined'\ncontent = ''\n",
+        )],
+    );
+    let args = ["facts", "--repo", repo.to_str().unwrap(), "--host", "h"];
+    let run = env.run(&[&args[..], &["--json"]].concat());
+    run.expect_code(0);
+    let doc = json(&run);
+    assert_eq!(doc["facts"]["facts"]["packages"], serde_json::json!({}));
+    let text = env.run(&args);
+    text.expect_code(0);
+    assert!(
+        text.stdout.contains(
+            "facts.packages: read on demand, as facts.packages.NAME (none of the declared packages or those the templates read is installed)"
+        ),
+        "{}",
+        text.stdout
+    );
 }
