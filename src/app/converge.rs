@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use super::context::{App, Run, SourceRequest, absolute};
 use super::fleet;
 use super::hooks;
-use super::load::{FetchFailed, Invalid, Loaded, load};
+use super::load::{FetchFailed, Invalid, LoadRequest, Loaded, load};
 use super::plan::{Chosen, prepare};
 use super::prune;
 use super::recovery::recover_into;
@@ -187,8 +187,11 @@ impl<'a> Converging<'a> {
         };
         let loaded = load(
             app,
-            &req.source,
-            purpose,
+            &LoadRequest {
+                source: &req.source,
+                purpose,
+                root: &req.root,
+            },
             self.locked.as_mut().map(|h| &mut h.state),
             &mut self.r.run.subject,
             self.sink,

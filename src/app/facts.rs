@@ -1,12 +1,20 @@
 //! `facts`: what a template sees for this host — the machine's facts, the
 //! host name, and the `vars` its host file and roles set (Ansible's `setup`,
 //! Puppet's `facter`). Nothing on the host is changed.
+//!
+//! Installed packages are looked up by name when a template reads one, so
+//! `facts` cannot know which matter until it has the config repo: with one,
+//! it shows the host's declared packages and those its templates read
+//! (one rpm query); without one, none (the text output says how they are
+//! read).
+
+use std::collections::BTreeSet;
 
 use anyhow::Result;
 use serde::Serialize;
 
 use super::context::{App, SourceRequest, Subject};
-use super::load::{all_facts, host_name, load};
+use super::load::{LoadRequest, all_facts, host_name, load};
 use crate::cancel::Cancel;
 use crate::converge::Discard;
 use crate::desired::Diagnostic;
@@ -77,12 +85,25 @@ pub fn facts(app: &App, req: &SourceRequest, cancel: &Cancel) -> FactsResult {
         .collect();
     if req.repo.is_some() || app.settings.source.is_some() {
         match load_vars(app, req, &mut r, cancel) {
-            Ok(vars) => scope.vars = vars,
+            Ok(Some((vars, packages))) => {
+                scope.vars = Some(vars);
+                let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+                scope.facts.packages.prefetch(&names);
+            }
+            Ok(None) => {}
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
-    // A broken custom fact is shown here, loudly: it fails every template
-    // that reads it.
+    errors.extend(
+        scope
+            .facts
+            .packages
+            .errors()
+            .into_iter()
+            .map(|(name, e)| format!("installed package `{name}`: {e}")),
+    );
+    // A broken custom fact (or rpm database) is shown here, loudly: it
+    // fails every template that reads it.
     if !errors.is_empty() {
         r.outcome = Outcome::Error;
         r.error = Some(errors.join("; "));
@@ -91,23 +112,39 @@ pub fn facts(app: &App, req: &SourceRequest, cancel: &Cancel) -> FactsResult {
     r
 }
 
+/// The host's vars, and the packages it declares or its templates read;
+/// `None` when the repo is invalid.
 fn load_vars(
     app: &App,
     req: &SourceRequest,
     r: &mut FactsResult,
     cancel: &Cancel,
-) -> Result<Option<toml::Table>> {
+) -> Result<Option<(toml::Table, BTreeSet<String>)>> {
     let loaded = load(
         app,
-        req,
-        source::Purpose::Preview,
+        &LoadRequest {
+            source: req,
+            purpose: source::Purpose::Preview,
+            root: std::path::Path::new("/"),
+        },
         None,
         &mut r.subject,
         &mut Discard,
         cancel,
     )?;
     Ok(match loaded {
-        Ok(l) => Some(l.desired.vars),
+        Ok(l) => {
+            let mut packages: BTreeSet<String> =
+                l.desired.package_names(false).into_iter().collect();
+            packages.extend(
+                l.desired
+                    .facts_read
+                    .packages()
+                    .into_iter()
+                    .map(str::to_owned),
+            );
+            Some((l.desired.vars, packages))
+        }
         Err(invalid) => {
             r.outcome = Outcome::Invalid;
             r.diagnostics = invalid.diagnostics;

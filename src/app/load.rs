@@ -253,20 +253,33 @@ fn desired_cache_key(
     hex::encode(h.finalize())
 }
 
-/// This machine's facts with every custom fact read: for a load whose
+/// This machine's facts with every custom fact read, and its packages
+/// looked up in its own rpm database when read: for a load whose
 /// templates may read any of them.
 pub(super) fn all_facts(settings: &Settings, cancel: &Cancel) -> Facts {
     let mut facts = system::facts::gather();
     system::facts::custom::FactsDir::open(&settings.facts_dir).fill(&mut facts, None, cancel);
+    facts.packages = system::facts::packages::under(std::path::Path::new("/"), &facts.arch, cancel);
     facts
+}
+
+/// What to load: from which source, why, and for which root.
+pub(super) struct LoadRequest<'a> {
+    /// The source and host.
+    pub(super) source: &'a SourceRequest,
+    /// Why the source is opened.
+    pub(super) purpose: source::Purpose,
+    /// The root the desired state is for (`/`, or a converge's `--root`):
+    /// `facts.packages` are its installed packages, as the planner sees
+    /// them.
+    pub(super) root: &'a std::path::Path,
 }
 
 /// Opens the source and loads the host's desired state, filling `subject`.
 /// `Ok(Err(diagnostics))`: the repo is invalid.
 pub(super) fn load(
     app: &App,
-    req: &SourceRequest,
-    purpose: source::Purpose,
+    req: &LoadRequest<'_>,
     state: Option<&mut AgentState>,
     subject: &mut Subject,
     sink: &mut dyn Sink,
@@ -279,21 +292,24 @@ pub(super) fn load(
         tree,
         commit,
         fetch_failed,
-    } = open_source(app, req, purpose, state, sink, cancel)?;
+    } = open_source(app, req.source, req.purpose, state, sink, cancel)?;
     let source = tree.describe();
     subject.source = Some(source.clone());
     let mut facts = system::facts::gather();
+    facts.packages = system::facts::packages::under(req.root, &facts.arch, cancel);
     let custom = system::facts::custom::FactsDir::open(&app.settings.facts_dir);
-    let host = host_name(&app.settings, req, &facts)?;
+    let host = host_name(&app.settings, req.source, &facts)?;
     subject.host = Some(host.clone());
     let opts = load_options(&app.settings, cancel)?;
     // A commit is immutable: loaded once for this host and the facts its
     // templates read, it is not read again (a directory can change under
     // the same name, so it is always read). Only the custom facts the
-    // cached state read are read now: no other fact's program runs.
+    // cached state read are read now: no other fact's program runs; and
+    // only the packages it read are looked up, in one rpm query.
     let cached = commit.as_deref().and_then(|c| {
         app.store.load_desired_cache(|d| {
             custom.fill(&mut facts, d.facts_read.custom().as_deref(), cancel);
+            facts.packages.prefetch(&d.facts_read.packages());
             desired_cache_key(c, &host, &facts, &d.facts_read, &opts)
         })
     });
@@ -307,6 +323,8 @@ pub(super) fn load(
     let result = match cached {
         Some(desired) => Ok(desired),
         None => {
+            // Every custom fact is read; packages are looked up as the
+            // templates read them (never all of them).
             custom.fill(&mut facts, None, cancel);
             desired::load(tree.as_ref(), &host, &facts, &opts)
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::context::{App, Run, SourceRequest, absolute};
-use super::load::load;
+use super::load::{LoadRequest, load};
 use crate::agent::policy::{self, Decision};
 use crate::agent::short;
 use crate::cancel::Cancel;
@@ -48,8 +48,11 @@ fn plan_into(
 ) -> Result<()> {
     let loaded = match load(
         app,
-        &req.source,
-        source::Purpose::Preview,
+        &LoadRequest {
+            source: &req.source,
+            purpose: source::Purpose::Preview,
+            root: &req.root,
+        },
         None,
         &mut r.subject,
         sink,

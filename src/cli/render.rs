@@ -1060,6 +1060,9 @@ fn print_scope(out: &mut impl Write, scope: &TemplateScope) -> std::io::Result<(
                         writeln!(out, "facts.custom.{name} = {value}")?;
                     }
                 }
+                serde_json::Value::Object(packages) if k == "packages" => {
+                    print_packages(out, packages, scope.vars.is_some())?;
+                }
                 _ => writeln!(out, "facts.{k} = {v}")?,
             }
         }
@@ -1075,6 +1078,37 @@ fn print_scope(out: &mut impl Write, scope: &TemplateScope) -> std::io::Result<(
             out,
             "vars: unknown (no config repo read: configure [source] or pass --repo)"
         )?,
+    }
+    Ok(())
+}
+
+/// `facts.packages`: those looked up, each as a template names it, or how
+/// they are read when none were.
+fn print_packages(
+    out: &mut impl Write,
+    packages: &serde_json::Map<String, serde_json::Value>,
+    repo_read: bool,
+) -> std::io::Result<()> {
+    if packages.is_empty() {
+        let why = if repo_read {
+            "none of the declared packages or those the templates read is installed"
+        } else {
+            "configure [source] or pass --repo to list the host's declared packages"
+        };
+        return writeln!(
+            out,
+            "facts.packages: read on demand, as facts.packages.NAME ({why})"
+        );
+    }
+    for (name, value) in packages {
+        // `facts.packages.dl-hello` would be a subtraction in a template.
+        let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if plain {
+            writeln!(out, "facts.packages.{name} = {value}")?;
+        } else {
+            writeln!(out, "facts.packages[{name:?}] = {value}")?;
+        }
     }
     Ok(())
 }

@@ -6,10 +6,18 @@
 //! not all of them: a mount or a network interface that comes and goes
 //! (a container starting) must not make every no-op load the commit
 //! again, unless a template reads `facts.mounts` or `facts.interfaces`.
+//!
+//! Two kinds of facts are not gathered whole: custom facts (their programs
+//! run only when read, see `system::facts::custom`) and package versions
+//! (looked up by name when read, see [`Packages`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+pub use super::package_facts::{
+    InstalledPackage, PackageBuild, PackageFact, PackageLookup, Packages,
+};
 
 /// What templates see as `facts`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -58,6 +66,10 @@ pub struct Facts {
     /// `facts.custom.<name>`: the facts directory's files and programs.
     #[serde(serialize_with = "CustomFacts::serialize_values")]
     pub custom: CustomFacts,
+    /// `facts.packages.<name>`: installed packages, looked up by name when
+    /// read (shown: those looked up so far and installed).
+    #[serde(serialize_with = "Packages::serialize_found")]
+    pub packages: Packages,
 }
 
 /// The default route of one address family.
@@ -172,11 +184,12 @@ impl CustomFacts {
 impl Facts {
     /// The same facts as seen by another host name: used to validate other
     /// hosts' files on one machine (the config repo's CI). The custom
-    /// facts are this machine's, not the other host's: they become
-    /// placeholders.
+    /// facts and the installed packages are this machine's, not the other
+    /// host's: they become placeholders.
     pub fn for_host(&self, name: &str) -> Facts {
         Facts {
             custom: CustomFacts::Placeholders,
+            packages: Packages::placeholders(),
             ..self.named(name)
         }
     }
@@ -202,14 +215,23 @@ impl Facts {
                     let mut v = all.clone();
                     if let Some(m) = v.as_object_mut() {
                         m.insert("custom".to_owned(), self.custom.key_of_all());
+                        // Listing the facts does not list the packages
+                        // (they cannot be listed): each one read is keyed
+                        // by its own name.
+                        m.remove("packages");
                     }
                     v
                 }
                 FactsRead::ALL_CUSTOM => self.custom.key_of_all(),
-                n => match n.strip_prefix(FactsRead::CUSTOM_PREFIX) {
-                    Some(c) => self.custom.key_of(c),
-                    None => all.get(n).cloned().unwrap_or_default(),
-                },
+                n => {
+                    if let Some(c) = n.strip_prefix(FactsRead::CUSTOM_PREFIX) {
+                        self.custom.key_of(c)
+                    } else if let Some(p) = n.strip_prefix(FactsRead::PACKAGES_PREFIX) {
+                        self.packages.key_of(p)
+                    } else {
+                        all.get(n).cloned().unwrap_or_default()
+                    }
+                }
             };
             out.insert(name.clone(), value);
         }
@@ -218,7 +240,8 @@ impl Facts {
 }
 
 /// Which facts a load read, by name: `os_id`, `custom.raid`, `custom.*`
-/// (the custom facts were listed) or `*` (all facts were listed).
+/// (the custom facts were listed), `packages.nginx` or `*` (all facts
+/// were listed, which lists no package).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactsRead(BTreeSet<String>);
 
@@ -229,6 +252,8 @@ impl FactsRead {
     pub const ALL_CUSTOM: &'static str = "custom.*";
     /// What a custom fact's name is read as.
     pub const CUSTOM_PREFIX: &'static str = "custom.";
+    /// What a package's name is read as.
+    pub const PACKAGES_PREFIX: &'static str = "packages.";
 
     /// Records a read of `name`.
     pub fn insert(&mut self, name: String) {
@@ -251,6 +276,14 @@ impl FactsRead {
                 .filter_map(|n| n.strip_prefix(Self::CUSTOM_PREFIX))
                 .collect(),
         )
+    }
+
+    /// The packages that were read, by name.
+    pub fn packages(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter_map(|n| n.strip_prefix(Self::PACKAGES_PREFIX))
+            .collect()
     }
 }
 
@@ -327,12 +360,54 @@ mod tests {
     }
 
     #[test]
+    fn a_package_read_is_keyed_by_its_builds_and_listing_facts_reads_none() {
+        let installed = |version: &str| {
+            let build = PackageBuild {
+                name: "nginx".into(),
+                epoch: "0".into(),
+                version: version.into(),
+                release: "1.el9".into(),
+                arch: "x86_64".into(),
+                evr: format!("{version}-1.el9"),
+            };
+            PackageFact::Installed(InstalledPackage {
+                chosen: build.clone(),
+                builds: vec![build],
+            })
+        };
+        let with = |fact: PackageFact| {
+            let fixed = crate::desired::package_facts::tests::Fixed {
+                table: BTreeMap::from([("nginx".to_owned(), fact)]),
+                batches: std::sync::Mutex::default(),
+            };
+            Facts {
+                packages: Packages::lookup(std::sync::Arc::new(fixed)),
+                ..facts()
+            }
+        };
+        let (old, new, gone) = (
+            with(installed("1.20.1")),
+            with(installed("1.22.0")),
+            with(PackageFact::NotInstalled),
+        );
+        let nginx = read(&["packages.nginx"]);
+        assert_eq!(nginx.packages(), vec!["nginx"]);
+        assert_ne!(old.key_of(&nginx), new.key_of(&nginx));
+        assert_ne!(old.key_of(&nginx), gone.key_of(&nginx));
+        assert_eq!(old.key_of(&nginx), with(installed("1.20.1")).key_of(&nginx));
+        // `*` does not cover packages; a package not read is not keyed.
+        assert_eq!(old.key_of(&read(&["*"])), new.key_of(&read(&["*"])));
+        assert_eq!(old.key_of(&read(&["os_id"])), new.key_of(&read(&["os_id"])));
+    }
+
+    #[test]
     fn another_host_keeps_the_machine_facts_but_not_the_custom_ones() {
         let other = facts().for_host("web2.example.com");
         assert_eq!(other.hostname, "web2");
         assert_eq!(other.fqdn, "web2.example.com");
         assert_eq!(other.os_id, "rocky");
         assert_eq!(other.custom, CustomFacts::Placeholders);
+        assert!(other.packages.is_placeholders());
         assert_eq!(facts().named("web2").custom, facts().custom);
     }
 }

@@ -70,6 +70,8 @@ fn facts_json_has_the_richer_facts_with_sane_types() {
     assert!(mounts.iter().any(|m| m["path"] == "/"), "{f}");
     // The env's facts directory does not exist: no custom facts.
     assert_eq!(f["custom"], serde_json::json!({}));
+    // Packages are looked up by name: without a config repo, none is.
+    assert_eq!(f["packages"], serde_json::json!({}));
 
     let text = env.run(&["facts"]);
     text.expect_code(0);
@@ -77,6 +79,7 @@ fn facts_json_has_the_richer_facts_with_sane_types() {
         "facts.os_family = ",
         "facts.kernel = ",
         "facts.mounts[0] = ",
+        "facts.packages: read on demand, as facts.packages.NAME (configure [source] or pass --repo",
     ] {
         assert!(text.stdout.contains(want), "no {want:?}:\n{}", text.stdout);
     }
@@ -186,4 +189,205 @@ fn templates_read_facts_and_custom_facts_and_a_broken_one_fails_only_its_reader(
     // placeholders, so its templates still render.
     let all = env.run(&["validate", "--all-hosts", "--repo", repo.to_str().unwrap()]);
     all.expect_code(0);
+}
+
+/// The test RPMs `dl-hello` 1.0 and 2.0 and `dl-tool` 1.0, built from the
+/// system suite's specs with this machine's rpmbuild (Debian's `rpm`
+/// package has it; `.ci/run` installs it).
+fn test_rpms(out: &Path) -> [std::path::PathBuf; 3] {
+    let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/system/rpms");
+    let top = out.join("rpmbuild");
+    ["dl-hello-1.0", "dl-hello-2.0", "dl-tool-1.0"].map(|nv| {
+        let built = std::process::Command::new("rpmbuild")
+            .args(["-bb", "--quiet"])
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .arg("--define")
+            .arg(format!("_rpmdir {}", out.display()))
+            .args(["--define", "_rpmfilename %%{NAME}-%%{VERSION}.rpm"])
+            .args(["--define", "_build_id_links none"])
+            .arg(specs.join(format!("{nv}.spec")))
+            .output()
+            .expect("rpmbuild (apt-get install rpm)");
+        assert!(built.status.success(), "rpmbuild {nv}: {built:?}");
+        out.join(format!("{nv}.rpm"))
+    })
+}
+
+/// `rpm --root ROOT ARGS`: the database under a test's root, the one
+/// driftless reads there (on Debian `ROOT/root/.rpmdb`, on RHEL
+/// `ROOT/var/lib/rpm`: the same `--root` finds it either way). Packages go
+/// into the database only (`--justdb`): the facts are about the database.
+fn rpm_in(root: &Path, args: &[&str], rpm: Option<&Path>) {
+    let out = std::process::Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .args(rpm)
+        .output()
+        .expect("rpm (apt-get install rpm)");
+    assert!(out.status.success(), "rpm {args:?} {rpm:?}: {out:?}");
+}
+
+const INSTALL: &[&str] = &["-U", "--justdb", "--nodeps", "--noscripts"];
+
+/// A root in `env` whose rpm database has `dl-hello` 1.0, and the test
+/// RPMs.
+fn root_with_hello(env: &Env) -> (std::path::PathBuf, [std::path::PathBuf; 3]) {
+    let rpms = test_rpms(&env.path().join("rpms"));
+    let root = env.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    rpm_in(&root, &["--initdb"], None);
+    rpm_in(&root, INSTALL, Some(&rpms[0]));
+    (root, rpms)
+}
+
+const PACKAGE_FACTS_HOST: &str = r#"
+[[file]]
+path = "/etc/hello-version"
+template = true
+content = "{{ facts.packages['dl-hello'].version }}-{{ facts.packages['dl-hello'].release }} {{ facts.packages['dl-hello'].evr }}\n"
+
+[[file]]
+path = "/etc/has-hello"
+when = "facts.packages['dl-hello'] is defined"
+content = "yes\n"
+
+[[file]]
+path = "/etc/has-nginx"
+when = "facts.packages.nginx is defined"
+content = "yes\n"
+"#;
+
+/// `facts.packages.NAME` comes from the rpm database of the root being
+/// converged: a template renders the installed version, a `when` tests
+/// whether a package is installed, and reading a field of one that is not
+/// is a located error.
+#[test]
+fn templates_and_conditions_read_installed_package_versions_from_the_roots_rpm_database() {
+    let env = Env::new();
+    let (root, _) = root_with_hello(&env);
+    let repo = env.path().join("repo");
+    write_repo(&repo, &[("hosts/h.toml", PACKAGE_FACTS_HOST)]);
+
+    env.run(&converge_args(&repo, &root, "h")).expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hello-version")).unwrap(),
+        "1.0-1 1.0-1\n"
+    );
+    assert!(root.join("etc/has-hello").exists());
+    assert!(!root.join("etc/has-nginx").exists());
+    env.run(&converge_args(&repo, &root, "h")).expect_code(0);
+
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/nginx-version'\ntemplate = true\ncontent = 'v={{ facts.packages.nginx.version }}'\n",
+        )],
+    );
+    let run = env.run(&converge_args(&repo, &root, "h"));
+    run.expect_code(1);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("hosts/h.toml:4:20: undefined variable 'facts.packages.nginx'"),
+        "{out}"
+    );
+    assert!(!root.join("etc/nginx-version").exists());
+}
+
+/// The cached desired state of a commit is kept under the packages its
+/// templates read, as they are installed: a new version of one loads the
+/// commit again and renders it; a package no template reads changes
+/// nothing.
+#[test]
+fn a_new_version_of_a_package_a_template_reads_loads_the_commit_again() {
+    use crate::source::common::{commit_file, new_repo};
+    let env = Env::new();
+    let (root, [_, hello2, tool]) = root_with_hello(&env);
+    let origin = new_repo(&env.path().join("origin"));
+    commit_file(&origin, "hosts/h.toml", PACKAGE_FACTS_HOST, "packages");
+    env.set_config(&format!(
+        "host = 'h'\n[source]\nurl = 'file://{}'\nbranch = 'main'\n",
+        origin.display()
+    ));
+    let converge = || {
+        let run = env.run(&["converge", "--now", "-vv", "--root", root.to_str().unwrap()]);
+        let cached = run.stderr.contains("the commit was loaded before");
+        (run, cached)
+    };
+    let version = || std::fs::read_to_string(root.join("etc/hello-version")).unwrap();
+
+    let (cold, cached) = converge();
+    cold.expect_code(2);
+    assert!(!cached, "{}", cold.stderr);
+    assert_eq!(version(), "1.0-1 1.0-1\n");
+    let (warm, cached) = converge();
+    warm.expect_code(0);
+    assert!(cached, "{}", warm.stderr);
+
+    // A package no template reads: still a cache hit.
+    rpm_in(&root, INSTALL, Some(&tool));
+    let (unread, cached) = converge();
+    unread.expect_code(0);
+    assert!(cached, "{}", unread.stderr);
+
+    // The package the template reads is upgraded: loaded again, rendered.
+    rpm_in(&root, INSTALL, Some(&hello2));
+    let (upgraded, cached) = converge();
+    upgraded.expect_code(2);
+    assert!(!cached, "{}", upgraded.stderr);
+    assert_eq!(version(), "2.0-1 2.0-1\n");
+    let (again, cached) = converge();
+    again.expect_code(0);
+    assert!(cached, "{}", again.stderr);
+
+    // Removed: loaded again, and the template that reads its version
+    // without `is defined` fails at its line; nothing is changed.
+    rpm_in(
+        &root,
+        &["-e", "--justdb", "--nodeps", "--noscripts", "dl-hello"],
+        None,
+    );
+    let (removed, cached) = converge();
+    removed.expect_code(1);
+    assert!(!cached, "{}", removed.stderr);
+    assert!(
+        removed
+            .stderr
+            .contains("hosts/h.toml:5:18: undefined variable 'facts.packages['dl-hello'].version'"),
+        "{}",
+        removed.stderr
+    );
+    assert_eq!(version(), "2.0-1 2.0-1\n");
+}
+
+/// With a config repo, `facts` looks up the host's declared packages (and
+/// those its templates read) in this machine's rpm database; one that is
+/// not installed is absent, as it is undefined in templates.
+#[test]
+fn facts_with_a_repo_looks_up_the_declared_packages() {
+    let env = Env::new();
+    let repo = env.path().join("repo");
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[package]]\nname = 'dl-not-installed-anywhere'\n[[file]]\npath = '/x'\nwhen = 'facts.packages.dl_other is defined'\ncontent = ''\n",
+        )],
+    );
+    let args = ["facts", "--repo", repo.to_str().unwrap(), "--host", "h"];
+    let run = env.run(&[&args[..], &["--json"]].concat());
+    run.expect_code(0);
+    let doc = json(&run);
+    assert_eq!(doc["facts"]["facts"]["packages"], serde_json::json!({}));
+    let text = env.run(&args);
+    text.expect_code(0);
+    assert!(
+        text.stdout.contains(
+            "facts.packages: read on demand, as facts.packages.NAME (none of the declared packages or those the templates read is installed)"
+        ),
+        "{}",
+        text.stdout
+    );
 }

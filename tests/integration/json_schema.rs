@@ -344,6 +344,30 @@ struct Facts {
     default_ipv6: Option<DefaultRoute>,
     mounts: Vec<Mount>,
     custom: serde_json::Map<String, Value>,
+    packages: std::collections::BTreeMap<String, InstalledPackage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageBuild {
+    name: String,
+    epoch: String,
+    version: String,
+    release: String,
+    arch: String,
+    evr: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstalledPackage {
+    name: String,
+    epoch: String,
+    version: String,
+    release: String,
+    arch: String,
+    evr: String,
+    builds: Vec<PackageBuild>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,11 @@
 //! A custom fact that failed is an invalid value: the render that reads it
 //! fails with the fact's error (which names its file), it never renders
 //! empty.
+//!
+//! `facts.packages.<name>` is looked up when read (see [`Packages`]); a
+//! package that is not installed is undefined, so `is defined` tests it
+//! and reading a field of it is an "undefined" error at its line. The
+//! packages cannot be listed: that would be `rpm -qa` on every load.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::{Error, ErrorKind, Value};
 
-use crate::desired::facts::{CustomFact, CustomFacts, Facts, FactsRead};
+use crate::desired::facts::{CustomFact, CustomFacts, Facts, FactsRead, PackageFact, Packages};
 
 /// The reads of one load (shared by every render of it).
 pub(super) type Reads = Arc<Mutex<FactsRead>>;
@@ -34,11 +39,16 @@ pub(super) fn value(facts: &Facts, reads: &Reads) -> Value {
     let mut builtin = serde_json::to_value(facts).unwrap_or_default();
     if let Some(m) = builtin.as_object_mut() {
         m.remove("custom");
+        m.remove("packages");
     }
     Value::from_object(Tracked {
         builtin: Value::from(minijinja::value::Serde(&builtin)),
         custom: Value::from_object(TrackedCustom {
             facts: custom_values(&facts.custom),
+            reads: Arc::clone(reads),
+        }),
+        packages: Value::from_object(TrackedPackages {
+            packages: facts.packages.clone(),
             reads: Arc::clone(reads),
         }),
         reads: Arc::clone(reads),
@@ -76,6 +86,7 @@ fn failed(name: &str, error: &str) -> Value {
 struct Tracked {
     builtin: Value,
     custom: Value,
+    packages: Value,
     reads: Reads,
 }
 
@@ -86,9 +97,12 @@ impl Object for Tracked {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let name = key.as_str()?;
+        // Which custom facts and packages are read is recorded by each.
         if name == "custom" {
-            // Which custom facts are read is recorded by `custom` itself.
             return Some(self.custom.clone());
+        }
+        if name == "packages" {
+            return Some(self.packages.clone());
         }
         record(&self.reads, name.to_owned());
         self.builtin
@@ -105,7 +119,42 @@ impl Object for Tracked {
             .map(Iterator::collect)
             .unwrap_or_default();
         keys.push(Value::from("custom"));
+        keys.push(Value::from("packages"));
         Enumerator::Values(keys)
+    }
+}
+
+/// `facts.packages`.
+#[derive(Debug)]
+struct TrackedPackages {
+    packages: Packages,
+    reads: Reads,
+}
+
+impl Object for TrackedPackages {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        record(&self.reads, format!("{}{name}", FactsRead::PACKAGES_PREFIX));
+        if self.packages.is_placeholders() {
+            return Some(Value::from_object(super::Placeholder("(package)")));
+        }
+        match self.packages.get(name) {
+            PackageFact::Installed(p) => Some(Value::from(minijinja::value::Serde(&p))),
+            PackageFact::NotInstalled => None,
+            PackageFact::Failed(e) => Some(Value::from(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("installed package `{name}`: {e}"),
+            ))),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        // Only `rpm -qa` could list them; a template reads one by name.
+        Enumerator::NonEnumerable
     }
 }
 
@@ -214,5 +263,105 @@ mod tests {
         let scope = Scope::new(&toml::Table::new(), &facts().for_host("web2"), "web2", None);
         let out = render("{{ facts.custom.rack.row }}", &scope, &AT, 1 << 20).expect("renders");
         assert_eq!(out.text, "(custom fact)");
+    }
+
+    fn with_packages() -> (Facts, Arc<crate::desired::package_facts::tests::Fixed>) {
+        let fixed = crate::desired::package_facts::tests::Fixed::sample();
+        let facts = Facts {
+            packages: Packages::lookup(fixed.clone()),
+            ..facts()
+        };
+        (facts, fixed)
+    }
+
+    #[test]
+    fn an_installed_package_renders_and_each_name_read_is_recorded() {
+        let (facts, fixed) = with_packages();
+        let scope = Scope::new(&toml::Table::new(), &facts, "h", None);
+        let out = render(
+            "{{ facts.packages.nginx.version }} {{ facts.packages['nginx'].evr }}\n\
+             {% if facts.packages.httpd is defined %}httpd{% else %}no httpd{% endif %}.\n",
+            &scope,
+            &AT,
+            1 << 20,
+        )
+        .expect("renders");
+        assert_eq!(out.text, "1.20.1 1:1.20.1-14.el9\nno httpd.\n");
+        assert_eq!(reads(&scope), vec!["packages.httpd", "packages.nginx"]);
+        // Each name asked of the host once for the whole load.
+        assert_eq!(fixed.batches.lock().expect("lock").len(), 2);
+        // `when` conditions read through the same scope.
+        assert!(
+            scope
+                .condition("facts.packages.nginx is defined", None)
+                .expect("evaluates")
+        );
+        assert!(
+            !scope
+                .condition("facts.packages.httpd is defined", None)
+                .expect("evaluates")
+        );
+    }
+
+    #[test]
+    fn a_missing_package_is_a_located_undefined_error_and_a_failed_one_names_it() {
+        let (facts, _) = with_packages();
+        let scope = Scope::new(&toml::Table::new(), &facts, "h", None);
+        let e = render(
+            "a\nv={{ facts.packages.httpd.version }}\n",
+            &scope,
+            &AT,
+            1 << 20,
+        )
+        .expect_err("undefined");
+        assert!(e.message.contains("undefined"), "{e:?}");
+        assert!(e.message.contains("facts.packages.httpd"), "{e:?}");
+        assert!(!e.message.contains("did you mean"), "{e:?}");
+        assert_eq!(e.line, Some(2));
+        // A name that is no identifier is read by subscript; the error
+        // names the whole expression, not only the part after `[`.
+        let e = render(
+            "{{ facts.packages['dl-hello'].version }}",
+            &scope,
+            &AT,
+            1 << 20,
+        )
+        .expect_err("undefined");
+        assert!(
+            e.message
+                .starts_with("undefined variable 'facts.packages['dl-hello'].version'"),
+            "{e:?}"
+        );
+        let e = render("{{ facts.packages.broken.version }}", &scope, &AT, 1 << 20)
+            .expect_err("failed lookup");
+        assert!(
+            e.message
+                .contains("installed package `broken`: rpm: database broken"),
+            "{e:?}"
+        );
+        // They cannot be listed: that would be `rpm -qa`.
+        let e = render(
+            "{% for p in facts.packages %}{{ p }}{% endfor %}",
+            &scope,
+            &AT,
+            1 << 20,
+        )
+        .expect_err("not iterable");
+        assert!(e.message.contains("not iterable"), "{e:?}");
+    }
+
+    #[test]
+    fn another_hosts_packages_are_placeholders() {
+        let (facts, fixed) = with_packages();
+        let scope = Scope::new(&toml::Table::new(), &facts.for_host("web2"), "web2", None);
+        let out = render(
+            "{{ facts.packages.httpd.version }}{% if facts.packages.x is defined %}!{% endif %}",
+            &scope,
+            &AT,
+            1 << 20,
+        )
+        .expect("renders");
+        assert_eq!(out.text, "(package)!");
+        assert!(fixed.batches.lock().expect("lock").is_empty());
     }
 }

@@ -220,6 +220,11 @@ impl Scope {
         let (head, rest) = expr.split_once('.').unwrap_or(("", expr));
         let name = rest.split(['.', '[', ' ', '|']).next().unwrap_or(rest);
         let close = |names: &[String]| {
+            // A known name: what is undefined is deeper in it
+            // (`facts.packages.nginx`), and it is no better a guess.
+            if names.iter().any(|n| n == name) {
+                return None;
+            }
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             super::schema::suggest(name, &names).map(str::to_owned)
         };
@@ -383,7 +388,7 @@ impl Failure<'_> {
             (minijinja::ErrorKind::UndefinedError, Some((start, expr))) => {
                 // The span may be a filter applied to the undefined name.
                 let name = undefined_name(self.text, start, expr, missing);
-                let hint = did_you_mean(self.scope.suggest(name));
+                let hint = did_you_mean(self.scope.suggest(&name));
                 format!("undefined variable '{name}'{hint}")
             }
             // No place (an expression's error may have none): the first
@@ -490,16 +495,42 @@ const BUILTIN_TESTS: &[&str] = &[
 /// expression that failed, which may be a filter applied to the name
 /// (`join(",")`): prefer an undefined name inside the span, then one on
 /// the same line, then the span itself.
-fn undefined_name<'a>(text: &str, start: usize, span: &'a str, missing: &'a [String]) -> &'a str {
+fn undefined_name(text: &str, start: usize, span: &str, missing: &[String]) -> String {
     let longest = |within: &str| {
         missing
             .iter()
             .filter(|m| within.contains(m.as_str()))
             .max_by_key(|m| m.len())
     };
-    longest(span)
-        .or_else(|| longest(line_of(text, start)))
-        .map_or(span, String::as_str)
+    if let Some(name) = longest(span).or_else(|| longest(line_of(text, start))) {
+        return name.clone();
+    }
+    // A subscript's span starts at its bracket (`['dl-hello'].version`):
+    // name what it subscripts too (`facts.packages['dl-hello'].version`).
+    match span.chars().next() {
+        Some('[' | '.') => format!("{}{span}", chain_before(text, start)),
+        _ => span.to_owned(),
+    }
+}
+
+/// The dotted and subscripted name that ends at `end` in `text`
+/// (`facts.packages` before `['dl-hello']`).
+fn chain_before(text: &str, end: usize) -> &str {
+    let before = text.get(..end).unwrap_or("");
+    let mut at = before.len();
+    while let Some(c) = before[..at].chars().next_back() {
+        if c == ']' {
+            match before[..at].rfind('[') {
+                Some(open) => at = open,
+                None => break,
+            }
+        } else if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            at -= 1;
+        } else {
+            break;
+        }
+    }
+    &before[at..]
 }
 
 /// The test name in an expression that used an unknown one. minijinja's
@@ -797,6 +828,20 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// Regression: a missing key read by subscript was named from its
+    /// bracket on (`'['dl-hello'].version'`), and a name that exists but
+    /// is undefined deeper in got itself as "did you mean".
+    #[test]
+    fn a_subscripted_undefined_name_is_named_whole_without_a_false_suggestion() {
+        let vars: toml::Table = toml::from_str("users = { alice = 1 }").expect("toml");
+        let scope = Scope::new(&vars, &Facts::default(), "h", None);
+        let err =
+            render("{{ vars.users['bob-x'].uid }}", &scope, &AT, 1 << 20).expect_err("undefined");
+        assert_eq!(err.message, "undefined variable 'vars.users['bob-x'].uid'");
+        let err = render("{{ vars.users.bob.uid }}", &scope, &AT, 1 << 20).expect_err("undefined");
+        assert_eq!(err.message, "undefined variable 'vars.users.bob'");
     }
 
     #[test]

@@ -4,21 +4,24 @@
 //! small file the kernel or the OS keeps, a system call, or `cpuid`; none
 //! runs a program or touches the network (the one exception, `systemctl
 //! --version`, runs only on a host whose systemd library is not where
-//! RHEL, Fedora or Debian put it). Custom facts are [`custom`]'s.
+//! RHEL, Fedora or Debian put it). Custom facts are [`custom`]'s; the
+//! installed packages are looked up by name when a template reads one
+//! ([`packages`]).
 
 pub(crate) mod custom;
 mod mounts;
 mod net;
 mod os;
+pub(crate) mod packages;
 mod virt;
 
 use std::time::Duration;
 
 use crate::cancel::Cancel;
-use crate::desired::{CustomFacts, Facts};
+use crate::desired::facts::{CustomFacts, Facts, Packages};
 
-/// Reads the facts of this machine, custom facts aside (see
-/// [`custom::FactsDir`]). Missing sources give empty values: a minimal
+/// Reads the facts of this machine, custom facts and packages aside (see
+/// [`custom::FactsDir`] and [`packages::under`]). Missing sources give empty values: a minimal
 /// container without `/etc/machine-id` is still a valid host.
 pub(crate) fn gather() -> Facts {
     let os = os::parse(&std::fs::read_to_string("/etc/os-release").unwrap_or_default());
@@ -63,6 +66,7 @@ pub(crate) fn gather() -> Facts {
         default_ipv6,
         mounts: mounts::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()),
         custom: CustomFacts::default(),
+        packages: Packages::default(),
         arch,
         kernel,
     }
