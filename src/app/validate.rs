@@ -117,15 +117,7 @@ fn validate_into(
             }
             hosts.push(name);
         }
-        for (mut d, names) in found {
-            // A problem in a host's own file needs no host named.
-            let own = names.len() == 1 && d.file == format!("hosts/{}.toml", names[0]);
-            if !own {
-                let s = if names.len() == 1 { "" } else { "s" };
-                d.message = format!("{} [host{s}: {}]", d.message, names.join(", "));
-            }
-            diags.push(d);
-        }
+        diags.extend(found.into_iter().map(with_hosts));
         r.hosts = Some(hosts);
     } else {
         // Validated on the host itself: a user's group must exist here
@@ -155,6 +147,17 @@ fn validate_into(
     };
     r.diagnostics = diags;
     Ok(())
+}
+
+/// A problem found for `names`, saying so unless it is in the one host's
+/// own file.
+fn with_hosts((mut d, names): (Diagnostic, Vec<String>)) -> Diagnostic {
+    let own = names.len() == 1 && d.file == format!("hosts/{}.toml", names[0]);
+    if !own {
+        let s = if names.len() == 1 { "" } else { "s" };
+        d.message = format!("{} [host{s}: {}]", d.message, names.join(", "));
+    }
+    d
 }
 
 fn invalid(e: desired::LoadError) -> Result<Vec<Diagnostic>> {
