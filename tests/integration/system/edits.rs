@@ -70,8 +70,11 @@ fn an_edit_of_an_rpm_owned_file_and_a_line_sshd_validates() {
     let server = HttpsFiles::start(certs.path(), 0, files);
     let ca = std::fs::read(&server.ca_file).expect("the CA");
     std::fs::write(host.path("/srv/test-ca.pem"), ca).expect("the CA in the host");
-    std::fs::write(host.path(AGENT_CONFIG), "[download]\nca_file = \"/srv/test-ca.pem\"\n")
-        .expect("the agent config");
+    std::fs::write(
+        host.path(AGENT_CONFIG),
+        "[download]\nca_file = \"/srv/test-ca.pem\"\n",
+    )
+    .expect("the agent config");
     let url = server.url("/tool");
     host.write_config(&[(HOST_FILE, &host_file("PermitRootLogin no", &url))]);
     // dl-web.conf comes with the package this converge installs: the edit
