@@ -484,6 +484,12 @@ fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
             restore_tree(t, path, marker, &now)?;
             root.set_meta(path, *meta, label.as_deref())?;
         }
+        // The directory an extraction replaced was kept beside it.
+        (Prior::Dir { meta, label }, Observed::Dir { .. })
+            if extracted && root.restore_kept_tree(path, None)? =>
+        {
+            root.set_meta(path, *meta, label.as_deref())?;
+        }
         (_, Observed::Dir { .. }) if extracted => {
             root.remove_tree(path)?;
             return restore_path(t, path, prior).map(|_| true);
@@ -531,7 +537,7 @@ fn restore_tree(t: &Target<'_>, path: &str, marker: &str, now: &Observed) -> Res
     {
         return Ok(());
     }
-    if !root.restore_kept_tree(path, marker)? {
+    if !root.restore_kept_tree(path, Some(marker))? {
         anyhow::bail!(
             "the tree extracted at {} before this converge was not kept beside it; it cannot be put back (extract it again)",
             root.display(path)

@@ -163,7 +163,9 @@ fn check<R: Read>(entry: &tar::Entry<'_, R>, strip: u32) -> Result<Option<Entry>
         tar::EntryType::Symlink => Item::Symlink(link_target(entry, name)?),
         tar::EntryType::Link => {
             let target = link_target(entry, name)?;
-            match relative(&target, strip)? {
+            let within = relative(&target, strip)
+                .map_err(|why| format!("entry `{name}` is a hard link outside: {why}"))?;
+            match within {
                 Some(t) => Item::Hardlink(t),
                 None => {
                     return refuse(&format!(

@@ -148,14 +148,20 @@ impl FsRoot {
         })
     }
 
-    /// Puts back the tree with the marker `marker` that an extraction at
-    /// `host_path` kept aside, removing what is there now. `false` when no
-    /// such tree was kept.
-    pub fn restore_kept_tree(&self, host_path: &str, marker: &str) -> Result<bool> {
+    /// Puts back the directory that an extraction at `host_path` kept
+    /// aside: the tree with the marker `marker`, or with `None` a
+    /// directory without one; what is there now is removed. `false` when
+    /// no such directory was kept.
+    pub fn restore_kept_tree(&self, host_path: &str, marker: Option<&str>) -> Result<bool> {
         let p = self.require_parent(host_path)?;
         let (dir, name) = (p.dir.as_fd(), p.name.as_str());
         let kept = kept_name(name);
-        if marker_at(dir, &kept)?.as_deref() != Some(marker) {
+        let is_kept = match fstatat(dir, kept.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => is_dir(&st) && marker_at(dir, &kept)?.as_deref() == marker,
+            Err(Errno::ENOENT) => false,
+            Err(e) => return Err(anyhow!(e).context(format!("failed to stat {kept}"))),
+        };
+        if !is_kept {
             return Ok(false);
         }
         if exists_at(dir, name)? {
@@ -381,11 +387,7 @@ type Making<'d> = ((Uid, Gid), &'d mut BTreeMap<String, u32>);
 /// Opens the directory `rel` below `top`, never through a symlink; with
 /// `create`, missing directories on the way are made (owned by the owner,
 /// mode 0755 unless an entry of their own says otherwise).
-fn open_dir(
-    top: BorrowedFd<'_>,
-    rel: &str,
-    mut create: Option<Making<'_>>,
-) -> Result<OwnedFd> {
+fn open_dir(top: BorrowedFd<'_>, rel: &str, mut create: Option<Making<'_>>) -> Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut fd = top
         .try_clone_to_owned()

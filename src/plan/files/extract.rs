@@ -51,12 +51,13 @@ impl Planner<'_> {
             (Observed::Dir { entries, label, .. }, None) if entries.is_empty() => {
                 ("is an empty directory".to_owned(), label.as_deref())
             }
-            (Observed::Dir { .. }, None) => {
-                return Err(format!(
-                    "{path} is a directory that driftless did not extract (it has no {MARKER}); \
-                     it is not replaced: remove it, or extract into another directory"
-                ));
-            }
+            // The marker was removed, or the directory is someone else's:
+            // either way what is there is replaced whole (and put back by
+            // a rollback), as a changed marker is.
+            (Observed::Dir { label, .. }, None) => (
+                format!("holds files but no {MARKER}: its contents are replaced"),
+                label.as_deref(),
+            ),
             (other, _) => {
                 return Err(format!(
                     "{path} exists as {}; driftless will not replace it with a directory",
