@@ -85,8 +85,14 @@ impl Planner<'_> {
             meta,
             archive: std::sync::Arc::new(bytes.to_vec()),
         };
-        let size = format!("{} entries, {} bytes", listing.entries, listing.bytes);
-        let extract = change(id, op, vec![reason, size]);
+        let what = format!(
+            "extract {} (sha256 {}) into {path}: {} entries, {} bytes",
+            a.source,
+            hex::encode(a.content.sha256()),
+            listing.entries,
+            listing.bytes
+        );
+        let extract = change(id, op, vec![what, reason]);
         self.files
             .push(if matches!(observed, Observed::Missing { .. }) {
                 extract.creating()
