@@ -289,3 +289,28 @@ fn hostile_tarballs_are_refused_with_nothing_written() {
         assert_eq!(fingerprint(&h.root), before, "{word}");
     }
 }
+
+#[test]
+fn a_directory_without_a_marker_is_replaced_and_a_rollback_puts_it_back() {
+    let h = Host::new();
+    std::fs::create_dir_all(h.dir().join("old")).unwrap();
+    std::fs::write(h.dir().join("old/config"), "kept\n").unwrap();
+    let before = fingerprint(&h.dir());
+    let v1 = release("1.8.0");
+    let src = "files/ne.tar.gz";
+    let failing = "[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n";
+    h.declare(src, &hex_sha(&v1), failing, &[(src, &v1)]);
+    h.converge().expect_code(4);
+    assert_eq!(fingerprint(&h.dir()), before);
+    assert_eq!(h.opt(), ["node_exporter"]);
+    h.declare(src, &hex_sha(&v1), "", &[(src, &v1)]);
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    assert!(
+        plan.stdout.contains("holds files but no"),
+        "{}",
+        plan.stdout
+    );
+    h.converge().expect_code(2);
+    assert!(!h.dir().join("old").exists());
+    assert_eq!(h.opt(), ["node_exporter"]);
+}
