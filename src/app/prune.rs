@@ -135,6 +135,20 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             } => Some((kind.undoing(key, path, undo)?, Undo::Restore)),
             _ => None,
         },
+        // An extracted tree is removed whatever was there before: an
+        // empty directory it replaced is not made again, and a tree found
+        // with a marker (extracted before the state directory knew it)
+        // was driftless's.
+        PrimKind::Archive => match &e.before {
+            Before::Path(Prior::Missing | Prior::Dir { .. } | Prior::Tree { .. }) => {
+                Some((kind.absent(key)?, Undo::Remove))
+            }
+            Before::Path(Prior::File { .. } | Prior::Symlink { .. })
+            | Before::Unit { .. }
+            | Before::Package { .. }
+            | Before::Edit { .. }
+            | Before::Untracked => None,
+        },
         PrimKind::Package => match e.before {
             Before::Package { installed: false } if prune_packages => {
                 Some((kind.absent(key)?, Undo::Remove))
@@ -286,14 +300,8 @@ pub(super) fn capture(
         let keeps_content = keeps_content(&prim);
         let before = match prim {
             // Captured as a snapshot captures it: the engine's one record.
-            Prim::Path(decl) => {
-                match converge::prior_of(root, &store.objects()?, &decl.path)
-                    .with_context(|| format!("failed to read {} before managing it", decl.path))?
-                {
-                    Some(prior) => Before::Path(prior),
-                    None => Before::Untracked,
-                }
-            }
+            Prim::Path(PathDecl { path, .. }) => before_path(store, root, &path)?,
+            Prim::Archive(a) => before_path(store, root, &a.path)?,
             Prim::Unit(s) => match prepared.units.get(&s.unit) {
                 Some(u) if u.loaded => Before::Unit {
                     enabled: Some(u.unit_file_state == "enabled"),
@@ -323,6 +331,19 @@ pub(super) fn capture(
         });
     }
     Ok(out)
+}
+
+/// How the path `path` is before driftless manages it, as a snapshot
+/// records it.
+fn before_path(store: &Store, root: &FsRoot, path: &str) -> Result<Before> {
+    Ok(
+        match converge::prior_of(root, &store.objects()?, path)
+            .with_context(|| format!("failed to read {path} before managing it"))?
+        {
+            Some(prior) => Before::Path(prior),
+            None => Before::Untracked,
+        },
+    )
 }
 
 /// After a converge that succeeded: what it dropped is forgotten, what it

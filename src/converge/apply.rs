@@ -27,7 +27,9 @@ use crate::plan::{
 };
 use crate::store::PackageStore;
 use crate::system::{
-    accounts, dnf,
+    accounts,
+    archive::Extraction,
+    dnf,
     fsroot::{FsRoot, NewFile},
     rpm, systemctl,
 };
@@ -568,14 +570,20 @@ fn apply_packages(cx: &ApplyContext<'_>, changes: &[Change]) -> Result<Vec<u64>>
 fn deferred(op: &Op) -> bool {
     matches!(
         op,
-        Op::CreateDir { meta, .. } | Op::WriteFile { meta, .. } | Op::SetMeta { meta, .. }
+        Op::CreateDir { meta, .. }
+            | Op::WriteFile { meta, .. }
+            | Op::SetMeta { meta, .. }
+            | Op::Extract { meta, .. }
             if meta.deferred
     )
 }
 
 /// An owner left for the package transaction to create must exist now.
 fn owner_known(op: &Op) -> Result<()> {
-    if let Op::CreateDir { meta, .. } | Op::WriteFile { meta, .. } | Op::SetMeta { meta, .. } = op
+    if let Op::CreateDir { meta, .. }
+    | Op::WriteFile { meta, .. }
+    | Op::SetMeta { meta, .. }
+    | Op::Extract { meta, .. } = op
         && meta.deferred
     {
         bail!(
@@ -612,6 +620,26 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
         } => root.symlink(path, target, selinux.as_deref()),
         Op::RemoveFile { path } => root.remove_file(path),
         Op::RemoveDir { path } => root.remove_dir(path),
+        Op::Extract {
+            path,
+            sha256,
+            format,
+            strip_components,
+            meta,
+            archive,
+            ..
+        } => root.extract(
+            path,
+            &Extraction {
+                bytes: archive,
+                format: *format,
+                strip_components: *strip_components,
+                marker: &plan::archive::marker_text(sha256, *strip_components),
+                meta: meta.ids,
+                label: meta.selinux.as_deref(),
+            },
+        ),
+        Op::RemoveTree { path } => root.remove_tree(path),
         Op::Package { .. }
         | Op::Account { .. }
         | Op::DaemonReload

@@ -127,6 +127,17 @@ pub(crate) fn hydrate(
     for d in &mut desired.resources {
         let path = d.resource.path();
         let url = d.resource.source_url().map(str::to_owned);
+        // An archive whose directory holds the marker of what is declared
+        // needs no bytes (no download, no extraction).
+        let extracted = match d.resource.lower() {
+            Prim::Archive(a) => observed.archive_markers.get(&a.path).is_some_and(|m| {
+                *m == plan::archive::marker_text(
+                    &hex::encode(a.content.sha256()),
+                    a.strip_components,
+                )
+            }),
+            _ => false,
+        };
         let present = !matches!(
             d.resource.lower(),
             Prim::Path(PathDecl {
@@ -140,10 +151,11 @@ pub(crate) fn hydrate(
         if !present || content.bytes().is_some() {
             continue;
         }
-        let in_place = matches!(
-            observed.paths.get(&path),
-            Some(Observed::File { sha256, .. }) if sha256 == content.sha256()
-        );
+        let in_place = extracted
+            || matches!(
+                observed.paths.get(&path),
+                Some(Observed::File { sha256, .. }) if sha256 == content.sha256()
+            );
         if !in_place {
             let bytes = contents(content.sha256(), url.as_deref()).with_context(|| match &url {
                 // Nothing is written before every content is in hand.
@@ -219,9 +231,31 @@ fn observe_cached(
         host.units = joined(services, "the systemctl query")?;
         paths
     })?;
+    host.archive_markers = archive_markers(root, desired, &host)?;
     host.guards = commands::observe_guards(root, desired, cancel)?;
     host.repo_overrides = repo_overrides(root, desired)?;
     Ok(host)
+}
+
+/// The marker in the directory of each declared archive that has one:
+/// one small read per archive, the whole of what a no-op reads of it.
+fn archive_markers(
+    root: &FsRoot,
+    desired: &DesiredState,
+    host: &ObservedHost,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for prim in desired.prims() {
+        let Prim::Archive(a) = prim else {
+            continue;
+        };
+        if let Some(Observed::Dir { .. }) = host.paths.get(&a.path)
+            && let Some(marker) = root.archive_marker(&a.path)?
+        {
+            out.insert(a.path.clone(), marker);
+        }
+    }
+    Ok(out)
 }
 
 /// Where dnf 5 keeps `config-manager setopt`'s repository settings.
@@ -354,15 +388,20 @@ fn policy_labels(root: &FsRoot, desired: &DesiredState, host: &mut ObservedHost)
     let policy = selinux::Policy::open(&root.path().join(file_contexts.trim_start_matches('/')))?;
     let mut labels = BTreeMap::new();
     for prim in desired.prims() {
-        let Prim::Path(decl) = prim else {
-            continue;
+        // An archive's directory is labelled as a directory; what is
+        // extracted into it gets the context new files there get.
+        let (path, kind) = match prim {
+            Prim::Path(decl) => (
+                decl.path.into_owned(),
+                match decl.form.form() {
+                    Form::File => FileKind::File,
+                    Form::Dir => FileKind::Dir,
+                    Form::Symlink => FileKind::Symlink,
+                },
+            ),
+            Prim::Archive(a) => (a.path.clone(), FileKind::Dir),
+            _ => continue,
         };
-        let kind = match decl.form.form() {
-            Form::File => FileKind::File,
-            Form::Dir => FileKind::Dir,
-            Form::Symlink => FileKind::Symlink,
-        };
-        let path = decl.path.into_owned();
         let label = policy.default_for(&path, kind)?;
         if let Some(Observed::Missing { missing_parents }) = host.paths.get(&path) {
             for parent in missing_parents {

@@ -78,7 +78,15 @@ pub fn prior_of(root: &FsRoot, objects: &Objects, path: &str) -> Result<Option<P
                 label,
             }
         }
-        Observed::Dir { meta, label, .. } => Prior::Dir { meta, label },
+        // A tree driftless extracted is known by its marker.
+        Observed::Dir { meta, label, .. } => match root.archive_marker(path)? {
+            Some(marker) => Prior::Tree {
+                marker,
+                meta,
+                label,
+            },
+            None => Prior::Dir { meta, label },
+        },
         Observed::Symlink { target, label } => Prior::Symlink { target, label },
         Observed::Other { .. } => return Ok(None),
     }))
@@ -462,7 +470,30 @@ fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
     }
     let root = t.root;
     let now = root.observe(path)?;
+    // A tree an extraction made goes whole, whatever comes back.
+    let extracted = matches!(now, Observed::Dir { .. }) && root.archive_marker(path)?.is_some();
     match (prior, now) {
+        (
+            Prior::Tree {
+                marker,
+                meta,
+                label,
+            },
+            now,
+        ) => {
+            restore_tree(t, path, marker, &now)?;
+            root.set_meta(path, *meta, label.as_deref())?;
+        }
+        // The directory an extraction replaced was kept beside it.
+        (Prior::Dir { meta, label }, Observed::Dir { .. })
+            if extracted && root.restore_kept_tree(path, None)? =>
+        {
+            root.set_meta(path, *meta, label.as_deref())?;
+        }
+        (_, Observed::Dir { .. }) if extracted => {
+            root.remove_tree(path)?;
+            return restore_path(t, path, prior).map(|_| true);
+        }
         (Prior::Missing, Observed::Missing { .. }) => {}
         (Prior::Missing, Observed::Dir { .. }) => root.remove_dir(path)?,
         (Prior::Missing, _) => root.remove_file(path)?,
@@ -498,8 +529,45 @@ fn restore_path(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
     Ok(true)
 }
 
+/// Puts back the extracted tree with `marker` at `path`, now observed as
+/// `now`: it is there already, or kept aside by the extraction.
+fn restore_tree(t: &Target<'_>, path: &str, marker: &str, now: &Observed) -> Result<()> {
+    let root = t.root;
+    if matches!(now, Observed::Dir { .. }) && root.archive_marker(path)?.as_deref() == Some(marker)
+    {
+        return Ok(());
+    }
+    if !root.restore_kept_tree(path, Some(marker))? {
+        anyhow::bail!(
+            "the tree extracted at {} before this converge was not kept beside it; it cannot be put back (extract it again)",
+            root.display(path)
+        );
+    }
+    Ok(())
+}
+
 fn matches_prior(t: &Target<'_>, path: &str, prior: &Prior) -> Result<bool> {
     let now = t.root.observe(path)?;
+    let marker = match &now {
+        Observed::Dir { .. } => t.root.archive_marker(path)?,
+        _ => None,
+    };
+    // A directory holding an extracted tree is that tree, not any other.
+    if let Prior::Tree {
+        marker: was,
+        meta,
+        label,
+    } = prior
+    {
+        let same_label =
+            label.is_none() || matches!(&now, Observed::Dir { label: l, .. } if l == label);
+        return Ok(matches!(&now, Observed::Dir { meta: m, .. } if m == meta)
+            && marker.as_ref() == Some(was)
+            && same_label);
+    }
+    if marker.is_some() {
+        return Ok(false);
+    }
     // A label not recorded (a root without a policy) is not compared.
     let same_label = |was: &Option<String>, is: &Option<String>| was.is_none() || was == is;
     Ok(match (prior, &now) {

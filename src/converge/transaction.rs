@@ -181,11 +181,14 @@ pub fn transact(
     let gens = &stores.generations;
     let outcome = match result {
         Ok(changes) => match gens.finish(&mut generation, Status::Applied, None) {
-            Ok(()) => Outcome::Applied {
-                generation: generation.id,
-                changes,
-                dnf_transactions: dnf_ids,
-            },
+            Ok(()) => {
+                drop_kept_trees(engine.root, &changes);
+                Outcome::Applied {
+                    generation: generation.id,
+                    changes,
+                    dnf_transactions: dnf_ids,
+                }
+            }
             // A transaction that cannot record its commit aborts: left as
             // it is, the next start would take it for a crash anyway.
             Err(e) => rollback(
@@ -259,6 +262,19 @@ fn checked(
         anyhow::bail!("driftless was asked to stop before the converge was committed");
     }
     Ok(())
+}
+
+/// Once a converge committed, the trees its extractions replaced are no
+/// longer needed for a rollback; one that cannot be removed is a warning
+/// (the next extraction there clears it).
+fn drop_kept_trees(root: &FsRoot, changes: &[Change]) {
+    for c in changes {
+        if let Op::Extract { path, .. } = &c.op
+            && let Err(e) = root.drop_kept_tree(path)
+        {
+            warn!(error = format!("{e:#}"), "could not remove a replaced tree");
+        }
+    }
 }
 
 /// Removes old generations and the objects and RPMs nothing needs any
@@ -467,7 +483,7 @@ fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
         .chain(&s.reload_on)
         .filter_map(|id| match id.kind.prim() {
             PrimKind::Package => Some(id.to_string()),
-            PrimKind::Path(_) | PrimKind::Edit => desired
+            PrimKind::Path(_) | PrimKind::Edit | PrimKind::Archive => desired
                 .resources
                 .iter()
                 .find(|d| d.resource.id() == *id)

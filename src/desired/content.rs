@@ -46,6 +46,10 @@ impl ReadContent for WithScope<'_, '_, '_> {
         self.contents
             .content(content, template, present, what, decl, self.scope)
     }
+
+    fn problem(&mut self, decl: &Decl, message: String) {
+        self.contents.diags.push(decl.origin.diag(message));
+    }
 }
 
 /// The `vars` templates see: every layer's, later layers (roles in order,

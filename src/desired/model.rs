@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::diag::Origin;
+pub(crate) use super::kinds::archive::{Archive, ArchiveFormat};
 pub(crate) use super::kinds::command::Command;
 pub(crate) use super::kinds::directory::Directory;
 pub(crate) use super::kinds::file::File;

@@ -8,7 +8,7 @@ use super::observed::FsMeta;
 use super::packages::PackageChange;
 use super::services::ServiceVerb;
 use crate::desired::diag::Origin;
-use crate::desired::model::{Command, ResourceId};
+use crate::desired::model::{ArchiveFormat, Command, ResourceId};
 
 /// The command that checks a file's new content before it replaces the
 /// old: shown (and written in JSON) as its argv.
@@ -81,6 +81,35 @@ pub enum Op {
         /// Host path.
         path: String,
     },
+    /// Extract an archive into a new directory that replaces the one at
+    /// `path` whole (the old tree is kept beside it until the converge
+    /// commits, so a rollback puts it back).
+    Extract {
+        /// Host path of the directory.
+        path: String,
+        /// Where the archive came from (a URL or a repo file), for people.
+        source: String,
+        /// The archive's SHA-256, hex: what the marker records.
+        sha256: String,
+        /// `tar.gz` or `tar`.
+        format: ArchiveFormat,
+        /// Leading components dropped from each entry.
+        strip_components: u32,
+        /// Owner, group, mode of the directory (its entries get the owner
+        /// and group).
+        #[serde(flatten)]
+        meta: MetaView,
+        /// The archive's bytes, checked while planning (never shown, never
+        /// recorded).
+        #[serde(skip)]
+        archive: std::sync::Arc<Vec<u8>>,
+    },
+    /// Remove a tree driftless extracted (its directory holds the
+    /// archive marker), with everything in it.
+    RemoveTree {
+        /// Host path.
+        path: String,
+    },
     /// Change a package. All package changes of a converge are applied in
     /// one dnf transaction.
     Package {
@@ -135,7 +164,9 @@ impl Op {
             | Op::SetMeta { path, .. }
             | Op::Symlink { path, .. }
             | Op::RemoveFile { path }
-            | Op::RemoveDir { path } => Some(path),
+            | Op::RemoveDir { path }
+            | Op::Extract { path, .. }
+            | Op::RemoveTree { path } => Some(path),
             Op::Package { .. }
             | Op::Account { .. }
             | Op::DaemonReload
@@ -153,6 +184,8 @@ impl Op {
             Op::Symlink { .. } => "link",
             Op::RemoveFile { .. } => "remove",
             Op::RemoveDir { .. } => "remove directory",
+            Op::Extract { .. } => "extract",
+            Op::RemoveTree { .. } => "remove tree",
             Op::Package { change, .. } => match change {
                 PackageChange::Install { .. } => "install",
                 PackageChange::Upgrade { .. } => "upgrade",
@@ -276,8 +309,10 @@ impl Phase {
             Op::Package { .. } => Phase::Packages,
             Op::Account { .. } => Phase::Accounts,
             Op::CreateDir { .. } => Phase::Directories,
-            Op::WriteFile { .. } | Op::SetMeta { .. } | Op::Symlink { .. } => Phase::Files,
-            Op::RemoveFile { .. } | Op::RemoveDir { .. } => Phase::Removals,
+            Op::WriteFile { .. } | Op::SetMeta { .. } | Op::Symlink { .. } | Op::Extract { .. } => {
+                Phase::Files
+            }
+            Op::RemoveFile { .. } | Op::RemoveDir { .. } | Op::RemoveTree { .. } => Phase::Removals,
             Op::RunCommand { .. } => Phase::Commands,
             Op::DaemonReload | Op::Service { .. } => Phase::Services,
         }
@@ -467,6 +502,7 @@ impl Change {
         match &self.op {
             Op::RemoveFile { .. }
             | Op::RemoveDir { .. }
+            | Op::RemoveTree { .. }
             | Op::Package {
                 change: PackageChange::Remove { .. },
                 ..

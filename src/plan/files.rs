@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod extract;
+
 use super::change::{Change, IMPLICIT_DIR_MODE, MetaView, Op, Phase, Plan, PlanProblem, Validator};
 use super::content::{SecretContents, text_diff};
 use super::observed::{Accounts, FsMeta, Observed};
@@ -77,7 +79,11 @@ impl<'a> Planner<'a> {
                         declared_groups.insert(g.name.clone());
                     }
                 }
-                Prim::Package(_) | Prim::Command(_) | Prim::Unit(_) | Prim::Edit(_) => {}
+                Prim::Package(_)
+                | Prim::Command(_)
+                | Prim::Unit(_)
+                | Prim::Edit(_)
+                | Prim::Archive(_) => {}
             }
         }
         Planner {

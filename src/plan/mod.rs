@@ -9,6 +9,7 @@
 //! planned first) is their list in `desired::kinds`.
 
 mod accounts;
+pub(crate) mod archive;
 mod change;
 mod commands;
 mod content;
@@ -84,6 +85,13 @@ pub(crate) fn plan_after(
             Prim::Edit(decl) => match host.paths.get(decl.path) {
                 Some(observed) => p.edit(&decl, &id, observed),
                 None => Err(format!("{} was not observed (internal error)", decl.path)),
+            },
+            Prim::Archive(a) => match host.paths.get(&a.path) {
+                Some(observed) => {
+                    let marker = host.archive_markers.get(&a.path).map(String::as_str);
+                    p.archive(a, &id, observed, marker)
+                }
+                None => Err(format!("{} was not observed (internal error)", a.path)),
             },
             // Planned after the paths, from the whole plan.
             Prim::Command(_) | Prim::Unit(_) => Ok(()),

@@ -70,6 +70,9 @@ pub(crate) struct ObservedHost {
     /// state directory, not the host): a file found holding one is never
     /// shown in a diff.
     pub secret_contents: super::content::SecretContents,
+    /// The marker of each declared archive whose directory holds one
+    /// (what driftless extracted there), by host path.
+    pub archive_markers: BTreeMap<String, String>,
 }
 
 /// One section of a dnf 5 repo override file.

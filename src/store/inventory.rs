@@ -103,6 +103,14 @@ enum Wire {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<String>,
     },
+    Tree {
+        marker: String,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
     Unit {
         enabled: Option<bool>,
         running: Option<bool>,
@@ -144,6 +152,17 @@ impl From<Wire> for Before {
                 label,
             }),
             Wire::Symlink { target, label } => Before::Path(Prior::Symlink { target, label }),
+            Wire::Tree {
+                marker,
+                uid,
+                gid,
+                mode,
+                label,
+            } => Before::Path(Prior::Tree {
+                marker,
+                meta: meta(uid, gid, mode),
+                label,
+            }),
             Wire::Unit { enabled, running } => Before::Unit { enabled, running },
             Wire::Package { installed } => Before::Package { installed },
             Wire::Edit { path, undo } => Before::Edit { path, undo },
@@ -174,6 +193,17 @@ impl From<Before> for Wire {
                 label,
             },
             Before::Path(Prior::Symlink { target, label }) => Wire::Symlink { target, label },
+            Before::Path(Prior::Tree {
+                marker,
+                meta,
+                label,
+            }) => Wire::Tree {
+                marker,
+                uid: meta.uid,
+                gid: meta.gid,
+                mode: meta.mode,
+                label,
+            },
             Before::Unit { enabled, running } => Wire::Unit { enabled, running },
             Before::Package { installed } => Wire::Package { installed },
             Before::Edit { path, undo } => Wire::Edit { path, undo },

@@ -32,6 +32,19 @@ pub enum Prior {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<String>,
     },
+    /// A directory holding a tree driftless extracted (`[[archive]]`):
+    /// the tree itself is not copied; an extraction keeps it beside the
+    /// new one until the converge commits, and a restore finds it there
+    /// by its marker.
+    Tree {
+        /// The marker's text: which archive was extracted.
+        marker: String,
+        /// Owner, group, mode of the directory.
+        meta: FsMeta,
+        /// Its SELinux context (recorded where the root has a policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
     /// A symlink.
     Symlink {
         /// Link target.

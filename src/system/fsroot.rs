@@ -52,9 +52,11 @@ pub struct FsRoot {
 }
 
 /// A resolved parent directory and the final name in it.
-struct Parent {
-    dir: OwnedFd,
-    name: String,
+pub(super) struct Parent {
+    /// The directory.
+    pub(super) dir: OwnedFd,
+    /// The final component.
+    pub(super) name: String,
 }
 
 /// Directories held at most by [`Parents`]: each is an open descriptor.
@@ -274,7 +276,8 @@ impl FsRoot {
         }))
     }
 
-    fn require_parent(&self, host_path: &str) -> Result<Parent> {
+    /// Resolves the parent directory of `host_path`, which must exist.
+    pub(super) fn require_parent(&self, host_path: &str) -> Result<Parent> {
         self.parent(host_path)?.map_err(|missing| {
             anyhow!(
                 "cannot change {}: its parent directory {} does not exist",
@@ -769,7 +772,7 @@ pub struct NewFile<'a> {
 
 /// Sets owner, group, mode (after the owner: chown clears setuid/setgid
 /// bits) and the SELinux context of an open file or directory.
-fn set_fd_meta(
+pub(super) fn set_fd_meta(
     fd: BorrowedFd<'_>,
     meta: FsMeta,
     label: Option<&str>,

@@ -4,6 +4,7 @@
 //! ([`command`]); and the probes of health checks.
 
 pub(crate) mod accounts;
+pub(crate) mod archive;
 pub(crate) mod command;
 pub(crate) mod dnf;
 pub(crate) mod environment;

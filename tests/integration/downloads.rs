@@ -9,21 +9,15 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use sha2::Digest;
-
 use crate::gitserver::free_port;
 use crate::https::HttpsFiles;
-use crate::util::{Env, converge_args, fingerprint, plan_json_args, write_repo};
+use crate::util::{Env, converge_args, fingerprint, hex_sha, plan_json_args, write_repo};
 
 /// A release binary: not text, larger than one TLS record.
 fn release() -> Vec<u8> {
     (0..50_000u32)
         .flat_map(|i| (i * 7919).to_le_bytes())
         .collect()
-}
-
-fn hex_sha(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 struct Host {

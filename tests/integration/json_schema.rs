@@ -68,6 +68,7 @@ enum Kind {
     Repo,
     Package,
     Directory,
+    Archive,
     File,
     SysctlFile,
     KernelModule,
@@ -89,6 +90,8 @@ enum Action {
     Symlink,
     RemoveFile,
     RemoveDir,
+    Extract,
+    RemoveTree,
     Package,
     DaemonReload,
     Service,
@@ -132,6 +135,22 @@ struct Change {
     argv: Option<Vec<String>>,
     #[serde(default)]
     validate: Option<Vec<String>>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    format: Option<ArchiveFormat>,
+    #[serde(default)]
+    strip_components: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+enum ArchiveFormat {
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    #[serde(rename = "tar")]
+    Tar,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod alerts;
+mod archives;
 mod cli;
 mod commands;
 mod conditions;

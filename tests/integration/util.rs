@@ -133,6 +133,13 @@ fn on(command: &[&str], repo: &Path, root: &Path, host: &str) -> Vec<String> {
     v
 }
 
+/// The SHA-256 of `bytes` as `sha256sum` prints it (what `sha256 = …`
+/// declares).
+pub(crate) fn hex_sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// Writes a config repo from (path, content) pairs.
 pub(crate) fn write_repo(dir: &Path, files: &[(&str, &str)]) {
     for (p, c) in files {

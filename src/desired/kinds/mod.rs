@@ -75,6 +75,7 @@ macro_rules! edit_kind {
     };
 }
 
+pub(crate) mod archive;
 pub(crate) mod block;
 pub(crate) mod command;
 pub(crate) mod directory;
@@ -227,6 +228,8 @@ pub enum Prim<'a> {
     Unit(&'a service::Service),
     /// An edit of part of a file something else owns.
     Edit(EditDecl<'a>),
+    /// An archive extracted into a directory, idempotent by its checksum.
+    Archive(&'a archive::Archive),
 }
 
 /// Which primitive a kind is, without a resource at hand.
@@ -246,6 +249,8 @@ pub enum PrimKind {
     Unit,
     /// An edit of part of a file.
     Edit,
+    /// An archive extracted into a directory.
+    Archive,
 }
 
 /// The form of a path.
@@ -386,6 +391,10 @@ pub(crate) trait ReadContent {
         what: &ResourceId,
         decl: &Decl,
     ) -> Option<(Content, bool)>;
+
+    /// Reports a problem with the declaration `decl` found while resolving
+    /// it (a repo file that is not what its `sha256` pins).
+    fn problem(&mut self, decl: &Decl, message: String);
 }
 
 /// A parsed declaration and what it says of its own positions.
@@ -628,13 +637,15 @@ macro_rules! kinds {
 // The kinds, in apply order: repo files before the package transaction,
 // packages before the accounts they may create, groups before their
 // users, accounts before the paths they own, directories before what is
-// in them, paths before the commands and services that read them.
+// in them (an archive is extracted into a directory of its own, after the
+// directories above it), paths before the commands and services that read them.
 kinds! {
     Repo = "repo" => repo::Repo,
     Package = "package" => package::Package,
     Group = "group" => group::Group,
     User = "user" => user::User,
     Directory = "directory" => directory::Directory,
+    Archive = "archive" => archive::Archive,
     File = "file" => file::File,
     SysctlFile = "sysctl_file" => sysctl_file::SysctlFile,
     KernelModule = "kernel_module" => kernel_module::KernelModule,
