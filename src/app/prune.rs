@@ -41,9 +41,37 @@ pub(super) fn dropped(
 ) -> Pruning {
     let declared: std::collections::BTreeSet<ResourceId> =
         desired.resources.iter().map(|d| d.resource.id()).collect();
+    // Each declared path, and whether edits (of part of it) own it.
+    let paths: BTreeMap<String, bool> = desired
+        .resources
+        .iter()
+        .filter_map(|d| {
+            let is_edit = d.resource.id().kind.prim() == PrimKind::Edit;
+            Some((d.resource.path()?, is_edit))
+        })
+        .collect();
     let mut out = Pruning::default();
     for e in inv.entries.values() {
         if declared.contains(&e.id) {
+            continue;
+        }
+        // Its path is owned another way now (an edit that became a whole
+        // file, or the reverse): the new owner keeps it, and putting this
+        // one back would undo it. Edits of one file share it.
+        let is_edit = e.id.kind.prim() == PrimKind::Edit;
+        let path = match &e.before {
+            Before::Edit { path, .. } => Some(path.clone()),
+            _ => e.id.kind.path_of_key(&e.id.key),
+        };
+        if let Some(path) = path
+            && paths
+                .get(&path)
+                .is_some_and(|owner_is_edit| *owner_is_edit != is_edit)
+        {
+            out.notes.push(format!(
+                "{} is no longer declared; {path} is managed by another declaration now, which keeps it",
+                e.id
+            ));
             continue;
         }
         if !e.prune {
@@ -116,6 +144,9 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
     let (kind, key) = (e.id.kind, e.id.key.as_str());
     match kind.prim() {
         PrimKind::Path(form) => match &e.before {
+            // A file written once (`replace = false`) holds the
+            // application's bytes now: it stays.
+            Before::Path(Prior::Missing) if e.keeps_content => None,
             Before::Path(Prior::Missing) => Some((kind.absent(key)?, Undo::Remove)),
             Before::Path(prior) => Some((
                 path_as_before(prior, form, kind.path_of_key(key)?, e.keeps_content)?,
@@ -288,6 +319,9 @@ pub(super) fn capture(
     prepared: &Prepared,
 ) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
+    // What was secret is never written down in plain text (read only
+    // when an edit is first managed: the no-op reads nothing here).
+    let secret = std::cell::OnceCell::new();
     for d in &prepared.desired.resources {
         if d.origin.file == NO_LONGER_DECLARED {
             continue;
@@ -317,8 +351,10 @@ pub(super) fn capture(
             },
             Prim::Edit(decl) => Before::Edit {
                 path: decl.path.to_owned(),
-                undo: converge::edit_undo(root, &decl)
-                    .with_context(|| format!("failed to read {} before editing it", decl.path))?,
+                undo: converge::edit_undo(root, &decl, &|sha| {
+                    secret.get_or_init(|| store.secret_contents()).contains(sha)
+                })
+                .with_context(|| format!("failed to read {} before editing it", decl.path))?,
             },
             Prim::Group(_) | Prim::User(_) | Prim::Command(_) => Before::Untracked,
         };

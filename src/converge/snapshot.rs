@@ -93,15 +93,20 @@ pub fn prior_of(root: &FsRoot, objects: &Objects, path: &str) -> Result<Option<P
 }
 
 /// What puts back the part of its file that `edit` changes, as the file
-/// is now (pruning's record of how it was). A file that cannot be read as
-/// text has nothing to put back.
-pub fn edit_undo(root: &FsRoot, edit: &EditDecl<'_>) -> Result<Option<TextEdit>> {
+/// is now (pruning's record of how it was, kept in plain text). A file
+/// that cannot be read as text, that is larger than an edit takes, or
+/// that holds what was once secret (`secret`) has nothing to put back.
+pub fn edit_undo(
+    root: &FsRoot,
+    edit: &EditDecl<'_>,
+    secret: &dyn Fn(&[u8; 32]) -> bool,
+) -> Result<Option<TextEdit>> {
     let text = match root.observe(edit.path)? {
         Observed::Missing { .. } => String::new(),
+        Observed::File { sha256, .. } if secret(&sha256) => return Ok(None),
         Observed::File { content, .. } => {
-            let bytes = match content {
-                Some(c) => c,
-                None => root.read_file(edit.path)?,
+            let Some(bytes) = content else {
+                return Ok(None);
             };
             match String::from_utf8(bytes) {
                 Ok(t) => t,

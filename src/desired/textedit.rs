@@ -278,7 +278,7 @@ impl TextEdit {
     pub(crate) fn undo(&self, text: &str) -> Result<Option<TextEdit>, String> {
         match self {
             TextEdit::Line(e) => e.undo(text).map(|u| u.map(TextEdit::Line)),
-            TextEdit::Block(e) => Ok(e.undo(text).map(TextEdit::Block)),
+            TextEdit::Block(e) => e.undo(text).map(|u| u.map(TextEdit::Block)),
             TextEdit::Ini(e) => Ok(e.undo(text).map(TextEdit::Ini)),
         }
     }
@@ -324,11 +324,13 @@ impl LineEdit {
         let old = pattern.as_ref().and_then(|re| l.last_match(re));
         Ok(match old {
             Some(i) if l.lines[i] == self.line => None,
-            // The line it replaced goes back where it was.
+            // The line it replaced goes back where it was: in place of
+            // the line this edit wrote (its own pattern may not match it).
             Some(i) => Some(LineEdit {
                 line: l.lines[i].clone(),
+                pattern: Some(format!("^{}$", regex::escape(&self.line))),
+                at: Anchors::default(),
                 present: true,
-                ..self.clone()
             }),
             None if l.lines.contains(&self.line) => None,
             // The line it added goes.
@@ -348,16 +350,35 @@ impl BlockEdit {
         Lines::of(&self.block).lines
     }
 
-    /// The indices of the markers, if both are there in order.
-    fn find(&self, l: &Lines) -> Option<(usize, usize)> {
-        let begin = l.lines.iter().position(|x| *x == self.begin)?;
-        let end = l.lines[begin + 1..].iter().position(|x| *x == self.end)?;
-        Some((begin, begin + 1 + end))
+    /// The indices of the markers: both once and in order, or neither.
+    /// Anything else (a marker lost its partner, a block twice) is an
+    /// error: which lines are the block's cannot be told, and guessing
+    /// could replace an admin's lines.
+    fn find(&self, l: &Lines) -> Result<Option<(usize, usize)>, String> {
+        let at = |m: &str| -> Vec<usize> {
+            l.lines
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| *x == m)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        match (at(&self.begin).as_slice(), at(&self.end).as_slice()) {
+            ([], []) => Ok(None),
+            (&[b], &[e]) if b < e => Ok(Some((b, e))),
+            (begins, ends) => Err(format!(
+                "the block's markers do not pair up ({} `{}`, {} `{}`): mend the file by hand",
+                begins.len(),
+                self.begin,
+                ends.len(),
+                self.end
+            )),
+        }
     }
 
     fn apply(&self, text: &str) -> Result<Edit, String> {
         let mut l = Lines::of(text);
-        let found = self.find(&l);
+        let found = self.find(&l)?;
         match (found, self.present) {
             (Some((b, e)), true) => {
                 let body = self.body();
@@ -383,9 +404,9 @@ impl BlockEdit {
         }
     }
 
-    fn undo(&self, text: &str) -> Option<BlockEdit> {
+    fn undo(&self, text: &str) -> Result<Option<BlockEdit>, String> {
         let l = Lines::of(text);
-        match self.find(&l) {
+        Ok(match self.find(&l)? {
             Some((b, e)) => {
                 let old = Lines {
                     lines: l.lines[b + 1..e].to_vec(),
@@ -402,7 +423,7 @@ impl BlockEdit {
                 ..self.clone()
             }),
             None => None,
-        }
+        })
     }
 }
 
@@ -619,6 +640,12 @@ mod tests {
         // Already there before: nothing to put back.
         let e = TextEdit::Line(line("PasswordAuthentication yes", None));
         assert_eq!(e.undo(SSHD).expect("undo"), None);
+        // Regression (review): a pattern that matches the old line but not
+        // the new one; the undo still puts the old line back in its place.
+        let e = TextEdit::Line(line("PermitRootLogin no", Some("^#PermitRootLogin")));
+        let undo = e.undo(SSHD).expect("undo").expect("something to undo");
+        let edited = applied(&e, SSHD).expect("changes");
+        assert_eq!(applied(&undo, &edited).as_deref(), Some(SSHD));
     }
 
     fn block(body: &str) -> TextEdit {
@@ -652,6 +679,24 @@ mod tests {
         assert_eq!(applied(&undo, &twice).as_deref(), Some(once.as_str()));
         let undo = e.undo(SSHD).expect("undo").expect("something");
         assert_eq!(applied(&undo, &once).as_deref(), Some(SSHD));
+    }
+
+    /// Regression (review): a BEGIN that lost its END was paired with the
+    /// END of a block inserted later, and the admin's lines between them
+    /// were replaced.
+    #[test]
+    fn a_block_whose_markers_do_not_pair_up_is_refused() {
+        let e = block("x\n");
+        for text in [
+            "a\n# BEGIN x\nmine\n",
+            "mine\n# END x\n",
+            "# END x\nmine\n# BEGIN x\n",
+            "# BEGIN x\n# END x\n# BEGIN x\n# END x\n",
+        ] {
+            let err = e.apply(text).expect_err(text);
+            assert!(err.contains("do not pair up"), "{err}");
+            assert!(e.undo(text).is_err(), "{text}");
+        }
     }
 
     fn ini(section: Option<&str>, key: &str, value: &str) -> TextEdit {

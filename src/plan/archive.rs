@@ -111,6 +111,22 @@ pub(crate) fn stream(bytes: &[u8], format: ArchiveFormat) -> Box<dyn Read + '_> 
     }
 }
 
+/// A reader that fails once it has given `left` bytes.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::other("the archive decompresses to more than its bounds allow")
+        })?;
+        Ok(n)
+    }
+}
+
 /// Reads every entry of the archive `bytes`, checks it, and hands each
 /// one that is extracted to `each` with its data (a regular file's bytes;
 /// empty for the rest). Stops at the first problem, in words naming the
@@ -122,7 +138,17 @@ pub(crate) fn walk(
     limits: Limits,
     each: &mut dyn FnMut(&Entry, &mut dyn Read) -> Result<(), String>,
 ) -> Result<Listing, String> {
-    let mut archive = tar::Archive::new(stream(bytes, format));
+    // The whole decompressed stream is bounded, not only what the entries
+    // say: a PAX record or a GNU long name is read whole by the tar crate.
+    let bound = limits.bytes.saturating_add(
+        u64::try_from(limits.entries)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(4096),
+    );
+    let mut archive = tar::Archive::new(Bounded {
+        inner: stream(bytes, format),
+        left: bound,
+    });
     let unreadable = |e: std::io::Error| format!("not a readable {} archive: {e}", format.as_str());
     let mut seen = Seen::default();
     for entry in archive.entries().map_err(unreadable)? {
@@ -156,9 +182,9 @@ fn check<R: Read>(entry: &tar::Entry<'_, R>, strip: u32) -> Result<Option<Entry>
     }
     let header = entry.header();
     let item = match header.entry_type() {
-        tar::EntryType::Regular | tar::EntryType::Continuous => {
-            Item::File(header.size().map_err(|e| format!("entry `{name}`: {e}"))?)
-        }
+        // The size the data has, a PAX `size` record's if there is one
+        // (the header's may say 0): what is counted is what is read.
+        tar::EntryType::Regular | tar::EntryType::Continuous => Item::File(entry.size()),
         tar::EntryType::Directory => Item::Dir,
         tar::EntryType::Symlink => Item::Symlink(link_target(entry, name)?),
         tar::EntryType::Link => {

@@ -305,6 +305,12 @@ impl<'a> Planner<'a> {
             Observed::File { sha256, .. } => self.secret_contents.contains(sha256),
             _ => false,
         };
+        // The edit's reason quotes what the file holds now.
+        let reason = if was_secret {
+            "its part differs".to_owned()
+        } else {
+            reason
+        };
         let writing = Write {
             id,
             path,
@@ -800,7 +806,8 @@ impl Write<'_> {
                 meta: self.meta.clone(),
                 validate: self.validate.map(|argv| Validator {
                     argv: argv.to_vec(),
-                    quiet: self.sensitive,
+                    // What a validator prints may quote the file.
+                    quiet: self.sensitive || self.was_secret,
                 }),
             },
             reasons,

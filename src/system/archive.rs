@@ -238,6 +238,12 @@ fn remove_tree_at(dir: BorrowedFd<'_>, name: &str, depth: usize) -> Result<()> {
         return unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)
             .with_context(|| format!("failed to remove {name}"));
     }
+    // As `rm --one-file-system`: a volume mounted in the tree is not the
+    // tree's to empty.
+    let parent = fstat(dir).with_context(|| format!("failed to stat the directory of {name}"))?;
+    if st.st_dev != parent.st_dev {
+        bail!("{name} is a mount point; driftless does not remove what another filesystem holds");
+    }
     if depth > DEPTH_MAX {
         bail!("{name} is nested deeper than {DEPTH_MAX} directories");
     }
@@ -338,9 +344,11 @@ fn write_entry(
             }
             dirs.insert(path.clone(), e.mode);
         }
-        Item::File(_) => {
+        Item::File(size) => {
             let mut f = create_file(at, name, owner).with_context(|| format!("entry {path}"))?;
-            std::io::copy(data, &mut f).with_context(|| format!("failed to write {path}"))?;
+            // No more than the size the plan counted.
+            std::io::copy(&mut data.take(*size), &mut f)
+                .with_context(|| format!("failed to write {path}"))?;
             fchmod(f.as_fd(), Mode::from_bits_truncate(e.mode))
                 .with_context(|| format!("failed to set the mode of {path}"))?;
         }

@@ -34,8 +34,9 @@ pub(crate) fn query(root: &Path, names: &[String], cancel: &Cancel) -> Result<In
     if names.is_empty() {
         return Ok(Installed::new());
     }
+    // `--`: a name is never an option.
     let cmd = base(root)
-        .args(["-q", "--qf", QUERY_FORMAT])
+        .args(["-q", "--qf", QUERY_FORMAT, "--"])
         .args(names)
         .timeout(Duration::from_secs(120));
     let out = cmd

@@ -204,3 +204,22 @@ fn an_edit_of_a_missing_file_is_an_error_unless_it_may_create_it() {
     assert_eq!(h.read("etc/motd.d/note"), "hello\n");
     h.converge().expect_code(0);
 }
+
+/// Regression (review): an edit replaced by a whole `[[file]]` of the same
+/// path was "put back" after the file was written, undoing it.
+#[test]
+fn an_edit_that_becomes_a_whole_file_is_not_undone_over_it() {
+    let h = Host::new();
+    h.declare("[[line]]\nname = 'root'\npath = '/etc/ssh/sshd_config'\nline = 'PermitRootLogin no'\nmatch = '^#?PermitRootLogin'\n");
+    h.converge().expect_code(2);
+    h.declare("[[file]]\npath = '/etc/ssh/sshd_config'\ncontent = \"whole\\n\"\nmode = '0600'\n");
+    let run = h.converge();
+    run.expect_code(2);
+    assert_eq!(h.read("etc/ssh/sshd_config"), "whole\n");
+    assert!(
+        run.stdout.contains("managed by another declaration now"),
+        "{}",
+        run.stdout
+    );
+    h.converge().expect_code(0);
+}

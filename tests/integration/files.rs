@@ -76,10 +76,11 @@ fn replace_false_writes_a_missing_file_once_and_then_leaves_its_bytes_alone() {
     assert_eq!(h.mode(), 0o640);
     assert_eq!(h.text(), "tuned by hand\n");
 
-    // Dropped from the repo: driftless created it, so it goes.
+    // Dropped from the repo: its bytes are the application's now, so it
+    // stays (review: pruning it deleted what the application wrote).
     h.declare("");
-    h.converge().expect_code(2);
-    assert!(!h.file().exists());
+    h.converge().expect_code(0);
+    assert_eq!(h.text(), "tuned by hand\n");
 }
 
 const MODE_ONLY: &str = "[[file]]\npath = '/etc/app.conf'\nmode = '0600'\n";

@@ -20,6 +20,11 @@ use minijinja::{Environment, Error, ErrorKind, Value};
 /// small enough that a hostile one cannot take the host's memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// How many times a filter repeats what a template asks (an indent, a
+/// comment's decoration lines) at most: more is no config file's need,
+/// and fuel does not count a filter's own loop.
+const MAX_REPEAT: usize = 64;
+
 /// The filter and test names this module adds (for "did you mean").
 pub(super) const TESTS: &[&str] = &["match", "search", "regex", "version", "version_compare"];
 
@@ -43,7 +48,11 @@ pub(super) fn add_to(env: &mut Environment<'_>) {
     env.add_filter("regex_findall", regex_findall);
     env.add_filter("to_json", |v: Value| json(&v, None));
     env.add_filter("to_nice_json", |v: Value, kw: Kwargs| {
-        let indent = kw.get::<Option<usize>>("indent")?.unwrap_or(4);
+        // Bounded: an indent is repeated on every line of the output.
+        let indent = kw
+            .get::<Option<usize>>("indent")?
+            .unwrap_or(4)
+            .min(MAX_REPEAT);
         kw.assert_all_used()?;
         json(&v, Some(indent))
     });
@@ -258,8 +267,14 @@ fn comment(text: &str, style: Option<&str>, kw: Kwargs) -> Result<String, Error>
     let end = text_kw("end", end)?;
     let prefix = text_kw("prefix", decoration.trim_end())?;
     let postfix = text_kw("postfix", decoration.trim_end())?;
-    let prefix_count = kw.get::<Option<usize>>("prefix_count")?.unwrap_or(1);
-    let postfix_count = kw.get::<Option<usize>>("postfix_count")?.unwrap_or(1);
+    let prefix_count = kw
+        .get::<Option<usize>>("prefix_count")?
+        .unwrap_or(1)
+        .min(MAX_REPEAT);
+    let postfix_count = kw
+        .get::<Option<usize>>("postfix_count")?
+        .unwrap_or(1)
+        .min(MAX_REPEAT);
     kw.assert_all_used()?;
     let mut out = String::new();
     if !beginning.is_empty() {

@@ -34,6 +34,7 @@ fn to_nice_yaml(v: Value, kw: Kwargs) -> Result<String, Error> {
 
 fn dump(v: &Value, kw: &Kwargs, indent: usize, flow: Option<bool>) -> Result<String, Error> {
     let indent = kw.get::<Option<usize>>("indent")?.unwrap_or(indent);
+    // PyYAML's own rule keeps an indent from 2 to 9; the width only folds.
     let width = kw.get::<Option<usize>>("width")?.unwrap_or(80);
     let flow = match kw.get::<Option<bool>>("default_flow_style")? {
         Some(f) => Some(f),

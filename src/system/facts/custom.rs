@@ -149,6 +149,10 @@ fn read_file(path: &Path, cancel: &Cancel) -> Result<serde_json::Value, String> 
     match kind_of(path) {
         Some(Kind::Program) => run(path, cancel),
         Some(kind) => {
+            // Its data steers `when` and templates as a program's output
+            // does: root's alone, as a program must be.
+            crate::system::trust::check_program(path)
+                .map_err(|e| format!("custom fact file {shown} refused: {e:#}"))?;
             let bytes = read_capped(path).map_err(|e| format!("failed to read {shown}: {e}"))?;
             let text = String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8"))?;
             if kind == Kind::Toml {
