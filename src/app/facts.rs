@@ -61,7 +61,14 @@ pub fn facts(app: &App, req: &SourceRequest, cancel: &Cancel) -> FactsResult {
         diagnostics: Vec::new(),
         error: None,
     };
-    let facts = all_facts(&app.settings, cancel);
+    let facts = match all_facts(&app.settings, cancel) {
+        Ok(f) => f,
+        Err(e) => {
+            r.outcome = Outcome::Error;
+            r.error = Some(format!("{e:#}"));
+            return r;
+        }
+    };
     let host = match host_name(&app.settings, req, &facts) {
         Ok(h) => h,
         Err(e) => {

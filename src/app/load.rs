@@ -256,11 +256,11 @@ fn desired_cache_key(
 /// This machine's facts with every custom fact read, and its packages
 /// looked up in its own rpm database when read: for a load whose
 /// templates may read any of them.
-pub(super) fn all_facts(settings: &Settings, cancel: &Cancel) -> Facts {
-    let mut facts = system::facts::gather();
+pub(super) fn all_facts(settings: &Settings, cancel: &Cancel) -> Result<Facts> {
+    let mut facts = system::facts::gather_checked()?;
     system::facts::custom::FactsDir::open(&settings.facts_dir).fill(&mut facts, None, cancel);
     facts.packages = system::facts::packages::under(std::path::Path::new("/"), &facts.arch, cancel);
-    facts
+    Ok(facts)
 }
 
 /// What to load: from which source, why, and for which root.
@@ -295,7 +295,7 @@ pub(super) fn load(
     } = open_source(app, req.source, req.purpose, state, sink, cancel)?;
     let source = tree.describe();
     subject.source = Some(source.clone());
-    let mut facts = system::facts::gather();
+    let mut facts = system::facts::gather_checked()?;
     facts.packages = system::facts::packages::under(req.root, &facts.arch, cancel);
     let custom = system::facts::custom::FactsDir::open(&app.settings.facts_dir);
     let host = host_name(&app.settings, req.source, &facts)?;

@@ -75,9 +75,9 @@ fn validate_into(
     // Another host's custom facts are not this machine's: they are
     // placeholders there (Facts::for_host); this host's are read.
     let facts = if all_hosts {
-        system::facts::gather()
+        system::facts::gather_checked()?
     } else {
-        all_facts(&app.settings, cancel)
+        all_facts(&app.settings, cancel)?
     };
     let mut opts = load_options(&app.settings, cancel)?;
     // Every host's secrets are encrypted to its own key: checked here as

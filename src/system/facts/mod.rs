@@ -21,10 +21,37 @@ use crate::cancel::Cancel;
 use crate::desired::facts::{CustomFacts, Facts, Packages};
 
 /// Reads the facts of this machine, custom facts and packages aside (see
-/// [`custom::FactsDir`] and [`packages::under`]). Missing sources give empty values: a minimal
-/// container without `/etc/machine-id` is still a valid host.
+/// [`custom::FactsDir`] and [`packages::under`]), for what needs only a
+/// name or an id (the schedule's splay, `status`): a source that cannot
+/// be read gives an empty value.
 pub(crate) fn gather() -> Facts {
-    let os = os::parse(&std::fs::read_to_string("/etc/os-release").unwrap_or_default());
+    gather_reading(&|path| Ok(std::fs::read_to_string(path).unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+/// [`gather`], for a desired state: a source that is missing gives an
+/// empty value (a minimal container without `/etc/machine-id` is still a
+/// valid host), one that is there but cannot be read is an error, never a
+/// guess (a fact read as empty could turn a `when` false, and pruning
+/// would then take away what it guards).
+pub(crate) fn gather_checked() -> anyhow::Result<Facts> {
+    gather_reading(&read_source)
+}
+
+/// A file facts come from: missing is empty, unreadable is an error.
+fn read_source(path: &str) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("failed to read {path} for the facts")))
+        }
+    }
+}
+
+/// The facts, each file read with `read`.
+fn gather_reading(read: &dyn Fn(&str) -> anyhow::Result<String>) -> anyhow::Result<Facts> {
+    let os = os::parse(&read("/etc/os-release")?);
     let uname = nix::sys::utsname::uname().ok();
     let uname_field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
         uname
@@ -37,7 +64,7 @@ pub(crate) fn gather() -> Facts {
     let arch = Some(uname_field(nix::sys::utsname::UtsName::machine))
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let meminfo = read("/proc/meminfo")?;
     let memory_kb: u64 = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
@@ -45,7 +72,10 @@ pub(crate) fn gather() -> Facts {
         .unwrap_or(0);
     let fqdn = fqdn(&node);
     let (default_ipv4, default_ipv6) = net::default_routes();
-    Facts {
+    let machine_id = read("/etc/machine-id")?.trim().to_owned();
+    let enforce = read("/sys/fs/selinux/enforce")?;
+    let mountinfo = read("/proc/self/mountinfo")?;
+    Ok(Facts {
         hostname: fqdn.split('.').next().unwrap_or(&fqdn).to_owned(),
         fqdn,
         os_id: os.id,
@@ -53,34 +83,27 @@ pub(crate) fn gather() -> Facts {
         os_family: os.family,
         os_major: os.major,
         os_minor: os.minor,
-        machine_id: std::fs::read_to_string("/etc/machine-id")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default(),
+        machine_id,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
         memory_mb: memory_kb / 1024,
         systemd_version: systemd_version(&arch),
         virtualization: virt::decide(&virt::inputs(&kernel)),
-        selinux: selinux_mode(),
+        selinux: selinux_word(Some(enforce.as_str()).filter(|e| !e.is_empty())).to_owned(),
         interfaces: net::interfaces(),
         default_ipv4,
         default_ipv6,
-        mounts: mounts::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()),
+        mounts: mounts::parse(&mountinfo),
         custom: CustomFacts::default(),
         packages: Packages::default(),
         arch,
         kernel,
-    }
+    })
 }
 
-/// The SELinux mode in force: `disabled` when selinuxfs is not mounted
-/// (the kernel has no SELinux, or it was disabled at boot), else what its
-/// `enforce` file says. This is the running mode, which `setenforce`
-/// changes, not the configured one in `/etc/selinux/config`.
-fn selinux_mode() -> String {
-    let enforce = std::fs::read_to_string("/sys/fs/selinux/enforce").ok();
-    selinux_word(enforce.as_deref()).to_owned()
-}
-
+/// The SELinux mode in force, from selinuxfs's `enforce` (`None`: not
+/// mounted: the kernel has no SELinux, or it was disabled at boot). This
+/// is the running mode, which `setenforce` changes, not the configured
+/// one in `/etc/selinux/config`.
 fn selinux_word(enforce: Option<&str>) -> &'static str {
     match enforce.map(str::trim) {
         None => "disabled",
@@ -166,6 +189,24 @@ pub(crate) fn invoking_user() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review: an unreadable source gave an empty fact, which could turn a
+    /// `when` false and have pruning take away what it guards.
+    #[test]
+    fn a_source_that_cannot_be_read_is_an_error_a_missing_one_is_empty() {
+        assert_eq!(read_source("/nonexistent/os-release").unwrap(), "");
+        // A directory where a file should be: there, but not readable.
+        assert!(read_source("/").is_err());
+        let failing = |path: &str| {
+            if path == "/etc/os-release" {
+                read_source("/")
+            } else {
+                Ok(String::new())
+            }
+        };
+        assert!(gather_reading(&failing).is_err());
+        assert!(gather_checked().is_ok());
+    }
 
     #[test]
     fn selinux_mode_is_disabled_without_selinuxfs() {
