@@ -205,3 +205,31 @@ fn a_dotted_kernel_parameter_in_vars_is_a_located_warning() {
         text.stderr
     );
 }
+
+/// A resource whose `when` turns false is no longer managed here: what it
+/// made is pruned like any dropped resource, and a failed converge that
+/// turns it back on puts the host back as it was.
+#[test]
+fn a_when_that_turns_false_prunes_and_a_failed_converge_restores() {
+    let env = Env::new();
+    let host = |env_name: &str, check: &str| {
+        format!(
+            "[vars]\nenv = '{env_name}'\n\n[[file]]\npath = '/etc/debug.conf'\ncontent = \"debug = on\\n\"\nwhen = \"vars.env == 'dev'\"\n{check}"
+        )
+    };
+    let repo1 = repo(&env, &[("hosts/h.toml", &host("dev", ""))]);
+    let (run, root) = converge(&env, &repo1, "h");
+    run.expect_code(2);
+    assert!(root.join("etc/debug.conf").exists());
+    let repo2 = repo(&env, &[("hosts/h.toml", &host("prod", ""))]);
+    converge(&env, &repo2, "h").0.expect_code(2);
+    assert!(
+        !root.join("etc/debug.conf").exists(),
+        "pruned once its when is false"
+    );
+    converge(&env, &repo2, "h").0.expect_code(0);
+    let failing = "\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n";
+    let repo3 = repo(&env, &[("hosts/h.toml", &host("dev", failing))]);
+    converge(&env, &repo3, "h").0.expect_code(4);
+    assert!(!root.join("etc/debug.conf").exists(), "rolled back");
+}
