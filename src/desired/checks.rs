@@ -311,6 +311,18 @@ pub(crate) fn repo_name(name: &str) -> Result<(), String> {
     plain_name(name, "._-:", "repo name")
 }
 
+/// Regexes from a config repo: large enough for any line pattern, small
+/// enough that a hostile one cannot take the host's memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A builder for a regex a config repo writes (an edit's `match`, a
+/// template's `regex_replace`), its size bounded.
+pub(crate) fn regex_builder(pattern: &str) -> regex::RegexBuilder {
+    let mut b = regex::RegexBuilder::new(pattern);
+    b.size_limit(REGEX_SIZE_LIMIT);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

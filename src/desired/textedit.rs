@@ -17,10 +17,6 @@ use super::parser::Parser;
 use super::schema::{Fields, Sp};
 use super::values::Ensure;
 
-/// Regexes of edits: large enough for any line pattern, small enough that
-/// a hostile one cannot take the host's memory.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
 /// A declared edit of part of a file: its name (its key), the file, the
 /// edit, and how the file is treated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,8 +197,7 @@ pub struct IniEdit {
 
 /// Compiles a pattern of an edit (checked when the repo is read).
 pub(crate) fn regex(pattern: &str) -> Result<Regex, String> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
+    checks::regex_builder(pattern)
         .build()
         .map_err(|e| format!("`{pattern}` is not a valid regular expression: {e}"))
 }

@@ -16,10 +16,6 @@ use std::fmt::Write as _;
 use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Value};
 
-/// Regexes compiled for a template: large enough for any config pattern,
-/// small enough that a hostile one cannot take the host's memory.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
 /// How many times a filter repeats what a template asks (an indent, a
 /// comment's decoration lines) at most: more is no config file's need,
 /// and fuel does not count a filter's own loop.
@@ -312,10 +308,9 @@ fn comment(text: &str, style: Option<&str>, kw: Kwargs) -> Result<String, Error>
 fn regex(pattern: &str, kw: &Kwargs) -> Result<regex::Regex, Error> {
     let ignorecase = kw.get::<Option<bool>>("ignorecase")?.unwrap_or(false);
     let multiline = kw.get::<Option<bool>>("multiline")?.unwrap_or(false);
-    regex::RegexBuilder::new(pattern)
+    crate::desired::checks::regex_builder(pattern)
         .case_insensitive(ignorecase)
         .multi_line(multiline)
-        .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| invalid(format!("the regex {pattern:?} is not valid: {e}")))
 }

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::AtomicBool;
 
-use minijinja::Value;
 use minijinja::value::ValueKind;
+use minijinja::{Environment, Value};
 
 use super::header::Header;
 use super::{Failure, Scope, environment};
@@ -29,24 +29,33 @@ impl Scope {
             vars => Value::from(minijinja::value::Serde(vars)),
             ..self.ctx.clone()
         };
-        Scope {
-            ctx,
-            secrets: self.secrets.clone(),
-            vars: vars.keys().cloned().collect(),
-            facts: self.facts.clone(),
-            reads: std::sync::Arc::clone(&self.reads),
-        }
+        self.derived(ctx, vars.keys().cloned().collect())
     }
 
     /// The same scope with `item` (a `for_each` item) in it.
     pub(crate) fn with_item(&self, item: &Value) -> Scope {
+        self.derived(self.key_context(Some(item)), self.vars.clone())
+    }
+
+    /// This scope with another context and names of vars; the rest (the
+    /// secrets, the facts, the record of facts read) shared.
+    fn derived(&self, ctx: Value, vars: Vec<String>) -> Scope {
         Scope {
-            ctx: self.key_context(Some(item)),
+            ctx,
             secrets: self.secrets.clone(),
-            vars: self.vars.clone(),
+            vars,
             facts: self.facts.clone(),
             reads: std::sync::Arc::clone(&self.reads),
+            values_env: self.values_env.clone(),
         }
+    }
+
+    /// The environment values render in, made on first use.
+    fn values_env(&self) -> Result<&Environment<'static>, String> {
+        self.values_env
+            .get_or_init(|| environment(&Header::default()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// `vars` with the `{{ … }}` of their strings rendered over the other
@@ -152,7 +161,7 @@ impl Scope {
         if !is_templated(text) {
             return Ok(text.to_owned());
         }
-        let env = environment(&Header::default()).map_err(|e| e.to_string())?;
+        let env = self.values_env()?;
         let tmpl = env
             .template_from_str(text)
             .map_err(|e| self.message(text, &e, &HashSet::new()))?;
@@ -162,7 +171,7 @@ impl Scope {
 
     /// The value of the expression `expr`.
     pub(crate) fn eval(&self, expr: &str, item: Option<&Value>) -> Result<Value, String> {
-        let env = environment(&Header::default()).map_err(|e| e.to_string())?;
+        let env = self.values_env()?;
         let compiled = env
             .compile_expression(expr)
             .map_err(|e| self.message(expr, &e, &HashSet::new()))?;
@@ -249,7 +258,7 @@ fn strings(v: &toml::Value) -> Vec<&str> {
 
 /// The vars (`x` of `vars.x`) the templated strings of `v` read.
 fn reads(v: &toml::Value) -> BTreeSet<String> {
-    let env = minijinja::Environment::new();
+    let env = Environment::new();
     strings(v)
         .into_iter()
         .filter(|s| is_templated(s))

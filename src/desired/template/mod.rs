@@ -128,6 +128,9 @@ pub(crate) struct Scope {
     facts: Vec<String>,
     /// The facts the renders read.
     reads: facts::Reads,
+    /// The environment `when`, `for_each` and `{{ }}` in values render
+    /// in: made once per scope, not per string.
+    values_env: std::sync::OnceLock<Result<Environment<'static>, String>>,
 }
 
 impl Scope {
@@ -158,6 +161,7 @@ impl Scope {
             vars: vars.keys().cloned().collect(),
             facts,
             reads,
+            values_env: std::sync::OnceLock::new(),
         }
     }
 
