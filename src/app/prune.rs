@@ -191,19 +191,30 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             | Before::Untracked => None,
         },
         PrimKind::Unit => {
-            let Before::Unit { enabled, running } = e.before else {
+            let Before::Unit {
+                enabled,
+                running,
+                masked,
+            } = e.before
+            else {
                 return None;
             };
-            if enabled.is_none() && running.is_none() {
+            if enabled.is_none() && running.is_none() && !masked {
                 return None;
             }
-            let state = running.map(|r| {
-                if r {
-                    RunState::Running
-                } else {
-                    RunState::Stopped
-                }
-            });
+            // A unit found masked is masked again; one driftless masked
+            // is unmasked by declaring how it ran (see the service plan).
+            let state = if masked {
+                Some(RunState::Masked)
+            } else {
+                running.map(|r| {
+                    if r {
+                        RunState::Running
+                    } else {
+                        RunState::Stopped
+                    }
+                })
+            };
             Some((
                 Resource::Service(Service {
                     unit: key.to_owned(),
@@ -340,10 +351,12 @@ pub(super) fn capture(
                 Some(u) if u.loaded => Before::Unit {
                     enabled: Some(u.unit_file_state == "enabled"),
                     running: u.live.then(|| u.active_state == "active"),
+                    masked: false,
                 },
-                _ => Before::Unit {
+                found => Before::Unit {
                     enabled: None,
                     running: None,
+                    masked: found.is_some_and(|u| u.unit_file_state == "masked"),
                 },
             },
             Prim::Package(p) => Before::Package {

@@ -308,7 +308,20 @@ fn restore_services(snap: &Snapshot, t: &Target<'_>, changed: &Restored<'_>) -> 
                 failures.push(format!("{e:#}"));
             }
         };
-        if s.unit_file_state == "enabled" && cur.unit_file_state == "disabled" {
+        // A unit the converge masked is unmasked (its enablement links
+        // were left in place), one it unmasked is masked again.
+        let (was_masked, is_masked) = (
+            s.unit_file_state == "masked",
+            cur.unit_file_state == "masked",
+        );
+        if was_masked && !is_masked {
+            run("mask");
+        } else if is_masked && !was_masked {
+            run("unmask");
+        }
+        if s.unit_file_state == "enabled"
+            && matches!(cur.unit_file_state.as_str(), "disabled" | "masked")
+        {
             run("enable");
         }
         // A running service is restarted when it stopped, or when what
@@ -368,7 +381,10 @@ pub(crate) fn differences(snap: &Snapshot, t: &Target<'_>) -> Result<Vec<String>
                 ));
             }
             if s.unit_file_state != cur.unit_file_state
-                && matches!(s.unit_file_state.as_str(), "enabled" | "disabled")
+                && (matches!(
+                    s.unit_file_state.as_str(),
+                    "enabled" | "disabled" | "masked"
+                ) || cur.unit_file_state == "masked")
             {
                 out.push(format!(
                     "{} is {}, was {}",

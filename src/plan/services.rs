@@ -39,6 +39,10 @@ pub enum ServiceVerb {
     TryRestart,
     /// `systemctl reload`
     Reload,
+    /// `systemctl mask`
+    Mask,
+    /// `systemctl unmask`
+    Unmask,
 }
 
 impl ServiceVerb {
@@ -52,6 +56,8 @@ impl ServiceVerb {
             ServiceVerb::Restart => "restart",
             ServiceVerb::TryRestart => "try-restart",
             ServiceVerb::Reload => "reload",
+            ServiceVerb::Mask => "mask",
+            ServiceVerb::Unmask => "unmask",
         }
     }
 }
@@ -103,8 +109,17 @@ pub(crate) fn plan_services(
         if live && u.need_daemon_reload && plan.daemon_reload.is_none() {
             plan.daemon_reload = Some(format!("systemd reports that {} changed on disk", s.unit));
         }
-        if !u.loaded && !not_loaded(s, u, changed_paths, packages_pending, &mut plan) {
+        if s.state == Some(RunState::Masked) {
+            enablement.extend(mask_step(s, u));
+            runs.extend(masked_run_step(s, u, &mut plan));
             continue;
+        }
+        match unmask_step(s, u) {
+            Some(unmask) => enablement.push(unmask),
+            None if !u.loaded && !not_loaded(s, u, changed_paths, packages_pending, &mut plan) => {
+                continue;
+            }
+            None => {}
         }
         enablement.extend(enable_step(s, u));
         if !u.live {
@@ -142,10 +157,23 @@ fn not_loaded(
     packages_pending: bool,
     plan: &mut ServicePlan,
 ) -> bool {
-    if u.unit_file_state == "masked" {
-        plan.problems
-            .push((s.unit.clone(), format!("unit {} is masked", s.unit)));
-        return false;
+    match u.unit_file_state.as_str() {
+        "masked" => {
+            plan.problems
+                .push((s.unit.clone(), format!("unit {} is masked", s.unit)));
+            return false;
+        }
+        "masked-runtime" => {
+            plan.problems.push((
+                s.unit.clone(),
+                format!(
+                    "unit {} is masked for this boot (`systemctl mask --runtime`), which driftless leaves alone",
+                    s.unit
+                ),
+            ));
+            return false;
+        }
+        _ => {}
     }
     // Its unit file may be written by this converge.
     let file_here = changed_paths.iter().any(|p| {
@@ -170,6 +198,65 @@ fn not_loaded(
         }
     ));
     true
+}
+
+/// Masking a unit that is not masked (whether it exists or not: a mask
+/// also keeps a unit a later package brings from ever starting).
+fn mask_step(s: &Service, u: &UnitObs) -> Option<Action> {
+    if u.unit_file_state == "masked" {
+        return None;
+    }
+    let was = match u.unit_file_state.as_str() {
+        "" if u.loaded => "loaded".to_owned(),
+        "" => "not found".to_owned(),
+        other => other.to_owned(),
+    };
+    Some((
+        s.unit.clone(),
+        ServiceVerb::Mask,
+        format!("{was}, should be masked"),
+    ))
+}
+
+/// Stopping a unit that should be masked and still runs (a mask alone
+/// does not stop it).
+fn masked_run_step(s: &Service, u: &UnitObs, plan: &mut ServicePlan) -> Option<Action> {
+    if !u.live || !u.running() {
+        return None;
+    }
+    if u.refuse_manual_stop {
+        plan.problems
+            .push((s.unit.clone(), refused(s, "stop", "RefuseManualStop")));
+        return None;
+    }
+    Some((
+        s.unit.clone(),
+        ServiceVerb::Stop,
+        "running, should be masked".to_owned(),
+    ))
+}
+
+/// Unmasking a masked unit whose declaration says how it should run or
+/// start at boot, as Puppet's and Ansible's service resources do; the
+/// unit's enablement and state are then planned as for any other. A
+/// runtime mask (`masked-runtime`, under /run) is not undone: whoever set
+/// it meant it for this boot.
+fn unmask_step(s: &Service, u: &UnitObs) -> Option<Action> {
+    if u.unit_file_state != "masked" {
+        return None;
+    }
+    let should = match (s.state, s.enabled) {
+        (Some(RunState::Running), _) => "running",
+        (Some(RunState::Stopped), _) => "stopped",
+        (None, Some(true)) => "enabled",
+        (None, Some(false)) => "disabled",
+        (Some(RunState::Masked), _) | (None, None) => return None,
+    };
+    Some((
+        s.unit.clone(),
+        ServiceVerb::Unmask,
+        format!("masked, should be {should}"),
+    ))
 }
 
 /// Enabling or disabling, when `enabled` differs.
@@ -356,6 +443,45 @@ mod tests {
             ]
         );
         assert_eq!(p.daemon_reload, None);
+    }
+
+    #[test]
+    fn a_masked_unit_is_stopped_and_masked_and_unmasked_when_declared_to_run() {
+        let m = svc("m.service", None, Some(RunState::Masked), &[]);
+        let units = BTreeMap::from([("m.service".to_owned(), unit("active", "enabled"))]);
+        let p = plan_services(&[&m], &units, &BTreeSet::new(), &[], false, true);
+        assert_eq!(verbs(&p), ["mask m.service", "stop m.service"]);
+        assert_eq!(p.actions[0].2, "enabled, should be masked");
+        // Masked already and stopped: nothing; a unit that does not exist
+        // is masked too (nothing may bring it later).
+        let done = BTreeMap::from([("m.service".to_owned(), masked())]);
+        assert!(
+            plan_services(&[&m], &done, &BTreeSet::new(), &[], false, true)
+                .actions
+                .is_empty()
+        );
+        let p = plan_services(&[&m], &BTreeMap::new(), &BTreeSet::new(), &[], false, true);
+        assert_eq!(p.actions[0].2, "not found, should be masked");
+
+        // Declared to run: unmasked, enabled and started; declaring only
+        // restarts of a masked unit is still a problem.
+        let r = svc("m.service", Some(true), Some(RunState::Running), &[]);
+        let p = plan_services(&[&r], &done, &BTreeSet::new(), &[], false, true);
+        assert_eq!(
+            verbs(&p),
+            ["unmask m.service", "enable m.service", "start m.service"]
+        );
+        assert_eq!(p.actions[0].2, "masked, should be running");
+        let only_refresh = svc("m.service", None, None, &["/etc/m.conf"]);
+        let p = plan_services(&[&only_refresh], &done, &BTreeSet::new(), &[], false, true);
+        assert_eq!(p.problems.len(), 1, "{p:?}");
+    }
+
+    fn masked() -> UnitObs {
+        UnitObs {
+            loaded: false,
+            ..unit("inactive", "masked")
+        }
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub enum Before {
         enabled: Option<bool>,
         /// Active.
         running: Option<bool>,
+        /// Masked (then neither enabled nor running is known).
+        masked: bool,
     },
     /// A package: whether it was installed already.
     Package {
@@ -114,6 +116,8 @@ enum Wire {
     Unit {
         enabled: Option<bool>,
         running: Option<bool>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        masked: bool,
     },
     Package {
         installed: bool,
@@ -163,7 +167,15 @@ impl From<Wire> for Before {
                 meta: meta(uid, gid, mode),
                 label,
             }),
-            Wire::Unit { enabled, running } => Before::Unit { enabled, running },
+            Wire::Unit {
+                enabled,
+                running,
+                masked,
+            } => Before::Unit {
+                enabled,
+                running,
+                masked,
+            },
             Wire::Package { installed } => Before::Package { installed },
             Wire::Edit { path, undo } => Before::Edit { path, undo },
             Wire::Untracked => Before::Untracked,
@@ -204,7 +216,15 @@ impl From<Before> for Wire {
                 mode: meta.mode,
                 label,
             },
-            Before::Unit { enabled, running } => Wire::Unit { enabled, running },
+            Before::Unit {
+                enabled,
+                running,
+                masked,
+            } => Wire::Unit {
+                enabled,
+                running,
+                masked,
+            },
             Before::Package { installed } => Wire::Package { installed },
             Before::Edit { path, undo } => Wire::Edit { path, undo },
             Before::Untracked => Wire::Untracked,

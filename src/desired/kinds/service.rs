@@ -16,6 +16,9 @@ pub enum RunState {
     Running,
     /// Inactive.
     Stopped,
+    /// Stopped and masked (its unit file linked to `/dev/null`), so that
+    /// nothing can start it, not even as a dependency.
+    Masked,
 }
 
 /// A systemd unit. Unset fields are not managed.
@@ -64,10 +67,11 @@ impl KindDef for Service {
             Some(s) => match s.get_ref().as_str() {
                 "running" => Some(Some(RunState::Running)),
                 "stopped" => Some(Some(RunState::Stopped)),
+                "masked" => Some(Some(RunState::Masked)),
                 other => {
                     p.cx.error(
                         &s.span(),
-                        schema::unknown_state(other, &["running", "stopped"]),
+                        schema::unknown_state(other, &["running", "stopped", "masked"]),
                     );
                     None
                 }
@@ -100,10 +104,14 @@ impl KindDef for Service {
             );
             return None;
         }
+        let enabled = f.bool(p.cx, "enabled");
+        if state == Some(Some(RunState::Masked)) {
+            masked_alone(p, f, enabled.as_ref())?;
+        }
         Some(Parsed {
             spec: Service {
                 unit: unit?,
-                enabled: f.bool(p.cx, "enabled").map(Sp::into_inner),
+                enabled: enabled.map(Sp::into_inner),
                 state: state?,
                 restart_on,
                 reload_on,
@@ -141,4 +149,27 @@ impl KindDef for Service {
     fn reference_key(key: &str) -> Result<String, String> {
         checks::unit_name(key)
     }
+}
+
+/// A masked unit is neither enabled nor started, restarted or reloaded:
+/// the keys that would say otherwise are refused, each at its place.
+fn masked_alone(p: &Parser<'_, '_>, f: &Fields<'_, '_>, enabled: Option<&Sp<bool>>) -> Option<()> {
+    let mut clash = false;
+    if let Some(e) = enabled {
+        p.cx.error(
+            &e.span(),
+            "`enabled` cannot be set on a masked unit (`state = \"masked\"`): a masked unit is never started at boot".to_owned(),
+        );
+        clash = true;
+    }
+    for key in ["restart_on", "reload_on", "restart_command"] {
+        if let Some(v) = f.raw(key) {
+            p.cx.error(
+                &v.span(),
+                format!("`{key}` cannot be set on a masked unit (`state = \"masked\"`): it is never restarted or reloaded"),
+            );
+            clash = true;
+        }
+    }
+    (!clash).then_some(())
 }

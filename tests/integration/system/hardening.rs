@@ -103,3 +103,74 @@ state = "running"
     );
     assert!(!env().contains("DL_GREETING"), "{}", env());
 }
+
+/// A vendor unit (under /usr/lib, as a package installs it: a unit file in
+/// /etc cannot be masked), enabled and running.
+const MASK_UNIT: &str = "[Unit]\nDescription=masked by the hardening baseline\n\n\
+     [Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
+
+fn unit_file_state(host: &Host, unit: &str) -> String {
+    host.exec(&["systemctl", "is-enabled", unit])
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn a_masked_unit_stays_masked_goes_back_with_a_rollback_and_is_unmasked_when_dropped() {
+    let host = Host::boot("web1");
+    let unit = "dl-mask.service";
+    std::fs::write(
+        host.path(&format!("/usr/lib/systemd/system/{unit}")),
+        MASK_UNIT,
+    )
+    .unwrap();
+    host.exec(&["systemctl", "daemon-reload"]).expect_code(0);
+    host.exec(&["systemctl", "enable", "--now", unit])
+        .expect_code(0);
+    let masked = "[[service]]\nname = 'dl-mask'\nstate = 'masked'\n";
+    let failing = "\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n";
+
+    // A converge that masks it and fails its check: unmasked, enabled and
+    // running again.
+    host.write_config(&[(HOST_FILE, &format!("{masked}{failing}"))]);
+    host.converge().expect_code(4);
+    assert_eq!(unit_file_state(&host, unit), "enabled");
+    assert!(host.is_active(unit));
+
+    // Planned with its reasons, then masked and stopped.
+    host.write_config(&[(HOST_FILE, masked)]);
+    let (_, plan) = host.plan_json();
+    let reasons = plan.to_string();
+    assert!(reasons.contains("\"mask\""), "{reasons}");
+    assert!(reasons.contains("enabled, should be masked"), "{reasons}");
+    assert!(reasons.contains("running, should be masked"), "{reasons}");
+    host.converge().expect_code(2);
+    assert_eq!(unit_file_state(&host, unit), "masked");
+    assert!(!host.is_active(unit));
+    host.exec(&["systemctl", "start", unit]).expect_code(1);
+    host.converge().expect_code(0);
+
+    // Unmasked by hand: masked again.
+    host.exec(&["systemctl", "unmask", unit]).expect_code(0);
+    host.converge().expect_code(2);
+    assert_eq!(unit_file_state(&host, unit), "masked");
+
+    // Declared running again with a failing check: unmasked and started,
+    // then masked and stopped again by the rollback.
+    host.write_config(&[(
+        HOST_FILE,
+        &format!("[[service]]\nname = 'dl-mask'\nstate = 'running'\n{failing}"),
+    )]);
+    host.converge().expect_code(4);
+    assert_eq!(unit_file_state(&host, unit), "masked");
+    assert!(!host.is_active(unit));
+
+    // Dropped: put back as it was before driftless managed it.
+    host.write_config(&[(HOST_FILE, "")]);
+    host.converge().expect_code(2);
+    assert_eq!(unit_file_state(&host, unit), "enabled");
+    assert!(host.is_active(unit));
+    host.converge().expect_code(0);
+}
