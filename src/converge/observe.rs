@@ -14,7 +14,7 @@ use crate::cancel::Cancel;
 use crate::desired::model::{Ensure, Form, PackageState, PathDecl, PathForm, Prim, Resource};
 use crate::desired::{DesiredState, Diagnostic};
 use crate::plan::observed::{
-    Accounts, CachedFile, Observed, ObservedHost, RepoOverride, StatCache, UnitObs,
+    Accounts, CachedFile, Observed, ObservedHost, PackageCache, RepoOverride, StatCache, UnitObs,
 };
 use crate::plan::rpmver::{Evr, Nevra};
 use crate::plan::{self, Plan, PlanProblem, SecretContents};
@@ -89,6 +89,7 @@ pub fn prepare(
         root: root.map(root_name).unwrap_or_default(),
         labels: observed.policy_labels.is_some(),
         files: observed.verified,
+        packages: observed.package_cache,
     };
     let installed = observed
         .packages
@@ -170,6 +171,13 @@ pub(crate) fn hydrate(
     Ok(())
 }
 
+/// Seconds since the epoch, for the racily-clean checks.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The name a stat cache is kept under: the root's path.
 pub(crate) fn root_name(root: &FsRoot) -> String {
     root.path().display().to_string()
@@ -208,10 +216,23 @@ fn observe_cached(
     // rpm and systemctl are processes that mostly wait (on the rpm
     // database, on D-Bus): they run beside the stats, so a no-op costs the
     // slowest of the three, not their sum.
+    // The rpm database's identity is taken before its query: a transaction
+    // during the query changes it, and the next run asks again.
+    let now = unix_now();
+    let db = if names.is_empty() {
+        None
+    } else {
+        rpm::db_identity(root.path())?
+    };
+    let cached = (cache.root == root_name(root))
+        .then_some(cache.packages.as_ref())
+        .flatten()
+        .zip(db.as_ref())
+        .and_then(|(c, db)| c.reuse(&names, db, now));
+    let query = !names.is_empty() && cached.is_none();
     std::thread::scope(|s| -> Result<()> {
         // Nothing declared, no thread: the files-only no-op stays as it was.
-        let packages =
-            (!names.is_empty()).then(|| s.spawn(|| rpm::query(root.path(), &names, cancel)));
+        let packages = query.then(|| s.spawn(|| rpm::query(root.path(), &names, cancel)));
         let services =
             (!units.is_empty()).then(|| s.spawn(|| systemctl::unit_states(root, &units, cancel)));
         match latest_known {
@@ -226,11 +247,15 @@ fn observe_cached(
         }
         let paths = observe_paths(root, desired, cache, &mut host)
             .and_then(|()| policy_labels(root, desired, &mut host));
-        host.packages = joined(packages, "the rpm query")?;
+        host.packages = match cached {
+            Some(installed) => installed,
+            None => joined(packages, "the rpm query")?,
+        };
         host.provided = provides(root, desired, &host.packages, cancel)?;
         host.units = joined(services, "the systemctl query")?;
         paths
     })?;
+    host.package_cache = PackageCache::of(db, &host.packages, now);
     host.archive_markers = archive_markers(root, desired, &host)?;
     host.guards = commands::observe_guards(root, desired, cancel)?;
     host.repo_overrides = repo_overrides(root, desired)?;
@@ -338,9 +363,7 @@ fn observe_paths(
     let cached = (cache.root == root_name(root) && (cache.labels || !root.labelled()?))
         .then_some(&cache.files);
     let wanted = desired_hashes(desired);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = unix_now();
     let mut parents = Parents::default();
     for path in plan::paths_to_observe(desired) {
         let want = wanted.get(path.as_str());

@@ -73,6 +73,10 @@ pub(crate) struct ObservedHost {
     /// The marker of each declared archive whose directory holds one
     /// (what driftless extracted there), by host path.
     pub archive_markers: BTreeMap<String, String>,
+    /// The declared packages with the rpm database's identity before they
+    /// were queried, for the next run to trust; `None` when there is
+    /// nothing to trust (no database, or one changed a moment ago).
+    pub package_cache: Option<PackageCache>,
 }
 
 /// One section of a dnf 5 repo override file.
@@ -201,6 +205,61 @@ pub struct StatCache {
     /// with a policy, where each file's label must be known.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub labels: bool,
+    /// The declared packages as last found, with the rpm database's
+    /// identity then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackageCache>,
+}
+
+/// The stat of each file and directory of the rpm database (`None`: not
+/// there), by path under the root.
+pub(crate) type DbIdentity = Vec<(String, Option<StatKey>)>;
+
+/// The declared packages as a run found them, and the identity of the rpm
+/// database when it asked: while the database keeps that identity (no rpm
+/// or dnf transaction since, no rebuild), a query would find the same, so
+/// the no-op runs no `rpm -q`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PackageCache {
+    /// The database's identity before the query.
+    pub db: DbIdentity,
+    /// The installed builds of each queried name (empty: not installed).
+    pub installed: BTreeMap<String, Vec<Nevra>>,
+}
+
+impl PackageCache {
+    /// What it says of `names`, if it may be trusted with the database as
+    /// `db` is now (`now`: seconds since the epoch): the same names, the
+    /// same identity, none of it racily recent.
+    pub fn reuse(
+        &self,
+        names: &[String],
+        db: &DbIdentity,
+        now: i64,
+    ) -> Option<BTreeMap<String, Vec<Nevra>>> {
+        let same_names = self.installed.len() == names.len()
+            && names.iter().all(|n| self.installed.contains_key(n));
+        (same_names && self.db == *db && !racy(db, now)).then(|| self.installed.clone())
+    }
+
+    /// A cache of `installed`, found with the database as `db` was before
+    /// the query; `None` if `db` is too recent to trust later.
+    pub fn of(
+        db: Option<DbIdentity>,
+        installed: &BTreeMap<String, Vec<Nevra>>,
+        now: i64,
+    ) -> Option<Self> {
+        let db = db.filter(|db| !racy(db, now))?;
+        Some(Self {
+            db,
+            installed: installed.clone(),
+        })
+    }
+}
+
+/// Whether any part of `db` changed within the racily-clean window.
+fn racy(db: &DbIdentity, now: i64) -> bool {
+    db.iter().flat_map(|(_, k)| k).any(|k| k.is_racy(now))
 }
 
 /// A stat this close to the time of looking (seconds) is not trusted: a
@@ -479,6 +538,44 @@ fn entries(text: &str) -> impl Iterator<Item = (String, u32)> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(ctime: i64) -> StatKey {
+        StatKey {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime: (ctime, 0),
+            ctime: (ctime, 0),
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    #[test]
+    fn a_package_cache_is_trusted_only_for_the_same_names_and_database_and_never_racily() {
+        let db: DbIdentity = vec![
+            ("var/lib/rpm/rpmdb.sqlite".into(), Some(key(100))),
+            ("var/lib/rpm/rpmdb.sqlite-wal".into(), None),
+        ];
+        let installed = BTreeMap::from([("a".to_owned(), Vec::new())]);
+        let names = ["a".to_owned()];
+        // Recorded a moment after the database changed: not kept at all.
+        assert_eq!(PackageCache::of(Some(db.clone()), &installed, 101), None);
+        let cache = PackageCache::of(Some(db.clone()), &installed, 200).expect("settled");
+        assert_eq!(cache.reuse(&names, &db, 300), Some(installed.clone()));
+        // Another name set, a moved database, a write-ahead log appearing.
+        assert_eq!(cache.reuse(&["b".to_owned()], &db, 300), None);
+        assert_eq!(cache.reuse(&[], &db, 300), None);
+        let mut moved = db.clone();
+        moved[0].1 = Some(StatKey { ino: 9, ..key(100) });
+        assert_eq!(cache.reuse(&names, &moved, 300), None);
+        let mut wal = db.clone();
+        wal[1].1 = Some(key(100));
+        assert_eq!(cache.reuse(&names, &wal, 300), None);
+        // No database: nothing to trust.
+        assert_eq!(PackageCache::of(None, &installed, 300), None);
+    }
 
     #[test]
     fn dnf5_repo_overrides_and_their_globs() {

@@ -792,6 +792,17 @@ pub(super) fn set_fd_meta(
     Ok(())
 }
 
+/// The stat of `path` (followed if a link) as a [`StatKey`]; `None` when
+/// nothing is there. For files driftless watches but never writes (the rpm
+/// database).
+pub(crate) fn stat_key_of(path: &Path) -> Result<Option<StatKey>> {
+    match nix::sys::stat::stat(path) {
+        Ok(st) => Ok(Some(stat_key(&st))),
+        Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to stat {}", path.display())),
+    }
+}
+
 /// The parts of a stat that identify one version of a file.
 fn stat_key(st: &FileStat) -> StatKey {
     StatKey {

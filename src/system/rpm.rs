@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::command::Cmd;
+use super::fsroot;
 use crate::cancel::Cancel;
+use crate::plan::observed::DbIdentity;
 use crate::plan::rpmver::{Evr, Nevra};
 
 /// The query format: one tab-separated line per installed build.
@@ -28,6 +30,48 @@ fn base(root: &Path) -> Cmd {
 /// Installed builds of each queried name; a name that is not installed maps
 /// to an empty list. Several builds may be installed at once (kernels).
 pub(crate) type Installed = BTreeMap<String, Vec<Nevra>>;
+
+/// Where rpm keeps its database: `/usr/lib/sysimage/rpm` since rpm 4.17
+/// (Fedora, RHEL 10; `/var/lib/rpm` is then a link to it), `/var/lib/rpm`
+/// before.
+const DB_DIRS: [&str; 2] = ["usr/lib/sysimage/rpm", "var/lib/rpm"];
+
+/// The files a transaction writes, whatever the backend: sqlite and its
+/// write-ahead log (RHEL 9 and later), ndb, BerkeleyDB (RHEL 8). Not the
+/// sqlite `-shm` file, which readers touch.
+const DB_FILES: [&str; 4] = [
+    "rpmdb.sqlite",
+    "rpmdb.sqlite-wal",
+    "Packages.db",
+    "Packages",
+];
+
+/// The identity of the rpm database under `root`: the stat of each of its
+/// directories and files (`None` where one is missing). Every rpm or dnf
+/// transaction, and a database rebuilt in place, changes it. `None` when
+/// there is no database there at all (nothing to trust).
+pub(crate) fn db_identity(root: &Path) -> Result<Option<DbIdentity>> {
+    let mut out = Vec::new();
+    let mut any = false;
+    for dir in DB_DIRS {
+        let at = root.join(dir);
+        out.push((dir.to_owned(), fsroot::stat_key_of(&at)?));
+        for file in DB_FILES {
+            let mut key = fsroot::stat_key_of(&at.join(file))?;
+            // rpm changes the write-ahead log's inode (not its bytes) on
+            // every read: its ctime moves with each `rpm -q`. A write
+            // moves its size or mtime, which are kept.
+            if file == "rpmdb.sqlite-wal"
+                && let Some(k) = key.as_mut()
+            {
+                k.ctime = (0, 0);
+            }
+            any |= key.is_some() && file != "rpmdb.sqlite-wal";
+            out.push((format!("{dir}/{file}"), key));
+        }
+    }
+    Ok(any.then_some(out))
+}
 
 /// Queries the rpm database under `root` (`/` for the running host).
 pub(crate) fn query(root: &Path, names: &[String], cancel: &Cancel) -> Result<Installed> {

@@ -4,7 +4,7 @@
 //! they keep.
 
 use super::harness::{Suite, on_suite};
-use super::{blame, host, rollback};
+use super::{blame, floor, host, rollback};
 
 /// One `#[test]` per listed test, running it with hosts built on forky.
 macro_rules! on_dnf5 {
@@ -40,4 +40,5 @@ on_dnf5! {
     rollback::three_interrupted_converges_quarantine_the_head,
     blame::a_build_published_after_the_last_converge_is_installed,
     blame::a_busy_dnf_is_waited_for,
+    floor::packages_are_not_queried_while_the_rpm_database_is_unchanged_and_every_change_is_seen,
 }

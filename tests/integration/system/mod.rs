@@ -12,6 +12,7 @@ mod blame;
 mod daemon;
 mod dnf5;
 mod edits;
+mod floor;
 mod hardening;
 mod harness;
 mod host;
