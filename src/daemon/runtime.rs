@@ -45,6 +45,15 @@ pub(crate) struct Options {
     pub host: Option<String>,
 }
 
+/// How long the thread that ran a converge waits for another before it
+/// ends.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// How long after a converge its memory is given back: time for the
+/// connections waiting on it to write its result, and for its thread to
+/// end.
+const TRIM_DELAY: Duration = Duration::from_secs(2);
+
 /// Requests waiting behind the converge in flight, at most.
 const MAX_QUEUED: usize = 16;
 /// Connections served at once, at most: each holds a descriptor, and
@@ -67,6 +76,9 @@ pub(crate) fn run(opts: Options) -> Result<()> {
     let settings = config::load(&opts.config, opts.explicit)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // A converge's thread (its stack, its allocator cache) goes soon
+        // after it: between ticks the daemon is one thread.
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()
         .context("failed to start the daemon's runtime")?;
     runtime.block_on(Daemon::new(opts, settings).run())
@@ -385,6 +397,14 @@ impl Daemon {
             }
         }
         notify::status(&self.status_line());
+        // Once the clients' connections have written the result and freed
+        // it (the converge's own desired state, observations and plan are
+        // gone already), the free memory goes back: without this the idle
+        // daemon would keep the peak of its largest converge.
+        tokio::spawn(async {
+            tokio::time::sleep(TRIM_DELAY).await;
+            crate::system::memory::give_back_free_memory();
+        });
     }
 
     /// Reads the agent state again: what it says (applied, paused, pinned,

@@ -10,6 +10,7 @@ pub(crate) mod dnf;
 pub(crate) mod environment;
 pub(crate) mod facts;
 pub(crate) mod fsroot;
+pub(crate) mod memory;
 pub(crate) mod probes;
 pub(crate) mod process;
 pub(crate) mod rpm;
