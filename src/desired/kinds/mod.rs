@@ -76,6 +76,7 @@ macro_rules! edit_kind {
 }
 
 pub(crate) mod archive;
+pub(crate) mod authorized_key;
 pub(crate) mod block;
 pub(crate) mod command;
 pub(crate) mod directory;
@@ -654,6 +655,7 @@ kinds! {
     Line = "line" => line::Line,
     Block = "block" => block::Block,
     Ini = "ini" => ini::Ini,
+    AuthorizedKey = "authorized_key" => authorized_key::AuthorizedKey,
     Command = "command" => command::Command,
     Service = "service" => service::Service,
 }
