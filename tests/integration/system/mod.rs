@@ -15,6 +15,7 @@ mod edits;
 mod hardening;
 mod harness;
 mod host;
+mod keys;
 mod prune;
 mod resources;
 mod rollback;
