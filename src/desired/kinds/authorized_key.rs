@@ -186,6 +186,9 @@ impl KindDef for AuthorizedKey {
     fn relations(spec: &Self) -> Relations<'_> {
         Relations {
             owned_by: spec.create_as.as_ref().map(|c| &c.file),
+            in_home_of: spec
+                .in_home
+                .then_some((spec.user.as_str(), spec.path.as_str())),
             ..Relations::default()
         }
     }
