@@ -324,15 +324,25 @@ impl<'a> Planner<'a> {
             self.in_home(path, user)?;
         }
         let first = !self.edited.contains_key(path);
-        let (text, meta) = match self.edited.get(path) {
-            Some(planned) => planned.clone(),
+        let (text, meta, meta_reasons) = match self.edited.get(path) {
+            Some((text, meta)) => (text.clone(), meta.clone(), Vec::new()),
             None => match self.edit_base(decl, observed)? {
-                Some(base) => base,
+                Some((text, kept)) => {
+                    let (meta, reasons) = self.edit_meta(decl, observed, kept)?;
+                    (text, meta, reasons)
+                }
                 None => return Ok(()),
             },
         };
         let Some((new, reason)) = decl.edit.apply(&text).map_err(|e| format!("{path}: {e}"))?
         else {
+            if !meta_reasons.is_empty() {
+                let op = Op::SetMeta {
+                    path: path.to_owned(),
+                    meta: meta.clone(),
+                };
+                self.files.push(change(id, op, meta_reasons));
+            }
             self.edited.insert(path.to_owned(), (text, meta));
             return Ok(());
         };
@@ -356,13 +366,40 @@ impl<'a> Planner<'a> {
             validate: decl.validate,
             download: None,
         };
-        let mut change = writing.change(vec![reason], Some(text.as_bytes()))?;
+        let mut reasons = vec![reason];
+        reasons.extend(meta_reasons);
+        let mut change = writing.change(reasons, Some(text.as_bytes()))?;
         if first && matches!(observed, Observed::Missing { .. }) {
             change = change.creating();
         }
         self.files.push(change);
         self.edited.insert(path.to_owned(), (new, meta));
         Ok(())
+    }
+
+    /// The metadata an edited file that exists is to have, and why it
+    /// differs: what it has (`kept`), unless the edit owns the file's
+    /// metadata (`create_as`: `authorized_keys` is the user's, 0600, with
+    /// the policy's context, or sshd refuses it).
+    fn edit_meta(
+        &self,
+        decl: &EditDecl<'_>,
+        observed: &Observed,
+        kept: MetaView,
+    ) -> Result<(MetaView, Vec<String>), String> {
+        match (decl.create_as, observed) {
+            (
+                Some(c),
+                Observed::File {
+                    meta: have, label, ..
+                },
+            ) => {
+                let want = self.meta(&c.file, decl.path, label.as_deref())?;
+                let reasons = self.meta_reasons(*have, label.as_deref(), &want);
+                Ok((want, reasons))
+            }
+            _ => Ok((kept, Vec::new())),
+        }
     }
 
     /// What the first edit of a file starts from: its text and the

@@ -175,7 +175,7 @@ fn a_dropin_is_written_under_its_units_directory_and_pruned() {
 
 #[test]
 fn authorized_keys_are_added_replaced_by_their_key_removed_and_put_back_when_dropped() {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let h = Host::new();
     let backup = format!("from=\"10.0.0.0/8\",no-agent-forwarding {BACKUP}");
     let decl = |keys: &str, extra: &str| {
@@ -232,6 +232,18 @@ fn authorized_keys_are_added_replaced_by_their_key_removed_and_put_back_when_dro
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         format!("{ADMIN}\n")
+    );
+    h.converge().expect_code(0);
+    // A mode others can read or write (sshd refuses the latter) is put
+    // back to 0600 without rewriting the keys.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let written = std::fs::metadata(&path).unwrap().ino();
+    h.converge().expect_code(2);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        written,
+        "not rewritten"
     );
     h.converge().expect_code(0);
 

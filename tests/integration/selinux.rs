@@ -426,6 +426,13 @@ fn authorized_keys_and_their_directory_get_ssh_home_t() {
     assert_eq!(h.label("/root/.ssh"), Some(ctx("ssh_home_t")));
     assert_eq!(h.label("/root"), Some(ctx("admin_home_t")));
     h.converge().expect_code(0);
+    // A file relabelled by hand (a `cp` from elsewhere) is healed.
+    set_label(&h.at("/root/.ssh/authorized_keys"), &ctx("admin_home_t"));
+    h.converge().expect_code(2);
+    assert_eq!(
+        h.label("/root/.ssh/authorized_keys"),
+        Some(ctx("ssh_home_t"))
+    );
     h.declare(&format!(
         "[[authorized_key]]\nuser = 'root'\nkeys = ['{ADMIN}', '{BACKUP}']\n"
     ));

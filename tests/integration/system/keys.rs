@@ -92,6 +92,9 @@ fn authorized_keys_are_written_as_sshd_wants_healed_rolled_back_and_put_back() {
     .expect_code(0);
     host.exec(&["sh", "-c", &format!("cat /root/hand.pub >> {ALICE}")])
         .expect_code(0);
+    // And the file handed to root, writable by its group: both healed.
+    host.exec(&["chown", "root:root", ALICE]).expect_code(0);
+    host.exec(&["chmod", "0664", ALICE]).expect_code(0);
     assert_eq!(listed(&host, ALICE).len(), 3);
     host.converge().expect_code(2);
     assert_eq!(
@@ -101,7 +104,7 @@ fn authorized_keys_are_written_as_sshd_wants_healed_rolled_back_and_put_back() {
     assert_eq!(
         stat(&host, ALICE),
         "alice:alice 600",
-        "kept its owner and mode"
+        "owner and mode healed"
     );
 
     // A converge that fails its check puts the file back.
