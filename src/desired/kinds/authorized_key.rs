@@ -16,6 +16,8 @@
 //! the user's home in /etc/passwd and asks for `path` when it differs
 //! (the path must be known before the host is observed).
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Decl, Identity, KindDef, Parsed, Prim, PrimKind, ReadContent, Relations};
@@ -70,8 +72,15 @@ fn default_path(user: &str) -> String {
 }
 
 /// Each key line of `key`, checked where it is written; `None` when one
-/// does not parse (each is reported).
-fn key_lines(p: &Parser<'_, '_>, f: &Fields<'_, '_>, key: &str) -> Option<Vec<String>> {
+/// does not parse or names a key already in `seen` (each is reported: a
+/// key listed twice would have its two lines replace each other on every
+/// converge).
+fn key_lines(
+    p: &Parser<'_, '_>,
+    f: &Fields<'_, '_>,
+    key: &str,
+    seen: &mut HashSet<String>,
+) -> Option<Vec<String>> {
     let list = match f.string_list(p.cx, key) {
         None if f.raw(key).is_some() => return None,
         None => Vec::new(),
@@ -80,7 +89,18 @@ fn key_lines(p: &Parser<'_, '_>, f: &Fields<'_, '_>, key: &str) -> Option<Vec<St
     let mut out = Vec::with_capacity(list.len());
     let mut ok = true;
     for k in list {
-        match p.checked(&k, |s| sshkey::parse(s).map(|_| ())) {
+        let fresh = |s: &str| {
+            let line = sshkey::parse(s)?;
+            if seen.insert(line.identity()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the key {} is listed twice (in `keys` or `absent`): a key is one line, with its options",
+                    line.short()
+                ))
+            }
+        };
+        match p.checked(&k, fresh) {
             Some(()) => out.push(k.get_ref().trim().to_owned()),
             None => ok = false,
         }
@@ -117,8 +137,9 @@ impl KindDef for AuthorizedKey {
                 .checked(&v, |s| checks::host_path(s, p.state_dir))
                 .map(|()| Some(v.into_inner())),
         };
-        let keys = key_lines(p, f, "keys");
-        let absent = key_lines(p, f, "absent");
+        let mut seen = HashSet::new();
+        let keys = key_lines(p, f, "keys", &mut seen);
+        let absent = key_lines(p, f, "absent", &mut seen);
         let exclusive = f.bool(p.cx, "exclusive").is_some_and(Sp::into_inner);
         if let Some(a) = f.raw("absent")
             && exclusive
