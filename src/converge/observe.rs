@@ -423,6 +423,9 @@ fn policy_labels(root: &FsRoot, desired: &DesiredState, host: &mut ObservedHost)
                 },
             ),
             Prim::Archive(a) => (a.path.clone(), FileKind::Dir),
+            // A file an edit may create is labelled as the policy says
+            // (`~/.ssh/authorized_keys`: ssh_home_t, or sshd refuses it).
+            Prim::Edit(e) if e.create => (e.path.to_owned(), FileKind::File),
             _ => continue,
         };
         let label = policy.default_for(&path, kind)?;

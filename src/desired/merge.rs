@@ -72,7 +72,37 @@ pub(super) fn merge(
     check_references(&winners, diags);
     check_accounts(&winners, host_groups, diags);
     check_owners(&winners, diags);
+    check_homes(&winners, diags);
     winners
+}
+
+/// A path a kind chose under a user's home by the usual layout
+/// (`/home/USER/...`) must be in the home a declared user has: else the
+/// file would go where nobody reads it (the host's /etc/passwd is checked
+/// when planning).
+fn check_homes(winners: &[Winner], diags: &mut Vec<Diagnostic>) {
+    let homes: HashMap<&str, (&str, &Winner)> = winners
+        .iter()
+        .filter_map(|w| {
+            let a = w.decl.spec.relations().account?;
+            let home = a.home.filter(|_| a.ensure == Ensure::Present)?;
+            Some((a.name, (home, w)))
+        })
+        .collect();
+    for w in winners {
+        let Some((user, path)) = w.decl.spec.relations().in_home_of else {
+            continue;
+        };
+        if let Some((home, declared)) = homes.get(user)
+            && !path.starts_with(&format!("{}/", home.trim_end_matches('/')))
+        {
+            diags.push(w.decl.origin.diag(format!(
+                "{} is in {path}, not in {user}'s home {home} (declared at {}): set `path`",
+                w.decl.spec.id(),
+                declared.decl.origin
+            )));
+        }
+    }
 }
 
 /// Nothing may belong to, or run as, an account the same state removes:

@@ -20,6 +20,7 @@ pub(crate) mod parse;
 mod parser;
 pub(crate) mod schema;
 pub(crate) mod secrets;
+mod sshkey;
 pub(crate) mod template;
 pub(crate) mod textedit;
 pub mod tree;

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::checks;
 use super::parser::Parser;
 use super::schema::{Fields, Sp};
-use super::values::Ensure;
+use super::sshkey;
+use super::values::{Ensure, Meta};
 
 /// A declared edit of part of a file: its name (its key), the file, the
 /// edit, and how the file is treated.
@@ -49,6 +50,33 @@ pub struct EditDecl<'a> {
     pub create: bool,
     /// The command that checks the edited file before it replaces the old.
     pub validate: Option<&'a [String]>,
+    /// Who owns the file, and its directory, when the edit creates them
+    /// (`None`: root, 0644, and parents as any missing parent).
+    pub create_as: Option<&'a CreateAs>,
+    /// The user whose home the path is under by default: the planner
+    /// checks it against /etc/passwd (`None`: the path was declared).
+    pub in_home_of: Option<&'a str>,
+}
+
+/// The owner, group and modes of a file an edit creates, and of its own
+/// directory when that is created too (`~/.ssh` for `authorized_keys`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAs {
+    /// Owner, group and mode of the file.
+    pub file: Meta,
+    /// Mode of its directory (same owner and group).
+    pub dir_mode: u32,
+}
+
+impl CreateAs {
+    /// The directory's owner, group and mode.
+    pub fn dir(&self) -> Meta {
+        Meta::new(
+            self.file.owner.clone(),
+            self.file.group.clone(),
+            self.dir_mode,
+        )
+    }
 }
 
 impl Edited {
@@ -59,6 +87,8 @@ impl Edited {
             edit: &self.edit,
             create: self.create,
             validate: self.validate.as_deref(),
+            create_as: None,
+            in_home_of: None,
         }
     }
 
@@ -132,6 +162,8 @@ pub enum TextEdit {
     Block(BlockEdit),
     /// A `key = value` setting in an ini section.
     Ini(IniEdit),
+    /// Keys of an `authorized_keys` file, known by their blob.
+    Keys(KeysEdit),
 }
 
 /// Where an edit inserts what is not there yet: after the last line
@@ -193,6 +225,21 @@ pub struct IniEdit {
     pub separator: String,
     /// Present or absent.
     pub present: bool,
+}
+
+/// `[[authorized_key]]`: key lines of an `authorized_keys` file, each
+/// known by its key (type and blob), not its options or comment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysEdit {
+    /// The lines wanted: each replaces the line with the same key, or is
+    /// added at the end.
+    pub keys: Vec<String>,
+    /// Keys whose lines are removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
+    /// The file is exactly `keys`, in their order: every other line goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
 }
 
 /// Compiles a pattern of an edit (checked when the repo is read).
@@ -264,6 +311,7 @@ impl TextEdit {
             TextEdit::Line(e) => e.apply(text),
             TextEdit::Block(e) => e.apply(text),
             TextEdit::Ini(e) => e.apply(text),
+            TextEdit::Keys(e) => e.apply(text),
         }
     }
 
@@ -275,7 +323,120 @@ impl TextEdit {
             TextEdit::Line(e) => e.undo(text).map(|u| u.map(TextEdit::Line)),
             TextEdit::Block(e) => e.undo(text).map(|u| u.map(TextEdit::Block)),
             TextEdit::Ini(e) => Ok(e.undo(text).map(TextEdit::Ini)),
+            TextEdit::Keys(e) => e.undo(text).map(|u| u.map(TextEdit::Keys)),
         }
+    }
+}
+
+/// The key of a line of `authorized_keys`, if it is a key line sshd reads.
+fn key_of(line: &str) -> Option<String> {
+    sshkey::parse(line).ok().map(|k| k.identity())
+}
+
+/// The key a declared line or key names (checked when the repo is read).
+fn declared_key(line: &str) -> Result<sshkey::KeyLine<'_>, String> {
+    sshkey::parse(line).map_err(|e| format!("`{line}`: {e}"))
+}
+
+impl KeysEdit {
+    fn apply(&self, text: &str) -> Result<Edit, String> {
+        let mut l = Lines::of(text);
+        if self.exclusive {
+            return Ok(self.apply_exclusive(&l));
+        }
+        let mut reasons = Vec::new();
+        for want in &self.keys {
+            let key = declared_key(want)?;
+            let id = key.identity();
+            let found: Vec<usize> = (0..l.lines.len())
+                .filter(|&i| key_of(&l.lines[i]).as_deref() == Some(id.as_str()))
+                .collect();
+            match found.split_first() {
+                Some((&first, rest)) => {
+                    // The same key twice: the first is the one kept.
+                    for &i in rest.iter().rev() {
+                        l.lines.remove(i);
+                    }
+                    if l.lines[first] != *want || !rest.is_empty() {
+                        l.lines[first].clone_from(want);
+                        reasons.push(format!(
+                            "key {} has other options, comment or copies",
+                            key.short()
+                        ));
+                    }
+                }
+                None => {
+                    l.lines.push(want.clone());
+                    reasons.push(format!("key {} is missing", key.short()));
+                }
+            }
+        }
+        for gone in &self.absent {
+            let key = declared_key(gone)?;
+            let id = key.identity();
+            let before = l.lines.len();
+            l.lines
+                .retain(|x| key_of(x).as_deref() != Some(id.as_str()));
+            if l.lines.len() != before {
+                reasons.push(format!("key {} is to be removed", key.short()));
+            }
+        }
+        Ok((!reasons.is_empty()).then(|| (l.text(), reasons.join("; "))))
+    }
+
+    /// The file as exactly the declared lines, and why it differs.
+    fn apply_exclusive(&self, l: &Lines) -> Edit {
+        if l.lines == self.keys {
+            return None;
+        }
+        let missing = self.keys.iter().filter(|k| !l.lines.contains(k)).count();
+        let other = l.lines.iter().filter(|x| !self.keys.contains(x)).count();
+        let reason = match (missing, other) {
+            (0, 0) => "the keys are in another order".to_owned(),
+            (m, o) => format!("{m} declared key line(s) missing, {o} other line(s) to remove"),
+        };
+        Some((
+            Lines {
+                lines: self.keys.clone(),
+            }
+            .text(),
+            reason,
+        ))
+    }
+
+    fn undo(&self, text: &str) -> Result<Option<KeysEdit>, String> {
+        let l = Lines::of(text);
+        if self.exclusive {
+            // The whole file goes back as it was, line for line.
+            return Ok((l.lines != self.keys).then(|| KeysEdit {
+                keys: l.lines.clone(),
+                absent: Vec::new(),
+                exclusive: true,
+            }));
+        }
+        let old = |id: &str| {
+            l.lines
+                .iter()
+                .find(|x| key_of(x).as_deref() == Some(id))
+                .cloned()
+        };
+        let mut undo = KeysEdit {
+            keys: Vec::new(),
+            absent: Vec::new(),
+            exclusive: false,
+        };
+        for want in &self.keys {
+            let id = declared_key(want)?.identity();
+            match old(&id) {
+                Some(was) if was == *want => {}
+                Some(was) => undo.keys.push(was),
+                None => undo.absent.push(id),
+            }
+        }
+        for gone in &self.absent {
+            undo.keys.extend(old(&declared_key(gone)?.identity()));
+        }
+        Ok((!undo.keys.is_empty() || !undo.absent.is_empty()).then_some(undo))
     }
 }
 
@@ -740,6 +901,57 @@ mod tests {
         let undo = e.undo(DNF).expect("undo").expect("something");
         let edited = applied(&e, DNF).expect("changes");
         assert_eq!(applied(&undo, &edited).as_deref(), Some(DNF));
+    }
+
+    const KA: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMiQofGsbPyvEfXe/1o0kVS8Ri9h5D8Isut2wyglcRvw a";
+    const KB: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMuSLXoKci/kx6tjWfYhv0behmxaAmhR2N6LSzygq6BZ b";
+
+    fn keys(keys: &[&str], absent: &[&str], exclusive: bool) -> TextEdit {
+        TextEdit::Keys(KeysEdit {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            absent: absent.iter().map(|k| (*k).to_owned()).collect(),
+            exclusive,
+        })
+    }
+
+    #[test]
+    fn keys_are_known_by_their_blob_and_undone_to_what_the_file_held() {
+        let with_options = format!("no-pty {KB}");
+        let file = format!("# mine\n{KB} old comment\n{KB}\n");
+        let e = keys(&[KA, &with_options], &[], false);
+        let once = applied(&e, &file).expect("changes");
+        // The first line of the key is replaced, its copy goes, the
+        // comment stays, the new key goes at the end.
+        assert_eq!(once, format!("# mine\n{with_options}\n{KA}\n"));
+        assert_eq!(applied(&e, &once), None, "idempotent");
+        let undo = e.undo(&file).expect("undo").expect("something");
+        assert_eq!(
+            applied(&undo, &once).as_deref(),
+            Some(format!("# mine\n{KB} old comment\n").as_str())
+        );
+
+        // Absent, by the blob whatever the comment.
+        let e = keys(
+            &[],
+            &["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMuSLXoKci/kx6tjWfYhv0behmxaAmhR2N6LSzygq6BZ"],
+            false,
+        );
+        assert_eq!(applied(&e, &file).as_deref(), Some("# mine\n"));
+        let undo = e.undo(&file).expect("undo").expect("something");
+        assert_eq!(
+            applied(&undo, "# mine\n").as_deref(),
+            Some(format!("# mine\n{KB} old comment\n").as_str())
+        );
+
+        // Exclusive: exactly the keys; undone line for line.
+        let e = keys(&[KA], &[], true);
+        let once = applied(&e, &file).expect("changes");
+        assert_eq!(once, format!("{KA}\n"));
+        assert_eq!(applied(&e, &once), None);
+        let undo = e.undo(&file).expect("undo").expect("something");
+        assert_eq!(applied(&undo, &once).as_deref(), Some(file.as_str()));
     }
 
     #[test]

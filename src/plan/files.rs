@@ -244,18 +244,50 @@ impl<'a> Planner<'a> {
         r
     }
 
+    /// Checks that `path` is under the home /etc/passwd gives `user` (a
+    /// path the kind chose by the usual layout); a user not there yet is
+    /// checked again once the account steps have made it.
+    fn in_home(&self, path: &str, user: &str) -> Result<(), String> {
+        match self.accounts.passwd.get(user) {
+            Some(entry) if !path.starts_with(&format!("{}/", entry.home.trim_end_matches('/'))) => {
+                Err(format!(
+                    "{path} is not in {user}'s home {} (in /etc/passwd): set `path`",
+                    entry.home
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Queues creation of missing parents of `path`.
     fn parents(&mut self, path: &str, observed: &Observed, early: bool) -> Result<(), String> {
+        self.parents_owned(path, observed, early, None)
+    }
+
+    /// Queues creation of missing parents of `path`, its own directory
+    /// with `own_dir` when given (`~/.ssh`, the user's, 0700).
+    fn parents_owned(
+        &mut self,
+        path: &str,
+        observed: &Observed,
+        early: bool,
+        own_dir: Option<&Meta>,
+    ) -> Result<(), String> {
         let Observed::Missing { missing_parents } = observed else {
             return Ok(());
         };
+        let dir_of_path = path.rsplit_once('/').map(|(d, _)| d);
         for parent in missing_parents {
-            let (meta, reason) = match self.declared_dirs.get(parent) {
-                Some((m, _)) => (
+            let (meta, reason) = match (self.declared_dirs.get(parent), own_dir) {
+                (Some((m, _)), _) => (
                     self.meta(&m.clone(), parent, None)?,
                     "does not exist".to_owned(),
                 ),
-                None => (
+                (None, Some(m)) if dir_of_path == Some(parent.as_str()) => (
+                    self.meta(m, parent, None)?,
+                    format!("missing directory of {path}"),
+                ),
+                (None, _) => (
                     self.meta(&Meta::new("root", "root", IMPLICIT_DIR_MODE), parent, None)?,
                     format!("missing parent directory of {path}"),
                 ),
@@ -288,16 +320,29 @@ impl<'a> Planner<'a> {
         observed: &Observed,
     ) -> Result<(), String> {
         let path = decl.path;
+        if let Some(user) = decl.in_home_of {
+            self.in_home(path, user)?;
+        }
         let first = !self.edited.contains_key(path);
-        let (text, meta) = match self.edited.get(path) {
-            Some(planned) => planned.clone(),
+        let (text, meta, meta_reasons) = match self.edited.get(path) {
+            Some((text, meta)) => (text.clone(), meta.clone(), Vec::new()),
             None => match self.edit_base(decl, observed)? {
-                Some(base) => base,
+                Some((text, kept)) => {
+                    let (meta, reasons) = self.edit_meta(decl, observed, kept)?;
+                    (text, meta, reasons)
+                }
                 None => return Ok(()),
             },
         };
         let Some((new, reason)) = decl.edit.apply(&text).map_err(|e| format!("{path}: {e}"))?
         else {
+            if !meta_reasons.is_empty() {
+                let op = Op::SetMeta {
+                    path: path.to_owned(),
+                    meta: meta.clone(),
+                };
+                self.files.push(change(id, op, meta_reasons));
+            }
             self.edited.insert(path.to_owned(), (text, meta));
             return Ok(());
         };
@@ -321,13 +366,40 @@ impl<'a> Planner<'a> {
             validate: decl.validate,
             download: None,
         };
-        let mut change = writing.change(vec![reason], Some(text.as_bytes()))?;
+        let mut reasons = vec![reason];
+        reasons.extend(meta_reasons);
+        let mut change = writing.change(reasons, Some(text.as_bytes()))?;
         if first && matches!(observed, Observed::Missing { .. }) {
             change = change.creating();
         }
         self.files.push(change);
         self.edited.insert(path.to_owned(), (new, meta));
         Ok(())
+    }
+
+    /// The metadata an edited file that exists is to have, and why it
+    /// differs: what it has (`kept`), unless the edit owns the file's
+    /// metadata (`create_as`: `authorized_keys` is the user's, 0600, with
+    /// the policy's context, or sshd refuses it).
+    fn edit_meta(
+        &self,
+        decl: &EditDecl<'_>,
+        observed: &Observed,
+        kept: MetaView,
+    ) -> Result<(MetaView, Vec<String>), String> {
+        match (decl.create_as, observed) {
+            (
+                Some(c),
+                Observed::File {
+                    meta: have, label, ..
+                },
+            ) => {
+                let want = self.meta(&c.file, decl.path, label.as_deref())?;
+                let reasons = self.meta_reasons(*have, label.as_deref(), &want);
+                Ok((want, reasons))
+            }
+            _ => Ok((kept, Vec::new())),
+        }
     }
 
     /// What the first edit of a file starts from: its text and the
@@ -368,8 +440,12 @@ impl<'a> Planner<'a> {
                 super::observed::KEEP_CONTENT_MAX
             )),
             Observed::Missing { .. } if decl.create => {
-                self.parents(path, observed, false)?;
-                let meta = self.meta(&Meta::new("root", "root", 0o644), path, None)?;
+                let (file, own_dir) = match decl.create_as {
+                    Some(c) => (c.file.clone(), Some(c.dir())),
+                    None => (Meta::new("root", "root", 0o644), None),
+                };
+                self.parents_owned(path, observed, false, own_dir.as_ref())?;
+                let meta = self.meta(&file, path, None)?;
                 Ok(Some((String::new(), meta)))
             }
             Observed::Missing { .. } if !self.packages.is_empty() => {

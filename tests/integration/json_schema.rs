@@ -77,6 +77,7 @@ enum Kind {
     Line,
     Block,
     Ini,
+    AuthorizedKey,
     Command,
     Service,
 }

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::util::ssh_keys::{ADMIN, BACKUP, EARLIER};
 use crate::util::{Env, converge_args, plan_json_args, write_repo};
 
 const FILE: &str = "etc/sysctl.d/90-hardening.conf";
@@ -170,4 +171,156 @@ fn a_dropin_is_written_under_its_units_directory_and_pruned() {
     h.declare("");
     h.converge().expect_code(2);
     assert!(!path.exists());
+}
+
+#[test]
+fn authorized_keys_are_added_replaced_by_their_key_removed_and_put_back_when_dropped() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let h = Host::new();
+    let backup = format!("from=\"10.0.0.0/8\",no-agent-forwarding {BACKUP}");
+    let decl = |keys: &str, extra: &str| {
+        format!("[[authorized_key]]\nuser = 'root'\nkeys = [{keys}]\n{extra}")
+    };
+    h.declare(&decl(&format!("'{ADMIN}', '{backup}'"), ""));
+    h.converge().expect_code(2);
+    let path = h.root.join("root/.ssh/authorized_keys");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{ADMIN}\n{backup}\n")
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    h.converge().expect_code(0);
+
+    // The same key with other options replaces its line; a line of
+    // another key (written by hand) stays without `exclusive`. Audit
+    // mode reports it and changes nothing.
+    let drifted = format!("{EARLIER}\n{ADMIN}\n{BACKUP} old\n");
+    std::fs::write(&path, &drifted).unwrap();
+    h.env.set_config("mode = \"audit\"\n");
+    let audit = h.converge();
+    audit.expect_code(2);
+    assert!(
+        audit.stdout.contains("authorized_key:root")
+            && audit
+                .stdout
+                .contains("has other options, comment or copies"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), drifted);
+    h.env.set_config("");
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{EARLIER}\n{ADMIN}\n{backup}\n")
+    );
+    // `absent` removes a key by its blob, whatever its comment.
+    h.declare(&decl(
+        &format!("'{ADMIN}'"),
+        &format!("absent = ['{BACKUP}']\n"),
+    ));
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{EARLIER}\n{ADMIN}\n")
+    );
+    // `exclusive`: the file is the declared keys.
+    h.declare(&decl(&format!("'{ADMIN}'"), "exclusive = true\n"));
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{ADMIN}\n")
+    );
+    h.converge().expect_code(0);
+    // A mode others can read or write (sshd refuses the latter) is put
+    // back to 0600 without rewriting the keys.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let written = std::fs::metadata(&path).unwrap().ino();
+    h.converge().expect_code(2);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        written,
+        "not rewritten"
+    );
+    h.converge().expect_code(0);
+
+    // Dropped: as it was before driftless managed it (an edit leaves
+    // the file it created, empty); the earlier key went with `exclusive`.
+    h.declare("");
+    h.converge().expect_code(2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+
+    // A file that held a key before: `exclusive` takes it away, dropping
+    // the declaration puts it back, line for line.
+    let h = Host::new();
+    let path = h.root.join("root/.ssh/authorized_keys");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, format!("# mine\n{EARLIER}\n")).unwrap();
+    h.declare(&decl(&format!("'{ADMIN}'"), "exclusive = true\n"));
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{ADMIN}\n")
+    );
+    h.declare("");
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("# mine\n{EARLIER}\n")
+    );
+}
+
+#[test]
+fn authorized_keys_created_by_a_failed_converge_go_with_its_rollback() {
+    let h = Host::new();
+    h.declare(&format!(
+        "[[authorized_key]]\nuser = 'root'\nkeys = ['{ADMIN}']\n\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n"
+    ));
+    h.converge().expect_code(4);
+    assert!(
+        !h.root.join("root/.ssh").exists(),
+        "the file and ~/.ssh it made are gone"
+    );
+}
+
+#[test]
+fn authorized_keys_at_the_default_path_of_a_user_whose_home_is_elsewhere_are_refused() {
+    let h = Host::new();
+    std::fs::create_dir_all(h.root.join("etc")).unwrap();
+    std::fs::write(
+        h.root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/srv/alice:/bin/bash\n",
+    )
+    .unwrap();
+    std::fs::write(h.root.join("etc/group"), "root:x:0:\nalice:x:1000:\n").unwrap();
+    h.declare(&format!(
+        "[[authorized_key]]\nuser = 'alice'\nkeys = ['{ADMIN}']\n"
+    ));
+    let run = h.converge();
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("hosts/h.toml:1:1")
+            && run.stderr.contains("not in alice's home /srv/alice")
+            && run.stderr.contains("set `path`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!h.root.join("home").exists(), "nothing written");
+    // With `path`, it is written there, owned by alice.
+    h.declare(&format!(
+        "[[authorized_key]]\nuser = 'alice'\npath = '/srv/alice/.ssh/authorized_keys'\nkeys = ['{ADMIN}']\n"
+    ));
+    h.converge().expect_code(2);
+    let made = h.root.join("srv/alice/.ssh/authorized_keys");
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&made).unwrap();
+    assert_eq!(
+        (md.uid(), md.gid(), md.mode() & 0o7777),
+        (1000, 1000, 0o600)
+    );
+    let dir = std::fs::metadata(made.parent().unwrap()).unwrap();
+    assert_eq!((dir.uid(), dir.mode() & 0o7777), (1000, 0o700));
 }

@@ -407,3 +407,38 @@ fn bad_selinux_parts_are_located_errors() {
     }
     assert!(!h.at("/etc/a").exists());
 }
+
+/// `[[authorized_key]]` creates the file and `~/.ssh` as an edit: both get
+/// the policy's context (sshd refuses keys without ssh_home_t), and keep
+/// it when the keys change.
+#[test]
+fn authorized_keys_and_their_directory_get_ssh_home_t() {
+    use crate::util::ssh_keys::{ADMIN, BACKUP};
+    let h = Host::new();
+    h.declare(&format!(
+        "[[authorized_key]]\nuser = 'root'\nkeys = ['{ADMIN}']\n"
+    ));
+    h.converge().expect_code(2);
+    assert_eq!(
+        h.label("/root/.ssh/authorized_keys"),
+        Some(ctx("ssh_home_t"))
+    );
+    assert_eq!(h.label("/root/.ssh"), Some(ctx("ssh_home_t")));
+    assert_eq!(h.label("/root"), Some(ctx("admin_home_t")));
+    h.converge().expect_code(0);
+    // A file relabelled by hand (a `cp` from elsewhere) is healed.
+    set_label(&h.at("/root/.ssh/authorized_keys"), &ctx("admin_home_t"));
+    h.converge().expect_code(2);
+    assert_eq!(
+        h.label("/root/.ssh/authorized_keys"),
+        Some(ctx("ssh_home_t"))
+    );
+    h.declare(&format!(
+        "[[authorized_key]]\nuser = 'root'\nkeys = ['{ADMIN}', '{BACKUP}']\n"
+    ));
+    h.converge().expect_code(2);
+    assert_eq!(
+        h.label("/root/.ssh/authorized_keys"),
+        Some(ctx("ssh_home_t"))
+    );
+}

@@ -262,3 +262,17 @@ pub(crate) fn run_measured(config: &Path, args: &[String]) -> (Run, u64) {
         peak,
     )
 }
+
+/// Public keys for `[[authorized_key]]` tests, made with `ssh-keygen -t
+/// ed25519` (the private halves were thrown away): an admin's, a backup
+/// job's, and one a file held before driftless.
+pub(crate) mod ssh_keys {
+    /// An admin's key.
+    pub(crate) const ADMIN: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMiQofGsbPyvEfXe/1o0kVS8Ri9h5D8Isut2wyglcRvw admin@laptop";
+    /// A backup job's key.
+    pub(crate) const BACKUP: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMuSLXoKci/kx6tjWfYhv0behmxaAmhR2N6LSzygq6BZ backup";
+    /// A key that was there before.
+    pub(crate) const EARLIER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMzOKj+ozaC/N4yOjG84NXVAYjtgMNsz6kAVBPdp8W7x earlier";
+}

@@ -61,6 +61,7 @@ impl KindDef for Group {
                 name: &g.name,
                 ensure: g.ensure,
                 id: g.gid,
+                home: None,
             }),
             ..Relations::default()
         }

@@ -76,6 +76,7 @@ macro_rules! edit_kind {
 }
 
 pub(crate) mod archive;
+pub(crate) mod authorized_key;
 pub(crate) mod block;
 pub(crate) mod command;
 pub(crate) mod directory;
@@ -182,6 +183,9 @@ pub(crate) struct Relations<'a> {
     /// What it refers to, with the key that says so, in the order of its
     /// reference positions.
     pub refers_to: Vec<(&'static str, &'a ResourceId)>,
+    /// A path it chose under a user's home by the usual layout (the user,
+    /// the path): a declared user's `home` must hold it.
+    pub in_home_of: Option<(&'a str, &'a str)>,
 }
 
 /// A declared user or group.
@@ -195,6 +199,8 @@ pub(crate) struct AccountDecl<'a> {
     pub ensure: Ensure,
     /// Its fixed uid or gid, if declared.
     pub id: Option<u32>,
+    /// A user's home, if declared.
+    pub home: Option<&'a str>,
 }
 
 /// Which kind of account.
@@ -654,6 +660,7 @@ kinds! {
     Line = "line" => line::Line,
     Block = "block" => block::Block,
     Ini = "ini" => ini::Ini,
+    AuthorizedKey = "authorized_key" => authorized_key::AuthorizedKey,
     Command = "command" => command::Command,
     Service = "service" => service::Service,
 }

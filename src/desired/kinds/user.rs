@@ -145,6 +145,7 @@ impl KindDef for User {
                 name: &u.name,
                 ensure: u.ensure,
                 id: u.uid,
+                home: u.home.as_deref(),
             }),
             member_of: match u.ensure {
                 Ensure::Present => u

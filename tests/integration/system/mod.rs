@@ -16,6 +16,7 @@ mod floor;
 mod hardening;
 mod harness;
 mod host;
+mod keys;
 mod prune;
 mod resources;
 mod rollback;
