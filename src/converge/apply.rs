@@ -17,6 +17,7 @@ use super::keep_rpms;
 use super::observe::{Contents, hydrate, observe};
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
+use crate::desired::kinds::Facets;
 use crate::desired::model::ResourceId;
 use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
@@ -31,7 +32,7 @@ use crate::system::{
     archive::Extraction,
     dnf,
     fsroot::{FsRoot, NewFile},
-    rpm, systemctl,
+    rpm, settings, systemctl,
 };
 
 /// What `apply` needs besides the plan.
@@ -640,6 +641,17 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
             },
         ),
         Op::RemoveTree { path } => root.remove_tree(path),
+        Op::Set {
+            domain,
+            name,
+            facets,
+        } => {
+            let to: Facets = facets
+                .iter()
+                .map(|f| (f.facet.clone(), f.to.clone()))
+                .collect();
+            settings::set(root, *domain, name, &to)
+        }
         Op::Package { .. }
         | Op::Account { .. }
         | Op::DaemonReload

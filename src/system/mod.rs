@@ -14,5 +14,6 @@ pub(crate) mod probes;
 pub(crate) mod process;
 pub(crate) mod rpm;
 pub(crate) mod selinux;
+pub(crate) mod settings;
 pub(crate) mod systemctl;
 pub(crate) mod trust;

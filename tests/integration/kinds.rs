@@ -171,3 +171,78 @@ fn a_dropin_is_written_under_its_units_directory_and_pruned() {
     h.converge().expect_code(2);
     assert!(!path.exists());
 }
+
+const MSGMAX: &str = "etc/sysctl.d/90-driftless-kernel.msgmax.conf";
+
+fn msgmax(value: &str, extra: &str) -> String {
+    format!(
+        "[[sysctl]]\nname = 'kernel.msgmax'\nvalue = {value}\n\n[[command]]\nname = 'reload'\ncommand = ['sh', '-c', 'echo applied >> {{marker}}']\nrefresh_on = ['sysctl:kernel.msgmax']\n{extra}"
+    )
+}
+
+/// On a temporary root a `[[sysctl]]` is its persisting file (the running
+/// kernel's live value is the running host's, not the root's: the plan
+/// says so); the live side is the sandbox system test's.
+#[test]
+fn a_sysctl_is_persisted_on_a_root_refreshes_heals_rolls_back_and_is_pruned() {
+    let h = Host::new();
+    h.declare(&msgmax("9000", ""));
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    let json = crate::json_schema::check(&plan.stdout, plan.code);
+    let changes = json["changes"].as_array().cloned().unwrap_or_default();
+    // The root is empty: the file's directories come first, as a file's
+    // missing parents do (a rollback removes them again).
+    let dirs: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["action"] == "create_dir")
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(dirs, ["/etc", "/etc/sysctl.d"], "{json}");
+    let change = &changes[2];
+    assert_eq!(change["action"], "set", "{json}");
+    assert_eq!(change["resource"]["kind"], "sysctl", "{json}");
+    assert_eq!(change["domain"], "sysctl", "{json}");
+    assert_eq!(change["name"], "kernel.msgmax", "{json}");
+    let expected = "# Managed by driftless: local changes are overwritten.\nkernel.msgmax = 9000\n";
+    assert_eq!(
+        change["facets"],
+        serde_json::json!([{ "facet": "file", "from": null, "to": expected }]),
+        "{json}"
+    );
+    assert!(
+        json["notices"].to_string().contains(
+            "sysctl:kernel.msgmax: the live value is applied on the running host only, not with --root"
+        ),
+        "{json}"
+    );
+    h.converge().expect_code(2);
+    let path = h.root.join(MSGMAX);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+        0o644
+    );
+    assert_eq!(h.applied(), 1, "refreshed on sysctl:kernel.msgmax");
+    h.converge().expect_code(0);
+    assert_eq!(h.applied(), 1, "a no-op refreshes nothing");
+
+    // Drift of the file is healed.
+    std::fs::write(&path, "kernel.msgmax = 1\n").unwrap();
+    h.converge().expect_code(2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+
+    // A failed check puts the file back.
+    h.declare(&msgmax(
+        "'9100'",
+        "\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+    ));
+    h.converge().expect_code(4);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+
+    // Dropped: there was no file before driftless, so it goes.
+    h.declare("");
+    h.converge().expect_code(2);
+    assert!(!path.exists());
+    h.converge().expect_code(0);
+}
