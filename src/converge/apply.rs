@@ -279,6 +279,17 @@ fn apply_steps(
         let result = match &change.op {
             Op::DaemonReload => systemctl::run(None, "daemon-reload", &[], cx.cancel),
             Op::RunCommand { command, .. } => commands::run(command, cx.root, cx.cancel),
+            Op::Set {
+                domain,
+                name,
+                facets,
+            } => {
+                let to: Facets = facets
+                    .iter()
+                    .map(|f| (f.facet.clone(), f.to.clone()))
+                    .collect();
+                settings::set(cx.root, *domain, name, &to, cx.cancel)
+            }
             Op::WriteFile {
                 path,
                 content,
@@ -641,18 +652,9 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
             },
         ),
         Op::RemoveTree { path } => root.remove_tree(path),
-        Op::Set {
-            domain,
-            name,
-            facets,
-        } => {
-            let to: Facets = facets
-                .iter()
-                .map(|f| (f.facet.clone(), f.to.clone()))
-                .collect();
-            settings::set(root, *domain, name, &to)
-        }
-        Op::Package { .. }
+        // Applied with the run's cancellation ([`apply_steps`]).
+        Op::Set { .. }
+        | Op::Package { .. }
         | Op::Account { .. }
         | Op::DaemonReload
         | Op::Service { .. }

@@ -370,7 +370,7 @@ fn restore_setting(t: &Target<'_>, s: &SettingPrior) -> Result<()> {
     if setting_differs(t, s)?.is_empty() {
         return Ok(());
     }
-    settings::set(t.root, s.domain, &s.name, &s.facets)
+    settings::set(t.root, s.domain, &s.name, &s.facets, t.cancel)
 }
 
 /// What still differs from `snap`, in words (empty: restored).

@@ -92,6 +92,9 @@ pub(crate) struct SettingObs {
     /// outermost first: created by the plan (and so snapshotted and
     /// removed again by a rollback) when the facet is written.
     pub missing_parents: Vec<String>,
+    /// The values the host allows (an alternative's registered paths);
+    /// empty when it does not say.
+    pub choices: Vec<String>,
 }
 
 impl SettingObs {

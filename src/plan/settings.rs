@@ -6,8 +6,8 @@
 
 use super::change::{Change, FacetChange, Op};
 use super::files::Planner;
-use super::observed::{Observed, ObservedHost, setting_key};
-use crate::desired::kinds::{Domain, SettingDecl, sysctl};
+use super::observed::{Observed, ObservedHost, SettingObs, setting_key};
+use crate::desired::kinds::{Domain, SettingDecl, alternative, sysctl};
 use crate::desired::model::ResourceId;
 
 /// How a facet of `domain`'s setting `name` is named in a reason, and
@@ -19,6 +19,37 @@ fn facet_words(domain: Domain, name: &str, facet: &str, want: Option<&str>) -> (
             sysctl::LIVE => ("live value".to_owned(), want.is_some()),
             _ => (sysctl::file_of(name), true),
         },
+        Domain::Alternative => ("choice".to_owned(), want.is_some()),
+    }
+}
+
+/// Why the declared facets cannot be set on this host, checked before
+/// anything changes (a path that is not a registered alternative).
+fn refused(decl: &SettingDecl<'_>, obs: &SettingObs) -> Option<String> {
+    match decl.domain {
+        Domain::Sysctl => None,
+        Domain::Alternative => {
+            // Not read on this root: nothing to check it against.
+            if obs.not_here.iter().any(|(f, _)| f == alternative::CHOICE) {
+                return None;
+            }
+            let want = decl
+                .facets
+                .iter()
+                .find(|(k, _)| *k == alternative::CHOICE)?;
+            let want = want.1.as_deref()?;
+            (want != alternative::AUTO && !obs.choices.iter().any(|c| c == want)).then(|| {
+                format!(
+                    "`{want}` is not a registered alternative for {} (registered: {})",
+                    decl.name,
+                    if obs.choices.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        obs.choices.join(", ")
+                    }
+                )
+            })
+        }
     }
 }
 
@@ -27,6 +58,7 @@ fn facet_words(domain: Domain, name: &str, facet: &str, want: Option<&str>) -> (
 fn kept_in(domain: Domain, name: &str) -> Option<String> {
     match domain {
         Domain::Sysctl => Some(sysctl::file_of(name)),
+        Domain::Alternative => None,
     }
 }
 
@@ -65,6 +97,9 @@ impl Planner<'_> {
             return Err(format!(
                 "{why}; check the name, or set `ignore_missing = true` for a parameter only some kernels have"
             ));
+        }
+        if let Some(why) = refused(decl, obs) {
+            return Err(why);
         }
         for (_, why) in &obs.not_here {
             self.note(format!("{id}: {why}"));

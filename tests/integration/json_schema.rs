@@ -78,6 +78,7 @@ enum Kind {
     Block,
     Ini,
     Sysctl,
+    Alternative,
     Command,
     Service,
 }
@@ -155,6 +156,7 @@ struct Change {
 #[serde(rename_all = "snake_case")]
 enum Domain {
     Sysctl,
+    Alternative,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,8 @@
 //! A kind added by its module alone: `[[sysctl_file]]` (kernel parameters
 //! in a file of their own under /etc/sysctl.d) is converged, refreshes
 //! what refers to it, heals, and is pruned like any path, on a temporary
-//! root; its keys are checked where they are written.
+//! root; its keys are checked where they are written. The host settings
+//! (`[[sysctl]]`, `[[alternative]]`) as far as a root holds them.
 
 use std::path::PathBuf;
 
@@ -244,5 +245,24 @@ fn a_sysctl_is_persisted_on_a_root_refreshes_heals_rolls_back_and_is_pruned() {
     h.declare("");
     h.converge().expect_code(2);
     assert!(!path.exists());
+    h.converge().expect_code(0);
+}
+
+/// The alternatives tools switch the running host only: on a temporary
+/// root an `[[alternative]]` changes nothing, and the plan says so (the
+/// sandbox system test converges one).
+#[test]
+fn an_alternative_is_left_alone_on_a_root_with_a_note() {
+    let h = Host::new();
+    h.declare("[[alternative]]\nname = 'editor'\npath = '/usr/bin/vi'\n");
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    let json = crate::json_schema::check(&plan.stdout, plan.code);
+    assert_eq!(json["result"], "in_sync", "{json}");
+    assert!(
+        json["notices"].to_string().contains(
+            "alternative:editor: alternatives are switched on the running host only, not with --root"
+        ),
+        "{json}"
+    );
     h.converge().expect_code(0);
 }

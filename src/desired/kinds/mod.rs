@@ -75,6 +75,7 @@ macro_rules! edit_kind {
     };
 }
 
+pub(crate) mod alternative;
 pub(crate) mod archive;
 pub(crate) mod block;
 pub(crate) mod command;
@@ -305,6 +306,8 @@ pub enum Domain {
     /// A kernel parameter: its live value under `/proc/sys` and the file
     /// under `/etc/sysctl.d` that persists it.
     Sysctl,
+    /// The choice of an alternative (`alternatives`, `update-alternatives`).
+    Alternative,
 }
 
 impl Domain {
@@ -312,6 +315,7 @@ impl Domain {
     pub fn as_str(self) -> &'static str {
         match self {
             Domain::Sysctl => "sysctl",
+            Domain::Alternative => "alternative",
         }
     }
 }
@@ -729,6 +733,7 @@ kinds! {
     Block = "block" => block::Block,
     Ini = "ini" => ini::Ini,
     Sysctl = "sysctl" => sysctl::Sysctl,
+    Alternative = "alternative" => alternative::Alternative,
     Command = "command" => command::Command,
     Service = "service" => service::Service,
 }

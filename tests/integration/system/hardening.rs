@@ -1,7 +1,10 @@
 //! The kinds of a hardening baseline on a real host: a kernel module
 //! disabled in /etc/modprobe.d, as modprobe itself reads it (rolled back
 //! with a failed converge, pruned when dropped); a drop-in that changes a
-//! packaged unit, reloaded and restarted on, and forgotten when dropped.
+//! packaged unit, reloaded and restarted on, and forgotten when dropped; a
+//! kernel parameter of the host's own IPC namespace applied live and
+//! persisted; an alternative chosen with update-alternatives (each healed,
+//! rolled back and pruned).
 
 use super::harness::Host;
 
@@ -191,4 +194,112 @@ fn a_sysctl_is_applied_live_and_persisted_healed_rolled_back_and_pruned() {
         v.stderr
     );
     host.converge().expect_code(1);
+}
+
+/// The link and the mode (`auto` or `manual`) of the alternative
+/// `dl-pager`, as update-alternatives keeps them.
+fn pager(host: &Host) -> (String, String) {
+    let link = host
+        .exec(&["readlink", "/etc/alternatives/dl-pager"])
+        .stdout
+        .trim()
+        .to_owned();
+    let admin = host
+        .read("/var/lib/dpkg/alternatives/dl-pager")
+        .unwrap_or_default();
+    (link, admin.lines().next().unwrap_or_default().to_owned())
+}
+
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn an_alternative_is_chosen_healed_rolled_back_and_pruned_back_to_auto() {
+    let host = Host::boot("web1");
+    for (path, priority) in [("/usr/bin/cat", "10"), ("/usr/bin/tac", "20")] {
+        host.exec(&[
+            "update-alternatives",
+            "--install",
+            "/usr/local/bin/dl-pager",
+            "dl-pager",
+            path,
+            priority,
+        ])
+        .expect_code(0);
+    }
+    let auto = ("/usr/bin/tac".to_owned(), "auto".to_owned());
+    let chosen = ("/usr/bin/cat".to_owned(), "manual".to_owned());
+    assert_eq!(pager(&host), auto);
+    let declare = |path: &str, extra: &str| {
+        host.write_config(&[(
+            HOST_FILE,
+            &format!("[[alternative]]\nname = 'dl-pager'\npath = '{path}'\n{extra}"),
+        )]);
+    };
+    declare("/usr/bin/cat", "");
+    let (plan, json) = host.plan_json();
+    plan.expect_code(2);
+    let change = &json["changes"][0];
+    assert_eq!(change["action"], "set", "{json}");
+    assert_eq!(change["domain"], "alternative", "{json}");
+    assert_eq!(
+        change["reasons"][0], "choice: `auto` → `/usr/bin/cat`",
+        "{json}"
+    );
+    let first = host.converge();
+    first.expect_code(2);
+    assert!(
+        super::harness::commands(&first)
+            .iter()
+            .any(|c| c.contains("update-alternatives --set dl-pager /usr/bin/cat")),
+        "{:?}",
+        super::harness::commands(&first)
+    );
+    assert_eq!(pager(&host), chosen);
+    // A no-op reads the link and the admin file, and runs nothing.
+    let noop = host.converge();
+    noop.expect_code(0);
+    assert!(
+        !super::harness::commands(&noop)
+            .iter()
+            .any(|c| c.contains("alternatives")),
+        "{:?}",
+        super::harness::commands(&noop)
+    );
+
+    // Drift (another choice by hand, or back to auto) is healed.
+    host.exec(&["update-alternatives", "--set", "dl-pager", "/usr/bin/tac"])
+        .expect_code(0);
+    host.converge().expect_code(2);
+    assert_eq!(pager(&host), chosen);
+    host.exec(&["update-alternatives", "--auto", "dl-pager"])
+        .expect_code(0);
+    host.converge().expect_code(2);
+    assert_eq!(pager(&host), chosen);
+
+    // A converge that fails its check puts the earlier choice back.
+    declare(
+        "/usr/bin/tac",
+        "\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+    );
+    host.converge().expect_code(4);
+    assert_eq!(pager(&host), chosen);
+
+    // A path that is not registered is refused at its declaration, before
+    // anything changes.
+    declare("/usr/bin/head", "");
+    let refused = host.converge();
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains(
+            "`/usr/bin/head` is not a registered alternative for dl-pager (registered: /usr/bin/cat, /usr/bin/tac)"
+        ) && refused.stderr.contains("hosts/web1.toml:1:1"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(pager(&host), chosen);
+
+    // Dropped: back to auto mode, as it was before driftless chose.
+    host.write_config(&[(HOST_FILE, "")]);
+    host.converge().expect_code(2);
+    assert_eq!(pager(&host), auto);
+    host.converge().expect_code(0);
 }
