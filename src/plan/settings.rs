@@ -148,6 +148,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_registered_path_is_chosen_and_only_where_it_can_be_read() {
+        let decl = |path: &'static str| SettingDecl {
+            domain: Domain::Alternative,
+            name: "editor",
+            facets: vec![(alternative::CHOICE, Some(path.into()))],
+            ignore_missing: false,
+        };
+        let obs = SettingObs {
+            choices: vec!["/usr/bin/vi".into(), "/usr/bin/nano".into()],
+            ..SettingObs::default()
+        };
+        assert_eq!(refused(&decl("/usr/bin/vi"), &obs), None);
+        assert_eq!(refused(&decl("auto"), &obs), None);
+        assert_eq!(
+            refused(&decl("/usr/bin/ed"), &obs).as_deref(),
+            Some(
+                "`/usr/bin/ed` is not a registered alternative for editor (registered: /usr/bin/vi, /usr/bin/nano)"
+            )
+        );
+        let not_here = SettingObs {
+            not_here: vec![(alternative::CHOICE.into(), "--root".into())],
+            ..SettingObs::default()
+        };
+        assert_eq!(refused(&decl("/usr/bin/ed"), &not_here), None);
+    }
+
+    #[test]
     fn a_file_is_shown_by_its_lines_and_absence_in_words() {
         assert_eq!(shown(None), "absent");
         assert_eq!(

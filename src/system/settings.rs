@@ -140,6 +140,8 @@ fn proc_path(name: &str) -> PathBuf {
     Path::new(PROC_SYS).join(rel)
 }
 
+/// The facets of the kernel parameter `name`: its live value (on the
+/// running host) and its persisting file's content.
 fn read_sysctl(root: &FsRoot, name: &str, facets: &[&str]) -> Result<SettingObs> {
     let mut obs = SettingObs::default();
     let proc = proc_path(name);
@@ -186,6 +188,8 @@ fn read_sysctl(root: &FsRoot, name: &str, facets: &[&str]) -> Result<SettingObs>
     Ok(obs)
 }
 
+/// Writes the facets of the kernel parameter `name`: the file (written or
+/// removed) and the live value (on the running host only).
 fn set_sysctl(root: &FsRoot, name: &str, facets: &Facets) -> Result<()> {
     for (facet, value) in facets {
         match (facet.as_str(), value) {
@@ -250,6 +254,7 @@ const ALTERNATIVES_ADMIN: [&str; 2] = ["/var/lib/alternatives", "/var/lib/dpkg/a
 /// Where the alternatives' links are.
 const ALTERNATIVES_LINKS: &str = "/etc/alternatives";
 
+/// The choice of the alternative `name` (on the running host only).
 fn read_alternative(root: &FsRoot, name: &str, facets: &[&str]) -> Result<SettingObs> {
     if !root.is_live() {
         return Ok(read_without_root(Domain::Alternative, name, facets));
@@ -317,6 +322,7 @@ fn parse_admin(text: &str) -> (String, Vec<String>) {
     (mode, choices)
 }
 
+/// Chooses for the alternative `name` (on the running host only).
 fn set_alternative(root: &FsRoot, name: &str, facets: &Facets, cancel: &Cancel) -> Result<()> {
     if !root.is_live() {
         return Ok(());

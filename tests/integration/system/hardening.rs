@@ -151,6 +151,23 @@ fn a_sysctl_is_applied_live_and_persisted_healed_rolled_back_and_pruned() {
     // Drift of the live value (sysctl -w) and of the file is healed.
     host.exec(&["sysctl", "-w", "kernel.msgmax=8500"]);
     assert_eq!(sysctl(&host, "kernel.msgmax"), "8500");
+    // Audit mode (a dry run) reports the drift and leaves it.
+    let audit = host.driftless(&[
+        "converge",
+        "--now",
+        "--dry-run",
+        "--repo",
+        "/srv/config",
+        "--host",
+        "web1",
+    ]);
+    audit.expect_code(2);
+    assert!(
+        audit.stdout.contains("live value: `8500` → `9000`"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(sysctl(&host, "kernel.msgmax"), "8500");
     host.converge().expect_code(2);
     assert_eq!(sysctl(&host, "kernel.msgmax"), "9000");
     host.exec(&[
@@ -268,6 +285,25 @@ fn an_alternative_is_chosen_healed_rolled_back_and_pruned_back_to_auto() {
     // Drift (another choice by hand, or back to auto) is healed.
     host.exec(&["update-alternatives", "--set", "dl-pager", "/usr/bin/tac"])
         .expect_code(0);
+    // Audit mode (a dry run) reports the drift and leaves it.
+    let audit = host.driftless(&[
+        "converge",
+        "--now",
+        "--dry-run",
+        "--repo",
+        "/srv/config",
+        "--host",
+        "web1",
+    ]);
+    audit.expect_code(2);
+    assert!(
+        audit
+            .stdout
+            .contains("choice: `/usr/bin/tac` → `/usr/bin/cat`"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(pager(&host).0, "/usr/bin/tac");
     host.converge().expect_code(2);
     assert_eq!(pager(&host), chosen);
     host.exec(&["update-alternatives", "--auto", "dl-pager"])
