@@ -16,7 +16,7 @@ use crate::desired::model::{
     Symlink,
 };
 use crate::plan::Plan;
-use crate::plan::observed::FsMeta;
+use crate::plan::observed::{FsMeta, setting_key};
 use crate::store::Store;
 use crate::store::inventory::{Before, Entry, Inventory};
 use crate::store::snapshot::Prior;
@@ -155,6 +155,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             Before::Unit { .. }
             | Before::Package { .. }
             | Before::Edit { .. }
+            | Before::Setting { .. }
             | Before::Untracked => None,
         },
         // What the edit replaced goes back; an edit that replaced nothing
@@ -178,6 +179,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             | Before::Unit { .. }
             | Before::Package { .. }
             | Before::Edit { .. }
+            | Before::Setting { .. }
             | Before::Untracked => None,
         },
         PrimKind::Package => match e.before {
@@ -188,6 +190,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             | Before::Path(_)
             | Before::Unit { .. }
             | Before::Edit { .. }
+            | Before::Setting { .. }
             | Before::Untracked => None,
         },
         PrimKind::Unit => {
@@ -227,6 +230,15 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
                 Undo::Restore,
             ))
         }
+        // A setting's facets go back to what they were.
+        PrimKind::Setting => match &e.before {
+            Before::Setting { facets } => Some((kind.restoring(key, facets)?, Undo::Restore)),
+            Before::Path(_)
+            | Before::Unit { .. }
+            | Before::Package { .. }
+            | Before::Edit { .. }
+            | Before::Untracked => None,
+        },
         PrimKind::Group | PrimKind::User | PrimKind::Command => None,
     }
 }
@@ -368,6 +380,13 @@ pub(super) fn capture(
                     secret.get_or_init(|| store.secret_contents()).contains(sha)
                 })
                 .with_context(|| format!("failed to read {} before editing it", decl.path))?,
+            },
+            // As observed before this converge changed anything.
+            Prim::Setting(s) => match prepared.settings.get(&setting_key(s.domain, s.name)) {
+                Some(obs) if obs.missing.is_none() => Before::Setting {
+                    facets: obs.facets.clone(),
+                },
+                _ => Before::Untracked,
             },
             Prim::Group(_) | Prim::User(_) | Prim::Command(_) => Before::Untracked,
         };

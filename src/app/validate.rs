@@ -1,5 +1,6 @@
 //! `validate`: the desired state of one host, or of every host file, is
-//! computed and checked; the host is not looked at.
+//! computed and checked; the host is changed in nothing. Validated for the
+//! host itself, its groups and its kernel's parameters are looked at.
 
 use std::collections::HashSet;
 
@@ -128,6 +129,7 @@ fn validate_into(
         r.subject.host = Some(host.clone());
         match desired::load(tree.as_ref(), &host, &facts, &opts) {
             Ok(d) => {
+                diags.extend(unknown_settings(&d));
                 r.subject.host_file = Some(d.host_file);
                 r.subject.roles = d.roles;
                 r.warnings = d.warnings;
@@ -147,6 +149,28 @@ fn validate_into(
     };
     r.diagnostics = diags;
     Ok(())
+}
+
+/// Each declared setting this host does not have (a kernel parameter the
+/// running kernel lacks), at its declaration, unless it says
+/// `ignore_missing = true`.
+fn unknown_settings(d: &desired::DesiredState) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for r in &d.resources {
+        let desired::model::Prim::Setting(s) = r.resource.lower() else {
+            continue;
+        };
+        if s.ignore_missing {
+            continue;
+        }
+        if let Some(why) = system::settings::read_without_root(s.domain, s.name, &[]).missing {
+            out.push(r.origin.diag(format!(
+                "{}: {why}; check the name, or set `ignore_missing = true` for a parameter only some kernels have",
+                r.resource.id()
+            )));
+        }
+    }
+    out
 }
 
 /// A problem found for `names`, saying so unless it is in the one host's

@@ -17,6 +17,7 @@ use super::keep_rpms;
 use super::observe::{Contents, hydrate, observe};
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
+use crate::desired::kinds::Facets;
 use crate::desired::model::ResourceId;
 use crate::durable::{BATCH_MAX, Renaming};
 use crate::fault;
@@ -31,7 +32,7 @@ use crate::system::{
     archive::Extraction,
     dnf,
     fsroot::{FsRoot, NewFile},
-    rpm, systemctl,
+    rpm, settings, systemctl,
 };
 
 /// What `apply` needs besides the plan.
@@ -278,6 +279,17 @@ fn apply_steps(
         let result = match &change.op {
             Op::DaemonReload => systemctl::run(None, "daemon-reload", &[], cx.cancel),
             Op::RunCommand { command, .. } => commands::run(command, cx.root, cx.cancel),
+            Op::Set {
+                domain,
+                name,
+                facets,
+            } => {
+                let to: Facets = facets
+                    .iter()
+                    .map(|f| (f.facet.clone(), f.to.clone()))
+                    .collect();
+                settings::set(cx.root, *domain, name, &to, cx.cancel)
+            }
             Op::WriteFile {
                 path,
                 content,
@@ -640,7 +652,9 @@ fn apply_step(root: &FsRoot, op: &Op) -> Result<()> {
             },
         ),
         Op::RemoveTree { path } => root.remove_tree(path),
-        Op::Package { .. }
+        // Applied with the run's cancellation ([`apply_steps`]).
+        Op::Set { .. }
+        | Op::Package { .. }
         | Op::Account { .. }
         | Op::DaemonReload
         | Op::Service { .. }

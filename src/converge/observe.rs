@@ -11,16 +11,18 @@ use tracing::debug;
 
 use super::commands;
 use crate::cancel::Cancel;
+use crate::desired::kinds::SettingDecl;
 use crate::desired::model::{Ensure, Form, PackageState, PathDecl, PathForm, Prim, Resource};
 use crate::desired::{DesiredState, Diagnostic};
 use crate::plan::observed::{
-    Accounts, CachedFile, Observed, ObservedHost, PackageCache, RepoOverride, StatCache, UnitObs,
+    Accounts, CachedFile, Observed, ObservedHost, PackageCache, RepoOverride, SettingObs,
+    StatCache, UnitObs, setting_key,
 };
 use crate::plan::rpmver::{Evr, Nevra};
 use crate::plan::{self, Plan, PlanProblem, SecretContents};
 use crate::system::fsroot::{FsRoot, Parents};
 use crate::system::selinux::{self, FileKind};
-use crate::system::{accounts, dnf, rpm, systemctl};
+use crate::system::{accounts, dnf, rpm, settings, systemctl};
 
 /// Present on a host booted from an ostree image (bootc, rpm-ostree).
 const IMAGE_MODE_MARKER: &str = "/run/ostree-booted";
@@ -63,6 +65,9 @@ pub struct Prepared {
     /// Contents that were secret (never shown): for the plans made again
     /// mid-converge.
     pub secret_contents: SecretContents,
+    /// The declared settings as observed before any change (what pruning
+    /// puts back when one is dropped), by `domain:name`.
+    pub(crate) settings: BTreeMap<String, SettingObs>,
 }
 
 /// Plans `desired` against the host under `root` (`None`: a root that does
@@ -107,6 +112,7 @@ pub fn prepare(
         units: observed.units,
         installed,
         secret_contents: observed.secret_contents,
+        settings: observed.settings,
     })
 }
 
@@ -257,6 +263,9 @@ fn observe_cached(
     })?;
     host.package_cache = PackageCache::of(db, &host.packages, now);
     host.archive_markers = archive_markers(root, desired, &host)?;
+    host.settings = observe_settings(desired, |s, facets| {
+        settings::read(root, s.domain, s.name, facets)
+    })?;
     host.guards = commands::observe_guards(root, desired, cancel)?;
     host.repo_overrides = repo_overrides(root, desired)?;
     Ok(host)
@@ -279,6 +288,24 @@ fn archive_markers(
         {
             out.insert(a.path.clone(), marker);
         }
+    }
+    Ok(out)
+}
+
+/// Each declared setting, read by `read` with its declared facets: for a
+/// kernel parameter one small read under `/proc/sys` and one stat of its
+/// file (no subprocess).
+fn observe_settings(
+    desired: &DesiredState,
+    read: impl Fn(&SettingDecl<'_>, &[&str]) -> Result<SettingObs>,
+) -> Result<BTreeMap<String, SettingObs>> {
+    let mut out = BTreeMap::new();
+    for prim in desired.prims() {
+        let Prim::Setting(s) = prim else {
+            continue;
+        };
+        let facets: Vec<&str> = s.facets.iter().map(|(k, _)| *k).collect();
+        out.insert(setting_key(s.domain, s.name), read(&s, &facets)?);
     }
     Ok(out)
 }
@@ -483,5 +510,10 @@ fn observe_empty(desired: &DesiredState) -> ObservedHost {
         host.paths
             .insert(path, Observed::Missing { missing_parents });
     }
+    // Infallible without a root: nothing but the running kernel is read.
+    host.settings = observe_settings(desired, |s, facets| {
+        Ok(settings::read_without_root(s.domain, s.name, facets))
+    })
+    .unwrap_or_default();
     host
 }

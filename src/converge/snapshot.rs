@@ -16,15 +16,15 @@ use tracing::{info, warn};
 
 use super::keep_rpms;
 use crate::cancel::Cancel;
-use crate::desired::kinds::EditDecl;
+use crate::desired::kinds::{Domain, EditDecl};
 use crate::desired::textedit::TextEdit;
 use crate::fault;
 use crate::plan::observed::Observed;
 use crate::plan::rpmver::Nevra;
 use crate::plan::services::UNIT_DIRS;
-use crate::store::{Objects, PackageStore, Prior, ServicePrior, Snapshot};
+use crate::store::{Objects, PackageStore, Prior, ServicePrior, SettingPrior, Snapshot};
 use crate::system::fsroot::FsRoot;
-use crate::system::{dnf, rpm, systemctl};
+use crate::system::{dnf, rpm, settings, systemctl};
 
 /// Where a snapshot is taken and restored.
 pub(crate) struct Target<'a> {
@@ -122,8 +122,20 @@ pub fn edit_undo(
         .map_err(|e| anyhow::anyhow!("{}: {e}", edit.path))
 }
 
-/// Captures `paths` (each once), the package set when `packages`, and
-/// the state of `units`. With `packages`, the installed RPMs that the
+/// A setting a snapshot keeps: its domain, name and the facets the
+/// converge changes.
+#[derive(Clone, Debug)]
+pub(crate) struct SettingToKeep {
+    /// Who keeps it.
+    pub domain: Domain,
+    /// Its name in the domain.
+    pub name: String,
+    /// The facets the converge changes.
+    pub facets: Vec<String>,
+}
+
+/// Captures `paths` (each once), the package set when `packages`, the
+/// state of `units` and the facets of `settings`. With `packages`, the installed RPMs that the
 /// transaction may replace are copied into the package store first, so
 /// a rollback does not depend on the repository still carrying them.
 pub(crate) fn capture(
@@ -131,8 +143,18 @@ pub(crate) fn capture(
     paths: &[String],
     packages: Option<&[String]>,
     units: &[UnitToKeep],
+    to_keep: &[SettingToKeep],
 ) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
+    for s in to_keep {
+        let facets: Vec<&str> = s.facets.iter().map(String::as_str).collect();
+        let now = settings::read(t.root, s.domain, &s.name, &facets)?;
+        snap.settings.push(SettingPrior {
+            domain: s.domain,
+            name: s.name.clone(),
+            facets: now.facets,
+        });
+    }
     let mut seen = std::collections::HashSet::new();
     for path in paths {
         if !seen.insert(path.as_str()) {
@@ -191,6 +213,12 @@ pub(crate) fn restore(snap: &Snapshot, t: &Target<'_>) -> RestoreReport {
     let mut errors = Vec::new();
     let mut dnf_transactions = Vec::new();
     let mut unit_files = false;
+    // Settings were changed last: they go back first.
+    for s in snap.settings.iter().rev() {
+        if let Err(e) = restore_setting(t, s) {
+            errors.push(e);
+        }
+    }
     // Enablement that the converge added is taken back first, while the
     // unit files it needs (and the links it made) are still there.
     if let Err(e) = disable_added(snap, t) {
@@ -339,9 +367,39 @@ fn restore_services(snap: &Snapshot, t: &Target<'_>, changed: &Restored<'_>) -> 
     }
 }
 
+/// The facets of `s` that differ from what the host has now.
+fn setting_differs(t: &Target<'_>, s: &SettingPrior) -> Result<Vec<String>> {
+    let names: Vec<&str> = s.facets.iter().map(|(k, _)| k.as_str()).collect();
+    let now = settings::read(t.root, s.domain, &s.name, &names)?;
+    Ok(s.facets
+        .iter()
+        .filter(|(k, v)| now.facet(k) != v.as_deref())
+        .map(|(k, _)| k.clone())
+        .collect())
+}
+
+/// Puts the facets of one setting back, when they differ.
+fn restore_setting(t: &Target<'_>, s: &SettingPrior) -> Result<()> {
+    if setting_differs(t, s)?.is_empty() {
+        return Ok(());
+    }
+    settings::set(t.root, s.domain, &s.name, &s.facets, t.cancel)
+}
+
 /// What still differs from `snap`, in words (empty: restored).
 pub(crate) fn differences(snap: &Snapshot, t: &Target<'_>) -> Result<Vec<String>> {
     let mut out = Vec::new();
+    for s in &snap.settings {
+        let differ = setting_differs(t, s)?;
+        if !differ.is_empty() {
+            out.push(format!(
+                "{}:{} differs from before ({})",
+                s.domain.as_str(),
+                s.name,
+                differ.join(", ")
+            ));
+        }
+    }
     for (path, prior) in &snap.paths {
         if !matches_prior(t, path, prior)? {
             out.push(format!("{path} differs from before"));

@@ -134,7 +134,8 @@ pub fn transact(
     let target = stores.target(engine.root, cancel);
     let (plan, desired) = (&prepared.plan, &prepared.desired);
     let (paths, packages, units) = what_to_snapshot(desired, plan);
-    let snapshot = snapshot::capture(&target, &paths, packages.as_deref(), &units)
+    let settings = settings_to_snapshot(plan);
+    let snapshot = snapshot::capture(&target, &paths, packages.as_deref(), &units, &settings)
         .context("failed to snapshot the host before changing it")?;
     let mut generation = stores
         .generations
@@ -401,6 +402,25 @@ fn what_to_snapshot(
     (paths, packages, units)
 }
 
+/// The settings the plan changes, each with the facets it changes.
+fn settings_to_snapshot(plan: &Plan) -> Vec<snapshot::SettingToKeep> {
+    plan.changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::Set {
+                domain,
+                name,
+                facets,
+            } => Some(snapshot::SettingToKeep {
+                domain: *domain,
+                name: name.clone(),
+                facets: facets.iter().map(|f| f.facet.clone()).collect(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Restores `snapshot`, verifies the host against it, and records the
 /// result in `generation` (`ok_status` when restored).
 #[allow(clippy::too_many_arguments)]
@@ -488,8 +508,13 @@ fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
                 .iter()
                 .find(|d| d.resource.id() == *id)
                 .and_then(|d| d.resource.path()),
-            // A rollback puts back paths and packages only.
-            PrimKind::Group | PrimKind::User | PrimKind::Command | PrimKind::Unit => None,
+            // A rollback puts back paths and packages only (a restored
+            // setting restarts nothing).
+            PrimKind::Group
+            | PrimKind::User
+            | PrimKind::Command
+            | PrimKind::Unit
+            | PrimKind::Setting => None,
         })
         .collect()
 }

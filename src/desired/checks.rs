@@ -13,14 +13,19 @@ pub(crate) const NAME_MAX: usize = 255;
 /// Longest path Linux takes, in bytes.
 pub(crate) const PATH_MAX: usize = 4095;
 
-/// Checks that `path` is an absolute, normalised host path outside the
-/// forbidden trees and outside `state_dir`.
-pub(crate) fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
+/// A mount point: an absolute, normalised path, anywhere (`/`, `/dev/shm`
+/// and `/proc` are mount points driftless declares but never writes).
+pub(crate) fn mount_point(path: &str) -> Result<(), String> {
+    absolute_path(path)
+}
+
+/// An absolute, normalised path within Linux's limits.
+fn absolute_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("path `{path}` must be absolute (start with /)"));
     }
     if path == "/" {
-        return Err("path `/` cannot be managed".to_owned());
+        return Ok(());
     }
     if path.ends_with('/') {
         return Err(format!("path `{path}` must not end with /"));
@@ -52,6 +57,16 @@ pub(crate) fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// Checks that `path` is an absolute, normalised host path outside the
+/// forbidden trees and outside `state_dir`.
+pub(crate) fn host_path(path: &str, state_dir: &str) -> Result<(), String> {
+    if path == "/" {
+        return Err("path `/` cannot be managed".to_owned());
+    }
+    absolute_path(path)?;
     for root in FORBIDDEN_ROOTS.iter().copied().chain([state_dir]) {
         if path == root || path.starts_with(&format!("{root}/")) {
             return Err(format!(

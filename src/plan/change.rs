@@ -8,6 +8,7 @@ use super::observed::FsMeta;
 use super::packages::PackageChange;
 use super::services::ServiceVerb;
 use crate::desired::diag::Origin;
+use crate::desired::kinds::Domain;
 use crate::desired::model::{ArchiveFormat, Command, ResourceId};
 
 /// The command that checks a file's new content before it replaces the
@@ -110,6 +111,16 @@ pub enum Op {
         /// Host path.
         path: String,
     },
+    /// Set the differing facets of a host setting (a kernel parameter's
+    /// live value and persisting file).
+    Set {
+        /// Who keeps it.
+        domain: Domain,
+        /// Its name in the domain.
+        name: String,
+        /// Each facet that changes, from what to what.
+        facets: Vec<FacetChange>,
+    },
     /// Change a package. All package changes of a converge are applied in
     /// one dnf transaction.
     Package {
@@ -167,7 +178,8 @@ impl Op {
             | Op::RemoveDir { path }
             | Op::Extract { path, .. }
             | Op::RemoveTree { path } => Some(path),
-            Op::Package { .. }
+            Op::Set { .. }
+            | Op::Package { .. }
             | Op::Account { .. }
             | Op::DaemonReload
             | Op::Service { .. }
@@ -186,6 +198,7 @@ impl Op {
             Op::RemoveDir { .. } => "remove directory",
             Op::Extract { .. } => "extract",
             Op::RemoveTree { .. } => "remove tree",
+            Op::Set { .. } => "set",
             Op::Package { change, .. } => match change {
                 PackageChange::Install { .. } => "install",
                 PackageChange::Upgrade { .. } => "upgrade",
@@ -203,6 +216,17 @@ impl Op {
     pub fn is_service(&self) -> bool {
         matches!(self, Op::DaemonReload | Op::Service { .. })
     }
+}
+
+/// One facet of a setting as a step changes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacetChange {
+    /// The facet (`value`, `file`).
+    pub facet: String,
+    /// What it is now (`None`: absent).
+    pub from: Option<String>,
+    /// What it becomes (`None`: absent).
+    pub to: Option<String>,
 }
 
 /// What an account step does.
@@ -281,6 +305,9 @@ pub(crate) enum Phase {
     Files,
     /// What is removed, deepest first.
     Removals,
+    /// Host settings (kernel parameters), after the files and packages
+    /// they may need, before the commands and services that read them.
+    Settings,
     /// Commands, in declaration order.
     Commands,
     /// daemon-reload, then units: enablement, start and stop, restarts and
@@ -290,13 +317,14 @@ pub(crate) enum Phase {
 
 impl Phase {
     /// Every phase, in order.
-    pub(crate) const ALL: [Phase; 8] = [
+    pub(crate) const ALL: [Phase; 9] = [
         Phase::BeforePackages,
         Phase::Packages,
         Phase::Accounts,
         Phase::Directories,
         Phase::Files,
         Phase::Removals,
+        Phase::Settings,
         Phase::Commands,
         Phase::Services,
     ];
@@ -313,6 +341,7 @@ impl Phase {
                 Phase::Files
             }
             Op::RemoveFile { .. } | Op::RemoveDir { .. } | Op::RemoveTree { .. } => Phase::Removals,
+            Op::Set { .. } => Phase::Settings,
             Op::RunCommand { .. } => Phase::Commands,
             Op::DaemonReload | Op::Service { .. } => Phase::Services,
         }

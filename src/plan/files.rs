@@ -35,6 +35,8 @@ pub(super) struct Planner<'a> {
     dirs: Vec<Change>,
     files: Vec<Change>,
     removals: Vec<Change>,
+    /// Host settings to set.
+    settings: Vec<Change>,
     /// Absent directories that exist: (id, origin, path, entry names).
     rmdirs: Vec<(ResourceId, Origin, String, Vec<String>)>,
     packages: Vec<Change>,
@@ -83,7 +85,8 @@ impl<'a> Planner<'a> {
                 | Prim::Command(_)
                 | Prim::Unit(_)
                 | Prim::Edit(_)
-                | Prim::Archive(_) => {}
+                | Prim::Archive(_)
+                | Prim::Setting(_) => {}
             }
         }
         Planner {
@@ -98,6 +101,7 @@ impl<'a> Planner<'a> {
             dirs: Vec::new(),
             files: Vec::new(),
             removals: Vec::new(),
+            settings: Vec::new(),
             rmdirs: Vec::new(),
             packages: Vec::new(),
             account_steps: Vec::new(),
@@ -127,6 +131,11 @@ impl<'a> Planner<'a> {
     /// Adds a package change (the transaction comes before the paths).
     pub(super) fn package(&mut self, c: Change) {
         self.packages.push(c);
+    }
+
+    /// Adds a setting's change (after the files and removals).
+    pub(super) fn setting(&mut self, c: Change) {
+        self.settings.push(c);
     }
 
     /// Adds something the operator should know.
@@ -260,7 +269,12 @@ impl<'a> Planner<'a> {
     }
 
     /// Queues creation of missing parents of `path`.
-    fn parents(&mut self, path: &str, observed: &Observed, early: bool) -> Result<(), String> {
+    pub(super) fn parents(
+        &mut self,
+        path: &str,
+        observed: &Observed,
+        early: bool,
+    ) -> Result<(), String> {
         self.parents_owned(path, observed, early, None)
     }
 
@@ -816,6 +830,7 @@ impl<'a> Planner<'a> {
             (Phase::Directories, directories),
             (Phase::Files, std::mem::take(&mut self.files)),
             (Phase::Removals, std::mem::take(&mut self.removals)),
+            (Phase::Settings, std::mem::take(&mut self.settings)),
         ]);
         let repo_phase = by_phase[&Phase::BeforePackages].len();
         let changes = Phase::ALL

@@ -18,6 +18,7 @@ pub(crate) mod observed;
 pub(crate) mod packages;
 pub(crate) mod rpmver;
 pub(crate) mod services;
+mod settings;
 
 use std::collections::BTreeSet;
 
@@ -93,6 +94,7 @@ pub(crate) fn plan_after(
                 }
                 None => Err(format!("{} was not observed (internal error)", a.path)),
             },
+            Prim::Setting(s) => p.setting_decl(&s, &id, host),
             // Planned after the paths, from the whole plan.
             Prim::Command(_) | Prim::Unit(_) => Ok(()),
         };

@@ -77,6 +77,43 @@ pub(crate) struct ObservedHost {
     /// were queried, for the next run to trust; `None` when there is
     /// nothing to trust (no database, or one changed a moment ago).
     pub package_cache: Option<PackageCache>,
+    /// Each declared setting as it is now, by `domain:name`.
+    pub settings: BTreeMap<String, SettingObs>,
+}
+
+/// A host setting as observed (`system::settings` reads it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SettingObs {
+    /// The facets read, each a string or `None` (absent).
+    pub facets: crate::desired::kinds::Facets,
+    /// Why the host has no such setting (a kernel parameter this kernel
+    /// lacks), if it has none.
+    pub missing: Option<String>,
+    /// Declared facets that cannot be managed on this root (the live
+    /// value with `--root`), each with why.
+    pub not_here: Vec<(String, String)>,
+    /// The missing directories above the file a facet is kept in,
+    /// outermost first: created by the plan (and so snapshotted and
+    /// removed again by a rollback) when the facet is written.
+    pub missing_parents: Vec<String>,
+    /// The values the host allows (an alternative's registered paths);
+    /// empty when it does not say.
+    pub choices: Vec<String>,
+}
+
+impl SettingObs {
+    /// The facet `name` as read (`None`: absent, or not read).
+    pub(crate) fn facet(&self, name: &str) -> Option<&str> {
+        self.facets
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// The key settings are observed under: `domain:name`.
+pub(crate) fn setting_key(domain: crate::desired::kinds::Domain, name: &str) -> String {
+    format!("{}:{name}", domain.as_str())
 }
 
 /// One section of a dnf 5 repo override file.

@@ -74,6 +74,11 @@ pub enum Before {
         /// The edit that undoes it.
         undo: Option<TextEdit>,
     },
+    /// A host setting: the facets it had before driftless managed it.
+    Setting {
+        /// Each declared facet, as it was (`None`: absent).
+        facets: crate::desired::kinds::Facets,
+    },
     /// Something pruning does not undo (a device where a path was
     /// declared, an account, a command): forgotten when dropped.
     Untracked,
@@ -127,6 +132,9 @@ enum Wire {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undo: Option<TextEdit>,
     },
+    Setting {
+        facets: crate::desired::kinds::Facets,
+    },
     Untracked,
 }
 
@@ -178,6 +186,7 @@ impl From<Wire> for Before {
             },
             Wire::Package { installed } => Before::Package { installed },
             Wire::Edit { path, undo } => Before::Edit { path, undo },
+            Wire::Setting { facets } => Before::Setting { facets },
             Wire::Untracked => Before::Untracked,
         }
     }
@@ -227,6 +236,7 @@ impl From<Before> for Wire {
             },
             Before::Package { installed } => Wire::Package { installed },
             Before::Edit { path, undo } => Wire::Edit { path, undo },
+            Before::Setting { facets } => Wire::Setting { facets },
             Before::Untracked => Wire::Untracked,
         }
     }

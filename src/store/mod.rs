@@ -30,7 +30,7 @@ use json::write_json;
 pub(crate) use generations::{CheckRecord, Generation, Generations, NewGeneration, Status};
 pub(crate) use objects::Objects;
 pub(crate) use packages::PackageStore;
-pub(crate) use snapshot::{Prior, ServicePrior, Snapshot};
+pub(crate) use snapshot::{Prior, ServicePrior, SettingPrior, Snapshot};
 
 const STATE_FILE: &str = "state.json";
 /// The stat cache of the managed files.

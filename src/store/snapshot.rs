@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::desired::kinds::{Domain, Facets};
 use crate::plan::observed::FsMeta;
 use crate::plan::rpmver::Nevra;
 
@@ -83,6 +84,21 @@ pub struct Snapshot {
     pub packages: Option<Vec<Nevra>>,
     /// Touched services (live roots only).
     pub services: Vec<ServicePrior>,
+    /// The host settings the converge changes, as they were, in the order
+    /// it changes them (absent from snapshots taken before settings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<SettingPrior>,
+}
+
+/// A host setting's facets before the converge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingPrior {
+    /// Who keeps it.
+    pub domain: Domain,
+    /// Its name in the domain.
+    pub name: String,
+    /// Each facet the converge changes, as it was (`None`: absent).
+    pub facets: Facets,
 }
 
 impl Snapshot {

@@ -78,6 +78,9 @@ enum Kind {
     Block,
     Ini,
     AuthorizedKey,
+    Sysctl,
+    Alternative,
+    Mount,
     Command,
     Service,
 }
@@ -93,6 +96,7 @@ enum Action {
     RemoveDir,
     Extract,
     RemoveTree,
+    Set,
     Package,
     DaemonReload,
     Service,
@@ -144,6 +148,26 @@ struct Change {
     format: Option<ArchiveFormat>,
     #[serde(default)]
     strip_components: Option<u32>,
+    #[serde(default)]
+    domain: Option<Domain>,
+    #[serde(default)]
+    facets: Option<Vec<FacetChange>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Domain {
+    Sysctl,
+    Alternative,
+    Mount,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FacetChange {
+    facet: String,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,7 +577,7 @@ fn every_command_prints_the_documented_json() {
             ),
             (
                 "roles/base.toml",
-                "[[directory]]\npath = \"/srv\"\nmode = \"0750\"\n",
+                "[[directory]]\npath = \"/srv\"\nmode = \"0750\"\n\n[[sysctl]]\nname = \"kernel.msgmax\"\nvalue = 9000\n",
             ),
             ("hosts/default.toml", ""),
             ("files/motd.j2", "hi {{ vars.who }}\n"),

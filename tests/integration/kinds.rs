@@ -1,7 +1,8 @@
 //! A kind added by its module alone: `[[sysctl_file]]` (kernel parameters
 //! in a file of their own under /etc/sysctl.d) is converged, refreshes
 //! what refers to it, heals, and is pruned like any path, on a temporary
-//! root; its keys are checked where they are written.
+//! root; its keys are checked where they are written. The host settings
+//! (`[[sysctl]]`, `[[alternative]]`) as far as a root holds them.
 
 use std::path::PathBuf;
 
@@ -323,4 +324,174 @@ fn authorized_keys_at_the_default_path_of_a_user_whose_home_is_elsewhere_are_ref
     );
     let dir = std::fs::metadata(made.parent().unwrap()).unwrap();
     assert_eq!((dir.uid(), dir.mode() & 0o7777), (1000, 0o700));
+}
+
+const MSGMAX: &str = "etc/sysctl.d/90-driftless-kernel.msgmax.conf";
+
+fn msgmax(value: &str, extra: &str) -> String {
+    format!(
+        "[[sysctl]]\nname = 'kernel.msgmax'\nvalue = {value}\n\n[[command]]\nname = 'reload'\ncommand = ['sh', '-c', 'echo applied >> {{marker}}']\nrefresh_on = ['sysctl:kernel.msgmax']\n{extra}"
+    )
+}
+
+/// On a temporary root a `[[sysctl]]` is its persisting file (the running
+/// kernel's live value is the running host's, not the root's: the plan
+/// says so); the live side is the sandbox system test's.
+#[test]
+fn a_sysctl_is_persisted_on_a_root_refreshes_heals_rolls_back_and_is_pruned() {
+    let h = Host::new();
+    h.declare(&msgmax("9000", ""));
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    let json = crate::json_schema::check(&plan.stdout, plan.code);
+    let changes = json["changes"].as_array().cloned().unwrap_or_default();
+    // The root is empty: the file's directories come first, as a file's
+    // missing parents do (a rollback removes them again).
+    let dirs: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["action"] == "create_dir")
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(dirs, ["/etc", "/etc/sysctl.d"], "{json}");
+    let change = &changes[2];
+    assert_eq!(change["action"], "set", "{json}");
+    assert_eq!(change["resource"]["kind"], "sysctl", "{json}");
+    assert_eq!(change["domain"], "sysctl", "{json}");
+    assert_eq!(change["name"], "kernel.msgmax", "{json}");
+    let expected = "# Managed by driftless: local changes are overwritten.\nkernel.msgmax = 9000\n";
+    assert_eq!(
+        change["facets"],
+        serde_json::json!([{ "facet": "file", "from": null, "to": expected }]),
+        "{json}"
+    );
+    assert!(
+        json["notices"].to_string().contains(
+            "sysctl:kernel.msgmax: the live value is applied on the running host only, not with --root"
+        ),
+        "{json}"
+    );
+    h.converge().expect_code(2);
+    let path = h.root.join(MSGMAX);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+        0o644
+    );
+    assert_eq!(h.applied(), 1, "refreshed on sysctl:kernel.msgmax");
+    h.converge().expect_code(0);
+    assert_eq!(h.applied(), 1, "a no-op refreshes nothing");
+
+    // Drift of the file is healed.
+    std::fs::write(&path, "kernel.msgmax = 1\n").unwrap();
+    h.converge().expect_code(2);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+
+    // A failed check puts the file back.
+    h.declare(&msgmax(
+        "'9100'",
+        "\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+    ));
+    h.converge().expect_code(4);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+
+    // Dropped: there was no file before driftless, so it goes.
+    h.declare("");
+    h.converge().expect_code(2);
+    assert!(!path.exists());
+    h.converge().expect_code(0);
+}
+
+/// The alternatives tools switch the running host only: on a temporary
+/// root an `[[alternative]]` changes nothing, and the plan says so (the
+/// sandbox system test converges one).
+#[test]
+fn an_alternative_is_left_alone_on_a_root_with_a_note() {
+    let h = Host::new();
+    h.declare("[[alternative]]\nname = 'editor'\npath = '/usr/bin/vi'\n");
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    let json = crate::json_schema::check(&plan.stdout, plan.code);
+    assert_eq!(json["result"], "in_sync", "{json}");
+    assert!(
+        json["notices"].to_string().contains(
+            "alternative:editor: alternatives are switched on the running host only, not with --root"
+        ),
+        "{json}"
+    );
+    h.converge().expect_code(0);
+}
+
+/// The fstab of a host before driftless: its lines must stay as they are.
+const FSTAB: &str = "# /etc/fstab: static file system information.\nUUID=4b1d / xfs defaults 0 1\n/dev/vg/data  /data  xfs  defaults  0 2\n";
+
+#[test]
+fn a_mount_line_is_written_among_the_others_healed_rolled_back_and_pruned_on_a_root() {
+    let h = Host::new();
+    std::fs::create_dir_all(h.root.join("etc")).unwrap();
+    let fstab = h.root.join("etc/fstab");
+    std::fs::write(&fstab, FSTAB).unwrap();
+    let shm = |options: &str, extra: &str| {
+        format!(
+            "[[mount]]\npath = '/dev/shm'\ndevice = 'tmpfs'\nfstype = 'tmpfs'\noptions = '{options}'\n{extra}"
+        )
+    };
+    h.declare(&shm("nodev,nosuid,noexec", ""));
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    let json = crate::json_schema::check(&plan.stdout, plan.code);
+    let text = json.to_string();
+    assert!(
+        text.contains("/etc/fstab line: absent → `tmpfs /dev/shm tmpfs nodev,nosuid,noexec 0 0`")
+            && text.contains("mount:/dev/shm: mounts are changed on the running host only"),
+        "{json}"
+    );
+    h.converge().expect_code(2);
+    let line = "tmpfs /dev/shm tmpfs nodev,nosuid,noexec 0 0\n";
+    assert_eq!(
+        std::fs::read_to_string(&fstab).unwrap(),
+        format!("{FSTAB}{line}")
+    );
+    h.converge().expect_code(0);
+
+    // A hand edit of the line is healed in its place; the others stay.
+    let edited = FSTAB.replace(
+        "UUID=4b1d",
+        "tmpfs   /dev/shm tmpfs defaults 0 0\nUUID=4b1d",
+    );
+    std::fs::write(&fstab, &edited).unwrap();
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&fstab).unwrap(),
+        FSTAB.replace(
+            "UUID=4b1d",
+            "tmpfs /dev/shm tmpfs nodev,nosuid,noexec 0 0\nUUID=4b1d"
+        )
+    );
+    std::fs::write(&fstab, format!("{FSTAB}{line}")).unwrap();
+
+    // A failed check puts the line back.
+    h.declare(&shm(
+        "nodev",
+        "\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n",
+    ));
+    h.converge().expect_code(4);
+    assert_eq!(
+        std::fs::read_to_string(&fstab).unwrap(),
+        format!("{FSTAB}{line}")
+    );
+
+    // `absent` removes a line driftless did not write; dropped, the
+    // mounts are put back as they were: /data's line again, no /dev/shm.
+    h.declare(&format!(
+        "{}\n[[mount]]\npath = '/data'\nstate = 'absent'\n",
+        shm("nodev,nosuid,noexec", "")
+    ));
+    h.converge().expect_code(2);
+    assert!(!std::fs::read_to_string(&fstab).unwrap().contains("/data"));
+    h.declare("");
+    h.converge().expect_code(2);
+    let back = std::fs::read_to_string(&fstab).unwrap();
+    assert!(
+        back.contains("/dev/vg/data /data xfs defaults 0 2") && !back.contains("/dev/shm"),
+        "{back}"
+    );
+    h.converge().expect_code(0);
 }

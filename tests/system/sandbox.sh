@@ -293,7 +293,10 @@ cmd_rpms() {
 # - bind root onto itself: pivot_root needs the new root to be a mount point
 #   (already true for overlay, not for a copied tree).
 # - fresh proc: shows the new pid namespace; /proc/sys read-only so the host's
-#   systemd-sysctl etc. cannot retune the shared kernel.
+#   systemd-sysctl etc. cannot retune the shared kernel. A few parameters that
+#   the host's own namespaces hold (kernel.domainname: UTS; kernel.msgmax,
+#   kernel.shmmni: IPC) are writable again, one file each: a write there
+#   changes only this host (the [[sysctl]] system tests).
 # - fresh read-only sysfs (as nspawn does) without the machine's cgroup mounts,
 #   and a cgroup2 mount made inside the new cgroup namespace: the host's
 #   systemd sees only its own cgroup subtree. With the machine's /sys/fs/cgroup
@@ -313,6 +316,10 @@ cd "$root"
 mount -t proc -o nosuid,nodev,noexec proc proc
 mount --bind proc/sys proc/sys
 mount -o remount,bind,ro proc/sys
+for p in kernel/domainname kernel/msgmax kernel/shmmni; do
+    mount --bind "proc/sys/$p" "proc/sys/$p"
+    mount -o remount,bind,rw "proc/sys/$p"
+done
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs sys
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 sys/fs/cgroup
 mount -t tmpfs -o mode=755,nosuid tmpfs dev

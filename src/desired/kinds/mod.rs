@@ -75,6 +75,7 @@ macro_rules! edit_kind {
     };
 }
 
+pub(crate) mod alternative;
 pub(crate) mod archive;
 pub(crate) mod authorized_key;
 pub(crate) mod block;
@@ -86,10 +87,12 @@ pub(crate) mod group;
 pub(crate) mod ini;
 pub(crate) mod kernel_module;
 pub(crate) mod line;
+pub(crate) mod mount;
 pub(crate) mod package;
 pub(crate) mod repo;
 pub(crate) mod service;
 pub(crate) mod symlink;
+pub(crate) mod sysctl;
 pub(crate) mod sysctl_file;
 pub(crate) mod user;
 
@@ -151,6 +154,12 @@ pub(crate) trait KindDef: Identity + Sized {
     /// the file at `path`: what pruning plans to put back what an edit
     /// replaced. `None` for every kind but the edits.
     fn from_undo(_key: &str, _path: &str, _undo: &TextEdit) -> Option<Self> {
+        None
+    }
+    /// A resource of this kind with `key` that puts the facets `facets`
+    /// of its setting back: what pruning plans for a dropped setting.
+    /// `None` for every kind but the settings.
+    fn from_facets(_key: &str, _facets: &Facets) -> Option<Self> {
         None
     }
     /// The key a reference (`kind:key` in `restart_on`, `refresh_on`)
@@ -236,6 +245,9 @@ pub enum Prim<'a> {
     Edit(EditDecl<'a>),
     /// An archive extracted into a directory, idempotent by its checksum.
     Archive(&'a archive::Archive),
+    /// A value the system keeps that is not a file driftless owns (a live
+    /// sysctl, the choice of an alternative).
+    Setting(SettingDecl<'a>),
 }
 
 /// Which primitive a kind is, without a resource at hand.
@@ -257,6 +269,65 @@ pub enum PrimKind {
     Edit,
     /// An archive extracted into a directory.
     Archive,
+    /// A host setting.
+    Setting,
+}
+
+/// The facets of a setting, by name: each a string, or `None` for absent
+/// (unset, removed); what `None` means is the domain's.
+pub(crate) type Facets = Vec<(String, Option<String>)>;
+
+/// A host setting the desired state declares (see [`Prim::Setting`]): a
+/// few named facets, each a string or `None`; only the declared facets
+/// are managed.
+#[derive(Debug)]
+pub struct SettingDecl<'a> {
+    /// Who keeps it: the kernel, the alternatives system.
+    pub domain: Domain,
+    /// Its name in the domain (`kernel.domainname`, `editor`).
+    pub name: &'a str,
+    /// The declared facets.
+    pub facets: Vec<(&'static str, Option<Cow<'a, str>>)>,
+    /// A setting the host does not have is skipped with a note, not an
+    /// error.
+    pub ignore_missing: bool,
+}
+
+impl SettingDecl<'_> {
+    /// The facets, owned.
+    pub fn owned_facets(&self) -> Facets {
+        self.facets
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_deref().map(str::to_owned)))
+            .collect()
+    }
+}
+
+/// Who keeps a setting. The code per domain is one `match` per layer:
+/// `system::settings` (read and set) and `plan::settings` (the words);
+/// a new domain (an alternative's choice, a mount) is a variant here and
+/// an arm in each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Domain {
+    /// A kernel parameter: its live value under `/proc/sys` and the file
+    /// under `/etc/sysctl.d` that persists it.
+    Sysctl,
+    /// The choice of an alternative (`alternatives`, `update-alternatives`).
+    Alternative,
+    /// A mount point: its line in `/etc/fstab` and its live mount.
+    Mount,
+}
+
+impl Domain {
+    /// Its word, as in `sysctl:NAME`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Domain::Sysctl => "sysctl",
+            Domain::Alternative => "alternative",
+            Domain::Mount => "mount",
+        }
+    }
 }
 
 /// The form of a path.
@@ -502,6 +573,16 @@ macro_rules! kinds {
                 }
             }
 
+            /// A resource of this kind with `key` that puts a setting's
+            /// `facets` back ([`KindDef::from_facets`]).
+            pub fn restoring(self, key: &str, facets: &Facets) -> Option<Resource> {
+                match self {
+                    $(Kind::$variant => {
+                        <$module::$ty as KindDef>::from_facets(key, facets).map(Resource::$variant)
+                    })*
+                }
+            }
+
             /// The key a reference to this kind means
             /// ([`KindDef::reference_key`]).
             pub fn reference_key(self, key: &str) -> Result<String, String> {
@@ -644,7 +725,8 @@ macro_rules! kinds {
 // packages before the accounts they may create, groups before their
 // users, accounts before the paths they own, directories before what is
 // in them (an archive is extracted into a directory of its own, after the
-// directories above it), paths before the commands and services that read them.
+// directories above it), paths before the commands and services that read them;
+// settings after the packages that bring them (an alternative's targets).
 kinds! {
     Repo = "repo" => repo::Repo,
     Package = "package" => package::Package,
@@ -661,6 +743,9 @@ kinds! {
     Block = "block" => block::Block,
     Ini = "ini" => ini::Ini,
     AuthorizedKey = "authorized_key" => authorized_key::AuthorizedKey,
+    Sysctl = "sysctl" => sysctl::Sysctl,
+    Alternative = "alternative" => alternative::Alternative,
+    Mount = "mount" => mount::Mount,
     Command = "command" => command::Command,
     Service = "service" => service::Service,
 }

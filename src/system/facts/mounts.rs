@@ -2,6 +2,7 @@
 //! mount namespace sees), pseudo filesystems included.
 
 use crate::desired::Mount;
+use crate::system::mounts::unescape;
 
 /// Mounts kept, at most: a container host can have thousands (one per
 /// container layer and secret), and every fact is held and hashed on
@@ -39,31 +40,6 @@ fn line(l: &str) -> Option<Mount> {
         fstype,
         options: options.join(","),
     })
-}
-
-/// The kernel writes space, tab, newline and backslash in paths as octal
-/// escapes (`\040`).
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            let d = std::str::from_utf8(d).ok()?;
-            u8::from_str_radix(d, 8).ok()
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
