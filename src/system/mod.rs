@@ -18,4 +18,5 @@ pub(crate) mod rpm;
 pub(crate) mod selinux;
 pub(crate) mod settings;
 pub(crate) mod systemctl;
+pub(crate) mod systemd_bus;
 pub(crate) mod trust;

@@ -70,11 +70,46 @@ pub(crate) fn unit_states(
     units: &[String],
     cancel: &Cancel,
 ) -> Result<BTreeMap<String, UnitObs>> {
-    if root.is_live() {
-        show(units, cancel)
-    } else {
-        is_enabled_in_root(root.path(), units, cancel)
+    if !root.is_live() {
+        return is_enabled_in_root(root.path(), units, cancel);
     }
+    let (states, via) = match bus_states(units) {
+        Some(states) => (states, "dbus"),
+        None => (show(units, cancel)?, "systemctl"),
+    };
+    for (unit, u) in &states {
+        tracing::debug!(
+            unit = unit.as_str(),
+            via,
+            loaded = u.loaded,
+            active = u.active_state.as_str(),
+            file = u.unit_file_state.as_str(),
+            need_daemon_reload = u.need_daemon_reload,
+            refuse_manual_start = u.refuse_manual_start,
+            refuse_manual_stop = u.refuse_manual_stop,
+            "unit observed"
+        );
+    }
+    Ok(states)
+}
+
+/// The states of `units` over D-Bus; `None` when systemd cannot be asked
+/// that way (then `systemctl show` is), or when
+/// `DRIFTLESS_UNITS_VIA=systemctl` says not to (to compare the two, or to
+/// step around a bus that misbehaves).
+fn bus_states(units: &[String]) -> Option<BTreeMap<String, UnitObs>> {
+    if std::env::var_os("DRIFTLESS_UNITS_VIA").is_some_and(|v| v == "systemctl") {
+        return None;
+    }
+    let conn = super::systemd_bus::connect()?;
+    super::systemd_bus::unit_states(&conn, units)
+        .inspect_err(|e| {
+            tracing::debug!(
+                error = format!("{e:#}"),
+                "D-Bus read failed; reading units with systemctl"
+            );
+        })
+        .ok()
 }
 
 /// Parses `systemctl show` blocks (separated by blank lines).

@@ -41,4 +41,5 @@ on_dnf5! {
     blame::a_build_published_after_the_last_converge_is_installed,
     blame::a_busy_dnf_is_waited_for,
     floor::packages_are_not_queried_while_the_rpm_database_is_unchanged_and_every_change_is_seen,
+    floor::units_read_over_d_bus_are_what_systemctl_reports_and_a_no_op_runs_no_process,
 }

@@ -88,3 +88,136 @@ pub(super) fn packages_are_not_queried_while_the_rpm_database_is_unchanged_and_e
     assert!(rpm_runs(&run) > 0, "a rebuilt database was trusted");
     settle(&host);
 }
+
+/// A unit that refuses a manual stop (as auditd does).
+const REFUSING: &str = "[Unit]\nRefuseManualStop=yes\n[Service]\nExecStart=/bin/sleep infinity\n";
+/// A unit to enable and run, to stop, to mask.
+const PLAIN: &str =
+    "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n";
+
+/// The "unit observed" debug lines of a run, without the path they came
+/// by (`via=`), sorted.
+fn observed_units(run: &Run) -> Vec<String> {
+    let mut lines: Vec<String> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("unit observed"))
+        .map(|l| {
+            let at = l.find("unit observed").unwrap_or(0);
+            l[at..]
+                .split_whitespace()
+                .filter(|w| !w.starts_with("via="))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+pub(super) fn units_read_over_d_bus_are_what_systemctl_reports_and_a_no_op_runs_no_process() {
+    let host = Host::boot("web1");
+    for (name, text) in [
+        ("dl-run", PLAIN),
+        ("dl-off", PLAIN),
+        ("dl-masked", PLAIN),
+        ("dl-refuse", REFUSING),
+    ] {
+        std::fs::write(
+            host.path(&format!("/usr/lib/systemd/system/{name}.service")),
+            text,
+        )
+        .unwrap();
+    }
+    host.exec(&["systemctl", "daemon-reload"]).expect_code(0);
+    host.exec(&["systemctl", "enable", "--now", "dl-run"])
+        .expect_code(0);
+    host.exec(&["systemctl", "start", "dl-refuse"])
+        .expect_code(0);
+    host.exec(&["systemctl", "mask", "dl-masked"])
+        .expect_code(0);
+    // Loaded, active, inactive, masked, static, refusing a stop, not
+    // found, and one changed on disk since systemd read it.
+    std::fs::write(
+        host.path("/usr/lib/systemd/system/dl-run.service"),
+        format!("{PLAIN}# changed\n"),
+    )
+    .unwrap();
+    let units = [
+        "dl-run",
+        "dl-off",
+        "dl-masked",
+        "dl-refuse",
+        "systemd-journald",
+        "dl-none",
+    ];
+    let config: String = units
+        .iter()
+        .map(|u| format!("[[service]]\nname = '{u}'\n\n"))
+        .collect();
+    host.write_config(&[(HOST_FILE, &config)]);
+    let plan = |via: &str| {
+        host.exec(&[
+            "env",
+            "DRIFTLESS_LOG=debug",
+            "NO_COLOR=1",
+            &format!("DRIFTLESS_UNITS_VIA={via}"),
+            "/usr/local/bin/driftless",
+            "plan",
+            "--repo",
+            "/srv/config",
+            "--host",
+            "web1",
+            "--config",
+            "/srv/agent.toml",
+        ])
+    };
+    let (bus, systemctl) = (plan("dbus"), plan("systemctl"));
+    assert!(
+        bus.stderr.contains("via=\"dbus\"") || bus.stderr.contains("via=dbus"),
+        "{}",
+        bus.stderr
+    );
+    assert!(
+        commands(&bus).iter().all(|c| program(c) != "systemctl"),
+        "{:?}",
+        commands(&bus)
+    );
+    assert!(
+        commands(&systemctl)
+            .iter()
+            .any(|c| program(c) == "systemctl")
+    );
+    let (a, b) = (observed_units(&bus), observed_units(&systemctl));
+    assert_eq!(a.len(), units.len(), "{a:?}");
+    assert_eq!(a, b);
+    for (unit, want) in [
+        ("dl-run.service", "active"),
+        ("dl-masked.service", "masked"),
+        ("dl-refuse.service", "refuse_manual_stop=true"),
+        ("dl-run.service", "need_daemon_reload=true"),
+    ] {
+        assert!(
+            a.iter().any(|l| l.contains(unit) && l.contains(want)),
+            "{unit}: {want} in {a:?}"
+        );
+    }
+
+    // A converge that manages units and packages and finds nothing to do
+    // starts no process at all.
+    host.write_config(&[(
+        HOST_FILE,
+        &format!("{CONFIG}\n[[service]]\nname = 'dl-run'\nenabled = true\nstate = 'running'\n"),
+    )]);
+    host.converge().expect_code(2);
+    settle(&host);
+    let quiet = host.converge();
+    quiet.expect_code(0);
+    assert_eq!(
+        commands(&quiet),
+        Vec::<String>::new(),
+        "the no-op started processes"
+    );
+}
