@@ -278,6 +278,33 @@ pub struct PathDecl<'a> {
     pub before_packages: bool,
 }
 
+impl<'a> PathDecl<'a> {
+    /// A file a kind writes whole from its table (a repo file, a sysctl
+    /// file, a zone): root's, mode 0644, exactly these bytes, after the
+    /// package transaction; `validate` checks new bytes before they replace
+    /// the old.
+    pub(crate) fn generated(
+        path: String,
+        ensure: Ensure,
+        bytes: Vec<u8>,
+        validate: Option<&'a [String]>,
+    ) -> Self {
+        PathDecl {
+            path: Cow::Owned(path),
+            ensure,
+            form: PathForm::File {
+                content: Cow::Owned(Content::new(bytes)),
+                meta: Cow::Owned(Meta::new("root", "root", 0o644)),
+                sensitive: false,
+                rule: ContentRule::Exact,
+                validate,
+                source_url: None,
+            },
+            before_packages: false,
+        }
+    }
+}
+
 /// What a declared path is to hold.
 // A `PathForm` lives on the stack for one planning step; boxing the file
 // variant would cost an allocation per declared file on every no-op.
