@@ -257,7 +257,16 @@ fn refresh_step(
         };
         return Some((s.unit.clone(), verb, why));
     }
-    let r = hit(&s.reload_on)?;
+    // A kind whose resources this unit reads (a firewalld zone) reloads it
+    // as `reload_on` would, also for one pruning takes away, which no
+    // declaration can name any more.
+    let implied = || {
+        changed
+            .iter()
+            .find(|r| r.kind.reloads() == Some(s.unit.as_str()))
+            .cloned()
+    };
+    let r = hit(&s.reload_on).or_else(implied)?;
     u.running()
         .then(|| (s.unit.clone(), ServiceVerb::Reload, format!("{r} changes")))
 }
@@ -393,6 +402,22 @@ mod tests {
             )),
             ["try-restart a.service"]
         );
+    }
+
+    /// A firewalld zone reloads firewalld without a `reload_on`, and
+    /// nothing else.
+    #[test]
+    fn a_kind_that_names_its_unit_reloads_it_without_reload_on() {
+        let fw = svc("firewalld.service", None, Some(RunState::Running), &[]);
+        let other = svc("b.service", None, Some(RunState::Running), &[]);
+        let units = BTreeMap::from([
+            ("firewalld.service".to_owned(), unit("active", "enabled")),
+            ("b.service".to_owned(), unit("active", "enabled")),
+        ]);
+        let changed = BTreeSet::from([ResourceId::new(Kind::Firewalld, "public")]);
+        let p = plan_services(&[&fw, &other], &units, &changed, &[], false, true);
+        assert_eq!(verbs(&p), ["reload firewalld.service"]);
+        assert_eq!(p.actions[0].2, "firewalld:public changes");
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(crate) mod command;
 pub(crate) mod directory;
 pub(crate) mod dropin;
 pub(crate) mod file;
+pub(crate) mod firewalld;
 pub(crate) mod group;
 pub(crate) mod ini;
 pub(crate) mod kernel_module;
@@ -165,6 +166,11 @@ pub(crate) trait KindDef: Identity + Sized {
     }
     /// Which primitive it is, without a resource at hand.
     const PRIM: PrimKind;
+    /// The unit that reads what this kind writes: a declared `[[service]]`
+    /// of that unit is reloaded when a resource of this kind changes (or is
+    /// pruned), as if its `reload_on` named it, and restarted by a rollback
+    /// that puts one back. A firewalld zone reloads `firewalld.service`.
+    const RELOADS: Option<&'static str> = None;
 }
 
 /// What one declaration says of others ([`KindDef::relations`]).
@@ -531,6 +537,14 @@ macro_rules! kinds {
                 }
             }
 
+            /// The unit a change of this kind reloads
+            /// ([`KindDef::RELOADS`]).
+            pub fn reloads(self) -> Option<&'static str> {
+                match self {
+                    $(Kind::$variant => <$module::$ty as KindDef>::RELOADS,)*
+                }
+            }
+
             /// Parses the word of a reference or section.
             pub fn parse(word: &str) -> Option<Kind> {
                 Kind::ALL.iter().copied().find(|k| k.as_str() == word)
@@ -676,6 +690,7 @@ kinds! {
     File = "file" => file::File,
     SysctlFile = "sysctl_file" => sysctl_file::SysctlFile,
     KernelModule = "kernel_module" => kernel_module::KernelModule,
+    Firewalld = "firewalld" => firewalld::Firewalld,
     Dropin = "dropin" => dropin::Dropin,
     Symlink = "symlink" => symlink::Symlink,
     Line = "line" => line::Line,
