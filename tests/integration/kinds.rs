@@ -183,7 +183,7 @@ fn a_firewalld_zone_file_is_written_changed_healed_and_an_override_put_back_when
     std::fs::write(&path, before).unwrap();
     let zone = |port: &str| {
         format!(
-            "[[firewalld]]\nzone = 'public'\ntarget = 'DROP'\nservices = ['ssh', 'https']\nports = ['{port}']\nsources = ['10.1.0.0/16', 'ipset:office']\nrich_rules = ['rule family=\"ipv4\" source address=\"192.0.2.0/24\" service name=\"http\" accept']\nmasquerade = true\n"
+            "[[firewalld]]\nzone = 'public'\ntarget = 'DROP'\nservices = ['ssh', 'https']\nports = ['{port}']\nsources = ['10.1.0.0/16', '52:54:00:aa:bb:cc', 'ipset:office']\nrich_rules = ['rule family=\"ipv4\" source address=\"192.0.2.0/24\" service name=\"http\" accept']\nmasquerade = true\n"
         )
     };
     h.declare(&zone("8443/tcp"));
@@ -194,6 +194,7 @@ fn a_firewalld_zone_file_is_written_changed_healed_and_an_override_put_back_when
 <!-- Managed by driftless: local changes are overwritten. -->
 <zone target="DROP">
   <source address="10.1.0.0/16"/>
+  <source address="52:54:00:aa:bb:cc"/>
   <source ipset="office"/>
   <service name="ssh"/>
   <service name="https"/>

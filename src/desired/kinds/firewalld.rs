@@ -436,13 +436,15 @@ fn source(s: &str) -> Result<Source<'_>, String> {
     ))
 }
 
-/// The attribute of a checked source's element.
+/// The attribute of a checked source's element: a zone's file writes a
+/// MAC address as an `address` too (only a rich rule says `mac`).
 fn source_attr(s: &str) -> String {
     match source(s) {
-        Ok(Source::Mac(m)) => format!("mac=\"{m}\""),
         Ok(Source::Ipset(n)) => format!("ipset=\"{}\"", escape(n)),
         // Checked when parsed: never an error here.
-        Ok(Source::Address(_)) | Err(_) => format!("address=\"{}\"", escape(s)),
+        Ok(Source::Address(_) | Source::Mac(_)) | Err(_) => {
+            format!("address=\"{}\"", escape(s))
+        }
     }
 }
 
