@@ -9,7 +9,9 @@
 //! A change takes effect when firewalld reloads: a declared
 //! `[[service]] name = "firewalld.service"` is reloaded whenever a zone
 //! changes (or is pruned), without a `reload_on` ([`KindDef::RELOADS`]), and
-//! restarted by a rollback that puts a zone back. New content is checked by
+//! restarted by a rollback that puts a zone back. What firewalld runs is
+//! observed too ([`KindDef::runtime_probe`]): a zone changed at runtime
+//! only (`firewall-cmd` without `--permanent`) reloads it. New content is checked by
 //! firewalld's own `firewall-offline-cmd --check-config` (on a copy of
 //! `/etc/firewalld` holding it) before it replaces the old, where firewalld
 //! is installed.
@@ -196,6 +198,16 @@ firewall-offline-cmd --system-config "$d" --check-config"#,
     ]
 });
 
+/// The probe of a zone's running configuration: firewalld's runtime view
+/// of the zone against its permanent view, the first line (the zone's name,
+/// and whether it is active) and the interfaces (NetworkManager binds them
+/// at runtime) left out. Nothing to ask when firewalld does not run.
+const PROBE: &str = r#"command -v firewall-cmd >/dev/null 2>&1 || exit 0
+firewall-cmd --state >/dev/null 2>&1 || exit 0
+zone=$1
+view() { firewall-cmd "$@" --zone="$zone" --list-all 2>/dev/null | sed -e 1d -e '/^ *interfaces:/d'; }
+[ "$(view)" = "$(view --permanent)" ]"#;
+
 impl KindDef for Firewalld {
     type Spec = Self;
     const KEYS: &'static [&'static str] = &[
@@ -255,6 +267,20 @@ impl KindDef for Firewalld {
             self.render(),
             Some(VALIDATE.as_slice()),
         ))
+    }
+
+    fn runtime_probe(&self) -> Option<Vec<String>> {
+        Some(
+            [
+                "/bin/sh",
+                "-c",
+                PROBE,
+                "driftless-firewalld-runtime",
+                &self.zone,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
     }
 
     fn absent(key: &str) -> Option<Self> {

@@ -171,6 +171,14 @@ pub(crate) trait KindDef: Identity + Sized {
     /// pruned), as if its `reload_on` named it, and restarted by a rollback
     /// that puts one back. A firewalld zone reloads `firewalld.service`.
     const RELOADS: Option<&'static str> = None;
+    /// With [`KindDef::RELOADS`]: the argv that asks the running unit
+    /// whether it runs what this resource wrote. Exit 0: it does (or
+    /// nothing runs to ask); another code: its running configuration
+    /// differs (a change made at runtime only), which the reload of that
+    /// unit undoes. `None`: the running configuration is not observed.
+    fn runtime_probe(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// What one declaration says of others ([`KindDef::relations`]).
@@ -615,6 +623,14 @@ macro_rules! kinds {
             pub fn stored_content_mut(&mut self) -> Option<&mut Content> {
                 match self {
                     $(Resource::$variant(r) => r.stored_content_mut(),)*
+                }
+            }
+
+            /// The argv that asks whether the unit reading it runs it
+            /// as written ([`KindDef::runtime_probe`]).
+            pub fn runtime_probe(&self) -> Option<Vec<String>> {
+                match self {
+                    $(Resource::$variant(r) => r.runtime_probe(),)*
                 }
             }
 
