@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::cancel::Cancel;
-use crate::desired::model::Command;
+use crate::desired::model::{Command, ResourceId};
 use crate::desired::{DesiredState, VALIDATE_PLACEHOLDER};
 use crate::plan::Validator;
 use crate::plan::observed::{GuardRun, Guards};
@@ -91,6 +91,28 @@ pub(crate) fn validate(
         }
         Err(e) => Err(e).context("the validator could not check the new content"),
     }
+}
+
+/// Limit of one runtime probe ([`probe`]).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether the unit reading `what` runs it as written: its runtime probe
+/// `argv` (a kind's [`runtime_probe`](crate::desired::kinds::KindDef::runtime_probe))
+/// exits 0. It only looks: whatever it leaves running is stopped.
+pub(crate) fn probe(argv: &[String], what: &ResourceId, cancel: &Cancel) -> Result<bool> {
+    let Some(program) = argv.first() else {
+        return Ok(true);
+    };
+    let out = Cmd::new(program)
+        .args(argv.iter().skip(1))
+        .timeout(PROBE_TIMEOUT)
+        .tail_only(crate::system::command::REPORTED_TAIL)
+        .any_code()
+        .kill_leftovers()
+        .run(cancel)
+        .with_context(|| format!("failed to ask whether {what} runs as written"))?;
+    tracing::debug!(resource = %what, code = out.code, "runtime probe ran");
+    Ok(out.code == 0)
 }
 
 /// What the guards of each declared command find now.

@@ -12,7 +12,9 @@ use tracing::debug;
 use super::commands;
 use crate::cancel::Cancel;
 use crate::desired::kinds::SettingDecl;
-use crate::desired::model::{Ensure, Form, PackageState, PathDecl, PathForm, Prim, Resource};
+use crate::desired::model::{
+    Ensure, Form, PackageState, PathDecl, PathForm, Prim, Resource, ResourceId,
+};
 use crate::desired::{DesiredState, Diagnostic};
 use crate::plan::observed::{
     Accounts, CachedFile, Observed, ObservedHost, PackageCache, RepoOverride, SettingObs,
@@ -266,9 +268,37 @@ fn observe_cached(
     host.settings = observe_settings(desired, |s, facets| {
         settings::read(root, s.domain, s.name, facets)
     })?;
+    host.runtime_stale = runtime_stale(desired, &host, cancel)?;
     host.guards = commands::observe_guards(root, desired, cancel)?;
     host.repo_overrides = repo_overrides(root, desired)?;
     Ok(host)
+}
+
+/// The declared resources whose unit runs a configuration other than
+/// theirs (a firewalld zone changed at runtime only), by each kind's
+/// runtime probe: asked only on a live root, and only where that unit runs
+/// (a unit that is stopped runs nothing; one being started reads it anew).
+fn runtime_stale(
+    desired: &DesiredState,
+    host: &ObservedHost,
+    cancel: &Cancel,
+) -> Result<BTreeSet<ResourceId>> {
+    let mut out = BTreeSet::new();
+    if !host.live {
+        return Ok(out);
+    }
+    for d in &desired.resources {
+        let id = d.resource.id();
+        let (Some(unit), Some(argv)) = (id.kind.reloads(), d.resource.runtime_probe()) else {
+            continue;
+        };
+        if host.units.get(unit).is_some_and(UnitObs::running)
+            && !commands::probe(&argv, &id, cancel)?
+        {
+            out.insert(id);
+        }
+    }
+    Ok(out)
 }
 
 /// The marker in the directory of each declared archive that has one:

@@ -15,7 +15,7 @@ use super::snapshot::{self, Target};
 use crate::agent::policy::Blame;
 use crate::cancel::Cancel;
 use crate::desired::DesiredState;
-use crate::desired::model::{PrimKind, RunState, Service};
+use crate::desired::model::{PrimKind, ResourceId, RunState, Service};
 use crate::fault;
 use crate::plan::{self, Change, Op, Plan, ServiceVerb};
 use crate::store::{CheckRecord, Generation, Generations, NewGeneration, Snapshot, Status, Store};
@@ -498,9 +498,18 @@ pub(super) fn rollback(
 /// What a service's `restart_on`/`reload_on` point at, as a rollback sees
 /// it: host paths, and `package:NAME`.
 fn dependency_keys(desired: &DesiredState, s: &Service) -> Vec<String> {
+    // What it reads without naming it: every resource of a kind that
+    // reloads it (a firewalld zone, firewalld.service).
+    let implied: Vec<ResourceId> = desired
+        .resources
+        .iter()
+        .map(|d| d.resource.id())
+        .filter(|id| id.kind.reloads() == Some(s.unit.as_str()))
+        .collect();
     s.restart_on
         .iter()
         .chain(&s.reload_on)
+        .chain(&implied)
         .filter_map(|id| match id.kind.prim() {
             PrimKind::Package => Some(id.to_string()),
             PrimKind::Path(_) | PrimKind::Edit | PrimKind::Archive => desired

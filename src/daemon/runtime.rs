@@ -780,6 +780,10 @@ async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
                     break;
                 }
             }
+            // The result (every change of a large converge) was held for
+            // this client until now: what it took goes back too.
+            drop(rx);
+            crate::system::memory::give_back_free_memory();
         }
     }
     let _ = write.shutdown().await;

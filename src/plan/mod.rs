@@ -333,6 +333,7 @@ pub(crate) fn plan_services_for(
         services,
         &host.units,
         &changed,
+        &host.runtime_stale,
         &paths,
         packages_pending,
         host.live,

@@ -1,9 +1,10 @@
 //! What the host looks like now, as plain values: the planner's input.
 //! `system` fills these in; nothing here does I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::rpmver::{Evr, Nevra};
+use crate::desired::model::ResourceId;
 
 impl Observed {
     /// What is there, in one word, for logs.
@@ -46,6 +47,10 @@ pub(crate) struct ObservedHost {
     pub latest_error: Option<String>,
     /// State of each declared unit.
     pub units: BTreeMap<String, UnitObs>,
+    /// Resources whose unit runs a configuration other than the one they
+    /// wrote (a firewalld zone changed at runtime only): their unit is
+    /// reloaded ([`crate::desired::kinds::KindDef::runtime_probe`]).
+    pub runtime_stale: BTreeSet<ResourceId>,
     /// Whether this is the running host (a live systemd), not a `--root`.
     pub live: bool,
     /// An image-mode host (bootc, rpm-ostree: `/run/ostree-booted`): `/usr`

@@ -80,13 +80,15 @@ pub(crate) struct ServicePlan {
 }
 
 /// Plans the services. `changed` holds every other resource this converge
-/// changes; `packages_pending` says whether a package transaction comes
+/// changes; `stale` those whose unit runs another configuration than the
+/// one written; `packages_pending` says whether a package transaction comes
 /// first (a unit it installs cannot be seen yet, so not-found is not an
 /// error until after it).
 pub(crate) fn plan_services(
     services: &[&Service],
     units: &BTreeMap<String, UnitObs>,
     changed: &BTreeSet<ResourceId>,
+    stale: &BTreeSet<ResourceId>,
     changed_paths: &[&str],
     packages_pending: bool,
     live: bool,
@@ -138,7 +140,7 @@ pub(crate) fn plan_services(
         if starting || s.state == Some(RunState::Stopped) {
             continue;
         }
-        restarts.extend(refresh_step(s, u, changed, &mut plan));
+        restarts.extend(refresh_step(s, u, changed, stale, &mut plan));
     }
     plan.actions = enablement.into_iter().chain(runs).chain(restarts).collect();
     plan
@@ -319,6 +321,7 @@ fn refresh_step(
     s: &Service,
     u: &UnitObs,
     changed: &BTreeSet<ResourceId>,
+    stale: &BTreeSet<ResourceId>,
     plan: &mut ServicePlan,
 ) -> Option<Action> {
     let hit = |refs: &[ResourceId]| refs.iter().find(|r| changed.contains(*r)).cloned();
@@ -344,9 +347,22 @@ fn refresh_step(
         };
         return Some((s.unit.clone(), verb, why));
     }
-    let r = hit(&s.reload_on)?;
+    // A kind whose resources this unit reads (a firewalld zone) reloads it
+    // as `reload_on` would, also for one pruning takes away, which no
+    // declaration can name any more; and when the unit runs another
+    // configuration than the one written (changed at runtime only).
+    let reads = |r: &&ResourceId| r.kind.reloads() == Some(s.unit.as_str());
+    let why = hit(&s.reload_on)
+        .or_else(|| changed.iter().find(reads).cloned())
+        .map(|r| format!("{r} changes"))
+        .or_else(|| {
+            stale
+                .iter()
+                .find(reads)
+                .map(|r| format!("{r}: the running configuration differs from the one written"))
+        })?;
     u.running()
-        .then(|| (s.unit.clone(), ServiceVerb::Reload, format!("{r} changes")))
+        .then(|| (s.unit.clone(), ServiceVerb::Reload, why))
 }
 
 fn state_word(u: &UnitObs) -> String {
@@ -391,6 +407,27 @@ mod tests {
             refuse_manual_start: false,
             refuse_manual_stop: false,
         }
+    }
+
+    /// [`super::plan_services`] with nothing running another
+    /// configuration than the one written.
+    fn plan_services(
+        services: &[&Service],
+        units: &BTreeMap<String, UnitObs>,
+        changed: &BTreeSet<ResourceId>,
+        changed_paths: &[&str],
+        packages_pending: bool,
+        live: bool,
+    ) -> ServicePlan {
+        super::plan_services(
+            services,
+            units,
+            changed,
+            &BTreeSet::new(),
+            changed_paths,
+            packages_pending,
+            live,
+        )
     }
 
     fn verbs(p: &ServicePlan) -> Vec<String> {
@@ -518,6 +555,37 @@ mod tests {
                 true
             )),
             ["try-restart a.service"]
+        );
+    }
+
+    /// A firewalld zone reloads firewalld without a `reload_on`, and
+    /// nothing else.
+    #[test]
+    fn a_kind_that_names_its_unit_reloads_it_without_reload_on() {
+        let fw = svc("firewalld.service", None, Some(RunState::Running), &[]);
+        let other = svc("b.service", None, Some(RunState::Running), &[]);
+        let units = BTreeMap::from([
+            ("firewalld.service".to_owned(), unit("active", "enabled")),
+            ("b.service".to_owned(), unit("active", "enabled")),
+        ]);
+        let changed = BTreeSet::from([ResourceId::new(Kind::Firewalld, "public")]);
+        let p = plan_services(&[&fw, &other], &units, &changed, &[], false, true);
+        assert_eq!(verbs(&p), ["reload firewalld.service"]);
+        assert_eq!(p.actions[0].2, "firewalld:public changes");
+        // Nothing changes, but firewalld runs a zone changed at runtime.
+        let p = super::plan_services(
+            &[&fw, &other],
+            &units,
+            &BTreeSet::new(),
+            &changed,
+            &[],
+            false,
+            true,
+        );
+        assert_eq!(verbs(&p), ["reload firewalld.service"]);
+        assert_eq!(
+            p.actions[0].2,
+            "firewalld:public: the running configuration differs from the one written"
         );
     }
 

@@ -725,6 +725,51 @@ impl FsRoot {
         Ok(())
     }
 
+    /// Writes a file driftless owns, root's and 0644, atomically and with
+    /// the policy's label (a sysctl.d file, fstab). The plan creates
+    /// missing directories above it; they are made here too when a restore
+    /// or pruning writes it without one.
+    pub fn write_labelled(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        let policy = match self.selinux_policy()? {
+            Some(fc) => Some(selinux::Policy::open(
+                &self.path().join(fc.trim_start_matches('/')),
+            )?),
+            None => None,
+        };
+        let label = |p: &str, kind| match &policy {
+            Some(policy) => policy.default_for(p, kind),
+            None => Ok(None),
+        };
+        let mut missing = Vec::new();
+        let mut dir = Path::new(path).parent();
+        while let Some(d) = dir.and_then(Path::to_str).filter(|d| *d != "/") {
+            if self.exists(d)? {
+                break;
+            }
+            missing.push(d.to_owned());
+            dir = Path::new(d).parent();
+        }
+        let dir_meta = FsMeta {
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+        };
+        for d in missing.iter().rev() {
+            self.create_dir(d, dir_meta, label(d, selinux::FileKind::Dir)?.as_deref())?;
+        }
+        let meta = FsMeta {
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+        };
+        self.write_file(
+            path,
+            bytes,
+            meta,
+            label(path, selinux::FileKind::File)?.as_deref(),
+        )
+    }
+
     /// Removes a file or symlink (never what a symlink points to). Missing
     /// is success.
     pub fn remove_file(&self, host_path: &str) -> Result<()> {

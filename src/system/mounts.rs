@@ -137,7 +137,7 @@ fn write_line(root: &FsRoot, path: &str, line: Option<&str>) -> Result<()> {
     if new == old {
         return Ok(());
     }
-    super::settings::write_labelled(root, FSTAB_PATH, new.as_bytes())
+    root.write_labelled(FSTAB_PATH, new.as_bytes())
 }
 
 /// Undoes fstab's and mountinfo's octal escapes: the kernel writes a

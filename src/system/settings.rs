@@ -32,10 +32,9 @@ use crate::cancel::Cancel;
 use crate::desired::kinds::alternative::{AUTO, CHOICE};
 use crate::desired::kinds::sysctl::{FILE, LIVE, file_of};
 use crate::desired::kinds::{Domain, Facets};
-use crate::plan::observed::{FsMeta, Observed, SettingObs};
+use crate::plan::observed::{Observed, SettingObs};
 use crate::system::command::Cmd;
 use crate::system::fsroot::FsRoot;
-use crate::system::selinux::{FileKind, Policy};
 
 /// Where the running kernel's parameters are.
 const PROC_SYS: &str = "/proc/sys";
@@ -218,48 +217,11 @@ fn set_sysctl(root: &FsRoot, name: &str, facets: &Facets) -> Result<()> {
                     .with_context(|| format!("failed to write {v:?} to {}", proc.display()))?;
             }
             (FILE, None) => root.remove_file(&file_of(name))?,
-            (FILE, Some(text)) => write_labelled(root, &file_of(name), text.as_bytes())?,
+            (FILE, Some(text)) => root.write_labelled(&file_of(name), text.as_bytes())?,
             (other, _) => bail!("a kernel parameter has no facet `{other}` (internal error)"),
         }
     }
     Ok(())
-}
-
-/// Writes a file driftless owns, root's and 0644, atomically and with the
-/// policy's label. The plan creates missing directories above it; they
-/// are made here too when a restore or pruning writes it without one.
-pub(super) fn write_labelled(root: &FsRoot, path: &str, bytes: &[u8]) -> Result<()> {
-    let policy = match root.selinux_policy()? {
-        Some(fc) => Some(Policy::open(&root.path().join(fc.trim_start_matches('/')))?),
-        None => None,
-    };
-    let label = |p: &str, kind| match &policy {
-        Some(policy) => policy.default_for(p, kind),
-        None => Ok(None),
-    };
-    let mut missing = Vec::new();
-    let mut dir = Path::new(path).parent();
-    while let Some(d) = dir.and_then(Path::to_str).filter(|d| *d != "/") {
-        if root.exists(d)? {
-            break;
-        }
-        missing.push(d.to_owned());
-        dir = Path::new(d).parent();
-    }
-    let dir_meta = FsMeta {
-        uid: 0,
-        gid: 0,
-        mode: 0o755,
-    };
-    for d in missing.iter().rev() {
-        root.create_dir(d, dir_meta, label(d, FileKind::Dir)?.as_deref())?;
-    }
-    let meta = FsMeta {
-        uid: 0,
-        gid: 0,
-        mode: 0o644,
-    };
-    root.write_file(path, bytes, meta, label(path, FileKind::File)?.as_deref())
 }
 
 /// The administrative directories of the alternatives tools: RHEL's, then

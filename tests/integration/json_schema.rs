@@ -72,6 +72,7 @@ enum Kind {
     File,
     SysctlFile,
     KernelModule,
+    Firewalld,
     Dropin,
     Symlink,
     Line,

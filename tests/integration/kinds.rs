@@ -495,3 +495,80 @@ fn a_mount_line_is_written_among_the_others_healed_rolled_back_and_pruned_on_a_r
     );
     h.converge().expect_code(0);
 }
+
+#[test]
+fn a_firewalld_zone_file_is_written_changed_healed_and_an_override_put_back_when_dropped() {
+    let h = Host::new();
+    let path = h.root.join("etc/firewalld/zones/public.xml");
+    // An override the admin wrote before driftless managed the zone.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let before =
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<zone><service name=\"ssh\"/></zone>\n";
+    std::fs::write(&path, before).unwrap();
+    let zone = |port: &str| {
+        format!(
+            "[[firewalld]]\nzone = 'public'\ntarget = 'DROP'\nservices = ['ssh', 'https']\nports = ['{port}']\nsources = ['10.1.0.0/16', '52:54:00:aa:bb:cc', 'ipset:office']\nrich_rules = ['rule family=\"ipv4\" source address=\"192.0.2.0/24\" service name=\"http\" accept']\nmasquerade = true\n"
+        )
+    };
+    h.declare(&zone("8443/tcp"));
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<!-- Managed by driftless: local changes are overwritten. -->
+<zone target="DROP">
+  <source address="10.1.0.0/16"/>
+  <source address="52:54:00:aa:bb:cc"/>
+  <source ipset="office"/>
+  <service name="ssh"/>
+  <service name="https"/>
+  <port port="8443" protocol="tcp"/>
+  <masquerade/>
+  <rule family="ipv4">
+    <source address="192.0.2.0/24"/>
+    <service name="http"/>
+    <accept/>
+  </rule>
+</zone>
+"#
+    );
+    h.converge().expect_code(0);
+
+    h.declare(&zone("9443/tcp"));
+    let plan = h.env.run(&plan_json_args(&h.repo, &h.root, "h"));
+    plan.expect_code(2);
+    let json: serde_json::Value = serde_json::from_str(plan.stdout.trim()).unwrap();
+    let diff = json["changes"][0]["diff"].as_str().unwrap_or_default();
+    assert!(
+        diff.contains("-  <port port=\"8443\"") && diff.contains("+  <port port=\"9443\""),
+        "{json}"
+    );
+    h.converge().expect_code(2);
+
+    // Drift: audit mode reports it and leaves it; a converge heals it.
+    std::fs::write(&path, "<zone/>\n").unwrap();
+    h.env.set_config("mode = \"audit\"\n");
+    let audit = h.converge();
+    audit.expect_code(2);
+    assert!(
+        audit.stdout.contains("firewalld:public"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "<zone/>\n");
+    h.env.set_config("");
+    h.converge().expect_code(2);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("port=\"9443\"")
+    );
+
+    h.declare("");
+    h.converge().expect_code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "the admin's override is put back"
+    );
+}

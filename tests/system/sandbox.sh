@@ -45,6 +45,7 @@ Files written under WORKDIR by boot:
                live view of the host's filesystem, writable from outside
   mode         "overlay" or "copy"
   cgroup       the host's cgroup (relative to the cgroup2 mount)
+  net          "shared" or "private" (DRIFTLESS_SANDBOX_NET at the first boot)
   console.log  errors of the launcher (mounts before systemd starts); it is
                also the host's /dev/console
 
@@ -55,6 +56,11 @@ Environment:
   DRIFTLESS_BOOT_TIMEOUT  seconds to wait for boot (default 30)
   DRIFTLESS_SANDBOX_SUITE bookworm|forky         (default bookworm; SUITE
                           arguments win)
+  DRIFTLESS_SANDBOX_NET   shared|private         (default shared: the host
+                          uses this machine's network; private: boot puts
+                          it in a new network namespace with only `lo`,
+                          where a firewall it runs cannot touch this
+                          machine's; a reboot keeps the choice)
 USAGE
 }
 
@@ -62,7 +68,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE_DIR=${DRIFTLESS_TEST_CACHE:-/var/cache/driftless-test}
 MIRROR=${DRIFTLESS_TEST_MIRROR:-http://deb.debian.org/debian}
 # Set by use_suite.
-SUITE= ROOTFS= INCLUDE= SCRIPT= ROOTFS_RECIPE=
+SUITE= ROOTFS= INCLUDE= APT_EXTRA= SCRIPT= ROOTFS_RECIPE=
 STAMP_REL=etc/driftless-rootfs-stamp
 BOOT_TIMEOUT=${DRIFTLESS_BOOT_TIMEOUT:-30}
 # cgroup2 hierarchy of this machine. It runs a hybrid v1/v2 layout; on a pure
@@ -87,18 +93,27 @@ use_suite() {
             # the tests of `validate`; its units are masked below. kmod:
             # modprobe, which reads what [[kernel_module]] writes.
             INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf,git,ca-certificates,procps,openssh-server,kmod
+            # firewalld and nftables: the real firewall [[firewalld]]
+            # configures, run only by a host in its own network namespace
+            # (DRIFTLESS_SANDBOX_NET=private); their units are masked
+            # below; netbase: /etc/protocols, without which firewalld
+            # refuses its own services. Installed with apt after
+            # debootstrap: debootstrap's own ordering fails to configure
+            # polkitd, which firewalld needs.
+            APT_EXTRA="firewalld nftables netbase"
             SCRIPT=
             ;;
         forky)
             ROOTFS=$CACHE_DIR/rootfs-forky
             INCLUDE=systemd,systemd-sysv,dbus,rpm,dnf5,git,ca-certificates,procps
+            APT_EXTRA=
             # Bookworm's debootstrap has no forky script; sid's works.
             SCRIPT=/usr/share/debootstrap/scripts/sid
             ;;
         *) die "unknown suite '$SUITE' (bookworm or forky)" ;;
     esac
     # Bump when INCLUDE or customize_rootfs changes: a stale cache is rebuilt.
-    ROOTFS_RECIPE="driftless-rootfs v6 $SUITE $INCLUDE"
+    ROOTFS_RECIPE="driftless-rootfs v7 $SUITE $INCLUDE${APT_EXTRA:+ + $APT_EXTRA}"
 }
 use_suite "${DRIFTLESS_SANDBOX_SUITE:-bookworm}"
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
@@ -150,8 +165,31 @@ rootfs_complete() {
     [[ -f $ROOTFS/$STAMP_REL && $(cat "$ROOTFS/$STAMP_REL") == "$ROOTFS_RECIPE" ]]
 }
 
+# Installs APT_EXTRA into the root with its own apt (from the same mirror
+# debootstrap used). No service starts: there is no systemd in the chroot,
+# and a policy-rc.d forbids it anyway.
+apt_extra() {
+    local r=$1 rc=0
+    [[ -n $APT_EXTRA ]] || return 0
+    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+    chmod 755 "$r/usr/sbin/policy-rc.d"
+    mount -t proc proc "$r/proc"
+    # shellcheck disable=SC2086 # APT_EXTRA: a list of names
+    chroot "$r" env -i PATH="$SANDBOX_PATH" DEBIAN_FRONTEND=noninteractive sh -c \
+        "apt-get update -q && apt-get install -y -q --no-install-recommends $APT_EXTRA" \
+        >"$r.apt.log" 2>&1 || rc=$?
+    umount_under "$r/proc"
+    rm -f "$r/usr/sbin/policy-rc.d"
+    if ((rc != 0)); then
+        tail -n 30 "$r.apt.log" >&2
+        return "$rc"
+    fi
+    rm -f "$r.apt.log"
+}
+
 customize_rootfs() {
     local r=$1
+    apt_extra "$r"
     # Debian has no system-release package, so dnf cannot work out $releasever.
     mkdir -p "$r/etc/dnf/vars"
     echo 1 >"$r/etc/dnf/vars/releasever"
@@ -191,6 +229,15 @@ customize_rootfs() {
     # sshd is there for `sshd -t` only: hosts share the machine's network,
     # so a running sshd would take the machine's port 22.
     for u in ssh.service ssh.socket sshd.service; do
+        ln -sf /dev/null "$r/etc/systemd/system/$u"
+    done
+    # firewalld and nftables.service change the firewall of the network
+    # namespace they run in, which is the machine's own for every host but
+    # one booted with DRIFTLESS_SANDBOX_NET=private: not enabled, and
+    # masked (a test that runs firewalld in its own namespace unmasks it).
+    rm -f "$r"/etc/systemd/system/multi-user.target.wants/{firewalld,nftables}.service \
+        "$r"/etc/systemd/system/dbus-org.fedoraproject.FirewallD1.service
+    for u in firewalld.service nftables.service; do
         ln -sf /dev/null "$r/etc/systemd/system/$u"
     done
     # Every host gets its own machine-id at boot; none in the image.
@@ -381,6 +428,15 @@ cmd_boot() {
     fi
     rootfs_complete || die "no complete rootfs at $ROOTFS: run sandbox.sh rootfs $SUITE"
     echo "$SUITE" >"$wd/suite"
+    # The network namespace, like the suite, is chosen at the first boot.
+    local net=${DRIFTLESS_SANDBOX_NET:-shared} netns=()
+    [[ -f $wd/net ]] && net=$(cat "$wd/net")
+    case $net in
+        shared) ;;
+        private) netns=(--net) ;;
+        *) die "DRIFTLESS_SANDBOX_NET is '$net' (shared or private)" ;;
+    esac
+    echo "$net" >"$wd/net"
     if [[ -f $wd/pid ]]; then die "$wd already has a host (pid $(cat "$wd/pid")); stop it first"; fi
     local root=$wd/root mode=${DRIFTLESS_SANDBOX_MODE:-auto} reuse=""
     # A WORKDIR that was booted and stopped before is booted again with its
@@ -439,7 +495,7 @@ cmd_boot() {
     #    the whole pid namespace).
     local t1=$EPOCHREALTIME upid
     setsid bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' launcher "$CG2/$cg" \
-        unshare --pid --fork --kill-child --mount --uts --ipc --cgroup \
+        unshare --pid --fork --kill-child --mount --uts --ipc --cgroup "${netns[@]}" \
         sh -c "$INNER" inner "$root" "$wd/console.log" \
         </dev/null >>"$wd/console.log" 2>&1 &
     upid=$!

@@ -6,17 +6,13 @@
 //! under /etc/systemd/system does); `restart_on = ["dropin:UNIT/NAME"]`
 //! restarts the unit.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
-};
+use super::{Decl, Form, Identity, KindDef, Parsed, PathDecl, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::Fields;
-use crate::desired::values::{Content, ContentRule, Ensure, Meta};
+use crate::desired::values::Ensure;
 
 /// A drop-in of a unit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,19 +87,12 @@ impl KindDef for Dropin {
         if !content.is_empty() && !content.ends_with('\n') {
             content.push('\n');
         }
-        Prim::Path(PathDecl {
-            path: Cow::Owned(self.path()),
-            ensure: self.ensure,
-            form: PathForm::File {
-                content: Cow::Owned(Content::new(content.into_bytes())),
-                meta: Cow::Owned(Meta::new("root", "root", 0o644)),
-                sensitive: false,
-                rule: ContentRule::Exact,
-                validate: None,
-                source_url: None,
-            },
-            before_packages: false,
-        })
+        Prim::Path(PathDecl::generated(
+            self.path(),
+            self.ensure,
+            content.into_bytes(),
+            None,
+        ))
     }
 
     fn absent(key: &str) -> Option<Self> {

@@ -6,16 +6,12 @@
 //! driftless does not load or unload a module (a module in use cannot be
 //! taken away safely): a change takes effect at the next load or boot.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
-};
+use super::{Decl, Form, Identity, KindDef, Parsed, PathDecl, Prim, PrimKind, ReadContent};
 use crate::desired::parser::Parser;
 use crate::desired::schema::{self, Fields};
-use crate::desired::values::{Content, ContentRule, Ensure, Meta};
+use crate::desired::values::Ensure;
 
 /// Where the files live.
 const DIR: &str = "/etc/modprobe.d";
@@ -126,23 +122,17 @@ impl KindDef for KernelModule {
     }
 
     fn lower(&self) -> Prim<'_> {
-        Prim::Path(PathDecl {
-            path: Cow::Owned(path_of(&self.name)),
-            ensure: if self.state.is_some() {
-                Ensure::Present
-            } else {
-                Ensure::Absent
-            },
-            form: PathForm::File {
-                content: Cow::Owned(Content::new(self.render())),
-                meta: Cow::Owned(Meta::new("root", "root", 0o644)),
-                sensitive: false,
-                rule: ContentRule::Exact,
-                validate: None,
-                source_url: None,
-            },
-            before_packages: false,
-        })
+        let ensure = if self.state.is_some() {
+            Ensure::Present
+        } else {
+            Ensure::Absent
+        };
+        Prim::Path(PathDecl::generated(
+            path_of(&self.name),
+            ensure,
+            self.render(),
+            None,
+        ))
     }
 
     fn absent(key: &str) -> Option<Self> {

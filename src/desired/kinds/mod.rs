@@ -83,6 +83,7 @@ pub(crate) mod command;
 pub(crate) mod directory;
 pub(crate) mod dropin;
 pub(crate) mod file;
+pub(crate) mod firewalld;
 pub(crate) mod group;
 pub(crate) mod ini;
 pub(crate) mod kernel_module;
@@ -175,6 +176,19 @@ pub(crate) trait KindDef: Identity + Sized {
     }
     /// Which primitive it is, without a resource at hand.
     const PRIM: PrimKind;
+    /// The unit that reads what this kind writes: a declared `[[service]]`
+    /// of that unit is reloaded when a resource of this kind changes (or is
+    /// pruned), as if its `reload_on` named it, and restarted by a rollback
+    /// that puts one back. A firewalld zone reloads `firewalld.service`.
+    const RELOADS: Option<&'static str> = None;
+    /// With [`KindDef::RELOADS`]: the argv that asks the running unit
+    /// whether it runs what this resource wrote. Exit 0: it does (or
+    /// nothing runs to ask); another code: its running configuration
+    /// differs (a change made at runtime only), which the reload of that
+    /// unit undoes. `None`: the running configuration is not observed.
+    fn runtime_probe(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// What one declaration says of others ([`KindDef::relations`]).
@@ -353,6 +367,33 @@ pub struct PathDecl<'a> {
     /// Written before the package transaction, which reads it (a repo
     /// file); every other path comes after packages and accounts.
     pub before_packages: bool,
+}
+
+impl<'a> PathDecl<'a> {
+    /// A file a kind writes whole from its table (a repo file, a sysctl
+    /// file, a zone): root's, mode 0644, exactly these bytes, after the
+    /// package transaction; `validate` checks new bytes before they replace
+    /// the old.
+    pub(crate) fn generated(
+        path: String,
+        ensure: Ensure,
+        bytes: Vec<u8>,
+        validate: Option<&'a [String]>,
+    ) -> Self {
+        PathDecl {
+            path: Cow::Owned(path),
+            ensure,
+            form: PathForm::File {
+                content: Cow::Owned(Content::new(bytes)),
+                meta: Cow::Owned(Meta::new("root", "root", 0o644)),
+                sensitive: false,
+                rule: ContentRule::Exact,
+                validate,
+                source_url: None,
+            },
+            before_packages: false,
+        }
+    }
 }
 
 /// What a declared path is to hold.
@@ -591,6 +632,14 @@ macro_rules! kinds {
                 }
             }
 
+            /// The unit a change of this kind reloads
+            /// ([`KindDef::RELOADS`]).
+            pub fn reloads(self) -> Option<&'static str> {
+                match self {
+                    $(Kind::$variant => <$module::$ty as KindDef>::RELOADS,)*
+                }
+            }
+
             /// Parses the word of a reference or section.
             pub fn parse(word: &str) -> Option<Kind> {
                 Kind::ALL.iter().copied().find(|k| k.as_str() == word)
@@ -661,6 +710,14 @@ macro_rules! kinds {
             pub fn stored_content_mut(&mut self) -> Option<&mut Content> {
                 match self {
                     $(Resource::$variant(r) => r.stored_content_mut(),)*
+                }
+            }
+
+            /// The argv that asks whether the unit reading it runs it
+            /// as written ([`KindDef::runtime_probe`]).
+            pub fn runtime_probe(&self) -> Option<Vec<String>> {
+                match self {
+                    $(Resource::$variant(r) => r.runtime_probe(),)*
                 }
             }
 
@@ -737,6 +794,7 @@ kinds! {
     File = "file" => file::File,
     SysctlFile = "sysctl_file" => sysctl_file::SysctlFile,
     KernelModule = "kernel_module" => kernel_module::KernelModule,
+    Firewalld = "firewalld" => firewalld::Firewalld,
     Dropin = "dropin" => dropin::Dropin,
     Symlink = "symlink" => symlink::Symlink,
     Line = "line" => line::Line,

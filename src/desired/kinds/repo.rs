@@ -1,16 +1,12 @@
 //! `[[repo]]`: a dnf repository, kept as its file under `/etc/yum.repos.d`.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
-};
+use super::{Decl, Form, Identity, KindDef, Parsed, PathDecl, Prim, PrimKind, ReadContent};
 use crate::desired::checks;
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
-use crate::desired::values::{Content, ContentRule, Ensure, Meta};
+use crate::desired::values::Ensure;
 
 /// A dnf repository, written as `/etc/yum.repos.d/<name>.repo`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,19 +184,10 @@ impl KindDef for Repo {
     const PRIM: PrimKind = PrimKind::Path(Form::File);
 
     fn lower(&self) -> Prim<'_> {
-        Prim::Path(PathDecl {
-            path: Cow::Owned(repo_path(&self.name)),
-            ensure: self.ensure,
-            form: PathForm::File {
-                content: Cow::Owned(Content::new(self.render())),
-                meta: Cow::Owned(Meta::new("root", "root", 0o644)),
-                sensitive: false,
-                rule: ContentRule::Exact,
-                validate: None,
-                source_url: None,
-            },
-            before_packages: true,
-        })
+        let mut decl = PathDecl::generated(repo_path(&self.name), self.ensure, self.render(), None);
+        // dnf reads it in the package transaction.
+        decl.before_packages = true;
+        Prim::Path(decl)
     }
 
     fn path_of_key(key: &str) -> Option<String> {

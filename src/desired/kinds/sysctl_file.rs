@@ -4,18 +4,15 @@
 //! applied at boot by systemd-sysctl; to apply it now, a `[[command]]`
 //! with `refresh_on = ["sysctl_file:NAME"]` runs `sysctl --system`.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use toml::de::DeValue;
 
-use super::{
-    Decl, Form, Identity, KindDef, Parsed, PathDecl, PathForm, Prim, PrimKind, ReadContent,
-};
+use super::{Decl, Form, Identity, KindDef, Parsed, PathDecl, Prim, PrimKind, ReadContent};
 use crate::desired::parser::Parser;
 use crate::desired::schema::{Fields, Sp};
-use crate::desired::values::{Content, ContentRule, Ensure, Meta};
+use crate::desired::values::Ensure;
 
 /// Where the files live.
 const DIR: &str = "/etc/sysctl.d";
@@ -78,19 +75,12 @@ impl KindDef for SysctlFile {
     }
 
     fn lower(&self) -> Prim<'_> {
-        Prim::Path(PathDecl {
-            path: Cow::Owned(path_of(&self.name)),
-            ensure: self.ensure,
-            form: PathForm::File {
-                content: Cow::Owned(Content::new(self.render())),
-                meta: Cow::Owned(Meta::new("root", "root", 0o644)),
-                sensitive: false,
-                rule: ContentRule::Exact,
-                validate: None,
-                source_url: None,
-            },
-            before_packages: false,
-        })
+        Prim::Path(PathDecl::generated(
+            path_of(&self.name),
+            self.ensure,
+            self.render(),
+            None,
+        ))
     }
 
     fn absent(key: &str) -> Option<Self> {

@@ -157,12 +157,25 @@ fn rpms_dir() -> PathBuf {
 
 /// Runs `sandbox.sh ARGS` on this machine.
 fn sandbox(args: &[&str]) -> Run {
-    try_sandbox(args).unwrap_or_else(|e| panic!("cannot run {SANDBOX}: {e}"))
+    sandbox_env(args, &[])
+}
+
+/// [`sandbox`] with these environment variables set.
+fn sandbox_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    try_sandbox_env(args, env).unwrap_or_else(|e| panic!("cannot run {SANDBOX}: {e}"))
 }
 
 /// Like [`sandbox`], for `Drop`, which must not panic.
 fn try_sandbox(args: &[&str]) -> std::io::Result<Run> {
-    let out = Command::new(SANDBOX).args(args).output()?;
+    try_sandbox_env(args, &[])
+}
+
+/// Runs `sandbox.sh ARGS` with these environment variables set.
+fn try_sandbox_env(args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Run> {
+    let out = Command::new(SANDBOX)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()?;
     Ok(Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -192,6 +205,18 @@ impl Host {
     /// Boots a fresh host named `hostname` with driftless installed, the
     /// test repository at /srv/repo and an empty agent config.
     pub(super) fn boot(hostname: &str) -> Host {
+        Host::boot_on(hostname, "shared")
+    }
+
+    /// [`Host::boot`], in a network namespace of its own with only `lo`:
+    /// for a test that runs a firewall, which must never reach this
+    /// machine's.
+    pub(super) fn boot_in_own_network(hostname: &str) -> Host {
+        Host::boot_on(hostname, "private")
+    }
+
+    /// [`Host::boot`] on `net` (`DRIFTLESS_SANDBOX_NET` of sandbox.sh).
+    fn boot_on(hostname: &str, net: &str) -> Host {
         // A test that panicked while holding it poisons nothing we need.
         let serial = ONE_HOST_AT_A_TIME
             .lock()
@@ -209,7 +234,10 @@ impl Host {
             .expect("create a host WORKDIR");
         let wd = workdir.path().to_str().expect("utf-8 WORKDIR").to_owned();
         // boot cleans up after itself when it fails, so nothing to stop yet.
-        let booted = sandbox(&["boot", &wd, hostname, suite.name()]);
+        let booted = sandbox_env(
+            &["boot", &wd, hostname, suite.name()],
+            &[("DRIFTLESS_SANDBOX_NET", net)],
+        );
         booted.expect_code(0);
         let pid = booted
             .stdout

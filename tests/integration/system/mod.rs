@@ -1,6 +1,7 @@
 //! System tests on real, disposable systemd hosts (see tests/system/README.md):
 //! packages, files and services (`host`), the transactional converge
-//! (`rollback`), units as RHEL ships them (`units`), and the daemon
+//! (`rollback`), units as RHEL ships them (`units`), a firewalld zone in a
+//! network namespace of its own (`firewall`), and the daemon
 //! installed from its RPM (`daemon`); the package, rollback and blame
 //! tests again on dnf 5 and rpm 6 (`dnf5`). They need root and are ignored by
 //! default:
@@ -12,6 +13,7 @@ mod blame;
 mod daemon;
 mod dnf5;
 mod edits;
+mod firewall;
 mod floor;
 mod hardening;
 mod harness;
