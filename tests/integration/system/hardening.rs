@@ -34,6 +34,11 @@ fn a_disabled_kernel_module_is_what_modprobe_reads_and_goes_back_with_a_rollback
     );
     host.converge().expect_code(0);
 
+    // Edited by hand: healed.
+    std::fs::write(host.path(CONF), "# nothing\n").unwrap();
+    host.converge().expect_code(2);
+    assert!(modprobe_config(&host).contains("install cramfs /bin/false"));
+
     // A converge that fails its check puts the old file back.
     host.write_config(&[(
         HOST_FILE,
@@ -51,7 +56,7 @@ fn a_disabled_kernel_module_is_what_modprobe_reads_and_goes_back_with_a_rollback
 
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
-fn a_dropin_changes_a_packaged_unit_and_restarts_it() {
+fn a_dropin_changes_a_packaged_unit_is_healed_rolled_back_and_forgotten_when_dropped() {
     let host = Host::boot("web1");
     // Without `extra`, the service names no drop-in.
     let with_dropin = |extra: &str| {
@@ -97,6 +102,30 @@ state = "running"
     assert_eq!(starts(), before + 1, "restarted on its drop-in");
     host.converge().expect_code(0);
     assert_eq!(starts(), before + 1);
+
+    // Edited by hand: healed, and the unit restarted on it.
+    let file = "/etc/systemd/system/dl-web.service.d/10-env.conf";
+    std::fs::write(
+        host.path(file),
+        "[Service]\nEnvironment=DL_GREETING=edited\n",
+    )
+    .unwrap();
+    host.converge().expect_code(2);
+    assert!(env().contains("DL_GREETING=hardened"), "{}", env());
+    assert_eq!(starts(), before + 2, "restarted on the healed drop-in");
+
+    // Another content with a failing check: the old drop-in is back, and
+    // the unit runs with it.
+    let other = dropin.replace("hardened", "other");
+    host.write_config(&[(
+        HOST_FILE,
+        &with_dropin(&format!(
+            "{other}\n[[check]]\nname = 'broken'\ncommand = ['false']\nretries = 0\n"
+        )),
+    )]);
+    host.converge().expect_code(4);
+    assert!(env().contains("DL_GREETING=hardened"), "{}", env());
+    assert!(host.is_active("dl-web.service"));
     // Dropped: the file goes, systemd reloads and forgets it.
     host.write_config(&[(HOST_FILE, &with_dropin(""))]);
     host.converge().expect_code(2);
