@@ -140,6 +140,15 @@ pub enum FleetCommand {
         /// The commit to show (default: the head fetched here).
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
+        /// Only the hosts whose last run found drift.
+        #[arg(long)]
+        drifted: bool,
+        /// Only the hosts whose last run failed (an error, a rollback).
+        #[arg(long)]
+        failing: bool,
+        /// Only this wave.
+        #[arg(long, value_name = "WAVE")]
+        wave: Option<String>,
     },
     /// The big red button: no host applies a new commit (drift is still
     /// healed) until `fleet resume`.
@@ -150,6 +159,15 @@ pub enum FleetCommand {
     },
     /// Lift `fleet halt`.
     Resume,
+    /// Wake every daemon of the fleet for a fetch and converge now (each
+    /// after its own random delay below `[fleet] nudge_splay`; the rollout
+    /// gate applies): writes `<prefix>/nudge`, which the daemons watch.
+    /// For CI after a push: "merge, nudge, wait".
+    Nudge {
+        /// The commit pushed (shown in the daemons' logs).
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
+    },
 }
 
 /// `config …`
@@ -397,6 +415,7 @@ fn shape(command: &Command) -> Shape {
         Command::Secret(_) => Shape::Action("secret"),
         Command::Fleet(FleetCommand::Halt { .. }) => Shape::Action("fleet halt"),
         Command::Fleet(FleetCommand::Resume) => Shape::Action("fleet resume"),
+        Command::Fleet(FleetCommand::Nudge { .. }) => Shape::Action("fleet nudge"),
     }
 }
 
@@ -479,8 +498,18 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (Shape, anyhow::Error)
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
         }
-        Command::Fleet(FleetCommand::Status { commit }) => {
-            Report::fleet_status(app::fleet_status(&app, commit.as_deref()).map_err(fail)?)
+        Command::Fleet(FleetCommand::Status {
+            commit,
+            drifted,
+            failing,
+            wave,
+        }) => {
+            let filter = app::HostFilter {
+                drifted: *drifted,
+                failing: *failing,
+                wave: wave.clone(),
+            };
+            Report::fleet_status(app::fleet_status(&app, commit.as_deref(), &filter).map_err(fail)?)
         }
         Command::Fleet(FleetCommand::Halt { reason }) => Report::action(
             command,
@@ -489,6 +518,10 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (Shape, anyhow::Error)
         Command::Fleet(FleetCommand::Resume) => Report::action(
             command,
             app::ActionResult::done(app::fleet_resume(&app).map_err(fail)?),
+        ),
+        Command::Fleet(FleetCommand::Nudge { commit }) => Report::action(
+            command,
+            app::ActionResult::done(app::fleet_nudge(&app, commit.as_deref()).map_err(fail)?),
         ),
         Command::Daemon(_) | Command::Assets(_) | Command::Secret(_) => {
             return Err((shape, anyhow::anyhow!("internal error: dispatched twice")));

@@ -1113,6 +1113,44 @@ fn print_packages(
     Ok(())
 }
 
+/// One host of `fleet status`: what it runs, how its last run went, and
+/// its inventory.
+fn host_line(h: &crate::fleet::record::HostRecord, now: u64) -> String {
+    let runs = h
+        .applied
+        .as_deref()
+        .map_or("nothing".to_owned(), |c| c.chars().take(12).collect());
+    let mut line = format!("{}: runs {runs}, last {}", h.host, h.outcome);
+    if !h.os.is_empty() || !h.kernel.is_empty() {
+        line.push_str(&format!("; {}, kernel {}", h.os, h.kernel));
+    }
+    line.push_str(&format!("; driftless {}", h.version));
+    if h.drift.count > 0 {
+        let more = if h.drift.count > h.drift.resources.len() {
+            ", …"
+        } else {
+            ""
+        };
+        line.push_str(&format!(
+            "; drift {} ({}{more})",
+            h.drift.count,
+            h.drift.resources.join(", ")
+        ));
+    }
+    if let Some(p) = &h.paused {
+        line.push_str(&format!("; PAUSED: {p}"));
+    }
+    if let Some(e) = &h.last_error {
+        line.push_str(&format!("; error: {e}"));
+    }
+    let age = std::time::Duration::from_secs(now.saturating_sub(h.at));
+    line.push_str(&format!(
+        "; record written {} ago",
+        humantime::format_duration(age)
+    ));
+    line
+}
+
 /// `fleet status` for people.
 fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Result<()> {
     let short = |c: &str| c.chars().take(12).collect::<String>();
@@ -1146,11 +1184,10 @@ fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Resu
             w.name,
             w.state,
             w.on_commit.len(),
-            w.hosts.len()
+            w.live
         )?;
         for h in &w.hosts {
-            let runs = h.applied.as_deref().map_or("nothing".to_owned(), short);
-            writeln!(out, "  {}: runs {runs}, last {}", h.host, h.outcome)?;
+            writeln!(out, "  {}", host_line(h, f.read_at))?;
         }
         for (host, why) in &w.rolled_back {
             writeln!(out, "  rolled back on {host}: {why}")?;

@@ -1,0 +1,188 @@
+//! The fleet's nudge: with `[fleet]`, the daemon watches one key,
+//! `<prefix>/nudge`, over an etcd watch stream on a thread of its own; a
+//! put wakes the loop for a tick (after the host's own small random delay,
+//! the loop's business). The host opens no port: CI writes the key
+//! (`driftless fleet nudge`, or `etcdctl put`), every daemon hears it.
+//!
+//! The daemon never depends on the watch: its schedule ticks whatever
+//! happens here. A stream that ends is set up again at once, from the
+//! revision after the last one seen, so a nudge written while it was down
+//! is still heard; one that cannot be set up is tried again after a
+//! backoff (doubling, at most [`BACKOFF_MAX`], jittered so that a fleet
+//! does not reconnect in step when etcd comes back). One connection, one
+//! thread, and messages bounded in size (`fleet::etcd`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::schedule;
+use crate::fleet::etcd::{Etcd, EtcdSettings, Watched};
+use crate::fleet::record::NudgeValue;
+
+/// Longest wait before setting a watch up again.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A stream that ends sooner than this after it was set up counts as a
+/// failure (backoff), so that an endpoint that ends every stream at once
+/// is not asked in a tight loop.
+const SHORT_STREAM: Duration = Duration::from_secs(5);
+/// How often a watch that keeps failing is logged again.
+const LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// A nudge heard: the commit it names, when it names one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Nudge {
+    /// The commit `fleet nudge --commit` named (bounded, for the log).
+    pub commit: Option<String>,
+}
+
+/// The watch's thread; stopped when dropped (it ends within about a
+/// second, on its own).
+pub(crate) struct Watcher {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Watcher {
+    /// Starts watching `key`; each nudge goes to the receiver returned. A
+    /// nudge that comes while one is still unread is the same nudge.
+    pub(crate) fn start(
+        etcd: EtcdSettings,
+        key: String,
+    ) -> Result<(Watcher, mpsc::Receiver<Nudge>)> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(1);
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("fleet-nudge".into())
+            .spawn(move || watch(&Etcd::new(etcd), &key, &tx, &flag))
+            .context("failed to start the thread that watches the fleet's nudge key")?;
+        Ok((Watcher { stop }, rx))
+    }
+}
+
+/// The watch loop: until stopped, or until the loop is gone.
+fn watch(etcd: &Etcd, key: &str, tx: &mpsc::Sender<Nudge>, stop: &AtomicBool) {
+    let mut next: Option<i64> = None;
+    let mut failures: u32 = 0;
+    let mut logged: Option<Instant> = None;
+    let stopped = || stop.load(Ordering::SeqCst) || tx.is_closed();
+    let wake = |commit: Option<String>| {
+        // Full: a nudge is waiting to be read already; this one is it.
+        let _ = tx.try_send(Nudge { commit });
+    };
+    while !stopped() {
+        let began = Instant::now();
+        let start = next;
+        let mut on = |m: Watched| match m {
+            Watched::Created { revision } => {
+                if next.is_some_and(|n| revision + 1 < n) {
+                    // The store is behind what was seen (etcd restored or
+                    // rebuilt): what changed is not known; wake anyway.
+                    next = Some(revision + 1);
+                    wake(None);
+                } else if next.is_none() {
+                    next = Some(revision + 1);
+                }
+                true
+            }
+            Watched::Changed { next: n, value } => {
+                next = Some(n);
+                wake(NudgeValue::read(&value).commit);
+                true
+            }
+            Watched::Oversized => {
+                wake(None);
+                true
+            }
+            Watched::Canceled { compacted, reason } => {
+                if compacted.is_some() {
+                    // History before the compaction is gone: something
+                    // may have changed in it; watch from now on.
+                    next = None;
+                    wake(None);
+                } else {
+                    warn!(reason, "etcd ended the watch of the fleet's nudge key");
+                }
+                false
+            }
+            Watched::Other => true,
+        };
+        let pause = match etcd.watch(key, start, &mut on, &stopped) {
+            Ok(false) => return,
+            Ok(true) if began.elapsed() >= SHORT_STREAM => {
+                if failures > 0 {
+                    info!("the watch of the fleet's nudge key works again");
+                }
+                failures = 0;
+                logged = None;
+                Duration::ZERO
+            }
+            Ok(true) => {
+                failures = failures.saturating_add(1);
+                backoff(failures)
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let pause = backoff(failures);
+                if logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    warn!(
+                        error = format!("{e:#}"),
+                        failures,
+                        "cannot watch the fleet's nudge key; trying again in {}s (the schedule goes on)",
+                        pause.as_secs()
+                    );
+                    logged = Some(Instant::now());
+                }
+                pause
+            }
+        };
+        let until = Instant::now() + pause;
+        while !stopped() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
+        }
+    }
+}
+
+/// The wait after `failures` failures in a row: 1 s doubled each time, at
+/// most [`BACKOFF_MAX`], varied by ±50 % so that a fleet spreads out.
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_secs(1)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(10)))
+        .min(BACKOFF_MAX);
+    base.mul_f64(1.0 + 0.5 * schedule::random_unit())
+}
+
+/// The delay before the tick a nudge asks for: random in `[0, splay)`, so
+/// that a fleet does not fetch in the same second.
+pub(crate) fn delay(splay: Duration) -> Duration {
+    splay.mul_f64((schedule::random_unit() + 1.0) / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_to_its_cap_and_the_delay_stays_within_the_splay() {
+        for n in 1..20 {
+            let b = backoff(n);
+            let base = Duration::from_secs(1 << (n - 1).min(10)).min(BACKOFF_MAX);
+            assert!(b >= base / 2 && b <= base.mul_f64(1.5), "{n}: {b:?}");
+        }
+        let splay = Duration::from_secs(5);
+        for _ in 0..1000 {
+            assert!(delay(splay) <= splay);
+        }
+        assert_eq!(delay(Duration::ZERO), Duration::ZERO);
+    }
+}
