@@ -640,6 +640,24 @@ pub struct FleetStatus {
     pub read_at: u64,
 }
 
+impl FleetStatus {
+    /// `Err` naming the waves there are when `wave` is given and is not
+    /// one of them (a typo would otherwise select nobody).
+    pub(super) fn has_wave(&self, wave: Option<&str>) -> Result<()> {
+        match wave {
+            Some(w) if !self.waves.iter().any(|x| x.name == w) => anyhow::bail!(
+                "no wave `{w}` in this fleet (waves: {})",
+                self.waves
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Which host records `fleet status` shows (`--drifted`, `--failing`,
 /// `--wave`); the waves' states and counts are the whole fleet's.
 #[derive(Clone, Debug, Default)]
@@ -695,19 +713,7 @@ pub struct WaveStatus {
 /// the host records `filter` lets through.
 pub fn fleet_status(app: &App, commit: Option<&str>, filter: &HostFilter) -> Result<FleetStatus> {
     let mut status = read_fleet(app, commit)?;
-    if let Some(w) = &filter.wave
-        && !status.waves.iter().any(|x| x.name == *w)
-    {
-        anyhow::bail!(
-            "no wave `{w}` in this fleet (waves: {})",
-            status
-                .waves
-                .iter()
-                .map(|x| x.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    status.has_wave(filter.wave.as_deref())?;
     status
         .waves
         .retain(|x| filter.wave.as_ref().is_none_or(|w| x.name == *w));
@@ -718,7 +724,7 @@ pub fn fleet_status(app: &App, commit: Option<&str>, filter: &HostFilter) -> Res
 }
 
 /// The fleet's state for `commit` (else the fetched head), every host.
-pub(super) fn read_fleet(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
+pub(crate) fn read_fleet(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
     let (s, etcd) = client(app)?;
     let rollout = Rollout {
         app,

@@ -14,6 +14,7 @@ mod context;
 mod converge;
 mod facts;
 mod fleet;
+mod fleet_wait;
 mod hooks;
 mod load;
 mod manage;
@@ -30,6 +31,7 @@ pub use fleet::{
     Blocked, FleetStatus, HostFilter, WaveStatus, fleet_halt, fleet_nudge, fleet_resume,
     fleet_status,
 };
+pub use fleet_wait::{FleetWait, WaitRequest, fleet_wait, named as named_hosts};
 pub use load::FetchFailed;
 pub use manage::{ActionResult, pause, recover, resume, retry, rollback, unpause};
 pub use plan::{PlanRequest, PlanResult, plan};

@@ -93,7 +93,9 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// The fleet this host is in (`[fleet]`): `status [--commit REV]`
     /// (where a commit stands, wave by wave), `halt --reason TEXT` (no host
-    /// applies a new commit), `resume`. Exit 0, 1 error (etcd unreachable).
+    /// applies a new commit), `resume`, `nudge` (every daemon runs now),
+    /// `wait COMMIT` (until it landed). Exit 0, 1 error (etcd unreachable);
+    /// `wait`: 3 timeout, 4 halted.
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// Host keys and secrets for the config repo: `keygen FILE`,
@@ -167,6 +169,21 @@ pub enum FleetCommand {
         /// The commit pushed (shown in the daemons' logs).
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
+    },
+    /// Block until every live host (or every host of --wave) runs COMMIT,
+    /// or a later commit, healthily. Prints progress as hosts report. Exit
+    /// 0 landed, 4 its rollout halted (the host that rolled it back and
+    /// why), 3 the timeout passed (who has not), 1 etcd unreachable.
+    Wait {
+        /// The commit: its full id, or a prefix the git cache here knows.
+        #[arg(value_name = "COMMIT")]
+        commit: String,
+        /// Give up after this long.
+        #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Only the hosts of this wave.
+        #[arg(long, value_name = "WAVE")]
+        wave: Option<String>,
     },
 }
 
@@ -416,6 +433,7 @@ fn shape(command: &Command) -> Shape {
         Command::Fleet(FleetCommand::Halt { .. }) => Shape::Action("fleet halt"),
         Command::Fleet(FleetCommand::Resume) => Shape::Action("fleet resume"),
         Command::Fleet(FleetCommand::Nudge { .. }) => Shape::Action("fleet nudge"),
+        Command::Fleet(FleetCommand::Wait { .. }) => Shape::FleetWait,
     }
 }
 
@@ -519,6 +537,21 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (Shape, anyhow::Error)
             command,
             app::ActionResult::done(app::fleet_resume(&app).map_err(fail)?),
         ),
+        Command::Fleet(FleetCommand::Wait {
+            commit,
+            timeout,
+            wave,
+        }) => {
+            let req = app::WaitRequest {
+                commit: commit.clone(),
+                wave: wave.clone(),
+                timeout: *timeout,
+            };
+            let mut progress = |line: &str| {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            };
+            Report::fleet_wait(app::fleet_wait(&app, &req, &mut progress, cancel).map_err(fail)?)
+        }
         Command::Fleet(FleetCommand::Nudge { commit }) => Report::action(
             command,
             app::ActionResult::done(app::fleet_nudge(&app, commit.as_deref()).map_err(fail)?),

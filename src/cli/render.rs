@@ -53,6 +53,8 @@ pub(crate) enum Shape {
     SourceStatus,
     /// `fleet status`.
     FleetStatus,
+    /// `fleet wait`.
+    FleetWait,
     /// A command that only says what it did, by its name: `rollback`,
     /// `resume`, `retry`, `recover`, `pause`, `fleet halt|resume`,
     /// `config check`.
@@ -71,6 +73,7 @@ impl Shape {
             Shape::Facts => "facts",
             Shape::SourceStatus => "source status",
             Shape::FleetStatus => "fleet status",
+            Shape::FleetWait => "fleet wait",
             Shape::Action(name) => name,
         }
     }
@@ -119,6 +122,7 @@ impl Shape {
             Shape::History => &["history", "generation_detail"],
             Shape::SourceStatus => &["source_status"],
             Shape::FleetStatus => &["fleet"],
+            Shape::FleetWait => &["wait"],
             Shape::Facts => &[
                 "source",
                 "host",
@@ -194,6 +198,9 @@ pub struct Report {
     /// `fleet status` output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::app::FleetStatus>,
+    /// `fleet wait` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::app::FleetWait>,
     /// The generation a converge recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
@@ -323,6 +330,14 @@ impl Report {
         r
     }
 
+    /// `fleet wait`: landed 0, halted 4, timeout 3.
+    pub fn fleet_wait(w: crate::app::FleetWait) -> Self {
+        let mut r = Self::new(Shape::FleetWait);
+        r.result = w.outcome();
+        r.wait = Some(w);
+        r
+    }
+
     /// `rollback`, `resume`, `retry`, `recover`, `fleet halt|resume`.
     pub fn action(command: &'static str, a: ActionResult) -> Self {
         let mut r = Self::new(Shape::Action(command));
@@ -351,6 +366,7 @@ impl Report {
             dnf_transactions: Vec::new(),
             source_status: None,
             fleet: None,
+            wait: None,
             generation: None,
             status: None,
             history: None,
@@ -413,6 +429,9 @@ impl Report {
         self.print_subject(&mut out, &mut err)?;
         if let Some(f) = &self.fleet {
             return fleet_text(&mut out, f);
+        }
+        if let Some(w) = &self.wait {
+            return wait_text(&mut out, w);
         }
         if let Some(st) = &self.source_status {
             return source_status_text(&mut out, st);
@@ -1149,6 +1168,47 @@ fn host_line(h: &crate::fleet::record::HostRecord, now: u64) -> String {
         humantime::format_duration(age)
     ));
     line
+}
+
+/// How `fleet wait` ended, for people.
+fn wait_text(out: &mut dyn Write, w: &crate::app::FleetWait) -> std::io::Result<()> {
+    let short: String = w.commit.chars().take(12).collect();
+    let scope = w.wave.as_ref().map_or("every live host".to_owned(), |x| {
+        format!("every host of wave {x}")
+    });
+    match w.state.as_str() {
+        "landed" => writeln!(
+            out,
+            "{short} landed: {scope} runs it ({} hosts) after {}s",
+            w.landed.len(),
+            w.waited_s
+        )?,
+        "halted" => {
+            let (host, why) = w.halted_by.clone().unwrap_or_default();
+            writeln!(
+                out,
+                "the rollout of {short} is HALTED: {host} rolled it back: {why}"
+            )?;
+        }
+        _ => {
+            writeln!(
+                out,
+                "timed out after {}s: {} of {} hosts do not run {short}: {}",
+                w.waited_s,
+                w.missing.len(),
+                w.missing.len() + w.landed.len(),
+                if w.missing.is_empty() {
+                    format!("no live host in scope ({scope})")
+                } else {
+                    crate::app::named_hosts(&w.missing)
+                }
+            )?;
+        }
+    }
+    if let Some(h) = &w.fleet_halt {
+        writeln!(out, "the fleet is halted: {h} (`driftless fleet resume`)")?;
+    }
+    Ok(())
 }
 
 /// `fleet status` for people.

@@ -172,3 +172,34 @@ impl NudgeValue {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record written before the inventory (and a host's `fleet.json`
+    /// holding one) still reads: the new fields take their defaults.
+    #[test]
+    fn a_record_of_the_old_shape_reads() {
+        let old = r#"{"host":"web01","wave":"canary","roles":[],"applied":"a1","healthy_since":5,"outcome":"changed","at":7,"rolled_back":[],"waiting":null,"version":"0.1.0"}"#;
+        let r: HostRecord = serde_json::from_str(old).expect("old record");
+        assert_eq!(r.host, "web01");
+        assert_eq!(
+            (r.drift.count, r.os.as_str(), r.paused.as_deref()),
+            (0, "", None)
+        );
+        let member = format!(r#"{{"lease":42,"record":{old}}}"#);
+        let m: Member = serde_json::from_str(&member).expect("old fleet.json");
+        assert_eq!(m.record, r);
+    }
+
+    #[test]
+    fn inventory_texts_are_bounded_and_nudges_read_leniently() {
+        let long = "x".repeat(1000);
+        assert_eq!(bounded(&long).chars().count(), TEXT_MAX + 1);
+        assert_eq!(bounded("first\nsecond"), "first…");
+        assert_eq!(NudgeValue::read(b"x").commit, None);
+        let v = NudgeValue::read(br#"{"commit":"abc","at":"now","by":"ci"}"#);
+        assert_eq!(v.commit.as_deref(), Some("abc"));
+    }
+}
