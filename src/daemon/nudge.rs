@@ -172,6 +172,103 @@ pub(crate) fn delay(splay: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    /// The next nudge within `secs`, or `None`.
+    fn heard(rx: &mut mpsc::Receiver<Nudge>, secs: u64) -> Option<Nudge> {
+        let until = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < until {
+            if let Ok(n) = rx.try_recv() {
+                return Some(n);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A stream that etcd cancels because its revision was compacted away
+    /// wakes the loop (something may have changed) and is set up again
+    /// from now on; the next stream's put wakes it with its commit. The
+    /// watch asks for puts only, from the revision after the last seen.
+    #[test]
+    fn a_compacted_watch_wakes_and_watches_again() {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (bodies_tx, bodies) = std::sync::mpsc::channel::<String>();
+        let server = std::thread::spawn(move || {
+            let answers = [
+                concat!(
+                    r#"{"result":{"header":{"revision":"9"},"created":true}}"#,
+                    "\n",
+                    r#"{"result":{"header":{},"canceled":true,"compact_revision":"7"}}"#,
+                    "\n"
+                ),
+                concat!(
+                    r#"{"result":{"header":{"revision":"9"},"created":true}}"#,
+                    "\n",
+                    r#"{"result":{"header":{"revision":"10"},"events":[{"kv":{"key":"","mod_revision":"10","value":"eyJjb21taXQiOiJhYmMxMjM0In0="}}]}}"#,
+                    "\n"
+                ),
+            ];
+            let mut held = Vec::new();
+            for answer in answers {
+                let (s, _) = listener.accept().expect("accept");
+                let mut reader = BufReader::new(s.try_clone().expect("clone"));
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("header");
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().expect("length");
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).expect("body");
+                let _ = bodies_tx.send(String::from_utf8_lossy(&body).into_owned());
+                let mut s = s;
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+                    .expect("write");
+                s.write_all(answer.as_bytes()).expect("write");
+                // The first stream ends when the client ends it; the
+                // second stays open.
+                held.push(s);
+            }
+            held
+        });
+        let settings = EtcdSettings {
+            endpoints: vec![format!("http://127.0.0.1:{port}")],
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        };
+        let (watcher, mut rx) = Watcher::start(settings, "/f/nudge".into()).expect("start");
+        assert_eq!(
+            heard(&mut rx, 10),
+            Some(Nudge { commit: None }),
+            "compacted"
+        );
+        assert_eq!(
+            heard(&mut rx, 10),
+            Some(Nudge {
+                commit: Some("abc1234".into())
+            })
+        );
+        let first = bodies.recv().expect("first request");
+        let second = bodies.recv().expect("second request");
+        assert!(
+            first.contains("NODELETE") && !first.contains("start_revision"),
+            "{first}"
+        );
+        assert!(
+            !second.contains("start_revision"),
+            "after a compaction: {second}"
+        );
+        drop(watcher);
+        drop(server.join().expect("server"));
+    }
+
     #[test]
     fn the_backoff_doubles_to_its_cap_and_the_delay_stays_within_the_splay() {
         for n in 1..20 {

@@ -269,10 +269,9 @@ impl Etcd {
     /// Watches `key` (puts only) from revision `start` (else from now),
     /// on the first endpoint that answers, handing each message to `on`
     /// until the stream ends: at [`WATCH_MAX`], when the endpoint goes
-    /// away, when `on` returns `false`, or when `stop` says so (checked
-    /// about once a second). `Ok(true)` when a stream was set up (and then
-    /// ended), `Ok(false)` when it was stopped; `Err` when no endpoint
-    /// set one up.
+    /// away, when `on` returns `false` (`Ok(true)`: set up and ended), or
+    /// when `stop` says so (checked about once a second; `Ok(false)`).
+    /// `Err` when no endpoint set one up.
     pub(crate) fn watch(
         &self,
         key: &str,
@@ -315,7 +314,7 @@ impl Etcd {
         easy.progress(true)?;
         let mut lines = Lines::default();
         let stopped = std::cell::Cell::new(false);
-        let (mut created, mut refused) = (false, None::<String>);
+        let (mut created, mut ended, mut refused) = (false, false, None::<String>);
         let done = {
             let mut t = easy.transfer();
             t.progress_function(|_, _, _, _| {
@@ -334,7 +333,7 @@ impl Etcd {
                         Ok(m) => {
                             created |= matches!(m, Watched::Created { .. });
                             if !on(m) {
-                                stopped.set(true);
+                                ended = true;
                                 return Ok(0);
                             }
                         }
@@ -350,6 +349,9 @@ impl Etcd {
         };
         if stopped.get() {
             return Ok(Stream::Stopped);
+        }
+        if ended {
+            return Ok(Stream::Ended);
         }
         if let Some(why) = refused {
             return Ok(if created {
