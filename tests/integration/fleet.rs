@@ -677,8 +677,7 @@ fn a_rollout_goes_on_with_a_cluster_member_down_and_stops_with_all_of_them() {
     let mut etcd = Etcd::start(3);
     let hosts = ["c1", "m1", "m2"];
     let fleet = Fleet::new(&hosts, &etcd, LONG_TTL);
-    let waves = "[[wave]]\nname = \"canary\"\nhosts = [\"c*\"]\n\n[[wave]]\nname = \"mid\"\nhosts = [\"m*\"]\n";
-    fleet.commit("v1", false, Some(waves));
+    fleet.commit("v1", false, Some(WAVES));
     fleet.converge(&["c1"], 2);
     // The first endpoint every agent tries dies mid-rollout.
     etcd.members[0].kill();
