@@ -516,48 +516,53 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (Shape, anyhow::Error)
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
         }
-        Command::Fleet(FleetCommand::Status {
+        Command::Fleet(f) => fleet(&app, f, command, cancel).map_err(fail)?,
+        Command::Daemon(_) | Command::Assets(_) | Command::Secret(_) => {
+            return Err((shape, anyhow::anyhow!("internal error: dispatched twice")));
+        }
+    })
+}
+
+/// `fleet …`: the fleet's commands, each a read or a write of etcd.
+fn fleet(
+    app: &App,
+    f: &FleetCommand,
+    command: &'static str,
+    cancel: &Cancel,
+) -> anyhow::Result<Report> {
+    let done = |message| Report::action(command, app::ActionResult::done(message));
+    Ok(match f {
+        FleetCommand::Status {
             commit,
             drifted,
             failing,
             wave,
-        }) => {
+        } => {
             let filter = app::HostFilter {
                 drifted: *drifted,
                 failing: *failing,
                 wave: wave.clone(),
             };
-            Report::fleet_status(app::fleet_status(&app, commit.as_deref(), &filter).map_err(fail)?)
+            Report::fleet_status(app::fleet_status(app, commit.as_deref(), &filter)?)
         }
-        Command::Fleet(FleetCommand::Halt { reason }) => Report::action(
-            command,
-            app::ActionResult::done(app::fleet_halt(&app, reason).map_err(fail)?),
-        ),
-        Command::Fleet(FleetCommand::Resume) => Report::action(
-            command,
-            app::ActionResult::done(app::fleet_resume(&app).map_err(fail)?),
-        ),
-        Command::Fleet(FleetCommand::Wait {
+        FleetCommand::Halt { reason } => done(app::fleet_halt(app, reason)?),
+        FleetCommand::Resume => done(app::fleet_resume(app)?),
+        FleetCommand::Nudge { commit } => done(app::fleet_nudge(app, commit.as_deref())?),
+        FleetCommand::Wait {
             commit,
             timeout,
             wave,
-        }) => {
+        } => {
             let req = app::WaitRequest {
                 commit: commit.clone(),
                 wave: wave.clone(),
                 timeout: *timeout,
             };
+            // Progress goes to stderr: stdout is the result (or its JSON).
             let mut progress = |line: &str| {
                 let _ = writeln!(std::io::stderr(), "{line}");
             };
-            Report::fleet_wait(app::fleet_wait(&app, &req, &mut progress, cancel).map_err(fail)?)
-        }
-        Command::Fleet(FleetCommand::Nudge { commit }) => Report::action(
-            command,
-            app::ActionResult::done(app::fleet_nudge(&app, commit.as_deref()).map_err(fail)?),
-        ),
-        Command::Daemon(_) | Command::Assets(_) | Command::Secret(_) => {
-            return Err((shape, anyhow::anyhow!("internal error: dispatched twice")));
+            Report::fleet_wait(app::fleet_wait(app, &req, &mut progress, cancel)?)
         }
     })
 }
