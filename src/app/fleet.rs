@@ -1,7 +1,8 @@
 //! The fleet's part of a converge, with `[fleet]` in the agent config: the
 //! rollout gate before a new commit, a rollout slot while applying it
-//! (`max_parallel`), and this host's record after every run; plus
-//! `driftless fleet status`, `fleet halt` and `fleet resume`.
+//! (`max_parallel`), and this host's record after every run, with its
+//! inventory; plus `driftless fleet status`, `fleet halt`, `fleet resume`
+//! and `fleet nudge` (`fleet wait` is [`super::fleet_wait`]'s).
 //!
 //! Fail safe: when etcd cannot be asked, no new commit is applied; the
 //! host keeps healing drift towards the commit it runs.
@@ -724,7 +725,7 @@ pub fn fleet_status(app: &App, commit: Option<&str>, filter: &HostFilter) -> Res
 }
 
 /// The fleet's state for `commit` (else the fetched head), every host.
-pub(crate) fn read_fleet(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
+pub(super) fn read_fleet(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
     let (s, etcd) = client(app)?;
     let rollout = Rollout {
         app,

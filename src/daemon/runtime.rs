@@ -295,6 +295,9 @@ impl Daemon {
 
     /// A nudge: a tick soon, after this host's share of the nudge splay.
     fn nudged(&mut self, n: &Nudge) {
+        if self.machine.is_stopping() {
+            return;
+        }
         let splay = self
             .app
             .settings
