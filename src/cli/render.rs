@@ -998,6 +998,12 @@ fn status_daemon(out: &mut impl Write, st: &AgentStatus) -> std::io::Result<()> 
             if let Some(e) = &d.metrics_error {
                 writeln!(out, "metrics:     NOT WRITTEN: {e}")?;
             }
+            if let Some(e) = &d.nudge_error {
+                writeln!(
+                    out,
+                    "nudges:      NOT HEARD, the watch of the fleet's nudge key is {e} (the schedule goes on)"
+                )?;
+            }
         }
         None => match &st.daemon_error {
             Some(e) => writeln!(

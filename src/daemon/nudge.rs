@@ -12,9 +12,9 @@
 //! does not reconnect in step when etcd comes back). One connection, one
 //! thread, and messages bounded in size (`fleet::etcd`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
@@ -44,6 +44,8 @@ pub(crate) struct Nudge {
 /// second, on its own).
 pub(crate) struct Watcher {
     stop: Arc<AtomicBool>,
+    /// Since when the watch cannot be set up, and why (`None`: it works).
+    failing: Arc<Mutex<Option<(SystemTime, String)>>>,
 }
 
 impl Drop for Watcher {
@@ -60,18 +62,31 @@ impl Watcher {
         key: String,
     ) -> Result<(Watcher, mpsc::Receiver<Nudge>)> {
         let stop = Arc::new(AtomicBool::new(false));
+        let failing = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel(1);
-        let flag = Arc::clone(&stop);
+        let (flag, health) = (Arc::clone(&stop), Arc::clone(&failing));
         std::thread::Builder::new()
             .name("fleet-nudge".into())
-            .spawn(move || watch(&Etcd::new(etcd), &key, &tx, &flag))
+            .spawn(move || watch(&Etcd::new(etcd), &key, &tx, &flag, &health))
             .context("failed to start the thread that watches the fleet's nudge key")?;
-        Ok((Watcher { stop }, rx))
+        Ok((Watcher { stop, failing }, rx))
+    }
+
+    /// Since when the watch cannot be set up, and the last error; `None`
+    /// while it works (for `status`).
+    pub(crate) fn failing(&self) -> Option<(SystemTime, String)> {
+        self.failing.lock().ok().and_then(|f| f.clone())
     }
 }
 
 /// The watch loop: until stopped, or until the loop is gone.
-fn watch(etcd: &Etcd, key: &str, tx: &mpsc::Sender<Nudge>, stop: &AtomicBool) {
+fn watch(
+    etcd: &Etcd,
+    key: &str,
+    tx: &mpsc::Sender<Nudge>,
+    stop: &AtomicBool,
+    failing: &Mutex<Option<(SystemTime, String)>>,
+) {
     let mut next: Option<i64> = None;
     let mut failures: u32 = 0;
     let mut logged: Option<Instant> = None;
@@ -85,6 +100,9 @@ fn watch(etcd: &Etcd, key: &str, tx: &mpsc::Sender<Nudge>, stop: &AtomicBool) {
         let start = next;
         let mut on = |m: Watched| match m {
             Watched::Created { revision } => {
+                if let Ok(mut f) = failing.lock() {
+                    *f = None;
+                }
                 if next.is_some_and(|n| revision + 1 < n) {
                     // The store is behind what was seen (etcd restored or
                     // rebuilt): what changed is not known; wake anyway.
@@ -134,6 +152,10 @@ fn watch(etcd: &Etcd, key: &str, tx: &mpsc::Sender<Nudge>, stop: &AtomicBool) {
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let pause = backoff(failures);
+                if let Ok(mut f) = failing.lock() {
+                    let since = f.as_ref().map_or_else(SystemTime::now, |(t, _)| *t);
+                    *f = Some((since, format!("{e:#}")));
+                }
                 if logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                     warn!(
                         error = format!("{e:#}"),

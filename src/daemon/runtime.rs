@@ -603,6 +603,11 @@ impl Daemon {
                 .map(|p| p.display().to_string())
                 .collect(),
             config_fingerprint: self.app.settings.fingerprint.clone(),
+            nudge_error: self
+                .nudges
+                .as_ref()
+                .and_then(|(w, _)| w.failing())
+                .map(|(since, e)| format!("failing since {}: {e}", rfc(since))),
         }
     }
 }

@@ -1067,9 +1067,17 @@ fn ten_daemons_apply_a_nudged_commit_within_seconds_and_a_restarted_etcd_still_n
     // etcd dies and comes back: the watches are set up again, and a
     // nudge after that reaches every daemon too.
     etcd.members[0].kill();
-    std::thread::sleep(Duration::from_secs(2));
+    // `status` says that nudges are not heard, and why.
+    let n01 = fleet.agent("n01");
+    let nudge_error = || n01.status()["daemon"]["nudge_error"].clone();
+    eventually("status shows the watch failing", 15, || {
+        nudge_error()
+            .as_str()
+            .is_some_and(|e| e.starts_with("failing since"))
+    });
     etcd.members[0].start();
     etcd.wait_healthy();
+    eventually("the watch is set up again", 30, || nudge_error().is_null());
     fleet.commit("v3", false, None);
     let o = fleet.agents[0].run(&["fleet", "nudge"]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);

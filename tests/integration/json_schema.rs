@@ -284,6 +284,7 @@ struct DaemonView {
     next_fetch: Option<String>,
     converges: std::collections::BTreeMap<String, u64>,
     metrics_error: Option<String>,
+    nudge_error: Option<String>,
     config_files: Vec<String>,
     config_fingerprint: String,
 }
