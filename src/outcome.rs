@@ -65,8 +65,11 @@ pub enum ExitCode {
     /// Changes pending (plan) or applied (converge).
     Changes = 2,
     /// The head is quarantined (or the host pinned): held at last good.
+    /// `fleet wait`: the timeout passed before the commit landed.
     Held = 3,
     /// A step or a health check failed and the host was restored.
+    /// `fleet wait`: the rollout of the commit halted (a host rolled it
+    /// back).
     RolledBack = 4,
     /// A step failed and the host could not be restored: needs attention.
     RollbackFailed = 5,

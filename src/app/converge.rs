@@ -771,13 +771,15 @@ impl ConvergeResult {
                 .flatten()
                 .map(|lg| lg.desired)
         };
-        if let Err(e) = rollout.publish(
-            state,
-            &applied,
-            self.run.outcome,
+        let run = fleet::RunSummary {
+            outcome: self.run.outcome,
             rolled_back,
-            self.rollout_blocked.as_ref(),
-        ) {
+            blocked: self.rollout_blocked.as_ref(),
+            drifted: self.drifted,
+            drifted_resources: &self.drifted_resources,
+            error: self.run.error.as_deref(),
+        };
+        if let Err(e) = rollout.publish(state, &applied, &run) {
             warn!(
                 error = format!("{e:#}"),
                 "could not publish this host's fleet record"

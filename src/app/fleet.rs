@@ -1,7 +1,8 @@
 //! The fleet's part of a converge, with `[fleet]` in the agent config: the
 //! rollout gate before a new commit, a rollout slot while applying it
-//! (`max_parallel`), and this host's record after every run; plus
-//! `driftless fleet status`, `fleet halt` and `fleet resume`.
+//! (`max_parallel`), and this host's record after every run, with its
+//! inventory; plus `driftless fleet status`, `fleet halt`, `fleet resume`
+//! and `fleet nudge` (`fleet wait` is [`super::fleet_wait`]'s).
 //!
 //! Fail safe: when etcd cannot be asked, no new commit is applied; the
 //! host keeps healing drift towards the commit it runs.
@@ -19,7 +20,9 @@ use crate::desired::DesiredState;
 use crate::desired::fleet::{FleetPolicy, Window};
 use crate::fleet::etcd::Etcd;
 use crate::fleet::gate::{self, Gate};
-use crate::fleet::record::{HostRecord, Member, ROLLED_BACK_COMMITS_KEPT, Rollback};
+use crate::fleet::record::{
+    self, Drift, HostRecord, Member, NudgeValue, ROLLED_BACK_COMMITS_KEPT, Rollback,
+};
 use crate::outcome::Outcome;
 
 /// Why a new commit is not applied now.
@@ -371,17 +374,21 @@ impl<'a> Rollout<'a> {
     }
 
     /// Publishes this host's record after a converge: what it runs, since
-    /// when, how the run ended, what it rolled back and what it waits for.
+    /// when, how the run ended, what it rolled back and what it waits for,
+    /// and the inventory (OS, kernel, pause, drift, last error).
     /// Written only when something changed; the lease is renewed always.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn publish(
         &self,
         state: &AgentState,
         applied: &dyn Fn() -> Option<DesiredState>,
-        outcome: Outcome,
-        rolled_back: Option<(&str, &str)>,
-        blocked: Option<&Blocked>,
+        run: &RunSummary<'_>,
     ) -> Result<()> {
+        let RunSummary {
+            outcome,
+            rolled_back,
+            blocked,
+            ..
+        } = *run;
         let mut member = self.member()?;
         let lease = self.lease(&mut member)?;
         let before = member.record.clone();
@@ -424,6 +431,7 @@ impl<'a> Rollout<'a> {
             .context("failed to record the rollback for the fleet")?;
         }
         rec.waiting = blocked.map(|b| b.why.clone());
+        inventory(&mut rec, state, run);
         let republish = before.at == 0;
         rec.at = before.at;
         if rec != before || republish {
@@ -469,6 +477,49 @@ impl<'a> Rollout<'a> {
             })
             .collect())
     }
+}
+
+/// What a converge tells the fleet about itself.
+pub(super) struct RunSummary<'a> {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The commit it rolled back, and why.
+    pub rolled_back: Option<(&'a str, &'a str)>,
+    /// Why the gate held a new commit back.
+    pub blocked: Option<&'a Blocked>,
+    /// Drift found: how many resources, and the first ones.
+    pub drifted: usize,
+    /// The drifted resources it named.
+    pub drifted_resources: &'a [String],
+    /// Its error, when it failed.
+    pub error: Option<&'a str>,
+}
+
+/// Fills the inventory of `rec` in: OS and kernel, the pause, the drift
+/// and the error of the run. Each text is bounded, so the record stays
+/// small.
+fn inventory(rec: &mut HostRecord, state: &AgentState, run: &RunSummary<'_>) {
+    let (os, kernel) = crate::system::facts::os_and_kernel();
+    rec.os = record::bounded(&os);
+    rec.kernel = record::bounded(&kernel);
+    rec.paused = state
+        .paused
+        .as_ref()
+        .map(|p| record::bounded(&format!("{} (by {} since {})", p.reason, p.by, p.at)));
+    rec.drift = Drift {
+        count: run.drifted,
+        resources: run
+            .drifted_resources
+            .iter()
+            .take(record::DRIFT_SHOWN)
+            .map(|r| record::bounded(r))
+            .collect(),
+    };
+    let failed = matches!(
+        run.outcome,
+        Outcome::Error | Outcome::Invalid | Outcome::RolledBack | Outcome::RollbackFailed
+    );
+    rec.last_error = run.error.filter(|_| failed).map(record::bounded);
 }
 
 /// The rollout gate's answer for the loaded `key`, when it is a new commit
@@ -519,6 +570,42 @@ pub fn fleet_resume(app: &App) -> Result<String> {
     Ok(format!("fleet {} resumed: rollouts go on", s.prefix))
 }
 
+/// `fleet nudge`: writes `<prefix>/nudge`, which every daemon of the fleet
+/// watches: each runs a tick within its `nudge_splay` (the rollout gate
+/// applies as at any tick).
+pub fn fleet_nudge(app: &App, commit: Option<&str>) -> Result<String> {
+    let (s, etcd) = client(app)?;
+    let commit = commit.map(str::trim).filter(|c| !c.is_empty());
+    if let Some(c) = commit
+        && (c.len() > 64
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)))
+    {
+        anyhow::bail!("--commit `{c}` must be a commit id or a name of at most 64 characters");
+    }
+    let value = NudgeValue {
+        commit: commit.map(str::to_owned),
+        at: crate::agent::now(),
+        by: crate::system::facts::invoking_user(),
+    };
+    etcd.put(
+        &format!("{}/nudge", s.prefix),
+        &serde_json::to_vec(&value)?,
+        None,
+    )?;
+    tracing::info!(
+        commit = commit.unwrap_or(""),
+        prefix = s.prefix,
+        "fleet nudged"
+    );
+    Ok(format!(
+        "fleet {} nudged{}: every daemon runs within its nudge_splay (the rollout gate applies)",
+        s.prefix,
+        commit.map(|c| format!(" for {c}")).unwrap_or_default()
+    ))
+}
+
 fn client(app: &App) -> Result<(&FleetSettings, Etcd)> {
     let s = app
         .settings
@@ -546,6 +633,55 @@ pub struct FleetStatus {
     pub waves: Vec<WaveStatus>,
     /// Hosts seen before that have no live record now.
     pub disappeared: Vec<String>,
+    /// When this was read (seconds since the epoch): a record's age is
+    /// this minus its `at` (when its host last wrote it: records are
+    /// rewritten only when something in them changed; its lease says that
+    /// the host is alive).
+    #[serde(default)]
+    pub read_at: u64,
+}
+
+impl FleetStatus {
+    /// `Err` naming the waves there are when `wave` is given and is not
+    /// one of them (a typo would otherwise select nobody).
+    pub(super) fn has_wave(&self, wave: Option<&str>) -> Result<()> {
+        match wave {
+            Some(w) if !self.waves.iter().any(|x| x.name == w) => anyhow::bail!(
+                "no wave `{w}` in this fleet (waves: {})",
+                self.waves
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Which host records `fleet status` shows (`--drifted`, `--failing`,
+/// `--wave`); the waves' states and counts are the whole fleet's.
+#[derive(Clone, Debug, Default)]
+pub struct HostFilter {
+    /// Only hosts whose last run found drift.
+    pub drifted: bool,
+    /// Only hosts whose last run failed (error, rolled back).
+    pub failing: bool,
+    /// Only this wave.
+    pub wave: Option<String>,
+}
+
+impl HostFilter {
+    /// Whether `r` is shown.
+    fn shows(&self, r: &HostRecord) -> bool {
+        (!self.drifted || r.drift.count > 0)
+            && (!self.failing
+                || r.last_error.is_some()
+                || matches!(
+                    r.outcome.as_str(),
+                    "error" | "invalid" | "rolled_back" | "rollback_failed"
+                ))
+    }
 }
 
 /// One wave of [`FleetStatus`].
@@ -553,6 +689,13 @@ pub struct FleetStatus {
 pub struct WaveStatus {
     /// Its name.
     pub name: String,
+    /// How many live hosts it has (`hosts` may show fewer, filtered).
+    #[serde(default)]
+    pub live: usize,
+    /// The rollout of the commit is halted in it: more of its hosts rolled
+    /// the commit back than its `max_failed` allows (not `fleet halt`).
+    #[serde(default)]
+    pub failed: bool,
     /// `done` (every live host runs the commit), `progressing`, `waiting`
     /// (none does yet) or `halted` (a rollback halted it, or the fleet is
     /// halted).
@@ -567,8 +710,22 @@ pub struct WaveStatus {
     pub waiting: Vec<(String, String)>,
 }
 
-/// Reads the fleet's state for `commit` (else the fetched head).
-pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
+/// Reads the fleet's state for `commit` (else the fetched head), showing
+/// the host records `filter` lets through.
+pub fn fleet_status(app: &App, commit: Option<&str>, filter: &HostFilter) -> Result<FleetStatus> {
+    let mut status = read_fleet(app, commit)?;
+    status.has_wave(filter.wave.as_deref())?;
+    status
+        .waves
+        .retain(|x| filter.wave.as_ref().is_none_or(|w| x.name == *w));
+    for w in &mut status.waves {
+        w.hosts.retain(|r| filter.shows(r));
+    }
+    Ok(status)
+}
+
+/// The fleet's state for `commit` (else the fetched head), every host.
+pub(super) fn read_fleet(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
     let (s, etcd) = client(app)?;
     let rollout = Rollout {
         app,
@@ -633,6 +790,7 @@ pub fn fleet_status(app: &App, commit: Option<&str>) -> Result<FleetStatus> {
         unreadable,
         waves,
         disappeared,
+        read_at: now_secs(),
     })
 }
 
@@ -690,7 +848,8 @@ impl Fleet<'_> {
                     .count();
                 w.max_failed.at_most(hosts.len() + gone)
             });
-        let state = if self.halted || rolled_back.len() > allowed {
+        let failed = rolled_back.len() > allowed;
+        let state = if self.halted || failed {
             "halted"
         } else if !hosts.is_empty() && on_commit.len() == hosts.len() {
             "done"
@@ -701,6 +860,8 @@ impl Fleet<'_> {
         };
         WaveStatus {
             name,
+            live: hosts.len(),
+            failed,
             state: state.to_owned(),
             hosts,
             on_commit,

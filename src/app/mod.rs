@@ -14,6 +14,7 @@ mod context;
 mod converge;
 mod facts;
 mod fleet;
+mod fleet_wait;
 mod hooks;
 mod load;
 mod manage;
@@ -26,7 +27,11 @@ mod validate;
 pub use context::{App, FetchPolicy, Run, SourceRequest, Subject};
 pub use converge::{ConvergeRequest, ConvergeResult, converge};
 pub use facts::{FactsResult, TemplateScope, facts};
-pub use fleet::{Blocked, FleetStatus, WaveStatus, fleet_halt, fleet_resume, fleet_status};
+pub use fleet::{
+    Blocked, FleetStatus, HostFilter, WaveStatus, fleet_halt, fleet_nudge, fleet_resume,
+    fleet_status,
+};
+pub use fleet_wait::{FleetWait, WaitRequest, fleet_wait, named as named_hosts};
 pub use load::FetchFailed;
 pub use manage::{ActionResult, pause, recover, resume, retry, rollback, unpause};
 pub use plan::{PlanRequest, PlanResult, plan};

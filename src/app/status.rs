@@ -157,6 +157,11 @@ pub struct DaemonView {
     /// See [`crate::config::Settings::fingerprint`].
     #[serde(default)]
     pub config_fingerprint: String,
+    /// With `[fleet]`: why the watch of the fleet's nudge key cannot be
+    /// set up, and since when (nudges do not reach this host; its
+    /// schedule goes on). `None` while it works, and without `[fleet]`.
+    #[serde(default)]
+    pub nudge_error: Option<String>,
 }
 
 /// `history`: every kept generation, oldest first.

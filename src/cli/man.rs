@@ -219,7 +219,31 @@ const EXTRAS: &[(&[&str], Extra)] = &[
         },
     ),
     (
-        &["fleet-status", "fleet-halt", "fleet-resume", "fleet"],
+        &["fleet-wait"],
+        Extra {
+            exit: &[
+                ("0", "landed: every live host (of the wave) runs the commit"),
+                ("1", "etcd unreachable, or no [fleet]"),
+                ("3", "the timeout passed: names who does not run it"),
+                (
+                    "4",
+                    "the rollout halted: names the host that rolled it back, and why",
+                ),
+            ],
+            examples: &[(
+                "driftless fleet nudge --commit \"$SHA\" && driftless fleet wait \"$SHA\" --timeout 30m",
+                "in CI after a push: every host runs it within seconds, then wait until it landed",
+            )],
+        },
+    ),
+    (
+        &[
+            "fleet-status",
+            "fleet-halt",
+            "fleet-resume",
+            "fleet-nudge",
+            "fleet",
+        ],
         Extra {
             exit: &[("0", "done"), ("1", "etcd unreachable, or no [fleet]")],
             examples: &[

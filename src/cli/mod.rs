@@ -93,7 +93,9 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// The fleet this host is in (`[fleet]`): `status [--commit REV]`
     /// (where a commit stands, wave by wave), `halt --reason TEXT` (no host
-    /// applies a new commit), `resume`. Exit 0, 1 error (etcd unreachable).
+    /// applies a new commit), `resume`, `nudge` (every daemon runs now),
+    /// `wait COMMIT` (until it landed). Exit 0, 1 error (etcd unreachable);
+    /// `wait`: 3 timeout, 4 halted.
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// Host keys and secrets for the config repo: `keygen FILE`,
@@ -140,6 +142,15 @@ pub enum FleetCommand {
         /// The commit to show (default: the head fetched here).
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
+        /// Only the hosts whose last run found drift.
+        #[arg(long)]
+        drifted: bool,
+        /// Only the hosts whose last run failed (an error, a rollback).
+        #[arg(long)]
+        failing: bool,
+        /// Only this wave.
+        #[arg(long, value_name = "WAVE")]
+        wave: Option<String>,
     },
     /// The big red button: no host applies a new commit (drift is still
     /// healed) until `fleet resume`.
@@ -150,6 +161,30 @@ pub enum FleetCommand {
     },
     /// Lift `fleet halt`.
     Resume,
+    /// Wake every daemon of the fleet for a fetch and converge now (each
+    /// after its own random delay below `[fleet] nudge_splay`; the rollout
+    /// gate applies): writes `<prefix>/nudge`, which the daemons watch.
+    /// For CI after a push: "merge, nudge, wait".
+    Nudge {
+        /// The commit pushed (shown in the daemons' logs).
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
+    },
+    /// Block until every live host (or every host of --wave) runs COMMIT,
+    /// or a later commit, healthily. Prints progress as hosts report. Exit
+    /// 0 landed, 4 its rollout halted (the host that rolled it back and
+    /// why), 3 the timeout passed (who has not), 1 etcd unreachable.
+    Wait {
+        /// The commit: its full id, or a prefix the git cache here knows.
+        #[arg(value_name = "COMMIT")]
+        commit: String,
+        /// Give up after this long.
+        #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Only the hosts of this wave.
+        #[arg(long, value_name = "WAVE")]
+        wave: Option<String>,
+    },
 }
 
 /// `config …`
@@ -397,6 +432,8 @@ fn shape(command: &Command) -> Shape {
         Command::Secret(_) => Shape::Action("secret"),
         Command::Fleet(FleetCommand::Halt { .. }) => Shape::Action("fleet halt"),
         Command::Fleet(FleetCommand::Resume) => Shape::Action("fleet resume"),
+        Command::Fleet(FleetCommand::Nudge { .. }) => Shape::Action("fleet nudge"),
+        Command::Fleet(FleetCommand::Wait { .. }) => Shape::FleetWait,
     }
 }
 
@@ -479,19 +516,53 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (Shape, anyhow::Error)
         Command::Source(SourceCommand::Status) => {
             Report::source_status(app::source_status(&app).map_err(fail)?)
         }
-        Command::Fleet(FleetCommand::Status { commit }) => {
-            Report::fleet_status(app::fleet_status(&app, commit.as_deref()).map_err(fail)?)
-        }
-        Command::Fleet(FleetCommand::Halt { reason }) => Report::action(
-            command,
-            app::ActionResult::done(app::fleet_halt(&app, reason).map_err(fail)?),
-        ),
-        Command::Fleet(FleetCommand::Resume) => Report::action(
-            command,
-            app::ActionResult::done(app::fleet_resume(&app).map_err(fail)?),
-        ),
+        Command::Fleet(f) => fleet(&app, f, command, cancel).map_err(fail)?,
         Command::Daemon(_) | Command::Assets(_) | Command::Secret(_) => {
             return Err((shape, anyhow::anyhow!("internal error: dispatched twice")));
+        }
+    })
+}
+
+/// `fleet …`: the fleet's commands, each a read or a write of etcd.
+fn fleet(
+    app: &App,
+    f: &FleetCommand,
+    command: &'static str,
+    cancel: &Cancel,
+) -> anyhow::Result<Report> {
+    let done = |message| Report::action(command, app::ActionResult::done(message));
+    Ok(match f {
+        FleetCommand::Status {
+            commit,
+            drifted,
+            failing,
+            wave,
+        } => {
+            let filter = app::HostFilter {
+                drifted: *drifted,
+                failing: *failing,
+                wave: wave.clone(),
+            };
+            Report::fleet_status(app::fleet_status(app, commit.as_deref(), &filter)?)
+        }
+        FleetCommand::Halt { reason } => done(app::fleet_halt(app, reason)?),
+        FleetCommand::Resume => done(app::fleet_resume(app)?),
+        FleetCommand::Nudge { commit } => done(app::fleet_nudge(app, commit.as_deref())?),
+        FleetCommand::Wait {
+            commit,
+            timeout,
+            wave,
+        } => {
+            let req = app::WaitRequest {
+                commit: commit.clone(),
+                wave: wave.clone(),
+                timeout: *timeout,
+            };
+            // Progress goes to stderr: stdout is the result (or its JSON).
+            let mut progress = |line: &str| {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            };
+            Report::fleet_wait(app::fleet_wait(app, &req, &mut progress, cancel)?)
         }
     })
 }

@@ -53,6 +53,8 @@ pub(crate) enum Shape {
     SourceStatus,
     /// `fleet status`.
     FleetStatus,
+    /// `fleet wait`.
+    FleetWait,
     /// A command that only says what it did, by its name: `rollback`,
     /// `resume`, `retry`, `recover`, `pause`, `fleet halt|resume`,
     /// `config check`.
@@ -71,6 +73,7 @@ impl Shape {
             Shape::Facts => "facts",
             Shape::SourceStatus => "source status",
             Shape::FleetStatus => "fleet status",
+            Shape::FleetWait => "fleet wait",
             Shape::Action(name) => name,
         }
     }
@@ -119,6 +122,7 @@ impl Shape {
             Shape::History => &["history", "generation_detail"],
             Shape::SourceStatus => &["source_status"],
             Shape::FleetStatus => &["fleet"],
+            Shape::FleetWait => &["wait"],
             Shape::Facts => &[
                 "source",
                 "host",
@@ -194,6 +198,9 @@ pub struct Report {
     /// `fleet status` output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::app::FleetStatus>,
+    /// `fleet wait` output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::app::FleetWait>,
     /// The generation a converge recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
@@ -323,6 +330,14 @@ impl Report {
         r
     }
 
+    /// `fleet wait`: landed 0, halted 4, timeout 3.
+    pub fn fleet_wait(w: crate::app::FleetWait) -> Self {
+        let mut r = Self::new(Shape::FleetWait);
+        r.result = w.outcome();
+        r.wait = Some(w);
+        r
+    }
+
     /// `rollback`, `resume`, `retry`, `recover`, `fleet halt|resume`.
     pub fn action(command: &'static str, a: ActionResult) -> Self {
         let mut r = Self::new(Shape::Action(command));
@@ -351,6 +366,7 @@ impl Report {
             dnf_transactions: Vec::new(),
             source_status: None,
             fleet: None,
+            wait: None,
             generation: None,
             status: None,
             history: None,
@@ -413,6 +429,9 @@ impl Report {
         self.print_subject(&mut out, &mut err)?;
         if let Some(f) = &self.fleet {
             return fleet_text(&mut out, f);
+        }
+        if let Some(w) = &self.wait {
+            return wait_text(&mut out, w);
         }
         if let Some(st) = &self.source_status {
             return source_status_text(&mut out, st);
@@ -979,6 +998,12 @@ fn status_daemon(out: &mut impl Write, st: &AgentStatus) -> std::io::Result<()> 
             if let Some(e) = &d.metrics_error {
                 writeln!(out, "metrics:     NOT WRITTEN: {e}")?;
             }
+            if let Some(e) = &d.nudge_error {
+                writeln!(
+                    out,
+                    "nudges:      NOT HEARD, the watch of the fleet's nudge key is {e} (the schedule goes on)"
+                )?;
+            }
         }
         None => match &st.daemon_error {
             Some(e) => writeln!(
@@ -1113,6 +1138,85 @@ fn print_packages(
     Ok(())
 }
 
+/// One host of `fleet status`: what it runs, how its last run went, and
+/// its inventory.
+fn host_line(h: &crate::fleet::record::HostRecord, now: u64) -> String {
+    let runs = h
+        .applied
+        .as_deref()
+        .map_or("nothing".to_owned(), |c| c.chars().take(12).collect());
+    let mut line = format!("{}: runs {runs}, last {}", h.host, h.outcome);
+    if !h.os.is_empty() || !h.kernel.is_empty() {
+        line.push_str(&format!("; {}, kernel {}", h.os, h.kernel));
+    }
+    line.push_str(&format!("; driftless {}", h.version));
+    if h.drift.count > 0 {
+        let more = if h.drift.count > h.drift.resources.len() {
+            ", …"
+        } else {
+            ""
+        };
+        line.push_str(&format!(
+            "; drift {} ({}{more})",
+            h.drift.count,
+            h.drift.resources.join(", ")
+        ));
+    }
+    if let Some(p) = &h.paused {
+        line.push_str(&format!("; PAUSED: {p}"));
+    }
+    if let Some(e) = &h.last_error {
+        line.push_str(&format!("; error: {e}"));
+    }
+    let age = std::time::Duration::from_secs(now.saturating_sub(h.at));
+    line.push_str(&format!(
+        "; record written {} ago",
+        humantime::format_duration(age)
+    ));
+    line
+}
+
+/// How `fleet wait` ended, for people.
+fn wait_text(out: &mut dyn Write, w: &crate::app::FleetWait) -> std::io::Result<()> {
+    let short: String = w.commit.chars().take(12).collect();
+    let scope = w.wave.as_ref().map_or("every live host".to_owned(), |x| {
+        format!("every host of wave {x}")
+    });
+    match w.state.as_str() {
+        "landed" => writeln!(
+            out,
+            "{short} landed: {scope} runs it ({} hosts) after {}s",
+            w.landed.len(),
+            w.waited_s
+        )?,
+        "halted" => {
+            let (host, why) = w.halted_by.clone().unwrap_or_default();
+            writeln!(
+                out,
+                "the rollout of {short} is HALTED: {host} rolled it back: {why}"
+            )?;
+        }
+        _ => {
+            writeln!(
+                out,
+                "timed out after {}s: {} of {} hosts do not run {short}: {}",
+                w.waited_s,
+                w.missing.len(),
+                w.missing.len() + w.landed.len(),
+                if w.missing.is_empty() {
+                    format!("no live host in scope ({scope})")
+                } else {
+                    crate::app::named_hosts(&w.missing)
+                }
+            )?;
+        }
+    }
+    if let Some(h) = &w.fleet_halt {
+        writeln!(out, "the fleet is halted: {h} (`driftless fleet resume`)")?;
+    }
+    Ok(())
+}
+
 /// `fleet status` for people.
 fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Result<()> {
     let short = |c: &str| c.chars().take(12).collect::<String>();
@@ -1146,11 +1250,10 @@ fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Resu
             w.name,
             w.state,
             w.on_commit.len(),
-            w.hosts.len()
+            w.live
         )?;
         for h in &w.hosts {
-            let runs = h.applied.as_deref().map_or("nothing".to_owned(), short);
-            writeln!(out, "  {}: runs {runs}, last {}", h.host, h.outcome)?;
+            writeln!(out, "  {}", host_line(h, f.read_at))?;
         }
         for (host, why) in &w.rolled_back {
             writeln!(out, "  rolled back on {host}: {why}")?;

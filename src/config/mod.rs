@@ -86,6 +86,7 @@ struct FleetFragment {
     prefix: Option<String>,
     lease_ttl: Option<String>,
     windows: Option<Vec<String>>,
+    nudge_splay: Option<String>,
 }
 
 /// Default key prefix of a fleet in etcd.
@@ -103,7 +104,16 @@ pub struct FleetSettings {
     /// Maintenance windows for new commits on this host (on top of its
     /// wave's); empty: always open.
     pub windows: Vec<String>,
+    /// A nudge (a put of `<prefix>/nudge`) wakes the daemon for a tick
+    /// after a random delay below this, so that a fleet nudged at once
+    /// does not fetch in the same second.
+    pub nudge_splay: Duration,
 }
+
+/// Default of `[fleet] nudge_splay`.
+pub const DEFAULT_NUDGE_SPLAY: Duration = Duration::from_secs(5);
+/// Largest `[fleet] nudge_splay`: a nudge is for "now", not for later.
+pub const MAX_NUDGE_SPLAY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -574,6 +584,7 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
             m.prefix = x.prefix.or(m.prefix.take());
             m.lease_ttl = x.lease_ttl.or(m.lease_ttl.take());
             m.windows = x.windows.or(m.windows.take());
+            m.nudge_splay = x.nudge_splay.or(m.nudge_splay.take());
         }
         hooks.extend(f.hook.unwrap_or_default());
         if let Some(x) = f.secrets {
@@ -783,6 +794,10 @@ fn fleet_settings(f: FleetFragment, interval: Duration) -> Result<FleetSettings>
         crate::desired::fleet::Window::parse(w)
             .map_err(|e| anyhow::anyhow!("[fleet] window \"{w}\": {e}"))?;
     }
+    let nudge_splay = duration("[fleet] nudge_splay", f.nudge_splay, DEFAULT_NUDGE_SPLAY)?;
+    if nudge_splay > MAX_NUDGE_SPLAY {
+        bail!("[fleet] nudge_splay must be at most 1h");
+    }
     Ok(FleetSettings {
         etcd: crate::fleet::etcd::EtcdSettings {
             endpoints,
@@ -793,6 +808,7 @@ fn fleet_settings(f: FleetFragment, interval: Duration) -> Result<FleetSettings>
         prefix,
         lease_ttl,
         windows,
+        nudge_splay,
     })
 }
 

@@ -8,6 +8,7 @@
 //! Starting --configured--> Recovering --recovered--> Idle{next}
 //! Idle --tick_due / converge_requested--> Converging{phase}
 //! Converging --progress--> Converging   --finished--> Idle{next}
+//! Idle --nudged--> Idle{sooner}   Converging --nudged--> (a tick soon after)
 //! any --stop_requested--> Stopping (a converge in flight is cancelled and
 //!                                   rolls back first)
 //! ```
@@ -177,6 +178,12 @@ pub(crate) struct Machine {
     next_fetch: Option<Instant>,
     /// This tick's fetch: `None` not tried, `Some(ok)`.
     fetched: Option<bool>,
+    /// A nudge came during a converge: the next tick comes this long after
+    /// it ends (the run may have fetched before the push).
+    nudged_during: Option<Duration>,
+    /// A nudge asked for the next tick: it fetches, backoff or not (a
+    /// nudge says the remote has something new).
+    nudge_fetch: bool,
 }
 
 impl Machine {
@@ -196,6 +203,8 @@ impl Machine {
             last_fetch_success: None,
             next_fetch: None,
             fetched: None,
+            nudged_during: None,
+            nudge_fetch: false,
         }
     }
 
@@ -343,7 +352,9 @@ impl Machine {
         if !matches!(self.state, State::Idle { .. }) {
             return None;
         }
-        let fetching = trigger == Trigger::Asked || self.next_fetch.is_none_or(|t| now >= t);
+        let fetching = trigger == Trigger::Asked
+            || std::mem::take(&mut self.nudge_fetch)
+            || self.next_fetch.is_none_or(|t| now >= t);
         self.fetched = None;
         self.state = State::Converging {
             commit: None,
@@ -477,12 +488,39 @@ impl Machine {
             quarantined: r.quarantined,
             rollout_blocked: r.rollout_blocked.as_ref().map(|b| b.reason.clone()),
         });
+        let next = now + schedule::jitter(self.schedule.interval, unit);
         self.state = match self.state {
             State::Stopping { .. } => State::Stopping { converging: false },
             _ => State::Idle {
-                next: now + schedule::jitter(self.schedule.interval, unit),
+                next: match self.nudged_during.take() {
+                    Some(delay) => next.min(now + delay),
+                    None => next,
+                },
             },
         };
+    }
+
+    /// The fleet's nudge key was written (a push): the next tick comes
+    /// within `delay` (the host's own random share of the nudge splay),
+    /// and fetches. The tick is an ordinary one: the rollout gate, the
+    /// pause and the quarantine apply as at any tick. While a converge
+    /// runs, the tick comes `delay` after it ends. Returns when it is due
+    /// (`None`: after the run in flight, or not at all when stopping).
+    pub(crate) fn nudged(&mut self, now: Instant, delay: Duration) -> Option<Instant> {
+        match &mut self.state {
+            State::Idle { next } => {
+                *next = (*next).min(now + delay);
+                self.nudge_fetch = true;
+                Some(*next)
+            }
+            State::Converging { .. } => {
+                self.nudged_during = Some(delay);
+                self.nudge_fetch = true;
+                None
+            }
+            // Before the first tick (it fetches anyway) or stopping.
+            State::Starting | State::Recovering | State::Stopping { .. } => None,
+        }
     }
 
     /// SIGTERM: stop. Returns whether a converge in flight must be
@@ -903,6 +941,60 @@ mod tests {
         );
         assert!(m.stopped());
         assert_eq!(m.next_tick(), None, "no tick after a stop");
+    }
+
+    /// Issue 26: a nudge brings the next tick within its delay and makes
+    /// it fetch, also while backing off; one during a converge brings the
+    /// tick after it; the tick is an ordinary one (a `Tick`, gated).
+    #[test]
+    fn a_nudge_brings_the_next_tick_and_a_fetch() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH;
+        let mut m = Machine::new(schedule());
+        m.configured();
+        assert_eq!(m.nudged(t0, Duration::from_secs(1)), None, "recovering");
+        m.recovered(t0, Duration::ZERO);
+        // A failed fetch: the remote is not asked before the backoff.
+        m.converge_started(t0, Trigger::Tick);
+        m.progress(
+            &Event::FetchFailed {
+                error: "down".into(),
+                refused: false,
+                instead: Some(C1.into()),
+            },
+            wall,
+        );
+        m.converge_finished(&result(Outcome::InSync, C1), t0, wall, 0.0);
+        assert_eq!(m.next_tick(), Some(t0 + Duration::from_secs(300)));
+        // Nudged: the tick comes in 3 s, and it fetches.
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(
+            m.nudged(t1, Duration::from_secs(3)),
+            Some(t1 + Duration::from_secs(3))
+        );
+        // A second nudge never pushes the tick later.
+        assert_eq!(
+            m.nudged(t1, Duration::from_secs(4)),
+            Some(t1 + Duration::from_secs(3))
+        );
+        let t2 = t1 + Duration::from_secs(3);
+        assert_eq!(
+            m.converge_started(t2, Trigger::Tick),
+            Some(FetchPolicy::RemoteOrCache)
+        );
+        // Nudged while converging: the next tick follows the run.
+        assert_eq!(m.nudged(t2, Duration::from_secs(2)), None);
+        m.converge_finished(&result(Outcome::InSync, C1), t2, wall, 0.0);
+        assert_eq!(m.next_tick(), Some(t2 + Duration::from_secs(2)));
+        let t3 = t2 + Duration::from_secs(2);
+        assert_eq!(
+            m.converge_started(t3, Trigger::Tick),
+            Some(FetchPolicy::RemoteOrCache),
+            "a nudged tick fetches in the backoff"
+        );
+        m.converge_finished(&result(Outcome::InSync, C1), t3, wall, 0.0);
+        // Without a nudge, the backoff holds again and the interval rules.
+        assert_eq!(m.next_tick(), Some(t3 + Duration::from_secs(300)));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::machine::{Machine, Trigger};
+use super::nudge::{self, Nudge, Watcher};
 use super::protocol::{self, Request, Response};
 use super::{notify, schedule};
 use crate::app::{
@@ -119,6 +120,7 @@ enum Wake {
     Progress(Event),
     Finished(Box<Result<ConvergeResult, tokio::task::JoinError>>),
     Tick,
+    Nudged(Nudge),
 }
 
 struct Daemon {
@@ -134,6 +136,8 @@ struct Daemon {
     running: Option<Running>,
     queue: VecDeque<Waiting>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+    /// With `[fleet]`: the watch of the nudge key, and what it hears.
+    nudges: Option<(Watcher, mpsc::Receiver<Nudge>)>,
 }
 
 /// Sends the engine's events from its blocking thread to the loop.
@@ -158,6 +162,7 @@ impl Daemon {
             running: None,
             queue: VecDeque::new(),
             events: mpsc::unbounded_channel(),
+            nudges: None,
         }
     }
 
@@ -179,6 +184,7 @@ impl Daemon {
         let machine_id = crate::system::facts::gather().machine_id;
         let splay = schedule::splay(&machine_id, self.app.settings.schedule.splay);
         self.machine.recovered(Instant::now(), splay);
+        self.watch_nudges();
         self.refresh_state();
         notify::ready(&self.status_line());
         info!(
@@ -216,6 +222,7 @@ impl Daemon {
                     Wake::Finished(Box::new(result))
                 }
                 _ = sleep_until(next), if next.is_some() && handle.is_none() => Wake::Tick,
+                Some(n) = next_nudge(&mut self.nudges) => Wake::Nudged(n),
             };
             match wake {
                 Wake::Stop => self.stop(),
@@ -264,6 +271,7 @@ impl Daemon {
                     }
                 }
                 Wake::Tick => handle = self.start(None),
+                Wake::Nudged(n) => self.nudged(&n),
             }
         }
         for w in self.queue.drain(..) {
@@ -278,6 +286,50 @@ impl Daemon {
         info!(message_id = journal::DAEMON_STOPPING, "driftless stopping");
         let _ = std::fs::remove_file(&self.app.settings.socket);
         Ok(())
+    }
+
+    /// With `[fleet]`, watches its nudge key (again, after a reload that
+    /// changed `[fleet]`); without, stops watching.
+    fn watch_nudges(&mut self) {
+        self.nudges = None;
+        let Some(f) = &self.app.settings.fleet else {
+            return;
+        };
+        match Watcher::start(f.etcd.clone(), format!("{}/nudge", f.prefix)) {
+            Ok(w) => self.nudges = Some(w),
+            // The schedule goes on without it.
+            Err(e) => error!(
+                error = format!("{e:#}"),
+                "cannot watch the fleet's nudge key"
+            ),
+        }
+    }
+
+    /// A nudge: a tick soon, after this host's share of the nudge splay.
+    fn nudged(&mut self, n: &Nudge) {
+        if self.machine.is_stopping() {
+            return;
+        }
+        let splay = self
+            .app
+            .settings
+            .fleet
+            .as_ref()
+            .map_or(Duration::ZERO, |f| f.nudge_splay);
+        let delay = nudge::delay(splay);
+        let commit = n.commit.as_deref().unwrap_or("any");
+        match self.machine.nudged(Instant::now(), delay) {
+            Some(at) => info!(
+                commit,
+                "nudged by the fleet (commit {commit}): next run in {} ms",
+                at.saturating_duration_since(Instant::now()).as_millis()
+            ),
+            None => info!(
+                commit,
+                "nudged by the fleet (commit {commit}): a run follows the one in flight"
+            ),
+        }
+        notify::status(&self.status_line());
     }
 
     fn status_line(&self) -> String {
@@ -494,7 +546,11 @@ impl Daemon {
                 settings.socket = self.app.settings.socket.clone();
                 self.machine
                     .reloaded(settings.schedule.clone(), Instant::now());
+                let fleet_changed = settings.fleet != self.app.settings.fleet;
                 self.app = App::new(settings);
+                if fleet_changed {
+                    self.watch_nudges();
+                }
                 info!(
                     message_id = journal::DAEMON_RELOADED,
                     "agent config reloaded; interval {}",
@@ -567,7 +623,20 @@ impl Daemon {
                 .map(|p| p.display().to_string())
                 .collect(),
             config_fingerprint: self.app.settings.fingerprint.clone(),
+            nudge_error: self
+                .nudges
+                .as_ref()
+                .and_then(|(w, _)| w.failing())
+                .map(|(since, e)| format!("failing since {}: {e}", rfc(since))),
         }
+    }
+}
+
+/// The next nudge heard, when the fleet's nudge key is watched.
+async fn next_nudge(nudges: &mut Option<(Watcher, mpsc::Receiver<Nudge>)>) -> Option<Nudge> {
+    match nudges {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

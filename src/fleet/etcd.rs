@@ -86,12 +86,14 @@ impl Etcd {
         bail!("no etcd endpoint answered: {}", errors.join("; "))
     }
 
-    fn post(&self, url: &str, body: &[u8]) -> Result<Value> {
+    /// A POST of `body` to `url`, with the cluster's TLS settings and a
+    /// bound of `timeout` on the whole request.
+    fn request(&self, url: &str, body: &[u8], timeout: Duration) -> Result<curl::easy::Easy> {
         let mut easy = curl::easy::Easy::new();
         easy.url(url)?;
         easy.post(true)?;
         easy.post_fields_copy(body)?;
-        easy.timeout(REQUEST_TIMEOUT)?;
+        easy.timeout(timeout)?;
         easy.connect_timeout(CONNECT_TIMEOUT)?;
         let mut headers = curl::easy::List::new();
         headers.append("Content-Type: application/json")?;
@@ -105,6 +107,11 @@ impl Etcd {
         if let Some(key) = &self.settings.key_file {
             easy.ssl_key(key)?;
         }
+        Ok(easy)
+    }
+
+    fn post(&self, url: &str, body: &[u8]) -> Result<Value> {
+        let mut easy = self.request(url, body, REQUEST_TIMEOUT)?;
         let mut out = Vec::new();
         let mut too_big = false;
         {
@@ -217,6 +224,250 @@ impl Etcd {
     }
 }
 
+/// What one message of a watch stream says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Watched {
+    /// The watch is set up; the store is at `revision`.
+    Created {
+        /// The store's revision when the watch began.
+        revision: i64,
+    },
+    /// The key changed: the next revision to watch from, and the newest
+    /// value (cut to [`WATCH_VALUE_KEPT`] bytes).
+    Changed {
+        /// One past the newest change seen.
+        next: i64,
+        /// Its value.
+        value: Vec<u8>,
+    },
+    /// A message over [`MAX_WATCH_MESSAGE`]: something changed, what is
+    /// not read.
+    Oversized,
+    /// etcd ended the watch; `compacted` when the revision asked for is
+    /// gone (compacted away).
+    Canceled {
+        /// The revision etcd compacted to, when that was why.
+        compacted: Option<i64>,
+        /// Why, in etcd's words.
+        reason: String,
+    },
+    /// Something else (a progress notification): nothing to do.
+    Other,
+}
+
+/// Bound on one message of a watch stream (a nudge is a few hundred bytes).
+pub(crate) const MAX_WATCH_MESSAGE: usize = 64 << 10;
+/// Bytes of a changed value handed on (for a log line).
+pub(crate) const WATCH_VALUE_KEPT: usize = 512;
+/// A watch stream is ended and set up again after this long: no request
+/// to the outside is unbounded, and a connection that died silently (a
+/// peer gone without a reset) is found out. Nothing is missed: the next
+/// stream starts at the revision after the last one seen.
+pub(crate) const WATCH_MAX: Duration = Duration::from_secs(600);
+
+impl Etcd {
+    /// Watches `key` (puts only) from revision `start` (else from now),
+    /// on the first endpoint that answers, handing each message to `on`
+    /// until the stream ends: at [`WATCH_MAX`], when the endpoint goes
+    /// away, when `on` returns `false` (`Ok(true)`: set up and ended), or
+    /// when `stop` says so (checked about once a second; `Ok(false)`).
+    /// `Err` when no endpoint set one up.
+    pub(crate) fn watch(
+        &self,
+        key: &str,
+        start: Option<i64>,
+        on: &mut dyn FnMut(Watched) -> bool,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool> {
+        let mut create = json!({"key": b64(key.as_bytes()), "filters": ["NODELETE"]});
+        if let Some(r) = start {
+            create["start_revision"] = json!(r.to_string());
+        }
+        let body = serde_json::to_vec(&json!({ "create_request": create }))?;
+        let mut errors = Vec::new();
+        for ep in &self.settings.endpoints {
+            let url = format!("{}/v3/watch", ep.trim_end_matches('/'));
+            match self.stream(&url, &body, on, stop) {
+                Ok(Stream::Stopped) => return Ok(false),
+                Ok(Stream::Ended) => return Ok(true),
+                Ok(Stream::NotCreated(why)) => errors.push(format!("{ep}: {why}")),
+                Err(e) => errors.push(format!("{ep}: {e:#}")),
+            }
+        }
+        bail!("no etcd endpoint set up the watch: {}", errors.join("; "))
+    }
+
+    /// One watch stream on one endpoint.
+    fn stream(
+        &self,
+        url: &str,
+        body: &[u8],
+        on: &mut dyn FnMut(Watched) -> bool,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Stream> {
+        let mut easy = self.request(url, body, WATCH_MAX)?;
+        // A peer that vanished without a reset is noticed in about a
+        // minute rather than at WATCH_MAX.
+        easy.tcp_keepalive(true)?;
+        easy.tcp_keepidle(Duration::from_secs(30))?;
+        easy.tcp_keepintvl(Duration::from_secs(10))?;
+        easy.progress(true)?;
+        let mut lines = Lines::default();
+        let stopped = std::cell::Cell::new(false);
+        let (mut created, mut ended, mut refused) = (false, false, None::<String>);
+        let done = {
+            let mut t = easy.transfer();
+            t.progress_function(|_, _, _, _| {
+                if stop() {
+                    stopped.set(true);
+                }
+                !stopped.get()
+            })?;
+            t.write_function(|data| {
+                for line in lines.push(data) {
+                    let message = match line {
+                        Some(l) => parse_watched(&l),
+                        None => Ok(Watched::Oversized),
+                    };
+                    match message {
+                        Ok(m) => {
+                            created |= matches!(m, Watched::Created { .. });
+                            if !on(m) {
+                                ended = true;
+                                return Ok(0);
+                            }
+                        }
+                        Err(e) => {
+                            refused = Some(format!("{e:#}"));
+                            return Ok(0);
+                        }
+                    }
+                }
+                Ok(data.len())
+            })?;
+            t.perform()
+        };
+        if stopped.get() {
+            return Ok(Stream::Stopped);
+        }
+        if ended {
+            return Ok(Stream::Ended);
+        }
+        if let Some(why) = refused {
+            return Ok(if created {
+                Stream::Ended
+            } else {
+                Stream::NotCreated(why)
+            });
+        }
+        match (done, created) {
+            (_, true) => Ok(Stream::Ended),
+            (Ok(()), false) => Ok(Stream::NotCreated(format!(
+                "HTTP {}: the stream ended before the watch was set up",
+                easy.response_code()?
+            ))),
+            (Err(e), false) => Err(e.into()),
+        }
+    }
+}
+
+/// How one watch stream ended.
+enum Stream {
+    /// Set up, then ended (timeout, the endpoint went away, etcd ended it).
+    Ended,
+    /// Stopped from this side.
+    Stopped,
+    /// Never set up, and why.
+    NotCreated(String),
+}
+
+/// Splits a stream into its lines, each at most [`MAX_WATCH_MESSAGE`]
+/// bytes: a longer one comes out as `None` (its bytes are dropped as they
+/// come, so memory stays bounded).
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+    oversized: bool,
+}
+
+impl Lines {
+    fn push(&mut self, mut data: &[u8]) -> Vec<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        while let Some(i) = data.iter().position(|b| *b == b'\n') {
+            self.take(&data[..i]);
+            let line = std::mem::take(&mut self.buf);
+            if std::mem::take(&mut self.oversized) {
+                out.push(None);
+            } else if !line.iter().all(u8::is_ascii_whitespace) {
+                out.push(Some(line));
+            }
+            data = &data[i + 1..];
+        }
+        self.take(data);
+        out
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        if self.oversized || self.buf.len() + part.len() > MAX_WATCH_MESSAGE {
+            self.oversized = true;
+            self.buf.clear();
+        } else {
+            self.buf.extend_from_slice(part);
+        }
+    }
+}
+
+/// Reads one message of a watch stream.
+fn parse_watched(line: &[u8]) -> Result<Watched> {
+    let v: Value = serde_json::from_slice(line).with_context(|| {
+        format!(
+            "a watch message that is not JSON: {}",
+            String::from_utf8_lossy(&line[..line.len().min(200)])
+        )
+    })?;
+    if let Some(e) = v.get("error") {
+        bail!(
+            "etcd refused the watch: {}",
+            e.get("message").and_then(Value::as_str).unwrap_or("error")
+        );
+    }
+    let r = v.get("result").unwrap_or(&v);
+    let revision = r.get("header").and_then(|h| id(h, "revision").ok());
+    if r.get("canceled").and_then(Value::as_bool) == Some(true) {
+        return Ok(Watched::Canceled {
+            compacted: id(r, "compact_revision").ok().filter(|c| *c > 0),
+            reason: r
+                .get("cancel_reason")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+        });
+    }
+    if r.get("created").and_then(Value::as_bool) == Some(true) {
+        return Ok(Watched::Created {
+            revision: revision.unwrap_or(0),
+        });
+    }
+    let events = r.get("events").and_then(Value::as_array);
+    let Some(last) = events.and_then(|e| e.last()) else {
+        return Ok(Watched::Other);
+    };
+    let kv = last.get("kv").unwrap_or(&Value::Null);
+    let newest = events
+        .into_iter()
+        .flatten()
+        .filter_map(|e| id(e.get("kv")?, "mod_revision").ok())
+        .max()
+        .or(revision)
+        .unwrap_or(0);
+    let mut value = unb64(kv.get("value").and_then(Value::as_str).unwrap_or(""))?;
+    value.truncate(WATCH_VALUE_KEPT);
+    Ok(Watched::Changed {
+        next: newest + 1,
+        value,
+    })
+}
+
 /// int64 fields come as strings in etcd's JSON.
 fn id(v: &Value, field: &str) -> Result<i64> {
     let f = v
@@ -247,6 +498,50 @@ fn kvs(v: &Value) -> Result<Vec<Kv>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The watch stream's messages as etcd 3.4's gateway sends them.
+    #[test]
+    fn watch_messages_are_read_and_bounded() {
+        let created = br#"{"result":{"header":{"cluster_id":"1","member_id":"2","revision":"1","raft_term":"2"},"created":true}}"#;
+        assert_eq!(
+            parse_watched(created).expect("created"),
+            Watched::Created { revision: 1 }
+        );
+        let changed = br#"{"result":{"header":{"revision":"4"},"events":[{"kv":{"key":"L3gvbnVkZ2U=","create_revision":"4","mod_revision":"4","version":"1","value":"YWdhaW4="}}]}}"#;
+        assert_eq!(
+            parse_watched(changed).expect("changed"),
+            Watched::Changed {
+                next: 5,
+                value: b"again".to_vec()
+            }
+        );
+        let compacted =
+            br#"{"result":{"header":{"raft_term":"2"},"canceled":true,"compact_revision":"4"}}"#;
+        assert!(matches!(
+            parse_watched(compacted).expect("canceled"),
+            Watched::Canceled {
+                compacted: Some(4),
+                ..
+            }
+        ));
+        let refused = br#"{"error":{"grpc_code":16,"http_code":401,"message":"etcdserver: user name is empty"}}"#;
+        let err = format!("{:#}", parse_watched(refused).expect_err("an error"));
+        assert!(err.contains("user name is empty"), "{err}");
+        assert!(parse_watched(b"{not json").is_err());
+
+        // Lines split across chunks come out whole; one over the bound
+        // comes out as None, without being kept.
+        let mut lines = Lines::default();
+        assert!(lines.push(b"{\"a\":").is_empty());
+        assert_eq!(
+            lines.push(b"1}\n\n{\"b\""),
+            vec![Some(b"{\"a\":1}".to_vec())]
+        );
+        let big = vec![b'x'; MAX_WATCH_MESSAGE + 1];
+        assert!(lines.push(&big).is_empty());
+        assert!(lines.buf.is_empty(), "an oversized line is not kept");
+        assert_eq!(lines.push(b"\n{}\n"), vec![None, Some(b"{}".to_vec())]);
+    }
 
     #[test]
     fn a_prefix_ends_after_its_last_key() {

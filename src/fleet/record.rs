@@ -33,6 +33,46 @@ pub struct HostRecord {
     pub waiting: Option<String>,
     /// driftless's version.
     pub version: String,
+    /// The inventory: the OS (`ID VERSION_ID` of os-release).
+    #[serde(default)]
+    pub os: String,
+    /// The running kernel's release.
+    #[serde(default)]
+    pub kernel: String,
+    /// Why the host is paused (`driftless pause`), by whom and since when.
+    #[serde(default)]
+    pub paused: Option<String>,
+    /// Drift found (and healed) at the last run.
+    #[serde(default)]
+    pub drift: Drift,
+    /// The last run's error (its first line, cut), when it failed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// Drift a run found: how much, and the first few resources.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Resources that had drifted.
+    pub count: usize,
+    /// The first [`DRIFT_SHOWN`] of them (`file:/etc/motd`).
+    pub resources: Vec<String>,
+}
+
+/// Drifted resources a record names, at most.
+pub(crate) const DRIFT_SHOWN: usize = 5;
+/// Longest text of one field of the inventory (an error, a reason, a
+/// resource): a record stays a few hundred bytes, whatever happens.
+pub(crate) const TEXT_MAX: usize = 240;
+
+/// `text`, cut to its first line and [`TEXT_MAX`] characters.
+pub(crate) fn bounded(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(TEXT_MAX).collect();
+    if line.chars().count() > TEXT_MAX || text.lines().nth(1).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// What a host keeps of its own membership (`fleet.json` in its state
@@ -98,5 +138,68 @@ impl HostRecord {
             },
         );
         self.rolled_back.truncate(ROLLBACKS_KEPT);
+    }
+}
+
+/// What `driftless fleet nudge` writes under `<prefix>/nudge`: any put of
+/// the key wakes the daemons (an `etcdctl put <prefix>/nudge x` too);
+/// this says who asked and for which commit, for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NudgeValue {
+    /// The commit pushed, when given.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default)]
+    pub at: String,
+    /// Who (the user that ran `fleet nudge`).
+    #[serde(default)]
+    pub by: String,
+}
+
+/// Longest commit text taken from a nudge.
+const NUDGE_COMMIT_MAX: usize = 64;
+
+impl NudgeValue {
+    /// The nudge a value stands for: its JSON, else (written by hand) one
+    /// that names nothing. The commit is cut to a length a log line takes.
+    pub(crate) fn read(value: &[u8]) -> NudgeValue {
+        let mut v: NudgeValue = serde_json::from_slice(value).unwrap_or_default();
+        v.commit = v
+            .commit
+            .map(|c| c.chars().take(NUDGE_COMMIT_MAX).collect::<String>())
+            .filter(|c| !c.is_empty());
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record written before the inventory (and a host's `fleet.json`
+    /// holding one) still reads: the new fields take their defaults.
+    #[test]
+    fn a_record_of_the_old_shape_reads() {
+        let old = r#"{"host":"web01","wave":"canary","roles":[],"applied":"a1","healthy_since":5,"outcome":"changed","at":7,"rolled_back":[],"waiting":null,"version":"0.1.0"}"#;
+        let r: HostRecord = serde_json::from_str(old).expect("old record");
+        assert_eq!(r.host, "web01");
+        assert_eq!(
+            (r.drift.count, r.os.as_str(), r.paused.as_deref()),
+            (0, "", None)
+        );
+        let member = format!(r#"{{"lease":42,"record":{old}}}"#);
+        let m: Member = serde_json::from_str(&member).expect("old fleet.json");
+        assert_eq!(m.record, r);
+    }
+
+    #[test]
+    fn inventory_texts_are_bounded_and_nudges_read_leniently() {
+        let long = "x".repeat(1000);
+        assert_eq!(bounded(&long).chars().count(), TEXT_MAX + 1);
+        assert_eq!(bounded("first\nsecond"), "first…");
+        assert_eq!(NudgeValue::read(b"x").commit, None);
+        let v = NudgeValue::read(br#"{"commit":"abc","at":"now","by":"ci"}"#);
+        assert_eq!(v.commit.as_deref(), Some("abc"));
     }
 }

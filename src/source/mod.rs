@@ -294,6 +294,15 @@ fn resolve_commit(repo: &gix::Repository, head: ObjectId, rev: &str) -> Result<O
     }
 }
 
+/// The full id of `rev`, a unique prefix of a commit of the fetched
+/// branch, by the cache (`fleet wait`).
+pub fn resolve(cache: &Path, rev: &str) -> Result<String> {
+    let repo = gix::open_opts(cache, gix::open::Options::isolated())
+        .with_context(|| format!("failed to open the git cache {}", cache.display()))?;
+    let head = git::fetched_head(&repo)?.context("nothing was fetched here yet")?;
+    Ok(resolve_commit(&repo, head, rev)?.to_string())
+}
+
 /// Moves [`APPLIED_REF`] in the cache to `commit` (after a successful converge).
 pub fn mark_applied(cache: &Path, commit: &str) -> Result<()> {
     let commit = ObjectId::from_hex(commit.as_bytes())

@@ -310,6 +310,7 @@ struct DaemonView {
     next_fetch: Option<String>,
     converges: std::collections::BTreeMap<String, u64>,
     metrics_error: Option<String>,
+    nudge_error: Option<String>,
     config_files: Vec<String>,
     config_fingerprint: String,
 }
@@ -335,6 +336,11 @@ struct AgentStatus {
     interrupted: Option<u32>,
     last_generation: Option<Generation>,
     last_run: Option<LastRun>,
+    /// With `[fleet]` only.
+    #[serde(default)]
+    fleet: Option<HostRecord>,
+    #[serde(default)]
+    fleet_halt: Option<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -500,6 +506,113 @@ document!(FactsDoc {
 
 document!(Action_ { notices: Vec<String> });
 
+/// A host's record in etcd (`fleet status`; `status` under `fleet`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostRecord {
+    host: String,
+    wave: String,
+    roles: Vec<String>,
+    applied: Option<String>,
+    healthy_since: Option<u64>,
+    outcome: String,
+    at: u64,
+    rolled_back: Vec<RolledBack>,
+    waiting: Option<String>,
+    version: String,
+    os: String,
+    kernel: String,
+    paused: Option<String>,
+    drift: Drift,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolledBack {
+    commit: String,
+    reason: String,
+    at: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Drift {
+    count: usize,
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Halt {
+    reason: String,
+    at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetStatus {
+    prefix: String,
+    commit: Option<String>,
+    halt: Option<Halt>,
+    unreadable: Vec<String>,
+    waves: Vec<WaveStatus>,
+    disappeared: Vec<String>,
+    read_at: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaveStatus {
+    name: String,
+    live: usize,
+    failed: bool,
+    state: WaveState,
+    hosts: Vec<HostRecord>,
+    on_commit: Vec<String>,
+    rolled_back: Vec<(String, String)>,
+    waiting: Vec<(String, String)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WaveState {
+    Done,
+    Progressing,
+    Waiting,
+    Halted,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetWait {
+    prefix: String,
+    commit: String,
+    wave: Option<String>,
+    state: WaitState,
+    landed: Vec<String>,
+    missing: Vec<(String, String)>,
+    halted_by: Option<(String, String)>,
+    fleet_halt: Option<String>,
+    waited_s: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WaitState {
+    Landed,
+    Halted,
+    Timeout,
+}
+
+document!(FleetStatusDoc {
+    fleet: Option<FleetStatus>
+});
+
+document!(FleetWaitDoc {
+    wait: Option<FleetWait>
+});
+
 document!(UsageError {});
 
 /// Reads `stdout` as the document of its `command`, failing the test on
@@ -521,8 +634,21 @@ pub(crate) fn check(stdout: &str, exit_code: i32) -> Value {
         Some("history") => typed(read::<History>(&value)),
         Some("source status") => typed(read::<SourceStatusDoc>(&value)),
         Some("facts") => typed(read::<FactsDoc>(&value)),
+        Some("fleet status") => typed(read::<FleetStatusDoc>(&value)),
+        Some("fleet wait") => {
+            typed(read::<FleetWaitDoc>(&value));
+            // The wait's own word and the result agree.
+            let want = match value["wait"]["state"].as_str() {
+                Some("landed") => "done",
+                Some("halted") => "rolled_back",
+                Some("timeout") => "held",
+                _ => "error",
+            };
+            assert_eq!(value["result"], want, "{value}");
+        }
         Some(
-            "rollback" | "resume" | "retry" | "recover" | "pause" | "unpause" | "config check",
+            "rollback" | "resume" | "retry" | "recover" | "pause" | "unpause" | "config check"
+            | "fleet halt" | "fleet resume" | "fleet nudge",
         ) => {
             typed(read::<Action_>(&value));
         }

@@ -807,6 +807,7 @@ fn man_pages_have_their_sections_and_completions_no_hidden_command() {
         "[source]",
         "[schedule]",
         "[fleet]",
+        "nudge_splay",
         "[[hook]]",
         "backoff_max",
         "identity",

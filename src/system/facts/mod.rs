@@ -29,6 +29,19 @@ pub(crate) fn gather() -> Facts {
         .unwrap_or_default()
 }
 
+/// This machine's OS (`ID VERSION_ID` of os-release) and kernel release,
+/// for the fleet's inventory; what cannot be read is empty.
+pub(crate) fn os_and_kernel() -> (String, String) {
+    let os = os::parse(&std::fs::read_to_string("/etc/os-release").unwrap_or_default());
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (
+        format!("{} {}", os.id, os.version_id).trim().to_owned(),
+        kernel,
+    )
+}
+
 /// [`gather`], for a desired state: a source that is missing gives an
 /// empty value (a minimal container without `/etc/machine-id` is still a
 /// valid host), one that is there but cannot be read is an error, never a
