@@ -193,43 +193,7 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
             | Before::Setting { .. }
             | Before::Untracked => None,
         },
-        PrimKind::Unit => {
-            let Before::Unit {
-                enabled,
-                running,
-                masked,
-            } = e.before
-            else {
-                return None;
-            };
-            if enabled.is_none() && running.is_none() && !masked {
-                return None;
-            }
-            // A unit found masked is masked again; one driftless masked
-            // is unmasked by declaring how it ran (see the service plan).
-            let state = if masked {
-                Some(RunState::Masked)
-            } else {
-                running.map(|r| {
-                    if r {
-                        RunState::Running
-                    } else {
-                        RunState::Stopped
-                    }
-                })
-            };
-            Some((
-                Resource::Service(Service {
-                    unit: key.to_owned(),
-                    enabled,
-                    state,
-                    restart_on: Vec::new(),
-                    reload_on: Vec::new(),
-                    restart_command: None,
-                }),
-                Undo::Restore,
-            ))
-        }
+        PrimKind::Unit => unit_as_before(key, &e.before).map(|r| (r, Undo::Restore)),
         // A setting's facets go back to what they were.
         PrimKind::Setting => match &e.before {
             Before::Setting { facets } => Some((kind.restoring(key, facets)?, Undo::Restore)),
@@ -241,6 +205,43 @@ fn put_back(e: &Entry, prune_packages: bool) -> Option<(Resource, Undo)> {
         },
         PrimKind::Group | PrimKind::User | PrimKind::Command => None,
     }
+}
+
+/// The service that puts the unit `key` back as `before` recorded it:
+/// its enablement and run state, masked again if it was masked (one
+/// driftless masked is unmasked by declaring how it ran: see the service
+/// plan). `None`: the unit did not exist then, nothing to go back to.
+fn unit_as_before(key: &str, before: &Before) -> Option<Resource> {
+    let Before::Unit {
+        enabled,
+        running,
+        masked,
+    } = *before
+    else {
+        return None;
+    };
+    if enabled.is_none() && running.is_none() && !masked {
+        return None;
+    }
+    let state = if masked {
+        Some(RunState::Masked)
+    } else {
+        running.map(|r| {
+            if r {
+                RunState::Running
+            } else {
+                RunState::Stopped
+            }
+        })
+    };
+    Some(Resource::Service(Service {
+        unit: key.to_owned(),
+        enabled,
+        state,
+        restart_on: Vec::new(),
+        reload_on: Vec::new(),
+        restart_command: None,
+    }))
 }
 
 /// What was at `path` before driftless managed it, as a resource that puts

@@ -294,3 +294,187 @@ fn a_hook_others_could_change_is_refused() {
     env.run(&converge_args(&repo, &root, "h")).expect_code(2);
     assert!(marker.exists(), "the hook did not run once it was safe");
 }
+
+/// One request a stub HTTP server received: the request line, the headers
+/// (lower-cased names) and the body.
+struct Received {
+    line: String,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+/// An HTTP server on 127.0.0.1 that answers every request `201 Created`
+/// and hands each one over.
+fn stub_server() -> (String, std::sync::mpsc::Receiver<Received>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut headers = BTreeMap::new();
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream.write_all(
+                b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            let _ = tx.send(Received {
+                line: line.trim_end().to_owned(),
+                headers,
+                body: String::from_utf8(body).unwrap(),
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// An example hook copied where driftless accepts it (a root-owned
+/// directory no one else may write), with a root-only file beside it
+/// holding `secret`.
+fn installed_hook(env: &Env, name: &str, secret: &str) -> (String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.path().join("libexec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hook = dir.join(name);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/hooks")
+            .join(name),
+        &hook,
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret_file = dir.join(format!("{name}.secret"));
+    std::fs::write(&secret_file, secret).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (
+        hook.display().to_string(),
+        secret_file.display().to_string(),
+    )
+}
+
+#[test]
+fn the_example_chat_hook_posts_a_rollback_with_its_reason() {
+    let env = Env::new();
+    let (url, received) = stub_server();
+    let (hook, url_file) = installed_hook(&env, "chat-webhook", &format!("{url}/hooks/abc\n"));
+    env.set_config(&format!(
+        "[[hook]]\nname = 'chat'\ncommand = ['{hook}', '{url_file}']\non = ['rolled_back']\n"
+    ));
+    let repo = env.path().join("repo");
+    write_repo(
+        &repo,
+        &[(
+            "hosts/h.toml",
+            "[[file]]\npath = '/etc/app.conf'\ncontent = \"v1\\n\"\n\n[[check]]\nname = 'app \"answers\"'\ncommand = ['false']\nretries = 0\n",
+        )],
+    );
+    let run = env.run(&converge_args(&repo, &env.path().join("root"), "h"));
+    run.expect_code(4);
+    assert!(!run.stderr.contains("hook failed"), "{}", run.stderr);
+    let got = received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the hook posted nothing");
+    assert_eq!(got.line, "POST /hooks/abc HTTP/1.1");
+    assert_eq!(got.headers["content-type"], "application/json");
+    let doc: serde_json::Value = serde_json::from_str(&got.body).expect("the body is JSON");
+    let text = doc["text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("driftless on h: rolled_back, commit quarantined\ncommit sha256:")
+            && text.contains(", generation 1\n")
+            && text.contains("app \"answers\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_example_forge_hook_posts_each_forges_commit_status() {
+    let env = Env::new();
+    let (url, received) = stub_server();
+    let (hook, token_file) = installed_hook(&env, "forge-commit-status", "s3cret\n");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let post = |forge: &str, outcome: &str| {
+        // GitLab names a project by its id (or its URL-encoded path).
+        let repo = if forge == "gitlab" {
+            "42"
+        } else {
+            "infra/config"
+        };
+        let out = std::process::Command::new(&hook)
+            .args([forge, &url, repo, &token_file])
+            .env("DRIFTLESS_COMMIT", commit)
+            .env("DRIFTLESS_OUTCOME", outcome)
+            .env("DRIFTLESS_HOST", "web1")
+            .env("DRIFTLESS_GENERATION", "7")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = received
+            .recv_timeout(Duration::from_secs(10))
+            .expect("nothing posted");
+        let doc: serde_json::Value = serde_json::from_str(&got.body).expect("JSON");
+        (got, doc)
+    };
+    let (got, doc) = post("gitea", "changed");
+    assert_eq!(
+        got.line,
+        format!("POST /api/v1/repos/infra/config/statuses/{commit} HTTP/1.1")
+    );
+    assert_eq!(got.headers["authorization"], "token s3cret");
+    assert_eq!(
+        doc,
+        serde_json::json!({"state": "success", "context": "driftless/web1", "description": "changed on web1 (generation 7)"})
+    );
+    let (got, doc) = post("github", "rolled_back");
+    assert_eq!(
+        got.line,
+        format!("POST /repos/infra/config/statuses/{commit} HTTP/1.1")
+    );
+    assert_eq!(got.headers["authorization"], "Bearer s3cret");
+    assert_eq!(doc["state"], "failure");
+    let (got, doc) = post("gitlab", "invalid");
+    assert_eq!(
+        got.line,
+        format!("POST /api/v4/projects/42/statuses/{commit} HTTP/1.1")
+    );
+    assert_eq!(got.headers["private-token"], "s3cret");
+    assert_eq!(
+        (doc["state"].as_str(), doc["name"].as_str()),
+        (Some("failed"), Some("driftless/web1"))
+    );
+    let (_, doc) = post("gitea", "held");
+    assert_eq!(doc["state"], "pending");
+
+    // A directory's content is no commit: nothing is posted.
+    let out = std::process::Command::new(&hook)
+        .args(["gitea", &url, "infra/config", &token_file])
+        .env("DRIFTLESS_COMMIT", "sha256:00ff")
+        .env("DRIFTLESS_OUTCOME", "changed")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(received.recv_timeout(Duration::from_millis(500)).is_err());
+}
