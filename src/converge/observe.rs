@@ -227,10 +227,17 @@ fn observe_cached(
     // The rpm database's identity is taken before its query: a transaction
     // during the query changes it, and the next run asks again.
     let now = unix_now();
+    // A database that cannot be looked at is never trusted: rpm is asked.
     let db = if names.is_empty() {
         None
     } else {
-        rpm::db_identity(root.path())?
+        rpm::db_identity(root.path()).unwrap_or_else(|e| {
+            tracing::debug!(
+                error = format!("{e:#}"),
+                "the rpm database's identity is unknown; querying rpm"
+            );
+            None
+        })
     };
     let cached = (cache.root == root_name(root))
         .then_some(cache.packages.as_ref())
