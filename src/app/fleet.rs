@@ -16,7 +16,7 @@ use super::context::App;
 use crate::agent::AgentState;
 use crate::config::FleetSettings;
 use crate::desired::DesiredState;
-use crate::desired::fleet::{FleetPolicy, Window};
+use crate::desired::fleet::FleetPolicy;
 use crate::fleet::etcd::Etcd;
 use crate::fleet::gate::{self, Gate};
 use crate::fleet::record::{HostRecord, Member, ROLLED_BACK_COMMITS_KEPT, Rollback};
@@ -293,24 +293,11 @@ impl<'a> Rollout<'a> {
     }
 
     fn window_open(&self, policy: &FleetPolicy, wave: usize) -> bool {
-        use chrono::{Datelike, Timelike};
-        let now = chrono::Local::now();
-        let (day, minute) = (
-            now.weekday().num_days_from_monday() as u8,
-            (now.hour() * 60 + now.minute()) as u16,
-        );
-        let open = |windows: &[String]| {
-            windows.is_empty()
-                || windows
-                    .iter()
-                    .filter_map(|w| Window::parse(w).ok())
-                    .any(|w| w.is_open(day, minute))
-        };
         let wave_windows = policy
             .waves
             .get(wave)
             .map_or(&[][..], |w| w.windows.as_slice());
-        open(wave_windows) && open(&self.s.windows)
+        windows_open_now(wave_windows) && windows_open_now(&self.s.windows)
     }
 
     fn member(&self) -> Result<Member> {
@@ -708,4 +695,14 @@ impl Fleet<'_> {
             waiting,
         }
     }
+}
+
+/// Whether any of `windows` is open now, in the host's time zone (none:
+/// always open).
+pub(crate) fn windows_open_now(windows: &[String]) -> bool {
+    use chrono::{Datelike, Timelike};
+    let now = chrono::Local::now();
+    let day = u8::try_from(now.weekday().num_days_from_monday()).unwrap_or(0);
+    let minute = u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0);
+    crate::desired::fleet::any_open(windows, day, minute)
 }

@@ -177,6 +177,9 @@ pub(crate) struct Machine {
     next_fetch: Option<Instant>,
     /// This tick's fetch: `None` not tried, `Some(ok)`.
     fetched: Option<bool>,
+    /// What the status line says of a reboot (required, waiting, under
+    /// way), as the daemon last checked.
+    reboot: Option<String>,
 }
 
 impl Machine {
@@ -196,6 +199,7 @@ impl Machine {
             last_fetch_success: None,
             next_fetch: None,
             fetched: None,
+            reboot: None,
         }
     }
 
@@ -521,8 +525,25 @@ impl Machine {
         }
     }
 
-    /// The one-line status systemd shows (`systemctl status driftless`).
+    /// What the daemon found about a reboot, for the status line.
+    pub(crate) fn reboot_noted(&mut self, note: Option<String>) {
+        self.reboot = note;
+    }
+
+    /// The one-line status systemd shows (`systemctl status driftless`):
+    /// the loop's, then what is known of a reboot.
     pub(crate) fn status_line(&self, now: Instant, wall: SystemTime) -> String {
+        let line = self.loop_line(now, wall);
+        match &self.reboot {
+            Some(r) if !matches!(self.state, State::Starting | State::Stopping { .. }) => {
+                format!("{line}; {r}")
+            }
+            _ => line,
+        }
+    }
+
+    /// The loop's own status: its state, the last run, the next.
+    fn loop_line(&self, now: Instant, wall: SystemTime) -> String {
         let ago = |t: SystemTime| human(wall.duration_since(t).unwrap_or_default());
         let next = |next: Instant| human(next.saturating_duration_since(now));
         let applied = || {

@@ -118,6 +118,7 @@ enum Wake {
     Asked(Asked),
     Progress(Event),
     Finished(Box<Result<ConvergeResult, tokio::task::JoinError>>),
+    Rebooting(Result<Result<()>, tokio::task::JoinError>),
     Tick,
 }
 
@@ -134,6 +135,15 @@ struct Daemon {
     running: Option<Running>,
     queue: VecDeque<Waiting>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+    /// The core-package answer, kept while the rpm database is unchanged.
+    probe: crate::system::reboot::Probe,
+    /// The reboot record as last checked (metrics, status line).
+    reboot: Option<crate::agent::reboot::RebootRecord>,
+    /// Back from a reboot driftless asked for: the next converge runs the
+    /// health checks even when in sync.
+    check_after_boot: bool,
+    /// The drain and reboot in flight.
+    rebooting: Option<JoinHandle<Result<()>>>,
 }
 
 /// Sends the engine's events from its blocking thread to the loop.
@@ -158,6 +168,10 @@ impl Daemon {
             running: None,
             queue: VecDeque::new(),
             events: mpsc::unbounded_channel(),
+            probe: crate::system::reboot::Probe::default(),
+            reboot: None,
+            check_after_boot: false,
+            rebooting: None,
         }
     }
 
@@ -180,6 +194,7 @@ impl Daemon {
         let splay = schedule::splay(&machine_id, self.app.settings.schedule.splay);
         self.machine.recovered(Instant::now(), splay);
         self.refresh_state();
+        self.check_reboot(None);
         notify::ready(&self.status_line());
         info!(
             message_id = journal::DAEMON_STARTED,
@@ -215,7 +230,11 @@ impl Daemon {
                     handle = None;
                     Wake::Finished(Box::new(result))
                 }
-                _ = sleep_until(next), if next.is_some() && handle.is_none() => Wake::Tick,
+                result = async { self.rebooting.as_mut().expect("guarded").await }, if self.rebooting.is_some() => {
+                    self.rebooting = None;
+                    Wake::Rebooting(result)
+                }
+                _ = sleep_until(next), if next.is_some() && handle.is_none() && self.rebooting.is_none() => Wake::Tick,
             };
             match wake {
                 Wake::Stop => self.stop(),
@@ -230,6 +249,9 @@ impl Daemon {
                 }
                 Wake::Asked(Asked::Refresh(reply)) => {
                     self.refresh_state();
+                    if handle.is_none() {
+                        self.check_reboot(None);
+                    }
                     self.write_metrics();
                     notify::status(&self.status_line());
                     let _ = reply.send(());
@@ -254,8 +276,12 @@ impl Daemon {
                     }
                 }
                 Wake::Progress(event) => self.progress(&event),
+                Wake::Rebooting(result) => self.reboot_ended(result),
                 Wake::Finished(result) => {
-                    self.finished(*result);
+                    let healthy = self.finished(*result);
+                    self.check_reboot(Some(healthy));
+                    self.write_metrics();
+                    notify::status(&self.status_line());
                     if let Some(exe) = replaced_binary() {
                         self.restart_into(&exe);
                     }
@@ -345,6 +371,7 @@ impl Daemon {
             ignore_rollout: false,
             force,
             started_by,
+            check_in_sync: std::mem::take(&mut self.check_after_boot),
         };
         let events = self.events.0.clone();
         Some(tokio::task::spawn_blocking(move || {
@@ -365,7 +392,9 @@ impl Daemon {
         notify::status(&self.status_line());
     }
 
-    fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) {
+    /// A converge ended; returns whether it was healthy (in sync or
+    /// changed, its checks passed, not an audit).
+    fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) -> bool {
         // Events still queued belong to this run: hand them on first.
         while let Ok(event) = self.events.1.try_recv() {
             self.progress(&event);
@@ -377,6 +406,8 @@ impl Daemon {
             r.run.error = Some(format!("the converge thread panicked: {e}"));
             r
         });
+        let healthy =
+            !result.audit && matches!(result.run.outcome, Outcome::InSync | Outcome::Changed);
         self.machine.converge_finished(
             &result,
             Instant::now(),
@@ -405,6 +436,93 @@ impl Daemon {
             tokio::time::sleep(TRIM_DELAY).await;
             crate::system::memory::give_back_free_memory();
         });
+        healthy
+    }
+
+    /// Whether the host needs a reboot (after each converge, at start and
+    /// when a command changed the state): the journal hears when one
+    /// becomes required and when one was seen through; a reboot due
+    /// starts its drain.
+    fn check_reboot(&mut self, healthy: Option<bool>) {
+        if self.opts.root != Path::new("/") || self.rebooting.is_some() {
+            return;
+        }
+        let check = match app::reboot_check(&self.app, &mut self.probe, healthy) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "could not tell whether the host needs a reboot"
+                );
+                return;
+            }
+        };
+        if let Some(reasons) = &check.became_required {
+            warn!(
+                message_id = journal::REBOOT_REQUIRED,
+                reasons = reasons.join("; "),
+                "the host needs a reboot: {}",
+                reasons.join("; ")
+            );
+        }
+        if let Some((old, new)) = &check.rebooted {
+            info!(
+                message_id = journal::REBOOTED,
+                old_kernel = old.as_str(),
+                new_kernel = new.as_str(),
+                "rebooted: back healthy, kernel {old} -> {new}"
+            );
+        }
+        self.check_after_boot = check.back_unchecked;
+        self.machine.reboot_noted(reboot_note(&check.record));
+        let due = check.reboot_now;
+        self.reboot = Some(check.record);
+        if due {
+            info!(
+                message_id = journal::REBOOTING,
+                reasons = self
+                    .reboot
+                    .as_ref()
+                    .map(|r| r.reasons.join("; "))
+                    .unwrap_or_default(),
+                "rebooting the host: draining first"
+            );
+            self.machine.reboot_noted(Some(
+                "rebooting: draining, then systemctl reboot".to_owned(),
+            ));
+            let app = self.app.clone();
+            self.rebooting = Some(tokio::task::spawn_blocking(move || {
+                app::drain_and_reboot(&app, &Cancel::new())
+            }));
+        }
+        notify::status(&self.status_line());
+    }
+
+    /// The drain and reboot request ended: systemd stops the daemon next,
+    /// or it failed and the reboot waits for the next run.
+    fn reboot_ended(&mut self, result: Result<Result<()>, tokio::task::JoinError>) {
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(e) => Some(format!("the reboot's thread panicked: {e}")),
+        };
+        match failed {
+            None => self
+                .machine
+                .reboot_noted(Some("rebooting: asked systemd".to_owned())),
+            Some(why) => {
+                warn!(
+                    message_id = journal::REBOOT_POSTPONED,
+                    error = why.as_str(),
+                    "the reboot is postponed: {why}"
+                );
+                self.machine.reboot_noted(Some(format!(
+                    "reboot postponed: {}",
+                    why.lines().next().unwrap_or("")
+                )));
+            }
+        }
+        notify::status(&self.status_line());
     }
 
     /// Reads the agent state again: what it says (applied, paused, pinned,
@@ -447,6 +565,13 @@ impl Daemon {
             quarantined,
             applied_commit: self.machine.applied_commit().map(str::to_owned),
             version: crate::VERSION.to_owned(),
+            reboot_required: self.reboot.as_ref().is_some_and(|r| r.required()),
+            reboot_required_since: self
+                .reboot
+                .as_ref()
+                .and_then(|r| r.required_since.as_deref())
+                .and_then(|t| humantime::parse_rfc3339(t).ok()),
+            services_need_restart: self.reboot.as_ref().map_or(0, |r| r.services.len()),
             rollout_blocked: self
                 .app
                 .settings
@@ -568,6 +693,21 @@ impl Daemon {
                 .collect(),
             config_fingerprint: self.app.settings.fingerprint.clone(),
         }
+    }
+}
+
+/// What the status line says of reboots: one required (and why it
+/// waits), asked for, or nothing.
+fn reboot_note(r: &crate::agent::reboot::RebootRecord) -> Option<String> {
+    if r.pending.is_some() {
+        return Some("back from a reboot, health checks next".to_owned());
+    }
+    let first = r.reasons.first().map(String::as_str).unwrap_or("");
+    match (&r.required_since, &r.waiting, &r.asked) {
+        (_, _, Some(a)) => Some(format!("reboot asked by {}", a.by)),
+        (Some(_), Some(w), None) => Some(format!("reboot required ({first}), waiting: {w}")),
+        (Some(_), None, None) => Some(format!("reboot required ({first})")),
+        (None, _, None) => None,
     }
 }
 
