@@ -219,6 +219,23 @@ impl RebootRecord {
     }
 }
 
+/// How long a reboot asked of systemd may take before the next check in
+/// the same boot calls it failed (and lets the policy ask again).
+pub(crate) const PENDING_BOUND_S: u64 = 600;
+
+/// A reboot asked for at `pending.at` that has not happened (`boot` is
+/// still the boot it was asked from) by `now`, longer than
+/// [`PENDING_BOUND_S`]: why, for the record's `waiting`.
+pub(crate) fn overdue(pending: &Pending, boot: &str, now: &str) -> Option<String> {
+    let waited = crate::agent::seconds_between(&pending.at, now)?;
+    (pending.boot == boot && waited > PENDING_BOUND_S).then(|| {
+        format!(
+            "the reboot asked of systemd at {} did not happen within {PENDING_BOUND_S}s; asking again",
+            pending.at
+        )
+    })
+}
+
 /// When reboots happen (`[reboot] mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -392,6 +409,19 @@ mod tests {
             decide(&r, RebootMode::WhenRequired, true, false),
             Decision::Nothing
         );
+    }
+
+    #[test]
+    fn a_reboot_that_did_not_happen_is_overdue_after_its_bound() {
+        let p = Pending {
+            at: "2026-01-01T00:00:00Z".into(),
+            kernel: "k".into(),
+            boot: "b1".into(),
+            reasons: vec![],
+        };
+        assert_eq!(overdue(&p, "b1", "2026-01-01T00:05:00Z"), None);
+        assert!(overdue(&p, "b1", "2026-01-01T00:11:00Z").is_some());
+        assert_eq!(overdue(&p, "b2", "2026-01-01T00:11:00Z"), None);
     }
 
     #[test]

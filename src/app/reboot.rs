@@ -61,6 +61,14 @@ pub(crate) fn check(app: &App, probe: &mut Probe, healthy: Option<bool>) -> Resu
             out.back_unchecked = true;
         }
     }
+    if let Some(why) = rec
+        .pending
+        .as_ref()
+        .and_then(|p| rules::overdue(p, &boot, &now()))
+    {
+        rec.pending = None;
+        rec.waiting = Some(why);
+    }
     out.became_required = rec.observed(&need, &observed.stale_services, &now());
     let decision = rules::decide(
         &rec,

@@ -208,15 +208,26 @@ fn parse_install_times(stdout: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Asks systemd to reboot the host (`systemctl reboot`): it stops every
-/// unit, this daemon too, in order.
+/// Asks systemd to reboot the host (`systemctl --no-block reboot`): it
+/// stops every unit, this daemon too, in order. `--no-block` returns once
+/// the job is queued; even so systemd may stop this daemon's unit, and
+/// the `systemctl` child in it, before that child exits: killed by
+/// SIGTERM or SIGKILL after asking is taken as asked (a reboot that did
+/// not happen is found by the next check, see `agent::reboot`).
 pub(crate) fn reboot(cancel: &Cancel) -> Result<()> {
-    Cmd::new("systemctl")
-        .arg("reboot")
+    match Cmd::new("systemctl")
+        .args(["--no-block", "reboot"])
         .timeout(Duration::from_secs(60))
         .run(cancel)
-        .context("`systemctl reboot` failed")?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(super::command::CommandError::Failed { code, .. })
+            if code == 128 + 15 || code == 128 + 9 =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e).context("`systemctl --no-block reboot` failed"),
+    }
 }
 
 #[cfg(test)]

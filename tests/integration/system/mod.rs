@@ -18,6 +18,7 @@ mod harness;
 mod host;
 mod keys;
 mod prune;
+mod reboots;
 mod resources;
 mod rollback;
 mod units;
