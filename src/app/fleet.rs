@@ -375,6 +375,13 @@ impl<'a> Rollout<'a> {
         let mut rec = before.clone();
         rec.host.clone_from(&self.host);
         rec.version = crate::VERSION.to_owned();
+        // As the daemon's last reboot check found (the one after the
+        // previous converge): a tick late at most.
+        rec.reboot_required_since = state.reboot.as_ref().and_then(|r| r.required_since.clone());
+        rec.rebooted_at = state
+            .reboot
+            .as_ref()
+            .and_then(|r| r.rebooted.as_ref().map(|b| b.at.clone()));
         let now = now_secs();
         let runs = state.last_good.as_ref().map(|g| g.key.clone());
         // The wave follows the applied commit's policy: read again only

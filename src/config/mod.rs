@@ -1153,6 +1153,39 @@ mod tests {
     }
 
     #[test]
+    fn the_reboot_section_defaults_to_report_and_refuses_bad_values() {
+        use crate::agent::reboot::RebootMode;
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = load(&d.path().join("agent.toml"), false).expect("defaults");
+        assert_eq!(s.reboot, RebootSettings::default());
+        assert_eq!(s.reboot.mode, RebootMode::Report);
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[reboot]\nmode = 'when-required'\nwindows = ['Sat,Sun 02:00-05:00']\ndrain = ['/usr/local/sbin/drain', '-w']\ndrain_timeout = '90s'\n",
+        );
+        let s = load(&main, true).expect("load");
+        assert_eq!(s.reboot.mode, RebootMode::WhenRequired);
+        assert_eq!(s.reboot.windows, ["Sat,Sun 02:00-05:00"]);
+        assert_eq!(s.reboot.drain_timeout, Duration::from_secs(90));
+        for (bad, says) in [
+            (
+                "mode = 'always'",
+                "allowed values: never, report, when-required",
+            ),
+            ("windows = ['Someday 02:00-05:00']", "[reboot] window"),
+            ("drain = ['drain.sh']", "must be an absolute path"),
+            ("drain = []", "drain is empty"),
+            ("drain_timeout = '0s'", "more than 0s"),
+            ("running_kernel_file = 'k'", "running_kernel_file"),
+        ] {
+            let f = write(d.path(), "agent.toml", &format!("[reboot]\n{bad}\n"));
+            let e = format!("{:#}", load(&f, true).expect_err(bad));
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn secrets_and_prune_sections() {
         let d = tempfile::tempdir().expect("tempdir");
         let s = load(&d.path().join("agent.toml"), false).expect("defaults");

@@ -96,6 +96,8 @@ struct Waiting {
 /// The converge in flight.
 struct Running {
     cancel: Cancel,
+    /// A client asked for it (`converge --now`), which never reboots.
+    asked: bool,
     clients: Vec<mpsc::UnboundedSender<Vec<u8>>>,
 }
 
@@ -194,7 +196,7 @@ impl Daemon {
         let splay = schedule::splay(&machine_id, self.app.settings.schedule.splay);
         self.machine.recovered(Instant::now(), splay);
         self.refresh_state();
-        self.check_reboot(None);
+        self.check_reboot(None, true);
         notify::ready(&self.status_line());
         info!(
             message_id = journal::DAEMON_STARTED,
@@ -250,7 +252,7 @@ impl Daemon {
                 Wake::Asked(Asked::Refresh(reply)) => {
                     self.refresh_state();
                     if handle.is_none() {
-                        self.check_reboot(None);
+                        self.check_reboot(None, true);
                     }
                     self.write_metrics();
                     notify::status(&self.status_line());
@@ -278,8 +280,10 @@ impl Daemon {
                 Wake::Progress(event) => self.progress(&event),
                 Wake::Rebooting(result) => self.reboot_ended(result),
                 Wake::Finished(result) => {
-                    let healthy = self.finished(*result);
-                    self.check_reboot(Some(healthy));
+                    let (healthy, asked) = self.finished(*result);
+                    // `converge --now` never reboots by itself; the next
+                    // tick may.
+                    self.check_reboot(Some(healthy), !asked);
                     self.write_metrics();
                     notify::status(&self.status_line());
                     if let Some(exe) = replaced_binary() {
@@ -349,6 +353,7 @@ impl Daemon {
         };
         self.running = Some(Running {
             cancel: cancel.clone(),
+            asked: asked.is_some(),
             clients: asked.into_iter().map(|w| w.client).collect(),
         });
         notify::status(&self.status_line());
@@ -393,13 +398,15 @@ impl Daemon {
     }
 
     /// A converge ended; returns whether it was healthy (in sync or
-    /// changed, its checks passed, not an audit).
-    fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) -> bool {
+    /// changed, its checks passed, not an audit), and whether a client
+    /// asked for it.
+    fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) -> (bool, bool) {
         // Events still queued belong to this run: hand them on first.
         while let Ok(event) = self.events.1.try_recv() {
             self.progress(&event);
         }
         let running = self.running.take();
+        let asked = running.as_ref().is_some_and(|r| r.asked);
         let result = result.unwrap_or_else(|e| {
             error!(error = %e, "the converge thread panicked");
             let mut r = ConvergeResult::default();
@@ -436,14 +443,14 @@ impl Daemon {
             tokio::time::sleep(TRIM_DELAY).await;
             crate::system::memory::give_back_free_memory();
         });
-        healthy
+        (healthy, asked)
     }
 
     /// Whether the host needs a reboot (after each converge, at start and
     /// when a command changed the state): the journal hears when one
     /// becomes required and when one was seen through; a reboot due
-    /// starts its drain.
-    fn check_reboot(&mut self, healthy: Option<bool>) {
+    /// starts its drain when `may_reboot`.
+    fn check_reboot(&mut self, healthy: Option<bool>, may_reboot: bool) {
         if self.opts.root != Path::new("/") || self.rebooting.is_some() {
             return;
         }
@@ -460,7 +467,7 @@ impl Daemon {
         if let Some(reasons) = &check.became_required {
             warn!(
                 message_id = journal::REBOOT_REQUIRED,
-                reasons = reasons.join("; "),
+                driftless_reasons = reasons.join("; "),
                 "the host needs a reboot: {}",
                 reasons.join("; ")
             );
@@ -468,19 +475,19 @@ impl Daemon {
         if let Some((old, new)) = &check.rebooted {
             info!(
                 message_id = journal::REBOOTED,
-                old_kernel = old.as_str(),
-                new_kernel = new.as_str(),
+                driftless_old_kernel = old.as_str(),
+                driftless_new_kernel = new.as_str(),
                 "rebooted: back healthy, kernel {old} -> {new}"
             );
         }
         self.check_after_boot = check.back_unchecked;
         self.machine.reboot_noted(reboot_note(&check.record));
-        let due = check.reboot_now;
+        let due = check.reboot_now && may_reboot;
         self.reboot = Some(check.record);
         if due {
             info!(
                 message_id = journal::REBOOTING,
-                reasons = self
+                driftless_reasons = self
                     .reboot
                     .as_ref()
                     .map(|r| r.reasons.join("; "))
@@ -513,7 +520,7 @@ impl Daemon {
             Some(why) => {
                 warn!(
                     message_id = journal::REBOOT_POSTPONED,
-                    error = why.as_str(),
+                    driftless_error = why.as_str(),
                     "the reboot is postponed: {why}"
                 );
                 self.machine.reboot_noted(Some(format!(

@@ -33,6 +33,14 @@ pub struct HostRecord {
     pub waiting: Option<String>,
     /// driftless's version.
     pub version: String,
+    /// Since when the host needs a reboot (RFC 3339), as its daemon last
+    /// found; absent: it does not, or records older than reboots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_required_since: Option<String>,
+    /// When it was last seen back, healthy, from a reboot driftless asked
+    /// for (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebooted_at: Option<String>,
 }
 
 /// What a host keeps of its own membership (`fleet.json` in its state

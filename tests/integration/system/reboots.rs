@@ -175,7 +175,7 @@ fn a_kernel_update_reboots_the_host_in_its_window_after_the_drain() {
     assert_eq!(last, "in_sync");
     let back = journal_with(&host, REBOOTED);
     assert_eq!(back.len(), 1, "{back:?}");
-    assert_eq!(back[0]["NEW_KERNEL"], NEW_KERNEL);
+    assert_eq!(back[0]["DRIFTLESS_NEW_KERNEL"], NEW_KERNEL);
     let text = host.driftless(&["status"]);
     assert!(
         text.stdout.contains(&format!(
