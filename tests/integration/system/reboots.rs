@@ -18,6 +18,8 @@ const DRAIN_LOG: &str = "/var/lib/dl-drain.log";
 const DRAIN_FAILS: &str = "/srv/drain-fails";
 /// Each run of the declared health check adds a line.
 const CHECK_LOG: &str = "/var/lib/dl-checks.log";
+/// The metrics textfile.
+const METRICS: &str = "/var/lib/dl-driftless.prom";
 // MESSAGE_IDs, as docs/journal.md lists them.
 const REBOOT_REQUIRED: &str = "eb26385a0c434da5b28b69a68dbac1df";
 const REBOOTED: &str = "d2aee250fbed4e11af5e08b778d2ca4b";
@@ -27,7 +29,7 @@ const REBOOT_POSTPONED: &str = "f62ef42dc61d482bb61e275cd436ad3e";
 /// the drain that logs, the test's running-kernel file.
 fn agent_config(window: &str) -> String {
     format!(
-        "[schedule]\ninterval = \"3s\"\nsplay = \"0s\"\n\n[reboot]\nmode = \"when-required\"\nwindows = [\"{window}\"]\ndrain = [\"/usr/local/bin/dl-drain\"]\ndrain_timeout = \"30s\"\nrunning_kernel_file = \"{RUNNING_KERNEL}\"\n"
+        "[schedule]\ninterval = \"3s\"\nsplay = \"0s\"\n\n[metrics]\ntextfile = \"{METRICS}\"\n\n[reboot]\nmode = \"when-required\"\nwindows = [\"{window}\"]\ndrain = [\"/usr/local/bin/dl-drain\"]\ndrain_timeout = \"30s\"\nrunning_kernel_file = \"{RUNNING_KERNEL}\"\n"
     )
 }
 
@@ -42,6 +44,26 @@ fn closed_window() -> String {
         + 12)
         % 24;
     format!("daily {h:02}:00-{:02}:00", (h + 1) % 24)
+}
+
+/// Waits (at most 10 s: the daemon writes the file just after it saved
+/// what `status` reads) until the sample `name` in the metrics textfile,
+/// which promtool accepts, is `want`.
+fn expect_metric(host: &Host, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = host.read(METRICS).expect("the metrics textfile");
+        let value: Option<f64> = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok());
+        if value == Some(want) {
+            super::daemon::promtool_accepts_metrics(&text);
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is not {want} in\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `status --json`'s `reboot`, polled until `done` says yes (at most
@@ -125,6 +147,14 @@ fn a_kernel_update_reboots_the_host_in_its_window_after_the_drain() {
     assert!(host.read(DRAIN_LOG).is_none(), "drained outside the window");
     let text = host.driftless(&["status"]);
     assert!(text.stdout.contains("REBOOT REQUIRED since"), "{text:?}");
+    expect_metric(&host, "driftless_reboot_required", 1.0);
+    let since = humantime::parse_rfc3339(r["required_since"].as_str().expect("since"))
+        .expect("RFC 3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    expect_metric(&host, "driftless_reboot_required_since_seconds", since);
+    expect_metric(&host, "driftless_services_need_restart", 0.0);
 
     // The window opens, but the drain fails: the reboot is postponed,
     // and said so.
@@ -171,6 +201,8 @@ fn a_kernel_update_reboots_the_host_in_its_window_after_the_drain() {
     assert!(r["pending"].is_null(), "{r}");
     // The checks ran again after the boot, although nothing changed.
     assert_eq!(host.read(CHECK_LOG).as_deref(), Some("ok\nok\n"));
+    expect_metric(&host, "driftless_reboot_required", 0.0);
+    expect_metric(&host, "driftless_reboot_required_since_seconds", 0.0);
     let last = host.status()["last_run"]["outcome"].clone();
     assert_eq!(last, "in_sync");
     let back = journal_with(&host, REBOOTED);
