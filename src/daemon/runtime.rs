@@ -250,12 +250,7 @@ impl Daemon {
                     let _ = reply.send(self.view());
                 }
                 Wake::Asked(Asked::Refresh(reply)) => {
-                    self.refresh_state();
-                    if handle.is_none() {
-                        self.check_reboot(None, true);
-                    }
-                    self.write_metrics();
-                    notify::status(&self.status_line());
+                    self.refreshed(handle.is_some());
                     let _ = reply.send(());
                 }
                 Wake::Asked(Asked::Converge(w)) => {
@@ -280,12 +275,7 @@ impl Daemon {
                 Wake::Progress(event) => self.progress(&event),
                 Wake::Rebooting(result) => self.reboot_ended(result),
                 Wake::Finished(result) => {
-                    let (healthy, asked) = self.finished(*result);
-                    // `converge --now` never reboots by itself; the next
-                    // tick may.
-                    self.check_reboot(Some(healthy), !asked);
-                    self.write_metrics();
-                    notify::status(&self.status_line());
+                    self.finished(*result);
                     if let Some(exe) = replaced_binary() {
                         self.restart_into(&exe);
                     }
@@ -397,10 +387,21 @@ impl Daemon {
         notify::status(&self.status_line());
     }
 
-    /// A converge ended; returns whether it was healthy (in sync or
-    /// changed, its checks passed, not an audit), and whether a client
-    /// asked for it.
-    fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) -> (bool, bool) {
+    /// A command changed the agent state: read it again, and check for a
+    /// reboot (`reboot --now`) unless a converge runs (its end checks).
+    fn refreshed(&mut self, converging: bool) {
+        self.refresh_state();
+        if !converging {
+            self.check_reboot(None, true);
+        }
+        self.write_metrics();
+        notify::status(&self.status_line());
+    }
+
+    /// A converge ended: its clients hear, and the host is checked for a
+    /// reboot (a healthy run, in sync or changed with its checks passed,
+    /// sees a reboot through).
+    fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) {
         // Events still queued belong to this run: hand them on first.
         while let Ok(event) = self.events.1.try_recv() {
             self.progress(&event);
@@ -422,6 +423,8 @@ impl Daemon {
             schedule::random_unit(),
         );
         self.refresh_state();
+        // `converge --now` never reboots by itself; the next tick may.
+        self.check_reboot(Some(healthy), !asked);
         self.write_metrics();
         if let Some(running) = running {
             let mut result = result;
@@ -443,7 +446,6 @@ impl Daemon {
             tokio::time::sleep(TRIM_DELAY).await;
             crate::system::memory::give_back_free_memory();
         });
-        (healthy, asked)
     }
 
     /// Whether the host needs a reboot (after each converge, at start and
