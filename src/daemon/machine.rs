@@ -856,6 +856,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reboot_required_follows_the_loop_s_own_line() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut m = Machine::new(schedule());
+        m.reboot_noted(Some(
+            "reboot required (kernel 2 is installed, 1 is running)".into(),
+        ));
+        // Starting: the loop's word alone.
+        assert_eq!(m.status_line(t0, wall), "starting");
+        m.configured();
+        m.recovered(t0, Duration::ZERO);
+        m.applied = Some((C1.to_owned(), wall));
+        m.converge_started(t0, Trigger::Tick);
+        m.converge_finished(&result(Outcome::InSync, C1), t0, wall, 0.0);
+        let line = m.status_line(t0, wall);
+        assert!(line.starts_with("in sync at 3f2a9c1d0000"), "{line}");
+        assert!(
+            line.ends_with("; reboot required (kernel 2 is installed, 1 is running)"),
+            "{line}"
+        );
+        m.reboot_noted(None);
+        assert!(!m.status_line(t0, wall).contains("reboot"));
+    }
+
+    #[test]
     fn a_rollback_and_a_quarantine_show_what_is_held() {
         let t0 = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
