@@ -95,8 +95,8 @@ fn journal_with(host: &Host, id: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A package update marks a reboot as required; the reboot waits for its
-/// window, then drains, asks systemd (PID 1 exits), the host is booted
+/// A package update marks a reboot as required; a service running a
+/// replaced program is listed; the reboot waits for its window, then drains, asks systemd (PID 1 exits), the host is booted
 /// again, the daemon comes back, its health checks pass, and status and
 /// the journal say `rebooted` with the old and new kernel.
 #[test]
@@ -154,6 +154,37 @@ fn a_kernel_update_reboots_the_host_in_its_window_after_the_drain() {
         .expect("after 1970")
         .as_secs_f64();
     expect_metric(&host, "driftless_reboot_required_since_seconds", since);
+    expect_metric(&host, "driftless_services_need_restart", 0.0);
+
+    // A service whose program is replaced (deleted while it runs) needs a
+    // restart: listed and counted, without making a reboot more required.
+    host.exec(&["cp", "/bin/sleep", "/usr/local/libexec-dl-sleep"])
+        .expect_code(0);
+    host.exec(&[
+        "systemd-run",
+        "--unit",
+        "dl-stale",
+        "/usr/local/libexec-dl-sleep",
+        "1000",
+    ])
+    .expect_code(0);
+    host.exec(&["rm", "/usr/local/libexec-dl-sleep"])
+        .expect_code(0);
+    let r = wait_for_reboot(&host, 30, "the stale service", |r| {
+        r["services"] == serde_json::json!(["dl-stale.service"])
+    });
+    assert_eq!(r["waiting"], "outside the reboot window", "{r}");
+    expect_metric(&host, "driftless_services_need_restart", 1.0);
+    let text = host.driftless(&["status"]);
+    assert!(
+        text.stdout
+            .contains("services that need a restart (they map replaced files): dl-stale.service"),
+        "{text:?}"
+    );
+    host.exec(&["systemctl", "stop", "dl-stale.service"])
+        .expect_code(0);
+    let r = wait_for_reboot(&host, 30, "no stale service", |r| r["services"].is_null());
+    assert!(r["required_since"].is_string(), "{r}");
     expect_metric(&host, "driftless_services_need_restart", 0.0);
 
     // The window opens, but the drain fails: the reboot is postponed,
