@@ -8,6 +8,7 @@
 //! outcome of the last fetch. [`policy`] holds the rules, as pure functions.
 
 pub(crate) mod policy;
+pub(crate) mod reboot;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,11 @@ pub struct AgentState {
     /// `driftless unpause` (or `converge --now --force`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<Pause>,
+    /// Whether the host needs a reboot, a reboot asked for or cancelled,
+    /// and the last one seen through. Absent in states written before it
+    /// existed: nothing known yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<reboot::RebootRecord>,
 }
 
 /// Who paused the host, when and why.

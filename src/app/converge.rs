@@ -47,6 +47,10 @@ pub struct ConvergeRequest {
     /// Who starts it, for the history and the journal (`schedule`,
     /// `converge --now by alice (via sudo as root)`).
     pub started_by: String,
+    /// Run the health checks even when the host is in sync (the first
+    /// converge after a reboot driftless asked for); a failure is an
+    /// error, with nothing to roll back.
+    pub check_in_sync: bool,
 }
 
 /// What a converge did (also what the daemon sends a client at the end
@@ -536,6 +540,19 @@ impl<'a> Converging<'a> {
         }
         r.run.outcome = stage.or_held(Outcome::InSync);
         r.run.notes.extend(plan.notes.iter().cloned());
+        if let (true, false, Some(root)) = (self.req.check_in_sync, r.audit, root)
+            && r.run.outcome == Outcome::InSync
+            && let Err(e) = converge::check_health(
+                &app.engine(root),
+                &stage.prepared.desired,
+                self.sink,
+                self.cancel,
+            )
+        {
+            r.run.outcome = Outcome::Error;
+            r.run.error = Some(format!("after the reboot: {e:#}"));
+            return Ok(());
+        }
         let (false, Some(h)) = (r.audit, self.locked.as_mut()) else {
             return Ok(());
         };

@@ -17,7 +17,7 @@ use super::context::App;
 use crate::agent::AgentState;
 use crate::config::FleetSettings;
 use crate::desired::DesiredState;
-use crate::desired::fleet::{FleetPolicy, Window};
+use crate::desired::fleet::FleetPolicy;
 use crate::fleet::etcd::Etcd;
 use crate::fleet::gate::{self, Gate};
 use crate::fleet::record::{
@@ -296,24 +296,11 @@ impl<'a> Rollout<'a> {
     }
 
     fn window_open(&self, policy: &FleetPolicy, wave: usize) -> bool {
-        use chrono::{Datelike, Timelike};
-        let now = chrono::Local::now();
-        let (day, minute) = (
-            now.weekday().num_days_from_monday() as u8,
-            (now.hour() * 60 + now.minute()) as u16,
-        );
-        let open = |windows: &[String]| {
-            windows.is_empty()
-                || windows
-                    .iter()
-                    .filter_map(|w| Window::parse(w).ok())
-                    .any(|w| w.is_open(day, minute))
-        };
         let wave_windows = policy
             .waves
             .get(wave)
             .map_or(&[][..], |w| w.windows.as_slice());
-        open(wave_windows) && open(&self.s.windows)
+        windows_open_now(wave_windows) && windows_open_now(&self.s.windows)
     }
 
     fn member(&self) -> Result<Member> {
@@ -395,6 +382,13 @@ impl<'a> Rollout<'a> {
         let mut rec = before.clone();
         rec.host.clone_from(&self.host);
         rec.version = crate::VERSION.to_owned();
+        // As the daemon's last reboot check found (the one after the
+        // previous converge): a tick late at most.
+        rec.reboot_required_since = state.reboot.as_ref().and_then(|r| r.required_since.clone());
+        rec.rebooted_at = state
+            .reboot
+            .as_ref()
+            .and_then(|r| r.rebooted.as_ref().map(|b| b.at.clone()));
         let now = now_secs();
         let runs = state.last_good.as_ref().map(|g| g.key.clone());
         // The wave follows the applied commit's policy: read again only
@@ -869,4 +863,14 @@ impl Fleet<'_> {
             waiting,
         }
     }
+}
+
+/// Whether any of `windows` is open now, in the host's time zone (none:
+/// always open).
+pub(crate) fn windows_open_now(windows: &[String]) -> bool {
+    use chrono::{Datelike, Timelike};
+    let now = chrono::Local::now();
+    let day = u8::try_from(now.weekday().num_days_from_monday()).unwrap_or(0);
+    let minute = u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0);
+    crate::desired::fleet::any_open(windows, day, minute)
 }

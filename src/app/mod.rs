@@ -20,6 +20,7 @@ mod load;
 mod manage;
 mod plan;
 mod prune;
+mod reboot;
 mod recovery;
 mod status;
 mod validate;
@@ -35,6 +36,9 @@ pub use fleet_wait::{FleetWait, WaitRequest, fleet_wait, named as named_hosts};
 pub use load::FetchFailed;
 pub use manage::{ActionResult, pause, recover, resume, retry, rollback, unpause};
 pub use plan::{PlanRequest, PlanResult, plan};
+pub(crate) use reboot::{
+    ask as reboot_ask, cancel as reboot_cancel, check as reboot_check, drain_and_reboot,
+};
 pub use status::{
     AgentStatus, DaemonView, GenerationDetail, SourceRef, SourceStatus, generation, history,
     source_status, status,

@@ -66,6 +66,10 @@ pub struct AgentStatus {
     /// it (at its last run), whether or not it waits for a new commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_halt: Option<String>,
+    /// Whether the host needs a reboot, and the last one driftless saw
+    /// through (docs/reboots.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<crate::agent::reboot::RebootRecord>,
 }
 
 /// `status`: last good, quarantine, pin, applied commit, last generation.
@@ -108,6 +112,7 @@ pub fn status(app: &App) -> Result<AgentStatus> {
         last_run: app.store.load_last_run()?,
         fleet: fleet.as_ref().map(|m| m.record.clone()),
         fleet_halt: fleet.and_then(|m| m.halt),
+        reboot: state.reboot,
     })
 }
 

@@ -78,6 +78,9 @@ pub enum Command {
     Pause(PauseArgs),
     /// Lift `driftless pause`. Exit 0.
     Unpause,
+    /// Reboot the host now, through the daemon (drain first, any window),
+    /// or cancel a reboot asked for or due (docs/reboots.md). Exit 0.
+    Reboot(RebootArgs),
     /// Roll back a converge that a crash left unfinished (every converge does
     /// this first). Exit 0 nothing to do or restored, 5 restore failed.
     Recover(RootArgs),
@@ -300,6 +303,19 @@ pub struct PauseArgs {
     pub reason: String,
 }
 
+/// `reboot`
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RebootArgs {
+    /// Ask the daemon to drain and reboot the host now.
+    #[arg(long)]
+    pub now: bool,
+    /// Forget a `reboot --now`, and hold off the automatic reboot for
+    /// what is required now.
+    #[arg(long)]
+    pub cancel: bool,
+}
+
 /// `history`
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -405,6 +421,7 @@ fn changes_agent_state(command: &Command) -> bool {
             | Command::Retry
             | Command::Pause(_)
             | Command::Unpause
+            | Command::Reboot(_)
             | Command::Recover(_)
     )
 }
@@ -425,6 +442,7 @@ fn shape(command: &Command) -> Shape {
         Command::Retry => Shape::Action("retry"),
         Command::Pause(_) => Shape::Action("pause"),
         Command::Unpause => Shape::Action("unpause"),
+        Command::Reboot(_) => Shape::Action("reboot"),
         Command::Recover(_) => Shape::Action("recover"),
         Command::Config(ConfigCommand::Check) => Shape::Action("config check"),
         Command::Daemon(_) => Shape::Action("daemon"),
@@ -505,6 +523,14 @@ fn dispatch(cli: &Cli, cancel: &Cancel) -> Result<Report, (Shape, anyhow::Error)
                 crate::report::journal::pause_changed(false, &pause, &by);
             }
             Report::action(command, done)
+        }
+        Command::Reboot(a) => {
+            let note = if a.now {
+                app::reboot_ask(&app)
+            } else {
+                app::reboot_cancel(&app)
+            };
+            Report::action(command, app::ActionResult::done(note.map_err(fail)?))
         }
         Command::Recover(a) => Report::action(
             command,
@@ -613,6 +639,7 @@ fn converge(
                     "converge --now by {}, in its own process",
                     crate::system::facts::invoking_user()
                 ),
+                check_in_sync: false,
             };
             let mut journal = Journal::default();
             let mut sink = Tee(vec![log, &mut journal]);

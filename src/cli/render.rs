@@ -830,9 +830,66 @@ fn status_text(
             )
         )?;
     }
+    status_reboot(out, st, paint)?;
     status_marks(out, st)?;
     status_last_run(out, st)?;
     status_daemon(out, st)
+}
+
+/// `status`: a reboot required, asked for, waiting or in progress, the
+/// services that need a restart, and the last reboot seen through.
+fn status_reboot(
+    out: &mut impl Write,
+    st: &AgentStatus,
+    paint: &dyn Fn(&str, &str) -> String,
+) -> std::io::Result<()> {
+    let Some(r) = &st.reboot else {
+        return Ok(());
+    };
+    if let Some(p) = &r.pending {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                "33",
+                &format!(
+                    "REBOOTING: asked of systemd at {} from kernel {}",
+                    p.at, p.kernel
+                )
+            )
+        )?;
+    }
+    if let Some(since) = &r.required_since {
+        let mut line = format!(
+            "REBOOT REQUIRED since {since}: {} (judged by {})",
+            r.reasons.join("; "),
+            r.method
+        );
+        if let Some(a) = &r.asked {
+            line.push_str(&format!("; asked by {} at {}", a.by, a.at));
+        }
+        if let Some(w) = &r.waiting {
+            line.push_str(&format!("; waiting: {w}"));
+        }
+        writeln!(out, "{}", paint("33", &line))?;
+    } else if let Some(a) = &r.asked {
+        writeln!(out, "reboot asked by {} at {}", a.by, a.at)?;
+    }
+    if !r.services.is_empty() {
+        writeln!(
+            out,
+            "services that need a restart (they map replaced files): {}",
+            r.services.join(", ")
+        )?;
+    }
+    if let Some(b) = &r.rebooted {
+        writeln!(
+            out,
+            "rebooted: {} (asked at {}), kernel {} -> {}, health checks passed",
+            b.at, b.asked_at, b.old_kernel, b.new_kernel
+        )?;
+    }
+    Ok(())
 }
 
 /// `status`: the last good state, quarantine and pin, what is applied

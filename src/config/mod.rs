@@ -57,6 +57,50 @@ struct Fragment {
     prune: Option<PruneFragment>,
     fleet: Option<FleetFragment>,
     download: Option<DownloadFragment>,
+    reboot: Option<RebootFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootFragment {
+    mode: Option<crate::agent::reboot::RebootMode>,
+    windows: Option<Vec<String>>,
+    drain: Option<Vec<String>>,
+    drain_timeout: Option<String>,
+    running_kernel_file: Option<PathBuf>,
+}
+
+/// Default bound of the drain command before a reboot.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// When and how the host reboots (`[reboot]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebootSettings {
+    /// Never, report only (the default), or when required.
+    pub mode: crate::agent::reboot::RebootMode,
+    /// When a required reboot may happen (the fleet's window syntax);
+    /// empty: any time.
+    pub windows: Vec<String>,
+    /// Run before the reboot (take the host out of a load balancer); a
+    /// failure postpones the reboot. Program (absolute) and arguments.
+    pub drain: Option<Vec<String>>,
+    /// The drain is killed, and the reboot postponed, after this long.
+    pub drain_timeout: Duration,
+    /// Read the running kernel's release from this file instead of
+    /// `/proc/sys/kernel/osrelease`: a testing knob.
+    pub running_kernel_file: Option<PathBuf>,
+}
+
+impl Default for RebootSettings {
+    fn default() -> Self {
+        Self {
+            mode: crate::agent::reboot::RebootMode::Report,
+            windows: Vec::new(),
+            drain: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            running_kernel_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,6 +375,8 @@ pub struct Settings {
     pub fleet: Option<FleetSettings>,
     /// Limits and trust of `[[file]]` downloads (`[download]`).
     pub download: DownloadSettings,
+    /// Reboots (`[reboot]`).
+    pub reboot: RebootSettings,
     /// The files the settings were read from, in order.
     pub sources: Vec<PathBuf>,
     /// A digest of those files (names and bytes): a daemon that runs
@@ -356,6 +402,7 @@ impl Default for Settings {
             prune_packages: false,
             fleet: None,
             download: DownloadSettings::default(),
+            reboot: RebootSettings::default(),
             sources: Vec::new(),
             fingerprint: String::new(),
         }
@@ -550,6 +597,7 @@ struct Layered {
     prune: PruneFragment,
     fleet: Option<FleetFragment>,
     download: DownloadFragment,
+    reboot: RebootFragment,
 }
 
 /// Lays the fragments (agent.toml, then agent.d/ in name order) over each
@@ -568,8 +616,17 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
         mut prune,
         mut fleet,
         mut download,
+        mut reboot,
     } = Layered::default();
     for f in fragments {
+        if let Some(x) = f.reboot {
+            reboot.mode = x.mode.or(reboot.mode);
+            reboot.windows = x.windows.or(reboot.windows.take());
+            reboot.drain = x.drain.or(reboot.drain.take());
+            reboot.drain_timeout = x.drain_timeout.or(reboot.drain_timeout.take());
+            reboot.running_kernel_file =
+                x.running_kernel_file.or(reboot.running_kernel_file.take());
+        }
         if let Some(x) = f.download {
             download.ca_file = x.ca_file.or(download.ca_file);
             download.max_size = x.max_size.or(download.max_size);
@@ -642,6 +699,7 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
         prune,
         fleet,
         download,
+        reboot,
     }
 }
 
@@ -659,6 +717,7 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         prune,
         fleet,
         download,
+        reboot,
     } = layered(fragments);
     let source = m
         .source
@@ -718,6 +777,7 @@ fn merge(fragments: Vec<Fragment>) -> Result<Settings> {
         prune_packages: prune.packages.unwrap_or(false),
         fleet,
         download: download_settings(download)?,
+        reboot: reboot_settings(reboot)?,
         sources: Vec::new(),
         fingerprint: String::new(),
     })
@@ -809,6 +869,37 @@ fn fleet_settings(f: FleetFragment, interval: Duration) -> Result<FleetSettings>
         lease_ttl,
         windows,
         nudge_splay,
+    })
+}
+
+fn reboot_settings(r: RebootFragment) -> Result<RebootSettings> {
+    let d = RebootSettings::default();
+    let windows = r.windows.unwrap_or_default();
+    for w in &windows {
+        crate::desired::fleet::Window::parse(w)
+            .map_err(|e| anyhow::anyhow!("[reboot] window \"{w}\": {e}"))?;
+    }
+    if let Some(argv) = &r.drain {
+        match argv.first() {
+            None => bail!(
+                "[reboot] drain is empty; give the program and its arguments, or leave it out"
+            ),
+            Some(p) if !Path::new(p).is_absolute() => bail!(
+                "[reboot] drain: the program `{p}` must be an absolute path (it runs without a shell or PATH lookup)"
+            ),
+            Some(_) => {}
+        }
+    }
+    let drain_timeout = duration("[reboot] drain_timeout", r.drain_timeout, d.drain_timeout)?;
+    if drain_timeout.is_zero() {
+        bail!("[reboot] drain_timeout must be more than 0s");
+    }
+    Ok(RebootSettings {
+        mode: r.mode.unwrap_or(d.mode),
+        windows,
+        drain: r.drain,
+        drain_timeout,
+        running_kernel_file: absolute("[reboot] running_kernel_file", r.running_kernel_file)?,
     })
 }
 
@@ -1075,6 +1166,39 @@ mod tests {
         );
         assert!(s.metrics_textfile.is_some());
         assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn the_reboot_section_defaults_to_report_and_refuses_bad_values() {
+        use crate::agent::reboot::RebootMode;
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = load(&d.path().join("agent.toml"), false).expect("defaults");
+        assert_eq!(s.reboot, RebootSettings::default());
+        assert_eq!(s.reboot.mode, RebootMode::Report);
+        let main = write(
+            d.path(),
+            "agent.toml",
+            "[reboot]\nmode = 'when-required'\nwindows = ['Sat,Sun 02:00-05:00']\ndrain = ['/usr/local/sbin/drain', '-w']\ndrain_timeout = '90s'\n",
+        );
+        let s = load(&main, true).expect("load");
+        assert_eq!(s.reboot.mode, RebootMode::WhenRequired);
+        assert_eq!(s.reboot.windows, ["Sat,Sun 02:00-05:00"]);
+        assert_eq!(s.reboot.drain_timeout, Duration::from_secs(90));
+        for (bad, says) in [
+            (
+                "mode = 'always'",
+                "allowed values: never, report, when-required",
+            ),
+            ("windows = ['Someday 02:00-05:00']", "[reboot] window"),
+            ("drain = ['drain.sh']", "must be an absolute path"),
+            ("drain = []", "drain is empty"),
+            ("drain_timeout = '0s'", "more than 0s"),
+            ("running_kernel_file = 'k'", "running_kernel_file"),
+        ] {
+            let f = write(d.path(), "agent.toml", &format!("[reboot]\n{bad}\n"));
+            let e = format!("{:#}", load(&f, true).expect_err(bad));
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

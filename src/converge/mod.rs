@@ -29,4 +29,4 @@ pub use events::{Discard, Event, Log, Sink, Tee};
 pub use observe::{PrepareError, Prepared, prepare};
 pub use recover::{Cut, Recovered, recover, undo};
 pub use snapshot::{edit_undo, prior_of};
-pub use transaction::{Engine, Outcome, RunInfo, open_root, transact};
+pub use transaction::{Engine, Outcome, RunInfo, check_health, open_root, transact};

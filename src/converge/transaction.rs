@@ -227,6 +227,38 @@ pub fn transact(
     Ok(outcome)
 }
 
+/// The health checks of `desired` (the declared ones, and every service
+/// declared running) on a host in sync with it: after a reboot, where
+/// nothing changed and nothing would be rolled back.
+pub fn check_health(
+    engine: &Engine<'_>,
+    desired: &DesiredState,
+    sink: &mut dyn Sink,
+    cancel: &Cancel,
+) -> Result<()> {
+    let running = running_units(desired);
+    checks::run(
+        &desired.checks,
+        &running,
+        engine.limits,
+        engine.root.is_live(),
+        true,
+        sink,
+        cancel,
+    )
+    .context("health check failed")
+}
+
+/// The services `desired` declares running: the implicit health check.
+fn running_units(desired: &DesiredState) -> Vec<String> {
+    desired
+        .services()
+        .iter()
+        .filter(|s| s.state == Some(RunState::Running))
+        .map(|s| s.unit.clone())
+        .collect()
+}
+
 /// The health checks after the last change (the declared ones, and every
 /// service declared running); their results go into `generation`. A stop
 /// asked for meanwhile is no commit either.
@@ -238,12 +270,7 @@ fn checked(
     sink: &mut dyn Sink,
     cancel: &Cancel,
 ) -> Result<()> {
-    let running: Vec<String> = desired
-        .services()
-        .iter()
-        .filter(|s| s.state == Some(RunState::Running))
-        .map(|s| s.unit.clone())
-        .collect();
+    let running = running_units(desired);
     let mut recorded = Checks {
         inner: sink,
         checks: Vec::new(),

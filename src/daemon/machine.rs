@@ -184,6 +184,9 @@ pub(crate) struct Machine {
     /// A nudge asked for the next tick: it fetches, backoff or not (a
     /// nudge says the remote has something new).
     nudge_fetch: bool,
+    /// What the status line says of a reboot (required, waiting, under
+    /// way), as the daemon last checked.
+    reboot: Option<String>,
 }
 
 impl Machine {
@@ -205,6 +208,7 @@ impl Machine {
             fetched: None,
             nudged_during: None,
             nudge_fetch: false,
+            reboot: None,
         }
     }
 
@@ -559,8 +563,25 @@ impl Machine {
         }
     }
 
-    /// The one-line status systemd shows (`systemctl status driftless`).
+    /// What the daemon found about a reboot, for the status line.
+    pub(crate) fn reboot_noted(&mut self, note: Option<String>) {
+        self.reboot = note;
+    }
+
+    /// The one-line status systemd shows (`systemctl status driftless`):
+    /// the loop's, then what is known of a reboot.
     pub(crate) fn status_line(&self, now: Instant, wall: SystemTime) -> String {
+        let line = self.loop_line(now, wall);
+        match &self.reboot {
+            Some(r) if !matches!(self.state, State::Starting | State::Stopping { .. }) => {
+                format!("{line}; {r}")
+            }
+            _ => line,
+        }
+    }
+
+    /// The loop's own status: its state, the last run, the next.
+    fn loop_line(&self, now: Instant, wall: SystemTime) -> String {
         let ago = |t: SystemTime| human(wall.duration_since(t).unwrap_or_default());
         let next = |next: Instant| human(next.saturating_duration_since(now));
         let applied = || {
@@ -870,6 +891,31 @@ mod tests {
             m.converge_started(t0 + Duration::from_secs(1500), Trigger::Tick),
             Some(FetchPolicy::Cache)
         );
+    }
+
+    #[test]
+    fn a_reboot_required_follows_the_loop_s_own_line() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut m = Machine::new(schedule());
+        m.reboot_noted(Some(
+            "reboot required (kernel 2 is installed, 1 is running)".into(),
+        ));
+        // Starting: the loop's word alone.
+        assert_eq!(m.status_line(t0, wall), "starting");
+        m.configured();
+        m.recovered(t0, Duration::ZERO);
+        m.applied = Some((C1.to_owned(), wall));
+        m.converge_started(t0, Trigger::Tick);
+        m.converge_finished(&result(Outcome::InSync, C1), t0, wall, 0.0);
+        let line = m.status_line(t0, wall);
+        assert!(line.starts_with("in sync at 3f2a9c1d0000"), "{line}");
+        assert!(
+            line.ends_with("; reboot required (kernel 2 is installed, 1 is running)"),
+            "{line}"
+        );
+        m.reboot_noted(None);
+        assert!(!m.status_line(t0, wall).contains("reboot"));
     }
 
     #[test]

@@ -97,6 +97,8 @@ struct Waiting {
 /// The converge in flight.
 struct Running {
     cancel: Cancel,
+    /// A client asked for it (`converge --now`), which never reboots.
+    asked: bool,
     clients: Vec<mpsc::UnboundedSender<Vec<u8>>>,
 }
 
@@ -119,6 +121,7 @@ enum Wake {
     Asked(Asked),
     Progress(Event),
     Finished(Box<Result<ConvergeResult, tokio::task::JoinError>>),
+    Rebooting(Result<Result<()>, tokio::task::JoinError>),
     Tick,
     Nudged(Nudge),
 }
@@ -138,6 +141,15 @@ struct Daemon {
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
     /// With `[fleet]`: the watch of the nudge key, and what it hears.
     nudges: Option<(Watcher, mpsc::Receiver<Nudge>)>,
+    /// The core-package answer, kept while the rpm database is unchanged.
+    probe: crate::system::reboot::Probe,
+    /// The reboot record as last checked (metrics, status line).
+    reboot: Option<crate::agent::reboot::RebootRecord>,
+    /// Back from a reboot driftless asked for: the next converge runs the
+    /// health checks even when in sync.
+    check_after_boot: bool,
+    /// The drain and reboot in flight.
+    rebooting: Option<JoinHandle<Result<()>>>,
 }
 
 /// Sends the engine's events from its blocking thread to the loop.
@@ -163,6 +175,10 @@ impl Daemon {
             queue: VecDeque::new(),
             events: mpsc::unbounded_channel(),
             nudges: None,
+            probe: crate::system::reboot::Probe::default(),
+            reboot: None,
+            check_after_boot: false,
+            rebooting: None,
         }
     }
 
@@ -186,6 +202,7 @@ impl Daemon {
         self.machine.recovered(Instant::now(), splay);
         self.watch_nudges();
         self.refresh_state();
+        self.check_reboot(None, true);
         notify::ready(&self.status_line());
         info!(
             message_id = journal::DAEMON_STARTED,
@@ -221,8 +238,12 @@ impl Daemon {
                     handle = None;
                     Wake::Finished(Box::new(result))
                 }
-                _ = sleep_until(next), if next.is_some() && handle.is_none() => Wake::Tick,
-                Some(n) = next_nudge(&mut self.nudges) => Wake::Nudged(n),
+                result = async { self.rebooting.as_mut().expect("guarded").await }, if self.rebooting.is_some() => {
+                    self.rebooting = None;
+                    Wake::Rebooting(result)
+                }
+                _ = sleep_until(next), if next.is_some() && handle.is_none() && self.rebooting.is_none() => Wake::Tick,
+                Some(n) = next_nudge(&mut self.nudges), if self.rebooting.is_none() => Wake::Nudged(n),
             };
             match wake {
                 Wake::Stop => self.stop(),
@@ -236,9 +257,7 @@ impl Daemon {
                     let _ = reply.send(self.view());
                 }
                 Wake::Asked(Asked::Refresh(reply)) => {
-                    self.refresh_state();
-                    self.write_metrics();
-                    notify::status(&self.status_line());
+                    self.refreshed(handle.is_some());
                     let _ = reply.send(());
                 }
                 Wake::Asked(Asked::Converge(w)) => {
@@ -261,6 +280,7 @@ impl Daemon {
                     }
                 }
                 Wake::Progress(event) => self.progress(&event),
+                Wake::Rebooting(result) => self.reboot_ended(result),
                 Wake::Finished(result) => {
                     self.finished(*result);
                     if let Some(exe) = replaced_binary() {
@@ -375,6 +395,7 @@ impl Daemon {
         };
         self.running = Some(Running {
             cancel: cancel.clone(),
+            asked: asked.is_some(),
             clients: asked.into_iter().map(|w| w.client).collect(),
         });
         notify::status(&self.status_line());
@@ -397,6 +418,7 @@ impl Daemon {
             ignore_rollout: false,
             force,
             started_by,
+            check_in_sync: std::mem::take(&mut self.check_after_boot),
         };
         let events = self.events.0.clone();
         Some(tokio::task::spawn_blocking(move || {
@@ -417,18 +439,35 @@ impl Daemon {
         notify::status(&self.status_line());
     }
 
+    /// A command changed the agent state: read it again, and check for a
+    /// reboot (`reboot --now`) unless a converge runs (its end checks).
+    fn refreshed(&mut self, converging: bool) {
+        self.refresh_state();
+        if !converging {
+            self.check_reboot(None, true);
+        }
+        self.write_metrics();
+        notify::status(&self.status_line());
+    }
+
+    /// A converge ended: its clients hear, and the host is checked for a
+    /// reboot (a healthy run, in sync or changed with its checks passed,
+    /// sees a reboot through).
     fn finished(&mut self, result: Result<ConvergeResult, tokio::task::JoinError>) {
         // Events still queued belong to this run: hand them on first.
         while let Ok(event) = self.events.1.try_recv() {
             self.progress(&event);
         }
         let running = self.running.take();
+        let asked = running.as_ref().is_some_and(|r| r.asked);
         let result = result.unwrap_or_else(|e| {
             error!(error = %e, "the converge thread panicked");
             let mut r = ConvergeResult::default();
             r.run.error = Some(format!("the converge thread panicked: {e}"));
             r
         });
+        let healthy =
+            !result.audit && matches!(result.run.outcome, Outcome::InSync | Outcome::Changed);
         self.machine.converge_finished(
             &result,
             Instant::now(),
@@ -436,6 +475,8 @@ impl Daemon {
             schedule::random_unit(),
         );
         self.refresh_state();
+        // `converge --now` never reboots by itself; the next tick may.
+        self.check_reboot(Some(healthy), !asked);
         self.write_metrics();
         if let Some(running) = running {
             let mut result = result;
@@ -457,6 +498,92 @@ impl Daemon {
             tokio::time::sleep(TRIM_DELAY).await;
             crate::system::memory::give_back_free_memory();
         });
+    }
+
+    /// Whether the host needs a reboot (after each converge, at start and
+    /// when a command changed the state): the journal hears when one
+    /// becomes required and when one was seen through; a reboot due
+    /// starts its drain when `may_reboot`.
+    fn check_reboot(&mut self, healthy: Option<bool>, may_reboot: bool) {
+        if self.opts.root != Path::new("/") || self.rebooting.is_some() {
+            return;
+        }
+        let check = match app::reboot_check(&self.app, &mut self.probe, healthy) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "could not tell whether the host needs a reboot"
+                );
+                return;
+            }
+        };
+        if let Some(reasons) = &check.became_required {
+            warn!(
+                message_id = journal::REBOOT_REQUIRED,
+                driftless_reasons = reasons.join("; "),
+                "the host needs a reboot: {}",
+                reasons.join("; ")
+            );
+        }
+        if let Some((old, new)) = &check.rebooted {
+            info!(
+                message_id = journal::REBOOTED,
+                driftless_old_kernel = old.as_str(),
+                driftless_new_kernel = new.as_str(),
+                "rebooted: back healthy, kernel {old} -> {new}"
+            );
+        }
+        self.check_after_boot = check.back_unchecked;
+        self.machine.reboot_noted(reboot_note(&check.record));
+        let due = check.reboot_now && may_reboot;
+        self.reboot = Some(check.record);
+        if due {
+            info!(
+                message_id = journal::REBOOTING,
+                driftless_reasons = self
+                    .reboot
+                    .as_ref()
+                    .map(|r| r.reasons.join("; "))
+                    .unwrap_or_default(),
+                "rebooting the host: draining first"
+            );
+            self.machine.reboot_noted(Some(
+                "rebooting: draining, then systemctl reboot".to_owned(),
+            ));
+            let app = self.app.clone();
+            self.rebooting = Some(tokio::task::spawn_blocking(move || {
+                app::drain_and_reboot(&app, &Cancel::new())
+            }));
+        }
+        notify::status(&self.status_line());
+    }
+
+    /// The drain and reboot request ended: systemd stops the daemon next,
+    /// or it failed and the reboot waits for the next run.
+    fn reboot_ended(&mut self, result: Result<Result<()>, tokio::task::JoinError>) {
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(e) => Some(format!("the reboot's thread panicked: {e}")),
+        };
+        match failed {
+            None => self
+                .machine
+                .reboot_noted(Some("rebooting: asked systemd".to_owned())),
+            Some(why) => {
+                warn!(
+                    message_id = journal::REBOOT_POSTPONED,
+                    driftless_error = why.as_str(),
+                    "the reboot is postponed: {why}"
+                );
+                self.machine.reboot_noted(Some(format!(
+                    "reboot postponed: {}",
+                    why.lines().next().unwrap_or("")
+                )));
+            }
+        }
+        notify::status(&self.status_line());
     }
 
     /// Reads the agent state again: what it says (applied, paused, pinned,
@@ -499,6 +626,13 @@ impl Daemon {
             quarantined,
             applied_commit: self.machine.applied_commit().map(str::to_owned),
             version: crate::VERSION.to_owned(),
+            reboot_required: self.reboot.as_ref().is_some_and(|r| r.required()),
+            reboot_required_since: self
+                .reboot
+                .as_ref()
+                .and_then(|r| r.required_since.as_deref())
+                .and_then(|t| humantime::parse_rfc3339(t).ok()),
+            services_need_restart: self.reboot.as_ref().map_or(0, |r| r.services.len()),
             rollout_blocked: self
                 .app
                 .settings
@@ -637,6 +771,21 @@ async fn next_nudge(nudges: &mut Option<(Watcher, mpsc::Receiver<Nudge>)>) -> Op
     match nudges {
         Some((_, rx)) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// What the status line says of reboots: one required (and why it
+/// waits), asked for, or nothing.
+fn reboot_note(r: &crate::agent::reboot::RebootRecord) -> Option<String> {
+    if r.pending.is_some() {
+        return Some("back from a reboot, health checks next".to_owned());
+    }
+    let first = r.reasons.first().map(String::as_str).unwrap_or("");
+    match (&r.required_since, &r.waiting, &r.asked) {
+        (_, _, Some(a)) => Some(format!("reboot asked by {}", a.by)),
+        (Some(_), Some(w), None) => Some(format!("reboot required ({first}), waiting: {w}")),
+        (Some(_), None, None) => Some(format!("reboot required ({first})")),
+        (None, _, None) => None,
     }
 }
 

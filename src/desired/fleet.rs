@@ -156,6 +156,17 @@ pub(crate) struct Window {
     end: u16,
 }
 
+/// Whether any of `windows` (as written; ones that do not parse are
+/// left out, the config's validation refused them) is open at `weekday`
+/// (0 = Monday) and `minute` after midnight; no windows: always open.
+pub(crate) fn any_open(windows: &[String], weekday: u8, minute: u16) -> bool {
+    windows.is_empty()
+        || windows
+            .iter()
+            .filter_map(|w| Window::parse(w).ok())
+            .any(|w| w.is_open(weekday, minute))
+}
+
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 impl Window {

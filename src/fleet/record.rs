@@ -48,6 +48,14 @@ pub struct HostRecord {
     /// The last run's error (its first line, cut), when it failed.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Since when the host needs a reboot (RFC 3339), as its daemon last
+    /// found; absent: it does not, or records older than reboots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_required_since: Option<String>,
+    /// When it was last seen back, healthy, from a reboot driftless asked
+    /// for (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebooted_at: Option<String>,
 }
 
 /// Drift a run found: how much, and the first few resources.

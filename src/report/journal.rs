@@ -40,6 +40,16 @@ pub(crate) const FETCH_FAILED: &str = "4a71abff8ffe44468dd8040596c71f59";
 /// A converge ended with an error before any change (an invalid config
 /// repo, a plan that cannot be made, an I/O error).
 pub(crate) const CONVERGE_FAILED: &str = "54648584cf8d406c8d5ccb997ce9afcc";
+/// A reboot became required (with the reasons).
+pub(crate) const REBOOT_REQUIRED: &str = "eb26385a0c434da5b28b69a68dbac1df";
+/// The host is being drained and rebooted.
+pub(crate) const REBOOTING: &str = "aae2f8dd290d436791063d4479093786";
+/// The host is back from the reboot driftless asked for, healthy (old and
+/// new kernel).
+pub(crate) const REBOOTED: &str = "d2aee250fbed4e11af5e08b778d2ca4b";
+/// A reboot that was due waits: its drain failed, or it could not be
+/// asked for.
+pub(crate) const REBOOT_POSTPONED: &str = "f62ef42dc61d482bb61e275cd436ad3e";
 /// The daemon started and is ready.
 pub(crate) const DAEMON_STARTED: &str = "257396471c8d47f082a40e030d671646";
 /// The daemon reloaded its agent config.

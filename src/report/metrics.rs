@@ -58,6 +58,12 @@ pub(crate) struct Metrics {
     /// With `[fleet]`: why the last converge did not apply its new commit
     /// (`Some(None)`: nothing blocked it; `None`: no fleet).
     pub rollout_blocked: Option<Option<String>>,
+    /// The host needs a reboot.
+    pub reboot_required: bool,
+    /// Since when it does.
+    pub reboot_required_since: Option<SystemTime>,
+    /// Running services that map replaced files.
+    pub services_need_restart: usize,
 }
 
 /// Every reason the rollout gate gives, so that each has a sample (an
@@ -99,7 +105,32 @@ impl Metrics {
         };
         self.run_metrics(&mut metric);
         self.source_and_state_metrics(&mut metric);
+        self.reboot_metrics(&mut metric);
         out
+    }
+
+    /// Whether the host needs a reboot, since when, and the services that
+    /// need a restart (docs/reboots.md).
+    fn reboot_metrics(&self, metric: &mut impl FnMut(&str, &str, &str, &[(String, String)])) {
+        let plain = |v: String| vec![(String::new(), v)];
+        metric(
+            "driftless_reboot_required",
+            "gauge",
+            "1 while the host needs a reboot (a newer kernel installed, or core packages updated since boot).",
+            &plain(u8::from(self.reboot_required).to_string()),
+        );
+        metric(
+            "driftless_reboot_required_since_seconds",
+            "gauge",
+            "Since when the host needs a reboot, as Unix time (0: it does not).",
+            &plain(self.reboot_required_since.map_or(0.0, seconds).to_string()),
+        );
+        metric(
+            "driftless_services_need_restart",
+            "gauge",
+            "Running services that map a deleted (replaced) library or program.",
+            &plain(self.services_need_restart.to_string()),
+        );
     }
 
     /// The converges: when, how, drift, duration, totals by outcome.
@@ -276,6 +307,11 @@ mod tests {
             applied_commit: Some("3f2a9c1".to_owned()),
             version: "0.1.0 \"odd\"".to_owned(),
             rollout_blocked: Some(Some("etcd_unreachable".to_owned())),
+            reboot_required: true,
+            reboot_required_since: Some(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100),
+            ),
+            services_need_restart: 2,
             ..Metrics::default()
         };
         let text = m.render();
@@ -289,6 +325,9 @@ mod tests {
             "driftless_converges_total{outcome=\"changed\"} 1\ndriftless_converges_total{outcome=\"in_sync\"} 3\n",
             "driftless_applied_info{commit=\"3f2a9c1\"} 1\n",
             "driftless_build_info{version=\"0.1.0 \\\"odd\\\"\"} 1\n",
+            "# TYPE driftless_reboot_required gauge\ndriftless_reboot_required 1\n",
+            "driftless_reboot_required_since_seconds 1700000100\n",
+            "driftless_services_need_restart 2\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

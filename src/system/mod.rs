@@ -14,6 +14,7 @@ pub(crate) mod memory;
 pub(crate) mod mounts;
 pub(crate) mod probes;
 pub(crate) mod process;
+pub(crate) mod reboot;
 pub(crate) mod rpm;
 pub(crate) mod selinux;
 pub(crate) mod settings;

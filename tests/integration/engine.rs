@@ -55,6 +55,7 @@ impl Agent {
             ignore_rollout: false,
             force: false,
             started_by: "the engine test".to_owned(),
+            check_in_sync: false,
         }
     }
 

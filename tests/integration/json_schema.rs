@@ -341,6 +341,57 @@ struct AgentStatus {
     fleet: Option<HostRecord>,
     #[serde(default)]
     fleet_halt: Option<String>,
+    #[serde(default)]
+    reboot: Option<RebootRecord>,
+}
+
+/// `status`'s `reboot` (docs/reboots.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootRecord {
+    #[serde(default)]
+    required_since: Option<String>,
+    #[serde(default)]
+    reasons: Vec<String>,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    asked: Option<Asked>,
+    #[serde(default)]
+    cancelled: Option<Asked>,
+    #[serde(default)]
+    waiting: Option<String>,
+    #[serde(default)]
+    pending: Option<RebootPending>,
+    #[serde(default)]
+    rebooted: Option<Rebooted>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Asked {
+    by: String,
+    at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootPending {
+    at: String,
+    kernel: String,
+    boot: String,
+    reasons: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rebooted {
+    at: String,
+    asked_at: String,
+    old_kernel: String,
+    new_kernel: String,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -647,8 +698,8 @@ pub(crate) fn check(stdout: &str, exit_code: i32) -> Value {
             assert_eq!(value["result"], want, "{value}");
         }
         Some(
-            "rollback" | "resume" | "retry" | "recover" | "pause" | "unpause" | "config check"
-            | "fleet halt" | "fleet resume" | "fleet nudge",
+            "rollback" | "resume" | "retry" | "recover" | "pause" | "unpause" | "reboot"
+            | "config check" | "fleet halt" | "fleet resume" | "fleet nudge",
         ) => {
             typed(read::<Action_>(&value));
         }
@@ -725,6 +776,15 @@ fn every_command_prints_the_documented_json() {
     json(&env, &["source", "status"]);
     json(&env, &["retry"]);
     json(&env, &["resume"]);
+    // An operator's reboot: asked (the record shows in status), then
+    // cancelled.
+    let asked = json(&env, &["reboot", "--now"]);
+    assert_eq!(asked["result"], "done", "{asked}");
+    let s = json(&env, &["status"]);
+    assert!(s["status"]["reboot"]["asked"]["by"].is_string(), "{s}");
+    json(&env, &["reboot", "--cancel"]);
+    let s = json(&env, &["status"]);
+    assert!(s["status"]["reboot"]["asked"].is_null(), "{s}");
     json(&env, &["facts"]);
 
     let v = json(&env, &on(&["validate"]));

@@ -701,7 +701,7 @@ fn the_packaged_daemon_converges_from_git_and_reports_every_run() {
     );
 }
 
-fn promtool_accepts_metrics(text: &str) {
+pub(super) fn promtool_accepts_metrics(text: &str) {
     use std::io::Write;
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])

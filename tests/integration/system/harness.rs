@@ -263,6 +263,58 @@ impl Host {
         host
     }
 
+    /// Waits (at most `bound`) for the host's PID 1 to exit, as it does
+    /// when the host reboots (`systemctl reboot` in a sandbox), cleans up
+    /// after it (`sandbox.sh stop`), runs `between` on the host's disk
+    /// while it is down, and boots the same root again (its overlay or
+    /// copied tree, machine id and suite kept).
+    pub(super) fn reboot(&mut self, bound: Duration, between: impl FnOnce(&Path)) {
+        let wd = self
+            .workdir
+            .as_ref()
+            .expect("host already dropped")
+            .path()
+            .to_owned();
+        let deadline = Instant::now() + bound;
+        while Path::new(&format!("/proc/{}", self.pid)).exists() && !self.pid_is_zombie() {
+            assert!(
+                Instant::now() < deadline,
+                "the host's PID 1 ({}) did not exit within {bound:?}",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sandbox(&["stop", wd.to_str().expect("utf-8 WORKDIR")]).expect_code(0);
+        // The disk, as the next boot finds it: the overlay is mounted again
+        // by boot, so the change goes into its upper (or copied) tree.
+        let disk = match fs::read_to_string(wd.join("mode"))
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("overlay") => wd.join("upper"),
+            _ => wd.join("root"),
+        };
+        between(&disk);
+        let booted = sandbox(&["boot", wd.to_str().expect("utf-8"), &self.name]);
+        booted.expect_code(0);
+        self.pid = booted
+            .stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("boot printed no pid ({e}): {:?}", booted.stdout));
+    }
+
+    /// Whether the host's PID 1, as seen from here, has exited and waits
+    /// to be reaped by its launcher.
+    fn pid_is_zombie(&self) -> bool {
+        fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true)
+    }
+
     /// The host's `/`, writable from outside while it runs. Mounts made
     /// inside (/run, /tmp, /proc) are not visible here.
     pub(super) fn root(&self) -> PathBuf {

@@ -20,6 +20,7 @@ mod harness;
 mod host;
 mod keys;
 mod prune;
+mod reboots;
 mod resources;
 mod rollback;
 mod units;

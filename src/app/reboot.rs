@@ -1,0 +1,192 @@
+//! Reboots: whether the host needs one (after every converge of the
+//! daemon), whether now is the time (`[reboot]`), the drain and the
+//! reboot itself, the host seen back healthy after it, and the operator's
+//! `driftless reboot --now` / `--cancel` (docs/reboots.md).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::context::App;
+use crate::agent::reboot::{self as rules, Asked, Decision, Pending, RebootMode, RebootRecord};
+use crate::agent::{AgentState, now};
+use crate::cancel::Cancel;
+use crate::system::command::Cmd;
+use crate::system::reboot::{self as host, Probe};
+
+/// What one check found and decided.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RebootCheck {
+    /// The record as saved.
+    pub record: RebootRecord,
+    /// The reasons, when a reboot has just become required.
+    pub became_required: Option<Vec<String>>,
+    /// The reboot seen through by this check: old and new kernel.
+    pub rebooted: Option<(String, String)>,
+    /// The host is back from a reboot driftless asked for, and its first
+    /// converge has yet to run the health checks.
+    pub back_unchecked: bool,
+    /// The time to drain and reboot has come.
+    pub reboot_now: bool,
+}
+
+/// Observes the host and updates the agent state's reboot record.
+/// `healthy`: how the converge that ran just before ended (`None` at
+/// start, before any): a reboot driftless asked for is seen through once
+/// the host is in another boot and a converge there was healthy.
+pub(crate) fn check(app: &App, probe: &mut Probe, healthy: Option<bool>) -> Result<RebootCheck> {
+    let s = &app.settings.reboot;
+    let observed = probe.observe(s.running_kernel_file.as_deref(), &Cancel::new())?;
+    let need = rules::need(&observed);
+    let (boot, _) = host::boot()?;
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    let before = state.reboot.clone();
+    let mut rec = state.reboot.take().unwrap_or_default();
+    let mut out = RebootCheck::default();
+    if let Some(p) = rec.pending.clone()
+        && p.boot != boot
+    {
+        if healthy == Some(true) {
+            rec.rebooted = Some(rules::Rebooted {
+                at: now(),
+                asked_at: p.at.clone(),
+                old_kernel: p.kernel.clone(),
+                new_kernel: observed.running_kernel.clone(),
+            });
+            rec.pending = None;
+            rec.asked = None;
+            out.rebooted = Some((p.kernel, observed.running_kernel.clone()));
+        } else {
+            out.back_unchecked = true;
+        }
+    }
+    if let Some(why) = rec
+        .pending
+        .as_ref()
+        .and_then(|p| rules::overdue(p, &boot, &now()))
+    {
+        rec.pending = None;
+        rec.waiting = Some(why);
+    }
+    out.became_required = rec.observed(&need, &observed.stale_services, &now());
+    let decision = rules::decide(
+        &rec,
+        s.mode,
+        super::fleet::windows_open_now(&s.windows),
+        state.paused.is_some(),
+    );
+    rec.waiting = match &decision {
+        Decision::Wait(why) => Some(why.clone()),
+        Decision::Nothing | Decision::Reboot => None,
+    };
+    out.reboot_now = decision == Decision::Reboot;
+    out.record = rec.clone();
+    state.reboot = Some(rec);
+    if state.reboot != before {
+        app.store.save_state(&state)?;
+    }
+    Ok(out)
+}
+
+/// Drains (the `[reboot] drain` command, bounded by its timeout) and asks
+/// systemd to reboot, having recorded the reboot as pending. A drain that
+/// fails postpones the reboot to the next check, and says why in the
+/// record; `Err` then carries the same reason.
+pub(crate) fn drain_and_reboot(app: &App, cancel: &Cancel) -> Result<()> {
+    let s = &app.settings.reboot;
+    if let Some(argv) = &s.drain
+        && let Err(e) = drain(argv, s.drain_timeout, cancel)
+    {
+        let why = format!("the drain failed, the reboot waits for the next run: {e:#}");
+        update(app, |r| r.waiting = Some(why.clone()))?;
+        bail!(why);
+    }
+    let kernel = host::running_kernel(s.running_kernel_file.as_deref())?;
+    let (boot, _) = host::boot()?;
+    update(app, |r| {
+        r.pending = Some(Pending {
+            at: now(),
+            kernel: kernel.clone(),
+            boot: boot.clone(),
+            reasons: r.reasons.clone(),
+        });
+        r.waiting = None;
+    })?;
+    if let Err(e) = host::reboot(cancel) {
+        let why = format!("{e:#}");
+        update(app, |r| {
+            r.pending = None;
+            r.waiting = Some(why.clone());
+        })?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Runs the drain command, as root, without a shell; like a hook, it must
+/// be a program nobody else can change.
+fn drain(argv: &[String], timeout: std::time::Duration, cancel: &Cancel) -> Result<()> {
+    let Some((program, args)) = argv.split_first() else {
+        bail!("[reboot] drain is empty");
+    };
+    crate::system::trust::check_program(Path::new(program))?;
+    Cmd::new(program)
+        .args(args)
+        .timeout(timeout)
+        .run(cancel)
+        .with_context(|| format!("drain `{program}`"))?;
+    Ok(())
+}
+
+/// Changes the reboot record under the state lock.
+fn update(app: &App, change: impl FnOnce(&mut RebootRecord)) -> Result<AgentState> {
+    let _lock = app.store.lock()?;
+    let mut state = app.store.load_state()?;
+    change(state.reboot.get_or_insert_with(RebootRecord::default));
+    app.store.save_state(&state)?;
+    Ok(state)
+}
+
+/// `driftless reboot --now`: the daemon reboots at its next check (at
+/// once, when told), draining first, whatever the window; refused with
+/// `[reboot] mode = "never"`. Returns what to tell the operator.
+pub(crate) fn ask(app: &App) -> Result<String> {
+    if app.settings.reboot.mode == RebootMode::Never {
+        bail!(
+            "[reboot] mode is \"never\" in the agent config: driftless does not reboot this host"
+        );
+    }
+    let by = crate::system::facts::invoking_user();
+    update(app, |r| {
+        r.asked = Some(Asked {
+            by: by.clone(),
+            at: now(),
+        });
+        r.cancelled = None;
+    })?;
+    Ok(format!(
+        "reboot asked by {by}: the daemon drains and reboots the host"
+    ))
+}
+
+/// `driftless reboot --cancel`: forgets a `reboot --now`, and holds off
+/// the automatic reboot for what is required now.
+pub(crate) fn cancel(app: &App) -> Result<String> {
+    let by = crate::system::facts::invoking_user();
+    let state = update(app, |r| {
+        r.asked = None;
+        if r.required() {
+            r.cancelled = Some(Asked {
+                by: by.clone(),
+                at: now(),
+            });
+        }
+    })?;
+    Ok(match state.reboot.as_ref().filter(|r| r.required()) {
+        Some(_) => format!(
+            "reboot cancelled by {by}: none happens for the reasons known now; `driftless reboot --now` asks again"
+        ),
+        None => "no reboot is required; nothing was asked".to_owned(),
+    })
+}
