@@ -111,10 +111,9 @@ pub(crate) fn stale_services() -> Vec<String> {
         let Ok(procs) = std::fs::read_to_string(unit.path().join("cgroup.procs")) else {
             continue;
         };
-        let stale = procs.lines().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{}/maps", pid.trim()))
-                .is_ok_and(|maps| maps_deleted_file(&maps))
-        });
+        let stale = procs
+            .lines()
+            .any(|pid| maps_file_deleted(&format!("/proc/{}/maps", pid.trim())));
         if stale {
             out.push(name);
         }
@@ -123,16 +122,39 @@ pub(crate) fn stale_services() -> Vec<String> {
     out
 }
 
-/// Whether a process's maps hold a program or library file deleted
+/// The most of one process's maps read: a process with more mappings
+/// than that (a large JVM) is judged by its first ones, as the program
+/// and its libraries come first.
+const MAPS_MAX: u64 = 4 << 20;
+
+/// Whether the maps file at `path` holds a program or library deleted
+/// since it was mapped, read line by line and at most [`MAPS_MAX`] bytes.
+fn maps_file_deleted(path: &str) -> bool {
+    use std::io::{BufRead, Read};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    std::io::BufReader::new(file.take(MAPS_MAX))
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| deleted_file_line(&l))
+}
+
+/// Whether one line of a maps file is a program or library file deleted
 /// since (not memfd, shared memory or the like).
-fn maps_deleted_file(maps: &str) -> bool {
-    maps.lines().any(|l| {
-        l.strip_suffix(" (deleted)").is_some_and(|l| {
-            l.split_whitespace()
-                .nth(5)
-                .is_some_and(|p| p.starts_with("/usr/") || p.starts_with("/lib"))
-        })
+fn deleted_file_line(line: &str) -> bool {
+    line.strip_suffix(" (deleted)").is_some_and(|l| {
+        l.split_whitespace()
+            .nth(5)
+            .is_some_and(|p| p.starts_with("/usr/") || p.starts_with("/lib"))
     })
+}
+
+/// Whether a process's maps hold a program or library file deleted
+/// since.
+#[cfg(test)]
+fn maps_deleted_file(maps: &str) -> bool {
+    maps.lines().any(deleted_file_line)
 }
 
 impl Probe {
@@ -150,8 +172,8 @@ impl Probe {
             (Some((was, answer)), Some(now)) if was == now => answer.clone(),
             _ => {
                 let answer = core_packages(cancel)?;
-                if let Some(db) = db {
-                    self.cached = Some((db, answer.clone()));
+                if let Some(db) = &db {
+                    self.cached = Some((db.clone(), answer.clone()));
                 }
                 answer
             }
