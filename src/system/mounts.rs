@@ -23,6 +23,23 @@ const FSTAB_PATH: &str = "/etc/fstab";
 /// mount namespace: driftless runs in it).
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
+/// The most of the mount table read (tens of thousands of mounts).
+const MOUNTINFO_MAX: u64 = 16 << 20;
+
+/// The running host's mount table, bounded: a larger one is an error,
+/// never a table cut short (a mount past the cut would look unmounted).
+fn mountinfo() -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(MOUNTINFO)
+        .and_then(|f| f.take(MOUNTINFO_MAX + 1).read_to_string(&mut text))
+        .with_context(|| format!("failed to read {MOUNTINFO}"))?;
+    if text.len() as u64 > MOUNTINFO_MAX {
+        bail!("{MOUNTINFO} is larger than {} MiB", MOUNTINFO_MAX >> 20);
+    }
+    Ok(text)
+}
+
 /// Why a live mount is left alone with `--root`.
 pub(super) const NOT_LIVE: &str = "mounts are changed on the running host only, not with --root";
 
@@ -36,11 +53,7 @@ pub(super) fn read(root: &FsRoot, path: &str, facets: &[&str]) -> Result<Setting
                 obs.not_here.push((MOUNTED.to_owned(), NOT_LIVE.to_owned()));
                 continue;
             }
-            MOUNTED => {
-                let text = std::fs::read_to_string(MOUNTINFO)
-                    .with_context(|| format!("failed to read {MOUNTINFO}"))?;
-                mounted(&text, path)
-            }
+            MOUNTED => mounted(&mountinfo()?, path),
             other => bail!("a mount has no facet `{other}` (internal error)"),
         };
         obs.facets.push(((*facet).to_owned(), value));
@@ -186,9 +199,7 @@ fn mounted(mountinfo: &str, path: &str) -> Option<String> {
 /// Mounts `path` as `want` says (`FSTYPE FLAGS`), remounts it with other
 /// flags, or unmounts it (`None`).
 fn mount_as(root: &FsRoot, path: &str, want: Option<&str>, cancel: &Cancel) -> Result<()> {
-    let text = std::fs::read_to_string(MOUNTINFO)
-        .with_context(|| format!("failed to read {MOUNTINFO}"))?;
-    let have = mounted(&text, path);
+    let have = mounted(&mountinfo()?, path);
     let run = |args: &[&str]| -> Result<()> {
         Cmd::new(args[0])
             .args(&args[1..])
