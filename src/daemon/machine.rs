@@ -356,9 +356,10 @@ impl Machine {
         if !matches!(self.state, State::Idle { .. }) {
             return None;
         }
-        let fetching = trigger == Trigger::Asked
-            || std::mem::take(&mut self.nudge_fetch)
-            || self.next_fetch.is_none_or(|t| now >= t);
+        // Taken whatever asked: a nudge's fetch is for the next run only.
+        let nudged = std::mem::take(&mut self.nudge_fetch);
+        let fetching =
+            trigger == Trigger::Asked || nudged || self.next_fetch.is_none_or(|t| now >= t);
         self.fetched = None;
         self.state = State::Converging {
             commit: None,
@@ -518,7 +519,7 @@ impl Machine {
                 Some(*next)
             }
             State::Converging { .. } => {
-                self.nudged_during = Some(delay);
+                self.nudged_during = Some(self.nudged_during.map_or(delay, |d| d.min(delay)));
                 self.nudge_fetch = true;
                 None
             }

@@ -443,10 +443,10 @@ fn parse_watched(line: &[u8]) -> Result<Watched> {
                 .to_owned(),
         });
     }
+    // A creation without its revision says nothing to resume from (0
+    // would replay the key's whole history).
     if r.get("created").and_then(Value::as_bool) == Some(true) {
-        return Ok(Watched::Created {
-            revision: revision.unwrap_or(0),
-        });
+        return Ok(revision.map_or(Watched::Other, |revision| Watched::Created { revision }));
     }
     let events = r.get("events").and_then(Value::as_array);
     let Some(last) = events.and_then(|e| e.last()) else {
