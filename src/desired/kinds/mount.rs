@@ -109,6 +109,13 @@ impl KindDef for Mount {
             return None;
         }
         let (device, fstype, options) = (device?, fstype?, options?);
+        if matches!(state, State::Mounted) && fstype == "auto" {
+            p.cx.error(
+                &f.span(),
+                "`fstype = \"auto\"` cannot be checked against the live mount (the kernel shows the type it found): name the type",
+            );
+            return None;
+        }
         let line = format!(
             "{device} {} {fstype} {options} {} {}",
             escape(&path),
@@ -266,6 +273,9 @@ pub(crate) fn live_of(fstype: &str, options: &str) -> String {
 /// `FSTYPE FLAGS`: the known flags among `flags`, once each, in
 /// mountinfo's order.
 pub(crate) fn flags_in_order(fstype: &str, flags: &[&str]) -> String {
+    // fstab's `nfs` mounts as version 4 where the server speaks it, which
+    // the kernel shows as `nfs4`: one type, or every run would remount.
+    let fstype = if fstype == "nfs4" { "nfs" } else { fstype };
     let ordered: Vec<&str> = FLAG_ORDER
         .into_iter()
         .filter(|f| flags.contains(f))
@@ -287,5 +297,9 @@ mod tests {
         assert_eq!(live_of("ext4", "ro,noatime,nodev"), "ext4 ro,nodev,noatime");
         assert_eq!(live_of("ext4", "nodev,dev,strictatime"), "ext4 rw");
         assert_eq!(escape("/srv/my data"), "/srv/my\\040data");
+        assert_eq!(
+            flags_in_order("nfs4", &["rw", "relatime"]),
+            live_of("nfs", "rw")
+        );
     }
 }
