@@ -95,6 +95,9 @@ pub(crate) fn check(app: &App, probe: &mut Probe, healthy: Option<bool>) -> Resu
 /// record; `Err` then carries the same reason.
 pub(crate) fn drain_and_reboot(app: &App, cancel: &Cancel) -> Result<()> {
     let s = &app.settings.reboot;
+    // A `reboot --cancel` while the drain runs stops the reboot: what was
+    // decided before the drain is checked again after it, under the lock.
+    let cancelled_before = app.store.load_state()?.reboot.and_then(|r| r.cancelled);
     if let Some(argv) = &s.drain
         && let Err(e) = drain(argv, s.drain_timeout, cancel)
     {
@@ -104,7 +107,12 @@ pub(crate) fn drain_and_reboot(app: &App, cancel: &Cancel) -> Result<()> {
     }
     let kernel = host::running_kernel(s.running_kernel_file.as_deref())?;
     let (boot, _) = host::boot()?;
+    let mut cancelled = false;
     update(app, |r| {
+        if r.cancelled != cancelled_before {
+            cancelled = true;
+            return;
+        }
         r.pending = Some(Pending {
             at: now(),
             kernel: kernel.clone(),
@@ -113,6 +121,9 @@ pub(crate) fn drain_and_reboot(app: &App, cancel: &Cancel) -> Result<()> {
         });
         r.waiting = None;
     })?;
+    if cancelled {
+        bail!("the reboot was cancelled while the drain ran");
+    }
     if let Err(e) = host::reboot(cancel) {
         let why = format!("{e:#}");
         update(app, |r| {

@@ -150,6 +150,9 @@ struct Daemon {
     check_after_boot: bool,
     /// The drain and reboot in flight.
     rebooting: Option<JoinHandle<Result<()>>>,
+    /// Cancels the drain and the reboot request when the daemon is told
+    /// to stop (an operator stopping driftless does not want a reboot).
+    reboot_cancel: Cancel,
 }
 
 /// Sends the engine's events from its blocking thread to the loop.
@@ -179,6 +182,7 @@ impl Daemon {
             reboot: None,
             check_after_boot: false,
             rebooting: None,
+            reboot_cancel: Cancel::new(),
         }
     }
 
@@ -552,8 +556,9 @@ impl Daemon {
                 "rebooting: draining, then systemctl reboot".to_owned(),
             ));
             let app = self.app.clone();
+            let cancel = self.reboot_cancel.clone();
             self.rebooting = Some(tokio::task::spawn_blocking(move || {
-                app::drain_and_reboot(&app, &Cancel::new())
+                app::drain_and_reboot(&app, &cancel)
             }));
         }
         notify::status(&self.status_line());
@@ -661,6 +666,7 @@ impl Daemon {
             // mid-write or mid-transaction, and the loop ends after it.
             r.cancel.cancel();
         }
+        self.reboot_cancel.cancel();
         notify::stopping(&self.status_line());
     }
 
