@@ -22,6 +22,7 @@ mod plan;
 mod prune;
 mod reboot;
 mod recovery;
+mod restarts;
 mod status;
 mod validate;
 
@@ -39,6 +40,7 @@ pub use plan::{PlanRequest, PlanResult, plan};
 pub(crate) use reboot::{
     ask as reboot_ask, cancel as reboot_cancel, check as reboot_check, drain_and_reboot,
 };
+pub(crate) use restarts::{Restarts, restart_stale_services};
 pub use status::{
     AgentStatus, DaemonView, GenerationDetail, SourceRef, SourceStatus, generation, history,
     source_status, status,

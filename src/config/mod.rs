@@ -68,6 +68,8 @@ struct RebootFragment {
     drain: Option<Vec<String>>,
     drain_timeout: Option<String>,
     running_kernel_file: Option<PathBuf>,
+    restart_services: Option<bool>,
+    restart_deny: Option<Vec<String>>,
 }
 
 /// Default bound of the drain command before a reboot.
@@ -89,7 +91,26 @@ pub struct RebootSettings {
     /// Read the running kernel's release from this file instead of
     /// `/proc/sys/kernel/osrelease`: a testing knob.
     pub running_kernel_file: Option<PathBuf>,
+    /// Restart the services that run replaced programs or libraries after
+    /// each healthy converge of the daemon.
+    pub restart_services: bool,
+    /// Units never restarted for that, besides the built-in ones
+    /// ([`RESTART_DENIED`]): `*` and `?` patterns of unit names, `.service`
+    /// added to a pattern without a suffix.
+    pub restart_deny: Vec<String>,
 }
+
+/// Units never restarted for a replaced library, whatever `restart_deny`
+/// says: a restart of these cuts the operator off (sshd), restarts the
+/// bus every service talks through, or systemd's own parts, or driftless
+/// itself in the middle of its run.
+pub const RESTART_DENIED: [&str; 5] = [
+    "sshd.service",
+    "dbus.service",
+    "dbus-broker.service",
+    "systemd-*.service",
+    "driftless.service",
+];
 
 impl Default for RebootSettings {
     fn default() -> Self {
@@ -99,6 +120,8 @@ impl Default for RebootSettings {
             drain: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             running_kernel_file: None,
+            restart_services: false,
+            restart_deny: Vec::new(),
         }
     }
 }
@@ -626,6 +649,8 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
             reboot.drain_timeout = x.drain_timeout.or(reboot.drain_timeout.take());
             reboot.running_kernel_file =
                 x.running_kernel_file.or(reboot.running_kernel_file.take());
+            reboot.restart_services = x.restart_services.or(reboot.restart_services);
+            reboot.restart_deny = x.restart_deny.or(reboot.restart_deny.take());
         }
         if let Some(x) = f.download {
             download.ca_file = x.ca_file.or(download.ca_file);
@@ -900,6 +925,28 @@ fn reboot_settings(r: RebootFragment) -> Result<RebootSettings> {
         drain: r.drain,
         drain_timeout,
         running_kernel_file: absolute("[reboot] running_kernel_file", r.running_kernel_file)?,
+        restart_services: r.restart_services.unwrap_or(d.restart_services),
+        restart_deny: r
+            .restart_deny
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| restart_pattern(&u))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// One `[reboot] restart_deny` entry as a pattern of unit names: `sshd`
+/// is `sshd.service`.
+fn restart_pattern(unit: &str) -> Result<String> {
+    if unit.is_empty() || unit.contains(['/', ' ']) {
+        bail!(
+            "[reboot] restart_deny: \"{unit}\" is not a unit name or pattern (`sshd`, `httpd.service`, `java-*`)"
+        );
+    }
+    Ok(if unit.contains('.') {
+        unit.to_owned()
+    } else {
+        format!("{unit}.service")
     })
 }
 
@@ -1178,9 +1225,14 @@ mod tests {
         let main = write(
             d.path(),
             "agent.toml",
-            "[reboot]\nmode = 'when-required'\nwindows = ['Sat,Sun 02:00-05:00']\ndrain = ['/usr/local/sbin/drain', '-w']\ndrain_timeout = '90s'\n",
+            "[reboot]\nmode = 'when-required'\nwindows = ['Sat,Sun 02:00-05:00']\ndrain = ['/usr/local/sbin/drain', '-w']\ndrain_timeout = '90s'\nrestart_services = true\nrestart_deny = ['postgresql', 'java-*', 'app.service']\n",
         );
         let s = load(&main, true).expect("load");
+        assert!(s.reboot.restart_services);
+        assert_eq!(
+            s.reboot.restart_deny,
+            ["postgresql.service", "java-*.service", "app.service"]
+        );
         assert_eq!(s.reboot.mode, RebootMode::WhenRequired);
         assert_eq!(s.reboot.windows, ["Sat,Sun 02:00-05:00"]);
         assert_eq!(s.reboot.drain_timeout, Duration::from_secs(90));
@@ -1194,6 +1246,8 @@ mod tests {
             ("drain = []", "drain is empty"),
             ("drain_timeout = '0s'", "more than 0s"),
             ("running_kernel_file = 'k'", "running_kernel_file"),
+            ("restart_deny = ['my app']", "is not a unit name or pattern"),
+            ("restart_deny = ['']", "is not a unit name or pattern"),
         ] {
             let f = write(d.path(), "agent.toml", &format!("[reboot]\n{bad}\n"));
             let e = format!("{:#}", load(&f, true).expect_err(bad));

@@ -425,10 +425,16 @@ impl Daemon {
             check_in_sync: std::mem::take(&mut self.check_after_boot),
         };
         let events = self.events.0.clone();
+        let restart = app.settings.reboot.restart_services && self.opts.root == Path::new("/");
         Some(tokio::task::spawn_blocking(move || {
             let (mut log, mut journal, mut channel) = (Log, Journal::default(), Channel(events));
             let mut sink = Tee(vec![&mut log, &mut journal, &mut channel]);
-            app::converge(&app, &req, &mut sink, &cancel)
+            let result = app::converge(&app, &req, &mut sink, &cancel);
+            // Off the daemon's loop: a restart waits for its job.
+            if restart && !req.dry_run && healthy(&result) {
+                restarted(&app::restart_stale_services(&app, &cancel));
+            }
+            result
         }))
     }
 
@@ -470,8 +476,7 @@ impl Daemon {
             r.run.error = Some(format!("the converge thread panicked: {e}"));
             r
         });
-        let healthy =
-            !result.audit && matches!(result.run.outcome, Outcome::InSync | Outcome::Changed);
+        let healthy = healthy(&result);
         self.machine.converge_finished(
             &result,
             Instant::now(),
@@ -1011,4 +1016,37 @@ async fn serve(stream: UnixStream, asked: mpsc::Sender<Asked>) {
         }
     }
     let _ = write.shutdown().await;
+}
+
+/// Whether a converge ended healthy: in sync, or changed with its checks
+/// passed (an audit only reports).
+fn healthy(result: &ConvergeResult) -> bool {
+    !result.audit && matches!(result.run.outcome, Outcome::InSync | Outcome::Changed)
+}
+
+/// The journal hears what `[reboot] restart_services` did (nothing when
+/// nothing was due: denied services alone are in `status`).
+fn restarted(r: &app::Restarts) {
+    if !r.restarted.is_empty() {
+        info!(
+            message_id = journal::SERVICES_RESTARTED,
+            driftless_units = r.restarted.join(" "),
+            driftless_denied = r.denied.join(" "),
+            "restarted services that ran replaced files: {}{}",
+            r.restarted.join(", "),
+            if r.denied.is_empty() {
+                String::new()
+            } else {
+                format!("; left running (restart_deny): {}", r.denied.join(", "))
+            }
+        );
+    }
+    for (unit, why) in &r.failed {
+        error!(
+            message_id = journal::SERVICE_RESTART_FAILED,
+            driftless_unit = unit.as_str(),
+            driftless_error = why.as_str(),
+            "could not restart {unit}, which ran replaced files: {why}"
+        );
+    }
 }

@@ -50,6 +50,11 @@ pub(crate) const REBOOTED: &str = "d2aee250fbed4e11af5e08b778d2ca4b";
 /// A reboot that was due waits: its drain failed, or it could not be
 /// asked for.
 pub(crate) const REBOOT_POSTPONED: &str = "f62ef42dc61d482bb61e275cd436ad3e";
+/// Services that ran replaced programs or libraries were restarted
+/// (`[reboot] restart_services`).
+pub(crate) const SERVICES_RESTARTED: &str = "454c4c9c6f6a4ee5b7906b500c2b7819";
+/// A service that ran replaced files could not be restarted.
+pub(crate) const SERVICE_RESTART_FAILED: &str = "2b7745b8e7e3420181e833cfa379c80c";
 /// The daemon started and is ready.
 pub(crate) const DAEMON_STARTED: &str = "257396471c8d47f082a40e030d671646";
 /// The daemon reloaded its agent config.

@@ -22,5 +22,6 @@ mod keys;
 mod prune;
 mod reboots;
 mod resources;
+mod restarts;
 mod rollback;
 mod units;

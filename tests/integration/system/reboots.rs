@@ -84,8 +84,8 @@ fn wait_for_reboot(host: &Host, seconds: u64, what: &str, done: impl Fn(&Value) 
     }
 }
 
-/// The unit's journal entries with `id`.
-fn journal_with(host: &Host, id: &str) -> Vec<Value> {
+/// The unit's (`driftless.service`) journal entries with `id`.
+pub(super) fn journal_with(host: &Host, id: &str) -> Vec<Value> {
     let r = host.exec(&["journalctl", "--no-pager", "-o", "json", "-u", UNIT]);
     r.expect_code(0);
     r.stdout
