@@ -8,12 +8,14 @@ use anyhow::Result;
 use super::context::{App, Run, SourceRequest, absolute};
 use super::load::{LoadRequest, load};
 use crate::agent::policy::{self, Decision};
+use crate::agent::reboot::{CORE_PACKAGES, RebootMode, RebootRecord};
 use crate::agent::short;
 use crate::cancel::Cancel;
 use crate::converge::{self, Event, PrepareError, Prepared, Sink, events};
 use crate::desired::{DesiredState, Diagnostic};
 use crate::outcome::Outcome;
-use crate::plan::PlanProblem;
+use crate::plan::packages::PackageChange;
+use crate::plan::{Op, PlanProblem};
 use crate::source;
 use crate::store::inventory::Inventory;
 use crate::system::fsroot::FsRoot;
@@ -129,8 +131,78 @@ fn plan_into(
     };
     r.notes.extend(prepared.plan.preview_notes);
     r.notes.extend(prepared.plan.notes);
+    r.notes.extend(reboot_notes(
+        &prepared.plan.changes,
+        state.reboot.as_ref(),
+        app.settings.reboot.mode,
+    ));
     r.changes = prepared.plan.changes;
     Ok(())
+}
+
+/// Whether installing or updating the package `name` makes a reboot
+/// required: the core packages, and the kernel's own flavours
+/// (`kernel-rt`, `kernel-64k-core`), not its headers or tools.
+fn needs_reboot(name: &str) -> bool {
+    CORE_PACKAGES.contains(&name)
+        || name == "kernel-rt"
+        || (name.starts_with("kernel-") && name.ends_with("-core"))
+}
+
+/// What `plan` says about reboots (docs/reboots.md): the host's state as
+/// its daemon last found it, and whether these changes will make a reboot
+/// required (a kernel or another core package installed or updated).
+fn reboot_notes(
+    changes: &[crate::plan::Change],
+    record: Option<&RebootRecord>,
+    mode: RebootMode,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(r) = record {
+        if let Some(since) = &r.required_since {
+            let mut n = format!(
+                "the host needs a reboot (since {since}, as its daemon last found): {}",
+                r.reasons.join("; ")
+            );
+            if let Some(w) = &r.waiting {
+                n.push_str(&format!("; waiting: {w}"));
+            }
+            notes.push(n);
+        }
+        if !r.services.is_empty() {
+            notes.push(format!(
+                "services that need a restart (they map replaced files): {}",
+                r.services.join(", ")
+            ));
+        }
+    }
+    let core: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::Package {
+                name,
+                change:
+                    PackageChange::Install { .. }
+                    | PackageChange::Upgrade { .. }
+                    | PackageChange::Downgrade { .. },
+            } if needs_reboot(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !core.is_empty() {
+        let then = match mode {
+            RebootMode::Never => "driftless will not reboot it ([reboot] mode = \"never\")",
+            RebootMode::Report => {
+                "`driftless reboot --now` reboots it ([reboot] mode = \"report\")"
+            }
+            RebootMode::WhenRequired => "the daemon reboots it in a [reboot] window",
+        };
+        notes.push(format!(
+            "after this converge the host will need a reboot ({} changed): {then}",
+            core.join(", ")
+        ));
+    }
+    notes
 }
 
 /// What a run applies, once the policy (and the fleet's gate) decided: the
@@ -251,5 +323,71 @@ fn display_root(asked: &std::path::Path, root: Option<&FsRoot>) -> String {
         shown
     } else {
         format!("{shown} (missing: planned as empty)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::model::{Kind, ResourceId};
+
+    fn package(name: &str, change: PackageChange) -> crate::plan::Change {
+        crate::plan::Change::new(
+            &ResourceId::new(Kind::Package, name),
+            Op::Package {
+                name: name.into(),
+                change,
+            },
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn a_plan_says_a_reboot_is_needed_now_and_after_a_kernel_update() {
+        let install = |n: &str| package(n, PackageChange::Install { spec: n.into() });
+        // Tools and headers of the kernel, or removing a core package, do
+        // not make a reboot required.
+        let quiet = [
+            install("kernel-headers"),
+            install("kernel-tools"),
+            install("nginx"),
+            package(
+                "glibc",
+                PackageChange::Remove {
+                    installed: vec!["glibc-2.34-1.x86_64".into()],
+                },
+            ),
+        ];
+        assert!(reboot_notes(&quiet, None, RebootMode::Report).is_empty());
+        let notes = reboot_notes(
+            &[install("kernel-core"), install("nginx"), install("glibc")],
+            None,
+            RebootMode::WhenRequired,
+        );
+        assert_eq!(
+            notes,
+            [
+                "after this converge the host will need a reboot (kernel-core, glibc changed): the daemon reboots it in a [reboot] window"
+            ]
+        );
+        let record = RebootRecord {
+            required_since: Some("2026-12-07T10:00:00Z".into()),
+            reasons: vec!["kernel 9.9 is installed, 1.0 is running".into()],
+            waiting: Some("outside the reboot window".into()),
+            services: vec!["httpd.service".into()],
+            ..RebootRecord::default()
+        };
+        let notes = reboot_notes(&[], Some(&record), RebootMode::Never);
+        assert_eq!(
+            notes,
+            [
+                "the host needs a reboot (since 2026-12-07T10:00:00Z, as its daemon last found): kernel 9.9 is installed, 1.0 is running; waiting: outside the reboot window",
+                "services that need a restart (they map replaced files): httpd.service"
+            ]
+        );
+        assert!(
+            reboot_notes(&[install("kernel-rt")], None, RebootMode::Never)[0]
+                .ends_with("driftless will not reboot it ([reboot] mode = \"never\")")
+        );
     }
 }
