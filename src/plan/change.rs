@@ -223,10 +223,22 @@ impl Op {
 pub struct FacetChange {
     /// The facet (`value`, `file`).
     pub facet: String,
-    /// What it is now (`None`: absent).
+    /// What it is now (`None`: absent); written with credentials masked.
+    #[serde(serialize_with = "masked")]
     pub from: Option<String>,
-    /// What it becomes (`None`: absent).
+    /// What it becomes (`None`: absent); written with credentials masked
+    /// (applied from the plan in memory, never from its JSON).
+    #[serde(serialize_with = "masked")]
     pub to: Option<String>,
+}
+
+/// A facet's value as JSON and the history hold it: a password in a
+/// mount's options is masked (`password=********`).
+fn masked<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    value
+        .as_deref()
+        .map(super::settings::without_credentials)
+        .serialize(s)
 }
 
 /// What an account step does.

@@ -67,7 +67,7 @@ fn kept_in(domain: Domain, name: &str) -> Option<String> {
 }
 
 /// A facet's value in a reason: a file's content by its lines that are
-/// not comments.
+/// not comments, credentials masked.
 fn shown(value: Option<&str>) -> String {
     match value {
         None => "absent".to_owned(),
@@ -77,9 +77,37 @@ fn shown(value: Option<&str>) -> String {
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .collect();
-            format!("`{}`", lines.join("; "))
+            format!("`{}`", without_credentials(&lines.join("; ")))
         }
     }
+}
+
+/// Mount options whose value is a credential (CIFS's `password=` and
+/// `pass=`, and the like), written by hand into an fstab line that a
+/// `[[mount]]` then manages.
+const CREDENTIAL_OPTIONS: [&str; 3] = ["password", "pass", "passwd"];
+
+/// `text` with the value of each credential option (`password=…`)
+/// masked: a setting's current and desired values are shown in reasons,
+/// JSON and the history, and a password never is.
+pub(crate) fn without_credentials(text: &str) -> String {
+    const SEPARATORS: [char; 3] = [',', ' ', '\t'];
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(SEPARATORS) {
+        let (body, sep) = match piece.strip_suffix(SEPARATORS) {
+            Some(body) => (body, &piece[body.len()..]),
+            None => (piece, ""),
+        };
+        match body.split_once('=') {
+            Some((key, _)) if CREDENTIAL_OPTIONS.contains(&key) => {
+                out.push_str(key);
+                out.push_str("=********");
+            }
+            _ => out.push_str(body),
+        }
+        out.push_str(sep);
+    }
+    out
 }
 
 impl Planner<'_> {
@@ -176,6 +204,32 @@ mod tests {
             ..SettingObs::default()
         };
         assert_eq!(refused(&decl("/usr/bin/ed"), &not_here), None);
+    }
+
+    #[test]
+    fn a_password_in_a_mount_line_is_never_shown() {
+        let line = "//nas/share /mnt/share cifs username=svc,password=hunter2,pass=x,vers=3.0 0 0";
+        assert_eq!(
+            without_credentials(line),
+            "//nas/share /mnt/share cifs username=svc,password=********,pass=********,vers=3.0 0 0"
+        );
+        assert_eq!(
+            shown(Some(line)),
+            "`//nas/share /mnt/share cifs username=svc,password=********,pass=********,vers=3.0 0 0`"
+        );
+        let json = serde_json::to_string(&FacetChange {
+            facet: mount::FSTAB.into(),
+            from: Some(line.into()),
+            to: None,
+        })
+        .expect("json");
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains("password=********"), "{json}");
+        // Not an option named so: kept.
+        assert_eq!(
+            without_credentials("kernel.passwords = 1"),
+            "kernel.passwords = 1"
+        );
     }
 
     #[test]
