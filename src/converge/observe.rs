@@ -367,7 +367,7 @@ fn repo_overrides(root: &FsRoot, desired: &DesiredState) -> Result<Vec<RepoOverr
     for name in entries.iter().filter(|e| e.ends_with(".repo")) {
         let path = format!("{REPO_OVERRIDES}/{name}");
         if let Observed::File { .. } = root.observe(&path)? {
-            let text = root.read_file(&path)?;
+            let text = root.read_config(&path)?;
             out.extend(RepoOverride::parse(&path, &String::from_utf8_lossy(&text)));
         }
     }

@@ -29,7 +29,7 @@ pub(crate) const DATABASES: [&str; 6] = [
 pub(crate) fn read(root: &FsRoot, with_shadow: bool) -> Result<Accounts> {
     let read = |p: &str| -> Result<String> {
         Ok(match root.observe(p)? {
-            Observed::File { .. } => String::from_utf8_lossy(&root.read_file(p)?).into_owned(),
+            Observed::File { .. } => String::from_utf8_lossy(&root.read_config(p)?).into_owned(),
             _ => String::new(),
         })
     };

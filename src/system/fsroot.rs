@@ -40,6 +40,9 @@ pub(crate) use crate::plan::observed::{
 
 /// Symlinks followed while resolving one path, as the kernel's limit.
 const MAX_SYMLINKS: usize = 40;
+/// Bound of a configuration file read whole ([`FsRoot::read_config`]):
+/// far above any fstab or passwd, far below what would hurt the host.
+pub(crate) const CONFIG_MAX: u64 = 16 << 20;
 
 /// A root directory that host paths are resolved under.
 pub struct FsRoot {
@@ -132,7 +135,7 @@ impl FsRoot {
         if !self.exists(selinux::CONFIG)? {
             return Ok(None);
         }
-        let config = self.read_file(selinux::CONFIG)?;
+        let config = self.read_config(selinux::CONFIG)?;
         let Some(file_contexts) = selinux::policy_file(&String::from_utf8_lossy(&config))
             .map_err(|e| anyhow!("{}: {e}", self.display(selinux::CONFIG)))?
         else {
@@ -466,6 +469,18 @@ impl FsRoot {
     /// Reads a whole regular file (for snapshots of files larger than an
     /// observation keeps). Never follows a final symlink.
     pub fn read_file(&self, host_path: &str) -> Result<Vec<u8>> {
+        self.read_at_most(host_path, u64::MAX)
+    }
+
+    /// Reads a configuration file the host keeps (fstab, the accounts
+    /// files, a settings file): [`CONFIG_MAX`] at most, an error beyond
+    /// (what is read from outside is bounded).
+    pub fn read_config(&self, host_path: &str) -> Result<Vec<u8>> {
+        self.read_at_most(host_path, CONFIG_MAX)
+    }
+
+    /// Reads a whole regular file, refusing one larger than `max` bytes.
+    fn read_at_most(&self, host_path: &str, max: u64) -> Result<Vec<u8>> {
         let p = self.require_parent(host_path)?;
         let fd = openat(
             p.dir.as_fd(),
@@ -476,8 +491,15 @@ impl FsRoot {
         .with_context(|| format!("failed to open {}", self.display(host_path)))?;
         let mut buf = Vec::new();
         File::from(fd)
+            .take(max.saturating_add(1))
             .read_to_end(&mut buf)
             .with_context(|| format!("failed to read {}", self.display(host_path)))?;
+        if buf.len() as u64 > max {
+            bail!(
+                "{} is larger than {max} bytes: not read",
+                self.display(host_path)
+            );
+        }
         Ok(buf)
     }
 
@@ -914,6 +936,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = FsRoot::open(dir.path()).expect("open root");
         (dir, r)
+    }
+
+    /// A configuration file is read whole up to its bound, refused past
+    /// it (never cut short); a snapshot reads any size.
+    #[test]
+    fn a_config_file_past_its_bound_is_refused_not_cut() {
+        let (dir, r) = root();
+        std::fs::write(dir.path().join("fstab"), "0123456789").expect("write");
+        assert_eq!(
+            r.read_at_most("/fstab", 10).expect("at the bound"),
+            b"0123456789"
+        );
+        let e = format!("{:#}", r.read_at_most("/fstab", 9).expect_err("past it"));
+        assert!(e.contains("is larger than 9 bytes: not read"), "{e}");
+        assert_eq!(r.read_file("/fstab").expect("whole").len(), 10);
+        assert_eq!(r.read_config("/fstab").expect("config").len(), 10);
     }
 
     /// Observations sharing one [`Parents`] see exactly what fresh ones

@@ -29,15 +29,8 @@ const MOUNTINFO_MAX: u64 = 16 << 20;
 /// The running host's mount table, bounded: a larger one is an error,
 /// never a table cut short (a mount past the cut would look unmounted).
 fn mountinfo() -> Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(MOUNTINFO)
-        .and_then(|f| f.take(MOUNTINFO_MAX + 1).read_to_string(&mut text))
-        .with_context(|| format!("failed to read {MOUNTINFO}"))?;
-    if text.len() as u64 > MOUNTINFO_MAX {
-        bail!("{MOUNTINFO} is larger than {} MiB", MOUNTINFO_MAX >> 20);
-    }
-    Ok(text)
+    super::read_text_at_most(std::path::Path::new(MOUNTINFO), MOUNTINFO_MAX)
+        .with_context(|| format!("failed to read {MOUNTINFO}"))
 }
 
 /// Why a live mount is left alone with `--root`.
@@ -80,7 +73,7 @@ fn fstab_text(root: &FsRoot) -> Result<String> {
     if !root.exists(FSTAB_PATH)? {
         return Ok(String::new());
     }
-    let bytes = root.read_file(FSTAB_PATH)?;
+    let bytes = root.read_config(FSTAB_PATH)?;
     String::from_utf8(bytes).with_context(|| format!("{FSTAB_PATH} is not UTF-8 text"))
 }
 

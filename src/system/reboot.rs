@@ -68,7 +68,7 @@ fn pid1_start_ticks(stat: &str) -> Option<u64> {
 /// kernel's own `/proc/sys/kernel/osrelease`.
 pub(crate) fn running_kernel(kernel_file: Option<&Path>) -> Result<String> {
     let path = kernel_file.unwrap_or(Path::new("/proc/sys/kernel/osrelease"));
-    let text = std::fs::read_to_string(path)
+    let text = super::read_text_at_most(path, super::SMALL_FILE_MAX)
         .with_context(|| format!("failed to read the running kernel from {}", path.display()))?;
     Ok(text.trim().to_owned())
 }

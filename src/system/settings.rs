@@ -170,7 +170,7 @@ fn read_sysctl(root: &FsRoot, name: &str, facets: &[&str]) -> Result<SettingObs>
                 continue;
             }
             LIVE => {
-                let text = std::fs::read_to_string(&proc)
+                let text = super::read_text_at_most(&proc, super::SMALL_FILE_MAX)
                     .with_context(|| format!("failed to read {}", proc.display()))?;
                 Some(crate::desired::kinds::sysctl::normalise(&text))
             }
@@ -184,7 +184,7 @@ fn read_sysctl(root: &FsRoot, name: &str, facets: &[&str]) -> Result<SettingObs>
                     Observed::File { content, .. } => {
                         let bytes = match content {
                             Some(c) => c,
-                            None => root.read_file(&path)?,
+                            None => root.read_config(&path)?,
                         };
                         Some(String::from_utf8_lossy(&bytes).into_owned())
                     }
@@ -254,7 +254,7 @@ fn read_alternative(root: &FsRoot, name: &str, facets: &[&str]) -> Result<Settin
         ));
         return Ok(obs);
     };
-    let text = String::from_utf8_lossy(&root.read_file(&admin)?).into_owned();
+    let text = String::from_utf8_lossy(&root.read_config(&admin)?).into_owned();
     let (mode, choices) = parse_admin(&text);
     obs.choices = choices;
     for facet in facets {

@@ -25,14 +25,13 @@ use crate::desired::facts::{CustomFacts, Facts, Packages};
 /// name or an id (the schedule's splay, `status`): a source that cannot
 /// be read gives an empty value.
 pub(crate) fn gather() -> Facts {
-    gather_reading(&|path| Ok(std::fs::read_to_string(path).unwrap_or_default()))
-        .unwrap_or_default()
+    gather_reading(&|path| Ok(small(path).unwrap_or_default())).unwrap_or_default()
 }
 
 /// This machine's OS (`ID VERSION_ID` of os-release) and kernel release,
 /// for the fleet's inventory; what cannot be read is empty.
 pub(crate) fn os_and_kernel() -> (String, String) {
-    let os = os::parse(&std::fs::read_to_string("/etc/os-release").unwrap_or_default());
+    let os = os::parse(&small("/etc/os-release").unwrap_or_default());
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -51,9 +50,14 @@ pub(crate) fn gather_checked() -> anyhow::Result<Facts> {
     gather_reading(&read_source)
 }
 
+/// A small file of the running host, bounded.
+fn small(path: &str) -> std::io::Result<String> {
+    super::read_text_at_most(std::path::Path::new(path), super::SMALL_FILE_MAX)
+}
+
 /// A file facts come from: missing is empty, unreadable is an error.
 fn read_source(path: &str) -> anyhow::Result<String> {
-    match std::fs::read_to_string(path) {
+    match small(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => {
