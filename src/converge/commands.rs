@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::cancel::Cancel;
 use crate::desired::model::{Command, ResourceId};
@@ -98,7 +98,8 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether the unit reading `what` runs it as written: its runtime probe
 /// `argv` (a kind's [`runtime_probe`](crate::desired::kinds::KindDef::runtime_probe))
-/// exits 0. It only looks: whatever it leaves running is stopped.
+/// exits 0, or 1 when it does not; any other exit is an error (the probe
+/// could not tell). It only looks: whatever it leaves running is stopped.
 pub(crate) fn probe(argv: &[String], what: &ResourceId, cancel: &Cancel) -> Result<bool> {
     let Some(program) = argv.first() else {
         return Ok(true);
@@ -112,7 +113,14 @@ pub(crate) fn probe(argv: &[String], what: &ResourceId, cancel: &Cancel) -> Resu
         .run(cancel)
         .with_context(|| format!("failed to ask whether {what} runs as written"))?;
     tracing::debug!(resource = %what, code = out.code, "runtime probe ran");
-    Ok(out.code == 0)
+    match out.code {
+        0 => Ok(true),
+        1 => Ok(false),
+        code => bail!(
+            "could not ask whether {what} runs as written: the probe exited {code}: {}",
+            out.stderr.trim()
+        ),
+    }
 }
 
 /// What the guards of each declared command find now.
@@ -188,4 +196,32 @@ pub(crate) fn run(c: &Command, root: &FsRoot, cancel: &Cancel) -> Result<()> {
         tracing::debug!(command = %c.name, stdout = %tail(&out.stdout, 20), "command output");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::model::Kind;
+
+    #[test]
+    fn a_probe_that_cannot_tell_is_an_error_never_no_drift() {
+        let id = ResourceId::new(Kind::Firewalld, "public");
+        let sh = |script: &str| ["/bin/sh", "-c", script].map(str::to_owned).to_vec();
+        let cancel = Cancel::new();
+        assert!(probe(&sh("exit 0"), &id, &cancel).expect("as written"));
+        assert!(!probe(&sh("exit 1"), &id, &cancel).expect("differs"));
+        let e = format!(
+            "{:#}",
+            probe(
+                &sh("echo 'firewalld is not answering' >&2; exit 3"),
+                &id,
+                &cancel
+            )
+            .expect_err("could not tell")
+        );
+        assert!(
+            e.contains("the probe exited 3: firewalld is not answering"),
+            "{e}"
+        );
+    }
 }

@@ -201,12 +201,15 @@ firewall-offline-cmd --system-config "$d" --check-config"#,
 /// The probe of a zone's running configuration: firewalld's runtime view
 /// of the zone against its permanent view, the first line (the zone's name,
 /// and whether it is active) and the interfaces (NetworkManager binds them
-/// at runtime) left out. Nothing to ask when firewalld does not run.
+/// at runtime) left out. It runs only while systemd says firewalld runs;
+/// a view firewalld does not give is exit 3 (could not tell), never two
+/// empty views read as equal. Two `firewall-cmd` per zone and converge.
 const PROBE: &str = r#"command -v firewall-cmd >/dev/null 2>&1 || exit 0
-firewall-cmd --state >/dev/null 2>&1 || exit 0
 zone=$1
-view() { firewall-cmd "$@" --zone="$zone" --list-all 2>/dev/null | sed -e 1d -e '/^ *interfaces:/d'; }
-[ "$(view)" = "$(view --permanent)" ]"#;
+runtime=$(firewall-cmd --zone="$zone" --list-all) || exit 3
+permanent=$(firewall-cmd --permanent --zone="$zone" --list-all) || exit 3
+view() { printf '%s\n' "$1" | sed -e 1d -e '/^ *interfaces:/d'; }
+[ "$(view "$runtime")" = "$(view "$permanent")" ] || exit 1"#;
 
 impl KindDef for Firewalld {
     type Spec = Self;

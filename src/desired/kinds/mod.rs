@@ -183,9 +183,11 @@ pub(crate) trait KindDef: Identity + Sized {
     const RELOADS: Option<&'static str> = None;
     /// With [`KindDef::RELOADS`]: the argv that asks the running unit
     /// whether it runs what this resource wrote. Exit 0: it does (or
-    /// nothing runs to ask); another code: its running configuration
-    /// differs (a change made at runtime only), which the reload of that
-    /// unit undoes. `None`: the running configuration is not observed.
+    /// nothing runs to ask); 1: its running configuration differs (a
+    /// change made at runtime only), which the reload of that unit undoes;
+    /// any other code: the unit could not tell (an error of the run, never
+    /// read as "no drift"). `None`: the running configuration is not
+    /// observed.
     fn runtime_probe(&self) -> Option<Vec<String>> {
         None
     }
