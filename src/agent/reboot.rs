@@ -227,7 +227,11 @@ pub(crate) const PENDING_BOUND_S: u64 = 600;
 /// still the boot it was asked from) by `now`, longer than
 /// [`PENDING_BOUND_S`]: why, for the record's `waiting`.
 pub(crate) fn overdue(pending: &Pending, boot: &str, now: &str) -> Option<String> {
-    let waited = crate::agent::seconds_between(&pending.at, now)?;
+    // A clock set back after the request puts it in the future: as far
+    // from now is as long ago, or a reboot asked in a boot that never ends
+    // would wait for ever.
+    let waited = crate::agent::seconds_between(&pending.at, now)
+        .or_else(|| crate::agent::seconds_between(now, &pending.at))?;
     (pending.boot == boot && waited > PENDING_BOUND_S).then(|| {
         format!(
             "the reboot asked of systemd at {} did not happen within {PENDING_BOUND_S}s; asking again",
@@ -422,6 +426,9 @@ mod tests {
         assert_eq!(overdue(&p, "b1", "2026-01-01T00:05:00Z"), None);
         assert!(overdue(&p, "b1", "2026-01-01T00:11:00Z").is_some());
         assert_eq!(overdue(&p, "b2", "2026-01-01T00:11:00Z"), None);
+        // The clock was set back an hour after the request.
+        assert!(overdue(&p, "b1", "2025-12-31T23:00:00Z").is_some());
+        assert_eq!(overdue(&p, "b1", "2025-12-31T23:58:00Z"), None);
     }
 
     #[test]

@@ -61,13 +61,12 @@ pub(crate) fn check(app: &App, probe: &mut Probe, healthy: Option<bool>) -> Resu
             out.back_unchecked = true;
         }
     }
-    if let Some(why) = rec
+    let overdue = rec
         .pending
         .as_ref()
-        .and_then(|p| rules::overdue(p, &boot, &now()))
-    {
+        .and_then(|p| rules::overdue(p, &boot, &now()));
+    if overdue.is_some() {
         rec.pending = None;
-        rec.waiting = Some(why);
     }
     out.became_required = rec.observed(&need, &observed.stale_services, &now());
     let decision = rules::decide(
@@ -76,9 +75,11 @@ pub(crate) fn check(app: &App, probe: &mut Probe, healthy: Option<bool>) -> Resu
         super::fleet::windows_open_now(&s.windows),
         state.paused.is_some(),
     );
+    // A reboot that did not happen says so until the next decision that
+    // waits for something else.
     rec.waiting = match &decision {
         Decision::Wait(why) => Some(why.clone()),
-        Decision::Nothing | Decision::Reboot => None,
+        Decision::Nothing | Decision::Reboot => overdue,
     };
     out.reboot_now = decision == Decision::Reboot;
     out.record = rec.clone();
