@@ -76,12 +76,14 @@ impl fmt::Display for Origin {
 }
 
 /// A named text with a line index, to turn byte spans into line:column.
+/// A clone shares the index.
+#[derive(Clone)]
 pub(crate) struct SourceText<'a> {
     /// Repo-relative file name.
     pub name: &'a str,
     /// The whole text.
     pub text: &'a str,
-    line_starts: Vec<usize>,
+    line_starts: std::rc::Rc<[usize]>,
 }
 
 impl<'a> SourceText<'a> {
@@ -95,6 +97,12 @@ impl<'a> SourceText<'a> {
             text,
             line_starts,
         }
+    }
+
+    /// Whether `other` shares this text's line index (a clone does).
+    #[cfg(test)]
+    pub(crate) fn shares_index(&self, other: &SourceText<'_>) -> bool {
+        std::rc::Rc::ptr_eq(&self.line_starts, &other.line_starts)
     }
 
     /// The origin of a byte offset.

@@ -81,7 +81,7 @@ pub(crate) fn parse_file(
         };
         for f in array_of_tables(cx, v, kind.section(), kind.keys()) {
             let f = f.also(RESOURCE_KEYS);
-            out.decls.extend(resources(&p, kind, &f, scope, text));
+            out.decls.extend(resources(&p, kind, &f, scope));
             f.finish(cx);
         }
     }
@@ -103,13 +103,7 @@ pub(crate) fn parse_file(
 /// what it names (so a host file's `when = "false"` overrides a role's
 /// declaration), when its keys can be read; its problems are not this
 /// host's.
-fn resources(
-    p: &Parser<'_, '_>,
-    kind: Kind,
-    f: &Fields<'_, '_>,
-    scope: &Scope,
-    text: &str,
-) -> Vec<Decl> {
+fn resources(p: &Parser<'_, '_>, kind: Kind, f: &Fields<'_, '_>, scope: &Scope) -> Vec<Decl> {
     let cx = p.cx;
     let items = match f.string(cx, "for_each") {
         None => vec![None],
@@ -137,9 +131,16 @@ fn resources(
         let expand = |s: &str| scope.expand(s, item.as_ref());
         let g = f.expanding(&expand);
         // What a table that does not apply gets wrong is not reported.
-        let scratch = Ctx::new(cx.file(), text);
+        // (Made only then: indexing the file again for every table made a
+        // load quadratic in the host file's size.)
+        let scratch;
         let p = Parser {
-            cx: if applies { cx } else { &scratch },
+            cx: if applies {
+                cx
+            } else {
+                scratch = cx.quiet();
+                &scratch
+            },
             state_dir: p.state_dir,
         };
         let prune =
