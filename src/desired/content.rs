@@ -74,7 +74,7 @@ impl Contents<'_> {
     /// Reads sources and renders templates; returns resources in apply
     /// order, and the facts the templates read.
     pub(super) fn resolve(&mut self, winners: &[Winner], scope: &Scope) -> Vec<Declared> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(winners.iter().filter(|w| w.decl.applies).count());
         // A declaration whose `when` does not hold is not managed here.
         for w in winners.iter().filter(|w| w.decl.applies) {
             if self.opts.cancel.should_stop() {

@@ -139,13 +139,14 @@ pub(crate) fn load_host_file(
     if loader.diags.len() > before {
         return Err(LoadError::Invalid(sorted(loader.diags)));
     }
-    let merged = merge(&layers, opts.host_groups.as_ref(), &mut loader.diags);
+    let merged = merge(&mut layers, opts.host_groups.as_ref(), &mut loader.diags);
     let resources = Contents {
         tree,
         opts,
         diags: &mut loader.diags,
     }
     .resolve(&merged, &scope);
+    drop(merged);
     let facts_read = scope.facts_read();
     // Rendering stops early when asked to; what it left out is no state.
     opts.check_stop()?;

@@ -21,22 +21,25 @@ pub(super) struct Winner {
 /// `host_groups`: the groups of the host the state is for, when known
 /// (to tell a user in a group that exists nowhere).
 pub(super) fn merge(
-    layers: &[(String, ParsedFile)],
+    layers: &mut [(String, ParsedFile)],
     host_groups: Option<&BTreeSet<String>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Winner> {
     let host_file = layers.last().map(|(f, _)| f.clone()).unwrap_or_default();
     let mut index: HashMap<ResourceId, usize> = HashMap::new();
-    let mut winners: Vec<Winner> = Vec::new();
+    let mut winners: Vec<Winner> =
+        Vec::with_capacity(layers.iter().map(|(_, p)| p.decls.len()).sum());
     let mut conflicts: BTreeMap<ResourceId, Diagnostic> = BTreeMap::new();
     for (file, parsed) in layers {
         let is_host = *file == host_file;
-        for decl in &parsed.decls {
+        // Moved, not copied: a host file's declarations are most of a
+        // load's memory, and the layers do not need them after this.
+        for decl in std::mem::take(&mut parsed.decls) {
             let id = decl.spec.id();
             let Some(&i) = index.get(&id) else {
                 index.insert(id, winners.len());
                 winners.push(Winner {
-                    decl: decl.clone(),
+                    decl,
                     file: file.clone(),
                 });
                 continue;
@@ -47,7 +50,7 @@ pub(super) fn merge(
                 // and even when it agrees with one of them.
                 conflicts.remove(&id);
                 winners[i] = Winner {
-                    decl: decl.clone(),
+                    decl,
                     file: file.clone(),
                 };
             } else if prev.decl.spec == decl.spec {
