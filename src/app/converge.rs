@@ -231,6 +231,7 @@ impl<'a> Converging<'a> {
                 commit: Some(commit.clone()),
                 key: commit,
                 fetch_failed: invalid.fetch_failed,
+                to_cache: None,
             };
             return self.loaded(loaded);
         }
@@ -289,7 +290,11 @@ impl<'a> Converging<'a> {
             commit,
             key,
             fetch_failed,
+            to_cache,
         } = loaded;
+        if let (Some(entry), Some(_)) = (to_cache, self.locked.as_ref()) {
+            entry.save(app, &loaded_desired);
+        }
         self.r.key = Some(key.clone());
         self.r.fetch_failed = fetch_failed;
         let decision = self.decide(&state, &key, &loaded_desired, applying)?;

@@ -182,6 +182,31 @@ pub(super) struct Loaded {
     pub(super) commit: Option<String>,
     pub(super) key: String,
     pub(super) fetch_failed: Option<FetchFailed>,
+    /// To keep in the desired-state cache once the state lock is held.
+    pub(super) to_cache: Option<CacheEntry>,
+}
+
+/// A loaded desired state's place in the cache: its key and the source
+/// paths it was loaded from (a directory's; none for a commit).
+pub(super) struct CacheEntry {
+    key: String,
+    paths: Vec<String>,
+}
+
+impl CacheEntry {
+    /// Keeps `desired` under this entry; the caller holds the state lock.
+    /// A failure costs the next run a load, nothing else.
+    pub(super) fn save(&self, app: &App, desired: &desired::DesiredState) {
+        if let Err(e) = app
+            .store
+            .save_desired_cache(&self.key, &self.paths, desired)
+        {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not keep the loaded desired state for the next run"
+            );
+        }
+    }
 }
 
 /// The loader's options for a plan or converge: secrets are decrypted with
@@ -217,6 +242,11 @@ pub(super) fn host_name(settings: &Settings, req: &SourceRequest, facts: &Facts)
         .unwrap_or_else(|| facts.fqdn.clone());
     desired::checks::host_name(&name).map_err(|e| anyhow::anyhow!("{e}: pass --host NAME"))?;
     Ok(name)
+}
+
+/// A directory's stamp as the cache keys it, apart from any commit id.
+fn dir_stamp(stamp: &str) -> String {
+    format!("dir:{stamp}")
 }
 
 /// What the cached desired state of a commit is kept under: everything
@@ -302,23 +332,43 @@ pub(super) fn load(
     subject.host = Some(host.clone());
     let opts = load_options(&app.settings, cancel)?;
     // A commit is immutable: loaded once for this host and the facts its
-    // templates read, it is not read again (a directory can change under
-    // the same name, so it is always read). Only the custom facts the
-    // cached state read are read now: no other fact's program runs; and
-    // only the packages it read are looked up, in one rpm query.
-    let cached = commit.as_deref().and_then(|c| {
-        app.store.load_desired_cache(|d| {
-            custom.fill(&mut facts, d.facts_read.custom().as_deref(), cancel);
-            facts.packages.prefetch(&d.facts_read.packages());
-            desired_cache_key(c, &host, &facts, &d.facts_read, &opts)
+    // templates read, it is not read again. A directory is not read again
+    // while every path its last load looked at holds the same (its stamp:
+    // a stat of each, no read). Only the custom facts the cached state
+    // read are read now: no other fact's program runs; and only the
+    // packages it read are looked up, in one rpm query.
+    let dir = req.source.repo.as_deref();
+    let cached = (commit.is_some() || dir.is_some())
+        .then(|| {
+            app.store.load_desired_cache(|d, paths| {
+                let stamp = match (&commit, dir) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(dir)) => dir_stamp(&source::dir::stamp_now(dir, paths)?),
+                    (None, None) => return None,
+                };
+                custom.fill(&mut facts, d.facts_read.custom().as_deref(), cancel);
+                facts.packages.prefetch(&d.facts_read.packages());
+                Some(desired_cache_key(
+                    &stamp,
+                    &host,
+                    &facts,
+                    &d.facts_read,
+                    &opts,
+                ))
+            })
         })
-    });
+        .flatten();
     let was_cached = cached.is_some();
     if was_cached {
-        tracing::debug!(
-            commit = commit.as_deref().unwrap_or(""),
-            "desired state from the state directory: the commit was loaded before"
-        );
+        match &commit {
+            Some(c) => tracing::debug!(
+                commit = c.as_str(),
+                "desired state from the state directory: the commit was loaded before"
+            ),
+            None => tracing::debug!(
+                "desired state from the state directory: the directory holds what its last load read"
+            ),
+        }
     }
     let result = match cached {
         Some(desired) => Ok(desired),
@@ -329,13 +379,22 @@ pub(super) fn load(
             desired::load(tree.as_ref(), &host, &facts, &opts)
         }
     };
-    if let (Ok(desired), Some(c), false, true) = (&result, &commit, was_cached, may_write) {
-        let key = desired_cache_key(c, &host, &facts, &desired.facts_read, &opts);
-        if let Err(e) = app.store.save_desired_cache(&key, desired) {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "could not keep the loaded desired state for the next run"
-            );
+    let stamp = match &commit {
+        Some(c) => Some((Vec::new(), c.clone())),
+        None => tree.stamp().map(|(paths, s)| (paths, dir_stamp(&s))),
+    };
+    let mut to_cache = None;
+    if let (Ok(desired), Some((paths, stamp)), false) = (&result, stamp, was_cached) {
+        let entry = CacheEntry {
+            key: desired_cache_key(&stamp, &host, &facts, &desired.facts_read, &opts),
+            paths,
+        };
+        // Without the lock (a directory is read before it is taken), the
+        // converge keeps it once it holds the lock.
+        if may_write {
+            entry.save(app, desired);
+        } else {
+            to_cache = Some(entry);
         }
     }
     match result {
@@ -354,6 +413,7 @@ pub(super) fn load(
                 commit,
                 key,
                 fetch_failed,
+                to_cache,
             }))
         }
         Err(desired::LoadError::Invalid(diagnostics)) => Ok(Err(Invalid {

@@ -42,6 +42,12 @@ pub trait ConfigTree {
     /// The names (not paths) of the entries of directory `dir`, sorted.
     /// A missing directory is an empty list.
     fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// After a load: the paths it looked at and a stamp of what they held,
+    /// when the tree can tell later, without reading them, that they still
+    /// hold the same (a directory; a commit is its own stamp).
+    fn stamp(&self) -> Option<(Vec<String>, String)> {
+        None
+    }
 }
 
 /// An in-memory [`ConfigTree`] for tests and for callers that already hold the

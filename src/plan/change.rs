@@ -235,10 +235,35 @@ pub struct FacetChange {
 /// A facet's value as JSON and the history hold it: a password in a
 /// mount's options is masked (`password=********`).
 fn masked<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    value
-        .as_deref()
-        .map(super::settings::without_credentials)
-        .serialize(s)
+    value.as_deref().map(without_credentials).serialize(s)
+}
+
+/// Mount options whose value is a credential (CIFS's `password=` and
+/// `pass=`, and the like), written by hand into an fstab line that a
+/// `[[mount]]` then manages.
+const CREDENTIAL_OPTIONS: [&str; 3] = ["password", "pass", "passwd"];
+
+/// `text` with the value of each credential option (`password=…`)
+/// masked: a setting's current and desired values are shown in reasons,
+/// JSON and the history, and a password never is.
+pub(crate) fn without_credentials(text: &str) -> String {
+    const SEPARATORS: [char; 3] = [',', ' ', '\t'];
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(SEPARATORS) {
+        let (body, sep) = match piece.strip_suffix(SEPARATORS) {
+            Some(body) => (body, &piece[body.len()..]),
+            None => (piece, ""),
+        };
+        match body.split_once('=') {
+            Some((key, _)) if CREDENTIAL_OPTIONS.contains(&key) => {
+                out.push_str(key);
+                out.push_str("=********");
+            }
+            _ => out.push_str(body),
+        }
+        out.push_str(sep);
+    }
+    out
 }
 
 /// What an account step does.

@@ -4,7 +4,7 @@
 //! What the facets are called and how they are shown is the one `match`
 //! over the domains on this side ([`facet_words`]).
 
-use super::change::{Change, FacetChange, Op};
+use super::change::{Change, FacetChange, Op, without_credentials};
 use super::files::Planner;
 use super::observed::{Observed, ObservedHost, SettingObs, setting_key};
 use crate::desired::kinds::{Domain, SettingDecl, alternative, mount, sysctl};
@@ -80,34 +80,6 @@ fn shown(value: Option<&str>) -> String {
             format!("`{}`", without_credentials(&lines.join("; ")))
         }
     }
-}
-
-/// Mount options whose value is a credential (CIFS's `password=` and
-/// `pass=`, and the like), written by hand into an fstab line that a
-/// `[[mount]]` then manages.
-const CREDENTIAL_OPTIONS: [&str; 3] = ["password", "pass", "passwd"];
-
-/// `text` with the value of each credential option (`password=…`)
-/// masked: a setting's current and desired values are shown in reasons,
-/// JSON and the history, and a password never is.
-pub(crate) fn without_credentials(text: &str) -> String {
-    const SEPARATORS: [char; 3] = [',', ' ', '\t'];
-    let mut out = String::with_capacity(text.len());
-    for piece in text.split_inclusive(SEPARATORS) {
-        let (body, sep) = match piece.strip_suffix(SEPARATORS) {
-            Some(body) => (body, &piece[body.len()..]),
-            None => (piece, ""),
-        };
-        match body.split_once('=') {
-            Some((key, _)) if CREDENTIAL_OPTIONS.contains(&key) => {
-                out.push_str(key);
-                out.push_str("=********");
-            }
-            _ => out.push_str(body),
-        }
-        out.push_str(sep);
-    }
-    out
 }
 
 impl Planner<'_> {

@@ -4,16 +4,132 @@
 //! source are what a no-op pays: a directory found real is remembered for
 //! the rest of the load, and a file is read through one `open(O_NOFOLLOW)`
 //! and the `fstat` of what was opened, not a second look by name.
+//!
+//! A load also records what it looked at — every path, with the identity
+//! of what was there (device, inode, type and mode, size, mtime, ctime) or
+//! that nothing was — as a stamp ([`ConfigTree::stamp`]): while a new look
+//! at the same paths finds the same, the directory holds what the last load
+//! read, and its cached result stands (a no-op then reads no source). A
+//! file changed in place changes its mtime and ctime; one added, removed or
+//! renamed changes its directory's. Anything changed in the last
+//! [`RACY_S`] seconds is not trusted (a write later in the same timestamp
+//! tick would keep them), as the host's stat cache does.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use sha2::Digest;
 
 use crate::desired::tree::{ConfigTree, EntryKind};
+
+/// Seconds within which a change is too recent to trust its stat.
+pub(crate) const RACY_S: i64 = 2;
+
+/// The identity of what a path held: device, inode, type and mode, size,
+/// and mtime and ctime to the nanosecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Identity([i64; 8]);
+
+impl Identity {
+    fn of(md: &std::fs::Metadata) -> Self {
+        // The raw numbers as they are; only compared and hashed.
+        #[allow(clippy::cast_possible_wrap)]
+        Identity([
+            md.dev() as i64,
+            md.ino() as i64,
+            i64::from(md.mode()),
+            md.size() as i64,
+            md.mtime(),
+            md.mtime_nsec(),
+            md.ctime(),
+            md.ctime_nsec(),
+        ])
+    }
+
+    /// Whether it changed at or after `since` (nanoseconds since the
+    /// epoch).
+    fn changed_since(&self, since: i128) -> bool {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        ns(self.0[4], self.0[5]) >= since || ns(self.0[6], self.0[7]) >= since
+    }
+}
+
+/// What a path held, for a stamp: its identity, or nothing.
+type Seen = Option<Identity>;
+
+/// The stamp of `seen` under `root`: a hash of every path and what it
+/// held; `None` when something changed too recently to trust (at or after
+/// `racy_from`).
+fn stamp_of<'a>(
+    root: &Path,
+    seen: impl Iterator<Item = (&'a str, Seen)>,
+    racy_from: i128,
+) -> Option<String> {
+    let mut h = sha2::Sha256::new();
+    h.update(root.as_os_str().as_encoded_bytes());
+    for (path, id) in seen {
+        if id.is_some_and(|i| i.changed_since(racy_from)) {
+            return None;
+        }
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        match id {
+            None => h.update([0]),
+            Some(Identity(n)) => {
+                h.update([1]);
+                for x in n {
+                    h.update(x.to_le_bytes());
+                }
+            }
+        }
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+/// Nanoseconds since the epoch, [`RACY_S`] before `now`.
+fn racy_from(now: SystemTime) -> i128 {
+    let ns = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+    ns - i128::from(RACY_S) * 1_000_000_000
+}
+
+/// The stamp the directory `root` has now for the repo paths `paths` (as
+/// [`ConfigTree::stamp`] gave them): equal to that one while nothing there
+/// changed. `None` when a path cannot be looked at, or changed too recently.
+pub(crate) fn stamp_now(root: &Path, paths: &[String]) -> Option<String> {
+    stamp_at(root, paths, SystemTime::now())
+}
+
+/// [`stamp_now`], as of `now`.
+fn stamp_at(root: &Path, paths: &[String], now: SystemTime) -> Option<String> {
+    let mut seen = Vec::with_capacity(paths.len());
+    for p in paths {
+        let full = if p.is_empty() {
+            root.to_owned()
+        } else {
+            root.join(p)
+        };
+        // The root as `open` looked at it (following a link to it).
+        let looked = if p.is_empty() {
+            std::fs::metadata(&full)
+        } else {
+            std::fs::symlink_metadata(&full)
+        };
+        let id = match looked {
+            Ok(md) => Some(Identity::of(&md)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => return None,
+        };
+        seen.push((p.as_str(), id));
+    }
+    stamp_of(root, seen.into_iter(), racy_from(now))
+}
 
 /// A config repo in a directory on disk. Symlinks are reported, never
 /// followed here: the loader decides whether they stay in the repo.
@@ -22,6 +138,12 @@ pub(crate) struct DirTree {
     /// Repo paths found to be real directories (not symlinks) during this
     /// load: the parents of the next source are not looked at again.
     real_dirs: RefCell<HashSet<String>>,
+    /// Every path looked at, and what it held (the first look).
+    seen: RefCell<BTreeMap<String, Seen>>,
+    /// A path held something else at a later look: no stamp.
+    moved: Cell<bool>,
+    /// When the load began: what changed since is too recent for a stamp.
+    opened: SystemTime,
 }
 
 impl DirTree {
@@ -32,10 +154,38 @@ impl DirTree {
         if !md.is_dir() {
             bail!("config repo {} is not a directory", root.display());
         }
-        Ok(Self {
+        let tree = Self {
             root: root.to_owned(),
             real_dirs: RefCell::default(),
-        })
+            seen: RefCell::default(),
+            moved: Cell::new(false),
+            opened: SystemTime::now(),
+        };
+        tree.saw("", Some(&md));
+        Ok(tree)
+    }
+
+    /// Records what `path` held at a look.
+    fn saw(&self, path: &str, md: Option<&std::fs::Metadata>) {
+        let id = md.map(Identity::of);
+        let mut seen = self.seen.borrow_mut();
+        match seen.get(path) {
+            Some(first) if *first != id => self.moved.set(true),
+            Some(_) => {}
+            None => {
+                seen.insert(path.to_owned(), id);
+            }
+        }
+    }
+
+    /// Records a failed look: gone is nothing there; another error is no
+    /// stamp for this load.
+    fn saw_error(&self, path: &str, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            self.saw(path, None);
+        } else {
+            self.moved.set(true);
+        }
     }
 
     fn full(&self, path: &str) -> Result<PathBuf> {
@@ -64,7 +214,12 @@ impl DirTree {
             if self.real_dirs.borrow().contains(&repo_path) {
                 continue;
             }
-            match std::fs::symlink_metadata(&at) {
+            let looked = std::fs::symlink_metadata(&at);
+            match &looked {
+                Ok(md) => self.saw(&repo_path, Some(md)),
+                Err(e) => self.saw_error(&repo_path, e),
+            }
+            match looked {
                 Ok(md) if md.is_dir() => {
                     self.real_dirs.borrow_mut().insert(repo_path.clone());
                 }
@@ -84,6 +239,19 @@ impl ConfigTree for DirTree {
         format!("directory {}", self.root.display())
     }
 
+    fn stamp(&self) -> Option<(Vec<String>, String)> {
+        if self.moved.get() {
+            return None;
+        }
+        let seen = self.seen.borrow();
+        let stamp = stamp_of(
+            &self.root,
+            seen.iter().map(|(p, id)| (p.as_str(), *id)),
+            racy_from(self.opened),
+        )?;
+        Some((seen.keys().cloned().collect(), stamp))
+    }
+
     fn kind(&self, path: &str) -> Result<Option<EntryKind>> {
         let full = self.full(path)?;
         if self.real_dirs.borrow().contains(path) {
@@ -94,9 +262,15 @@ impl ConfigTree for DirTree {
         }
         let md = match std::fs::symlink_metadata(&full) {
             Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("failed to stat {}", full.display())),
+            Err(e) => {
+                self.saw_error(path, &e);
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    return Ok(None);
+                }
+                return Err(e).with_context(|| format!("failed to stat {}", full.display()));
+            }
         };
+        self.saw(path, Some(&md));
         let ft = md.file_type();
         Ok(Some(if ft.is_file() {
             EntryKind::File { size: md.len() }
@@ -128,12 +302,20 @@ impl ConfigTree for DirTree {
             .open(&full)
         {
             Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => bail!(not_a_file()),
-            Err(e) => return Err(e).with_context(|| format!("failed to read {}", full.display())),
+            Err(e) => {
+                // A symlink (ELOOP) holds something other than a file: no
+                // stamp, rather than one that could miss its target change.
+                self.saw_error(path, &e);
+                if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                    bail!(not_a_file());
+                }
+                return Err(e).with_context(|| format!("failed to read {}", full.display()));
+            }
         };
         let md = f
             .metadata()
             .with_context(|| format!("failed to stat {}", full.display()))?;
+        self.saw(path, Some(&md));
         if !md.is_file() {
             bail!(not_a_file());
         }
@@ -199,5 +381,45 @@ mod tests {
             Some(EntryKind::Symlink { .. })
         ));
         assert!(t.read("files/none").is_err());
+    }
+
+    /// A stamp covers every path a load looked at, found or not, and
+    /// changes with any of them; a load that saw a path change, or anything
+    /// changed within the racy window, has none.
+    #[test]
+    fn a_stamp_changes_with_anything_the_load_looked_at() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(d.path().join("files")).expect("mkdir");
+        std::fs::write(d.path().join("files/motd"), "aaaa").expect("write");
+        // As if all of it were older than the racy window.
+        let later = SystemTime::now() + std::time::Duration::from_secs(3);
+        let mut t = DirTree::open(d.path()).expect("open");
+        t.opened = later;
+        assert_eq!(t.kind("files/none").expect("kind"), None);
+        assert_eq!(t.read("files/motd").expect("read"), b"aaaa");
+        let (paths, stamp) = t.stamp().expect("a stamp");
+        assert_eq!(paths, ["", "files", "files/motd", "files/none"]);
+        let again = || stamp_at(d.path(), &paths, later);
+        assert_eq!(again().as_deref(), Some(stamp.as_str()));
+        // Racy now: no stamp, however equal.
+        assert_eq!(stamp_now(d.path(), &paths), None);
+        std::fs::write(d.path().join("files/none"), "").expect("write");
+        let with_new = again().expect("stamp");
+        assert_ne!(with_new, stamp);
+        std::fs::remove_file(d.path().join("files/none")).expect("rm");
+        std::fs::write(d.path().join("files/motd"), "bbbb").expect("write");
+        assert_ne!(again().expect("stamp"), stamp);
+
+        // A path that held something else at a second look.
+        let t = DirTree::open(d.path()).expect("open");
+        t.read("files/motd").expect("read");
+        std::fs::rename(d.path().join("files/motd"), d.path().join("files/old")).expect("rename");
+        std::fs::write(d.path().join("files/motd"), "cccc").expect("write");
+        t.read("files/motd").expect("read");
+        assert!(t.stamp().is_none());
+        // Just written: no stamp.
+        let t = DirTree::open(d.path()).expect("open");
+        t.read("files/motd").expect("read");
+        assert!(t.stamp().is_none());
     }
 }

@@ -28,6 +28,10 @@ struct Stored {
     desired: DesiredState,
     /// File contents by path, in the object store.
     contents: BTreeMap<String, String>,
+    /// The source paths the load looked at, for a source that is not a
+    /// commit (a directory): what its stamp is taken of again.
+    #[serde(default)]
+    paths: Vec<String>,
 }
 
 /// [`Stored`] as written, borrowed.
@@ -36,17 +40,21 @@ struct StoredRef<'a> {
     key: &'a str,
     desired: &'a DesiredState,
     contents: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    paths: &'a [String],
 }
 
-/// The desired state stored, its contents by hash, when `key_of` it is
-/// the key it was stored under. The key depends on the stored state
-/// itself: on the facts its templates read, which only its load knew.
+/// The desired state stored, its contents by hash, when `key_of` it (and
+/// the source paths it was loaded from) is the key it was stored under.
+/// The key depends on the stored state itself: on the facts its templates
+/// read, which only its load knew. `key_of` says `None` when it cannot
+/// tell (a miss).
 pub(super) fn load(
     state_dir: &Path,
-    key_of: impl FnOnce(&DesiredState) -> String,
+    key_of: impl FnOnce(&DesiredState, &[String]) -> Option<String>,
 ) -> Option<DesiredState> {
     let mut stored = read_json::<Stored>(&state_dir.join(FILE)).ok()??;
-    if stored.key != key_of(&stored.desired) {
+    if Some(stored.key) != key_of(&stored.desired, &stored.paths) {
         return None;
     }
     attach_contents(&mut stored.desired, &stored.contents).ok()?;
@@ -59,6 +67,7 @@ pub(super) fn save(
     state_dir: &Path,
     objects: &Objects,
     key: &str,
+    paths: &[String],
     desired: &DesiredState,
 ) -> Result<()> {
     let contents = store_contents(objects, desired)?;
@@ -69,6 +78,7 @@ pub(super) fn save(
             key,
             desired,
             contents: &contents,
+            paths,
         },
     )
 }

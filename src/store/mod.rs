@@ -278,19 +278,21 @@ impl Store {
     /// source follows).
     pub fn load_desired_cache(
         &self,
-        key_of: impl FnOnce(&crate::desired::DesiredState) -> String,
+        key_of: impl FnOnce(&crate::desired::DesiredState, &[String]) -> Option<String>,
     ) -> Option<crate::desired::DesiredState> {
         desired_cache::load(&self.dir, key_of)
     }
 
-    /// Keeps `desired` as the one loaded under `key`, its contents in the
+    /// Keeps `desired` as the one loaded under `key` (from the source
+    /// `paths` of a directory, none for a commit), its contents in the
     /// object store.
     pub fn save_desired_cache(
         &self,
         key: &str,
+        paths: &[String],
         desired: &crate::desired::DesiredState,
     ) -> Result<()> {
-        desired_cache::save(&self.dir, &self.objects()?, key, desired)
+        desired_cache::save(&self.dir, &self.objects()?, key, paths, desired)
     }
 
     /// Removes what writes that a crash cut short left in the state

@@ -150,3 +150,94 @@ fn no_change_hides_behind_the_cache() {
     );
     env.run(&args).expect_code(0);
 }
+
+/// A `--repo` directory's load is kept under a stamp of every path it
+/// looked at: a warm no-op reads no source, and no change to the repo hides
+/// behind it — a source edited in place with its size and mtime put back
+/// (only ctime tells), a file where the load found none, a source replaced
+/// by another inode.
+#[test]
+fn a_repo_directory_is_loaded_again_whenever_what_it_read_changed() {
+    let env = Env::new();
+    let root = env.path().join("root");
+    let repo = env.path().join("repo");
+    write_repo(
+        &repo,
+        &[
+            (
+                "hosts/h.toml",
+                "[[file]]\npath = \"/etc/motd\"\nsource = \"files/motd\"\n",
+            ),
+            ("files/motd", "aaaa\n"),
+        ],
+    );
+    let mut args = converge_args(&repo, &root, "h");
+    args.push("-vv".into());
+    let from_cache = |run: &Run| {
+        run.stderr
+            .contains("desired state from the state directory")
+    };
+    let motd = || std::fs::read_to_string(root.join("etc/motd")).unwrap();
+    // Written just now: not trusted, nothing kept.
+    let first = env.run(&args);
+    first.expect_code(2);
+    assert!(!env.state_dir().join("desired-cache.json").exists());
+    age_past_racy_window();
+    let cold = env.run(&args);
+    cold.expect_code(0);
+    assert!(!from_cache(&cold), "{}", cold.stderr);
+    assert!(
+        env.state_dir().join("desired-cache.json").exists(),
+        "{}",
+        cold.stderr
+    );
+    let warm = env.run(&args);
+    warm.expect_code(0);
+    assert!(
+        from_cache(&warm),
+        "the warm no-op loaded the repo: {}",
+        warm.stderr
+    );
+
+    // a: in place, same size, mtime put back.
+    let src = repo.join("files/motd");
+    let before = std::fs::metadata(&src).unwrap();
+    std::fs::write(&src, "bbbb\n").unwrap();
+    let touched = Command::new("touch")
+        .arg("-d")
+        .arg(format!("@{}.{:09}", before.mtime(), before.mtime_nsec()))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    age_past_racy_window();
+    let run = env.run(&args);
+    run.expect_code(2);
+    assert!(!from_cache(&run), "{}", run.stderr);
+    assert_eq!(motd(), "bbbb\n");
+
+    // b: another inode renamed over the source.
+    age_past_racy_window();
+    env.run(&args).expect_code(0);
+    std::fs::write(repo.join("files/motd.new"), "cccc\n").unwrap();
+    std::fs::rename(repo.join("files/motd.new"), &src).unwrap();
+    age_past_racy_window();
+    env.run(&args).expect_code(2);
+    assert_eq!(motd(), "cccc\n");
+
+    // c: a file where the load looked and found none (the host's secret
+    // vars): it is read, and here refused, not hidden by the cache.
+    age_past_racy_window();
+    assert!(from_cache(&env.run(&args)));
+    std::fs::write(repo.join("hosts/h.secrets.toml.age"), "not age\n").unwrap();
+    let run = env.run(&args);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(!from_cache(&run), "{}", run.stderr);
+    assert!(run.stderr.contains("h.secrets.toml.age"), "{}", run.stderr);
+
+    // A change younger than the racy window is never trusted either way.
+    std::fs::remove_file(repo.join("hosts/h.secrets.toml.age")).unwrap();
+    let run = env.run(&args);
+    run.expect_code(0);
+    assert!(!from_cache(&run), "{}", run.stderr);
+}
