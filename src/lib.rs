@@ -19,7 +19,8 @@
 //!   decides exit codes. Only `main` imports `cli`.
 //!
 //! Small leaves used across the layers: [`cancel`], [`durable`] (the one
-//! atomic-write recipe), [`fault`] (crash injection in tests), [`outcome`].
+//! atomic-write recipe), [`fault`] (crash injection in tests), [`outcome`],
+//! [`random`] (jitter).
 
 /// This driftless's version: the package's (`0.1.0-2` from an RPM build,
 /// which sets `DRIFTLESS_VERSION`), else the crate's.
@@ -42,6 +43,7 @@ pub(crate) mod fleet;
 pub mod logging;
 pub(crate) mod outcome;
 pub(crate) mod plan;
+pub(crate) mod random;
 pub(crate) mod report;
 pub mod source;
 pub(crate) mod store;
