@@ -46,6 +46,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Bound on one write: a client that does not read is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes read after a refused head (see [`drain`]).
+const DRAIN_MAX: usize = 64 << 10;
 /// Longest commit asked for with `?commit=`.
 const COMMIT_MAX: usize = 64;
 
@@ -238,7 +240,11 @@ impl<'a> Server<'a> {
                 if refusal == Refusal::Method {
                     r.headers.push(("Allow", "GET, HEAD".to_owned()));
                 }
-                return http::write(c, &r, Method::Get);
+                http::write(c, &r, Method::Get)?;
+                if refusal == Refusal::TooLarge {
+                    drain(c);
+                }
+                return Ok(());
             }
         };
         if !access::authorized(self.token.as_deref(), req.authorization.as_deref()) {
@@ -311,6 +317,20 @@ impl<'a> Server<'a> {
             return Ok(());
         }
         events::stream(c, &self.changes, self.cancel)
+    }
+}
+
+/// Reads (and drops) what a client still sends after its head was refused,
+/// at most [`DRAIN_MAX`] bytes: closing a socket with unread data resets
+/// the connection, and the client would lose the answer.
+fn drain(c: &mut dyn Duplex) {
+    let mut buf = [0u8; 4096];
+    let mut left = DRAIN_MAX;
+    while left > 0 {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::fleet::{Agent, Etcd, Fleet, LONG_TTL, eventually};
-use crate::gitserver::{free_port, make_certs, wait_for_port};
+use crate::gitserver::{free_port, make_certs, sign, wait_for_port};
 
 const WAVES: &str =
     "[[wave]]\nname = \"canary\"\nhosts = [\"c*\"]\n\n[[wave]]\nname = \"mid\"\nhosts = [\"m*\"]\n";
@@ -436,9 +436,10 @@ fn the_dashboard_shows_hosts_and_waves_live_in_a_real_browser() {
 
 /// `/api/status` (also `?commit=`) is the `fleet` of `fleet status --json`;
 /// `/events` sends an event when a host's record changes; other methods,
-/// paths and commits are refused; beyond loopback the command refuses to
-/// listen without TLS and a token (exit 1, why); with TLS and a token, a
-/// request without the token gets 401 and with it 200.
+/// paths, commits and oversized heads are refused; beyond loopback the
+/// command refuses to listen without TLS and a token (exit 1, why); with
+/// TLS and a token, a request without the token gets 401 and with it 200;
+/// with TLS and a client CA, only a client with a certificate gets in.
 #[test]
 #[ignore = "needs etcd-server, etcd-client, chromium and chromium-driver installed: run with --include-ignored (CI does)"]
 fn the_dashboards_api_is_fleet_status_its_events_follow_records_and_beyond_loopback_needs_tls_and_a_token()
@@ -500,6 +501,16 @@ fn the_dashboards_api_is_fleet_status_its_events_follow_records_and_beyond_loopb
     }
     let head = request(serve.port(), "HEAD", "/", None);
     assert_eq!((head.status, head.body.len()), (200, 0));
+    // A request head over 16 KiB is refused, and the server goes on.
+    let mut big = TcpStream::connect(("127.0.0.1", serve.port())).expect("connect");
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20 << 10));
+    // The server may answer (and close) before it has read it all.
+    let _ = big.write_all(huge.as_bytes());
+    let _ = big.shutdown(std::net::Shutdown::Write);
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    assert_eq!(request(serve.port(), "GET", "/style.css", None).status, 200);
 
     // The event stream: one event at once, one when m1's record changes
     // (drift healed by its next run).
@@ -586,4 +597,47 @@ fn the_dashboards_api_is_fleet_status_its_events_follow_records_and_beyond_loopb
     assert_eq!(curl(None), "401");
     assert_eq!(curl(Some("Authorization: Bearer wrong")), "401");
     assert_eq!(curl(Some("Authorization: Bearer s3cret-token")), "200");
+    drop(tls);
+
+    // Or with client certificates: only a client with a certificate of
+    // that CA gets through the handshake.
+    sign(
+        dir.path(),
+        "client",
+        "/CN=ops",
+        "extendedKeyUsage=clientAuth\n",
+    );
+    let ca = dir.path().join("ca.crt");
+    let mtls = Serve::start(
+        c1,
+        &[
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--client-ca",
+            ca.to_str().expect("utf-8"),
+        ],
+    );
+    let curl = |with_cert: bool| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca);
+        if with_cert {
+            c.arg("--cert")
+                .arg(dir.path().join("client.crt"))
+                .arg("--key")
+                .arg(dir.path().join("client.key"));
+        }
+        let out = c
+            .arg(format!("{}/api/status", mtls.base))
+            .output()
+            .expect("curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(!curl(false).0, "no client certificate, no answer");
+    assert_eq!(curl(true), (true, "200".to_owned()));
 }
