@@ -116,6 +116,7 @@ pub(crate) fn read_head<R: Read + ?Sized>(
     }
 }
 
+/// Where `needle` starts in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -101,6 +101,7 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
+    /// Stopped from outside, or nobody listens any more.
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst) || self.listener.gone()
     }
