@@ -3,7 +3,8 @@
 //! port. It reads what `fleet status` reads (the same function, so
 //! `/api/status` is exactly the JSON of `fleet status --json`) and keeps
 //! the page live with server-sent events driven by one etcd watch of the
-//! fleet's prefix ([`events`]).
+//! fleet's prefix ([`events`]); the pages that read the fleet after the
+//! same change share one read ([`reads`]).
 //!
 //! Everything the page needs is in the binary (a small HTML file, its
 //! stylesheet and its script, no framework) and every answer forbids
@@ -17,6 +18,7 @@
 mod access;
 mod events;
 mod http;
+mod reads;
 mod tls;
 
 use std::io::{self, Read, Write};
@@ -128,6 +130,7 @@ struct Server<'a> {
     token: Option<Vec<u8>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     changes: Arc<Changes>,
+    reads: reads::Reads,
     connections: AtomicUsize,
     streams: AtomicUsize,
 }
@@ -171,6 +174,7 @@ impl<'a> Server<'a> {
             token,
             tls,
             changes: Arc::new(Changes::default()),
+            reads: reads::Reads::default(),
             connections: AtomicUsize::new(0),
             streams: AtomicUsize::new(0),
         })
@@ -278,7 +282,8 @@ impl<'a> Server<'a> {
     }
 
     /// `/api/status`: `fleet status --json`'s `fleet`, for `commit` (else
-    /// the head fetched here).
+    /// the head fetched here), read once for every page that asks for it
+    /// after the same change ([`reads`]).
     fn status(&self, commit: Option<&str>) -> Response {
         if let Some(c) = commit
             && !plain_commit(c)
@@ -288,10 +293,14 @@ impl<'a> Server<'a> {
                 "commit= takes a commit id or name: at most 64 of A-Z a-z 0-9 . _ / -",
             );
         }
-        let read = fleet_status(self.app, commit, &HostFilter::default())
-            .and_then(|s| serde_json::to_vec(&s).context("failed to write the fleet's status"));
+        // The count before the read: a change during it reads again.
+        let count = self.changes.now();
+        let read = self.reads.get(commit, count, || {
+            let s = fleet_status(self.app, commit, &HostFilter::default())?;
+            serde_json::to_vec(&s).context("failed to write the fleet's status")
+        });
         match read {
-            Ok(body) => Response::ok("application/json", body),
+            Ok(body) => Response::ok("application/json", body.as_slice()),
             Err(e) => Response {
                 status: 502,
                 content_type: "application/json",

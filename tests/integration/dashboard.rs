@@ -27,6 +27,8 @@ const WAVES: &str =
 /// A running `fleet serve`, stopped (SIGTERM, waited for) when dropped.
 struct Serve {
     child: Child,
+    /// Reaped already (its pid is no longer ours to signal).
+    reaped: bool,
     /// `http://127.0.0.1:PORT` (or https), without the final slash.
     base: String,
 }
@@ -39,7 +41,7 @@ impl Serve {
         all.extend_from_slice(args);
         let mut child = agent
             .command(&all)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start fleet serve");
@@ -58,7 +60,11 @@ impl Serve {
         let base = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("fleet serve says where it listens");
-        Serve { child, base }
+        Serve {
+            child,
+            reaped: false,
+            base,
+        }
     }
 
     fn port(&self) -> u16 {
@@ -70,15 +76,35 @@ impl Serve {
     }
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
+impl Serve {
+    /// Stops it as Ctrl-C would (SIGTERM): its exit code and stdout.
+    fn stop(mut self) -> (Option<i32>, String) {
+        self.terminate();
+        let code = self.child.wait().expect("wait for fleet serve").code();
+        self.reaped = true;
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut out).expect("its stdout");
+        }
+        (code, out)
+    }
+
+    fn terminate(&self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
-        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.terminate();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -542,6 +568,10 @@ fn the_dashboards_api_is_fleet_status_its_events_follow_records_and_beyond_loopb
     // Held at its last good state (v2 is halted), with the drift healed.
     fleet.converge(&["m1"], 3);
     read_until(2, Duration::from_secs(10));
+    // Ctrl-C (SIGTERM) stops it, with a page still open: exit 0.
+    let (code, out) = serve.stop();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("the dashboard stopped"), "{out}");
 
     // Beyond loopback: refused without TLS and a token, before listening.
     let dir = tempfile::tempdir().expect("tempdir");
