@@ -5,7 +5,8 @@
 //! without a socket.
 
 use std::io::{self, Read, Write};
-use std::time::Instant;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// Longest request head (request line and headers) read.
 pub(crate) const HEAD_MAX: usize = 16 << 10;
@@ -113,6 +114,51 @@ pub(crate) fn read_head<R: Read + ?Sized>(
         if Instant::now() >= deadline {
             return Err(Refusal::Timeout);
         }
+    }
+}
+
+/// A connection whose reads end at a deadline, whatever reads them (the
+/// TLS layer reads on its own until it has a whole record: a client that
+/// sends a byte now and then would keep it reading without end).
+pub(crate) struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+    each: Duration,
+}
+
+impl Timed {
+    /// `tcp`, each of whose reads waits at most `each`, and none of which
+    /// starts after `deadline`.
+    pub(crate) fn new(tcp: TcpStream, deadline: Instant, each: Duration) -> Timed {
+        Timed {
+            tcp,
+            deadline,
+            each,
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request took too long",
+            ));
+        }
+        self.tcp.set_read_timeout(Some(left.min(self.each)))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
     }
 }
 
@@ -262,7 +308,6 @@ pub(crate) fn write<W: Write + ?Sized>(w: &mut W, r: &Response, method: Method) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_request_is_read_with_its_query_and_authorization() {
@@ -325,6 +370,41 @@ mod tests {
         ));
         let mut short: &[u8] = b"GET / HTTP/1.1\r\n";
         assert_eq!(read_head(&mut short, deadline), Err(Refusal::Closed));
+    }
+
+    /// A client that sends a byte now and then is cut off at the
+    /// deadline, also when something else (TLS) does the reading.
+    #[test]
+    fn a_trickling_client_is_cut_off_at_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let client = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            for _ in 0..40 {
+                if c.write_all(b"G").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let (tcp, _) = listener.accept().expect("accept");
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(400);
+        let mut timed = Timed::new(tcp, deadline, Duration::from_secs(5));
+        let mut buf = [0u8; 1];
+        let err = loop {
+            if let Err(e) = timed.read_exact(&mut buf) {
+                break e;
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        drop(timed);
+        client.join().expect("client");
     }
 
     #[test]

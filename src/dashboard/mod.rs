@@ -42,9 +42,9 @@ use http::{Method, Refusal, Request, Response};
 const MAX_CONNECTIONS: usize = 64;
 /// Live pages (event streams) at once; more are answered 503.
 const MAX_STREAMS: usize = 16;
-/// Bound on one read of a request (and the TLS handshake).
+/// Bound on one read of a request (or of the TLS handshake).
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// The whole request head must arrive within this.
+/// The TLS handshake and the whole request head must be done within this.
 const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Bound on one write: a client that does not read is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -216,15 +216,18 @@ impl<'a> Server<'a> {
     /// One connection: one request, one answer.
     fn exchange(&self, stream: TcpStream) -> io::Result<()> {
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        // The TLS handshake and the request head, however slowly their
+        // bytes come, end at the deadline.
+        let deadline = Instant::now() + HEAD_DEADLINE;
+        let timed = http::Timed::new(stream, deadline, READ_TIMEOUT);
         let Some(config) = &self.tls else {
-            let mut plain = stream;
-            return self.answer(&mut plain);
+            let mut plain = timed;
+            return self.answer(&mut plain, deadline);
         };
         let conn = rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-        let mut tls = rustls::StreamOwned::new(conn, stream);
-        let answered = self.answer(&mut tls);
+        let mut tls = rustls::StreamOwned::new(conn, timed);
+        let answered = self.answer(&mut tls, deadline);
         tls.conn.send_close_notify();
         // The peer may be gone already; the answer's own result counts.
         let _ = tls.flush();
@@ -232,8 +235,7 @@ impl<'a> Server<'a> {
     }
 
     /// Reads the request and answers it.
-    fn answer(&self, c: &mut dyn Duplex) -> io::Result<()> {
-        let deadline = Instant::now() + HEAD_DEADLINE;
+    fn answer(&self, c: &mut dyn Duplex, deadline: Instant) -> io::Result<()> {
         let req = match http::read_head(c, deadline).and_then(|h| http::parse(&h)) {
             Ok(r) => r,
             Err(refusal) => {
