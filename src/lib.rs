@@ -17,9 +17,13 @@
 //! - [`app`] holds the use cases (validate, plan, converge, status, ...)
 //!   with typed results; [`cli`] parses, dispatches and renders them and
 //!   decides exit codes. Only `main` imports `cli`.
+//! - [`dashboard`] is `driftless fleet serve`, the operator's read-only web
+//!   page of the fleet: it serves what [`app`] reads from etcd, and is
+//!   never the daemon (hosts open no port).
 //!
 //! Small leaves used across the layers: [`cancel`], [`durable`] (the one
-//! atomic-write recipe), [`fault`] (crash injection in tests), [`outcome`].
+//! atomic-write recipe), [`fault`] (crash injection in tests), [`outcome`],
+//! [`random`] (jitter).
 
 /// This driftless's version: the package's (`0.1.0-2` from an RPM build,
 /// which sets `DRIFTLESS_VERSION`), else the crate's.
@@ -35,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod converge;
 pub(crate) mod daemon;
+pub(crate) mod dashboard;
 pub mod desired;
 pub(crate) mod durable;
 pub(crate) mod fault;
@@ -42,6 +47,7 @@ pub(crate) mod fleet;
 pub mod logging;
 pub(crate) mod outcome;
 pub(crate) mod plan;
+pub(crate) mod random;
 pub(crate) mod report;
 pub mod source;
 pub(crate) mod store;

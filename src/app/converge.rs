@@ -446,6 +446,9 @@ impl<'a> Converging<'a> {
             decision = Decision::HoldAtLastGood { why: b.why.clone() };
             r.rollout_blocked = Some(b);
         }
+        if matches!(decision, Decision::Apply) {
+            fleet::announce(app, state, &loaded.host, key);
+        }
         Ok(decision)
     }
 

@@ -410,6 +410,8 @@ impl<'a> Rollout<'a> {
             rec.applied = runs;
         }
         rec.outcome = outcome.as_str().to_owned();
+        // The run is over, however it ended.
+        rec.applying = None;
         if let Some((commit, reason)) = rolled_back {
             rec.rolled_back(commit, reason, now);
             // The fleet remembers it apart from this host's record, which
@@ -455,6 +457,30 @@ impl<'a> Rollout<'a> {
                 error = format!("{e:#}"),
                 "could not read the fleet's halt key"
             ),
+        }
+        self.app.store.save_fleet_member(&member)
+    }
+
+    /// Marks this host's live record as applying `commit` (its
+    /// `applying`, for the dashboard), before the run's health checks;
+    /// the record [`Self::publish`] writes after the run clears it. A
+    /// record not yet published on this lease is left to that publish
+    /// (which also names the host among the members).
+    fn announce(&self, commit: &str) -> Result<()> {
+        let mut member = self.member()?;
+        let lease = self.lease(&mut member)?;
+        if member.record.at != 0 {
+            let mut rec = member.record.clone();
+            rec.applying = Some(commit.to_owned());
+            rec.at = now_secs();
+            self.etcd
+                .put(
+                    &self.key(&format!("hosts/{}", self.host)),
+                    &serde_json::to_vec(&rec)?,
+                    Some(lease),
+                )
+                .context("failed to publish that this host applies a new commit")?;
+            member.record = rec;
         }
         self.app.store.save_fleet_member(&member)
     }
@@ -535,6 +561,25 @@ pub(super) fn gated(
     };
     let applied = app.store.load_last_good()?.map(|lg| lg.desired);
     Ok(rollout.gate(key, candidate, applied.as_ref(), slot))
+}
+
+/// Tells the fleet that this host applies `key` now, when it is a new
+/// commit (not the host's last good state) and the host is in a fleet. A
+/// failure is logged only: the record written after the run is what
+/// counts.
+pub(super) fn announce(app: &App, state: &AgentState, host: &str, key: &str) {
+    if state.last_good.as_ref().is_some_and(|g| g.key == key) {
+        return;
+    }
+    let Some(rollout) = Rollout::new(app, host) else {
+        return;
+    };
+    if let Err(e) = rollout.announce(key) {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "could not tell the fleet that this host applies {key}"
+        );
+    }
 }
 
 /// `fleet halt`: sets the fleet-wide stop.

@@ -237,6 +237,28 @@ const EXTRAS: &[(&[&str], Extra)] = &[
         },
     ),
     (
+        &["fleet-serve"],
+        Extra {
+            exit: &[
+                ("0", "stopped by Ctrl-C (SIGINT or SIGTERM)"),
+                (
+                    "1",
+                    "cannot start: no [fleet], the address taken, or beyond loopback without TLS and a token or client CA",
+                ),
+            ],
+            examples: &[
+                (
+                    "driftless fleet serve",
+                    "the dashboard on http://127.0.0.1:8430/ (reach it with ssh -L 8430:127.0.0.1:8430)",
+                ),
+                (
+                    "driftless fleet serve --listen 0.0.0.0:8430 --tls-cert dash.crt --tls-key dash.key --token-file dash.token",
+                    "beyond loopback: TLS, and the token as Authorization: Bearer",
+                ),
+            ],
+        },
+    ),
+    (
         &[
             "fleet-status",
             "fleet-halt",

@@ -97,8 +97,8 @@ pub enum Command {
     /// The fleet this host is in (`[fleet]`): `status [--commit REV]`
     /// (where a commit stands, wave by wave), `halt --reason TEXT` (no host
     /// applies a new commit), `resume`, `nudge` (every daemon runs now),
-    /// `wait COMMIT` (until it landed). Exit 0, 1 error (etcd unreachable);
-    /// `wait`: 3 timeout, 4 halted.
+    /// `wait COMMIT` (until it landed), `serve` (the dashboard). Exit 0, 1
+    /// error (etcd unreachable); `wait`: 3 timeout, 4 halted.
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// Host keys and secrets for the config repo: `keygen FILE`,
@@ -173,6 +173,13 @@ pub enum FleetCommand {
         #[arg(long, value_name = "REV")]
         commit: Option<String>,
     },
+    /// Serve the fleet's read-only dashboard (an operator's command, never
+    /// the daemon's): waves, hosts, the commit each runs, health, drift,
+    /// rollbacks, halts, reboots pending, and one commit's progress across
+    /// the waves, live from etcd. `/api/status` is `fleet status --json`.
+    /// Beyond loopback it needs TLS and a token or client certificates.
+    /// Runs until Ctrl-C (exit 0); exit 1 when it cannot start.
+    Serve(ServeArgs),
     /// Block until every live host (or every host of --wave) runs COMMIT,
     /// or a later commit, healthily. Prints progress as hosts report. Exit
     /// 0 landed, 4 its rollout halted (the host that rolled it back and
@@ -188,6 +195,29 @@ pub enum FleetCommand {
         #[arg(long, value_name = "WAVE")]
         wave: Option<String>,
     },
+}
+
+/// `fleet serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on. Any address outside 127.0.0.0/8 and
+    /// ::1 needs --tls-cert, --tls-key and --token-file or --client-ca.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8430")]
+    pub listen: std::net::SocketAddr,
+    /// TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A file whose first line is the token clients must send
+    /// (`Authorization: Bearer TOKEN`, or as the password of the
+    /// browser's login prompt). Not readable by every user.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Let in only clients with a certificate signed by this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `config …`
@@ -452,6 +482,7 @@ fn shape(command: &Command) -> Shape {
         Command::Fleet(FleetCommand::Resume) => Shape::Action("fleet resume"),
         Command::Fleet(FleetCommand::Nudge { .. }) => Shape::Action("fleet nudge"),
         Command::Fleet(FleetCommand::Wait { .. }) => Shape::FleetWait,
+        Command::Fleet(FleetCommand::Serve(_)) => Shape::Action("fleet serve"),
     }
 }
 
@@ -574,6 +605,25 @@ fn fleet(
         FleetCommand::Halt { reason } => done(app::fleet_halt(app, reason)?),
         FleetCommand::Resume => done(app::fleet_resume(app)?),
         FleetCommand::Nudge { commit } => done(app::fleet_nudge(app, commit.as_deref())?),
+        FleetCommand::Serve(a) => {
+            let opts = crate::dashboard::Options {
+                listen: a.listen,
+                tls_cert: a.tls_cert.clone(),
+                tls_key: a.tls_key.clone(),
+                token_file: a.token_file.clone(),
+                client_ca: a.client_ca.clone(),
+            };
+            // Where it listens goes to stderr at once (stdout is the
+            // result, at the end).
+            let mut ready = |url: &str| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "driftless fleet serve: the dashboard is at {url} (Ctrl-C stops it)"
+                );
+            };
+            crate::dashboard::serve(app, &opts, cancel, &mut ready)?;
+            done("the dashboard stopped".to_owned())
+        }
         FleetCommand::Wait {
             commit,
             timeout,

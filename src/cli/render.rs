@@ -1203,6 +1203,10 @@ fn host_line(h: &crate::fleet::record::HostRecord, now: u64) -> String {
         .as_deref()
         .map_or("nothing".to_owned(), |c| c.chars().take(12).collect());
     let mut line = format!("{}: runs {runs}, last {}", h.host, h.outcome);
+    if let Some(c) = &h.applying {
+        let c: String = c.chars().take(12).collect();
+        line.push_str(&format!("; APPLYING {c} now"));
+    }
     if !h.os.is_empty() || !h.kernel.is_empty() {
         line.push_str(&format!("; {}, kernel {}", h.os, h.kernel));
     }

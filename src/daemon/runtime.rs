@@ -481,7 +481,7 @@ impl Daemon {
             &result,
             Instant::now(),
             SystemTime::now(),
-            schedule::random_unit(),
+            crate::random::unit(),
         );
         self.refresh_state();
         // `converge --now` never reboots by itself; the next tick may.

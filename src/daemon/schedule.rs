@@ -3,7 +3,6 @@
 //! backoff between fetches while they fail. Pure arithmetic; the clock and
 //! the randomness come from the caller.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -45,17 +44,6 @@ pub(crate) fn fetch_backoff(interval: Duration, failures: u32, max: Duration) ->
         .max(interval)
 }
 
-/// A random number in `[-1, 1]`, from the standard library's per-process
-/// random hash keys (good enough to spread timers; not for secrets).
-pub(crate) fn random_unit() -> f64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let x = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    x * 2.0 - 1.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +69,7 @@ mod tests {
         assert_eq!(jitter(d, 1.0), Duration::from_secs(110));
         assert_eq!(jitter(d, -7.0), Duration::from_secs(90));
         for _ in 0..1000 {
-            let j = jitter(d, random_unit());
+            let j = jitter(d, crate::random::unit());
             assert!(
                 j >= Duration::from_secs(90) && j <= Duration::from_secs(110),
                 "{j:?}"

@@ -224,6 +224,18 @@ impl Etcd {
     }
 }
 
+/// What a watch is of: one key, or every key under a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct WatchOf {
+    /// The key, or the prefix.
+    pub key: String,
+    /// Every key that starts with `key`.
+    pub prefix: bool,
+    /// Puts only (a nudge is a put); else deletes too (a host record
+    /// gone with its lease is a change of the fleet).
+    pub puts_only: bool,
+}
+
 /// What one message of a watch stream says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Watched {
@@ -266,20 +278,26 @@ pub(crate) const WATCH_VALUE_KEPT: usize = 512;
 pub(crate) const WATCH_MAX: Duration = Duration::from_secs(600);
 
 impl Etcd {
-    /// Watches `key` (puts only) from revision `start` (else from now),
-    /// on the first endpoint that answers, handing each message to `on`
-    /// until the stream ends: at [`WATCH_MAX`], when the endpoint goes
-    /// away, when `on` returns `false` (`Ok(true)`: set up and ended), or
-    /// when `stop` says so (checked about once a second; `Ok(false)`).
-    /// `Err` when no endpoint set one up.
+    /// Watches `what` from revision `start` (else from now), on the first
+    /// endpoint that answers, handing each message to `on` until the
+    /// stream ends: at [`WATCH_MAX`], when the endpoint goes away, when
+    /// `on` returns `false` (`Ok(true)`: set up and ended), or when `stop`
+    /// says so (checked about once a second; `Ok(false)`). `Err` when no
+    /// endpoint set one up.
     pub(crate) fn watch(
         &self,
-        key: &str,
+        what: &WatchOf,
         start: Option<i64>,
         on: &mut dyn FnMut(Watched) -> bool,
         stop: &dyn Fn() -> bool,
     ) -> Result<bool> {
-        let mut create = json!({"key": b64(key.as_bytes()), "filters": ["NODELETE"]});
+        let mut create = json!({"key": b64(what.key.as_bytes())});
+        if what.prefix {
+            create["range_end"] = json!(b64(&prefix_end(&what.key)));
+        }
+        if what.puts_only {
+            create["filters"] = json!(["NODELETE"]);
+        }
         if let Some(r) = start {
             create["start_revision"] = json!(r.to_string());
         }

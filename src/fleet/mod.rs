@@ -3,8 +3,9 @@
 //! soak, a halted rollout after a canary rolled back, the fleet-wide stop,
 //! maintenance windows). Coordination only: every host still converges
 //! itself. The gate and the records are pure; only [`etcd`] talks to the
-//! network.
+//! network, and [`watch`] keeps a watch of it going.
 
 pub(crate) mod etcd;
 pub(crate) mod gate;
 pub(crate) mod record;
+pub(crate) mod watch;

@@ -56,6 +56,12 @@ pub struct HostRecord {
     /// for (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebooted_at: Option<String>,
+    /// The new commit it is applying now (written when the gate let it
+    /// through, cleared by the record written after the run, whatever its
+    /// end): the dashboard's "applying". Absent otherwise, and in records
+    /// older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applying: Option<String>,
 }
 
 /// Drift a run found: how much, and the first few resources.
@@ -196,6 +202,7 @@ mod tests {
             (r.drift.count, r.os.as_str(), r.paused.as_deref()),
             (0, "", None)
         );
+        assert_eq!(r.applying, None);
         let member = format!(r#"{{"lease":42,"record":{old}}}"#);
         let m: Member = serde_json::from_str(&member).expect("old fleet.json");
         assert_eq!(m.record, r);

@@ -77,13 +77,13 @@ impl Drop for Member {
 }
 
 /// An etcd cluster of `n` members on loopback.
-struct Etcd {
+pub(crate) struct Etcd {
     _dir: tempfile::TempDir,
     members: Vec<Member>,
 }
 
 impl Etcd {
-    fn start(n: usize) -> Etcd {
+    pub(crate) fn start(n: usize) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let cluster = ports
@@ -139,16 +139,16 @@ impl Etcd {
 }
 
 /// The result of one run of the binary.
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// One host of the fleet: its agent config, state directory and root.
-struct Agent {
-    name: String,
-    dir: PathBuf,
+pub(crate) struct Agent {
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
 }
 
 impl Agent {
@@ -172,7 +172,7 @@ impl Agent {
         std::fs::write(self.dir.join("agent.toml"), text).expect("agent config");
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_driftless"));
         c.args(args)
             .arg("--config")
@@ -182,7 +182,7 @@ impl Agent {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Out {
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
         let out = self.command(args).output().expect("run driftless");
         let o = Out {
             code: out.status.code().unwrap_or(-1),
@@ -193,11 +193,11 @@ impl Agent {
         o
     }
 
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.dir.join("root")
     }
 
-    fn converge_args(&self) -> Vec<String> {
+    pub(crate) fn converge_args(&self) -> Vec<String> {
         [
             "converge",
             "--now",
@@ -209,7 +209,7 @@ impl Agent {
         .to_vec()
     }
 
-    fn converge(&self) -> Out {
+    pub(crate) fn converge(&self) -> Out {
         let args = self.converge_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(&args)
@@ -249,22 +249,22 @@ struct Source {
 }
 
 /// A fleet: an origin repo, agents, and the etcd they share.
-struct Fleet {
+pub(crate) struct Fleet {
     _dir: tempfile::TempDir,
     origin: PathBuf,
     source: Source,
-    agents: Vec<Agent>,
-    prefix: String,
+    pub(crate) agents: Vec<Agent>,
+    pub(crate) prefix: String,
     ttl: u32,
 }
 
 /// A lease that outlives a whole test: the agents here run one converge
 /// at a time instead of ticking, and a record must not expire between
 /// their runs.
-const LONG_TTL: u32 = 300;
+pub(crate) const LONG_TTL: u32 = 300;
 
 impl Fleet {
-    fn new(names: &[&str], etcd: &Etcd, ttl: u32) -> Fleet {
+    pub(crate) fn new(names: &[&str], etcd: &Etcd, ttl: u32) -> Fleet {
         Self::with_source(names, etcd, ttl, false)
     }
 
@@ -319,7 +319,7 @@ impl Fleet {
         }
     }
 
-    fn agent(&self, name: &str) -> &Agent {
+    pub(crate) fn agent(&self, name: &str) -> &Agent {
         self.agents
             .iter()
             .find(|a| a.name == name)
@@ -328,7 +328,7 @@ impl Fleet {
 
     /// Commits a desired state for every host: /etc/version says
     /// `version`; with `failing`, a health check that fails.
-    fn commit(&self, version: &str, failing: bool, fleet_toml: Option<&str>) -> String {
+    pub(crate) fn commit(&self, version: &str, failing: bool, fleet_toml: Option<&str>) -> String {
         if let Some(f) = fleet_toml {
             commit_file(&self.origin, "fleet.toml", f, "fleet policy");
         }
@@ -337,6 +337,12 @@ impl Fleet {
         } else {
             ""
         };
+        self.commit_checked(version, check)
+    }
+
+    /// Commits a desired state for every host: /etc/version says
+    /// `version`, and `check` (TOML: `[[check]]` tables) follows it.
+    pub(crate) fn commit_checked(&self, version: &str, check: &str) -> String {
         let id = commit_file(
             &self.origin,
             "hosts/default.toml",
@@ -365,7 +371,7 @@ impl Fleet {
 
     /// Converges `names`, expecting `code` from each.
     #[track_caller]
-    fn converge(&self, names: &[&str], code: i32) {
+    pub(crate) fn converge(&self, names: &[&str], code: i32) {
         for n in names {
             let o = self.agent(n).converge();
             assert_eq!(
@@ -387,7 +393,7 @@ impl Fleet {
         }
     }
 
-    fn fleet_status(&self) -> serde_json::Value {
+    pub(crate) fn fleet_status(&self) -> serde_json::Value {
         let o = self.agents[0].run(&["fleet", "status", "--json"]);
         assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
         crate::json_schema::check(&o.stdout, o.code)["fleet"].clone()
@@ -708,7 +714,7 @@ fn a_rollout_goes_on_with_a_cluster_member_down_and_stops_with_all_of_them() {
 }
 
 /// Waits up to `secs` for `ready`.
-fn eventually(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
         assert!(
@@ -782,7 +788,7 @@ impl Drop for Daemons {
 }
 
 /// `etcdctl` against `etcd`, its stdout.
-fn etcdctl(etcd: &Etcd, args: &[&str]) -> String {
+pub(crate) fn etcdctl(etcd: &Etcd, args: &[&str]) -> String {
     let out = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={}", etcd.endpoints().join(",")))

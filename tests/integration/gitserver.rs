@@ -57,37 +57,39 @@ pub(crate) fn make_certs(dir: &Path) {
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
         ])
         .args(["-days", "2", "-subj", "/CN=driftless test CA"]));
+    sign(
+        dir,
+        "server",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1\n",
+    );
+}
+
+/// A key and certificate `NAME.key`, `NAME.crt` for `subject`, signed by
+/// the CA of [`make_certs`] in `dir`, with the X.509 v3 extensions `ext`.
+pub(crate) fn sign(dir: &Path, name: &str, subject: &str, ext: &str) {
+    let file = |suffix: &str| format!("{name}.{suffix}");
     run(Command::new("openssl")
         .current_dir(dir)
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+        .args([file("key"), "-out".to_owned(), file("csr")])
+        .args(["-subj", subject]));
+    std::fs::write(dir.join(file("ext")), ext).unwrap();
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args(["x509", "-req", "-in"])
+        .arg(file("csr"))
         .args([
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
             "-out",
-            "server.csr",
         ])
-        .args(["-subj", "/CN=127.0.0.1"]));
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]));
+        .arg(file("crt"))
+        .args(["-days", "2", "-extfile"])
+        .arg(file("ext")));
 }
 
 /// nginx + fcgiwrap serving the bare repos in `dir` at

@@ -576,6 +576,9 @@ pub(crate) struct HostRecord {
     paused: Option<String>,
     drift: Drift,
     last_error: Option<String>,
+    /// Absent unless the host is applying a new commit right now.
+    #[serde(default)]
+    applying: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,10 +62,21 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     ("daemon", &["cli"]),
+    // The dashboard (`fleet serve`) is an operator's page over the use
+    // cases: a room of its own because it serves HTTP, which no use case
+    // does; it reads the fleet through `app` and `fleet` only, and is
+    // never the daemon (hosts open no port).
+    (
+        "dashboard",
+        &[
+            "cli", "daemon", "store", "system", "source", "converge", "desired", "plan", "agent",
+            "report",
+        ],
+    ),
 ];
 
 /// Leaves that every room may use and that import no other room.
-const LEAVES: &[&str] = &["cancel", "durable", "fault", "outcome", "words"];
+const LEAVES: &[&str] = &["cancel", "durable", "fault", "outcome", "random", "words"];
 
 /// The kind a file of `desired/kinds/` is the home of (not the registry,
 /// `mod.rs`, which every kind reads).

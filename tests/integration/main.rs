@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod conditions;
 mod daemon;
+mod dashboard;
 mod downloads;
 mod edits;
 mod engine;
