@@ -331,45 +331,17 @@ pub(super) fn load(
     let host = host_name(&app.settings, req.source, &facts)?;
     subject.host = Some(host.clone());
     let opts = load_options(&app.settings, cancel)?;
-    // A commit is immutable: loaded once for this host and the facts its
-    // templates read, it is not read again. A directory is not read again
-    // while every path its last load looked at holds the same (its stamp:
-    // a stat of each, no read). Only the custom facts the cached state
-    // read are read now: no other fact's program runs; and only the
-    // packages it read are looked up, in one rpm query.
     let dir = req.source.repo.as_deref();
-    let cached = (commit.is_some() || dir.is_some())
-        .then(|| {
-            app.store.load_desired_cache(|d, paths| {
-                let stamp = match (&commit, dir) {
-                    (Some(c), _) => c.clone(),
-                    (None, Some(dir)) => dir_stamp(&source::dir::stamp_now(dir, paths)?),
-                    (None, None) => return None,
-                };
-                custom.fill(&mut facts, d.facts_read.custom().as_deref(), cancel);
-                facts.packages.prefetch(&d.facts_read.packages());
-                Some(desired_cache_key(
-                    &stamp,
-                    &host,
-                    &facts,
-                    &d.facts_read,
-                    &opts,
-                ))
-            })
-        })
-        .flatten();
+    let cached = from_cache(
+        app,
+        commit.as_deref(),
+        dir,
+        &host,
+        &mut facts,
+        &custom,
+        &opts,
+    );
     let was_cached = cached.is_some();
-    if was_cached {
-        match &commit {
-            Some(c) => tracing::debug!(
-                commit = c.as_str(),
-                "desired state from the state directory: the commit was loaded before"
-            ),
-            None => tracing::debug!(
-                "desired state from the state directory: the directory holds what its last load read"
-            ),
-        }
-    }
     let result = match cached {
         Some(desired) => Ok(desired),
         None => {
@@ -424,6 +396,47 @@ pub(super) fn load(
         })),
         Err(desired::LoadError::Read(e)) => Err(e),
     }
+}
+
+/// The desired state kept in the cache for this load's inputs, if any.
+/// A commit is immutable: loaded once for this host and the facts its
+/// templates read, it is not read again. A directory is not read again
+/// while every path its last load looked at holds the same (its stamp: a
+/// stat of each, no read). Only the custom facts the cached state read are
+/// read now: no other fact's program runs; and only the packages it read
+/// are looked up, in one rpm query.
+fn from_cache(
+    app: &App,
+    commit: Option<&str>,
+    dir: Option<&std::path::Path>,
+    host: &str,
+    facts: &mut Facts,
+    custom: &system::facts::custom::FactsDir,
+    opts: &LoadOptions,
+) -> Option<desired::DesiredState> {
+    if commit.is_none() && dir.is_none() {
+        return None;
+    }
+    let cached = app.store.load_desired_cache(|d, paths| {
+        let stamp = match (commit, dir) {
+            (Some(c), _) => c.to_owned(),
+            (None, Some(dir)) => dir_stamp(&source::dir::stamp_now(dir, paths)?),
+            (None, None) => return None,
+        };
+        custom.fill(facts, d.facts_read.custom().as_deref(), &opts.cancel);
+        facts.packages.prefetch(&d.facts_read.packages());
+        Some(desired_cache_key(&stamp, host, facts, &d.facts_read, opts))
+    })?;
+    match commit {
+        Some(c) => tracing::debug!(
+            commit = c,
+            "desired state from the state directory: the commit was loaded before"
+        ),
+        None => tracing::debug!(
+            "desired state from the state directory: the directory holds what its last load read"
+        ),
+    }
+    Some(cached)
 }
 
 /// A config repo that does not validate, and where it came from.

@@ -72,6 +72,21 @@ struct RebootFragment {
     restart_deny: Option<Vec<String>>,
 }
 
+impl RebootFragment {
+    /// This drop-in's keys over those read before it.
+    fn over(self, before: Self) -> Self {
+        Self {
+            mode: self.mode.or(before.mode),
+            windows: self.windows.or(before.windows),
+            drain: self.drain.or(before.drain),
+            drain_timeout: self.drain_timeout.or(before.drain_timeout),
+            running_kernel_file: self.running_kernel_file.or(before.running_kernel_file),
+            restart_services: self.restart_services.or(before.restart_services),
+            restart_deny: self.restart_deny.or(before.restart_deny),
+        }
+    }
+}
+
 /// Default bound of the drain command before a reboot.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -643,14 +658,7 @@ fn layered(fragments: Vec<Fragment>) -> Layered {
     } = Layered::default();
     for f in fragments {
         if let Some(x) = f.reboot {
-            reboot.mode = x.mode.or(reboot.mode);
-            reboot.windows = x.windows.or(reboot.windows.take());
-            reboot.drain = x.drain.or(reboot.drain.take());
-            reboot.drain_timeout = x.drain_timeout.or(reboot.drain_timeout.take());
-            reboot.running_kernel_file =
-                x.running_kernel_file.or(reboot.running_kernel_file.take());
-            reboot.restart_services = x.restart_services.or(reboot.restart_services);
-            reboot.restart_deny = x.restart_deny.or(reboot.restart_deny.take());
+            reboot = x.over(reboot);
         }
         if let Some(x) = f.download {
             download.ca_file = x.ca_file.or(download.ca_file);
