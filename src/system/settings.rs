@@ -142,16 +142,11 @@ pub(crate) fn sysctl_exists(name: &str) -> bool {
     proc_path(name).exists()
 }
 
-/// The `/proc/sys` file of a parameter written with dots
-/// (`kernel.domainname`) or slashes (`net/ipv4/conf/eth0.1/rp_filter`:
-/// then a dot belongs to a component, as sysctl reads it).
+/// The `/proc/sys` file of a parameter by its canonical name (dotted, a
+/// dot inside a component written as a slash: `net.ipv4.conf.eth0/1.rp_filter`
+/// is `net/ipv4/conf/eth0.1/rp_filter`).
 fn proc_path(name: &str) -> PathBuf {
-    let rel = if name.contains('/') {
-        name.to_owned()
-    } else {
-        name.replace('.', "/")
-    };
-    Path::new(PROC_SYS).join(rel)
+    Path::new(PROC_SYS).join(crate::desired::kinds::sysctl::swapped(name))
 }
 
 /// The facets of the kernel parameter `name`: its live value (on the

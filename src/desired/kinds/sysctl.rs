@@ -44,6 +44,31 @@ pub(crate) fn file_of(name: &str) -> String {
     format!("{DIR}/90-driftless-{}.conf", name.replace('/', "."))
 }
 
+/// A parameter's one name: with dots, as `sysctl -a` prints it. Written
+/// with slashes (`net/ipv4/conf/eth0.1/rp_filter`), dots and slashes
+/// swap (`net.ipv4.conf.eth0/1.rp_filter`, which `sysctl` and
+/// `systemd-sysctl` read the same): `kernel/domainname` and
+/// `kernel.domainname` are one resource, never two that fight.
+pub(crate) fn canonical(name: &str) -> String {
+    if name.contains('/') {
+        swapped(name)
+    } else {
+        name.to_owned()
+    }
+}
+
+/// `name` with its dots and slashes swapped: a canonical name's path
+/// under `/proc/sys`, and back.
+pub(crate) fn swapped(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '.' => '/',
+            '/' => '.',
+            c => c,
+        })
+        .collect()
+}
+
 /// The value as the kernel compares it: whitespace-separated words
 /// (`32768\t60999` is `32768 60999`).
 pub(crate) fn normalise(value: &str) -> String {
@@ -68,7 +93,10 @@ impl KindDef for Sysctl {
 
     fn parse(p: &Parser<'_, '_>, f: &Fields<'_, '_>) -> Option<Parsed<Self::Spec>> {
         let name = f.required_string(p.cx, "name");
-        let name = name.and_then(|n| p.checked(&n, parameter_name).map(|()| n.into_inner()));
+        let name = name.and_then(|n| {
+            p.checked(&n, parameter_name)
+                .map(|()| canonical(&n.into_inner()))
+        });
         let value = value(p, f);
         let ignore_missing = f.bool(p.cx, "ignore_missing").map(|b| *b.get_ref());
         let (name, value) = (name?, value?);
@@ -169,6 +197,20 @@ fn value(p: &Parser<'_, '_>, f: &Fields<'_, '_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parameter_has_one_name_whichever_way_it_is_written() {
+        assert_eq!(canonical("kernel/domainname"), "kernel.domainname");
+        assert_eq!(canonical("kernel.domainname"), "kernel.domainname");
+        assert_eq!(
+            canonical("net/ipv4/conf/eth0.1/rp_filter"),
+            "net.ipv4.conf.eth0/1.rp_filter"
+        );
+        assert_eq!(
+            swapped("net.ipv4.conf.eth0/1.rp_filter"),
+            "net/ipv4/conf/eth0.1/rp_filter"
+        );
+    }
 
     #[test]
     fn names_and_values_are_checked_and_normalised() {
