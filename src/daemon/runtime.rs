@@ -141,6 +141,8 @@ struct Daemon {
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
     /// With `[fleet]`: the watch of the nudge key, and what it hears.
     nudges: Option<(Watcher, mpsc::Receiver<Nudge>)>,
+    /// Why the watch of the nudge key could not start, when it could not.
+    nudge_start_error: Option<String>,
     /// The core-package answer, kept while the rpm database is unchanged.
     probe: crate::system::reboot::Probe,
     /// The reboot record as last checked (metrics, status line).
@@ -178,6 +180,7 @@ impl Daemon {
             queue: VecDeque::new(),
             events: mpsc::unbounded_channel(),
             nudges: None,
+            nudge_start_error: None,
             probe: crate::system::reboot::Probe::default(),
             reboot: None,
             check_after_boot: false,
@@ -319,13 +322,15 @@ impl Daemon {
         let Some(f) = &self.app.settings.fleet else {
             return;
         };
+        self.nudge_start_error = None;
         match Watcher::start(f.etcd.clone(), format!("{}/nudge", f.prefix)) {
             Ok(w) => self.nudges = Some(w),
-            // The schedule goes on without it.
-            Err(e) => error!(
-                error = format!("{e:#}"),
-                "cannot watch the fleet's nudge key"
-            ),
+            // The schedule goes on without it; `status` says so.
+            Err(e) => {
+                let e = format!("{e:#}");
+                error!(error = e.as_str(), "cannot watch the fleet's nudge key");
+                self.nudge_start_error = Some(format!("not watching: {e}"));
+            }
         }
     }
 
@@ -772,7 +777,8 @@ impl Daemon {
                 .nudges
                 .as_ref()
                 .and_then(|(w, _)| w.failing())
-                .map(|(since, e)| format!("failing since {}: {e}", rfc(since))),
+                .map(|(since, e)| format!("failing since {}: {e}", rfc(since)))
+                .or_else(|| self.nudge_start_error.clone()),
         }
     }
 }
