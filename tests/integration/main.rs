@@ -19,6 +19,7 @@ mod daemon;
 mod downloads;
 mod edits;
 mod engine;
+mod etcd;
 mod facts;
 mod files;
 mod fleet;
