@@ -265,6 +265,11 @@ pub(crate) fn ask(app: &App) -> Result<String> {
             "[reboot] mode is \"never\" in the agent config: driftless does not reboot this host"
         );
     }
+    if fleet::in_force(app).0 == RebootMode::Never {
+        bail!(
+            "reboot_mode is \"never\" for this host's wave in fleet.toml: driftless does not reboot this host"
+        );
+    }
     let by = crate::system::facts::invoking_user();
     update(app, |r| {
         r.asked = Some(Asked {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::harness::{AGENT_CONFIG, CONFIG_DIR, Host};
-use super::reboots::{REBOOT_POSTPONED, UNIT, journal_with, wait_for_reboot};
+use super::reboots::{REBOOT_POSTPONED, UNIT, closed_window, journal_with, wait_for_reboot};
 use crate::etcd::{Etcd, etcdctl};
 
 const RUNNING_KERNEL: &str = "/srv/running-kernel";
@@ -29,8 +29,19 @@ const UNHEALTHY: &str = "/srv/unhealthy";
 /// long while [`SLOW_DRAIN`] exists), the agent config with `[fleet]` on
 /// `etcd` and `[reboot]` when required with `back_within`, the config repo
 /// (one wave, `max_parallel = 1`, a check that fails while [`UNHEALTHY`]
-/// exists) and the daemon's unit, enabled but not started.
-fn fleet_host(host: &Host, name: &str, etcd: &Etcd, prefix: &str, back_within: &str) {
+/// exists) and the daemon's unit, enabled but not started. With
+/// `wave_policy`, the agent config says `mode = "report"` and a window
+/// closed now, and the wave overrides both (`reboot_mode`,
+/// `reboot_windows`): the hosts reboot by themselves only if the wave's
+/// policy is the one in force.
+fn fleet_host(
+    host: &Host,
+    name: &str,
+    etcd: &Etcd,
+    prefix: &str,
+    back_within: &str,
+    wave_policy: bool,
+) {
     let modules = host.path(&format!("/lib/modules/{NEW_KERNEL}"));
     std::fs::create_dir_all(&modules).expect("modules dir");
     std::fs::write(modules.join("vmlinuz"), "not a kernel\n").expect("vmlinuz");
@@ -51,12 +62,21 @@ fn fleet_host(host: &Host, name: &str, etcd: &Etcd, prefix: &str, back_within: &
         .map(|e| format!("\"{e}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let (mode, windows, wave) = if wave_policy {
+        (
+            "report",
+            format!("[\"{}\"]", closed_window()),
+            "reboot_mode = \"when-required\"\nreboot_windows = [\"daily 00:00-24:00\"]\n",
+        )
+    } else {
+        ("when-required", "[]".to_owned(), "")
+    };
     std::fs::write(
         host.path(AGENT_CONFIG),
         format!(
             "[schedule]\ninterval = \"2s\"\nsplay = \"0s\"\n\n\
              [fleet]\nendpoints = [{endpoints}]\nprefix = \"{prefix}\"\nlease_ttl = \"60s\"\n\n\
-             [reboot]\nmode = \"when-required\"\ndrain = [\"/usr/local/bin/dl-drain\"]\ndrain_timeout = \"15m\"\n\
+             [reboot]\nmode = \"{mode}\"\nwindows = {windows}\ndrain = [\"/usr/local/bin/dl-drain\"]\ndrain_timeout = \"15m\"\n\
              back_within = \"{back_within}\"\nrunning_kernel_file = \"{RUNNING_KERNEL}\"\n"
         ),
     )
@@ -64,7 +84,7 @@ fn fleet_host(host: &Host, name: &str, etcd: &Etcd, prefix: &str, back_within: &
     host.write_config(&[
         (
             "fleet.toml",
-            "[[wave]]\nname = \"all\"\nhosts = [\"rf*\"]\nmax_parallel = 1\n",
+            &format!("[[wave]]\nname = \"all\"\nhosts = [\"rf*\"]\nmax_parallel = 1\n{wave}"),
         ),
         (
             &format!("hosts/{name}.toml"),
@@ -211,7 +231,9 @@ fn fleet_status(host: &Host) -> Value {
 /// once (their records, read from etcd all along, never both say
 /// `rebooting_since`, and the second took its slot after the first was
 /// back); and none reboots while the fleet is halted, one does after
-/// `fleet resume`.
+/// `fleet resume`. They reboot by their wave's `reboot_mode` and
+/// `reboot_windows` (their agent configs say `report`, in a closed
+/// window).
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
 fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
@@ -219,8 +241,10 @@ fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
     let prefix = format!("/driftless-rfleet/{}-a", std::process::id());
     let mut h1 = Host::boot("rf1");
     let mut h2 = h1.boot_beside("rf2");
-    fleet_host(&h1, "rf1", &etcd, &prefix, "120s");
-    fleet_host(&h2, "rf2", &etcd, &prefix, "120s");
+    // The wave's reboot policy is the one in force: by their agent
+    // configs alone, these hosts would wait for an operator.
+    fleet_host(&h1, "rf1", &etcd, &prefix, "120s", true);
+    fleet_host(&h2, "rf2", &etcd, &prefix, "120s", true);
     h1.driftless(&["fleet", "halt", "--reason", "kernel freeze"])
         .expect_code(0);
     start(&h1);
@@ -354,8 +378,8 @@ fn a_dead_holder_frees_its_slot_and_a_host_back_unhealthy_halts_the_waves_reboot
     let prefix = format!("/driftless-rfleet/{}-b", std::process::id());
     let mut h1 = Host::boot("rf1");
     let mut h2 = h1.boot_beside("rf2");
-    fleet_host(&h1, "rf1", &etcd, &prefix, "10s");
-    fleet_host(&h2, "rf2", &etcd, &prefix, "10s");
+    fleet_host(&h1, "rf1", &etcd, &prefix, "10s", false);
+    fleet_host(&h2, "rf2", &etcd, &prefix, "10s", false);
     std::fs::write(h1.path(SLOW_DRAIN), "").expect("slow drain");
 
     // rf1 takes the slot and drains (for long); rf2 waits for it.

@@ -35,7 +35,7 @@ fn agent_config(window: &str) -> String {
 
 /// A window that is closed now whatever the host's time zone: it opens
 /// twelve hours from now, for an hour.
-fn closed_window() -> String {
+pub(super) fn closed_window() -> String {
     let h = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
