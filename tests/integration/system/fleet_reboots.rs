@@ -230,14 +230,14 @@ fn fleet_status(host: &Host) -> Value {
 /// With `max_parallel = 1`, two hosts that need a reboot never reboot at
 /// once (their records, read from etcd all along, never both say
 /// `rebooting_since`, and the second took its slot after the first was
-/// back); and none reboots while the fleet is halted, one does after
-/// `fleet resume`. They reboot by their wave's `reboot_mode` and
+/// back); and none reboots while the fleet is halted, nor while etcd is
+/// down; one does after `fleet resume`. They reboot by their wave's `reboot_mode` and
 /// `reboot_windows` (their agent configs say `report`, in a closed
 /// window).
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
 fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
-    let etcd = Etcd::start(1);
+    let mut etcd = Etcd::start(1);
     let prefix = format!("/driftless-rfleet/{}-a", std::process::id());
     let mut h1 = Host::boot("rf1");
     let mut h2 = h1.boot_beside("rf2");
@@ -267,6 +267,22 @@ fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
         h1.read(DRAIN_LOG).is_none() && h2.read(DRAIN_LOG).is_none(),
         "drained while halted"
     );
+
+    // etcd down: nothing reboots either (fail closed), and they say why.
+    etcd.members[0].kill();
+    for h in [&h1, &h2] {
+        wait_for_reboot(h, 30, "waiting for etcd", |r| {
+            r["waiting"]
+                .as_str()
+                .is_some_and(|w| w.contains("the fleet's etcd cannot be asked"))
+        });
+    }
+    assert!(
+        h1.read(DRAIN_LOG).is_none() && h2.read(DRAIN_LOG).is_none(),
+        "drained without etcd"
+    );
+    etcd.members[0].start();
+    etcd.wait_healthy();
 
     // Resumed: one takes the wave's slot, the other waits for it.
     let poll = Poller::start(&etcd, &prefix);
