@@ -412,6 +412,7 @@ fn try_publish(app: &App, state: &AgentState) -> Result<()> {
         .context("failed to publish this host's record")?;
     app.store.save_fleet_member(&member)
 }
+
 /// `fleet resume --reboots`: clears every wave's reboot halt, and the
 /// slots kept by hosts that did not come back healthy (or not in time).
 /// Slots of hosts draining or rebooting now stay.

@@ -229,7 +229,17 @@ pub(crate) fn decide(i: &Input<'_>) -> RebootGate {
         .iter()
         .filter(|s| s.host != i.host && i.slot_wave(s) <= i.wave)
         .collect();
-    if let Some(why) = before.iter().find_map(|s| i.stuck(s)) {
+    // Its own kept slot holds this host too: only an operator clears it.
+    let own_kept = i
+        .slots
+        .iter()
+        .filter(|s| s.host == i.host && s.kept.is_some());
+    if let Some(why) = before
+        .iter()
+        .copied()
+        .chain(own_kept)
+        .find_map(|s| i.stuck(s))
+    {
         return RebootGate::Halted(format!(
             "{why}: no host of its wave or a later one reboots (`driftless fleet resume --reboots` when it is dealt with)"
         ));
@@ -380,6 +390,11 @@ mod tests {
             why.starts_with("c1 keeps its reboot slot: its checks failed"),
             "{why}"
         );
+        // Its own kept slot holds the host that keeps it as well.
+        assert!(matches!(
+            gate("c1", 0, &fleet, &[], &kept, 1100),
+            RebootGate::Halted(_)
+        ));
         let halts = [RebootHalt {
             wave: "canary".into(),
             host: "c1".into(),
