@@ -106,7 +106,7 @@ impl Slot {
                 if let Err(e) = etcd.keep_alive(lease) {
                     tracing::warn!(
                         error = format!("{e:#}"),
-                        "could not renew the rollout slot's lease"
+                        "could not renew the lease of a slot held (rollout or reboot)"
                     );
                 }
             }

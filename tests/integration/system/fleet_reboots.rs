@@ -108,6 +108,19 @@ fn fleet_host(
     applied.expect_code(2);
 }
 
+/// etcd, a key prefix of its own (`tag` tells the tests apart) and two
+/// hosts made fleet members by [`fleet_host`], rf1 and rf2, their daemons
+/// not started yet.
+fn fleet_of_two(tag: &str, back_within: &str, wave_policy: bool) -> (Etcd, String, Host, Host) {
+    let etcd = Etcd::start(1);
+    let prefix = format!("/driftless-rfleet/{}-{tag}", std::process::id());
+    let h1 = Host::boot("rf1");
+    let h2 = h1.boot_beside("rf2");
+    fleet_host(&h1, "rf1", &etcd, &prefix, back_within, wave_policy);
+    fleet_host(&h2, "rf2", &etcd, &prefix, back_within, wave_policy);
+    (etcd, prefix, h1, h2)
+}
+
 /// Starts the host's daemon.
 fn start(host: &Host) {
     host.exec(&["systemctl", "start", UNIT]).expect_code(0);
@@ -237,14 +250,9 @@ fn fleet_status(host: &Host) -> Value {
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
 fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
-    let mut etcd = Etcd::start(1);
-    let prefix = format!("/driftless-rfleet/{}-a", std::process::id());
-    let mut h1 = Host::boot("rf1");
-    let mut h2 = h1.boot_beside("rf2");
     // The wave's reboot policy is the one in force: by their agent
     // configs alone, these hosts would wait for an operator.
-    fleet_host(&h1, "rf1", &etcd, &prefix, "120s", true);
-    fleet_host(&h2, "rf2", &etcd, &prefix, "120s", true);
+    let (mut etcd, prefix, mut h1, mut h2) = fleet_of_two("a", "120s", true);
     h1.driftless(&["fleet", "halt", "--reason", "kernel freeze"])
         .expect_code(0);
     start(&h1);
@@ -390,12 +398,7 @@ fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
 fn a_dead_holder_frees_its_slot_and_a_host_back_unhealthy_halts_the_waves_reboots() {
-    let etcd = Etcd::start(1);
-    let prefix = format!("/driftless-rfleet/{}-b", std::process::id());
-    let mut h1 = Host::boot("rf1");
-    let mut h2 = h1.boot_beside("rf2");
-    fleet_host(&h1, "rf1", &etcd, &prefix, "10s", false);
-    fleet_host(&h2, "rf2", &etcd, &prefix, "10s", false);
+    let (etcd, prefix, mut h1, mut h2) = fleet_of_two("b", "10s", false);
     std::fs::write(h1.path(SLOW_DRAIN), "").expect("slow drain");
 
     // rf1 takes the slot and drains (for long); rf2 waits for it.
