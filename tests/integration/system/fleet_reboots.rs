@@ -41,6 +41,7 @@ fn fleet_host(
     prefix: &str,
     back_within: &str,
     wave_policy: bool,
+    fleet_toml: &str,
 ) {
     let modules = host.path(&format!("/lib/modules/{NEW_KERNEL}"));
     std::fs::create_dir_all(&modules).expect("modules dir");
@@ -62,14 +63,10 @@ fn fleet_host(
         .map(|e| format!("\"{e}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let (mode, windows, wave) = if wave_policy {
-        (
-            "report",
-            format!("[\"{}\"]", closed_window()),
-            "reboot_mode = \"when-required\"\nreboot_windows = [\"daily 00:00-24:00\"]\n",
-        )
+    let (mode, windows) = if wave_policy {
+        ("report", format!("[\"{}\"]", closed_window()))
     } else {
-        ("when-required", "[]".to_owned(), "")
+        ("when-required", "[]".to_owned())
     };
     std::fs::write(
         host.path(AGENT_CONFIG),
@@ -81,17 +78,14 @@ fn fleet_host(
         ),
     )
     .expect("config");
+    let host_file = |n: &str| {
+        format!(
+            "[[file]]\npath = \"/etc/dl-fleet\"\ncontent = \"{n}\\n\"\n\n[[check]]\nname = \"healthy\"\ncommand = [\"/bin/sh\", \"-c\", \"test ! -e {UNHEALTHY}\"]\nretries = 0\n"
+        )
+    };
     host.write_config(&[
-        (
-            "fleet.toml",
-            &format!("[[wave]]\nname = \"all\"\nhosts = [\"rf*\"]\nmax_parallel = 1\n{wave}"),
-        ),
-        (
-            &format!("hosts/{name}.toml"),
-            &format!(
-                "[[file]]\npath = \"/etc/dl-fleet\"\ncontent = \"{name}\\n\"\n\n[[check]]\nname = \"healthy\"\ncommand = [\"/bin/sh\", \"-c\", \"test ! -e {UNHEALTHY}\"]\nretries = 0\n"
-            ),
-        ),
+        ("fleet.toml", fleet_toml),
+        (&format!("hosts/{name}.toml"), &host_file(name)),
     ]);
     std::fs::write(
         host.path("/etc/systemd/system/driftless.service"),
@@ -102,22 +96,130 @@ fn fleet_host(
     .expect("unit");
     host.exec(&["systemctl", "daemon-reload"]).expect_code(0);
     host.exec(&["systemctl", "enable", UNIT]).expect_code(0);
-    // Its commit applied (and its record published) before any daemon
-    // runs: `converge --now` never reboots.
-    let applied = host.converge();
+    // Its desired state applied (and its record published) before any
+    // daemon runs: `converge --now` never reboots. Each host's directory
+    // repo is a commit of its own, which the rollout gate would hold
+    // behind an earlier wave's hosts: rollouts are not what is tested.
+    let applied = host.driftless(&[
+        "converge",
+        "--now",
+        "--repo",
+        CONFIG_DIR,
+        "--host",
+        name,
+        "--ignore-rollout",
+    ]);
     applied.expect_code(2);
+}
+
+/// Both hosts in one wave, one reboot at a time.
+const ONE_WAVE: &str = "[[wave]]\nname = \"all\"\nhosts = [\"rf*\"]\nmax_parallel = 1\n";
+
+/// Reboots `first` (whose PID 1 exits: it asked systemd) into the new
+/// kernel, waits until it is back healthy with its slot given back, then
+/// the same for `second`; then checks what `poll` saw ([`one_at_a_time`]).
+fn in_turn(
+    etcd: &Etcd,
+    prefix: &str,
+    poll: Poller,
+    first: (&mut Host, &str),
+    second: (&mut Host, &str),
+) {
+    for (host, name) in [(first.0, first.1), (second.0, second.1)] {
+        host.reboot(Duration::from_secs(120), new_kernel);
+        let r = wait_for_reboot(host, 90, &format!("{name} is back"), |r| {
+            r["rebooted"].is_object() && r["slot"].is_null()
+        });
+        assert_eq!(r["rebooted"]["new_kernel"], NEW_KERNEL, "{r}");
+    }
+    // The records say so (the next converge at most).
+    eventually("the records say both rebooted", 30, || {
+        let records = values(etcd, prefix, "hosts/");
+        records.len() == 2
+            && records
+                .iter()
+                .all(|h| h["rebooted_at"].is_string() && h["rebooting_since"].is_null())
+    });
+    let samples = poll.finish();
+    one_at_a_time(&samples, &values(etcd, prefix, "hosts/"), first.1, second.1);
+}
+
+/// Checks what the poller saw: never two hosts rebooting (their records'
+/// `rebooting_since`) nor two reboot slots held at once, both seen
+/// rebooting, and `second` rebooting only once `first` was back (its
+/// `rebooted_at` in `records`, read at the end).
+fn one_at_a_time(samples: &[Sample], records: &[Value], first: &str, second: &str) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (records, slots) in samples {
+        let rebooting: Vec<&str> = records
+            .iter()
+            .filter(|h| h["rebooting_since"].is_string())
+            .filter_map(|h| h["host"].as_str())
+            .collect();
+        assert!(
+            rebooting.len() <= 1,
+            "two hosts rebooting at once: {records:?}"
+        );
+        assert!(slots.len() <= 1, "two reboot slots held at once: {slots:?}");
+        seen.extend(rebooting.iter().map(|h| (*h).to_owned()));
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "not both seen rebooting in {} samples",
+        samples.len()
+    );
+    let second_since = samples
+        .iter()
+        .flat_map(|(records, _)| records.iter())
+        .find(|r| r["host"] == second && r["rebooting_since"].is_string())
+        .and_then(|r| r["rebooting_since"].as_str())
+        .expect("the second seen rebooting")
+        .to_owned();
+    let first_back = records
+        .iter()
+        .find(|r| r["host"] == first)
+        .and_then(|r| r["rebooted_at"].as_str())
+        .unwrap_or_else(|| panic!("no rebooted_at of {first} in {records:?}"))
+        .to_owned();
+    let t = |s: &str| humantime::parse_rfc3339(s).expect("RFC 3339");
+    assert!(
+        t(&first_back) <= t(&second_since),
+        "{second} took its slot at {second_since}, before {first} was back at {first_back}"
+    );
 }
 
 /// etcd, a key prefix of its own (`tag` tells the tests apart) and two
 /// hosts made fleet members by [`fleet_host`], rf1 and rf2, their daemons
 /// not started yet.
-fn fleet_of_two(tag: &str, back_within: &str, wave_policy: bool) -> (Etcd, String, Host, Host) {
+fn fleet_of_two(
+    tag: &str,
+    back_within: &str,
+    wave_policy: bool,
+    fleet_toml: &str,
+) -> (Etcd, String, Host, Host) {
     let etcd = Etcd::start(1);
     let prefix = format!("/driftless-rfleet/{}-{tag}", std::process::id());
     let h1 = Host::boot("rf1");
     let h2 = h1.boot_beside("rf2");
-    fleet_host(&h1, "rf1", &etcd, &prefix, back_within, wave_policy);
-    fleet_host(&h2, "rf2", &etcd, &prefix, back_within, wave_policy);
+    fleet_host(
+        &h1,
+        "rf1",
+        &etcd,
+        &prefix,
+        back_within,
+        wave_policy,
+        fleet_toml,
+    );
+    fleet_host(
+        &h2,
+        "rf2",
+        &etcd,
+        &prefix,
+        back_within,
+        wave_policy,
+        fleet_toml,
+    );
     (etcd, prefix, h1, h2)
 }
 
@@ -252,7 +354,10 @@ fn fleet_status(host: &Host) -> Value {
 fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
     // The wave's reboot policy is the one in force: by their agent
     // configs alone, these hosts would wait for an operator.
-    let (mut etcd, prefix, mut h1, mut h2) = fleet_of_two("a", "120s", true);
+    let waves = format!(
+        "{ONE_WAVE}reboot_mode = \"when-required\"\nreboot_windows = [\"daily 00:00-24:00\"]\n"
+    );
+    let (mut etcd, prefix, mut h1, mut h2) = fleet_of_two("a", "120s", true, &waves);
     h1.driftless(&["fleet", "halt", "--reason", "kernel freeze"])
         .expect_code(0);
     start(&h1);
@@ -320,72 +425,8 @@ fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
 
     // The holder reboots; back healthy, it gives the slot back and the
     // other one reboots.
-    a.reboot(Duration::from_secs(120), new_kernel);
-    wait_for_reboot(a, 90, "the first is back", |r| {
-        r["rebooted"].is_object() && r["slot"].is_null()
-    });
-    b.reboot(Duration::from_secs(120), new_kernel);
-    let r = wait_for_reboot(b, 90, "the second is back", |r| {
-        r["rebooted"].is_object() && r["slot"].is_null()
-    });
-    assert_eq!(r["rebooted"]["new_kernel"], NEW_KERNEL, "{r}");
-    // Its record says so (the next converge at most).
-    eventually("the records say both rebooted", 30, || {
-        let records = values(&etcd, &prefix, "hosts/");
-        records.len() == 2
-            && records
-                .iter()
-                .all(|h| h["rebooted_at"].is_string() && h["rebooting_since"].is_null())
-    });
-    let samples = poll.finish();
-
-    // Never two at once, in any sample; and each was seen rebooting.
-    let mut seen = std::collections::BTreeSet::new();
-    for (records, slots) in &samples {
-        let rebooting: Vec<&str> = records
-            .iter()
-            .filter(|h| h["rebooting_since"].is_string())
-            .filter_map(|h| h["host"].as_str())
-            .collect();
-        assert!(
-            rebooting.len() <= 1,
-            "two hosts rebooting at once: {records:?}"
-        );
-        assert!(slots.len() <= 1, "two reboot slots held at once: {slots:?}");
-        seen.extend(rebooting.iter().map(|h| (*h).to_owned()));
-    }
-    assert_eq!(
-        seen.len(),
-        2,
-        "not both seen rebooting in {} samples",
-        samples.len()
-    );
-    // The second took its slot once the first was back.
-    let records = values(&etcd, &prefix, "hosts/");
-    let of = |h: &str| {
-        records
-            .iter()
-            .find(|r| r["host"] == h)
-            .cloned()
-            .unwrap_or_else(|| panic!("no record of {h}"))
-    };
     let second = if first[0] == "rf1" { "rf2" } else { "rf1" };
-    let second_since = samples
-        .iter()
-        .flat_map(|(records, _)| records.iter())
-        .find(|r| r["host"] == second && r["rebooting_since"].is_string())
-        .map(|r| r["rebooting_since"].as_str().unwrap_or("").to_owned())
-        .expect("the second seen rebooting");
-    let first_back = of(&first[0])["rebooted_at"]
-        .as_str()
-        .expect("rebooted_at")
-        .to_owned();
-    let t = |s: &str| humantime::parse_rfc3339(s).expect("RFC 3339");
-    assert!(
-        t(&first_back) <= t(&second_since),
-        "{second} took its slot at {second_since}, before {} was back at {first_back}",
-        first[0]
-    );
+    in_turn(&etcd, &prefix, poll, (a, &first[0]), (b, second));
     let status = fleet_status(&h1);
     assert_eq!(status["reboot_slots"], serde_json::json!([]), "{status}");
 }
@@ -398,7 +439,7 @@ fn two_hosts_reboot_one_at_a_time_and_none_while_the_fleet_is_halted() {
 #[test]
 #[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
 fn a_dead_holder_frees_its_slot_and_a_host_back_unhealthy_halts_the_waves_reboots() {
-    let (etcd, prefix, mut h1, mut h2) = fleet_of_two("b", "10s", false);
+    let (etcd, prefix, mut h1, mut h2) = fleet_of_two("b", "10s", false, ONE_WAVE);
     std::fs::write(h1.path(SLOW_DRAIN), "").expect("slow drain");
 
     // rf1 takes the slot and drains (for long); rf2 waits for it.
@@ -475,4 +516,24 @@ fn a_dead_holder_frees_its_slot_and_a_host_back_unhealthy_halts_the_waves_reboot
     wait_for_reboot(&h1, 90, "rf1 is back", |r| r["rebooted"].is_object());
     wait_for_reboot(&h2, 30, "rf2 forgot its kept slot", |r| r["slot"].is_null());
     assert!(values(&etcd, &prefix, "reboot-halt/").is_empty());
+}
+
+/// Waves: the canary (rf1) reboots first; rf2, in the wave after it (the
+/// implicit `rest`, no `max_parallel`), waits for it to reboot and to be
+/// back healthy, then reboots.
+#[test]
+#[ignore = "needs root and a sandbox systemd host: system test (run with --include-ignored)"]
+fn a_later_wave_reboots_only_once_the_earlier_waves_host_is_back_healthy() {
+    let canary = "[[wave]]\nname = \"canary\"\nhosts = [\"rf1\"]\n";
+    let (etcd, prefix, mut h1, mut h2) = fleet_of_two("c", "120s", false, canary);
+    let poll = Poller::start(&etcd, &prefix);
+    start(&h1);
+    start(&h2);
+    // rf2 may not go first, even with slots to spare.
+    wait_for_reboot(&h2, 60, "rf2 waits for the canary", |r| {
+        r["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("wave canary"))
+    });
+    in_turn(&etcd, &prefix, poll, (&mut h1, "rf1"), (&mut h2, "rf2"));
 }
