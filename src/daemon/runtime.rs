@@ -818,6 +818,11 @@ async fn next_nudge(nudges: &mut Option<(Watcher, mpsc::Receiver<Nudge>)>) -> Op
 /// What the status line says of reboots: one required (and why it
 /// waits), asked for, or nothing.
 fn reboot_note(r: &crate::agent::reboot::RebootRecord) -> Option<String> {
+    if let Some(why) = r.slot.as_ref().and_then(|s| s.kept.as_ref()) {
+        return Some(format!(
+            "reboot slot kept, its wave's reboots are halted: {why}"
+        ));
+    }
     if r.pending.is_some() {
         return Some("back from a reboot, health checks next".to_owned());
     }

@@ -475,6 +475,17 @@ fn a_dead_holder_frees_its_slot_and_a_host_back_unhealthy_halts_the_waves_reboot
         r["slot"]["kept"].is_string()
     });
     assert!(r["rebooted"].is_null(), "{r}");
+    let own = h2.driftless(&["status"]);
+    assert!(
+        own.stdout.contains("holds a reboot slot of wave all since")
+            && own.stdout.contains("KEPT (its wave's reboots are halted)"),
+        "{own:?}"
+    );
+    h2.wait_until("the status line says the slot is kept", 10, || {
+        h2.exec(&["systemctl", "show", "-P", "StatusText", UNIT])
+            .stdout
+            .contains("reboot slot kept, its wave's reboots are halted")
+    });
     let status = fleet_status(&h2);
     assert_eq!(status["reboot_halts"][0]["wave"], "all", "{status}");
     assert_eq!(status["reboot_halts"][0]["host"], "rf2", "{status}");
