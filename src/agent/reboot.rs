@@ -180,6 +180,82 @@ pub struct RebootRecord {
     /// The last reboot seen through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebooted: Option<Rebooted>,
+    /// With `[fleet]`: the reboot slot this host holds, from before the
+    /// drain until it is back healthy (or kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<HeldSlot>,
+}
+
+/// A reboot slot of the fleet (`<prefix>/reboot-slots/<wave>/…`) as the
+/// host that holds it remembers it, so that the daemon after the boot
+/// gives it back, or keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldSlot {
+    /// Its key in etcd.
+    pub key: String,
+    /// The wave it is a slot of.
+    pub wave: String,
+    /// When it was taken (RFC 3339).
+    pub at: String,
+    /// Why it is kept: the host came back unhealthy, or not in time, and
+    /// its wave's reboots are halted until an operator resumes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
+}
+
+/// What a check does about the reboot slot the host holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SlotStep {
+    /// Nothing now.
+    Nothing,
+    /// Give it back: the host is back healthy, or no reboot is in flight
+    /// any more (a drain cut short, a reboot systemd never did).
+    Release,
+    /// Keep it and halt the wave's reboots, for this reason.
+    Keep(String),
+    /// It is kept: look whether an operator has cleared it.
+    CheckKept,
+}
+
+/// What to do about the held slot at a check in `boot`, after a converge
+/// that was `healthy` (`None`: none ran yet), at `now`, when a host must
+/// be back healthy within `back_within` seconds of asking for the reboot.
+/// A host back from its reboot that is not healthy keeps the slot at once:
+/// its wave's next host would reboot into the same trouble.
+pub(crate) fn slot_step(
+    rec: &RebootRecord,
+    boot: &str,
+    healthy: Option<bool>,
+    now: &str,
+    back_within: u64,
+) -> SlotStep {
+    let Some(slot) = &rec.slot else {
+        return SlotStep::Nothing;
+    };
+    if slot.kept.is_some() {
+        return SlotStep::CheckKept;
+    }
+    let Some(p) = &rec.pending else {
+        return SlotStep::Release;
+    };
+    if p.boot == boot {
+        return SlotStep::Nothing;
+    }
+    if healthy == Some(false) {
+        return SlotStep::Keep(format!(
+            "back from the reboot asked at {} (kernel {} before), but its first converge after the boot was not healthy",
+            p.at, p.kernel
+        ));
+    }
+    match crate::agent::seconds_between(&p.at, now) {
+        Some(waited) if waited > back_within => SlotStep::Keep(format!(
+            "not back healthy within {} of the reboot asked at {}",
+            humantime::format_duration(std::time::Duration::from_secs(back_within)),
+            p.at
+        )),
+        _ => SlotStep::Nothing,
+    }
 }
 
 impl RebootRecord {
@@ -429,6 +505,60 @@ mod tests {
         // The clock was set back an hour after the request.
         assert!(overdue(&p, "b1", "2025-12-31T23:00:00Z").is_some());
         assert_eq!(overdue(&p, "b1", "2025-12-31T23:58:00Z"), None);
+    }
+
+    #[test]
+    fn the_slot_is_given_back_when_healthy_and_kept_when_not_back_healthy_in_time() {
+        let slot = HeldSlot {
+            key: "/f/reboot-slots/all/0".into(),
+            wave: "all".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+            kept: None,
+        };
+        let mut r = RebootRecord {
+            slot: Some(slot.clone()),
+            ..RebootRecord::default()
+        };
+        let at = |m: u32| format!("2026-01-01T00:{m:02}:00Z");
+        // No reboot in flight (seen through, or a drain cut short).
+        assert_eq!(slot_step(&r, "b1", None, &at(1), 600), SlotStep::Release);
+        r.pending = Some(Pending {
+            at: at(0),
+            kernel: "k1".into(),
+            boot: "b1".into(),
+            reasons: vec![],
+        });
+        // Still in the boot it was asked from: systemd has not rebooted yet.
+        assert_eq!(
+            slot_step(&r, "b1", Some(true), &at(30), 600),
+            SlotStep::Nothing
+        );
+        // Back, no converge yet, within the bound: wait.
+        assert_eq!(slot_step(&r, "b2", None, &at(5), 600), SlotStep::Nothing);
+        // Back, and the first converge failed: kept at once.
+        let SlotStep::Keep(why) = slot_step(&r, "b2", Some(false), &at(5), 600) else {
+            panic!("kept")
+        };
+        assert!(why.contains("not healthy"), "{why}");
+        // Back, but never healthy within the bound.
+        let SlotStep::Keep(why) = slot_step(&r, "b2", None, &at(11), 600) else {
+            panic!("kept")
+        };
+        assert!(why.contains("not back healthy within 10m"), "{why}");
+        // Kept: only an operator clears it.
+        r.slot = Some(HeldSlot {
+            kept: Some(why),
+            ..slot
+        });
+        assert_eq!(
+            slot_step(&r, "b2", Some(true), &at(12), 600),
+            SlotStep::CheckKept
+        );
+        r.slot = None;
+        assert_eq!(
+            slot_step(&r, "b2", Some(false), &at(12), 600),
+            SlotStep::Nothing
+        );
     }
 
     #[test]

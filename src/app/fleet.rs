@@ -20,6 +20,7 @@ use crate::desired::DesiredState;
 use crate::desired::fleet::FleetPolicy;
 use crate::fleet::etcd::Etcd;
 use crate::fleet::gate::{self, Gate};
+use crate::fleet::reboot::{HALTS, RebootHalt, RebootSlot, Reboots, SLOTS};
 use crate::fleet::record::{
     self, Drift, HostRecord, Member, NudgeValue, ROLLED_BACK_COMMITS_KEPT, Rollback,
 };
@@ -94,7 +95,9 @@ impl std::fmt::Debug for Slot {
 }
 
 impl Slot {
-    fn hold(key: String, etcd: Etcd, lease: i64, ttl: std::time::Duration) -> Slot {
+    /// Holds `key` on `lease`, renewing it every third of `ttl` from a
+    /// thread of its own until the slot is dropped.
+    pub(super) fn hold(key: String, etcd: Etcd, lease: i64, ttl: std::time::Duration) -> Slot {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let every = (ttl / 3).max(std::time::Duration::from_secs(1));
         let thread = std::thread::spawn(move || {
@@ -103,7 +106,7 @@ impl Slot {
                 if let Err(e) = etcd.keep_alive(lease) {
                     tracing::warn!(
                         error = format!("{e:#}"),
-                        "could not renew the rollout slot's lease"
+                        "could not renew the lease of a slot held (rollout or reboot)"
                     );
                 }
             }
@@ -140,7 +143,8 @@ pub(super) struct Rollout<'a> {
     lease: Cell<Option<i64>>,
 }
 
-fn now_secs() -> u64 {
+/// Now, in seconds since the epoch.
+pub(super) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -171,12 +175,13 @@ impl<'a> Rollout<'a> {
         })
     }
 
-    fn key(&self, rest: &str) -> String {
+    /// The key `rest` under the fleet's prefix.
+    pub(super) fn key(&self, rest: &str) -> String {
         format!("{}/{rest}", self.s.prefix)
     }
 
     /// This host's lease: renewed, or granted anew when it expired.
-    fn lease(&self, member: &mut Member) -> Result<i64> {
+    pub(super) fn lease(&self, member: &mut Member) -> Result<i64> {
         if let Some(l) = self.lease.get() {
             return Ok(l);
         }
@@ -289,6 +294,11 @@ impl<'a> Rollout<'a> {
         }))
     }
 
+    /// The fleet's etcd.
+    pub(super) fn etcd(&self) -> &Etcd {
+        &self.etcd
+    }
+
     /// Gives a rollout slot back.
     pub(super) fn release(&self, mut slot: Slot) -> Result<()> {
         slot.stop();
@@ -303,12 +313,13 @@ impl<'a> Rollout<'a> {
         windows_open_now(wave_windows) && windows_open_now(&self.s.windows)
     }
 
-    fn member(&self) -> Result<Member> {
+    /// What this host keeps of its membership (`fleet.json`).
+    pub(super) fn member(&self) -> Result<Member> {
         Ok(self.app.store.load_fleet_member()?.unwrap_or_default())
     }
 
     /// Every record under `rest`, parsed.
-    fn read<T: serde::de::DeserializeOwned>(&self, rest: &str) -> Result<Read<T>> {
+    pub(super) fn read<T: serde::de::DeserializeOwned>(&self, rest: &str) -> Result<Read<T>> {
         let mut read = Read {
             ok: Vec::new(),
             unreadable: Vec::new(),
@@ -355,6 +366,23 @@ impl<'a> Rollout<'a> {
         Ok(())
     }
 
+    /// The reboot slots held and the waves whose reboots are halted.
+    pub(super) fn reboots(&self) -> Result<Reboots> {
+        let slots = self.read::<RebootSlot>(SLOTS)?;
+        let prefix = self.key(HALTS);
+        let halts = self
+            .etcd
+            .list(&prefix)?
+            .into_iter()
+            .map(|kv| RebootHalt::read(kv.key.strip_prefix(&prefix).unwrap_or(&kv.key), &kv.value))
+            .collect();
+        Ok(Reboots {
+            slots: slots.ok,
+            halts,
+            unreadable: slots.unreadable,
+        })
+    }
+
     /// The fleet-wide stop, if set: any value of the key.
     pub(super) fn halt(&self) -> Result<Option<Halt>> {
         Ok(self.etcd.get(&self.key("halt"))?.map(|v| Halt::read(&v)))
@@ -384,11 +412,7 @@ impl<'a> Rollout<'a> {
         rec.version = crate::VERSION.to_owned();
         // As the daemon's last reboot check found (the one after the
         // previous converge): a tick late at most.
-        rec.reboot_required_since = state.reboot.as_ref().and_then(|r| r.required_since.clone());
-        rec.rebooted_at = state
-            .reboot
-            .as_ref()
-            .and_then(|r| r.rebooted.as_ref().map(|b| b.at.clone()));
+        rec.reboot_from(state.reboot.as_ref());
         let now = now_secs();
         let runs = state.last_good.as_ref().map(|g| g.key.clone());
         // The wave follows the applied commit's policy: read again only
@@ -678,6 +702,13 @@ pub struct FleetStatus {
     /// the host is alive).
     #[serde(default)]
     pub read_at: u64,
+    /// The reboot slots held (hosts draining, rebooting, or kept after a
+    /// reboot they did not come back healthy from).
+    #[serde(default)]
+    pub reboot_slots: Vec<RebootSlot>,
+    /// The waves whose reboots are halted.
+    #[serde(default)]
+    pub reboot_halts: Vec<RebootHalt>,
 }
 
 impl FleetStatus {
@@ -789,6 +820,8 @@ pub(super) fn read_fleet(app: &App, commit: Option<&str>) -> Result<FleetStatus>
         None => Vec::new(),
     };
     let halt = rollout.halt()?;
+    let reboots = rollout.reboots()?;
+    unreadable.extend(reboots.unreadable);
     let members = rollout.members()?;
     let policy = app
         .store
@@ -830,6 +863,8 @@ pub(super) fn read_fleet(app: &App, commit: Option<&str>) -> Result<FleetStatus>
         waves,
         disappeared,
         read_at: now_secs(),
+        reboot_slots: reboots.slots,
+        reboot_halts: reboots.halts,
     })
 }
 

@@ -21,6 +21,7 @@ mod manage;
 mod plan;
 mod prune;
 mod reboot;
+mod reboot_fleet;
 mod recovery;
 mod restarts;
 mod status;
@@ -38,9 +39,10 @@ pub use load::FetchFailed;
 pub use manage::{ActionResult, pause, recover, resume, retry, rollback, unpause};
 pub use plan::{PlanRequest, PlanResult, plan};
 pub(crate) use reboot::{
-    ask as reboot_ask, cancel as reboot_cancel, check as reboot_check, drain_and_reboot,
+    RebootStep, ask as reboot_ask, cancel as reboot_cancel, check as reboot_check, drain_and_reboot,
 };
 pub(crate) use restarts::{Restarts, restart_stale_services};
+pub use reboot_fleet::fleet_resume_reboots;
 pub use status::{
     AgentStatus, DaemonView, GenerationDetail, SourceRef, SourceStatus, generation, history,
     source_status, status,

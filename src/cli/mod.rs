@@ -162,8 +162,15 @@ pub enum FleetCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
-    /// Lift `fleet halt`.
-    Resume,
+    /// Lift `fleet halt`; with --reboots, lift the waves' reboot halts
+    /// instead (docs/reboots.md).
+    Resume {
+        /// Clear the waves' reboot halts and the reboot slots kept by hosts
+        /// that did not come back healthy from a reboot (after dealing with
+        /// them); `fleet halt` stays.
+        #[arg(long)]
+        reboots: bool,
+    },
     /// Wake every daemon of the fleet for a fetch and converge now (each
     /// after its own random delay below `[fleet] nudge_splay`; the rollout
     /// gate applies): writes `<prefix>/nudge`, which the daemons watch.
@@ -479,7 +486,7 @@ fn shape(command: &Command) -> Shape {
         Command::Assets(_) => Shape::Action("assets"),
         Command::Secret(_) => Shape::Action("secret"),
         Command::Fleet(FleetCommand::Halt { .. }) => Shape::Action("fleet halt"),
-        Command::Fleet(FleetCommand::Resume) => Shape::Action("fleet resume"),
+        Command::Fleet(FleetCommand::Resume { .. }) => Shape::Action("fleet resume"),
         Command::Fleet(FleetCommand::Nudge { .. }) => Shape::Action("fleet nudge"),
         Command::Fleet(FleetCommand::Wait { .. }) => Shape::FleetWait,
         Command::Fleet(FleetCommand::Serve(_)) => Shape::Action("fleet serve"),
@@ -603,7 +610,8 @@ fn fleet(
             Report::fleet_status(app::fleet_status(app, commit.as_deref(), &filter)?)
         }
         FleetCommand::Halt { reason } => done(app::fleet_halt(app, reason)?),
-        FleetCommand::Resume => done(app::fleet_resume(app)?),
+        FleetCommand::Resume { reboots: false } => done(app::fleet_resume(app)?),
+        FleetCommand::Resume { reboots: true } => done(app::fleet_resume_reboots(app)?),
         FleetCommand::Nudge { commit } => done(app::fleet_nudge(app, commit.as_deref())?),
         FleetCommand::Serve(a) => {
             let opts = crate::dashboard::Options {

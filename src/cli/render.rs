@@ -889,6 +889,20 @@ fn status_reboot(
             b.at, b.asked_at, b.old_kernel, b.new_kernel
         )?;
     }
+    if let Some(s) = &r.slot {
+        let line = format!("holds a reboot slot of wave {} since {}", s.wave, s.at);
+        match &s.kept {
+            Some(why) => writeln!(
+                out,
+                "{}",
+                paint(
+                    "31",
+                    &format!("{line}, KEPT (its wave's reboots are halted): {why}")
+                )
+            )?,
+            None => writeln!(out, "{line}")?,
+        }
+    }
     Ok(())
 }
 
@@ -1226,6 +1240,11 @@ fn host_line(h: &crate::fleet::record::HostRecord, now: u64) -> String {
     if let Some(p) = &h.paused {
         line.push_str(&format!("; PAUSED: {p}"));
     }
+    if let Some(r) = &h.rebooting_since {
+        line.push_str(&format!("; REBOOTING since {r}"));
+    } else if let Some(r) = &h.reboot_required_since {
+        line.push_str(&format!("; reboot required since {r}"));
+    }
     if let Some(e) = &h.last_error {
         line.push_str(&format!("; error: {e}"));
     }
@@ -1278,6 +1297,42 @@ fn wait_text(out: &mut dyn Write, w: &crate::app::FleetWait) -> std::io::Result<
     Ok(())
 }
 
+/// `fleet status`: the waves whose reboots are halted, and the reboot
+/// slots held (draining, rebooting, or kept by a host not back healthy).
+fn reboots_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Result<()> {
+    for h in &f.reboot_halts {
+        let by = if h.host.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", h.host)
+        };
+        writeln!(
+            out,
+            "REBOOTS HALTED in wave {} (and the waves after it){by}: {} (`driftless fleet resume --reboots`)",
+            h.wave, h.reason
+        )?;
+    }
+    for s in &f.reboot_slots {
+        let what = match (&s.kept, s.rebooting_at) {
+            (Some(why), _) => format!("KEPT: {why}"),
+            (None, Some(at)) => format!(
+                "rebooting for {} (back within {})",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    f.read_at.saturating_sub(at)
+                )),
+                humantime::format_duration(std::time::Duration::from_secs(s.back_within))
+            ),
+            (None, None) => "draining before its reboot".to_owned(),
+        };
+        writeln!(
+            out,
+            "reboot slot of wave {} held by {} since {}: {what}",
+            s.wave, s.host, s.since
+        )?;
+    }
+    Ok(())
+}
+
 /// `fleet status` for people.
 fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Result<()> {
     let short = |c: &str| c.chars().take(12).collect::<String>();
@@ -1304,6 +1359,7 @@ fn fleet_text(out: &mut dyn Write, f: &crate::app::FleetStatus) -> std::io::Resu
             "UNREADABLE record {key}: new commits are held until its host rewrites it or it is deleted"
         )?;
     }
+    reboots_text(out, f)?;
     for w in &f.waves {
         writeln!(
             out,

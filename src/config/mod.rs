@@ -67,6 +67,7 @@ struct RebootFragment {
     windows: Option<Vec<String>>,
     drain: Option<Vec<String>>,
     drain_timeout: Option<String>,
+    back_within: Option<String>,
     running_kernel_file: Option<PathBuf>,
     restart_services: Option<bool>,
     restart_deny: Option<Vec<String>>,
@@ -80,6 +81,7 @@ impl RebootFragment {
             windows: self.windows.or(before.windows),
             drain: self.drain.or(before.drain),
             drain_timeout: self.drain_timeout.or(before.drain_timeout),
+            back_within: self.back_within.or(before.back_within),
             running_kernel_file: self.running_kernel_file.or(before.running_kernel_file),
             restart_services: self.restart_services.or(before.restart_services),
             restart_deny: self.restart_deny.or(before.restart_deny),
@@ -89,6 +91,9 @@ impl RebootFragment {
 
 /// Default bound of the drain command before a reboot.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of `[reboot] back_within`: how long a host of a fleet may take
+/// from `systemctl reboot` to its first healthy converge.
+pub const DEFAULT_BACK_WITHIN: Duration = Duration::from_secs(900);
 
 /// When and how the host reboots (`[reboot]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +108,10 @@ pub struct RebootSettings {
     pub drain: Option<Vec<String>>,
     /// The drain is killed, and the reboot postponed, after this long.
     pub drain_timeout: Duration,
+    /// With `[fleet]`: the TTL of the reboot slot's lease during the drain,
+    /// and how long after `systemctl reboot` the host may take to be back
+    /// healthy before its slot is kept and its wave's reboots are halted.
+    pub back_within: Duration,
     /// Read the running kernel's release from this file instead of
     /// `/proc/sys/kernel/osrelease`: a testing knob.
     pub running_kernel_file: Option<PathBuf>,
@@ -134,6 +143,7 @@ impl Default for RebootSettings {
             windows: Vec::new(),
             drain: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            back_within: DEFAULT_BACK_WITHIN,
             running_kernel_file: None,
             restart_services: false,
             restart_deny: Vec::new(),
@@ -927,11 +937,17 @@ fn reboot_settings(r: RebootFragment) -> Result<RebootSettings> {
     if drain_timeout.is_zero() {
         bail!("[reboot] drain_timeout must be more than 0s");
     }
+    let back_within = duration("[reboot] back_within", r.back_within, d.back_within)?;
+    if back_within < Duration::from_secs(5) {
+        // It is an etcd lease's TTL: shorter ones are not honoured.
+        bail!("[reboot] back_within must be at least 5s");
+    }
     Ok(RebootSettings {
         mode: r.mode.unwrap_or(d.mode),
         windows,
         drain: r.drain,
         drain_timeout,
+        back_within,
         running_kernel_file: absolute("[reboot] running_kernel_file", r.running_kernel_file)?,
         restart_services: r.restart_services.unwrap_or(d.restart_services),
         restart_deny: r
@@ -1233,7 +1249,7 @@ mod tests {
         let main = write(
             d.path(),
             "agent.toml",
-            "[reboot]\nmode = 'when-required'\nwindows = ['Sat,Sun 02:00-05:00']\ndrain = ['/usr/local/sbin/drain', '-w']\ndrain_timeout = '90s'\nrestart_services = true\nrestart_deny = ['postgresql', 'java-*', 'app.service']\n",
+            "[reboot]\nmode = 'when-required'\nwindows = ['Sat,Sun 02:00-05:00']\ndrain = ['/usr/local/sbin/drain', '-w']\ndrain_timeout = '90s'\nback_within = '20m'\nrestart_services = true\nrestart_deny = ['postgresql', 'java-*', 'app.service']\n",
         );
         let s = load(&main, true).expect("load");
         assert!(s.reboot.restart_services);
@@ -1244,6 +1260,7 @@ mod tests {
         assert_eq!(s.reboot.mode, RebootMode::WhenRequired);
         assert_eq!(s.reboot.windows, ["Sat,Sun 02:00-05:00"]);
         assert_eq!(s.reboot.drain_timeout, Duration::from_secs(90));
+        assert_eq!(s.reboot.back_within, Duration::from_secs(1200));
         for (bad, says) in [
             (
                 "mode = 'always'",
@@ -1253,6 +1270,7 @@ mod tests {
             ("drain = ['drain.sh']", "must be an absolute path"),
             ("drain = []", "drain is empty"),
             ("drain_timeout = '0s'", "more than 0s"),
+            ("back_within = '2s'", "back_within must be at least 5s"),
             ("running_kernel_file = 'k'", "running_kernel_file"),
             ("restart_deny = ['my app']", "is not a unit name or pattern"),
             ("restart_deny = ['']", "is not a unit name or pattern"),

@@ -121,7 +121,7 @@ enum Wake {
     Asked(Asked),
     Progress(Event),
     Finished(Box<Result<ConvergeResult, tokio::task::JoinError>>),
-    Rebooting(Result<Result<()>, tokio::task::JoinError>),
+    Rebooting(Result<Result<app::RebootStep>, tokio::task::JoinError>),
     Tick,
     Nudged(Nudge),
 }
@@ -151,7 +151,10 @@ struct Daemon {
     /// health checks even when in sync.
     check_after_boot: bool,
     /// The drain and reboot in flight.
-    rebooting: Option<JoinHandle<Result<()>>>,
+    rebooting: Option<JoinHandle<Result<app::RebootStep>>>,
+    /// Why the fleet last made a reboot wait (said once in the journal,
+    /// not at every tick).
+    reboot_waits: Option<String>,
     /// Cancels the drain and the reboot request when the daemon is told
     /// to stop (an operator stopping driftless does not want a reboot).
     reboot_cancel: Cancel,
@@ -185,6 +188,7 @@ impl Daemon {
             reboot: None,
             check_after_boot: false,
             rebooting: None,
+            reboot_waits: None,
             reboot_cancel: Cancel::new(),
         }
     }
@@ -552,23 +556,33 @@ impl Daemon {
         self.machine.reboot_noted(reboot_note(&check.record));
         let due = check.reboot_now && may_reboot;
         self.reboot = Some(check.record);
+        if !check.reboot_now {
+            self.reboot_waits = None;
+        }
         if due {
-            info!(
-                message_id = journal::REBOOTING,
-                driftless_reasons = self
-                    .reboot
-                    .as_ref()
-                    .map(|r| r.reasons.join("; "))
-                    .unwrap_or_default(),
-                "rebooting the host: draining first"
-            );
-            self.machine.reboot_noted(Some(
-                "rebooting: draining, then systemctl reboot".to_owned(),
-            ));
+            let reasons = self
+                .reboot
+                .as_ref()
+                .map(|r| r.reasons.join("; "))
+                .unwrap_or_default();
+            if self.reboot_waits.is_none() {
+                self.machine.reboot_noted(Some(
+                    "rebooting: draining, then systemctl reboot".to_owned(),
+                ));
+            }
             let app = self.app.clone();
             let cancel = self.reboot_cancel.clone();
+            // Said when the drain starts: with [fleet], only once the
+            // host has its reboot slot.
+            let started = move || {
+                info!(
+                    message_id = journal::REBOOTING,
+                    driftless_reasons = reasons.as_str(),
+                    "rebooting the host: draining first"
+                );
+            };
             self.rebooting = Some(tokio::task::spawn_blocking(move || {
-                app::drain_and_reboot(&app, &cancel)
+                app::drain_and_reboot(&app, &cancel, &started)
             }));
         }
         notify::status(&self.status_line());
@@ -576,12 +590,17 @@ impl Daemon {
 
     /// The drain and reboot request ended: systemd stops the daemon next,
     /// or it failed and the reboot waits for the next run.
-    fn reboot_ended(&mut self, result: Result<Result<()>, tokio::task::JoinError>) {
+    fn reboot_ended(&mut self, result: Result<Result<app::RebootStep>, tokio::task::JoinError>) {
         let failed = match result {
-            Ok(Ok(())) => None,
+            Ok(Ok(app::RebootStep::Asked)) => None,
+            Ok(Ok(app::RebootStep::Waits(why))) => {
+                self.reboot_waits_for(why);
+                return;
+            }
             Ok(Err(e)) => Some(format!("{e:#}")),
             Err(e) => Some(format!("the reboot's thread panicked: {e}")),
         };
+        self.reboot_waits = None;
         match failed {
             None => self
                 .machine
@@ -598,6 +617,22 @@ impl Daemon {
                 )));
             }
         }
+        notify::status(&self.status_line());
+    }
+
+    /// The fleet made the reboot wait: the status line says why, and the
+    /// journal too when the reason is new.
+    fn reboot_waits_for(&mut self, why: String) {
+        if self.reboot_waits.as_deref() != Some(why.as_str()) {
+            warn!(
+                message_id = journal::REBOOT_POSTPONED,
+                driftless_error = why.as_str(),
+                "the reboot waits for the fleet: {why}"
+            );
+        }
+        self.machine
+            .reboot_noted(Some(format!("reboot required, waiting: {why}")));
+        self.reboot_waits = Some(why);
         notify::status(&self.status_line());
     }
 
@@ -794,6 +829,11 @@ async fn next_nudge(nudges: &mut Option<(Watcher, mpsc::Receiver<Nudge>)>) -> Op
 /// What the status line says of reboots: one required (and why it
 /// waits), asked for, or nothing.
 fn reboot_note(r: &crate::agent::reboot::RebootRecord) -> Option<String> {
+    if let Some(why) = r.slot.as_ref().and_then(|s| s.kept.as_ref()) {
+        return Some(format!(
+            "reboot slot kept, its wave's reboots are halted: {why}"
+        ));
+    }
     if r.pending.is_some() {
         return Some("back from a reboot, health checks next".to_owned());
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::diag::{Diagnostic, SourceText};
+use crate::agent::reboot::RebootMode;
 
 /// The file's place in the repo.
 pub(crate) const FLEET_FILE: &str = "fleet.toml";
@@ -43,6 +44,33 @@ pub struct Wave {
     pub max_failed: Threshold,
     /// When new commits may be applied (`Mon-Fri 09:00-16:00`, host time).
     pub windows: Vec<String>,
+    /// The wave's own `[reboot] mode`, over the agent config's (see
+    /// [`Wave::reboot_policy`]). Absent in last good states written before
+    /// it: `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_mode: Option<RebootMode>,
+    /// The wave's own reboot windows, instead of the agent config's `[reboot]
+    /// windows` (empty: any time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_windows: Option<Vec<String>>,
+}
+
+impl Wave {
+    /// The reboot mode and windows in force for a host of this wave whose
+    /// agent config says `mode` and `windows`: the wave's, where it sets
+    /// them. An agent config's `never` stays `never`: a config repo cannot
+    /// make a host reboot that its own administrator said must not.
+    pub fn reboot_policy(&self, mode: RebootMode, windows: &[String]) -> (RebootMode, Vec<String>) {
+        let mode = match (mode, self.reboot_mode) {
+            (RebootMode::Never, _) | (_, None) => mode,
+            (_, Some(wave)) => wave,
+        };
+        let windows = self
+            .reboot_windows
+            .clone()
+            .unwrap_or_else(|| windows.to_vec());
+        (mode, windows)
+    }
 }
 
 /// A count of hosts, or a share of a wave's live hosts.
@@ -262,6 +290,8 @@ struct WaveFile {
     max_failed: Option<toml::Value>,
     #[serde(default)]
     windows: Vec<String>,
+    reboot_mode: Option<RebootMode>,
+    reboot_windows: Option<Vec<String>>,
 }
 
 /// Parses `fleet.toml`; every problem is a diagnostic naming its line.
@@ -343,6 +373,11 @@ pub(crate) fn parse(text: &str) -> Result<FleetPolicy, Vec<Diagnostic>> {
                 bad(&mut problems, format!("window \"{window}\": {e}"));
             }
         }
+        for window in w.reboot_windows.iter().flatten() {
+            if let Err(e) = Window::parse(window) {
+                bad(&mut problems, format!("reboot window \"{window}\": {e}"));
+            }
+        }
         if let (Some(min_healthy), Some(max_failed), Some(soak)) = (min_healthy, max_failed, soak) {
             waves.push(Wave {
                 name: w.name,
@@ -353,6 +388,8 @@ pub(crate) fn parse(text: &str) -> Result<FleetPolicy, Vec<Diagnostic>> {
                 max_parallel: w.max_parallel,
                 max_failed,
                 windows: w.windows,
+                reboot_mode: w.reboot_mode,
+                reboot_windows: w.reboot_windows,
             });
         }
     }
@@ -407,6 +444,55 @@ mod tests {
             errs[0]
                 .to_string()
                 .starts_with("fleet.toml:3:1: unknown field `host`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_wave_overrides_the_reboot_mode_and_windows_but_never_a_hosts_never() {
+        let p = parse(
+            "[[wave]]\nname = \"canary\"\nhosts = [\"c*\"]\nreboot_mode = \"when-required\"\nreboot_windows = [\"daily 02:00-04:00\"]\n\n\
+             [[wave]]\nname = \"db\"\nhosts = [\"db*\"]\nreboot_mode = \"report\"\n",
+        )
+        .expect("valid");
+        let host = ["Sat 01:00-02:00".to_owned()];
+        assert_eq!(
+            p.waves[0].reboot_policy(RebootMode::Report, &host),
+            (
+                RebootMode::WhenRequired,
+                vec!["daily 02:00-04:00".to_owned()]
+            )
+        );
+        assert_eq!(
+            p.waves[1].reboot_policy(RebootMode::WhenRequired, &host),
+            (RebootMode::Report, host.to_vec())
+        );
+        assert_eq!(
+            p.waves[0].reboot_policy(RebootMode::Never, &host).0,
+            RebootMode::Never
+        );
+        // Written before the override existed: a last good state still reads.
+        let old = r#"{"name":"a","hosts":[],"roles":[],"min_healthy":{"count":1},"soak":0,"max_parallel":null,"max_failed":{"count":0},"windows":[]}"#;
+        let w: Wave = serde_json::from_str(old).expect("old wave");
+        assert_eq!((w.reboot_mode, w.reboot_windows), (None, None));
+    }
+
+    #[test]
+    fn a_bad_reboot_override_is_refused_with_its_line() {
+        let errs = parse(
+            "[[wave]]\nname = \"a\"\nhosts = [\"*\"]\nreboot_windows = [\"Someday 01:00-02:00\"]\n",
+        )
+        .expect_err("bad window");
+        assert_eq!(
+            errs[0].to_string(),
+            "fleet.toml:2:8: [[wave]] `a`: reboot window \"Someday 01:00-02:00\": `Someday` is not a day (Mon … Sun)"
+        );
+        let errs = parse("[[wave]]\nname = \"a\"\nhosts = [\"*\"]\nreboot_mode = \"always\"\n")
+            .expect_err("bad mode");
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("fleet.toml:4:15: unknown variant `always`"),
             "{errs:?}"
         );
     }

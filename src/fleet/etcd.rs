@@ -195,6 +195,20 @@ impl Etcd {
         Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
     }
 
+    /// Deletes `key` only if it still holds `value`; whether it did (a
+    /// slot taken over by another host is not deleted by the first).
+    pub(crate) fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let k = b64(key.as_bytes());
+        let v = self.call(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"key": k, "result": "EQUAL", "target": "VALUE", "value": b64(value)}],
+                "success": [{"request_delete_range": {"key": k}}],
+            }),
+        )?;
+        Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
+    }
+
     /// Deletes `key`.
     pub(crate) fn delete(&self, key: &str) -> Result<()> {
         self.call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))?;

@@ -62,6 +62,10 @@ pub struct HostRecord {
     /// older than it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applying: Option<String>,
+    /// Since when it holds a reboot slot (RFC 3339): taken before the
+    /// drain, given back once it is back healthy; absent: not rebooting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebooting_since: Option<String>,
 }
 
 /// Drift a run found: how much, and the first few resources.
@@ -140,6 +144,15 @@ pub(crate) struct Rollback {
 pub(crate) const ROLLED_BACK_COMMITS_KEPT: usize = 32;
 
 impl HostRecord {
+    /// Sets the reboot fields from the host's reboot record: since when a
+    /// reboot is required, the last one seen through, and since when it
+    /// holds a reboot slot.
+    pub(crate) fn reboot_from(&mut self, r: Option<&crate::agent::reboot::RebootRecord>) {
+        self.reboot_required_since = r.and_then(|r| r.required_since.clone());
+        self.rebooted_at = r.and_then(|r| r.rebooted.as_ref().map(|b| b.at.clone()));
+        self.rebooting_since = r.and_then(|r| r.slot.as_ref().map(|s| s.at.clone()));
+    }
+
     /// Notes a rollback of `commit`, keeping the newest few.
     pub fn rolled_back(&mut self, commit: &str, reason: &str, at: u64) {
         self.rolled_back.retain(|r| r.commit != commit);

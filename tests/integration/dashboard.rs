@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fleet::{Agent, Etcd, Fleet, LONG_TTL, eventually};
+use crate::etcd::Etcd;
+use crate::fleet::{Agent, Fleet, LONG_TTL, eventually};
 use crate::gitserver::{free_port, make_certs, sign, wait_for_port};
 
 const WAVES: &str =

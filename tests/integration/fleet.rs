@@ -16,127 +16,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::gitserver::{HttpsGit, free_port};
+use crate::etcd::{Etcd, etcdctl};
+use crate::gitserver::HttpsGit;
 use crate::source::common::{commit_file, git, new_repo};
-
-/// One etcd member on loopback, stopped (killed) when dropped.
-struct Member {
-    name: String,
-    dir: PathBuf,
-    client: u16,
-    peer: u16,
-    cluster: String,
-    child: Option<Child>,
-}
-
-impl Member {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client)
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.with_extension("log")).expect("etcd log");
-        let child = Command::new("etcd")
-            .args(["--name", &self.name, "--data-dir"])
-            .arg(&self.dir)
-            .args([
-                "--listen-client-urls",
-                &self.url(),
-                "--advertise-client-urls",
-                &self.url(),
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{}", self.peer),
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{}", self.peer),
-                "--initial-cluster",
-                &self.cluster,
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "driftless-test",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd (apt install etcd-server)");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// An etcd cluster of `n` members on loopback.
-pub(crate) struct Etcd {
-    _dir: tempfile::TempDir,
-    members: Vec<Member>,
-}
-
-impl Etcd {
-    pub(crate) fn start(n: usize) -> Etcd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let cluster = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members: Vec<Member> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (c, p))| Member {
-                name: format!("m{i}"),
-                dir: dir.path().join(format!("m{i}")),
-                client: *c,
-                peer: *p,
-                cluster: cluster.clone(),
-                child: None,
-            })
-            .collect();
-        for m in &mut members {
-            m.start();
-        }
-        let e = Etcd { _dir: dir, members };
-        e.wait_healthy();
-        e
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(Member::url).collect()
-    }
-
-    /// Waits until a write through the cluster succeeds.
-    fn wait_healthy(&self) {
-        let started = Instant::now();
-        loop {
-            let ok = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", self.endpoints().join(",")))
-                .args(["put", "/health", "ok"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "etcd did not become healthy"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 /// The result of one run of the binary.
 pub(crate) struct Out {
@@ -785,22 +667,6 @@ impl Drop for Daemons {
             let _ = d.wait();
         }
     }
-}
-
-/// `etcdctl` against `etcd`, its stdout.
-pub(crate) fn etcdctl(etcd: &Etcd, args: &[&str]) -> String {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
-        .args(args)
-        .output()
-        .expect("etcdctl");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Regression (issue 19, 1): a canary rolled commit B back and later hosts

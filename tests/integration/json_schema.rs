@@ -367,6 +367,19 @@ struct RebootRecord {
     pending: Option<RebootPending>,
     #[serde(default)]
     rebooted: Option<Rebooted>,
+    #[serde(default)]
+    slot: Option<HeldSlot>,
+}
+
+/// The reboot slot of the fleet a host holds (`status.reboot.slot`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeldSlot {
+    key: String,
+    wave: String,
+    at: String,
+    #[serde(default)]
+    kept: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -579,6 +592,12 @@ pub(crate) struct HostRecord {
     /// Absent unless the host is applying a new commit right now.
     #[serde(default)]
     applying: Option<String>,
+    #[serde(default)]
+    reboot_required_since: Option<String>,
+    #[serde(default)]
+    rebooted_at: Option<String>,
+    #[serde(default)]
+    rebooting_since: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -613,6 +632,31 @@ struct FleetStatus {
     waves: Vec<WaveStatus>,
     disappeared: Vec<String>,
     read_at: u64,
+    reboot_slots: Vec<RebootSlot>,
+    reboot_halts: Vec<RebootHalt>,
+}
+
+/// A reboot slot held (`fleet status`'s `reboot_slots`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootSlot {
+    key: String,
+    host: String,
+    wave: String,
+    since: String,
+    rebooting_at: Option<u64>,
+    back_within: u64,
+    kept: Option<String>,
+}
+
+/// A wave whose reboots are halted (`fleet status`'s `reboot_halts`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootHalt {
+    wave: String,
+    host: String,
+    reason: String,
+    at: String,
 }
 
 #[derive(Debug, Deserialize)]

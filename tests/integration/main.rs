@@ -20,6 +20,7 @@ mod dashboard;
 mod downloads;
 mod edits;
 mod engine;
+mod etcd;
 mod facts;
 mod files;
 mod fleet;

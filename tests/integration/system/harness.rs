@@ -192,10 +192,13 @@ pub(super) struct Host {
     pid: u32,
     /// The host name it was booted with (and the host file's name).
     name: String,
-    /// Held while the host lives: one host at a time per test binary, so
-    /// dnf runs and health-check timings do not depend on `--test-threads`.
-    /// Declared last, so it is released after Drop has stopped the host.
-    _serial: std::sync::MutexGuard<'static, ()>,
+    /// Held while the host lives: one test's hosts at a time per test
+    /// binary, so dnf runs and health-check timings do not depend on
+    /// `--test-threads`. A host booted beside another ([`Host::boot_beside`])
+    /// holds none: it runs in the first one's turn (declared after it, it
+    /// is dropped before it). Declared last, so it is released after Drop
+    /// has stopped the host.
+    _serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 /// See [`Host::_serial`].
@@ -215,12 +218,32 @@ impl Host {
         Host::boot_on(hostname, "private")
     }
 
+    /// Another host for the same test, booted as [`Host::boot`] does, beside
+    /// this one (a fleet of two): in this machine's network namespace too,
+    /// so both reach a server on 127.0.0.1.
+    pub(super) fn boot_beside(&self, hostname: &str) -> Host {
+        assert!(
+            self._serial.is_some(),
+            "boot a host beside the test's first one"
+        );
+        Host::boot_with(hostname, "shared", None)
+    }
+
     /// [`Host::boot`] on `net` (`DRIFTLESS_SANDBOX_NET` of sandbox.sh).
     fn boot_on(hostname: &str, net: &str) -> Host {
         // A test that panicked while holding it poisons nothing we need.
         let serial = ONE_HOST_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Host::boot_with(hostname, net, Some(serial))
+    }
+
+    /// Boots a host on `net`, holding the test's turn `serial`.
+    fn boot_with(
+        hostname: &str,
+        net: &str,
+        serial: Option<std::sync::MutexGuard<'static, ()>>,
+    ) -> Host {
         let prepared = prepared();
         let suite = suite();
         if suite == Suite::Forky {
@@ -302,6 +325,14 @@ impl Host {
             .trim()
             .parse()
             .unwrap_or_else(|e| panic!("boot printed no pid ({e}): {:?}", booted.stdout));
+    }
+
+    /// Kills the host at once, as a machine that loses its power: no unit is
+    /// stopped, its processes die with its PID 1 (`sandbox.sh stop`); its
+    /// disk stays, and [`Host::reboot`] boots it again.
+    pub(super) fn power_off(&self) {
+        let wd = self.workdir.as_ref().expect("host already dropped").path();
+        sandbox(&["stop", wd.to_str().expect("utf-8 WORKDIR")]).expect_code(0);
     }
 
     /// Whether the host's PID 1, as seen from here, has exited and waits

@@ -2,7 +2,8 @@
 //! packages, files and services (`host`), the transactional converge
 //! (`rollback`), units as RHEL ships them (`units`), a firewalld zone in a
 //! network namespace of its own (`firewall`), and the daemon
-//! installed from its RPM (`daemon`); the package, rollback and blame
+//! installed from its RPM (`daemon`); reboots, alone (`reboots`) and
+//! coordinated through etcd (`fleet_reboots`); the package, rollback and blame
 //! tests again on dnf 5 and rpm 6 (`dnf5`). They need root and are ignored by
 //! default:
 //!
@@ -14,6 +15,7 @@ mod daemon;
 mod dnf5;
 mod edits;
 mod firewall;
+mod fleet_reboots;
 mod floor;
 mod hardening;
 mod harness;

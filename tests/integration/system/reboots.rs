@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::harness::{AGENT_CONFIG, CONFIG_DIR, Host};
 
-const UNIT: &str = "driftless.service";
+pub(super) const UNIT: &str = "driftless.service";
 const RUNNING_KERNEL: &str = "/srv/running-kernel";
 const OLD_KERNEL: &str = "1.0.0-1.dl.x86_64";
 const NEW_KERNEL: &str = "9.9.9-1.dl.x86_64";
@@ -23,7 +23,7 @@ const METRICS: &str = "/var/lib/dl-driftless.prom";
 // MESSAGE_IDs, as docs/journal.md lists them.
 const REBOOT_REQUIRED: &str = "eb26385a0c434da5b28b69a68dbac1df";
 const REBOOTED: &str = "d2aee250fbed4e11af5e08b778d2ca4b";
-const REBOOT_POSTPONED: &str = "f62ef42dc61d482bb61e275cd436ad3e";
+pub(super) const REBOOT_POSTPONED: &str = "f62ef42dc61d482bb61e275cd436ad3e";
 
 /// The agent config: a fast schedule, reboots when required in `window`,
 /// the drain that logs, the test's running-kernel file.
@@ -35,7 +35,7 @@ fn agent_config(window: &str) -> String {
 
 /// A window that is closed now whatever the host's time zone: it opens
 /// twelve hours from now, for an hour.
-fn closed_window() -> String {
+pub(super) fn closed_window() -> String {
     let h = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -68,7 +68,12 @@ fn expect_metric(host: &Host, name: &str, want: f64) {
 
 /// `status --json`'s `reboot`, polled until `done` says yes (at most
 /// `seconds`).
-fn wait_for_reboot(host: &Host, seconds: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(super) fn wait_for_reboot(
+    host: &Host,
+    seconds: u64,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
         let r = host.status()["reboot"].clone();
