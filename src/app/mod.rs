@@ -41,8 +41,8 @@ pub use plan::{PlanRequest, PlanResult, plan};
 pub(crate) use reboot::{
     RebootStep, ask as reboot_ask, cancel as reboot_cancel, check as reboot_check, drain_and_reboot,
 };
-pub(crate) use restarts::{Restarts, restart_stale_services};
 pub use reboot_fleet::fleet_resume_reboots;
+pub(crate) use restarts::{Restarts, restart_stale_services};
 pub use status::{
     AgentStatus, DaemonView, GenerationDetail, SourceRef, SourceStatus, generation, history,
     source_status, status,

@@ -294,6 +294,23 @@ struct WaveFile {
     reboot_windows: Option<Vec<String>>,
 }
 
+/// A wave's `key` (`min_healthy`, `max_failed`): a count or a percentage.
+fn threshold(v: Option<&toml::Value>, key: &str, default: Threshold) -> Result<Threshold, String> {
+    match v {
+        None => Ok(default),
+        Some(toml::Value::Integer(n)) if *n >= 0 => Ok(Threshold::Count(*n as u32)),
+        Some(toml::Value::String(s)) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|p| *p <= 100)
+            .map(Threshold::Percent)
+            .ok_or_else(|| format!("`{key}` = \"{s}\" is not a percentage such as \"50%\"")),
+        Some(other) => Err(format!(
+            "`{key}` must be a count (3) or a percentage (\"50%\"), not {other}"
+        )),
+    }
+}
+
 /// Parses `fleet.toml`; every problem is a diagnostic naming its line.
 pub(crate) fn parse(text: &str) -> Result<FleetPolicy, Vec<Diagnostic>> {
     let src = SourceText::new(FLEET_FILE, text);
@@ -331,19 +348,6 @@ pub(crate) fn parse(text: &str) -> Result<FleetPolicy, Vec<Diagnostic>> {
                 ),
             );
         }
-        let threshold = |v: Option<&toml::Value>, key: &str, default: Threshold| match v {
-            None => Ok(default),
-            Some(toml::Value::Integer(n)) if *n >= 0 => Ok(Threshold::Count(*n as u32)),
-            Some(toml::Value::String(s)) => s
-                .strip_suffix('%')
-                .and_then(|p| p.parse::<u32>().ok())
-                .filter(|p| *p <= 100)
-                .map(Threshold::Percent)
-                .ok_or_else(|| format!("`{key}` = \"{s}\" is not a percentage such as \"50%\"")),
-            Some(other) => Err(format!(
-                "`{key}` must be a count (3) or a percentage (\"50%\"), not {other}"
-            )),
-        };
         let min_healthy = threshold(
             w.min_healthy.as_ref(),
             "min_healthy",
