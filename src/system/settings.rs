@@ -142,11 +142,12 @@ pub(crate) fn sysctl_exists(name: &str) -> bool {
     proc_path(name).exists()
 }
 
-/// The `/proc/sys` file of a parameter by its canonical name (dotted, a
+/// The `/proc/sys` file of a parameter, by its canonical name (dotted, a
 /// dot inside a component written as a slash: `net.ipv4.conf.eth0/1.rp_filter`
-/// is `net/ipv4/conf/eth0.1/rp_filter`).
+/// is `net/ipv4/conf/eth0.1/rp_filter`) or a slashed one an older version
+/// recorded.
 fn proc_path(name: &str) -> PathBuf {
-    Path::new(PROC_SYS).join(crate::desired::kinds::sysctl::swapped(name))
+    Path::new(PROC_SYS).join(crate::desired::kinds::sysctl::proc_relative(name))
 }
 
 /// The facets of the kernel parameter `name`: its live value (on the

@@ -49,12 +49,29 @@ pub(crate) fn file_of(name: &str) -> String {
 /// swap (`net.ipv4.conf.eth0/1.rp_filter`, which `sysctl` and
 /// `systemd-sysctl` read the same): `kernel/domainname` and
 /// `kernel.domainname` are one resource, never two that fight.
+///
+/// As procps decides, the first separator tells the form: a name whose
+/// first separator is a slash is written with slashes; any other is
+/// dotted already (a slash in it belongs to a component). So a canonical
+/// name is its own canonical name.
 pub(crate) fn canonical(name: &str) -> String {
-    if name.contains('/') {
+    if slashed(name) {
         swapped(name)
     } else {
         name.to_owned()
     }
+}
+
+/// Whether `name` is written with slashes: its first separator is one.
+fn slashed(name: &str) -> bool {
+    name.find(['.', '/'])
+        .is_some_and(|i| name[i..].starts_with('/'))
+}
+
+/// A parameter's path under `/proc/sys`, whichever way its name is written
+/// (a name recorded by an older version may be slashed).
+pub(crate) fn proc_relative(name: &str) -> String {
+    swapped(&canonical(name))
 }
 
 /// `name` with its dots and slashes swapped: a canonical name's path
@@ -132,12 +149,17 @@ impl KindDef for Sysctl {
                 .and_then(|(_, v)| v.clone())
         };
         Some(Sysctl {
-            name: key.to_owned(),
+            name: canonical(key),
             value: get(LIVE),
             file: get(FILE),
             // What was recorded is put back where it can be.
             ignore_missing: true,
         })
+    }
+
+    fn reference_key(key: &str) -> Result<String, String> {
+        parameter_name(key)?;
+        Ok(canonical(key))
     }
 }
 
@@ -209,6 +231,29 @@ mod tests {
         assert_eq!(
             swapped("net.ipv4.conf.eth0/1.rp_filter"),
             "net/ipv4/conf/eth0.1/rp_filter"
+        );
+        // A canonical name is its own canonical name, and both spellings
+        // reach the same /proc/sys file.
+        for name in [
+            "kernel.domainname",
+            "kernel/domainname",
+            "net.ipv4.conf.eth0/1.rp_filter",
+            "net/ipv4/conf/eth0.1/rp_filter",
+        ] {
+            assert_eq!(canonical(&canonical(name)), canonical(name), "{name}");
+        }
+        assert_eq!(
+            proc_relative("net.ipv4.conf.eth0/1.rp_filter"),
+            "net/ipv4/conf/eth0.1/rp_filter"
+        );
+        assert_eq!(
+            proc_relative("net/ipv4/conf/eth0.1/rp_filter"),
+            "net/ipv4/conf/eth0.1/rp_filter"
+        );
+        assert_eq!(proc_relative("kernel/domainname"), "kernel/domainname");
+        assert_eq!(
+            <Sysctl as KindDef>::reference_key("kernel/domainname").as_deref(),
+            Ok("kernel.domainname")
         );
     }
 
