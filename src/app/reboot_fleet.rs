@@ -17,7 +17,7 @@ use super::fleet::{Rollout, Slot, now_secs};
 use crate::agent::AgentState;
 use crate::agent::reboot::{HeldSlot, RebootMode, SlotStep};
 use crate::desired::fleet::FleetPolicy;
-use crate::fleet::etcd::Etcd;
+use crate::fleet::etcd::{Etcd, Holding};
 use crate::fleet::reboot::{self as gate, HALTS, RebootGate, RebootHalt, RebootSlot, SLOTS};
 
 /// A reboot slot taken before the drain, its lease renewed until the
@@ -196,11 +196,21 @@ fn take(app: &App, rollout: &Rollout<'_>, p: &Place, held: &[RebootSlot]) -> Res
     let etcd = rollout.etcd();
     let lease = etcd.grant(ttl)?;
     let bytes = serde_json::to_vec(&value)?;
-    let taken = if mine.is_some() {
-        etcd.put(&key, &bytes, Some(lease))?;
-        true
-    } else {
-        etcd.create(&key, &bytes, lease)?
+    // Its own slot is taken over only while it still holds what was read
+    // (its old lease may end meanwhile, and another host take it).
+    let taken = match &mine {
+        Some(_) => {
+            let was = held
+                .iter()
+                .find(|s| s.key == key)
+                .map(serde_json::to_vec)
+                .transpose()?;
+            match was {
+                Some(was) => etcd.put_if(&key, Holding::Bytes(&was), &bytes, Some(lease))?,
+                None => false,
+            }
+        }
+        None => etcd.create(&key, &bytes, lease)?,
     };
     if !taken {
         return Ok(Ask::Wait(format!(
@@ -218,10 +228,18 @@ pub(super) fn hand_over(app: &App, taken: Taken) -> Result<HeldSlot> {
     let held = taken.held();
     let Taken { slot, mut value } = taken;
     let rollout = Rollout::new(app, &value.host).context("the agent config has no [fleet]")?;
+    let before = serde_json::to_vec(&value)?;
     value.rebooting_at = Some(now_secs());
-    rollout
+    // Only over what this host put: if its lease ended while etcd could not
+    // be reached (and another host may hold the slot now), no reboot.
+    let kept = rollout
         .etcd()
-        .put(&value.key, &serde_json::to_vec(&value)?, None)
+        .put_if(
+            &value.key,
+            Holding::Bytes(&before),
+            &serde_json::to_vec(&value)?,
+            None,
+        )
         .with_context(|| {
             format!(
                 "failed to keep the reboot slot {} for the reboot",
@@ -229,6 +247,12 @@ pub(super) fn hand_over(app: &App, taken: Taken) -> Result<HeldSlot> {
             )
         })?;
     drop(slot);
+    if !kept {
+        anyhow::bail!(
+            "the reboot slot {} is no longer this host's (its lease ended while etcd could not be reached): no reboot now",
+            value.key
+        );
+    }
     Ok(held)
 }
 
@@ -343,7 +367,13 @@ fn keep(app: &App, held: &HeldSlot, why: &str) -> Result<String> {
                 ..RebootSlot::default()
             });
         value.kept = Some(reason.clone());
-        etcd.put(&held.key, &serde_json::to_vec(&value)?, None)?;
+        // Over what was read only: a slot another host took meanwhile is
+        // theirs (the halt below still stops the wave).
+        let now = match current.as_deref() {
+            Some(bytes) => Holding::Bytes(bytes),
+            None => Holding::Nothing,
+        };
+        etcd.put_if(&held.key, now, &serde_json::to_vec(&value)?, None)?;
     }
     let halt_key = rollout.key(&format!("{HALTS}{}", held.wave));
     if etcd.get(&halt_key)?.is_none() {
@@ -429,7 +459,9 @@ pub fn fleet_resume_reboots(app: &App) -> Result<String> {
     }
     let mut hosts = Vec::new();
     for s in &read.slots {
-        let overdue = s.rebooting_at.is_some_and(|at| at + s.back_within < now);
+        let overdue = s
+            .rebooting_at
+            .is_some_and(|at| gate::overdue(at, s.back_within, now));
         if s.kept.is_some() || overdue {
             etcd.delete(&s.key)?;
             hosts.push(s.host.as_str());

@@ -10,6 +10,15 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// What a key holds, for [`Etcd::put_if`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Holding<'a> {
+    /// It does not exist.
+    Nothing,
+    /// It holds these bytes.
+    Bytes(&'a [u8]),
+}
+
 /// Bound on one request to one endpoint.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on connecting to one endpoint.
@@ -191,6 +200,37 @@ impl Etcd {
                 "compare": [{"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": "0"}],
                 "success": [{"request_put": {"key": k, "value": b64(value), "lease": lease.to_string()}}],
             }),
+        )?;
+        Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    /// Puts `value` at `key` (on `lease`, or none) only if the key holds
+    /// what `now` says (its bytes, or nothing); whether it did. What a
+    /// host writes over a key it believes its own goes through this: a
+    /// key another host took meanwhile is never overwritten.
+    pub(crate) fn put_if(
+        &self,
+        key: &str,
+        now: Holding<'_>,
+        value: &[u8],
+        lease: Option<i64>,
+    ) -> Result<bool> {
+        let k = b64(key.as_bytes());
+        let compare = match now {
+            Holding::Nothing => {
+                json!({"key": k, "result": "EQUAL", "target": "CREATE", "create_revision": "0"})
+            }
+            Holding::Bytes(b) => {
+                json!({"key": k, "result": "EQUAL", "target": "VALUE", "value": b64(b)})
+            }
+        };
+        let mut put = json!({"key": k, "value": b64(value)});
+        if let Some(l) = lease {
+            put["lease"] = json!(l.to_string());
+        }
+        let v = self.call(
+            "/v3/kv/txn",
+            &json!({"compare": [compare], "success": [{"request_put": put}]}),
         )?;
         Ok(v.get("succeeded").and_then(Value::as_bool).unwrap_or(false))
     }

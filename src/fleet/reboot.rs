@@ -187,11 +187,13 @@ impl Input<'_> {
             return Some(format!("{} keeps its reboot slot: {why}", slot.host));
         }
         let at = slot.rebooting_at?;
-        (at + slot.back_within < self.now).then(|| {
+        overdue(at, slot.back_within, self.now).then(|| {
             format!(
                 "{} went down to reboot {} ago and is not back healthy (back_within {})",
                 slot.host,
-                humantime::format_duration(std::time::Duration::from_secs(self.now - at)),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    self.now.saturating_sub(at)
+                )),
                 humantime::format_duration(std::time::Duration::from_secs(slot.back_within)),
             )
         })
@@ -277,9 +279,24 @@ pub(crate) fn decide(i: &Input<'_>) -> RebootGate {
     RebootGate::Go
 }
 
+/// Whether a host that went down at `at` (seconds, from a slot's value in
+/// etcd) is past `back_within` at `now`. Numbers no host would write (an
+/// end past the clock's range) count as past: the gate holds.
+pub(crate) fn overdue(at: u64, back_within: u64, now: u64) -> bool {
+    at.checked_add(back_within).is_none_or(|end| end < now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slots_numbers_from_etcd_never_overflow_and_absurd_ones_hold() {
+        assert!(!overdue(100, 60, 150));
+        assert!(overdue(100, 60, 161));
+        assert!(overdue(u64::MAX, 1, 0));
+        assert!(overdue(1, u64::MAX, 0));
+    }
     use crate::desired::fleet::parse;
 
     fn policy() -> FleetPolicy {
