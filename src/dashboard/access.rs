@@ -105,9 +105,52 @@ fn same(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
+/// Whether a request naming `host` (its `Host` header) may read a page
+/// served without a token: only when it names this machine's loopback
+/// (`127.0.0.1:8430`, `[::1]:8430`, `localhost:8430`). A web page the
+/// operator opens elsewhere could otherwise point its own name at
+/// 127.0.0.1 (DNS rebinding) and read the fleet through the browser; with
+/// a token that read fails anyway.
+pub(crate) fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_token_only_a_loopback_host_header_reads() {
+        for ok in [
+            "127.0.0.1:8430",
+            "127.0.0.1",
+            "[::1]:8430",
+            "localhost:8430",
+            "LOCALHOST",
+        ] {
+            assert!(loopback_host(Some(ok)), "{ok}");
+        }
+        for refused in [
+            "evil.example:8430",
+            "10.0.0.1:8430",
+            "[::2]:1",
+            "",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(Some(refused)), "{refused}");
+        }
+        assert!(!loopback_host(None));
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("an address")

@@ -34,6 +34,8 @@ pub(crate) struct Request {
     pub query: Vec<(String, String)>,
     /// The `Authorization` header, when sent.
     pub authorization: Option<String>,
+    /// The `Host` header, when sent.
+    pub host: Option<String>,
 }
 
 impl Request {
@@ -202,7 +204,7 @@ pub(crate) fn parse(head: &[u8]) -> Result<Request, Refusal> {
             (k.to_owned(), v.to_owned())
         })
         .collect();
-    let mut authorization = None;
+    let (mut authorization, mut host) = (None, None);
     for (n, line) in lines.filter(|l| !l.is_empty()).enumerate() {
         if n >= HEADERS_MAX {
             return Err(Refusal::TooLarge);
@@ -212,6 +214,8 @@ pub(crate) fn parse(head: &[u8]) -> Result<Request, Refusal> {
         };
         if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("host") {
+            host = Some(value.trim().to_owned());
         }
     }
     Ok(Request {
@@ -219,6 +223,7 @@ pub(crate) fn parse(head: &[u8]) -> Result<Request, Refusal> {
         path: path.to_owned(),
         query,
         authorization,
+        host,
     })
 }
 
@@ -266,6 +271,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",

@@ -128,6 +128,9 @@ struct Server<'a> {
     app: &'a App,
     cancel: &'a Cancel,
     token: Option<Vec<u8>>,
+    /// Clients authenticate (a token or client certificates): a request
+    /// may then name any host.
+    authenticated: bool,
     tls: Option<Arc<rustls::ServerConfig>>,
     changes: Arc<Changes>,
     reads: reads::Reads,
@@ -171,6 +174,7 @@ impl<'a> Server<'a> {
         Ok(Server {
             app,
             cancel,
+            authenticated: protection.token || protection.client_ca,
             token,
             tls,
             changes: Arc::new(Changes::default()),
@@ -264,6 +268,16 @@ impl<'a> Server<'a> {
                 "WWW-Authenticate",
                 "Basic realm=\"driftless fleet\", charset=\"UTF-8\"".to_owned(),
             ));
+            return http::write(c, &r, req.method);
+        }
+        // Unauthenticated: the page is this machine's, so the request must
+        // name it (else a site the operator opens could read it by DNS
+        // rebinding).
+        if !self.authenticated && !access::loopback_host(req.host.as_deref()) {
+            let r = Response::text(
+                421,
+                "this dashboard answers only requests for 127.0.0.1, [::1] or localhost (or give it a token)",
+            );
             return http::write(c, &r, req.method);
         }
         if req.path == "/events" {

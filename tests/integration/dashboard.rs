@@ -528,6 +528,16 @@ fn the_dashboards_api_is_fleet_status_its_events_follow_records_and_beyond_loopb
     }
     let head = request(serve.port(), "HEAD", "/", None);
     assert_eq!((head.status, head.body.len()), (200, 0));
+    // Without a token, only requests for this machine are answered: a
+    // page elsewhere cannot read it through the browser by DNS rebinding.
+    for host in ["rebound.example:8430", ""] {
+        let mut s = TcpStream::connect(("127.0.0.1", serve.port())).expect("connect");
+        let req = format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("send");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 421 "), "Host {host}: {answer}");
+    }
     // A request head over 16 KiB is refused, and the server goes on.
     let mut big = TcpStream::connect(("127.0.0.1", serve.port())).expect("connect");
     let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20 << 10));
@@ -546,7 +556,7 @@ fn the_dashboards_api_is_fleet_status_its_events_follow_records_and_beyond_loopb
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     events
-        .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
         .expect("ask");
     let mut seen = String::new();
     let mut read_until = |count: usize, within: Duration| {
