@@ -368,7 +368,22 @@ impl<'a> Rollout<'a> {
 
     /// The reboot slots held and the waves whose reboots are halted.
     pub(super) fn reboots(&self) -> Result<Reboots> {
-        let slots = self.read::<RebootSlot>(SLOTS)?;
+        let mut slots = Read {
+            ok: Vec::new(),
+            unreadable: Vec::new(),
+        };
+        // A slot is where it is listed, whatever its value says (a value
+        // naming another key must not make `fleet resume --reboots` delete
+        // that one, nor leave this one held).
+        for kv in self.etcd.list(&self.key(SLOTS))? {
+            match serde_json::from_slice::<RebootSlot>(&kv.value) {
+                Ok(mut s) => {
+                    s.key = kv.key;
+                    slots.ok.push(s);
+                }
+                Err(_) => slots.unreadable.push(kv.key),
+            }
+        }
         let prefix = self.key(HALTS);
         let halts = self
             .etcd

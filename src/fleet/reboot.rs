@@ -89,7 +89,14 @@ impl RebootHalt {
     /// The halt the value of key `<…>/reboot-halt/<wave>` stands for: its
     /// JSON, else the text itself as the reason.
     pub(crate) fn read(wave: &str, value: &[u8]) -> RebootHalt {
-        serde_json::from_slice(value).unwrap_or_else(|_| {
+        let json = serde_json::from_slice::<RebootHalt>(value).map(|mut h| {
+            // The wave is the key's, whatever the value says; the reason is
+            // bounded as a text one is.
+            h.wave = wave.to_owned();
+            h.reason = h.reason.chars().take(HALT_REASON_MAX).collect();
+            h
+        });
+        json.unwrap_or_else(|_| {
             let text = String::from_utf8_lossy(value);
             let mut reason: String = text.trim().chars().take(HALT_REASON_MAX).collect();
             if reason.is_empty() {
@@ -289,6 +296,16 @@ pub(crate) fn overdue(at: u64, back_within: u64, now: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_halt_holds_the_wave_of_its_key_whatever_its_value_says() {
+        let long = "x".repeat(1000);
+        let value = format!(r#"{{"wave":"rest","host":"h1","reason":"{long}","at":"t"}}"#);
+        let h = RebootHalt::read("canary", value.as_bytes());
+        assert_eq!(h.wave, "canary");
+        assert_eq!(h.reason.chars().count(), HALT_REASON_MAX);
+        assert_eq!(RebootHalt::read("canary", b"stop it").reason, "stop it");
+    }
 
     #[test]
     fn a_slots_numbers_from_etcd_never_overflow_and_absurd_ones_hold() {
