@@ -96,9 +96,6 @@ pub(crate) struct Input<'a> {
     pub descends: &'a dyn Fn(&str, &str) -> bool,
 }
 
-/// Records named in a message, at most.
-const NAMED: usize = 5;
-
 /// Decides.
 pub(crate) fn decide(i: &Input<'_>) -> Gate {
     let wave_of = |host: &str, roles: &[String]| i.policy.wave_of(host, roles);
@@ -112,23 +109,13 @@ pub(crate) fn decide(i: &Input<'_>) -> Gate {
     }
     let short = &i.candidate[..i.candidate.len().min(12)];
     if !i.unreadable.is_empty() {
-        let named: Vec<&str> = i
-            .unreadable
-            .iter()
-            .take(NAMED)
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<&str> = i.unreadable.iter().map(String::as_str).collect();
         return Gate::Wait(
             Reason::Unreadable,
             format!(
-                "{} of the fleet cannot be read ({}{}): it may hold a rollback of {short}, so no new commit is applied until its host rewrites it or an operator deletes it",
+                "{} of the fleet cannot be read ({}): it may hold a rollback of {short}, so no new commit is applied until its host rewrites it or an operator deletes it",
                 crate::words::count(i.unreadable.len(), "record"),
-                named.join(", "),
-                if i.unreadable.len() > NAMED {
-                    ", …"
-                } else {
-                    ""
-                }
+                super::first_few(&keys),
             ),
         );
     }

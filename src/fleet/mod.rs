@@ -11,3 +11,21 @@ pub(crate) mod gate;
 pub(crate) mod reboot;
 pub(crate) mod record;
 pub(crate) mod watch;
+
+/// Names shown in one message, at most.
+pub(crate) const NAMED: usize = 5;
+
+/// The first [`NAMED`] of `names`, joined, and `…` when there are more:
+/// a message about many records stays one line.
+pub(crate) fn first_few(names: &[&str]) -> String {
+    let mut shown = names
+        .iter()
+        .take(NAMED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMED {
+        shown.push_str(", …");
+    }
+    shown
+}

@@ -144,23 +144,6 @@ pub(crate) struct Input<'a> {
     pub now: u64,
 }
 
-/// Hosts named in a message, at most.
-const NAMED: usize = 5;
-
-/// `names`, at most [`NAMED`] of them, joined.
-fn named(names: &[&str]) -> String {
-    let mut shown = names
-        .iter()
-        .take(NAMED)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > NAMED {
-        shown.push_str(", …");
-    }
-    shown
-}
-
 impl Input<'_> {
     /// The index of the wave called `name` in the policy; a name it does
     /// not know holds every wave (index 0), failing closed.
@@ -219,7 +202,7 @@ pub(crate) fn decide(i: &Input<'_>) -> RebootGate {
         return RebootGate::Wait(format!(
             "{} of the fleet cannot be read ({}): it may be a host rebooting, so this host does not reboot until its host rewrites it or an operator deletes it",
             crate::words::count(keys.len(), "record"),
-            named(&keys)
+            super::first_few(&keys)
         ));
     }
     if let Some(h) = i.halts.iter().find(|h| i.wave_named(&h.wave) <= i.wave) {
@@ -263,7 +246,7 @@ pub(crate) fn decide(i: &Input<'_>) -> RebootGate {
         if !rebooting.is_empty() {
             return RebootGate::Wait(format!(
                 "waiting for wave {name}'s hosts to be back healthy from their reboot: {}",
-                named(&rebooting)
+                super::first_few(&rebooting)
             ));
         }
         let due: Vec<&str> = i
@@ -279,7 +262,7 @@ pub(crate) fn decide(i: &Input<'_>) -> RebootGate {
         if !due.is_empty() {
             return RebootGate::Wait(format!(
                 "waiting for wave {name} to reboot first: {} still need a reboot",
-                named(&due)
+                super::first_few(&due)
             ));
         }
     }
