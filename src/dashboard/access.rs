@@ -43,6 +43,9 @@ pub(crate) fn check_listen(addr: &SocketAddr, p: Protection) -> Result<()> {
     Ok(())
 }
 
+/// The most of a token file read: its first line, within this.
+const TOKEN_MAX: u64 = 4096;
+
 /// Reads the bearer token: the file's first line, trimmed. Refused when
 /// empty, or readable by every user (it would not be a secret).
 pub(crate) fn read_token(path: &Path) -> Result<Vec<u8>> {
@@ -57,9 +60,19 @@ pub(crate) fn read_token(path: &Path) -> Result<Vec<u8>> {
             mode & 0o777
         );
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read the token file {}", path.display()))?;
-    let token = text.lines().next().unwrap_or("").trim();
+    // Its first line is all that is read: a token is short, and a file
+    // named by mistake (a log, a device) is not read whole.
+    let mut text = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::io::Read::take(
+            std::fs::File::open(path)
+                .with_context(|| format!("failed to read the token file {}", path.display()))?,
+            TOKEN_MAX,
+        )),
+        &mut text,
+    )
+    .with_context(|| format!("failed to read the token file {}", path.display()))?;
+    let token = text.trim();
     if token.is_empty() {
         bail!("the token file {} is empty", path.display());
     }
