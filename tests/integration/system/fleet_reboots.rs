@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::harness::{AGENT_CONFIG, CONFIG_DIR, Host};
-use super::reboots::{REBOOT_POSTPONED, UNIT, closed_window, journal_with, wait_for_reboot};
+use super::reboots::{
+    REBOOT_POSTPONED, REBOOTED, UNIT, closed_window, journal_with, wait_for_reboot,
+};
 use crate::etcd::{Etcd, etcdctl};
 
 const RUNNING_KERNEL: &str = "/srv/running-kernel";
@@ -131,6 +133,12 @@ fn in_turn(
             r["rebooted"].is_object() && r["slot"].is_null()
         });
         assert_eq!(r["rebooted"]["new_kernel"], NEW_KERNEL, "{r}");
+        // And the journal: rebooted, into the new kernel.
+        let said = journal_with(host, REBOOTED);
+        assert!(
+            said.iter().any(|e| e["DRIFTLESS_NEW_KERNEL"] == NEW_KERNEL),
+            "{name}: {said:?}"
+        );
     }
     // The records say so (the next converge at most).
     eventually("the records say both rebooted", 30, || {

@@ -22,7 +22,7 @@ const CHECK_LOG: &str = "/var/lib/dl-checks.log";
 const METRICS: &str = "/var/lib/dl-driftless.prom";
 // MESSAGE_IDs, as docs/journal.md lists them.
 const REBOOT_REQUIRED: &str = "eb26385a0c434da5b28b69a68dbac1df";
-const REBOOTED: &str = "d2aee250fbed4e11af5e08b778d2ca4b";
+pub(super) const REBOOTED: &str = "d2aee250fbed4e11af5e08b778d2ca4b";
 pub(super) const REBOOT_POSTPONED: &str = "f62ef42dc61d482bb61e275cd436ad3e";
 
 /// The agent config: a fast schedule, reboots when required in `window`,
